@@ -1,0 +1,10 @@
+# Libraries from the OS packages (scripts/setup.sh installs them on Debian).
+find_package(MPI REQUIRED COMPONENTS CXX)
+find_package(cxxopts REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(TOMLPLUSPLUS REQUIRED IMPORTED_TARGET tomlplusplus)
+find_package(Threads REQUIRED)
+if(FTDIST_TESTS)
+  find_package(GTest REQUIRED)
+endif()

@@ -1,0 +1,16 @@
+// GPU binding under a launcher: each process uses GPU = its local rank (DESIGN.md §5). The local
+// rank comes from OMPI_COMM_WORLD_LOCAL_RANK / MPI_LOCALRANKID / SLURM_LOCALID, else from an
+// MPI_COMM_TYPE_SHARED split of the world (ranks sharing this node).
+#pragma once
+
+namespace ftdist::comm {
+
+// This process's rank among the processes on its node (0 when not launched by MPI).
+int local_rank();
+
+// Makes GPU local_rank() the current CUDA device and returns its index. Throws Error(BadInput)
+// when there are more ranks on the node than visible GPUs, Error(Cuda) when there is no GPU.
+// Only in builds with CUDA (FTDIST_WITH_CUDA).
+int bind_local_gpu();
+
+}  // namespace ftdist::comm

@@ -1,0 +1,10 @@
+// The subcommands of the `ftdist` executable. Each takes the arguments after its own name
+// (argv[0] is the command's full name, e.g. "ftdist bench comm") and returns the exit code.
+#pragma once
+
+namespace ftdist::cli {
+
+int bench_main(int argc, char** argv);       // ftdist bench <what>
+int bench_comm_main(int argc, char** argv);  // ftdist bench comm
+
+}  // namespace ftdist::cli

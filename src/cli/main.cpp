@@ -1,0 +1,44 @@
+// ftdist — entry point: MPI session, failure policy, subcommand dispatch.
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "ftdist/comm/failure_policy.h"
+#include "ftdist/comm/mpi_session.h"
+#include "ftdist/core/check.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: ftdist <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  bench comm    collective benchmark (all-gather, reduce-scatter, all-reduce, broadcast) with\n"
+    "                algbw/busbw and an optional correctness check; mpi (CPU) or nccl (GPU)\n"
+    "\n"
+    "Run `ftdist <command> --help` for its options. Multi-rank: mpirun -np 4 ftdist bench comm --check\n";
+
+int dispatch(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string command = argv[1];
+  if (command == "bench") return ftdist::cli::bench_main(argc - 1, argv + 1);
+  FT_CHECK_ARG(false, "unknown command '" << command << "'\n" << kUsage);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The session outlives run_guarded's handler, so an error can still MPI_Abort the whole job.
+  std::unique_ptr<ftdist::comm::MpiSession> mpi;
+  return ftdist::comm::run_guarded([&] {
+    mpi = std::make_unique<ftdist::comm::MpiSession>(&argc, &argv);
+    return dispatch(argc, argv);
+  });
+}

@@ -1,0 +1,39 @@
+#include "ftdist/comm/failure_policy.h"
+
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+
+#include "ftdist/comm/mpi_session.h"
+#include "ftdist/core/error.h"
+
+namespace ftdist::comm {
+
+namespace {
+[[noreturn]] void end_job(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (MpiSession::world_size() > 1) MpiSession::abort(code);  // takes every other rank down too
+  if (MpiSession::initialized()) MPI_Finalize();  // a single rank ends cleanly, without an abort banner
+  std::exit(code);
+}
+}  // namespace
+
+int run_guarded(const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "ftdist: %s\n", e.what());
+    end_job(exit_code_for(e.kind()));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ftdist: [rank %d] error: %s\n", MpiSession::world_rank(), e.what());
+    end_job(1);
+  } catch (...) {
+    std::fprintf(stderr, "ftdist: [rank %d] error: unknown exception\n", MpiSession::world_rank());
+    end_job(1);
+  }
+}
+
+}  // namespace ftdist::comm

@@ -1,0 +1,249 @@
+// The `nccl` backend: CUDA tensors through NCCL, bootstrapped over MPI (rank 0 of the group makes
+// the unique id and broadcasts it).
+//
+// The communicator is non-blocking (ncclConfig_t::blocking = 0): no NCCL call can hang the host.
+// Every call is followed by polling ncclCommGetAsyncError until it leaves ncclInProgress, and each
+// collective is then waited for on the host by polling its CUDA completion event together with the
+// async error, for at most CommOptions::timeout_s. On error or timeout the communicator is aborted
+// (ncclCommAbort) and an ftdist::Error is thrown, which the failure policy turns into an abort of
+// the whole job — a dead peer ends the job instead of hanging it.
+//
+// Collectives run on the caller's current CUDA stream (c10::cuda::getCurrentCUDAStream), so callers
+// order them against compute by choosing the stream.
+#include <c10/cuda/CUDAStream.h>
+
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include "backends.h"
+#include "ftdist/comm/device_binding.h"
+#include "ftdist/core/cuda_check.h"
+#include "ftdist/core/dtype.h"
+#include "ftdist/core/log.h"
+#include "ftdist/core/mpi_check.h"
+#include "ftdist/core/nccl_check.h"
+
+namespace ftdist::comm {
+namespace {
+
+ncclDataType_t nccl_type(at::ScalarType type, bool* ok) {
+  *ok = true;
+  switch (type) {
+    case at::kFloat: return ncclFloat32;
+    case at::kDouble: return ncclFloat64;
+    case at::kBFloat16: return ncclBfloat16;
+    case at::kHalf: return ncclFloat16;
+    case at::kLong: return ncclInt64;
+    case at::kInt: return ncclInt32;
+    default: *ok = false; return ncclFloat32;
+  }
+}
+
+ncclRedOp_t nccl_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return ncclSum;
+    case ReduceOp::Avg: return ncclAvg;
+    case ReduceOp::Max: return ncclMax;
+  }
+  return ncclSum;
+}
+
+// RAII CUDA event (timing disabled: it only marks completion).
+class CudaEvent {
+ public:
+  CudaEvent() { FT_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
+  ~CudaEvent() {
+    if (event_) cudaEventDestroy(event_);
+  }
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
+  cudaEvent_t get() const { return event_; }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(MpiGroup group, const CommOptions& options, int device_index)
+      : Communicator(options.verify_args), group_(std::move(group)), options_(options), device_index_(device_index) {
+    ncclUniqueId id;
+    if (group_.rank() == 0) FT_NCCL_CHECK(ncclGetUniqueId(&id));
+    FT_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, group_.get()));
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    FT_NCCL_CHECK(ncclCommInitRankConfig(&comm_, group_.size(), id, group_.rank(), &config));
+    wait_until_idle("ncclCommInitRankConfig");
+    FT_LOG_DEBUG("nccl communicator: rank " << group_.rank() << "/" << group_.size() << " on cuda:" << device_index_);
+  }
+
+  ~NcclCommunicator() override {
+    if (comm_ == nullptr) return;
+    if (!healthy_) {
+      ncclCommAbort(comm_);
+      return;
+    }
+    // Finalize (flushes outstanding work) with a bounded wait; abort if it does not finish.
+    ncclResult_t rc = ncclCommFinalize(comm_);
+    auto start = std::chrono::steady_clock::now();
+    ncclResult_t state = rc;
+    while (state == ncclInProgress && seconds_since(start) < options_.timeout_s) {
+      std::this_thread::yield();
+      ncclCommGetAsyncError(comm_, &state);
+    }
+    if (state == ncclSuccess) ncclCommDestroy(comm_);
+    else ncclCommAbort(comm_);
+  }
+
+  int rank() const override { return group_.rank(); }
+  int size() const override { return group_.size(); }
+  Backend backend() const override { return Backend::Nccl; }
+  at::Device device() const override { return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index_)); }
+
+  void barrier() override {
+    synchronize();
+    FT_MPI_CHECK(MPI_Barrier(group_.get()));
+  }
+
+  void synchronize() override {
+    CudaEvent done;
+    FT_CUDA_CHECK(cudaEventRecord(done.get(), stream()));
+    wait_for(done.get(), "synchronize");
+  }
+
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    return std::make_unique<NcclCommunicator>(group_.split(color, key), options_, device_index_);
+  }
+
+ protected:
+  void agree(const char* what, const Signature& sig, const std::string& local_problem) override {
+    static const char* const kNames[] = {"the collective", "the dtype", "the input element count",
+                                         "the output element count", "the reduce op", "the root"};
+    group_.agree(what, &sig.collective, kNames, 6, local_problem);
+  }
+
+  std::string backend_problem(const at::Tensor& t) const override {
+    std::ostringstream os;
+    bool ok = false;
+    nccl_type(t.scalar_type(), &ok);
+    if (!t.is_cuda() || t.get_device() != device_index_)
+      os << "the nccl backend takes tensors on cuda:" << device_index_ << ", got one on " << t.device();
+    else if (!ok)
+      os << "the nccl backend does not support dtype " << dtype_name(t.scalar_type());
+    return os.str();
+  }
+
+  void do_all_gather_into(const at::Tensor& out, const at::Tensor& in) override {
+    launch("ncclAllGather", [&](cudaStream_t s) {
+      return ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()), type_of(in), comm_, s);
+    });
+  }
+
+  void do_reduce_scatter(const at::Tensor& out, const at::Tensor& in, ReduceOp op) override {
+    launch("ncclReduceScatter", [&](cudaStream_t s) {
+      return ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()), type_of(in),
+                               nccl_op(op), comm_, s);
+    });
+  }
+
+  void do_all_reduce(const at::Tensor& tensor, ReduceOp op) override {
+    launch("ncclAllReduce", [&](cudaStream_t s) {
+      return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
+                           type_of(tensor), nccl_op(op), comm_, s);
+    });
+  }
+
+  void do_broadcast(const at::Tensor& tensor, int root) override {
+    launch("ncclBroadcast", [&](cudaStream_t s) {
+      return ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
+                           type_of(tensor), root, comm_, s);
+    });
+  }
+
+ private:
+  static double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  static ncclDataType_t type_of(const at::Tensor& t) {
+    bool ok = false;
+    return nccl_type(t.scalar_type(), &ok);
+  }
+  cudaStream_t stream() const {
+    return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device_index_)).stream();
+  }
+
+  template <typename Enqueue>
+  void launch(const char* call, Enqueue&& enqueue) {
+    ensure_healthy(call);
+    cudaStream_t s = stream();
+    ncclResult_t rc = enqueue(s);
+    if (rc != ncclSuccess && rc != ncclInProgress) fail(call, rc, "");
+    wait_until_idle(call);
+    CudaEvent done;
+    FT_CUDA_CHECK(cudaEventRecord(done.get(), s));
+    wait_for(done.get(), call);
+  }
+
+  void ensure_healthy(const char* call) const {
+    FT_CHECK(healthy_, ErrorKind::Comm, call << ": this NCCL communicator was aborted after an earlier error");
+  }
+
+  // Polls the async state until the last call has left ncclInProgress.
+  void wait_until_idle(const char* call) {
+    auto start = std::chrono::steady_clock::now();
+    ncclResult_t state = ncclInProgress;
+    while (true) {
+      ncclResult_t rc = ncclCommGetAsyncError(comm_, &state);
+      if (rc != ncclSuccess) fail(call, rc, "");
+      if (state == ncclSuccess) return;
+      if (state != ncclInProgress) fail(call, state, "");
+      if (seconds_since(start) > options_.timeout_s) fail(call, ncclInProgress, "timed out");
+      std::this_thread::yield();
+    }
+  }
+
+  // Polls `event` and the communicator's async error until the event completes or time runs out.
+  void wait_for(cudaEvent_t event, const char* call) {
+    auto start = std::chrono::steady_clock::now();
+    while (true) {
+      cudaError_t q = cudaEventQuery(event);
+      if (q == cudaSuccess) return;
+      if (q != cudaErrorNotReady) FT_CUDA_CHECK(q);
+      ncclResult_t state = ncclSuccess;
+      ncclCommGetAsyncError(comm_, &state);
+      if (state != ncclSuccess && state != ncclInProgress) fail(call, state, "");
+      if (seconds_since(start) > options_.timeout_s) fail(call, ncclSuccess, "timed out");
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+
+  [[noreturn]] void fail(const char* call, ncclResult_t rc, const char* what) {
+    healthy_ = false;
+    std::ostringstream os;
+    if (std::string(what) == "timed out")
+      os << call << " did not finish within " << options_.timeout_s
+         << " s (FTDIST_COMM_TIMEOUT_S); a peer rank has probably died or hung — aborting the NCCL communicator";
+    else
+      os << call << " failed: " << detail::nccl_error_string(rc, comm_);
+    ncclCommAbort(comm_);
+    comm_ = nullptr;
+    FT_CHECK(false, ErrorKind::Comm, os.str());
+    std::abort();  // unreachable: FT_CHECK(false) throws
+  }
+
+  MpiGroup group_;
+  CommOptions options_;
+  int device_index_;
+  ncclComm_t comm_ = nullptr;
+  bool healthy_ = true;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(MpiGroup group, const CommOptions& options) {
+  int device = bind_local_gpu();
+  return std::make_unique<NcclCommunicator>(std::move(group), options, device);
+}
+
+}  // namespace ftdist::comm

@@ -1,0 +1,28 @@
+// A job in which one rank fails while the others wait in a collective that can never finish.
+// tests/scripts/expect_exit.sh checks that every rank exits non-zero within seconds (the failure
+// policy aborts the job) instead of hanging. Usage: mpirun -np N ftdist_fail_helper [failing_rank]
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <thread>
+
+#include "ftdist/comm/communicator.h"
+#include "ftdist/comm/failure_policy.h"
+#include "ftdist/comm/mpi_session.h"
+#include "ftdist/core/check.h"
+
+int main(int argc, char** argv) {
+  std::unique_ptr<ftdist::comm::MpiSession> mpi;
+  return ftdist::comm::run_guarded([&] {
+    mpi = std::make_unique<ftdist::comm::MpiSession>(&argc, &argv);
+    int failing = argc > 1 ? std::atoi(argv[1]) : 1;
+    auto comm = ftdist::comm::make_communicator(at::kCPU);
+    if (comm->rank() == failing) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      FT_CHECK(false, ftdist::ErrorKind::Internal, "injected failure on rank " << failing);
+    }
+    at::Tensor t = at::ones({4}, at::kFloat);
+    comm->all_reduce(t, ftdist::comm::ReduceOp::Sum);  // the failing rank never joins
+    return 0;
+  });
+}

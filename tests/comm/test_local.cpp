@@ -1,0 +1,72 @@
+// The local backend (one process, no MPI) and the factory's choices without a launcher.
+#include <gtest/gtest.h>
+
+#include "ftdist/comm/communicator.h"
+#include "ftdist/comm/mpi_session.h"
+#include "ftdist/core/error.h"
+
+using ftdist::comm::Backend;
+using ftdist::comm::ReduceOp;
+
+namespace {
+
+TEST(Local, FactoryPicksLocalWithoutALauncher) {
+  ASSERT_FALSE(ftdist::comm::MpiSession::initialized()) << "this binary must run without mpirun";
+  auto comm = ftdist::comm::make_communicator(at::kCPU);
+  EXPECT_EQ(comm->backend(), Backend::Local);
+  EXPECT_EQ(comm->rank(), 0);
+  EXPECT_EQ(comm->size(), 1);
+}
+
+TEST(Local, CollectivesAreIdentities) {
+  auto comm = ftdist::comm::make_communicator(at::kCPU);
+  at::Tensor in = at::arange(6, at::kFloat);
+  at::Tensor out = at::zeros({6}, at::kFloat);
+  comm->all_gather_into(out, in);
+  EXPECT_TRUE(at::equal(out, in));
+  out.zero_();
+  comm->reduce_scatter(out, in, ReduceOp::Avg);
+  EXPECT_TRUE(at::equal(out, in));
+  at::Tensor t = in.clone();
+  comm->all_reduce(t, ReduceOp::Sum);
+  comm->broadcast(t, 0);
+  EXPECT_TRUE(at::equal(t, in));
+  comm->barrier();
+  auto sub = comm->split(3, 0);
+  EXPECT_EQ(sub->size(), 1);
+}
+
+TEST(Local, RejectsBadArgumentsToo) {
+  auto comm = ftdist::comm::make_communicator(at::kCPU);
+  at::Tensor in = at::arange(6, at::kFloat);
+  at::Tensor out = at::zeros({5}, at::kFloat);
+  EXPECT_THROW(comm->all_gather_into(out, in), ftdist::Error);
+  at::Tensor t = at::ones({2}, at::kFloat);
+  EXPECT_THROW(comm->broadcast(t, 1), ftdist::Error);
+  EXPECT_THROW(comm->all_reduce(at::ones({4, 4}).t(), ReduceOp::Sum), ftdist::Error);
+}
+
+TEST(Local, MpiAndNcclNeedALauncher) {
+  ftdist::comm::CommOptions o;
+  o.backend = Backend::Mpi;
+  try {
+    ftdist::comm::make_communicator(at::kCPU, o);
+    ADD_FAILURE() << "expected an error";
+  } catch (const ftdist::Error& e) {
+    EXPECT_EQ(e.kind(), ftdist::ErrorKind::BadInput);
+    EXPECT_NE(std::string(e.what()).find("mpirun"), std::string::npos) << e.what();
+  }
+  o.backend = Backend::Nccl;
+  EXPECT_THROW(ftdist::comm::make_communicator(at::kCUDA, o), ftdist::Error);
+}
+
+TEST(Local, NamesRoundTrip) {
+  for (Backend b : {Backend::Auto, Backend::Local, Backend::Mpi, Backend::Nccl})
+    EXPECT_EQ(ftdist::comm::backend_from_name(ftdist::comm::backend_name(b)), b);
+  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max})
+    EXPECT_EQ(ftdist::comm::reduce_op_from_name(ftdist::comm::reduce_op_name(op)), op);
+  EXPECT_THROW(ftdist::comm::backend_from_name("gloo"), ftdist::Error);
+  EXPECT_THROW(ftdist::comm::reduce_op_from_name("min"), ftdist::Error);
+}
+
+}  // namespace
