@@ -44,7 +44,8 @@ std::string render(ErrorKind kind, int rank, const std::string& message, const s
   os << error_kind_name(kind) << " error";
   if (!file.empty()) os << " at " << file << ":" << line;
   os << ": " << message;
-  if (!call.empty()) os << " (in " << call << ")";
+  // A bad-input message speaks to the user; the failing expression is for everything else.
+  if (!call.empty() && kind != ErrorKind::BadInput) os << " (in " << call << ")";
   return os.str();
 }
 }  // namespace
