@@ -241,7 +241,7 @@ int bench_comm_main(int argc, char** argv) {
   bool do_check = args.count("check") > 0;
 
   std::unique_ptr<Communicator> comm = comm::make_communicator(use_cuda ? at::kCUDA : at::kCPU, copts);
-  at::TensorOptions opts = at::TensorOptions().dtype(dtype).device(use_cuda ? comm->device() : at::Device(at::kCPU));
+  at::TensorOptions opts = at::TensorOptions().dtype(dtype).device(comm->device());
   int n = comm->size();
 
   FT_LOG_INFO("bench comm: backend " << comm::backend_name(comm->backend()) << ", " << n << " rank(s), device "

@@ -8,7 +8,7 @@
 
 namespace ftdist::comm {
 
-std::unique_ptr<Communicator> make_local_communicator(const CommOptions& options);
+std::unique_ptr<Communicator> make_local_communicator(const CommOptions& options, at::Device device);
 std::unique_ptr<Communicator> make_mpi_communicator(MpiGroup group, const CommOptions& options);
 #ifdef FTDIST_WITH_NCCL
 std::unique_ptr<Communicator> make_nccl_communicator(MpiGroup group, const CommOptions& options);

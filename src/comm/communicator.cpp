@@ -57,6 +57,9 @@ CommOptions comm_options_from_env(CommOptions base) {
   return base;
 }
 
+const char* const Communicator::kSignatureFieldNames[Communicator::kSignatureFields] = {
+    "the collective", "the dtype", "the input element count", "the output element count", "the reduce op", "the root"};
+
 namespace {
 enum CollectiveKind : int64_t { kAllGather = 1, kReduceScatter, kAllReduce, kBroadcast };
 

@@ -31,15 +31,15 @@ bool cuda_device_present() {
 std::unique_ptr<Communicator> make_communicator(at::DeviceType device, const CommOptions& options) {
   Backend backend = options.backend;
   if (backend == Backend::Auto) {
-    if (device == at::kCUDA) backend = Backend::Nccl;
-    else backend = MpiSession::initialized() ? Backend::Mpi : Backend::Local;
+    if (!MpiSession::initialized()) backend = Backend::Local;  // a plain process: one rank, no MPI
+    else backend = device == at::kCUDA ? Backend::Nccl : Backend::Mpi;
   }
   switch (backend) {
     case Backend::Local:
       FT_CHECK_ARG(MpiSession::world_size() == 1,
                    "the local backend is for one process, but this job has " << MpiSession::world_size()
                    << " ranks; use --backend mpi or nccl");
-      return make_local_communicator(options);
+      return make_local_communicator(options, device == at::kCUDA ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU));
     case Backend::Mpi:
       FT_CHECK_ARG(MpiSession::initialized(),
                    "the mpi backend needs the job to be started by mpirun or srun (MPI is not initialized)");

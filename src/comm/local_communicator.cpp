@@ -1,4 +1,5 @@
-// The `local` backend: one rank, no MPI. Collectives reduce to copies; tensors may live anywhere.
+// The `local` backend: one rank, no MPI. Collectives reduce to copies; tensors may live anywhere
+// (device() says where the caller should put them: the CPU, or GPU 0 for a CUDA job).
 #include <sstream>
 
 #include "backends.h"
@@ -9,17 +10,18 @@ namespace {
 
 class LocalCommunicator final : public Communicator {
  public:
-  explicit LocalCommunicator(const CommOptions& options) : Communicator(options.verify_args), options_(options) {}
+  LocalCommunicator(const CommOptions& options, at::Device device)
+      : Communicator(options.verify_args), options_(options), device_(device) {}
 
   int rank() const override { return 0; }
   int size() const override { return 1; }
   Backend backend() const override { return Backend::Local; }
-  at::Device device() const override { return at::Device(at::kCPU); }
+  at::Device device() const override { return device_; }
 
   void barrier() override {}
   std::unique_ptr<Communicator> split(int color, int /*key*/) override {
     FT_CHECK_ARG(color >= 0, "split: color must be >= 0, got " << color);
-    return make_local_communicator(options_);
+    return make_local_communicator(options_, device_);
   }
 
  protected:
@@ -38,12 +40,13 @@ class LocalCommunicator final : public Communicator {
     if (!out.is_same(in)) out.view(in.sizes()).copy_(in);
   }
   CommOptions options_;
+  at::Device device_;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_local_communicator(const CommOptions& options) {
-  return std::make_unique<LocalCommunicator>(options);
+std::unique_ptr<Communicator> make_local_communicator(const CommOptions& options, at::Device device) {
+  return std::make_unique<LocalCommunicator>(options, device);
 }
 
 }  // namespace ftdist::comm

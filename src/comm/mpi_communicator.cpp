@@ -47,9 +47,7 @@ class MpiCommunicator final : public Communicator {
 
  protected:
   void agree(const char* what, const Signature& sig, const std::string& local_problem) override {
-    static const char* const kNames[] = {"the collective", "the dtype", "the input element count",
-                                         "the output element count", "the reduce op", "the root"};
-    group_.agree(what, &sig.collective, kNames, 6, local_problem);
+    group_.agree(what, sig.data(), kSignatureFieldNames, kSignatureFields, local_problem);
   }
 
   std::string backend_problem(const at::Tensor& t) const override {

@@ -18,6 +18,12 @@ TEST(Local, FactoryPicksLocalWithoutALauncher) {
   EXPECT_EQ(comm->size(), 1);
 }
 
+TEST(Local, CudaJobWithoutALauncherIsLocalOnGpuZero) {
+  auto comm = ftdist::comm::make_communicator(at::kCUDA);  // creates no CUDA context
+  EXPECT_EQ(comm->backend(), Backend::Local);
+  EXPECT_EQ(comm->device(), at::Device(at::kCUDA, 0));
+}
+
 TEST(Local, CollectivesAreIdentities) {
   auto comm = ftdist::comm::make_communicator(at::kCPU);
   at::Tensor in = at::arange(6, at::kFloat);

@@ -24,6 +24,8 @@
 
 #include <ATen/ATen.h>
 
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -72,15 +74,11 @@ class Communicator {
  protected:
   explicit Communicator(bool verify_args) : verify_args_(verify_args) {}
 
-  // What every collective agrees on before it runs; one signature per call.
-  struct Signature {
-    int64_t collective;  // CollectiveKind
-    int64_t dtype;       // at::ScalarType
-    int64_t in_numel;
-    int64_t out_numel;
-    int64_t op;          // ReduceOp, or -1
-    int64_t root;        // or -1
-  };
+  // What every collective agrees on before it runs, one signature per call: collective kind,
+  // dtype (at::ScalarType), input element count, output element count, ReduceOp or -1, root or -1.
+  static constexpr int kSignatureFields = 6;
+  using Signature = std::array<int64_t, kSignatureFields>;
+  static const char* const kSignatureFieldNames[kSignatureFields];  // for messages
   // Agree on `sig` with every rank. `local_problem` is this rank's own complaint ("" if none).
   // Throws ftdist::Error(BadInput) on every rank when any rank complains or the signatures differ.
   virtual void agree(const char* what, const Signature& sig, const std::string& local_problem) = 0;
@@ -100,8 +98,9 @@ class Communicator {
 };
 
 // Picks the backend for tensors on `device` and this launch (see CommOptions::backend):
-//   auto + CUDA device -> nccl (error if ftdist was built without NCCL)
-//   auto + CPU device  -> mpi when MPI is initialized (launched by mpirun/srun), else local
+//   auto, plain process (no launcher)  -> local (size 1; on GPU 0 for a CUDA device)
+//   auto under mpirun/srun, CUDA       -> nccl (error if ftdist was built without NCCL)
+//   auto under mpirun/srun, CPU        -> mpi
 // Needs an MpiSession for mpi and nccl.
 std::unique_ptr<Communicator> make_communicator(at::DeviceType device, const CommOptions& options = comm_options_from_env());
 
