@@ -5,17 +5,12 @@
 #include <string>
 
 #include "ftdist/comm/communicator.h"
+#include "mpi_world.h"
 #include "ftdist/core/error.h"
 
 using ftdist::comm::ReduceOp;
 
 namespace {
-
-std::unique_ptr<ftdist::comm::Communicator> world() {
-  ftdist::comm::CommOptions o;
-  o.backend = ftdist::comm::Backend::Mpi;
-  return ftdist::comm::make_communicator(at::kCPU, o);
-}
 
 // Runs `body`, expects an ftdist::Error of kind BadInput whose message contains `needle`.
 template <typename Body>
@@ -39,7 +34,7 @@ void expect_still_usable(ftdist::comm::Communicator& comm) {
 class ArgErrors : public testing::Test {
  protected:
   void SetUp() override {
-    comm_ = world();
+    comm_ = mpi_world();
     ASSERT_GE(comm_->size(), 2) << "run this binary with mpirun -np 2 or more";
   }
   std::unique_ptr<ftdist::comm::Communicator> comm_;

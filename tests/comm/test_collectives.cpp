@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "ftdist/comm/communicator.h"
+#include "mpi_world.h"
 
-using ftdist::comm::Backend;
 using ftdist::comm::Communicator;
 using ftdist::comm::ReduceOp;
 
@@ -46,11 +46,7 @@ void expect_values(const at::Tensor& got, const std::vector<double>& want, const
 
 class Collectives : public testing::TestWithParam<at::ScalarType> {
  protected:
-  void SetUp() override {
-    ftdist::comm::CommOptions o;
-    o.backend = Backend::Mpi;
-    comm_ = ftdist::comm::make_communicator(at::kCPU, o);
-  }
+  void SetUp() override { comm_ = mpi_world(); }
   std::unique_ptr<Communicator> comm_;
 };
 
@@ -119,9 +115,7 @@ TEST_P(Collectives, TwoDimensionalTensorsAndEmptyTensors) {
 }
 
 TEST(CollectivesBarrier, BarrierReturnsOnEveryRank) {
-  ftdist::comm::CommOptions o;
-  o.backend = Backend::Mpi;
-  auto comm = ftdist::comm::make_communicator(at::kCPU, o);
+  auto comm = mpi_world();
   comm->barrier();
   at::Tensor one = at::ones({1}, at::kLong);
   comm->all_reduce(one, ReduceOp::Sum);

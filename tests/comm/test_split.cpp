@@ -3,20 +3,15 @@
 #include <gtest/gtest.h>
 
 #include "ftdist/comm/communicator.h"
+#include "mpi_world.h"
 #include "ftdist/core/error.h"
 
 using ftdist::comm::ReduceOp;
 
 namespace {
 
-std::unique_ptr<ftdist::comm::Communicator> world() {
-  ftdist::comm::CommOptions o;
-  o.backend = ftdist::comm::Backend::Mpi;
-  return ftdist::comm::make_communicator(at::kCPU, o);
-}
-
 TEST(Split, GroupsOfTwoReduceOnlyWithinTheGroup) {
-  auto comm = world();
+  auto comm = mpi_world();
   const int n = comm->size();
   if (n % 2 != 0) GTEST_SKIP() << "needs an even number of ranks, have " << n;
   // Shard groups: consecutive pairs {0,1}, {2,3}; replica groups: same position {0,2}, {1,3}.
@@ -43,7 +38,7 @@ TEST(Split, GroupsOfTwoReduceOnlyWithinTheGroup) {
 }
 
 TEST(Split, KeyReversesTheOrder) {
-  auto comm = world();
+  auto comm = mpi_world();
   auto reversed = comm->split(0, comm->size() - comm->rank());
   EXPECT_EQ(reversed->size(), comm->size());
   EXPECT_EQ(reversed->rank(), comm->size() - 1 - comm->rank());
@@ -53,7 +48,7 @@ TEST(Split, KeyReversesTheOrder) {
 }
 
 TEST(Split, NegativeColorIsRejectedOnEveryRank) {
-  auto comm = world();
+  auto comm = mpi_world();
   EXPECT_THROW(comm->split(-1, 0), ftdist::Error);
 }
 
