@@ -6,5 +6,8 @@ namespace ftdist::cli {
 
 int bench_main(int argc, char** argv);       // ftdist bench <what>
 int bench_comm_main(int argc, char** argv);  // ftdist bench comm
+int plan_main(int argc, char** argv);        // ftdist plan
+int models_main(int argc, char** argv);      // ftdist models
+int gpus_main(int argc, char** argv);        // ftdist gpus
 
 }  // namespace ftdist::cli

@@ -16,10 +16,14 @@ const char* kUsage =
     "usage: ftdist <command> [options]\n"
     "\n"
     "commands:\n"
+    "  plan          per-GPU memory, GPU count, sharding stage, time and cost of a fine-tuning job\n"
+    "  models        model presets with their parameter counts\n"
+    "  gpus          the GPU catalog (cluster/gpus.toml)\n"
     "  bench comm    collective benchmark (all-gather, reduce-scatter, all-reduce, broadcast) with\n"
     "                algbw/busbw and an optional correctness check; mpi (CPU) or nccl (GPU)\n"
     "\n"
-    "Run `ftdist <command> --help` for its options. Multi-rank: mpirun -np 4 ftdist bench comm --check\n";
+    "Run `ftdist <command> --help` for its options. Example:\n"
+    "  ftdist plan --model mistral-7b --gpu a100-80gb --seq-len 1024 --examples 10000\n";
 
 int dispatch(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
@@ -28,6 +32,9 @@ int dispatch(int argc, char** argv) {
   }
   std::string command = argv[1];
   if (command == "bench") return ftdist::cli::bench_main(argc - 1, argv + 1);
+  if (command == "plan") return ftdist::cli::plan_main(argc - 1, argv + 1);
+  if (command == "models") return ftdist::cli::models_main(argc - 1, argv + 1);
+  if (command == "gpus") return ftdist::cli::gpus_main(argc - 1, argv + 1);
   FT_CHECK_ARG(false, "unknown command '" << command << "'\n" << kUsage);
   return 2;
 }

@@ -41,11 +41,13 @@ std::string render(ErrorKind kind, int rank, const std::string& message, const s
                    const std::string& file, int line) {
   std::ostringstream os;
   if (rank >= 0) os << "[rank " << rank << "] ";
-  os << error_kind_name(kind) << " error";
-  if (!file.empty()) os << " at " << file << ":" << line;
+  // Messages about the user's input or job speak to the user; source positions and failing
+  // expressions are for everything else.
+  const bool for_user = kind == ErrorKind::BadInput || kind == ErrorKind::DoesNotFit;
+  os << error_kind_name(kind) << (kind == ErrorKind::DoesNotFit ? "" : " error");
+  if (!file.empty() && !for_user) os << " at " << file << ":" << line;
   os << ": " << message;
-  // A bad-input message speaks to the user; the failing expression is for everything else.
-  if (!call.empty() && kind != ErrorKind::BadInput) os << " (in " << call << ")";
+  if (!call.empty() && !for_user) os << " (in " << call << ")";
   return os.str();
 }
 }  // namespace

@@ -1,0 +1,21 @@
+// "Did you mean" for names a user types (presets, GPUs, options).
+//   closest_names("mistral7b", {"mistral-7b", "llama-2-7b"}) == {"mistral-7b"}
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace ftdist {
+
+// Up to `max_results` candidates closest to `name` (case-insensitive edit distance, ignoring '-',
+// '_', '.' and spaces); candidates containing `name` come first. Empty when nothing is close.
+std::vector<std::string> closest_names(const std::string& name, const std::vector<std::string>& candidates,
+                                       size_t max_results = 3);
+
+// Lower-cased copy (ASCII).
+std::string to_lower(std::string s);
+
+// "a, b or c" — for messages.
+std::string join_or(const std::vector<std::string>& names);
+
+}  // namespace ftdist

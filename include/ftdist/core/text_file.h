@@ -1,0 +1,17 @@
+// Whole-file reads with an error that names the flag or purpose (`what`) and the path.
+#pragma once
+
+#include <string>
+
+namespace ftdist {
+
+// Throws Error(BadInput) "<what>: cannot read '<path>' (<reason>)" when it cannot.
+std::string read_text_file(const std::string& path, const std::string& what);
+bool file_exists(const std::string& path);
+bool is_directory(const std::string& path);
+
+// Writes `text` to `path` atomically (a temporary file in the same directory, then rename), so a
+// reader never sees half a file. Throws Error(BadInput) naming `what` on failure.
+void write_text_file_atomic(const std::string& path, const std::string& text, const std::string& what);
+
+}  // namespace ftdist

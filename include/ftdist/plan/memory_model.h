@@ -1,0 +1,67 @@
+// The memory model: bytes per rank, per category, for one RunSetup of one model. The runtime
+// allocates exactly these buffers and reports its measured peaks under the same names
+// (DESIGN.md §4), so a plan that says "fits" is held to it.
+//
+//   MemoryBreakdown m = estimate_memory(model, setup);
+//   m.total();  m[MemCategory::optimizer];
+//
+// Units: one per decoder layer plus the root (embedding, final norm, lm_head). Each unit's
+// parameters form one flat buffer padded to a multiple of the shard group N; a rank owns a
+// contiguous shard of S = padded / N elements (unit_layout()).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ftdist/plan/model_spec.h"
+#include "ftdist/plan/run_setup.h"
+
+namespace ftdist::plan {
+
+enum class MemCategory {
+  params_sharded,    // persistent compute-dtype parameters: the shard (full, grad-op, hybrid) or a replica
+  master,            // fp32 master copy (bf16-mixed), sharded except in `none`
+  optimizer,         // optimizer states (AdamW: exp_avg, exp_avg_sq)
+  grads_sharded,     // gradient accumulation: the fp32 shard, or full bf16 grads (optimizer, none)
+  unsharded_params,  // gathered parameters: root for the step + `prefetch` layer slots (full), all (grad-op)
+  unsharded_grads,   // unsharded gradients before reduce-scatter: root + `prefetch` layer slots
+  activations,       // tensors autograd saves (derivation in memory_model.cpp) + backward workspace
+  logits,            // lm_head output, its fp32 copy for the loss, the fp32 gradient of the logits
+  comm_buffers,      // reduce-scatter outputs and dtype-conversion buffers
+  overhead,          // CUDA context, NCCL, allocator fragmentation
+};
+constexpr int kNumMemCategories = 10;
+const char* mem_category_name(MemCategory c);
+const std::array<MemCategory, kNumMemCategories>& all_mem_categories();
+
+struct MemoryBreakdown {
+  std::array<uint64_t, kNumMemCategories> bytes{};
+  uint64_t host_bytes = 0;  // with --offload: master + optimizer states in host memory
+  uint64_t operator[](MemCategory c) const { return bytes[static_cast<int>(c)]; }
+  uint64_t& operator[](MemCategory c) { return bytes[static_cast<int>(c)]; }
+  uint64_t total() const;
+  uint64_t model_states() const;  // params_sharded + master + optimizer + grads_sharded
+};
+
+struct UnitLayout {
+  int64_t layer_numel = 0;  // parameters of one decoder layer
+  int64_t root_numel = 0;   // embedding + final norm + lm_head
+  int64_t layer_shard = 0;  // S of one layer: ceil(layer_numel / N)
+  int64_t root_shard = 0;   // S of the root
+  int64_t layers = 0;
+  int64_t shard_numel() const { return layers * layer_shard + root_shard; }  // per rank
+  int64_t padded_numel(int n) const { return shard_numel() * n; }
+};
+UnitLayout unit_layout(const ModelSpec& model, int shard_group);
+
+// Bytes one rank's activations take per token per layer, everything saved for backward, with
+// flash attention (eager adds the score matrix, which grows with the sequence).
+double activation_bytes_per_token_layer(const ModelSpec& model, const RunSetup& setup);
+
+// `explain`, when given, receives one line per category: the formula with numbers substituted.
+MemoryBreakdown estimate_memory(const ModelSpec& model, const RunSetup& setup,
+                                std::vector<std::string>* explain = nullptr);
+
+}  // namespace ftdist::plan

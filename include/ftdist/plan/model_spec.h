@@ -1,0 +1,60 @@
+// ModelSpec — the shape of a Llama-family decoder (Llama 2/3, Mistral, Qwen2, Phi-3), enough to
+// count every parameter tensor of its Hugging Face checkpoint exactly and to size activations.
+//
+//   ModelSpec m = preset_model("mistral-7b");                 // presets.h
+//   ModelSpec m = model_from_hf_config("/models/x/config.json");
+//   m.param_count() == 7'241'732'096
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ftdist::plan {
+
+struct ModelSpec {
+  std::string name;
+  std::string model_type = "llama";  // llama | mistral | qwen2 | phi3
+  int64_t hidden = 0;                // h
+  int64_t intermediate = 0;          // I (SwiGLU: gate, up: h->I; down: I->h)
+  int64_t layers = 0;                // L
+  int64_t heads = 0;                 // query heads
+  int64_t kv_heads = 0;              // key/value heads (GQA; == heads for MHA)
+  int64_t head_dim = 0;              // explicit head_dim, else hidden / heads
+  int64_t vocab = 0;                 // V
+  bool tie_embeddings = false;       // lm_head shares the embedding matrix (no lm_head tensor)
+  bool qkv_bias = false;             // q/k/v projections carry biases (Qwen2)
+  int64_t max_position = 0;
+  int64_t sliding_window = 0;        // 0 = full attention
+
+  int64_t q_dim() const { return heads * head_dim; }      // hq
+  int64_t kv_dim() const { return kv_heads * head_dim; }  // hkv
+
+  // Parameters of one decoder layer: q,k,v,o projections (+ q,k,v biases), gate/up/down, two RMSNorms.
+  int64_t layer_params() const;
+  // Parameters outside the layers: embedding, final norm, lm_head (unless tied).
+  int64_t root_params() const;
+  // Everything: the sum of the sizes of the tensors in the HF checkpoint.
+  int64_t param_count() const { return layers * layer_params() + root_params(); }
+  // Parameters that take part in matrix products per token (all but the embedding lookup; a tied
+  // lm_head counts once, as the product it is): the Ψ of 6Ψ FLOPs per token.
+  int64_t matmul_params() const;
+
+  // One line per tensor of one layer and of the root, with its shape — for --explain and tests.
+  struct Tensor {
+    std::string name;
+    std::vector<int64_t> shape;
+  };
+  std::vector<Tensor> layer_tensors() const;
+  std::vector<Tensor> root_tensors() const;
+
+  // Throws ftdist::Error(BadInput) naming the first impossible field ("heads must divide hidden").
+  void validate(const std::string& origin) const;
+};
+
+// Reads a Hugging Face config.json (model types llama, mistral, qwen2, phi3). Errors name the file
+// and the key that is missing or malformed.
+ModelSpec model_from_hf_config(const std::string& path);
+ModelSpec model_from_hf_config_text(const std::string& json_text, const std::string& origin);
+
+}  // namespace ftdist::plan

@@ -1,0 +1,61 @@
+// RunSetup — how one training job is laid out on its ranks: sharding stage, group sizes, precision,
+// optimizer, checkpointing, micro-batch. The memory model, the time model and (later) the runtime
+// all read this one struct.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ftdist::plan {
+
+// FSDP names first, ZeRO names accepted as aliases (DESIGN.md §4).
+enum class Stage { Full, GradOp, Optimizer, None, Hybrid };
+enum class Precision { Bf16Mixed, Fp32, Bf16Pure };
+enum class OptimizerKind { AdamW, AdamW8bit, SgdMomentum };
+enum class Checkpointing { None, Full };
+enum class Attention { Flash, Eager };
+enum class FloatType { Bf16, Fp32 };
+
+const char* stage_name(Stage s);
+Stage stage_from_name(const std::string& name);  // full|zero3|3, grad-op|zero2|2, optimizer|zero1|1, none|ddp|zero0|0, hybrid|hsdp
+const char* precision_name(Precision p);
+Precision precision_from_name(const std::string& name);  // bf16-mixed | fp32 | bf16-pure
+const char* optimizer_name(OptimizerKind o);
+OptimizerKind optimizer_from_name(const std::string& name);  // adamw | adamw-8bit | sgd-momentum
+const char* checkpointing_name(Checkpointing c);
+Checkpointing checkpointing_from_name(const std::string& name);  // none | full
+const char* attention_name(Attention a);
+Attention attention_from_name(const std::string& name);  // flash | eager
+const char* float_type_name(FloatType t);
+FloatType float_type_from_name(const std::string& name, const std::string& what);  // bf16 | fp32
+inline int float_type_bytes(FloatType t) { return t == FloatType::Bf16 ? 2 : 4; }
+
+// Terms of the memory bill that are not tensors of the model: explicit, documented, configurable,
+// to be calibrated against measured runs.
+struct Overheads {
+  double cuda_context_gib = 0.75;  // CUDA context, cuBLAS/cuDNN workspaces, kernels loaded
+  double nccl_gib = 0.5;           // NCCL communicator buffers (channels x peers x NCCL_BUFFSIZE)
+  double fragmentation = 0.05;     // caching-allocator slack, as a fraction of all other bytes
+};
+
+struct RunSetup {
+  Stage stage = Stage::Full;
+  int shard_group = 1;  // N: ranks that share one copy of the sharded state (1 for `none`)
+  int replicas = 1;     // groups holding a copy each (data-parallel degree = shard_group * replicas)
+  Precision precision = Precision::Bf16Mixed;
+  FloatType reduce_dtype = FloatType::Fp32;      // dtype gradients are reduced in
+  FloatType grad_accum_dtype = FloatType::Fp32;  // the gradient shard (accumulation buffer)
+  OptimizerKind optimizer = OptimizerKind::AdamW;
+  Checkpointing checkpointing = Checkpointing::None;
+  Attention attention = Attention::Flash;
+  int64_t micro_batch = 1;  // sequences per rank per forward
+  int64_t seq_len = 2048;
+  int prefetch = 2;          // unsharded layer buffers in flight (the one computing + prefetched)
+  bool offload_optimizer = false;  // master + optimizer states in host memory
+  Overheads overheads;
+
+  int data_parallel() const { return shard_group * replicas; }
+  bool sharded_params() const { return stage == Stage::Full || stage == Stage::GradOp || stage == Stage::Hybrid; }
+};
+
+}  // namespace ftdist::plan

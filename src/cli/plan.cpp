@@ -1,0 +1,307 @@
+// ftdist plan — per-rank memory, GPU count and sharding stage, time and cost (issue: planner).
+#include <cxxopts.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "commands.h"
+#include "ftdist/core/bytes.h"
+#include "ftdist/core/check.h"
+#include "ftdist/core/suggest.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/plan/alternatives.h"
+#include "ftdist/plan/launch_script.h"
+#include "ftdist/plan/presets.h"
+#include "ftdist/plan/report.h"
+
+namespace ftdist::cli {
+namespace {
+using namespace ftdist::plan;
+
+// "auto" or a positive integer.
+std::optional<int64_t> auto_or_int(const std::string& text, const char* flag) {
+  if (text == "auto") return std::nullopt;
+  size_t used = 0;
+  int64_t v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  FT_CHECK_ARG(used == text.size() && used > 0 && v >= 1, flag << ": expected a positive integer or auto, got '" << text << "'");
+  return v;
+}
+
+double parse_fraction(const std::string& text, const char* flag) {
+  std::string t = text;
+  bool percent = !t.empty() && t.back() == '%';
+  if (percent) t.pop_back();
+  size_t used = 0;
+  double v = -1;
+  try {
+    v = std::stod(t, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  FT_CHECK_ARG(used == t.size() && used > 0, flag << ": expected a fraction like 0.1 or a percentage like 10%, got '" << text << "'");
+  return percent ? v / 100.0 : v;
+}
+
+double parse_count(const std::string& text, const char* flag) {
+  // 10000, 1e6, 2.5M, 1B
+  size_t used = 0;
+  double v = -1;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit = used < text.size() ? text.substr(used) : "";
+  double scale = unit.empty() ? 1 : unit == "K" || unit == "k" ? 1e3 : unit == "M" ? 1e6 : unit == "B" || unit == "G" ? 1e9 : unit == "T" ? 1e12 : -1;
+  FT_CHECK_ARG(used > 0 && scale > 0 && v > 0, flag << ": expected a positive count like 10000, 2.5M or 1B, got '" << text << "'");
+  return v * scale;
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// What would fit when nothing does: bigger GPUs from the catalog, offload, adapters.
+std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const GpuCatalog& catalog,
+                           const std::vector<AlternativeRow>& alts) {
+  std::ostringstream os;
+  int closest = least_memory_candidate(res);
+  if (closest < 0) return "no candidate could be laid out: check --gpus, --nodes and --global-batch";
+  const Candidate& c = res.candidates[closest];
+  uint64_t need = c.memory.total();
+  os << "nothing fits: the least memory any candidate needs is " << format_gib(double(need)) << " per GPU ("
+     << c.gpus << " x " << req.hardware[c.hardware].gpu.name << ", shard " << stage_name(c.setup.stage)
+     << ", micro-batch " << c.setup.micro_batch << ", checkpointing " << checkpointing_name(c.setup.checkpointing)
+     << ") against " << format_gib(double(c.usable_bytes)) << " usable.";
+  std::vector<std::string> bigger;
+  for (const GpuSpec& g : catalog.gpus())
+    if (double(g.memory_bytes()) * (1.0 - req.headroom) >= double(need)) bigger.push_back(g.name);
+  if (!bigger.empty()) os << " GPUs with enough memory for that layout: " << join_or(bigger) << " (--gpu).";
+  if (req.gpus || req.nodes) os << " Let the planner choose the GPU count: --gpus auto.";
+  if (!req.base.offload_optimizer) os << " Offloading optimizer states to host memory (--offload) frees "
+                                      << format_gib(double(c.memory[MemCategory::master] + c.memory[MemCategory::optimizer]))
+                                      << " per GPU in that layout.";
+  for (const AlternativeRow& a : alts)
+    if (a.fits) os << " " << (a.method == "lora" ? "LoRA" : "QLoRA") << " would fit on one GPU (" << format_gib(double(a.total)) << ").";
+  return os.str();
+}
+
+}  // namespace
+
+int plan_main(int argc, char** argv) {
+  cxxopts::Options options("ftdist plan",
+                           "Per-GPU memory, GPU count, sharding stage, time and cost of a full-parameter fine-tuning job.");
+  options.add_options("model")
+      ("model", "preset name (`ftdist models`)", cxxopts::value<std::string>())
+      ("model-config", "Hugging Face config.json (or the model directory)", cxxopts::value<std::string>());
+  options.add_options("hardware")
+      ("gpu", "GPU model from the catalog (`ftdist gpus`)", cxxopts::value<std::string>()->default_value("h100-80gb-sxm"))
+      ("gpus", "number of GPUs, or auto", cxxopts::value<std::string>()->default_value("auto"))
+      ("nodes", "number of nodes (default: from --gpus)", cxxopts::value<int>())
+      ("cluster", "cluster description TOML (node types, counts); the planner picks nodes x GPUs", cxxopts::value<std::string>())
+      ("max-gpus", "largest GPU count --gpus auto considers", cxxopts::value<int>()->default_value("512"))
+      ("gpu-catalog", "GPU catalog TOML (default: FTDIST_GPU_CATALOG, cluster/gpus.toml, built-in)", cxxopts::value<std::string>()->default_value(""));
+  options.add_options("workload")
+      ("seq-len", "tokens per sequence", cxxopts::value<int64_t>()->default_value("2048"))
+      ("micro-batch", "sequences per GPU per forward, or auto", cxxopts::value<std::string>()->default_value("auto"))
+      ("global-batch", "sequences per optimizer step (default: one micro-batch per GPU)", cxxopts::value<int64_t>()->default_value("0"))
+      ("examples", "training examples (each padded or packed to --seq-len)", cxxopts::value<std::string>())
+      ("tokens", "training tokens (instead of --examples)", cxxopts::value<std::string>())
+      ("epochs", "passes over the data", cxxopts::value<double>()->default_value("1"));
+  options.add_options("training")
+      ("shard", "full | grad-op | optimizer | none | hybrid (ZeRO names too), or auto", cxxopts::value<std::string>()->default_value("auto"))
+      ("precision", "bf16-mixed | fp32 | bf16-pure", cxxopts::value<std::string>()->default_value("bf16-mixed"))
+      ("reduce-dtype", "gradient reduction dtype: fp32 | bf16", cxxopts::value<std::string>()->default_value("fp32"))
+      ("grad-accum-dtype", "gradient shard dtype in bf16-mixed: fp32 | bf16", cxxopts::value<std::string>()->default_value("fp32"))
+      ("optimizer", "adamw | adamw-8bit | sgd-momentum", cxxopts::value<std::string>()->default_value("adamw"))
+      ("checkpointing", "activation checkpointing: none | full | auto", cxxopts::value<std::string>()->default_value("auto"))
+      ("attention", "flash | eager", cxxopts::value<std::string>()->default_value("flash"))
+      ("offload", "keep master weights and optimizer states in host memory")
+      ("prefetch", "unsharded layer buffers in flight", cxxopts::value<int>()->default_value("2"))
+      ("overhead-context-gib", "CUDA context and library workspaces per GPU", cxxopts::value<double>()->default_value("0.75"))
+      ("overhead-nccl-gib", "NCCL buffers per GPU", cxxopts::value<double>()->default_value("0.5"))
+      ("fragmentation", "allocator slack as a fraction of the rest", cxxopts::value<double>()->default_value("0.05"))
+      ("lora-rank", "rank of the LoRA/QLoRA comparison rows", cxxopts::value<int>()->default_value("16"))
+      ("lora-targets", "modules of the LoRA/QLoRA rows", cxxopts::value<std::string>()->default_value("q,k,v,o,gate,up,down"));
+  options.add_options("decision and output")
+      ("headroom", "GPU memory kept free (fraction or %)", cxxopts::value<std::string>()->default_value("0.10"))
+      ("mfu", "achievable fraction of peak (overrides the catalog's efficiency)", cxxopts::value<double>())
+      ("objective", "cost | time", cxxopts::value<std::string>()->default_value("cost"))
+      ("json", "print the plan as JSON")
+      ("explain", "print every formula with its numbers")
+      ("emit", "write launch files for the recommendation: slurm | mpirun", cxxopts::value<std::string>())
+      ("emit-dir", "directory for --emit files", cxxopts::value<std::string>()->default_value("."))
+      ("h,help", "this help");
+  cxxopts::ParseResult args;
+  try {
+    args = options.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    FT_CHECK_ARG(false, "ftdist plan: " << e.what() << " (see --help)");
+  }
+  if (args.count("help")) {
+    std::printf("%s\n", options.help().c_str());
+    return 0;
+  }
+  FT_CHECK_ARG(args.unmatched().empty(), "ftdist plan: unexpected argument '" << args.unmatched()[0] << "'");
+
+  // ---- model ----
+  PlanRequest req;
+  FT_CHECK_ARG(args.count("model") + args.count("model-config") == 1,
+               "ftdist plan: give exactly one of --model NAME (see `ftdist models`) or --model-config PATH");
+  req.model = args.count("model") ? preset_model(args["model"].as<std::string>())
+                                  : model_from_hf_config(args["model-config"].as<std::string>());
+
+  // ---- hardware ----
+  GpuCatalog catalog = GpuCatalog::load_default(args["gpu-catalog"].as<std::string>());
+  req.max_gpus = args["max-gpus"].as<int>();
+  FT_CHECK_ARG(req.max_gpus >= 1, "--max-gpus must be >= 1");
+  std::string cluster_name;
+  if (args.count("cluster")) {
+    Cluster cluster = load_cluster(args["cluster"].as<std::string>(), catalog);
+    cluster_name = cluster.origin;
+    for (const NodeType& nt : cluster.node_types)
+      req.hardware.push_back({nt.name, nt.gpu, nt.gpus_per_node, nt.count});
+  } else {
+    const GpuSpec& g = catalog.find(args["gpu"].as<std::string>());
+    req.hardware.push_back({"", g, g.gpus_per_node, std::max(1, req.max_gpus / g.gpus_per_node)});
+  }
+  if (auto g = auto_or_int(args["gpus"].as<std::string>(), "--gpus")) req.gpus = int(*g);
+  if (args.count("nodes")) {
+    req.nodes = args["nodes"].as<int>();
+    FT_CHECK_ARG(*req.nodes >= 1, "--nodes must be >= 1");
+  }
+
+  // ---- run setup ----
+  RunSetup& s = req.base;
+  s.seq_len = args["seq-len"].as<int64_t>();
+  FT_CHECK_ARG(s.seq_len >= 1, "--seq-len must be >= 1");
+  if (req.model.max_position > 0 && s.seq_len > req.model.max_position)
+    std::fprintf(stderr, "ftdist plan: warning: --seq-len %lld exceeds the model's max_position_embeddings %lld\n",
+                 static_cast<long long>(s.seq_len), static_cast<long long>(req.model.max_position));
+  if (auto mb = auto_or_int(args["micro-batch"].as<std::string>(), "--micro-batch")) req.micro_batch = *mb;
+  req.global_batch = args["global-batch"].as<int64_t>();
+  FT_CHECK_ARG(req.global_batch >= 0, "--global-batch must be >= 0");
+  std::string shard = args["shard"].as<std::string>();
+  if (shard != "auto") req.stage = stage_from_name(shard);
+  s.precision = precision_from_name(args["precision"].as<std::string>());
+  s.reduce_dtype = float_type_from_name(args["reduce-dtype"].as<std::string>(), "--reduce-dtype");
+  s.grad_accum_dtype = float_type_from_name(args["grad-accum-dtype"].as<std::string>(), "--grad-accum-dtype");
+  s.optimizer = optimizer_from_name(args["optimizer"].as<std::string>());
+  std::string ck = args["checkpointing"].as<std::string>();
+  if (ck != "auto") req.checkpointing = checkpointing_from_name(ck);
+  s.attention = attention_from_name(args["attention"].as<std::string>());
+  s.offload_optimizer = args.count("offload") > 0;
+  s.prefetch = args["prefetch"].as<int>();
+  FT_CHECK_ARG(s.prefetch >= 1, "--prefetch must be >= 1");
+  s.overheads.cuda_context_gib = args["overhead-context-gib"].as<double>();
+  s.overheads.nccl_gib = args["overhead-nccl-gib"].as<double>();
+  s.overheads.fragmentation = args["fragmentation"].as<double>();
+  FT_CHECK_ARG(s.overheads.cuda_context_gib >= 0 && s.overheads.nccl_gib >= 0 && s.overheads.fragmentation >= 0,
+               "--overhead-context-gib, --overhead-nccl-gib and --fragmentation must be >= 0");
+
+  // ---- workload ----
+  FT_CHECK_ARG(args.count("examples") + args.count("tokens") == 1,
+               "ftdist plan: give exactly one of --examples N (sequences of --seq-len) or --tokens N");
+  double epochs = args["epochs"].as<double>();
+  FT_CHECK_ARG(epochs > 0, "--epochs must be positive");
+  double examples = args.count("examples") ? parse_count(args["examples"].as<std::string>(), "--examples") : 0;
+  double tokens = args.count("tokens") ? parse_count(args["tokens"].as<std::string>(), "--tokens") : examples * double(s.seq_len);
+  req.total_tokens = tokens * epochs;
+
+  req.headroom = parse_fraction(args["headroom"].as<std::string>(), "--headroom");
+  FT_CHECK_ARG(req.headroom >= 0 && req.headroom < 1, "--headroom must be in [0, 1) (or 0%..99%)");
+  if (args.count("mfu")) req.mfu = args["mfu"].as<double>();
+  std::string objective = args["objective"].as<std::string>();
+  FT_CHECK_ARG(objective == "cost" || objective == "time", "--objective: expected cost or time, got '" << objective << "'");
+  req.objective = objective == "cost" ? Objective::Cost : Objective::Time;
+  std::string emit = args.count("emit") ? args["emit"].as<std::string>() : "";
+  FT_CHECK_ARG(emit.empty() || emit == "slurm" || emit == "mpirun", "--emit: expected slurm or mpirun, got '" << emit << "'");
+
+  // ---- search ----
+  PlanResult result = search(req);
+
+  AdapterOptions adapter;
+  adapter.rank = args["lora-rank"].as<int>();
+  adapter.targets = split_list(args["lora-targets"].as<std::string>());
+  RunSetup alt_setup = s;
+  alt_setup.micro_batch = req.micro_batch.value_or(1);
+  alt_setup.checkpointing = Checkpointing::Full;
+  const Candidate* any = result.candidates.empty() ? nullptr : &result.candidates.front();
+  std::vector<AlternativeRow> alts =
+      adapter_alternatives(req.model, alt_setup, adapter, any ? any->usable_bytes : 0);
+
+  PlanReport report{req, result, alts, nlohmann::json::object(), catalog.origin(), ""};
+  report.inputs = {{"model", req.model.name},
+                   {"gpu", args.count("cluster") ? nlohmann::json(nullptr) : nlohmann::json(req.hardware[0].gpu.name)},
+                   {"cluster", cluster_name.empty() ? nlohmann::json(nullptr) : nlohmann::json(cluster_name)},
+                   {"gpus", req.gpus ? nlohmann::json(*req.gpus) : nlohmann::json("auto")},
+                   {"nodes", req.nodes ? nlohmann::json(*req.nodes) : nlohmann::json("auto")},
+                   {"seq_len", s.seq_len},
+                   {"micro_batch", req.micro_batch ? nlohmann::json(*req.micro_batch) : nlohmann::json("auto")},
+                   {"global_batch", req.global_batch},
+                   {"examples", examples},
+                   {"tokens", req.total_tokens},
+                   {"epochs", epochs},
+                   {"shard", req.stage ? nlohmann::json(stage_name(*req.stage)) : nlohmann::json("auto")},
+                   {"precision", precision_name(s.precision)},
+                   {"reduce_dtype", float_type_name(s.reduce_dtype)},
+                   {"grad_accum_dtype", float_type_name(s.grad_accum_dtype)},
+                   {"optimizer", optimizer_name(s.optimizer)},
+                   {"checkpointing", req.checkpointing ? nlohmann::json(checkpointing_name(*req.checkpointing)) : nlohmann::json("auto")},
+                   {"attention", attention_name(s.attention)},
+                   {"offload", s.offload_optimizer},
+                   {"headroom", req.headroom},
+                   {"mfu", req.mfu ? nlohmann::json(*req.mfu) : nlohmann::json(nullptr)},
+                   {"objective", objective}};
+  if (result.recommended >= 0) report.launch_line = mpirun_command(req, result.candidates[result.recommended]);
+
+  if (args.count("json")) std::printf("%s\n", plan_json(report).dump(2).c_str());
+  else std::printf("%s", plan_table(report).c_str());
+
+  if (args.count("explain")) {
+    int focus = result.recommended >= 0 ? result.recommended : least_memory_candidate(result);
+    if (focus >= 0) {
+      const Candidate& c = result.candidates[focus];
+      std::vector<std::string> lines;
+      estimate_memory(req.model, c.setup, &lines);
+      estimate_time(req.model, c.setup, hardware_for(req.hardware[c.hardware], req), Workload{req.total_tokens, c.grad_accum}, &lines);
+      std::FILE* out = args.count("json") ? stderr : stdout;
+      std::fprintf(out, "\nFormulas (%s):\n", result.recommended >= 0 ? "recommendation" : "closest candidate");
+      std::fprintf(out, "  params_total = L x layer + root = %lld x %lld + %lld = %lld\n", static_cast<long long>(req.model.layers),
+                   static_cast<long long>(req.model.layer_params()), static_cast<long long>(req.model.root_params()),
+                   static_cast<long long>(req.model.param_count()));
+      for (const auto& l : lines) std::fprintf(out, "  %s\n", l.c_str());
+    }
+  }
+
+  if (result.recommended < 0) {
+    FT_CHECK(false, ErrorKind::DoesNotFit, what_would_fit(req, result, catalog, alts));
+  }
+  if (!emit.empty()) {
+    const Candidate& c = result.candidates[result.recommended];
+    std::string dir = args["emit-dir"].as<std::string>();
+    FT_CHECK_ARG(is_directory(dir), "--emit-dir: '" << dir << "' is not a directory");
+    if (emit == "slurm") {
+      write_text_file_atomic(dir + "/ftdist.sbatch", sbatch_text(req, c), "--emit slurm");
+      std::fprintf(stderr, "wrote %s/ftdist.sbatch (submit with: sbatch %s/ftdist.sbatch)\n", dir.c_str(), dir.c_str());
+    } else {
+      write_text_file_atomic(dir + "/hostfile", hostfile_text(c), "--emit mpirun");
+      write_text_file_atomic(dir + "/launch.sh", "#!/bin/bash\n" + mpirun_command(req, c) + "\n", "--emit mpirun");
+      std::fprintf(stderr, "wrote %s/hostfile and %s/launch.sh (%s)\n", dir.c_str(), dir.c_str(), mpirun_command(req, c).c_str());
+    }
+  }
+  return 0;
+}
+
+}  // namespace ftdist::cli

@@ -1,0 +1,43 @@
+#include "ftdist/plan/cluster.h"
+
+#include "ftdist/core/text_file.h"
+#include "ftdist/core/toml_util.h"
+
+namespace ftdist::plan {
+
+Cluster parse_cluster(const std::string& text, const std::string& origin, const GpuCatalog& catalog) {
+  toml::table root = parse_toml_text(text, origin);
+  Cluster c;
+  c.origin = origin;
+  c.name = toml_get_or<std::string>(root, "name", origin, origin);
+  const toml::array* types = root["node_type"].as_array();
+  FT_CHECK_ARG(types != nullptr && !types->empty(), origin << ": expected at least one [[node_type]] table");
+  int index = 0;
+  for (const auto& node : *types) {
+    std::string where = origin + " [[node_type]] #" + std::to_string(++index);
+    const toml::table* t = node.as_table();
+    FT_CHECK_ARG(t != nullptr, where << ": expected a table");
+    NodeType nt;
+    nt.name = toml_get_or<std::string>(*t, "name", "node-type-" + std::to_string(index), where);
+    where = origin + " [[node_type]] " + nt.name;
+    nt.gpu = catalog.find(toml_get<std::string>(*t, "gpu", where));
+    nt.gpus_per_node = static_cast<int>(toml_get_or<int64_t>(*t, "gpus_per_node", nt.gpu.gpus_per_node, where));
+    nt.count = static_cast<int>(toml_get<int64_t>(*t, "count", where));
+    FT_CHECK_ARG(nt.gpus_per_node >= 1, where << ": gpus_per_node must be >= 1");
+    FT_CHECK_ARG(nt.count >= 1, where << ": count must be >= 1");
+    nt.gpu.gpus_per_node = nt.gpus_per_node;
+    nt.gpu.link_busbw_gbs = toml_get_or<double>(*t, "nvlink_busbw_gbs", nt.gpu.link_busbw_gbs, where);
+    nt.gpu.network_busbw_gbs = toml_get_or<double>(*t, "network_busbw_gbs", nt.gpu.network_busbw_gbs, where);
+    double node_price = toml_get_or<double>(*t, "price_per_node_hour", -1.0, where);
+    if (node_price >= 0) nt.gpu.price_per_hour = node_price / nt.gpus_per_node;
+    FT_CHECK_ARG(nt.gpu.link_busbw_gbs > 0 && nt.gpu.network_busbw_gbs > 0, where << ": bandwidths must be positive");
+    c.node_types.push_back(std::move(nt));
+  }
+  return c;
+}
+
+Cluster load_cluster(const std::string& path, const GpuCatalog& catalog) {
+  return parse_cluster(read_text_file(path, "--cluster"), path, catalog);
+}
+
+}  // namespace ftdist::plan

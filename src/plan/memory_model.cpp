@@ -1,0 +1,273 @@
+// The memory model. Every term is a buffer the runtime allocates (DESIGN.md §4); the derivations
+// are written next to the code that computes them.
+#include "ftdist/plan/memory_model.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "ftdist/core/bytes.h"
+#include "ftdist/core/check.h"
+
+namespace ftdist::plan {
+
+const char* mem_category_name(MemCategory c) {
+  switch (c) {
+    case MemCategory::params_sharded: return "params_sharded";
+    case MemCategory::master: return "master";
+    case MemCategory::optimizer: return "optimizer";
+    case MemCategory::grads_sharded: return "grads_sharded";
+    case MemCategory::unsharded_params: return "unsharded_params";
+    case MemCategory::unsharded_grads: return "unsharded_grads";
+    case MemCategory::activations: return "activations";
+    case MemCategory::logits: return "logits";
+    case MemCategory::comm_buffers: return "comm_buffers";
+    case MemCategory::overhead: return "overhead";
+  }
+  return "?";
+}
+
+const std::array<MemCategory, kNumMemCategories>& all_mem_categories() {
+  static const std::array<MemCategory, kNumMemCategories> all = {
+      MemCategory::params_sharded, MemCategory::master,          MemCategory::optimizer,
+      MemCategory::grads_sharded,  MemCategory::unsharded_params, MemCategory::unsharded_grads,
+      MemCategory::activations,    MemCategory::logits,          MemCategory::comm_buffers,
+      MemCategory::overhead};
+  return all;
+}
+
+uint64_t MemoryBreakdown::total() const {
+  uint64_t t = 0;
+  for (uint64_t b : bytes) t += b;
+  return t;
+}
+
+uint64_t MemoryBreakdown::model_states() const {
+  return (*this)[MemCategory::params_sharded] + (*this)[MemCategory::master] + (*this)[MemCategory::optimizer] +
+         (*this)[MemCategory::grads_sharded];
+}
+
+UnitLayout unit_layout(const ModelSpec& model, int shard_group) {
+  FT_CHECK_ARG(shard_group >= 1, "shard group size must be >= 1, got " << shard_group);
+  UnitLayout u;
+  u.layers = model.layers;
+  u.layer_numel = model.layer_params();
+  u.root_numel = model.root_params();
+  u.layer_shard = (u.layer_numel + shard_group - 1) / shard_group;
+  u.root_shard = (u.root_numel + shard_group - 1) / shard_group;
+  return u;
+}
+
+namespace {
+
+int compute_bytes(Precision p) { return p == Precision::Fp32 ? 4 : 2; }
+int master_bytes(Precision p) { return p == Precision::Bf16Mixed ? 4 : 0; }  // else the params are the master
+
+// Optimizer state bytes per parameter element. AdamW: two moments in the master dtype (fp32, or
+// bf16 in bf16-pure). 8-bit AdamW: two 1-byte moments plus one fp32 scale per 2048-element block
+// each. SGD with momentum: one buffer.
+double optimizer_bytes(OptimizerKind o, Precision p) {
+  double state = p == Precision::Bf16Pure ? 2 : 4;
+  switch (o) {
+    case OptimizerKind::AdamW: return 2 * state;
+    case OptimizerKind::AdamW8bit: return 2 * (1 + 4.0 / 2048);
+    case OptimizerKind::SgdMomentum: return state;
+  }
+  return 2 * state;
+}
+
+int grad_accum_bytes(const RunSetup& s) {
+  if (s.precision == Precision::Fp32) return 4;
+  if (s.precision == Precision::Bf16Pure) return 2;
+  return float_type_bytes(s.grad_accum_dtype);
+}
+
+struct Explainer {
+  std::vector<std::string>* out;
+  void line(MemCategory c, const std::string& formula, uint64_t bytes) const {
+    if (!out) return;
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.3f GiB", double(bytes) / double(kGiB));
+    out->push_back(std::string(mem_category_name(c)) + " = " + formula + " = " + std::to_string(bytes) + " B = " + buf);
+  }
+};
+
+std::string num(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+}  // namespace
+
+// Per token and layer, what autograd keeps until backward (c = compute bytes, 2 for bf16):
+//   input RMSNorm      its input x (c·h) and rstd (4)
+//   q/k/v projections  their shared input, the normed x (c·h)
+//   attention (flash)  q after RoPE (c·hq), k and v (2·c·hkv), the output o (c·hq, also o_proj's
+//                      input), logsumexp (4 per head). RoPE multiplies by constant cos/sin tables
+//                      and keeps nothing per token.
+//   residual add       nothing
+//   post-attn RMSNorm  its input (c·h), rstd (4)
+//   gate/up            their shared input, the normed x (c·h)
+//   SwiGLU             gate output g (c·I) for SiLU's backward, silu(g) and up u (2·c·I) for the
+//                      product's backward, the product (c·I) as down_proj's input
+// Sum: c·(4h + 2hq + 2hkv + 4I) + 8 + 4·heads. (For Llama-2-7B in bf16: 153,736 B ≈ 37.5·h; the
+// Megatron estimate with dropout masks and a 4h GELU MLP is 34·h.)
+// Eager attention also keeps the probabilities: fp32 softmax output (4) and their bf16 copy (2)
+// for every head and key position: 6·heads·s per token.
+double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
+  const double c = compute_bytes(s.precision);
+  double bytes = c * (4.0 * m.hidden + 2.0 * m.q_dim() + 2.0 * m.kv_dim() + 4.0 * m.intermediate) + 8.0 + 4.0 * m.heads;
+  if (s.attention == Attention::Eager) {
+    int64_t keys = m.sliding_window > 0 ? std::min(s.seq_len, m.sliding_window) : s.seq_len;
+    bytes += 6.0 * m.heads * keys;
+  }
+  return bytes;
+}
+
+MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vector<std::string>* explain) {
+  FT_CHECK_ARG(s.micro_batch >= 1, "--micro-batch must be >= 1, got " << s.micro_batch);
+  FT_CHECK_ARG(s.seq_len >= 1, "--seq-len must be >= 1, got " << s.seq_len);
+  FT_CHECK_ARG(s.prefetch >= 1, "prefetch depth must be >= 1, got " << s.prefetch);
+  const int n = s.shard_group;
+  const UnitLayout u = unit_layout(m, n);
+  const int c = compute_bytes(s.precision);
+  const int r = float_type_bytes(s.reduce_dtype);
+  const int64_t total = m.param_count();
+  const int64_t shard = u.shard_numel();
+  const std::string N = std::to_string(n), C = std::to_string(c);
+  Explainer ex{explain};
+  MemoryBreakdown b;
+
+  // ---- model states ----
+  // Sharded stages keep a compute-dtype shard (the all-gather source); optimizer/none keep a replica.
+  const bool sharded = s.sharded_params();
+  const int64_t param_elems = sharded ? shard : total;
+  b[MemCategory::params_sharded] = uint64_t(param_elems) * c;
+  ex.line(MemCategory::params_sharded,
+          (sharded ? "shard S " + std::to_string(shard) : "replica " + std::to_string(total)) + " x " + C, b[MemCategory::params_sharded]);
+
+  // Master and optimizer states are sharded over N in every stage but `none` (where N = 1).
+  const int64_t state_elems = s.stage == Stage::None ? total : shard;
+  const double ob = optimizer_bytes(s.optimizer, s.precision);
+  uint64_t master = uint64_t(state_elems) * master_bytes(s.precision);
+  uint64_t optim = uint64_t(double(state_elems) * ob);
+  if (s.offload_optimizer) {
+    b.host_bytes = master + optim;
+    master = optim = 0;
+  }
+  b[MemCategory::master] = master;
+  ex.line(MemCategory::master, std::to_string(state_elems) + " x " + std::to_string(master_bytes(s.precision)) +
+                                   (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), master);
+  b[MemCategory::optimizer] = optim;
+  ex.line(MemCategory::optimizer, std::to_string(state_elems) + " x " + num(ob) + " (" + optimizer_name(s.optimizer) + ")" +
+                                      (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), optim);
+
+  // Sharded stages accumulate into the gradient shard; optimizer/none keep full compute-dtype grads.
+  const int g = sharded ? grad_accum_bytes(s) : c;
+  b[MemCategory::grads_sharded] = uint64_t(param_elems) * g;
+  ex.line(MemCategory::grads_sharded, std::to_string(param_elems) + " x " + std::to_string(g), b[MemCategory::grads_sharded]);
+
+  // ---- gathered parameters and unsharded gradients (sharded stages only) ----
+  const uint64_t layer_full = uint64_t(u.layer_shard) * n * c;  // one gathered layer, padded
+  const uint64_t root_full = uint64_t(u.root_shard) * n * c;
+  if (sharded && n > 1) {
+    if (s.stage == Stage::GradOp) {
+      // Kept from forward until each unit's backward: at the end of forward every unit is gathered.
+      b[MemCategory::unsharded_params] = root_full + uint64_t(u.layers) * layer_full;
+      ex.line(MemCategory::unsharded_params, "(root " + std::to_string(root_full) + " + L " + std::to_string(u.layers) +
+                                                 " x layer " + std::to_string(layer_full) + ") bytes",
+              b[MemCategory::unsharded_params]);
+    } else {
+      // The root stays gathered for the step (embedding first, lm_head last, and in reverse in
+      // backward); layers use `prefetch` preallocated slots.
+      b[MemCategory::unsharded_params] = root_full + uint64_t(s.prefetch) * layer_full;
+      ex.line(MemCategory::unsharded_params, "root N x S_root x " + C + " (" + std::to_string(root_full) + ") + prefetch " +
+                                                 std::to_string(s.prefetch) + " x N x S_layer x " + C + " (" +
+                                                 std::to_string(layer_full) + ")",
+              b[MemCategory::unsharded_params]);
+    }
+  } else {
+    ex.line(MemCategory::unsharded_params, sharded ? "0 (one rank: the shard is the whole)" : "0 (parameters are replicated)", 0);
+  }
+  if (sharded) {
+    // The root's flat gradient lives through the whole backward; a layer's while it is produced and
+    // while it is reduce-scattered (prefetch slots).
+    b[MemCategory::unsharded_grads] = root_full + uint64_t(s.prefetch) * layer_full;
+    ex.line(MemCategory::unsharded_grads, "root " + std::to_string(root_full) + " + prefetch " + std::to_string(s.prefetch) +
+                                              " x layer " + std::to_string(layer_full),
+            b[MemCategory::unsharded_grads]);
+  } else {
+    ex.line(MemCategory::unsharded_grads, "0 (full gradients are persistent: grads_sharded)", 0);
+  }
+
+  // ---- activations ----
+  const double tokens = double(s.micro_batch) * double(s.seq_len);
+  const double per_layer = activation_bytes_per_token_layer(m, s);
+  const double root_act = 2.0 * c * m.hidden;             // final norm input and output (lm_head's input)
+  const double workspace = 2.0 * c * m.intermediate;      // backward: grads of gate and up outputs together
+  double act = 0;
+  std::string act_formula;
+  if (s.checkpointing == Checkpointing::None) {
+    act = tokens * (m.layers * per_layer + root_act + workspace);
+    act_formula = "b*s " + num(tokens) + " x (L " + std::to_string(m.layers) + " x " + num(per_layer) +
+                  " B/token/layer + root " + num(root_act) + " + backward workspace " + num(workspace) + ")";
+  } else {
+    // Full recompute keeps each layer's input; one layer's activations exist again while it is
+    // recomputed for its backward.
+    act = tokens * (m.layers * double(c) * m.hidden + per_layer + root_act + workspace);
+    act_formula = "b*s " + num(tokens) + " x (L " + std::to_string(m.layers) + " x input " + std::to_string(c * m.hidden) +
+                  " + one recomputed layer " + num(per_layer) + " + root " + num(root_act) + " + backward workspace " +
+                  num(workspace) + ")";
+  }
+  b[MemCategory::activations] = uint64_t(act);
+  ex.line(MemCategory::activations, act_formula, b[MemCategory::activations]);
+
+  // ---- logits: compute-dtype logits, an fp32 copy for the log-softmax the loss keeps, and the fp32
+  // gradient of the logits in backward ----
+  const int logit_bytes = c + (c == 4 ? 0 : 4) + 4;
+  b[MemCategory::logits] = uint64_t(tokens * double(m.vocab) * logit_bytes);
+  ex.line(MemCategory::logits, "b*s " + num(tokens) + " x V " + std::to_string(m.vocab) + " x " + std::to_string(logit_bytes),
+          b[MemCategory::logits]);
+
+  // ---- communication buffers ----
+  const uint64_t max_shard = uint64_t(std::max(u.layer_shard, u.root_shard));
+  uint64_t comm = 0;
+  std::string comm_formula;
+  if (s.data_parallel() == 1) {
+    comm_formula = "0 (one rank: no collectives)";
+  } else if (sharded) {
+    // The reduce-scatter output (one unit's shard in the reduce dtype) before it is added into the
+    // gradient shard; with an fp32 reduce of bf16 gradients, the fp32 copy of the unsharded gradient.
+    comm = max_shard * r;
+    comm_formula = "max S " + std::to_string(max_shard) + " x " + std::to_string(r);
+    if (r != c && n > 1) {
+      comm += max_shard * n * r;
+      comm_formula += " + fp32 copy N x max S x " + std::to_string(r);
+    }
+  } else if (s.stage == Stage::Optimizer) {
+    // Step end, one unit at a time: the reduce-scatter output shard and the all-gather input shard.
+    comm = max_shard * (r + c);
+    comm_formula = "max S " + std::to_string(max_shard) + " x (" + std::to_string(r) + " + " + C + ")";
+  } else if (r != c) {
+    // none: all-reduce in the reduce dtype, one unit at a time.
+    comm = uint64_t(std::max(u.layer_numel, u.root_numel)) * r;
+    comm_formula = "largest unit x " + std::to_string(r);
+  } else {
+    comm_formula = "0 (in-place all-reduce)";
+  }
+  b[MemCategory::comm_buffers] = comm;
+  ex.line(MemCategory::comm_buffers, comm_formula, comm);
+
+  // ---- overhead ----
+  const double fixed = (s.overheads.cuda_context_gib + (s.data_parallel() > 1 ? s.overheads.nccl_gib : 0.0)) * double(kGiB);
+  const double frag = s.overheads.fragmentation * double(b.total());
+  b[MemCategory::overhead] = uint64_t(fixed + frag);
+  ex.line(MemCategory::overhead, "CUDA context " + num(s.overheads.cuda_context_gib) + " GiB" +
+                                     (s.data_parallel() > 1 ? " + NCCL " + num(s.overheads.nccl_gib) + " GiB" : "") +
+                                     " + fragmentation " + num(s.overheads.fragmentation) + " x the rest",
+          b[MemCategory::overhead]);
+  return b;
+}
+
+}  // namespace ftdist::plan

@@ -1,0 +1,137 @@
+#include "ftdist/plan/model_spec.h"
+
+#include <nlohmann/json.hpp>
+
+#include "ftdist/core/check.h"
+#include "ftdist/core/text_file.h"
+
+namespace ftdist::plan {
+
+namespace {
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+int64_t sum_numel(const std::vector<ModelSpec::Tensor>& tensors) {
+  int64_t n = 0;
+  for (const auto& t : tensors) n += numel(t.shape);
+  return n;
+}
+}  // namespace
+
+std::vector<ModelSpec::Tensor> ModelSpec::layer_tensors() const {
+  // Phi-3 stores q,k,v fused (qkv_proj) and gate,up fused (gate_up_proj): same element counts.
+  std::vector<Tensor> t = {
+      {"self_attn.q_proj.weight", {q_dim(), hidden}},
+      {"self_attn.k_proj.weight", {kv_dim(), hidden}},
+      {"self_attn.v_proj.weight", {kv_dim(), hidden}},
+      {"self_attn.o_proj.weight", {hidden, q_dim()}},
+      {"mlp.gate_proj.weight", {intermediate, hidden}},
+      {"mlp.up_proj.weight", {intermediate, hidden}},
+      {"mlp.down_proj.weight", {hidden, intermediate}},
+      {"input_layernorm.weight", {hidden}},
+      {"post_attention_layernorm.weight", {hidden}},
+  };
+  if (qkv_bias) {
+    t.push_back({"self_attn.q_proj.bias", {q_dim()}});
+    t.push_back({"self_attn.k_proj.bias", {kv_dim()}});
+    t.push_back({"self_attn.v_proj.bias", {kv_dim()}});
+  }
+  return t;
+}
+
+std::vector<ModelSpec::Tensor> ModelSpec::root_tensors() const {
+  std::vector<Tensor> t = {{"model.embed_tokens.weight", {vocab, hidden}}, {"model.norm.weight", {hidden}}};
+  if (!tie_embeddings) t.push_back({"lm_head.weight", {vocab, hidden}});
+  return t;
+}
+
+int64_t ModelSpec::layer_params() const { return sum_numel(layer_tensors()); }
+int64_t ModelSpec::root_params() const { return sum_numel(root_tensors()); }
+int64_t ModelSpec::matmul_params() const { return param_count() - (tie_embeddings ? 0 : vocab * hidden); }
+
+void ModelSpec::validate(const std::string& origin) const {
+  auto positive = [&](int64_t v, const char* key) {
+    FT_CHECK_ARG(v > 0, origin << ": " << key << " must be a positive integer, got " << v);
+  };
+  positive(hidden, "hidden_size");
+  positive(intermediate, "intermediate_size");
+  positive(layers, "num_hidden_layers");
+  positive(heads, "num_attention_heads");
+  positive(kv_heads, "num_key_value_heads");
+  positive(head_dim, "head_dim");
+  positive(vocab, "vocab_size");
+  FT_CHECK_ARG(heads % kv_heads == 0, origin << ": num_attention_heads (" << heads
+               << ") must be a multiple of num_key_value_heads (" << kv_heads << ")");
+}
+
+namespace {
+using nlohmann::json;
+
+int64_t get_int(const json& j, const char* key, const std::string& origin) {
+  FT_CHECK_ARG(j.contains(key), origin << ": missing key \"" << key << "\"");
+  const json& v = j.at(key);
+  FT_CHECK_ARG(v.is_number_integer(), origin << ": \"" << key << "\" must be an integer, got " << v.dump());
+  return v.get<int64_t>();
+}
+
+int64_t get_int_or(const json& j, const char* key, int64_t fallback, const std::string& origin) {
+  if (!j.contains(key) || j.at(key).is_null()) return fallback;
+  return get_int(j, key, origin);
+}
+
+bool get_bool_or(const json& j, const char* key, bool fallback, const std::string& origin) {
+  if (!j.contains(key) || j.at(key).is_null()) return fallback;
+  FT_CHECK_ARG(j.at(key).is_boolean(), origin << ": \"" << key << "\" must be true or false, got " << j.at(key).dump());
+  return j.at(key).get<bool>();
+}
+}  // namespace
+
+ModelSpec model_from_hf_config_text(const std::string& text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    FT_CHECK_ARG(false, origin << ": not valid JSON (" << e.what() << ")");
+  }
+  FT_CHECK_ARG(j.is_object(), origin << ": expected a JSON object");
+  FT_CHECK_ARG(j.contains("model_type") && j.at("model_type").is_string(),
+               origin << ": missing key \"model_type\" (expected llama, mistral, qwen2 or phi3)");
+  ModelSpec m;
+  m.model_type = j.at("model_type").get<std::string>();
+  FT_CHECK_ARG(m.model_type == "llama" || m.model_type == "mistral" || m.model_type == "qwen2" || m.model_type == "phi3",
+               origin << ": \"model_type\" is \"" << m.model_type
+                      << "\"; ftdist supports the Llama family: llama, mistral, qwen2, phi3");
+  m.name = j.contains("_name_or_path") && j.at("_name_or_path").is_string() ? j.at("_name_or_path").get<std::string>() : origin;
+  m.hidden = get_int(j, "hidden_size", origin);
+  m.intermediate = get_int(j, "intermediate_size", origin);
+  m.layers = get_int(j, "num_hidden_layers", origin);
+  m.heads = get_int(j, "num_attention_heads", origin);
+  m.kv_heads = get_int_or(j, "num_key_value_heads", m.heads, origin);
+  m.vocab = get_int(j, "vocab_size", origin);
+  FT_CHECK_ARG(m.heads > 0, origin << ": num_attention_heads must be positive");
+  m.head_dim = get_int_or(j, "head_dim", 0, origin);
+  if (m.head_dim == 0) {
+    FT_CHECK_ARG(m.hidden % m.heads == 0, origin << ": hidden_size (" << m.hidden
+                 << ") is not a multiple of num_attention_heads (" << m.heads << ") and there is no \"head_dim\"");
+    m.head_dim = m.hidden / m.heads;
+  }
+  m.tie_embeddings = get_bool_or(j, "tie_word_embeddings", false, origin);
+  // Qwen2 always has q/k/v biases; Llama has them when attention_bias is true.
+  m.qkv_bias = m.model_type == "qwen2" || get_bool_or(j, "attention_bias", false, origin);
+  m.max_position = get_int_or(j, "max_position_embeddings", 0, origin);
+  bool window_used = m.model_type == "mistral" || m.model_type == "phi3" ||
+                     (m.model_type == "qwen2" && get_bool_or(j, "use_sliding_window", false, origin));
+  m.sliding_window = window_used ? get_int_or(j, "sliding_window", 0, origin) : 0;
+  m.validate(origin);
+  return m;
+}
+
+ModelSpec model_from_hf_config(const std::string& path) {
+  // A model directory is accepted for its config.json.
+  std::string file = is_directory(path) ? path + "/config.json" : path;
+  return model_from_hf_config_text(read_text_file(file, "--model-config"), file);
+}
+
+}  // namespace ftdist::plan

@@ -1,0 +1,74 @@
+#include "ftdist/plan/presets.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "ftdist/core/check.h"
+#include "ftdist/core/suggest.h"
+
+namespace ftdist::plan {
+namespace {
+
+// name, type, hidden, intermediate, layers, heads, kv_heads, head_dim, vocab, tied, qkv_bias, max_pos, window
+ModelSpec spec(const char* name, const char* type, int64_t h, int64_t inter, int64_t layers, int64_t heads,
+               int64_t kv, int64_t vocab, bool tied, bool bias, int64_t max_pos, int64_t window = 0) {
+  ModelSpec m;
+  m.name = name;
+  m.model_type = type;
+  m.hidden = h;
+  m.intermediate = inter;
+  m.layers = layers;
+  m.heads = heads;
+  m.kv_heads = kv;
+  m.head_dim = h / heads;
+  m.vocab = vocab;
+  m.tie_embeddings = tied;
+  m.qkv_bias = bias;
+  m.max_position = max_pos;
+  m.sliding_window = window;
+  return m;
+}
+
+std::vector<ModelSpec> make_presets() {
+  return {
+      spec("llama-2-7b", "llama", 4096, 11008, 32, 32, 32, 32000, false, false, 4096),
+      spec("llama-2-13b", "llama", 5120, 13824, 40, 40, 40, 32000, false, false, 4096),
+      spec("llama-2-70b", "llama", 8192, 28672, 80, 64, 8, 32000, false, false, 4096),
+      spec("llama-3-8b", "llama", 4096, 14336, 32, 32, 8, 128256, false, false, 8192),
+      spec("llama-3-70b", "llama", 8192, 28672, 80, 64, 8, 128256, false, false, 8192),
+      spec("llama-3.1-8b", "llama", 4096, 14336, 32, 32, 8, 128256, false, false, 131072),
+      spec("llama-3.1-70b", "llama", 8192, 28672, 80, 64, 8, 128256, false, false, 131072),
+      spec("llama-3.1-405b", "llama", 16384, 53248, 126, 128, 8, 128256, false, false, 131072),
+      spec("mistral-7b", "mistral", 4096, 14336, 32, 32, 8, 32000, false, false, 32768, 4096),
+      spec("qwen2.5-0.5b", "qwen2", 896, 4864, 24, 14, 2, 151936, true, true, 32768),
+      spec("qwen2.5-1.5b", "qwen2", 1536, 8960, 28, 12, 2, 151936, true, true, 32768),
+      spec("qwen2.5-7b", "qwen2", 3584, 18944, 28, 28, 4, 152064, false, true, 131072),
+      spec("qwen2.5-14b", "qwen2", 5120, 13824, 48, 40, 8, 152064, false, true, 131072),
+      spec("qwen2.5-32b", "qwen2", 5120, 27648, 64, 40, 8, 152064, false, true, 131072),
+      spec("qwen2.5-72b", "qwen2", 8192, 29568, 80, 64, 8, 152064, false, true, 131072),
+      spec("tinyllama-1.1b", "llama", 2048, 5632, 22, 32, 4, 32000, false, false, 2048),
+      spec("phi-3-mini", "phi3", 3072, 8192, 32, 32, 32, 32064, false, false, 4096, 2047),
+  };
+}
+
+}  // namespace
+
+const std::vector<ModelSpec>& model_presets() {
+  static const std::vector<ModelSpec> presets = make_presets();
+  return presets;
+}
+
+ModelSpec preset_model(const std::string& name) {
+  std::vector<std::string> names;
+  for (const auto& m : model_presets()) {
+    if (m.name == to_lower(name)) return m;
+    names.push_back(m.name);
+  }
+  auto close = closest_names(name, names);
+  FT_CHECK_ARG(false, "--model: unknown preset '" << name << "'"
+                          << (close.empty() ? "" : "; did you mean " + join_or(close) + "?")
+                          << " (`ftdist models` lists them; or pass --model-config path/to/config.json)");
+  return {};
+}
+
+}  // namespace ftdist::plan

@@ -1,0 +1,272 @@
+#include "ftdist/plan/report.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <tuple>
+#include <sstream>
+
+#include "ftdist/core/bytes.h"
+
+namespace ftdist::plan {
+namespace {
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
+}
+std::string gib(uint64_t b) { return fmt("%.2f", double(b) / double(kGiB)); }
+
+std::string human_count(double n) {
+  if (n >= 1e12) return fmt("%.2f T", n / 1e12);
+  if (n >= 1e9) return fmt("%.2f B", n / 1e9);
+  if (n >= 1e6) return fmt("%.2f M", n / 1e6);
+  if (n >= 1e3) return fmt("%.1f K", n / 1e3);
+  return fmt("%.0f", n);
+}
+
+std::string hours(double s) {
+  if (s < 3600) return fmt("%.1f min", s / 60);
+  if (s < 48 * 3600) return fmt("%.2f h", s / 3600);
+  return fmt("%.1f days", s / 86400);
+}
+
+std::string describe(const PlanRequest& req, const Candidate& c) {
+  std::ostringstream os;
+  const HardwareOption& hw = req.hardware[c.hardware];
+  os << c.gpus << " x " << hw.gpu.name;
+  if (c.nodes > 1) os << " (" << c.nodes << " nodes" << (hw.node_type.empty() ? "" : " of " + hw.node_type) << ")";
+  os << ", shard " << stage_name(c.setup.stage) << ", micro-batch " << c.setup.micro_batch << ", grad-accum "
+     << c.grad_accum << ", checkpointing " << checkpointing_name(c.setup.checkpointing);
+  return os.str();
+}
+
+}  // namespace
+
+int least_memory_candidate(const PlanResult& result) {
+  int best = -1;
+  for (int i = 0; i < int(result.candidates.size()); ++i) {
+    const Candidate& c = result.candidates[i];
+    if (c.memory.total() == 0) continue;  // never laid out
+    if (best < 0 || c.memory.total() < result.candidates[best].memory.total()) best = i;
+  }
+  return best;
+}
+
+nlohmann::json candidate_json(const PlanRequest& req, const Candidate& c) {
+  nlohmann::json mem = nlohmann::json::object();
+  for (MemCategory cat : all_mem_categories()) mem[mem_category_name(cat)] = c.memory[cat];
+  mem["total"] = c.memory.total();
+  const HardwareOption& hw = req.hardware[c.hardware];
+  nlohmann::json j = {
+      {"gpus", c.gpus},
+      {"nodes", c.nodes},
+      {"gpu", hw.gpu.name},
+      {"shard", stage_name(c.setup.stage)},
+      {"shard_group", c.setup.shard_group},
+      {"replicas", c.setup.replicas},
+      {"micro_batch", c.setup.micro_batch},
+      {"grad_accum", c.grad_accum},
+      {"checkpointing", checkpointing_name(c.setup.checkpointing)},
+      {"memory_per_gpu_bytes", mem},
+      {"host_memory_bytes", c.memory.host_bytes},
+      {"gpu_memory_bytes", c.gpu_memory_bytes},
+      {"usable_memory_bytes", c.usable_bytes},
+      {"fits", c.fits},
+      {"time", {{"step_s", c.time.step_s}, {"tokens_per_s", c.time.tokens_per_s}, {"total_s", c.time.total_s},
+                {"steps", c.time.steps}, {"mfu", c.time.mfu}, {"exposed_comm_s_per_step", c.time.exposed_comm_s}}},
+      {"gpu_hours", c.time.gpu_hours},
+      {"cost_usd", c.time.cost_usd},
+  };
+  if (!hw.node_type.empty()) j["node_type"] = hw.node_type;
+  if (!c.rejected_because.empty()) j["rejected_because"] = c.rejected_because;
+  return j;
+}
+
+nlohmann::json plan_json(const PlanReport& r) {
+  const ModelSpec& m = r.request.model;
+  nlohmann::json j;
+  j["model"] = {{"name", m.name},          {"params_total", m.param_count()}, {"layers", m.layers},
+                {"hidden", m.hidden},      {"vocab", m.vocab},                {"intermediate", m.intermediate},
+                {"heads", m.heads},        {"kv_heads", m.kv_heads},          {"head_dim", m.head_dim},
+                {"params_per_layer", m.layer_params()}, {"tie_embeddings", m.tie_embeddings}};
+  j["inputs"] = r.inputs;
+  j["recommendation"] = r.result.recommended >= 0
+                            ? candidate_json(r.request, r.result.candidates[r.result.recommended])
+                            : nlohmann::json(nullptr);
+  if (r.result.recommended >= 0) j["recommendation"]["launch"] = r.launch_line;
+  nlohmann::json cands = nlohmann::json::array();
+  for (const Candidate& c : r.result.candidates) cands.push_back(candidate_json(r.request, c));
+  j["candidates"] = cands;
+  nlohmann::json alts = nlohmann::json::array();
+  for (const AlternativeRow& a : r.alternatives)
+    alts.push_back({{"method", a.method}, {"rank", a.rank}, {"trainable_params", a.trainable_params},
+                    {"base_bytes", a.base_bytes}, {"adapter_bytes", a.adapter_bytes}, {"activations", a.activations},
+                    {"logits", a.logits}, {"overhead", a.overhead}, {"total", a.total}, {"fits", a.fits}});
+  j["alternatives"] = alts;
+  j["gpu_catalog"] = r.catalog_origin;
+  return j;
+}
+
+std::string plan_table(const PlanReport& r) {
+  const PlanRequest& req = r.request;
+  const PlanResult& res = r.result;
+  const ModelSpec& m = req.model;
+  std::ostringstream os;
+  os << "ftdist plan: " << m.name << " (" << human_count(double(m.param_count())) << " parameters, " << m.layers
+     << " layers, hidden " << m.hidden << ", vocab " << m.vocab << ")\n";
+  os << "workload: " << human_count(req.total_tokens) << " tokens at seq-len " << req.base.seq_len << "; "
+     << precision_name(req.base.precision) << ", " << optimizer_name(req.base.optimizer) << ", "
+     << attention_name(req.base.attention) << " attention, reduce in " << float_type_name(req.base.reduce_dtype)
+     << (req.base.offload_optimizer ? ", optimizer offloaded to host" : "") << "\n";
+  os << "hardware: ";
+  for (size_t i = 0; i < req.hardware.size(); ++i) {
+    const auto& h = req.hardware[i];
+    os << (i ? "; " : "") << h.gpu.display << " (" << fmt("%.1f", h.gpu.memory_gib) << " GiB, "
+       << fmt("%.0f", h.gpu.bf16_tflops) << " TFLOP/s bf16, $" << fmt("%.2f", h.gpu.price_per_hour)
+       << "/GPU-hour assumed)";
+    if (!h.node_type.empty()) os << " x " << h.gpus_per_node << " per node, " << h.max_nodes << " nodes";
+  }
+  os << "\n\n";
+
+  // The single-GPU view next to the recommendation: why one GPU does not do (or does).
+  int single = -1;
+  for (int i = 0; i < int(res.candidates.size()); ++i) {
+    const Candidate& c = res.candidates[i];
+    if (c.gpus != 1 || c.memory.total() == 0) continue;
+    if (single < 0 || c.memory.total() < res.candidates[single].memory.total()) single = i;
+  }
+  int focus = res.recommended >= 0 ? res.recommended : least_memory_candidate(res);
+  std::vector<std::pair<std::string, int>> cols;
+  if (single >= 0 && single != focus) cols.push_back({"1 GPU (least memory)", single});
+  if (focus >= 0) cols.push_back({res.recommended >= 0 ? "recommended" : "closest (does not fit)", focus});
+  if (!cols.empty()) {
+    os << "Memory per GPU, GiB\n";
+    char line[256];
+    std::snprintf(line, sizeof(line), "  %-18s", "category");
+    os << line;
+    for (auto& col : cols) {
+      std::snprintf(line, sizeof(line), " %24s", col.first.c_str());
+      os << line;
+    }
+    os << "\n";
+    for (MemCategory cat : all_mem_categories()) {
+      std::snprintf(line, sizeof(line), "  %-18s", mem_category_name(cat));
+      os << line;
+      for (auto& col : cols) {
+        std::snprintf(line, sizeof(line), " %24s", gib(res.candidates[col.second].memory[cat]).c_str());
+        os << line;
+      }
+      os << "\n";
+    }
+    std::snprintf(line, sizeof(line), "  %-18s", "total");
+    os << line;
+    for (auto& col : cols) {
+      std::snprintf(line, sizeof(line), " %24s", gib(res.candidates[col.second].memory.total()).c_str());
+      os << line;
+    }
+    os << "\n  " << std::string(18, ' ');
+    for (auto& col : cols) {
+      const Candidate& c = res.candidates[col.second];
+      std::snprintf(line, sizeof(line), " %24s",
+                    (std::string(c.fits ? "fits " : "DOES NOT FIT ") + gib(c.usable_bytes) + " usable").c_str());
+      os << line;
+    }
+    os << "\n";
+    for (auto& col : cols) {
+      const Candidate& c = res.candidates[col.second];
+      os << "  " << col.first << ": " << describe(req, c) << "\n";
+    }
+    if (single >= 0) {
+      const Candidate& s = res.candidates[single];
+      if (!s.fits) {
+        double states = double(s.memory.model_states());
+        os << "  One GPU does not fit: the model states alone (bf16 params + grads, fp32 master, optimizer "
+              "states) are "
+           << fmt("%.1f", states / double(m.param_count())) << " bytes/param x " << human_count(double(m.param_count()))
+           << " = " << gib(uint64_t(states)) << " GiB, before activations, over the " << gib(s.usable_bytes)
+           << " GiB usable.\n";
+      } else {
+        os << "  One GPU fits (" << gib(s.memory.total()) << " GiB of " << gib(s.usable_bytes) << " GiB usable).\n";
+      }
+    }
+    os << "\n";
+  }
+
+  // Candidates: per GPU count and stage, the best fitting variant, else the least memory one.
+  std::map<std::tuple<int, int, int>, int> best;  // (hardware, gpus, stage) -> index
+  for (int i = 0; i < int(res.candidates.size()); ++i) {
+    const Candidate& c = res.candidates[i];
+    if (c.memory.total() == 0) continue;
+    auto key = std::make_tuple(c.hardware, c.gpus, int(c.setup.stage));
+    auto it = best.find(key);
+    if (it == best.end()) {
+      best[key] = i;
+      continue;
+    }
+    const Candidate& b = res.candidates[it->second];
+    bool take = c.fits ? (!b.fits || (req.objective == Objective::Cost ? c.time.cost_usd < b.time.cost_usd
+                                                                       : c.time.total_s < b.time.total_s))
+                       : (!b.fits && c.memory.total() < b.memory.total());
+    if (take) it->second = i;
+  }
+  int limit_gpus = focus >= 0 ? std::max(8, res.candidates[focus].gpus * 4) : 64;
+  os << "Candidates (best variant per GPU count and stage; every candidate is in --json)\n";
+  char line[512];
+  std::snprintf(line, sizeof(line), "  %-14s %5s %5s %-9s %4s %5s %9s %6s %9s %11s %10s %10s  %s\n", "gpu", "gpus", "nodes",
+                "shard", "mb", "ckpt", "GiB/GPU", "fits", "step s", "tokens/s", "time", "cost $", "note");
+  os << line;
+  int shown = 0, hidden = 0;
+  for (const auto& [key, i] : best) {
+    const Candidate& c = res.candidates[i];
+    if (c.gpus > limit_gpus) {
+      ++hidden;
+      continue;
+    }
+    std::string note = i == res.recommended ? "<- recommended" : c.rejected_because;
+    std::snprintf(line, sizeof(line), "  %-14s %5d %5d %-9s %4lld %5s %9s %6s %9.2f %11.0f %10s %10.2f  %s\n",
+                  req.hardware[c.hardware].gpu.name.c_str(), c.gpus, c.nodes, stage_name(c.setup.stage),
+                  static_cast<long long>(c.setup.micro_batch), checkpointing_name(c.setup.checkpointing),
+                  gib(c.memory.total()).c_str(), c.fits ? "yes" : "no", c.time.step_s, c.time.tokens_per_s,
+                  hours(c.time.total_s).c_str(), c.time.cost_usd, note.c_str());
+    os << line;
+    ++shown;
+  }
+  if (hidden > 0) os << "  (" << hidden << " more rows with more GPUs in --json)\n";
+  os << "\n";
+
+  if (res.recommended >= 0) {
+    const Candidate& c = res.candidates[res.recommended];
+    const HardwareOption& hw = req.hardware[c.hardware];
+    os << "Recommendation (" << (req.objective == Objective::Cost ? "cheapest" : "fastest") << " that fits with "
+       << fmt("%.0f", req.headroom * 100) << "% headroom): " << describe(req, c) << "\n";
+    os << "  memory per GPU " << gib(c.memory.total()) << " GiB of " << gib(c.gpu_memory_bytes) << " GiB ("
+       << gib(c.usable_bytes) << " usable)";
+    if (c.memory.host_bytes) os << "; host memory per rank " << gib(c.memory.host_bytes) << " GiB";
+    os << "\n";
+    os << "  step " << fmt("%.3f", c.time.step_s) << " s, " << fmt("%.0f", c.time.tokens_per_s) << " tokens/s ("
+       << fmt("%.0f", c.time.tokens_per_s / c.gpus) << " per GPU, MFU " << fmt("%.0f", c.time.mfu * 100) << "%), "
+       << c.time.steps << " steps, " << hours(c.time.total_s) << " in total\n";
+    os << "  " << fmt("%.2f", c.time.gpu_hours) << " GPU-hours x $" << fmt("%.2f", hw.gpu.price_per_hour)
+       << " = $" << fmt("%.2f", c.time.cost_usd) << " (price is an assumption: edit " << r.catalog_origin
+       << " or the cluster file)\n";
+    os << "  launch: " << r.launch_line << "\n";
+  } else {
+    os << "Nothing fits.\n";
+  }
+  if (!r.alternatives.empty()) {
+    os << "\nFor comparison (ftdist trains full-parameter): adapters on one GPU, "
+       << "micro-batch " << req.base.micro_batch << ", checkpointing " << checkpointing_name(Checkpointing::Full) << "\n";
+    for (const AlternativeRow& a : r.alternatives) {
+      os << "  " << (a.method == "lora" ? "LoRA  (bf16 base)" : "QLoRA (NF4 base) ") << " rank " << a.rank << ": "
+         << human_count(double(a.trainable_params)) << " trainable; base " << gib(a.base_bytes) << " + adapters "
+         << gib(a.adapter_bytes) << " + activations " << gib(a.activations) << " + logits " << gib(a.logits)
+         << " + overhead " << gib(a.overhead) << " = " << gib(a.total) << " GiB, " << (a.fits ? "fits" : "does not fit")
+         << "\n";
+    }
+  }
+  return os.str();
+}
+
+}  // namespace ftdist::plan

@@ -1,0 +1,92 @@
+#include "ftdist/plan/run_setup.h"
+
+#include "ftdist/core/check.h"
+#include "ftdist/core/suggest.h"
+
+namespace ftdist::plan {
+
+const char* stage_name(Stage s) {
+  switch (s) {
+    case Stage::Full: return "full";
+    case Stage::GradOp: return "grad-op";
+    case Stage::Optimizer: return "optimizer";
+    case Stage::None: return "none";
+    case Stage::Hybrid: return "hybrid";
+  }
+  return "?";
+}
+
+Stage stage_from_name(const std::string& raw) {
+  std::string n = to_lower(raw);
+  if (n == "full" || n == "zero3" || n == "zero-3" || n == "3") return Stage::Full;
+  if (n == "grad-op" || n == "zero2" || n == "zero-2" || n == "2") return Stage::GradOp;
+  if (n == "optimizer" || n == "zero1" || n == "zero-1" || n == "1") return Stage::Optimizer;
+  if (n == "none" || n == "ddp" || n == "zero0" || n == "zero-0" || n == "0") return Stage::None;
+  if (n == "hybrid" || n == "hsdp") return Stage::Hybrid;
+  FT_CHECK_ARG(false, "--shard: unknown stage '" << raw << "' (expected full, grad-op, optimizer, none, hybrid, "
+                      "their ZeRO names zero3, zero2, zero1, zero0, or auto)");
+  return Stage::Full;
+}
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::Bf16Mixed: return "bf16-mixed";
+    case Precision::Fp32: return "fp32";
+    case Precision::Bf16Pure: return "bf16-pure";
+  }
+  return "?";
+}
+
+Precision precision_from_name(const std::string& n) {
+  if (n == "bf16-mixed") return Precision::Bf16Mixed;
+  if (n == "fp32") return Precision::Fp32;
+  if (n == "bf16-pure") return Precision::Bf16Pure;
+  FT_CHECK_ARG(false, "--precision: unknown '" << n << "' (expected bf16-mixed, fp32 or bf16-pure)");
+  return Precision::Bf16Mixed;
+}
+
+const char* optimizer_name(OptimizerKind o) {
+  switch (o) {
+    case OptimizerKind::AdamW: return "adamw";
+    case OptimizerKind::AdamW8bit: return "adamw-8bit";
+    case OptimizerKind::SgdMomentum: return "sgd-momentum";
+  }
+  return "?";
+}
+
+OptimizerKind optimizer_from_name(const std::string& n) {
+  if (n == "adamw") return OptimizerKind::AdamW;
+  if (n == "adamw-8bit") return OptimizerKind::AdamW8bit;
+  if (n == "sgd-momentum") return OptimizerKind::SgdMomentum;
+  FT_CHECK_ARG(false, "--optimizer: unknown '" << n << "' (expected adamw, adamw-8bit or sgd-momentum)");
+  return OptimizerKind::AdamW;
+}
+
+const char* checkpointing_name(Checkpointing c) { return c == Checkpointing::None ? "none" : "full"; }
+
+Checkpointing checkpointing_from_name(const std::string& n) {
+  if (n == "none") return Checkpointing::None;
+  if (n == "full") return Checkpointing::Full;
+  FT_CHECK_ARG(false, "--checkpointing: unknown '" << n << "' (expected none, full or auto)");
+  return Checkpointing::None;
+}
+
+const char* attention_name(Attention a) { return a == Attention::Flash ? "flash" : "eager"; }
+
+Attention attention_from_name(const std::string& n) {
+  if (n == "flash") return Attention::Flash;
+  if (n == "eager") return Attention::Eager;
+  FT_CHECK_ARG(false, "--attention: unknown '" << n << "' (expected flash or eager)");
+  return Attention::Flash;
+}
+
+const char* float_type_name(FloatType t) { return t == FloatType::Bf16 ? "bf16" : "fp32"; }
+
+FloatType float_type_from_name(const std::string& n, const std::string& what) {
+  if (n == "bf16") return FloatType::Bf16;
+  if (n == "fp32") return FloatType::Fp32;
+  FT_CHECK_ARG(false, what << ": unknown '" << n << "' (expected bf16 or fp32)");
+  return FloatType::Fp32;
+}
+
+}  // namespace ftdist::plan

@@ -1,0 +1,189 @@
+#include "ftdist/plan/search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <tuple>
+
+#include "ftdist/core/bytes.h"
+#include "ftdist/core/check.h"
+
+namespace ftdist::plan {
+namespace {
+
+std::vector<int> gpu_counts(const PlanRequest& req, const HardwareOption& hw) {
+  if (req.gpus) return {*req.gpus};
+  if (req.nodes) return {*req.nodes * hw.gpus_per_node};
+  std::vector<int> out;
+  for (int g = 1; g <= hw.gpus_per_node && g <= req.max_gpus; g *= 2) out.push_back(g);
+  if (out.empty() || out.back() != hw.gpus_per_node) {
+    if (hw.gpus_per_node <= req.max_gpus) out.push_back(hw.gpus_per_node);
+  }
+  for (int k = 2; k <= hw.max_nodes && k * hw.gpus_per_node <= req.max_gpus; ++k) out.push_back(k * hw.gpus_per_node);
+  return out;
+}
+
+std::vector<Stage> stages_for(const PlanRequest& req, int gpus, int nodes) {
+  if (req.stage) return {*req.stage};
+  if (gpus == 1) return {Stage::None};
+  std::vector<Stage> s = {Stage::Full, Stage::GradOp, Stage::Optimizer, Stage::None};
+  if (nodes > 1) s.push_back(Stage::Hybrid);
+  return s;
+}
+
+std::vector<int64_t> micro_batches(const PlanRequest& req) {
+  if (req.micro_batch) return {*req.micro_batch};
+  return {1, 2, 4, 8, 16, 32, 64};
+}
+
+std::vector<Checkpointing> checkpointings(const PlanRequest& req) {
+  if (req.checkpointing) return {*req.checkpointing};
+  return {Checkpointing::None, Checkpointing::Full};
+}
+
+std::string gib(uint64_t bytes) { return format_gib(double(bytes)); }
+
+// Lays out one candidate; returns "" or why it cannot exist at all.
+std::string layout(Candidate& c, const HardwareOption& hw, const PlanRequest& req) {
+  if (c.gpus < 1) return "needs at least one GPU";
+  if (c.gpus > hw.gpus_per_node) {
+    if (c.gpus % hw.gpus_per_node != 0)
+      return std::to_string(c.gpus) + " GPUs do not fill whole nodes of " + std::to_string(hw.gpus_per_node);
+    c.nodes = c.gpus / hw.gpus_per_node;
+  } else {
+    c.nodes = 1;
+  }
+  if (req.nodes && *req.nodes != c.nodes)
+    return "--nodes " + std::to_string(*req.nodes) + " but " + std::to_string(c.gpus) + " GPUs take " + std::to_string(c.nodes);
+  if (c.nodes > hw.max_nodes)
+    return "needs " + std::to_string(c.nodes) + " nodes, only " + std::to_string(hw.max_nodes) + " available";
+  RunSetup& s = c.setup;
+  switch (s.stage) {
+    case Stage::None: s.shard_group = 1; s.replicas = c.gpus; break;
+    case Stage::Hybrid:
+      if (c.nodes < 2) return "hybrid sharding needs more than one node";
+      s.shard_group = hw.gpus_per_node;
+      s.replicas = c.nodes;
+      break;
+    default: s.shard_group = c.gpus; s.replicas = 1; break;
+  }
+  if (req.global_batch > 0) {
+    int64_t per_step = s.micro_batch * s.data_parallel();
+    if (req.global_batch % per_step != 0)
+      return "global batch " + std::to_string(req.global_batch) + " is not a multiple of micro-batch x ranks = " +
+             std::to_string(per_step);
+    c.grad_accum = req.global_batch / per_step;
+  } else {
+    c.grad_accum = 1;
+  }
+  return "";
+}
+
+double objective_value(const Candidate& c, Objective o) { return o == Objective::Cost ? c.time.cost_usd : c.time.total_s; }
+
+bool better(const Candidate& a, const Candidate& b, Objective o) {
+  auto key = [&](const Candidate& c) {
+    return o == Objective::Cost ? std::make_tuple(c.time.cost_usd, c.time.total_s, c.gpus)
+                                : std::make_tuple(c.time.total_s, c.time.cost_usd, c.gpus);
+  };
+  return key(a) < key(b);
+}
+
+// Within kNearTie of the best value, fewer GPUs win (easier to get, fewer failure points), then
+// the objective decides.
+constexpr double kNearTie = 0.02;
+bool preferred(const Candidate& a, const Candidate& b, Objective o, double best_value) {
+  bool a_near = objective_value(a, o) <= best_value * (1 + kNearTie);
+  bool b_near = objective_value(b, o) <= best_value * (1 + kNearTie);
+  if (a_near != b_near) return a_near;
+  if (a_near && a.gpus != b.gpus) return a.gpus < b.gpus;
+  return better(a, b, o);
+}
+
+}  // namespace
+
+Hardware hardware_for(const HardwareOption& option, const PlanRequest& req) {
+  Hardware h;
+  h.peak_tflops = option.gpu.bf16_tflops;
+  h.efficiency = req.mfu.value_or(option.gpu.efficiency);
+  h.hbm_gbs = option.gpu.hbm_gbs;
+  h.link_busbw_gbs = option.gpu.link_busbw_gbs;
+  h.network_busbw_gbs = option.gpu.network_busbw_gbs;
+  h.gpus_per_node = option.gpus_per_node;
+  h.price_per_gpu_hour = option.gpu.price_per_hour;
+  return h;
+}
+
+PlanResult search(const PlanRequest& req) {
+  FT_CHECK_ARG(!req.hardware.empty(), "no hardware to plan for: give --gpu or --cluster");
+  FT_CHECK_ARG(req.headroom >= 0 && req.headroom < 1, "--headroom must be in [0, 1), got " << req.headroom);
+  FT_CHECK_ARG(req.total_tokens > 0, "the workload has no tokens: give --examples or --tokens");
+  if (req.mfu) FT_CHECK_ARG(*req.mfu > 0 && *req.mfu <= 1, "--mfu must be in (0, 1], got " << *req.mfu);
+  PlanResult result;
+  for (int h = 0; h < int(req.hardware.size()); ++h) {
+    const HardwareOption& hw = req.hardware[h];
+    const Hardware hwm = hardware_for(hw, req);
+    for (int gpus : gpu_counts(req, hw)) {
+      int nodes = gpus > hw.gpus_per_node ? (gpus + hw.gpus_per_node - 1) / hw.gpus_per_node : 1;
+      for (Stage stage : stages_for(req, gpus, nodes)) {
+        for (int64_t mb : micro_batches(req)) {
+          for (Checkpointing ck : checkpointings(req)) {
+            Candidate c;
+            c.hardware = h;
+            c.gpus = gpus;
+            c.setup = req.base;
+            c.setup.stage = stage;
+            c.setup.micro_batch = mb;
+            c.setup.checkpointing = ck;
+            c.gpu_memory_bytes = hw.gpu.memory_bytes();
+            c.usable_bytes = uint64_t(double(c.gpu_memory_bytes) * (1.0 - req.headroom));
+            std::string why = layout(c, hw, req);
+            if (!why.empty()) {
+              c.rejected_because = why;
+              result.candidates.push_back(std::move(c));
+              continue;
+            }
+            c.memory = estimate_memory(req.model, c.setup);
+            c.fits = c.memory.total() <= c.usable_bytes;
+            Workload w{req.total_tokens, c.grad_accum};
+            c.time = estimate_time(req.model, c.setup, hwm, w);
+            if (!c.fits) {
+              char buf[200];
+              std::snprintf(buf, sizeof(buf), "needs %s per GPU; limit %s (%s - %.0f%% headroom)", gib(c.memory.total()).c_str(),
+                            gib(c.usable_bytes).c_str(), gib(c.gpu_memory_bytes).c_str(), req.headroom * 100);
+              c.rejected_because = buf;
+            }
+            result.candidates.push_back(std::move(c));
+          }
+        }
+      }
+    }
+  }
+  double best_value = -1;
+  for (const Candidate& c : result.candidates)
+    if (c.fits && (best_value < 0 || objective_value(c, req.objective) < best_value)) best_value = objective_value(c, req.objective);
+  for (int i = 0; i < int(result.candidates.size()); ++i) {
+    const Candidate& c = result.candidates[i];
+    if (c.fits && (result.recommended < 0 || preferred(c, result.candidates[result.recommended], req.objective, best_value)))
+      result.recommended = i;
+  }
+  if (result.recommended >= 0) {
+    const Candidate& best = result.candidates[result.recommended];
+    for (int i = 0; i < int(result.candidates.size()); ++i) {
+      Candidate& c = result.candidates[i];
+      if (i == result.recommended || !c.fits) continue;
+      char buf[200];
+      if (objective_value(c, req.objective) <= best_value * (1 + kNearTie) && c.gpus > best.gpus)
+        std::snprintf(buf, sizeof(buf), "fits, within %.0f%% of the best %s, but needs %d GPUs, not %d", kNearTie * 100,
+                      req.objective == Objective::Cost ? "cost" : "time", c.gpus, best.gpus);
+      else if (req.objective == Objective::Cost)
+        std::snprintf(buf, sizeof(buf), "fits, but costs $%.2f vs $%.2f", c.time.cost_usd, best.time.cost_usd);
+      else
+        std::snprintf(buf, sizeof(buf), "fits, but takes %.2f h vs %.2f h", c.time.total_s / 3600, best.time.total_s / 3600);
+      c.rejected_because = buf;
+    }
+  }
+  return result;
+}
+
+}  // namespace ftdist::plan
