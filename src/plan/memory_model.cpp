@@ -47,14 +47,35 @@ uint64_t MemoryBreakdown::model_states() const {
          (*this)[MemCategory::grads_sharded];
 }
 
+int64_t UnitLayout::edge_shards() const {
+  int64_t n = 0;
+  for (const Edge& e : edges) n += e.shard;
+  return n;
+}
+int64_t UnitLayout::max_edge_shard() const {
+  int64_t n = 0;
+  for (const Edge& e : edges) n = std::max(n, e.shard);
+  return n;
+}
+int64_t UnitLayout::max_edge_numel() const {
+  int64_t n = 0;
+  for (const Edge& e : edges) n = std::max(n, e.numel);
+  return n;
+}
+
 UnitLayout unit_layout(const ModelSpec& model, int shard_group) {
   FT_CHECK_ARG(shard_group >= 1, "shard group size must be >= 1, got " << shard_group);
+  auto shard_of = [&](int64_t numel) { return (numel + shard_group - 1) / shard_group; };
   UnitLayout u;
   u.layers = model.layers;
   u.layer_numel = model.layer_params();
-  u.root_numel = model.root_params();
-  u.layer_shard = (u.layer_numel + shard_group - 1) / shard_group;
-  u.root_shard = (u.root_numel + shard_group - 1) / shard_group;
+  u.layer_shard = shard_of(u.layer_numel);
+  if (model.tie_embeddings) {
+    u.edges.push_back({"root", model.root_params(), shard_of(model.root_params())});
+  } else {
+    u.edges.push_back({"embed", model.embed_params(), shard_of(model.embed_params())});
+    u.edges.push_back({"head", model.head_params(), shard_of(model.head_params())});
+  }
   return u;
 }
 
@@ -170,19 +191,23 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
 
   // ---- gathered parameters and unsharded gradients (sharded stages only) ----
   const uint64_t layer_full = uint64_t(u.layer_shard) * n * c;  // one gathered layer, padded
-  const uint64_t root_full = uint64_t(u.root_shard) * n * c;
+  const uint64_t edge_full = uint64_t(u.max_edge_shard()) * n * c;  // the largest edge unit, gathered
   if (sharded && n > 1) {
     if (s.stage == Stage::GradOp) {
-      // Kept from forward until each unit's backward: at the end of forward every unit is gathered.
-      b[MemCategory::unsharded_params] = root_full + uint64_t(u.layers) * layer_full;
-      ex.line(MemCategory::unsharded_params, "(root " + std::to_string(root_full) + " + L " + std::to_string(u.layers) +
-                                                 " x layer " + std::to_string(layer_full) + ") bytes",
+      // Kept from forward until each unit's backward, so at the end of forward every unit is
+      // gathered. While a unit is gathered its shard lives as the rank's own slice of the gathered
+      // buffer (in-place all-gather; the standalone shard is released and re-cut at reshard), so
+      // the gathered buffers add (N-1) shards: the ZeRO-2 bill of 2Ψ + (2+K)Ψ/N.
+      b[MemCategory::unsharded_params] = uint64_t(n - 1) * uint64_t(shard) * c;
+      ex.line(MemCategory::unsharded_params, "(N-1) " + std::to_string(n - 1) + " x shard " + std::to_string(shard) +
+                                                 " x " + C + " (every unit gathered; own slice in place)",
               b[MemCategory::unsharded_params]);
     } else {
-      // The root stays gathered for the step (embedding first, lm_head last, and in reverse in
-      // backward); layers use `prefetch` preallocated slots.
-      b[MemCategory::unsharded_params] = root_full + uint64_t(s.prefetch) * layer_full;
-      ex.line(MemCategory::unsharded_params, "root N x S_root x " + C + " (" + std::to_string(root_full) + ") + prefetch " +
+      // Layers use `prefetch` preallocated slots. Of the edge units one is gathered at a time: the
+      // embedding at the start of forward (its backward needs no weights), the head from the end
+      // of forward through its backward, which comes first.
+      b[MemCategory::unsharded_params] = edge_full + uint64_t(s.prefetch) * layer_full;
+      ex.line(MemCategory::unsharded_params, "largest edge unit N x S_edge x " + C + " (" + std::to_string(edge_full) + ") + prefetch " +
                                                  std::to_string(s.prefetch) + " x N x S_layer x " + C + " (" +
                                                  std::to_string(layer_full) + ")",
               b[MemCategory::unsharded_params]);
@@ -191,10 +216,10 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
     ex.line(MemCategory::unsharded_params, sharded ? "0 (one rank: the shard is the whole)" : "0 (parameters are replicated)", 0);
   }
   if (sharded) {
-    // The root's flat gradient lives through the whole backward; a layer's while it is produced and
-    // while it is reduce-scattered (prefetch slots).
-    b[MemCategory::unsharded_grads] = root_full + uint64_t(s.prefetch) * layer_full;
-    ex.line(MemCategory::unsharded_grads, "root " + std::to_string(root_full) + " + prefetch " + std::to_string(s.prefetch) +
+    // An edge unit's flat gradient (the head's first, the embedding's last) overlaps the layers'
+    // gradients, each alive while it is produced and while it is reduce-scattered (prefetch slots).
+    b[MemCategory::unsharded_grads] = edge_full + uint64_t(s.prefetch) * layer_full;
+    ex.line(MemCategory::unsharded_grads, "largest edge unit " + std::to_string(edge_full) + " + prefetch " + std::to_string(s.prefetch) +
                                               " x layer " + std::to_string(layer_full),
             b[MemCategory::unsharded_grads]);
   } else {
@@ -231,7 +256,7 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
           b[MemCategory::logits]);
 
   // ---- communication buffers ----
-  const uint64_t max_shard = uint64_t(std::max(u.layer_shard, u.root_shard));
+  const uint64_t max_shard = uint64_t(u.max_unit_shard());
   uint64_t comm = 0;
   std::string comm_formula;
   if (s.data_parallel() == 1) {
@@ -251,7 +276,7 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
     comm_formula = "max S " + std::to_string(max_shard) + " x (" + std::to_string(r) + " + " + C + ")";
   } else if (r != c) {
     // none: all-reduce in the reduce dtype, one unit at a time.
-    comm = uint64_t(std::max(u.layer_numel, u.root_numel)) * r;
+    comm = uint64_t(std::max(u.layer_numel, u.max_edge_numel())) * r;
     comm_formula = "largest unit x " + std::to_string(r);
   } else {
     comm_formula = "0 (in-place all-reduce)";

@@ -41,14 +41,24 @@ std::vector<ModelSpec::Tensor> ModelSpec::layer_tensors() const {
   return t;
 }
 
-std::vector<ModelSpec::Tensor> ModelSpec::root_tensors() const {
-  std::vector<Tensor> t = {{"model.embed_tokens.weight", {vocab, hidden}}, {"model.norm.weight", {hidden}}};
+std::vector<ModelSpec::Tensor> ModelSpec::embed_tensors() const { return {{"model.embed_tokens.weight", {vocab, hidden}}}; }
+
+std::vector<ModelSpec::Tensor> ModelSpec::head_tensors() const {
+  std::vector<Tensor> t = {{"model.norm.weight", {hidden}}};
   if (!tie_embeddings) t.push_back({"lm_head.weight", {vocab, hidden}});
+  return t;
+}
+
+std::vector<ModelSpec::Tensor> ModelSpec::root_tensors() const {
+  std::vector<Tensor> t = embed_tensors();
+  for (auto& h : head_tensors()) t.push_back(h);
   return t;
 }
 
 int64_t ModelSpec::layer_params() const { return sum_numel(layer_tensors()); }
 int64_t ModelSpec::root_params() const { return sum_numel(root_tensors()); }
+int64_t ModelSpec::embed_params() const { return sum_numel(embed_tensors()); }
+int64_t ModelSpec::head_params() const { return sum_numel(head_tensors()); }
 int64_t ModelSpec::matmul_params() const { return param_count() - (tie_embeddings ? 0 : vocab * hidden); }
 
 void ModelSpec::validate(const std::string& origin) const {

@@ -57,13 +57,13 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
   const double c = s.precision == Precision::Fp32 ? 4.0 : 2.0;
   const double r = float_type_bytes(s.reduce_dtype);
   const double layers_bytes = double(u.layers) * double(u.layer_shard) * n;  // elements
-  const double root_elems = double(u.root_shard) * n;
-  const double all_elems = layers_bytes + root_elems;
+  const double all_elems = layers_bytes + double(u.edge_shards()) * n;
   double per_step_hidden_by = 0;  // compute available to hide the per-step collectives
   switch (s.stage) {
     case Stage::Full:
     case Stage::Hybrid:
-      // forward gathers every unit, backward gathers the layers again; gradients reduce-scatter once
+      // forward gathers every unit, backward gathers the layers (and the head) again; gradients
+      // reduce-scatter once
       t.comm_s_per_micro = gather_s((all_elems + layers_bytes) * c, n, hw) + gather_s(all_elems * r, n, hw);
       say("comm/micro-batch (full) = all-gather (fwd all units + bwd layers) " + num((all_elems + layers_bytes) * c) +
           " B + reduce-scatter " + num(all_elems * r) + " B, x (N-1)/N over " + num(busbw(n, hw) / 1e9) + " GB/s = " +
@@ -95,7 +95,7 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
     }
   }
 
-  const double units = double(m.layers + 1);
+  const double units = double(m.layers) + double(u.edges.size());
   const double exposed_micro = std::max(t.comm_s_per_micro - t.compute_s_per_micro, t.comm_s_per_micro / units);
   const double exposed_step = std::max(t.comm_s_per_step - per_step_hidden_by, t.comm_s_per_step / units);
   t.exposed_comm_s = double(w.grad_accum) * exposed_micro + exposed_step;

@@ -37,7 +37,18 @@ TEST(Error, FtCheckCarriesKindRankFileLineAndCall) {
     EXPECT_EQ(e.call(), "n > 0");
     EXPECT_NE(what.find("[rank 3]"), std::string::npos) << contains_msg(what, "[rank 3]");
     EXPECT_NE(what.find("--iters must be positive, got -1"), std::string::npos) << what;
-    EXPECT_NE(what.find("tests/core/test_error.cpp:" + std::to_string(line)), std::string::npos) << what;
+    // Bad input speaks to the user: no source position in the text (it stays in file()/line()).
+    EXPECT_EQ(what.find("test_error.cpp"), std::string::npos) << what;
+  }
+  try {
+    line = __LINE__ + 1;
+    FT_CHECK(1 == 2, ftdist::ErrorKind::Internal, "invariant broken");
+    FAIL() << "FT_CHECK did not throw";
+  } catch (const ftdist::Error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("[rank 3] internal error at tests/core/test_error.cpp:" + std::to_string(line)), std::string::npos)
+        << what;
+    EXPECT_NE(what.find("(in 1 == 2)"), std::string::npos) << what;
   }
   ftdist::log::set_rank(0);
 }

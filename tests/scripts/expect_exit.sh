@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# expect_exit.sh CODE PATTERN SECONDS -- COMMAND...
+# expect_exit.sh CODE PATTERNS SECONDS -- COMMAND...
 # Runs COMMAND with a time limit and passes when it exits with CODE ("nonzero" for any failure)
-# within SECONDS and its combined output matches the extended regex PATTERN.
+# within SECONDS and its combined output matches every extended regex in PATTERNS (separated by
+# " ;; ").
 set -u
 want=$1 pattern=$2 limit=$3
 shift 3
@@ -20,5 +21,10 @@ if [ "$want" = nonzero ]; then
 else
   [ "$rc" = "$want" ] || { echo "FAIL: exit code $rc, expected $want"; exit 1; }
 fi
-grep -Eq -- "$pattern" "$out" || { echo "FAIL: output does not match /$pattern/"; exit 1; }
+rest="$pattern"
+while [ -n "$rest" ]; do
+  one="${rest%% ;; *}"
+  if [ "$one" = "$rest" ]; then rest=""; else rest="${rest#* ;; }"; fi
+  grep -Eq -- "$one" "$out" || { echo "FAIL: output does not match /$one/"; exit 1; }
+done
 echo "PASS"

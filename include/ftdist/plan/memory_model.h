@@ -5,11 +5,15 @@
 //   MemoryBreakdown m = estimate_memory(model, setup);
 //   m.total();  m[MemCategory::optimizer];
 //
-// Units: one per decoder layer plus the root (embedding, final norm, lm_head). Each unit's
-// parameters form one flat buffer padded to a multiple of the shard group N; a rank owns a
-// contiguous shard of S = padded / N elements (unit_layout()).
+// Units: one per decoder layer, plus two edge units — `embed` (the embedding) and `head` (final norm
+// and lm_head) — or, with tied embeddings, one `root` unit holding the shared matrix and the norm.
+// (Splitting embedding and head, as torchtitan does, keeps a 128k-vocabulary model from holding
+// both big matrices gathered at once.) Each unit's parameters form one flat buffer padded to a
+// multiple of the shard group N; a rank owns a contiguous shard of S = padded / N elements
+// (unit_layout()).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
@@ -25,8 +29,8 @@ enum class MemCategory {
   master,            // fp32 master copy (bf16-mixed), sharded except in `none`
   optimizer,         // optimizer states (AdamW: exp_avg, exp_avg_sq)
   grads_sharded,     // gradient accumulation: the fp32 shard, or full bf16 grads (optimizer, none)
-  unsharded_params,  // gathered parameters: root for the step + `prefetch` layer slots (full), all (grad-op)
-  unsharded_grads,   // unsharded gradients before reduce-scatter: root + `prefetch` layer slots
+  unsharded_params,  // gathered parameters: the largest edge unit + `prefetch` layer slots (full); all units less own slices (grad-op)
+  unsharded_grads,   // unsharded gradients before reduce-scatter: the largest edge unit + `prefetch` layer slots
   activations,       // tensors autograd saves (derivation in memory_model.cpp) + backward workspace
   logits,            // lm_head output, its fp32 copy for the loss, the fp32 gradient of the logits
   comm_buffers,      // reduce-scatter outputs and dtype-conversion buffers
@@ -46,13 +50,22 @@ struct MemoryBreakdown {
 };
 
 struct UnitLayout {
+  struct Edge {
+    std::string name;   // embed | head | root (tied)
+    int64_t numel = 0;
+    int64_t shard = 0;  // ceil(numel / N)
+  };
   int64_t layer_numel = 0;  // parameters of one decoder layer
-  int64_t root_numel = 0;   // embedding + final norm + lm_head
   int64_t layer_shard = 0;  // S of one layer: ceil(layer_numel / N)
-  int64_t root_shard = 0;   // S of the root
   int64_t layers = 0;
-  int64_t shard_numel() const { return layers * layer_shard + root_shard; }  // per rank
+  std::vector<Edge> edges;  // embed + head, or root when tied
+
+  int64_t edge_shards() const;
+  int64_t max_edge_shard() const;
+  int64_t max_edge_numel() const;
+  int64_t shard_numel() const { return layers * layer_shard + edge_shards(); }  // per rank
   int64_t padded_numel(int n) const { return shard_numel() * n; }
+  int64_t max_unit_shard() const { return std::max(layer_shard, max_edge_shard()); }
 };
 UnitLayout unit_layout(const ModelSpec& model, int shard_group);
 

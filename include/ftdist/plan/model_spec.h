@@ -34,6 +34,8 @@ struct ModelSpec {
   int64_t layer_params() const;
   // Parameters outside the layers: embedding, final norm, lm_head (unless tied).
   int64_t root_params() const;
+  int64_t embed_params() const;
+  int64_t head_params() const;
   // Everything: the sum of the sizes of the tensors in the HF checkpoint.
   int64_t param_count() const { return layers * layer_params() + root_params(); }
   // Parameters that take part in matrix products per token (all but the embedding lookup; a tied
@@ -46,7 +48,9 @@ struct ModelSpec {
     std::vector<int64_t> shape;
   };
   std::vector<Tensor> layer_tensors() const;
-  std::vector<Tensor> root_tensors() const;
+  std::vector<Tensor> root_tensors() const;   // embed_tensors() + head_tensors()
+  std::vector<Tensor> embed_tensors() const;  // the embedding (with tied embeddings: also lm_head's weight)
+  std::vector<Tensor> head_tensors() const;   // final norm and lm_head (only the norm when tied)
 
   // Throws ftdist::Error(BadInput) naming the first impossible field ("heads must divide hidden").
   void validate(const std::string& origin) const;

@@ -1,0 +1,186 @@
+// The memory model against the ZeRO paper's model-state identities, and its monotonicity.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "ftdist/plan/memory_model.h"
+#include "ftdist/plan/presets.h"
+
+using namespace ftdist::plan;
+
+namespace {
+
+// A Llama-shaped model of about 7.5 B parameters (the ZeRO paper's example size).
+ModelSpec model_7_5b() {
+  ModelSpec m = preset_model("llama-2-7b");
+  m.name = "synthetic-7.5b";
+  m.intermediate = 16384;
+  m.layers = 27;
+  return m;
+}
+
+// Mixed-precision AdamW with 16-bit gradients: the paper's accounting (K = 12).
+RunSetup zero_setup(Stage stage, int n) {
+  RunSetup s;
+  s.stage = stage;
+  s.shard_group = stage == Stage::None ? 1 : n;
+  s.replicas = stage == Stage::None ? n : 1;
+  s.precision = Precision::Bf16Mixed;
+  s.grad_accum_dtype = FloatType::Bf16;
+  s.reduce_dtype = FloatType::Bf16;
+  s.optimizer = OptimizerKind::AdamW;
+  return s;
+}
+
+TEST(ZeroIdentities, ModelStatesPerDevice) {
+  const ModelSpec m = model_7_5b();
+  const double psi = double(m.param_count());
+  for (int n : {2, 8, 64}) {
+    const UnitLayout u = unit_layout(m, n);
+    const double shard = double(u.shard_numel());  // Ψ/N, rounded up per unit
+    EXPECT_LE(shard * n - psi, double(n) * (m.layers + 2)) << "padding is less than N per unit";
+
+    auto mem = [&](Stage st) { return estimate_memory(m, zero_setup(st, n)); };
+    // plain data parallel: (4 + K)Ψ
+    EXPECT_EQ(double(mem(Stage::None).model_states()), 16.0 * psi);
+    // stage 1: 4Ψ + KΨ/N
+    EXPECT_EQ(double(mem(Stage::Optimizer).model_states()), 4.0 * psi + 12.0 * shard);
+    // stage 2: 2Ψ + (2 + K)Ψ/N — parameters gathered from forward to backward, shards in place
+    MemoryBreakdown z2 = mem(Stage::GradOp);
+    EXPECT_EQ(double(z2.model_states() + z2[MemCategory::unsharded_params]), 2.0 * shard * n + 14.0 * shard);
+    // stage 3: (4 + K)Ψ/N
+    EXPECT_EQ(double(mem(Stage::Full).model_states()), 16.0 * shard);
+  }
+}
+
+TEST(ZeroIdentities, PaperExampleFigures) {
+  // Ψ = 7.5 B, N = 64: 120 GB, 31.4 GB, 16.6 GB, 1.9 GB (ZeRO §5; decimal GB, rounded to 0.1).
+  const ModelSpec m = model_7_5b();
+  const double scale = 7.5e9 / double(m.param_count());  // our model has 7.51 B
+  auto gb = [&](Stage st) {
+    MemoryBreakdown b = estimate_memory(m, zero_setup(st, 64));
+    double bytes = double(b.model_states()) + (st == Stage::GradOp ? double(b[MemCategory::unsharded_params]) : 0.0);
+    return bytes * scale / 1e9;
+  };
+  EXPECT_NEAR(gb(Stage::None), 120.0, 0.05);
+  EXPECT_NEAR(gb(Stage::Optimizer), 31.4, 0.05);
+  EXPECT_NEAR(gb(Stage::GradOp), 16.6, 0.05);
+  EXPECT_NEAR(gb(Stage::Full), 1.9, 0.05);
+}
+
+TEST(MemoryModel, DefaultGradientShardIsFp32) {
+  const ModelSpec m = preset_model("mistral-7b");
+  RunSetup s = zero_setup(Stage::Full, 8);
+  s.grad_accum_dtype = FloatType::Fp32;
+  const double shard = double(unit_layout(m, 8).shard_numel());
+  // 2 (bf16 shard) + 4 (master) + 8 (AdamW) + 4 (fp32 gradient shard) bytes per shard element
+  EXPECT_EQ(double(estimate_memory(m, s).model_states()), 18.0 * shard);
+}
+
+TEST(MemoryModel, SingleGpuWorkedExampleIs16BytesPerParam) {
+  const ModelSpec m = preset_model("mistral-7b");
+  RunSetup s = zero_setup(Stage::None, 1);
+  MemoryBreakdown b = estimate_memory(m, s);
+  EXPECT_EQ(b.model_states(), 16ull * 7241732096ull);  // ≈ 116 GB before activations
+  EXPECT_EQ(b[MemCategory::comm_buffers], 0u);         // one rank: no collectives
+}
+
+TEST(MemoryModel, MoreGpusNeverMoreShardedBytesPerRank) {
+  const ModelSpec m = preset_model("llama-3-8b");
+  for (Stage st : {Stage::Full, Stage::GradOp, Stage::Optimizer}) {
+    uint64_t prev_states = UINT64_MAX, prev_total = UINT64_MAX;
+    for (int n = 1; n <= 512; n *= 2) {
+      RunSetup s;
+      s.stage = st;
+      s.shard_group = n;
+      MemoryBreakdown b = estimate_memory(m, s);
+      uint64_t sharded = b[MemCategory::master] + b[MemCategory::optimizer] +
+                         (st == Stage::Optimizer ? 0 : b[MemCategory::grads_sharded] + b[MemCategory::params_sharded]);
+      EXPECT_LE(sharded, prev_states) << stage_name(st) << " N=" << n;
+      if (st == Stage::Full && n > 1) {
+        EXPECT_LE(b.total(), prev_total) << "N=" << n;
+      }
+      prev_states = sharded;
+      if (n > 1) prev_total = b.total();
+    }
+  }
+}
+
+TEST(MemoryModel, CheckpointingNeverMoreActivations) {
+  for (const char* name : {"tinyllama-1.1b", "llama-3-8b", "qwen2.5-0.5b"}) {
+    const ModelSpec m = preset_model(name);
+    for (int64_t seq : {128, 1024, 8192}) {
+      for (int64_t mb : {1, 4}) {
+        for (Attention a : {Attention::Flash, Attention::Eager}) {
+          RunSetup s;
+          s.seq_len = seq;
+          s.micro_batch = mb;
+          s.attention = a;
+          s.checkpointing = Checkpointing::None;
+          uint64_t none = estimate_memory(m, s)[MemCategory::activations];
+          s.checkpointing = Checkpointing::Full;
+          uint64_t full = estimate_memory(m, s)[MemCategory::activations];
+          EXPECT_LE(full, none) << name << " seq " << seq << " mb " << mb;
+          EXPECT_GT(full, 0u);
+        }
+      }
+    }
+  }
+}
+
+TEST(MemoryModel, ActivationsFollowTheSavedTensors) {
+  const ModelSpec m = preset_model("llama-2-7b");
+  RunSetup s;
+  // bf16: 2 x (4h + 2hq + 2hkv + 4I) + fp32 rstd x2 + fp32 logsumexp per head
+  EXPECT_EQ(activation_bytes_per_token_layer(m, s), 2.0 * (4 * 4096 + 2 * 4096 + 2 * 4096 + 4 * 11008) + 8 + 4 * 32);
+  s.attention = Attention::Eager;
+  s.seq_len = 1000;
+  EXPECT_EQ(activation_bytes_per_token_layer(m, s), 153736.0 + 6.0 * 32 * 1000);
+  // Logits: bf16 logits + fp32 copy + fp32 gradient per vocabulary entry and token.
+  s.micro_batch = 2;
+  s.seq_len = 100;
+  EXPECT_EQ(estimate_memory(m, s)[MemCategory::logits], 2ull * 100 * 32000 * 10);
+}
+
+TEST(MemoryModel, OffloadMovesStatesToTheHost) {
+  const ModelSpec m = preset_model("llama-3-8b");
+  RunSetup s;
+  s.shard_group = 4;
+  MemoryBreakdown gpu = estimate_memory(m, s);
+  s.offload_optimizer = true;
+  MemoryBreakdown off = estimate_memory(m, s);
+  EXPECT_EQ(off[MemCategory::master] + off[MemCategory::optimizer], 0u);
+  EXPECT_EQ(off.host_bytes, gpu[MemCategory::master] + gpu[MemCategory::optimizer]);
+}
+
+TEST(MemoryModel, OptimizerAndPrecisionBytes) {
+  const ModelSpec m = preset_model("tinyllama-1.1b");
+  RunSetup s;
+  s.stage = Stage::None;
+  const double psi = double(m.param_count());
+  s.optimizer = OptimizerKind::SgdMomentum;
+  EXPECT_EQ(double(estimate_memory(m, s)[MemCategory::optimizer]), 4.0 * psi);
+  s.optimizer = OptimizerKind::AdamW8bit;
+  EXPECT_NEAR(double(estimate_memory(m, s)[MemCategory::optimizer]), 2.0 * psi, 0.01 * psi);
+  s.optimizer = OptimizerKind::AdamW;
+  s.precision = Precision::Bf16Pure;  // bf16 everything: 2 + 2 + 4 = 8 bytes/param with AdamW
+  EXPECT_EQ(double(estimate_memory(m, s).model_states()), 8.0 * psi);
+  s.precision = Precision::Fp32;      // 4 + 4 + 8
+  EXPECT_EQ(double(estimate_memory(m, s).model_states()), 16.0 * psi);
+}
+
+TEST(MemoryModel, TotalIsTheSumOfNamedCategories) {
+  const ModelSpec m = preset_model("qwen2.5-7b");
+  RunSetup s;
+  s.shard_group = 8;
+  std::vector<std::string> explain;
+  MemoryBreakdown b = estimate_memory(m, s, &explain);
+  uint64_t sum = 0;
+  for (MemCategory c : all_mem_categories()) sum += b[c];
+  EXPECT_EQ(sum, b.total());
+  ASSERT_EQ(explain.size(), size_t(kNumMemCategories));
+  for (int i = 0; i < kNumMemCategories; ++i)
+    EXPECT_EQ(explain[i].rfind(mem_category_name(all_mem_categories()[i]), 0), 0u) << explain[i];
+}
+
+}  // namespace

@@ -1,0 +1,171 @@
+// The search: the worked example, objectives, constraints, clusters, reports.
+#include <gtest/gtest.h>
+
+#include "ftdist/core/error.h"
+#include "ftdist/plan/cluster.h"
+#include "ftdist/plan/launch_script.h"
+#include "ftdist/plan/presets.h"
+#include "ftdist/plan/report.h"
+#include "ftdist/plan/search.h"
+
+using namespace ftdist::plan;
+
+namespace {
+
+GpuCatalog catalog() { return GpuCatalog::load(FTDIST_SOURCE_DIR "/cluster/gpus.toml"); }
+
+PlanRequest worked_example() {
+  PlanRequest r;
+  r.model = preset_model("mistral-7b");
+  GpuSpec g = catalog().find("a100-80gb");  // a copy: the catalog is a temporary
+  r.hardware.push_back({"", g, g.gpus_per_node, 64});
+  r.base.seq_len = 1024;
+  r.total_tokens = 10000.0 * 1024;
+  return r;
+}
+
+TEST(Search, WorkedExampleOneGpuDoesNotFitAndTheRecommendationDoes) {
+  PlanRequest req = worked_example();
+  PlanResult res = search(req);
+  ASSERT_GE(res.recommended, 0);
+  const Candidate& best = res.candidates[res.recommended];
+  EXPECT_TRUE(best.fits);
+  EXPECT_LE(best.memory.total(), best.usable_bytes);
+  EXPECT_GE(best.gpus, 2);
+  EXPECT_TRUE(best.setup.sharded_params() || best.setup.stage == Stage::Optimizer) << stage_name(best.setup.stage);
+  EXPECT_TRUE(best.rejected_because.empty());
+  EXPECT_GT(best.time.cost_usd, 0);
+  int one_gpu = 0;
+  for (const Candidate& c : res.candidates) {
+    if (c.gpus != 1) continue;
+    ++one_gpu;
+    EXPECT_FALSE(c.fits) << "1 GPU, mb " << c.setup.micro_batch;
+    EXPECT_NE(c.rejected_because.find("needs"), std::string::npos) << c.rejected_because;
+  }
+  EXPECT_GT(one_gpu, 0);
+  // No other fitting candidate is meaningfully cheaper (2% near-tie rule, then fewer GPUs).
+  for (const Candidate& c : res.candidates) {
+    if (c.fits) {
+      EXPECT_GE(c.time.cost_usd * 1.02 + 1e-9, best.time.cost_usd);
+    }
+  }
+}
+
+TEST(Search, FixedChoicesAreRespectedAndTimeObjectiveIsFastest) {
+  PlanRequest req = worked_example();
+  req.gpus = 8;
+  req.stage = Stage::Full;
+  req.checkpointing = Checkpointing::Full;
+  PlanResult res = search(req);
+  for (const Candidate& c : res.candidates) {
+    EXPECT_EQ(c.gpus, 8);
+    EXPECT_EQ(c.setup.stage, Stage::Full);
+    EXPECT_EQ(c.setup.checkpointing, Checkpointing::Full);
+  }
+  req = worked_example();
+  req.objective = Objective::Time;
+  res = search(req);
+  ASSERT_GE(res.recommended, 0);
+  const Candidate& best = res.candidates[res.recommended];
+  for (const Candidate& c : res.candidates) {
+    if (c.fits) {
+      EXPECT_GE(c.time.total_s * 1.02 + 1e-9, best.time.total_s);
+    }
+  }
+}
+
+TEST(Search, NothingFitsIsReportedNotHidden) {
+  PlanRequest req = worked_example();
+  req.gpus = 1;
+  PlanResult res = search(req);
+  EXPECT_EQ(res.recommended, -1);
+  EXPECT_GE(least_memory_candidate(res), 0);
+}
+
+TEST(Search, GlobalBatchSetsAccumulationOrRejects) {
+  PlanRequest req = worked_example();
+  req.global_batch = 64;
+  PlanResult res = search(req);
+  ASSERT_GE(res.recommended, 0);
+  for (const Candidate& c : res.candidates) {
+    if (!c.rejected_because.empty() && c.rejected_because.find("global batch") != std::string::npos) continue;
+    EXPECT_EQ(c.grad_accum * c.setup.micro_batch * c.setup.data_parallel(), 64) << c.gpus << " " << c.setup.micro_batch;
+  }
+}
+
+TEST(Search, MoreHeadroomNeverAllowsMoreMemory) {
+  PlanRequest req = worked_example();
+  for (double h : {0.0, 0.1, 0.3}) {
+    req.headroom = h;
+    PlanResult res = search(req);
+    ASSERT_GE(res.recommended, 0) << h;
+    EXPECT_LE(double(res.candidates[res.recommended].memory.total()), (1 - h) * 80.0 * (1ull << 30)) << h;
+  }
+}
+
+TEST(Search, ClusterChoosesNodesAndHybridAppearsAcrossNodes) {
+  Cluster cl = load_cluster(FTDIST_SOURCE_DIR "/cluster/example-mixed-64x8.toml", catalog());
+  ASSERT_EQ(cl.node_types.size(), 2u);
+  PlanRequest req;
+  req.model = preset_model("llama-3.1-70b");
+  for (const NodeType& nt : cl.node_types) req.hardware.push_back({nt.name, nt.gpu, nt.gpus_per_node, nt.count});
+  req.base.seq_len = 4096;
+  req.total_tokens = 1e9;
+  PlanResult res = search(req);
+  ASSERT_GE(res.recommended, 0);
+  const Candidate& best = res.candidates[res.recommended];
+  EXPECT_LE(best.nodes, cl.node_types[best.hardware].count);
+  EXPECT_EQ(best.gpus % best.nodes, 0);
+  bool hybrid = false;
+  for (const Candidate& c : res.candidates) hybrid |= c.setup.stage == Stage::Hybrid && c.nodes > 1;
+  EXPECT_TRUE(hybrid);
+  EXPECT_NE(sbatch_text(req, best).find("#SBATCH --nodes=" + std::to_string(best.nodes)), std::string::npos);
+  EXPECT_NE(mpirun_command(req, best).find("-np " + std::to_string(best.gpus)), std::string::npos);
+}
+
+TEST(Report, JsonSchemaIsStable) {
+  PlanRequest req = worked_example();
+  PlanResult res = search(req);
+  PlanReport report{req, res, {}, nlohmann::json::object(), "test", "launch"};
+  nlohmann::json j = plan_json(report);
+  for (const char* k : {"name", "params_total", "layers", "hidden", "vocab"}) EXPECT_TRUE(j["model"].contains(k)) << k;
+  EXPECT_EQ(j["model"]["params_total"], 7241732096);
+  ASSERT_TRUE(j.contains("inputs"));
+  const nlohmann::json& rec = j["recommendation"];
+  for (const char* k : {"gpus", "nodes", "shard", "micro_batch", "grad_accum", "checkpointing", "memory_per_gpu_bytes",
+                        "gpu_memory_bytes", "fits", "time", "gpu_hours", "cost_usd"})
+    EXPECT_TRUE(rec.contains(k)) << k;
+  for (const char* k : {"step_s", "tokens_per_s", "total_s"}) EXPECT_TRUE(rec["time"].contains(k)) << k;
+  uint64_t sum = 0;
+  for (MemCategory c : all_mem_categories()) {
+    ASSERT_TRUE(rec["memory_per_gpu_bytes"].contains(mem_category_name(c))) << mem_category_name(c);
+    sum += rec["memory_per_gpu_bytes"][mem_category_name(c)].get<uint64_t>();
+  }
+  EXPECT_EQ(rec["memory_per_gpu_bytes"]["total"].get<uint64_t>(), sum);
+  ASSERT_TRUE(j["candidates"].is_array());
+  EXPECT_EQ(j["candidates"].size(), res.candidates.size());
+  int rejected = 0;
+  for (const auto& c : j["candidates"]) rejected += c.contains("rejected_because");
+  EXPECT_EQ(rejected, int(res.candidates.size()) - 1);
+}
+
+TEST(Catalog, FindsNamesAndAliasesAndSuggests) {
+  GpuCatalog cat = catalog();
+  EXPECT_EQ(cat.find("H100").name, "h100-80gb-sxm");
+  EXPECT_EQ(cat.find("a100-80gb").memory_gib, 80.0);
+  for (const char* name : {"a100-40gb", "a100-80gb", "h100-80gb-sxm", "h100-80gb-pcie", "h200", "l4", "l40s", "a10g",
+                           "rtx-4090", "b200"})
+    EXPECT_NO_THROW(cat.find(name)) << name;
+  try {
+    cat.find("a100-80");
+    ADD_FAILURE();
+  } catch (const ftdist::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("did you mean"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(GpuCatalog::parse("[gpu.x]\nmemory_gib = 'a lot'\n", "bad.toml"), ftdist::Error);
+  EXPECT_THROW(GpuCatalog::parse("[gpu.x\n", "broken.toml"), ftdist::Error);
+  EXPECT_THROW(parse_cluster("name = 'c'\n", "c.toml", cat), ftdist::Error);
+  EXPECT_THROW(parse_cluster("[[node_type]]\ngpu = 'h100'\n", "c.toml", cat), ftdist::Error);  // no count
+}
+
+}  // namespace
