@@ -171,10 +171,10 @@ int plan_main(int argc, char** argv) {
     Cluster cluster = load_cluster(args["cluster"].as<std::string>(), catalog);
     cluster_name = cluster.origin;
     for (const NodeType& nt : cluster.node_types)
-      req.hardware.push_back({nt.name, nt.gpu, nt.gpus_per_node, nt.count});
+      req.hardware.push_back({nt.name, nt.gpu, nt.gpus_per_node, nt.count, true});
   } else {
     const GpuSpec& g = catalog.find(args["gpu"].as<std::string>());
-    req.hardware.push_back({"", g, g.gpus_per_node, std::max(1, req.max_gpus / g.gpus_per_node)});
+    req.hardware.push_back({"", g, g.gpus_per_node, std::max(1, req.max_gpus / g.gpus_per_node), false});
   }
   if (auto g = auto_or_int(args["gpus"].as<std::string>(), "--gpus")) req.gpus = int(*g);
   if (args.count("nodes")) {
@@ -241,28 +241,28 @@ int plan_main(int argc, char** argv) {
   std::vector<AlternativeRow> alts =
       adapter_alternatives(req.model, alt_setup, adapter, any ? any->usable_bytes : 0);
 
-  PlanReport report{req, result, alts, nlohmann::json::object(), catalog.origin(), ""};
+  PlanReport report{req, result, alts, nlohmann::ordered_json::object(), catalog.origin(), ""};
   report.inputs = {{"model", req.model.name},
-                   {"gpu", args.count("cluster") ? nlohmann::json(nullptr) : nlohmann::json(req.hardware[0].gpu.name)},
-                   {"cluster", cluster_name.empty() ? nlohmann::json(nullptr) : nlohmann::json(cluster_name)},
-                   {"gpus", req.gpus ? nlohmann::json(*req.gpus) : nlohmann::json("auto")},
-                   {"nodes", req.nodes ? nlohmann::json(*req.nodes) : nlohmann::json("auto")},
+                   {"gpu", args.count("cluster") ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(req.hardware[0].gpu.name)},
+                   {"cluster", cluster_name.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(cluster_name)},
+                   {"gpus", req.gpus ? nlohmann::ordered_json(*req.gpus) : nlohmann::ordered_json("auto")},
+                   {"nodes", req.nodes ? nlohmann::ordered_json(*req.nodes) : nlohmann::ordered_json("auto")},
                    {"seq_len", s.seq_len},
-                   {"micro_batch", req.micro_batch ? nlohmann::json(*req.micro_batch) : nlohmann::json("auto")},
+                   {"micro_batch", req.micro_batch ? nlohmann::ordered_json(*req.micro_batch) : nlohmann::ordered_json("auto")},
                    {"global_batch", req.global_batch},
                    {"examples", examples},
                    {"tokens", req.total_tokens},
                    {"epochs", epochs},
-                   {"shard", req.stage ? nlohmann::json(stage_name(*req.stage)) : nlohmann::json("auto")},
+                   {"shard", req.stage ? nlohmann::ordered_json(stage_name(*req.stage)) : nlohmann::ordered_json("auto")},
                    {"precision", precision_name(s.precision)},
                    {"reduce_dtype", float_type_name(s.reduce_dtype)},
                    {"grad_accum_dtype", float_type_name(s.grad_accum_dtype)},
                    {"optimizer", optimizer_name(s.optimizer)},
-                   {"checkpointing", req.checkpointing ? nlohmann::json(checkpointing_name(*req.checkpointing)) : nlohmann::json("auto")},
+                   {"checkpointing", req.checkpointing ? nlohmann::ordered_json(checkpointing_name(*req.checkpointing)) : nlohmann::ordered_json("auto")},
                    {"attention", attention_name(s.attention)},
                    {"offload", s.offload_optimizer},
                    {"headroom", req.headroom},
-                   {"mfu", req.mfu ? nlohmann::json(*req.mfu) : nlohmann::json(nullptr)},
+                   {"mfu", req.mfu ? nlohmann::ordered_json(*req.mfu) : nlohmann::ordered_json(nullptr)},
                    {"objective", objective}};
   if (result.recommended >= 0) report.launch_line = mpirun_command(req, result.candidates[result.recommended]);
 

@@ -54,12 +54,12 @@ int least_memory_candidate(const PlanResult& result) {
   return best;
 }
 
-nlohmann::json candidate_json(const PlanRequest& req, const Candidate& c) {
-  nlohmann::json mem = nlohmann::json::object();
+nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c) {
+  nlohmann::ordered_json mem = nlohmann::ordered_json::object();
   for (MemCategory cat : all_mem_categories()) mem[mem_category_name(cat)] = c.memory[cat];
   mem["total"] = c.memory.total();
   const HardwareOption& hw = req.hardware[c.hardware];
-  nlohmann::json j = {
+  nlohmann::ordered_json j = {
       {"gpus", c.gpus},
       {"nodes", c.nodes},
       {"gpu", hw.gpu.name},
@@ -84,9 +84,9 @@ nlohmann::json candidate_json(const PlanRequest& req, const Candidate& c) {
   return j;
 }
 
-nlohmann::json plan_json(const PlanReport& r) {
+nlohmann::ordered_json plan_json(const PlanReport& r) {
   const ModelSpec& m = r.request.model;
-  nlohmann::json j;
+  nlohmann::ordered_json j;
   j["model"] = {{"name", m.name},          {"params_total", m.param_count()}, {"layers", m.layers},
                 {"hidden", m.hidden},      {"vocab", m.vocab},                {"intermediate", m.intermediate},
                 {"heads", m.heads},        {"kv_heads", m.kv_heads},          {"head_dim", m.head_dim},
@@ -94,12 +94,12 @@ nlohmann::json plan_json(const PlanReport& r) {
   j["inputs"] = r.inputs;
   j["recommendation"] = r.result.recommended >= 0
                             ? candidate_json(r.request, r.result.candidates[r.result.recommended])
-                            : nlohmann::json(nullptr);
+                            : nlohmann::ordered_json(nullptr);
   if (r.result.recommended >= 0) j["recommendation"]["launch"] = r.launch_line;
-  nlohmann::json cands = nlohmann::json::array();
+  nlohmann::ordered_json cands = nlohmann::ordered_json::array();
   for (const Candidate& c : r.result.candidates) cands.push_back(candidate_json(r.request, c));
   j["candidates"] = cands;
-  nlohmann::json alts = nlohmann::json::array();
+  nlohmann::ordered_json alts = nlohmann::ordered_json::array();
   for (const AlternativeRow& a : r.alternatives)
     alts.push_back({{"method", a.method}, {"rank", a.rank}, {"trainable_params", a.trainable_params},
                     {"base_bytes", a.base_bytes}, {"adapter_bytes", a.adapter_bytes}, {"activations", a.activations},

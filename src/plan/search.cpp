@@ -19,7 +19,8 @@ std::vector<int> gpu_counts(const PlanRequest& req, const HardwareOption& hw) {
   if (out.empty() || out.back() != hw.gpus_per_node) {
     if (hw.gpus_per_node <= req.max_gpus) out.push_back(hw.gpus_per_node);
   }
-  for (int k = 2; k <= hw.max_nodes && k * hw.gpus_per_node <= req.max_gpus; ++k) out.push_back(k * hw.gpus_per_node);
+  for (int k = 2; k <= hw.max_nodes && k * hw.gpus_per_node <= req.max_gpus; k = hw.every_node_count ? k + 1 : k * 2)
+    out.push_back(k * hw.gpus_per_node);
   return out;
 }
 
@@ -89,14 +90,16 @@ bool better(const Candidate& a, const Candidate& b, Objective o) {
   return key(a) < key(b);
 }
 
-// Within kNearTie of the best value, fewer GPUs win (easier to get, fewer failure points), then
-// the objective decides.
+// Within kNearTie of the best value (inside the model's own uncertainty), fewer GPUs win (easier
+// to get, fewer failure points), then less memory per GPU (more slack against an out-of-memory),
+// then the objective.
 constexpr double kNearTie = 0.02;
 bool preferred(const Candidate& a, const Candidate& b, Objective o, double best_value) {
   bool a_near = objective_value(a, o) <= best_value * (1 + kNearTie);
   bool b_near = objective_value(b, o) <= best_value * (1 + kNearTie);
   if (a_near != b_near) return a_near;
   if (a_near && a.gpus != b.gpus) return a.gpus < b.gpus;
+  if (a_near && a.memory.total() != b.memory.total()) return a.memory.total() < b.memory.total();
   return better(a, b, o);
 }
 
@@ -173,9 +176,15 @@ PlanResult search(const PlanRequest& req) {
       Candidate& c = result.candidates[i];
       if (i == result.recommended || !c.fits) continue;
       char buf[200];
-      if (objective_value(c, req.objective) <= best_value * (1 + kNearTie) && c.gpus > best.gpus)
+      const bool near = objective_value(c, req.objective) <= best_value * (1 + kNearTie);
+      if (near && c.gpus > best.gpus)
         std::snprintf(buf, sizeof(buf), "fits, within %.0f%% of the best %s, but needs %d GPUs, not %d", kNearTie * 100,
                       req.objective == Objective::Cost ? "cost" : "time", c.gpus, best.gpus);
+      else if (near && c.gpus == best.gpus)
+        std::snprintf(buf, sizeof(buf), "fits, within %.0f%% of the best %s, but leaves less memory free (%.1f vs %.1f GiB)",
+                      kNearTie * 100, req.objective == Objective::Cost ? "cost" : "time",
+                      double(c.usable_bytes - c.memory.total()) / double(kGiB),
+                      double(best.usable_bytes - best.memory.total()) / double(kGiB));
       else if (req.objective == Objective::Cost)
         std::snprintf(buf, sizeof(buf), "fits, but costs $%.2f vs $%.2f", c.time.cost_usd, best.time.cost_usd);
       else

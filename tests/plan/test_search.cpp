@@ -108,7 +108,7 @@ TEST(Search, ClusterChoosesNodesAndHybridAppearsAcrossNodes) {
   ASSERT_EQ(cl.node_types.size(), 2u);
   PlanRequest req;
   req.model = preset_model("llama-3.1-70b");
-  for (const NodeType& nt : cl.node_types) req.hardware.push_back({nt.name, nt.gpu, nt.gpus_per_node, nt.count});
+  for (const NodeType& nt : cl.node_types) req.hardware.push_back({nt.name, nt.gpu, nt.gpus_per_node, nt.count, true});
   req.base.seq_len = 4096;
   req.total_tokens = 1e9;
   PlanResult res = search(req);
@@ -126,12 +126,12 @@ TEST(Search, ClusterChoosesNodesAndHybridAppearsAcrossNodes) {
 TEST(Report, JsonSchemaIsStable) {
   PlanRequest req = worked_example();
   PlanResult res = search(req);
-  PlanReport report{req, res, {}, nlohmann::json::object(), "test", "launch"};
-  nlohmann::json j = plan_json(report);
+  PlanReport report{req, res, {}, nlohmann::ordered_json::object(), "test", "launch"};
+  nlohmann::ordered_json j = plan_json(report);
   for (const char* k : {"name", "params_total", "layers", "hidden", "vocab"}) EXPECT_TRUE(j["model"].contains(k)) << k;
   EXPECT_EQ(j["model"]["params_total"], 7241732096);
   ASSERT_TRUE(j.contains("inputs"));
-  const nlohmann::json& rec = j["recommendation"];
+  const nlohmann::ordered_json& rec = j["recommendation"];
   for (const char* k : {"gpus", "nodes", "shard", "micro_batch", "grad_accum", "checkpointing", "memory_per_gpu_bytes",
                         "gpu_memory_bytes", "fits", "time", "gpu_hours", "cost_usd"})
     EXPECT_TRUE(rec.contains(k)) << k;

@@ -14,13 +14,13 @@ struct PlanReport {
   const PlanRequest& request;
   const PlanResult& result;
   std::vector<AlternativeRow> alternatives;
-  nlohmann::json inputs;        // as the user gave them (auto where the planner chose)
+  nlohmann::ordered_json inputs;        // as the user gave them (auto where the planner chose)
   std::string catalog_origin;
   std::string launch_line;      // for the recommendation; empty when nothing fits
 };
 
-nlohmann::json candidate_json(const PlanRequest& request, const Candidate& c);
-nlohmann::json plan_json(const PlanReport& report);
+nlohmann::ordered_json candidate_json(const PlanRequest& request, const Candidate& c);
+nlohmann::ordered_json plan_json(const PlanReport& report);
 std::string plan_table(const PlanReport& report);
 
 // Index of the candidate that needs the least memory per GPU (what comes closest when nothing fits).

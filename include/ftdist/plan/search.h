@@ -1,7 +1,7 @@
 // The search: enumerate (hardware, GPUs, nodes, stage, micro-batch, checkpointing), price each with
 // the memory and time models, keep those that fit with the headroom, recommend the cheapest (or
-// fastest) — where several are within 2% of the best, the one with the fewest GPUs — and say why
-// every other candidate lost.
+// fastest) — where several are within 2% of the best, the one with the fewest GPUs, then the most
+// memory to spare — and say why every other candidate lost.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,7 @@ struct HardwareOption {
   GpuSpec gpu;
   int gpus_per_node = 8;
   int max_nodes = 64;
+  bool every_node_count = false;  // a cluster: try 2, 3, 4, ... nodes; a plain --gpu: 2, 4, 8, ...
 };
 
 struct PlanRequest {
