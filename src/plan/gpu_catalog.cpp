@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "ftdist/core/suggest.h"
@@ -59,7 +61,14 @@ GpuCatalog GpuCatalog::load_default(const std::string& path_flag) {
     if (env[0] != '\0') return load(env);
   }
   const std::string source_copy = std::string(FTDIST_SOURCE_DIR) + "/cluster/gpus.toml";
-  if (file_exists(source_copy)) return load(source_copy);
+  if (file_exists(source_copy)) {
+    GpuCatalog cat = load(source_copy);
+    // Name it as the user would type it from the source tree.
+    char cwd[4096];
+    if (getcwd(cwd, sizeof(cwd)) && source_copy.rfind(std::string(cwd) + "/", 0) == 0)
+      cat.origin_ = source_copy.substr(std::string(cwd).size() + 1);
+    return cat;
+  }
   return parse(kBuiltinCatalog, "built-in GPU catalog");
 }
 
