@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "options.h"
 #include "ftdist/comm/communicator.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
@@ -200,17 +201,8 @@ int bench_comm_main(int argc, char** argv) {
       ("d,dtype", "fp32 | bf16 | fp16 | int64 | int32", cxxopts::value<std::string>()->default_value("fp32"))
       ("c,check", "verify every result against closed-form values")
       ("h,help", "this help");
-  cxxopts::ParseResult args;
-  try {
-    args = options.parse(argc, argv);
-  } catch (const cxxopts::exceptions::exception& e) {
-    FT_CHECK_ARG(false, "ftdist bench comm: " << e.what() << " (see --help)");
-  }
-  if (args.count("help")) {
-    std::printf("%s\n", options.help().c_str());
-    return 0;
-  }
-  FT_CHECK_ARG(args.unmatched().empty(), "ftdist bench comm: unexpected argument '" << args.unmatched()[0] << "'");
+  cxxopts::ParseResult args = parse_options(options, argc, argv);
+  if (print_help_if_asked(options, args)) return 0;
 
   comm::CommOptions copts = comm::comm_options_from_env();
   copts.backend = comm::backend_from_name(args["backend"].as<std::string>());

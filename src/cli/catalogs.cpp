@@ -5,32 +5,17 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "options.h"
 #include "ftdist/core/check.h"
 #include "ftdist/plan/gpu_catalog.h"
 #include "ftdist/plan/presets.h"
 
 namespace ftdist::cli {
-namespace {
-cxxopts::ParseResult parse_or_throw(cxxopts::Options& options, int argc, char** argv) {
-  try {
-    auto args = options.parse(argc, argv);
-    FT_CHECK_ARG(args.unmatched().empty(), options.program() << ": unexpected argument '" << args.unmatched()[0] << "'");
-    return args;
-  } catch (const cxxopts::exceptions::exception& e) {
-    FT_CHECK_ARG(false, options.program() << ": " << e.what() << " (see --help)");
-  }
-  return {};
-}
-}  // namespace
-
 int models_main(int argc, char** argv) {
   cxxopts::Options options("ftdist models", "Model presets for `ftdist plan --model`.");
   options.add_options()("h,help", "this help");
-  auto args = parse_or_throw(options, argc, argv);
-  if (args.count("help")) {
-    std::printf("%s\n", options.help().c_str());
-    return 0;
-  }
+  auto args = parse_options(options, argc, argv);
+  if (print_help_if_asked(options, args)) return 0;
   std::printf("%-16s %-8s %16s %7s %7s %7s %6s %4s %8s  %s\n", "name", "type", "parameters", "layers", "hidden",
               "inter", "heads", "kv", "vocab", "notes");
   for (const auto& m : plan::model_presets()) {
@@ -50,11 +35,8 @@ int models_main(int argc, char** argv) {
 int gpus_main(int argc, char** argv) {
   cxxopts::Options options("ftdist gpus", "The GPU catalog `ftdist plan --gpu` reads (cluster/gpus.toml).");
   options.add_options()("gpu-catalog", "catalog TOML", cxxopts::value<std::string>()->default_value(""))("h,help", "this help");
-  auto args = parse_or_throw(options, argc, argv);
-  if (args.count("help")) {
-    std::printf("%s\n", options.help().c_str());
-    return 0;
-  }
+  auto args = parse_options(options, argc, argv);
+  if (print_help_if_asked(options, args)) return 0;
   plan::GpuCatalog cat = plan::GpuCatalog::load_default(args["gpu-catalog"].as<std::string>());
   std::printf("# %s (prices are assumptions: edit them)\n", cat.origin().c_str());
   std::printf("%-16s %-30s %8s %10s %9s %10s %10s %5s %5s %8s\n", "name", "model", "mem GiB", "bf16 TF/s", "HBM GB/s",

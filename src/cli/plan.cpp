@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "options.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/suggest.h"
@@ -33,33 +34,33 @@ std::optional<int64_t> auto_or_int(const std::string& text, const char* flag) {
   return v;
 }
 
-double parse_fraction(const std::string& text, const char* flag) {
-  std::string t = text;
-  bool percent = !t.empty() && t.back() == '%';
-  if (percent) t.pop_back();
+// Splits "2.5M" into 2.5 and "M"; false when the text does not start with a number.
+bool leading_number(const std::string& text, double* value, std::string* suffix) {
   size_t used = 0;
-  double v = -1;
   try {
-    v = std::stod(t, &used);
+    *value = std::stod(text, &used);
   } catch (const std::exception&) {
-    used = 0;
+    return false;
   }
-  FT_CHECK_ARG(used == t.size() && used > 0, flag << ": expected a fraction like 0.1 or a percentage like 10%, got '" << text << "'");
-  return percent ? v / 100.0 : v;
+  *suffix = text.substr(used);
+  return true;
+}
+
+double parse_fraction(const std::string& text, const char* flag) {
+  double v = 0;
+  std::string suffix;
+  bool ok = leading_number(text, &v, &suffix) && (suffix.empty() || suffix == "%");
+  FT_CHECK_ARG(ok, flag << ": expected a fraction like 0.1 or a percentage like 10%, got '" << text << "'");
+  return suffix == "%" ? v / 100.0 : v;
 }
 
 double parse_count(const std::string& text, const char* flag) {
   // 10000, 1e6, 2.5M, 1B
-  size_t used = 0;
-  double v = -1;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  std::string unit = used < text.size() ? text.substr(used) : "";
+  double v = 0;
+  std::string unit;
+  bool ok = leading_number(text, &v, &unit);
   double scale = unit.empty() ? 1 : unit == "K" || unit == "k" ? 1e3 : unit == "M" ? 1e6 : unit == "B" || unit == "G" ? 1e9 : unit == "T" ? 1e12 : -1;
-  FT_CHECK_ARG(used > 0 && scale > 0 && v > 0, flag << ": expected a positive count like 10000, 2.5M or 1B, got '" << text << "'");
+  FT_CHECK_ARG(ok && scale > 0 && v > 0, flag << ": expected a positive count like 10000, 2.5M or 1B, got '" << text << "'");
   return v * scale;
 }
 
@@ -143,17 +144,8 @@ int plan_main(int argc, char** argv) {
       ("emit", "write launch files for the recommendation: slurm | mpirun", cxxopts::value<std::string>())
       ("emit-dir", "directory for --emit files", cxxopts::value<std::string>()->default_value("."))
       ("h,help", "this help");
-  cxxopts::ParseResult args;
-  try {
-    args = options.parse(argc, argv);
-  } catch (const cxxopts::exceptions::exception& e) {
-    FT_CHECK_ARG(false, "ftdist plan: " << e.what() << " (see --help)");
-  }
-  if (args.count("help")) {
-    std::printf("%s\n", options.help().c_str());
-    return 0;
-  }
-  FT_CHECK_ARG(args.unmatched().empty(), "ftdist plan: unexpected argument '" << args.unmatched()[0] << "'");
+  cxxopts::ParseResult args = parse_options(options, argc, argv);
+  if (print_help_if_asked(options, args)) return 0;
 
   // ---- model ----
   PlanRequest req;

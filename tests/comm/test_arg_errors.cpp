@@ -2,6 +2,8 @@
 // communicator usable. Runs on 2 and 4 ranks.
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include <string>
 
 #include "ftdist/comm/communicator.h"
@@ -12,17 +14,6 @@ using ftdist::comm::ReduceOp;
 
 namespace {
 
-// Runs `body`, expects an ftdist::Error of kind BadInput whose message contains `needle`.
-template <typename Body>
-void expect_bad_input(Body&& body, const std::string& needle) {
-  try {
-    body();
-    ADD_FAILURE() << "expected an ftdist::Error containing '" << needle << "'";
-  } catch (const ftdist::Error& e) {
-    EXPECT_EQ(e.kind(), ftdist::ErrorKind::BadInput) << e.what();
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message was: " << e.what();
-  }
-}
 
 // After an error every rank must still agree on the next collective.
 void expect_still_usable(ftdist::comm::Communicator& comm) {

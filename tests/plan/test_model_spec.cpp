@@ -3,6 +3,8 @@
 // reproduces on the same configs: tests/plan/check_param_counts.py runs that oracle).
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include <string>
 
 #include "ftdist/core/error.h"
@@ -15,16 +17,6 @@ namespace {
 
 const std::string kConfigs = std::string(FTDIST_TEST_DATA) + "/hf_configs/";
 
-template <typename Body>
-void expect_bad_input(Body&& body, const std::string& needle) {
-  try {
-    body();
-    ADD_FAILURE() << "expected an error containing '" << needle << "'";
-  } catch (const ftdist::Error& e) {
-    EXPECT_EQ(e.kind(), ftdist::ErrorKind::BadInput);
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
 
 TEST(Presets, ExactParameterCounts) {
   const std::pair<const char*, int64_t> expected[] = {

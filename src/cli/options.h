@@ -1,0 +1,15 @@
+// Command-line parsing shared by the subcommands (cxxopts underneath): errors become
+// ftdist::Error(BadInput) naming the command, leftover arguments are rejected.
+#pragma once
+
+#include <cxxopts.hpp>
+
+namespace ftdist::cli {
+
+// Parses argv; throws Error(BadInput) "<program>: <what is wrong> (see --help)".
+cxxopts::ParseResult parse_options(cxxopts::Options& options, int argc, char** argv);
+
+// Prints the help and returns true when --help was given.
+bool print_help_if_asked(const cxxopts::Options& options, const cxxopts::ParseResult& args);
+
+}  // namespace ftdist::cli
