@@ -81,7 +81,7 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
   if (closest < 0) return "no candidate could be laid out: check --gpus, --nodes and --global-batch";
   const Candidate& c = res.candidates[closest];
   uint64_t need = c.memory.total();
-  os << "nothing fits: the least memory any candidate needs is " << format_gib(double(need)) << " per GPU ("
+  os << "no candidate fits: the least memory any candidate needs is " << format_gib(double(need)) << " per GPU ("
      << c.gpus << " x " << req.hardware[c.hardware].gpu.name << ", shard " << stage_name(c.setup.stage)
      << ", micro-batch " << c.setup.micro_batch << ", checkpointing " << checkpointing_name(c.setup.checkpointing)
      << ") against " << format_gib(double(c.usable_bytes)) << " usable.";
@@ -210,6 +210,7 @@ int plan_main(int argc, char** argv) {
   double examples = args.count("examples") ? parse_count(args["examples"].as<std::string>(), "--examples") : 0;
   double tokens = args.count("tokens") ? parse_count(args["tokens"].as<std::string>(), "--tokens") : examples * double(s.seq_len);
   req.total_tokens = tokens * epochs;
+  req.epochs = epochs;
 
   req.headroom = parse_fraction(args["headroom"].as<std::string>(), "--headroom");
   FT_CHECK_ARG(req.headroom >= 0 && req.headroom < 1, "--headroom must be in [0, 1) (or 0%..99%)");

@@ -75,6 +75,7 @@ nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c
       {"usable_memory_bytes", c.usable_bytes},
       {"fits", c.fits},
       {"time", {{"step_s", c.time.step_s}, {"tokens_per_s", c.time.tokens_per_s}, {"total_s", c.time.total_s},
+                {"epoch_s", c.time.total_s / req.epochs},
                 {"steps", c.time.steps}, {"mfu", c.time.mfu}, {"exposed_comm_s_per_step", c.time.exposed_comm_s}}},
       {"gpu_hours", c.time.gpu_hours},
       {"cost_usd", c.time.cost_usd},
@@ -247,7 +248,8 @@ std::string plan_table(const PlanReport& r) {
     os << "\n";
     os << "  step " << fmt("%.3f", c.time.step_s) << " s, " << fmt("%.0f", c.time.tokens_per_s) << " tokens/s ("
        << fmt("%.0f", c.time.tokens_per_s / c.gpus) << " per GPU, MFU " << fmt("%.0f", c.time.mfu * 100) << "%), "
-       << c.time.steps << " steps, " << hours(c.time.total_s) << " in total\n";
+       << c.time.steps << " steps; " << hours(c.time.total_s / req.epochs) << " per epoch, " << hours(c.time.total_s)
+       << " in total\n";
     os << "  " << fmt("%.2f", c.time.gpu_hours) << " GPU-hours x $" << fmt("%.2f", hw.gpu.price_per_hour)
        << " = $" << fmt("%.2f", c.time.cost_usd) << " (price is an assumption: edit " << r.catalog_origin
        << " or the cluster file)\n";

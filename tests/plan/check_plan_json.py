@@ -16,7 +16,7 @@ def check_candidate(c, where):
         assert k in c["memory_per_gpu_bytes"], f"{where}.memory_per_gpu_bytes: missing '{k}'"
     mem = c["memory_per_gpu_bytes"]
     assert mem["total"] == sum(mem[k] for k in CATEGORIES[:-1]), f"{where}: total is not the sum"
-    for k in ["step_s", "tokens_per_s", "total_s"]:
+    for k in ["step_s", "tokens_per_s", "total_s", "epoch_s"]:
         assert k in c["time"], f"{where}.time: missing '{k}'"
     assert c["shard"] in ("full", "grad-op", "optimizer", "none", "hybrid"), c["shard"]
 

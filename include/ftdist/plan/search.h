@@ -40,6 +40,7 @@ struct PlanRequest {
   std::optional<Checkpointing> checkpointing;  // nullopt = auto
   int64_t global_batch = 0;           // sequences per optimizer step; 0 = one micro-batch per rank
   double total_tokens = 0;            // over all epochs
+  double epochs = 1;                  // for the per-epoch time in reports
   double headroom = 0.10;             // fraction of GPU memory kept free
   std::optional<double> mfu;          // overrides the catalog's efficiency
   Objective objective = Objective::Cost;
