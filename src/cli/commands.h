@@ -9,5 +9,6 @@ int bench_comm_main(int argc, char** argv);  // ftdist bench comm
 int plan_main(int argc, char** argv);        // ftdist plan
 int models_main(int argc, char** argv);      // ftdist models
 int gpus_main(int argc, char** argv);        // ftdist gpus
+int eval_main(int argc, char** argv);        // ftdist eval
 
 }  // namespace ftdist::cli

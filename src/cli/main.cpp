@@ -19,6 +19,7 @@ const char* kUsage =
     "  plan          per-GPU memory, GPU count, sharding stage, time and cost of a fine-tuning job\n"
     "  models        model presets with their parameter counts\n"
     "  gpus          the GPU catalog (cluster/gpus.toml)\n"
+    "  eval          loss and perplexity of a Hugging Face model over a JSONL token file\n"
     "  bench comm    collective benchmark (all-gather, reduce-scatter, all-reduce, broadcast) with\n"
     "                algbw/busbw and an optional correctness check; mpi (CPU) or nccl (GPU)\n"
     "\n"
@@ -35,6 +36,7 @@ int dispatch(int argc, char** argv) {
   if (command == "plan") return ftdist::cli::plan_main(argc - 1, argv + 1);
   if (command == "models") return ftdist::cli::models_main(argc - 1, argv + 1);
   if (command == "gpus") return ftdist::cli::gpus_main(argc - 1, argv + 1);
+  if (command == "eval") return ftdist::cli::eval_main(argc - 1, argv + 1);
   FT_CHECK_ARG(false, "unknown command '" << command << "'\n" << kUsage);
   return 2;
 }

@@ -70,11 +70,9 @@ UnitLayout unit_layout(const ModelSpec& model, int shard_group) {
   u.layers = model.layers;
   u.layer_numel = model.layer_params();
   u.layer_shard = shard_of(u.layer_numel);
-  if (model.tie_embeddings) {
-    u.edges.push_back({"root", model.root_params(), shard_of(model.root_params())});
-  } else {
-    u.edges.push_back({"embed", model.embed_params(), shard_of(model.embed_params())});
-    u.edges.push_back({"head", model.head_params(), shard_of(model.head_params())});
+  for (const ModelSpec::Unit& unit : model.units()) {
+    if (unit.name.rfind("layers.", 0) == 0) continue;
+    u.edges.push_back({unit.name, unit.numel(), shard_of(unit.numel())});
   }
   return u;
 }

@@ -38,6 +38,12 @@ std::vector<ModelSpec::Tensor> ModelSpec::layer_tensors() const {
     t.push_back({"self_attn.k_proj.bias", {kv_dim()}});
     t.push_back({"self_attn.v_proj.bias", {kv_dim()}});
   }
+  if (o_bias) t.push_back({"self_attn.o_proj.bias", {hidden}});
+  if (mlp_bias) {
+    t.push_back({"mlp.gate_proj.bias", {intermediate}});
+    t.push_back({"mlp.up_proj.bias", {intermediate}});
+    t.push_back({"mlp.down_proj.bias", {hidden}});
+  }
   return t;
 }
 
@@ -56,6 +62,22 @@ std::vector<ModelSpec::Tensor> ModelSpec::root_tensors() const {
 }
 
 int64_t ModelSpec::layer_params() const { return sum_numel(layer_tensors()); }
+
+int64_t ModelSpec::Unit::numel() const { return sum_numel(tensors); }
+
+std::vector<ModelSpec::Unit> ModelSpec::units() const {
+  std::vector<Unit> out;
+  if (tie_embeddings) out.push_back({"root", root_tensors()});
+  else out.push_back({"embed", embed_tensors()});
+  const std::vector<Tensor> layer = layer_tensors();
+  for (int64_t i = 0; i < layers; ++i) {
+    Unit u{"layers." + std::to_string(i), layer};
+    for (auto& t : u.tensors) t.name = "model.layers." + std::to_string(i) + "." + t.name;
+    out.push_back(std::move(u));
+  }
+  if (!tie_embeddings) out.push_back({"head", head_tensors()});
+  return out;
+}
 int64_t ModelSpec::root_params() const { return sum_numel(root_tensors()); }
 int64_t ModelSpec::embed_params() const { return sum_numel(embed_tensors()); }
 int64_t ModelSpec::head_params() const { return sum_numel(head_tensors()); }
@@ -89,6 +111,44 @@ int64_t get_int(const json& j, const char* key, const std::string& origin) {
 int64_t get_int_or(const json& j, const char* key, int64_t fallback, const std::string& origin) {
   if (!j.contains(key) || j.at(key).is_null()) return fallback;
   return get_int(j, key, origin);
+}
+
+double get_number_or(const json& j, const char* key, double fallback, const std::string& origin) {
+  if (!j.contains(key) || j.at(key).is_null()) return fallback;
+  FT_CHECK_ARG(j.at(key).is_number(), origin << ": \"" << key << "\" must be a number, got " << j.at(key).dump());
+  return j.at(key).get<double>();
+}
+
+// RoPE: Transformers 5 writes "rope_parameters" {rope_theta, rope_type, ...}; older configs have a
+// top-level "rope_theta" and an optional "rope_scaling" {rope_type|type, factor, ...}.
+void read_rope(const json& j, const std::string& origin, ModelSpec* m) {
+  m->rope_theta = get_number_or(j, "rope_theta", m->rope_theta, origin);
+  const json* p = nullptr;
+  std::string where = origin;
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    if (j.contains(key) && !j.at(key).is_null()) {
+      FT_CHECK_ARG(j.at(key).is_object(), origin << ": \"" << key << "\" must be an object");
+      p = &j.at(key);
+      where = origin + " \"" + key + "\"";
+      break;
+    }
+  }
+  if (!p) return;
+  m->rope_theta = get_number_or(*p, "rope_theta", m->rope_theta, where);
+  std::string type = "default";
+  for (const char* key : {"rope_type", "type"})
+    if (p->contains(key) && p->at(key).is_string()) type = p->at(key).get<std::string>();
+  FT_CHECK_ARG(type == "default" || type == "llama3", where << ": rope_type \"" << type
+                                                          << "\" is not supported (ftdist supports default and llama3)");
+  m->rope_type = type;
+  if (type == "llama3") {
+    m->rope_factor = get_number_or(*p, "factor", 8.0, where);
+    m->rope_low_freq_factor = get_number_or(*p, "low_freq_factor", 1.0, where);
+    m->rope_high_freq_factor = get_number_or(*p, "high_freq_factor", 4.0, where);
+    m->rope_original_max_position = get_int_or(*p, "original_max_position_embeddings", 8192, where);
+    FT_CHECK_ARG(m->rope_factor > 0 && m->rope_high_freq_factor > m->rope_low_freq_factor,
+                 where << ": llama3 rope scaling needs factor > 0 and high_freq_factor > low_freq_factor");
+  }
 }
 
 bool get_bool_or(const json& j, const char* key, bool fallback, const std::string& origin) {
@@ -128,12 +188,18 @@ ModelSpec model_from_hf_config_text(const std::string& text, const std::string& 
     m.head_dim = m.hidden / m.heads;
   }
   m.tie_embeddings = get_bool_or(j, "tie_word_embeddings", false, origin);
-  // Qwen2 always has q/k/v biases; Llama has them when attention_bias is true.
-  m.qkv_bias = m.model_type == "qwen2" || get_bool_or(j, "attention_bias", false, origin);
+  // Qwen2 always has q/k/v biases (not o_proj); Llama's attention_bias puts them on q, k, v and o.
+  const bool attention_bias = get_bool_or(j, "attention_bias", false, origin);
+  m.qkv_bias = m.model_type == "qwen2" || attention_bias;
+  m.o_bias = m.model_type == "llama" && attention_bias;
+  m.mlp_bias = m.model_type == "llama" && get_bool_or(j, "mlp_bias", false, origin);
   m.max_position = get_int_or(j, "max_position_embeddings", 0, origin);
   bool window_used = m.model_type == "mistral" || m.model_type == "phi3" ||
                      (m.model_type == "qwen2" && get_bool_or(j, "use_sliding_window", false, origin));
   m.sliding_window = window_used ? get_int_or(j, "sliding_window", 0, origin) : 0;
+  if (m.model_type == "qwen2" && m.sliding_window > 0) m.sliding_from_layer = get_int_or(j, "max_window_layers", 0, origin);
+  m.rms_norm_eps = get_number_or(j, "rms_norm_eps", m.rms_norm_eps, origin);
+  read_rope(j, origin, &m);
   m.validate(origin);
   return m;
 }

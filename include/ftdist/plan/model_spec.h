@@ -23,9 +23,24 @@ struct ModelSpec {
   int64_t head_dim = 0;              // explicit head_dim, else hidden / heads
   int64_t vocab = 0;                 // V
   bool tie_embeddings = false;       // lm_head shares the embedding matrix (no lm_head tensor)
-  bool qkv_bias = false;             // q/k/v projections carry biases (Qwen2)
+  bool qkv_bias = false;             // q/k/v projections carry biases (Qwen2; Llama attention_bias)
+  bool o_bias = false;               // o_proj carries a bias (Llama attention_bias)
+  bool mlp_bias = false;             // gate/up/down carry biases (Llama mlp_bias)
   int64_t max_position = 0;
   int64_t sliding_window = 0;        // 0 = full attention
+  int64_t sliding_from_layer = 0;    // layers >= this use the window (Qwen2's max_window_layers)
+
+  // Numerics the runtime needs (the planner does not).
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  std::string rope_type = "default";  // default | llama3
+  double rope_factor = 1.0;           // llama3 scaling
+  double rope_low_freq_factor = 1.0;
+  double rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_position = 8192;
+
+  // Whether decoder layer `layer` attends through the sliding window.
+  bool layer_uses_window(int64_t layer) const { return sliding_window > 0 && layer >= sliding_from_layer; }
 
   int64_t q_dim() const { return heads * head_dim; }      // hq
   int64_t kv_dim() const { return kv_heads * head_dim; }  // hkv
@@ -49,6 +64,16 @@ struct ModelSpec {
   };
   std::vector<Tensor> layer_tensors() const;
   std::vector<Tensor> root_tensors() const;   // embed_tensors() + head_tensors()
+
+  // The units the runtime shards and the planner prices, in execution order: `embed`, `layers.0`
+  // ... `layers.{L-1}`, `head` — or, with tied embeddings, `root` first (embedding + final norm)
+  // and no head. Tensors carry their full HF names, in a stable order (the flat-buffer order).
+  struct Unit {
+    std::string name;
+    std::vector<Tensor> tensors;
+    int64_t numel() const;
+  };
+  std::vector<Unit> units() const;
   std::vector<Tensor> embed_tensors() const;  // the embedding (with tied embeddings: also lm_head's weight)
   std::vector<Tensor> head_tensors() const;   // final norm and lm_head (only the norm when tied)
 

@@ -1,0 +1,52 @@
+// A Hugging Face model directory: config.json plus model.safetensors, or several shards listed in
+// model.safetensors.index.json. Ranks read only the slices of each unit their shard owns.
+//
+//   HfCheckpoint ckpt("/models/mistral-7b");
+//   for (const auto& unit : ckpt.spec().units())
+//     load_unit_shard(ckpt, unit, rank * shard_numel, my_shard);   // my_shard: S elements, any dtype
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ftdist/io/safetensors.h"
+#include "ftdist/plan/model_spec.h"
+
+namespace ftdist::io {
+
+class HfCheckpoint {
+ public:
+  explicit HfCheckpoint(const std::string& dir);
+
+  const std::string& dir() const { return dir_; }
+  const plan::ModelSpec& spec() const { return spec_; }
+  const std::string& config_text() const { return config_text_; }
+  bool contains(const std::string& name) const { return where_.count(name) > 0; }
+  const TensorInfo& info(const std::string& name) const;  // Error(BadInput) naming the directory
+  void read_range(const std::string& name, int64_t first, int64_t count, const at::Tensor& out) const;
+  // The dtype most weights are stored in (for defaults such as eval's compute dtype).
+  at::ScalarType stored_dtype() const;
+
+ private:
+  std::string dir_;
+  std::string config_text_;
+  plan::ModelSpec spec_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, size_t> where_;  // tensor name -> file
+};
+
+// Fills `shard` (contiguous, any dtype) with the elements [shard_begin, shard_begin + numel) of the
+// unit's flat buffer — its tensors concatenated in order, then zero padding — reading only the
+// bytes that range covers. Shapes are checked against the config.
+void load_unit_shard(const HfCheckpoint& ckpt, const plan::ModelSpec::Unit& unit, int64_t shard_begin,
+                     const at::Tensor& shard);
+
+// Writes a Hugging Face directory: config.json (as given) and model.safetensors.
+void save_hf_model(const std::string& dir, const std::string& config_text,
+                   const std::vector<std::pair<std::string, at::Tensor>>& tensors);
+
+}  // namespace ftdist::io

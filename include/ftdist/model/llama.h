@@ -1,0 +1,88 @@
+// LlamaModel — a decoder-only transformer with the semantics of Transformers' LlamaForCausalLM,
+// MistralForCausalLM and Qwen2ForCausalLM (RMSNorm, RoPE incl. llama3 scaling, grouped-query
+// attention with a causal and optional sliding-window mask, SwiGLU, Qwen2's q/k/v biases, tied
+// embeddings).
+//
+// Parameters are organized in units (plan::ModelSpec::units(): embed | root, layers.i, head). Each
+// unit owns one flat buffer; its parameters, with their HF names, are views into it, so fsdp/ can
+// swap the buffer (bind()) and autograd delivers the unit's gradient as one flat tensor.
+//
+//   LlamaModel m(spec, at::TensorOptions().dtype(at::kBFloat16));   // or device meta: no memory
+//   at::Tensor logits = m.forward(input_ids);                       // (b, s, V)
+//   at::Tensor h = m.embed(ids); for (i...) h = m.layer(i, h, ctx); ... m.head(h)  // unit by unit
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ftdist/model/rope.h"
+#include "ftdist/plan/model_spec.h"
+#include "ftdist/plan/run_setup.h"
+
+namespace ftdist::model {
+
+struct UnitParams {
+  std::string name;
+  std::vector<plan::ModelSpec::Tensor> specs;  // names and shapes, in flat order
+  int64_t numel = 0;                           // without padding
+  at::Tensor flat;                             // the unit's flat parameter (>= numel elements)
+  std::vector<at::Tensor> params;              // views into `flat`
+};
+
+// What one forward pass shares across layers.
+struct ForwardContext {
+  RopeTable rope;
+  int64_t seq_len = 0;
+};
+
+class LlamaModel {
+ public:
+  LlamaModel(plan::ModelSpec spec, const at::TensorOptions& options,
+             plan::Attention attention = plan::Attention::Flash);
+
+  const plan::ModelSpec& spec() const { return spec_; }
+  std::vector<UnitParams>& units() { return units_; }
+  const std::vector<UnitParams>& units() const { return units_; }
+  // Points unit `u`'s parameters into `flat` (1-D, at least the unit's numel; the rest is padding).
+  void bind(size_t u, const at::Tensor& flat);
+  const at::Tensor& param(const std::string& hf_name) const;
+
+  ForwardContext context(int64_t seq_len) const;
+  size_t layer_unit(int64_t layer) const { return size_t(1 + layer); }
+
+  at::Tensor embed(const at::Tensor& input_ids) const;                       // (b, s) -> (b, s, h)
+  at::Tensor layer(int64_t i, const at::Tensor& x, const ForwardContext& ctx) const;
+  at::Tensor final_norm(const at::Tensor& x) const;                          // before lm_head
+  const at::Tensor& lm_head_weight() const;                                  // (V, h); the embedding when tied
+  at::Tensor forward_hidden(const at::Tensor& input_ids) const;              // final-normed hidden states
+  at::Tensor forward(const at::Tensor& input_ids) const;                     // logits (b, s, V)
+
+ private:
+  struct LayerSlots {
+    int q = -1, k = -1, v = -1, o = -1, gate = -1, up = -1, down = -1, ln1 = -1, ln2 = -1;
+    int qb = -1, kb = -1, vb = -1, ob = -1, gb = -1, ub = -1, db = -1;
+  };
+  const at::Tensor& p(size_t unit, int slot) const { return units_[unit].params[size_t(slot)]; }
+  at::Tensor bias(size_t unit, int slot) const { return slot < 0 ? at::Tensor() : p(unit, slot); }
+  at::Tensor attention(int64_t i, const at::Tensor& x, const ForwardContext& ctx) const;
+
+  plan::ModelSpec spec_;
+  plan::Attention attention_;
+  std::vector<UnitParams> units_;
+  LayerSlots slots_;
+  std::map<std::string, std::pair<size_t, size_t>> by_name_;  // HF name -> (unit, index)
+};
+
+// Root-mean-square norm as Transformers computes it: in fp32, then back to the input dtype, then
+// times the weight.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// Attention over (b, heads, s, d) tensors with GQA already expanded: causal, and with a window when
+// window > 0 (key j visible from query i when 0 <= i - j < window). Eager or fused (SDPA).
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
+                            plan::Attention kind);
+
+}  // namespace ftdist::model

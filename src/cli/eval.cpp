@@ -1,0 +1,180 @@
+// ftdist eval — mean loss, token count and perplexity of a Hugging Face model over a JSONL token
+// file ({"input_ids": [...], "labels": [...] optional, -100 = ignored}). Runs as a plain process
+// or under mpirun (lines are dealt out to ranks; each rank holds the whole model).
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "options.h"
+#include "ftdist/comm/communicator.h"
+#include "ftdist/comm/device_binding.h"
+#include "ftdist/core/check.h"
+#include "ftdist/core/dtype.h"
+#include "ftdist/core/log.h"
+#include "ftdist/io/hf_checkpoint.h"
+#include "ftdist/model/llama.h"
+#include "ftdist/model/loss.h"
+
+namespace ftdist::cli {
+namespace {
+
+struct Example {
+  std::vector<int64_t> ids, labels;
+  int64_t line = 0;
+};
+
+std::vector<int64_t> read_ids(const nlohmann::json& j, const char* key, const std::string& where, int64_t vocab,
+                              bool allow_ignore) {
+  FT_CHECK_ARG(j.at(key).is_array(), where << ": \"" << key << "\" must be an array of integers");
+  std::vector<int64_t> out;
+  for (const auto& v : j.at(key)) {
+    FT_CHECK_ARG(v.is_number_integer(), where << ": \"" << key << "\" must hold integers, found " << v.dump());
+    int64_t t = v.get<int64_t>();
+    FT_CHECK_ARG((t >= 0 && t < vocab) || (allow_ignore && t == model::kIgnoreIndex),
+                 where << ": token " << t << " in \"" << key << "\" is outside the vocabulary [0, " << vocab << ")"
+                       << (allow_ignore ? " (and is not -100)" : ""));
+    out.push_back(t);
+  }
+  return out;
+}
+
+// The examples of this rank (line i goes to rank i % size), truncated to seq_len.
+std::vector<Example> read_examples(const std::string& path, int64_t vocab, int64_t seq_len, int rank, int size,
+                                   int64_t* truncated) {
+  std::ifstream in(path);
+  FT_CHECK_ARG(in.good(), "--data: cannot read '" << path << "'");
+  std::vector<Example> out;
+  std::string text;
+  int64_t line = 0, index = 0;
+  while (std::getline(in, text)) {
+    ++line;
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(line);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      FT_CHECK_ARG(false, where << ": not valid JSON (" << e.what() << ")");
+    }
+    FT_CHECK_ARG(j.is_object() && j.contains("input_ids"), where << ": expected {\"input_ids\": [...]}");
+    Example ex;
+    ex.line = line;
+    ex.ids = read_ids(j, "input_ids", where, vocab, false);
+    ex.labels = j.contains("labels") ? read_ids(j, "labels", where, vocab, true) : ex.ids;
+    FT_CHECK_ARG(ex.labels.size() == ex.ids.size(), where << ": \"labels\" has " << ex.labels.size()
+                                                           << " entries, \"input_ids\" " << ex.ids.size());
+    FT_CHECK_ARG(!ex.ids.empty(), where << ": \"input_ids\" is empty");
+    if (seq_len > 0 && int64_t(ex.ids.size()) > seq_len) {
+      ex.ids.resize(size_t(seq_len));
+      ex.labels.resize(size_t(seq_len));
+      ++*truncated;
+    }
+    if (index++ % size == rank) out.push_back(std::move(ex));
+  }
+  FT_CHECK_ARG(index > 0, "--data: '" << path << "' holds no examples");
+  return out;
+}
+
+}  // namespace
+
+int eval_main(int argc, char** argv) {
+  cxxopts::Options options("ftdist eval", "Loss, token count and perplexity of a Hugging Face model over a JSONL token file.");
+  options.add_options()
+      ("model", "Hugging Face model directory (config.json + safetensors)", cxxopts::value<std::string>())
+      ("data", "JSONL file: one {\"input_ids\": [...], \"labels\": [...]} per line", cxxopts::value<std::string>())
+      ("seq-len", "truncate longer sequences to this many tokens (0: keep)", cxxopts::value<int64_t>()->default_value("0"))
+      ("dtype", "compute dtype: auto (as stored) | fp32 | bf16 | fp16", cxxopts::value<std::string>()->default_value("auto"))
+      ("device", "cpu | cuda | auto", cxxopts::value<std::string>()->default_value("auto"))
+      ("attention", "flash (fused SDPA) | eager", cxxopts::value<std::string>()->default_value("flash"))
+      ("loss-chunk", "compute the loss in chunks of this many tokens (0: all logits at once)", cxxopts::value<int64_t>()->default_value("0"))
+      ("json", "print {\"loss\", \"tokens\", \"ppl\"} as JSON")
+      ("dump-logits", "debug: write every sequence's fp32 logits to this safetensors file (one rank)", cxxopts::value<std::string>())
+      ("write-model", "debug: write the loaded weights with ftdist's safetensors writer into this directory", cxxopts::value<std::string>())
+      ("h,help", "this help");
+  cxxopts::ParseResult args = parse_options(options, argc, argv);
+  if (print_help_if_asked(options, args)) return 0;
+  FT_CHECK_ARG(args.count("model") && args.count("data"), "ftdist eval: --model DIR and --data FILE are required");
+
+  io::HfCheckpoint ckpt(args["model"].as<std::string>());
+  const plan::ModelSpec& spec = ckpt.spec();
+  std::string dtype_arg = args["dtype"].as<std::string>();
+  at::ScalarType dtype = dtype_arg == "auto" ? ckpt.stored_dtype() : dtype_from_name(dtype_arg, "--dtype");
+  FT_CHECK_ARG(at::isFloatingType(dtype), "--dtype: the model computes in a floating dtype, got " << dtype_name(dtype));
+  std::string device_arg = args["device"].as<std::string>();
+  FT_CHECK_ARG(device_arg == "auto" || device_arg == "cpu" || device_arg == "cuda",
+               "--device: expected cpu, cuda or auto, got '" << device_arg << "'");
+  bool cuda = device_arg == "cuda" || (device_arg == "auto" && comm::cuda_device_present());
+  FT_CHECK_ARG(!cuda || comm::cuda_device_present(), "--device cuda: no CUDA device is present");
+  plan::Attention attention = plan::attention_from_name(args["attention"].as<std::string>());
+  const int64_t chunk = args["loss-chunk"].as<int64_t>();
+  FT_CHECK_ARG(chunk >= 0, "--loss-chunk must be >= 0");
+
+  auto comm = comm::make_communicator(at::kCPU);  // sums over ranks; tiny, so on the CPU
+  at::Device device(at::kCPU);
+  if (cuda) device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(comm::bind_local_gpu()));
+
+  model::LlamaModel model(spec, at::TensorOptions().dtype(dtype).device(device), attention);
+  for (size_t u = 0; u < model.units().size(); ++u)
+    io::load_unit_shard(ckpt, spec.units()[u], 0, model.units()[u].flat);
+  FT_LOG_INFO("eval: " << ckpt.dir() << " (" << spec.model_type << ", " << spec.param_count() << " parameters) in "
+              << dtype_name(dtype) << " on " << device << ", " << comm->size() << " rank(s)");
+
+  if (args.count("write-model")) {
+    std::vector<std::pair<std::string, at::Tensor>> named;
+    for (const auto& unit : model.units())
+      for (size_t i = 0; i < unit.specs.size(); ++i) named.push_back({unit.specs[i].name, unit.params[i]});
+    if (comm->rank() == 0) io::save_hf_model(args["write-model"].as<std::string>(), ckpt.config_text(), named);
+  }
+
+  int64_t truncated = 0;
+  std::vector<Example> examples = read_examples(args["data"].as<std::string>(), spec.vocab,
+                                                args["seq-len"].as<int64_t>(), comm->rank(), comm->size(), &truncated);
+  const bool dump = args.count("dump-logits") > 0;
+  FT_CHECK_ARG(!dump || comm->size() == 1, "--dump-logits works on one rank; run without mpirun");
+  std::vector<std::pair<std::string, at::Tensor>> dumped;
+
+  double loss_sum = 0;
+  int64_t tokens = 0;
+  {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < examples.size(); ++i) {
+      const Example& ex = examples[i];
+      at::Tensor ids = at::tensor(ex.ids, at::kLong).view({1, -1}).to(device);
+      at::Tensor labels = at::tensor(ex.labels, at::kLong).view({1, -1}).to(device);
+      model::LossSum l;
+      if (chunk > 0 && !dump) {
+        l = model::chunked_causal_lm_loss(model.forward_hidden(ids), model.lm_head_weight(), labels, chunk);
+      } else {
+        at::Tensor logits = model.forward(ids);
+        l = model::causal_lm_loss(logits, labels);
+        if (dump) dumped.push_back({"logits." + std::to_string(i), logits[0].to(at::kCPU, at::kFloat)});
+      }
+      loss_sum += l.sum.item<double>();
+      tokens += l.count;
+    }
+  }
+  at::Tensor totals = at::tensor({loss_sum, double(tokens)}, at::kDouble);
+  comm->all_reduce(totals, comm::ReduceOp::Sum);
+  const double total_loss = totals[0].item<double>();
+  const int64_t total_tokens = static_cast<int64_t>(totals[1].item<double>());
+  FT_CHECK_ARG(total_tokens > 0, "--data: no token counts towards the loss (every label is -100 or every sequence has one token)");
+  const double mean = total_loss / double(total_tokens);
+  if (dump) io::save_safetensors(args["dump-logits"].as<std::string>(), dumped, {{"format", "pt"}});
+  if (truncated > 0) FT_LOG_WARN(truncated << " sequences were truncated to --seq-len " << args["seq-len"].as<int64_t>());
+  if (comm->rank() == 0) {
+    if (args.count("json")) {
+      nlohmann::ordered_json j = {{"loss", mean}, {"tokens", total_tokens}, {"ppl", std::exp(mean)}};
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("loss %.6f  tokens %lld  ppl %.4f\n", mean, static_cast<long long>(total_tokens), std::exp(mean));
+    }
+  }
+  return 0;
+}
+
+}  // namespace ftdist::cli

@@ -1,0 +1,104 @@
+#include "ftdist/io/hf_checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "ftdist/core/check.h"
+#include "ftdist/core/text_file.h"
+
+namespace ftdist::io {
+
+HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
+  FT_CHECK_ARG(is_directory(dir), "--model: '" << dir << "' is not a directory (expected a Hugging Face model directory "
+                                                   "with config.json and *.safetensors)");
+  config_text_ = read_text_file(dir + "/config.json", "--model");
+  spec_ = plan::model_from_hf_config_text(config_text_, dir + "/config.json");
+  FT_CHECK_ARG(spec_.model_type != "phi3", dir << "/config.json: model_type phi3 stores fused qkv/gate_up weights; the "
+                                                  "runtime supports llama, mistral and qwen2 (the planner handles phi3)");
+  const std::string index = dir + "/model.safetensors.index.json";
+  std::vector<std::string> names;
+  if (file_exists(index)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(read_text_file(index, "--model"));
+    } catch (const nlohmann::json::exception& e) {
+      FT_CHECK_ARG(false, index << ": not valid JSON (" << e.what() << ")");
+    }
+    FT_CHECK_ARG(j.contains("weight_map") && j["weight_map"].is_object(), index << ": missing object \"weight_map\"");
+    std::set<std::string> files;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      FT_CHECK_ARG(it->is_string(), index << ": weight_map[\"" << it.key() << "\"] must be a file name");
+      files.insert(it->get<std::string>());
+    }
+    names.assign(files.begin(), files.end());
+  } else {
+    FT_CHECK_ARG(file_exists(dir + "/model.safetensors"),
+                 dir << ": neither model.safetensors nor model.safetensors.index.json found");
+    names.push_back("model.safetensors");
+  }
+  for (const std::string& n : names) {
+    FT_CHECK_ARG(n.find('/') == std::string::npos, index << ": shard name '" << n << "' must be a plain file name");
+    files_.push_back(std::make_unique<SafetensorsFile>(dir + "/" + n));
+    for (const TensorInfo& t : files_.back()->tensors()) {
+      FT_CHECK_ARG(where_.count(t.name) == 0, dir << ": tensor \"" << t.name << "\" appears in two files");
+      where_[t.name] = files_.size() - 1;
+    }
+  }
+}
+
+const TensorInfo& HfCheckpoint::info(const std::string& name) const {
+  auto it = where_.find(name);
+  FT_CHECK_ARG(it != where_.end(), dir_ << ": the checkpoint has no tensor \"" << name << "\"");
+  return files_[it->second]->info(name);
+}
+
+void HfCheckpoint::read_range(const std::string& name, int64_t first, int64_t count, const at::Tensor& out) const {
+  info(name);  // names the directory when missing
+  files_[where_.at(name)]->read_range(name, first, count, out);
+}
+
+at::ScalarType HfCheckpoint::stored_dtype() const {
+  std::map<at::ScalarType, int64_t> count;
+  for (const auto& [name, f] : where_) count[files_[f]->info(name).dtype] += files_[f]->info(name).numel();
+  at::ScalarType best = at::kFloat;
+  int64_t most = -1;
+  for (const auto& [t, n] : count)
+    if (n > most) best = t, most = n;
+  return best;
+}
+
+void load_unit_shard(const HfCheckpoint& ckpt, const plan::ModelSpec::Unit& unit, int64_t shard_begin,
+                     const at::Tensor& shard) {
+  FT_CHECK_ARG(shard.is_contiguous(), "load_unit_shard: the shard buffer must be contiguous");
+  const int64_t shard_end = shard_begin + shard.numel();
+  at::Tensor flat = shard.view({-1});
+  int64_t offset = 0;
+  for (const auto& t : unit.tensors) {
+    const TensorInfo& info = ckpt.info(t.name);
+    FT_CHECK_ARG(info.shape == t.shape, ckpt.dir() << ": tensor \"" << t.name << "\" has shape "
+                                                   << c10::IntArrayRef(info.shape) << " in the checkpoint, config.json says "
+                                                   << c10::IntArrayRef(t.shape));
+    int64_t numel = info.numel();
+    int64_t lo = std::max(offset, shard_begin), hi = std::min(offset + numel, shard_end);
+    if (lo < hi) ckpt.read_range(t.name, lo - offset, hi - lo, flat.narrow(0, lo - shard_begin, hi - lo));
+    offset += numel;
+  }
+  // Padding past the unit's last tensor is zero.
+  if (shard_end > offset) {
+    int64_t lo = std::max(offset, shard_begin);
+    flat.narrow(0, lo - shard_begin, shard_end - lo).zero_();
+  }
+}
+
+void save_hf_model(const std::string& dir, const std::string& config_text,
+                   const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  if (!is_directory(dir)) FT_CHECK_ARG(::mkdir(dir.c_str(), 0755) == 0, dir << ": cannot create the directory");
+  save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
+  write_text_file_atomic(dir + "/config.json", config_text, "config.json");
+}
+
+}  // namespace ftdist::io

@@ -1,0 +1,153 @@
+#include "ftdist/model/llama.h"
+
+#include <cmath>
+
+#include "ftdist/core/check.h"
+#include "ftdist/core/torch_compat.h"
+
+namespace ftdist::model {
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
+  xf = xf * at::rsqrt(variance + eps);
+  return weight * xf.to(x.scalar_type());
+}
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
+                            plan::Attention kind) {
+  const int64_t s = q.size(2), sk = k.size(2);
+  const double scale = 1.0 / std::sqrt(double(q.size(-1)));
+  at::Tensor mask;  // bool (s, sk), true = attend; undefined = plain causal
+  if (window > 0 || kind == plan::Attention::Eager) {
+    at::Tensor i = at::arange(s, at::TensorOptions().dtype(at::kLong).device(q.device())).unsqueeze(1);
+    at::Tensor j = at::arange(sk, at::TensorOptions().dtype(at::kLong).device(q.device())).unsqueeze(0);
+    mask = j <= i;
+    if (window > 0) mask = mask.logical_and(i - j < window);
+  }
+  if (kind == plan::Attention::Flash && compat::available_sdpa) return compat::sdpa(q, k, v, mask, true, scale);
+  // Eager, as Transformers' eager path: scores in the compute dtype, softmax in fp32.
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * scale;
+  scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  return at::matmul(probs, v);
+}
+
+namespace {
+int slot_of(const std::vector<plan::ModelSpec::Tensor>& specs, const std::string& suffix) {
+  for (size_t i = 0; i < specs.size(); ++i)
+    if (specs[i].name.size() >= suffix.size() &&
+        specs[i].name.compare(specs[i].name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return int(i);
+  return -1;
+}
+}  // namespace
+
+LlamaModel::LlamaModel(plan::ModelSpec spec, const at::TensorOptions& options, plan::Attention attention)
+    : spec_(std::move(spec)), attention_(attention) {
+  spec_.validate("model");
+  for (const plan::ModelSpec::Unit& u : spec_.units()) {
+    UnitParams up;
+    up.name = u.name;
+    up.specs = u.tensors;
+    up.numel = u.numel();
+    units_.push_back(std::move(up));
+    bind(units_.size() - 1, at::empty({units_.back().numel}, options));
+  }
+  const auto& layer = units_[1].specs;
+  LayerSlots& s = slots_;
+  s.q = slot_of(layer, "q_proj.weight");
+  s.k = slot_of(layer, "k_proj.weight");
+  s.v = slot_of(layer, "v_proj.weight");
+  s.o = slot_of(layer, "o_proj.weight");
+  s.gate = slot_of(layer, "gate_proj.weight");
+  s.up = slot_of(layer, "up_proj.weight");
+  s.down = slot_of(layer, "down_proj.weight");
+  s.ln1 = slot_of(layer, "input_layernorm.weight");
+  s.ln2 = slot_of(layer, "post_attention_layernorm.weight");
+  s.qb = slot_of(layer, "q_proj.bias");
+  s.kb = slot_of(layer, "k_proj.bias");
+  s.vb = slot_of(layer, "v_proj.bias");
+  s.ob = slot_of(layer, "o_proj.bias");
+  s.gb = slot_of(layer, "gate_proj.bias");
+  s.ub = slot_of(layer, "up_proj.bias");
+  s.db = slot_of(layer, "down_proj.bias");
+}
+
+void LlamaModel::bind(size_t u, const at::Tensor& flat) {
+  UnitParams& up = units_.at(u);
+  FT_CHECK(flat.dim() == 1 && flat.numel() >= up.numel, ErrorKind::Internal,
+           "bind(" << up.name << "): a 1-D buffer of at least " << up.numel << " elements is needed, got " << flat.sizes());
+  up.flat = flat;
+  up.params.clear();
+  int64_t offset = 0;
+  for (size_t i = 0; i < up.specs.size(); ++i) {
+    const auto& t = up.specs[i];
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    up.params.push_back(flat.narrow(0, offset, n).view(t.shape));
+    by_name_[t.name] = {u, i};
+    offset += n;
+  }
+}
+
+const at::Tensor& LlamaModel::param(const std::string& name) const {
+  auto it = by_name_.find(name);
+  FT_CHECK_ARG(it != by_name_.end(), "the model has no parameter \"" << name << "\"");
+  return units_[it->second.first].params[it->second.second];
+}
+
+ForwardContext LlamaModel::context(int64_t seq_len) const {
+  const at::Tensor& any = units_.front().flat;
+  return {rope_table(spec_, seq_len, any.options()), seq_len};
+}
+
+at::Tensor LlamaModel::embed(const at::Tensor& ids) const { return at::embedding(units_.front().params[0], ids); }
+
+at::Tensor LlamaModel::attention(int64_t i, const at::Tensor& x, const ForwardContext& ctx) const {
+  const size_t u = layer_unit(i);
+  const int64_t b = x.size(0), s = x.size(1), hd = spec_.head_dim;
+  auto project = [&](int w, int bias_slot, int64_t heads) {
+    return at::linear(x, p(u, w), bias(u, bias_slot)).view({b, s, heads, hd}).transpose(1, 2);
+  };
+  at::Tensor q = apply_rope(project(slots_.q, slots_.qb, spec_.heads), ctx.rope);
+  at::Tensor k = apply_rope(project(slots_.k, slots_.kb, spec_.kv_heads), ctx.rope);
+  at::Tensor v = project(slots_.v, slots_.vb, spec_.kv_heads);
+  const int64_t groups = spec_.heads / spec_.kv_heads;
+  if (groups > 1) {  // query head h reads kv head h / groups
+    k = k.repeat_interleave(groups, 1);
+    v = v.repeat_interleave(groups, 1);
+  }
+  at::Tensor o = causal_attention(q, k, v, spec_.layer_uses_window(i) ? spec_.sliding_window : 0, attention_);
+  o = o.transpose(1, 2).reshape({b, s, spec_.q_dim()});
+  return at::linear(o, p(u, slots_.o), bias(u, slots_.ob));
+}
+
+at::Tensor LlamaModel::layer(int64_t i, const at::Tensor& x, const ForwardContext& ctx) const {
+  const size_t u = layer_unit(i);
+  at::Tensor h = x + attention(i, rms_norm(x, p(u, slots_.ln1), spec_.rms_norm_eps), ctx);
+  at::Tensor n = rms_norm(h, p(u, slots_.ln2), spec_.rms_norm_eps);
+  at::Tensor gate = at::linear(n, p(u, slots_.gate), bias(u, slots_.gb));
+  at::Tensor up = at::linear(n, p(u, slots_.up), bias(u, slots_.ub));
+  return h + at::linear(at::silu(gate) * up, p(u, slots_.down), bias(u, slots_.db));
+}
+
+at::Tensor LlamaModel::final_norm(const at::Tensor& x) const {
+  return rms_norm(x, param("model.norm.weight"), spec_.rms_norm_eps);
+}
+
+const at::Tensor& LlamaModel::lm_head_weight() const {
+  return spec_.tie_embeddings ? param("model.embed_tokens.weight") : param("lm_head.weight");
+}
+
+at::Tensor LlamaModel::forward_hidden(const at::Tensor& ids) const {
+  FT_CHECK_ARG(ids.dim() == 2, "input_ids must be (batch, seq), got " << ids.sizes());
+  ForwardContext ctx = context(ids.size(1));
+  at::Tensor h = embed(ids);
+  for (int64_t i = 0; i < spec_.layers; ++i) h = layer(i, h, ctx);
+  return final_norm(h);
+}
+
+at::Tensor LlamaModel::forward(const at::Tensor& ids) const { return at::linear(forward_hidden(ids), lm_head_weight()); }
+
+}  // namespace ftdist::model

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Parity with Hugging Face Transformers (an oracle ftdist does not share code with).
+
+Builds tiny random Llama, Llama-3.1 (llama3 rope scaling), Mistral (sliding window shorter than the
+sequence) and Qwen2 (q/k/v biases, tied embeddings) models with Transformers, saves them with
+save_pretrained in fp32 and bf16, runs `ftdist eval` on the same token file and compares the mean
+loss and (through --dump-logits) the logits. Then ftdist re-writes each fp32 model with its own
+safetensors writer (--write-model) and Transformers must load it and compute the same logits.
+
+Targets, fp32: loss equal to 1e-5 relative, logits max abs diff <= 1e-4. bf16: two bf16
+implementations round differently, so ftdist's bf16 error against the fp32 reference must be no
+worse than 1.5x Transformers' own bf16 error against it (logits and loss).
+
+usage: check_parity_transformers.py FTDIST_BINARY WORKDIR
+"""
+import json
+import os
+import random
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config
+
+SEQ = 40
+
+
+def configs():
+    common = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=211, max_position_embeddings=256, rms_norm_eps=1e-5,
+                  initializer_range=0.25)  # large enough that logits are far from uniform
+    yield "llama", LlamaConfig(**common, rope_theta=10000.0, tie_word_embeddings=False)
+    yield "llama31", LlamaConfig(**common, tie_word_embeddings=False, rope_scaling={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16}, rope_theta=500000.0)
+    yield "mistral", MistralConfig(**common, sliding_window=7, tie_word_embeddings=False)
+    yield "qwen2", Qwen2Config(**common, tie_word_embeddings=True, use_sliding_window=False)
+
+
+def write_data(path, vocab, rng):
+    with open(path, "w") as f:
+        for i in range(6):
+            n = rng.randint(5, SEQ)
+            ids = [rng.randrange(vocab) for _ in range(n)]
+            line = {"input_ids": ids}
+            if i % 2 == 1:  # some positions ignored
+                line["labels"] = [t if rng.random() > 0.3 else -100 for t in ids]
+            f.write(json.dumps(line) + "\n")
+
+
+def reference(model, data_path):
+    total, count, logits_all = 0.0, 0, []
+    with torch.no_grad():
+        for line in open(data_path):
+            ex = json.loads(line)
+            ids = torch.tensor([ex["input_ids"]])
+            labels = torch.tensor([ex.get("labels", ex["input_ids"])])
+            logits = model(input_ids=ids).logits
+            logits_all.append(logits[0].float())
+            shift_logits = logits[0, :-1].float()
+            shift_labels = labels[0, 1:]
+            total += torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100,
+                                                       reduction="sum").item()
+            count += int((shift_labels != -100).sum())
+    return total / count, count, logits_all
+
+
+def run_ftdist(binary, model_dir, data, dump, extra=()):
+    out = subprocess.run([binary, "eval", "--model", model_dir, "--data", data, "--json", "--device", "cpu",
+                          "--dump-logits", dump, *extra], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"ftdist eval failed ({out.returncode}): {out.stderr}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    dumped = load_file(dump)
+    return result, [dumped[f"logits.{i}"] for i in range(len(dumped))]
+
+
+def main():
+    binary, work = sys.argv[1], sys.argv[2]
+    os.makedirs(work, exist_ok=True)
+    rng = random.Random(1234)
+    torch.manual_seed(0)
+    failures, rows = 0, []
+    for name, cfg in configs():
+        data = os.path.join(work, f"{name}.jsonl")
+        write_data(data, cfg.vocab_size, rng)
+        base = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
+        for dtype in (torch.float32, torch.bfloat16):
+            tag = f"{name}-{'fp32' if dtype == torch.float32 else 'bf16'}"
+            model_dir = os.path.join(work, tag)
+            model = base.to(dtype)
+            model.save_pretrained(model_dir)
+            want_loss, want_count, want_logits = reference(model, data)
+            # bf16: the same (eager) attention arithmetic as the reference, so rounding is comparable
+            extra = ["--attention", "eager"] if dtype == torch.bfloat16 else []
+            got, got_logits = run_ftdist(binary, model_dir, data, os.path.join(work, tag + ".logits.safetensors"), extra)
+            rel = abs(got["loss"] - want_loss) / abs(want_loss)
+            diff = max(float((a - b).abs().max()) for a, b in zip(got_logits, want_logits))
+            scale = max(float(b.abs().max()) for b in want_logits)
+            if dtype == torch.float32:
+                ok = rel <= 1e-5 and diff <= 1e-4 and got["tokens"] == want_count
+                ref_loss, ref_logits = want_loss, want_logits
+            else:
+                hf_err = max(float((a - b).abs().max()) for a, b in zip(want_logits, ref_logits))
+                ft_err = max(float((a - b).abs().max()) for a, b in zip(got_logits, ref_logits))
+                hf_loss_err, ft_loss_err = abs(want_loss - ref_loss), abs(got["loss"] - ref_loss)
+                print(f"{tag}: error vs fp32 reference, logits: Transformers {hf_err:.3f}, ftdist {ft_err:.3f}; "
+                      f"loss: Transformers {hf_loss_err:.2e}, ftdist {ft_loss_err:.2e}")
+                ok = (ft_err <= 1.5 * hf_err + 1e-3 and ft_loss_err <= 1.5 * hf_loss_err + 1e-3 * ref_loss
+                      and got["tokens"] == want_count)
+            failures += not ok
+            rows.append((tag + f" (max |logit| {scale:.1f})", want_loss, got["loss"], rel, diff, ok))
+            if dtype == torch.float32:
+                # Writer check: ftdist writes the weights, Transformers loads them back.
+                rewritten = model_dir + "-rewritten"
+                run_ftdist(binary, model_dir, data, os.path.join(work, tag + ".w.safetensors"),
+                           ["--write-model", rewritten])
+                again = AutoModelForCausalLM.from_pretrained(rewritten, attn_implementation="eager").eval()
+                _, _, again_logits = reference(again, data)
+                wdiff = max(float((a - b).abs().max()) for a, b in zip(again_logits, want_logits))
+                wok = wdiff == 0.0
+                failures += not wok
+                rows.append((tag + " (ftdist-written, loaded by Transformers)", want_loss, want_loss, 0.0, wdiff, wok))
+            base = base.float()
+    print(f"{'model':52s} {'transformers':>13s} {'ftdist':>13s} {'loss rel':>10s} {'logits max':>11s}")
+    for tag, a, b, rel, diff, ok in rows:
+        print(f"{tag:52s} {a:13.7f} {b:13.7f} {rel:10.2e} {diff:11.2e}  {'ok' if ok else 'FAIL'}")
+    print(f"{len(rows) - failures} passed, {failures} failed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
