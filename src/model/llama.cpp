@@ -8,7 +8,7 @@
 namespace ftdist::model {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));  // fp32, or fp64 for fp64
   at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
   xf = xf * at::rsqrt(variance + eps);
   return weight * xf.to(x.scalar_type());
@@ -26,10 +26,10 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
     if (window > 0) mask = mask.logical_and(i - j < window);
   }
   if (kind == plan::Attention::Flash && compat::available_sdpa) return compat::sdpa(q, k, v, mask, true, scale);
-  // Eager, as Transformers' eager path: scores in the compute dtype, softmax in fp32.
+  // Eager, as Transformers' eager path: scores in the compute dtype, softmax in (at least) fp32.
   at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * scale;
   scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
   return at::matmul(probs, v);
 }
 

@@ -16,11 +16,13 @@ at::Tensor shift_labels(const at::Tensor& labels) {
 
 namespace {
 int64_t count_targets(const at::Tensor& targets) { return (targets != kIgnoreIndex).sum().item<int64_t>(); }
+// The loss runs in fp32 for bf16/fp16/fp32 logits (as Transformers does) and in fp64 for fp64.
+at::ScalarType loss_dtype(at::ScalarType t) { return at::promote_types(t, at::kFloat); }
 }  // namespace
 
 LossSum causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
   at::Tensor targets = shift_labels(labels).reshape({-1});
-  at::Tensor flat = logits.reshape({-1, logits.size(-1)}).to(at::kFloat);
+  at::Tensor flat = logits.reshape({-1, logits.size(-1)}).to(loss_dtype(logits.scalar_type()));
   at::Tensor sum = at::cross_entropy_loss(flat, targets, {}, at::Reduction::Sum, kIgnoreIndex, 0.0);
   return {sum, count_targets(targets)};
 }
@@ -31,11 +33,13 @@ using torch::autograd::variable_list;
 
 // Summed cross-entropy of linear(hidden, weight) against targets, chunk by chunk.
 struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy> {
-  static at::Tensor chunk_logits(const at::Tensor& h, const at::Tensor& w) { return at::linear(h, w).to(at::kFloat); }
+  static at::Tensor chunk_logits(const at::Tensor& h, const at::Tensor& w) {
+    return at::linear(h, w).to(loss_dtype(h.scalar_type()));
+  }
 
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
                             const at::Tensor& targets, int64_t chunk) {
-    at::Tensor sum = at::zeros({}, hidden.options().dtype(at::kFloat));
+    at::Tensor sum = at::zeros({}, hidden.options().dtype(loss_dtype(hidden.scalar_type())));
     for (int64_t start = 0; start < hidden.size(0); start += chunk) {
       int64_t n = std::min(chunk, hidden.size(0) - start);
       at::Tensor logits = chunk_logits(hidden.narrow(0, start, n), weight);
@@ -52,7 +56,7 @@ struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntrop
     const int64_t chunk = ctx->saved_data["chunk"].toInt();
     const at::Tensor g = grad_out[0];
     at::Tensor grad_hidden = at::empty_like(hidden);
-    at::Tensor grad_weight = at::zeros(weight.sizes(), weight.options().dtype(at::kFloat));
+    at::Tensor grad_weight = at::zeros(weight.sizes(), weight.options().dtype(loss_dtype(weight.scalar_type())));
     for (int64_t start = 0; start < hidden.size(0); start += chunk) {
       int64_t n = std::min(chunk, hidden.size(0) - start);
       at::Tensor h = hidden.narrow(0, start, n), t = targets.narrow(0, start, n);
@@ -62,7 +66,7 @@ struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntrop
       grad.scatter_add_(1, t.clamp_min(0).unsqueeze(1), at::full({n, 1}, -1.0, grad.options()));
       grad = (grad * valid.unsqueeze(1).to(grad.scalar_type()) * g).to(hidden.scalar_type());
       grad_hidden.narrow(0, start, n).copy_(at::matmul(grad, weight));
-      grad_weight += at::matmul(grad.t(), h).to(at::kFloat);
+      grad_weight += at::matmul(grad.t(), h).to(grad_weight.scalar_type());
     }
     return {grad_hidden, grad_weight.to(weight.scalar_type()), at::Tensor(), at::Tensor()};
   }

@@ -76,8 +76,8 @@ class LlamaModel {
   std::map<std::string, std::pair<size_t, size_t>> by_name_;  // HF name -> (unit, index)
 };
 
-// Root-mean-square norm as Transformers computes it: in fp32, then back to the input dtype, then
-// times the weight.
+// Root-mean-square norm as Transformers computes it: in fp32 (fp64 stays fp64), then back to the
+// input dtype, then times the weight.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 // Attention over (b, heads, s, d) tensors with GQA already expanded: causal, and with a window when

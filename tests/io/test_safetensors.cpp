@@ -1,0 +1,173 @@
+// safetensors: round trips, sub-range reads, and malformed files — each a clear error.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "expect_error.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/io/hf_checkpoint.h"
+#include "ftdist/io/safetensors.h"
+#include "../model/tiny_model.h"
+
+using namespace ftdist;
+using namespace ftdist::io;
+
+namespace {
+
+std::string tmp(const std::string& name) { return std::string(FTDIST_TEST_TMP) + "/" + name; }
+
+// Writes a raw safetensors file: 8-byte length, header text, data bytes.
+void write_raw(const std::string& path, const std::string& header, size_t data_bytes, uint64_t declared_len = 0) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  uint64_t n = declared_len ? declared_len : header.size();
+  for (int i = 0; i < 8; ++i) f.put(char((n >> (8 * i)) & 0xff));
+  f << header << std::string(data_bytes, '\0');
+}
+
+TEST(Safetensors, RoundTripDtypesAndMetadata) {
+  at::manual_seed(0);
+  std::vector<std::pair<std::string, at::Tensor>> tensors = {
+      {"a.f32", at::randn({3, 5})},
+      {"b.bf16", at::randn({7}).to(at::kBFloat16)},
+      {"c.f16", at::randn({2, 2, 2}).to(at::kHalf)},
+      {"d.i64", at::arange(6, at::kLong)},
+      {"e.empty", at::empty({0, 4})},
+  };
+  save_safetensors(tmp("rt.safetensors"), tensors, {{"format", "pt"}, {"note", "hello"}});
+  EXPECT_FALSE(file_exists(tmp("rt.safetensors.tmp")));
+  SafetensorsFile f(tmp("rt.safetensors"));
+  ASSERT_EQ(f.tensors().size(), tensors.size());
+  EXPECT_EQ(f.metadata().at("note"), "hello");
+  for (const auto& [name, t] : tensors) {
+    at::Tensor back = f.read(name);
+    EXPECT_EQ(back.scalar_type(), t.scalar_type()) << name;
+    EXPECT_EQ(back.sizes(), t.sizes()) << name;
+    EXPECT_TRUE(at::equal(back, t)) << name;
+  }
+}
+
+TEST(Safetensors, SubRangeReadsConvertAndTouchOnlyTheRange) {
+  at::Tensor w = at::arange(100, at::kFloat).to(at::kBFloat16).view({10, 10});
+  save_safetensors(tmp("sub.safetensors"), {{"w", w}});
+  SafetensorsFile f(tmp("sub.safetensors"));
+  at::Tensor out = at::zeros({17}, at::kDouble);
+  f.read_range("w", 42, 17, out);
+  EXPECT_TRUE(at::equal(out, at::arange(42, 59, at::kDouble)));
+  expect_bad_input([&] { f.read_range("w", 95, 10, at::empty({10})); }, "outside tensor \"w\"");
+  expect_bad_input([&] { f.read("nope"); }, "no tensor named \"nope\"");
+}
+
+TEST(Safetensors, WriterEnforcesOrderAndLeavesNothingHalfWritten) {
+  {
+    SafetensorsWriter w(tmp("w.safetensors"), {{"x", at::kFloat, {2}}, {"y", at::kFloat, {3}}});
+    expect_bad_input([&] { w.write("y", at::zeros({3})); }, "declaration order");
+    w.write("x", at::zeros({2}));
+    expect_bad_input([&] { w.finish(); }, "1 declared tensors were not written");
+  }  // destroyed without finishing
+  EXPECT_FALSE(file_exists(tmp("w.safetensors")));
+  EXPECT_FALSE(file_exists(tmp("w.safetensors.tmp")));
+  SafetensorsWriter w(tmp("w2.safetensors"), {{"x", at::kBFloat16, {2}}});
+  expect_bad_input([&] { w.write("x", at::zeros({3})); }, "has 3 elements, declared 2");
+}
+
+struct Bad {
+  const char* name;
+  std::string header;
+  size_t data;
+  uint64_t declared_len;
+  const char* needle;
+};
+
+TEST(Safetensors, MalformedFilesAreClearErrors) {
+  const std::string ok_entry = R"("t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+  const Bad cases[] = {
+      {"too_short", "", 0, 0, "truncated safetensors file"},
+      {"huge_header", "{}", 0, 1ull << 40, "header length"},
+      {"header_past_end", "{" + ok_entry + "}", 8, 4096, "truncated: the header says 4096 bytes"},
+      {"not_json", "{\"t\": nope", 0, 0, "not valid JSON"},
+      {"not_object", "[1,2]", 0, 0, "must be a JSON object"},
+      {"missing_fields", R"({"t":{"dtype":"F32"}})", 0, 0, "expected {\"dtype\", \"shape\", \"data_offsets\"}"},
+      {"bad_dtype", R"({"t":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", 8, 0, "unsupported dtype \"Q4\""},
+      {"size_mismatch", R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8, 0, "holds 12 bytes but data_offsets span 8"},
+      {"past_data", "{" + ok_entry + "}", 4, 0, "is past the data"},
+      {"overlap", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12, 0, "overlaps"},
+      {"hole", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8, 0, "a hole in the data"},
+      {"trailing", "{" + ok_entry + "}", 12, 0, "trailing bytes"},
+      {"negative_shape", R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8, 0, "non-negative integers"},
+      {"bad_metadata", R"({"__metadata__":{"k":1}})", 0, 0, "__metadata__[\"k\"] must be a string"},
+  };
+  for (const Bad& b : cases) {
+    const std::string path = tmp(std::string("bad_") + b.name + ".safetensors");
+    if (std::string(b.name) == "too_short") {
+      std::ofstream(path, std::ios::binary | std::ios::trunc) << "abc";
+    } else {
+      write_raw(path, b.header, b.data, b.declared_len);
+    }
+    SCOPED_TRACE(b.name);
+    expect_bad_input([&] { SafetensorsFile f(path); }, b.needle);
+  }
+  expect_bad_input([&] { SafetensorsFile f(tmp("does-not-exist.safetensors")); }, "cannot open");
+}
+
+TEST(HfCheckpoint, ShardedDirectoryWithIndexAndUnitShards) {
+  plan::ModelSpec spec = tiny_spec("qwen2", true);
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 3);
+  // Two files, split by an index, as large checkpoints are.
+  const std::string dir = tmp("hf_sharded");
+  if (!is_directory(dir)) {
+    ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
+  }
+  std::vector<std::pair<std::string, at::Tensor>> first, second;
+  nlohmann::json map;
+  for (size_t u = 0; u < m.units().size(); ++u)
+    for (size_t i = 0; i < m.units()[u].specs.size(); ++i) {
+      const std::string& name = m.units()[u].specs[i].name;
+      bool in_first = u % 2 == 0;
+      (in_first ? first : second).push_back({name, m.units()[u].params[i].to(at::kBFloat16)});
+      map[name] = in_first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+    }
+  save_safetensors(dir + "/model-00001-of-00002.safetensors", first);
+  save_safetensors(dir + "/model-00002-of-00002.safetensors", second);
+  write_text_file_atomic(dir + "/model.safetensors.index.json", nlohmann::json{{"weight_map", map}}.dump(), "test");
+  write_text_file_atomic(dir + "/config.json",
+                         R"({"model_type":"qwen2","hidden_size":16,"intermediate_size":24,"num_hidden_layers":2,
+                             "num_attention_heads":4,"num_key_value_heads":2,"vocab_size":37,"tie_word_embeddings":true})",
+                         "test");
+  HfCheckpoint ckpt(dir);
+  EXPECT_EQ(ckpt.stored_dtype(), at::kBFloat16);
+  EXPECT_EQ(ckpt.spec().param_count(), spec.param_count());
+  // Shards of 3 ranks reassemble to the whole unit (bf16 values, read as fp32), padding zero.
+  const std::vector<plan::ModelSpec::Unit> units = ckpt.spec().units();
+  for (size_t u = 0; u < m.units().size(); ++u) {
+    const auto& unit = units[u];
+    const int64_t n = unit.numel(), ranks = 3, shard = (n + ranks - 1) / ranks;
+    at::Tensor whole = at::empty({shard * ranks});
+    for (int64_t r = 0; r < ranks; ++r) load_unit_shard(ckpt, unit, r * shard, whole.narrow(0, r * shard, shard));
+    EXPECT_TRUE(at::equal(whole.narrow(0, 0, n), m.units()[u].flat.to(at::kBFloat16).to(at::kFloat))) << unit.name;
+    EXPECT_EQ(whole.narrow(0, n, shard * ranks - n).abs().sum().item<float>(), 0.0f);
+  }
+}
+
+TEST(HfCheckpoint, ShapeMismatchAndMissingTensorNameTheTensor) {
+  const std::string dir = tmp("hf_bad");
+  if (!is_directory(dir)) {
+    ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
+  }
+  write_text_file_atomic(dir + "/config.json",
+                         R"({"model_type":"llama","hidden_size":16,"intermediate_size":24,"num_hidden_layers":1,
+                             "num_attention_heads":4,"vocab_size":37})", "test");
+  save_safetensors(dir + "/model.safetensors", {{"model.embed_tokens.weight", at::zeros({36, 16})}});
+  HfCheckpoint ckpt(dir);
+  const auto units = ckpt.spec().units();
+  expect_bad_input([&] { load_unit_shard(ckpt, units[0], 0, at::empty({units[0].numel()})); },
+                   "\"model.embed_tokens.weight\" has shape [36, 16] in the checkpoint, config.json says [37, 16]");
+  expect_bad_input([&] { load_unit_shard(ckpt, units[1], 0, at::empty({units[1].numel()})); },
+                   "has no tensor \"model.layers.0.self_attn.q_proj.weight\"");
+  expect_bad_input([&] { HfCheckpoint c(tmp("no-such-dir")); }, "is not a directory");
+}
+
+}  // namespace

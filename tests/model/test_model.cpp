@@ -1,0 +1,217 @@
+// model/: hand-checkable pieces, masks, RoPE, gradients against finite differences, chunked loss.
+#include <gtest/gtest.h>
+
+#include <ATen/core/grad_mode.h>
+
+#include <cmath>
+
+#include "ftdist/model/llama.h"
+#include "ftdist/model/loss.h"
+#include "ftdist/model/rope.h"
+#include "ftdist/plan/presets.h"
+#include "tiny_model.h"
+
+using namespace ftdist;
+using namespace ftdist::model;
+
+namespace {
+
+const at::TensorOptions kF64 = at::TensorOptions().dtype(at::kDouble);
+
+TEST(RmsNorm, HandChecked) {
+  at::Tensor x = at::tensor({3.0, 4.0}, kF64);
+  at::Tensor w = at::tensor({1.0, 2.0}, kF64);
+  at::Tensor y = rms_norm(x, w, 0.0);
+  const double rms = std::sqrt((9.0 + 16.0) / 2.0);
+  EXPECT_NEAR(y[0].item<double>(), 3.0 / rms, 1e-6);
+  EXPECT_NEAR(y[1].item<double>(), 2.0 * 4.0 / rms, 1e-6);
+}
+
+TEST(Rope, RotatesPairsByPositionTimesFrequency) {
+  plan::ModelSpec s = tiny_spec();
+  s.head_dim = 2;  // one frequency: inv_freq = 1
+  RopeTable t = rope_table(s, 5, kF64);
+  at::Tensor x = at::tensor({1.0, 0.0}, kF64).view({1, 1, 1, 2}).expand({1, 1, 5, 2}).contiguous();
+  at::Tensor y = apply_rope(x, t);
+  for (int p = 0; p < 5; ++p) {
+    EXPECT_NEAR(y[0][0][p][0].item<double>(), std::cos(p), 1e-6) << p;  // fp32 tables
+    EXPECT_NEAR(y[0][0][p][1].item<double>(), std::sin(p), 1e-6) << p;
+  }
+}
+
+TEST(Rope, DotProductsDependOnlyOnRelativePosition) {
+  plan::ModelSpec s = tiny_spec();
+  s.head_dim = 8;
+  RopeTable t = rope_table(s, 12, kF64);
+  at::manual_seed(3);
+  at::Tensor q = at::randn({8}, kF64), k = at::randn({8}, kF64);
+  auto at_pos = [&](const at::Tensor& v) { return apply_rope(v.view({1, 1, 1, 8}).expand({1, 1, 12, 8}).contiguous(), t)[0][0]; };
+  at::Tensor rq = at_pos(q), rk = at_pos(k);
+  double d1 = (rq[5] * rk[2]).sum().item<double>(), d2 = (rq[9] * rk[6]).sum().item<double>();
+  EXPECT_NEAR(d1, d2, 1e-5);
+}
+
+TEST(Rope, Llama3ScalingKeepsHighAndDividesLowFrequencies) {
+  plan::ModelSpec s = plan::preset_model("llama-3.1-8b");
+  at::Tensor plain = rope_inv_freq(s);
+  s.rope_type = "llama3";
+  s.rope_theta = 500000.0;
+  s.rope_factor = 8.0;
+  s.rope_low_freq_factor = 1.0;
+  s.rope_high_freq_factor = 4.0;
+  s.rope_original_max_position = 8192;
+  at::Tensor base = at::pow(500000.0, at::arange(0, 128, 2, at::kLong).to(at::kFloat) / 128.0).reciprocal();
+  at::Tensor scaled = rope_inv_freq(s);
+  EXPECT_FLOAT_EQ(scaled[0].item<float>(), base[0].item<float>());            // wavelength 2π: kept
+  EXPECT_FLOAT_EQ(scaled[63].item<float>(), base[63].item<float>() / 8.0f);   // longest: divided by factor
+  (void)plain;
+}
+
+TEST(Attention, CausalWindowAndEagerEqualsFused) {
+  at::manual_seed(1);
+  at::Tensor q = at::randn({2, 3, 6, 4}, kF64), k = at::randn({2, 3, 6, 4}, kF64), v = at::randn({2, 3, 6, 4}, kF64);
+  for (int64_t window : {0, 1, 3}) {
+    at::Tensor eager = causal_attention(q, k, v, window, plan::Attention::Eager);
+    at::Tensor fused = causal_attention(q, k, v, window, plan::Attention::Flash);
+    EXPECT_TRUE(at::allclose(eager, fused, 1e-10, 1e-10)) << "window " << window;
+    // The first position only sees itself.
+    EXPECT_TRUE(at::allclose(eager.select(2, 0), v.select(2, 0), 1e-12, 1e-12));
+    if (window == 1) {
+      EXPECT_TRUE(at::allclose(eager, v, 1e-12, 1e-12));  // each position sees only itself
+    }
+  }
+  // A window as long as the sequence is plain causal attention.
+  EXPECT_TRUE(at::allclose(causal_attention(q, k, v, 6, plan::Attention::Eager),
+                           causal_attention(q, k, v, 0, plan::Attention::Eager), 1e-12, 1e-12));
+  // Future keys do not matter.
+  at::Tensor k2 = k.clone(), v2 = v.clone();
+  k2.select(2, 5).normal_();
+  v2.select(2, 5).normal_();
+  EXPECT_TRUE(at::allclose(causal_attention(q, k, v, 0, plan::Attention::Eager).narrow(2, 0, 5),
+                           causal_attention(q, k2, v2, 0, plan::Attention::Eager).narrow(2, 0, 5), 1e-12, 1e-12));
+}
+
+TEST(Model, UnitsCoverEveryParameterInOrder) {
+  for (bool tied : {false, true}) {
+    plan::ModelSpec s = tiny_spec("qwen2", tied);
+    LlamaModel m(s, kF64);
+    int64_t total = 0;
+    for (const auto& u : m.units()) total += u.numel;
+    EXPECT_EQ(total, s.param_count());
+    EXPECT_EQ(m.units().front().name, tied ? "root" : "embed");
+    EXPECT_EQ(m.units()[1].specs.front().name, "model.layers.0.self_attn.q_proj.weight");
+    EXPECT_EQ(m.units().size(), size_t(s.layers + (tied ? 1 : 2)));
+    EXPECT_TRUE(m.param("model.layers.1.self_attn.q_proj.bias").defined());
+  }
+}
+
+TEST(Model, ParametersAreViewsOfTheUnitsFlatBuffer) {
+  LlamaModel m(tiny_spec(), kF64);
+  randomize(m, 7);
+  at::Tensor ids = at::randint(0, 37, {1, 5}, at::kLong);
+  at::Tensor before = m.forward(ids);
+  at::Tensor replacement = m.units()[1].flat.clone();
+  replacement.narrow(0, 0, 10).add_(1.0);  // perturb q_proj of layer 0
+  m.bind(1, replacement);
+  EXPECT_EQ(m.param("model.layers.0.self_attn.q_proj.weight").data_ptr(), replacement.data_ptr());
+  EXPECT_FALSE(at::allclose(before, m.forward(ids)));
+}
+
+TEST(Model, MetaDeviceAllocatesNothing) {
+  LlamaModel m(plan::preset_model("llama-3-8b"), at::TensorOptions().dtype(at::kFloat).device(at::kMeta));
+  EXPECT_TRUE(m.units()[1].flat.is_meta());
+  EXPECT_EQ(m.units()[1].numel, plan::preset_model("llama-3-8b").layer_params());
+}
+
+TEST(Model, UnitByUnitEqualsWholeForward) {
+  LlamaModel m(tiny_spec("mistral"), kF64);
+  randomize(m, 2);
+  at::Tensor ids = at::randint(0, 37, {2, 7}, at::kLong);
+  ForwardContext ctx = m.context(7);
+  at::Tensor h = m.embed(ids);
+  for (int64_t i = 0; i < 2; ++i) h = m.layer(i, h, ctx);
+  EXPECT_TRUE(at::allclose(at::linear(m.final_norm(h), m.lm_head_weight()), m.forward(ids)));
+}
+
+TEST(Model, SlidingWindowChangesMistralButNotShortSequences) {
+  plan::ModelSpec s = tiny_spec("mistral");  // window 3
+  LlamaModel windowed(s, kF64);
+  randomize(windowed, 4);
+  s.sliding_window = 0;
+  LlamaModel full(s, kF64);
+  for (size_t u = 0; u < full.units().size(); ++u) full.bind(u, windowed.units()[u].flat);
+  at::Tensor shortseq = at::randint(0, 37, {1, 3}, at::kLong), longseq = at::randint(0, 37, {1, 8}, at::kLong);
+  EXPECT_TRUE(at::allclose(windowed.forward(shortseq), full.forward(shortseq)));
+  EXPECT_FALSE(at::allclose(windowed.forward(longseq), full.forward(longseq)));
+}
+
+TEST(Loss, UniformLogitsGiveLogVocab) {
+  at::Tensor logits = at::zeros({1, 4, 37}, kF64);
+  at::Tensor labels = at::tensor({1L, 2L, -100L, 5L}, at::kLong).view({1, 4});
+  LossSum l = causal_lm_loss(logits, labels);
+  EXPECT_EQ(l.count, 2);  // targets 2, (ignored), 5; the last position predicts nothing
+  EXPECT_NEAR(l.sum.item<double>(), 2 * std::log(37.0), 1e-5);
+}
+
+TEST(Loss, ChunkedEqualsPlainInValueAndGradients) {
+  at::manual_seed(5);
+  at::Tensor hidden = at::randn({2, 9, 16}, kF64).requires_grad_();
+  at::Tensor weight = at::randn({37, 16}, kF64).requires_grad_();
+  at::Tensor labels = at::randint(0, 37, {2, 9}, at::kLong);
+  labels[0][3] = -100;
+  LossSum plain = causal_lm_loss(at::linear(hidden, weight), labels);
+  plain.sum.backward();
+  at::Tensor gh = hidden.grad().clone(), gw = weight.grad().clone();
+  for (int64_t chunk : {1, 4, 18, 100}) {
+    hidden.mutable_grad().reset();
+    weight.mutable_grad().reset();
+    LossSum c = chunked_causal_lm_loss(hidden, weight, labels, chunk);
+    EXPECT_EQ(c.count, plain.count);
+    EXPECT_NEAR(c.sum.item<double>(), plain.sum.item<double>(), 1e-9) << chunk;
+    c.sum.backward();
+    EXPECT_TRUE(at::allclose(hidden.grad(), gh, 1e-9, 1e-12)) << chunk;
+    EXPECT_TRUE(at::allclose(weight.grad(), gw, 1e-9, 1e-12)) << chunk;
+  }
+}
+
+TEST(Gradients, MatchFiniteDifferencesInFloat64) {
+  for (const char* type : {"llama", "qwen2", "mistral"}) {
+    LlamaModel m(tiny_spec(type, std::string(type) == "qwen2"), kF64);
+    randomize(m, 11);
+    for (auto& u : m.units()) {
+      at::Tensor leaf = u.flat.detach().clone().requires_grad_();
+      m.bind(&u - &m.units()[0], leaf);
+    }
+    at::Tensor ids = at::randint(0, 37, {2, 6}, at::kLong);
+    auto loss = [&] {
+      LossSum l = causal_lm_loss(m.forward(ids), ids);
+      return l.sum / double(l.count);
+    };
+    loss().backward();
+    at::manual_seed(13);
+    for (size_t u = 0; u < m.units().size(); ++u) {
+      at::Tensor flat = m.units()[u].flat;
+      at::Tensor grad = flat.grad().clone();
+      for (int trial = 0; trial < 4; ++trial) {
+        int64_t i = at::randint(0, flat.numel(), {1}, at::kLong).item<int64_t>();
+        const double eps = 1e-6;
+        double orig;
+        double up, down;
+        {
+          at::NoGradGuard ng;
+          orig = flat[i].item<double>();
+          flat[i].fill_(orig + eps);
+          up = loss().item<double>();
+          flat[i].fill_(orig - eps);
+          down = loss().item<double>();
+          flat[i].fill_(orig);
+        }
+        double numeric = (up - down) / (2 * eps);
+        EXPECT_NEAR(grad[i].item<double>(), numeric, 1e-6 + 1e-5 * std::abs(numeric))
+            << type << " unit " << m.units()[u].name << " element " << i;
+      }
+    }
+  }
+}
+
+}  // namespace
