@@ -52,8 +52,9 @@ bool enabled(Level lvl) {
 }
 
 void write(Level lvl, const std::string& message) {
-  // One fprintf per line so lines of different ranks do not interleave mid-line.
-  std::FILE* out = lvl >= Level::Warn ? stderr : stdout;
+  // Logs go to stderr so stdout carries only results (tables, --json). One fprintf per line so
+  // lines of different ranks do not interleave mid-line.
+  std::FILE* out = stderr;
   int r = g_rank;
   if (r >= 0) std::fprintf(out, "[ftdist r%d] %s%s\n", r, level_tag(lvl), message.c_str());
   else std::fprintf(out, "[ftdist] %s%s\n", level_tag(lvl), message.c_str());

@@ -133,6 +133,27 @@ TEST(Model, UnitByUnitEqualsWholeForward) {
   EXPECT_TRUE(at::allclose(at::linear(m.final_norm(h), m.lm_head_weight()), m.forward(ids)));
 }
 
+TEST(Model, GroupedQueryAttentionEqualsRepeatedKeyValueHeads) {
+  // kv head j serves query heads 2j and 2j+1: an MHA model with k/v rows duplicated that way is the same model.
+  plan::ModelSpec gqa = tiny_spec("llama");  // 4 heads, 2 kv heads, head_dim 4
+  LlamaModel a(gqa, kF64);
+  randomize(a, 9);
+  plan::ModelSpec mha = gqa;
+  mha.kv_heads = 4;
+  LlamaModel b(mha, kF64);
+  at::NoGradGuard ng;
+  for (size_t u = 0; u < a.units().size(); ++u) {
+    for (size_t i = 0; i < a.units()[u].specs.size(); ++i) {
+      const std::string& name = a.units()[u].specs[i].name;
+      at::Tensor src = a.param(name);
+      bool kv = name.find("k_proj.weight") != std::string::npos || name.find("v_proj.weight") != std::string::npos;
+      b.param(name).copy_(kv ? src.view({2, 4, 16}).repeat_interleave(2, 0).reshape({16, 16}) : src);
+    }
+  }
+  at::Tensor ids = at::randint(0, 37, {2, 6}, at::kLong);
+  EXPECT_TRUE(at::allclose(a.forward(ids), b.forward(ids), 1e-12, 1e-12));
+}
+
 TEST(Model, SlidingWindowChangesMistralButNotShortSequences) {
   plan::ModelSpec s = tiny_spec("mistral");  // window 3
   LlamaModel windowed(s, kF64);

@@ -1,5 +1,5 @@
-// Logging with a rank prefix and levels. By default only rank 0 prints info and debug; warnings and
-// errors print on every rank. FTDIST_LOG_LEVEL=debug|info|warn|error and FTDIST_LOG_ALL_RANKS=1
+// Logging to stderr with a rank prefix and levels (stdout is for results). By default only rank 0
+// prints info and debug; warnings and errors print on every rank. FTDIST_LOG_LEVEL=debug|info|warn|error and FTDIST_LOG_ALL_RANKS=1
 // change that (read once, at set_rank()).
 //
 //   FT_LOG_INFO("bench comm: " << n << " ranks");  // "[ftdist r0] bench comm: 4 ranks"
