@@ -1,0 +1,30 @@
+// Global-norm gradient clipping across shards: the sum of squares of every local shard, one
+// all-reduce, a square root. Returns the norm before clipping; clipping scales by
+// max_norm / (norm + 1e-6) when the norm exceeds max_norm (torch.nn.utils.clip_grad_norm_).
+// A non-finite norm leaves the gradients alone: the caller skips the step (and counts it) or, with
+// NonFinite::Abort, an Error is thrown on every rank.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "ftdist/comm/communicator.h"
+
+namespace ftdist::optim {
+
+enum class NonFinite { Skip, Abort };
+
+struct ClipResult {
+  double norm = 0;     // before clipping
+  bool finite = true;  // false: do not step
+};
+
+// Sum of squares over ranks and shards (fp64 accumulation), then sqrt.
+double global_grad_norm(const std::vector<at::Tensor>& shards, comm::Communicator& comm);
+
+// max_norm <= 0 disables the scaling (the norm is still computed and checked).
+ClipResult clip_grad_norm(const std::vector<at::Tensor>& shards, double max_norm, comm::Communicator& comm,
+                          NonFinite policy = NonFinite::Skip);
+
+}  // namespace ftdist::optim

@@ -1,0 +1,174 @@
+// optim/: AdamW and SGD against LibTorch's own optimizers, decay masking, bf16 outputs, schedules,
+// clipping, and the CUDA kernel against the CPU loop (skipped, visibly, without a GPU).
+#include <gtest/gtest.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+
+#include <cmath>
+
+#include "expect_error.h"
+#include "ftdist/comm/communicator.h"
+#include "ftdist/optim/adamw.h"
+#include "ftdist/optim/clip.h"
+#include "ftdist/optim/lr_schedule.h"
+#include "ftdist/plan/presets.h"
+
+using namespace ftdist;
+using namespace ftdist::optim;
+
+namespace {
+
+// Relative 1e-6 elementwise, with a 1e-6 absolute floor for elements that pass near zero (there
+// the two implementations' different rounding order shows as a large relative difference), and the
+// whole vector within 1e-6 in norm.
+void expect_close(const at::Tensor& got, const at::Tensor& want, double rel) {
+  at::Tensor d = (got - want).abs();
+  EXPECT_TRUE(at::allclose(got, want, rel, rel)) << "max abs diff " << d.max().item<double>();
+  EXPECT_LT((d.norm() / want.norm()).item<double>(), rel);
+}
+
+TEST(AdamW, MatchesLibTorchAdamWOver100StepsWithWeightDecay) {
+  at::manual_seed(0);
+  const int64_t n = 10007;  // not a multiple of any vector width
+  at::Tensor init = at::randn({n});
+  AdamWConfig cfg;
+  cfg.beta1 = 0.9, cfg.beta2 = 0.95, cfg.eps = 1e-8, cfg.weight_decay = 0.1;
+  at::Tensor master = init.clone();
+  AdamW ours(cfg, master, {{0, n}});
+
+  at::Tensor ref = init.clone().requires_grad_();
+  torch::optim::AdamW theirs({ref}, torch::optim::AdamWOptions(1e-3).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1));
+  for (int step = 1; step <= 100; ++step) {
+    const double lr = 1e-3 * (1.0 + 0.01 * step);  // changes every step, as a schedule does
+    at::Tensor g = at::randn({n}) * (step % 7 == 0 ? 10.0 : 1.0);
+    ours.step(g, lr);
+    static_cast<torch::optim::AdamWOptions&>(theirs.param_groups()[0].options()).lr(lr);
+    ref.mutable_grad() = g.clone();
+    theirs.step();
+  }
+  expect_close(master, ref.detach(), 1e-6);
+  EXPECT_EQ(ours.steps(), 100);
+}
+
+TEST(AdamW, Bf16GradientsAndBf16ParameterOutput) {
+  at::manual_seed(1);
+  const int64_t n = 999;
+  at::Tensor master = at::randn({n}), copy = master.clone();
+  at::Tensor out = at::empty({n}, at::kBFloat16);
+  AdamW a(AdamWConfig{}, master, {{0, n}}, out);
+  AdamW b(AdamWConfig{}, copy, {{0, n}});
+  at::Tensor g = at::randn({n}).to(at::kBFloat16);
+  a.step(g, 1e-2);
+  b.step(g.to(at::kFloat), 1e-2);
+  EXPECT_TRUE(at::equal(master, copy));               // a bf16 gradient is read exactly
+  EXPECT_TRUE(at::equal(out, master.to(at::kBFloat16)));  // the parameter shard is the rounded master
+}
+
+TEST(AdamW, WeightDecayOnlyInsideDecayRanges) {
+  at::manual_seed(2);
+  const int64_t n = 100;
+  at::Tensor init = at::randn({n}), g = at::randn({n});
+  AdamWConfig with;
+  with.weight_decay = 0.5;
+  AdamWConfig without = with;
+  without.weight_decay = 0.0;
+  at::Tensor masked = init.clone(), all = init.clone(), none = init.clone();
+  AdamW(with, masked, {{10, 30}, {50, 60}}).step(g, 0.1);
+  AdamW(with, all, {{0, n}}).step(g, 0.1);
+  AdamW(without, none, {}).step(g, 0.1);
+  for (int64_t i = 0; i < n; ++i) {
+    bool decayed = (i >= 10 && i < 30) || (i >= 50 && i < 60);
+    EXPECT_EQ(masked[i].item<float>(), (decayed ? all : none)[i].item<float>()) << i;
+  }
+  EXPECT_FALSE(at::equal(all, none));
+}
+
+TEST(DecayRanges, MatricesOnlyAndCutToTheShard) {
+  plan::ModelSpec m = plan::preset_model("qwen2.5-0.5b");
+  auto units = m.units();
+  const auto& layer = units[1];  // q,k,v,o,gate,up,down weights, 2 norms, 3 biases
+  const int64_t matrices = layer.numel() - 2 * m.hidden - (m.q_dim() + 2 * m.kv_dim());
+  auto whole = decay_ranges(layer, 0, layer.numel());
+  ASSERT_EQ(whole.size(), 1u);  // the seven matrices are contiguous at the front
+  EXPECT_EQ(whole[0].begin, 0);
+  EXPECT_EQ(whole[0].end, matrices);
+  // A shard straddling the end of the matrices.
+  auto cut = decay_ranges(layer, matrices - 10, 100);
+  ASSERT_EQ(cut.size(), 1u);
+  EXPECT_EQ(cut[0].begin, 0);
+  EXPECT_EQ(cut[0].end, 10);
+  EXPECT_TRUE(decay_ranges(layer, matrices + 5, 50).empty());
+}
+
+TEST(Sgd, MatchesLibTorchSgdWithMomentumAndWeightDecay) {
+  at::manual_seed(3);
+  const int64_t n = 513;
+  at::Tensor init = at::randn({n});
+  at::Tensor master = init.clone();
+  SgdMomentum ours({0.9, 0.01}, master, {{0, n}});
+  at::Tensor ref = init.clone().requires_grad_();
+  torch::optim::SGD theirs({ref}, torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(0.01));
+  for (int step = 0; step < 50; ++step) {
+    at::Tensor g = at::randn({n});
+    ours.step(g, 0.05);
+    ref.mutable_grad() = g.clone();
+    theirs.step();
+  }
+  expect_close(master, ref.detach(), 1e-6);
+}
+
+TEST(Schedule, WarmupCosineLinearConstant) {
+  LrSchedule s{LrSchedule::Kind::Cosine, 3e-4, 100, 1100, 3e-5};
+  s.validate();
+  EXPECT_DOUBLE_EQ(s.lr_at(1), 3e-6);
+  EXPECT_DOUBLE_EQ(s.lr_at(50), 1.5e-4);
+  EXPECT_DOUBLE_EQ(s.lr_at(100), 3e-4);               // warmup end: peak
+  EXPECT_NEAR(s.lr_at(600), (3e-4 + 3e-5) / 2, 1e-15);  // cosine midpoint: halfway
+  EXPECT_DOUBLE_EQ(s.lr_at(1100), 3e-5);              // end: min
+  EXPECT_DOUBLE_EQ(s.lr_at(5000), 3e-5);
+  s.kind = LrSchedule::Kind::Linear;
+  EXPECT_NEAR(s.lr_at(350), 3e-4 - 0.25 * (3e-4 - 3e-5), 1e-15);
+  s.kind = LrSchedule::Kind::Constant;
+  EXPECT_DOUBLE_EQ(s.lr_at(5000), 3e-4);
+  LrSchedule bad{LrSchedule::Kind::Cosine, 1e-3, 10, 10, 0};
+  expect_bad_input([&] { bad.validate(); }, "total_steps (10) must exceed warmup_steps (10)");
+  expect_bad_input([] { schedule_kind_from_name("step"); }, "unknown learning-rate schedule 'step'");
+}
+
+TEST(Clip, GlobalNormAndScalingOnOneRank) {
+  auto comm = comm::make_communicator(at::kCPU);
+  at::Tensor a = at::tensor({3.0f, 0.0f}), b = at::tensor({4.0f});
+  ClipResult r = clip_grad_norm({a, b}, 1.0, *comm);
+  EXPECT_DOUBLE_EQ(r.norm, 5.0);
+  EXPECT_NEAR(a[0].item<float>(), 3.0 / (5.0 + 1e-6), 1e-7);
+  EXPECT_NEAR(b[0].item<float>(), 4.0 / (5.0 + 1e-6), 1e-7);
+  at::Tensor c = at::tensor({0.3f, 0.4f});
+  EXPECT_NEAR(clip_grad_norm({c}, 1.0, *comm).norm, 0.5, 1e-7);
+  EXPECT_FLOAT_EQ(c[0].item<float>(), 0.3f);  // below the limit: untouched
+  at::Tensor bad = at::tensor({1.0f, std::nanf("")});
+  EXPECT_FALSE(clip_grad_norm({bad}, 1.0, *comm).finite);
+  expect_error([&] { clip_grad_norm({bad}, 1.0, *comm, NonFinite::Abort); }, ErrorKind::Internal, "non-finite");
+}
+
+TEST(FusedAdamWKernel, MatchesTheCpuLoop) {
+  if (!comm::cuda_device_present()) GTEST_SKIP() << "no CUDA device present";
+  at::manual_seed(4);
+  for (int64_t n : {1, 3, 4, 1000, 1 << 20}) {
+    for (at::ScalarType gt : {at::kFloat, at::kBFloat16}) {
+      at::Tensor init = at::randn({n});
+      at::Tensor cpu = init.clone(), gpu = init.cuda();
+      at::Tensor out_cpu = at::empty({n}, at::kBFloat16), out_gpu = at::empty({n}, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
+      AdamW a(AdamWConfig{}, cpu, {{0, n / 2}}, out_cpu);
+      AdamW b(AdamWConfig{}, gpu, {{0, n / 2}}, out_gpu);
+      for (int s = 0; s < 5; ++s) {
+        at::Tensor g = at::randn({n}).to(gt);
+        a.step(g, 1e-2);
+        b.step(g.cuda(), 1e-2);
+      }
+      expect_close(gpu.cpu(), cpu, 1e-6);
+      EXPECT_TRUE(at::allclose(out_gpu.cpu().to(at::kFloat), out_cpu.to(at::kFloat), 1e-2, 1e-6)) << n;
+    }
+  }
+}
+
+}  // namespace
