@@ -146,7 +146,11 @@ TEST(Clip, GlobalNormAndScalingOnOneRank) {
   EXPECT_NEAR(clip_grad_norm({c}, 1.0, *comm).norm, 0.5, 1e-7);
   EXPECT_FLOAT_EQ(c[0].item<float>(), 0.3f);  // below the limit: untouched
   at::Tensor bad = at::tensor({1.0f, std::nanf("")});
-  EXPECT_FALSE(clip_grad_norm({bad}, 1.0, *comm).finite);
+  SkipCounter skips;
+  EXPECT_FALSE(skips.should_step(clip_grad_norm({bad}, 1.0, *comm)));
+  EXPECT_TRUE(skips.should_step(clip_grad_norm({c}, 1.0, *comm)));
+  EXPECT_EQ(skips.skipped(), 1);
+  EXPECT_TRUE(std::isnan(bad[1].item<float>()));  // left alone: the step is skipped
   expect_error([&] { clip_grad_norm({bad}, 1.0, *comm, NonFinite::Abort); }, ErrorKind::Internal, "non-finite");
 }
 

@@ -23,6 +23,20 @@ struct ClipResult {
 // Sum of squares over ranks and shards (fp64 accumulation), then sqrt.
 double global_grad_norm(const std::vector<at::Tensor>& shards, comm::Communicator& comm);
 
+// Counts the steps skipped for a non-finite gradient norm (the trainer reports the count).
+class SkipCounter {
+ public:
+  bool should_step(const ClipResult& r) {
+    if (r.finite) return true;
+    ++skipped_;
+    return false;
+  }
+  int64_t skipped() const { return skipped_; }
+
+ private:
+  int64_t skipped_ = 0;
+};
+
 // max_norm <= 0 disables the scaling (the norm is still computed and checked).
 ClipResult clip_grad_norm(const std::vector<at::Tensor>& shards, double max_norm, comm::Communicator& comm,
                           NonFinite policy = NonFinite::Skip);
