@@ -33,4 +33,20 @@ inline bool is_dense_contiguous(const at::Tensor& t) {
   return t.is_contiguous() && !t.is_sparse() && t.layout() == at::kStrided;
 }
 
+// Releases the memory behind `t`'s storage while keeping the StorageImpl (and so every view and
+// every tensor autograd saved that points at it) alive; refill_storage() gives it fresh memory of
+// the same size. This is how an unsharded flat parameter is freed after forward and gathered again
+// before backward (DESIGN.md §4).
+inline void release_storage(const at::Tensor& t) {
+  c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
+  s->set_data_ptr_noswap(at::DataPtr(nullptr, s->device()));
+  s->set_nbytes(0);
+}
+inline bool storage_released(const at::Tensor& t) { return t.storage().nbytes() == 0; }
+inline void refill_storage(const at::Tensor& t, size_t nbytes) {
+  c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
+  s->set_data_ptr_noswap(s->allocator()->allocate(nbytes));
+  s->set_nbytes(nbytes);
+}
+
 }  // namespace ftdist::compat

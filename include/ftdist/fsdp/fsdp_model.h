@@ -1,0 +1,78 @@
+// FsdpModel — fully sharded data parallel training of a LlamaModel (DESIGN.md §4), CPU path.
+//
+// Each unit (embed, layers.i, head; root when tied) keeps on this rank:
+//   param shard   compute dtype, S elements (the all-gather source)        [full, grad-op, hybrid]
+//   master        fp32 S (the AdamW master; in fp32 precision the param shard itself)
+//   grad shard    fp32 S (accumulation buffer)
+//   full          the unsharded flat parameter, N*S; its storage is released after the unit's
+//                 forward (full) and refilled by an all-gather before its backward; parameters
+//                 are views into it, so the tensors autograd saved stay valid.
+// `optimizer` and `none` keep `full` persistent and replicated and reduce whole gradients at the
+// end of the step (reduce-scatter / all-reduce); `hybrid` shards inside groups and all-reduces the
+// gradient shards across them.
+//
+// The unit's gradient arrives as one flat tensor in the backward of the node (GatherFn) that
+// produced `full`, which reduce-scatters it into the grad shard: no full gradient is kept.
+//
+//   FsdpModel fsdp(model, world, cfg);
+//   StepResult r = fsdp.train_step(micro_batches, lr);   // every rank, same number of micro-batches
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <vector>
+
+#include "ftdist/comm/communicator.h"
+#include "ftdist/model/llama.h"
+#include "ftdist/optim/adamw.h"
+#include "ftdist/plan/run_setup.h"
+
+namespace ftdist::fsdp {
+
+struct FsdpConfig {
+  plan::Stage stage = plan::Stage::Full;
+  plan::Precision precision = plan::Precision::Fp32;
+  plan::FloatType reduce_dtype = plan::FloatType::Fp32;
+  plan::Checkpointing checkpointing = plan::Checkpointing::None;
+  int shard_group = 0;  // hybrid: ranks per shard group (0: all ranks)
+  optim::AdamWConfig adamw;
+};
+
+struct MicroBatch {
+  at::Tensor input_ids;  // (b, s) int64
+  at::Tensor labels;     // (b, s) int64, -100 ignored
+};
+
+struct StepResult {
+  double loss = 0;      // mean over every counted token of every rank and micro-batch
+  int64_t tokens = 0;   // counted tokens, all ranks
+};
+
+class FsdpUnit;
+
+class FsdpModel {
+ public:
+  // Takes the model's current (full, identical on every rank) parameters as the starting point;
+  // each rank keeps its shards and the model's unit buffers are replaced by the unsharded ones.
+  FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpConfig config);
+  ~FsdpModel();
+
+  StepResult train_step(const std::vector<MicroBatch>& micro_batches, double lr);
+
+  // The whole fp32 master parameters of unit u, gathered (tests, export).
+  at::Tensor gather_master(size_t u);
+  size_t num_units() const;
+
+ private:
+  at::Tensor forward_loss_sum(const MicroBatch& mb, int64_t* tokens);
+  at::Tensor run_unit(size_t u, const at::Tensor& x, const model::ForwardContext* ctx, const at::Tensor& ids);
+
+  model::LlamaModel& model_;
+  comm::Communicator& world_;
+  std::unique_ptr<comm::Communicator> shard_comm_, replica_comm_;
+  FsdpConfig cfg_;
+  std::vector<std::unique_ptr<FsdpUnit>> units_;
+};
+
+}  // namespace ftdist::fsdp

@@ -1,0 +1,148 @@
+#include "ftdist/fsdp/fsdp_model.h"
+
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "fsdp_unit.h"
+#include "ftdist/core/check.h"
+#include "ftdist/model/loss.h"
+
+namespace ftdist::fsdp {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Full activation checkpointing of one decoder layer: forward without saving anything but the
+// input; backward gathers the parameters again, recomputes the layer with autograd and runs its
+// backward (whose GatherFn reduce-scatters the layer's gradient).
+struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
+  struct Args {
+    model::LlamaModel* model;
+    FsdpUnit* unit;
+    int64_t layer;
+    const model::ForwardContext* ctx;
+  };
+  static at::Tensor forward(AutogradContext* c, const at::Tensor& x, Args* a) {
+    a->unit->ensure_gathered();
+    a->unit->bind_plain();
+    at::Tensor y = a->model->layer(a->layer, x, *a->ctx);
+    c->save_for_backward({x});
+    c->saved_data["args"] = reinterpret_cast<int64_t>(a);
+    return y;
+  }
+  static variable_list backward(AutogradContext* c, variable_list grads) {
+    auto* a = reinterpret_cast<Args*>(c->saved_data["args"].toInt());
+    at::Tensor x = c->get_saved_variables()[0].detach().requires_grad_(true);
+    a->unit->ensure_gathered();
+    at::Tensor y;
+    {
+      at::AutoGradMode enable(true);
+      a->unit->bind_for_autograd();
+      y = a->model->layer(a->layer, x, *a->ctx);
+    }
+    torch::autograd::backward({y}, {grads[0]});
+    return {x.grad(), at::Tensor()};
+  }
+};
+
+int64_t counted_tokens(const at::Tensor& labels) {
+  return (model::shift_labels(labels) != model::kIgnoreIndex).sum().item<int64_t>();
+}
+
+}  // namespace
+
+FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpConfig config)
+    : model_(model), world_(world), cfg_(config) {
+  comm::Communicator* shard = &world;
+  if (cfg_.stage == plan::Stage::Hybrid) {
+    const int g = cfg_.shard_group > 0 ? cfg_.shard_group : world.size();
+    FT_CHECK_ARG(world.size() % g == 0, "hybrid sharding: " << world.size() << " ranks do not divide into shard groups of " << g);
+    shard_comm_ = world.split(world.rank() / g, world.rank());
+    replica_comm_ = world.split(world.rank() % g, world.rank());
+    shard = shard_comm_.get();
+  }
+  const std::vector<plan::ModelSpec::Unit> specs = model.spec().units();
+  for (size_t u = 0; u < specs.size(); ++u)
+    units_.push_back(std::make_unique<FsdpUnit>(model, u, specs[u], *shard, replica_comm_.get(), cfg_));
+}
+
+FsdpModel::~FsdpModel() = default;
+
+size_t FsdpModel::num_units() const { return units_.size(); }
+
+at::Tensor FsdpModel::gather_master(size_t u) { return units_.at(u)->gather_master(); }
+
+at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::ForwardContext* ctx, const at::Tensor& ids) {
+  FsdpUnit& unit = *units_[u];
+  const auto& spec = model_.spec();
+  const bool is_layer = u >= 1 && u <= size_t(spec.layers);
+  const bool is_last = u + 1 == units_.size();
+  const bool root_tied = spec.tie_embeddings && u == 0;  // also used by lm_head at the end
+  unit.ensure_gathered();
+  at::Tensor y;
+  if (is_layer && cfg_.checkpointing == plan::Checkpointing::Full) {
+    static thread_local std::vector<std::unique_ptr<CheckpointFn::Args>> keep;  // outlive the step's backward
+    if (u == 1) keep.clear();
+    keep.push_back(std::make_unique<CheckpointFn::Args>(CheckpointFn::Args{&model_, &unit, int64_t(u) - 1, ctx}));
+    y = CheckpointFn::apply(x, keep.back().get());
+  } else {
+    unit.bind_for_autograd();
+    if (u == 0) y = model_.embed(ids);
+    else if (is_layer) y = model_.layer(int64_t(u) - 1, x, *ctx);
+    else y = at::linear(model_.final_norm(x), model_.lm_head_weight());
+    if (y.requires_grad()) {
+      FsdpUnit* up = &unit;
+      y.register_hook([up](const at::Tensor& g) {
+        up->ensure_gathered();  // before this unit's backward runs
+        return g;
+      });
+    }
+  }
+  // `full` reshards after forward; the last unit (and a tied root) stays for the backward soon after.
+  if ((cfg_.stage == plan::Stage::Full || cfg_.stage == plan::Stage::Hybrid) && !is_last && !root_tied) unit.reshard();
+  return y;
+}
+
+at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
+  FT_CHECK_ARG(mb.input_ids.dim() == 2 && mb.labels.sizes() == mb.input_ids.sizes(),
+               "a micro-batch needs input_ids and labels of the same (batch, seq) shape");
+  static thread_local model::ForwardContext ctx;  // lives until the step's backward is done
+  ctx = model_.context(mb.input_ids.size(1));
+  at::Tensor h;
+  for (size_t u = 0; u < units_.size(); ++u) h = run_unit(u, h, &ctx, mb.input_ids);
+  if (model_.spec().tie_embeddings) {  // the root unit also holds lm_head's weight
+    units_[0]->bind_for_autograd();
+    h = at::linear(model_.final_norm(h), model_.lm_head_weight());
+  }
+  model::LossSum l = model::causal_lm_loss(h, mb.labels);
+  *tokens = l.count;
+  return l.sum;
+}
+
+StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, double lr) {
+  FT_CHECK_ARG(!micro_batches.empty(), "train_step needs at least one micro-batch");
+  // The loss is the mean over every counted token of the step on every rank, so each micro-batch's
+  // summed loss is divided by the global count: the gradients then equal one big batch's.
+  at::Tensor count = at::zeros({1}, at::kLong);
+  for (const MicroBatch& mb : micro_batches) count += counted_tokens(mb.labels);
+  world_.all_reduce(count, comm::ReduceOp::Sum);
+  const int64_t total = count.item<int64_t>();
+  FT_CHECK_ARG(total > 0, "no token of this step counts towards the loss (all labels are -100)");
+
+  for (auto& u : units_) u->zero_grad();
+  double loss_sum = 0;
+  for (const MicroBatch& mb : micro_batches) {
+    int64_t tokens = 0;
+    at::Tensor sum = forward_loss_sum(mb, &tokens);
+    (sum / double(total)).backward();
+    loss_sum += sum.item<double>();
+  }
+  for (auto& u : units_) u->reduce_at_step_end();
+  for (auto& u : units_) u->optimizer_step(lr);
+  at::Tensor totals = at::tensor({loss_sum}, at::kDouble);
+  world_.all_reduce(totals, comm::ReduceOp::Sum);
+  return {totals.item<double>() / double(total), total};
+}
+
+}  // namespace ftdist::fsdp

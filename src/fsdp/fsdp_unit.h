@@ -1,0 +1,50 @@
+// FsdpUnit — one unit's sharded state on this rank and the mechanics around its flat parameter
+// (gather, release, refill, gradient reduction, optimizer step). Private to fsdp/.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+
+#include "ftdist/comm/communicator.h"
+#include "ftdist/fsdp/fsdp_model.h"
+#include "ftdist/optim/adamw.h"
+
+namespace ftdist::fsdp {
+
+class FsdpUnit {
+ public:
+  FsdpUnit(model::LlamaModel& model, size_t index, const plan::ModelSpec::Unit& spec, comm::Communicator& shard_comm,
+           comm::Communicator* replica_comm, const FsdpConfig& cfg);
+
+  const size_t index;
+  bool sharded() const { return sharded_; }
+
+  void ensure_gathered();          // refill and all-gather when released (sharded stages)
+  void reshard();                  // release the unsharded storage (sharded stages)
+  at::Tensor bind_for_autograd();  // the flat parameter as a GatherFn output; binds the model's views
+  void bind_plain();               // binds the model's views to the raw buffer (no autograd)
+  void on_full_grad(const at::Tensor& grad);  // the unit's whole flat gradient, once per backward
+  void zero_grad();
+  void reduce_at_step_end();       // optimizer / none / hybrid
+  void optimizer_step(double lr);
+  at::Tensor gather_master();      // whole fp32 master (unpadded)
+
+ private:
+  model::LlamaModel& model_;
+  comm::Communicator& shard_comm_;
+  comm::Communicator* replica_comm_;
+  const FsdpConfig& cfg_;
+  bool sharded_;
+  int64_t numel_, shard_, padded_;
+  at::ScalarType compute_;
+  at::Tensor full_;        // (padded) compute dtype: the unsharded flat parameter's storage
+  at::Tensor param_shard_; // (S) compute dtype [sharded and optimizer stages]
+  at::Tensor master_;      // fp32: (S), or (padded) in `none`
+  at::Tensor grad_;        // fp32 accumulation: (S), or (padded) in `none`
+  at::Tensor full_grad_;   // (padded) compute dtype: persistent whole gradient [optimizer, none]
+  at::Tensor dummy_;       // a leaf that requires grad, so that GatherFn records a node
+  std::unique_ptr<optim::AdamW> opt_;
+};
+
+}  // namespace ftdist::fsdp

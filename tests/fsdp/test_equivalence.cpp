@@ -1,0 +1,124 @@
+// The central test: training a tiny Llama with FSDP on N ranks, for every stage, with and without
+// activation checkpointing and gradient accumulation, gives the same per-step losses and final
+// parameters as one rank training the same global batches unsharded (fp32, 1e-5 relative).
+// Run under mpirun with 1, 2 and 4 ranks.
+#include <gtest/gtest.h>
+
+#include "../comm/mpi_world.h"
+#include "../model/tiny_model.h"
+#include "ftdist/fsdp/fsdp_model.h"
+#include "ftdist/model/loss.h"
+#include "ftdist/optim/adamw.h"
+
+using namespace ftdist;
+
+namespace {
+
+constexpr int kSteps = 3;
+constexpr int64_t kSeq = 8, kPerMicro = 2;
+constexpr double kLr = 1e-2;
+
+// The sequences rank r uses for micro-batch j of step s: a pure function of (s, r, j).
+fsdp::MicroBatch batch(int step, int rank, int micro, int64_t vocab) {
+  at::Generator gen = at::detail::createCPUGenerator(1000003ull * step + 1009ull * rank + micro);
+  at::Tensor ids = at::randint(0, vocab, {kPerMicro, kSeq}, gen, at::kLong);
+  at::Tensor labels = ids.clone();
+  labels.select(1, 2).fill_(model::kIgnoreIndex);  // some ignored positions
+  return {ids, labels};
+}
+
+struct Trajectory {
+  std::vector<double> losses;
+  std::vector<at::Tensor> params;  // per unit, flat fp32
+};
+
+// One rank, no sharding: every step sees the global batch of all ranks and micro-batches.
+Trajectory reference(const plan::ModelSpec& spec, int world, int accum) {
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 42);
+  const auto units = spec.units();
+  std::vector<std::unique_ptr<optim::AdamW>> opts;
+  std::vector<at::Tensor> leaves;
+  for (size_t u = 0; u < m.units().size(); ++u) {
+    at::Tensor leaf = m.units()[u].flat.detach().clone().requires_grad_(true);
+    m.bind(u, leaf);
+    leaves.push_back(leaf);
+    opts.push_back(std::make_unique<optim::AdamW>(optim::AdamWConfig{}, leaf.detach(),
+                                                  optim::decay_ranges(units[u], 0, units[u].numel())));
+  }
+  Trajectory t;
+  for (int s = 0; s < kSteps; ++s) {
+    std::vector<at::Tensor> ids, labels;
+    for (int r = 0; r < world; ++r)
+      for (int j = 0; j < accum; ++j) {
+        auto b = batch(s, r, j, spec.vocab);
+        ids.push_back(b.input_ids);
+        labels.push_back(b.labels);
+      }
+    model::LossSum l = model::causal_lm_loss(m.forward(at::cat(ids)), at::cat(labels));
+    at::Tensor loss = l.sum / double(l.count);
+    loss.backward();
+    t.losses.push_back(loss.item<double>());
+    for (size_t u = 0; u < leaves.size(); ++u) {
+      opts[u]->step(leaves[u].grad(), kLr);
+      leaves[u].mutable_grad().reset();
+    }
+  }
+  for (auto& leaf : leaves) t.params.push_back(leaf.detach().clone());
+  return t;
+}
+
+struct Case {
+  plan::Stage stage;
+  plan::Checkpointing ckpt;
+  int accum;
+  bool tied;
+};
+
+std::string name(const Case& c) {
+  return std::string(plan::stage_name(c.stage)) + "/ckpt-" + plan::checkpointing_name(c.ckpt) + "/accum-" +
+         std::to_string(c.accum) + (c.tied ? "/tied" : "");
+}
+
+TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
+  auto world = mpi_world();
+  const int n = world->size();
+  std::vector<plan::Stage> stages = {plan::Stage::Full, plan::Stage::GradOp, plan::Stage::Optimizer, plan::Stage::None};
+  if (n == 4) stages.push_back(plan::Stage::Hybrid);  // 2 shard groups of 2
+  std::vector<Case> cases;
+  for (plan::Stage st : stages)
+    for (plan::Checkpointing ck : {plan::Checkpointing::None, plan::Checkpointing::Full})
+      for (int accum : {1, 3}) cases.push_back({st, ck, accum, false});
+  cases.push_back({plan::Stage::Full, plan::Checkpointing::Full, 3, true});  // tied embeddings (Qwen2-style root)
+  cases.push_back({plan::Stage::GradOp, plan::Checkpointing::None, 1, true});
+
+  for (const Case& c : cases) {
+    SCOPED_TRACE(name(c) + " on " + std::to_string(n) + " ranks");
+    const plan::ModelSpec spec = tiny_spec(c.tied ? "qwen2" : "llama", c.tied);
+    const Trajectory want = reference(spec, n, c.accum);
+
+    model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+    randomize(m, 42);
+    fsdp::FsdpConfig cfg;
+    cfg.stage = c.stage;
+    cfg.checkpointing = c.ckpt;
+    cfg.shard_group = c.stage == plan::Stage::Hybrid ? 2 : 0;
+    fsdp::FsdpModel f(m, *world, cfg);
+    for (int s = 0; s < kSteps; ++s) {
+      std::vector<fsdp::MicroBatch> micro;
+      for (int j = 0; j < c.accum; ++j) micro.push_back(batch(s, world->rank(), j, spec.vocab));
+      fsdp::StepResult r = f.train_step(micro, kLr);
+      EXPECT_NEAR(r.loss, want.losses[s], 1e-5 * std::abs(want.losses[s])) << "step " << s;
+    }
+    for (size_t u = 0; u < f.num_units(); ++u) {
+      at::Tensor got = f.gather_master(u);
+      // 1e-5 relative; the 1e-5 absolute floor covers coordinates whose gradient is close to zero,
+      // where AdamW's normalized update (m / sqrt(v)) amplifies the fp32 reduction-order difference
+      // between N partial sums and one (seen: 2.7e-6 on 2 ranks, tied, checkpointed, accum 3).
+      EXPECT_TRUE(at::allclose(got, want.params[u], 1e-5, 1e-5))
+          << "unit " << u << " max diff " << (got - want.params[u]).abs().max().item<double>();
+    }
+  }
+}
+
+}  // namespace
