@@ -60,7 +60,9 @@ class MpiCommunicator final : public Communicator {
 
   void do_all_gather_into(const at::Tensor& out, const at::Tensor& in) override {
     int bytes = checked_count(in.numel() * static_cast<int64_t>(in.element_size()), "all_gather_into");
-    const void* src = out.data_ptr() == in.data_ptr() ? MPI_IN_PLACE : in.data_ptr();
+    // In place when `in` is this rank's own slot of `out` (as NCCL defines it).
+    const char* own_slot = static_cast<const char*>(out.data_ptr()) + int64_t(rank()) * bytes;
+    const void* src = in.data_ptr() == own_slot ? MPI_IN_PLACE : in.data_ptr();
     FT_MPI_CHECK(MPI_Allgather(src, bytes, MPI_BYTE, out.data_ptr(), bytes, MPI_BYTE, group_.get()));
   }
 

@@ -73,6 +73,12 @@ size_t FsdpModel::num_units() const { return units_.size(); }
 
 at::Tensor FsdpModel::gather_master(size_t u) { return units_.at(u)->gather_master(); }
 
+plan::MemoryBreakdown FsdpModel::persistent_bytes() const {
+  plan::MemoryBreakdown b;
+  for (const auto& u : units_) u->add_persistent_bytes(&b);
+  return b;
+}
+
 at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::ForwardContext* ctx, const at::Tensor& ids) {
   FsdpUnit& unit = *units_[u];
   const auto& spec = model_.spec();
@@ -138,8 +144,7 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     (sum / double(total)).backward();
     loss_sum += sum.item<double>();
   }
-  for (auto& u : units_) u->reduce_at_step_end();
-  for (auto& u : units_) u->optimizer_step(lr);
+  for (auto& u : units_) u->finish_step(lr);
   at::Tensor totals = at::tensor({loss_sum}, at::kDouble);
   world_.all_reduce(totals, comm::ReduceOp::Sum);
   return {totals.item<double>() / double(total), total};

@@ -49,24 +49,32 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   at::Tensor init = at::zeros({padded_}, at::kFloat);
   init.narrow(0, 0, numel_).copy_(model.units()[index].flat.detach().view({-1}));
   const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat);
-  if (cfg.stage == plan::Stage::None) {
-    master_ = init.clone();
-    grad_ = at::zeros({padded_}, f32);
-  } else {
-    master_ = init.narrow(0, int64_t(rank) * shard_, shard_).clone();
-    grad_ = at::zeros({shard_}, f32);
+  const bool fp32 = compute_ == at::kFloat;
+  const at::Tensor my_init = init.narrow(0, int64_t(rank) * shard_, shard_);
+  full_ = init.to(compute_).clone();  // stays for optimizer/none; released below for sharded stages
+  // Every buffer the planner counts, and no other: in fp32 the master is the parameter buffer itself;
+  // the optimizer stage's parameter shard is its own slot of the replica (gathered in place).
+  switch (cfg.stage) {
+    case plan::Stage::None:
+      master_ = fp32 ? full_ : init.clone();
+      break;
+    case plan::Stage::Optimizer:
+      param_shard_ = full_.narrow(0, int64_t(rank) * shard_, shard_);
+      master_ = fp32 ? param_shard_ : my_init.clone();
+      break;
+    default:
+      master_ = my_init.clone();
+      param_shard_ = fp32 ? master_ : master_.to(compute_);
+      grad_ = at::zeros({shard_}, f32);
+      break;
   }
-  // fp32 precision: the parameters are the master; bf16-mixed: a bf16 copy the optimizer writes.
-  const bool separate_params = compute_ != at::kFloat;
-  if (cfg.stage != plan::Stage::None) param_shard_ = separate_params ? master_.to(compute_) : master_;
-  full_ = init.to(compute_);  // stays for optimizer/none; released below for sharded stages
   if (!sharded_) full_grad_ = at::zeros({padded_}, f32.dtype(compute_));
   dummy_ = at::zeros({1}, f32).requires_grad_(true);
 
   const int64_t shard_begin = cfg.stage == plan::Stage::None ? 0 : int64_t(rank) * shard_;
   const int64_t state_len = cfg.stage == plan::Stage::None ? padded_ : shard_;
   at::Tensor param_out;
-  if (separate_params) param_out = cfg.stage == plan::Stage::None ? full_ : param_shard_;
+  if (!fp32) param_out = cfg.stage == plan::Stage::None ? full_ : param_shard_;
   opt_ = std::make_unique<optim::AdamW>(cfg.adamw, master_, optim::decay_ranges(spec, shard_begin, state_len), param_out);
   model_.bind(index, full_);
   if (sharded_) reshard();
@@ -106,38 +114,48 @@ void FsdpUnit::on_full_grad(const at::Tensor& grad) {
 }
 
 void FsdpUnit::zero_grad() {
-  grad_.zero_();
+  if (grad_.defined()) grad_.zero_();
   if (full_grad_.defined()) full_grad_.zero_();
 }
 
-void FsdpUnit::reduce_at_step_end() {
+void FsdpUnit::finish_step(double lr) {
   const at::ScalarType reduce = cfg_.reduce_dtype == plan::FloatType::Fp32 ? at::kFloat : at::kBFloat16;
   switch (cfg_.stage) {
     case plan::Stage::Hybrid:
       if (replica_comm_ && replica_comm_->size() > 1) replica_comm_->all_reduce(grad_, comm::ReduceOp::Sum);
+      opt_->step(grad_, lr);
       break;
     case plan::Stage::Optimizer: {
-      at::Tensor g = full_grad_.to(reduce).contiguous();
+      // The reduce-scatter output is this unit's gradient shard, used at once (a comm buffer).
+      at::Tensor g = full_grad_.scalar_type() == reduce ? full_grad_ : full_grad_.to(reduce);
       at::Tensor out = at::empty({shard_}, g.options());
       shard_comm_.reduce_scatter(out, g, comm::ReduceOp::Sum);
-      grad_.copy_(out);
+      opt_->step(out, lr);
+      shard_comm_.all_gather_into(full_, param_shard_);
       break;
     }
     case plan::Stage::None: {
-      at::Tensor g = full_grad_.to(reduce).contiguous();
+      at::Tensor g = full_grad_.scalar_type() == reduce ? full_grad_ : full_grad_.to(reduce);
       shard_comm_.all_reduce(g, comm::ReduceOp::Sum);
-      grad_.copy_(g);
+      opt_->step(g, lr);  // updates full_ itself in fp32, writes it in bf16-mixed
       break;
     }
     default:
+      opt_->step(grad_, lr);
       break;
   }
 }
 
-void FsdpUnit::optimizer_step(double lr) {
-  opt_->step(grad_, lr);
-  if (cfg_.stage == plan::Stage::Optimizer) shard_comm_.all_gather_into(full_, param_shard_);
-  if (cfg_.stage == plan::Stage::None && compute_ == at::kFloat) full_.copy_(master_);
+void FsdpUnit::add_persistent_bytes(plan::MemoryBreakdown* b) const {
+  auto bytes = [](const at::Tensor& t) { return t.defined() ? uint64_t(t.numel()) * t.element_size() : 0u; };
+  using plan::MemCategory;
+  // The compute-dtype parameters kept between steps: the shard, or the replica (optimizer, none).
+  const at::Tensor& params = sharded_ ? param_shard_ : full_;
+  (*b)[MemCategory::params_sharded] += bytes(params);
+  // In fp32 the master is the parameter buffer itself (no second copy).
+  if (compute_ != at::kFloat) (*b)[MemCategory::master] += bytes(master_);
+  (*b)[MemCategory::optimizer] += bytes(opt_->exp_avg()) + bytes(opt_->exp_avg_sq());
+  (*b)[MemCategory::grads_sharded] += sharded_ ? bytes(grad_) : bytes(full_grad_);
 }
 
 at::Tensor FsdpUnit::gather_master() {

@@ -9,6 +9,7 @@
 #include "ftdist/comm/communicator.h"
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/optim/adamw.h"
+#include "ftdist/plan/memory_model.h"
 
 namespace ftdist::fsdp {
 
@@ -26,8 +27,12 @@ class FsdpUnit {
   void bind_plain();               // binds the model's views to the raw buffer (no autograd)
   void on_full_grad(const at::Tensor& grad);  // the unit's whole flat gradient, once per backward
   void zero_grad();
-  void reduce_at_step_end();       // optimizer / none / hybrid
-  void optimizer_step(double lr);
+  // Reduces what is left to reduce (optimizer: reduce-scatter of the whole gradient; none:
+  // all-reduce; hybrid: all-reduce of the shard across replicas), then steps the optimizer and
+  // refreshes the replicated parameters. Temporaries live for one unit at a time.
+  void finish_step(double lr);
+  // Bytes this unit keeps between steps, by the planner's categories (see persistent_bytes()).
+  void add_persistent_bytes(plan::MemoryBreakdown* b) const;
   at::Tensor gather_master();      // whole fp32 master (unpadded)
 
  private:
@@ -41,7 +46,7 @@ class FsdpUnit {
   at::Tensor full_;        // (padded) compute dtype: the unsharded flat parameter's storage
   at::Tensor param_shard_; // (S) compute dtype [sharded and optimizer stages]
   at::Tensor master_;      // fp32: (S), or (padded) in `none`
-  at::Tensor grad_;        // fp32 accumulation: (S), or (padded) in `none`
+  at::Tensor grad_;        // fp32 accumulation (S) [sharded stages]
   at::Tensor full_grad_;   // (padded) compute dtype: persistent whole gradient [optimizer, none]
   at::Tensor dummy_;       // a leaf that requires grad, so that GatherFn records a node
   std::unique_ptr<optim::AdamW> opt_;

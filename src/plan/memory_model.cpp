@@ -161,7 +161,9 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
   // ---- model states ----
   // Sharded stages keep a compute-dtype shard (the all-gather source); optimizer/none keep a replica.
   const bool sharded = s.sharded_params();
-  const int64_t param_elems = sharded ? shard : total;
+  // The optimizer stage's replicated parameters and gradients are flat buffers padded to N x S
+  // (the all-gather / reduce-scatter operands); `none` (N = 1) has no padding.
+  const int64_t param_elems = sharded ? shard : (s.stage == Stage::Optimizer ? u.padded_numel(n) : total);
   b[MemCategory::params_sharded] = uint64_t(param_elems) * c;
   ex.line(MemCategory::params_sharded,
           (sharded ? "shard S " + std::to_string(shard) : "replica " + std::to_string(total)) + " x " + C, b[MemCategory::params_sharded]);

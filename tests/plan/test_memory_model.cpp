@@ -43,8 +43,8 @@ TEST(ZeroIdentities, ModelStatesPerDevice) {
     auto mem = [&](Stage st) { return estimate_memory(m, zero_setup(st, n)); };
     // plain data parallel: (4 + K)Ψ
     EXPECT_EQ(double(mem(Stage::None).model_states()), 16.0 * psi);
-    // stage 1: 4Ψ + KΨ/N
-    EXPECT_EQ(double(mem(Stage::Optimizer).model_states()), 4.0 * psi + 12.0 * shard);
+    // stage 1: 4Ψ + KΨ/N (the replicated parameters and gradients are the padded N x S buffers)
+    EXPECT_EQ(double(mem(Stage::Optimizer).model_states()), 4.0 * shard * n + 12.0 * shard);
     // stage 2: 2Ψ + (2 + K)Ψ/N — parameters gathered from forward to backward, shards in place
     MemoryBreakdown z2 = mem(Stage::GradOp);
     EXPECT_EQ(double(z2.model_states() + z2[MemCategory::unsharded_params]), 2.0 * shard * n + 14.0 * shard);

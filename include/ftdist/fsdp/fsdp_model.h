@@ -26,6 +26,7 @@
 #include "ftdist/comm/communicator.h"
 #include "ftdist/model/llama.h"
 #include "ftdist/optim/adamw.h"
+#include "ftdist/plan/memory_model.h"
 #include "ftdist/plan/run_setup.h"
 
 namespace ftdist::fsdp {
@@ -62,6 +63,9 @@ class FsdpModel {
 
   // The whole fp32 master parameters of unit u, gathered (tests, export).
   at::Tensor gather_master(size_t u);
+  // What this rank keeps between steps, counted from the runtime's own buffers, in the planner's
+  // categories (params_sharded, master, optimizer, grads_sharded; the others are 0 here).
+  plan::MemoryBreakdown persistent_bytes() const;
   size_t num_units() const;
 
  private:
