@@ -10,10 +10,12 @@ namespace ftdist::cli {
 int bench_main(int argc, char** argv) {
   static const char* kUsage =
       "usage: ftdist bench <what> [options]\n"
-      "  comm    collectives: time, algbw, busbw; --check verifies every result\n";
+      "  comm    collectives: time, algbw, busbw; --check verifies every result\n"
+      "  step    FSDP training steps: tokens/s, planned vs runtime memory\n";
   FT_CHECK_ARG(argc >= 2, "ftdist bench: say what to benchmark\n" << kUsage);
   std::string what = argv[1];
   if (what == "comm") return bench_comm_main(argc - 1, argv + 1);
+  if (what == "step") return bench_step_main(argc - 1, argv + 1);
   FT_CHECK_ARG(false, "ftdist bench: unknown benchmark '" << what << "'\n" << kUsage);
   return 2;
 }

@@ -20,6 +20,7 @@ const char* kUsage =
     "  models        model presets with their parameter counts\n"
     "  gpus          the GPU catalog (cluster/gpus.toml)\n"
     "  eval          loss and perplexity of a Hugging Face model over a JSONL token file\n"
+    "  bench step    FSDP training steps: tokens/s, planned vs runtime memory (CPU path)\n"
     "  bench comm    collective benchmark (all-gather, reduce-scatter, all-reduce, broadcast) with\n"
     "                algbw/busbw and an optional correctness check; mpi (CPU) or nccl (GPU)\n"
     "\n"
