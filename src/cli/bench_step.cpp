@@ -48,6 +48,7 @@ int bench_step_main(int argc, char** argv) {
       ("checkpointing", "none | full", cxxopts::value<std::string>()->default_value("none"))
       ("micro-batch", "sequences per rank per micro-batch", cxxopts::value<int64_t>()->default_value("2"))
       ("grad-accum", "micro-batches per step", cxxopts::value<int>()->default_value("1"))
+      ("no-sync", "keep unsharded gradients until the last micro-batch")
       ("seq-len", "tokens per sequence", cxxopts::value<int64_t>()->default_value("128"))
       ("steps", "timed steps", cxxopts::value<int>()->default_value("3"))
       ("warmup", "untimed steps first", cxxopts::value<int>()->default_value("1"))
@@ -65,6 +66,7 @@ int bench_step_main(int argc, char** argv) {
   cfg.shard_group = args["shard-group"].as<int>();
   cfg.precision = plan::precision_from_name(args["precision"].as<std::string>());
   cfg.checkpointing = plan::checkpointing_from_name(args["checkpointing"].as<std::string>());
+  cfg.no_sync = args.count("no-sync") > 0;
   const int64_t mb = args["micro-batch"].as<int64_t>(), seq = args["seq-len"].as<int64_t>();
   const int accum = args["grad-accum"].as<int>(), steps = args["steps"].as<int>(), warmup = args["warmup"].as<int>();
   FT_CHECK_ARG(mb >= 1 && seq >= 2 && accum >= 1 && steps >= 1 && warmup >= 0,
@@ -109,6 +111,7 @@ int bench_step_main(int argc, char** argv) {
   setup.micro_batch = mb;
   setup.seq_len = seq;
   setup.attention = plan::Attention::Flash;
+  setup.no_sync = cfg.no_sync;
   const int n = world->size();
   setup.shard_group = cfg.stage == plan::Stage::None ? 1 : (cfg.stage == plan::Stage::Hybrid && cfg.shard_group > 0 ? cfg.shard_group : n);
   setup.replicas = n / setup.shard_group;

@@ -129,6 +129,7 @@ int plan_main(int argc, char** argv) {
       ("checkpointing", "activation checkpointing: none | full | auto", cxxopts::value<std::string>()->default_value("auto"))
       ("attention", "flash | eager", cxxopts::value<std::string>()->default_value("flash"))
       ("offload", "keep master weights and optimizer states in host memory")
+      ("no-sync", "accumulate unsharded fp32 gradients over micro-batches, reduce once per step")
       ("prefetch", "unsharded layer buffers in flight", cxxopts::value<int>()->default_value("2"))
       ("overhead-context-gib", "CUDA context and library workspaces per GPU", cxxopts::value<double>()->default_value("0.75"))
       ("overhead-nccl-gib", "NCCL buffers per GPU", cxxopts::value<double>()->default_value("0.5"))
@@ -194,6 +195,7 @@ int plan_main(int argc, char** argv) {
   if (ck != "auto") req.checkpointing = checkpointing_from_name(ck);
   s.attention = attention_from_name(args["attention"].as<std::string>());
   s.offload_optimizer = args.count("offload") > 0;
+  s.no_sync = args.count("no-sync") > 0;
   s.prefetch = args["prefetch"].as<int>();
   FT_CHECK_ARG(s.prefetch >= 1, "--prefetch must be >= 1");
   s.overheads.cuda_context_gib = args["overhead-context-gib"].as<double>();

@@ -138,7 +138,9 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
 
   for (auto& u : units_) u->zero_grad();
   double loss_sum = 0;
-  for (const MicroBatch& mb : micro_batches) {
+  for (size_t i = 0; i < micro_batches.size(); ++i) {
+    const MicroBatch& mb = micro_batches[i];
+    for (auto& u : units_) u->set_sync(i + 1 == micro_batches.size());
     int64_t tokens = 0;
     at::Tensor sum = forward_loss_sum(mb, &tokens);
     (sum / double(total)).backward();

@@ -105,8 +105,19 @@ void FsdpUnit::on_full_grad(const at::Tensor& grad) {
     full_grad_ += grad.view({-1});
     return;
   }
+  if (cfg_.no_sync) {
+    if (!unsharded_acc_.defined()) unsharded_acc_ = at::zeros({padded_}, at::kFloat);
+    unsharded_acc_ += grad.view({-1});
+    if (!sync_) {  // not the last micro-batch: keep it, reduce later
+      reshard();
+      return;
+    }
+  }
   const at::ScalarType reduce = cfg_.reduce_dtype == plan::FloatType::Fp32 ? at::kFloat : at::kBFloat16;
-  at::Tensor g = grad.view({-1}).to(reduce).contiguous();
+  // (a copy when accumulating: the accumulator is zeroed for the next step right away)
+  at::Tensor g = cfg_.no_sync ? unsharded_acc_.to(reduce, /*non_blocking=*/false, /*copy=*/true)
+                              : grad.view({-1}).to(reduce).contiguous();
+  if (cfg_.no_sync) unsharded_acc_.zero_();
   at::Tensor out = at::empty({shard_}, g.options());
   shard_comm_.reduce_scatter(out, g, comm::ReduceOp::Sum);
   grad_ += out.to(at::kFloat);
@@ -156,6 +167,7 @@ void FsdpUnit::add_persistent_bytes(plan::MemoryBreakdown* b) const {
   if (compute_ != at::kFloat) (*b)[MemCategory::master] += bytes(master_);
   (*b)[MemCategory::optimizer] += bytes(opt_->exp_avg()) + bytes(opt_->exp_avg_sq());
   (*b)[MemCategory::grads_sharded] += sharded_ ? bytes(grad_) : bytes(full_grad_);
+  (*b)[MemCategory::unsharded_grads] += bytes(unsharded_acc_);  // no_sync, after the first backward
 }
 
 at::Tensor FsdpUnit::gather_master() {

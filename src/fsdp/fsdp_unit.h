@@ -27,6 +27,7 @@ class FsdpUnit {
   void bind_plain();               // binds the model's views to the raw buffer (no autograd)
   void on_full_grad(const at::Tensor& grad);  // the unit's whole flat gradient, once per backward
   void zero_grad();
+  void set_sync(bool sync) { sync_ = sync; }  // false: keep the unsharded gradient (no_sync)
   // Reduces what is left to reduce (optimizer: reduce-scatter of the whole gradient; none:
   // all-reduce; hybrid: all-reduce of the shard across replicas), then steps the optimizer and
   // refreshes the replicated parameters. Temporaries live for one unit at a time.
@@ -49,6 +50,8 @@ class FsdpUnit {
   at::Tensor grad_;        // fp32 accumulation (S) [sharded stages]
   at::Tensor full_grad_;   // (padded) compute dtype: persistent whole gradient [optimizer, none]
   at::Tensor dummy_;       // a leaf that requires grad, so that GatherFn records a node
+  at::Tensor unsharded_acc_;  // (padded) fp32: gradients kept across micro-batches (no_sync)
+  bool sync_ = true;
   std::unique_ptr<optim::AdamW> opt_;
 };
 

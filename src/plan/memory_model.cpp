@@ -219,9 +219,13 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
     // An edge unit's flat gradient (the head's first, the embedding's last) overlaps the layers'
     // gradients, each alive while it is produced and while it is reduce-scattered (prefetch slots).
     b[MemCategory::unsharded_grads] = edge_full + uint64_t(s.prefetch) * layer_full;
-    ex.line(MemCategory::unsharded_grads, "largest edge unit " + std::to_string(edge_full) + " + prefetch " + std::to_string(s.prefetch) +
-                                              " x layer " + std::to_string(layer_full),
-            b[MemCategory::unsharded_grads]);
+    std::string formula = "largest edge unit " + std::to_string(edge_full) + " + prefetch " + std::to_string(s.prefetch) +
+                          " x layer " + std::to_string(layer_full);
+    if (s.no_sync) {  // every unit's unsharded fp32 gradient, kept until the step's last micro-batch
+      b[MemCategory::unsharded_grads] += uint64_t(u.padded_numel(n)) * 4;
+      formula += " + no_sync accumulators N x S x 4 (" + std::to_string(u.padded_numel(n) * 4) + ")";
+    }
+    ex.line(MemCategory::unsharded_grads, formula, b[MemCategory::unsharded_grads]);
   } else {
     ex.line(MemCategory::unsharded_grads, "0 (full gradients are persistent: grads_sharded)", 0);
   }

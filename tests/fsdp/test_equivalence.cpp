@@ -73,11 +73,12 @@ struct Case {
   plan::Checkpointing ckpt;
   int accum;
   bool tied;
+  bool no_sync = false;
 };
 
 std::string name(const Case& c) {
   return std::string(plan::stage_name(c.stage)) + "/ckpt-" + plan::checkpointing_name(c.ckpt) + "/accum-" +
-         std::to_string(c.accum) + (c.tied ? "/tied" : "");
+         std::to_string(c.accum) + (c.tied ? "/tied" : "") + (c.no_sync ? "/no_sync" : "");
 }
 
 TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
@@ -91,6 +92,8 @@ TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
       for (int accum : {1, 3}) cases.push_back({st, ck, accum, false});
   cases.push_back({plan::Stage::Full, plan::Checkpointing::Full, 3, true});  // tied embeddings (Qwen2-style root)
   cases.push_back({plan::Stage::GradOp, plan::Checkpointing::None, 1, true});
+  cases.push_back({plan::Stage::Full, plan::Checkpointing::None, 3, false, true});  // unsharded accumulation
+  cases.push_back({plan::Stage::GradOp, plan::Checkpointing::Full, 3, false, true});
 
   for (const Case& c : cases) {
     SCOPED_TRACE(name(c) + " on " + std::to_string(n) + " ranks");
@@ -103,6 +106,7 @@ TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
     cfg.stage = c.stage;
     cfg.checkpointing = c.ckpt;
     cfg.shard_group = c.stage == plan::Stage::Hybrid ? 2 : 0;
+    cfg.no_sync = c.no_sync;
     fsdp::FsdpModel f(m, *world, cfg);
     for (int s = 0; s < kSteps; ++s) {
       std::vector<fsdp::MicroBatch> micro;

@@ -9,6 +9,24 @@
 
 using namespace ftdist;
 
+TEST(FsdpMemory, NoSyncAccumulatorsAreThePlannersExtraBytes) {
+  auto world = mpi_world();
+  const plan::ModelSpec spec = tiny_spec("llama");
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 1);
+  fsdp::FsdpConfig cfg;
+  cfg.no_sync = true;
+  fsdp::FsdpModel f(m, *world, cfg);
+  at::Tensor ids = at::randint(0, spec.vocab, {1, 6}, at::kLong);
+  f.train_step({{ids, ids}, {ids, ids}}, 1e-3);
+  plan::RunSetup s;
+  s.shard_group = world->size();
+  const uint64_t without = plan::estimate_memory(spec, s)[plan::MemCategory::unsharded_grads];
+  s.no_sync = true;
+  const uint64_t with = plan::estimate_memory(spec, s)[plan::MemCategory::unsharded_grads];
+  EXPECT_EQ(f.persistent_bytes()[plan::MemCategory::unsharded_grads], with - without);
+}
+
 TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
   auto world = mpi_world();
   const int n = world->size();
@@ -41,6 +59,7 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
         for (plan::MemCategory c : {plan::MemCategory::params_sharded, plan::MemCategory::master,
                                     plan::MemCategory::optimizer, plan::MemCategory::grads_sharded})
           EXPECT_EQ(got[c], want[c]) << plan::mem_category_name(c);
+        EXPECT_EQ(got[plan::MemCategory::unsharded_grads], 0u);  // nothing unsharded is kept between steps
       }
     }
   }

@@ -142,6 +142,15 @@ TEST(MemoryModel, ActivationsFollowTheSavedTensors) {
   EXPECT_EQ(estimate_memory(m, s)[MemCategory::logits], 2ull * 100 * 32000 * 10);
 }
 
+TEST(MemoryModel, NoSyncKeepsEveryUnitsFp32Gradient) {
+  const ModelSpec m = preset_model("llama-3-8b");
+  RunSetup s;
+  s.shard_group = 8;
+  const uint64_t base = estimate_memory(m, s)[MemCategory::unsharded_grads];
+  s.no_sync = true;
+  EXPECT_EQ(estimate_memory(m, s)[MemCategory::unsharded_grads] - base, uint64_t(unit_layout(m, 8).padded_numel(8)) * 4);
+}
+
 TEST(MemoryModel, OffloadMovesStatesToTheHost) {
   const ModelSpec m = preset_model("llama-3-8b");
   RunSetup s;

@@ -37,6 +37,10 @@ struct FsdpConfig {
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
   plan::Checkpointing checkpointing = plan::Checkpointing::None;
   int shard_group = 0;  // hybrid: ranks per shard group (0: all ranks)
+  // Gradient accumulation: false reduce-scatters after every micro-batch into the fp32 shard
+  // (memory-light); true keeps each unit's unsharded gradient (fp32) until the last micro-batch and
+  // reduces once (less communication, N times the gradient memory).
+  bool no_sync = false;
   optim::AdamWConfig adamw;
 };
 

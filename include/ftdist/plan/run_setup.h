@@ -52,6 +52,7 @@ struct RunSetup {
   int64_t seq_len = 2048;
   int prefetch = 2;          // unsharded layer buffers in flight (the one computing + prefetched)
   bool offload_optimizer = false;  // master + optimizer states in host memory
+  bool no_sync = false;  // keep unsharded fp32 gradients across micro-batches, reduce once per step
   Overheads overheads;
 
   int data_parallel() const { return shard_group * replicas; }
