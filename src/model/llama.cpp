@@ -1,5 +1,7 @@
 #include "ftdist/model/llama.h"
 
+#include <torch/csrc/autograd/custom_function.h>
+
 #include <cmath>
 
 #include "ftdist/core/check.h"
@@ -7,12 +9,36 @@
 
 namespace ftdist::model {
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));  // fp32, or fp64 for fp64
-  at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
-  xf = xf * at::rsqrt(variance + eps);
-  return weight * xf.to(x.scalar_type());
-}
+namespace {
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// RMSNorm with the arithmetic of Transformers' forward, as one autograd node that keeps only its
+// input and the per-token 1/rms for backward (autograd through the plain ops would also keep the
+// normalized copy: one more hidden-size tensor per norm — the memory model counts this version).
+struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, double eps) {
+    at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));  // fp32, or fp64 for fp64
+    at::Tensor rstd = at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+    ctx->save_for_backward({x, weight, rstd});
+    return weight * (xf * rstd).to(x.scalar_type());
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &weight = saved[1], &rstd = saved[2];
+    const at::ScalarType acc = rstd.scalar_type();
+    at::Tensor xf = x.to(acc), g = grads[0].to(acc);
+    at::Tensor xhat = xf * rstd;  // recomputed, not kept
+    // d(weight * xhat)/dweight = xhat; d/dx of xhat = rstd * (g' - xhat * mean(g' * xhat)), g' = g * weight
+    at::Tensor grad_weight = (g * xhat.to(x.scalar_type()).to(acc)).reshape({-1, x.size(-1)}).sum(0);
+    at::Tensor gw = g * weight.to(acc);
+    at::Tensor grad_x = rstd * (gw - xhat * (gw * xhat).mean(-1, /*keepdim=*/true));
+    return {grad_x.to(x.scalar_type()), grad_weight.to(weight.scalar_type()), at::Tensor()};
+  }
+};
+}  // namespace
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) { return RmsNormFn::apply(x, weight, eps); }
 
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
                             plan::Attention kind) {
