@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "fsdp_unit.h"
+#include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/core/check.h"
 #include "ftdist/model/loss.h"
 
@@ -73,6 +74,19 @@ size_t FsdpModel::num_units() const { return units_.size(); }
 
 at::Tensor FsdpModel::gather_master(size_t u) { return units_.at(u)->gather_master(); }
 
+int64_t FsdpModel::gathered_now() const {
+  int64_t b = 0;
+  for (const auto& u : units_) b += u->gathered_bytes();
+  return b;
+}
+
+void FsdpModel::note_gathered() { peak_gathered_ = std::max(peak_gathered_, gathered_now()); }
+
+void FsdpModel::probe_activations() {
+  if (CpuMemoryCounter::installed())
+    activation_bytes_ = CpuMemoryCounter::install().current() - gathered_now() - forward_start_bytes_;
+}
+
 plan::MemoryBreakdown FsdpModel::persistent_bytes() const {
   plan::MemoryBreakdown b;
   for (const auto& u : units_) u->add_persistent_bytes(&b);
@@ -86,6 +100,7 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
   const bool is_last = u + 1 == units_.size();
   const bool root_tied = spec.tie_embeddings && u == 0;  // also used by lm_head at the end
   unit.ensure_gathered();
+  note_gathered();
   at::Tensor y;
   if (is_layer && cfg_.checkpointing == plan::Checkpointing::Full) {
     static thread_local std::vector<std::unique_ptr<CheckpointFn::Args>> keep;  // outlive the step's backward
@@ -94,13 +109,21 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
     y = CheckpointFn::apply(x, keep.back().get());
   } else {
     unit.bind_for_autograd();
-    if (u == 0) y = model_.embed(ids);
-    else if (is_layer) y = model_.layer(int64_t(u) - 1, x, *ctx);
-    else y = at::linear(model_.final_norm(x), model_.lm_head_weight());
+    if (u == 0) {
+      y = model_.embed(ids);
+    } else if (is_layer) {
+      y = model_.layer(int64_t(u) - 1, x, *ctx);
+    } else {
+      at::Tensor normed = model_.final_norm(x);
+      probe_activations();
+      y = at::linear(normed, model_.lm_head_weight());
+    }
     if (y.requires_grad()) {
       FsdpUnit* up = &unit;
-      y.register_hook([up](const at::Tensor& g) {
+      FsdpModel* self = this;
+      y.register_hook([up, self](const at::Tensor& g) {
         up->ensure_gathered();  // before this unit's backward runs
+        self->note_gathered();
         return g;
       });
     }
@@ -115,11 +138,14 @@ at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
                "a micro-batch needs input_ids and labels of the same (batch, seq) shape");
   static thread_local model::ForwardContext ctx;  // lives until the step's backward is done
   ctx = model_.context(mb.input_ids.size(1));
+  forward_start_bytes_ = CpuMemoryCounter::installed() ? CpuMemoryCounter::install().current() - gathered_now() : 0;
   at::Tensor h;
   for (size_t u = 0; u < units_.size(); ++u) h = run_unit(u, h, &ctx, mb.input_ids);
   if (model_.spec().tie_embeddings) {  // the root unit also holds lm_head's weight
     units_[0]->bind_for_autograd();
-    h = at::linear(model_.final_norm(h), model_.lm_head_weight());
+    at::Tensor normed = model_.final_norm(h);
+    probe_activations();
+    h = at::linear(normed, model_.lm_head_weight());
   }
   model::LossSum l = model::causal_lm_loss(h, mb.labels);
   *tokens = l.count;
@@ -149,7 +175,8 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
   for (auto& u : units_) u->finish_step(lr);
   at::Tensor totals = at::tensor({loss_sum}, at::kDouble);
   world_.all_reduce(totals, comm::ReduceOp::Sum);
-  return {totals.item<double>() / double(total), total};
+  StepResult r{totals.item<double>() / double(total), total, activation_bytes_, peak_gathered_};
+  return r;
 }
 
 }  // namespace ftdist::fsdp

@@ -66,8 +66,10 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
       master_ = my_init.clone();
       param_shard_ = fp32 ? master_ : master_.to(compute_);
       grad_ = at::zeros({shard_}, f32);
+      if (n == 1) full_ = param_shard_;  // one rank: the shard is the whole, nothing to gather
       break;
   }
+  gather_ = sharded_ && n > 1;
   if (!sharded_) full_grad_ = at::zeros({padded_}, f32.dtype(compute_));
   dummy_ = at::zeros({1}, f32).requires_grad_(true);
 
@@ -77,17 +79,17 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   if (!fp32) param_out = cfg.stage == plan::Stage::None ? full_ : param_shard_;
   opt_ = std::make_unique<optim::AdamW>(cfg.adamw, master_, optim::decay_ranges(spec, shard_begin, state_len), param_out);
   model_.bind(index, full_);
-  if (sharded_) reshard();
+  reshard();
 }
 
 void FsdpUnit::ensure_gathered() {
-  if (!sharded_ || !compat::storage_released(full_)) return;
+  if (!gather_ || !compat::storage_released(full_)) return;
   compat::refill_storage(full_, size_t(padded_) * c10::elementSize(compute_));
   shard_comm_.all_gather_into(full_, param_shard_);
 }
 
 void FsdpUnit::reshard() {
-  if (sharded_ && !compat::storage_released(full_)) compat::release_storage(full_);
+  if (gather_ && !compat::storage_released(full_)) compat::release_storage(full_);
 }
 
 at::Tensor FsdpUnit::bind_for_autograd() {

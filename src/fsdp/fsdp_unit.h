@@ -20,6 +20,8 @@ class FsdpUnit {
 
   const size_t index;
   bool sharded() const { return sharded_; }
+  // Bytes of unsharded parameters currently gathered (0 when released; the replica otherwise).
+  int64_t gathered_bytes() const { return gather_ ? int64_t(full_.storage().nbytes()) : 0; }
 
   void ensure_gathered();          // refill and all-gather when released (sharded stages)
   void reshard();                  // release the unsharded storage (sharded stages)
@@ -42,6 +44,7 @@ class FsdpUnit {
   comm::Communicator* replica_comm_;
   const FsdpConfig& cfg_;
   bool sharded_;
+  bool gather_;  // sharded over more than one rank: the unsharded buffer is gathered and released
   int64_t numel_, shard_, padded_;
   at::ScalarType compute_;
   at::Tensor full_;        // (padded) compute dtype: the unsharded flat parameter's storage

@@ -120,28 +120,40 @@ std::string num(double v) {
 }  // namespace
 
 // Per token and layer, what autograd keeps until backward (c = compute bytes, 2 for bf16):
-//   input RMSNorm      its input x (c·h) and rstd (4)
+//   input RMSNorm      its input x (c·h) and 1/rms (4); one autograd node (model/llama.cpp), so
+//                      the normalized copy is not kept
 //   q/k/v projections  their shared input, the normed x (c·h)
 //   attention (flash)  q after RoPE (c·hq), k and v (2·c·hkv), the output o (c·hq, also o_proj's
 //                      input), logsumexp (4 per head). RoPE multiplies by constant cos/sin tables
 //                      and keeps nothing per token.
 //   residual add       nothing
-//   post-attn RMSNorm  its input (c·h), rstd (4)
+//   post-attn RMSNorm  its input (c·h), 1/rms (4)
 //   gate/up            their shared input, the normed x (c·h)
 //   SwiGLU             gate output g (c·I) for SiLU's backward, silu(g) and up u (2·c·I) for the
 //                      product's backward, the product (c·I) as down_proj's input
 // Sum: c·(4h + 2hq + 2hkv + 4I) + 8 + 4·heads. (For Llama-2-7B in bf16: 153,736 B ≈ 37.5·h; the
 // Megatron estimate with dropout masks and a 4h GELU MLP is 34·h.)
-// Eager attention also keeps the probabilities: fp32 softmax output (4) and their bf16 copy (2)
-// for every head and key position: 6·heads·s per token.
+// Eager attention keeps the probabilities instead of the logsumexp: the fp32 softmax output (4)
+// and, in bf16, its bf16 copy (2), for every head and key position; and k and v expanded to all
+// query heads (GQA), 2·c·(hq − hkv).
 double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
   const double c = compute_bytes(s.precision);
-  double bytes = c * (4.0 * m.hidden + 2.0 * m.q_dim() + 2.0 * m.kv_dim() + 4.0 * m.intermediate) + 8.0 + 4.0 * m.heads;
+  double bytes = c * (4.0 * m.hidden + 2.0 * m.q_dim() + 2.0 * m.kv_dim() + 4.0 * m.intermediate) + 8.0;
   if (s.attention == Attention::Eager) {
     int64_t keys = m.sliding_window > 0 ? std::min(s.seq_len, m.sliding_window) : s.seq_len;
-    bytes += 6.0 * m.heads * keys;
+    bytes += (4.0 + (c == 2 ? 2.0 : 0.0)) * m.heads * keys + 2.0 * c * double(m.q_dim() - m.kv_dim());
+  } else {
+    bytes += 4.0 * m.heads;
   }
   return bytes;
+}
+
+double saved_activation_bytes(const ModelSpec& m, const RunSetup& s) {
+  const double tokens = double(s.micro_batch) * double(s.seq_len);
+  const double c = compute_bytes(s.precision);
+  const double root = 2.0 * c * m.hidden;  // final norm input and output (lm_head's input)
+  const double per_layer = s.checkpointing == Checkpointing::None ? activation_bytes_per_token_layer(m, s) : c * m.hidden;
+  return tokens * (double(m.layers) * per_layer + root);
 }
 
 MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vector<std::string>* explain) {
@@ -230,7 +242,8 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
     ex.line(MemCategory::unsharded_grads, "0 (full gradients are persistent: grads_sharded)", 0);
   }
 
-  // ---- activations ----
+  // ---- activations: what forward leaves for backward (saved_activation_bytes()) plus what
+  // backward adds on top ----
   const double tokens = double(s.micro_batch) * double(s.seq_len);
   const double per_layer = activation_bytes_per_token_layer(m, s);
   const double root_act = 2.0 * c * m.hidden;             // final norm input and output (lm_head's input)
@@ -238,13 +251,13 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
   double act = 0;
   std::string act_formula;
   if (s.checkpointing == Checkpointing::None) {
-    act = tokens * (m.layers * per_layer + root_act + workspace);
+    act = saved_activation_bytes(m, s) + tokens * workspace;
     act_formula = "b*s " + num(tokens) + " x (L " + std::to_string(m.layers) + " x " + num(per_layer) +
                   " B/token/layer + root " + num(root_act) + " + backward workspace " + num(workspace) + ")";
   } else {
     // Full recompute keeps each layer's input; one layer's activations exist again while it is
     // recomputed for its backward.
-    act = tokens * (m.layers * double(c) * m.hidden + per_layer + root_act + workspace);
+    act = saved_activation_bytes(m, s) + tokens * (per_layer + workspace);
     act_formula = "b*s " + num(tokens) + " x (L " + std::to_string(m.layers) + " x input " + std::to_string(c * m.hidden) +
                   " + one recomputed layer " + num(per_layer) + " + root " + num(root_act) + " + backward workspace " +
                   num(workspace) + ")";

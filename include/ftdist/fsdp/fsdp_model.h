@@ -52,6 +52,10 @@ struct MicroBatch {
 struct StepResult {
   double loss = 0;      // mean over every counted token of every rank and micro-batch
   int64_t tokens = 0;   // counted tokens, all ranks
+  // Measured on this rank with the counting CPU allocator (CpuMemoryCounter) when installed, else 0:
+  int64_t activation_bytes = 0;        // alive after the last layer and the final norm of the last
+                                       // micro-batch's forward, less what was alive before it
+  int64_t peak_gathered_bytes = 0;     // most unsharded parameter bytes gathered at once
 };
 
 class FsdpUnit;
@@ -81,6 +85,11 @@ class FsdpModel {
   std::unique_ptr<comm::Communicator> shard_comm_, replica_comm_;
   FsdpConfig cfg_;
   std::vector<std::unique_ptr<FsdpUnit>> units_;
+  void note_gathered();  // updates peak_gathered_
+  void probe_activations();
+  int64_t gathered_now() const;
+  int64_t peak_gathered_ = 0;
+  int64_t forward_start_bytes_ = 0, activation_bytes_ = 0;
 };
 
 }  // namespace ftdist::fsdp

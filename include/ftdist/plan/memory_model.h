@@ -73,6 +73,10 @@ UnitLayout unit_layout(const ModelSpec& model, int shard_group);
 // flash attention (eager adds the score matrix, which grows with the sequence).
 double activation_bytes_per_token_layer(const ModelSpec& model, const RunSetup& setup);
 
+// What a micro-batch's forward leaves alive for backward (the decoder layers — only their inputs
+// when checkpointed — and the final norm), on one rank. `activations` adds the backward's extra.
+double saved_activation_bytes(const ModelSpec& model, const RunSetup& setup);
+
 // `explain`, when given, receives one line per category: the formula with numbers substituted.
 MemoryBreakdown estimate_memory(const ModelSpec& model, const RunSetup& setup,
                                 std::vector<std::string>* explain = nullptr);

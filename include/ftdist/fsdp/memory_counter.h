@@ -1,0 +1,29 @@
+// A counting CPU allocator: installed through c10's allocator hook, it wraps the allocator that was
+// there and keeps the bytes currently allocated and their peak, so CPU runs can measure what the
+// planner predicts (activations, peaks). Tensors allocated before installation free as before.
+//
+//   CpuMemoryCounter& mem = CpuMemoryCounter::install();
+//   int64_t before = mem.current();  ...forward...  int64_t activations = mem.current() - before;
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace ftdist::fsdp {
+
+class CpuMemoryCounter {
+ public:
+  static CpuMemoryCounter& install();  // idempotent
+  static bool installed();
+  int64_t current() const { return current_.load(); }
+  int64_t peak() const { return peak_.load(); }
+  void reset_peak() { peak_.store(current_.load()); }
+
+  void add(int64_t bytes);  // used by the allocator
+
+ private:
+  std::atomic<int64_t> current_{0};
+  std::atomic<int64_t> peak_{0};
+};
+
+}  // namespace ftdist::fsdp

@@ -1,0 +1,66 @@
+#include "ftdist/fsdp/memory_counter.h"
+
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
+
+#include <mutex>
+
+namespace ftdist::fsdp {
+namespace {
+
+struct Counted {
+  c10::DataPtr inner;
+  int64_t bytes;
+  CpuMemoryCounter* counter;
+};
+
+void delete_counted(void* ctx) {
+  auto* c = static_cast<Counted*>(ctx);
+  c->counter->add(-c->bytes);
+  delete c;  // frees `inner` through its own deleter
+}
+
+class CountingAllocator final : public c10::Allocator {
+ public:
+  CountingAllocator(c10::Allocator* base, CpuMemoryCounter* counter) : base_(base), counter_(counter) {}
+  c10::DataPtr allocate(size_t n) override {
+    c10::DataPtr inner = base_->allocate(n);
+    void* data = inner.get();
+    c10::Device device = inner.device();
+    counter_->add(int64_t(n));
+    return {data, new Counted{std::move(inner), int64_t(n), counter_}, &delete_counted, device};
+  }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+
+ private:
+  c10::Allocator* base_;
+  CpuMemoryCounter* counter_;
+};
+
+}  // namespace
+
+void CpuMemoryCounter::add(int64_t bytes) {
+  int64_t now = current_.fetch_add(bytes) + bytes;
+  int64_t seen = peak_.load();
+  while (now > seen && !peak_.compare_exchange_weak(seen, now)) {
+  }
+}
+
+namespace {
+std::atomic<bool> g_installed{false};
+}
+
+bool CpuMemoryCounter::installed() { return g_installed.load(); }
+
+CpuMemoryCounter& CpuMemoryCounter::install() {
+  static CpuMemoryCounter counter;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    g_installed = true;
+    static CountingAllocator allocator(c10::GetAllocator(c10::DeviceType::CPU), &counter);
+    c10::SetAllocator(c10::DeviceType::CPU, &allocator, /*priority=*/100);
+  });
+  return counter;
+}
+
+}  // namespace ftdist::fsdp
