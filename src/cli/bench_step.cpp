@@ -14,6 +14,7 @@
 #include "ftdist/core/check.h"
 #include "ftdist/core/log.h"
 #include "ftdist/fsdp/fsdp_model.h"
+#include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/plan/presets.h"
 
@@ -72,8 +73,9 @@ int bench_step_main(int argc, char** argv) {
   FT_CHECK_ARG(mb >= 1 && seq >= 2 && accum >= 1 && steps >= 1 && warmup >= 0,
                "--micro-batch, --grad-accum, --steps must be >= 1, --seq-len >= 2, --warmup >= 0");
 
+  fsdp::CpuMemoryCounter::install();  // measures activations and gathered bytes
   auto world = comm::make_communicator(at::kCPU);
-  model::LlamaModel model(spec, at::TensorOptions().dtype(at::kFloat));
+  model::LlamaModel model(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
   at::manual_seed(0);
   for (auto& u : model.units()) u.flat.normal_(0.0, 0.02);
   fsdp::FsdpModel f(model, *world, cfg);
@@ -92,11 +94,13 @@ int bench_step_main(int argc, char** argv) {
   for (int i = 0; i < warmup; ++i) f.train_step(batch(), 1e-4);
   if (world->rank() == 0) std::printf("%6s %10s %12s %14s %10s\n", "step", "loss", "step s", "tokens/s", "per rank");
   double total_s = 0;
+  fsdp::StepResult last;
   for (int i = 0; i < steps; ++i) {
     auto micro = batch();
     world->barrier();
     auto t0 = std::chrono::steady_clock::now();
     fsdp::StepResult r = f.train_step(micro, 1e-4);
+    last = r;
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     total_s += s;
     const double tokens = double(mb * seq * accum * world->size());
@@ -110,7 +114,7 @@ int bench_step_main(int argc, char** argv) {
   setup.checkpointing = cfg.checkpointing;
   setup.micro_batch = mb;
   setup.seq_len = seq;
-  setup.attention = plan::Attention::Flash;
+  setup.attention = plan::Attention::Eager;  // the CPU path: SDPA's math backend keeps probabilities too
   setup.no_sync = cfg.no_sync;
   const int n = world->size();
   setup.shard_group = cfg.stage == plan::Stage::None ? 1 : (cfg.stage == plan::Stage::Hybrid && cfg.shard_group > 0 ? cfg.shard_group : n);
@@ -118,13 +122,18 @@ int bench_step_main(int argc, char** argv) {
   plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
   plan::MemoryBreakdown measured = f.persistent_bytes();
   if (world->rank() == 0) {
-    std::printf("\n%-18s %16s %16s\n", "per rank", "planned", "runtime buffers");
+    std::printf("\n%-18s %16s %16s\n", "per rank", "planned", "measured");
     for (plan::MemCategory c : plan::all_mem_categories()) {
       const bool persistent = c == plan::MemCategory::params_sharded || c == plan::MemCategory::master ||
                               c == plan::MemCategory::optimizer || c == plan::MemCategory::grads_sharded;
-      std::printf("%-18s %16s %16s\n", plan::mem_category_name(c), format_bytes(double(planned[c])).c_str(),
-                  persistent ? format_bytes(double(measured[c])).c_str() : "not measured");
+      std::string got = "not measured";
+      if (persistent) got = format_bytes(double(measured[c]));
+      if (c == plan::MemCategory::unsharded_params) got = format_bytes(double(last.peak_gathered_bytes)) + " (peak)";
+      std::printf("%-18s %16s %16s\n", plan::mem_category_name(c), format_bytes(double(planned[c])).c_str(), got.c_str());
     }
+    std::printf("%-18s %16s %16s  (what forward leaves for backward)\n", "saved activations",
+                format_bytes(plan::saved_activation_bytes(spec, setup)).c_str(),
+                format_bytes(double(last.activation_bytes)).c_str());
     std::printf("%-18s %16s %16s  (process peak RSS, all memory)\n", "total", format_bytes(double(planned.total())).c_str(),
                 format_bytes(peak_rss_bytes()).c_str());
     std::printf("# mean %.3f s/step, %.0f tokens/s\n", total_s / steps, double(mb * seq * accum * n) * steps / total_s);
