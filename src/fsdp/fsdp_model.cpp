@@ -17,13 +17,15 @@ using torch::autograd::variable_list;
 // Full activation checkpointing of one decoder layer: forward without saving anything but the
 // input; backward gathers the parameters again, recomputes the layer with autograd and runs its
 // backward (whose GatherFn reduce-scatters the layer's gradient).
+struct CheckpointArgsFields {
+  model::LlamaModel* model;
+  FsdpUnit* unit;
+  int64_t layer;
+  const model::ForwardContext* ctx;
+};
+
 struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
-  struct Args {
-    model::LlamaModel* model;
-    FsdpUnit* unit;
-    int64_t layer;
-    const model::ForwardContext* ctx;
-  };
+  using Args = CheckpointArgsFields;
   static at::Tensor forward(AutogradContext* c, const at::Tensor& x, Args* a) {
     a->unit->ensure_gathered();
     a->unit->bind_plain();
@@ -52,6 +54,8 @@ int64_t counted_tokens(const at::Tensor& labels) {
 }
 
 }  // namespace
+
+struct FsdpModel::CheckpointArgs : CheckpointArgsFields {};
 
 FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpConfig config)
     : model_(model), world_(world), cfg_(config) {
@@ -103,10 +107,8 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
   note_gathered();
   at::Tensor y;
   if (is_layer && cfg_.checkpointing == plan::Checkpointing::Full) {
-    static thread_local std::vector<std::unique_ptr<CheckpointFn::Args>> keep;  // outlive the step's backward
-    if (u == 1) keep.clear();
-    keep.push_back(std::make_unique<CheckpointFn::Args>(CheckpointFn::Args{&model_, &unit, int64_t(u) - 1, ctx}));
-    y = CheckpointFn::apply(x, keep.back().get());
+    checkpoint_args_.push_back(std::make_unique<CheckpointArgs>(CheckpointArgs{{&model_, &unit, int64_t(u) - 1, ctx}}));
+    y = CheckpointFn::apply(x, static_cast<CheckpointArgsFields*>(checkpoint_args_.back().get()));
   } else {
     unit.bind_for_autograd();
     if (u == 0) {
@@ -136,11 +138,11 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
 at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
   FT_CHECK_ARG(mb.input_ids.dim() == 2 && mb.labels.sizes() == mb.input_ids.sizes(),
                "a micro-batch needs input_ids and labels of the same (batch, seq) shape");
-  static thread_local model::ForwardContext ctx;  // lives until the step's backward is done
-  ctx = model_.context(mb.input_ids.size(1));
+  checkpoint_args_.clear();  // the previous micro-batch's backward is done
+  ctx_ = model_.context(mb.input_ids.size(1));
   forward_start_bytes_ = CpuMemoryCounter::installed() ? CpuMemoryCounter::install().current() - gathered_now() : 0;
   at::Tensor h;
-  for (size_t u = 0; u < units_.size(); ++u) h = run_unit(u, h, &ctx, mb.input_ids);
+  for (size_t u = 0; u < units_.size(); ++u) h = run_unit(u, h, &ctx_, mb.input_ids);
   if (model_.spec().tie_embeddings) {  // the root unit also holds lm_head's weight
     units_[0]->bind_for_autograd();
     at::Tensor normed = model_.final_norm(h);

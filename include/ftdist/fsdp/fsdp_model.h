@@ -85,6 +85,10 @@ class FsdpModel {
   std::unique_ptr<comm::Communicator> shard_comm_, replica_comm_;
   FsdpConfig cfg_;
   std::vector<std::unique_ptr<FsdpUnit>> units_;
+  // Alive from a micro-batch's forward until its backward is done:
+  model::ForwardContext ctx_;
+  struct CheckpointArgs;
+  std::vector<std::unique_ptr<CheckpointArgs>> checkpoint_args_;
   void note_gathered();  // updates peak_gathered_
   void probe_activations();
   int64_t gathered_now() const;
