@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -24,7 +25,7 @@ using namespace ftdist;
 
 namespace {
 
-double seconds(const std::function<void()>& f, int reps, bool cuda) {
+double seconds(const std::function<void()>& f, int reps, [[maybe_unused]] bool cuda) {
   f();  // warm-up
 #ifdef FTDIST_WITH_CUDA
   if (cuda) cudaDeviceSynchronize();
