@@ -11,5 +11,6 @@ int plan_main(int argc, char** argv);        // ftdist plan
 int models_main(int argc, char** argv);      // ftdist models
 int gpus_main(int argc, char** argv);        // ftdist gpus
 int eval_main(int argc, char** argv);        // ftdist eval
+int train_main(int argc, char** argv);       // ftdist train
 
 }  // namespace ftdist::cli

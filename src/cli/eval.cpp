@@ -16,6 +16,7 @@
 #include "ftdist/core/check.h"
 #include "ftdist/core/dtype.h"
 #include "ftdist/core/log.h"
+#include "ftdist/data/documents.h"
 #include "ftdist/io/hf_checkpoint.h"
 #include "ftdist/model/llama.h"
 #include "ftdist/model/loss.h"
@@ -23,61 +24,21 @@
 namespace ftdist::cli {
 namespace {
 
-struct Example {
-  std::vector<int64_t> ids, labels;
-  int64_t line = 0;
-};
-
-std::vector<int64_t> read_ids(const nlohmann::json& j, const char* key, const std::string& where, int64_t vocab,
-                              bool allow_ignore) {
-  FT_CHECK_ARG(j.at(key).is_array(), where << ": \"" << key << "\" must be an array of integers");
-  std::vector<int64_t> out;
-  for (const auto& v : j.at(key)) {
-    FT_CHECK_ARG(v.is_number_integer(), where << ": \"" << key << "\" must hold integers, found " << v.dump());
-    int64_t t = v.get<int64_t>();
-    FT_CHECK_ARG((t >= 0 && t < vocab) || (allow_ignore && t == model::kIgnoreIndex),
-                 where << ": token " << t << " in \"" << key << "\" is outside the vocabulary [0, " << vocab << ")"
-                       << (allow_ignore ? " (and is not -100)" : ""));
-    out.push_back(t);
-  }
-  return out;
-}
-
-// The examples of this rank (line i goes to rank i % size), truncated to seq_len.
-std::vector<Example> read_examples(const std::string& path, int64_t vocab, int64_t seq_len, int rank, int size,
-                                   int64_t* truncated) {
-  std::ifstream in(path);
-  FT_CHECK_ARG(in.good(), "--data: cannot read '" << path << "'");
-  std::vector<Example> out;
-  std::string text;
-  int64_t line = 0, index = 0;
-  while (std::getline(in, text)) {
-    ++line;
-    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(line);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      FT_CHECK_ARG(false, where << ": not valid JSON (" << e.what() << ")");
-    }
-    FT_CHECK_ARG(j.is_object() && j.contains("input_ids"), where << ": expected {\"input_ids\": [...]}");
-    Example ex;
-    ex.line = line;
-    ex.ids = read_ids(j, "input_ids", where, vocab, false);
-    ex.labels = j.contains("labels") ? read_ids(j, "labels", where, vocab, true) : ex.ids;
-    FT_CHECK_ARG(ex.labels.size() == ex.ids.size(), where << ": \"labels\" has " << ex.labels.size()
-                                                           << " entries, \"input_ids\" " << ex.ids.size());
-    FT_CHECK_ARG(!ex.ids.empty(), where << ": \"input_ids\" is empty");
-    if (seq_len > 0 && int64_t(ex.ids.size()) > seq_len) {
-      ex.ids.resize(size_t(seq_len));
-      ex.labels.resize(size_t(seq_len));
+// The documents of this rank (document i goes to rank i % size), truncated to seq_len.
+std::vector<data::Document> rank_documents(const std::string& path, int64_t vocab, int64_t seq_len, int rank, int size,
+                                           int64_t* truncated) {
+  std::vector<data::Document> mine;
+  std::vector<data::Document> all = data::read_jsonl(path, vocab);
+  for (size_t i = 0; i < all.size(); ++i) {
+    data::Document& d = all[i];
+    if (seq_len > 0 && int64_t(d.ids.size()) > seq_len) {
+      d.ids.resize(size_t(seq_len));
+      d.labels.resize(size_t(seq_len));
       ++*truncated;
     }
-    if (index++ % size == rank) out.push_back(std::move(ex));
+    if (int(i % size_t(size)) == rank) mine.push_back(std::move(d));
   }
-  FT_CHECK_ARG(index > 0, "--data: '" << path << "' holds no examples");
-  return out;
+  return mine;
 }
 
 }  // namespace
@@ -132,8 +93,8 @@ int eval_main(int argc, char** argv) {
   }
 
   int64_t truncated = 0;
-  std::vector<Example> examples = read_examples(args["data"].as<std::string>(), spec.vocab,
-                                                args["seq-len"].as<int64_t>(), comm->rank(), comm->size(), &truncated);
+  std::vector<data::Document> examples = rank_documents(args["data"].as<std::string>(), spec.vocab,
+                                                        args["seq-len"].as<int64_t>(), comm->rank(), comm->size(), &truncated);
   const bool dump = args.count("dump-logits") > 0;
   FT_CHECK_ARG(!dump || comm->size() == 1, "--dump-logits works on one rank; run without mpirun");
   std::vector<std::pair<std::string, at::Tensor>> dumped;
@@ -143,7 +104,7 @@ int eval_main(int argc, char** argv) {
   {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < examples.size(); ++i) {
-      const Example& ex = examples[i];
+      const data::Document& ex = examples[i];
       at::Tensor ids = at::tensor(ex.ids, at::kLong).view({1, -1}).to(device);
       at::Tensor labels = at::tensor(ex.labels, at::kLong).view({1, -1}).to(device);
       model::LossSum l;

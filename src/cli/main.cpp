@@ -9,6 +9,7 @@
 #include "ftdist/comm/failure_policy.h"
 #include "ftdist/comm/mpi_session.h"
 #include "ftdist/core/check.h"
+#include "ftdist/core/text_file.h"
 
 namespace {
 
@@ -16,6 +17,7 @@ const char* kUsage =
     "usage: ftdist <command> [options]\n"
     "\n"
     "commands:\n"
+    "  train         full-parameter training from a run config (--config run.toml; CPU path)\n"
     "  plan          per-GPU memory, GPU count, sharding stage, time and cost of a fine-tuning job\n"
     "  models        model presets with their parameter counts\n"
     "  gpus          the GPU catalog (cluster/gpus.toml)\n"
@@ -28,6 +30,11 @@ const char* kUsage =
     "  ftdist plan --model mistral-7b --gpu a100-80gb --seq-len 1024 --examples 10000\n";
 
 int dispatch(int argc, char** argv) {
+  if (argc < 2 && ftdist::file_exists("ftdist.toml")) {  // `mpirun -np 8 ftdist` trains ./ftdist.toml
+    static char arg0[] = "train", arg1[] = "--config", arg2[] = "ftdist.toml";
+    char* args[] = {arg0, arg1, arg2};
+    return ftdist::cli::train_main(3, args);
+  }
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
@@ -38,6 +45,7 @@ int dispatch(int argc, char** argv) {
   if (command == "models") return ftdist::cli::models_main(argc - 1, argv + 1);
   if (command == "gpus") return ftdist::cli::gpus_main(argc - 1, argv + 1);
   if (command == "eval") return ftdist::cli::eval_main(argc - 1, argv + 1);
+  if (command == "train") return ftdist::cli::train_main(argc - 1, argv + 1);
   FT_CHECK_ARG(false, "unknown command '" << command << "'\n" << kUsage);
   return 2;
 }

@@ -31,6 +31,16 @@ bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+void make_directories(const std::string& path, const std::string& what) {
+  for (size_t pos = path.find('/', 1); ; pos = path.find('/', pos + 1)) {
+    const std::string part = pos == std::string::npos ? path : path.substr(0, pos);
+    if (!part.empty() && !is_directory(part))
+      FT_CHECK_ARG(::mkdir(part.c_str(), 0755) == 0 || is_directory(part),
+                   what << ": cannot create directory '" << part << "' (" << std::strerror(errno) << ")");
+    if (pos == std::string::npos) break;
+  }
+}
+
 void write_text_file_atomic(const std::string& path, const std::string& text, const std::string& what) {
   std::string tmp = path + ".tmp";
   {

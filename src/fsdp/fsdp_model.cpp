@@ -1,5 +1,6 @@
 #include "ftdist/fsdp/fsdp_model.h"
 
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -152,6 +153,16 @@ at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
   model::LossSum l = model::causal_lm_loss(h, mb.labels);
   *tokens = l.count;
   return l.sum;
+}
+
+StepResult FsdpModel::eval_sums(const MicroBatch& mb) {
+  at::NoGradGuard no_grad;
+  int64_t tokens = 0;
+  at::Tensor sum = forward_loss_sum(mb, &tokens);
+  StepResult r;
+  r.loss = sum.item<double>();
+  r.tokens = tokens;
+  return r;
 }
 
 StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, double lr) {

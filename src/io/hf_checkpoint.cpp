@@ -96,7 +96,7 @@ void load_unit_shard(const HfCheckpoint& ckpt, const plan::ModelSpec::Unit& unit
 
 void save_hf_model(const std::string& dir, const std::string& config_text,
                    const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
-  if (!is_directory(dir)) FT_CHECK_ARG(::mkdir(dir.c_str(), 0755) == 0, dir << ": cannot create the directory");
+  make_directories(dir, "save_hf_model");
   save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
   write_text_file_atomic(dir + "/config.json", config_text, "config.json");
 }

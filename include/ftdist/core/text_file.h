@@ -9,6 +9,8 @@ namespace ftdist {
 std::string read_text_file(const std::string& path, const std::string& what);
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
+// mkdir -p; Error(BadInput) naming `what` when a component cannot be created.
+void make_directories(const std::string& path, const std::string& what);
 
 // Writes `text` to `path` atomically (a temporary file in the same directory, then rename), so a
 // reader never sees half a file. Throws Error(BadInput) naming `what` on failure.

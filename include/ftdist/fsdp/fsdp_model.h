@@ -68,6 +68,9 @@ class FsdpModel {
   ~FsdpModel();
 
   StepResult train_step(const std::vector<MicroBatch>& micro_batches, double lr);
+  // Forward only, on this rank's micro-batch: `loss` is the summed token loss, `tokens` the count
+  // (not reduced over ranks).
+  StepResult eval_sums(const MicroBatch& micro_batch);
 
   // The whole fp32 master parameters of unit u, gathered (tests, export).
   at::Tensor gather_master(size_t u);

@@ -1,0 +1,27 @@
+// Token documents from JSONL, one JSON object per line:
+//   {"input_ids": [...], "labels": [...]}   labels optional (default: the ids), -100 = not counted
+//   {"text": "..."}                          tokenized (the built-in byte-level tokenizer)
+//   {"prompt": "...", "completion": "..."}   loss on the completion only
+// Every id is checked against the vocabulary; errors name file:line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ftdist::data {
+
+struct Document {
+  std::vector<int64_t> ids;
+  std::vector<int64_t> labels;  // same length; -100 where the token is not predicted
+  int64_t line = 0;             // where it came from
+};
+
+// The byte-level tokenizer: token = byte value (0..255), then BOS 256 and EOS 257.
+constexpr int64_t kByteBos = 256, kByteEos = 257, kByteVocab = 258;
+std::vector<int64_t> byte_tokenize(const std::string& text);
+
+// Reads every line of `path`. `vocab` bounds the ids (text needs vocab >= 258).
+std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const std::string& what = "--data");
+
+}  // namespace ftdist::data

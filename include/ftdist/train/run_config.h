@@ -1,0 +1,47 @@
+// The run config (TOML, torchtitan-style sections), validated up front: unknown sections or keys
+// and bad values are errors naming the key. `--set section.key=value` overrides any key.
+//
+//   [model]    path (HF directory) | preset | config (config.json; random init)
+//   [data]     train, eval, seq_len
+//   [train]    steps, micro_batch, global_batch, lr, min_lr, warmup_steps, schedule,
+//              weight_decay, seed, eval_every, log_every
+//   [parallel] shard, precision, reduce_dtype, checkpointing
+//   [output]   dir, metrics
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ftdist/optim/lr_schedule.h"
+#include "ftdist/plan/run_setup.h"
+
+namespace ftdist::train {
+
+struct RunConfig {
+  std::string origin;  // the file, for messages
+  // [model]
+  std::string model_path, model_preset, model_config;
+  // [data]
+  std::string train_data, eval_data;
+  int64_t seq_len = 128;
+  // [train]
+  int64_t steps = 100, micro_batch = 1, global_batch = 0;  // 0: micro_batch x ranks
+  double lr = 1e-3, min_lr = 0.0, weight_decay = 0.01;
+  int64_t warmup_steps = 0;
+  optim::LrSchedule::Kind schedule = optim::LrSchedule::Kind::Cosine;
+  uint64_t seed = 0;
+  int64_t eval_every = 0, log_every = 1;
+  // [parallel]
+  plan::Stage shard = plan::Stage::Full;
+  plan::Precision precision = plan::Precision::Fp32;
+  plan::FloatType reduce_dtype = plan::FloatType::Fp32;
+  plan::Checkpointing checkpointing = plan::Checkpointing::None;
+  // [output]
+  std::string output_dir = "runs/ftdist", metrics = "metrics.jsonl";
+};
+
+// Reads `path`, applies `overrides` ("section.key=value"), validates. Error(BadInput) names the key.
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
+
+}  // namespace ftdist::train

@@ -1,0 +1,18 @@
+// The training loop: the run config's model and data, FSDP over every rank, the schedule, metrics
+// as JSON lines on rank 0 (step, loss, lr, tokens, tokens_per_s, peak_mem_bytes; eval_loss on eval
+// steps), a progress line on a terminal. Deterministic given the seed.
+#pragma once
+
+#include "ftdist/comm/communicator.h"
+#include "ftdist/train/run_config.h"
+
+namespace ftdist::train {
+
+struct TrainSummary {
+  double first_loss = 0, last_loss = 0;
+  int64_t steps = 0;
+};
+
+TrainSummary run_training(const RunConfig& config, comm::Communicator& world);
+
+}  // namespace ftdist::train

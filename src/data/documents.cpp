@@ -1,0 +1,93 @@
+#include "ftdist/data/documents.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "ftdist/core/check.h"
+
+namespace ftdist::data {
+
+std::vector<int64_t> byte_tokenize(const std::string& text) {
+  std::vector<int64_t> out;
+  out.reserve(text.size() + 2);
+  out.push_back(kByteBos);
+  for (unsigned char ch : text) out.push_back(int64_t(ch));
+  out.push_back(kByteEos);
+  return out;
+}
+
+namespace {
+std::vector<int64_t> read_ids(const nlohmann::json& j, const char* key, const std::string& where, int64_t vocab,
+                              bool allow_ignore) {
+  FT_CHECK_ARG(j.at(key).is_array(), where << ": \"" << key << "\" must be an array of integers");
+  std::vector<int64_t> out;
+  for (const auto& v : j.at(key)) {
+    FT_CHECK_ARG(v.is_number_integer(), where << ": \"" << key << "\" must hold integers, found " << v.dump());
+    int64_t t = v.get<int64_t>();
+    FT_CHECK_ARG((t >= 0 && t < vocab) || (allow_ignore && t == -100),
+                 where << ": token " << t << " in \"" << key << "\" is outside the vocabulary [0, " << vocab << ")"
+                       << (allow_ignore ? " (and is not -100)" : ""));
+    out.push_back(t);
+  }
+  return out;
+}
+
+std::string get_text(const nlohmann::json& j, const char* key, const std::string& where) {
+  FT_CHECK_ARG(j.at(key).is_string(), where << ": \"" << key << "\" must be a string");
+  return j.at(key).get<std::string>();
+}
+
+void need_byte_vocab(int64_t vocab, const std::string& where) {
+  FT_CHECK_ARG(vocab >= kByteVocab, where << ": text is tokenized byte by byte (ids up to " << kByteVocab - 1
+                                          << ") but the model's vocabulary has " << vocab << " entries");
+}
+}  // namespace
+
+std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const std::string& what) {
+  std::ifstream in(path);
+  FT_CHECK_ARG(in.good(), what << ": cannot read '" << path << "'");
+  std::vector<Document> docs;
+  std::string text;
+  int64_t line = 0;
+  while (std::getline(in, text)) {
+    ++line;
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(line);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      FT_CHECK_ARG(false, where << ": not valid JSON (" << e.what() << ")");
+    }
+    FT_CHECK_ARG(j.is_object(), where << ": expected a JSON object");
+    Document d;
+    d.line = line;
+    if (j.contains("input_ids")) {
+      d.ids = read_ids(j, "input_ids", where, vocab, false);
+      d.labels = j.contains("labels") ? read_ids(j, "labels", where, vocab, true) : d.ids;
+      FT_CHECK_ARG(d.labels.size() == d.ids.size(), where << ": \"labels\" has " << d.labels.size()
+                                                           << " entries, \"input_ids\" " << d.ids.size());
+    } else if (j.contains("text")) {
+      need_byte_vocab(vocab, where);
+      d.ids = byte_tokenize(get_text(j, "text", where));
+      d.labels = d.ids;
+    } else if (j.contains("prompt") && j.contains("completion")) {
+      need_byte_vocab(vocab, where);
+      std::vector<int64_t> prompt = byte_tokenize(get_text(j, "prompt", where));
+      prompt.pop_back();  // one sequence: BOS prompt completion EOS
+      std::vector<int64_t> completion = byte_tokenize(get_text(j, "completion", where));
+      d.ids = prompt;
+      d.labels.assign(prompt.size(), -100);
+      d.ids.insert(d.ids.end(), completion.begin() + 1, completion.end());
+      d.labels.insert(d.labels.end(), completion.begin() + 1, completion.end());
+    } else {
+      FT_CHECK_ARG(false, where << ": expected \"input_ids\", \"text\", or \"prompt\" and \"completion\"");
+    }
+    FT_CHECK_ARG(!d.ids.empty(), where << ": the document is empty");
+    docs.push_back(std::move(d));
+  }
+  FT_CHECK_ARG(!docs.empty(), what << ": '" << path << "' holds no documents");
+  return docs;
+}
+
+}  // namespace ftdist::data

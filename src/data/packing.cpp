@@ -1,0 +1,61 @@
+#include "ftdist/data/packing.h"
+
+#include <random>
+
+#include "ftdist/core/check.h"
+
+namespace ftdist::data {
+
+std::vector<Sample> pack(const std::vector<Document>& docs, int64_t seq_len) {
+  FT_CHECK_ARG(seq_len >= 2, "seq_len must be >= 2, got " << seq_len);
+  std::vector<Sample> out;
+  Sample cur;
+  for (const Document& d : docs) {
+    for (size_t i = 0; i < d.ids.size(); ++i) {
+      cur.ids.push_back(d.ids[i]);
+      // A document's first token joined to an earlier one is not predicted from it.
+      cur.labels.push_back(i == 0 && !cur.labels.empty() ? -100 : d.labels[i]);
+      if (int64_t(cur.ids.size()) == seq_len) {
+        out.push_back(std::move(cur));
+        cur = Sample{};
+      }
+    }
+  }
+  FT_CHECK_ARG(!out.empty(), "the data holds fewer than seq_len = " << seq_len << " tokens");
+  return out;
+}
+
+GlobalSampler::GlobalSampler(int64_t num_samples, uint64_t seed) : n_(num_samples), seed_(seed) {
+  FT_CHECK_ARG(num_samples > 0, "the data set is empty");
+}
+
+std::vector<int64_t> GlobalSampler::order(int64_t epoch) const {
+  std::vector<int64_t> idx(static_cast<size_t>(n_));
+  for (int64_t i = 0; i < n_; ++i) idx[size_t(i)] = i;
+  std::mt19937_64 rng(seed_ * 1000003ull + uint64_t(epoch));
+  for (int64_t i = n_ - 1; i > 0; --i) {  // Fisher-Yates with a fixed generator: the same everywhere
+    int64_t j = int64_t(rng() % uint64_t(i + 1));
+    std::swap(idx[size_t(i)], idx[size_t(j)]);
+  }
+  return idx;
+}
+
+int64_t GlobalSampler::epoch_of(int64_t step, int64_t global_batch) const { return step * global_batch / n_; }
+
+std::vector<int64_t> GlobalSampler::step_samples(int64_t step, int64_t global_batch, int rank, int world) const {
+  FT_CHECK_ARG(global_batch % world == 0, "the global batch (" << global_batch << " sequences) must be a multiple of the "
+                                                               << world << " data-parallel ranks");
+  const int64_t share = global_batch / world;
+  std::vector<int64_t> out;
+  int64_t cached_epoch = -1;
+  std::vector<int64_t> ord;
+  for (int64_t k = 0; k < share; ++k) {
+    const int64_t global = step * global_batch + rank * share + k;  // position in the endless stream
+    const int64_t epoch = global / n_;
+    if (epoch != cached_epoch) ord = order(epoch), cached_epoch = epoch;
+    out.push_back(ord[size_t(global % n_)]);
+  }
+  return out;
+}
+
+}  // namespace ftdist::data

@@ -1,0 +1,120 @@
+#include "ftdist/train/run_config.h"
+
+#include <map>
+#include <set>
+
+#include "ftdist/core/check.h"
+#include "ftdist/core/suggest.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/core/toml_util.h"
+
+namespace ftdist::train {
+namespace {
+
+const std::map<std::string, std::set<std::string>> kKeys = {
+    {"model", {"path", "preset", "config"}},
+    {"data", {"train", "eval", "seq_len"}},
+    {"train", {"steps", "micro_batch", "global_batch", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "seed",
+               "eval_every", "log_every"}},
+    {"parallel", {"shard", "precision", "reduce_dtype", "checkpointing"}},
+    {"output", {"dir", "metrics"}},
+};
+
+// "section.key=value": the value is read as TOML (numbers, booleans, quoted strings), else as a string.
+void apply_override(toml::table& root, const std::string& text) {
+  const auto eq = text.find('='), dot = text.find('.');
+  FT_CHECK_ARG(eq != std::string::npos && dot != std::string::npos && dot < eq,
+               "--set: expected section.key=value, got '" << text << "'");
+  const std::string section = text.substr(0, dot), key = text.substr(dot + 1, eq - dot - 1), value = text.substr(eq + 1);
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    parsed = toml::parse("v = \"\"");
+    parsed.insert_or_assign("v", value);
+  }
+  if (!root.contains(section)) root.insert(section, toml::table{});
+  toml::table* t = root[section].as_table();
+  FT_CHECK_ARG(t != nullptr, "--set " << text << ": [" << section << "] is not a table");
+  t->insert_or_assign(key, *parsed.get("v"));
+}
+
+std::string get_str(const toml::table& t, const std::string& key, const std::string& fallback, const std::string& where) {
+  return toml_get_or<std::string>(t, key, fallback, where);
+}
+
+int64_t get_int(const toml::table& t, const std::string& key, int64_t fallback, const std::string& where, int64_t min) {
+  int64_t v = toml_get_or<int64_t>(t, key, fallback, where);
+  FT_CHECK_ARG(v >= min, where << ": \"" << key << "\" must be >= " << min << ", got " << v);
+  return v;
+}
+
+double get_num(const toml::table& t, const std::string& key, double fallback, const std::string& where) {
+  return toml_get_or<double>(t, key, fallback, where);
+}
+
+}  // namespace
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  toml::table root = parse_toml_file(path, "--config");
+  for (const auto& o : overrides) apply_override(root, o);
+  // Unknown sections and keys are errors, with the closest names.
+  for (const auto& [section, node] : root) {
+    const std::string s(section.str());
+    std::vector<std::string> names;
+    for (const auto& [n, _] : kKeys) names.push_back(n);
+    FT_CHECK_ARG(kKeys.count(s), path << ": unknown section [" << s << "]"
+                                      << (closest_names(s, names).empty() ? "" : "; did you mean [" + closest_names(s, names)[0] + "]?"));
+    const toml::table* t = node.as_table();
+    FT_CHECK_ARG(t != nullptr, path << ": [" << s << "] must be a table");
+    for (const auto& [key, _] : *t) {
+      const std::string k(key.str());
+      std::vector<std::string> keys(kKeys.at(s).begin(), kKeys.at(s).end());
+      auto close = closest_names(k, keys);
+      FT_CHECK_ARG(kKeys.at(s).count(k), path << ": unknown key " << s << "." << k
+                                              << (close.empty() ? "" : "; did you mean " + s + "." + close[0] + "?"));
+    }
+  }
+  auto section = [&](const char* name) -> const toml::table& {
+    static const toml::table empty;
+    const toml::table* t = root[name].as_table();
+    return t ? *t : empty;
+  };
+  RunConfig c;
+  c.origin = path;
+  const std::string m = path + " [model]", d = path + " [data]", tr = path + " [train]", p = path + " [parallel]",
+                    o = path + " [output]";
+  c.model_path = get_str(section("model"), "path", "", m);
+  c.model_preset = get_str(section("model"), "preset", "", m);
+  c.model_config = get_str(section("model"), "config", "", m);
+  FT_CHECK_ARG(int(!c.model_path.empty()) + int(!c.model_preset.empty()) + int(!c.model_config.empty()) == 1,
+               m << ": give exactly one of path (a Hugging Face directory), preset or config");
+  c.train_data = get_str(section("data"), "train", "", d);
+  FT_CHECK_ARG(!c.train_data.empty(), d << ": \"train\" (a JSONL file) is required");
+  c.eval_data = get_str(section("data"), "eval", "", d);
+  c.seq_len = get_int(section("data"), "seq_len", c.seq_len, d, 2);
+  const toml::table& t = section("train");
+  c.steps = get_int(t, "steps", c.steps, tr, 1);
+  c.micro_batch = get_int(t, "micro_batch", c.micro_batch, tr, 1);
+  c.global_batch = get_int(t, "global_batch", c.global_batch, tr, 0);
+  c.lr = get_num(t, "lr", c.lr, tr);
+  c.min_lr = get_num(t, "min_lr", c.min_lr, tr);
+  c.warmup_steps = get_int(t, "warmup_steps", c.warmup_steps, tr, 0);
+  c.schedule = optim::schedule_kind_from_name(get_str(t, "schedule", "cosine", tr));
+  c.weight_decay = get_num(t, "weight_decay", c.weight_decay, tr);
+  FT_CHECK_ARG(c.weight_decay >= 0, tr << ": \"weight_decay\" must be >= 0");
+  c.seed = uint64_t(get_int(t, "seed", 0, tr, 0));
+  c.eval_every = get_int(t, "eval_every", c.eval_every, tr, 0);
+  c.log_every = get_int(t, "log_every", c.log_every, tr, 1);
+  const toml::table& par = section("parallel");
+  c.shard = plan::stage_from_name(get_str(par, "shard", "full", p));
+  c.precision = plan::precision_from_name(get_str(par, "precision", "fp32", p));
+  c.reduce_dtype = plan::float_type_from_name(get_str(par, "reduce_dtype", "fp32", p), p + " reduce_dtype");
+  c.checkpointing = plan::checkpointing_from_name(get_str(par, "checkpointing", "none", p));
+  c.output_dir = get_str(section("output"), "dir", c.output_dir, o);
+  c.metrics = get_str(section("output"), "metrics", c.metrics, o);
+  optim::LrSchedule{c.schedule, c.lr, c.warmup_steps, c.steps, c.min_lr}.validate();
+  return c;
+}
+
+}  // namespace ftdist::train

@@ -1,0 +1,112 @@
+// data/ and the run config: formats, packing, the sampler, validation and --set.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include "expect_error.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/data/packing.h"
+#include "ftdist/train/run_config.h"
+
+using namespace ftdist;
+
+namespace {
+
+std::string write(const std::string& name, const std::string& text) {
+  std::string path = std::string(FTDIST_TEST_TMP) + "/" + name;
+  std::ofstream(path, std::ios::trunc) << text;
+  return path;
+}
+
+TEST(Documents, EveryFormat) {
+  auto docs = data::read_jsonl(write("fmt.jsonl", R"({"input_ids": [1, 2, 3], "labels": [-100, 2, 3]}
+{"text": "hi"}
+
+{"prompt": "ab", "completion": "c"}
+)"), 300);
+  ASSERT_EQ(docs.size(), 3u);
+  EXPECT_EQ(docs[0].labels, (std::vector<int64_t>{-100, 2, 3}));
+  EXPECT_EQ(docs[1].ids, (std::vector<int64_t>{data::kByteBos, 'h', 'i', data::kByteEos}));
+  EXPECT_EQ(docs[2].ids, (std::vector<int64_t>{data::kByteBos, 'a', 'b', 'c', data::kByteEos}));
+  EXPECT_EQ(docs[2].labels, (std::vector<int64_t>{-100, -100, -100, 'c', data::kByteEos}));  // completion only
+  EXPECT_EQ(docs[1].line, 2);
+  EXPECT_EQ(docs[2].line, 4);
+}
+
+TEST(Documents, BadFilesNameFileAndLine) {
+  expect_bad_input([] { data::read_jsonl(write("b1.jsonl", "{\"input_ids\": [1, 99]}\n"), 50); },
+                   "b1.jsonl:1: token 99 in \"input_ids\" is outside the vocabulary [0, 50)");
+  expect_bad_input([] { data::read_jsonl(write("b2.jsonl", "{\"text\": \"x\"}\n{\"text\": \n"), 300); }, "b2.jsonl:2: not valid JSON");
+  expect_bad_input([] { data::read_jsonl(write("b3.jsonl", "{\"text\": \"x\"}\n"), 100); }, "byte by byte");
+  expect_bad_input([] { data::read_jsonl(write("b4.jsonl", "{\"words\": 1}\n"), 100); }, "b4.jsonl:1: expected \"input_ids\"");
+  expect_bad_input([] { data::read_jsonl("/nonexistent.jsonl", 100, "data.train"); }, "data.train: cannot read");
+}
+
+TEST(Packing, CutsToSeqLenAndMasksJoins) {
+  std::vector<data::Document> docs = {{{1, 2, 3}, {1, 2, 3}, 1}, {{4, 5, 6, 7, 8}, {4, 5, 6, 7, 8}, 2}};
+  auto samples = data::pack(docs, 4);
+  ASSERT_EQ(samples.size(), 2u);  // 8 tokens -> two samples of 4
+  EXPECT_EQ(samples[0].ids, (std::vector<int64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(samples[0].labels, (std::vector<int64_t>{1, 2, 3, -100}));  // 4 is not predicted from 3
+  EXPECT_EQ(samples[1].labels, (std::vector<int64_t>{5, 6, 7, 8}));
+}
+
+TEST(Sampler, WorldSizeIndependentDisjointAndResumable) {
+  data::GlobalSampler s(37, 5);
+  for (int64_t step : {0, 1, 7}) {
+    std::vector<int64_t> one = s.step_samples(step, 8, 0, 1);
+    std::vector<int64_t> four;
+    for (int r = 0; r < 4; ++r) {
+      auto part = s.step_samples(step, 8, r, 4);
+      four.insert(four.end(), part.begin(), part.end());
+    }
+    EXPECT_EQ(one, four) << "step " << step;  // the same samples, dealt to ranks in order
+    EXPECT_EQ(std::set<int64_t>(one.begin(), one.end()).size(), one.size());
+  }
+  // One epoch covers every sample exactly once; the next epoch is another order.
+  std::multiset<int64_t> seen;
+  for (int64_t i = 0; i < 37; ++i) seen.insert(s.step_samples(i, 1, 0, 1)[0]);
+  for (int64_t i = 0; i < 37; ++i) EXPECT_EQ(seen.count(i), 1u);
+  EXPECT_NE(s.step_samples(0, 10, 0, 1), s.step_samples(37, 10, 0, 1)) << "epoch 1 reshuffles";
+  // Resuming at step k needs nothing but k.
+  EXPECT_EQ(data::GlobalSampler(37, 5).step_samples(7, 8, 0, 1), s.step_samples(7, 8, 0, 1));
+  expect_bad_input([&] { s.step_samples(0, 10, 0, 4); }, "multiple of the 4 data-parallel ranks");
+}
+
+const char* kConfig = R"(
+[model]
+preset = "tinyllama-1.1b"
+[data]
+train = "t.jsonl"
+seq_len = 32
+[train]
+steps = 10
+lr = 1e-3
+)";
+
+TEST(RunConfig, ReadsDefaultsAndOverrides) {
+  auto c = train::load_run_config(write("ok.toml", kConfig), {"train.lr=0.5", "parallel.shard=zero2", "output.dir=somewhere"});
+  EXPECT_EQ(c.model_preset, "tinyllama-1.1b");
+  EXPECT_EQ(c.seq_len, 32);
+  EXPECT_EQ(c.steps, 10);
+  EXPECT_DOUBLE_EQ(c.lr, 0.5);
+  EXPECT_EQ(c.shard, plan::Stage::GradOp);
+  EXPECT_EQ(c.output_dir, "somewhere");
+  EXPECT_EQ(c.precision, plan::Precision::Fp32);
+}
+
+TEST(RunConfig, EveryBadValueNamesTheKey) {
+  const std::string path = write("bad.toml", kConfig);
+  expect_bad_input([&] { train::load_run_config(path, {"train.stpes=3"}); }, "unknown key train.stpes; did you mean train.steps?");
+  expect_bad_input([&] { train::load_run_config(path, {"trian.steps=3"}); }, "unknown section [trian]");
+  expect_bad_input([&] { train::load_run_config(path, {"train.steps=0"}); }, "\"steps\" must be >= 1");
+  expect_bad_input([&] { train::load_run_config(path, {"train.steps=many"}); }, "\"steps\" must be an integer");
+  expect_bad_input([&] { train::load_run_config(path, {"parallel.shard=zero4"}); }, "unknown stage 'zero4'");
+  expect_bad_input([&] { train::load_run_config(path, {"model.path=/x"}); }, "give exactly one of path");
+  expect_bad_input([&] { train::load_run_config(path, {"train.schedule=step"}); }, "unknown learning-rate schedule");
+  expect_bad_input([&] { train::load_run_config(path, {"bad"}); }, "expected section.key=value");
+  expect_bad_input([&] { train::load_run_config(write("broken.toml", "[model\n"), {}); }, "broken.toml:");
+}
+
+}  // namespace
