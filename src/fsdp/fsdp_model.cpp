@@ -4,6 +4,8 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <cmath>
+
 #include "fsdp_unit.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/core/check.h"
@@ -68,6 +70,7 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
     replica_comm_ = world.split(world.rank() % g, world.rank());
     shard = shard_comm_.get();
   }
+  shard_ = shard;
   const std::vector<plan::ModelSpec::Unit> specs = model.spec().units();
   for (size_t u = 0; u < specs.size(); ++u)
     units_.push_back(std::make_unique<FsdpUnit>(model, u, specs[u], *shard, replica_comm_.get(), cfg_));
@@ -185,10 +188,33 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     (sum / double(total)).backward();
     loss_sum += sum.item<double>();
   }
-  for (auto& u : units_) u->finish_step(lr);
+  StepResult r{0, total, activation_bytes_, peak_gathered_, 0, false};
+  if (cfg_.max_grad_norm > 0) {
+    // Every unit's reduced gradient first, then one global norm, then the steps.
+    for (auto& u : units_) u->reduce_for_step();
+    at::Tensor sq = at::zeros({1}, at::kDouble);
+    for (auto& u : units_) sq += u->step_grad().to(at::kDouble).pow(2).sum();
+    if (cfg_.stage != plan::Stage::None) shard_->all_reduce(sq, comm::ReduceOp::Sum);  // none: replicated already
+    r.grad_norm = std::sqrt(sq.item<double>());
+    r.skipped = !std::isfinite(r.grad_norm);
+    if (!r.skipped) {
+      if (r.grad_norm > cfg_.max_grad_norm) {
+        const double scale = cfg_.max_grad_norm / (r.grad_norm + 1e-6);
+        for (auto& u : units_) u->step_grad().mul_(scale);
+      }
+      for (auto& u : units_) u->apply_step(lr);
+    } else {
+      for (auto& u : units_) u->zero_grad();  // the step is skipped; nothing of it carries over
+    }
+  } else {
+    for (auto& u : units_) {
+      u->reduce_for_step();
+      u->apply_step(lr);
+    }
+  }
   at::Tensor totals = at::tensor({loss_sum}, at::kDouble);
   world_.all_reduce(totals, comm::ReduceOp::Sum);
-  StepResult r{totals.item<double>() / double(total), total, activation_bytes_, peak_gathered_};
+  r.loss = totals.item<double>() / double(total);
   return r;
 }
 

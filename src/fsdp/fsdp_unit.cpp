@@ -131,32 +131,34 @@ void FsdpUnit::zero_grad() {
   if (full_grad_.defined()) full_grad_.zero_();
 }
 
-void FsdpUnit::finish_step(double lr) {
+void FsdpUnit::reduce_for_step() {
   const at::ScalarType reduce = cfg_.reduce_dtype == plan::FloatType::Fp32 ? at::kFloat : at::kBFloat16;
   switch (cfg_.stage) {
+    case plan::Stage::Optimizer: {
+      // The reduce-scatter output is this unit's gradient shard (a comm buffer).
+      at::Tensor g = full_grad_.scalar_type() == reduce ? full_grad_ : full_grad_.to(reduce);
+      step_grad_ = at::empty({shard_}, g.options());
+      shard_comm_.reduce_scatter(step_grad_, g, comm::ReduceOp::Sum);
+      break;
+    }
+    case plan::Stage::None:
+      step_grad_ = full_grad_.scalar_type() == reduce ? full_grad_ : full_grad_.to(reduce);
+      shard_comm_.all_reduce(step_grad_, comm::ReduceOp::Sum);
+      break;
     case plan::Stage::Hybrid:
       if (replica_comm_ && replica_comm_->size() > 1) replica_comm_->all_reduce(grad_, comm::ReduceOp::Sum);
-      opt_->step(grad_, lr);
+      step_grad_ = grad_;
       break;
-    case plan::Stage::Optimizer: {
-      // The reduce-scatter output is this unit's gradient shard, used at once (a comm buffer).
-      at::Tensor g = full_grad_.scalar_type() == reduce ? full_grad_ : full_grad_.to(reduce);
-      at::Tensor out = at::empty({shard_}, g.options());
-      shard_comm_.reduce_scatter(out, g, comm::ReduceOp::Sum);
-      opt_->step(out, lr);
-      shard_comm_.all_gather_into(full_, param_shard_);
-      break;
-    }
-    case plan::Stage::None: {
-      at::Tensor g = full_grad_.scalar_type() == reduce ? full_grad_ : full_grad_.to(reduce);
-      shard_comm_.all_reduce(g, comm::ReduceOp::Sum);
-      opt_->step(g, lr);  // updates full_ itself in fp32, writes it in bf16-mixed
-      break;
-    }
     default:
-      opt_->step(grad_, lr);
+      step_grad_ = grad_;
       break;
   }
+}
+
+void FsdpUnit::apply_step(double lr) {
+  opt_->step(step_grad_, lr);  // none/fp32: updates full_ itself; bf16-mixed: writes it
+  if (cfg_.stage == plan::Stage::Optimizer) shard_comm_.all_gather_into(full_, param_shard_);
+  step_grad_ = at::Tensor();
 }
 
 void FsdpUnit::add_persistent_bytes(plan::MemoryBreakdown* b) const {

@@ -31,9 +31,12 @@ class FsdpUnit {
   void zero_grad();
   void set_sync(bool sync) { sync_ = sync; }  // false: keep the unsharded gradient (no_sync)
   // Reduces what is left to reduce (optimizer: reduce-scatter of the whole gradient; none:
-  // all-reduce; hybrid: all-reduce of the shard across replicas), then steps the optimizer and
-  // refreshes the replicated parameters. Temporaries live for one unit at a time.
-  void finish_step(double lr);
+  // all-reduce; hybrid: all-reduce of the shard across replicas) into the gradient the optimizer
+  // will read (step_grad()), then apply_step() steps the optimizer and refreshes the replicated
+  // parameters. Without clipping a unit's temporaries live from its reduce to its apply only.
+  void reduce_for_step();
+  const at::Tensor& step_grad() const { return step_grad_; }
+  void apply_step(double lr);
   // Bytes this unit keeps between steps, by the planner's categories (see persistent_bytes()).
   void add_persistent_bytes(plan::MemoryBreakdown* b) const;
   at::Tensor gather_master();      // whole fp32 master (unpadded)
@@ -54,6 +57,7 @@ class FsdpUnit {
   at::Tensor full_grad_;   // (padded) compute dtype: persistent whole gradient [optimizer, none]
   at::Tensor dummy_;       // a leaf that requires grad, so that GatherFn records a node
   at::Tensor unsharded_acc_;  // (padded) fp32: gradients kept across micro-batches (no_sync)
+  at::Tensor step_grad_;      // what the optimizer reads this step
   bool sync_ = true;
   std::unique_ptr<optim::AdamW> opt_;
 };

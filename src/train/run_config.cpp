@@ -14,7 +14,7 @@ namespace {
 const std::map<std::string, std::set<std::string>> kKeys = {
     {"model", {"path", "preset", "config"}},
     {"data", {"train", "eval", "seq_len"}},
-    {"train", {"steps", "micro_batch", "global_batch", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "seed",
+    {"train", {"steps", "micro_batch", "global_batch", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "grad_clip", "seed",
                "eval_every", "log_every"}},
     {"parallel", {"shard", "precision", "reduce_dtype", "checkpointing"}},
     {"output", {"dir", "metrics"}},
@@ -103,6 +103,8 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   c.schedule = optim::schedule_kind_from_name(get_str(t, "schedule", "cosine", tr));
   c.weight_decay = get_num(t, "weight_decay", c.weight_decay, tr);
   FT_CHECK_ARG(c.weight_decay >= 0, tr << ": \"weight_decay\" must be >= 0");
+  c.grad_clip = get_num(t, "grad_clip", c.grad_clip, tr);
+  FT_CHECK_ARG(c.grad_clip >= 0, tr << ": \"grad_clip\" must be >= 0 (0 disables clipping)");
   c.seed = uint64_t(get_int(t, "seed", 0, tr, 0));
   c.eval_every = get_int(t, "eval_every", c.eval_every, tr, 0);
   c.log_every = get_int(t, "log_every", c.log_every, tr, 1);

@@ -94,6 +94,7 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
   fc.reduce_dtype = c.reduce_dtype;
   fc.checkpointing = c.checkpointing;
   fc.adamw.weight_decay = c.weight_decay;
+  fc.max_grad_norm = c.grad_clip;
   fsdp::FsdpModel fsdp(*model, world, fc);
   optim::LrSchedule schedule{c.schedule, c.lr, c.warmup_steps, c.steps, c.min_lr};
 
@@ -118,7 +119,10 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
     if (step == 0) summary.first_loss = r.loss;
     summary.last_loss = r.loss;
     summary.steps = step + 1;
-    nlohmann::ordered_json line = {{"step", step + 1}, {"loss", r.loss}, {"lr", lr}, {"tokens", r.tokens},
+    if (r.skipped) ++summary.skipped_steps;
+    nlohmann::ordered_json line = {{"step", step + 1}, {"loss", r.loss}, {"lr", lr},
+                                   {"grad_norm", c.grad_clip > 0 ? nlohmann::ordered_json(r.grad_norm) : nlohmann::ordered_json(nullptr)},
+                                   {"tokens", r.tokens},
                                    {"tokens_per_s", double(global_batch * c.seq_len) / secs},
                                    {"peak_mem_bytes", peak_rss_bytes()}};
     if (c.eval_every > 0 && !eval.empty() && ((step + 1) % c.eval_every == 0 || step + 1 == c.steps)) {
@@ -134,6 +138,10 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
       at::Tensor t = at::tensor({sum, double(count)}, at::kDouble);
       world.all_reduce(t, comm::ReduceOp::Sum);
       if (t[1].item<double>() > 0) line["eval_loss"] = t[0].item<double>() / t[1].item<double>();
+    }
+    if (r.skipped) {
+      line["skipped"] = true;
+      FT_LOG_WARN("step " << step + 1 << ": the gradient norm is not finite; the optimizer step was skipped");
     }
     if (world.rank() == 0) {
       *metrics << line.dump() << "\n";

@@ -4,6 +4,8 @@
 // Run under mpirun with 1, 2 and 4 ranks.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "../comm/mpi_world.h"
 #include "../model/tiny_model.h"
 #include "ftdist/fsdp/fsdp_model.h"
@@ -33,7 +35,7 @@ struct Trajectory {
 };
 
 // One rank, no sharding: every step sees the global batch of all ranks and micro-batches.
-Trajectory reference(const plan::ModelSpec& spec, int world, int accum) {
+Trajectory reference(const plan::ModelSpec& spec, int world, int accum, double clip = 0) {
   model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
   randomize(m, 42);
   const auto units = spec.units();
@@ -59,6 +61,13 @@ Trajectory reference(const plan::ModelSpec& spec, int world, int accum) {
     at::Tensor loss = l.sum / double(l.count);
     loss.backward();
     t.losses.push_back(loss.item<double>());
+    if (clip > 0) {  // torch.nn.utils.clip_grad_norm_ over every parameter
+      double sq = 0;
+      for (auto& leaf : leaves) sq += leaf.grad().to(at::kDouble).pow(2).sum().item<double>();
+      const double norm = std::sqrt(sq);
+      if (norm > clip)
+        for (auto& leaf : leaves) leaf.mutable_grad().mul_(clip / (norm + 1e-6));
+    }
     for (size_t u = 0; u < leaves.size(); ++u) {
       opts[u]->step(leaves[u].grad(), kLr);
       leaves[u].mutable_grad().reset();
@@ -74,11 +83,13 @@ struct Case {
   int accum;
   bool tied;
   bool no_sync = false;
+  double clip = 0;
 };
 
 std::string name(const Case& c) {
   return std::string(plan::stage_name(c.stage)) + "/ckpt-" + plan::checkpointing_name(c.ckpt) + "/accum-" +
-         std::to_string(c.accum) + (c.tied ? "/tied" : "") + (c.no_sync ? "/no_sync" : "");
+         std::to_string(c.accum) + (c.tied ? "/tied" : "") + (c.no_sync ? "/no_sync" : "") +
+         (c.clip > 0 ? "/clip" : "");
 }
 
 TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
@@ -94,11 +105,12 @@ TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
   cases.push_back({plan::Stage::GradOp, plan::Checkpointing::None, 1, true});
   cases.push_back({plan::Stage::Full, plan::Checkpointing::None, 3, false, true});  // unsharded accumulation
   cases.push_back({plan::Stage::GradOp, plan::Checkpointing::Full, 3, false, true});
+  for (plan::Stage st : stages) cases.push_back({st, plan::Checkpointing::None, 2, false, false, 0.05});  // clipping
 
   for (const Case& c : cases) {
     SCOPED_TRACE(name(c) + " on " + std::to_string(n) + " ranks");
     const plan::ModelSpec spec = tiny_spec(c.tied ? "qwen2" : "llama", c.tied);
-    const Trajectory want = reference(spec, n, c.accum);
+    const Trajectory want = reference(spec, n, c.accum, c.clip);
 
     model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
     randomize(m, 42);
@@ -107,12 +119,16 @@ TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
     cfg.checkpointing = c.ckpt;
     cfg.shard_group = c.stage == plan::Stage::Hybrid ? 2 : 0;
     cfg.no_sync = c.no_sync;
+    cfg.max_grad_norm = c.clip;
     fsdp::FsdpModel f(m, *world, cfg);
     for (int s = 0; s < kSteps; ++s) {
       std::vector<fsdp::MicroBatch> micro;
       for (int j = 0; j < c.accum; ++j) micro.push_back(batch(s, world->rank(), j, spec.vocab));
       fsdp::StepResult r = f.train_step(micro, kLr);
       EXPECT_NEAR(r.loss, want.losses[s], 1e-5 * std::abs(want.losses[s])) << "step " << s;
+      if (c.clip > 0) {
+        EXPECT_GT(r.grad_norm, c.clip) << "the clip must bite for the test to mean something";
+      }
     }
     for (size_t u = 0; u < f.num_units(); ++u) {
       at::Tensor got = f.gather_master(u);

@@ -42,6 +42,7 @@ struct FsdpConfig {
   // reduces once (less communication, N times the gradient memory).
   bool no_sync = false;
   optim::AdamWConfig adamw;
+  double max_grad_norm = 0;  // > 0: clip the global gradient norm to this
 };
 
 struct MicroBatch {
@@ -56,6 +57,8 @@ struct StepResult {
   int64_t activation_bytes = 0;        // alive after the last layer and the final norm of the last
                                        // micro-batch's forward, less what was alive before it
   int64_t peak_gathered_bytes = 0;     // most unsharded parameter bytes gathered at once
+  double grad_norm = 0;                // global, before clipping (computed when clipping is on)
+  bool skipped = false;                // non-finite gradient norm: no optimizer step was taken
 };
 
 class FsdpUnit;
@@ -97,6 +100,7 @@ class FsdpModel {
   int64_t gathered_now() const;
   int64_t peak_gathered_ = 0;
   int64_t forward_start_bytes_ = 0, activation_bytes_ = 0;
+  comm::Communicator* shard_ = nullptr;  // the group a unit's shards are spread over
 };
 
 }  // namespace ftdist::fsdp

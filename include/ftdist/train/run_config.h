@@ -4,7 +4,7 @@
 //   [model]    path (HF directory) | preset | config (config.json; random init)
 //   [data]     train, eval, seq_len
 //   [train]    steps, micro_batch, global_batch, lr, min_lr, warmup_steps, schedule,
-//              weight_decay, seed, eval_every, log_every
+//              weight_decay, grad_clip, seed, eval_every, log_every
 //   [parallel] shard, precision, reduce_dtype, checkpointing
 //   [output]   dir, metrics
 #pragma once
@@ -28,6 +28,7 @@ struct RunConfig {
   // [train]
   int64_t steps = 100, micro_batch = 1, global_batch = 0;  // 0: micro_batch x ranks
   double lr = 1e-3, min_lr = 0.0, weight_decay = 0.01;
+  double grad_clip = 1.0;  // global gradient norm limit; 0 disables
   int64_t warmup_steps = 0;
   optim::LrSchedule::Kind schedule = optim::LrSchedule::Kind::Cosine;
   uint64_t seed = 0;

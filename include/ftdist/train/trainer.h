@@ -1,5 +1,6 @@
-// The training loop: the run config's model and data, FSDP over every rank, the schedule, metrics
-// as JSON lines on rank 0 (step, loss, lr, tokens, tokens_per_s, peak_mem_bytes; eval_loss on eval
+// The training loop: the run config's model and data, FSDP over every rank, the schedule, global
+// gradient-norm clipping (a non-finite norm skips the step and is counted), metrics as JSON lines
+// on rank 0 (step, loss, lr, grad_norm, tokens, tokens_per_s, peak_mem_bytes; eval_loss on eval
 // steps), a progress line on a terminal. Deterministic given the seed.
 #pragma once
 
@@ -11,6 +12,7 @@ namespace ftdist::train {
 struct TrainSummary {
   double first_loss = 0, last_loss = 0;
   int64_t steps = 0;
+  int64_t skipped_steps = 0;  // non-finite gradient norm
 };
 
 TrainSummary run_training(const RunConfig& config, comm::Communicator& world);
