@@ -15,6 +15,7 @@
 #include "ftdist/core/log.h"
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/fsdp/memory_counter.h"
+#include "ftdist/fsdp/memory_report.h"
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/plan/presets.h"
 
@@ -27,12 +28,6 @@ plan::ModelSpec small_default() {
   m.name = "small-llama (bench default)";
   m.hidden = 256, m.intermediate = 688, m.layers = 4, m.heads = 8, m.kv_heads = 4, m.head_dim = 32, m.vocab = 2048;
   return m;
-}
-
-double peak_rss_bytes() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) * 1024.0;  // Linux: KiB
 }
 
 }  // namespace
@@ -108,35 +103,11 @@ int bench_step_main(int argc, char** argv) {
       std::printf("%6d %10.4f %12.3f %14.0f %10.0f\n", i + 1, r.loss, s, tokens / s, tokens / s / world->size());
   }
 
-  plan::RunSetup setup;
-  setup.stage = cfg.stage;
-  setup.precision = cfg.precision;
-  setup.checkpointing = cfg.checkpointing;
-  setup.micro_batch = mb;
-  setup.seq_len = seq;
-  setup.attention = plan::Attention::Eager;  // the CPU path: SDPA's math backend keeps probabilities too
-  setup.no_sync = cfg.no_sync;
-  const int n = world->size();
-  setup.shard_group = cfg.stage == plan::Stage::None ? 1 : (cfg.stage == plan::Stage::Hybrid && cfg.shard_group > 0 ? cfg.shard_group : n);
-  setup.replicas = n / setup.shard_group;
-  plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
-  plan::MemoryBreakdown measured = f.persistent_bytes();
+  const plan::RunSetup setup = fsdp::planned_setup(cfg, world->size(), mb, seq, plan::Attention::Eager);
   if (world->rank() == 0) {
-    std::printf("\n%-18s %16s %16s\n", "per rank", "planned", "measured");
-    for (plan::MemCategory c : plan::all_mem_categories()) {
-      const bool persistent = c == plan::MemCategory::params_sharded || c == plan::MemCategory::master ||
-                              c == plan::MemCategory::optimizer || c == plan::MemCategory::grads_sharded;
-      std::string got = "not measured";
-      if (persistent) got = format_bytes(double(measured[c]));
-      if (c == plan::MemCategory::unsharded_params) got = format_bytes(double(last.peak_gathered_bytes)) + " (peak)";
-      std::printf("%-18s %16s %16s\n", plan::mem_category_name(c), format_bytes(double(planned[c])).c_str(), got.c_str());
-    }
-    std::printf("%-18s %16s %16s  (what forward leaves for backward)\n", "saved activations",
-                format_bytes(plan::saved_activation_bytes(spec, setup)).c_str(),
-                format_bytes(double(last.activation_bytes)).c_str());
-    std::printf("%-18s %16s %16s  (process peak RSS, all memory)\n", "total", format_bytes(double(planned.total())).c_str(),
-                format_bytes(peak_rss_bytes()).c_str());
-    std::printf("# mean %.3f s/step, %.0f tokens/s\n", total_s / steps, double(mb * seq * accum * n) * steps / total_s);
+    std::printf("\n%s", fsdp::memory_report(spec, setup, f, last).c_str());
+    std::printf("# mean %.3f s/step, %.0f tokens/s\n", total_s / steps,
+                double(mb * seq * accum * world->size()) * steps / total_s);
   }
   return 0;
 }

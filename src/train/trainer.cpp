@@ -17,6 +17,8 @@
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/packing.h"
 #include "ftdist/fsdp/fsdp_model.h"
+#include "ftdist/fsdp/memory_counter.h"
+#include "ftdist/fsdp/memory_report.h"
 #include "ftdist/io/hf_checkpoint.h"
 #include "ftdist/model/loss.h"
 #include "ftdist/plan/presets.h"
@@ -39,7 +41,9 @@ std::unique_ptr<model::LlamaModel> build_model(const RunConfig& c, std::unique_p
   } else {
     spec = c.model_preset.empty() ? plan::model_from_hf_config(c.model_config) : plan::preset_model(c.model_preset);
   }
-  auto m = std::make_unique<model::LlamaModel>(spec, at::TensorOptions().dtype(at::kFloat));
+  // CPU path: eager attention (SDPA's CPU math backend keeps the probabilities as well, and eager
+  // is what the memory model's CPU numbers describe).
+  auto m = std::make_unique<model::LlamaModel>(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
   const auto units = spec.units();
   for (size_t u = 0; u < units.size(); ++u) {
     model::UnitParams& up = m->units()[u];
@@ -74,6 +78,7 @@ std::vector<fsdp::MicroBatch> micro_batches(const std::vector<data::Sample>& sam
 }  // namespace
 
 TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
+  fsdp::CpuMemoryCounter::install();  // measured activations for the closing memory table
   std::unique_ptr<io::HfCheckpoint> ckpt;
   std::unique_ptr<model::LlamaModel> model = build_model(c, &ckpt);
   const plan::ModelSpec& spec = model->spec();
@@ -109,12 +114,14 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
               << " rank(s), shard " << plan::stage_name(c.shard) << ", " << plan::precision_name(c.precision));
   const bool tty = world.rank() == 0 && isatty(fileno(stderr));
   TrainSummary summary;
+  fsdp::StepResult last;
   auto start = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < c.steps; ++step) {
     auto t0 = std::chrono::steady_clock::now();
     const double lr = schedule.lr_at(step + 1);
     auto micro = micro_batches(train, sampler.step_samples(step, global_batch, world.rank(), n), c.micro_batch);
     fsdp::StepResult r = fsdp.train_step(micro, lr);
+    last = r;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (step == 0) summary.first_loss = r.loss;
     summary.last_loss = r.loss;
@@ -157,6 +164,9 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
     }
   }
   if (tty) std::fprintf(stderr, "\n");
+  if (world.rank() == 0)
+    std::printf("%s", fsdp::memory_report(spec, fsdp::planned_setup(fc, n, c.micro_batch, c.seq_len, plan::Attention::Eager),
+                                          fsdp, last).c_str());
   return summary;
 }
 
