@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -25,6 +26,10 @@
 
 namespace ftdist::train {
 namespace {
+
+// SIGTERM / SIGINT (e.g. Slurm preemption, Ctrl-C): finish the current step, then stop cleanly.
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 int64_t peak_rss_bytes() {
   struct rusage ru {};
@@ -116,7 +121,20 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
   TrainSummary summary;
   fsdp::StepResult last;
   auto start = std::chrono::steady_clock::now();
+  g_stop_signal = 0;
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
   for (int64_t step = 0; step < c.steps; ++step) {
+    // Every rank stops after the same step when any of them was signalled.
+    at::Tensor stop = at::full({1}, int64_t(g_stop_signal), at::kLong);
+    world.all_reduce(stop, comm::ReduceOp::Max);
+    if (stop.item<int64_t>() != 0) {
+      if (world.rank() == 0)
+        std::fprintf(stderr, "%sstopping after step %lld on signal %lld (no checkpoint: checkpoints are not built yet)\n",
+                     tty ? "\n" : "", static_cast<long long>(step), static_cast<long long>(stop.item<int64_t>()));
+      summary.stopped_by_signal = true;
+      break;
+    }
     auto t0 = std::chrono::steady_clock::now();
     const double lr = schedule.lr_at(step + 1);
     auto micro = micro_batches(train, sampler.step_samples(step, global_batch, world.rank(), n), c.micro_batch);
@@ -164,6 +182,8 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
     }
   }
   if (tty) std::fprintf(stderr, "\n");
+  std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGINT, SIG_DFL);
   if (world.rank() == 0)
     std::printf("%s", fsdp::memory_report(spec, fsdp::planned_setup(fc, n, c.micro_batch, c.seq_len, plan::Attention::Eager),
                                           fsdp, last).c_str());

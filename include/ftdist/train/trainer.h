@@ -13,6 +13,7 @@ struct TrainSummary {
   double first_loss = 0, last_loss = 0;
   int64_t steps = 0;
   int64_t skipped_steps = 0;  // non-finite gradient norm
+  bool stopped_by_signal = false;  // SIGTERM / SIGINT: stopped cleanly after a whole step
 };
 
 TrainSummary run_training(const RunConfig& config, comm::Communicator& world);
