@@ -12,5 +12,6 @@ int models_main(int argc, char** argv);      // ftdist models
 int gpus_main(int argc, char** argv);        // ftdist gpus
 int eval_main(int argc, char** argv);        // ftdist eval
 int train_main(int argc, char** argv);       // ftdist train
+int prepare_data_main(int argc, char** argv);  // ftdist prepare-data
 
 }  // namespace ftdist::cli

@@ -18,6 +18,7 @@ const char* kUsage =
     "\n"
     "commands:\n"
     "  train         full-parameter training from a run config (--config run.toml; CPU path)\n"
+    "  prepare-data  JSONL documents to the packed token file (.ftok)\n"
     "  plan          per-GPU memory, GPU count, sharding stage, time and cost of a fine-tuning job\n"
     "  models        model presets with their parameter counts\n"
     "  gpus          the GPU catalog (cluster/gpus.toml)\n"
@@ -46,6 +47,7 @@ int dispatch(int argc, char** argv) {
   if (command == "gpus") return ftdist::cli::gpus_main(argc - 1, argv + 1);
   if (command == "eval") return ftdist::cli::eval_main(argc - 1, argv + 1);
   if (command == "train") return ftdist::cli::train_main(argc - 1, argv + 1);
+  if (command == "prepare-data") return ftdist::cli::prepare_data_main(argc - 1, argv + 1);
   FT_CHECK_ARG(false, "unknown command '" << command << "'\n" << kUsage);
   return 2;
 }

@@ -17,6 +17,7 @@
 #include "ftdist/core/log.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/packing.h"
+#include "ftdist/data/token_file.h"
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/fsdp/memory_report.h"
@@ -93,9 +94,9 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
                c.origin << ": train.global_batch (" << global_batch << ") must be a multiple of train.micro_batch x ranks = "
                         << c.micro_batch * n);
 
-  std::vector<data::Sample> train = data::pack(data::read_jsonl(c.train_data, spec.vocab, "data.train"), c.seq_len);
+  std::vector<data::Sample> train = data::pack(data::read_documents(c.train_data, spec.vocab, "data.train"), c.seq_len);
   std::vector<data::Sample> eval;
-  if (!c.eval_data.empty()) eval = data::pack(data::read_jsonl(c.eval_data, spec.vocab, "data.eval"), c.seq_len);
+  if (!c.eval_data.empty()) eval = data::pack(data::read_documents(c.eval_data, spec.vocab, "data.eval"), c.seq_len);
   data::GlobalSampler sampler(int64_t(train.size()), c.seed);
 
   fsdp::FsdpConfig fc;

@@ -7,6 +7,7 @@
 #include "expect_error.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/packing.h"
+#include "ftdist/data/token_file.h"
 #include "ftdist/train/run_config.h"
 
 using namespace ftdist;
@@ -41,6 +42,27 @@ TEST(Documents, BadFilesNameFileAndLine) {
   expect_bad_input([] { data::read_jsonl(write("b3.jsonl", "{\"text\": \"x\"}\n"), 100); }, "byte by byte");
   expect_bad_input([] { data::read_jsonl(write("b4.jsonl", "{\"words\": 1}\n"), 100); }, "b4.jsonl:1: expected \"input_ids\"");
   expect_bad_input([] { data::read_jsonl("/nonexistent.jsonl", 100, "data.train"); }, "data.train: cannot read");
+}
+
+TEST(TokenFile, RoundTripAndMalformedFiles) {
+  std::vector<data::Document> docs = {{{1, 2, 3}, {-100, 2, 3}, 1}, {{40, 41}, {40, 41}, 2}};
+  const std::string path = std::string(FTDIST_TEST_TMP) + "/rt.ftok";
+  data::write_token_file(path, docs, 50);
+  auto back = data::read_documents(path, 50, "test");
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[0].ids, docs[0].ids);
+  EXPECT_EQ(back[0].labels, docs[0].labels);  // the loss mask survives
+  EXPECT_EQ(back[1].labels, docs[1].labels);
+  expect_bad_input([&] { data::read_token_file(path, 45); }, "written for a vocabulary of 50, the model has 45");
+  std::string bytes = read_text_file(path, "test");
+  write("trunc.ftok", bytes.substr(0, bytes.size() - 3));
+  expect_bad_input([] { data::read_token_file(std::string(FTDIST_TEST_TMP) + "/trunc.ftok", 50); }, "truncated or corrupt");
+  write("magic.ftok", "NOTATOKENFILE-------------------------------------------");
+  expect_bad_input([] { data::read_token_file(std::string(FTDIST_TEST_TMP) + "/magic.ftok", 50); }, "bad magic");
+  std::string bad = bytes;
+  bad[40 + 8 * 3] = char(60);  // the first token: 60 >= vocabulary 50
+  write("tok.ftok", bad);
+  expect_bad_input([] { data::read_token_file(std::string(FTDIST_TEST_TMP) + "/tok.ftok", 50); }, "token 60 (document 0)");
 }
 
 TEST(Packing, CutsToSeqLenAndMasksJoins) {

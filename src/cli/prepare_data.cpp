@@ -1,0 +1,33 @@
+// ftdist prepare-data --input data.jsonl --output data.ftok --vocab N
+#include <cstdio>
+
+#include "commands.h"
+#include "options.h"
+#include "ftdist/core/check.h"
+#include "ftdist/data/token_file.h"
+
+namespace ftdist::cli {
+
+int prepare_data_main(int argc, char** argv) {
+  cxxopts::Options options("ftdist prepare-data", "Converts JSONL documents to the packed token file (.ftok).");
+  options.add_options()
+      ("input", "JSONL: input_ids/labels, text (byte-level), or prompt/completion", cxxopts::value<std::string>())
+      ("output", "the .ftok file to write", cxxopts::value<std::string>())
+      ("vocab", "vocabulary size the ids must stay below (text: 258)", cxxopts::value<int64_t>()->default_value("258"))
+      ("h,help", "this help");
+  cxxopts::ParseResult args = parse_options(options, argc, argv);
+  if (print_help_if_asked(options, args)) return 0;
+  FT_CHECK_ARG(args.count("input") && args.count("output"), "ftdist prepare-data: --input and --output are required");
+  const std::string out = args["output"].as<std::string>();
+  FT_CHECK_ARG(out.size() > 5 && out.substr(out.size() - 5) == ".ftok", "--output: the file name must end in .ftok, got '" << out << "'");
+  const int64_t vocab = args["vocab"].as<int64_t>();
+  std::fprintf(stderr, "reading %s ...\n", args["input"].as<std::string>().c_str());
+  std::vector<data::Document> docs = data::read_jsonl(args["input"].as<std::string>(), vocab, "--input");
+  int64_t tokens = 0;
+  for (const auto& d : docs) tokens += int64_t(d.ids.size());
+  data::write_token_file(out, docs, vocab);
+  std::printf("wrote %s: %zu documents, %lld tokens\n", out.c_str(), docs.size(), static_cast<long long>(tokens));
+  return 0;
+}
+
+}  // namespace ftdist::cli
