@@ -2,7 +2,6 @@
 // world size from mpirun (CPU path; random weights and tokens). Prints the time per step, then the
 // planner's per-rank bytes next to the runtime's own persistent buffers and the process peak.
 #include <ATen/ATen.h>
-#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>

@@ -1,5 +1,7 @@
 #include "ftdist/fsdp/memory_counter.h"
 
+#include <sys/resource.h>
+
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
@@ -61,6 +63,12 @@ CpuMemoryCounter& CpuMemoryCounter::install() {
     c10::SetAllocator(c10::DeviceType::CPU, &allocator, /*priority=*/100);
   });
   return counter;
+}
+
+int64_t process_peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return int64_t(ru.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
 }  // namespace ftdist::fsdp

@@ -1,11 +1,10 @@
 #include "ftdist/fsdp/memory_report.h"
 
-#include <sys/resource.h>
-
 #include <cstdio>
 #include <sstream>
 
 #include "ftdist/core/bytes.h"
+#include "ftdist/fsdp/memory_counter.h"
 
 namespace ftdist::fsdp {
 
@@ -48,10 +47,8 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
                 format_bytes(plan::saved_activation_bytes(spec, setup)).c_str(),
                 last.activation_bytes ? format_bytes(double(last.activation_bytes)).c_str() : "-");
   os << line;
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
   std::snprintf(line, sizeof(line), "%-18s %16s %22s  (process peak RSS; the plan's overhead is GPU context)\n", "total",
-                format_bytes(double(planned.total())).c_str(), format_bytes(double(ru.ru_maxrss) * 1024.0).c_str());
+                format_bytes(double(planned.total())).c_str(), format_bytes(double(process_peak_rss_bytes())).c_str());
   os << line;
   return os.str();
 }

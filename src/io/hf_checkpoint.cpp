@@ -1,7 +1,5 @@
 #include "ftdist/io/hf_checkpoint.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>

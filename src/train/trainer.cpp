@@ -2,8 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -31,12 +29,6 @@ namespace {
 // SIGTERM / SIGINT (e.g. Slurm preemption, Ctrl-C): finish the current step, then stop cleanly.
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
-
-int64_t peak_rss_bytes() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return int64_t(ru.ru_maxrss) * 1024;
-}
 
 // The model with its starting weights: a Hugging Face directory, or a seeded random init.
 std::unique_ptr<model::LlamaModel> build_model(const RunConfig& c, std::unique_ptr<io::HfCheckpoint>* ckpt) {
@@ -150,7 +142,7 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
                                    {"grad_norm", c.grad_clip > 0 ? nlohmann::ordered_json(r.grad_norm) : nlohmann::ordered_json(nullptr)},
                                    {"tokens", r.tokens},
                                    {"tokens_per_s", double(global_batch * c.seq_len) / secs},
-                                   {"peak_mem_bytes", peak_rss_bytes()}};
+                                   {"peak_mem_bytes", fsdp::process_peak_rss_bytes()}};
     if (c.eval_every > 0 && !eval.empty() && ((step + 1) % c.eval_every == 0 || step + 1 == c.steps)) {
       std::vector<int64_t> all;
       for (int64_t i = world.rank(); i < int64_t(eval.size()); i += n) all.push_back(i);

@@ -26,4 +26,7 @@ class CpuMemoryCounter {
   std::atomic<int64_t> peak_{0};
 };
 
+// The process's peak resident memory, all of it (getrusage), for reports and metrics.
+int64_t process_peak_rss_bytes();
+
 }  // namespace ftdist::fsdp
