@@ -70,10 +70,7 @@ UnitLayout unit_layout(const ModelSpec& model, int shard_group) {
   u.layers = model.layers;
   u.layer_numel = model.layer_params();
   u.layer_shard = shard_of(u.layer_numel);
-  for (const ModelSpec::Unit& unit : model.units()) {
-    if (unit.name.rfind("layers.", 0) == 0) continue;
-    u.edges.push_back({unit.name, unit.numel(), shard_of(unit.numel())});
-  }
+  for (const ModelSpec::Unit& unit : model.edge_units()) u.edges.push_back({unit.name, unit.numel(), shard_of(unit.numel())});
   return u;
 }
 
@@ -177,7 +174,7 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
   // (the all-gather / reduce-scatter operands); `none` (N = 1) has no padding.
   const int64_t param_elems = sharded ? shard : (s.stage == Stage::Optimizer ? u.padded_numel(n) : total);
   b[MemCategory::params_sharded] = uint64_t(param_elems) * c;
-  ex.line(MemCategory::params_sharded,
+  if (explain) ex.line(MemCategory::params_sharded,
           (sharded ? "shard S " + std::to_string(shard) : "replica " + std::to_string(total)) + " x " + C, b[MemCategory::params_sharded]);
 
   // Master and optimizer states are sharded over N in every stage but `none` (where N = 1).
@@ -190,16 +187,16 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
     master = optim = 0;
   }
   b[MemCategory::master] = master;
-  ex.line(MemCategory::master, std::to_string(state_elems) + " x " + std::to_string(master_bytes(s.precision)) +
+  if (explain) ex.line(MemCategory::master, std::to_string(state_elems) + " x " + std::to_string(master_bytes(s.precision)) +
                                    (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), master);
   b[MemCategory::optimizer] = optim;
-  ex.line(MemCategory::optimizer, std::to_string(state_elems) + " x " + num(ob) + " (" + optimizer_name(s.optimizer) + ")" +
+  if (explain) ex.line(MemCategory::optimizer, std::to_string(state_elems) + " x " + num(ob) + " (" + optimizer_name(s.optimizer) + ")" +
                                       (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), optim);
 
   // Sharded stages accumulate into the gradient shard; optimizer/none keep full compute-dtype grads.
   const int g = sharded ? grad_accum_bytes(s) : c;
   b[MemCategory::grads_sharded] = uint64_t(param_elems) * g;
-  ex.line(MemCategory::grads_sharded, std::to_string(param_elems) + " x " + std::to_string(g), b[MemCategory::grads_sharded]);
+  if (explain) ex.line(MemCategory::grads_sharded, std::to_string(param_elems) + " x " + std::to_string(g), b[MemCategory::grads_sharded]);
 
   // ---- gathered parameters and unsharded gradients (sharded stages only) ----
   const uint64_t layer_full = uint64_t(u.layer_shard) * n * c;  // one gathered layer, padded
@@ -211,7 +208,7 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
       // buffer (in-place all-gather; the standalone shard is released and re-cut at reshard), so
       // the gathered buffers add (N-1) shards: the ZeRO-2 bill of 2Ψ + (2+K)Ψ/N.
       b[MemCategory::unsharded_params] = uint64_t(n - 1) * uint64_t(shard) * c;
-      ex.line(MemCategory::unsharded_params, "(N-1) " + std::to_string(n - 1) + " x shard " + std::to_string(shard) +
+      if (explain) ex.line(MemCategory::unsharded_params, "(N-1) " + std::to_string(n - 1) + " x shard " + std::to_string(shard) +
                                                  " x " + C + " (every unit gathered; own slice in place)",
               b[MemCategory::unsharded_params]);
     } else {
@@ -219,13 +216,13 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
       // embedding at the start of forward (its backward needs no weights), the head from the end
       // of forward through its backward, which comes first.
       b[MemCategory::unsharded_params] = edge_full + uint64_t(s.prefetch) * layer_full;
-      ex.line(MemCategory::unsharded_params, "largest edge unit N x S_edge x " + C + " (" + std::to_string(edge_full) + ") + prefetch " +
+      if (explain) ex.line(MemCategory::unsharded_params, "largest edge unit N x S_edge x " + C + " (" + std::to_string(edge_full) + ") + prefetch " +
                                                  std::to_string(s.prefetch) + " x N x S_layer x " + C + " (" +
                                                  std::to_string(layer_full) + ")",
               b[MemCategory::unsharded_params]);
     }
   } else {
-    ex.line(MemCategory::unsharded_params, sharded ? "0 (one rank: the shard is the whole)" : "0 (parameters are replicated)", 0);
+    if (explain) ex.line(MemCategory::unsharded_params, sharded ? "0 (one rank: the shard is the whole)" : "0 (parameters are replicated)", 0);
   }
   if (sharded) {
     // An edge unit's flat gradient (the head's first, the embedding's last) overlaps the layers'
@@ -237,9 +234,9 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
       b[MemCategory::unsharded_grads] += uint64_t(u.padded_numel(n)) * 4;
       formula += " + no_sync accumulators N x S x 4 (" + std::to_string(u.padded_numel(n) * 4) + ")";
     }
-    ex.line(MemCategory::unsharded_grads, formula, b[MemCategory::unsharded_grads]);
+    if (explain) ex.line(MemCategory::unsharded_grads, formula, b[MemCategory::unsharded_grads]);
   } else {
-    ex.line(MemCategory::unsharded_grads, "0 (full gradients are persistent: grads_sharded)", 0);
+    if (explain) ex.line(MemCategory::unsharded_grads, "0 (full gradients are persistent: grads_sharded)", 0);
   }
 
   // ---- activations: what forward leaves for backward (saved_activation_bytes()) plus what
@@ -263,13 +260,13 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
                   num(workspace) + ")";
   }
   b[MemCategory::activations] = uint64_t(act);
-  ex.line(MemCategory::activations, act_formula, b[MemCategory::activations]);
+  if (explain) ex.line(MemCategory::activations, act_formula, b[MemCategory::activations]);
 
   // ---- logits: compute-dtype logits, an fp32 copy for the log-softmax the loss keeps, and the fp32
   // gradient of the logits in backward ----
   const int logit_bytes = c + (c == 4 ? 0 : 4) + 4;
   b[MemCategory::logits] = uint64_t(tokens * double(m.vocab) * logit_bytes);
-  ex.line(MemCategory::logits, "b*s " + num(tokens) + " x V " + std::to_string(m.vocab) + " x " + std::to_string(logit_bytes),
+  if (explain) ex.line(MemCategory::logits, "b*s " + num(tokens) + " x V " + std::to_string(m.vocab) + " x " + std::to_string(logit_bytes),
           b[MemCategory::logits]);
 
   // ---- communication buffers ----
@@ -299,13 +296,13 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
     comm_formula = "0 (in-place all-reduce)";
   }
   b[MemCategory::comm_buffers] = comm;
-  ex.line(MemCategory::comm_buffers, comm_formula, comm);
+  if (explain) ex.line(MemCategory::comm_buffers, comm_formula, comm);
 
   // ---- overhead ----
   const double fixed = (s.overheads.cuda_context_gib + (s.data_parallel() > 1 ? s.overheads.nccl_gib : 0.0)) * double(kGiB);
   const double frag = s.overheads.fragmentation * double(b.total());
   b[MemCategory::overhead] = uint64_t(fixed + frag);
-  ex.line(MemCategory::overhead, "CUDA context " + num(s.overheads.cuda_context_gib) + " GiB" +
+  if (explain) ex.line(MemCategory::overhead, "CUDA context " + num(s.overheads.cuda_context_gib) + " GiB" +
                                      (s.data_parallel() > 1 ? " + NCCL " + num(s.overheads.nccl_gib) + " GiB" : "") +
                                      " + fragmentation " + num(s.overheads.fragmentation) + " x the rest",
           b[MemCategory::overhead]);

@@ -65,17 +65,21 @@ int64_t ModelSpec::layer_params() const { return sum_numel(layer_tensors()); }
 
 int64_t ModelSpec::Unit::numel() const { return sum_numel(tensors); }
 
+std::vector<ModelSpec::Unit> ModelSpec::edge_units() const {
+  if (tie_embeddings) return {{"root", root_tensors()}};
+  return {{"embed", embed_tensors()}, {"head", head_tensors()}};
+}
+
 std::vector<ModelSpec::Unit> ModelSpec::units() const {
-  std::vector<Unit> out;
-  if (tie_embeddings) out.push_back({"root", root_tensors()});
-  else out.push_back({"embed", embed_tensors()});
+  std::vector<Unit> edges = edge_units();
+  std::vector<Unit> out = {edges.front()};  // embed or root first
   const std::vector<Tensor> layer = layer_tensors();
   for (int64_t i = 0; i < layers; ++i) {
     Unit u{"layers." + std::to_string(i), layer};
     for (auto& t : u.tensors) t.name = "model.layers." + std::to_string(i) + "." + t.name;
     out.push_back(std::move(u));
   }
-  if (!tie_embeddings) out.push_back({"head", head_tensors()});
+  if (edges.size() > 1) out.push_back(edges.back());  // head last
   return out;
 }
 int64_t ModelSpec::root_params() const { return sum_numel(root_tensors()); }

@@ -42,13 +42,13 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
   const double attn = 12.0 * double(m.layers) * double(m.q_dim()) * double(keys);
   t.flops_per_token = 6.0 * psi + attn;
   t.hw_flops_per_token = t.flops_per_token + (s.checkpointing == Checkpointing::Full ? (2.0 * psi + attn / 3.0) : 0.0);
-  say("flops/token = 6 x Psi_matmul " + num(psi) + " + 12 x L x hq x s = " + num(t.flops_per_token) +
+  if (explain) say("flops/token = 6 x Psi_matmul " + num(psi) + " + 12 x L x hq x s = " + num(t.flops_per_token) +
       (s.checkpointing == Checkpointing::Full ? "; with recompute (one more forward) " + num(t.hw_flops_per_token) : ""));
 
   const double rate = hw.peak_tflops * 1e12 * hw.efficiency;
   const double tokens_micro = double(s.micro_batch) * double(s.seq_len);
   t.compute_s_per_micro = tokens_micro * t.hw_flops_per_token / rate;
-  say("compute/micro-batch = b*s " + num(tokens_micro) + " x " + num(t.hw_flops_per_token) + " / (" + num(hw.peak_tflops) +
+  if (explain) say("compute/micro-batch = b*s " + num(tokens_micro) + " x " + num(t.hw_flops_per_token) + " / (" + num(hw.peak_tflops) +
       " TFLOP/s x efficiency " + num(hw.efficiency) + ") = " + num(t.compute_s_per_micro) + " s");
 
   // Bytes moved (whole buffers, per rank) by the stage's collectives.
@@ -65,31 +65,31 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
       // forward gathers every unit, backward gathers the layers (and the head) again; gradients
       // reduce-scatter once
       t.comm_s_per_micro = gather_s((all_elems + layers_bytes) * c, n, hw) + gather_s(all_elems * r, n, hw);
-      say("comm/micro-batch (full) = all-gather (fwd all units + bwd layers) " + num((all_elems + layers_bytes) * c) +
+      if (explain) say("comm/micro-batch (full) = all-gather (fwd all units + bwd layers) " + num((all_elems + layers_bytes) * c) +
           " B + reduce-scatter " + num(all_elems * r) + " B, x (N-1)/N over " + num(busbw(n, hw) / 1e9) + " GB/s = " +
           num(t.comm_s_per_micro) + " s");
       if (s.stage == Stage::Hybrid && s.replicas > 1) {
         const double shard_bytes = double(u.shard_numel()) * float_type_bytes(s.grad_accum_dtype);
         t.comm_s_per_step = all_reduce_s(shard_bytes, s.replicas, hw.network_busbw_gbs * 1e9);
-        say("comm/step (hybrid) = all-reduce of the gradient shard " + num(shard_bytes) + " B across " +
+        if (explain) say("comm/step (hybrid) = all-reduce of the gradient shard " + num(shard_bytes) + " B across " +
             std::to_string(s.replicas) + " replicas x 2(R-1)/R over the network = " + num(t.comm_s_per_step) + " s");
       }
       break;
     case Stage::GradOp:
       t.comm_s_per_micro = gather_s(all_elems * c, n, hw) + gather_s(all_elems * r, n, hw);
-      say("comm/micro-batch (grad-op) = all-gather " + num(all_elems * c) + " B + reduce-scatter " + num(all_elems * r) +
+      if (explain) say("comm/micro-batch (grad-op) = all-gather " + num(all_elems * c) + " B + reduce-scatter " + num(all_elems * r) +
           " B, x (N-1)/N = " + num(t.comm_s_per_micro) + " s");
       break;
     case Stage::Optimizer:
       t.comm_s_per_step = gather_s(all_elems * c, n, hw) * 2.0;
-      say("comm/step (optimizer) = reduce-scatter of full bf16 grads + all-gather of updated params, " +
+      if (explain) say("comm/step (optimizer) = reduce-scatter of full bf16 grads + all-gather of updated params, " +
           num(all_elems * c) + " B each, x (N-1)/N = " + num(t.comm_s_per_step) + " s");
       break;
     case Stage::None: {
       const int dp = s.data_parallel();
       t.comm_s_per_step = all_reduce_s(double(m.param_count()) * r, dp, busbw(dp, hw));
       per_step_hidden_by = t.compute_s_per_micro * 2.0 / 3.0;  // overlaps the last backward
-      say("comm/step (none) = all-reduce " + num(double(m.param_count()) * r) + " B x 2(n-1)/n = " +
+      if (explain) say("comm/step (none) = all-reduce " + num(double(m.param_count()) * r) + " B x 2(n-1)/n = " +
           num(t.comm_s_per_step) + " s, overlapped with the last backward");
       break;
     }
@@ -109,7 +109,7 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
     t.optimizer_s = state_elems * 2.0 * (4.0 + 8.0 + 4.0 + c) / (hw.hbm_gbs * 1e9);
   }
   t.step_s = double(w.grad_accum) * t.compute_s_per_micro + t.exposed_comm_s + t.optimizer_s;
-  say("step = grad_accum " + std::to_string(w.grad_accum) + " x compute " + num(t.compute_s_per_micro) + " s + exposed comm " +
+  if (explain) say("step = grad_accum " + std::to_string(w.grad_accum) + " x compute " + num(t.compute_s_per_micro) + " s + exposed comm " +
       num(t.exposed_comm_s) + " s + optimizer " + num(t.optimizer_s) + " s = " + num(t.step_s) + " s");
 
   const int gpus = s.data_parallel();
@@ -120,7 +120,7 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
   t.total_s = double(t.steps) * t.step_s;
   t.gpu_hours = t.total_s / 3600.0 * gpus;
   t.cost_usd = t.gpu_hours * hw.price_per_gpu_hour;
-  say("tokens/s = " + num(t.tokens_per_step) + " tokens/step / " + num(t.step_s) + " s = " + num(t.tokens_per_s) +
+  if (explain) say("tokens/s = " + num(t.tokens_per_step) + " tokens/step / " + num(t.step_s) + " s = " + num(t.tokens_per_s) +
       " (MFU " + num(t.mfu) + "); " + std::to_string(t.steps) + " steps = " + num(t.total_s) + " s; GPU-hours = " +
       num(t.gpu_hours) + "; cost = " + num(t.gpu_hours) + " x $" + num(hw.price_per_gpu_hour) + " = $" + num(t.cost_usd));
   return t;

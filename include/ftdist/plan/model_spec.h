@@ -74,6 +74,9 @@ struct ModelSpec {
     int64_t numel() const;
   };
   std::vector<Unit> units() const;
+  // The units that are not decoder layers (embed and head, or root): cheap, for the planner's
+  // per-candidate layout (units() names every layer's tensors).
+  std::vector<Unit> edge_units() const;
   std::vector<Tensor> embed_tensors() const;  // the embedding (with tied embeddings: also lm_head's weight)
   std::vector<Tensor> head_tensors() const;   // final norm and lm_head (only the norm when tied)
 
