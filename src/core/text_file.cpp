@@ -1,6 +1,11 @@
 #include "ftdist/core/text_file.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 
 #include <cerrno>
 #include <cstdio>
@@ -44,17 +49,51 @@ void make_directories(const std::string& path, const std::string& what) {
 void write_text_file_atomic(const std::string& path, const std::string& text, const std::string& what) {
   std::string tmp = path + ".tmp";
   {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    FT_CHECK_ARG(out.good(), what << ": cannot write '" << tmp << "' (" << std::strerror(errno) << ")");
-    out << text;
-    out.flush();
-    FT_CHECK_ARG(out.good(), what << ": writing '" << tmp << "' failed (" << std::strerror(errno) << ")");
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    FT_CHECK_ARG(f != nullptr, what << ": cannot write '" << tmp << "' (" << std::strerror(errno) << ")");
+    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
+                    ::fsync(fileno(f)) == 0;
+    const int err = errno;
+    std::fclose(f);
+    if (!ok) std::remove(tmp.c_str());
+    FT_CHECK_ARG(ok, what << ": writing '" << tmp << "' failed (" << std::strerror(err) << ")");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     std::remove(tmp.c_str());
     FT_CHECK_ARG(false, what << ": cannot rename '" << tmp << "' to '" << path << "' (" << std::strerror(err) << ")");
   }
+}
+
+void fsync_directory(const std::string& path, const std::string& what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY);
+  FT_CHECK_ARG(fd >= 0, what << ": cannot open directory '" << path << "' (" << std::strerror(errno) << ")");
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  FT_CHECK_ARG(rc == 0, what << ": fsync of directory '" << path << "' failed (" << std::strerror(err) << ")");
+}
+
+std::vector<std::string> list_directory(const std::string& path) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) return names;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+void remove_tree(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (S_ISDIR(st.st_mode))
+    for (const std::string& name : list_directory(path)) remove_tree(path + "/" + name, what);
+  const int rc = S_ISDIR(st.st_mode) ? ::rmdir(path.c_str()) : ::unlink(path.c_str());
+  FT_CHECK_ARG(rc == 0 || errno == ENOENT, what << ": cannot remove '" << path << "' (" << std::strerror(errno) << ")");
 }
 
 }  // namespace ftdist

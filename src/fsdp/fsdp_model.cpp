@@ -80,7 +80,27 @@ FsdpModel::~FsdpModel() = default;
 
 size_t FsdpModel::num_units() const { return units_.size(); }
 
-at::Tensor FsdpModel::gather_master(size_t u) { return units_.at(u)->gather_master(); }
+at::Tensor FsdpModel::gather_state(size_t u, io::StateKind kind) { return units_.at(u)->gather_state(kind); }
+
+FsdpModel::StateFiles FsdpModel::state_files() const {
+  if (cfg_.stage == plan::Stage::None) return {world_.rank(), world_.size(), true};
+  return {shard_->rank(), shard_->size(), !replica_comm_ || replica_comm_->rank() == 0};
+}
+
+at::Tensor FsdpModel::state_slice(size_t u, io::StateKind kind) const {
+  const FsdpUnit& unit = *units_.at(u);
+  const StateFiles f = state_files();
+  const auto [begin, end] = io::file_shard_range(unit.numel(), f.index, f.count);
+  return unit.state(kind).narrow(0, begin - unit.own_begin(), end - begin);
+}
+
+int64_t FsdpModel::optimizer_steps() const { return units_.front()->optimizer_steps(); }
+
+void FsdpModel::load_state(const io::CheckpointReader& ckpt) {
+  ckpt.meta().check_model(model_.spec(), ckpt.dir() + "/meta.json");
+  const int64_t steps = ckpt.meta().optimizer.value("step", ckpt.meta().step);
+  for (auto& u : units_) u->load_state(ckpt, steps);
+}
 
 int64_t FsdpModel::gathered_now() const {
   int64_t b = 0;

@@ -73,11 +73,11 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   if (!sharded_) full_grad_ = at::zeros({padded_}, f32.dtype(compute_));
   dummy_ = at::zeros({1}, f32).requires_grad_(true);
 
-  const int64_t shard_begin = cfg.stage == plan::Stage::None ? 0 : int64_t(rank) * shard_;
+  own_begin_ = cfg.stage == plan::Stage::None ? 0 : int64_t(rank) * shard_;
   const int64_t state_len = cfg.stage == plan::Stage::None ? padded_ : shard_;
   at::Tensor param_out;
   if (!fp32) param_out = cfg.stage == plan::Stage::None ? full_ : param_shard_;
-  opt_ = std::make_unique<optim::AdamW>(cfg.adamw, master_, optim::decay_ranges(spec, shard_begin, state_len), param_out);
+  opt_ = std::make_unique<optim::AdamW>(cfg.adamw, master_, optim::decay_ranges(spec, own_begin_, state_len), param_out);
   model_.bind(index, full_);
   reshard();
 }
@@ -174,11 +174,42 @@ void FsdpUnit::add_persistent_bytes(plan::MemoryBreakdown* b) const {
   (*b)[MemCategory::unsharded_grads] += bytes(unsharded_acc_);  // no_sync, after the first backward
 }
 
-at::Tensor FsdpUnit::gather_master() {
-  if (cfg_.stage == plan::Stage::None) return master_.narrow(0, 0, numel_).clone();
+const at::Tensor& FsdpUnit::state(io::StateKind kind) const {
+  switch (kind) {
+    case io::StateKind::ExpAvg: return opt_->exp_avg();
+    case io::StateKind::ExpAvgSq: return opt_->exp_avg_sq();
+    default: return master_;
+  }
+}
+
+at::Tensor FsdpUnit::gather_state(io::StateKind kind) {
+  const at::Tensor& mine = state(kind);
+  if (cfg_.stage == plan::Stage::None) return mine.narrow(0, 0, numel_).clone();
   at::Tensor all = at::empty({padded_}, at::kFloat);
-  shard_comm_.all_gather_into(all, master_);
+  shard_comm_.all_gather_into(all, mine);
   return all.narrow(0, 0, numel_).clone();
+}
+
+void FsdpUnit::load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps) {
+  at::Tensor exp_avg = at::empty_like(master_), exp_avg_sq = at::empty_like(master_);
+  ckpt.read_state_range(index, io::StateKind::Master, own_begin_, master_);
+  ckpt.read_state_range(index, io::StateKind::ExpAvg, own_begin_, exp_avg);
+  ckpt.read_state_range(index, io::StateKind::ExpAvgSq, own_begin_, exp_avg_sq);
+  opt_->load_state(exp_avg, exp_avg_sq, optimizer_steps);
+  // The compute-dtype parameters follow from master, exactly as the optimizer writes them.
+  switch (cfg_.stage) {
+    case plan::Stage::None:
+      if (!full_.is_same(master_)) full_.copy_(master_);
+      break;
+    case plan::Stage::Optimizer:
+      if (!param_shard_.is_same(master_)) param_shard_.copy_(master_);
+      shard_comm_.all_gather_into(full_, param_shard_);
+      break;
+    default:
+      if (!param_shard_.is_same(master_)) param_shard_.copy_(master_);
+      break;
+  }
+  zero_grad();
 }
 
 }  // namespace ftdist::fsdp

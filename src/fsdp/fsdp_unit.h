@@ -8,6 +8,7 @@
 
 #include "ftdist/comm/communicator.h"
 #include "ftdist/fsdp/fsdp_model.h"
+#include "ftdist/io/checkpoint.h"
 #include "ftdist/optim/adamw.h"
 #include "ftdist/plan/memory_model.h"
 
@@ -39,7 +40,15 @@ class FsdpUnit {
   void apply_step(double lr);
   // Bytes this unit keeps between steps, by the planner's categories (see persistent_bytes()).
   void add_persistent_bytes(plan::MemoryBreakdown* b) const;
-  at::Tensor gather_master();      // whole fp32 master (unpadded)
+  // Checkpoint state: this rank's fp32 `kind` over unit elements [own_begin(), own_begin() + its
+  // length) — the shard, or the whole unit in `none`.
+  int64_t own_begin() const { return own_begin_; }
+  int64_t numel() const { return numel_; }
+  const at::Tensor& state(io::StateKind kind) const;
+  at::Tensor gather_state(io::StateKind kind);  // the whole unit (unpadded), every rank of the group
+  int64_t optimizer_steps() const { return opt_->steps(); }
+  // Refills master, optimizer states and step from a checkpoint, then the parameters from master.
+  void load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps);
 
  private:
   model::LlamaModel& model_;
@@ -49,6 +58,7 @@ class FsdpUnit {
   bool sharded_;
   bool gather_;  // sharded over more than one rank: the unsharded buffer is gathered and released
   int64_t numel_, shard_, padded_;
+  int64_t own_begin_ = 0;  // first unit element of master_ / the optimizer states
   at::ScalarType compute_;
   at::Tensor full_;        // (padded) compute dtype: the unsharded flat parameter's storage
   at::Tensor param_shard_; // (S) compute dtype [sharded and optimizer stages]

@@ -17,6 +17,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
   spec_ = plan::model_from_hf_config_text(config_text_, dir + "/config.json");
   FT_CHECK_ARG(spec_.model_type != "phi3", dir << "/config.json: model_type phi3 stores fused qkv/gate_up weights; the "
                                                   "runtime supports llama, mistral and qwen2 (the planner handles phi3)");
+  units_ = spec_.units();
   const std::string index = dir + "/model.safetensors.index.json";
   std::vector<std::string> names;
   if (file_exists(index)) {
@@ -52,6 +53,11 @@ const TensorInfo& HfCheckpoint::info(const std::string& name) const {
   auto it = where_.find(name);
   FT_CHECK_ARG(it != where_.end(), dir_ << ": the checkpoint has no tensor \"" << name << "\"");
   return files_[it->second]->info(name);
+}
+
+void HfCheckpoint::read_unit_range(size_t unit, int64_t begin, const at::Tensor& out) const {
+  FT_CHECK(unit < units_.size(), ErrorKind::Internal, dir_ << ": unit " << unit << " of " << units_.size());
+  load_unit_shard(*this, units_[unit], begin, out);
 }
 
 void HfCheckpoint::read_range(const std::string& name, int64_t first, int64_t count, const at::Tensor& out) const {

@@ -191,4 +191,8 @@ at::Tensor SafetensorsFile::read(const std::string& name) const {
   return out;
 }
 
+void SafetensorsFile::release_pages() const {
+  if (map_) ::madvise(const_cast<uint8_t*>(map_), size_, MADV_DONTNEED);
+}
+
 }  // namespace ftdist::io

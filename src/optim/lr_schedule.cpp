@@ -15,6 +15,15 @@ LrSchedule::Kind schedule_kind_from_name(const std::string& n) {
   return LrSchedule::Kind::Constant;
 }
 
+const char* schedule_kind_name(LrSchedule::Kind kind) {
+  switch (kind) {
+    case LrSchedule::Kind::Constant: return "constant";
+    case LrSchedule::Kind::Cosine: return "cosine";
+    case LrSchedule::Kind::Linear: return "linear";
+  }
+  return "?";
+}
+
 void LrSchedule::validate() const {
   FT_CHECK_ARG(lr > 0 && std::isfinite(lr), "lr must be a positive number, got " << lr);
   FT_CHECK_ARG(min_lr >= 0 && min_lr <= lr, "min_lr must be in [0, lr], got " << min_lr);

@@ -1,5 +1,6 @@
 #include "ftdist/plan/model_spec.h"
 
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "ftdist/core/check.h"
@@ -212,6 +213,45 @@ ModelSpec model_from_hf_config(const std::string& path) {
   // A model directory is accepted for its config.json.
   std::string file = is_directory(path) ? path + "/config.json" : path;
   return model_from_hf_config_text(read_text_file(file, "--model-config"), file);
+}
+
+std::string hf_config_text(const ModelSpec& m) {
+  static const std::map<std::string, std::string> kArchitecture = {
+      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"phi3", "Phi3ForCausalLM"}};
+  json j;
+  j["architectures"] = {kArchitecture.count(m.model_type) ? kArchitecture.at(m.model_type) : "LlamaForCausalLM"};
+  j["model_type"] = m.model_type;
+  j["_name_or_path"] = m.name;
+  j["hidden_size"] = m.hidden;
+  j["intermediate_size"] = m.intermediate;
+  j["num_hidden_layers"] = m.layers;
+  j["num_attention_heads"] = m.heads;
+  j["num_key_value_heads"] = m.kv_heads;
+  j["head_dim"] = m.head_dim;
+  j["vocab_size"] = m.vocab;
+  j["tie_word_embeddings"] = m.tie_embeddings;
+  if (m.model_type == "llama") {
+    j["attention_bias"] = m.qkv_bias;
+    j["mlp_bias"] = m.mlp_bias;
+  }
+  if (m.max_position > 0) j["max_position_embeddings"] = m.max_position;
+  if (m.model_type == "qwen2") {
+    j["use_sliding_window"] = m.sliding_window > 0;
+    if (m.sliding_window > 0) j["max_window_layers"] = m.sliding_from_layer;
+  }
+  if (m.sliding_window > 0 || m.model_type == "mistral" || m.model_type == "phi3")
+    j["sliding_window"] = m.sliding_window > 0 ? json(m.sliding_window) : json(nullptr);
+  j["rms_norm_eps"] = m.rms_norm_eps;
+  j["rope_theta"] = m.rope_theta;
+  if (m.rope_type == "llama3")
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", m.rope_factor},
+                         {"low_freq_factor", m.rope_low_freq_factor},
+                         {"high_freq_factor", m.rope_high_freq_factor},
+                         {"original_max_position_embeddings", m.rope_original_max_position}};
+  j["hidden_act"] = "silu";
+  j["torch_dtype"] = "float32";
+  return j.dump(2) + "\n";
 }
 
 }  // namespace ftdist::plan

@@ -1,5 +1,6 @@
 #include "ftdist/train/run_config.h"
 
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -17,7 +18,8 @@ const std::map<std::string, std::set<std::string>> kKeys = {
     {"train", {"steps", "micro_batch", "global_batch", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "grad_clip", "seed",
                "eval_every", "log_every"}},
     {"parallel", {"shard", "precision", "reduce_dtype", "checkpointing"}},
-    {"output", {"dir", "metrics"}},
+    {"checkpoint", {"dir", "every", "keep", "resume"}},
+    {"output", {"dir", "metrics", "export", "export_dtype"}},
 };
 
 // "section.key=value": the value is read as TOML (numbers, booleans, quoted strings), else as a string.
@@ -113,10 +115,59 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   c.precision = plan::precision_from_name(get_str(par, "precision", "fp32", p));
   c.reduce_dtype = plan::float_type_from_name(get_str(par, "reduce_dtype", "fp32", p), p + " reduce_dtype");
   c.checkpointing = plan::checkpointing_from_name(get_str(par, "checkpointing", "none", p));
+  const std::string ck = path + " [checkpoint]";
+  c.checkpoint_dir = get_str(section("checkpoint"), "dir", "", ck);
+  c.checkpoint_every = get_int(section("checkpoint"), "every", c.checkpoint_every, ck, 0);
+  c.checkpoint_keep = get_int(section("checkpoint"), "keep", c.checkpoint_keep, ck, 0);
+  c.resume = toml_get_or<bool>(section("checkpoint"), "resume", false, ck);
   c.output_dir = get_str(section("output"), "dir", c.output_dir, o);
   c.metrics = get_str(section("output"), "metrics", c.metrics, o);
+  c.export_hf = toml_get_or<bool>(section("output"), "export", false, o);
+  c.export_dtype = get_str(section("output"), "export_dtype", c.export_dtype, o);
+  FT_CHECK_ARG(c.export_dtype == "bf16" || c.export_dtype == "fp32",
+               o << ": \"export_dtype\" must be bf16 or fp32, got \"" << c.export_dtype << "\"");
   optim::LrSchedule{c.schedule, c.lr, c.warmup_steps, c.steps, c.min_lr}.validate();
   return c;
+}
+
+nlohmann::ordered_json run_config_json(const RunConfig& c) {
+  nlohmann::ordered_json j;
+  j["model"] = {{"path", c.model_path}, {"preset", c.model_preset}, {"config", c.model_config}};
+  j["data"] = {{"train", c.train_data}, {"eval", c.eval_data}, {"seq_len", c.seq_len}};
+  j["train"] = {{"steps", c.steps}, {"micro_batch", c.micro_batch}, {"global_batch", c.global_batch}, {"lr", c.lr},
+                {"min_lr", c.min_lr}, {"warmup_steps", c.warmup_steps}, {"schedule", optim::schedule_kind_name(c.schedule)},
+                {"weight_decay", c.weight_decay}, {"grad_clip", c.grad_clip}, {"seed", c.seed},
+                {"eval_every", c.eval_every}, {"log_every", c.log_every}};
+  j["parallel"] = {{"shard", plan::stage_name(c.shard)}, {"precision", plan::precision_name(c.precision)},
+                   {"reduce_dtype", plan::float_type_name(c.reduce_dtype)},
+                   {"checkpointing", plan::checkpointing_name(c.checkpointing)}};
+  j["checkpoint"] = {{"dir", c.checkpoint_root()}, {"every", c.checkpoint_every}, {"keep", c.checkpoint_keep},
+                     {"resume", c.resume}};
+  j["output"] = {{"dir", c.output_dir}, {"metrics", c.metrics}, {"export", c.export_hf}, {"export_dtype", c.export_dtype}};
+  return j;
+}
+
+std::string trajectory_hash(const RunConfig& c) {
+  nlohmann::ordered_json j = run_config_json(c);
+  nlohmann::ordered_json t = j["train"];
+  t.erase("steps");  // a resumed run may go on for longer
+  t.erase("eval_every");
+  t.erase("log_every");
+  const std::string text = nlohmann::ordered_json{{"model", j["model"]}, {"data", j["data"]}, {"train", t}}.dump();
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::vector<std::string> changed_keys(const nlohmann::ordered_json& before, const nlohmann::ordered_json& now) {
+  std::vector<std::string> out;
+  for (auto s = now.begin(); s != now.end(); ++s)
+    for (auto k = s->begin(); k != s->end(); ++k)
+      if (!before.contains(s.key()) || !before[s.key()].contains(k.key()) || before[s.key()][k.key()] != k.value())
+        out.push_back(s.key() + "." + k.key());
+  return out;
 }
 
 }  // namespace ftdist::train

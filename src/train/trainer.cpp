@@ -1,6 +1,7 @@
 #include "ftdist/train/trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 #include <unistd.h>
 
@@ -19,9 +20,12 @@
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/fsdp/memory_report.h"
+#include "ftdist/io/checkpoint.h"
 #include "ftdist/io/hf_checkpoint.h"
+#include "ftdist/io/hf_export.h"
 #include "ftdist/model/loss.h"
 #include "ftdist/plan/presets.h"
+#include "ftdist/train/checkpointing.h"
 
 namespace ftdist::train {
 namespace {
@@ -30,23 +34,43 @@ namespace {
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
-// The model with its starting weights: a Hugging Face directory, or a seeded random init.
-std::unique_ptr<model::LlamaModel> build_model(const RunConfig& c, std::unique_ptr<io::HfCheckpoint>* ckpt) {
+// The run's model: a Hugging Face directory (its config and, unless `init` is given, its weights),
+// a preset or a config.json with a seeded random init. `init` (a checkpoint being resumed)
+// supplies the starting weights instead.
+struct ModelSource {
   plan::ModelSpec spec;
+  std::string config_text;    // for checkpoints and exports
+  std::string tokenizer_dir;  // the HF directory, whose tokenizer files travel along
+  std::unique_ptr<io::HfCheckpoint> hf;
+};
+
+ModelSource model_source(const RunConfig& c) {
+  ModelSource m;
   if (!c.model_path.empty()) {
-    *ckpt = std::make_unique<io::HfCheckpoint>(c.model_path);
-    spec = (*ckpt)->spec();
+    m.hf = std::make_unique<io::HfCheckpoint>(c.model_path);
+    m.spec = m.hf->spec();
+    m.config_text = m.hf->config_text();
+    m.tokenizer_dir = c.model_path;
+  } else if (!c.model_preset.empty()) {
+    m.spec = plan::preset_model(c.model_preset);
+    m.config_text = plan::hf_config_text(m.spec);
   } else {
-    spec = c.model_preset.empty() ? plan::model_from_hf_config(c.model_config) : plan::preset_model(c.model_preset);
+    const std::string file = is_directory(c.model_config) ? c.model_config + "/config.json" : c.model_config;
+    m.config_text = read_text_file(file, "model.config");
+    m.spec = plan::model_from_hf_config_text(m.config_text, file);
   }
+  return m;
+}
+
+std::unique_ptr<model::LlamaModel> build_model(const RunConfig& c, const ModelSource& src, const io::WeightSource* init) {
   // CPU path: eager attention (SDPA's CPU math backend keeps the probabilities as well, and eager
   // is what the memory model's CPU numbers describe).
-  auto m = std::make_unique<model::LlamaModel>(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
-  const auto units = spec.units();
-  for (size_t u = 0; u < units.size(); ++u) {
+  auto m = std::make_unique<model::LlamaModel>(src.spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
+  if (!init) init = src.hf.get();
+  for (size_t u = 0; u < m->units().size(); ++u) {
     model::UnitParams& up = m->units()[u];
-    if (*ckpt) {
-      io::load_unit_shard(**ckpt, units[u], 0, up.flat);
+    if (init) {
+      init->read_unit_range(u, 0, up.flat);
       continue;
     }
     at::Generator gen = at::detail::createCPUGenerator(c.seed * 7919ull + u);
@@ -57,6 +81,76 @@ std::unique_ptr<model::LlamaModel> build_model(const RunConfig& c, std::unique_p
       else if (up.specs[i].shape.size() == 1) up.params[i].zero_();  // biases
   }
   return m;
+}
+
+// The checkpoint to resume from ("" for a fresh start). A fresh run refuses a checkpoint directory
+// that already holds another run's checkpoints rather than mixing with them.
+std::string checkpoint_to_resume(const RunConfig& c) {
+  if (!c.checkpointing_on() && !c.resume) return "";
+  const std::string latest = io::find_latest_checkpoint(c.checkpoint_root());
+  if (!c.resume) {
+    FT_CHECK_ARG(latest.empty(), c.origin << ": checkpoint.dir '" << c.checkpoint_root() << "' already holds checkpoints (latest: "
+                                          << latest << "); set checkpoint.resume = true to continue from it, or choose "
+                                             "another checkpoint.dir");
+    return "";
+  }
+  if (latest.empty()) FT_LOG_INFO("checkpoint.resume: no checkpoint in '" << c.checkpoint_root() << "' yet; starting at step 0");
+  return latest;
+}
+
+// Keeps the metrics lines of steps up to `step` (a resumed run rewrites what came after).
+void truncate_metrics(const std::string& path, int64_t step) {
+  if (!file_exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= step)
+      kept += line + "\n";
+  }
+  write_text_file_atomic(path, kept, "output.metrics");
+}
+
+std::string hex_of(const at::Tensor& bytes) {
+  static const char* digits = "0123456789abcdef";
+  at::Tensor b = bytes.contiguous();
+  const uint8_t* p = b.data_ptr<uint8_t>();
+  std::string out;
+  for (int64_t i = 0; i < b.numel(); ++i) {
+    out.push_back(digits[p[i] >> 4]);
+    out.push_back(digits[p[i] & 15]);
+  }
+  return out;
+}
+
+at::Tensor bytes_of_hex(const std::string& hex) {
+  at::Tensor t = at::empty({int64_t(hex.size() / 2)}, at::kByte);
+  uint8_t* p = t.data_ptr<uint8_t>();
+  auto val = [](char ch) { return ch <= '9' ? ch - '0' : ch - 'a' + 10; };
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) p[i / 2] = uint8_t(val(hex[i]) * 16 + val(hex[i + 1]));
+  return t;
+}
+
+// Streams the trained model into <output.dir>/hf, one unit gathered at a time (rank 0 writes).
+void export_at_end(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& fsdp, comm::Communicator& world) {
+  const std::string out = c.output_dir + "/hf";
+  std::unique_ptr<io::HfExporter> ex;
+  if (world.rank() == 0) {
+    remove_tree(out, "output.export");  // the previous export of this output directory
+    ex = std::make_unique<io::HfExporter>(out, src.spec, src.config_text,
+                                          io::ExportOptions{c.export_dtype == "fp32" ? at::kFloat : at::kBFloat16});
+  }
+  for (size_t u = 0; u < fsdp.num_units(); ++u) {
+    at::Tensor flat = fsdp.gather_master(u);
+    if (ex) ex->add_unit(flat);
+  }
+  if (ex) {
+    if (!src.tokenizer_dir.empty()) ex->copy_tokenizer_files(src.tokenizer_dir);
+    ex->finish();
+    FT_LOG_INFO("exported the model to " << out << " (" << c.export_dtype << ")");
+  }
+  world.barrier();
 }
 
 std::vector<fsdp::MicroBatch> micro_batches(const std::vector<data::Sample>& samples, const std::vector<int64_t>& idx,
@@ -77,8 +171,14 @@ std::vector<fsdp::MicroBatch> micro_batches(const std::vector<data::Sample>& sam
 
 TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
   fsdp::CpuMemoryCounter::install();  // measured activations for the closing memory table
-  std::unique_ptr<io::HfCheckpoint> ckpt;
-  std::unique_ptr<model::LlamaModel> model = build_model(c, &ckpt);
+  ModelSource src = model_source(c);
+  const std::string resume_dir = checkpoint_to_resume(c);
+  std::unique_ptr<io::CheckpointReader> resume;
+  if (!resume_dir.empty()) {
+    resume = std::make_unique<io::CheckpointReader>(resume_dir);
+    resume->meta().check_model(src.spec, resume_dir + "/meta.json");
+  }
+  std::unique_ptr<model::LlamaModel> model = build_model(c, src, resume.get());
   const plan::ModelSpec& spec = model->spec();
   const int n = world.size();
   const int64_t global_batch = c.global_batch > 0 ? c.global_batch : c.micro_batch * n;
@@ -101,30 +201,74 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
   fsdp::FsdpModel fsdp(*model, world, fc);
   optim::LrSchedule schedule{c.schedule, c.lr, c.warmup_steps, c.steps, c.min_lr};
 
+  TrainSummary summary;
+  int64_t first_step = 0;
+  const nlohmann::ordered_json config_json = run_config_json(c);
+  if (resume) {
+    fsdp.load_state(*resume);
+    const io::CheckpointMeta& meta = resume->meta();
+    first_step = meta.step;
+    summary.steps = first_step;
+    summary.skipped_steps = meta.trainer.value("skipped_steps", int64_t(0));
+    summary.resumed_from = meta.step;
+    if (meta.trainer.contains("rng_cpu"))
+      at::Generator(at::detail::getDefaultCPUGenerator()).set_state(bytes_of_hex(meta.trainer["rng_cpu"].get<std::string>()));
+    if (meta.trainer.value("trajectory_hash", "") != trajectory_hash(c) && world.rank() == 0) {
+      std::string keys;
+      for (const std::string& k : changed_keys(nlohmann::ordered_json(meta.trainer.value("run_config", nlohmann::json::object())), config_json))
+        if (k.rfind("model.", 0) == 0 || k.rfind("data.", 0) == 0 || k.rfind("train.", 0) == 0) keys += " " + k;
+      FT_LOG_WARN("resuming with a run config that differs from the checkpoint's in:" << keys
+                  << "; the run will not match an uninterrupted one");
+    }
+    FT_LOG_INFO("resuming from " << resume_dir << " (step " << meta.step << ", saved on " << meta.world_size << " rank(s), shard "
+                << meta.stage << ") on " << n << " rank(s), shard " << plan::stage_name(c.shard));
+    FT_CHECK_ARG(first_step <= c.steps, c.origin << ": train.steps (" << c.steps << ") is below the checkpoint's step "
+                                                 << first_step << " (" << resume_dir << ")");
+    resume.reset();
+  }
+
   std::unique_ptr<std::ofstream> metrics;
   if (world.rank() == 0) {
     make_directories(c.output_dir, "output.dir");
-    metrics = std::make_unique<std::ofstream>(c.output_dir + "/" + c.metrics, std::ios::trunc);
-    FT_CHECK_ARG(metrics->good(), "output.metrics: cannot write '" << c.output_dir << "/" << c.metrics << "'");
+    const std::string path = c.output_dir + "/" + c.metrics;
+    if (first_step > 0) truncate_metrics(path, first_step);
+    metrics = std::make_unique<std::ofstream>(path, first_step > 0 ? std::ios::app : std::ios::trunc);
+    FT_CHECK_ARG(metrics->good(), "output.metrics: cannot write '" << path << "'");
   }
+  int64_t saved_step = first_step;
+  auto save = [&](int64_t step) {
+    SaveRequest req;
+    req.step = step;
+    req.trainer = {{"sampler", {{"seed", c.seed}, {"next_step", step}, {"global_batch", global_batch}, {"samples", train.size()}}},
+                   {"skipped_steps", summary.skipped_steps},
+                   {"rng_cpu", hex_of(at::detail::getDefaultCPUGenerator().get_state())},
+                   {"trajectory_hash", trajectory_hash(c)},
+                   {"run_config", config_json}};
+    req.config_text = src.config_text;
+    req.tokenizer_dir = src.tokenizer_dir;
+    req.keep = int(c.checkpoint_keep);
+    const std::string dir = save_checkpoint(c.checkpoint_root(), req, fsdp, world);
+    saved_step = step;
+    if (world.rank() == 0) FT_LOG_INFO("checkpoint: " << dir);
+  };
   FT_LOG_INFO("train: " << spec.name << " (" << spec.param_count() << " parameters), " << train.size() << " samples of "
               << c.seq_len << " tokens, " << c.steps << " steps of " << global_batch << " sequences on " << n
               << " rank(s), shard " << plan::stage_name(c.shard) << ", " << plan::precision_name(c.precision));
   const bool tty = world.rank() == 0 && isatty(fileno(stderr));
-  TrainSummary summary;
   fsdp::StepResult last;
   auto start = std::chrono::steady_clock::now();
   g_stop_signal = 0;
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
-  for (int64_t step = 0; step < c.steps; ++step) {
+  for (int64_t step = first_step; step < c.steps; ++step) {
     // Every rank stops after the same step when any of them was signalled.
     at::Tensor stop = at::full({1}, int64_t(g_stop_signal), at::kLong);
     world.all_reduce(stop, comm::ReduceOp::Max);
     if (stop.item<int64_t>() != 0) {
       if (world.rank() == 0)
-        std::fprintf(stderr, "%sstopping after step %lld on signal %lld (no checkpoint: checkpoints are not built yet)\n",
-                     tty ? "\n" : "", static_cast<long long>(step), static_cast<long long>(stop.item<int64_t>()));
+        std::fprintf(stderr, "%sstopping after step %lld on signal %lld%s\n", tty ? "\n" : "", static_cast<long long>(step),
+                     static_cast<long long>(stop.item<int64_t>()),
+                     c.checkpointing_on() ? "" : " (no checkpoint: checkpoint.every is 0)");
       summary.stopped_by_signal = true;
       break;
     }
@@ -134,7 +278,7 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
     fsdp::StepResult r = fsdp.train_step(micro, lr);
     last = r;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (step == 0) summary.first_loss = r.loss;
+    if (step == first_step) summary.first_loss = r.loss;
     summary.last_loss = r.loss;
     summary.steps = step + 1;
     if (r.skipped) ++summary.skipped_steps;
@@ -173,8 +317,12 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
         std::fflush(stderr);
       }
     }
+    if (c.checkpointing_on() && (step + 1) % c.checkpoint_every == 0) save(step + 1);
   }
   if (tty) std::fprintf(stderr, "\n");
+  // The last state is always kept when checkpointing: at the end and after a stop signal.
+  if (c.checkpointing_on() && summary.steps > saved_step) save(summary.steps);
+  if (c.export_hf) export_at_end(c, src, fsdp, world);
   std::signal(SIGTERM, SIG_DFL);
   std::signal(SIGINT, SIG_DFL);
   if (world.rank() == 0)

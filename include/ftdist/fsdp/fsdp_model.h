@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "ftdist/comm/communicator.h"
+#include "ftdist/io/checkpoint.h"
 #include "ftdist/model/llama.h"
 #include "ftdist/optim/adamw.h"
 #include "ftdist/plan/memory_model.h"
@@ -75,12 +76,30 @@ class FsdpModel {
   // (not reduced over ranks).
   StepResult eval_sums(const MicroBatch& micro_batch);
 
-  // The whole fp32 master parameters of unit u, gathered (tests, export).
-  at::Tensor gather_master(size_t u);
+  // The whole fp32 master parameters of unit u, gathered (tests, export). Every rank calls it.
+  at::Tensor gather_master(size_t u) { return gather_state(u, io::StateKind::Master); }
+  // The same for any checkpointed state (master, exp_avg, exp_avg_sq).
+  at::Tensor gather_state(size_t u, io::StateKind kind);
+
+  // Checkpoints (io/checkpoint.h): this rank writes file shard `index` of `count` when `writes`
+  // (in `hybrid` only the first replica writes; in `none` every rank writes a slice of its replica).
+  struct StateFiles {
+    int index = 0, count = 1;
+    bool writes = true;
+  };
+  StateFiles state_files() const;
+  // Unit u's `kind` over the elements of this rank's file shard (a view of the live fp32 buffer).
+  at::Tensor state_slice(size_t u, io::StateKind kind) const;
+  int64_t optimizer_steps() const;
+  // Every rank: master, optimizer states and step count from `ckpt`, saved on any world size and
+  // stage (the checkpoint must be of this model: see CheckpointMeta::check_model).
+  void load_state(const io::CheckpointReader& ckpt);
   // What this rank keeps between steps, counted from the runtime's own buffers, in the planner's
   // categories (params_sharded, master, optimizer, grads_sharded; the others are 0 here).
   plan::MemoryBreakdown persistent_bytes() const;
   size_t num_units() const;
+  const plan::ModelSpec& spec() const { return model_.spec(); }
+  const FsdpConfig& config() const { return cfg_; }
 
  private:
   at::Tensor forward_loss_sum(const MicroBatch& mb, int64_t* tokens);

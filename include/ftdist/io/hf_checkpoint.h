@@ -14,27 +14,30 @@
 #include <vector>
 
 #include "ftdist/io/safetensors.h"
+#include "ftdist/io/weight_source.h"
 #include "ftdist/plan/model_spec.h"
 
 namespace ftdist::io {
 
-class HfCheckpoint {
+class HfCheckpoint : public WeightSource {
  public:
   explicit HfCheckpoint(const std::string& dir);
 
-  const std::string& dir() const { return dir_; }
-  const plan::ModelSpec& spec() const { return spec_; }
-  const std::string& config_text() const { return config_text_; }
+  const std::string& dir() const override { return dir_; }
+  const plan::ModelSpec& spec() const override { return spec_; }
+  const std::string& config_text() const override { return config_text_; }
+  void read_unit_range(size_t unit, int64_t begin, const at::Tensor& out) const override;
   bool contains(const std::string& name) const { return where_.count(name) > 0; }
   const TensorInfo& info(const std::string& name) const;  // Error(BadInput) naming the directory
   void read_range(const std::string& name, int64_t first, int64_t count, const at::Tensor& out) const;
   // The dtype most weights are stored in (for defaults such as eval's compute dtype).
-  at::ScalarType stored_dtype() const;
+  at::ScalarType stored_dtype() const override;
 
  private:
   std::string dir_;
   std::string config_text_;
   plan::ModelSpec spec_;
+  std::vector<plan::ModelSpec::Unit> units_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, size_t> where_;  // tensor name -> file
 };

@@ -50,6 +50,9 @@ class SafetensorsFile {
   void read_range(const std::string& name, int64_t first, int64_t count, const at::Tensor& out) const;
   // The whole tensor, in its stored dtype, as a CPU tensor that owns its memory.
   at::Tensor read(const std::string& name) const;
+  // Drops the mapped pages read so far from the process's resident memory (they stay in the page
+  // cache); reads afterwards fault them in again.
+  void release_pages() const;
 
  private:
   void parse_header(uint64_t header_len);

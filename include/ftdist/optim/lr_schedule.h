@@ -23,5 +23,6 @@ struct LrSchedule {
 };
 
 LrSchedule::Kind schedule_kind_from_name(const std::string& name);  // constant | cosine | linear
+const char* schedule_kind_name(LrSchedule::Kind kind);
 
 }  // namespace ftdist::optim

@@ -89,4 +89,8 @@ struct ModelSpec {
 ModelSpec model_from_hf_config(const std::string& path);
 ModelSpec model_from_hf_config_text(const std::string& json_text, const std::string& origin);
 
+// The inverse: a Hugging Face config.json for `spec` (for checkpoints and exports of models that
+// came from a preset). model_from_hf_config_text(hf_config_text(m)) describes the same model.
+std::string hf_config_text(const ModelSpec& spec);
+
 }  // namespace ftdist::plan

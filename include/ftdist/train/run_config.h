@@ -6,10 +6,12 @@
 //   [train]    steps, micro_batch, global_batch, lr, min_lr, warmup_steps, schedule,
 //              weight_decay, grad_clip, seed, eval_every, log_every
 //   [parallel] shard, precision, reduce_dtype, checkpointing
-//   [output]   dir, metrics
+//   [checkpoint] dir, every, keep, resume
+//   [output]   dir, metrics, export, export_dtype
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -38,9 +40,26 @@ struct RunConfig {
   plan::Precision precision = plan::Precision::Fp32;
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
   plan::Checkpointing checkpointing = plan::Checkpointing::None;
+  // [checkpoint]: saved every `every` steps, at the end and on a stop signal when every > 0.
+  std::string checkpoint_dir;  // "" = <output.dir>/checkpoints
+  int64_t checkpoint_every = 0;
+  int64_t checkpoint_keep = 2;  // 0 keeps all
+  bool resume = false;          // continue from <checkpoint.dir>/latest when there is one
   // [output]
   std::string output_dir = "runs/ftdist", metrics = "metrics.jsonl";
+  bool export_hf = false;  // a Hugging Face directory <output.dir>/hf at the end
+  std::string export_dtype = "bf16";
+
+  bool checkpointing_on() const { return checkpoint_every > 0; }
+  std::string checkpoint_root() const { return checkpoint_dir.empty() ? output_dir + "/checkpoints" : checkpoint_dir; }
 };
+
+// The resolved config as JSON (stored in checkpoints), and a hash of the keys that shape the
+// training trajectory (model, data, optimizer, schedule, seed), to notice a changed resume.
+nlohmann::ordered_json run_config_json(const RunConfig& config);
+std::string trajectory_hash(const RunConfig& config);
+// The [section] keys whose values differ between two run_config_json()s ("train.lr", ...).
+std::vector<std::string> changed_keys(const nlohmann::ordered_json& before, const nlohmann::ordered_json& now);
 
 // Reads `path`, applies `overrides` ("section.key=value"), validates. Error(BadInput) names the key.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);

@@ -2,6 +2,9 @@
 // gradient-norm clipping (a non-finite norm skips the step and is counted), metrics as JSON lines
 // on rank 0 (step, loss, lr, grad_norm, tokens, tokens_per_s, peak_mem_bytes; eval_loss on eval
 // steps), a progress line on a terminal. Deterministic given the seed.
+// Checkpoints (checkpoint.every > 0): every N steps, at the end and after a stop signal; with
+// checkpoint.resume the run continues from the latest one, on any world size and stage, and
+// equals the uninterrupted run. output.export writes a Hugging Face directory at the end.
 #pragma once
 
 #include "ftdist/comm/communicator.h"
@@ -14,6 +17,7 @@ struct TrainSummary {
   int64_t steps = 0;
   int64_t skipped_steps = 0;  // non-finite gradient norm
   bool stopped_by_signal = false;  // SIGTERM / SIGINT: stopped cleanly after a whole step
+  int64_t resumed_from = -1;       // the checkpoint's step, when resumed
 };
 
 TrainSummary run_training(const RunConfig& config, comm::Communicator& world);

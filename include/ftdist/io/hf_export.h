@@ -1,0 +1,73 @@
+// HfExporter — streams a model into a Hugging Face directory one unit at a time, so that memory
+// stays bounded by the largest unit, never the model (DESIGN.md §6):
+//   OUT/model-00001-of-0000n.safetensors ...   tensors in unit order, files cut at max_shard_bytes
+//   OUT/model.safetensors.index.json           {"metadata": {"total_size"}, "weight_map"}
+//   OUT/config.json                            the model's config (its dtype set to the export's)
+//   OUT/tokenizer.json, tokenizer.model, ...   copied when known
+// Everything is written into OUT.tmp and renamed to OUT by finish(); an export that fails or is
+// killed leaves no OUT behind.
+//
+//   HfExporter ex("out/hf", spec, config_text, {at::kBFloat16, 5'000'000'000});
+//   for (size_t u = 0; u < n; ++u) ex.add_unit(whole_flat_of_unit(u));
+//   ex.copy_tokenizer_files(model_dir);
+//   ex.finish();
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ftdist/io/safetensors.h"
+#include "ftdist/plan/model_spec.h"
+
+namespace ftdist::io {
+
+class CheckpointReader;
+
+struct ExportOptions {
+  at::ScalarType dtype = at::kBFloat16;
+  uint64_t max_shard_bytes = 5'000'000'000ull;  // a tensor larger than this gets a file of its own
+};
+
+// The tokenizer files a Hugging Face directory may carry, copied along by exports and checkpoints.
+const std::vector<std::string>& tokenizer_file_names();
+// Copies those of tokenizer_file_names() that exist in `from` into `to`; returns how many.
+int copy_tokenizer_files(const std::string& from, const std::string& to);
+
+class HfExporter {
+ public:
+  HfExporter(std::string out_dir, const plan::ModelSpec& spec, const std::string& config_text, ExportOptions options);
+  ~HfExporter();  // without finish(): removes OUT.tmp
+  HfExporter(const HfExporter&) = delete;
+  HfExporter& operator=(const HfExporter&) = delete;
+
+  int num_files() const { return int(file_first_.size()); }
+  // The next unit's whole flat buffer (its tensors concatenated; padding beyond them is ignored).
+  void add_unit(const at::Tensor& flat);
+  void copy_tokenizer_files(const std::string& from_dir);
+  void finish();
+
+ private:
+  void open_file(size_t f);
+  std::string out_, tmp_;
+  ExportOptions options_;
+  std::vector<plan::ModelSpec::Unit> units_;
+  std::vector<SafetensorsWriter::Entry> entries_;  // every tensor, in order
+  std::vector<size_t> file_first_;                 // first entry of each file
+  size_t next_unit_ = 0, next_entry_ = 0;
+  int open_ = -1;
+  std::unique_ptr<SafetensorsWriter> writer_;
+  bool finished_ = false;
+};
+
+// `ftdist export`: a checkpoint's master weights, one unit at a time, with the tokenizer files
+// found in the checkpoint directory.
+void export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir, ExportOptions options);
+
+// HF file name of shard f (0-based) of n: model-00001-of-00003.safetensors
+std::string hf_shard_file_name(int f, int n);
+
+}  // namespace ftdist::io

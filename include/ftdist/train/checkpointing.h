@@ -1,0 +1,31 @@
+// Saving and restoring the training state (io/checkpoint.h has the format): every rank writes its
+// file shard into the temporary directory, then rank 0 commits it once all are on disk.
+//
+//   std::string dir = save_checkpoint(root, {step, trainer_json, config_text, tokenizer_dir, keep}, fsdp, world);
+//   io::CheckpointReader ckpt(io::find_latest_checkpoint(root));  fsdp.load_state(ckpt);
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "ftdist/comm/communicator.h"
+#include "ftdist/fsdp/fsdp_model.h"
+
+namespace ftdist::train {
+
+struct SaveRequest {
+  int64_t step = 0;                 // optimizer steps done
+  nlohmann::json trainer;           // the trainer's state (sampler position, run config, ...)
+  std::string config_text;          // the model's config.json
+  std::string tokenizer_dir;        // tokenizer files to copy along ("" = none)
+  int keep = 2;                     // checkpoints kept (0: all)
+};
+
+// Collective (every rank). Returns the final directory. A rank killed during it leaves only a
+// temporary directory behind: the previous checkpoint stays `latest`.
+// Test hook: FTDIST_TEST_KILL_DURING_SAVE=<step> makes the last rank SIGKILL itself after writing
+// its file of that step's save (before the checkpoint is committed).
+std::string save_checkpoint(const std::string& root, const SaveRequest& request, const fsdp::FsdpModel& fsdp,
+                            comm::Communicator& world);
+
+}  // namespace ftdist::train

@@ -1,0 +1,278 @@
+#include "ftdist/io/checkpoint.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+#include "ftdist/core/check.h"
+#include "ftdist/core/log.h"
+#include "ftdist/core/text_file.h"
+
+namespace ftdist::io {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kFormatName = "ftdist-checkpoint";
+
+std::string numbered(const char* prefix, int64_t n, int width) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%s%0*lld", prefix, width, static_cast<long long>(n));
+  return buf;
+}
+
+template <typename T>
+T field(const json& j, const char* key, const std::string& origin) {
+  FT_CHECK_ARG(j.contains(key), origin << ": missing key \"" << key << "\"");
+  try {
+    return j.at(key).get<T>();
+  } catch (const json::exception&) {
+    FT_CHECK_ARG(false, origin << ": key \"" << key << "\" has the wrong type (" << j.at(key).dump() << ")");
+  }
+  return T{};
+}
+
+// Checkpoint directories under root, oldest first (names sort by step).
+std::vector<std::string> step_dirs(const std::string& root) {
+  std::vector<std::string> out;
+  for (const std::string& name : list_directory(root))
+    if (name.rfind("step-", 0) == 0 && is_directory(root + "/" + name)) out.push_back(name);
+  return out;
+}
+
+}  // namespace
+
+const char* state_kind_name(StateKind kind) {
+  switch (kind) {
+    case StateKind::Master: return "master";
+    case StateKind::ExpAvg: return "exp_avg";
+    case StateKind::ExpAvgSq: return "exp_avg_sq";
+  }
+  return "?";
+}
+
+int64_t file_shard_size(int64_t numel, int file_shards) { return (numel + file_shards - 1) / file_shards; }
+
+std::pair<int64_t, int64_t> file_shard_range(int64_t numel, int k, int file_shards) {
+  const int64_t s = file_shard_size(numel, file_shards);
+  const int64_t begin = std::min(numel, int64_t(k) * s);
+  return {begin, std::min(numel, begin + s)};
+}
+
+std::string rank_file_name(int k, int file_shards) {
+  return numbered("rank-", k, 5) + numbered("-of-", file_shards, 5) + ".safetensors";
+}
+
+std::string state_tensor_name(const std::string& unit, StateKind kind) { return unit + "/" + state_kind_name(kind); }
+
+std::string checkpoint_dir_name(int64_t step) { return numbered("step-", step, 8); }
+
+std::string checkpoint_tmp_dir(const std::string& root, int64_t step) {
+  return root + "/.tmp-" + checkpoint_dir_name(step);
+}
+
+json CheckpointMeta::to_json() const {
+  json j;
+  j["format"] = kFormatName;
+  j["format_version"] = format_version;
+  j["step"] = step;
+  j["world_size"] = world_size;
+  j["file_shards"] = file_shards;
+  j["stage"] = stage;
+  j["precision"] = precision;
+  j["model"] = model_name;
+  json us = json::array();
+  for (const Unit& u : units) {
+    json ts = json::array();
+    int64_t offset = 0;
+    for (const auto& t : u.tensors) {
+      int64_t n = 1;
+      for (int64_t d : t.shape) n *= d;
+      ts.push_back({{"name", t.name}, {"shape", t.shape}, {"offset", offset}});
+      offset += n;
+    }
+    us.push_back({{"name", u.name}, {"numel", u.numel}, {"tensors", ts}});
+  }
+  j["units"] = us;
+  j["optimizer"] = optimizer;
+  j["trainer"] = trainer;
+  return j;
+}
+
+CheckpointMeta CheckpointMeta::from_json(const std::string& text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    FT_CHECK_ARG(false, origin << ": not valid JSON (" << e.what() << ")");
+  }
+  FT_CHECK_ARG(j.is_object() && j.value("format", "") == kFormatName,
+               origin << ": not an ftdist checkpoint (expected \"format\": \"" << kFormatName << "\")");
+  CheckpointMeta m;
+  m.format_version = field<int>(j, "format_version", origin);
+  FT_CHECK_ARG(m.format_version == kCheckpointFormatVersion, origin << ": format_version " << m.format_version
+                                                                     << " is not supported (this ftdist reads version "
+                                                                     << kCheckpointFormatVersion << ")");
+  m.step = field<int64_t>(j, "step", origin);
+  m.world_size = field<int>(j, "world_size", origin);
+  m.file_shards = field<int>(j, "file_shards", origin);
+  FT_CHECK_ARG(m.step >= 0 && m.world_size >= 1 && m.file_shards >= 1,
+               origin << ": step, world_size and file_shards must be non-negative / positive");
+  m.stage = field<std::string>(j, "stage", origin);
+  m.precision = field<std::string>(j, "precision", origin);
+  m.model_name = field<std::string>(j, "model", origin);
+  FT_CHECK_ARG(j.contains("units") && j["units"].is_array() && !j["units"].empty(), origin << ": missing array \"units\"");
+  for (const json& ju : j["units"]) {
+    Unit u;
+    u.name = field<std::string>(ju, "name", origin);
+    u.numel = field<int64_t>(ju, "numel", origin);
+    int64_t total = 0;
+    FT_CHECK_ARG(ju.contains("tensors") && ju["tensors"].is_array(), origin << ": unit " << u.name << " has no \"tensors\"");
+    for (const json& jt : ju["tensors"]) {
+      plan::ModelSpec::Tensor t{field<std::string>(jt, "name", origin), field<std::vector<int64_t>>(jt, "shape", origin)};
+      FT_CHECK_ARG(field<int64_t>(jt, "offset", origin) == total,
+                   origin << ": tensor " << t.name << " of unit " << u.name << " is not at offset " << total);
+      int64_t n = 1;
+      for (int64_t d : t.shape) n *= d;
+      total += n;
+      u.tensors.push_back(std::move(t));
+    }
+    FT_CHECK_ARG(total == u.numel, origin << ": unit " << u.name << " has numel " << u.numel << " but its tensors hold " << total);
+    m.units.push_back(std::move(u));
+  }
+  m.optimizer = j.value("optimizer", json::object());
+  m.trainer = j.value("trainer", json::object());
+  return m;
+}
+
+void CheckpointMeta::check_model(const plan::ModelSpec& spec, const std::string& origin) const {
+  const std::vector<plan::ModelSpec::Unit> want = spec.units();
+  std::string problem;
+  if (want.size() != units.size()) {
+    problem = std::to_string(units.size()) + " units in the checkpoint, " + std::to_string(want.size()) + " in the model";
+  } else {
+    for (size_t u = 0; u < want.size() && problem.empty(); ++u) {
+      if (want[u].name != units[u].name || want[u].tensors.size() != units[u].tensors.size()) {
+        problem = "unit " + std::to_string(u) + " is " + units[u].name + " in the checkpoint, " + want[u].name + " in the model";
+        break;
+      }
+      for (size_t t = 0; t < want[u].tensors.size(); ++t)
+        if (want[u].tensors[t].name != units[u].tensors[t].name || want[u].tensors[t].shape != units[u].tensors[t].shape) {
+          std::ostringstream os;
+          os << "tensor " << units[u].tensors[t].name << " " << c10::IntArrayRef(units[u].tensors[t].shape)
+             << " in the checkpoint, " << want[u].tensors[t].name << " " << c10::IntArrayRef(want[u].tensors[t].shape)
+             << " in the model";
+          problem = os.str();
+          break;
+        }
+    }
+  }
+  FT_CHECK_ARG(problem.empty(), origin << ": this checkpoint is of another model (" << model_name << "; " << problem
+                                       << ") than the run's (" << spec.name << ")");
+}
+
+std::string commit_checkpoint(const std::string& root, const std::string& tmp, const CheckpointMeta& meta,
+                              const std::string& config_text, int keep) {
+  const std::string what = "checkpoint " + root;
+  write_text_file_atomic(tmp + "/config.json", config_text, what);
+  write_text_file_atomic(tmp + "/meta.json", meta.to_json().dump(2) + "\n", what);
+  fsync_directory(tmp, what);
+  const std::string name = checkpoint_dir_name(meta.step);
+  const std::string final_dir = root + "/" + name;
+  // An older save of the same step (a run resumed from before it) is moved aside first, and
+  // removed below with the other temporaries.
+  if (is_directory(final_dir)) {
+    const std::string aside = root + "/.tmp-replaced-" + name;
+    remove_tree(aside, what);
+    FT_CHECK_ARG(std::rename(final_dir.c_str(), aside.c_str()) == 0,
+                 what << ": cannot move '" << final_dir << "' aside (" << std::strerror(errno) << ")");
+  }
+  FT_CHECK_ARG(std::rename(tmp.c_str(), final_dir.c_str()) == 0,
+               what << ": cannot rename '" << tmp << "' to '" << final_dir << "' (" << std::strerror(errno) << ")");
+  fsync_directory(root, what);
+  write_text_file_atomic(root + "/latest", name + "\n", what);
+  fsync_directory(root, what);
+  // Only now is anything removed: the older checkpoints beyond `keep` and stale temporaries.
+  std::vector<std::string> dirs = step_dirs(root);
+  if (keep > 0)
+    for (size_t i = 0; i + size_t(keep) < dirs.size(); ++i)
+      if (dirs[i] != name) remove_tree(root + "/" + dirs[i], what);
+  for (const std::string& entry : list_directory(root))
+    if (entry.rfind(".tmp-", 0) == 0) remove_tree(root + "/" + entry, what);
+  return final_dir;
+}
+
+std::string find_latest_checkpoint(const std::string& root) {
+  const std::string latest = root + "/latest";
+  if (!file_exists(latest)) return "";
+  std::string name = read_text_file(latest, "checkpoint");
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  FT_CHECK_ARG(!name.empty() && name.find('/') == std::string::npos,
+               latest << ": expected the name of a checkpoint directory, got '" << name << "'");
+  const std::string dir = root + "/" + name;
+  FT_CHECK_ARG(is_checkpoint_dir(dir), latest << " names '" << name << "', but " << dir << "/meta.json does not exist");
+  return dir;
+}
+
+bool is_checkpoint_dir(const std::string& dir) { return file_exists(dir + "/meta.json"); }
+
+CheckpointReader::CheckpointReader(const std::string& dir) : dir_(dir) {
+  FT_CHECK_ARG(is_directory(dir), "checkpoint: '" << dir << "' is not a directory");
+  const std::string meta_path = dir + "/meta.json";
+  meta_ = CheckpointMeta::from_json(read_text_file(meta_path, "checkpoint"), meta_path);
+  config_text_ = read_text_file(dir + "/config.json", "checkpoint");
+  spec_ = plan::model_from_hf_config_text(config_text_, dir + "/config.json");
+  meta_.check_model(spec_, meta_path);
+  for (int k = 0; k < meta_.file_shards; ++k) {
+    const std::string path = dir + "/" + rank_file_name(k, meta_.file_shards);
+    FT_CHECK_ARG(file_exists(path), "checkpoint: rank file '" << path << "' is missing (meta.json lists "
+                                                              << meta_.file_shards << " rank files)");
+    files_.push_back(std::make_unique<SafetensorsFile>(path));
+    for (const CheckpointMeta::Unit& u : meta_.units) {
+      const auto [begin, end] = file_shard_range(u.numel, k, meta_.file_shards);
+      for (StateKind kind : kStateKinds) {
+        const std::string name = state_tensor_name(u.name, kind);
+        FT_CHECK_ARG(files_.back()->contains(name), path << ": tensor \"" << name << "\" is missing");
+        const TensorInfo& t = files_.back()->info(name);
+        FT_CHECK_ARG(t.dtype == at::kFloat && t.numel() == end - begin,
+                     path << ": tensor \"" << name << "\" should be F32 with " << end - begin << " elements, found "
+                          << safetensors_dtype_name(t.dtype) << " with " << t.numel());
+      }
+    }
+  }
+}
+
+CheckpointReader::~CheckpointReader() = default;
+
+void CheckpointReader::read_unit_range(size_t unit, int64_t begin, const at::Tensor& out) const {
+  read_state_range(unit, StateKind::Master, begin, out);
+}
+
+void CheckpointReader::read_state_range(size_t unit, StateKind kind, int64_t begin, const at::Tensor& out) const {
+  FT_CHECK(unit < meta_.units.size(), ErrorKind::Internal, dir_ << ": unit " << unit << " of " << meta_.units.size());
+  FT_CHECK_ARG(out.is_contiguous() && begin >= 0, "read_state_range: a contiguous output and a non-negative start are needed");
+  const CheckpointMeta::Unit& u = meta_.units[unit];
+  const std::string name = state_tensor_name(u.name, kind);
+  at::Tensor flat = out.view({-1});
+  const int64_t end = begin + flat.numel();
+  const int64_t s = file_shard_size(u.numel, meta_.file_shards);
+  for (int64_t pos = begin; pos < std::min(end, u.numel);) {
+    const int k = int(pos / s);
+    const int64_t shard_end = std::min(u.numel, int64_t(k + 1) * s);
+    const int64_t n = std::min(end, shard_end) - pos;
+    files_[size_t(k)]->read_range(name, pos - int64_t(k) * s, n, flat.narrow(0, pos - begin, n));
+    pos += n;
+  }
+  if (end > u.numel) {
+    const int64_t lo = std::max(begin, u.numel);
+    flat.narrow(0, lo - begin, end - lo).zero_();
+  }
+}
+
+void CheckpointReader::release_pages() const {
+  for (const auto& f : files_) f->release_pages();
+}
+
+}  // namespace ftdist::io

@@ -1,0 +1,164 @@
+#include "ftdist/io/hf_export.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "ftdist/core/check.h"
+#include "ftdist/core/dtype.h"
+#include "ftdist/core/log.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/io/checkpoint.h"
+
+namespace ftdist::io {
+namespace {
+
+int64_t numel_of(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+// The config with its dtype set to the exported one (Transformers' default load dtype).
+std::string config_with_dtype(const std::string& text, at::ScalarType dtype) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(text);
+  const char* name = dtype == at::kBFloat16 ? "bfloat16" : dtype == at::kHalf ? "float16" : "float32";
+  if (j.contains("dtype")) j["dtype"] = name;
+  if (j.contains("torch_dtype") || !j.contains("dtype")) j["torch_dtype"] = name;
+  return j.dump(2) + "\n";
+}
+
+}  // namespace
+
+std::string hf_shard_file_name(int f, int n) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "model-%05d-of-%05d.safetensors", f + 1, n);
+  return buf;
+}
+
+const std::vector<std::string>& tokenizer_file_names() {
+  static const std::vector<std::string> names = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                                                 "special_tokens_map.json", "generation_config.json"};
+  return names;
+}
+
+int copy_tokenizer_files(const std::string& from, const std::string& to) {
+  int copied = 0;
+  for (const std::string& name : tokenizer_file_names()) {
+    if (!file_exists(from + "/" + name)) continue;
+    write_text_file_atomic(to + "/" + name, read_text_file(from + "/" + name, "tokenizer files"), "tokenizer files");
+    ++copied;
+  }
+  return copied;
+}
+
+HfExporter::HfExporter(std::string out_dir, const plan::ModelSpec& spec, const std::string& config_text,
+                       ExportOptions options)
+    : out_(std::move(out_dir)), tmp_(out_ + ".tmp"), options_(options), units_(spec.units()) {
+  FT_CHECK_ARG(at::isFloatingType(options.dtype), "export: the dtype must be floating, got " << dtype_name(options.dtype));
+  FT_CHECK_ARG(options.max_shard_bytes > 0, "export: --max-shard-size must be positive");
+  FT_CHECK_ARG(!is_directory(out_) && !file_exists(out_),
+               "export: '" << out_ << "' already exists; remove it or choose another --out");
+  remove_tree(tmp_, "export");  // a previous export that died
+  make_directories(tmp_, "export");
+  // Cut the tensors, in order, into files of at most max_shard_bytes.
+  const uint64_t elem = c10::elementSize(options.dtype);
+  uint64_t in_file = 0;
+  for (const auto& unit : units_)
+    for (const auto& t : unit.tensors) {
+      const uint64_t bytes = uint64_t(numel_of(t.shape)) * elem;
+      if (file_first_.empty() || (in_file > 0 && in_file + bytes > options.max_shard_bytes)) {
+        file_first_.push_back(entries_.size());
+        in_file = 0;
+      }
+      in_file += bytes;
+      entries_.push_back({t.name, options.dtype, t.shape});
+    }
+  write_text_file_atomic(tmp_ + "/config.json", config_with_dtype(config_text, options.dtype), "export config.json");
+}
+
+HfExporter::~HfExporter() {
+  writer_.reset();
+  if (!finished_) {
+    try {
+      remove_tree(tmp_, "export");
+    } catch (...) {
+    }
+  }
+}
+
+void HfExporter::open_file(size_t f) {
+  const size_t end = f + 1 < file_first_.size() ? file_first_[f + 1] : entries_.size();
+  std::vector<SafetensorsWriter::Entry> mine(entries_.begin() + long(file_first_[f]), entries_.begin() + long(end));
+  writer_ = std::make_unique<SafetensorsWriter>(tmp_ + "/" + hf_shard_file_name(int(f), num_files()), std::move(mine),
+                                                std::map<std::string, std::string>{{"format", "pt"}});
+  open_ = int(f);
+}
+
+void HfExporter::add_unit(const at::Tensor& flat_in) {
+  FT_CHECK(next_unit_ < units_.size(), ErrorKind::Internal, "export: more units than the model has");
+  const auto& unit = units_[next_unit_];
+  FT_CHECK(flat_in.numel() >= unit.numel(), ErrorKind::Internal,
+           "export: unit " << unit.name << " has " << flat_in.numel() << " elements, expected " << unit.numel());
+  at::Tensor flat = flat_in.reshape({-1});
+  int64_t offset = 0;
+  for (const auto& t : unit.tensors) {
+    const size_t f = size_t(std::upper_bound(file_first_.begin(), file_first_.end(), next_entry_) - file_first_.begin()) - 1;
+    if (open_ != int(f)) {
+      if (writer_) writer_->finish();
+      open_file(f);
+    }
+    const int64_t n = numel_of(t.shape);
+    writer_->write(t.name, flat.narrow(0, offset, n).view(t.shape));
+    offset += n;
+    ++next_entry_;
+  }
+  ++next_unit_;
+}
+
+void HfExporter::copy_tokenizer_files(const std::string& from_dir) { io::copy_tokenizer_files(from_dir, tmp_); }
+
+void HfExporter::finish() {
+  FT_CHECK(next_unit_ == units_.size(), ErrorKind::Internal,
+           "export: " << next_unit_ << " of " << units_.size() << " units were written");
+  if (writer_) writer_->finish();
+  writer_.reset();
+  nlohmann::ordered_json index;
+  uint64_t total = 0;
+  nlohmann::ordered_json map = nlohmann::ordered_json::object();
+  for (size_t f = 0; f < file_first_.size(); ++f) {
+    const size_t end = f + 1 < file_first_.size() ? file_first_[f + 1] : entries_.size();
+    for (size_t e = file_first_[f]; e < end; ++e) {
+      map[entries_[e].name] = hf_shard_file_name(int(f), num_files());
+      total += uint64_t(numel_of(entries_[e].shape)) * c10::elementSize(entries_[e].dtype);
+    }
+  }
+  index["metadata"] = {{"total_size", total}};
+  index["weight_map"] = map;
+  write_text_file_atomic(tmp_ + "/model.safetensors.index.json", index.dump(2) + "\n", "export index");
+  fsync_directory(tmp_, "export");
+  FT_CHECK_ARG(std::rename(tmp_.c_str(), out_.c_str()) == 0,
+               "export: cannot rename '" << tmp_ << "' to '" << out_ << "' (" << std::strerror(errno) << ")");
+  finished_ = true;
+}
+
+void export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir, ExportOptions options) {
+  HfExporter ex(out_dir, ckpt.spec(), ckpt.config_text(), options);
+  const auto units = ckpt.spec().units();
+  for (size_t u = 0; u < units.size(); ++u) {
+    // One unit's fp32 master at a time; its pages are dropped before the next.
+    at::Tensor flat = at::empty({units[u].numel()}, at::kFloat);
+    ckpt.read_unit_range(u, 0, flat);
+    ex.add_unit(flat);
+    ckpt.release_pages();
+    if ((u + 1) % 8 == 0 || u + 1 == units.size())
+      FT_LOG_INFO("export: " << u + 1 << "/" << units.size() << " units written");
+  }
+  ex.copy_tokenizer_files(ckpt.dir());
+  ex.finish();
+}
+
+}  // namespace ftdist::io

@@ -1,0 +1,262 @@
+// Checkpoints: saved on N ranks with one stage, loaded on M ranks with another (4->2, 2->4, 4->3
+// with uneven padding, hybrid 2x2 -> 1 rank unsharded, 1 -> 4 with the optimizer stage), the
+// parameters, both AdamW states and the step count come back bit for bit; a resumed optimizer
+// continues exactly. Damaged checkpoints give errors naming the file. Run under mpirun -np 4
+// (the save and load groups are carved out of the world with split).
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "../comm/mpi_world.h"
+#include "../expect_error.h"
+#include "../model/tiny_model.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/fsdp/fsdp_model.h"
+#include "ftdist/io/checkpoint.h"
+#include "ftdist/io/hf_checkpoint.h"
+#include "ftdist/io/hf_export.h"
+#include "ftdist/model/loss.h"
+#include "ftdist/train/checkpointing.h"
+
+using namespace ftdist;
+
+namespace {
+
+constexpr int64_t kSeq = 8;
+
+fsdp::MicroBatch batch(int step, int rank, int64_t vocab) {
+  at::Generator gen = at::detail::createCPUGenerator(7919ull * step + rank);
+  at::Tensor ids = at::randint(0, vocab, {2, kSeq}, gen, at::kLong);
+  return {ids, ids.clone()};
+}
+
+// A directory every rank agrees on (rank 0's pid), fresh for each test.
+std::string shared_dir(comm::Communicator& world, const std::string& name) {
+  at::Tensor pid = at::full({1}, int64_t(world.rank() == 0 ? ::getpid() : 0), at::kLong);
+  world.all_reduce(pid, comm::ReduceOp::Max);
+  const std::string dir = std::string(FTDIST_TEST_TMP) + "/ckpt-" + std::to_string(pid.item<int64_t>()) + "-" + name;
+  if (world.rank() == 0) {
+    remove_tree(dir, "test");
+    make_directories(dir, "test");
+  }
+  world.barrier();
+  return dir;
+}
+
+fsdp::FsdpConfig config(plan::Stage stage, int shard_group = 0) {
+  fsdp::FsdpConfig c;
+  c.stage = stage;
+  c.shard_group = shard_group;
+  c.adamw.weight_decay = 0.1;
+  return c;
+}
+
+using States = std::vector<std::array<at::Tensor, 3>>;  // per unit: master, exp_avg, exp_avg_sq
+
+States gather_all(fsdp::FsdpModel& f) {
+  States out;
+  for (size_t u = 0; u < f.num_units(); ++u)
+    out.push_back({f.gather_state(u, io::StateKind::Master), f.gather_state(u, io::StateKind::ExpAvg),
+                   f.gather_state(u, io::StateKind::ExpAvgSq)});
+  return out;
+}
+
+struct Side {
+  int ranks;
+  plan::Stage stage;
+  int shard_group = 0;
+};
+
+// Trains `steps` steps on the first `save.ranks` ranks and checkpoints; then the first `load.ranks`
+// ranks load it into a differently initialized model and must hold the very same state.
+void reshard_case(const Side& save, const Side& load, bool tied, const std::string& name) {
+  auto world = mpi_world();
+  if (world->size() < std::max(save.ranks, load.ranks)) GTEST_SKIP() << "needs " << std::max(save.ranks, load.ranks) << " ranks";
+  const std::string root = shared_dir(*world, name);
+  const plan::ModelSpec spec = tiny_spec("llama", tied);
+  States saved;
+  int64_t saved_steps = 0;
+  {
+    auto group = world->split(world->rank() < save.ranks ? 0 : 1, world->rank());
+    if (world->rank() < save.ranks) {
+      model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+      randomize(m, 42);
+      fsdp::FsdpModel f(m, *group, config(save.stage, save.shard_group));
+      for (int s = 0; s < 2; ++s) f.train_step({batch(s, group->rank(), spec.vocab)}, 1e-2);
+      saved = gather_all(f);
+      saved_steps = f.optimizer_steps();
+      train::SaveRequest req;
+      req.step = 2;
+      req.config_text = plan::hf_config_text(spec);
+      train::save_checkpoint(root, req, f, *group);
+    }
+  }
+  world->barrier();
+  // The loading ranks need the saved values to compare with: rank 0 saved on every case.
+  auto group = world->split(world->rank() < load.ranks ? 0 : 1, world->rank());
+  if (world->rank() >= load.ranks) return;
+  io::CheckpointReader ckpt(io::find_latest_checkpoint(root));
+  EXPECT_EQ(ckpt.meta().step, 2);
+  EXPECT_EQ(ckpt.meta().world_size, save.ranks);
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 7);  // different weights: everything must come from the checkpoint
+  fsdp::FsdpModel f(m, *group, config(load.stage, load.shard_group));
+  f.load_state(ckpt);
+  States loaded = gather_all(f);
+  EXPECT_EQ(f.optimizer_steps(), 2);
+  if (world->rank() == 0) {
+    EXPECT_EQ(saved_steps, 2);
+    ASSERT_EQ(loaded.size(), saved.size());
+    for (size_t u = 0; u < saved.size(); ++u)
+      for (int k = 0; k < 3; ++k)
+        EXPECT_TRUE(at::equal(loaded[u][size_t(k)], saved[u][size_t(k)]))
+            << "unit " << u << " " << io::state_kind_name(io::kStateKinds[k]) << ": max difference "
+            << (loaded[u][size_t(k)] - saved[u][size_t(k)]).abs().max().item<double>();
+  }
+}
+
+}  // namespace
+
+TEST(Reshard, FourFullToTwoGradOp) { reshard_case({4, plan::Stage::Full}, {2, plan::Stage::GradOp}, false, "4to2"); }
+TEST(Reshard, TwoFullToFourOptimizer) { reshard_case({2, plan::Stage::Full}, {4, plan::Stage::Optimizer}, false, "2to4"); }
+TEST(Reshard, FourOptimizerToThreeFullUnevenPadding) {
+  reshard_case({4, plan::Stage::Optimizer}, {3, plan::Stage::Full}, true, "4to3");
+}
+TEST(Reshard, HybridTwoByTwoToOneUnsharded) {
+  reshard_case({4, plan::Stage::Hybrid, 2}, {1, plan::Stage::None}, false, "hybrid");
+}
+TEST(Reshard, TwoUnshardedToThreeHybridOfOne) {
+  reshard_case({2, plan::Stage::None}, {3, plan::Stage::Hybrid, 1}, false, "none");
+}
+
+// A resumed optimizer continues exactly: save after 2 steps, load into a fresh model on the same
+// ranks, and the next 2 steps give bit-identical losses and parameters.
+TEST(Resume, ContinuesBitwise) {
+  auto world = mpi_world();
+  const std::string root = shared_dir(*world, "resume");
+  const plan::ModelSpec spec = tiny_spec("qwen2");
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 3);
+  fsdp::FsdpModel a(m, *world, config(plan::Stage::Full));
+  for (int s = 0; s < 2; ++s) a.train_step({batch(s, world->rank(), spec.vocab)}, 1e-2);
+  train::SaveRequest req;
+  req.step = 2;
+  req.config_text = plan::hf_config_text(spec);
+  train::save_checkpoint(root, req, a, *world);
+  std::vector<double> la;
+  for (int s = 2; s < 4; ++s) la.push_back(a.train_step({batch(s, world->rank(), spec.vocab)}, 1e-2).loss);
+
+  model::LlamaModel m2(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m2, 99);
+  fsdp::FsdpModel b(m2, *world, config(plan::Stage::Full));
+  b.load_state(io::CheckpointReader(io::find_latest_checkpoint(root)));
+  for (int s = 2; s < 4; ++s) EXPECT_EQ(b.train_step({batch(s, world->rank(), spec.vocab)}, 1e-2).loss, la[size_t(s - 2)]);
+  States sa = gather_all(a), sb = gather_all(b);
+  for (size_t u = 0; u < sa.size(); ++u)
+    for (int k = 0; k < 3; ++k) EXPECT_TRUE(at::equal(sa[u][size_t(k)], sb[u][size_t(k)])) << "unit " << u;
+}
+
+// Damage: every broken checkpoint is refused with the file named; keep-K and `latest` behave.
+TEST(Damage, ClearErrors) {
+  auto world = mpi_world();
+  const std::string root = shared_dir(*world, "damage");
+  const plan::ModelSpec spec = tiny_spec("llama");
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 5);
+  fsdp::FsdpModel f(m, *world, config(plan::Stage::Full));
+  train::SaveRequest req;
+  req.config_text = plan::hf_config_text(spec);
+  req.keep = 2;
+  for (int64_t step : {1, 2, 3}) {
+    f.train_step({batch(int(step), world->rank(), spec.vocab)}, 1e-2);
+    req.step = step;
+    train::save_checkpoint(root, req, f, *world);
+  }
+  if (world->rank() != 0) return;
+  // keep = 2: step 1 is gone, latest is step 3.
+  EXPECT_FALSE(is_directory(root + "/" + io::checkpoint_dir_name(1)));
+  EXPECT_TRUE(is_directory(root + "/" + io::checkpoint_dir_name(2)));
+  const std::string dir = io::find_latest_checkpoint(root);
+  EXPECT_EQ(dir, root + "/" + io::checkpoint_dir_name(3));
+  EXPECT_NO_THROW(io::CheckpointReader r(dir));
+
+  // A copy to damage in different ways.
+  auto fresh_copy = [&](const std::string& name) {
+    const std::string d = root + "/" + name;
+    remove_tree(d, "test");
+    make_directories(d, "test");
+    for (const std::string& file : list_directory(dir))
+      write_text_file_atomic(d + "/" + file, read_text_file(dir + "/" + file, "test"), "test");
+    return d;
+  };
+  const std::string last_rank = io::rank_file_name(world->size() - 1, world->size());
+  {
+    const std::string d = fresh_copy("missing");
+    std::remove((d + "/" + last_rank).c_str());
+    expect_bad_input([&] { io::CheckpointReader r(d); }, last_rank + "' is missing");
+  }
+  {
+    const std::string d = fresh_copy("truncated");
+    std::string bytes = read_text_file(d + "/" + last_rank, "test");
+    write_text_file_atomic(d + "/" + last_rank, bytes.substr(0, bytes.size() - 100), "test");
+    expect_bad_input([&] { io::CheckpointReader r(d); }, last_rank);
+  }
+  {
+    const std::string d = fresh_copy("badmeta");
+    write_text_file_atomic(d + "/meta.json", "{\"format\": \"ftdist-checkpoint\", \"step\": ", "test");
+    expect_bad_input([&] { io::CheckpointReader r(d); }, d + "/meta.json: not valid JSON");
+  }
+  {
+    // Another model: the config says 3 layers, the checkpoint holds 2.
+    const std::string d = fresh_copy("othermodel");
+    plan::ModelSpec other = spec;
+    other.layers = 3;
+    write_text_file_atomic(d + "/config.json", plan::hf_config_text(other), "test");
+    expect_bad_input([&] { io::CheckpointReader r(d); }, "meta.json: this checkpoint is of another model");
+    // and the run's model checked against a sound checkpoint's meta
+    io::CheckpointReader sound(dir);
+    expect_bad_input([&] { sound.meta().check_model(other, "meta.json"); }, "another model");
+  }
+  {
+    write_text_file_atomic(root + "/latest", "step-00000099\n", "test");
+    expect_bad_input([&] { io::find_latest_checkpoint(root); }, "latest names 'step-00000099'");
+  }
+}
+
+// Export streams the checkpoint into Hugging Face files cut at the size limit, with an index; the
+// tensors equal the checkpoint's master weights (fp32) or their bf16 rounding.
+TEST(Export, ShardsAndIndex) {
+  auto world = mpi_world();
+  const std::string root = shared_dir(*world, "export");
+  const plan::ModelSpec spec = tiny_spec("llama");
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 11);
+  fsdp::FsdpModel f(m, *world, config(plan::Stage::Full));
+  f.train_step({batch(0, world->rank(), spec.vocab)}, 1e-2);
+  train::SaveRequest req;
+  req.step = 1;
+  req.config_text = plan::hf_config_text(spec);
+  train::save_checkpoint(root, req, f, *world);
+  States s = gather_all(f);
+  if (world->rank() != 0) return;
+  io::CheckpointReader ckpt(io::find_latest_checkpoint(root));
+  for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+    const std::string out = root + "/hf-" + std::string(c10::toString(dt));
+    io::export_checkpoint(ckpt, out, {dt, 4000});  // small files: several shards
+    EXPECT_FALSE(is_directory(out + ".tmp"));
+    io::HfCheckpoint hf(out);
+    int files = 0;
+    for (const std::string& name : list_directory(out)) files += name.find("-of-") != std::string::npos;
+    EXPECT_GT(files, 2);
+    const auto units = spec.units();
+    for (size_t u = 0; u < units.size(); ++u) {
+      at::Tensor flat = at::empty({units[u].numel()}, at::kFloat);
+      hf.read_unit_range(u, 0, flat);
+      EXPECT_TRUE(at::equal(flat, s[u][0].to(dt).to(at::kFloat))) << units[u].name << " in " << c10::toString(dt);
+    }
+    expect_bad_input([&] { io::export_checkpoint(ckpt, out, {dt, 4000}); }, "already exists");
+  }
+}
