@@ -11,6 +11,7 @@ int plan_main(int argc, char** argv);        // ftdist plan
 int models_main(int argc, char** argv);      // ftdist models
 int gpus_main(int argc, char** argv);        // ftdist gpus
 int eval_main(int argc, char** argv);        // ftdist eval
+int export_main(int argc, char** argv);      // ftdist export
 int train_main(int argc, char** argv);       // ftdist train
 int prepare_data_main(int argc, char** argv);  // ftdist prepare-data
 

@@ -1,5 +1,5 @@
-// ftdist eval — mean loss, token count and perplexity of a Hugging Face model over a JSONL token
-// file ({"input_ids": [...], "labels": [...] optional, -100 = ignored}). Runs as a plain process
+// ftdist eval — mean loss, token count and perplexity of a Hugging Face model (or of an ftdist
+// checkpoint's weights) over a JSONL token file ({"input_ids": [...], "labels": [...] optional, -100 = ignored}). Runs as a plain process
 // or under mpirun (lines are dealt out to ranks; each rank holds the whole model).
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -18,6 +18,7 @@
 #include "ftdist/core/log.h"
 #include "ftdist/data/documents.h"
 #include "ftdist/io/hf_checkpoint.h"
+#include "ftdist/io/weight_source.h"
 #include "ftdist/model/llama.h"
 #include "ftdist/model/loss.h"
 
@@ -46,7 +47,7 @@ std::vector<data::Document> rank_documents(const std::string& path, int64_t voca
 int eval_main(int argc, char** argv) {
   cxxopts::Options options("ftdist eval", "Loss, token count and perplexity of a Hugging Face model over a JSONL token file.");
   options.add_options()
-      ("model", "Hugging Face model directory (config.json + safetensors)", cxxopts::value<std::string>())
+      ("model", "Hugging Face model directory (config.json + safetensors), or an ftdist checkpoint directory", cxxopts::value<std::string>())
       ("data", "JSONL file: one {\"input_ids\": [...], \"labels\": [...]} per line", cxxopts::value<std::string>())
       ("seq-len", "truncate longer sequences to this many tokens (0: keep)", cxxopts::value<int64_t>()->default_value("0"))
       ("dtype", "compute dtype: auto (as stored) | fp32 | bf16 | fp16", cxxopts::value<std::string>()->default_value("auto"))
@@ -61,10 +62,10 @@ int eval_main(int argc, char** argv) {
   if (print_help_if_asked(options, args)) return 0;
   FT_CHECK_ARG(args.count("model") && args.count("data"), "ftdist eval: --model DIR and --data FILE are required");
 
-  io::HfCheckpoint ckpt(args["model"].as<std::string>());
-  const plan::ModelSpec& spec = ckpt.spec();
+  std::unique_ptr<io::WeightSource> weights = io::open_weights(args["model"].as<std::string>());
+  const plan::ModelSpec& spec = weights->spec();
   std::string dtype_arg = args["dtype"].as<std::string>();
-  at::ScalarType dtype = dtype_arg == "auto" ? ckpt.stored_dtype() : dtype_from_name(dtype_arg, "--dtype");
+  at::ScalarType dtype = dtype_arg == "auto" ? weights->stored_dtype() : dtype_from_name(dtype_arg, "--dtype");
   FT_CHECK_ARG(at::isFloatingType(dtype), "--dtype: the model computes in a floating dtype, got " << dtype_name(dtype));
   std::string device_arg = args["device"].as<std::string>();
   FT_CHECK_ARG(device_arg == "auto" || device_arg == "cpu" || device_arg == "cuda",
@@ -80,16 +81,15 @@ int eval_main(int argc, char** argv) {
   if (cuda) device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(comm::bind_local_gpu()));
 
   model::LlamaModel model(spec, at::TensorOptions().dtype(dtype).device(device), attention);
-  for (size_t u = 0; u < model.units().size(); ++u)
-    io::load_unit_shard(ckpt, spec.units()[u], 0, model.units()[u].flat);
-  FT_LOG_INFO("eval: " << ckpt.dir() << " (" << spec.model_type << ", " << spec.param_count() << " parameters) in "
+  for (size_t u = 0; u < model.units().size(); ++u) weights->read_unit_range(u, 0, model.units()[u].flat);
+  FT_LOG_INFO("eval: " << weights->dir() << " (" << spec.model_type << ", " << spec.param_count() << " parameters) in "
               << dtype_name(dtype) << " on " << device << ", " << comm->size() << " rank(s)");
 
   if (args.count("write-model")) {
     std::vector<std::pair<std::string, at::Tensor>> named;
     for (const auto& unit : model.units())
       for (size_t i = 0; i < unit.specs.size(); ++i) named.push_back({unit.specs[i].name, unit.params[i]});
-    if (comm->rank() == 0) io::save_hf_model(args["write-model"].as<std::string>(), ckpt.config_text(), named);
+    if (comm->rank() == 0) io::save_hf_model(args["write-model"].as<std::string>(), weights->config_text(), named);
   }
 
   int64_t truncated = 0;

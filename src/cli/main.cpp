@@ -22,7 +22,8 @@ const char* kUsage =
     "  plan          per-GPU memory, GPU count, sharding stage, time and cost of a fine-tuning job\n"
     "  models        model presets with their parameter counts\n"
     "  gpus          the GPU catalog (cluster/gpus.toml)\n"
-    "  eval          loss and perplexity of a Hugging Face model over a JSONL token file\n"
+    "  export        a checkpoint as a Hugging Face model directory (streamed, bf16 or fp32)\n"
+    "  eval          loss and perplexity of a Hugging Face model or checkpoint over a JSONL file\n"
     "  bench step    FSDP training steps: tokens/s, planned vs runtime memory (CPU path)\n"
     "  bench comm    collective benchmark (all-gather, reduce-scatter, all-reduce, broadcast) with\n"
     "                algbw/busbw and an optional correctness check; mpi (CPU) or nccl (GPU)\n"
@@ -45,6 +46,7 @@ int dispatch(int argc, char** argv) {
   if (command == "plan") return ftdist::cli::plan_main(argc - 1, argv + 1);
   if (command == "models") return ftdist::cli::models_main(argc - 1, argv + 1);
   if (command == "gpus") return ftdist::cli::gpus_main(argc - 1, argv + 1);
+  if (command == "export") return ftdist::cli::export_main(argc - 1, argv + 1);
   if (command == "eval") return ftdist::cli::eval_main(argc - 1, argv + 1);
   if (command == "train") return ftdist::cli::train_main(argc - 1, argv + 1);
   if (command == "prepare-data") return ftdist::cli::prepare_data_main(argc - 1, argv + 1);

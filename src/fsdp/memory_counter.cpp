@@ -1,5 +1,8 @@
 #include "ftdist/fsdp/memory_counter.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <sys/resource.h>
 
 #include <c10/core/Allocator.h>
@@ -70,5 +73,32 @@ int64_t process_peak_rss_bytes() {
   getrusage(RUSAGE_SELF, &ru);
   return int64_t(ru.ru_maxrss) * 1024;  // Linux reports KiB
 }
+
+namespace {
+int64_t status_kib(const char* key) {  // a "Key:   123 kB" line of /proc/self/status, in bytes
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int64_t value = -1;
+  const size_t n = std::strlen(key);
+  while (std::fgets(line, sizeof(line), f))
+    if (std::strncmp(line, key, n) == 0 && line[n] == ':') {
+      value = std::atoll(line + n + 1) * 1024;
+      break;
+    }
+  std::fclose(f);
+  return value;
+}
+}  // namespace
+
+bool reset_peak_rss() {
+  std::FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (!f) return false;
+  const bool ok = std::fputs("5", f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
+
+int64_t current_rss_bytes() { return status_kib("VmRSS"); }
+int64_t peak_rss_since_reset_bytes() { return status_kib("VmHWM"); }
 
 }  // namespace ftdist::fsdp

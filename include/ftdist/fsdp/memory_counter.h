@@ -28,5 +28,10 @@ class CpuMemoryCounter {
 
 // The process's peak resident memory, all of it (getrusage), for reports and metrics.
 int64_t process_peak_rss_bytes();
+// The resident set now, and its peak since reset_peak_rss() (Linux: /proc/self/status VmRSS and
+// VmHWM; -1 where unavailable). reset_peak_rss() returns false where the kernel cannot reset it.
+bool reset_peak_rss();
+int64_t current_rss_bytes();
+int64_t peak_rss_since_reset_bytes();
 
 }  // namespace ftdist::fsdp

@@ -28,7 +28,7 @@ class WeightSource {
 };
 
 // An ftdist checkpoint (a directory with meta.json) or a Hugging Face model directory.
-// Error(BadInput) naming the path when it is neither.
-std::unique_ptr<WeightSource> open_weights(const std::string& path);
+// Error(BadInput) naming `what` (the flag or key) and the path when it is neither.
+std::unique_ptr<WeightSource> open_weights(const std::string& path, const std::string& what = "--model");
 
 }  // namespace ftdist::io
