@@ -14,6 +14,7 @@ const char* error_kind_name(ErrorKind kind) {
     case ErrorKind::DoesNotFit: return "does not fit";
     case ErrorKind::Comm: return "communication";
     case ErrorKind::Cuda: return "CUDA";
+    case ErrorKind::Numerics: return "numerical";
   }
   return "unknown";
 }

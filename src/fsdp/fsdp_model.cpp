@@ -209,7 +209,7 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     loss_sum += sum.item<double>();
   }
   StepResult r{0, total, activation_bytes_, peak_gathered_, 0, false};
-  if (cfg_.max_grad_norm > 0) {
+  if (cfg_.max_grad_norm > 0 || cfg_.skip_nonfinite) {
     // Every unit's reduced gradient first, then one global norm, then the steps.
     for (auto& u : units_) u->reduce_for_step();
     at::Tensor sq = at::zeros({1}, at::kDouble);
@@ -218,7 +218,7 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     r.grad_norm = std::sqrt(sq.item<double>());
     r.skipped = !std::isfinite(r.grad_norm);
     if (!r.skipped) {
-      if (r.grad_norm > cfg_.max_grad_norm) {
+      if (cfg_.max_grad_norm > 0 && r.grad_norm > cfg_.max_grad_norm) {
         const double scale = cfg_.max_grad_norm / (r.grad_norm + 1e-6);
         for (auto& u : units_) u->step_grad().mul_(scale);
       }

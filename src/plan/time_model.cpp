@@ -29,6 +29,11 @@ double all_reduce_s(double bytes, int n, double bw) { return n <= 1 ? 0.0 : byte
 
 }  // namespace
 
+double model_flops_per_token(const ModelSpec& m, int64_t seq_len) {
+  const int64_t keys = m.sliding_window > 0 ? std::min(seq_len, m.sliding_window) : seq_len;
+  return 6.0 * double(m.matmul_params()) + 12.0 * double(m.layers) * double(m.q_dim()) * double(keys);
+}
+
 TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, const Workload& w,
                            std::vector<std::string>* explain) {
   FT_CHECK_ARG(hw.peak_tflops > 0 && hw.efficiency > 0, "hardware peak and efficiency must be positive");
@@ -38,9 +43,8 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
   };
   TimeEstimate t;
   const double psi = double(m.matmul_params());
-  const int64_t keys = m.sliding_window > 0 ? std::min(s.seq_len, m.sliding_window) : s.seq_len;
-  const double attn = 12.0 * double(m.layers) * double(m.q_dim()) * double(keys);
-  t.flops_per_token = 6.0 * psi + attn;
+  t.flops_per_token = model_flops_per_token(m, s.seq_len);
+  const double attn = t.flops_per_token - 6.0 * psi;
   t.hw_flops_per_token = t.flops_per_token + (s.checkpointing == Checkpointing::Full ? (2.0 * psi + attn / 3.0) : 0.0);
   if (explain) say("flops/token = 6 x Psi_matmul " + num(psi) + " + 12 x L x hq x s = " + num(t.flops_per_token) +
       (s.checkpointing == Checkpointing::Full ? "; with recompute (one more forward) " + num(t.hw_flops_per_token) : ""));

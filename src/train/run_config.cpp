@@ -16,7 +16,7 @@ const std::map<std::string, std::set<std::string>> kKeys = {
     {"model", {"path", "preset", "config"}},
     {"data", {"train", "eval", "seq_len"}},
     {"train", {"steps", "micro_batch", "global_batch", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "grad_clip", "seed",
-               "eval_every", "log_every"}},
+               "eval_every", "log_every", "nonfinite", "peak_tflops"}},
     {"parallel", {"shard", "precision", "reduce_dtype", "checkpointing"}},
     {"checkpoint", {"dir", "every", "keep", "resume"}},
     {"output", {"dir", "metrics", "export", "export_dtype"}},
@@ -110,6 +110,12 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   c.seed = uint64_t(get_int(t, "seed", 0, tr, 0));
   c.eval_every = get_int(t, "eval_every", c.eval_every, tr, 0);
   c.log_every = get_int(t, "log_every", c.log_every, tr, 1);
+  const std::string nonfinite = get_str(t, "nonfinite", "skip", tr);
+  FT_CHECK_ARG(nonfinite == "skip" || nonfinite == "abort",
+               tr << ": \"nonfinite\" must be skip (skip the step and report it) or abort, got \"" << nonfinite << "\"");
+  c.abort_on_nonfinite = nonfinite == "abort";
+  c.peak_tflops = get_num(t, "peak_tflops", c.peak_tflops, tr);
+  FT_CHECK_ARG(c.peak_tflops >= 0, tr << ": \"peak_tflops\" must be >= 0 (0: unknown)");
   const toml::table& par = section("parallel");
   c.shard = plan::stage_from_name(get_str(par, "shard", "full", p));
   c.precision = plan::precision_from_name(get_str(par, "precision", "fp32", p));
@@ -137,7 +143,8 @@ nlohmann::ordered_json run_config_json(const RunConfig& c) {
   j["train"] = {{"steps", c.steps}, {"micro_batch", c.micro_batch}, {"global_batch", c.global_batch}, {"lr", c.lr},
                 {"min_lr", c.min_lr}, {"warmup_steps", c.warmup_steps}, {"schedule", optim::schedule_kind_name(c.schedule)},
                 {"weight_decay", c.weight_decay}, {"grad_clip", c.grad_clip}, {"seed", c.seed},
-                {"eval_every", c.eval_every}, {"log_every", c.log_every}};
+                {"eval_every", c.eval_every}, {"log_every", c.log_every},
+                {"nonfinite", c.abort_on_nonfinite ? "abort" : "skip"}, {"peak_tflops", c.peak_tflops}};
   j["parallel"] = {{"shard", plan::stage_name(c.shard)}, {"precision", plan::precision_name(c.precision)},
                    {"reduce_dtype", plan::float_type_name(c.reduce_dtype)},
                    {"checkpointing", plan::checkpointing_name(c.checkpointing)}};
@@ -153,6 +160,7 @@ std::string trajectory_hash(const RunConfig& c) {
   t.erase("steps");  // a resumed run may go on for longer
   t.erase("eval_every");
   t.erase("log_every");
+  t.erase("peak_tflops");
   const std::string text = nlohmann::ordered_json{{"model", j["model"]}, {"data", j["data"]}, {"train", t}}.dump();
   uint64_t h = 1469598103934665603ull;  // FNV-1a
   for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;

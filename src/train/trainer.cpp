@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -25,6 +26,7 @@
 #include "ftdist/io/hf_export.h"
 #include "ftdist/model/loss.h"
 #include "ftdist/plan/presets.h"
+#include "ftdist/plan/time_model.h"
 #include "ftdist/train/checkpointing.h"
 
 namespace ftdist::train {
@@ -198,6 +200,7 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
   fc.checkpointing = c.checkpointing;
   fc.adamw.weight_decay = c.weight_decay;
   fc.max_grad_norm = c.grad_clip;
+  fc.skip_nonfinite = !c.abort_on_nonfinite;
   fsdp::FsdpModel fsdp(*model, world, fc);
   optim::LrSchedule schedule{c.schedule, c.lr, c.warmup_steps, c.steps, c.min_lr};
 
@@ -255,6 +258,7 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
               << c.seq_len << " tokens, " << c.steps << " steps of " << global_batch << " sequences on " << n
               << " rank(s), shard " << plan::stage_name(c.shard) << ", " << plan::precision_name(c.precision));
   const bool tty = world.rank() == 0 && isatty(fileno(stderr));
+  const double flops_per_token = plan::model_flops_per_token(spec, c.seq_len);
   fsdp::StepResult last;
   auto start = std::chrono::steady_clock::now();
   g_stop_signal = 0;
@@ -278,14 +282,21 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
     fsdp::StepResult r = fsdp.train_step(micro, lr);
     last = r;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (c.abort_on_nonfinite && (r.skipped || !std::isfinite(r.loss)))
+      FT_CHECK(false, ErrorKind::Numerics, "step " << step + 1 << ": the loss (" << r.loss << ") or the gradient norm ("
+                                                   << r.grad_norm << ") is not finite; stopping (train.nonfinite = abort). The last "
+                                                      "checkpoint, if any, is from before it");
     if (step == first_step) summary.first_loss = r.loss;
     summary.last_loss = r.loss;
     summary.steps = step + 1;
     if (r.skipped) ++summary.skipped_steps;
     nlohmann::ordered_json line = {{"step", step + 1}, {"loss", r.loss}, {"lr", lr},
-                                   {"grad_norm", c.grad_clip > 0 ? nlohmann::ordered_json(r.grad_norm) : nlohmann::ordered_json(nullptr)},
+                                   {"grad_norm", fc.max_grad_norm > 0 || fc.skip_nonfinite ? nlohmann::ordered_json(r.grad_norm) : nlohmann::ordered_json(nullptr)},
                                    {"tokens", r.tokens},
                                    {"tokens_per_s", double(global_batch * c.seq_len) / secs},
+                                   {"mfu", c.peak_tflops > 0 ? nlohmann::ordered_json(flops_per_token * double(global_batch * c.seq_len) / secs /
+                                                                                      (double(n) * c.peak_tflops * 1e12))
+                                                             : nlohmann::ordered_json(nullptr)},
                                    {"peak_mem_bytes", fsdp::process_peak_rss_bytes()}};
     if (c.eval_every > 0 && !eval.empty() && ((step + 1) % c.eval_every == 0 || step + 1 == c.steps)) {
       std::vector<int64_t> all;

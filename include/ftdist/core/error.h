@@ -19,6 +19,7 @@ enum class ErrorKind {
   DoesNotFit,  // the job does not fit in memory (exit code 3)
   Comm,        // a communication library failed or a peer died (exit code 1)
   Cuda,        // the CUDA runtime failed (exit code 1)
+  Numerics,    // training diverged: a non-finite loss or gradient (exit code 1)
 };
 
 const char* error_kind_name(ErrorKind kind);

@@ -44,6 +44,9 @@ struct FsdpConfig {
   bool no_sync = false;
   optim::AdamWConfig adamw;
   double max_grad_norm = 0;  // > 0: clip the global gradient norm to this
+  // Compute the global gradient norm even without clipping, and skip the optimizer step when it is
+  // not finite (clipping implies it).
+  bool skip_nonfinite = false;
 };
 
 struct MicroBatch {

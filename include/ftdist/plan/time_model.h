@@ -54,6 +54,9 @@ struct TimeEstimate {
   double cost_usd = 0;
 };
 
+// Model FLOPs per trained token (forward + backward, no recompute): 6·Ψm + 12·L·hq·keys.
+double model_flops_per_token(const ModelSpec& model, int64_t seq_len);
+
 TimeEstimate estimate_time(const ModelSpec& model, const RunSetup& setup, const Hardware& hw, const Workload& work,
                            std::vector<std::string>* explain = nullptr);
 

@@ -4,7 +4,7 @@
 //   [model]    path (HF directory) | preset | config (config.json; random init)
 //   [data]     train, eval, seq_len
 //   [train]    steps, micro_batch, global_batch, lr, min_lr, warmup_steps, schedule,
-//              weight_decay, grad_clip, seed, eval_every, log_every
+//              weight_decay, grad_clip, seed, eval_every, log_every, nonfinite, peak_tflops
 //   [parallel] shard, precision, reduce_dtype, checkpointing
 //   [checkpoint] dir, every, keep, resume
 //   [output]   dir, metrics, export, export_dtype
@@ -35,6 +35,8 @@ struct RunConfig {
   optim::LrSchedule::Kind schedule = optim::LrSchedule::Kind::Cosine;
   uint64_t seed = 0;
   int64_t eval_every = 0, log_every = 1;
+  bool abort_on_nonfinite = false;  // train.nonfinite = "skip" (default) | "abort"
+  double peak_tflops = 0;           // per rank, for the mfu metric (0: unknown, mfu is null)
   // [parallel]
   plan::Stage shard = plan::Stage::Full;
   plan::Precision precision = plan::Precision::Fp32;
