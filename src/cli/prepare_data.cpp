@@ -1,10 +1,11 @@
-// ftdist prepare-data --input data.jsonl --output data.ftok --vocab N
+// ftdist prepare-data --input data.jsonl --output data.ftok [--tokenizer tokenizer.model] [--vocab N]
 #include <cstdio>
 
 #include "commands.h"
 #include "options.h"
 #include "ftdist/core/check.h"
 #include "ftdist/data/token_file.h"
+#include "ftdist/data/tokenizer.h"
 
 namespace ftdist::cli {
 
@@ -13,16 +14,18 @@ int prepare_data_main(int argc, char** argv) {
   options.add_options()
       ("input", "JSONL: input_ids/labels, text (byte-level), or prompt/completion", cxxopts::value<std::string>())
       ("output", "the .ftok file to write", cxxopts::value<std::string>())
-      ("vocab", "vocabulary size the ids must stay below (text: 258)", cxxopts::value<int64_t>()->default_value("258"))
+      ("vocab", "vocabulary size the ids must stay below (default: the tokenizer's; 258 for bytes)", cxxopts::value<int64_t>()->default_value("0"))
+      ("tokenizer", "SentencePiece tokenizer.model for text (default: byte-level)", cxxopts::value<std::string>()->default_value(""))
       ("h,help", "this help");
   cxxopts::ParseResult args = parse_options(options, argc, argv);
   if (print_help_if_asked(options, args)) return 0;
   FT_CHECK_ARG(args.count("input") && args.count("output"), "ftdist prepare-data: --input and --output are required");
   const std::string out = args["output"].as<std::string>();
   FT_CHECK_ARG(out.size() > 5 && out.substr(out.size() - 5) == ".ftok", "--output: the file name must end in .ftok, got '" << out << "'");
-  const int64_t vocab = args["vocab"].as<int64_t>();
+  const auto tokenizer = data::load_tokenizer(args["tokenizer"].as<std::string>(), "--tokenizer");
+  const int64_t vocab = args["vocab"].as<int64_t>() > 0 ? args["vocab"].as<int64_t>() : tokenizer->vocab_size();
   std::fprintf(stderr, "reading %s ...\n", args["input"].as<std::string>().c_str());
-  std::vector<data::Document> docs = data::read_jsonl(args["input"].as<std::string>(), vocab, "--input");
+  std::vector<data::Document> docs = data::read_jsonl(args["input"].as<std::string>(), vocab, "--input", tokenizer.get());
   int64_t tokens = 0;
   for (const auto& d : docs) tokens += int64_t(d.ids.size());
   data::write_token_file(out, docs, vocab);

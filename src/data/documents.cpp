@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ftdist/core/check.h"
+#include "ftdist/data/tokenizer.h"
 
 namespace ftdist::data {
 
@@ -37,13 +38,17 @@ std::string get_text(const nlohmann::json& j, const char* key, const std::string
   return j.at(key).get<std::string>();
 }
 
-void need_byte_vocab(int64_t vocab, const std::string& where) {
-  FT_CHECK_ARG(vocab >= kByteVocab, where << ": text is tokenized byte by byte (ids up to " << kByteVocab - 1
-                                          << ") but the model's vocabulary has " << vocab << " entries");
+void need_vocab(const Tokenizer& tok, int64_t vocab, const std::string& where) {
+  FT_CHECK_ARG(vocab >= tok.vocab_size(), where << ": text is tokenized by " << tok.name() << " (ids up to "
+                                                << tok.vocab_size() - 1 << ") but the model's vocabulary has " << vocab
+                                                << " entries");
 }
 }  // namespace
 
-std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const std::string& what) {
+std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const std::string& what,
+                                 const Tokenizer* tokenizer) {
+  std::unique_ptr<Tokenizer> bytes;
+  if (!tokenizer) tokenizer = (bytes = byte_tokenizer()).get();
   std::ifstream in(path);
   FT_CHECK_ARG(in.good(), what << ": cannot read '" << path << "'");
   std::vector<Document> docs;
@@ -68,18 +73,20 @@ std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const s
       FT_CHECK_ARG(d.labels.size() == d.ids.size(), where << ": \"labels\" has " << d.labels.size()
                                                            << " entries, \"input_ids\" " << d.ids.size());
     } else if (j.contains("text")) {
-      need_byte_vocab(vocab, where);
-      d.ids = byte_tokenize(get_text(j, "text", where));
+      need_vocab(*tokenizer, vocab, where);
+      d.ids = tokenizer->encode(get_text(j, "text", where));
       d.labels = d.ids;
     } else if (j.contains("prompt") && j.contains("completion")) {
-      need_byte_vocab(vocab, where);
-      std::vector<int64_t> prompt = byte_tokenize(get_text(j, "prompt", where));
-      prompt.pop_back();  // one sequence: BOS prompt completion EOS
-      std::vector<int64_t> completion = byte_tokenize(get_text(j, "completion", where));
+      need_vocab(*tokenizer, vocab, where);
+      // One sequence: BOS prompt completion EOS (the prompt's EOS and the completion's BOS dropped).
+      const size_t has_bos = tokenizer->bos() >= 0 ? 1 : 0, has_eos = tokenizer->eos() >= 0 ? 1 : 0;
+      std::vector<int64_t> prompt = tokenizer->encode(get_text(j, "prompt", where));
+      prompt.resize(prompt.size() - has_eos);
+      std::vector<int64_t> completion = tokenizer->encode(get_text(j, "completion", where));
       d.ids = prompt;
       d.labels.assign(prompt.size(), -100);
-      d.ids.insert(d.ids.end(), completion.begin() + 1, completion.end());
-      d.labels.insert(d.labels.end(), completion.begin() + 1, completion.end());
+      d.ids.insert(d.ids.end(), completion.begin() + long(has_bos), completion.end());
+      d.labels.insert(d.labels.end(), completion.begin() + long(has_bos), completion.end());
     } else {
       FT_CHECK_ARG(false, where << ": expected \"input_ids\", \"text\", or \"prompt\" and \"completion\"");
     }

@@ -111,8 +111,9 @@ std::vector<Document> read_token_file(const std::string& path, int64_t vocab) {
   return docs;
 }
 
-std::vector<Document> read_documents(const std::string& path, int64_t vocab, const std::string& what) {
-  return ends_with(path, ".ftok") ? read_token_file(path, vocab) : read_jsonl(path, vocab, what);
+std::vector<Document> read_documents(const std::string& path, int64_t vocab, const std::string& what,
+                                     const Tokenizer* tokenizer) {
+  return ends_with(path, ".ftok") ? read_token_file(path, vocab) : read_jsonl(path, vocab, what, tokenizer);
 }
 
 }  // namespace ftdist::data

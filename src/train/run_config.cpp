@@ -14,7 +14,7 @@ namespace {
 
 const std::map<std::string, std::set<std::string>> kKeys = {
     {"model", {"path", "preset", "config"}},
-    {"data", {"train", "eval", "seq_len"}},
+    {"data", {"train", "eval", "tokenizer", "seq_len"}},
     {"train", {"steps", "micro_batch", "global_batch", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "grad_clip", "seed",
                "eval_every", "log_every", "nonfinite", "peak_tflops"}},
     {"parallel", {"shard", "precision", "reduce_dtype", "checkpointing"}},
@@ -94,6 +94,7 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   c.train_data = get_str(section("data"), "train", "", d);
   FT_CHECK_ARG(!c.train_data.empty(), d << ": \"train\" (a JSONL file) is required");
   c.eval_data = get_str(section("data"), "eval", "", d);
+  c.tokenizer = get_str(section("data"), "tokenizer", "", d);
   c.seq_len = get_int(section("data"), "seq_len", c.seq_len, d, 2);
   const toml::table& t = section("train");
   c.steps = get_int(t, "steps", c.steps, tr, 1);
@@ -139,7 +140,7 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 nlohmann::ordered_json run_config_json(const RunConfig& c) {
   nlohmann::ordered_json j;
   j["model"] = {{"path", c.model_path}, {"preset", c.model_preset}, {"config", c.model_config}};
-  j["data"] = {{"train", c.train_data}, {"eval", c.eval_data}, {"seq_len", c.seq_len}};
+  j["data"] = {{"train", c.train_data}, {"eval", c.eval_data}, {"tokenizer", c.tokenizer}, {"seq_len", c.seq_len}};
   j["train"] = {{"steps", c.steps}, {"micro_batch", c.micro_batch}, {"global_batch", c.global_batch}, {"lr", c.lr},
                 {"min_lr", c.min_lr}, {"warmup_steps", c.warmup_steps}, {"schedule", optim::schedule_kind_name(c.schedule)},
                 {"weight_decay", c.weight_decay}, {"grad_clip", c.grad_clip}, {"seed", c.seed},

@@ -18,6 +18,7 @@
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/packing.h"
 #include "ftdist/data/token_file.h"
+#include "ftdist/data/tokenizer.h"
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/fsdp/memory_report.h"
@@ -188,9 +189,12 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
                c.origin << ": train.global_batch (" << global_batch << ") must be a multiple of train.micro_batch x ranks = "
                         << c.micro_batch * n);
 
-  std::vector<data::Sample> train = data::pack(data::read_documents(c.train_data, spec.vocab, "data.train"), c.seq_len);
+  const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(c.tokenizer, c.origin + " [data] tokenizer");
+  std::vector<data::Sample> train =
+      data::pack(data::read_documents(c.train_data, spec.vocab, "data.train", tokenizer.get()), c.seq_len);
   std::vector<data::Sample> eval;
-  if (!c.eval_data.empty()) eval = data::pack(data::read_documents(c.eval_data, spec.vocab, "data.eval"), c.seq_len);
+  if (!c.eval_data.empty())
+    eval = data::pack(data::read_documents(c.eval_data, spec.vocab, "data.eval", tokenizer.get()), c.seq_len);
   data::GlobalSampler sampler(int64_t(train.size()), c.seed);
 
   fsdp::FsdpConfig fc;

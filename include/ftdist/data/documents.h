@@ -1,6 +1,6 @@
 // Token documents from JSONL, one JSON object per line:
 //   {"input_ids": [...], "labels": [...]}   labels optional (default: the ids), -100 = not counted
-//   {"text": "..."}                          tokenized (the built-in byte-level tokenizer)
+//   {"text": "..."}                          tokenized (byte-level, or SentencePiece: tokenizer.h)
 //   {"prompt": "...", "completion": "..."}   loss on the completion only
 // Every id is checked against the vocabulary; errors name file:line.
 #pragma once
@@ -21,7 +21,11 @@ struct Document {
 constexpr int64_t kByteBos = 256, kByteEos = 257, kByteVocab = 258;
 std::vector<int64_t> byte_tokenize(const std::string& text);
 
-// Reads every line of `path`. `vocab` bounds the ids (text needs vocab >= 258).
-std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const std::string& what = "--data");
+class Tokenizer;
+
+// Reads every line of `path`. `vocab` bounds the ids; text is tokenized by `tokenizer` (null: the
+// byte-level tokenizer, which needs vocab >= 258).
+std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const std::string& what = "--data",
+                                 const Tokenizer* tokenizer = nullptr);
 
 }  // namespace ftdist::data

@@ -28,7 +28,9 @@ void write_token_file(const std::string& path, const std::vector<Document>& docs
 // Validates the header, sizes and every token against min(file vocabulary, `vocab`).
 std::vector<Document> read_token_file(const std::string& path, int64_t vocab);
 
-// A data path: *.ftok is a token file, anything else JSONL.
-std::vector<Document> read_documents(const std::string& path, int64_t vocab, const std::string& what);
+// A data path: *.ftok is a token file, anything else JSONL (text tokenized by `tokenizer`; null:
+// byte-level).
+std::vector<Document> read_documents(const std::string& path, int64_t vocab, const std::string& what,
+                                     const Tokenizer* tokenizer = nullptr);
 
 }  // namespace ftdist::data

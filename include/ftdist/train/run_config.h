@@ -2,7 +2,7 @@
 // and bad values are errors naming the key. `--set section.key=value` overrides any key.
 //
 //   [model]    path (HF directory) | preset | config (config.json; random init)
-//   [data]     train, eval, seq_len
+//   [data]     train, eval, tokenizer, seq_len
 //   [train]    steps, micro_batch, global_batch, lr, min_lr, warmup_steps, schedule,
 //              weight_decay, grad_clip, seed, eval_every, log_every, nonfinite, peak_tflops
 //   [parallel] shard, precision, reduce_dtype, checkpointing
@@ -26,6 +26,7 @@ struct RunConfig {
   std::string model_path, model_preset, model_config;
   // [data]
   std::string train_data, eval_data;
+  std::string tokenizer;  // SentencePiece tokenizer.model for text data ("" = byte-level)
   int64_t seq_len = 128;
   // [train]
   int64_t steps = 100, micro_batch = 1, global_batch = 0;  // 0: micro_batch x ranks

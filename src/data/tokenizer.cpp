@@ -1,0 +1,58 @@
+#include "ftdist/data/tokenizer.h"
+
+#include <sentencepiece_processor.h>
+
+#include "ftdist/core/check.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/data/documents.h"
+
+namespace ftdist::data {
+namespace {
+
+class ByteTokenizer : public Tokenizer {
+ public:
+  std::vector<int64_t> encode(const std::string& text) const override { return byte_tokenize(text); }
+  int64_t vocab_size() const override { return kByteVocab; }
+  int64_t bos() const override { return kByteBos; }
+  int64_t eos() const override { return kByteEos; }
+  std::string name() const override { return "the byte-level tokenizer"; }
+};
+
+class SentencePieceTokenizer : public Tokenizer {
+ public:
+  SentencePieceTokenizer(const std::string& path, const std::string& what) : path_(path) {
+    FT_CHECK_ARG(file_exists(path), what << ": '" << path << "' does not exist (expected a SentencePiece tokenizer.model)");
+    const auto status = sp_.Load(path);
+    FT_CHECK_ARG(status.ok(), what << ": '" << path << "' is not a SentencePiece model (" << status.ToString() << ")");
+  }
+  std::vector<int64_t> encode(const std::string& text) const override {
+    std::vector<int> pieces;
+    const auto status = sp_.Encode(text, &pieces);
+    FT_CHECK_ARG(status.ok(), path_ << ": cannot encode text (" << status.ToString() << ")");
+    std::vector<int64_t> out;
+    out.reserve(pieces.size() + 2);
+    if (sp_.bos_id() >= 0) out.push_back(sp_.bos_id());
+    out.insert(out.end(), pieces.begin(), pieces.end());
+    if (sp_.eos_id() >= 0) out.push_back(sp_.eos_id());
+    return out;
+  }
+  int64_t vocab_size() const override { return sp_.GetPieceSize(); }
+  int64_t bos() const override { return sp_.bos_id(); }
+  int64_t eos() const override { return sp_.eos_id(); }
+  std::string name() const override { return "the SentencePiece tokenizer " + path_; }
+
+ private:
+  std::string path_;
+  sentencepiece::SentencePieceProcessor sp_;
+};
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> byte_tokenizer() { return std::make_unique<ByteTokenizer>(); }
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& what) {
+  if (path.empty()) return byte_tokenizer();
+  return std::make_unique<SentencePieceTokenizer>(path, what);
+}
+
+}  // namespace ftdist::data

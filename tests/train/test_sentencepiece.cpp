@@ -1,0 +1,97 @@
+// SentencePiece text data: a BPE model trained here on the bundled corpus tokenizes JSONL "text"
+// and "prompt"/"completion" documents through data.tokenizer; the ids decode back to the text, BOS
+// and EOS frame each document, the prompt's labels are masked, and a too-small model vocabulary or
+// a missing/garbage model file is an error naming the key.
+#include <gtest/gtest.h>
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "../expect_error.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/data/documents.h"
+#include "ftdist/data/tokenizer.h"
+
+using namespace ftdist;
+
+namespace {
+
+const std::string kDir = std::string(FTDIST_TEST_TMP) + "/spm";
+
+const std::string& model_path() {
+  static const std::string path = [] {
+    make_directories(kDir, "test");
+    std::ifstream in(std::string(FTDIST_SOURCE_DIR) + "/examples/tiny/corpus.jsonl");
+    std::ofstream txt(kDir + "/corpus.txt");
+    std::string line;
+    while (std::getline(in, line))
+      if (!line.empty()) txt << nlohmann::json::parse(line)["text"].get<std::string>() << "\n";
+    txt.close();
+    const auto status = sentencepiece::SentencePieceTrainer::Train(
+        "--input=" + kDir + "/corpus.txt --model_prefix=" + kDir + "/tok --vocab_size=300 --model_type=bpe "
+        "--bos_id=1 --eos_id=2 --unk_id=0 --pad_id=-1 --minloglevel=2");
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    return kDir + "/tok.model";
+  }();
+  return path;
+}
+
+std::string write_jsonl(const std::string& name, const std::string& text) {
+  const std::string path = kDir + "/" + name;
+  write_text_file_atomic(path, text, "test");
+  return path;
+}
+
+}  // namespace
+
+TEST(SentencePiece, TextDocumentsRoundTrip) {
+  auto tok = data::load_tokenizer(model_path(), "data.tokenizer");
+  EXPECT_EQ(tok->vocab_size(), 300);
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(model_path()).ok());
+  // A sentence of the corpus (every character is known to the model; unknown ones decode as ⁇).
+  std::ifstream in(kDir + "/corpus.txt");
+  std::string text;
+  std::getline(in, text);
+  text = text.substr(0, 80);
+  const std::string path = write_jsonl("text.jsonl", nlohmann::json{{"text", text}}.dump() + "\n");
+  auto docs = data::read_jsonl(path, 300, "data.train", tok.get());
+  ASSERT_EQ(docs.size(), 1u);
+  const auto& ids = docs[0].ids;
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids.front(), 1);
+  EXPECT_EQ(ids.back(), 2);
+  EXPECT_LT(ids.size(), text.size());  // pieces, not bytes
+  std::vector<int> inner(ids.begin() + 1, ids.end() - 1);
+  std::string decoded;
+  ASSERT_TRUE(sp.Decode(inner, &decoded).ok());
+  EXPECT_EQ(decoded, text);
+  EXPECT_EQ(docs[0].labels, ids);
+}
+
+TEST(SentencePiece, PromptCompletionMasksThePrompt) {
+  auto tok = data::load_tokenizer(model_path(), "data.tokenizer");
+  const std::string path = write_jsonl("pc.jsonl", nlohmann::json{{"prompt", "Question: what is it?"}, {"completion", " The answer."}}.dump() + "\n");
+  auto docs = data::read_jsonl(path, 300, "data.train", tok.get());
+  ASSERT_EQ(docs.size(), 1u);
+  const auto prompt = tok->encode("Question: what is it?"), completion = tok->encode(" The answer.");
+  // BOS prompt completion EOS: the prompt's EOS and the completion's BOS are dropped.
+  ASSERT_EQ(docs[0].ids.size(), prompt.size() - 1 + completion.size() - 1);
+  EXPECT_EQ(docs[0].ids.front(), 1);
+  EXPECT_EQ(docs[0].ids.back(), 2);
+  for (size_t i = 0; i < docs[0].ids.size(); ++i)
+    EXPECT_EQ(docs[0].labels[i], i < prompt.size() - 1 ? -100 : docs[0].ids[i]) << "position " << i;
+}
+
+TEST(SentencePiece, Errors) {
+  auto tok = data::load_tokenizer(model_path(), "data.tokenizer");
+  const std::string path = write_jsonl("small.jsonl", "{\"text\": \"hello\"}\n");
+  expect_bad_input([&] { data::read_jsonl(path, 258, "data.train", tok.get()); },
+                   "small.jsonl:1: text is tokenized by the SentencePiece tokenizer");
+  expect_bad_input([&] { data::load_tokenizer(kDir + "/missing.model", "data.tokenizer"); },
+                   "data.tokenizer: '" + kDir + "/missing.model' does not exist");
+  write_text_file_atomic(kDir + "/garbage.model", "not a model", "test");
+  expect_bad_input([&] { data::load_tokenizer(kDir + "/garbage.model", "data.tokenizer"); }, "is not a SentencePiece model");
+}
