@@ -88,10 +88,8 @@ json CheckpointMeta::to_json() const {
     json ts = json::array();
     int64_t offset = 0;
     for (const auto& t : u.tensors) {
-      int64_t n = 1;
-      for (int64_t d : t.shape) n *= d;
       ts.push_back({{"name", t.name}, {"shape", t.shape}, {"offset", offset}});
-      offset += n;
+      offset += plan::shape_numel(t.shape);
     }
     us.push_back({{"name", u.name}, {"numel", u.numel}, {"tensors", ts}});
   }
@@ -134,9 +132,7 @@ CheckpointMeta CheckpointMeta::from_json(const std::string& text, const std::str
       plan::ModelSpec::Tensor t{field<std::string>(jt, "name", origin), field<std::vector<int64_t>>(jt, "shape", origin)};
       FT_CHECK_ARG(field<int64_t>(jt, "offset", origin) == total,
                    origin << ": tensor " << t.name << " of unit " << u.name << " is not at offset " << total);
-      int64_t n = 1;
-      for (int64_t d : t.shape) n *= d;
-      total += n;
+      total += plan::shape_numel(t.shape);
       u.tensors.push_back(std::move(t));
     }
     FT_CHECK_ARG(total == u.numel, origin << ": unit " << u.name << " has numel " << u.numel << " but its tensors hold " << total);

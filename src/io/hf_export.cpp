@@ -16,12 +16,6 @@
 namespace ftdist::io {
 namespace {
 
-int64_t numel_of(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
 // The config with its dtype set to the exported one (Transformers' default load dtype).
 std::string config_with_dtype(const std::string& text, at::ScalarType dtype) {
   nlohmann::ordered_json j = nlohmann::ordered_json::parse(text);
@@ -69,7 +63,7 @@ HfExporter::HfExporter(std::string out_dir, const plan::ModelSpec& spec, const s
   uint64_t in_file = 0;
   for (const auto& unit : units_)
     for (const auto& t : unit.tensors) {
-      const uint64_t bytes = uint64_t(numel_of(t.shape)) * elem;
+      const uint64_t bytes = uint64_t(plan::shape_numel(t.shape)) * elem;
       if (file_first_.empty() || (in_file > 0 && in_file + bytes > options.max_shard_bytes)) {
         file_first_.push_back(entries_.size());
         in_file = 0;
@@ -111,7 +105,7 @@ void HfExporter::add_unit(const at::Tensor& flat_in) {
       if (writer_) writer_->finish();
       open_file(f);
     }
-    const int64_t n = numel_of(t.shape);
+    const int64_t n = plan::shape_numel(t.shape);
     writer_->write(t.name, flat.narrow(0, offset, n).view(t.shape));
     offset += n;
     ++next_entry_;
@@ -133,7 +127,7 @@ void HfExporter::finish() {
     const size_t end = f + 1 < file_first_.size() ? file_first_[f + 1] : entries_.size();
     for (size_t e = file_first_[f]; e < end; ++e) {
       map[entries_[e].name] = hf_shard_file_name(int(f), num_files());
-      total += uint64_t(numel_of(entries_[e].shape)) * c10::elementSize(entries_[e].dtype);
+      total += uint64_t(plan::shape_numel(entries_[e].shape)) * c10::elementSize(entries_[e].dtype);
     }
   }
   index["metadata"] = {{"total_size", total}};

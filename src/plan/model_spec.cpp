@@ -8,12 +8,14 @@
 
 namespace ftdist::plan {
 
-namespace {
-int64_t numel(const std::vector<int64_t>& shape) {
+int64_t shape_numel(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;
 }
+
+namespace {
+int64_t numel(const std::vector<int64_t>& shape) { return shape_numel(shape); }
 int64_t sum_numel(const std::vector<ModelSpec::Tensor>& tensors) {
   int64_t n = 0;
   for (const auto& t : tensors) n += numel(t.shape);

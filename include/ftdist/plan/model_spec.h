@@ -84,6 +84,9 @@ struct ModelSpec {
   void validate(const std::string& origin) const;
 };
 
+// Elements of a tensor of this shape (1 for a scalar).
+int64_t shape_numel(const std::vector<int64_t>& shape);
+
 // Reads a Hugging Face config.json (model types llama, mistral, qwen2, phi3). Errors name the file
 // and the key that is missing or malformed.
 ModelSpec model_from_hf_config(const std::string& path);
