@@ -39,7 +39,7 @@ TEST(Documents, BadFilesNameFileAndLine) {
   expect_bad_input([] { data::read_jsonl(write("b1.jsonl", "{\"input_ids\": [1, 99]}\n"), 50); },
                    "b1.jsonl:1: token 99 in \"input_ids\" is outside the vocabulary [0, 50)");
   expect_bad_input([] { data::read_jsonl(write("b2.jsonl", "{\"text\": \"x\"}\n{\"text\": \n"), 300); }, "b2.jsonl:2: not valid JSON");
-  expect_bad_input([] { data::read_jsonl(write("b3.jsonl", "{\"text\": \"x\"}\n"), 100); }, "byte by byte");
+  expect_bad_input([] { data::read_jsonl(write("b3.jsonl", "{\"text\": \"x\"}\n"), 100); }, "b3.jsonl:1: text is tokenized by the byte-level tokenizer (ids up to 257)");
   expect_bad_input([] { data::read_jsonl(write("b4.jsonl", "{\"words\": 1}\n"), 100); }, "b4.jsonl:1: expected \"input_ids\"");
   expect_bad_input([] { data::read_jsonl("/nonexistent.jsonl", 100, "data.train"); }, "data.train: cannot read");
 }
