@@ -38,12 +38,10 @@ int export_main(int argc, char** argv) {
   // What the export itself adds to the process (the libraries' start-up peak is not the export's).
   const bool reset = fsdp::reset_peak_rss();
   const int64_t start_rss = fsdp::current_rss_bytes();
-  io::export_checkpoint(ckpt, out, opts);
+  const int files = io::export_checkpoint(ckpt, out, opts);
   const int64_t peak = reset ? fsdp::peak_rss_since_reset_bytes() : fsdp::process_peak_rss_bytes();
   int64_t largest = 0;
   for (const auto& u : ckpt.spec().units()) largest = std::max(largest, u.numel() * 4);
-  int files = 0;
-  for (const std::string& name : list_directory(out)) files += name.find("-of-") != std::string::npos;
   if (args.count("json")) {
     nlohmann::ordered_json j = {{"out", out},           {"files", files},
                                 {"start_rss_bytes", start_rss}, {"peak_rss_bytes", peak},

@@ -69,6 +69,7 @@ HfExporter::HfExporter(std::string out_dir, const plan::ModelSpec& spec, const s
         in_file = 0;
       }
       in_file += bytes;
+      total_bytes_ += bytes;
       entries_.push_back({t.name, options.dtype, t.shape});
     }
   write_text_file_atomic(tmp_ + "/config.json", config_with_dtype(config_text, options.dtype), "export config.json");
@@ -121,16 +122,12 @@ void HfExporter::finish() {
   if (writer_) writer_->finish();
   writer_.reset();
   nlohmann::ordered_json index;
-  uint64_t total = 0;
   nlohmann::ordered_json map = nlohmann::ordered_json::object();
   for (size_t f = 0; f < file_first_.size(); ++f) {
     const size_t end = f + 1 < file_first_.size() ? file_first_[f + 1] : entries_.size();
-    for (size_t e = file_first_[f]; e < end; ++e) {
-      map[entries_[e].name] = hf_shard_file_name(int(f), num_files());
-      total += uint64_t(plan::shape_numel(entries_[e].shape)) * c10::elementSize(entries_[e].dtype);
-    }
+    for (size_t e = file_first_[f]; e < end; ++e) map[entries_[e].name] = hf_shard_file_name(int(f), num_files());
   }
-  index["metadata"] = {{"total_size", total}};
+  index["metadata"] = {{"total_size", total_bytes_}};
   index["weight_map"] = map;
   write_text_file_atomic(tmp_ + "/model.safetensors.index.json", index.dump(2) + "\n", "export index");
   fsync_directory(tmp_, "export");
@@ -139,7 +136,7 @@ void HfExporter::finish() {
   finished_ = true;
 }
 
-void export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir, ExportOptions options) {
+int export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir, ExportOptions options) {
   HfExporter ex(out_dir, ckpt.spec(), ckpt.config_text(), options);
   const auto units = ckpt.spec().units();
   for (size_t u = 0; u < units.size(); ++u) {
@@ -153,6 +150,7 @@ void export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir,
   }
   ex.copy_tokenizer_files(ckpt.dir());
   ex.finish();
+  return ex.num_files();
 }
 
 }  // namespace ftdist::io

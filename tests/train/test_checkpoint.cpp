@@ -54,6 +54,16 @@ fsdp::FsdpConfig config(plan::Stage stage, int shard_group = 0) {
   return c;
 }
 
+// save_checkpoint of `f` as step `step` into `root` (every rank of `comm`).
+void save_step(const std::string& root, int64_t step, const fsdp::FsdpModel& f, comm::Communicator& comm,
+          const std::string& tokenizer_dir = "") {
+  train::SaveRequest req;
+  req.step = step;
+  req.config_text = plan::hf_config_text(f.spec());
+  req.tokenizer_dir = tokenizer_dir;
+  train::save_checkpoint(root, req, f, comm);
+}
+
 using States = std::vector<std::array<at::Tensor, 3>>;  // per unit: master, exp_avg, exp_avg_sq
 
 States gather_all(fsdp::FsdpModel& f) {
@@ -88,10 +98,7 @@ void reshard_case(const Side& save, const Side& load, bool tied, const std::stri
       for (int s = 0; s < 2; ++s) f.train_step({batch(s, group->rank(), spec.vocab)}, 1e-2);
       saved = gather_all(f);
       saved_steps = f.optimizer_steps();
-      train::SaveRequest req;
-      req.step = 2;
-      req.config_text = plan::hf_config_text(spec);
-      train::save_checkpoint(root, req, f, *group);
+      save_step(root, 2, f, *group);
     }
   }
   world->barrier();
@@ -142,10 +149,7 @@ TEST(Resume, ContinuesBitwise) {
   randomize(m, 3);
   fsdp::FsdpModel a(m, *world, config(plan::Stage::Full));
   for (int s = 0; s < 2; ++s) a.train_step({batch(s, world->rank(), spec.vocab)}, 1e-2);
-  train::SaveRequest req;
-  req.step = 2;
-  req.config_text = plan::hf_config_text(spec);
-  train::save_checkpoint(root, req, a, *world);
+  save_step(root, 2, a, *world);
   std::vector<double> la;
   for (int s = 2; s < 4; ++s) la.push_back(a.train_step({batch(s, world->rank(), spec.vocab)}, 1e-2).loss);
 
@@ -167,13 +171,9 @@ TEST(Damage, ClearErrors) {
   model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
   randomize(m, 5);
   fsdp::FsdpModel f(m, *world, config(plan::Stage::Full));
-  train::SaveRequest req;
-  req.config_text = plan::hf_config_text(spec);
-  req.keep = 2;
-  for (int64_t step : {1, 2, 3}) {
+  for (int64_t step : {1, 2, 3}) {  // the default keep = 2
     f.train_step({batch(int(step), world->rank(), spec.vocab)}, 1e-2);
-    req.step = step;
-    train::save_checkpoint(root, req, f, *world);
+    save_step(root, step, f, *world);
   }
   if (world->rank() != 0) return;
   // keep = 2: step 1 is gone, latest is step 3.
@@ -236,17 +236,23 @@ TEST(Export, ShardsAndIndex) {
   randomize(m, 11);
   fsdp::FsdpModel f(m, *world, config(plan::Stage::Full));
   f.train_step({batch(0, world->rank(), spec.vocab)}, 1e-2);
-  train::SaveRequest req;
-  req.step = 1;
-  req.config_text = plan::hf_config_text(spec);
-  train::save_checkpoint(root, req, f, *world);
+  // Tokenizer files of the model's directory travel into the checkpoint and on into the export.
+  const std::string tok_dir = root + "/model";
+  if (world->rank() == 0) {
+    make_directories(tok_dir, "test");
+    write_text_file_atomic(tok_dir + "/tokenizer.json", "{\"version\": \"1.0\"}", "test");
+  }
+  world->barrier();
+  save_step(root, 1, f, *world, tok_dir);
   States s = gather_all(f);
   if (world->rank() != 0) return;
   io::CheckpointReader ckpt(io::find_latest_checkpoint(root));
+  EXPECT_TRUE(file_exists(ckpt.dir() + "/tokenizer.json"));
   for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
     const std::string out = root + "/hf-" + std::string(c10::toString(dt));
     io::export_checkpoint(ckpt, out, {dt, 4000});  // small files: several shards
     EXPECT_FALSE(is_directory(out + ".tmp"));
+    EXPECT_EQ(read_text_file(out + "/tokenizer.json", "test"), "{\"version\": \"1.0\"}");
     io::HfCheckpoint hf(out);
     int files = 0;
     for (const std::string& name : list_directory(out)) files += name.find("-of-") != std::string::npos;

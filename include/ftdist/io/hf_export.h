@@ -57,6 +57,7 @@ class HfExporter {
   std::vector<plan::ModelSpec::Unit> units_;
   std::vector<SafetensorsWriter::Entry> entries_;  // every tensor, in order
   std::vector<size_t> file_first_;                 // first entry of each file
+  uint64_t total_bytes_ = 0;                       // of every tensor (the index's total_size)
   size_t next_unit_ = 0, next_entry_ = 0;
   int open_ = -1;
   std::unique_ptr<SafetensorsWriter> writer_;
@@ -64,8 +65,8 @@ class HfExporter {
 };
 
 // `ftdist export`: a checkpoint's master weights, one unit at a time, with the tokenizer files
-// found in the checkpoint directory.
-void export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir, ExportOptions options);
+// found in the checkpoint directory. Returns the number of safetensors files written.
+int export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir, ExportOptions options);
 
 // HF file name of shard f (0-based) of n: model-00001-of-00003.safetensors
 std::string hf_shard_file_name(int f, int n);
