@@ -36,9 +36,13 @@ bool is_sharded_stage(plan::Stage s) {
 FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpec::Unit& spec,
                    comm::Communicator& shard_comm, comm::Communicator* replica_comm, const FsdpConfig& cfg)
     : index(index_), model_(model), shard_comm_(shard_comm), replica_comm_(replica_comm), cfg_(cfg) {
-  FT_CHECK_ARG(cfg.precision != plan::Precision::Bf16Pure, "precision bf16-pure is not supported by the runtime yet");
   sharded_ = is_sharded_stage(cfg.stage);
   compute_ = cfg.precision == plan::Precision::Fp32 ? at::kFloat : at::kBFloat16;
+  // bf16-mixed keeps an fp32 master beside the bf16 parameters; in fp32 and bf16-pure the
+  // parameters are the master, and the gradient accumulates in that dtype too.
+  params_are_master_ = cfg.precision != plan::Precision::Bf16Mixed;
+  const bool params_are_master = params_are_master_;
+  const at::ScalarType accum = params_are_master ? compute_ : at::kFloat;
   const int n = cfg.stage == plan::Stage::None ? 1 : shard_comm.size();
   const int rank = cfg.stage == plan::Stage::None ? 0 : shard_comm.rank();
   numel_ = spec.numel();
@@ -49,26 +53,26 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   at::Tensor init = at::zeros({padded_}, at::kFloat);
   init.narrow(0, 0, numel_).copy_(model.units()[index].flat.detach().view({-1}));
   const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat);
-  const bool fp32 = compute_ == at::kFloat;
   const at::Tensor my_init = init.narrow(0, int64_t(rank) * shard_, shard_);
   full_ = init.to(compute_).clone();  // stays for optimizer/none; released below for sharded stages
-  // Every buffer the planner counts, and no other: in fp32 the master is the parameter buffer itself;
-  // the optimizer stage's parameter shard is its own slot of the replica (gathered in place).
+  // Every buffer the planner counts, and no other: the master is the parameter buffer itself unless
+  // bf16-mixed; the optimizer stage's parameter shard is its own slot of the replica (gathered in place).
   switch (cfg.stage) {
     case plan::Stage::None:
-      master_ = fp32 ? full_ : init.clone();
+      master_ = params_are_master ? full_ : init.clone();
       break;
     case plan::Stage::Optimizer:
       param_shard_ = full_.narrow(0, int64_t(rank) * shard_, shard_);
-      master_ = fp32 ? param_shard_ : my_init.clone();
+      master_ = params_are_master ? param_shard_ : my_init.clone();
       break;
     default:
-      master_ = my_init.clone();
-      param_shard_ = fp32 ? master_ : master_.to(compute_);
-      grad_ = at::zeros({shard_}, f32);
+      master_ = params_are_master ? my_init.to(compute_).clone() : my_init.clone();
+      param_shard_ = params_are_master ? master_ : master_.to(compute_);
+      grad_ = at::zeros({shard_}, f32.dtype(accum));
       if (n == 1) full_ = param_shard_;  // one rank: the shard is the whole, nothing to gather
       break;
   }
+  accum_dtype_ = accum;
   gather_ = sharded_ && n > 1;
   if (!sharded_) full_grad_ = at::zeros({padded_}, f32.dtype(compute_));
   dummy_ = at::zeros({1}, f32).requires_grad_(true);
@@ -76,7 +80,7 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   own_begin_ = cfg.stage == plan::Stage::None ? 0 : int64_t(rank) * shard_;
   const int64_t state_len = cfg.stage == plan::Stage::None ? padded_ : shard_;
   at::Tensor param_out;
-  if (!fp32) param_out = cfg.stage == plan::Stage::None ? full_ : param_shard_;
+  if (!params_are_master) param_out = cfg.stage == plan::Stage::None ? full_ : param_shard_;
   opt_ = std::make_unique<optim::AdamW>(cfg.adamw, master_, optim::decay_ranges(spec, own_begin_, state_len), param_out);
   model_.bind(index, full_);
   reshard();
@@ -108,7 +112,7 @@ void FsdpUnit::on_full_grad(const at::Tensor& grad) {
     return;
   }
   if (cfg_.no_sync) {
-    if (!unsharded_acc_.defined()) unsharded_acc_ = at::zeros({padded_}, at::kFloat);
+    if (!unsharded_acc_.defined()) unsharded_acc_ = at::zeros({padded_}, grad_.options());
     unsharded_acc_ += grad.view({-1});
     if (!sync_) {  // not the last micro-batch: keep it, reduce later
       reshard();
@@ -122,7 +126,7 @@ void FsdpUnit::on_full_grad(const at::Tensor& grad) {
   if (cfg_.no_sync) unsharded_acc_.zero_();
   at::Tensor out = at::empty({shard_}, g.options());
   shard_comm_.reduce_scatter(out, g, comm::ReduceOp::Sum);
-  grad_ += out.to(at::kFloat);
+  grad_ += out.to(accum_dtype_);
   reshard();  // its backward is done
 }
 
@@ -167,8 +171,8 @@ void FsdpUnit::add_persistent_bytes(plan::MemoryBreakdown* b) const {
   // The compute-dtype parameters kept between steps: the shard, or the replica (optimizer, none).
   const at::Tensor& params = sharded_ ? param_shard_ : full_;
   (*b)[MemCategory::params_sharded] += bytes(params);
-  // In fp32 the master is the parameter buffer itself (no second copy).
-  if (compute_ != at::kFloat) (*b)[MemCategory::master] += bytes(master_);
+  // Unless bf16-mixed, the master is the parameter buffer itself (no second copy).
+  if (!params_are_master_) (*b)[MemCategory::master] += bytes(master_);
   (*b)[MemCategory::optimizer] += bytes(opt_->exp_avg()) + bytes(opt_->exp_avg_sq());
   (*b)[MemCategory::grads_sharded] += sharded_ ? bytes(grad_) : bytes(full_grad_);
   (*b)[MemCategory::unsharded_grads] += bytes(unsharded_acc_);  // no_sync, after the first backward
@@ -184,10 +188,10 @@ const at::Tensor& FsdpUnit::state(io::StateKind kind) const {
 
 at::Tensor FsdpUnit::gather_state(io::StateKind kind) {
   const at::Tensor& mine = state(kind);
-  if (cfg_.stage == plan::Stage::None) return mine.narrow(0, 0, numel_).clone();
-  at::Tensor all = at::empty({padded_}, at::kFloat);
+  if (cfg_.stage == plan::Stage::None) return mine.narrow(0, 0, numel_).to(at::kFloat, false, /*copy=*/true);
+  at::Tensor all = at::empty({padded_}, mine.options());
   shard_comm_.all_gather_into(all, mine);
-  return all.narrow(0, 0, numel_).clone();
+  return all.narrow(0, 0, numel_).to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
 }
 
 void FsdpUnit::load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps) {

@@ -60,10 +60,12 @@ class FsdpUnit {
   int64_t numel_, shard_, padded_;
   int64_t own_begin_ = 0;  // first unit element of master_ / the optimizer states
   at::ScalarType compute_;
+  at::ScalarType accum_dtype_;  // of the gradient shard and the no_sync accumulator
+  bool params_are_master_;     // fp32 and bf16-pure: no separate master copy
   at::Tensor full_;        // (padded) compute dtype: the unsharded flat parameter's storage
   at::Tensor param_shard_; // (S) compute dtype [sharded and optimizer stages]
-  at::Tensor master_;      // fp32: (S), or (padded) in `none`
-  at::Tensor grad_;        // fp32 accumulation (S) [sharded stages]
+  at::Tensor master_;      // fp32 (bf16 in bf16-pure): (S), or (padded) in `none`
+  at::Tensor grad_;        // accumulation (S), fp32 (bf16 in bf16-pure) [sharded stages]
   at::Tensor full_grad_;   // (padded) compute dtype: persistent whole gradient [optimizer, none]
   at::Tensor dummy_;       // a leaf that requires grad, so that GatherFn records a node
   at::Tensor unsharded_acc_;  // (padded) fp32: gradients kept across micro-batches (no_sync)

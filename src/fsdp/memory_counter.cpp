@@ -9,37 +9,63 @@
 #include <c10/core/CPUAllocator.h>
 
 #include <mutex>
+#include <unordered_map>
 
 namespace ftdist::fsdp {
 namespace {
 
+// The wrapped allocations by data pointer. The DataPtr handed out has the data pointer as its
+// context too, as c10::Allocator::raw_allocate requires (oneDNN's bf16 kernels allocate scratch
+// space that way), so the deleter finds its record here.
 struct Counted {
   c10::DataPtr inner;
   int64_t bytes;
-  CpuMemoryCounter* counter;
 };
+std::mutex g_mutex;
+std::unordered_map<void*, Counted>& records() {
+  static auto* m = new std::unordered_map<void*, Counted>();  // outlives static destruction order
+  return *m;
+}
+CpuMemoryCounter* g_counter = nullptr;
 
-void delete_counted(void* ctx) {
-  auto* c = static_cast<Counted*>(ctx);
-  c->counter->add(-c->bytes);
-  delete c;  // frees `inner` through its own deleter
+void delete_counted(void* data) {
+  c10::DataPtr inner;  // freed through its own deleter when it leaves scope, outside the lock
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    auto it = records().find(data);
+    if (it == records().end()) return;
+    g_counter->add(-it->second.bytes);
+    inner = std::move(it->second.inner);
+    records().erase(it);
+  }
 }
 
 class CountingAllocator final : public c10::Allocator {
  public:
-  CountingAllocator(c10::Allocator* base, CpuMemoryCounter* counter) : base_(base), counter_(counter) {}
+  explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
   c10::DataPtr allocate(size_t n) override {
+    const int64_t limit = g_counter->limit();
+    if (limit > 0 && g_counter->current() + int64_t(n) > limit) {
+      g_counter->note_refused(int64_t(n));
+      TORCH_CHECK_WITH(OutOfMemoryError, false, "CPU memory budget exceeded: allocating ", n, " bytes with ",
+                       g_counter->current(), " of ", limit, " bytes in use");
+    }
     c10::DataPtr inner = base_->allocate(n);
     void* data = inner.get();
-    c10::Device device = inner.device();
-    counter_->add(int64_t(n));
-    return {data, new Counted{std::move(inner), int64_t(n), counter_}, &delete_counted, device};
+    if (data == nullptr) return inner;  // zero bytes: nothing to count
+    const c10::Device device = inner.device();
+    {
+      std::lock_guard<std::mutex> lock(g_mutex);
+      records()[data] = Counted{std::move(inner), int64_t(n)};
+    }
+    g_counter->add(int64_t(n));
+    return {data, data, &delete_counted, device};
   }
+  c10::DeleterFnPtr raw_deleter() const override { return &delete_counted; }
   void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
 
  private:
   c10::Allocator* base_;
-  CpuMemoryCounter* counter_;
 };
 
 }  // namespace
@@ -62,7 +88,8 @@ CpuMemoryCounter& CpuMemoryCounter::install() {
   static std::once_flag once;
   std::call_once(once, [] {
     g_installed = true;
-    static CountingAllocator allocator(c10::GetAllocator(c10::DeviceType::CPU), &counter);
+    g_counter = &counter;
+    static CountingAllocator allocator(c10::GetAllocator(c10::DeviceType::CPU));
     c10::SetAllocator(c10::DeviceType::CPU, &allocator, /*priority=*/100);
   });
   return counter;

@@ -38,20 +38,21 @@ AdamWScalars adamw_scalars(const AdamWConfig& c, double lr, int64_t step, bool d
   return s;
 }
 
-template <typename G>
-void adamw_cpu(float* p, float* m, float* v, const G* g, c10::BFloat16* out, int64_t begin, int64_t end,
-               const AdamWScalars& s) {
+// T: the master and state dtype (float, or BFloat16 in bf16-pure: read, computed in fp32, rounded
+// back to nearest on store). G: the gradient dtype.
+template <typename T, typename G>
+void adamw_cpu(T* p, T* m, T* v, const G* g, c10::BFloat16* out, int64_t begin, int64_t end, const AdamWScalars& s) {
   at::parallel_for(begin, end, kGrain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const float gi = static_cast<float>(g[i]);
-      float pi = p[i] * s.decay;
-      const float mi = m[i] * s.beta1 + gi * s.omb1;
-      const float vi = v[i] * s.beta2 + s.omb2 * gi * gi;
+      float pi = static_cast<float>(p[i]) * s.decay;
+      const float mi = static_cast<float>(m[i]) * s.beta1 + gi * s.omb1;
+      const float vi = static_cast<float>(v[i]) * s.beta2 + s.omb2 * gi * gi;
       const float denom = std::sqrt(vi) / s.bc2_sqrt + s.eps;
       pi = pi + (-s.step_size) * (mi / denom);
-      p[i] = pi;
-      m[i] = mi;
-      v[i] = vi;
+      p[i] = static_cast<T>(pi);
+      m[i] = static_cast<T>(mi);
+      v[i] = static_cast<T>(vi);
     }
     if (out)
       for (int64_t i = b; i < e; ++i) out[i] = c10::BFloat16(p[i]);
@@ -75,12 +76,41 @@ c10::BFloat16* bf16_out(const at::Tensor& param_out) {
   return param_out.defined() ? param_out.data_ptr<c10::BFloat16>() : nullptr;
 }
 
+template <typename T>
+void adamw_cpu_any_grad(const at::Tensor& master, const at::Tensor& m, const at::Tensor& v, const at::Tensor& grad,
+                        const at::Tensor& param_out, const Segment& seg, const AdamWScalars& s) {
+  T* p = master.data_ptr<T>();
+  T* mp = m.data_ptr<T>();
+  T* vp = v.data_ptr<T>();
+  if (grad.scalar_type() == at::kFloat)
+    adamw_cpu(p, mp, vp, grad.data_ptr<float>(), bf16_out(param_out), seg.begin, seg.end, s);
+  else
+    adamw_cpu(p, mp, vp, grad.data_ptr<c10::BFloat16>(), bf16_out(param_out), seg.begin, seg.end, s);
+}
+
+// bf16 master and states on a GPU (bf16-pure): the same arithmetic as the CPU loop in fp32
+// temporaries, rounded once on store. The fused kernel serves the fp32 master.
+void adamw_aten(const at::Tensor& master, const at::Tensor& m, const at::Tensor& v, const at::Tensor& grad,
+                const Segment& seg, const AdamWScalars& s) {
+  const int64_t n = seg.end - seg.begin;
+  at::Tensor g = grad.narrow(0, seg.begin, n).to(at::kFloat);
+  at::Tensor mf = m.narrow(0, seg.begin, n).to(at::kFloat).mul_(s.beta1).add_(g, s.omb1);
+  at::Tensor vf = v.narrow(0, seg.begin, n).to(at::kFloat).mul_(s.beta2).addcmul_(g, g, s.omb2);
+  at::Tensor denom = vf.sqrt().div_(s.bc2_sqrt).add_(s.eps);
+  at::Tensor pf = master.narrow(0, seg.begin, n).to(at::kFloat).mul_(s.decay).addcdiv_(mf, denom, -s.step_size);
+  master.narrow(0, seg.begin, n).copy_(pf);
+  m.narrow(0, seg.begin, n).copy_(mf);
+  v.narrow(0, seg.begin, n).copy_(vf);
+}
+
 }  // namespace
 
 AdamW::AdamW(AdamWConfig config, at::Tensor master, std::vector<Range> decay, at::Tensor param_out)
     : cfg_(config), master_(std::move(master)), param_out_(std::move(param_out)), decay_(std::move(decay)) {
-  FT_CHECK(master_.scalar_type() == at::kFloat && master_.is_contiguous(), ErrorKind::Internal,
-           "AdamW: the master shard must be contiguous fp32");
+  FT_CHECK((master_.scalar_type() == at::kFloat || master_.scalar_type() == at::kBFloat16) && master_.is_contiguous(),
+           ErrorKind::Internal, "AdamW: the master shard must be contiguous fp32 or bf16");
+  FT_CHECK(!(param_out_.defined() && master_.scalar_type() == at::kBFloat16), ErrorKind::Internal,
+           "AdamW: a bf16 master is the parameter shard itself (no separate output)");
   if (param_out_.defined()) {
     check_shard(param_out_, master_, "the parameter shard", false);
     FT_CHECK(param_out_.scalar_type() == at::kBFloat16, ErrorKind::Internal, "AdamW writes a bf16 parameter shard");
@@ -107,6 +137,10 @@ void AdamW::step(const at::Tensor& grad, double lr) {
   ++step_;
   for (const Segment& seg : segments(master_.numel(), decay_)) {
     const AdamWScalars s = adamw_scalars(cfg_, lr, step_, seg.decay);
+    if (master_.is_cuda() && master_.scalar_type() == at::kBFloat16) {
+      adamw_aten(master_, exp_avg_, exp_avg_sq_, grad, seg, s);
+      continue;
+    }
     if (master_.is_cuda()) {
 #ifdef FTDIST_WITH_KERNELS
       kernels::AdamWArgs a;
@@ -125,14 +159,10 @@ void AdamW::step(const at::Tensor& grad, double lr) {
 #endif
       continue;
     }
-    float* p = master_.data_ptr<float>();
-    float* m = exp_avg_.data_ptr<float>();
-    float* v = exp_avg_sq_.data_ptr<float>();
-    c10::BFloat16* out = bf16_out(param_out_);
-    if (grad.scalar_type() == at::kFloat)
-      adamw_cpu(p, m, v, grad.data_ptr<float>(), out, seg.begin, seg.end, s);
+    if (master_.scalar_type() == at::kFloat)
+      adamw_cpu_any_grad<float>(master_, exp_avg_, exp_avg_sq_, grad, param_out_, seg, s);
     else
-      adamw_cpu(p, m, v, grad.data_ptr<c10::BFloat16>(), out, seg.begin, seg.end, s);
+      adamw_cpu_any_grad<c10::BFloat16>(master_, exp_avg_, exp_avg_sq_, grad, param_out_, seg, s);
   }
 }
 

@@ -230,9 +230,10 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
     b[MemCategory::unsharded_grads] = edge_full + uint64_t(s.prefetch) * layer_full;
     std::string formula = "largest edge unit " + std::to_string(edge_full) + " + prefetch " + std::to_string(s.prefetch) +
                           " x layer " + std::to_string(layer_full);
-    if (s.no_sync) {  // every unit's unsharded fp32 gradient, kept until the step's last micro-batch
-      b[MemCategory::unsharded_grads] += uint64_t(u.padded_numel(n)) * 4;
-      formula += " + no_sync accumulators N x S x 4 (" + std::to_string(u.padded_numel(n) * 4) + ")";
+    if (s.no_sync) {  // every unit's unsharded gradient (accumulation dtype), kept until the step's last micro-batch
+      const int a = grad_accum_bytes(s);
+      b[MemCategory::unsharded_grads] += uint64_t(u.padded_numel(n)) * a;
+      formula += " + no_sync accumulators N x S x " + std::to_string(a) + " (" + std::to_string(u.padded_numel(n) * a) + ")";
     }
     if (explain) ex.line(MemCategory::unsharded_grads, formula, b[MemCategory::unsharded_grads]);
   } else {

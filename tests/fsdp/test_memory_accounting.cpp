@@ -37,7 +37,7 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
   if (n == 4) stages.push_back(plan::Stage::Hybrid);
   for (const plan::ModelSpec& spec : models) {
     for (plan::Stage stage : stages) {
-      for (plan::Precision precision : {plan::Precision::Fp32, plan::Precision::Bf16Mixed}) {
+      for (plan::Precision precision : {plan::Precision::Fp32, plan::Precision::Bf16Mixed, plan::Precision::Bf16Pure}) {
         SCOPED_TRACE(spec.name + " " + plan::stage_name(stage) + " " + plan::precision_name(precision) + " on " +
                      std::to_string(n) + " ranks");
         model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));

@@ -64,6 +64,39 @@ TEST(AdamW, Bf16GradientsAndBf16ParameterOutput) {
   EXPECT_TRUE(at::equal(out, master.to(at::kBFloat16)));  // the parameter shard is the rounded master
 }
 
+// bf16-pure: master and moments in bf16. Each step is the fp32 update of the bf16 values, rounded
+// to nearest on store: the reference runs the fp32 optimizer one step at a time from the bf16
+// state, then rounds, and must agree bit for bit; the states are bf16 (half the bytes).
+TEST(AdamW, Bf16MasterIsTheFp32UpdateRoundedEachStep) {
+  at::manual_seed(2);
+  const int64_t n = 777;
+  const std::vector<Range> decay = {{0, 300}, {400, n}};
+  AdamWConfig cfg;
+  cfg.weight_decay = 0.1;
+  at::Tensor master = at::randn({n}).to(at::kBFloat16);
+  const at::Tensor start = master.clone();
+  AdamW ours(cfg, master, decay);
+  EXPECT_EQ(ours.exp_avg().scalar_type(), at::kBFloat16);
+  EXPECT_EQ(ours.exp_avg_sq().scalar_type(), at::kBFloat16);
+  at::Tensor p = master.to(at::kFloat), m = at::zeros({n}), v = at::zeros({n});
+  for (int step = 1; step <= 5; ++step) {
+    // odd steps an fp32 gradient, even steps a bf16 one (the reference reads its exact fp32 value)
+    at::Tensor g = at::randn({n});
+    if (step % 2 == 0) g = g.to(at::kBFloat16);
+    AdamW ref(cfg, p.clone(), decay);
+    ref.load_state(m, v, step - 1);
+    ref.step(g.to(at::kFloat), 1e-2);
+    ours.step(g, 1e-2);
+    p = ref.master().to(at::kBFloat16).to(at::kFloat);
+    m = ref.exp_avg().to(at::kBFloat16).to(at::kFloat);
+    v = ref.exp_avg_sq().to(at::kBFloat16).to(at::kFloat);
+    ASSERT_TRUE(at::equal(master.to(at::kFloat), p)) << "step " << step;
+    ASSERT_TRUE(at::equal(ours.exp_avg().to(at::kFloat), m)) << "step " << step;
+    ASSERT_TRUE(at::equal(ours.exp_avg_sq().to(at::kFloat), v)) << "step " << step;
+  }
+  EXPECT_GT((master.to(at::kFloat) - start.to(at::kFloat)).abs().max().item<float>(), 0.01f);  // it moved
+}
+
 TEST(AdamW, WeightDecayOnlyInsideDecayRanges) {
   at::manual_seed(2);
   const int64_t n = 100;

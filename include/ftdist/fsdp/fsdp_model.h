@@ -2,8 +2,8 @@
 //
 // Each unit (embed, layers.i, head; root when tied) keeps on this rank:
 //   param shard   compute dtype, S elements (the all-gather source)        [full, grad-op, hybrid]
-//   master        fp32 S (the AdamW master; in fp32 precision the param shard itself)
-//   grad shard    fp32 S (accumulation buffer)
+//   master        fp32 S (the AdamW master; in fp32 and bf16-pure the param shard itself)
+//   grad shard    fp32 S (accumulation buffer; bf16 in bf16-pure)
 //   full          the unsharded flat parameter, N*S; its storage is released after the unit's
 //                 forward (full) and refilled by an all-gather before its backward; parameters
 //                 are views into it, so the tensors autograd saved stay valid.

@@ -6,7 +6,8 @@
 //   ckpt/step-00000100/config.json                      the model's Hugging Face config
 //   ckpt/step-00000100/rank-00000-of-00004.safetensors  file shard k: for every unit u, tensors
 //                                                       "<unit>/master", "<unit>/exp_avg",
-//                                                       "<unit>/exp_avg_sq" (fp32) holding the
+//                                                       "<unit>/exp_avg_sq" (fp32; bf16 from a
+//                                                       bf16-pure run; read back converting) holding the
 //                                                       elements [k*S_u, min(numel_u, (k+1)*S_u))
 //                                                       of the unit's flat buffer, S_u = ceil(numel_u / K)
 //   ckpt/latest                                          the name of the newest complete step directory

@@ -1,4 +1,4 @@
-// Optimizers over flat fp32 shards (DESIGN.md §4): AdamW (decoupled weight decay, bias correction)
+// Optimizers over flat fp32 (or, in bf16-pure, bf16) shards (DESIGN.md §4): AdamW (decoupled weight decay, bias correction)
 // and SGD with momentum. One pass per step reads the gradient shard (fp32 or bf16) and updates the
 // fp32 master shard and the states, and writes the compute-dtype parameter shard the next
 // all-gather sends. Weight decay applies only inside `decay` ranges (the matrices of the unit
@@ -37,7 +37,9 @@ struct AdamWConfig {
 class AdamW {
  public:
   // master: fp32, contiguous, on CPU or CUDA. param_out: the compute-dtype shard written each step
-  // (undefined: none). States are allocated beside master, zeroed.
+  // (undefined: none). States are allocated beside master, zeroed, in master's dtype. A bf16
+  // master (bf16-pure) is the parameter shard itself and its states are bf16: each element is
+  // computed in fp32 and rounded to nearest on store (no param_out then).
   AdamW(AdamWConfig config, at::Tensor master, std::vector<Range> decay, at::Tensor param_out = {});
 
   void step(const at::Tensor& grad, double lr);
