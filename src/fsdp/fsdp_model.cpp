@@ -208,10 +208,14 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     (sum / double(total)).backward();
     loss_sum += sum.item<double>();
   }
-  StepResult r{0, total, activation_bytes_, peak_gathered_, 0, false};
+  StepResult r;
+  r.tokens = total;
+  r.activation_bytes = activation_bytes_;
+  r.peak_gathered_bytes = peak_gathered_;
   if (cfg_.max_grad_norm > 0 || cfg_.skip_nonfinite) {
     // Every unit's reduced gradient first, then one global norm, then the steps.
     for (auto& u : units_) u->reduce_for_step();
+    for (auto& u : units_) r.held_grad_bytes += u->step_grad_extra_bytes();
     at::Tensor sq = at::zeros({1}, at::kDouble);
     for (auto& u : units_) sq += u->step_grad().to(at::kDouble).pow(2).sum();
     if (cfg_.stage != plan::Stage::None) shard_->all_reduce(sq, comm::ReduceOp::Sum);  // none: replicated already

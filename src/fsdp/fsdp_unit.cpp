@@ -159,6 +159,11 @@ void FsdpUnit::reduce_for_step() {
   }
 }
 
+int64_t FsdpUnit::step_grad_extra_bytes() const {
+  if (!step_grad_.defined() || step_grad_.is_same(grad_) || step_grad_.is_same(full_grad_)) return 0;
+  return int64_t(step_grad_.nbytes());
+}
+
 void FsdpUnit::apply_step(double lr) {
   opt_->step(step_grad_, lr);  // none/fp32: updates full_ itself; bf16-mixed: writes it
   if (cfg_.stage == plan::Stage::Optimizer) shard_comm_.all_gather_into(full_, param_shard_);

@@ -37,6 +37,8 @@ class FsdpUnit {
   // parameters. Without clipping a unit's temporaries live from its reduce to its apply only.
   void reduce_for_step();
   const at::Tensor& step_grad() const { return step_grad_; }
+  // Bytes of step_grad() that are not a persistent buffer (a reduce-scatter output, a converted copy).
+  int64_t step_grad_extra_bytes() const;
   void apply_step(double lr);
   // Bytes this unit keeps between steps, by the planner's categories (see persistent_bytes()).
   void add_persistent_bytes(plan::MemoryBreakdown* b) const;

@@ -286,13 +286,24 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
       comm_formula += " + fp32 copy N x max S x " + std::to_string(r);
     }
   } else if (s.stage == Stage::Optimizer) {
-    // Step end, one unit at a time: the reduce-scatter output shard and the all-gather input shard.
-    comm = max_shard * (r + c);
-    comm_formula = "max S " + std::to_string(max_shard) + " x (" + std::to_string(r) + " + " + C + ")";
+    // Step end: each unit's reduce-scatter output (its gradient shard in the reduce dtype), one
+    // unit's at a time, or every unit's when the global norm is taken first; plus, when the reduce
+    // dtype is not the compute dtype, the converted copy of one unit's whole gradient.
+    const uint64_t outputs = s.global_norm ? uint64_t(shard) : max_shard;
+    comm = outputs * r;
+    comm_formula = (s.global_norm ? "every unit's S " + std::to_string(shard) : "max S " + std::to_string(max_shard)) +
+                   " x " + std::to_string(r);
+    if (r != c) {
+      comm += max_shard * n * r;
+      comm_formula += " + converted gradient N x max S x " + std::to_string(r);
+    }
   } else if (r != c) {
-    // none: all-reduce in the reduce dtype, one unit at a time.
-    comm = uint64_t(std::max(u.layer_numel, u.max_edge_numel())) * r;
-    comm_formula = "largest unit x " + std::to_string(r);
+    // none: the gradient converted to the reduce dtype and all-reduced, one unit at a time, or every
+    // unit's when the global norm is taken first.
+    const int64_t largest = std::max(u.layer_numel, u.max_edge_numel());
+    comm = uint64_t(s.global_norm ? total : largest) * r;
+    comm_formula = (s.global_norm ? "every unit " + std::to_string(total) : "largest unit " + std::to_string(largest)) +
+                   " x " + std::to_string(r);
   } else {
     comm_formula = "0 (in-place all-reduce)";
   }

@@ -64,3 +64,39 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
     }
   }
 }
+
+// With clipping, `optimizer` and `none` keep every unit's reduced gradient until the global norm is
+// known: what the runtime holds then is the planner's comm_buffers for that setup, to the byte
+// (fp32 optimizer stage: the reduce-scatter outputs; bf16-mixed `none` reducing in fp32: the
+// converted copies). Without the global norm the planner counts one unit's worth.
+TEST(FsdpMemory, GradientsKeptForTheGlobalNormAreThePlannersCommBuffers) {
+  auto world = mpi_world();
+  const int n = world->size();
+  if (n == 1) GTEST_SKIP() << "one rank has no collectives (comm_buffers is 0); runs under mpirun -np 2 and 4";
+  const plan::ModelSpec spec = tiny_spec("llama");
+  struct Setup {
+    plan::Stage stage;
+    plan::Precision precision;
+  };
+  for (Setup c : {Setup{plan::Stage::Optimizer, plan::Precision::Fp32}, Setup{plan::Stage::None, plan::Precision::Bf16Mixed}}) {
+    SCOPED_TRACE(plan::stage_name(c.stage));
+    model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+    randomize(m, 1);
+    fsdp::FsdpConfig cfg;
+    cfg.stage = c.stage;
+    cfg.precision = c.precision;
+    cfg.max_grad_norm = 1.0;
+    fsdp::FsdpModel f(m, *world, cfg);
+    at::Tensor ids = at::randint(0, spec.vocab, {1, 6}, at::kLong);
+    const fsdp::StepResult r = f.train_step({{ids, ids}}, 1e-3);
+    plan::RunSetup s;
+    s.stage = c.stage;
+    s.precision = c.precision;
+    s.shard_group = c.stage == plan::Stage::None ? 1 : n;
+    s.replicas = n / s.shard_group;
+    EXPECT_GT(r.held_grad_bytes, 0);
+    EXPECT_EQ(uint64_t(r.held_grad_bytes), plan::estimate_memory(spec, s)[plan::MemCategory::comm_buffers]);
+    s.global_norm = false;
+    EXPECT_LT(plan::estimate_memory(spec, s)[plan::MemCategory::comm_buffers], uint64_t(r.held_grad_bytes));
+  }
+}

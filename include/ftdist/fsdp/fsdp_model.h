@@ -63,6 +63,9 @@ struct StepResult {
   int64_t peak_gathered_bytes = 0;     // most unsharded parameter bytes gathered at once
   double grad_norm = 0;                // global, before clipping (computed when clipping is on)
   bool skipped = false;                // non-finite gradient norm: no optimizer step was taken
+  // With a global norm (clipping, skip_nonfinite): the reduced gradients kept for it beyond the
+  // persistent buffers, all units together (the planner's comm_buffers in `optimizer` and `none`).
+  int64_t held_grad_bytes = 0;
 };
 
 class FsdpUnit;

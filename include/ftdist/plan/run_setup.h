@@ -53,6 +53,10 @@ struct RunSetup {
   int prefetch = 2;          // unsharded layer buffers in flight (the one computing + prefetched)
   bool offload_optimizer = false;  // master + optimizer states in host memory
   bool no_sync = false;  // keep unsharded fp32 gradients across micro-batches, reduce once per step
+  // The step takes the global gradient norm before any update (gradient clipping, or skipping
+  // non-finite steps): in `optimizer` and `none` every unit's reduced gradient is then kept until
+  // the norm is known, instead of one unit's at a time. The trainer clips by default.
+  bool global_norm = true;
   Overheads overheads;
 
   int data_parallel() const { return shard_group * replicas; }
