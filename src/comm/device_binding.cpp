@@ -22,6 +22,16 @@ int local_rank() {
   return r;
 }
 
+int local_size() {
+  if (!MpiSession::initialized()) return 1;
+  MPI_Comm node = MPI_COMM_NULL;
+  FT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int n = 1;
+  MPI_Comm_size(node, &n);
+  MPI_Comm_free(&node);
+  return n;
+}
+
 int bind_local_gpu() {
 #ifdef FTDIST_WITH_CUDA
   int count = 0;

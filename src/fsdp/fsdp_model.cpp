@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "fsdp_unit.h"
+#include "ftdist/fsdp/memory_category.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/core/check.h"
 #include "ftdist/model/loss.h"
@@ -129,6 +130,7 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
   const bool root_tied = spec.tie_embeddings && u == 0;  // also used by lm_head at the end
   unit.ensure_gathered();
   note_gathered();
+  CategoryScope scope(is_layer || u == 0 ? plan::MemCategory::activations : plan::MemCategory::logits);
   at::Tensor y;
   if (is_layer && cfg_.checkpointing == plan::Checkpointing::Full) {
     checkpoint_args_.push_back(std::make_unique<CheckpointArgs>(CheckpointArgs{{&model_, &unit, int64_t(u) - 1, ctx}}));
@@ -167,6 +169,7 @@ at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
   forward_start_bytes_ = CpuMemoryCounter::installed() ? CpuMemoryCounter::install().current() - gathered_now() : 0;
   at::Tensor h;
   for (size_t u = 0; u < units_.size(); ++u) h = run_unit(u, h, &ctx_, mb.input_ids);
+  CategoryScope scope(plan::MemCategory::logits);
   if (model_.spec().tie_embeddings) {  // the root unit also holds lm_head's weight
     units_[0]->bind_for_autograd();
     at::Tensor normed = model_.final_norm(h);
@@ -188,6 +191,34 @@ StepResult FsdpModel::eval_sums(const MicroBatch& mb) {
   return r;
 }
 
+StepResult FsdpModel::dry_run(const MicroBatch& mb) {
+  for (auto& u : units_) {
+    u->zero_grad();
+    u->set_sync(true);
+  }
+  int64_t tokens = 0;
+  at::Tensor sum = forward_loss_sum(mb, &tokens);
+  FT_CHECK_ARG(tokens > 0, "dry_run: no token of the micro-batch counts towards the loss");
+  {
+    CategoryScope scope(plan::MemCategory::activations);
+    (sum / double(tokens)).backward();
+  }
+  StepResult r;
+  r.tokens = tokens;
+  r.activation_bytes = activation_bytes_;
+  r.peak_gathered_bytes = peak_gathered_;
+  if (cfg_.max_grad_norm > 0 || cfg_.skip_nonfinite) {  // what the step holds for the global norm
+    for (auto& u : units_) u->reduce_for_step();
+    for (auto& u : units_) r.held_grad_bytes += u->step_grad_extra_bytes();
+  }
+  for (auto& u : units_) {
+    u->discard_step_grad();
+    u->zero_grad();
+  }
+  checkpoint_args_.clear();
+  return r;
+}
+
 StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, double lr) {
   FT_CHECK_ARG(!micro_batches.empty(), "train_step needs at least one micro-batch");
   // The loss is the mean over every counted token of the step on every rank, so each micro-batch's
@@ -205,7 +236,10 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     for (auto& u : units_) u->set_sync(i + 1 == micro_batches.size());
     int64_t tokens = 0;
     at::Tensor sum = forward_loss_sum(mb, &tokens);
-    (sum / double(total)).backward();
+    {
+      CategoryScope scope(plan::MemCategory::activations);  // the backward's gradients and workspace
+      (sum / double(total)).backward();
+    }
     loss_sum += sum.item<double>();
   }
   StepResult r;

@@ -4,6 +4,7 @@
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/torch_compat.h"
+#include "ftdist/fsdp/memory_category.h"
 
 namespace ftdist::fsdp {
 namespace {
@@ -49,6 +50,9 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   shard_ = (numel_ + n - 1) / n;
   padded_ = shard_ * n;
 
+  using plan::MemCategory;
+  std::optional<CategoryScope> what;  // the category each buffer below belongs to
+  what.emplace(MemCategory::params_sharded);
   // The starting point: the model's current parameters, the same on every rank.
   at::Tensor init = at::zeros({padded_}, at::kFloat);
   init.narrow(0, 0, numel_).copy_(model.units()[index].flat.detach().view({-1}));
@@ -59,21 +63,27 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   // bf16-mixed; the optimizer stage's parameter shard is its own slot of the replica (gathered in place).
   switch (cfg.stage) {
     case plan::Stage::None:
+      what.emplace(MemCategory::master);
       master_ = params_are_master ? full_ : init.clone();
       break;
     case plan::Stage::Optimizer:
       param_shard_ = full_.narrow(0, int64_t(rank) * shard_, shard_);
+      what.emplace(MemCategory::master);
       master_ = params_are_master ? param_shard_ : my_init.clone();
       break;
     default:
+      what.emplace(params_are_master ? MemCategory::params_sharded : MemCategory::master);
       master_ = params_are_master ? my_init.to(compute_).clone() : my_init.clone();
+      what.emplace(MemCategory::params_sharded);
       param_shard_ = params_are_master ? master_ : master_.to(compute_);
+      what.emplace(MemCategory::grads_sharded);
       grad_ = at::zeros({shard_}, f32.dtype(accum));
       if (n == 1) full_ = param_shard_;  // one rank: the shard is the whole, nothing to gather
       break;
   }
   accum_dtype_ = accum;
   gather_ = sharded_ && n > 1;
+  what.emplace(MemCategory::grads_sharded);
   if (!sharded_) full_grad_ = at::zeros({padded_}, f32.dtype(compute_));
   dummy_ = at::zeros({1}, f32).requires_grad_(true);
 
@@ -81,6 +91,7 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   const int64_t state_len = cfg.stage == plan::Stage::None ? padded_ : shard_;
   at::Tensor param_out;
   if (!params_are_master) param_out = cfg.stage == plan::Stage::None ? full_ : param_shard_;
+  what.emplace(MemCategory::optimizer);
   opt_ = std::make_unique<optim::AdamW>(cfg.adamw, master_, optim::decay_ranges(spec, own_begin_, state_len), param_out);
   model_.bind(index, full_);
   reshard();
@@ -88,6 +99,7 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
 
 void FsdpUnit::ensure_gathered() {
   if (!gather_ || !compat::storage_released(full_)) return;
+  CategoryScope scope(plan::MemCategory::unsharded_params);
   compat::refill_storage(full_, size_t(padded_) * c10::elementSize(compute_));
   shard_comm_.all_gather_into(full_, param_shard_);
 }
@@ -111,7 +123,9 @@ void FsdpUnit::on_full_grad(const at::Tensor& grad) {
     full_grad_ += grad.view({-1});
     return;
   }
+  CategoryScope scope(plan::MemCategory::comm_buffers);  // the reduce-scatter's operands
   if (cfg_.no_sync) {
+    CategoryScope acc(plan::MemCategory::unsharded_grads);
     if (!unsharded_acc_.defined()) unsharded_acc_ = at::zeros({padded_}, grad_.options());
     unsharded_acc_ += grad.view({-1});
     if (!sync_) {  // not the last micro-batch: keep it, reduce later
@@ -136,6 +150,7 @@ void FsdpUnit::zero_grad() {
 }
 
 void FsdpUnit::reduce_for_step() {
+  CategoryScope scope(plan::MemCategory::comm_buffers);
   const at::ScalarType reduce = cfg_.reduce_dtype == plan::FloatType::Fp32 ? at::kFloat : at::kBFloat16;
   switch (cfg_.stage) {
     case plan::Stage::Optimizer: {

@@ -40,6 +40,7 @@ class FsdpUnit {
   // Bytes of step_grad() that are not a persistent buffer (a reduce-scatter output, a converted copy).
   int64_t step_grad_extra_bytes() const;
   void apply_step(double lr);
+  void discard_step_grad() { step_grad_ = at::Tensor(); }
   // Bytes this unit keeps between steps, by the planner's categories (see persistent_bytes()).
   void add_persistent_bytes(plan::MemoryBreakdown* b) const;
   // Checkpoint state: this rank's fp32 `kind` over unit elements [own_begin(), own_begin() + its

@@ -48,7 +48,7 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
                 format_bytes(plan::saved_activation_bytes(spec, setup)).c_str(),
                 last.activation_bytes ? format_bytes(double(last.activation_bytes)).c_str() : "-");
   os << line;
-  std::snprintf(line, sizeof(line), "%-18s %16s %22s  (process peak RSS; the plan's overhead is GPU context)\n", "total",
+  std::snprintf(line, sizeof(line), "%-18s %16s %22s  (process peak RSS, all memory)\n", "total",
                 format_bytes(double(planned.total())).c_str(), format_bytes(double(process_peak_rss_bytes())).c_str());
   os << line;
   return os.str();

@@ -8,6 +8,8 @@
 #include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/core/toml_util.h"
+#include "ftdist/core/bytes.h"
+#include "ftdist/plan/gpu_catalog.h"
 
 namespace ftdist::train {
 namespace {
@@ -17,7 +19,7 @@ const std::map<std::string, std::set<std::string>> kKeys = {
     {"data", {"train", "eval", "tokenizer", "seq_len"}},
     {"train", {"steps", "micro_batch", "global_batch", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "grad_clip", "seed",
                "eval_every", "log_every", "nonfinite", "peak_tflops"}},
-    {"parallel", {"shard", "precision", "reduce_dtype", "checkpointing"}},
+    {"parallel", {"shard", "precision", "reduce_dtype", "checkpointing", "auto", "memory_limit", "gpu"}},
     {"checkpoint", {"dir", "every", "keep", "resume"}},
     {"output", {"dir", "metrics", "export", "export_dtype"}},
 };
@@ -122,6 +124,23 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   c.precision = plan::precision_from_name(get_str(par, "precision", "fp32", p));
   c.reduce_dtype = plan::float_type_from_name(get_str(par, "reduce_dtype", "fp32", p), p + " reduce_dtype");
   c.checkpointing = plan::checkpointing_from_name(get_str(par, "checkpointing", "none", p));
+  c.auto_parallel = toml_get_or<bool>(par, "auto", false, p);
+  if (const toml::node* limit = par.get("memory_limit")) {
+    if (auto bytes = limit->value<int64_t>()) {
+      FT_CHECK_ARG(*bytes >= 0, p << ": \"memory_limit\" must be >= 0 bytes, got " << *bytes);
+      c.memory_limit = uint64_t(*bytes);
+    } else if (auto text = limit->value<std::string>()) {
+      c.memory_limit = parse_bytes(*text, p + " memory_limit");
+    } else {
+      FT_CHECK_ARG(false, p << ": \"memory_limit\" must be bytes, as a number or a string such as \"24GiB\"");
+    }
+  }
+  c.gpu = get_str(par, "gpu", "", p);
+  if (!c.gpu.empty()) {
+    const plan::GpuSpec& g = plan::GpuCatalog::load_default().find(c.gpu);  // unknown names: error with suggestions
+    c.gpu = g.name;
+    if (c.peak_tflops == 0) c.peak_tflops = g.bf16_tflops;  // the mfu metric's peak
+  }
   const std::string ck = path + " [checkpoint]";
   c.checkpoint_dir = get_str(section("checkpoint"), "dir", "", ck);
   c.checkpoint_every = get_int(section("checkpoint"), "every", c.checkpoint_every, ck, 0);
@@ -148,7 +167,8 @@ nlohmann::ordered_json run_config_json(const RunConfig& c) {
                 {"nonfinite", c.abort_on_nonfinite ? "abort" : "skip"}, {"peak_tflops", c.peak_tflops}};
   j["parallel"] = {{"shard", plan::stage_name(c.shard)}, {"precision", plan::precision_name(c.precision)},
                    {"reduce_dtype", plan::float_type_name(c.reduce_dtype)},
-                   {"checkpointing", plan::checkpointing_name(c.checkpointing)}};
+                   {"checkpointing", plan::checkpointing_name(c.checkpointing)}, {"auto", c.auto_parallel},
+                   {"memory_limit", c.memory_limit}, {"gpu", c.gpu}};
   j["checkpoint"] = {{"dir", c.checkpoint_root()}, {"every", c.checkpoint_every}, {"keep", c.checkpoint_keep},
                      {"resume", c.resume}};
   j["output"] = {{"dir", c.output_dir}, {"metrics", c.metrics}, {"export", c.export_hf}, {"export_dtype", c.export_dtype}};

@@ -13,6 +13,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/log.h"
 #include "ftdist/core/text_file.h"
@@ -29,6 +30,7 @@
 #include "ftdist/plan/presets.h"
 #include "ftdist/plan/time_model.h"
 #include "ftdist/train/checkpointing.h"
+#include "ftdist/train/memory_fit.h"
 
 namespace ftdist::train {
 namespace {
@@ -172,22 +174,37 @@ std::vector<fsdp::MicroBatch> micro_batches(const std::vector<data::Sample>& sam
 
 }  // namespace
 
-TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
-  fsdp::CpuMemoryCounter::install();  // measured activations for the closing memory table
-  ModelSource src = model_source(c);
+TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
+  fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();  // measured activations, the budget
+  ModelSource src = model_source(config);
+  const int n = world.size();
+  const int64_t global_batch = config.global_batch > 0 ? config.global_batch : config.micro_batch * n;
+  FT_CHECK_ARG(global_batch % (config.micro_batch * n) == 0,
+               config.origin << ": train.global_batch (" << global_batch << ") must be a multiple of train.micro_batch x ranks = "
+                             << config.micro_batch * n);
+  // Fail fast: the plan against the budget before anything is allocated, then (below) every
+  // persistent buffer and one step at the full sequence length before step 1.
+  const MemoryBudget budget = memory_budget(config, world);
+  RunConfig c = config;
+  if (config.auto_parallel) {
+    c = choose_parallel(config, src.spec, n, global_batch, budget);
+    FT_LOG_INFO("parallel.auto: shard " << plan::stage_name(c.shard) << ", micro_batch " << c.micro_batch << ", checkpointing "
+                << plan::checkpointing_name(c.checkpointing) << " for " << n << " rank(s) of "
+                << format_bytes(double(budget.bytes)) << " (" << budget.source << ")");
+  }
+  const FitCheck fit{src.spec, cpu_run_setup(c, n, c.micro_batch), budget, c, n, global_batch};
+  fit.check_plan();
+  counter.set_limit(int64_t(budget.bytes));  // on CPU the budget is enforced like a device's capacity
+
   const std::string resume_dir = checkpoint_to_resume(c);
   std::unique_ptr<io::CheckpointReader> resume;
   if (!resume_dir.empty()) {
     resume = std::make_unique<io::CheckpointReader>(resume_dir);
     resume->meta().check_model(src.spec, resume_dir + "/meta.json");
   }
-  std::unique_ptr<model::LlamaModel> model = build_model(c, src, resume.get());
+  std::unique_ptr<model::LlamaModel> model;
+  fit.run("while building the model", [&] { model = build_model(c, src, resume.get()); });
   const plan::ModelSpec& spec = model->spec();
-  const int n = world.size();
-  const int64_t global_batch = c.global_batch > 0 ? c.global_batch : c.micro_batch * n;
-  FT_CHECK_ARG(global_batch % (c.micro_batch * n) == 0,
-               c.origin << ": train.global_batch (" << global_batch << ") must be a multiple of train.micro_batch x ranks = "
-                        << c.micro_batch * n);
 
   const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(c.tokenizer, c.origin + " [data] tokenizer");
   std::vector<data::Sample> train =
@@ -205,7 +222,21 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
   fc.adamw.weight_decay = c.weight_decay;
   fc.max_grad_norm = c.grad_clip;
   fc.skip_nonfinite = !c.abort_on_nonfinite;
-  fsdp::FsdpModel fsdp(*model, world, fc);
+  std::unique_ptr<fsdp::FsdpModel> fsdp_ptr;
+  fit.run("while allocating the persistent buffers (parameter, master, optimizer and gradient shards)",
+          [&] { fsdp_ptr = std::make_unique<fsdp::FsdpModel>(*model, world, fc); });
+  fsdp::FsdpModel& fsdp = *fsdp_ptr;
+  {
+    // One forward and backward at the longest sequence, before step 1 (nothing is updated).
+    const at::Tensor ids = at::zeros({c.micro_batch, c.seq_len}, at::kLong);
+    fit.run("in the probe step (one forward and backward of " + std::to_string(c.micro_batch) + " x " +
+                std::to_string(c.seq_len) + " tokens)",
+            [&] { fsdp.dry_run({ids, ids}); });
+    const uint64_t planned = plan::estimate_memory(spec, fit.setup).total();
+    FT_LOG_INFO("memory probe: a step fits, peak " << format_bytes(double(counter.peak())) << " allocated per rank (planned "
+                << format_bytes(double(planned)) << ", available "
+                << (budget.bytes ? format_bytes(double(budget.bytes)) + ", " + budget.source : "unknown") << ")");
+  }
   optim::LrSchedule schedule{c.schedule, c.lr, c.warmup_steps, c.steps, c.min_lr};
 
   TrainSummary summary;
@@ -341,8 +372,7 @@ TrainSummary run_training(const RunConfig& c, comm::Communicator& world) {
   std::signal(SIGTERM, SIG_DFL);
   std::signal(SIGINT, SIG_DFL);
   if (world.rank() == 0)
-    std::printf("%s", fsdp::memory_report(spec, fsdp::planned_setup(fc, n, c.micro_batch, c.seq_len, plan::Attention::Eager),
-                                          fsdp, last).c_str());
+    std::printf("%s", fsdp::memory_report(spec, fit.setup, fsdp, last).c_str());
   return summary;
 }
 

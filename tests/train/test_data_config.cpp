@@ -1,6 +1,8 @@
 // data/ and the run config: formats, packing, the sampler, validation and --set.
 #include <gtest/gtest.h>
 
+#include "ftdist/plan/gpu_catalog.h"
+
 #include <fstream>
 #include <set>
 
@@ -129,6 +131,25 @@ TEST(RunConfig, EveryBadValueNamesTheKey) {
   expect_bad_input([&] { train::load_run_config(path, {"train.schedule=step"}); }, "unknown learning-rate schedule");
   expect_bad_input([&] { train::load_run_config(path, {"bad"}); }, "expected section.key=value");
   expect_bad_input([&] { train::load_run_config(write("broken.toml", "[model\n"), {}); }, "broken.toml:");
+  expect_bad_input([&] { train::load_run_config(path, {"parallel.memory_limit=lots"}); }, "memory_limit");
+  expect_bad_input([&] { train::load_run_config(path, {"parallel.memory_limit=-5"}); }, "\"memory_limit\" must be >= 0 bytes");
+  expect_bad_input([&] { train::load_run_config(path, {"parallel.auto=maybe"}); }, "\"auto\"");
+  expect_bad_input([&] { train::load_run_config(path, {"parallel.gpu=h1000"}); }, "h100");
+}
+
+TEST(RunConfig, ParallelAutoMemoryLimitAndGpuPeak) {
+  const std::string path = write("par.toml", kConfig);
+  auto c = train::load_run_config(path, {"parallel.auto=true", "parallel.memory_limit=\"1.5GiB\"", "parallel.gpu=a100-80gb"});
+  EXPECT_TRUE(c.auto_parallel);
+  EXPECT_EQ(c.memory_limit, 1536ull << 20);
+  EXPECT_EQ(c.gpu, "a100-80gb");
+  EXPECT_DOUBLE_EQ(c.peak_tflops, plan::GpuCatalog::load_default().find("a100-80gb").bf16_tflops);  // mfu's peak
+  EXPECT_GT(c.peak_tflops, 100);
+  // an explicit peak wins; a plain number of bytes is accepted
+  c = train::load_run_config(path, {"train.peak_tflops=50", "parallel.gpu=a100-80gb", "parallel.memory_limit=4096"});
+  EXPECT_DOUBLE_EQ(c.peak_tflops, 50);
+  EXPECT_EQ(c.memory_limit, 4096u);
+  EXPECT_FALSE(c.auto_parallel);
 }
 
 }  // namespace

@@ -7,6 +7,9 @@ namespace ftdist::comm {
 
 // This process's rank among the processes on its node (0 when not launched by MPI).
 int local_rank();
+// How many processes of the job share this node (1 when not launched by MPI). Collective over
+// MPI_COMM_WORLD: every rank calls it.
+int local_size();
 
 // Makes GPU local_rank() the current CUDA device and returns its index. Throws Error(BadInput)
 // when there are more ranks on the node than visible GPUs, Error(Cuda) when there is no GPU.

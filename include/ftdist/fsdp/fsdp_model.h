@@ -78,6 +78,10 @@ class FsdpModel {
   ~FsdpModel();
 
   StepResult train_step(const std::vector<MicroBatch>& micro_batches, double lr);
+  // The memory of a step without its update: forward and backward of `micro_batch` (the reductions
+  // run; every rank calls it), the gradients kept for the global norm, then everything discarded —
+  // parameters, optimizer states and step count are untouched. The fail-fast memory probe.
+  StepResult dry_run(const MicroBatch& micro_batch);
   // Forward only, on this rank's micro-batch: `loss` is the summed token loss, `tokens` the count
   // (not reduced over ranks).
   StepResult eval_sums(const MicroBatch& micro_batch);

@@ -5,7 +5,7 @@
 //   [data]     train, eval, tokenizer, seq_len
 //   [train]    steps, micro_batch, global_batch, lr, min_lr, warmup_steps, schedule,
 //              weight_decay, grad_clip, seed, eval_every, log_every, nonfinite, peak_tflops
-//   [parallel] shard, precision, reduce_dtype, checkpointing
+//   [parallel] shard, precision, reduce_dtype, checkpointing, auto, memory_limit, gpu
 //   [checkpoint] dir, every, keep, resume
 //   [output]   dir, metrics, export, export_dtype
 #pragma once
@@ -43,6 +43,14 @@ struct RunConfig {
   plan::Precision precision = plan::Precision::Fp32;
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
   plan::Checkpointing checkpointing = plan::Checkpointing::None;
+  // true: the planner chooses shard, micro_batch and checkpointing for the launched world size and
+  // the memory budget (see train/memory_fit.h)
+  bool auto_parallel = false;
+  // Bytes each rank must fit into (0: the device's memory; on CPU what the node has available,
+  // MemAvailable / ranks on the node). The fail-fast probe and `auto` plan against it; on CPU the
+  // counting allocator enforces it.
+  uint64_t memory_limit = 0;
+  std::string gpu;  // a catalog GPU (cluster/gpus.toml): train.peak_tflops defaults to its bf16 peak
   // [checkpoint]: saved every `every` steps, at the end and on a stop signal when every > 0.
   std::string checkpoint_dir;  // "" = <output.dir>/checkpoints
   int64_t checkpoint_every = 0;

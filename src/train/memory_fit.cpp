@@ -1,0 +1,184 @@
+#include "ftdist/train/memory_fit.h"
+
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "ftdist/comm/device_binding.h"
+#include "ftdist/core/bytes.h"
+#include "ftdist/core/check.h"
+#include "ftdist/fsdp/memory_category.h"
+#include "ftdist/plan/memory_model.h"
+#include "ftdist/plan/search.h"
+
+namespace ftdist::train {
+namespace {
+
+uint64_t mem_available_bytes() {  // /proc/meminfo's MemAvailable (0 where unknown)
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return 0;
+}
+
+// Every stage, micro-batch and checkpointing for `world` ranks of `budget` bytes (one node of
+// `world` ranks: hybrid needs several), timed on the configured GPU or, on CPU, a nominal one.
+plan::PlanResult search_for(const RunConfig& c, const plan::ModelSpec& spec, std::optional<int> world, int64_t global_batch,
+                            const MemoryBudget& budget, plan::PlanRequest* req) {
+  req->model = spec;
+  plan::HardwareOption hw;
+  hw.gpu.name = "this machine";
+  hw.gpu.bf16_tflops = c.peak_tflops > 0 ? c.peak_tflops : 1.0;
+  hw.gpu.efficiency = 0.4;
+  hw.gpu.hbm_gbs = 100;
+  hw.gpu.link_busbw_gbs = 10;
+  hw.gpu.network_busbw_gbs = 10;
+  hw.gpu.price_per_hour = 1;
+  hw.gpu.memory_gib = double(budget.bytes) / double(kGiB);
+  hw.gpus_per_node = world.value_or(1024);
+  hw.max_nodes = 1;
+  req->hardware = {hw};
+  req->base = cpu_run_setup(c, world.value_or(1), c.micro_batch);
+  req->gpus = world;
+  req->max_gpus = 1024;
+  req->global_batch = global_batch;
+  req->total_tokens = double(c.steps) * double(global_batch) * double(c.seq_len);
+  req->objective = plan::Objective::Time;
+  return plan::search(*req);
+}
+
+std::string describe(const plan::RunSetup& s) {
+  std::ostringstream os;
+  os << "shard " << plan::stage_name(s.stage) << ", micro_batch " << s.micro_batch << ", checkpointing "
+     << plan::checkpointing_name(s.checkpointing);
+  return os.str();
+}
+
+}  // namespace
+
+MemoryBudget memory_budget(const RunConfig& c, comm::Communicator& world) {
+  (void)world;
+  const int local = comm::local_size();  // collective: every rank, whatever the source
+  if (c.memory_limit > 0) return {c.memory_limit, c.origin + " parallel.memory_limit"};
+  const uint64_t avail = mem_available_bytes();
+  if (avail == 0) return {0, "unknown (no /proc/meminfo)"};
+  return {avail / uint64_t(local), "MemAvailable " + format_bytes(double(avail)) + " / " + std::to_string(local) +
+                                        " rank(s) on this node"};
+}
+
+plan::RunSetup cpu_run_setup(const RunConfig& c, int world, int64_t micro_batch) {
+  plan::RunSetup s;
+  s.stage = c.shard;
+  s.precision = c.precision;
+  s.reduce_dtype = c.reduce_dtype;
+  s.checkpointing = c.checkpointing;
+  s.micro_batch = micro_batch;
+  s.seq_len = c.seq_len;
+  s.attention = plan::Attention::Eager;
+  s.global_norm = c.grad_clip > 0 || !c.abort_on_nonfinite;
+  s.shard_group = c.shard == plan::Stage::None ? 1 : world;
+  s.replicas = world / s.shard_group;
+  s.overheads.cuda_context_gib = 0;  // a CPU process has neither
+  s.overheads.nccl_gib = 0;
+  return s;
+}
+
+RunConfig choose_parallel(const RunConfig& c, const plan::ModelSpec& spec, int world, int64_t global_batch,
+                          const MemoryBudget& budget) {
+  FT_CHECK_ARG(budget.bytes > 0, c.origin << ": parallel.auto needs a memory budget; set parallel.memory_limit");
+  plan::PlanRequest req;
+  const plan::PlanResult r = search_for(c, spec, world, global_batch, budget, &req);
+  if (r.recommended < 0)
+    FT_CHECK(false, ErrorKind::DoesNotFit,
+             c.origin << ": parallel.auto: no shard stage, micro_batch and checkpointing fits " << world << " rank(s) of "
+                      << format_bytes(double(budget.bytes)) << " (" << budget.source << "); "
+                      << recommendation(c, spec, world, global_batch, budget));
+  RunConfig out = c;
+  const plan::RunSetup& s = r.candidates[size_t(r.recommended)].setup;
+  out.shard = s.stage;
+  out.micro_batch = s.micro_batch;
+  out.checkpointing = s.checkpointing;
+  return out;
+}
+
+std::string recommendation(const RunConfig& c, const plan::ModelSpec& spec, int world, int64_t global_batch,
+                           const MemoryBudget& budget) {
+  if (budget.bytes == 0) return "no memory budget is known to plan against (set parallel.memory_limit)";
+  plan::PlanRequest req;
+  plan::PlanResult r = search_for(c, spec, world, global_batch, budget, &req);
+  if (r.recommended >= 0) {
+    const plan::Candidate& best = r.candidates[size_t(r.recommended)];
+    return "ftdist plan recommends for " + std::to_string(world) + " rank(s) of " + format_bytes(double(budget.bytes)) +
+           ": " + describe(best.setup) + " (planned " + format_bytes(double(best.memory.total())) +
+           " per rank); set parallel.auto = true to use it";
+  }
+  // Nothing fits on this many ranks: how many would it take (same global batch)?
+  plan::PlanRequest more;
+  r = search_for(c, spec, std::nullopt, global_batch, budget, &more);
+  if (r.recommended >= 0) {
+    const plan::Candidate& best = r.candidates[size_t(r.recommended)];
+    return "nothing fits " + std::to_string(world) + " rank(s) of " + format_bytes(double(budget.bytes)) +
+           "; ftdist plan recommends " + std::to_string(best.gpus) + " ranks with " + describe(best.setup) + " (planned " +
+           format_bytes(double(best.memory.total())) + " per rank)";
+  }
+  uint64_t least = 0;
+  for (const plan::Candidate& cand : r.candidates)
+    if (cand.memory.total() > 0 && (least == 0 || cand.memory.total() < least)) least = cand.memory.total();
+  return "nothing fits up to " + std::to_string(req.max_gpus) + " ranks of " + format_bytes(double(budget.bytes)) +
+         (least ? " (the smallest plan needs " + format_bytes(double(least)) + " per rank)" : "") +
+         "; use ranks with more memory, a shorter data.seq_len or a smaller model";
+}
+
+void FitCheck::check_plan() const {
+  if (budget.bytes == 0) return;
+  const plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
+  if (planned.total() <= budget.bytes) return;
+  // The category at which the planned bytes, taken in the order the runtime allocates them, pass
+  // the budget: the one that does not fit.
+  using plan::MemCategory;
+  uint64_t sum = 0;
+  MemCategory over = MemCategory::overhead;
+  for (MemCategory cat : {MemCategory::params_sharded, MemCategory::master, MemCategory::optimizer, MemCategory::grads_sharded,
+                          MemCategory::unsharded_params, MemCategory::unsharded_grads, MemCategory::comm_buffers,
+                          MemCategory::activations, MemCategory::logits, MemCategory::overhead}) {
+    sum += planned[cat];
+    if (sum > budget.bytes) {
+      over = cat;
+      break;
+    }
+  }
+  std::ostringstream os;
+  os << "with " << describe(setup) << " on " << world << " rank(s) the plan needs "
+     << format_bytes(double(planned.total())) << " per rank, available " << format_bytes(double(budget.bytes)) << " ("
+     << budget.source << "); " << plan::mem_category_name(over) << " (" << format_bytes(double(planned[over]))
+     << ") is the category that does not fit (" << format_bytes(double(sum - planned[over])) << " planned before it). "
+     << recommendation(config, spec, world, global_batch, budget);
+  FT_CHECK(false, ErrorKind::DoesNotFit, os.str());
+}
+
+void FitCheck::run(const std::string& phase, const std::function<void()>& fn) const {
+  fsdp::CategoryScope::clear_failure();
+  try {
+    fn();
+  } catch (const c10::OutOfMemoryError& e) {
+    const std::optional<plan::MemCategory> cat = fsdp::CategoryScope::at_failure();
+    const plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
+    std::string first(e.what());
+    first = first.substr(0, first.find('\n'));
+    std::ostringstream os;
+    os << "out of memory " << phase << ": " << (cat ? plan::mem_category_name(*cat) : "an allocation") << " did not fit ("
+       << first << "). Planned per rank for " << describe(setup) << ": "
+       << (cat ? std::string(plan::mem_category_name(*cat)) + " " + format_bytes(double(planned[*cat])) + ", " : "")
+       << "total " << format_bytes(double(planned.total())) << "; available "
+       << (budget.bytes ? format_bytes(double(budget.bytes)) + " (" + budget.source + ")" : "unknown") << ". "
+       << recommendation(config, spec, world, global_batch, budget);
+    FT_CHECK(false, ErrorKind::DoesNotFit, os.str());
+  }
+}
+
+}  // namespace ftdist::train

@@ -1,0 +1,147 @@
+// The fail-fast memory checks: an allocation that does not fit — while the persistent buffers are
+// allocated or in the probe step — becomes a DoesNotFit error naming the category being allocated,
+// the planned and available bytes and the planner's recommendation; the plan check refuses a run
+// whose plan exceeds the budget before anything is allocated; parallel.auto picks a setup that fits.
+// The CPU budget is enforced by the counting allocator, which stands in for a device's capacity.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "../model/tiny_model.h"
+#include "ftdist/core/error.h"
+#include "ftdist/fsdp/fsdp_model.h"
+#include "ftdist/fsdp/memory_counter.h"
+#include "ftdist/plan/memory_model.h"
+#include "ftdist/train/memory_fit.h"
+
+using namespace ftdist;
+
+namespace {
+
+struct Fixture {
+  plan::ModelSpec spec = tiny_spec("llama");
+  train::RunConfig config;
+  Fixture() {
+    config.origin = "test.toml";
+    config.seq_len = 16;
+    config.micro_batch = 2;
+    config.steps = 10;
+  }
+  train::FitCheck fit(uint64_t budget) const {
+    return {spec, train::cpu_run_setup(config, 1, config.micro_batch), {budget, "a test budget"}, config, 1, 2};
+  }
+};
+
+// The message of the DoesNotFit error `fn` throws (fails the test when it throws none or another).
+std::string does_not_fit(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::DoesNotFit) << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "no DoesNotFit error";
+  return "";
+}
+
+struct LimitGuard {  // the budget is process-wide: lift it whatever happens
+  ~LimitGuard() { fsdp::CpuMemoryCounter::install().set_limit(0); }
+};
+
+}  // namespace
+
+TEST(MemoryFit, PersistentBufferThatDoesNotFitIsNamed) {
+  Fixture f;
+  f.config.precision = plan::Precision::Bf16Mixed;
+  auto world = comm::make_communicator(at::kCPU, comm::CommOptions{});
+  model::LlamaModel m(f.spec, at::TensorOptions().dtype(at::kFloat));
+  fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();
+  LimitGuard guard;
+  // Budgets growing from nothing to enough: each failure names the buffer being allocated, and
+  // every persistent category takes its turn (bf16-mixed has all four).
+  std::set<std::string> named;
+  for (int64_t extra = 1;; extra += 256) {  // (a limit of 0 would mean none)
+    ASSERT_LT(extra, int64_t(1) << 22) << "the model never fit";
+    counter.set_limit(counter.current() + extra);
+    try {
+      f.fit(uint64_t(counter.limit())).run("while allocating the persistent buffers", [&] {
+        fsdp::FsdpConfig cfg;
+        cfg.precision = plan::Precision::Bf16Mixed;
+        fsdp::FsdpModel model(m, *world, cfg);
+      });
+      break;  // it fits
+    } catch (const Error& e) {
+      ASSERT_EQ(e.kind(), ErrorKind::DoesNotFit);
+      const std::string msg = e.what();
+      const std::string head = "out of memory while allocating the persistent buffers: ";
+      const size_t at = msg.find(head);
+      ASSERT_NE(at, std::string::npos) << msg;
+      const std::string cat = msg.substr(at + head.size(), msg.find(' ', at + head.size()) - at - head.size());
+      named.insert(cat);
+      EXPECT_NE(msg.find("Planned per rank for shard full, micro_batch 2, checkpointing none: " + cat + " "), std::string::npos) << msg;
+      EXPECT_NE(msg.find("available"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("a test budget"), std::string::npos) << msg;
+    }
+  }
+  EXPECT_EQ(named, (std::set<std::string>{"params_sharded", "master", "grads_sharded", "optimizer"}));
+}
+
+TEST(MemoryFit, ProbeStepThatDoesNotFitNamesTheCategoryAndTheRecommendation) {
+  Fixture f;
+  auto world = comm::make_communicator(at::kCPU, comm::CommOptions{});
+  model::LlamaModel m(f.spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 3);
+  fsdp::FsdpModel model(m, *world, fsdp::FsdpConfig{});
+  fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();
+  LimitGuard guard;
+  // A budget of the persistent state plus a little: the step's activations do not fit.
+  counter.set_limit(counter.current() + 4096);
+  const at::Tensor ids = at::zeros({f.config.micro_batch, f.config.seq_len}, at::kLong);
+  const std::string msg = does_not_fit([&] {
+    f.fit(uint64_t(counter.limit())).run("in the probe step", [&] { model.dry_run({ids, ids}); });
+  });
+  EXPECT_NE(msg.find("out of memory in the probe step: activations did not fit"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("CPU memory budget exceeded"), std::string::npos) << msg;
+  // (a budget this small fits no setup on any number of ranks, and says so)
+  EXPECT_NE(msg.find("nothing fits up to 1024 ranks of"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the smallest plan needs"), std::string::npos) << msg;
+  // Lifted, the same probe runs and leaves the model untouched: the next step equals a fresh one's.
+  counter.set_limit(0);
+  const fsdp::StepResult probe = model.dry_run({ids, ids});
+  EXPECT_GT(probe.tokens, 0);
+  const double loss = model.train_step({{ids, ids}}, 1e-2).loss;
+  model::LlamaModel m2(f.spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m2, 3);
+  fsdp::FsdpModel fresh(m2, *world, fsdp::FsdpConfig{});
+  EXPECT_EQ(loss, fresh.train_step({{ids, ids}}, 1e-2).loss);
+  EXPECT_TRUE(at::equal(model.gather_master(1), fresh.gather_master(1)));
+}
+
+TEST(MemoryFit, PlanOverTheBudgetIsRefusedBeforeAnyAllocation) {
+  Fixture f;
+  const uint64_t planned = plan::estimate_memory(f.spec, train::cpu_run_setup(f.config, 1, 2)).total();
+  EXPECT_NO_THROW(f.fit(planned).check_plan());
+  EXPECT_NO_THROW(f.fit(0).check_plan());  // no budget known: nothing to check against
+  const std::string msg = does_not_fit([&] { f.fit(planned - 1).check_plan(); });
+  EXPECT_NE(msg.find("the plan needs"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("is the category that does not fit"), std::string::npos) << msg;
+  // So little that the persistent state alone does not fit: the parameters are named.
+  const std::string tiny = does_not_fit([&] { f.fit(1024).check_plan(); });
+  EXPECT_NE(tiny.find("params_sharded ("), std::string::npos) << tiny;
+}
+
+TEST(MemoryFit, AutoChoosesASetupThatFitsOrSaysWhatWould) {
+  Fixture f;
+  f.config.micro_batch = 4;
+  const train::MemoryBudget roomy{1ull << 30, "test"};
+  const uint64_t default_need = plan::estimate_memory(f.spec, train::cpu_run_setup(f.config, 2, 4)).total();
+  // A budget below the configured setup's need: auto must pick something smaller that fits.
+  const train::MemoryBudget tight{default_need * 6 / 10, "test"};
+  const train::RunConfig chosen = train::choose_parallel(f.config, f.spec, 2, 8, tight);
+  const uint64_t need = plan::estimate_memory(f.spec, train::cpu_run_setup(chosen, 2, chosen.micro_batch)).total();
+  EXPECT_LE(need, tight.bytes * 9 / 10) << "within the 10% headroom";
+  EXPECT_EQ(8 % (chosen.micro_batch * 2), 0) << "the micro-batch divides the global batch";
+  EXPECT_NO_THROW(train::choose_parallel(f.config, f.spec, 2, 8, roomy));
+  const std::string msg = does_not_fit([&] { train::choose_parallel(f.config, f.spec, 2, 8, {4096, "test"}); });
+  EXPECT_NE(msg.find("parallel.auto: no shard stage"), std::string::npos) << msg;
+}
