@@ -1,9 +1,11 @@
 // ftdist prepare-data --input data.jsonl --output data.ftok [--tokenizer tokenizer.model] [--vocab N]
 #include <cstdio>
+#include <memory>
 
 #include "commands.h"
 #include "options.h"
 #include "ftdist/core/check.h"
+#include "ftdist/core/progress.h"
 #include "ftdist/data/token_file.h"
 #include "ftdist/data/tokenizer.h"
 
@@ -24,8 +26,14 @@ int prepare_data_main(int argc, char** argv) {
   FT_CHECK_ARG(out.size() > 5 && out.substr(out.size() - 5) == ".ftok", "--output: the file name must end in .ftok, got '" << out << "'");
   const auto tokenizer = data::load_tokenizer(args["tokenizer"].as<std::string>(), "--tokenizer");
   const int64_t vocab = args["vocab"].as<int64_t>() > 0 ? args["vocab"].as<int64_t>() : tokenizer->vocab_size();
-  std::fprintf(stderr, "reading %s ...\n", args["input"].as<std::string>().c_str());
-  std::vector<data::Document> docs = data::read_jsonl(args["input"].as<std::string>(), vocab, "--input", tokenizer.get());
+  const std::string input = args["input"].as<std::string>();
+  std::unique_ptr<ProgressBar> bar;
+  std::vector<data::Document> docs =
+      data::read_jsonl(input, vocab, "--input", tokenizer.get(), [&](uint64_t done, uint64_t total, size_t n) {
+        if (!bar) bar = std::make_unique<ProgressBar>("reading " + input, total, "B");
+        bar->update(done, std::to_string(n) + " documents");
+      });
+  if (bar) bar->finish(std::to_string(docs.size()) + " documents");
   int64_t tokens = 0;
   for (const auto& d : docs) tokens += int64_t(d.ids.size());
   data::write_token_file(out, docs, vocab);

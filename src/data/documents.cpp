@@ -1,5 +1,6 @@
 #include "ftdist/data/documents.h"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -46,7 +47,7 @@ void need_vocab(const Tokenizer& tok, int64_t vocab, const std::string& where) {
 }  // namespace
 
 std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const std::string& what,
-                                 const Tokenizer* tokenizer) {
+                                 const Tokenizer* tokenizer, const ReadProgress& progress) {
   std::unique_ptr<Tokenizer> bytes;
   if (!tokenizer) tokenizer = (bytes = byte_tokenizer()).get();
   std::ifstream in(path);
@@ -54,8 +55,16 @@ std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const s
   std::vector<Document> docs;
   std::string text;
   int64_t line = 0;
+  uint64_t total = 0, read = 0;
+  if (progress) {
+    in.seekg(0, std::ios::end);
+    total = uint64_t(std::max<std::streamoff>(0, in.tellg()));
+    in.seekg(0, std::ios::beg);
+  }
   while (std::getline(in, text)) {
     ++line;
+    read += text.size() + 1;
+    if (progress && line > 1) progress(std::min(read, total), total, docs.size());
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(line);
     nlohmann::json j;

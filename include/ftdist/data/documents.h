@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,10 @@ class Tokenizer;
 
 // Reads every line of `path`. `vocab` bounds the ids; text is tokenized by `tokenizer` (null: the
 // byte-level tokenizer, which needs vocab >= 258).
+// `progress`, when given, is called after each line with the bytes read so far, the file's size
+// and the documents read.
+using ReadProgress = std::function<void(uint64_t bytes, uint64_t total, size_t documents)>;
 std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const std::string& what = "--data",
-                                 const Tokenizer* tokenizer = nullptr);
+                                 const Tokenizer* tokenizer = nullptr, const ReadProgress& progress = {});
 
 }  // namespace ftdist::data
