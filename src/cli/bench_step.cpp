@@ -41,6 +41,7 @@ int bench_step_main(int argc, char** argv) {
       ("shard-group", "hybrid: ranks per shard group", cxxopts::value<int>()->default_value("0"))
       ("precision", "fp32 | bf16-mixed", cxxopts::value<std::string>()->default_value("fp32"))
       ("checkpointing", "none | full", cxxopts::value<std::string>()->default_value("none"))
+      ("prefetch", "units gathered at once (1..8)", cxxopts::value<int>()->default_value("2"))
       ("micro-batch", "sequences per rank per micro-batch", cxxopts::value<int64_t>()->default_value("2"))
       ("grad-accum", "micro-batches per step", cxxopts::value<int>()->default_value("1"))
       ("no-sync", "keep unsharded gradients until the last micro-batch")
@@ -61,6 +62,7 @@ int bench_step_main(int argc, char** argv) {
   cfg.shard_group = args["shard-group"].as<int>();
   cfg.precision = plan::precision_from_name(args["precision"].as<std::string>());
   cfg.checkpointing = plan::checkpointing_from_name(args["checkpointing"].as<std::string>());
+  cfg.prefetch = args["prefetch"].as<int>();
   cfg.no_sync = args.count("no-sync") > 0;
   const int64_t mb = args["micro-batch"].as<int64_t>(), seq = args["seq-len"].as<int64_t>();
   const int accum = args["grad-accum"].as<int>(), steps = args["steps"].as<int>(), warmup = args["warmup"].as<int>();

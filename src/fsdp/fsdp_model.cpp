@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
+#include <functional>
 
 #include "fsdp_unit.h"
 #include "ftdist/fsdp/memory_category.h"
@@ -26,6 +27,7 @@ struct CheckpointArgsFields {
   FsdpUnit* unit;
   int64_t layer;
   const model::ForwardContext* ctx;
+  std::function<void()> before_backward;  // gathers ahead (prefetch)
 };
 
 struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
@@ -42,6 +44,7 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
     auto* a = reinterpret_cast<Args*>(c->saved_data["args"].toInt());
     at::Tensor x = c->get_saved_variables()[0].detach().requires_grad_(true);
     a->unit->ensure_gathered();
+    a->before_backward();
     at::Tensor y;
     {
       at::AutoGradMode enable(true);
@@ -63,6 +66,7 @@ struct FsdpModel::CheckpointArgs : CheckpointArgsFields {};
 
 FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpConfig config)
     : model_(model), world_(world), cfg_(config) {
+  FT_CHECK_ARG(cfg_.prefetch >= 1 && cfg_.prefetch <= 8, "prefetch must be 1..8 units in flight, got " << cfg_.prefetch);
   comm::Communicator* shard = &world;
   if (cfg_.stage == plan::Stage::Hybrid) {
     const int g = cfg_.shard_group > 0 ? cfg_.shard_group : world.size();
@@ -111,6 +115,20 @@ int64_t FsdpModel::gathered_now() const {
 
 void FsdpModel::note_gathered() { peak_gathered_ = std::max(peak_gathered_, gathered_now()); }
 
+void FsdpModel::gather_ahead(size_t u, bool forward) {
+  const size_t layers = size_t(model_.spec().layers);
+  for (int k = 1; k < cfg_.prefetch; ++k) {
+    if (forward) {
+      if (u + size_t(k) >= units_.size()) break;
+      units_[u + size_t(k)]->ensure_gathered();
+    } else {
+      if (u < size_t(k) + 1 || u - size_t(k) > layers) break;  // layers are units 1..L
+      units_[u - size_t(k)]->ensure_gathered();
+    }
+  }
+  note_gathered();
+}
+
 void FsdpModel::probe_activations() {
   if (CpuMemoryCounter::installed())
     activation_bytes_ = CpuMemoryCounter::install().current() - gathered_now() - forward_start_bytes_;
@@ -129,11 +147,12 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
   const bool is_last = u + 1 == units_.size();
   const bool root_tied = spec.tie_embeddings && u == 0;  // also used by lm_head at the end
   unit.ensure_gathered();
-  note_gathered();
+  gather_ahead(u, /*forward=*/true);
   CategoryScope scope(is_layer || u == 0 ? plan::MemCategory::activations : plan::MemCategory::logits);
   at::Tensor y;
   if (is_layer && cfg_.checkpointing == plan::Checkpointing::Full) {
-    checkpoint_args_.push_back(std::make_unique<CheckpointArgs>(CheckpointArgs{{&model_, &unit, int64_t(u) - 1, ctx}}));
+    checkpoint_args_.push_back(std::make_unique<CheckpointArgs>(
+        CheckpointArgs{{&model_, &unit, int64_t(u) - 1, ctx, [this, u] { gather_ahead(u, /*forward=*/false); }}}));
     y = CheckpointFn::apply(x, static_cast<CheckpointArgsFields*>(checkpoint_args_.back().get()));
   } else {
     unit.bind_for_autograd();
@@ -149,9 +168,9 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
     if (y.requires_grad()) {
       FsdpUnit* up = &unit;
       FsdpModel* self = this;
-      y.register_hook([up, self](const at::Tensor& g) {
+      y.register_hook([up, self, u](const at::Tensor& g) {
         up->ensure_gathered();  // before this unit's backward runs
-        self->note_gathered();
+        self->gather_ahead(u, /*forward=*/false);
         return g;
       });
     }

@@ -77,6 +77,7 @@ plan::RunSetup cpu_run_setup(const RunConfig& c, int world, int64_t micro_batch)
   s.precision = c.precision;
   s.reduce_dtype = c.reduce_dtype;
   s.checkpointing = c.checkpointing;
+  s.prefetch = int(c.prefetch);
   s.micro_batch = micro_batch;
   s.seq_len = c.seq_len;
   s.attention = plan::Attention::Eager;

@@ -19,7 +19,7 @@ const std::map<std::string, std::set<std::string>> kKeys = {
     {"data", {"train", "eval", "tokenizer", "seq_len"}},
     {"train", {"steps", "micro_batch", "global_batch", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "grad_clip", "seed",
                "eval_every", "log_every", "nonfinite", "peak_tflops"}},
-    {"parallel", {"shard", "precision", "reduce_dtype", "checkpointing", "auto", "memory_limit", "gpu"}},
+    {"parallel", {"shard", "precision", "reduce_dtype", "checkpointing", "prefetch", "auto", "memory_limit", "gpu"}},
     {"checkpoint", {"dir", "every", "keep", "resume"}},
     {"output", {"dir", "metrics", "export", "export_dtype"}},
 };
@@ -124,6 +124,8 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   c.precision = plan::precision_from_name(get_str(par, "precision", "fp32", p));
   c.reduce_dtype = plan::float_type_from_name(get_str(par, "reduce_dtype", "fp32", p), p + " reduce_dtype");
   c.checkpointing = plan::checkpointing_from_name(get_str(par, "checkpointing", "none", p));
+  c.prefetch = get_int(par, "prefetch", c.prefetch, p, 1);
+  FT_CHECK_ARG(c.prefetch <= 8, p << ": \"prefetch\" must be 1..8 units in flight, got " << c.prefetch);
   c.auto_parallel = toml_get_or<bool>(par, "auto", false, p);
   if (const toml::node* limit = par.get("memory_limit")) {
     if (auto bytes = limit->value<int64_t>()) {
@@ -167,7 +169,7 @@ nlohmann::ordered_json run_config_json(const RunConfig& c) {
                 {"nonfinite", c.abort_on_nonfinite ? "abort" : "skip"}, {"peak_tflops", c.peak_tflops}};
   j["parallel"] = {{"shard", plan::stage_name(c.shard)}, {"precision", plan::precision_name(c.precision)},
                    {"reduce_dtype", plan::float_type_name(c.reduce_dtype)},
-                   {"checkpointing", plan::checkpointing_name(c.checkpointing)}, {"auto", c.auto_parallel},
+                   {"checkpointing", plan::checkpointing_name(c.checkpointing)}, {"prefetch", c.prefetch}, {"auto", c.auto_parallel},
                    {"memory_limit", c.memory_limit}, {"gpu", c.gpu}};
   j["checkpoint"] = {{"dir", c.checkpoint_root()}, {"every", c.checkpoint_every}, {"keep", c.checkpoint_keep},
                      {"resume", c.resume}};

@@ -219,6 +219,7 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
   fc.precision = c.precision;
   fc.reduce_dtype = c.reduce_dtype;
   fc.checkpointing = c.checkpointing;
+  fc.prefetch = int(c.prefetch);
   fc.adamw.weight_decay = c.weight_decay;
   fc.max_grad_norm = c.grad_clip;
   fc.skip_nonfinite = !c.abort_on_nonfinite;

@@ -52,3 +52,43 @@ TEST(FsdpMemory, ActivationsAndGatheredBytesMatchThePlanner) {
     }
   }
 }
+
+// Prefetch (the planner's slots): with p units in flight the gathered bytes stay within the
+// planner's unsharded_params for p, gathering ahead really holds more than one layer at once, and
+// the trajectory does not depend on it (the same losses, bit for bit).
+TEST(FsdpMemory, PrefetchDepthIsThePlannersSlots) {
+  auto world = mpi_world();
+  if (world->size() == 1) GTEST_SKIP() << "one rank gathers nothing; runs under mpirun -np 2 and 4";
+  plan::ModelSpec spec = tiny_spec("llama");
+  spec.layers = 4;
+  std::vector<int64_t> peaks;
+  std::vector<double> losses;
+  for (plan::Checkpointing ck : {plan::Checkpointing::None, plan::Checkpointing::Full}) {
+    for (int prefetch : {1, 2, 3}) {
+      SCOPED_TRACE(std::string("ckpt ") + plan::checkpointing_name(ck) + " prefetch " + std::to_string(prefetch));
+      model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
+      randomize(m, 5);
+      fsdp::FsdpConfig cfg;
+      cfg.checkpointing = ck;
+      cfg.prefetch = prefetch;
+      fsdp::FsdpModel f(m, *world, cfg);
+      at::Tensor ids = at::randint(0, spec.vocab, {2, 12}, at::kLong);
+      double loss = 0;
+      fsdp::StepResult r;
+      for (int step = 0; step < 2; ++step) loss += (r = f.train_step({{ids, ids}}, 1e-2)).loss;
+      plan::RunSetup s;
+      s.shard_group = world->size();
+      s.precision = plan::Precision::Fp32;
+      s.prefetch = prefetch;
+      const plan::UnitLayout layout = plan::unit_layout(spec, world->size());
+      const int64_t layer = layout.layer_shard * world->size() * 4;
+      EXPECT_LE(r.peak_gathered_bytes, int64_t(plan::estimate_memory(spec, s)[plan::MemCategory::unsharded_params]));
+      EXPECT_GE(r.peak_gathered_bytes, prefetch * layer) << "prefetch " << prefetch << " layers gathered at once";
+      peaks.push_back(r.peak_gathered_bytes);
+      losses.push_back(loss);
+    }
+  }
+  for (size_t i = 1; i < losses.size(); ++i) EXPECT_EQ(losses[i], losses[0]);
+  EXPECT_LT(peaks[0], peaks[1]);
+  EXPECT_LT(peaks[1], peaks[2]);
+}

@@ -38,6 +38,10 @@ struct FsdpConfig {
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
   plan::Checkpointing checkpointing = plan::Checkpointing::None;
   int shard_group = 0;  // hybrid: ranks per shard group (0: all ranks)
+  // Units gathered at once around the one computing (the planner's slots): with 2, the next unit
+  // is gathered before the current one runs, in forward (the next unit) and in backward (the
+  // previous layer). 1: each unit is gathered just before it is needed.
+  int prefetch = 2;
   // Gradient accumulation: false reduce-scatters after every micro-batch into the fp32 shard
   // (memory-light); true keeps each unit's unsharded gradient (fp32) until the last micro-batch and
   // reduces once (less communication, N times the gradient memory).
@@ -125,6 +129,9 @@ class FsdpModel {
   struct CheckpointArgs;
   std::vector<std::unique_ptr<CheckpointArgs>> checkpoint_args_;
   void note_gathered();  // updates peak_gathered_
+  // Gathers the prefetch - 1 units that come after unit u in forward (forward = true) or before
+  // it in backward (layers only: the embedding's backward needs no weights).
+  void gather_ahead(size_t u, bool forward);
   void probe_activations();
   int64_t gathered_now() const;
   int64_t peak_gathered_ = 0;

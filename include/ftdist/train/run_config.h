@@ -5,7 +5,7 @@
 //   [data]     train, eval, tokenizer, seq_len
 //   [train]    steps, micro_batch, global_batch, lr, min_lr, warmup_steps, schedule,
 //              weight_decay, grad_clip, seed, eval_every, log_every, nonfinite, peak_tflops
-//   [parallel] shard, precision, reduce_dtype, checkpointing, auto, memory_limit, gpu
+//   [parallel] shard, precision, reduce_dtype, checkpointing, prefetch, auto, memory_limit, gpu
 //   [checkpoint] dir, every, keep, resume
 //   [output]   dir, metrics, export, export_dtype
 #pragma once
@@ -43,6 +43,7 @@ struct RunConfig {
   plan::Precision precision = plan::Precision::Fp32;
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
   plan::Checkpointing checkpointing = plan::Checkpointing::None;
+  int64_t prefetch = 2;  // units gathered at once (the one computing + those gathered ahead)
   // true: the planner chooses shard, micro_batch and checkpointing for the launched world size and
   // the memory budget (see train/memory_fit.h)
   bool auto_parallel = false;
