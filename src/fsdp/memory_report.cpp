@@ -49,6 +49,13 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
                 format_bytes(plan::saved_activation_bytes(spec, setup)).c_str(),
                 last.activation_bytes ? format_bytes(double(last.activation_bytes)).c_str() : "-");
   os << line;
+  if (CpuMemoryCounter::installed()) {
+    const plan::MemoryBreakdown& p = planned;
+    std::snprintf(line, sizeof(line), "%-18s %16s %22s  (peak of every tensor allocation; planned: all but overhead)\n",
+                  "allocated", format_bytes(double(p.total() - p[plan::MemCategory::overhead])).c_str(),
+                  format_bytes(double(CpuMemoryCounter::install().peak())).c_str());
+    os << line;
+  }
   std::snprintf(line, sizeof(line), "%-18s %16s %22s  (process peak RSS, all memory)\n", "total",
                 format_bytes(double(planned.total())).c_str(), format_bytes(double(process_peak_rss_bytes())).c_str());
   os << line;

@@ -233,9 +233,12 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
     fit.run("in the probe step (one forward and backward of " + std::to_string(c.micro_batch) + " x " +
                 std::to_string(c.seq_len) + " tokens)",
             [&] { fsdp.dry_run({ids, ids}); });
-    const uint64_t planned = plan::estimate_memory(spec, fit.setup).total();
+    const plan::MemoryBreakdown planned = plan::estimate_memory(spec, fit.setup);
+    std::string parts;
+    for (plan::MemCategory cat : plan::all_mem_categories())
+      if (planned[cat] > 0) parts += std::string(parts.empty() ? "" : ", ") + plan::mem_category_name(cat) + " " + format_bytes(double(planned[cat]));
     FT_LOG_INFO("memory probe: a step fits, peak " << format_bytes(double(counter.peak())) << " allocated per rank (planned "
-                << format_bytes(double(planned)) << ", available "
+                << format_bytes(double(planned.total())) << ": " << parts << "; available "
                 << (budget.bytes ? format_bytes(double(budget.bytes)) + ", " + budget.source : "unknown") << ")");
   }
   optim::LrSchedule schedule{c.schedule, c.lr, c.warmup_steps, c.steps, c.min_lr};
