@@ -2,6 +2,8 @@
 
 #include <mpi.h>
 
+#include <utility>
+
 #include "ftdist/comm/mpi_session.h"
 #include "ftdist/core/mpi_check.h"
 #ifdef FTDIST_WITH_CUDA
@@ -10,26 +12,29 @@
 
 namespace ftdist::comm {
 
+namespace {
+// This rank's rank and the size of the ranks sharing its node (collective over MPI_COMM_WORLD).
+std::pair<int, int> node_rank_and_size() {
+  MPI_Comm node = MPI_COMM_NULL;
+  FT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int r = 0, n = 1;
+  MPI_Comm_rank(node, &r);
+  MPI_Comm_size(node, &n);
+  MPI_Comm_free(&node);
+  return {r, n};
+}
+}  // namespace
+
 int local_rank() {
   int from_env = local_rank_from_env();
   if (from_env >= 0) return from_env;
   if (!MpiSession::initialized()) return 0;
-  MPI_Comm node = MPI_COMM_NULL;
-  FT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  int r = 0;
-  MPI_Comm_rank(node, &r);
-  MPI_Comm_free(&node);
-  return r;
+  return node_rank_and_size().first;
 }
 
 int local_size() {
   if (!MpiSession::initialized()) return 1;
-  MPI_Comm node = MPI_COMM_NULL;
-  FT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  int n = 1;
-  MPI_Comm_size(node, &n);
-  MPI_Comm_free(&node);
-  return n;
+  return node_rank_and_size().second;
 }
 
 int bind_local_gpu() {

@@ -10,6 +10,7 @@
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 #include "ftdist/fsdp/memory_category.h"
+#include "ftdist/fsdp/memory_report.h"
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/plan/search.h"
 
@@ -72,18 +73,7 @@ MemoryBudget memory_budget(const RunConfig& c, comm::Communicator& world) {
 }
 
 plan::RunSetup cpu_run_setup(const RunConfig& c, int world, int64_t micro_batch) {
-  plan::RunSetup s;
-  s.stage = c.shard;
-  s.precision = c.precision;
-  s.reduce_dtype = c.reduce_dtype;
-  s.checkpointing = c.checkpointing;
-  s.prefetch = int(c.prefetch);
-  s.micro_batch = micro_batch;
-  s.seq_len = c.seq_len;
-  s.attention = plan::Attention::Eager;
-  s.global_norm = c.grad_clip > 0 || !c.abort_on_nonfinite;
-  s.shard_group = c.shard == plan::Stage::None ? 1 : world;
-  s.replicas = world / s.shard_group;
+  plan::RunSetup s = fsdp::planned_setup(fsdp_config(c), world, micro_batch, c.seq_len, plan::Attention::Eager);
   s.overheads.cuda_context_gib = 0;  // a CPU process has neither
   s.overheads.nccl_gib = 0;
   return s;

@@ -158,6 +158,19 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   return c;
 }
 
+fsdp::FsdpConfig fsdp_config(const RunConfig& c) {
+  fsdp::FsdpConfig fc;
+  fc.stage = c.shard;
+  fc.precision = c.precision;
+  fc.reduce_dtype = c.reduce_dtype;
+  fc.checkpointing = c.checkpointing;
+  fc.prefetch = int(c.prefetch);
+  fc.adamw.weight_decay = c.weight_decay;
+  fc.max_grad_norm = c.grad_clip;
+  fc.skip_nonfinite = !c.abort_on_nonfinite;
+  return fc;
+}
+
 nlohmann::ordered_json run_config_json(const RunConfig& c) {
   nlohmann::ordered_json j;
   j["model"] = {{"path", c.model_path}, {"preset", c.model_preset}, {"config", c.model_config}};

@@ -214,15 +214,7 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
     eval = data::pack(data::read_documents(c.eval_data, spec.vocab, "data.eval", tokenizer.get()), c.seq_len);
   data::GlobalSampler sampler(int64_t(train.size()), c.seed);
 
-  fsdp::FsdpConfig fc;
-  fc.stage = c.shard;
-  fc.precision = c.precision;
-  fc.reduce_dtype = c.reduce_dtype;
-  fc.checkpointing = c.checkpointing;
-  fc.prefetch = int(c.prefetch);
-  fc.adamw.weight_decay = c.weight_decay;
-  fc.max_grad_norm = c.grad_clip;
-  fc.skip_nonfinite = !c.abort_on_nonfinite;
+  const fsdp::FsdpConfig fc = fsdp_config(c);
   std::unique_ptr<fsdp::FsdpModel> fsdp_ptr;
   fit.run("while allocating the persistent buffers (parameter, master, optimizer and gradient shards)",
           [&] { fsdp_ptr = std::make_unique<fsdp::FsdpModel>(*model, world, fc); });

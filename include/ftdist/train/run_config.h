@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/optim/lr_schedule.h"
 #include "ftdist/plan/run_setup.h"
 
@@ -72,6 +73,10 @@ nlohmann::ordered_json run_config_json(const RunConfig& config);
 std::string trajectory_hash(const RunConfig& config);
 // The [section] keys whose values differ between two run_config_json()s ("train.lr", ...).
 std::vector<std::string> changed_keys(const nlohmann::ordered_json& before, const nlohmann::ordered_json& now);
+
+// The runtime's configuration for a run: stage, precision, reduction, checkpointing, prefetch,
+// weight decay, clipping and the non-finite policy.
+fsdp::FsdpConfig fsdp_config(const RunConfig& config);
 
 // Reads `path`, applies `overrides` ("section.key=value"), validates. Error(BadInput) names the key.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
