@@ -13,6 +13,8 @@
 //
 // The unit's gradient arrives as one flat tensor in the backward of the node (GatherFn) that
 // produced `full`, which reduce-scatters it into the grad shard: no full gradient is kept.
+// `prefetch` units are gathered at once: the next ones before the current unit's forward, the
+// previous layers before a layer's backward (synchronously on CPU).
 //
 //   FsdpModel fsdp(model, world, cfg);
 //   StepResult r = fsdp.train_step(micro_batches, lr);   // every rank, same number of micro-batches
