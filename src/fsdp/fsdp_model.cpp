@@ -210,26 +210,32 @@ StepResult FsdpModel::eval_sums(const MicroBatch& mb) {
   return r;
 }
 
+at::Tensor FsdpModel::forward_backward(const MicroBatch& mb, double divisor, int64_t* tokens) {
+  at::Tensor sum = forward_loss_sum(mb, tokens);
+  CategoryScope scope(plan::MemCategory::activations);  // the backward's gradients and workspace
+  (sum / divisor).backward();
+  return sum;
+}
+
+int64_t FsdpModel::reduce_all_for_step() {
+  int64_t held = 0;
+  for (auto& u : units_) u->reduce_for_step();
+  for (auto& u : units_) held += u->step_grad_extra_bytes();
+  return held;
+}
+
 StepResult FsdpModel::dry_run(const MicroBatch& mb) {
+  const int64_t counted = counted_tokens(mb.labels);
+  FT_CHECK_ARG(counted > 0, "dry_run: no token of the micro-batch counts towards the loss");
   for (auto& u : units_) {
     u->zero_grad();
     u->set_sync(true);
   }
-  int64_t tokens = 0;
-  at::Tensor sum = forward_loss_sum(mb, &tokens);
-  FT_CHECK_ARG(tokens > 0, "dry_run: no token of the micro-batch counts towards the loss");
-  {
-    CategoryScope scope(plan::MemCategory::activations);
-    (sum / double(tokens)).backward();
-  }
   StepResult r;
-  r.tokens = tokens;
+  forward_backward(mb, double(counted), &r.tokens);
   r.activation_bytes = activation_bytes_;
   r.peak_gathered_bytes = peak_gathered_;
-  if (cfg_.max_grad_norm > 0 || cfg_.skip_nonfinite) {  // what the step holds for the global norm
-    for (auto& u : units_) u->reduce_for_step();
-    for (auto& u : units_) r.held_grad_bytes += u->step_grad_extra_bytes();
-  }
+  if (cfg_.global_norm()) r.held_grad_bytes = reduce_all_for_step();  // what the step holds for the norm
   for (auto& u : units_) {
     u->discard_step_grad();
     u->zero_grad();
@@ -254,21 +260,15 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     const MicroBatch& mb = micro_batches[i];
     for (auto& u : units_) u->set_sync(i + 1 == micro_batches.size());
     int64_t tokens = 0;
-    at::Tensor sum = forward_loss_sum(mb, &tokens);
-    {
-      CategoryScope scope(plan::MemCategory::activations);  // the backward's gradients and workspace
-      (sum / double(total)).backward();
-    }
-    loss_sum += sum.item<double>();
+    loss_sum += forward_backward(mb, double(total), &tokens).item<double>();
   }
   StepResult r;
   r.tokens = total;
   r.activation_bytes = activation_bytes_;
   r.peak_gathered_bytes = peak_gathered_;
-  if (cfg_.max_grad_norm > 0 || cfg_.skip_nonfinite) {
+  if (cfg_.global_norm()) {
     // Every unit's reduced gradient first, then one global norm, then the steps.
-    for (auto& u : units_) u->reduce_for_step();
-    for (auto& u : units_) r.held_grad_bytes += u->step_grad_extra_bytes();
+    r.held_grad_bytes = reduce_all_for_step();
     at::Tensor sq = at::zeros({1}, at::kDouble);
     for (auto& u : units_) sq += u->step_grad().to(at::kDouble).pow(2).sum();
     if (cfg_.stage != plan::Stage::None) shard_->all_reduce(sq, comm::ReduceOp::Sum);  // none: replicated already

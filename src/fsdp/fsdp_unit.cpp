@@ -41,8 +41,8 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   compute_ = cfg.precision == plan::Precision::Fp32 ? at::kFloat : at::kBFloat16;
   // bf16-mixed keeps an fp32 master beside the bf16 parameters; in fp32 and bf16-pure the
   // parameters are the master, and the gradient accumulates in that dtype too.
-  params_are_master_ = cfg.precision != plan::Precision::Bf16Mixed;
-  const bool params_are_master = params_are_master_;
+  const bool params_are_master = cfg.precision != plan::Precision::Bf16Mixed;
+  params_are_master_ = params_are_master;
   const at::ScalarType accum = params_are_master ? compute_ : at::kFloat;
   const int n = cfg.stage == plan::Stage::None ? 1 : shard_comm.size();
   const int rank = cfg.stage == plan::Stage::None ? 0 : shard_comm.rank();

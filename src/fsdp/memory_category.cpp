@@ -16,7 +16,6 @@ std::optional<plan::MemCategory> category_of(int v) {
 CategoryScope::CategoryScope(plan::MemCategory category) : previous_(g_current.exchange(static_cast<int>(category))) {}
 CategoryScope::~CategoryScope() { g_current.store(previous_); }
 
-std::optional<plan::MemCategory> CategoryScope::current() { return category_of(g_current.load()); }
 std::optional<plan::MemCategory> CategoryScope::at_failure() { return category_of(g_at_failure.load()); }
 void CategoryScope::note_failure() { g_at_failure.store(g_current.load()); }
 void CategoryScope::clear_failure() { g_at_failure.store(-1); }

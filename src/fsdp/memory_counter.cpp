@@ -48,7 +48,6 @@ class CountingAllocator final : public c10::Allocator {
   c10::DataPtr allocate(size_t n) override {
     const int64_t limit = g_counter->limit();
     if (limit > 0 && g_counter->current() + int64_t(n) > limit) {
-      g_counter->note_refused(int64_t(n));
       CategoryScope::note_failure();
       TORCH_CHECK_WITH(OutOfMemoryError, false, "CPU memory budget exceeded: allocating ", n, " bytes with ",
                        g_counter->current(), " of ", limit, " bytes in use");

@@ -17,7 +17,7 @@ plan::RunSetup planned_setup(const FsdpConfig& cfg, int world, int64_t micro_bat
   s.checkpointing = cfg.checkpointing;
   s.no_sync = cfg.no_sync;
   s.prefetch = cfg.prefetch;
-  s.global_norm = cfg.max_grad_norm > 0 || cfg.skip_nonfinite;
+  s.global_norm = cfg.global_norm();
   s.micro_batch = micro_batch;
   s.seq_len = seq_len;
   s.attention = attention;

@@ -29,9 +29,12 @@ uint64_t mem_available_bytes() {  // /proc/meminfo's MemAvailable (0 where unkno
 
 // Every stage, micro-batch and checkpointing for `world` ranks of `budget` bytes (one node of
 // `world` ranks: hybrid needs several), timed on the configured GPU or, on CPU, a nominal one.
+constexpr int kMaxRanks = 1024;  // how far "how many ranks would it take" looks
+
 plan::PlanResult search_for(const RunConfig& c, const plan::ModelSpec& spec, std::optional<int> world, int64_t global_batch,
-                            const MemoryBudget& budget, plan::PlanRequest* req) {
-  req->model = spec;
+                            const MemoryBudget& budget) {
+  plan::PlanRequest req;
+  req.model = spec;
   plan::HardwareOption hw;
   hw.gpu.name = "this machine";
   hw.gpu.bf16_tflops = c.peak_tflops > 0 ? c.peak_tflops : 1.0;
@@ -41,16 +44,16 @@ plan::PlanResult search_for(const RunConfig& c, const plan::ModelSpec& spec, std
   hw.gpu.network_busbw_gbs = 10;
   hw.gpu.price_per_hour = 1;
   hw.gpu.memory_gib = double(budget.bytes) / double(kGiB);
-  hw.gpus_per_node = world.value_or(1024);
+  hw.gpus_per_node = world.value_or(kMaxRanks);
   hw.max_nodes = 1;
-  req->hardware = {hw};
-  req->base = cpu_run_setup(c, world.value_or(1), c.micro_batch);
-  req->gpus = world;
-  req->max_gpus = 1024;
-  req->global_batch = global_batch;
-  req->total_tokens = double(c.steps) * double(global_batch) * double(c.seq_len);
-  req->objective = plan::Objective::Time;
-  return plan::search(*req);
+  req.hardware = {hw};
+  req.base = cpu_run_setup(c, world.value_or(1), c.micro_batch);
+  req.gpus = world;
+  req.max_gpus = kMaxRanks;
+  req.global_batch = global_batch;
+  req.total_tokens = double(c.steps) * double(global_batch) * double(c.seq_len);
+  req.objective = plan::Objective::Time;
+  return plan::search(req);
 }
 
 std::string describe(const plan::RunSetup& s) {
@@ -62,8 +65,7 @@ std::string describe(const plan::RunSetup& s) {
 
 }  // namespace
 
-MemoryBudget memory_budget(const RunConfig& c, comm::Communicator& world) {
-  (void)world;
+MemoryBudget memory_budget(const RunConfig& c) {
   const int local = comm::local_size();  // collective: every rank, whatever the source
   if (c.memory_limit > 0) return {c.memory_limit, c.origin + " parallel.memory_limit"};
   const uint64_t avail = mem_available_bytes();
@@ -82,8 +84,7 @@ plan::RunSetup cpu_run_setup(const RunConfig& c, int world, int64_t micro_batch)
 RunConfig choose_parallel(const RunConfig& c, const plan::ModelSpec& spec, int world, int64_t global_batch,
                           const MemoryBudget& budget) {
   FT_CHECK_ARG(budget.bytes > 0, c.origin << ": parallel.auto needs a memory budget; set parallel.memory_limit");
-  plan::PlanRequest req;
-  const plan::PlanResult r = search_for(c, spec, world, global_batch, budget, &req);
+  const plan::PlanResult r = search_for(c, spec, world, global_batch, budget);
   if (r.recommended < 0)
     FT_CHECK(false, ErrorKind::DoesNotFit,
              c.origin << ": parallel.auto: no shard stage, micro_batch and checkpointing fits " << world << " rank(s) of "
@@ -100,8 +101,7 @@ RunConfig choose_parallel(const RunConfig& c, const plan::ModelSpec& spec, int w
 std::string recommendation(const RunConfig& c, const plan::ModelSpec& spec, int world, int64_t global_batch,
                            const MemoryBudget& budget) {
   if (budget.bytes == 0) return "no memory budget is known to plan against (set parallel.memory_limit)";
-  plan::PlanRequest req;
-  plan::PlanResult r = search_for(c, spec, world, global_batch, budget, &req);
+  plan::PlanResult r = search_for(c, spec, world, global_batch, budget);
   if (r.recommended >= 0) {
     const plan::Candidate& best = r.candidates[size_t(r.recommended)];
     return "ftdist plan recommends for " + std::to_string(world) + " rank(s) of " + format_bytes(double(budget.bytes)) +
@@ -109,8 +109,7 @@ std::string recommendation(const RunConfig& c, const plan::ModelSpec& spec, int 
            " per rank); set parallel.auto = true to use it";
   }
   // Nothing fits on this many ranks: how many would it take (same global batch)?
-  plan::PlanRequest more;
-  r = search_for(c, spec, std::nullopt, global_batch, budget, &more);
+  r = search_for(c, spec, std::nullopt, global_batch, budget);
   if (r.recommended >= 0) {
     const plan::Candidate& best = r.candidates[size_t(r.recommended)];
     return "nothing fits " + std::to_string(world) + " rank(s) of " + format_bytes(double(budget.bytes)) +
@@ -120,7 +119,7 @@ std::string recommendation(const RunConfig& c, const plan::ModelSpec& spec, int 
   uint64_t least = 0;
   for (const plan::Candidate& cand : r.candidates)
     if (cand.memory.total() > 0 && (least == 0 || cand.memory.total() < least)) least = cand.memory.total();
-  return "nothing fits up to " + std::to_string(req.max_gpus) + " ranks of " + format_bytes(double(budget.bytes)) +
+  return "nothing fits up to " + std::to_string(kMaxRanks) + " ranks of " + format_bytes(double(budget.bytes)) +
          (least ? " (the smallest plan needs " + format_bytes(double(least)) + " per rank)" : "") +
          "; use ranks with more memory, a shorter data.seq_len or a smaller model";
 }

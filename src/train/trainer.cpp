@@ -184,7 +184,7 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
                              << config.micro_batch * n);
   // Fail fast: the plan against the budget before anything is allocated, then (below) every
   // persistent buffer and one step at the full sequence length before step 1.
-  const MemoryBudget budget = memory_budget(config, world);
+  const MemoryBudget budget = memory_budget(config);
   RunConfig c = config;
   if (config.auto_parallel) {
     c = choose_parallel(config, src.spec, n, global_batch, budget);
@@ -322,7 +322,7 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
     summary.steps = step + 1;
     if (r.skipped) ++summary.skipped_steps;
     nlohmann::ordered_json line = {{"step", step + 1}, {"loss", r.loss}, {"lr", lr},
-                                   {"grad_norm", fc.max_grad_norm > 0 || fc.skip_nonfinite ? nlohmann::ordered_json(r.grad_norm) : nlohmann::ordered_json(nullptr)},
+                                   {"grad_norm", fc.global_norm() ? nlohmann::ordered_json(r.grad_norm) : nlohmann::ordered_json(nullptr)},
                                    {"tokens", r.tokens},
                                    {"tokens_per_s", double(global_batch * c.seq_len) / secs},
                                    {"mfu", c.peak_tflops > 0 ? nlohmann::ordered_json(flops_per_token * double(global_batch * c.seq_len) / secs /

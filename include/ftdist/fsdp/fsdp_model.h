@@ -53,6 +53,9 @@ struct FsdpConfig {
   // Compute the global gradient norm even without clipping, and skip the optimizer step when it is
   // not finite (clipping implies it).
   bool skip_nonfinite = false;
+
+  // The step takes the global gradient norm before any update (clipping or the non-finite check).
+  bool global_norm() const { return max_grad_norm > 0 || skip_nonfinite; }
 };
 
 struct MicroBatch {
@@ -119,6 +122,11 @@ class FsdpModel {
 
  private:
   at::Tensor forward_loss_sum(const MicroBatch& mb, int64_t* tokens);
+  // Forward and backward of one micro-batch, the summed loss divided by `divisor` before the
+  // backward; returns the summed loss (tokens: the counted ones).
+  at::Tensor forward_backward(const MicroBatch& mb, double divisor, int64_t* tokens);
+  // Every unit's gradient reduced for the step (reduce_for_step); returns the bytes held for it.
+  int64_t reduce_all_for_step();
   at::Tensor run_unit(size_t u, const at::Tensor& x, const model::ForwardContext* ctx, const at::Tensor& ids);
 
   model::LlamaModel& model_;

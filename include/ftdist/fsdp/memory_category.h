@@ -5,7 +5,7 @@
 // training loop per process).
 //
 //   { CategoryScope scope(plan::MemCategory::unsharded_params); gather(); }
-//   ... catch (const c10::OutOfMemoryError&) { CategoryScope::current(); }
+//   ... catch (const c10::OutOfMemoryError&) { CategoryScope::at_failure(); }
 #pragma once
 
 #include <optional>
@@ -21,8 +21,6 @@ class CategoryScope {
   CategoryScope(const CategoryScope&) = delete;
   CategoryScope& operator=(const CategoryScope&) = delete;
 
-  // The innermost open scope's category (nullopt outside every scope).
-  static std::optional<plan::MemCategory> current();
   // The category of the innermost scope that was open when the last out-of-memory error was
   // raised (set by note_failure(); scopes close while the exception unwinds).
   static std::optional<plan::MemCategory> at_failure();

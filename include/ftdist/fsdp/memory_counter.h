@@ -23,9 +23,6 @@ class CpuMemoryCounter {
   // for a device's memory, so that running out can be shown and tested on CPU.
   void set_limit(int64_t bytes) { limit_.store(bytes); }
   int64_t limit() const { return limit_.load(); }
-  // The size of the last allocation the budget refused (0: none yet).
-  int64_t last_refused() const { return refused_.load(); }
-  void note_refused(int64_t bytes) { refused_.store(bytes); }
 
   void add(int64_t bytes);  // used by the allocator
 
@@ -33,7 +30,6 @@ class CpuMemoryCounter {
   std::atomic<int64_t> current_{0};
   std::atomic<int64_t> peak_{0};
   std::atomic<int64_t> limit_{0};
-  std::atomic<int64_t> refused_{0};
 };
 
 // The process's peak resident memory, all of it (getrusage), for reports and metrics.

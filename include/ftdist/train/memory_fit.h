@@ -4,7 +4,7 @@
 // forward/backward at the longest sequence) into an error that names the category that did not
 // fit, planned vs available bytes, and what the planner recommends instead (exit 3).
 //
-//   MemoryBudget budget = memory_budget(config, world);
+//   MemoryBudget budget = memory_budget(config);
 //   if (config.auto_parallel) config = choose_parallel(config, spec, world.size(), global_batch, budget);
 //   FitCheck fit{spec, setup, budget, config, world.size(), global_batch};
 //   fit.run("building the shards", [&] { fsdp = std::make_unique<FsdpModel>(...); });
@@ -28,7 +28,7 @@ struct MemoryBudget {
 
 // parallel.memory_limit when given; else (CPU) /proc/meminfo's MemAvailable divided among the
 // ranks on this node. Collective: every rank calls it.
-MemoryBudget memory_budget(const RunConfig& config, comm::Communicator& world);
+MemoryBudget memory_budget(const RunConfig& config);
 
 // The planner's setup for this run on CPU (eager attention, no CUDA context or NCCL overheads).
 plan::RunSetup cpu_run_setup(const RunConfig& config, int world, int64_t micro_batch);
