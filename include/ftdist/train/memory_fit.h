@@ -14,7 +14,6 @@
 #include <functional>
 #include <string>
 
-#include "ftdist/comm/communicator.h"
 #include "ftdist/plan/model_spec.h"
 #include "ftdist/plan/run_setup.h"
 #include "ftdist/train/run_config.h"
