@@ -9,16 +9,20 @@
 // the whole job — a dead peer ends the job instead of hanging it.
 //
 // Collectives run on the caller's current CUDA stream (c10::cuda::getCurrentCUDAStream), so callers
-// order them against compute by choosing the stream.
+// order them against compute by choosing the stream. Deferred (set_deferred): a call returns once
+// enqueued and its completion event joins a queue that every later call polls (finished ones
+// dropped, the oldest checked against the timeout) and synchronize() drains.
 #include <c10/cuda/CUDAStream.h>
 
 #include <chrono>
+#include <deque>
+#include <memory>
 #include <sstream>
 #include <thread>
 
 #include "backends.h"
 #include "ftdist/comm/device_binding.h"
-#include "ftdist/core/cuda_check.h"
+#include "ftdist/core/cuda_event.h"
 #include "ftdist/core/dtype.h"
 #include "ftdist/core/log.h"
 #include "ftdist/core/mpi_check.h"
@@ -48,21 +52,6 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   }
   return ncclSum;
 }
-
-// RAII CUDA event (timing disabled: it only marks completion).
-class CudaEvent {
- public:
-  CudaEvent() { FT_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
-  ~CudaEvent() {
-    if (event_) cudaEventDestroy(event_);
-  }
-  CudaEvent(const CudaEvent&) = delete;
-  CudaEvent& operator=(const CudaEvent&) = delete;
-  cudaEvent_t get() const { return event_; }
-
- private:
-  cudaEvent_t event_ = nullptr;
-};
 
 class NcclCommunicator final : public Communicator {
  public:
@@ -107,8 +96,12 @@ class NcclCommunicator final : public Communicator {
   }
 
   void synchronize() override {
+    while (!pending_.empty()) {
+      wait_for(pending_.front().done->get(), pending_.front().call, pending_.front().start);
+      pending_.pop_front();
+    }
     CudaEvent done;
-    FT_CUDA_CHECK(cudaEventRecord(done.get(), stream()));
+    done.record(stream());
     wait_for(done.get(), "synchronize");
   }
 
@@ -178,9 +171,25 @@ class NcclCommunicator final : public Communicator {
     ncclResult_t rc = enqueue(s);
     if (rc != ncclSuccess && rc != ncclInProgress) fail(call, rc, "");
     wait_until_idle(call);
-    CudaEvent done;
-    FT_CUDA_CHECK(cudaEventRecord(done.get(), s));
-    wait_for(done.get(), call);
+    auto done = std::make_unique<CudaEvent>();
+    done->record(s);
+    if (!deferred_) {
+      wait_for(done->get(), call);
+      return;
+    }
+    pending_.push_back({std::move(done), call, std::chrono::steady_clock::now()});
+    poll_pending();
+  }
+
+  // Deferred collectives: drops the finished ones from the front; fails when the oldest has run
+  // past the timeout or the communicator reports an error.
+  void poll_pending() {
+    while (!pending_.empty() && pending_.front().done->done()) pending_.pop_front();
+    if (pending_.empty()) return;
+    ncclResult_t state = ncclSuccess;
+    ncclCommGetAsyncError(comm_, &state);
+    if (state != ncclSuccess && state != ncclInProgress) fail(pending_.front().call, state, "");
+    if (seconds_since(pending_.front().start) > options_.timeout_s) fail(pending_.front().call, ncclSuccess, "timed out");
   }
 
   void ensure_healthy(const char* call) const {
@@ -201,9 +210,10 @@ class NcclCommunicator final : public Communicator {
     }
   }
 
-  // Polls `event` and the communicator's async error until the event completes or time runs out.
-  void wait_for(cudaEvent_t event, const char* call) {
-    auto start = std::chrono::steady_clock::now();
+  // Polls `event` and the communicator's async error until the event completes or time runs out
+  // (counted from `start`).
+  void wait_for(cudaEvent_t event, const char* call,
+                std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now()) {
     while (true) {
       cudaError_t q = cudaEventQuery(event);
       if (q == cudaSuccess) return;
@@ -226,6 +236,7 @@ class NcclCommunicator final : public Communicator {
       os << call << " failed: " << detail::nccl_error_string(rc, comm_);
     ncclCommAbort(comm_);
     comm_ = nullptr;
+    pending_.clear();
     FT_CHECK(false, ErrorKind::Comm, os.str());
     std::abort();  // unreachable: FT_CHECK(false) throws
   }
@@ -235,6 +246,12 @@ class NcclCommunicator final : public Communicator {
   int device_index_;
   ncclComm_t comm_ = nullptr;
   bool healthy_ = true;
+  struct Pending {  // a deferred collective not yet seen finished
+    std::unique_ptr<CudaEvent> done;
+    const char* call;
+    std::chrono::steady_clock::time_point start;
+  };
+  std::deque<Pending> pending_;
 };
 
 }  // namespace

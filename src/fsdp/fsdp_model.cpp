@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "fsdp_unit.h"
+#include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/memory_category.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/core/check.h"
@@ -33,7 +34,7 @@ struct CheckpointArgsFields {
 struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
   using Args = CheckpointArgsFields;
   static at::Tensor forward(AutogradContext* c, const at::Tensor& x, Args* a) {
-    a->unit->ensure_gathered();
+    a->unit->use();
     a->unit->bind_plain();
     at::Tensor y = a->model->layer(a->layer, x, *a->ctx);
     c->save_for_backward({x});
@@ -43,7 +44,7 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
   static variable_list backward(AutogradContext* c, variable_list grads) {
     auto* a = reinterpret_cast<Args*>(c->saved_data["args"].toInt());
     at::Tensor x = c->get_saved_variables()[0].detach().requires_grad_(true);
-    a->unit->ensure_gathered();
+    a->unit->use();
     a->before_backward();
     at::Tensor y;
     {
@@ -67,6 +68,13 @@ struct FsdpModel::CheckpointArgs : CheckpointArgsFields {};
 FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpConfig config)
     : model_(model), world_(world), cfg_(config) {
   FT_CHECK_ARG(cfg_.prefetch >= 1 && cfg_.prefetch <= 8, "prefetch must be 1..8 units in flight, got " << cfg_.prefetch);
+  if (cfg_.device.is_cuda() && !cfg_.device.has_index()) cfg_.device = at::Device(at::kCUDA, world.device().is_cuda() ? world.device().index() : 0);
+  const bool any_device = world.backend() == comm::Backend::Local;
+  FT_CHECK_ARG(any_device || world.device() == cfg_.device,
+               "the runtime's device " << cfg_.device << " is not the " << comm::backend_name(world.backend())
+               << " communicator's (" << world.device() << "): use the nccl backend for CUDA, mpi for the CPU");
+  shared_ = std::make_unique<UnitShared>(cfg_.device);
+  watch_device_out_of_memory(cfg_.device);
   comm::Communicator* shard = &world;
   if (cfg_.stage == plan::Stage::Hybrid) {
     const int g = cfg_.shard_group > 0 ? cfg_.shard_group : world.size();
@@ -76,9 +84,28 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
     shard = shard_comm_.get();
   }
   shard_ = shard;
+  for (comm::Communicator* c : {&world, shard_comm_.get(), replica_comm_.get()})
+    if (c) c->set_deferred(shared_->streams.gpu());
   const std::vector<plan::ModelSpec::Unit> specs = model.spec().units();
-  for (size_t u = 0; u < specs.size(); ++u)
-    units_.push_back(std::make_unique<FsdpUnit>(model, u, specs[u], *shard, replica_comm_.get(), cfg_));
+  const int n = shard->size();
+  if ((cfg_.stage == plan::Stage::Full || cfg_.stage == plan::Stage::Hybrid) && n > 1) {
+    // The slots of DESIGN.md §4, as the planner counts them: `prefetch` for layers, one for the
+    // largest edge unit (the embedding's forward, the head's forward and backward, a tied root's whole pass).
+    const int64_t elem = cfg_.precision == plan::Precision::Fp32 ? 4 : 2;
+    int64_t layer = 0, edge = 0;
+    for (size_t u = 0; u < specs.size(); ++u) {
+      const int64_t bytes = (specs[u].numel() + n - 1) / n * n * elem;
+      int64_t& largest = is_layer(u) ? layer : edge;
+      largest = std::max(largest, bytes);
+    }
+    CategoryScope scope(plan::MemCategory::unsharded_params);
+    layer_slots_ = std::make_unique<SlotPool>("layers", cfg_.prefetch, layer, cfg_.device);
+    edge_slots_ = std::make_unique<SlotPool>("edge units", 1, edge, cfg_.device);
+  }
+  for (size_t u = 0; u < specs.size(); ++u) {
+    SlotPool* slots = is_layer(u) ? layer_slots_.get() : edge_slots_.get();
+    units_.push_back(std::make_unique<FsdpUnit>(model, u, specs[u], *shard, replica_comm_.get(), cfg_, *shared_, slots));
+  }
 }
 
 FsdpModel::~FsdpModel() = default;
@@ -113,6 +140,21 @@ int64_t FsdpModel::gathered_now() const {
   return b;
 }
 
+int64_t FsdpModel::allocated_gathered_now() const {
+  int64_t b = 0;
+  for (const auto& u : units_) b += u->allocated_gathered_bytes();
+  return b;
+}
+
+int64_t FsdpModel::slot_overflows() const {
+  return (layer_slots_ ? layer_slots_->overflows() : 0) + (edge_slots_ ? edge_slots_->overflows() : 0);
+}
+
+void FsdpModel::sync_collectives() {
+  for (comm::Communicator* c : {&world_, shard_comm_.get(), replica_comm_.get()})
+    if (c) c->synchronize();
+}
+
 void FsdpModel::note_gathered() { peak_gathered_ = std::max(peak_gathered_, gathered_now()); }
 
 void FsdpModel::gather_ahead(size_t u, bool forward) {
@@ -130,27 +172,29 @@ void FsdpModel::gather_ahead(size_t u, bool forward) {
 }
 
 void FsdpModel::probe_activations() {
-  if (CpuMemoryCounter::installed())
-    activation_bytes_ = CpuMemoryCounter::install().current() - gathered_now() - forward_start_bytes_;
+  if (device_memory_measured(cfg_.device))
+    activation_bytes_ = device_memory_current(cfg_.device) - allocated_gathered_now() - forward_start_bytes_;
 }
 
 plan::MemoryBreakdown FsdpModel::persistent_bytes() const {
   plan::MemoryBreakdown b;
   for (const auto& u : units_) u->add_persistent_bytes(&b);
+  for (const SlotPool* pool : {layer_slots_.get(), edge_slots_.get()})
+    if (pool) b[plan::MemCategory::unsharded_params] += uint64_t(pool->count()) * uint64_t(pool->slot_bytes());
   return b;
 }
 
 at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::ForwardContext* ctx, const at::Tensor& ids) {
   FsdpUnit& unit = *units_[u];
   const auto& spec = model_.spec();
-  const bool is_layer = u >= 1 && u <= size_t(spec.layers);
+  const bool layer = is_layer(u);
   const bool is_last = u + 1 == units_.size();
   const bool root_tied = spec.tie_embeddings && u == 0;  // also used by lm_head at the end
-  unit.ensure_gathered();
-  gather_ahead(u, /*forward=*/true);
-  CategoryScope scope(is_layer || u == 0 ? plan::MemCategory::activations : plan::MemCategory::logits);
+  unit.use();
+  gather_ahead(u, /*forward=*/true);  // overlaps this unit's compute on a GPU
+  CategoryScope scope(layer || u == 0 ? plan::MemCategory::activations : plan::MemCategory::logits);
   at::Tensor y;
-  if (is_layer && cfg_.checkpointing == plan::Checkpointing::Full) {
+  if (layer && cfg_.checkpointing == plan::Checkpointing::Full) {
     checkpoint_args_.push_back(std::make_unique<CheckpointArgs>(
         CheckpointArgs{{&model_, &unit, int64_t(u) - 1, ctx, [this, u] { gather_ahead(u, /*forward=*/false); }}}));
     y = CheckpointFn::apply(x, static_cast<CheckpointArgsFields*>(checkpoint_args_.back().get()));
@@ -158,18 +202,20 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
     unit.bind_for_autograd();
     if (u == 0) {
       y = model_.embed(ids);
-    } else if (is_layer) {
+    } else if (layer) {
       y = model_.layer(int64_t(u) - 1, x, *ctx);
     } else {
       at::Tensor normed = model_.final_norm(x);
       probe_activations();
       y = at::linear(normed, model_.lm_head_weight());
     }
-    if (y.requires_grad()) {
+    // Before this unit's backward runs: its parameters, and the previous layers' prefetched. The
+    // embedding's backward reads only the token ids and the gradient, so it is not gathered again.
+    if (y.requires_grad() && (u != 0 || root_tied)) {
       FsdpUnit* up = &unit;
       FsdpModel* self = this;
       y.register_hook([up, self, u](const at::Tensor& g) {
-        up->ensure_gathered();  // before this unit's backward runs
+        up->use();
         self->gather_ahead(u, /*forward=*/false);
         return g;
       });
@@ -184,10 +230,12 @@ at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
   FT_CHECK_ARG(mb.input_ids.dim() == 2 && mb.labels.sizes() == mb.input_ids.sizes(),
                "a micro-batch needs input_ids and labels of the same (batch, seq) shape");
   checkpoint_args_.clear();  // the previous micro-batch's backward is done
-  ctx_ = model_.context(mb.input_ids.size(1));
-  forward_start_bytes_ = CpuMemoryCounter::installed() ? CpuMemoryCounter::install().current() - gathered_now() : 0;
+  shared_->streams.capture_compute();
+  const at::Tensor ids = mb.input_ids.to(cfg_.device), labels = mb.labels.to(cfg_.device);
+  ctx_ = model_.context(ids.size(1));
+  forward_start_bytes_ = device_memory_measured(cfg_.device) ? device_memory_current(cfg_.device) - allocated_gathered_now() : 0;
   at::Tensor h;
-  for (size_t u = 0; u < units_.size(); ++u) h = run_unit(u, h, &ctx_, mb.input_ids);
+  for (size_t u = 0; u < units_.size(); ++u) h = run_unit(u, h, &ctx_, ids);
   CategoryScope scope(plan::MemCategory::logits);
   if (model_.spec().tie_embeddings) {  // the root unit also holds lm_head's weight
     units_[0]->bind_for_autograd();
@@ -195,7 +243,8 @@ at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
     probe_activations();
     h = at::linear(normed, model_.lm_head_weight());
   }
-  model::LossSum l = model::causal_lm_loss(h, mb.labels);
+  if (shared_->streams.gpu()) sync_collectives();  // the loss reads its token count on the host
+  model::LossSum l = model::causal_lm_loss(h, labels);
   *tokens = l.count;
   return l.sum;
 }
@@ -204,6 +253,7 @@ StepResult FsdpModel::eval_sums(const MicroBatch& mb) {
   at::NoGradGuard no_grad;
   int64_t tokens = 0;
   at::Tensor sum = forward_loss_sum(mb, &tokens);
+  for (auto& u : units_) u->reshard();  // without a backward, the units kept for it go now
   StepResult r;
   r.loss = sum.item<double>();
   r.tokens = tokens;
@@ -214,7 +264,8 @@ at::Tensor FsdpModel::forward_backward(const MicroBatch& mb, double divisor, int
   at::Tensor sum = forward_loss_sum(mb, tokens);
   CategoryScope scope(plan::MemCategory::activations);  // the backward's gradients and workspace
   (sum / divisor).backward();
-  return sum;
+  shared_->retire_reduce();  // the last unit's reduce-scatter is done before anything reads a gradient
+  return sum.detach();
 }
 
 int64_t FsdpModel::reduce_all_for_step() {
@@ -235,6 +286,7 @@ StepResult FsdpModel::dry_run(const MicroBatch& mb) {
   forward_backward(mb, double(counted), &r.tokens);
   r.activation_bytes = activation_bytes_;
   r.peak_gathered_bytes = peak_gathered_;
+  r.slot_overflows = slot_overflows();
   if (cfg_.global_norm()) r.held_grad_bytes = reduce_all_for_step();  // what the step holds for the norm
   for (auto& u : units_) {
     u->discard_step_grad();
@@ -248,19 +300,21 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
   FT_CHECK_ARG(!micro_batches.empty(), "train_step needs at least one micro-batch");
   // The loss is the mean over every counted token of the step on every rank, so each micro-batch's
   // summed loss is divided by the global count: the gradients then equal one big batch's.
-  at::Tensor count = at::zeros({1}, at::kLong);
-  for (const MicroBatch& mb : micro_batches) count += counted_tokens(mb.labels);
+  int64_t mine = 0;
+  for (const MicroBatch& mb : micro_batches) mine += counted_tokens(mb.labels);
+  at::Tensor count = at::full({1}, mine, at::TensorOptions().dtype(at::kLong).device(cfg_.device));
   world_.all_reduce(count, comm::ReduceOp::Sum);
+  sync_collectives();
   const int64_t total = count.item<int64_t>();
   FT_CHECK_ARG(total > 0, "no token of this step counts towards the loss (all labels are -100)");
 
   for (auto& u : units_) u->zero_grad();
-  double loss_sum = 0;
+  at::Tensor loss_sum = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(cfg_.device));
   for (size_t i = 0; i < micro_batches.size(); ++i) {
     const MicroBatch& mb = micro_batches[i];
     for (auto& u : units_) u->set_sync(i + 1 == micro_batches.size());
     int64_t tokens = 0;
-    loss_sum += forward_backward(mb, double(total), &tokens).item<double>();
+    loss_sum += forward_backward(mb, double(total), &tokens).to(at::kDouble);  // read once, at the end
   }
   StepResult r;
   r.tokens = total;
@@ -269,9 +323,10 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
   if (cfg_.global_norm()) {
     // Every unit's reduced gradient first, then one global norm, then the steps.
     r.held_grad_bytes = reduce_all_for_step();
-    at::Tensor sq = at::zeros({1}, at::kDouble);
+    at::Tensor sq = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(cfg_.device));
     for (auto& u : units_) sq += u->step_grad().to(at::kDouble).pow(2).sum();
     if (cfg_.stage != plan::Stage::None) shard_->all_reduce(sq, comm::ReduceOp::Sum);  // none: replicated already
+    sync_collectives();
     r.grad_norm = std::sqrt(sq.item<double>());
     r.skipped = !std::isfinite(r.grad_norm);
     if (!r.skipped) {
@@ -289,9 +344,10 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
       u->apply_step(lr);
     }
   }
-  at::Tensor totals = at::tensor({loss_sum}, at::kDouble);
-  world_.all_reduce(totals, comm::ReduceOp::Sum);
-  r.loss = totals.item<double>() / double(total);
+  world_.all_reduce(loss_sum, comm::ReduceOp::Sum);
+  sync_collectives();
+  r.loss = loss_sum.item<double>() / double(total);
+  r.slot_overflows = slot_overflows();
   return r;
 }
 

@@ -35,8 +35,10 @@ bool is_sharded_stage(plan::Stage s) {
 }  // namespace
 
 FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpec::Unit& spec,
-                   comm::Communicator& shard_comm, comm::Communicator* replica_comm, const FsdpConfig& cfg)
-    : index(index_), model_(model), shard_comm_(shard_comm), replica_comm_(replica_comm), cfg_(cfg) {
+                   comm::Communicator& shard_comm, comm::Communicator* replica_comm, const FsdpConfig& cfg,
+                   UnitShared& shared, SlotPool* slots)
+    : index(index_), model_(model), shard_comm_(shard_comm), replica_comm_(replica_comm), cfg_(cfg), shared_(shared),
+      slots_(slots) {
   sharded_ = is_sharded_stage(cfg.stage);
   compute_ = cfg.precision == plan::Precision::Fp32 ? at::kFloat : at::kBFloat16;
   // bf16-mixed keeps an fp32 master beside the bf16 parameters; in fp32 and bf16-pure the
@@ -53,10 +55,11 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   using plan::MemCategory;
   std::optional<CategoryScope> what;  // the category each buffer below belongs to
   what.emplace(MemCategory::params_sharded);
-  // The starting point: the model's current parameters, the same on every rank.
-  at::Tensor init = at::zeros({padded_}, at::kFloat);
+  // The starting point: the model's current parameters (on any device), the same on every rank;
+  // every buffer below lives on the runtime's device.
+  const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat).device(cfg.device);
+  at::Tensor init = at::zeros({padded_}, f32);
   init.narrow(0, 0, numel_).copy_(model.units()[index].flat.detach().view({-1}));
-  const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat);
   const at::Tensor my_init = init.narrow(0, int64_t(rank) * shard_, shard_);
   full_ = init.to(compute_).clone();  // stays for optimizer/none; released below for sharded stages
   // Every buffer the planner counts, and no other: the master is the parameter buffer itself unless
@@ -100,12 +103,26 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
 void FsdpUnit::ensure_gathered() {
   if (!gather_ || !compat::storage_released(full_)) return;
   CategoryScope scope(plan::MemCategory::unsharded_params);
-  compat::refill_storage(full_, size_t(padded_) * c10::elementSize(compute_));
-  shard_comm_.all_gather_into(full_, param_shard_);
+  const size_t nbytes = size_t(padded_) * c10::elementSize(compute_);
+  slot_ = slots_ ? slots_->acquire(int64_t(nbytes)) : -1;
+  if (slot_ >= 0) compat::refill_storage_with(full_, slots_->data(slot_), nbytes);
+  else compat::refill_storage(full_, nbytes);  // on the compute stream: it waits for the gather before reuse
+  ready_ = shared_.streams.on_gather_stream([&] { shard_comm_.all_gather_into(full_, param_shard_); });
+}
+
+void FsdpUnit::use() {
+  ensure_gathered();
+  shared_.streams.compute_waits(ready_);
+  ready_.reset();
 }
 
 void FsdpUnit::reshard() {
-  if (gather_ && !compat::storage_released(full_)) compat::release_storage(full_);
+  if (!gather_ || compat::storage_released(full_)) return;
+  // The slot's next gather starts after the compute enqueued so far, which includes every read of it.
+  compat::release_storage(full_);
+  if (slot_ >= 0) slots_->release(slot_);
+  slot_ = -1;
+  ready_.reset();
 }
 
 at::Tensor FsdpUnit::bind_for_autograd() {
@@ -138,9 +155,16 @@ void FsdpUnit::on_full_grad(const at::Tensor& grad) {
   at::Tensor g = cfg_.no_sync ? unsharded_acc_.to(reduce, /*non_blocking=*/false, /*copy=*/true)
                               : grad.view({-1}).to(reduce).contiguous();
   if (cfg_.no_sync) unsharded_acc_.zero_();
-  at::Tensor out = at::empty({shard_}, g.options());
-  shard_comm_.reduce_scatter(out, g, comm::ReduceOp::Sum);
-  grad_ += out.to(accum_dtype_);
+  // On a GPU the reduce-scatter and the accumulation run on the reduce stream, overlapping the
+  // previous unit's backward; the one before (which has had this unit's backward to finish) is
+  // retired first, so at most one reduce-scatter's input is held.
+  shared_.retire_reduce();
+  shared_.reduce_fence = shared_.streams.on_reduce_stream([&] {
+    at::Tensor out = at::empty({shard_}, g.options());
+    shard_comm_.reduce_scatter(out, g, comm::ReduceOp::Sum);
+    grad_ += out.to(accum_dtype_);
+  });
+  if (shared_.streams.gpu()) shared_.reduce_inputs = {g, grad};
   reshard();  // its backward is done
 }
 

@@ -5,7 +5,10 @@
 #include <ATen/ATen.h>
 
 #include <memory>
+#include <vector>
 
+#include "device_streams.h"
+#include "slot_pool.h"
 #include "ftdist/comm/communicator.h"
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/io/checkpoint.h"
@@ -14,18 +17,39 @@
 
 namespace ftdist::fsdp {
 
+// What the units of one FsdpModel share: the streams their collectives run on and the
+// reduce-scatter still reading its input on the reduce stream (GPU; see DeviceStreams).
+struct UnitShared {
+  explicit UnitShared(at::Device device) : streams(device) {}
+  DeviceStreams streams;
+  DeviceStreams::Fence reduce_fence;
+  std::vector<at::Tensor> reduce_inputs;  // kept alive until the compute stream waited for the fence
+  // The compute stream waits for the last reduce-scatter; its inputs can then be freed.
+  void retire_reduce() {
+    streams.compute_waits(reduce_fence);
+    reduce_fence.reset();
+    reduce_inputs.clear();
+  }
+};
+
 class FsdpUnit {
  public:
+  // `slots`: where the gathered parameters live (nullptr: memory from the allocator at each gather).
   FsdpUnit(model::LlamaModel& model, size_t index, const plan::ModelSpec::Unit& spec, comm::Communicator& shard_comm,
-           comm::Communicator* replica_comm, const FsdpConfig& cfg);
+           comm::Communicator* replica_comm, const FsdpConfig& cfg, UnitShared& shared, SlotPool* slots);
 
   const size_t index;
   bool sharded() const { return sharded_; }
   // Bytes of unsharded parameters currently gathered (0 when released; the replica otherwise).
   int64_t gathered_bytes() const { return gather_ ? int64_t(full_.storage().nbytes()) : 0; }
+  // The part of gathered_bytes() the allocator gave (not a preallocated slot).
+  int64_t allocated_gathered_bytes() const { return slot_ < 0 ? gathered_bytes() : 0; }
 
-  void ensure_gathered();          // refill and all-gather when released (sharded stages)
-  void reshard();                  // release the unsharded storage (sharded stages)
+  // Starts the all-gather when released (sharded stages): into a free slot, on the gather stream.
+  void ensure_gathered();
+  // ensure_gathered(), then the compute stream waits for the gather: call before computing with it.
+  void use();
+  void reshard();                  // release the unsharded storage (and its slot) (sharded stages)
   at::Tensor bind_for_autograd();  // the flat parameter as a GatherFn output; binds the model's views
   void bind_plain();               // binds the model's views to the raw buffer (no autograd)
   void on_full_grad(const at::Tensor& grad);  // the unit's whole flat gradient, once per backward
@@ -58,6 +82,10 @@ class FsdpUnit {
   comm::Communicator& shard_comm_;
   comm::Communicator* replica_comm_;
   const FsdpConfig& cfg_;
+  UnitShared& shared_;
+  SlotPool* slots_;
+  int slot_ = -1;                 // the slot holding full_'s memory while gathered, or -1
+  DeviceStreams::Fence ready_;    // the gather into full_ not yet waited for by the compute stream
   bool sharded_;
   bool gather_;  // sharded over more than one rank: the unsharded buffer is gathered and released
   int64_t numel_, shard_, padded_;

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "ftdist/core/bytes.h"
+#include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/memory_counter.h"
 
 namespace ftdist::fsdp {
@@ -40,7 +41,9 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
                             c == plan::MemCategory::optimizer || c == plan::MemCategory::grads_sharded;
     std::string got = "-";
     if (persistent) got = format_bytes(double(measured[c]));
-    if (c == plan::MemCategory::unsharded_params) got = format_bytes(double(last.peak_gathered_bytes)) + " (peak)";
+    if (c == plan::MemCategory::unsharded_params)
+      got = measured[c] > 0 ? format_bytes(double(measured[c])) + " (slots)"
+                            : format_bytes(double(last.peak_gathered_bytes)) + " (peak)";
     std::snprintf(line, sizeof(line), "%-18s %16s %22s\n", plan::mem_category_name(c),
                   format_bytes(double(planned[c])).c_str(), got.c_str());
     os << line;
@@ -49,15 +52,20 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
                 format_bytes(plan::saved_activation_bytes(spec, setup)).c_str(),
                 last.activation_bytes ? format_bytes(double(last.activation_bytes)).c_str() : "-");
   os << line;
-  if (CpuMemoryCounter::installed()) {
+  const at::Device device = fsdp.config().device;
+  if (device_memory_measured(device)) {
     const plan::MemoryBreakdown& p = planned;
     std::snprintf(line, sizeof(line), "%-18s %16s %22s  (peak of every tensor allocation; planned: all but overhead)\n",
                   "allocated", format_bytes(double(p.total() - p[plan::MemCategory::overhead])).c_str(),
-                  format_bytes(double(CpuMemoryCounter::install().peak())).c_str());
+                  format_bytes(double(device_memory_peak(device))).c_str());
     os << line;
   }
-  std::snprintf(line, sizeof(line), "%-18s %16s %22s  (process peak RSS, all memory)\n", "total",
-                format_bytes(double(planned.total())).c_str(), format_bytes(double(process_peak_rss_bytes())).c_str());
+  // The whole: on a GPU the caching allocator's pool (what the device gave up; the CUDA context
+  // and NCCL, the planner's overhead, come on top), on the CPU the process's peak resident memory.
+  const bool gpu = device.is_cuda();
+  std::snprintf(line, sizeof(line), "%-18s %16s %22s  (%s)\n", "total", format_bytes(double(planned.total())).c_str(),
+                format_bytes(double(gpu ? device_memory_reserved(device) : process_peak_rss_bytes())).c_str(),
+                gpu ? "caching allocator's pool now, without the CUDA context" : "process peak RSS, all memory");
   os << line;
   return os.str();
 }

@@ -84,6 +84,7 @@ TEST(FsdpMemory, PrefetchDepthIsThePlannersSlots) {
       const int64_t layer = layout.layer_shard * world->size() * 4;
       EXPECT_LE(r.peak_gathered_bytes, int64_t(plan::estimate_memory(spec, s)[plan::MemCategory::unsharded_params]));
       EXPECT_GE(r.peak_gathered_bytes, prefetch * layer) << "prefetch " << prefetch << " layers gathered at once";
+      EXPECT_EQ(r.slot_overflows, 0) << "a gather found every slot taken";
       peaks.push_back(r.peak_gathered_bytes);
       losses.push_back(loss);
     }

@@ -126,6 +126,7 @@ TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
       for (int j = 0; j < c.accum; ++j) micro.push_back(batch(s, world->rank(), j, spec.vocab));
       fsdp::StepResult r = f.train_step(micro, kLr);
       EXPECT_NEAR(r.loss, want.losses[s], 1e-5 * std::abs(want.losses[s])) << "step " << s;
+      EXPECT_EQ(r.slot_overflows, 0) << "step " << s << ": a gather found every preallocated slot taken";
       if (c.clip > 0) {
         EXPECT_GT(r.grad_norm, c.clip) << "the clip must bite for the test to mean something";
       }

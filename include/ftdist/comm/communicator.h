@@ -7,7 +7,8 @@
 //   broadcast(t, root)             t = t of rank `root`, in place
 //   barrier()                      returns when every rank has entered it
 //   split(color, key)              a communicator of the ranks with the same color, ordered by key
-//   synchronize()                  waits for every collective issued so far (GPU backends)
+//   synchronize()                  waits for every collective issued so far (GPU backends; see
+//                                  set_deferred)
 // Tensors must be contiguous and, within a call, of one dtype and device. Reduced-precision floats
 // (bf16, fp16) are reduced in fp32 on the mpi backend. `avg` is defined for floating dtypes only.
 //
@@ -67,6 +68,15 @@ class Communicator {
   virtual void synchronize() {}
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 
+  // Deferred completion. Off (the default): a collective returns when it has finished. On: a GPU
+  // backend returns once the collective is enqueued on the caller's current stream, so it overlaps
+  // work on other streams (the caller orders it against them with events); the communicator keeps
+  // watching what is outstanding, and a collective still unfinished after the timeout aborts the
+  // job, found at the next call or at synchronize(). CPU backends are synchronous either way.
+  // Call synchronize() before the host waits on a stream that depends on deferred collectives.
+  void set_deferred(bool deferred) { deferred_ = deferred; }
+  bool deferred() const { return deferred_; }
+
   // Turns the cross-rank argument check on or off (benchmarks time collectives without it).
   void set_verify_args(bool verify) { verify_args_ = verify; }
   bool verify_args() const { return verify_args_; }
@@ -92,6 +102,7 @@ class Communicator {
   virtual std::string backend_problem(const at::Tensor& t) const = 0;
 
   bool verify_args_;
+  bool deferred_ = false;
 
  private:
   void check_and_agree(const char* what, const Signature& sig, std::string problem);

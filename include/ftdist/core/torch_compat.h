@@ -49,4 +49,12 @@ inline void refill_storage(const at::Tensor& t, size_t nbytes) {
   s->set_nbytes(nbytes);
 }
 
+// Points the released storage of `t` at `nbytes` of memory owned elsewhere (a preallocated slot):
+// the storage does not free it, and release_storage() just lets go of it.
+inline void refill_storage_with(const at::Tensor& t, void* data, size_t nbytes) {
+  c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
+  s->set_data_ptr_noswap(at::DataPtr(data, s->device()));
+  s->set_nbytes(nbytes);
+}
+
 }  // namespace ftdist::compat

@@ -14,7 +14,15 @@
 // The unit's gradient arrives as one flat tensor in the backward of the node (GatherFn) that
 // produced `full`, which reduce-scatters it into the grad shard: no full gradient is kept.
 // `prefetch` units are gathered at once: the next ones before the current unit's forward, the
-// previous layers before a layer's backward (synchronously on CPU).
+// previous layers before a layer's backward. In `full` and `hybrid` gathered parameters live in
+// preallocated slots (`prefetch` sized to the largest layer, one to the largest edge unit: the
+// planner's unsharded_params), taken at a gather and given back at reshard.
+//
+// GPU (cfg.device CUDA, nccl or local backend): all-gathers run on a gather stream and
+// reduce-scatters on a reduce stream, ordered against compute with events (DeviceStreams), so the
+// next unit's gather and the previous unit's reduce-scatter overlap the current unit's compute.
+// The model puts its communicators in deferred mode (Communicator::set_deferred) and synchronizes
+// them before each host read; the CPU path runs the same logic with synchronous collectives.
 //
 //   FsdpModel fsdp(model, world, cfg);
 //   StepResult r = fsdp.train_step(micro_batches, lr);   // every rank, same number of micro-batches
@@ -35,6 +43,9 @@
 namespace ftdist::fsdp {
 
 struct FsdpConfig {
+  // Where the runtime keeps its buffers and computes: the CPU (mpi or local backend) or the
+  // communicator's GPU (nccl, or local on cuda:0).
+  at::Device device = at::kCPU;
   plan::Stage stage = plan::Stage::Full;
   plan::Precision precision = plan::Precision::Fp32;
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
@@ -70,6 +81,9 @@ struct StepResult {
   int64_t activation_bytes = 0;        // alive after the last layer and the final norm of the last
                                        // micro-batch's forward, less what was alive before it
   int64_t peak_gathered_bytes = 0;     // most unsharded parameter bytes gathered at once
+  // Gathers that found every preallocated slot taken and took allocator memory instead (a
+  // disagreement with the planner's slot count; 0 is expected), since construction.
+  int64_t slot_overflows = 0;
   double grad_norm = 0;                // global, before clipping (computed when clipping is on)
   bool skipped = false;                // non-finite gradient norm: no optimizer step was taken
   // With a global norm (clipping, skip_nonfinite): the reduced gradients kept for it beyond the
@@ -78,6 +92,8 @@ struct StepResult {
 };
 
 class FsdpUnit;
+struct UnitShared;
+class SlotPool;
 
 class FsdpModel {
  public:
@@ -114,7 +130,8 @@ class FsdpModel {
   // stage (the checkpoint must be of this model: see CheckpointMeta::check_model).
   void load_state(const io::CheckpointReader& ckpt);
   // What this rank keeps between steps, counted from the runtime's own buffers, in the planner's
-  // categories (params_sharded, master, optimizer, grads_sharded; the others are 0 here).
+  // categories (params_sharded, master, optimizer, grads_sharded, unsharded_params: the slots of
+  // `full` and `hybrid`; unsharded_grads: no_sync accumulators once made; the others are 0 here).
   plan::MemoryBreakdown persistent_bytes() const;
   size_t num_units() const;
   const plan::ModelSpec& spec() const { return model_.spec(); }
@@ -129,10 +146,17 @@ class FsdpModel {
   int64_t reduce_all_for_step();
   at::Tensor run_unit(size_t u, const at::Tensor& x, const model::ForwardContext* ctx, const at::Tensor& ids);
 
+  // Waits for every collective the model's communicators have outstanding (deferred on a GPU),
+  // so that a host read after it cannot hang on a dead peer.
+  void sync_collectives();
+  bool is_layer(size_t u) const { return u >= 1 && u <= size_t(model_.spec().layers); }
+
   model::LlamaModel& model_;
   comm::Communicator& world_;
   std::unique_ptr<comm::Communicator> shard_comm_, replica_comm_;
   FsdpConfig cfg_;
+  std::unique_ptr<UnitShared> shared_;
+  std::unique_ptr<SlotPool> layer_slots_, edge_slots_;  // full / hybrid over more than one rank
   std::vector<std::unique_ptr<FsdpUnit>> units_;
   // Alive from a micro-batch's forward until its backward is done:
   model::ForwardContext ctx_;
@@ -144,6 +168,8 @@ class FsdpModel {
   void gather_ahead(size_t u, bool forward);
   void probe_activations();
   int64_t gathered_now() const;
+  int64_t allocated_gathered_now() const;  // gathered bytes not in slots (allocator memory)
+  int64_t slot_overflows() const;
   int64_t peak_gathered_ = 0;
   int64_t forward_start_bytes_ = 0, activation_bytes_ = 0;
   comm::Communicator* shard_ = nullptr;  // the group a unit's shards are spread over

@@ -1,0 +1,25 @@
+// The memory the runtime's device holds, measured the way each device can: on the CPU by the
+// counting allocator (CpuMemoryCounter, when installed; else nothing is measured), on a CUDA device
+// by the caching allocator's statistics (bytes allocated to tensors, not the reserved pool).
+//
+//   reset_device_memory_peak(dev); ...step...; int64_t peak = device_memory_peak(dev);
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace ftdist::fsdp {
+
+bool device_memory_measured(at::Device device);    // false: current/peak are 0
+int64_t device_memory_current(at::Device device);
+int64_t device_memory_peak(at::Device device);     // since the last reset
+void reset_device_memory_peak(at::Device device);
+// CUDA: the caching allocator's pool (reserved bytes, current), which is what the GPU has given up.
+int64_t device_memory_reserved(at::Device device);
+// Makes an out-of-memory error on `device` record the runtime's current category first
+// (CategoryScope::note_failure): the counting CPU allocator does that itself, a CUDA device gets
+// the caching allocator's out-of-memory observer. Idempotent.
+void watch_device_out_of_memory(at::Device device);
+
+}  // namespace ftdist::fsdp

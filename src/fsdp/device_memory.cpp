@@ -1,0 +1,80 @@
+#include "ftdist/fsdp/device_memory.h"
+
+#include <mutex>
+
+#include "ftdist/core/check.h"
+#include "ftdist/fsdp/memory_category.h"
+#include "ftdist/fsdp/memory_counter.h"
+#ifdef FTDIST_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace ftdist::fsdp {
+namespace {
+#ifdef FTDIST_WITH_CUDA
+c10::CachingDeviceAllocator::DeviceStats cuda_stats(at::Device d) {
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(d.has_index() ? d.index() : 0);
+}
+constexpr size_t kAggregate = size_t(c10::CachingAllocator::StatType::AGGREGATE);
+#endif
+void check_supported(at::Device d) {
+  FT_CHECK(d.is_cpu() || d.is_cuda(), ErrorKind::Internal, "no memory statistics for device " << d);
+#ifndef FTDIST_WITH_CUDA
+  FT_CHECK(!d.is_cuda(), ErrorKind::Internal, "this ftdist was built without CUDA (FTDIST_CUDA=OFF)");
+#endif
+}
+}  // namespace
+
+bool device_memory_measured(at::Device d) {
+  check_supported(d);
+  return d.is_cuda() || CpuMemoryCounter::installed();
+}
+
+int64_t device_memory_current(at::Device d) {
+  check_supported(d);
+#ifdef FTDIST_WITH_CUDA
+  if (d.is_cuda()) return cuda_stats(d).allocated_bytes[kAggregate].current;
+#endif
+  return CpuMemoryCounter::installed() ? CpuMemoryCounter::install().current() : 0;
+}
+
+int64_t device_memory_peak(at::Device d) {
+  check_supported(d);
+#ifdef FTDIST_WITH_CUDA
+  if (d.is_cuda()) return cuda_stats(d).allocated_bytes[kAggregate].peak;
+#endif
+  return CpuMemoryCounter::installed() ? CpuMemoryCounter::install().peak() : 0;
+}
+
+void reset_device_memory_peak(at::Device d) {
+  check_supported(d);
+#ifdef FTDIST_WITH_CUDA
+  if (d.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(d.has_index() ? d.index() : 0);
+    return;
+  }
+#endif
+  if (CpuMemoryCounter::installed()) CpuMemoryCounter::install().reset_peak();
+}
+
+int64_t device_memory_reserved(at::Device d) {
+  check_supported(d);
+#ifdef FTDIST_WITH_CUDA
+  if (d.is_cuda()) return cuda_stats(d).reserved_bytes[kAggregate].current;
+#endif
+  return device_memory_current(d);
+}
+
+void watch_device_out_of_memory(at::Device d) {
+  check_supported(d);
+#ifdef FTDIST_WITH_CUDA
+  static std::once_flag once;
+  if (d.is_cuda())
+    std::call_once(once, [] {
+      c10::cuda::CUDACachingAllocator::attachOutOfMemoryObserver(
+          [](int64_t /*device*/, size_t /*allocated*/, size_t /*total*/, size_t /*free*/) { CategoryScope::note_failure(); });
+    });
+#endif
+}
+
+}  // namespace ftdist::fsdp

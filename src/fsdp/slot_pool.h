@@ -1,0 +1,42 @@
+// SlotPool — the preallocated buffers that gathered (unsharded) flat parameters live in
+// (DESIGN.md §4 "Streams, buffers, overlap"). `count` slots of `bytes` each, allocated once on the
+// runtime's device, so the memory of gathered parameters is fixed from the start and equals the
+// planner's unsharded_params. A unit takes a slot when it is gathered and gives it back when it
+// reshards. Asking when every slot is taken is a runtime bug against the planner's count: the
+// unit then gets memory of its own from the allocator and the pool counts an overflow (reported in
+// StepResult and tested to stay 0). Private to fsdp/.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+namespace ftdist::fsdp {
+
+class SlotPool {
+ public:
+  SlotPool(std::string name, int count, int64_t bytes, at::Device device);
+
+  // A free slot's index, or -1 when none is free or the request is larger than a slot (overflow).
+  int acquire(int64_t bytes);
+  void release(int slot);
+  void* data(int slot) const { return slots_.at(size_t(slot)).data_ptr(); }
+
+  const std::string& name() const { return name_; }
+  int count() const { return int(slots_.size()); }
+  int64_t slot_bytes() const { return bytes_; }
+  int in_use() const { return in_use_; }
+  int peak_in_use() const { return peak_in_use_; }
+  int64_t overflows() const { return overflows_; }
+
+ private:
+  std::string name_;
+  int64_t bytes_;
+  std::vector<at::Tensor> slots_;
+  std::vector<bool> taken_;
+  int in_use_ = 0, peak_in_use_ = 0;
+  int64_t overflows_ = 0;
+};
+
+}  // namespace ftdist::fsdp
