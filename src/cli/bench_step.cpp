@@ -1,22 +1,29 @@
 // ftdist bench step — tokens/s and memory of FSDP training steps for a model config and stage,
-// world size from mpirun (CPU path; random weights and tokens). Prints the time per step, then the
-// planner's per-rank bytes next to the runtime's own persistent buffers and the process peak.
+// world size from mpirun, on the CPU (mpi backend) or one GPU per rank (nccl; local for a plain
+// single process). Random weights and tokens. Prints the time per step, then the planner's per-rank
+// bytes next to the runtime's own buffers and the measured peak (counting allocator on CPU, the
+// caching allocator's statistics on GPU), and MFU when the GPU's peak is known.
 #include <ATen/ATen.h>
 
 #include <chrono>
 #include <cstdio>
+#include <string>
 
 #include "commands.h"
 #include "options.h"
 #include "ftdist/comm/communicator.h"
+#include "ftdist/comm/device_binding.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/log.h"
 #include "ftdist/fsdp/fsdp_model.h"
+#include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/fsdp/memory_report.h"
 #include "ftdist/plan/memory_model.h"
+#include "ftdist/plan/gpu_catalog.h"
 #include "ftdist/plan/presets.h"
+#include "ftdist/plan/time_model.h"
 
 namespace ftdist::cli {
 namespace {
@@ -29,17 +36,32 @@ plan::ModelSpec small_default() {
   return m;
 }
 
+// Model FLOPs utilization: achieved FLOP/s per rank over the peak ("-" when no peak is known).
+std::string mfu_text(double flops_per_s, double peak_tflops) {
+  if (peak_tflops <= 0) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f%%", 100.0 * flops_per_s / (peak_tflops * 1e12));
+  return buf;
+}
+
 }  // namespace
 
 int bench_step_main(int argc, char** argv) {
-  cxxopts::Options options("ftdist bench step", "Tokens/s and memory of FSDP training steps (CPU path).");
+  cxxopts::Options options("ftdist bench step", "Tokens/s, MFU and memory of FSDP training steps (CPU or GPU).");
   options.add_options()
       ("model", "preset name (default: a small 4-layer Llama)", cxxopts::value<std::string>())
       ("model-config", "Hugging Face config.json", cxxopts::value<std::string>())
       ("layers", "override the number of layers", cxxopts::value<int64_t>())
       ("shard", "full | grad-op | optimizer | none | hybrid", cxxopts::value<std::string>()->default_value("full"))
       ("shard-group", "hybrid: ranks per shard group", cxxopts::value<int>()->default_value("0"))
-      ("precision", "fp32 | bf16-mixed", cxxopts::value<std::string>()->default_value("fp32"))
+      ("device", "cpu | cuda | auto (cuda when a GPU is present)", cxxopts::value<std::string>()->default_value("cpu"))
+      ("attention", "eager | flash (default: eager on the CPU, where the planner's activation bytes are exact; flash on a GPU)",
+       cxxopts::value<std::string>())
+      ("precision", "fp32 | bf16-mixed | bf16-pure", cxxopts::value<std::string>()->default_value("fp32"))
+      ("reduce-dtype", "fp32 | bf16 (gradient reductions in bf16-mixed)", cxxopts::value<std::string>()->default_value("fp32"))
+      ("gpu", "GPU catalog name for MFU's peak (default: none, or the catalog entry named like this GPU)",
+       cxxopts::value<std::string>())
+      ("peak-tflops", "dense bf16 peak per GPU for MFU (overrides --gpu)", cxxopts::value<double>())
       ("checkpointing", "none | full", cxxopts::value<std::string>()->default_value("none"))
       ("prefetch", "units gathered at once (1..8)", cxxopts::value<int>()->default_value("2"))
       ("micro-batch", "sequences per rank per micro-batch", cxxopts::value<int64_t>()->default_value("2"))
@@ -61,6 +83,18 @@ int bench_step_main(int argc, char** argv) {
   cfg.stage = plan::stage_from_name(args["shard"].as<std::string>());
   cfg.shard_group = args["shard-group"].as<int>();
   cfg.precision = plan::precision_from_name(args["precision"].as<std::string>());
+  cfg.reduce_dtype = plan::float_type_from_name(args["reduce-dtype"].as<std::string>(), "--reduce-dtype");
+  const std::string device_arg = args["device"].as<std::string>();
+  FT_CHECK_ARG(device_arg == "auto" || device_arg == "cpu" || device_arg == "cuda",
+               "--device: expected cpu, cuda or auto, got '" << device_arg << "'");
+  const bool cuda = device_arg == "cuda" || (device_arg == "auto" && comm::cuda_device_present());
+  FT_CHECK_ARG(!cuda || comm::cuda_device_present(), "--device cuda: no CUDA device is present (or ftdist was built without CUDA)");
+  const plan::Attention attention = args.count("attention") ? plan::attention_from_name(args["attention"].as<std::string>())
+                                    : cuda                  ? plan::Attention::Flash
+                                                            : plan::Attention::Eager;
+  double peak_tflops = 0;
+  if (args.count("peak-tflops")) peak_tflops = args["peak-tflops"].as<double>();
+  else if (args.count("gpu")) peak_tflops = plan::GpuCatalog::load_default().find(args["gpu"].as<std::string>()).bf16_tflops;
   cfg.checkpointing = plan::checkpointing_from_name(args["checkpointing"].as<std::string>());
   cfg.prefetch = args["prefetch"].as<int>();
   cfg.no_sync = args.count("no-sync") > 0;
@@ -69,9 +103,11 @@ int bench_step_main(int argc, char** argv) {
   FT_CHECK_ARG(mb >= 1 && seq >= 2 && accum >= 1 && steps >= 1 && warmup >= 0,
                "--micro-batch, --grad-accum, --steps must be >= 1, --seq-len >= 2, --warmup >= 0");
 
-  fsdp::CpuMemoryCounter::install();  // measures activations and gathered bytes
-  auto world = comm::make_communicator(at::kCPU);
-  model::LlamaModel model(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
+  if (!cuda) fsdp::CpuMemoryCounter::install();  // measures activations and gathered bytes
+  auto world = comm::make_communicator(cuda ? at::kCUDA : at::kCPU);
+  cfg.device = world->device();
+  // Built (fp32, random) on the CPU; the runtime copies each rank's shards to its device.
+  model::LlamaModel model(spec, at::TensorOptions().dtype(at::kFloat), attention);
   at::manual_seed(0);
   for (auto& u : model.units()) u.flat.normal_(0.0, 0.02);
   fsdp::FsdpModel f(model, *world, cfg);
@@ -86,9 +122,14 @@ int bench_step_main(int argc, char** argv) {
   };
   FT_LOG_INFO("bench step: " << spec.name << " (" << spec.param_count() << " parameters), shard " << plan::stage_name(cfg.stage)
               << ", " << plan::precision_name(cfg.precision) << ", checkpointing " << plan::checkpointing_name(cfg.checkpointing)
-              << ", " << world->size() << " rank(s), micro-batch " << mb << " x " << seq << " tokens, grad-accum " << accum);
+              << ", " << world->size() << " rank(s) on " << cfg.device << " (" << comm::backend_name(world->backend())
+              << "), attention " << plan::attention_name(attention) << ", micro-batch " << mb << " x " << seq
+              << " tokens, grad-accum " << accum);
   for (int i = 0; i < warmup; ++i) f.train_step(batch(), 1e-4);
-  if (world->rank() == 0) std::printf("%6s %10s %12s %14s %10s\n", "step", "loss", "step s", "tokens/s", "per rank");
+  fsdp::reset_device_memory_peak(cfg.device);  // the peak of the timed steps (persistent buffers included)
+  const double flops_per_token = plan::model_flops_per_token(spec, seq);
+  if (world->rank() == 0)
+    std::printf("%6s %10s %12s %14s %10s %8s\n", "step", "loss", "step s", "tokens/s", "per rank", "MFU");
   double total_s = 0;
   fsdp::StepResult last;
   for (int i = 0; i < steps; ++i) {
@@ -101,14 +142,17 @@ int bench_step_main(int argc, char** argv) {
     total_s += s;
     const double tokens = double(mb * seq * accum * world->size());
     if (world->rank() == 0)
-      std::printf("%6d %10.4f %12.3f %14.0f %10.0f\n", i + 1, r.loss, s, tokens / s, tokens / s / world->size());
+      std::printf("%6d %10.4f %12.3f %14.0f %10.0f %8s\n", i + 1, r.loss, s, tokens / s, tokens / s / world->size(),
+                  mfu_text(flops_per_token * tokens / s / world->size(), peak_tflops).c_str());
   }
 
-  const plan::RunSetup setup = fsdp::planned_setup(cfg, world->size(), mb, seq, plan::Attention::Eager);
+  const plan::RunSetup setup = fsdp::planned_setup(cfg, world->size(), mb, seq, attention);
   if (world->rank() == 0) {
+    const double tokens_per_s = double(mb * seq * accum * world->size()) * steps / total_s;
     std::printf("\n%s", fsdp::memory_report(spec, setup, f, last).c_str());
-    std::printf("# mean %.3f s/step, %.0f tokens/s\n", total_s / steps,
-                double(mb * seq * accum * world->size()) * steps / total_s);
+    std::printf("# mean %.3f s/step, %.0f tokens/s, %.1f TFLOP/s per rank achieved (%.3g FLOPs/token), MFU %s\n",
+                total_s / steps, tokens_per_s, flops_per_token * tokens_per_s / world->size() / 1e12, flops_per_token,
+                mfu_text(flops_per_token * tokens_per_s / world->size(), peak_tflops).c_str());
   }
   return 0;
 }

@@ -7,6 +7,8 @@
 #include "ftdist/fsdp/memory_counter.h"
 #ifdef FTDIST_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+
+#include "ftdist/core/cuda_check.h"
 #endif
 
 namespace ftdist::fsdp {
@@ -63,6 +65,18 @@ int64_t device_memory_reserved(at::Device d) {
   if (d.is_cuda()) return cuda_stats(d).reserved_bytes[kAggregate].current;
 #endif
   return device_memory_current(d);
+}
+
+int64_t device_memory_capacity(at::Device d) {
+  check_supported(d);
+#ifdef FTDIST_WITH_CUDA
+  if (d.is_cuda()) {
+    cudaDeviceProp prop{};
+    FT_CUDA_CHECK(cudaGetDeviceProperties(&prop, d.has_index() ? d.index() : 0));
+    return int64_t(prop.totalGlobalMem);
+  }
+#endif
+  return 0;
 }
 
 void watch_device_out_of_memory(at::Device d) {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "ftdist/comm/device_binding.h"
+#include "ftdist/fsdp/device_memory.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 #include "ftdist/fsdp/memory_category.h"
@@ -47,7 +48,7 @@ plan::PlanResult search_for(const RunConfig& c, const plan::ModelSpec& spec, std
   hw.gpus_per_node = world.value_or(kMaxRanks);
   hw.max_nodes = 1;
   req.hardware = {hw};
-  req.base = cpu_run_setup(c, world.value_or(1), c.micro_batch);
+  req.base = runtime_setup(c, world.value_or(1), c.micro_batch);
   req.gpus = world;
   req.max_gpus = kMaxRanks;
   req.global_batch = global_batch;
@@ -68,16 +69,24 @@ std::string describe(const plan::RunSetup& s) {
 MemoryBudget memory_budget(const RunConfig& c) {
   const int local = comm::local_size();  // collective: every rank, whatever the source
   if (c.memory_limit > 0) return {c.memory_limit, c.origin + " parallel.memory_limit"};
+  if (resolved_device(c) == "cuda") {
+    const at::Device gpu(at::kCUDA, static_cast<c10::DeviceIndex>(comm::local_rank()));
+    const uint64_t total = uint64_t(fsdp::device_memory_capacity(gpu));
+    return {total, "the memory of " + gpu.str() + " (" + format_bytes(double(total)) + ")"};
+  }
   const uint64_t avail = mem_available_bytes();
   if (avail == 0) return {0, "unknown (no /proc/meminfo)"};
   return {avail / uint64_t(local), "MemAvailable " + format_bytes(double(avail)) + " / " + std::to_string(local) +
                                         " rank(s) on this node"};
 }
 
-plan::RunSetup cpu_run_setup(const RunConfig& c, int world, int64_t micro_batch) {
-  plan::RunSetup s = fsdp::planned_setup(fsdp_config(c), world, micro_batch, c.seq_len, plan::Attention::Eager);
-  s.overheads.cuda_context_gib = 0;  // a CPU process has neither
-  s.overheads.nccl_gib = 0;
+plan::RunSetup runtime_setup(const RunConfig& c, int world, int64_t micro_batch) {
+  const bool gpu = resolved_device(c) == "cuda";
+  plan::RunSetup s = fsdp::planned_setup(fsdp_config(c), world, micro_batch, c.seq_len, runtime_attention(c));
+  if (!gpu) {
+    s.overheads.cuda_context_gib = 0;  // a CPU process has neither
+    s.overheads.nccl_gib = 0;
+  }
   return s;
 }
 

@@ -9,6 +9,7 @@
 #include "ftdist/core/text_file.h"
 #include "ftdist/core/toml_util.h"
 #include "ftdist/core/bytes.h"
+#include "ftdist/comm/communicator.h"
 #include "ftdist/plan/gpu_catalog.h"
 
 namespace ftdist::train {
@@ -19,7 +20,7 @@ const std::map<std::string, std::set<std::string>> kKeys = {
     {"data", {"train", "eval", "tokenizer", "seq_len"}},
     {"train", {"steps", "micro_batch", "global_batch", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "grad_clip", "seed",
                "eval_every", "log_every", "nonfinite", "peak_tflops"}},
-    {"parallel", {"shard", "precision", "reduce_dtype", "checkpointing", "prefetch", "auto", "memory_limit", "gpu"}},
+    {"parallel", {"device", "shard", "precision", "reduce_dtype", "checkpointing", "prefetch", "auto", "memory_limit", "gpu"}},
     {"checkpoint", {"dir", "every", "keep", "resume"}},
     {"output", {"dir", "metrics", "export", "export_dtype"}},
 };
@@ -137,6 +138,9 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
       FT_CHECK_ARG(false, p << ": \"memory_limit\" must be bytes, as a number or a string such as \"24GiB\"");
     }
   }
+  c.device = get_str(par, "device", "auto", p);
+  FT_CHECK_ARG(c.device == "auto" || c.device == "cpu" || c.device == "cuda",
+               p << ": \"device\" must be \"auto\", \"cpu\" or \"cuda\", got \"" << c.device << "\"");
   c.gpu = get_str(par, "gpu", "", p);
   if (!c.gpu.empty()) {
     const plan::GpuSpec& g = plan::GpuCatalog::load_default().find(c.gpu);  // unknown names: error with suggestions
@@ -158,8 +162,18 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   return c;
 }
 
+std::string resolved_device(const RunConfig& c) {
+  if (c.device != "auto") return c.device;
+  return comm::cuda_device_present() ? "cuda" : "cpu";
+}
+
+plan::Attention runtime_attention(const RunConfig& c) {
+  return resolved_device(c) == "cuda" ? plan::Attention::Flash : plan::Attention::Eager;
+}
+
 fsdp::FsdpConfig fsdp_config(const RunConfig& c) {
   fsdp::FsdpConfig fc;
+  fc.device = resolved_device(c) == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);  // index: the communicator's
   fc.stage = c.shard;
   fc.precision = c.precision;
   fc.reduce_dtype = c.reduce_dtype;
@@ -180,7 +194,7 @@ nlohmann::ordered_json run_config_json(const RunConfig& c) {
                 {"weight_decay", c.weight_decay}, {"grad_clip", c.grad_clip}, {"seed", c.seed},
                 {"eval_every", c.eval_every}, {"log_every", c.log_every},
                 {"nonfinite", c.abort_on_nonfinite ? "abort" : "skip"}, {"peak_tflops", c.peak_tflops}};
-  j["parallel"] = {{"shard", plan::stage_name(c.shard)}, {"precision", plan::precision_name(c.precision)},
+  j["parallel"] = {{"device", c.device}, {"shard", plan::stage_name(c.shard)}, {"precision", plan::precision_name(c.precision)},
                    {"reduce_dtype", plan::float_type_name(c.reduce_dtype)},
                    {"checkpointing", plan::checkpointing_name(c.checkpointing)}, {"prefetch", c.prefetch}, {"auto", c.auto_parallel},
                    {"memory_limit", c.memory_limit}, {"gpu", c.gpu}};

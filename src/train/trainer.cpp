@@ -21,6 +21,7 @@
 #include "ftdist/data/token_file.h"
 #include "ftdist/data/tokenizer.h"
 #include "ftdist/fsdp/fsdp_model.h"
+#include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/fsdp/memory_report.h"
 #include "ftdist/io/checkpoint.h"
@@ -68,9 +69,8 @@ ModelSource model_source(const RunConfig& c) {
 }
 
 std::unique_ptr<model::LlamaModel> build_model(const RunConfig& c, const ModelSource& src, const io::WeightSource* init) {
-  // CPU path: eager attention (SDPA's CPU math backend keeps the probabilities as well, and eager
-  // is what the memory model's CPU numbers describe).
-  auto m = std::make_unique<model::LlamaModel>(src.spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
+  // Built in fp32 on the CPU (the runtime copies each rank's shards to its device).
+  auto m = std::make_unique<model::LlamaModel>(src.spec, at::TensorOptions().dtype(at::kFloat), runtime_attention(c));
   if (!init) init = src.hf.get();
   for (size_t u = 0; u < m->units().size(); ++u) {
     model::UnitParams& up = m->units()[u];
@@ -192,9 +192,13 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
                 << plan::checkpointing_name(c.checkpointing) << " for " << n << " rank(s) of "
                 << format_bytes(double(budget.bytes)) << " (" << budget.source << ")");
   }
-  const FitCheck fit{src.spec, cpu_run_setup(c, n, c.micro_batch), budget, c, n, global_batch};
+  const FitCheck fit{src.spec, runtime_setup(c, n, c.micro_batch), budget, c, n, global_batch};
   fit.check_plan();
-  counter.set_limit(int64_t(budget.bytes));  // on CPU the budget is enforced like a device's capacity
+  const bool gpu = resolved_device(c) == "cuda";
+  if (!gpu) counter.set_limit(int64_t(budget.bytes));  // on CPU the budget is enforced like a device's capacity
+  // On a GPU the runtime's collectives go over NCCL; `world` (CPU) carries the trainer's own.
+  std::unique_ptr<comm::Communicator> gpu_comm;
+  if (gpu) gpu_comm = comm::make_communicator(at::kCUDA);
 
   const std::string resume_dir = checkpoint_to_resume(c);
   std::unique_ptr<io::CheckpointReader> resume;
@@ -217,8 +221,9 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
   const fsdp::FsdpConfig fc = fsdp_config(c);
   std::unique_ptr<fsdp::FsdpModel> fsdp_ptr;
   fit.run("while allocating the persistent buffers (parameter, master, optimizer and gradient shards)",
-          [&] { fsdp_ptr = std::make_unique<fsdp::FsdpModel>(*model, world, fc); });
+          [&] { fsdp_ptr = std::make_unique<fsdp::FsdpModel>(*model, gpu ? *gpu_comm : world, fc); });
   fsdp::FsdpModel& fsdp = *fsdp_ptr;
+  const at::Device device = fsdp.config().device;
   {
     // One forward and backward at the longest sequence, before step 1 (nothing is updated).
     const at::Tensor ids = at::zeros({c.micro_batch, c.seq_len}, at::kLong);
@@ -229,7 +234,7 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
     std::string parts;
     for (plan::MemCategory cat : plan::all_mem_categories())
       if (planned[cat] > 0) parts += std::string(parts.empty() ? "" : ", ") + plan::mem_category_name(cat) + " " + format_bytes(double(planned[cat]));
-    FT_LOG_INFO("memory probe: a step fits, peak " << format_bytes(double(counter.peak())) << " allocated per rank (planned "
+    FT_LOG_INFO("memory probe: a step fits, peak " << format_bytes(double(fsdp::device_memory_peak(device))) << " allocated per rank on " << device << " (planned "
                 << format_bytes(double(planned.total())) << ": " << parts << "; available "
                 << (budget.bytes ? format_bytes(double(budget.bytes)) + ", " + budget.source : "unknown") << ")");
   }
@@ -328,7 +333,7 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
                                    {"mfu", c.peak_tflops > 0 ? nlohmann::ordered_json(flops_per_token * double(global_batch * c.seq_len) / secs /
                                                                                       (double(n) * c.peak_tflops * 1e12))
                                                              : nlohmann::ordered_json(nullptr)},
-                                   {"peak_mem_bytes", fsdp::process_peak_rss_bytes()}};
+                                   {"peak_mem_bytes", gpu ? fsdp::device_memory_peak(device) : fsdp::process_peak_rss_bytes()}};
     if (c.eval_every > 0 && !eval.empty() && ((step + 1) % c.eval_every == 0 || step + 1 == c.steps)) {
       std::vector<int64_t> all;
       for (int64_t i = world.rank(); i < int64_t(eval.size()); i += n) all.push_back(i);

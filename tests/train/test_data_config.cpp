@@ -7,6 +7,7 @@
 #include <set>
 
 #include "expect_error.h"
+#include "ftdist/comm/communicator.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/packing.h"
 #include "ftdist/data/token_file.h"
@@ -135,6 +136,21 @@ TEST(RunConfig, EveryBadValueNamesTheKey) {
   expect_bad_input([&] { train::load_run_config(path, {"parallel.memory_limit=-5"}); }, "\"memory_limit\" must be >= 0 bytes");
   expect_bad_input([&] { train::load_run_config(path, {"parallel.auto=maybe"}); }, "\"auto\"");
   expect_bad_input([&] { train::load_run_config(path, {"parallel.gpu=h1000"}); }, "h100");
+  expect_bad_input([&] { train::load_run_config(path, {"parallel.device=tpu"}); }, "\"device\" must be \"auto\", \"cpu\" or \"cuda\"");
+}
+
+TEST(RunConfig, DeviceDecidesTheRuntimesDeviceAndAttention) {
+  const std::string path = write("dev.toml", kConfig);
+  auto c = train::load_run_config(path, {});
+  EXPECT_EQ(c.device, "auto");
+  EXPECT_EQ(train::resolved_device(c), comm::cuda_device_present() ? "cuda" : "cpu");
+  c = train::load_run_config(path, {"parallel.device=cpu"});
+  EXPECT_EQ(train::resolved_device(c), "cpu");
+  EXPECT_TRUE(train::fsdp_config(c).device.is_cpu());
+  EXPECT_EQ(train::runtime_attention(c), plan::Attention::Eager);
+  c = train::load_run_config(path, {"parallel.device=cuda"});
+  EXPECT_TRUE(train::fsdp_config(c).device.is_cuda());
+  EXPECT_EQ(train::runtime_attention(c), plan::Attention::Flash);
 }
 
 TEST(RunConfig, ParallelAutoMemoryLimitAndGpuPeak) {

@@ -28,7 +28,7 @@ struct Fixture {
     config.steps = 10;
   }
   train::FitCheck fit(uint64_t budget) const {
-    return {spec, train::cpu_run_setup(config, 1, config.micro_batch), {budget, "a test budget"}, config, 1, 2};
+    return {spec, train::runtime_setup(config, 1, config.micro_batch), {budget, "a test budget"}, config, 1, 2};
   }
 };
 
@@ -119,7 +119,7 @@ TEST(MemoryFit, ProbeStepThatDoesNotFitNamesTheCategoryAndTheRecommendation) {
 
 TEST(MemoryFit, PlanOverTheBudgetIsRefusedBeforeAnyAllocation) {
   Fixture f;
-  const uint64_t planned = plan::estimate_memory(f.spec, train::cpu_run_setup(f.config, 1, 2)).total();
+  const uint64_t planned = plan::estimate_memory(f.spec, train::runtime_setup(f.config, 1, 2)).total();
   EXPECT_NO_THROW(f.fit(planned).check_plan());
   EXPECT_NO_THROW(f.fit(0).check_plan());  // no budget known: nothing to check against
   const std::string msg = does_not_fit([&] { f.fit(planned - 1).check_plan(); });
@@ -134,11 +134,11 @@ TEST(MemoryFit, AutoChoosesASetupThatFitsOrSaysWhatWould) {
   Fixture f;
   f.config.micro_batch = 4;
   const train::MemoryBudget roomy{1ull << 30, "test"};
-  const uint64_t default_need = plan::estimate_memory(f.spec, train::cpu_run_setup(f.config, 2, 4)).total();
+  const uint64_t default_need = plan::estimate_memory(f.spec, train::runtime_setup(f.config, 2, 4)).total();
   // A budget below the configured setup's need: auto must pick something smaller that fits.
   const train::MemoryBudget tight{default_need * 6 / 10, "test"};
   const train::RunConfig chosen = train::choose_parallel(f.config, f.spec, 2, 8, tight);
-  const uint64_t need = plan::estimate_memory(f.spec, train::cpu_run_setup(chosen, 2, chosen.micro_batch)).total();
+  const uint64_t need = plan::estimate_memory(f.spec, train::runtime_setup(chosen, 2, chosen.micro_batch)).total();
   EXPECT_LE(need, tight.bytes * 9 / 10) << "within the 10% headroom";
   EXPECT_EQ(8 % (chosen.micro_batch * 2), 0) << "the micro-batch divides the global batch";
   EXPECT_NO_THROW(train::choose_parallel(f.config, f.spec, 2, 8, roomy));

@@ -15,6 +15,8 @@ bool device_memory_measured(at::Device device);    // false: current/peak are 0
 int64_t device_memory_current(at::Device device);
 int64_t device_memory_peak(at::Device device);     // since the last reset
 void reset_device_memory_peak(at::Device device);
+// The device's whole memory (CUDA: the GPU's global memory; CPU: 0, not known here).
+int64_t device_memory_capacity(at::Device device);
 // CUDA: the caching allocator's pool (reserved bytes, current), which is what the GPU has given up.
 int64_t device_memory_reserved(at::Device device);
 // Makes an out-of-memory error on `device` record the runtime's current category first

@@ -25,12 +25,13 @@ struct MemoryBudget {
   std::string source;  // "parallel.memory_limit", "MemAvailable 20.1 GiB / 2 ranks on this node"
 };
 
-// parallel.memory_limit when given; else (CPU) /proc/meminfo's MemAvailable divided among the
-// ranks on this node. Collective: every rank calls it.
+// parallel.memory_limit when given; else on a GPU its memory, on the CPU /proc/meminfo's
+// MemAvailable divided among the ranks on this node. Collective: every rank calls it.
 MemoryBudget memory_budget(const RunConfig& config);
 
-// The planner's setup for this run on CPU (eager attention, no CUDA context or NCCL overheads).
-plan::RunSetup cpu_run_setup(const RunConfig& config, int world, int64_t micro_batch);
+// The planner's setup for this run on its device: on the CPU eager attention and no CUDA context
+// or NCCL overheads; on a GPU flash attention and the planner's overheads.
+plan::RunSetup runtime_setup(const RunConfig& config, int world, int64_t micro_batch);
 
 // parallel.auto: the config with the shard stage, micro_batch and checkpointing the planner
 // recommends for `world` ranks of `budget` bytes (fastest that fits with 10% headroom, micro_batch

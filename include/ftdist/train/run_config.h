@@ -40,6 +40,9 @@ struct RunConfig {
   bool abort_on_nonfinite = false;  // train.nonfinite = "skip" (default) | "abort"
   double peak_tflops = 0;           // per rank, for the mfu metric (0: unknown, mfu is null)
   // [parallel]
+  // "auto" (a GPU per rank when this machine has one, else the CPU), "cpu" or "cuda". On CUDA the
+  // runtime's collectives use NCCL (the local backend for a plain single process).
+  std::string device = "auto";
   plan::Stage shard = plan::Stage::Full;
   plan::Precision precision = plan::Precision::Fp32;
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
@@ -77,6 +80,11 @@ std::vector<std::string> changed_keys(const nlohmann::ordered_json& before, cons
 // The runtime's configuration for a run: stage, precision, reduction, checkpointing, prefetch,
 // weight decay, clipping and the non-finite policy.
 fsdp::FsdpConfig fsdp_config(const RunConfig& config);
+// "cpu" or "cuda": parallel.device with "auto" decided by whether a CUDA device is present.
+std::string resolved_device(const RunConfig& config);
+// The model's attention: eager on the CPU (what the memory model's CPU numbers describe; SDPA's CPU
+// math backend keeps the probabilities too), flash (SDPA) on a GPU.
+plan::Attention runtime_attention(const RunConfig& config);
 
 // Reads `path`, applies `overrides` ("section.key=value"), validates. Error(BadInput) names the key.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
