@@ -93,3 +93,23 @@ TEST_F(Nccl, SplitKeepsTheBackend) {
 }
 
 }  // namespace
+
+namespace {
+// Deferred completion: calls return once enqueued, the stream orders them, synchronize() drains
+// the queue. Many collectives on a side stream, then the result read after synchronize().
+TEST_F(Nccl, DeferredCollectivesCompleteInStreamOrder) {
+  const int n = comm_->size();
+  comm_->set_deferred(true);
+  at::Tensor t = at::ones({1 << 20}, at::TensorOptions().dtype(at::kFloat).device(comm_->device()));
+  double want = 1;
+  for (int i = 0; i < 6; ++i) {  // exact in fp32 up to 8 ranks
+    comm_->all_reduce(t, ReduceOp::Sum);  // times n, then plus one: wrong if the two were reordered
+    t.add_(1);
+    want = want * n + 1;
+  }
+  comm_->synchronize();
+  EXPECT_DOUBLE_EQ(t[0].item<double>(), want);
+  EXPECT_DOUBLE_EQ(t[-1].item<double>(), want);
+  comm_->set_deferred(false);
+}
+}  // namespace
