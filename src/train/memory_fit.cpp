@@ -81,13 +81,7 @@ MemoryBudget memory_budget(const RunConfig& c) {
 }
 
 plan::RunSetup runtime_setup(const RunConfig& c, int world, int64_t micro_batch) {
-  const bool gpu = resolved_device(c) == "cuda";
-  plan::RunSetup s = fsdp::planned_setup(fsdp_config(c), world, micro_batch, c.seq_len, runtime_attention(c));
-  if (!gpu) {
-    s.overheads.cuda_context_gib = 0;  // a CPU process has neither
-    s.overheads.nccl_gib = 0;
-  }
-  return s;
+  return fsdp::planned_setup(fsdp_config(c), world, micro_batch, c.seq_len, runtime_attention(c));
 }
 
 RunConfig choose_parallel(const RunConfig& c, const plan::ModelSpec& spec, int world, int64_t global_batch,

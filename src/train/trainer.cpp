@@ -176,6 +176,9 @@ std::vector<fsdp::MicroBatch> micro_batches(const std::vector<data::Sample>& sam
 
 TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
   fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();  // measured activations, the budget
+  FT_CHECK_ARG(config.device != "cuda" || comm::cuda_device_present(),
+               config.origin << ": parallel.device = \"cuda\", but no CUDA device is present (or ftdist was built without "
+                                "CUDA); use \"cpu\" or \"auto\"");
   ModelSource src = model_source(config);
   const int n = world.size();
   const int64_t global_batch = config.global_batch > 0 ? config.global_batch : config.micro_batch * n;

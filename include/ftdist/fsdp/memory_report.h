@@ -10,7 +10,8 @@
 
 namespace ftdist::fsdp {
 
-// The planner's view of this runtime: the stage's group sizes for `world` ranks.
+// The planner's view of this runtime: the stage's group sizes for `world` ranks; on the CPU
+// (cfg.device) without the CUDA context and NCCL overheads.
 plan::RunSetup planned_setup(const FsdpConfig& cfg, int world, int64_t micro_batch, int64_t seq_len,
                              plan::Attention attention);
 
