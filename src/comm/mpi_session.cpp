@@ -45,6 +45,10 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   FT_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided));
   owns_ = true;
   FT_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  // On a GPU the runtime's collectives (and their MPI argument check) run on the autograd engine's
+  // CUDA thread while the main thread waits in backward(): MPI must allow calls from either thread.
+  FT_CHECK(provided >= MPI_THREAD_SERIALIZED, ErrorKind::Comm,
+           "this MPI library provides thread level " << provided << ", below MPI_THREAD_SERIALIZED, which ftdist needs");
   log::set_rank(world_rank());
 }
 

@@ -96,6 +96,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   void synchronize() override {
+    ensure_healthy("synchronize");
     while (!pending_.empty()) {
       wait_for(pending_.front().done->get(), pending_.front().call, pending_.front().start);
       pending_.pop_front();

@@ -84,6 +84,7 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
     shard = shard_comm_.get();
   }
   shard_ = shard;
+  world_was_deferred_ = world.deferred();
   for (comm::Communicator* c : {&world, shard_comm_.get(), replica_comm_.get()})
     if (c) c->set_deferred(shared_->streams.gpu());
   const std::vector<plan::ModelSpec::Unit> specs = model.spec().units();
@@ -108,7 +109,13 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
   }
 }
 
-FsdpModel::~FsdpModel() = default;
+FsdpModel::~FsdpModel() {
+  try {
+    if (shared_ && shared_->streams.gpu()) sync_collectives();
+  } catch (...) {  // a failed communicator has already reported; nothing to restore
+  }
+  world_.set_deferred(world_was_deferred_);  // the caller's communicator as it was given
+}
 
 size_t FsdpModel::num_units() const { return units_.size(); }
 
@@ -210,8 +217,9 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
       y = at::linear(normed, model_.lm_head_weight());
     }
     // Before this unit's backward runs: its parameters, and the previous layers' prefetched. The
-    // embedding's backward reads only the token ids and the gradient, so it is not gathered again.
-    if (y.requires_grad() && (u != 0 || root_tied)) {
+    // embedding's backward reads only the token ids and the gradient, so unit 0 is not gathered
+    // again (a tied root's lm_head part has its own node, whose backward comes first).
+    if (y.requires_grad() && u != 0) {
       FsdpUnit* up = &unit;
       FsdpModel* self = this;
       y.register_hook([up, self, u](const at::Tensor& g) {
@@ -265,6 +273,9 @@ at::Tensor FsdpModel::forward_backward(const MicroBatch& mb, double divisor, int
   CategoryScope scope(plan::MemCategory::activations);  // the backward's gradients and workspace
   (sum / divisor).backward();
   shared_->retire_reduce();  // the last unit's reduce-scatter is done before anything reads a gradient
+  // On a GPU: every collective of this backward finished (or timed out) before the host goes on to
+  // anything that could wait on the compute stream (the next micro-batch's copies, a host read).
+  if (shared_->streams.gpu()) sync_collectives();
   return sum.detach();
 }
 

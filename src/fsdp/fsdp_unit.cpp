@@ -118,7 +118,9 @@ void FsdpUnit::use() {
 
 void FsdpUnit::reshard() {
   if (!gather_ || compat::storage_released(full_)) return;
-  // The slot's next gather starts after the compute enqueued so far, which includes every read of it.
+  // The slot's next gather starts after the compute enqueued so far, which includes every read of
+  // it; a gather nobody used yet is waited for first, so its memory is never freed under it.
+  shared_.streams.compute_waits(ready_);
   compat::release_storage(full_);
   if (slot_ >= 0) slots_->release(slot_);
   slot_ = -1;
@@ -164,7 +166,7 @@ void FsdpUnit::on_full_grad(const at::Tensor& grad) {
     shard_comm_.reduce_scatter(out, g, comm::ReduceOp::Sum);
     grad_ += out.to(accum_dtype_);
   });
-  if (shared_.streams.gpu()) shared_.reduce_inputs = {g, grad};
+  if (shared_.streams.gpu()) shared_.reduce_inputs = {g};  // (a view of grad when no conversion was needed)
   reshard();  // its backward is done
 }
 
@@ -235,6 +237,7 @@ at::Tensor FsdpUnit::gather_state(io::StateKind kind) {
   if (cfg_.stage == plan::Stage::None) return mine.narrow(0, 0, numel_).to(at::kFloat, false, /*copy=*/true);
   at::Tensor all = at::empty({padded_}, mine.options());
   shard_comm_.all_gather_into(all, mine);
+  shard_comm_.synchronize();  // callers read it on the host (checkpoints, export)
   return all.narrow(0, 0, numel_).to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
 }
 

@@ -21,8 +21,9 @@
 // GPU (cfg.device CUDA, nccl or local backend): all-gathers run on a gather stream and
 // reduce-scatters on a reduce stream, ordered against compute with events (DeviceStreams), so the
 // next unit's gather and the previous unit's reduce-scatter overlap the current unit's compute.
-// The model puts its communicators in deferred mode (Communicator::set_deferred) and synchronizes
-// them before each host read; the CPU path runs the same logic with synchronous collectives.
+// The model puts its communicators in deferred mode (Communicator::set_deferred; the caller's is
+// given back as it was at destruction) and synchronizes them before each host read; the CPU path
+// runs the same logic with synchronous collectives.
 //
 //   FsdpModel fsdp(model, world, cfg);
 //   StepResult r = fsdp.train_step(micro_batches, lr);   // every rank, same number of micro-batches
@@ -173,6 +174,7 @@ class FsdpModel {
   int64_t peak_gathered_ = 0;
   int64_t forward_start_bytes_ = 0, activation_bytes_ = 0;
   comm::Communicator* shard_ = nullptr;  // the group a unit's shards are spread over
+  bool world_was_deferred_ = false;      // restored at destruction
 };
 
 }  // namespace ftdist::fsdp
