@@ -12,7 +12,6 @@
 #include "commands.h"
 #include "options.h"
 #include "ftdist/comm/communicator.h"
-#include "ftdist/comm/device_binding.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/log.h"
@@ -84,11 +83,7 @@ int bench_step_main(int argc, char** argv) {
   cfg.shard_group = args["shard-group"].as<int>();
   cfg.precision = plan::precision_from_name(args["precision"].as<std::string>());
   cfg.reduce_dtype = plan::float_type_from_name(args["reduce-dtype"].as<std::string>(), "--reduce-dtype");
-  const std::string device_arg = args["device"].as<std::string>();
-  FT_CHECK_ARG(device_arg == "auto" || device_arg == "cpu" || device_arg == "cuda",
-               "--device: expected cpu, cuda or auto, got '" << device_arg << "'");
-  const bool cuda = device_arg == "cuda" || (device_arg == "auto" && comm::cuda_device_present());
-  FT_CHECK_ARG(!cuda || comm::cuda_device_present(), "--device cuda: no CUDA device is present (or ftdist was built without CUDA)");
+  const bool cuda = cuda_from_device_option(args["device"].as<std::string>());
   const plan::Attention attention = args.count("attention") ? plan::attention_from_name(args["attention"].as<std::string>())
                                     : cuda                  ? plan::Attention::Flash
                                                             : plan::Attention::Eager;

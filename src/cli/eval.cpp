@@ -67,11 +67,7 @@ int eval_main(int argc, char** argv) {
   std::string dtype_arg = args["dtype"].as<std::string>();
   at::ScalarType dtype = dtype_arg == "auto" ? weights->stored_dtype() : dtype_from_name(dtype_arg, "--dtype");
   FT_CHECK_ARG(at::isFloatingType(dtype), "--dtype: the model computes in a floating dtype, got " << dtype_name(dtype));
-  std::string device_arg = args["device"].as<std::string>();
-  FT_CHECK_ARG(device_arg == "auto" || device_arg == "cpu" || device_arg == "cuda",
-               "--device: expected cpu, cuda or auto, got '" << device_arg << "'");
-  bool cuda = device_arg == "cuda" || (device_arg == "auto" && comm::cuda_device_present());
-  FT_CHECK_ARG(!cuda || comm::cuda_device_present(), "--device cuda: no CUDA device is present");
+  const bool cuda = cuda_from_device_option(args["device"].as<std::string>());
   plan::Attention attention = plan::attention_from_name(args["attention"].as<std::string>());
   const int64_t chunk = args["loss-chunk"].as<int64_t>();
   FT_CHECK_ARG(chunk >= 0, "--loss-chunk must be >= 0");

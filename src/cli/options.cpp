@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "ftdist/comm/communicator.h"
 #include "ftdist/core/check.h"
 
 namespace ftdist::cli {
@@ -21,6 +22,13 @@ bool print_help_if_asked(const cxxopts::Options& options, const cxxopts::ParseRe
   if (!args.count("help")) return false;
   std::printf("%s\n", options.help().c_str());
   return true;
+}
+
+bool cuda_from_device_option(const std::string& value) {
+  FT_CHECK_ARG(value == "auto" || value == "cpu" || value == "cuda", "--device: expected cpu, cuda or auto, got '" << value << "'");
+  const bool present = comm::cuda_device_present();
+  FT_CHECK_ARG(value != "cuda" || present, "--device cuda: no CUDA device is present (or ftdist was built without CUDA)");
+  return value == "cuda" || (value == "auto" && present);
 }
 
 }  // namespace ftdist::cli

@@ -4,6 +4,8 @@
 
 #include <cxxopts.hpp>
 
+#include <string>
+
 namespace ftdist::cli {
 
 // Parses argv; throws Error(BadInput) "<program>: <what is wrong> (see --help)".
@@ -11,5 +13,9 @@ cxxopts::ParseResult parse_options(cxxopts::Options& options, int argc, char** a
 
 // Prints the help and returns true when --help was given.
 bool print_help_if_asked(const cxxopts::Options& options, const cxxopts::ParseResult& args);
+
+// The value of a `--device cpu | cuda | auto` option: whether to run on CUDA (auto: when a CUDA
+// device is present). Error(BadInput) for another value, or for cuda without a CUDA device.
+bool cuda_from_device_option(const std::string& value);
 
 }  // namespace ftdist::cli

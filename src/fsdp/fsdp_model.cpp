@@ -88,24 +88,20 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
   for (comm::Communicator* c : {&world, shard_comm_.get(), replica_comm_.get()})
     if (c) c->set_deferred(shared_->streams.gpu());
   const std::vector<plan::ModelSpec::Unit> specs = model.spec().units();
-  const int n = shard->size();
-  if ((cfg_.stage == plan::Stage::Full || cfg_.stage == plan::Stage::Hybrid) && n > 1) {
+  for (size_t u = 0; u < specs.size(); ++u)
+    units_.push_back(std::make_unique<FsdpUnit>(model, u, specs[u], *shard, replica_comm_.get(), cfg_, *shared_));
+  if ((cfg_.stage == plan::Stage::Full || cfg_.stage == plan::Stage::Hybrid) && shard->size() > 1) {
     // The slots of DESIGN.md §4, as the planner counts them: `prefetch` for layers, one for the
     // largest edge unit (the embedding's forward, the head's forward and backward, a tied root's whole pass).
-    const int64_t elem = cfg_.precision == plan::Precision::Fp32 ? 4 : 2;
     int64_t layer = 0, edge = 0;
-    for (size_t u = 0; u < specs.size(); ++u) {
-      const int64_t bytes = (specs[u].numel() + n - 1) / n * n * elem;
-      int64_t& largest = is_layer(u) ? layer : edge;
-      largest = std::max(largest, bytes);
+    for (const auto& unit : units_) {
+      int64_t& largest = is_layer(unit->index) ? layer : edge;
+      largest = std::max(largest, unit->unsharded_bytes());
     }
     CategoryScope scope(plan::MemCategory::unsharded_params);
     layer_slots_ = std::make_unique<SlotPool>("layers", cfg_.prefetch, layer, cfg_.device);
     edge_slots_ = std::make_unique<SlotPool>("edge units", 1, edge, cfg_.device);
-  }
-  for (size_t u = 0; u < specs.size(); ++u) {
-    SlotPool* slots = is_layer(u) ? layer_slots_.get() : edge_slots_.get();
-    units_.push_back(std::make_unique<FsdpUnit>(model, u, specs[u], *shard, replica_comm_.get(), cfg_, *shared_, slots));
+    for (auto& unit : units_) unit->set_slots(is_layer(unit->index) ? layer_slots_.get() : edge_slots_.get());
   }
 }
 

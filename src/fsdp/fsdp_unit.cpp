@@ -36,9 +36,8 @@ bool is_sharded_stage(plan::Stage s) {
 
 FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpec::Unit& spec,
                    comm::Communicator& shard_comm, comm::Communicator* replica_comm, const FsdpConfig& cfg,
-                   UnitShared& shared, SlotPool* slots)
-    : index(index_), model_(model), shard_comm_(shard_comm), replica_comm_(replica_comm), cfg_(cfg), shared_(shared),
-      slots_(slots) {
+                   UnitShared& shared)
+    : index(index_), model_(model), shard_comm_(shard_comm), replica_comm_(replica_comm), cfg_(cfg), shared_(shared) {
   sharded_ = is_sharded_stage(cfg.stage);
   compute_ = cfg.precision == plan::Precision::Fp32 ? at::kFloat : at::kBFloat16;
   // bf16-mixed keeps an fp32 master beside the bf16 parameters; in fp32 and bf16-pure the
@@ -103,7 +102,7 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
 void FsdpUnit::ensure_gathered() {
   if (!gather_ || !compat::storage_released(full_)) return;
   CategoryScope scope(plan::MemCategory::unsharded_params);
-  const size_t nbytes = size_t(padded_) * c10::elementSize(compute_);
+  const size_t nbytes = size_t(unsharded_bytes());
   slot_ = slots_ ? slots_->acquire(int64_t(nbytes)) : -1;
   if (slot_ >= 0) compat::refill_storage_with(full_, slots_->data(slot_), nbytes);
   else compat::refill_storage(full_, nbytes);  // on the compute stream: it waits for the gather before reuse

@@ -34,14 +34,17 @@ struct UnitShared {
 
 class FsdpUnit {
  public:
-  // `slots`: where the gathered parameters live (nullptr: memory from the allocator at each gather).
   FsdpUnit(model::LlamaModel& model, size_t index, const plan::ModelSpec::Unit& spec, comm::Communicator& shard_comm,
-           comm::Communicator* replica_comm, const FsdpConfig& cfg, UnitShared& shared, SlotPool* slots);
+           comm::Communicator* replica_comm, const FsdpConfig& cfg, UnitShared& shared);
 
   const size_t index;
   bool sharded() const { return sharded_; }
   // Bytes of unsharded parameters currently gathered (0 when released; the replica otherwise).
   int64_t gathered_bytes() const { return gather_ ? int64_t(full_.storage().nbytes()) : 0; }
+  // Bytes of the whole gathered flat parameter (padded, compute dtype): what a slot must hold.
+  int64_t unsharded_bytes() const { return padded_ * int64_t(c10::elementSize(compute_)); }
+  // Where later gathers put the parameters (nullptr, the default: memory from the allocator).
+  void set_slots(SlotPool* slots) { slots_ = slots; }
   // The part of gathered_bytes() the allocator gave (not a preallocated slot).
   int64_t allocated_gathered_bytes() const { return slot_ < 0 ? gathered_bytes() : 0; }
 
@@ -83,7 +86,7 @@ class FsdpUnit {
   comm::Communicator* replica_comm_;
   const FsdpConfig& cfg_;
   UnitShared& shared_;
-  SlotPool* slots_;
+  SlotPool* slots_ = nullptr;
   int slot_ = -1;                 // the slot holding full_'s memory while gathered, or -1
   DeviceStreams::Fence ready_;    // the gather into full_ not yet waited for by the compute stream
   bool sharded_;
