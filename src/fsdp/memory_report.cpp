@@ -48,6 +48,8 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
     if (c == plan::MemCategory::unsharded_params)
       got = measured[c] > 0 ? format_bytes(double(measured[c])) + " (slots)"
                             : format_bytes(double(last.peak_gathered_bytes)) + " (peak)";
+    if (c == plan::MemCategory::unsharded_grads && measured[c] > 0)  // no_sync: the accumulators (plus transients, planned)
+      got = format_bytes(double(measured[c])) + " (no_sync acc.)";
     std::snprintf(line, sizeof(line), "%-18s %16s %22s\n", plan::mem_category_name(c),
                   format_bytes(double(planned[c])).c_str(), got.c_str());
     os << line;

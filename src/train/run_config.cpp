@@ -20,7 +20,8 @@ const std::map<std::string, std::set<std::string>> kKeys = {
     {"data", {"train", "eval", "tokenizer", "seq_len"}},
     {"train", {"steps", "micro_batch", "global_batch", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "grad_clip", "seed",
                "eval_every", "log_every", "nonfinite", "peak_tflops"}},
-    {"parallel", {"device", "shard", "precision", "reduce_dtype", "checkpointing", "prefetch", "auto", "memory_limit", "gpu"}},
+    {"parallel", {"device", "shard", "shard_group", "precision", "reduce_dtype", "checkpointing", "prefetch", "no_sync", "auto",
+                  "memory_limit", "gpu"}},
     {"checkpoint", {"dir", "every", "keep", "resume"}},
     {"output", {"dir", "metrics", "export", "export_dtype"}},
 };
@@ -122,11 +123,16 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   FT_CHECK_ARG(c.peak_tflops >= 0, tr << ": \"peak_tflops\" must be >= 0 (0: unknown)");
   const toml::table& par = section("parallel");
   c.shard = plan::stage_from_name(get_str(par, "shard", "full", p));
+  c.shard_group = get_int(par, "shard_group", c.shard_group, p, 0);
+  FT_CHECK_ARG(c.shard_group == 0 || c.shard == plan::Stage::Hybrid,
+               p << ": \"shard_group\" (" << c.shard_group << ") applies to shard = \"hybrid\" only; shard is \""
+                 << plan::stage_name(c.shard) << "\"");
   c.precision = plan::precision_from_name(get_str(par, "precision", "fp32", p));
   c.reduce_dtype = plan::float_type_from_name(get_str(par, "reduce_dtype", "fp32", p), p + " reduce_dtype");
   c.checkpointing = plan::checkpointing_from_name(get_str(par, "checkpointing", "none", p));
   c.prefetch = get_int(par, "prefetch", c.prefetch, p, 1);
   FT_CHECK_ARG(c.prefetch <= 8, p << ": \"prefetch\" must be 1..8 units in flight, got " << c.prefetch);
+  c.no_sync = toml_get_or<bool>(par, "no_sync", false, p);
   c.auto_parallel = toml_get_or<bool>(par, "auto", false, p);
   if (const toml::node* limit = par.get("memory_limit")) {
     if (auto bytes = limit->value<int64_t>()) {
@@ -179,6 +185,8 @@ fsdp::FsdpConfig fsdp_config(const RunConfig& c) {
   fc.reduce_dtype = c.reduce_dtype;
   fc.checkpointing = c.checkpointing;
   fc.prefetch = int(c.prefetch);
+  fc.shard_group = int(c.shard_group);
+  fc.no_sync = c.no_sync;
   fc.adamw.weight_decay = c.weight_decay;
   fc.max_grad_norm = c.grad_clip;
   fc.skip_nonfinite = !c.abort_on_nonfinite;
@@ -196,7 +204,8 @@ nlohmann::ordered_json run_config_json(const RunConfig& c) {
                 {"nonfinite", c.abort_on_nonfinite ? "abort" : "skip"}, {"peak_tflops", c.peak_tflops}};
   j["parallel"] = {{"device", c.device}, {"shard", plan::stage_name(c.shard)}, {"precision", plan::precision_name(c.precision)},
                    {"reduce_dtype", plan::float_type_name(c.reduce_dtype)},
-                   {"checkpointing", plan::checkpointing_name(c.checkpointing)}, {"prefetch", c.prefetch}, {"auto", c.auto_parallel},
+                   {"checkpointing", plan::checkpointing_name(c.checkpointing)}, {"prefetch", c.prefetch},
+                   {"shard_group", c.shard_group}, {"no_sync", c.no_sync}, {"auto", c.auto_parallel},
                    {"memory_limit", c.memory_limit}, {"gpu", c.gpu}};
   j["checkpoint"] = {{"dir", c.checkpoint_root()}, {"every", c.checkpoint_every}, {"keep", c.checkpoint_keep},
                      {"resume", c.resume}};

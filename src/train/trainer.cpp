@@ -13,6 +13,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "ftdist/comm/device_binding.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/log.h"
@@ -172,6 +173,12 @@ std::vector<fsdp::MicroBatch> micro_batches(const std::vector<data::Sample>& sam
   return out;
 }
 
+void print_memory_table(const plan::ModelSpec& spec, const plan::RunSetup& setup, const fsdp::FsdpModel& fsdp,
+                        const fsdp::StepResult& last, int64_t step) {
+  std::printf("after step %lld:\n%s", static_cast<long long>(step), fsdp::memory_report(spec, setup, fsdp, last).c_str());
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
@@ -194,6 +201,14 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
     FT_LOG_INFO("parallel.auto: shard " << plan::stage_name(c.shard) << ", micro_batch " << c.micro_batch << ", checkpointing "
                 << plan::checkpointing_name(c.checkpointing) << " for " << n << " rank(s) of "
                 << format_bytes(double(budget.bytes)) << " (" << budget.source << ")");
+  }
+  if (c.shard == plan::Stage::Hybrid) {
+    if (c.shard_group == 0) c.shard_group = comm::local_size();  // collective: every rank, the same config
+    FT_CHECK_ARG(n % c.shard_group == 0, c.origin << ": parallel.shard_group (" << c.shard_group << ") must divide the "
+                                                  << n << " ranks (hybrid: shard groups of equal size)");
+    if (c.shard_group == n && n > 1)
+      FT_LOG_WARN("shard hybrid with one shard group of all " << n << " ranks is full sharding; set parallel.shard_group "
+                  "to the ranks that shard together (e.g. one node's)");
   }
   const FitCheck fit{src.spec, runtime_setup(c, n, c.micro_batch), budget, c, n, global_batch};
   fit.check_plan();
@@ -295,7 +310,11 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
   };
   FT_LOG_INFO("train: " << spec.name << " (" << spec.param_count() << " parameters), " << train.size() << " samples of "
               << c.seq_len << " tokens, " << c.steps << " steps of " << global_batch << " sequences on " << n
-              << " rank(s), shard " << plan::stage_name(c.shard) << ", " << plan::precision_name(c.precision));
+              << " rank(s), shard " << plan::stage_name(c.shard)
+              << (c.shard == plan::Stage::Hybrid ? " (" + std::to_string(n / fsdp.shard_group_size()) + " replicas of " +
+                                                       std::to_string(fsdp.shard_group_size()) + "-rank shard groups)"
+                                                 : std::string())
+              << ", " << plan::precision_name(c.precision) << (c.no_sync ? ", no_sync accumulation" : ""));
   const bool tty = world.rank() == 0 && isatty(fileno(stderr));
   const double flops_per_token = plan::model_flops_per_token(spec, c.seq_len);
   fsdp::StepResult last;
@@ -355,6 +374,9 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
       line["skipped"] = true;
       FT_LOG_WARN("step " << step + 1 << ": the gradient norm is not finite; the optimizer step was skipped");
     }
+    // The plan against what the first step of this run measured (a mismatch shows before hours
+    // are spent), and again at the end.
+    if (step == first_step && world.rank() == 0) print_memory_table(spec, fit.setup, fsdp, r, step + 1);
     if (world.rank() == 0) {
       *metrics << line.dump() << "\n";
       metrics->flush();
@@ -375,8 +397,7 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
   if (c.export_hf) export_at_end(c, src, fsdp, world);
   std::signal(SIGTERM, SIG_DFL);
   std::signal(SIGINT, SIG_DFL);
-  if (world.rank() == 0)
-    std::printf("%s", fsdp::memory_report(spec, fit.setup, fsdp, last).c_str());
+  if (world.rank() == 0 && summary.steps > first_step + 1) print_memory_table(spec, fit.setup, fsdp, last, summary.steps);
   return summary;
 }
 

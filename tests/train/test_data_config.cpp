@@ -11,6 +11,7 @@
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/packing.h"
 #include "ftdist/data/token_file.h"
+#include "ftdist/train/memory_fit.h"
 #include "ftdist/train/run_config.h"
 
 using namespace ftdist;
@@ -151,6 +152,29 @@ TEST(RunConfig, DeviceDecidesTheRuntimesDeviceAndAttention) {
   c = train::load_run_config(path, {"parallel.device=cuda"});
   EXPECT_TRUE(train::fsdp_config(c).device.is_cuda());
   EXPECT_EQ(train::runtime_attention(c), plan::Attention::Flash);
+}
+
+TEST(RunConfig, HybridShardGroupAndNoSyncReachTheRuntimeAndThePlan) {
+  const std::string path = write("hyb.toml", kConfig);
+  auto c = train::load_run_config(path, {"parallel.shard=hybrid", "parallel.shard_group=2", "parallel.no_sync=true"});
+  EXPECT_EQ(c.shard_group, 2);
+  EXPECT_TRUE(c.no_sync);
+  const fsdp::FsdpConfig fc = train::fsdp_config(c);
+  EXPECT_EQ(fc.shard_group, 2);
+  EXPECT_TRUE(fc.no_sync);
+  const plan::RunSetup s = train::runtime_setup(c, 8, 1);
+  EXPECT_EQ(s.shard_group, 2);
+  EXPECT_EQ(s.replicas, 4);
+  EXPECT_TRUE(s.no_sync);
+  // defaults: reduce-scatter every micro-batch; the group is resolved by the trainer (one node)
+  c = train::load_run_config(path, {"parallel.shard=hybrid"});
+  EXPECT_EQ(c.shard_group, 0);
+  EXPECT_FALSE(train::fsdp_config(c).no_sync);
+  expect_bad_input([&] { train::load_run_config(path, {"parallel.shard_group=2"}); },
+                   "\"shard_group\" (2) applies to shard = \"hybrid\" only; shard is \"full\"");
+  expect_bad_input([&] { train::load_run_config(path, {"parallel.shard=hybrid", "parallel.shard_group=-1"}); },
+                   "\"shard_group\" must be >= 0");
+  expect_bad_input([&] { train::load_run_config(path, {"parallel.no_sync=sometimes"}); }, "\"no_sync\"");
 }
 
 TEST(RunConfig, ParallelAutoMemoryLimitAndGpuPeak) {

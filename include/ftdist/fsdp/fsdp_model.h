@@ -137,6 +137,8 @@ class FsdpModel {
   size_t num_units() const;
   const plan::ModelSpec& spec() const { return model_.spec(); }
   const FsdpConfig& config() const { return cfg_; }
+  // The ranks that share one copy of the sharded state: the world, or a hybrid shard group.
+  int shard_group_size() const { return shard_->size(); }
 
  private:
   at::Tensor forward_loss_sum(const MicroBatch& mb, int64_t* tokens);

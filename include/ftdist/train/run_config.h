@@ -5,7 +5,8 @@
 //   [data]     train, eval, tokenizer, seq_len
 //   [train]    steps, micro_batch, global_batch, lr, min_lr, warmup_steps, schedule,
 //              weight_decay, grad_clip, seed, eval_every, log_every, nonfinite, peak_tflops
-//   [parallel] shard, precision, reduce_dtype, checkpointing, prefetch, auto, memory_limit, gpu
+//   [parallel] device, shard, shard_group, precision, reduce_dtype, checkpointing, prefetch, no_sync, auto,
+//              memory_limit, gpu
 //   [checkpoint] dir, every, keep, resume
 //   [output]   dir, metrics, export, export_dtype
 #pragma once
@@ -44,10 +45,17 @@ struct RunConfig {
   // runtime's collectives use NCCL (the local backend for a plain single process).
   std::string device = "auto";
   plan::Stage shard = plan::Stage::Full;
+  // hybrid: ranks per shard group (full sharding inside a group, gradient shards all-reduced across
+  // the groups); 0: the ranks of one node. Must divide the world size.
+  int64_t shard_group = 0;
   plan::Precision precision = plan::Precision::Fp32;
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
   plan::Checkpointing checkpointing = plan::Checkpointing::None;
   int64_t prefetch = 2;  // units gathered at once (the one computing + those gathered ahead)
+  // Gradient accumulation: false reduce-scatters every micro-batch into the gradient shard; true
+  // keeps each unit's unsharded gradient until the step's last micro-batch (fewer collectives, the
+  // memory of a whole unsharded gradient per unit).
+  bool no_sync = false;
   // true: the planner chooses shard, micro_batch and checkpointing for the launched world size and
   // the memory budget (see train/memory_fit.h)
   bool auto_parallel = false;
