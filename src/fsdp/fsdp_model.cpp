@@ -57,10 +57,6 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
   }
 };
 
-int64_t counted_tokens(const at::Tensor& labels) {
-  return (model::shift_labels(labels) != model::kIgnoreIndex).sum().item<int64_t>();
-}
-
 }  // namespace
 
 struct FsdpModel::CheckpointArgs : CheckpointArgsFields {};
@@ -247,10 +243,8 @@ at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
     probe_activations();
     h = at::linear(normed, model_.lm_head_weight());
   }
-  if (shared_->streams.gpu()) sync_collectives();  // the loss reads its token count on the host
-  model::LossSum l = model::causal_lm_loss(h, labels);
-  *tokens = l.count;
-  return l.sum;
+  *tokens = model::counted_targets(mb.labels);  // the caller's labels (on the CPU: no wait for the device)
+  return model::causal_lm_loss_sum(h, labels);
 }
 
 StepResult FsdpModel::eval_sums(const MicroBatch& mb) {
@@ -283,7 +277,7 @@ int64_t FsdpModel::reduce_all_for_step() {
 }
 
 StepResult FsdpModel::dry_run(const MicroBatch& mb) {
-  const int64_t counted = counted_tokens(mb.labels);
+  const int64_t counted = model::counted_targets(mb.labels);
   FT_CHECK_ARG(counted > 0, "dry_run: no token of the micro-batch counts towards the loss");
   for (auto& u : units_) {
     u->zero_grad();
@@ -308,7 +302,7 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
   // The loss is the mean over every counted token of the step on every rank, so each micro-batch's
   // summed loss is divided by the global count: the gradients then equal one big batch's.
   int64_t mine = 0;
-  for (const MicroBatch& mb : micro_batches) mine += counted_tokens(mb.labels);
+  for (const MicroBatch& mb : micro_batches) mine += model::counted_targets(mb.labels);
   at::Tensor count = at::full({1}, mine, at::TensorOptions().dtype(at::kLong).device(cfg_.device));
   world_.all_reduce(count, comm::ReduceOp::Sum);
   sync_collectives();

@@ -125,7 +125,11 @@ const at::Tensor& LlamaModel::param(const std::string& name) const {
 
 ForwardContext LlamaModel::context(int64_t seq_len) const {
   const at::Tensor& any = units_.front().flat;
-  return {rope_table(spec_, seq_len, any.options()), seq_len};
+  const at::Tensor& cached = context_cache_.rope.cos;
+  if (!cached.defined() || context_cache_.seq_len != seq_len || cached.device() != any.device() ||
+      cached.scalar_type() != any.scalar_type())
+    context_cache_ = {rope_table(spec_, seq_len, any.options()), seq_len};
+  return context_cache_;
 }
 
 at::Tensor LlamaModel::embed(const at::Tensor& ids) const { return at::embedding(units_.front().params[0], ids); }

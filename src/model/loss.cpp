@@ -20,11 +20,16 @@ int64_t count_targets(const at::Tensor& targets) { return (targets != kIgnoreInd
 at::ScalarType loss_dtype(at::ScalarType t) { return at::promote_types(t, at::kFloat); }
 }  // namespace
 
-LossSum causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
+at::Tensor causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels) {
   at::Tensor targets = shift_labels(labels).reshape({-1});
   at::Tensor flat = logits.reshape({-1, logits.size(-1)}).to(loss_dtype(logits.scalar_type()));
-  at::Tensor sum = at::cross_entropy_loss(flat, targets, {}, at::Reduction::Sum, kIgnoreIndex, 0.0);
-  return {sum, count_targets(targets)};
+  return at::cross_entropy_loss(flat, targets, {}, at::Reduction::Sum, kIgnoreIndex, 0.0);
+}
+
+int64_t counted_targets(const at::Tensor& labels) { return count_targets(shift_labels(labels)); }
+
+LossSum causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
+  return {causal_lm_loss_sum(logits, labels), counted_targets(labels)};
 }
 
 namespace {

@@ -133,6 +133,20 @@ TEST(Model, UnitByUnitEqualsWholeForward) {
   EXPECT_TRUE(at::allclose(at::linear(m.final_norm(h), m.lm_head_weight()), m.forward(ids)));
 }
 
+TEST(Model, RopeTableIsBuiltOncePerSequenceLengthAndDtype) {
+  LlamaModel m(tiny_spec(), kF64);
+  const ForwardContext a = m.context(7), b = m.context(7);
+  EXPECT_EQ(a.rope.cos.data_ptr(), b.rope.cos.data_ptr()) << "the same length reuses the table";
+  const ForwardContext c = m.context(5);
+  ASSERT_EQ(c.seq_len, 5);
+  EXPECT_EQ(c.rope.cos.size(0), 5);
+  EXPECT_TRUE(at::equal(c.rope.cos, a.rope.cos.narrow(0, 0, 5)));
+  EXPECT_TRUE(at::equal(c.rope.sin, a.rope.sin.narrow(0, 0, 5)));
+  EXPECT_TRUE(at::equal(c.rope.cos, rope_table(m.spec(), 5, kF64).cos));
+  for (auto& u : m.units()) u.flat = u.flat.to(at::kFloat);  // the units' dtype changed: a new table
+  EXPECT_EQ(m.context(5).rope.cos.scalar_type(), at::kFloat);
+}
+
 TEST(Model, GroupedQueryAttentionEqualsRepeatedKeyValueHeads) {
   // kv head j serves query heads 2j and 2j+1: an MHA model with k/v rows duplicated that way is the same model.
   plan::ModelSpec gqa = tiny_spec("llama");  // 4 heads, 2 kv heads, head_dim 4
@@ -171,6 +185,8 @@ TEST(Loss, UniformLogitsGiveLogVocab) {
   at::Tensor labels = at::tensor({1L, 2L, -100L, 5L}, at::kLong).view({1, 4});
   LossSum l = causal_lm_loss(logits, labels);
   EXPECT_EQ(l.count, 2);  // targets 2, (ignored), 5; the last position predicts nothing
+  EXPECT_EQ(counted_targets(labels), 2);
+  EXPECT_TRUE(at::equal(causal_lm_loss_sum(logits, labels), l.sum));
   EXPECT_NEAR(l.sum.item<double>(), 2 * std::log(37.0), 1e-5);
 }
 

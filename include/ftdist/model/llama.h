@@ -72,6 +72,9 @@ class LlamaModel {
   plan::ModelSpec spec_;
   plan::Attention attention_;
   std::vector<UnitParams> units_;
+  // The RoPE table of the last context(): built (on the CPU, then copied) once per sequence length,
+  // dtype and device rather than every forward.
+  mutable ForwardContext context_cache_;
   LayerSlots slots_;
   std::map<std::string, std::pair<size_t, size_t>> by_name_;  // HF name -> (unit, index)
 };

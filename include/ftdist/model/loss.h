@@ -21,6 +21,10 @@ struct LossSum {
 at::Tensor shift_labels(const at::Tensor& labels);
 
 LossSum causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels);
+// The two halves of it: the differentiable sum (no host read, so no wait for a device), and the
+// number of labels that count (read on the host; cheap for labels still on the CPU).
+at::Tensor causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels);
+int64_t counted_targets(const at::Tensor& labels);
 
 // The same loss from the final hidden states (b, s, h) and the lm_head weight (V, h), in chunks of
 // `chunk_tokens` tokens: fp32 logits exist for one chunk at a time, in forward and (recomputed) in
