@@ -44,7 +44,9 @@ int bind_local_gpu() {
   FT_CHECK(rc == cudaSuccess && count > 0, ErrorKind::Cuda,
            "no CUDA device is visible to this process (" << cudaGetErrorString(rc)
            << "); use the mpi backend on CPU or check CUDA_VISIBLE_DEVICES");
-  int local = local_rank();
+  // One visible GPU: the launcher bound this rank to its own (Slurm --gpus-per-task=1, or a
+  // per-rank CUDA_VISIBLE_DEVICES). Several: the local rank picks one.
+  const int local = count == 1 ? 0 : local_rank();
   FT_CHECK_ARG(local < count, "local rank " << local << " has no GPU of its own: only " << count
                << " visible on this node; start at most " << count << " ranks per node");
   FT_CUDA_CHECK(cudaSetDevice(local));

@@ -16,9 +16,11 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "backends.h"
 #include "ftdist/comm/device_binding.h"
@@ -57,6 +59,7 @@ class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(MpiGroup group, const CommOptions& options, int device_index)
       : Communicator(options.verify_args), group_(std::move(group)), options_(options), device_index_(device_index) {
+    check_one_gpu_per_rank();
     ncclUniqueId id;
     if (group_.rank() == 0) FT_NCCL_CHECK(ncclGetUniqueId(&id));
     FT_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, group_.get()));
@@ -197,6 +200,27 @@ class NcclCommunicator final : public Communicator {
     FT_CHECK(healthy_, ErrorKind::Comm, call << ": this NCCL communicator was aborted after an earlier error");
   }
 
+  // Two ranks on one GPU cannot share an NCCL communicator: every rank learns every rank's host
+  // and GPU (PCI bus id) and all of them stop with the same message when two coincide.
+  void check_one_gpu_per_rank() {
+    constexpr int kKey = MPI_MAX_PROCESSOR_NAME + 32;
+    std::vector<char> mine(kKey, '\0'), all(size_t(kKey) * size_t(group_.size()), '\0');
+    int len = 0;
+    FT_MPI_CHECK(MPI_Get_processor_name(mine.data(), &len));
+    mine[size_t(len)] = '|';
+    FT_CUDA_CHECK(cudaDeviceGetPCIBusId(mine.data() + len + 1, 31, device_index_));
+    FT_MPI_CHECK(MPI_Allgather(mine.data(), kKey, MPI_CHAR, all.data(), kKey, MPI_CHAR, group_.get()));
+    std::map<std::string, int> first;
+    for (int r = 0; r < group_.size(); ++r) {
+      const std::string key(all.data() + size_t(r) * kKey);
+      auto [it, fresh] = first.emplace(key, r);
+      FT_CHECK_ARG(fresh, "ranks " << it->second << " and " << r << " share the GPU " << key.substr(key.find('|') + 1)
+                                   << " on " << key.substr(0, key.find('|'))
+                                   << ": the nccl backend needs a GPU per rank (start at most as many ranks per node "
+                                      "as it has GPUs, or give each rank its own CUDA_VISIBLE_DEVICES)");
+    }
+  }
+
   // Polls the async state until the last call has left ncclInProgress.
   void wait_until_idle(const char* call) {
     auto start = std::chrono::steady_clock::now();
@@ -216,9 +240,7 @@ class NcclCommunicator final : public Communicator {
   void wait_for(cudaEvent_t event, const char* call,
                 std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now()) {
     while (true) {
-      cudaError_t q = cudaEventQuery(event);
-      if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) FT_CUDA_CHECK(q);
+      if (cuda_event_done(event)) return;
       ncclResult_t state = ncclSuccess;
       ncclCommGetAsyncError(comm_, &state);
       if (state != ncclSuccess && state != ncclInProgress) fail(call, state, "");

@@ -3,9 +3,11 @@
 #include <mutex>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/log.h"
 #include "ftdist/fsdp/memory_category.h"
 #include "ftdist/fsdp/memory_counter.h"
 #ifdef FTDIST_WITH_CUDA
+#include <ATen/Context.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 
 #include "ftdist/core/cuda_check.h"
@@ -23,6 +25,11 @@ void check_supported(at::Device d) {
   FT_CHECK(d.is_cpu() || d.is_cuda(), ErrorKind::Internal, "no memory statistics for device " << d);
 #ifndef FTDIST_WITH_CUDA
   FT_CHECK(!d.is_cuda(), ErrorKind::Internal, "this ftdist was built without CUDA (FTDIST_CUDA=OFF)");
+#else
+  // The caching allocator's per-device state exists only once CUDA is initialized (lazily, by the
+  // first CUDA tensor): before that its statistics calls reject the device and an OOM observer
+  // attached would be dropped. Initializing here makes both independent of what ran first.
+  if (d.is_cuda()) at::globalContext().lazyInitDevice(c10::DeviceType::CUDA);
 #endif
 }
 }  // namespace
@@ -85,8 +92,12 @@ void watch_device_out_of_memory(at::Device d) {
   static std::once_flag once;
   if (d.is_cuda())
     std::call_once(once, [] {
-      c10::cuda::CUDACachingAllocator::attachOutOfMemoryObserver(
-          [](int64_t /*device*/, size_t /*allocated*/, size_t /*total*/, size_t /*free*/) { CategoryScope::note_failure(); });
+      try {
+        c10::cuda::CUDACachingAllocator::attachOutOfMemoryObserver(
+            [](int64_t /*device*/, size_t /*allocated*/, size_t /*total*/, size_t /*free*/) { CategoryScope::note_failure(); });
+      } catch (const c10::Error& e) {  // e.g. PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync has no observers
+        FT_LOG_WARN("a CUDA out-of-memory error will not name the memory category: " << e.what_without_backtrace());
+      }
     });
 #endif
 }

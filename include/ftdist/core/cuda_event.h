@@ -9,6 +9,19 @@
 
 namespace ftdist {
 
+// Whether the work before `event` has finished (no wait). A "not ready" answer is also recorded as
+// the thread's last CUDA error, which the next kernel launch check (PyTorch's included) would then
+// report as a failure: it is cleared here.
+inline bool cuda_event_done(cudaEvent_t event) {
+  const cudaError_t q = cudaEventQuery(event);
+  if (q == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  FT_CUDA_CHECK(q);
+  return true;
+}
+
 class CudaEvent {
  public:
   CudaEvent() { FT_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
@@ -22,12 +35,7 @@ class CudaEvent {
   void record(cudaStream_t stream) { FT_CUDA_CHECK(cudaEventRecord(event_, stream)); }
   // Work enqueued on `stream` from now on starts after this event's point (no host wait).
   void block(cudaStream_t stream) const { FT_CUDA_CHECK(cudaStreamWaitEvent(stream, event_, 0)); }
-  bool done() const {
-    cudaError_t q = cudaEventQuery(event_);
-    if (q == cudaErrorNotReady) return false;
-    FT_CUDA_CHECK(q);
-    return true;
-  }
+  bool done() const { return cuda_event_done(event_); }
 
  private:
   cudaEvent_t event_ = nullptr;
