@@ -22,7 +22,9 @@ bool nccl_available() {
 bool cuda_device_present() {
 #ifdef FTDIST_WITH_CUDA
   int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  if (cudaGetDeviceCount(&count) == cudaSuccess) return count > 0;
+  (void)cudaGetLastError();  // no device: leave no error behind for a later CUDA call
+  return false;
 #else
   return false;
 #endif

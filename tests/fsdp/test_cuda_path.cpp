@@ -1,5 +1,6 @@
-// The runtime's GPU path, under mpirun with the nccl backend (one GPU per rank). Every test skips
-// itself, visibly, when there is no GPU (ctest then reports the run as skipped, never passed).
+// The runtime's GPU path, under mpirun with the nccl backend (one GPU per rank; np1 and np2 — the
+// np2 form, the only one that gathers, needs two GPUs). Every test skips itself, visibly, without a
+// GPU for each rank (ctest then reports the run as skipped, never passed).
 //  - The caching allocator's statistics answer before any CUDA tensor exists; a CudaEvent that was
 //    "not ready" leaves no error for the next kernel's launch check.
 //  - DeviceStreams: a collective on the gather stream starts after the compute enqueued before it,
@@ -15,12 +16,14 @@
 
 #ifdef FTDIST_WITH_CUDA
 #include <ATen/cuda/Sleep.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include "ftdist/core/cuda_event.h"
 #endif
 #include "../../src/fsdp/device_streams.h"
 #include "../comm/mpi_world.h"
+#include "ftdist/comm/device_binding.h"
 #include "../model/tiny_model.h"
 #include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/fsdp_model.h"
@@ -29,7 +32,18 @@ using namespace ftdist;
 
 namespace {
 
-bool have_gpu() { return comm::nccl_available() && comm::cuda_device_present(); }
+// A GPU for every rank on this node (NCCL cannot put two ranks on one GPU): on one GPU the test
+// runs as np1 only, and its np2 form (the all-gathers, slots and gather fences) needs two.
+bool gpu_per_rank() {
+#ifdef FTDIST_WITH_CUDA
+  return comm::cuda_device_present() && int(c10::cuda::device_count()) >= comm::local_size();
+#else
+  return false;
+#endif
+}
+bool have_gpu() { return comm::nccl_available() && gpu_per_rank(); }
+// This rank's GPU (the one the nccl backend binds).
+at::Device my_gpu() { return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(comm::local_rank())); }
 
 std::unique_ptr<comm::Communicator> gpu_world() {
   comm::CommOptions o;
@@ -74,8 +88,8 @@ Trajectory train(comm::Communicator& world, fsdp::FsdpConfig cfg, const plan::Mo
 TEST(DeviceMemory, StatisticsBeforeAnyCudaTensor) {
   // First in this file (gtest runs tests in file order): no CUDA tensor exists yet in the process,
   // and the statistics must still answer (the caching allocator is initialized on demand).
-  if (!comm::cuda_device_present()) GTEST_SKIP() << "no CUDA device present";
-  const at::Device dev(at::kCUDA, 0);
+  if (!gpu_per_rank()) GTEST_SKIP() << "no CUDA device for each rank";
+  const at::Device dev = my_gpu();
   EXPECT_NO_THROW(fsdp::reset_device_memory_peak(dev));
   EXPECT_GE(fsdp::device_memory_current(dev), 0);
   EXPECT_GT(fsdp::device_memory_capacity(dev), 0);
@@ -83,12 +97,12 @@ TEST(DeviceMemory, StatisticsBeforeAnyCudaTensor) {
 
 #ifdef FTDIST_WITH_CUDA
 TEST(CudaEvent, NotReadyIsNoErrorForTheNextKernel) {
-  if (!comm::cuda_device_present()) GTEST_SKIP() << "no CUDA device present";
-  const at::Device dev(at::kCUDA, 0);
+  if (!gpu_per_rank()) GTEST_SKIP() << "no CUDA device for each rank";
+  const at::Device dev = my_gpu();
   at::Tensor x = at::ones({16}, at::TensorOptions().dtype(at::kFloat).device(dev));
   CudaEvent ev;
   at::cuda::sleep(int64_t(1) << 30);  // a spinning kernel: the event behind it is not done for a while
-  ev.record(c10::cuda::getCurrentCUDAStream(0).stream());
+  ev.record(c10::cuda::getCurrentCUDAStream(dev.index()).stream());
   EXPECT_FALSE(ev.done());
   // A query that answered "not ready" must not leave an error behind for PyTorch's launch check.
   at::Tensor y;
@@ -99,8 +113,8 @@ TEST(CudaEvent, NotReadyIsNoErrorForTheNextKernel) {
 #endif
 
 TEST(DeviceStreams, GatherStreamIsOrderedAfterComputeAndBeforeItsUse) {
-  if (!comm::cuda_device_present()) GTEST_SKIP() << "no CUDA device present";
-  const at::Device dev(at::kCUDA, 0);
+  if (!gpu_per_rank()) GTEST_SKIP() << "no CUDA device for each rank";
+  const at::Device dev = my_gpu();
   fsdp::DeviceStreams streams(dev);
   streams.capture_compute();
   at::Tensor x = at::zeros({1 << 24}, at::TensorOptions().dtype(at::kFloat).device(dev));
@@ -114,7 +128,7 @@ TEST(DeviceStreams, GatherStreamIsOrderedAfterComputeAndBeforeItsUse) {
 }
 
 TEST(FsdpCuda, EveryStageTrainsLikeTheCpuRuntime) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or built without NCCL)";
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device for each rank (or built without NCCL)";
   auto cpu = mpi_world();
   auto gpu = gpu_world();
   const plan::ModelSpec spec = tiny_spec("llama");
@@ -143,7 +157,7 @@ TEST(FsdpCuda, EveryStageTrainsLikeTheCpuRuntime) {
 }
 
 TEST(FsdpCuda, Bf16MixedStaysCloseToFp32) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or built without NCCL)";
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device for each rank (or built without NCCL)";
   auto cpu = mpi_world();
   auto gpu = gpu_world();
   const plan::ModelSpec spec = tiny_spec("llama");
