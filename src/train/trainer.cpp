@@ -206,7 +206,7 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
     if (c.shard_group == 0) c.shard_group = comm::local_size();  // collective: every rank, the same config
     FT_CHECK_ARG(n % c.shard_group == 0, c.origin << ": parallel.shard_group (" << c.shard_group << ") must divide the "
                                                   << n << " ranks (hybrid: shard groups of equal size)");
-    if (c.shard_group == n && n > 1)
+    if (c.shard_group == n && n > 1 && world.rank() == 0)
       FT_LOG_WARN("shard hybrid with one shard group of all " << n << " ranks is full sharding; set parallel.shard_group "
                   "to the ranks that shard together (e.g. one node's)");
   }
