@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <deque>
+#include <exception>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -72,7 +73,9 @@ class NcclCommunicator final : public Communicator {
 
   ~NcclCommunicator() override {
     if (comm_ == nullptr) return;
-    if (!healthy_) {
+    // Unwinding from an error on this rank: the peers may be anywhere (an MPI call, another
+    // collective), so a finalize that needs them all would only delay the job's abort.
+    if (!healthy_ || std::uncaught_exceptions() > 0) {
       ncclCommAbort(comm_);
       return;
     }

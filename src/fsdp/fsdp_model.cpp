@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
+#include <exception>
 #include <functional>
 
 #include "fsdp_unit.h"
@@ -103,7 +104,8 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
 
 FsdpModel::~FsdpModel() {
   try {
-    if (shared_ && shared_->streams.gpu()) sync_collectives();
+    // Not while unwinding from an error: the peers may never finish what is outstanding.
+    if (shared_ && shared_->streams.gpu() && std::uncaught_exceptions() == 0) sync_collectives();
   } catch (...) {  // a failed communicator has already reported; nothing to restore
   }
   world_.set_deferred(world_was_deferred_);  // the caller's communicator as it was given
@@ -252,6 +254,7 @@ StepResult FsdpModel::eval_sums(const MicroBatch& mb) {
   int64_t tokens = 0;
   at::Tensor sum = forward_loss_sum(mb, &tokens);
   for (auto& u : units_) u->reshard();  // without a backward, the units kept for it go now
+  sync_collectives();  // its all-gathers finished (or timed out) before the host waits for the sum
   StepResult r;
   r.loss = sum.item<double>();
   r.tokens = tokens;
@@ -294,6 +297,7 @@ StepResult FsdpModel::dry_run(const MicroBatch& mb) {
     u->zero_grad();
   }
   checkpoint_args_.clear();
+  sync_collectives();  // nothing of the probe left outstanding for later host waits
   return r;
 }
 

@@ -233,11 +233,14 @@ const at::Tensor& FsdpUnit::state(io::StateKind kind) const {
 
 at::Tensor FsdpUnit::gather_state(io::StateKind kind) {
   const at::Tensor& mine = state(kind);
-  if (cfg_.stage == plan::Stage::None) return mine.narrow(0, 0, numel_).to(at::kFloat, false, /*copy=*/true);
+  // On the CPU in fp32 (callers write it out): no fp32 copy of a whole unit on the device, where
+  // training still holds its memory.
+  const at::TensorOptions host = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
+  if (cfg_.stage == plan::Stage::None) return mine.narrow(0, 0, numel_).to(host, false, /*copy=*/true);
   at::Tensor all = at::empty({padded_}, mine.options());
   shard_comm_.all_gather_into(all, mine);
-  shard_comm_.synchronize();  // callers read it on the host (checkpoints, export)
-  return all.narrow(0, 0, numel_).to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+  shard_comm_.synchronize();  // before the host reads it
+  return all.narrow(0, 0, numel_).to(host, /*non_blocking=*/false, /*copy=*/true);
 }
 
 void FsdpUnit::load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps) {

@@ -75,7 +75,7 @@ class FsdpUnit {
   int64_t own_begin() const { return own_begin_; }
   int64_t numel() const { return numel_; }
   const at::Tensor& state(io::StateKind kind) const;
-  at::Tensor gather_state(io::StateKind kind);  // the whole unit (unpadded), every rank of the group
+  at::Tensor gather_state(io::StateKind kind);  // the whole unit (unpadded, fp32, CPU); every rank of the group
   int64_t optimizer_steps() const { return opt_->steps(); }
   // Refills master, optimizer states and step from a checkpoint, then the parameters from master.
   void load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps);

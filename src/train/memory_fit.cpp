@@ -70,7 +70,8 @@ MemoryBudget memory_budget(const RunConfig& c) {
   const int local = comm::local_size();  // collective: every rank, whatever the source
   if (c.memory_limit > 0) return {c.memory_limit, c.origin + " parallel.memory_limit"};
   if (resolved_device(c) == "cuda") {
-    const at::Device gpu(at::kCUDA, static_cast<c10::DeviceIndex>(comm::local_rank()));
+    // This rank's GPU, chosen (and made current) the way the nccl backend will choose it.
+    const at::Device gpu(at::kCUDA, static_cast<c10::DeviceIndex>(comm::bind_local_gpu()));
     const uint64_t total = uint64_t(fsdp::device_memory_capacity(gpu));
     return {total, "the memory of " + gpu.str() + " (" + format_bytes(double(total)) + ")"};
   }

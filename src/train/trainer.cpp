@@ -245,6 +245,8 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
   {
     // One forward and backward at the longest sequence, before step 1 (nothing is updated).
     const at::Tensor ids = at::zeros({c.micro_batch, c.seq_len}, at::kLong);
+    // Peaks from here on: the probe's, then the steps' (not the model's construction and copies).
+    fsdp::reset_device_memory_peak(device);
     fit.run("in the probe step (one forward and backward of " + std::to_string(c.micro_batch) + " x " +
                 std::to_string(c.seq_len) + " tokens)",
             [&] { fsdp.dry_run({ids, ids}); });
@@ -357,11 +359,15 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
                                                              : nlohmann::ordered_json(nullptr)},
                                    {"peak_mem_bytes", gpu ? fsdp::device_memory_peak(device) : fsdp::process_peak_rss_bytes()}};
     if (c.eval_every > 0 && !eval.empty() && ((step + 1) % c.eval_every == 0 || step + 1 == c.steps)) {
-      std::vector<int64_t> all;
-      for (int64_t i = world.rank(); i < int64_t(eval.size()); i += n) all.push_back(i);
+      // Samples rank, rank + n, ...; every rank runs the same number of forwards (their gathers
+      // are collectives), the ranks short of one run a last one whose labels count nothing.
+      const int64_t size = int64_t(eval.size()), per_rank = (size + n - 1) / n;
       double sum = 0;
       int64_t count = 0;
-      for (const auto& mb : micro_batches(eval, all, 1)) {
+      for (int64_t k = 0; k < per_rank; ++k) {
+        const int64_t i = k * n + world.rank();
+        fsdp::MicroBatch mb = micro_batches(eval, {std::min(i, size - 1)}, 1).front();
+        if (i >= size) mb.labels.fill_(model::kIgnoreIndex);
         fsdp::StepResult e = fsdp.eval_sums(mb);
         sum += e.loss;
         count += e.tokens;

@@ -1,28 +1,36 @@
 #!/usr/bin/env python3
-"""compare_runs.py [--same-only] METRICS_A METRICS_B — the per-step losses of two training runs are
-equal to 1e-5 relative (e.g. 4 ranks with full sharding vs 1 rank without), and (unless
---same-only) the loss fell by half."""
+"""compare_runs.py [--same-only] [--key K] METRICS_A METRICS_B — the per-step values of K (default
+"loss") in two training runs' metrics are equal to 1e-5 relative (e.g. 4 ranks with full sharding
+vs 1 rank without; lines without K are skipped, so "eval_loss" compares the evaluations), and
+(unless --same-only) the value fell by half."""
 import json
 import sys
 
 
-def losses(path):
+def values(path, key):
     with open(path) as f:
-        return [json.loads(line)["loss"] for line in f if line.strip()]
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [r[key] for r in rows if r.get(key) is not None]
 
 
 args = sys.argv[1:]
-same_only = args and args[0] == "--same-only"
+same_only = "--same-only" in args
 if same_only:
-    args = args[1:]
-a, b = losses(args[0]), losses(args[1])
+    args.remove("--same-only")
+key = "loss"
+if "--key" in args:
+    i = args.index("--key")
+    key = args[i + 1]
+    del args[i:i + 2]
+a, b = values(args[0], key), values(args[1], key)
 ok = len(a) == len(b) and len(a) > 0
 worst = 0.0
 for x, y in zip(a, b):
     worst = max(worst, abs(x - y) / abs(y))
 ok = ok and worst <= 1e-5
-fell = same_only or a[-1] < 0.5 * a[0]
-print(f"{len(a)} steps; max relative loss difference {worst:.2e}; loss {a[0]:.4f} -> {a[-1]:.4f}")
+fell = same_only or (len(a) > 0 and a[-1] < 0.5 * a[0])
+print(f"{len(a)} vs {len(b)} values of {key}; max relative difference {worst:.2e}" +
+      (f"; {a[0]:.4f} -> {a[-1]:.4f}" if a else ""))
 passed = int(ok) + int(fell)
 print(f"{passed} passed, {2 - passed} failed")
 sys.exit(0 if ok and fell else 1)

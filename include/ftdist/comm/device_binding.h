@@ -11,7 +11,8 @@ int local_rank();
 // MPI_COMM_WORLD: every rank calls it.
 int local_size();
 
-// Makes GPU local_rank() the current CUDA device and returns its index. Throws Error(BadInput)
+// Makes this rank's GPU the current CUDA device and returns its index: the only one visible (a
+// launcher that binds a GPU per task), else GPU local_rank(). Throws Error(BadInput)
 // when there are more ranks on the node than visible GPUs, Error(Cuda) when there is no GPU.
 // Only in builds with CUDA (FTDIST_WITH_CUDA).
 int bind_local_gpu();
