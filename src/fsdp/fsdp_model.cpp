@@ -329,7 +329,10 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     // Every unit's reduced gradient first, then one global norm, then the steps.
     r.held_grad_bytes = reduce_all_for_step();
     at::Tensor sq = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(cfg_.device));
-    for (auto& u : units_) sq += u->step_grad().to(at::kDouble).pow(2).sum();
+    // Each unit's norm accumulated in fp32 by the reduction itself (no fp64 copy of a gradient
+    // shard: 16 bytes per element the plan does not hold), squared and summed in fp64.
+    for (auto& u : units_)
+      sq += at::linalg_vector_norm(u->step_grad(), 2, std::nullopt, false, at::kFloat).to(at::kDouble).square();
     if (cfg_.stage != plan::Stage::None) shard_->all_reduce(sq, comm::ReduceOp::Sum);  // none: replicated already
     sync_collectives();
     r.grad_norm = std::sqrt(sq.item<double>());
