@@ -32,14 +32,20 @@ int checked_count(int64_t n, const char* what) {
 class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator(MpiGroup group, const CommOptions& options)
-      : Communicator(options.verify_args), group_(std::move(group)), options_(options) {}
+      : Communicator(options.verify_args), group_(std::move(group)), options_(options) {
+    group_.set_timeout(options.timeout_s);
+  }
 
   int rank() const override { return group_.rank(); }
   int size() const override { return group_.size(); }
   Backend backend() const override { return Backend::Mpi; }
   at::Device device() const override { return at::Device(at::kCPU); }
 
-  void barrier() override { FT_MPI_CHECK(MPI_Barrier(group_.get())); }
+  void barrier() override {
+    MPI_Request req = MPI_REQUEST_NULL;
+    FT_MPI_CHECK(MPI_Ibarrier(group_.get(), &req));
+    group_.wait(&req, "barrier");
+  }
 
   std::unique_ptr<Communicator> split(int color, int key) override {
     return make_mpi_communicator(group_.split(color, key), options_);
@@ -63,29 +69,37 @@ class MpiCommunicator final : public Communicator {
     // In place when `in` is this rank's own slot of `out` (as NCCL defines it).
     const char* own_slot = static_cast<const char*>(out.data_ptr()) + int64_t(rank()) * bytes;
     const void* src = in.data_ptr() == own_slot ? MPI_IN_PLACE : in.data_ptr();
-    FT_MPI_CHECK(MPI_Allgather(src, bytes, MPI_BYTE, out.data_ptr(), bytes, MPI_BYTE, group_.get()));
+    MPI_Request req = MPI_REQUEST_NULL;
+    FT_MPI_CHECK(MPI_Iallgather(src, bytes, MPI_BYTE, out.data_ptr(), bytes, MPI_BYTE, group_.get(), &req));
+    group_.wait(&req, "all_gather_into");
   }
 
   void do_reduce_scatter(const at::Tensor& out, const at::Tensor& in, ReduceOp op) override {
     at::Tensor work_in = reduction_view(in);
     at::Tensor work_out = is_reduced_float(out.scalar_type()) ? at::empty(out.sizes(), out.options().dtype(at::kFloat)) : out;
     int count = checked_count(out.numel(), "reduce_scatter");
-    FT_MPI_CHECK(MPI_Reduce_scatter_block(work_in.data_ptr(), work_out.data_ptr(), count,
-                                          mpi_reduce_type(work_in.scalar_type()), mpi_op(op), group_.get()));
+    MPI_Request req = MPI_REQUEST_NULL;
+    FT_MPI_CHECK(MPI_Ireduce_scatter_block(work_in.data_ptr(), work_out.data_ptr(), count,
+                                           mpi_reduce_type(work_in.scalar_type()), mpi_op(op), group_.get(), &req));
+    group_.wait(&req, "reduce_scatter");
     finish(out, work_out, op);
   }
 
   void do_all_reduce(const at::Tensor& tensor, ReduceOp op) override {
     at::Tensor work = reduction_view(tensor);
     int count = checked_count(work.numel(), "all_reduce");
-    FT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, work.data_ptr(), count, mpi_reduce_type(work.scalar_type()),
-                               mpi_op(op), group_.get()));
+    MPI_Request req = MPI_REQUEST_NULL;
+    FT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, work.data_ptr(), count, mpi_reduce_type(work.scalar_type()),
+                                mpi_op(op), group_.get(), &req));
+    group_.wait(&req, "all_reduce");
     finish(tensor, work, op);
   }
 
   void do_broadcast(const at::Tensor& tensor, int root) override {
     int bytes = checked_count(tensor.numel() * static_cast<int64_t>(tensor.element_size()), "broadcast");
-    FT_MPI_CHECK(MPI_Bcast(tensor.data_ptr(), bytes, MPI_BYTE, root, group_.get()));
+    MPI_Request req = MPI_REQUEST_NULL;
+    FT_MPI_CHECK(MPI_Ibcast(tensor.data_ptr(), bytes, MPI_BYTE, root, group_.get(), &req));
+    group_.wait(&req, "broadcast");
   }
 
  private:

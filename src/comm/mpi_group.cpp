@@ -1,6 +1,8 @@
 #include "mpi_group.h"
 
+#include <chrono>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "ftdist/comm/mpi_session.h"
@@ -26,11 +28,27 @@ MpiGroup MpiGroup::split(int color, int key) const {
   FT_CHECK_ARG(color >= 0, "split: color must be >= 0, got " << color);
   MPI_Comm c = MPI_COMM_NULL;
   FT_MPI_CHECK(MPI_Comm_split(comm_, color, key, &c));
-  return MpiGroup(c);
+  MpiGroup g(c);
+  g.timeout_s_ = timeout_s_;
+  return g;
+}
+
+void MpiGroup::wait(MPI_Request* request, const char* call) const {
+  const auto start = std::chrono::steady_clock::now();
+  int done = 0;
+  while (true) {
+    FT_MPI_CHECK(MPI_Test(request, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    FT_CHECK(timeout_s_ <= 0 || waited <= timeout_s_, ErrorKind::Comm,
+             call << " (mpi) did not finish within " << timeout_s_
+                  << " s (FTDIST_COMM_TIMEOUT_S); a peer rank has probably died or hung — aborting the job");
+    std::this_thread::yield();
+  }
 }
 
 MpiGroup::MpiGroup(MpiGroup&& other) noexcept
-    : comm_(other.comm_), rank_(other.rank_), size_(other.size_) {
+    : comm_(other.comm_), rank_(other.rank_), size_(other.size_), timeout_s_(other.timeout_s_) {
   other.comm_ = MPI_COMM_NULL;
 }
 
@@ -47,7 +65,9 @@ void MpiGroup::agree(const char* what, const int64_t* fields, const char* const*
     buf[1 + i] = fields[i];
     buf[1 + count + i] = -fields[i];
   }
-  FT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(buf.size()), MPI_INT64_T, MPI_MAX, comm_));
+  MPI_Request req = MPI_REQUEST_NULL;
+  FT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(buf.size()), MPI_INT64_T, MPI_MAX, comm_, &req));
+  wait(&req, what);
 
   if (!local_problem.empty()) {
     FT_CHECK_ARG(false, what << ": " << local_problem);

@@ -22,6 +22,13 @@ class MpiGroup {
   int rank() const { return rank_; }
   int size() const { return size_; }
 
+  // Collectives on this group that do not finish within `seconds` (> 0; 0: no limit) fail with
+  // Error(Comm) on the ranks waiting (FTDIST_COMM_TIMEOUT_S): a peer that hangs alive cannot stall
+  // the job (the failure policy then aborts it).
+  void set_timeout(double seconds) { timeout_s_ = seconds; }
+  // Completes the nonblocking collective `request` (MPI_I...), polling within the time limit.
+  void wait(MPI_Request* request, const char* call) const;
+
   // Every rank passes its `fields` (same count everywhere) and its own complaint ("" if none).
   // Throws ftdist::Error(BadInput) on every rank when any rank complains or any field differs
   // between ranks; `names` label the fields in the message.
@@ -33,6 +40,7 @@ class MpiGroup {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
+  double timeout_s_ = 0;
 };
 
 }  // namespace ftdist::comm

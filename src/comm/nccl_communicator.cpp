@@ -60,10 +60,13 @@ class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(MpiGroup group, const CommOptions& options, int device_index)
       : Communicator(options.verify_args), group_(std::move(group)), options_(options), device_index_(device_index) {
+    group_.set_timeout(options.timeout_s);
     check_one_gpu_per_rank();
     ncclUniqueId id;
     if (group_.rank() == 0) FT_NCCL_CHECK(ncclGetUniqueId(&id));
-    FT_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, group_.get()));
+    MPI_Request req = MPI_REQUEST_NULL;
+    FT_MPI_CHECK(MPI_Ibcast(&id, sizeof(id), MPI_BYTE, 0, group_.get(), &req));
+    group_.wait(&req, "nccl unique id broadcast");
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     FT_NCCL_CHECK(ncclCommInitRankConfig(&comm_, group_.size(), id, group_.rank(), &config));
@@ -98,7 +101,9 @@ class NcclCommunicator final : public Communicator {
 
   void barrier() override {
     synchronize();
-    FT_MPI_CHECK(MPI_Barrier(group_.get()));
+    MPI_Request req = MPI_REQUEST_NULL;
+    FT_MPI_CHECK(MPI_Ibarrier(group_.get(), &req));
+    group_.wait(&req, "barrier");
   }
 
   void synchronize() override {
@@ -212,7 +217,9 @@ class NcclCommunicator final : public Communicator {
     FT_MPI_CHECK(MPI_Get_processor_name(mine.data(), &len));
     mine[size_t(len)] = '|';
     FT_CUDA_CHECK(cudaDeviceGetPCIBusId(mine.data() + len + 1, 31, device_index_));
-    FT_MPI_CHECK(MPI_Allgather(mine.data(), kKey, MPI_CHAR, all.data(), kKey, MPI_CHAR, group_.get()));
+    MPI_Request req = MPI_REQUEST_NULL;
+    FT_MPI_CHECK(MPI_Iallgather(mine.data(), kKey, MPI_CHAR, all.data(), kKey, MPI_CHAR, group_.get(), &req));
+    group_.wait(&req, "gpu check all-gather");
     std::map<std::string, int> first;
     for (int r = 0; r < group_.size(); ++r) {
       const std::string key(all.data() + size_t(r) * kKey);
