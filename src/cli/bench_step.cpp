@@ -58,7 +58,7 @@ int bench_step_main(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("precision", "fp32 | bf16-mixed | bf16-pure", cxxopts::value<std::string>()->default_value("fp32"))
       ("reduce-dtype", "fp32 | bf16 (gradient reductions in bf16-mixed)", cxxopts::value<std::string>()->default_value("fp32"))
-      ("gpu", "GPU catalog name for MFU's peak (default: none, or the catalog entry named like this GPU)",
+      ("gpu", "GPU catalog name for MFU's peak (default: none, and no MFU)",
        cxxopts::value<std::string>())
       ("peak-tflops", "dense bf16 peak per GPU for MFU (overrides --gpu)", cxxopts::value<double>())
       ("checkpointing", "none | full", cxxopts::value<std::string>()->default_value("none"))

@@ -268,7 +268,7 @@ at::Tensor FsdpModel::forward_backward(const MicroBatch& mb, double divisor, int
   shared_->retire_reduce();  // the last unit's reduce-scatter is done before anything reads a gradient
   // On a GPU: every collective of this backward finished (or timed out) before the host goes on to
   // anything that could wait on the compute stream (the next micro-batch's copies, a host read).
-  if (shared_->streams.gpu()) sync_collectives();
+  sync_collectives();
   return sum.detach();
 }
 

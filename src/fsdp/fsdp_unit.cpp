@@ -42,9 +42,8 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   compute_ = cfg.precision == plan::Precision::Fp32 ? at::kFloat : at::kBFloat16;
   // bf16-mixed keeps an fp32 master beside the bf16 parameters; in fp32 and bf16-pure the
   // parameters are the master, and the gradient accumulates in that dtype too.
-  const bool params_are_master = cfg.precision != plan::Precision::Bf16Mixed;
-  params_are_master_ = params_are_master;
-  const at::ScalarType accum = params_are_master ? compute_ : at::kFloat;
+  params_are_master_ = cfg.precision != plan::Precision::Bf16Mixed;
+  accum_dtype_ = params_are_master_ ? compute_ : at::kFloat;
   const int n = cfg.stage == plan::Stage::None ? 1 : shard_comm.size();
   const int rank = cfg.stage == plan::Stage::None ? 0 : shard_comm.rank();
   numel_ = spec.numel();
@@ -66,24 +65,23 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   switch (cfg.stage) {
     case plan::Stage::None:
       what.emplace(MemCategory::master);
-      master_ = params_are_master ? full_ : init.clone();
+      master_ = params_are_master_ ? full_ : init.clone();
       break;
     case plan::Stage::Optimizer:
       param_shard_ = full_.narrow(0, int64_t(rank) * shard_, shard_);
       what.emplace(MemCategory::master);
-      master_ = params_are_master ? param_shard_ : my_init.clone();
+      master_ = params_are_master_ ? param_shard_ : my_init.clone();
       break;
     default:
-      what.emplace(params_are_master ? MemCategory::params_sharded : MemCategory::master);
-      master_ = params_are_master ? my_init.to(compute_).clone() : my_init.clone();
+      what.emplace(params_are_master_ ? MemCategory::params_sharded : MemCategory::master);
+      master_ = params_are_master_ ? my_init.to(compute_).clone() : my_init.clone();
       what.emplace(MemCategory::params_sharded);
-      param_shard_ = params_are_master ? master_ : master_.to(compute_);
+      param_shard_ = params_are_master_ ? master_ : master_.to(compute_);
       what.emplace(MemCategory::grads_sharded);
-      grad_ = at::zeros({shard_}, f32.dtype(accum));
+      grad_ = at::zeros({shard_}, f32.dtype(accum_dtype_));
       if (n == 1) full_ = param_shard_;  // one rank: the shard is the whole, nothing to gather
       break;
   }
-  accum_dtype_ = accum;
   gather_ = sharded_ && n > 1;
   what.emplace(MemCategory::grads_sharded);
   if (!sharded_) full_grad_ = at::zeros({padded_}, f32.dtype(compute_));
@@ -92,7 +90,7 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   own_begin_ = cfg.stage == plan::Stage::None ? 0 : int64_t(rank) * shard_;
   const int64_t state_len = cfg.stage == plan::Stage::None ? padded_ : shard_;
   at::Tensor param_out;
-  if (!params_are_master) param_out = cfg.stage == plan::Stage::None ? full_ : param_shard_;
+  if (!params_are_master_) param_out = cfg.stage == plan::Stage::None ? full_ : param_shard_;
   what.emplace(MemCategory::optimizer);
   opt_ = std::make_unique<optim::AdamW>(cfg.adamw, master_, optim::decay_ranges(spec, own_begin_, state_len), param_out);
   model_.bind(index, full_);

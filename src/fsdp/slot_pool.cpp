@@ -19,7 +19,6 @@ int SlotPool::acquire(int64_t bytes) {
     return -1;
   }
   *it = true;
-  peak_in_use_ = std::max(peak_in_use_, ++in_use_);
   return int(it - taken_.begin());
 }
 
@@ -27,7 +26,6 @@ void SlotPool::release(int slot) {
   FT_CHECK(slot >= 0 && slot < count() && taken_[size_t(slot)], ErrorKind::Internal,
            "slot pool " << name_ << ": releasing slot " << slot << ", which is not taken");
   taken_[size_t(slot)] = false;
-  --in_use_;
 }
 
 }  // namespace ftdist::fsdp

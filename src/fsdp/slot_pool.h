@@ -23,11 +23,8 @@ class SlotPool {
   void release(int slot);
   void* data(int slot) const { return slots_.at(size_t(slot)).data_ptr(); }
 
-  const std::string& name() const { return name_; }
   int count() const { return int(slots_.size()); }
   int64_t slot_bytes() const { return bytes_; }
-  int in_use() const { return in_use_; }
-  int peak_in_use() const { return peak_in_use_; }
   int64_t overflows() const { return overflows_; }
 
  private:
@@ -35,7 +32,6 @@ class SlotPool {
   int64_t bytes_;
   std::vector<at::Tensor> slots_;
   std::vector<bool> taken_;
-  int in_use_ = 0, peak_in_use_ = 0;
   int64_t overflows_ = 0;
 };
 
