@@ -12,6 +12,7 @@
 #include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/plan/alternatives.h"
+#include "ftdist/plan/host_memory.h"
 #include "ftdist/plan/launch_script.h"
 #include "ftdist/plan/presets.h"
 #include "ftdist/plan/report.h"
@@ -270,6 +271,7 @@ int plan_main(int argc, char** argv) {
       const Candidate& c = result.candidates[focus];
       std::vector<std::string> lines;
       estimate_memory(req.model, c.setup, &lines);
+      estimate_host_memory(req.model, c.setup, ranks_per_node(c, req.hardware[c.hardware]), &lines);
       estimate_time(req.model, c.setup, hardware_for(req.hardware[c.hardware], req), Workload{req.total_tokens, c.grad_accum}, &lines);
       std::FILE* out = args.count("json") ? stderr : stdout;
       std::fprintf(out, "\nFormulas (%s):\n", result.recommended >= 0 ? "recommendation" : "closest candidate");

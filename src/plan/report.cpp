@@ -42,6 +42,17 @@ std::string describe(const PlanRequest& req, const Candidate& c) {
   return os.str();
 }
 
+// Host (CPU RAM) memory of a candidate: per rank while loading and steady, per node while loading.
+std::string host_line(const Candidate& c) {
+  std::ostringstream os;
+  os << "host memory: " << gib(c.host.load_peak) << " GiB per rank while loading, " << gib(c.host.steady)
+     << " GiB steady";
+  if (c.memory.host_bytes) os << " (" << gib(c.memory.host_bytes) << " GiB offloaded master + optimizer states)";
+  os << "; " << gib(c.host.node_load_peak()) << " GiB per node while loading (" << c.host.ranks_per_node << " rank"
+     << (c.host.ranks_per_node == 1 ? "" : "s") << ")";
+  return os.str();
+}
+
 }  // namespace
 
 int least_memory_candidate(const PlanResult& result) {
@@ -71,6 +82,11 @@ nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c
       {"checkpointing", checkpointing_name(c.setup.checkpointing)},
       {"memory_per_gpu_bytes", mem},
       {"host_memory_bytes", c.memory.host_bytes},
+      {"host_memory", {{"per_rank_load_peak_bytes", c.host.load_peak},
+                       {"per_rank_steady_bytes", c.host.steady},
+                       {"ranks_per_node", c.host.ranks_per_node},
+                       {"per_node_load_peak_bytes", c.host.node_load_peak()},
+                       {"per_node_steady_bytes", c.host.node_steady()}}},
       {"gpu_memory_bytes", c.gpu_memory_bytes},
       {"usable_memory_bytes", c.usable_bytes},
       {"fits", c.fits},
@@ -244,8 +260,8 @@ std::string plan_table(const PlanReport& r) {
        << fmt("%.0f", req.headroom * 100) << "% headroom): " << describe(req, c) << "\n";
     os << "  memory per GPU " << gib(c.memory.total()) << " GiB of " << gib(c.gpu_memory_bytes) << " GiB ("
        << gib(c.usable_bytes) << " usable)";
-    if (c.memory.host_bytes) os << "; host memory per rank " << gib(c.memory.host_bytes) << " GiB";
     os << "\n";
+    os << "  " << host_line(c) << "\n";
     os << "  step " << fmt("%.3f", c.time.step_s) << " s, " << fmt("%.0f", c.time.tokens_per_s) << " tokens/s ("
        << fmt("%.0f", c.time.tokens_per_s / c.gpus) << " per GPU, MFU " << fmt("%.0f", c.time.mfu * 100) << "%), "
        << c.time.steps << " steps; " << hours(c.time.total_s / req.epochs) << " per epoch, " << hours(c.time.total_s)
@@ -256,6 +272,7 @@ std::string plan_table(const PlanReport& r) {
     os << "  launch: " << r.launch_line << "\n";
   } else {
     os << "Nothing fits.\n";
+    if (focus >= 0) os << "  closest candidate's " << host_line(res.candidates[focus]) << "\n";
   }
   if (!r.alternatives.empty()) {
     os << "\nFor comparison (ftdist trains full-parameter): adapters on one GPU, "

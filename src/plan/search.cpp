@@ -117,6 +117,10 @@ Hardware hardware_for(const HardwareOption& option, const PlanRequest& req) {
   return h;
 }
 
+int ranks_per_node(const Candidate& c, const HardwareOption& option) {
+  return c.nodes > 1 ? option.gpus_per_node : c.gpus;
+}
+
 PlanResult search(const PlanRequest& req) {
   FT_CHECK_ARG(!req.hardware.empty(), "no hardware to plan for: give --gpu or --cluster");
   FT_CHECK_ARG(req.headroom >= 0 && req.headroom < 1, "--headroom must be in [0, 1), got " << req.headroom);
@@ -147,6 +151,7 @@ PlanResult search(const PlanRequest& req) {
               continue;
             }
             c.memory = estimate_memory(req.model, c.setup);
+            c.host = estimate_host_memory(c.memory, c.setup, ranks_per_node(c, hw));
             c.fits = c.memory.total() <= c.usable_bytes;
             Workload w{req.total_tokens, c.grad_accum};
             c.time = estimate_time(req.model, c.setup, hwm, w);

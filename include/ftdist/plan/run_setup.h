@@ -38,6 +38,17 @@ struct Overheads {
   double fragmentation = 0.05;     // caching-allocator slack, as a fraction of all other bytes
 };
 
+// Host (CPU RAM) memory of one rank process that is not a tensor of the model (host_memory.h adds
+// the tensors). One constant each, to be calibrated against measured runs.
+struct HostOverheads {
+  // Every rank: the resident LibTorch and MPI libraries and the runtime's own small host state.
+  // Calibrated from the measured RSS of a rank before it loads any weights.
+  double process_gib = 0.45;
+  // GPU runs only: CUDA driver and runtime host memory, NCCL host buffers. An assumption, not yet
+  // measured on a GPU.
+  double cuda_host_gib = 1.0;
+};
+
 struct RunSetup {
   Stage stage = Stage::Full;
   int shard_group = 1;  // N: ranks that share one copy of the sharded state (1 for `none`)
@@ -58,6 +69,10 @@ struct RunSetup {
   // the norm is known, instead of one unit's at a time. The trainer clips by default.
   bool global_norm = true;
   Overheads overheads;
+  // The runtime's device is the CPU: its "device" memory is host memory (host_memory.h), and the
+  // CUDA terms of `host_overheads` do not apply.
+  bool host_device = false;
+  HostOverheads host_overheads;
 
   int data_parallel() const { return shard_group * replicas; }
   bool sharded_params() const { return stage == Stage::Full || stage == Stage::GradOp || stage == Stage::Hybrid; }

@@ -11,6 +11,7 @@
 
 #include "ftdist/plan/cluster.h"
 #include "ftdist/plan/gpu_catalog.h"
+#include "ftdist/plan/host_memory.h"
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/plan/model_spec.h"
 #include "ftdist/plan/run_setup.h"
@@ -54,6 +55,7 @@ struct Candidate {
   RunSetup setup;
   int64_t grad_accum = 1;
   MemoryBreakdown memory;
+  HostMemory host;  // host memory per rank and per node (ranks_per_node 0 when never laid out)
   uint64_t gpu_memory_bytes = 0;
   uint64_t usable_bytes = 0;  // gpu memory minus headroom
   bool fits = false;
@@ -70,5 +72,8 @@ PlanResult search(const PlanRequest& request);
 
 // The hardware description the time model needs, from a catalog entry and the request.
 Hardware hardware_for(const HardwareOption& option, const PlanRequest& request);
+
+// Ranks a node holds in this candidate: the hardware's GPUs per node, or all of them on one node.
+int ranks_per_node(const Candidate& candidate, const HardwareOption& option);
 
 }  // namespace ftdist::plan
