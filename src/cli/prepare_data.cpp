@@ -28,16 +28,17 @@ int prepare_data_main(int argc, char** argv) {
   const int64_t vocab = args["vocab"].as<int64_t>() > 0 ? args["vocab"].as<int64_t>() : tokenizer->vocab_size();
   const std::string input = args["input"].as<std::string>();
   std::unique_ptr<ProgressBar> bar;
-  std::vector<data::Document> docs =
-      data::read_jsonl(input, vocab, "--input", tokenizer.get(), [&](uint64_t done, uint64_t total, size_t n) {
+  data::TokenFileWriter writer(out, vocab);
+  const size_t docs = data::for_each_jsonl_document(
+      input, vocab, "--input", tokenizer.get(), [&](data::Document&& d) { writer.add(d); },
+      [&](uint64_t done, uint64_t total, size_t n) {
         if (!bar) bar = std::make_unique<ProgressBar>("reading " + input, total, "B");
         bar->update(done, std::to_string(n) + " documents");
       });
-  if (bar) bar->finish(std::to_string(docs.size()) + " documents");
-  int64_t tokens = 0;
-  for (const auto& d : docs) tokens += int64_t(d.ids.size());
-  data::write_token_file(out, docs, vocab);
-  std::printf("wrote %s: %zu documents, %lld tokens\n", out.c_str(), docs.size(), static_cast<long long>(tokens));
+  if (bar) bar->finish(std::to_string(docs) + " documents");
+  const int64_t tokens = writer.num_tokens();
+  writer.finish();
+  std::printf("wrote %s: %zu documents, %lld tokens\n", out.c_str(), docs, static_cast<long long>(tokens));
   return 0;
 }
 

@@ -44,65 +44,88 @@ void need_vocab(const Tokenizer& tok, int64_t vocab, const std::string& where) {
                                                 << tok.vocab_size() - 1 << ") but the model's vocabulary has " << vocab
                                                 << " entries");
 }
+
+// One sequence: BOS prompt completion EOS (the prompt's EOS and the completion's BOS dropped); the
+// loss is on the completion only.
+void prompt_completion(const nlohmann::json& j, const std::string& where, const Tokenizer& tokenizer, Document& d) {
+  const size_t has_bos = tokenizer.bos() >= 0 ? 1 : 0, has_eos = tokenizer.eos() >= 0 ? 1 : 0;
+  std::vector<int64_t> prompt = tokenizer.encode(get_text(j, "prompt", where));
+  prompt.resize(prompt.size() - has_eos);
+  std::vector<int64_t> completion = tokenizer.encode(get_text(j, "completion", where));
+  d.ids = prompt;
+  d.labels.assign(prompt.size(), -100);
+  d.ids.insert(d.ids.end(), completion.begin() + long(has_bos), completion.end());
+  d.labels.insert(d.labels.end(), completion.begin() + long(has_bos), completion.end());
+}
+
+// One non-blank line of JSONL -> a document (errors name `where`, i.e. path:line).
+Document parse_line(const std::string& text, const std::string& where, int64_t line, int64_t vocab,
+                    const Tokenizer& tokenizer) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    FT_CHECK_ARG(false, where << ": not valid JSON (" << e.what() << ")");
+  }
+  FT_CHECK_ARG(j.is_object(), where << ": expected a JSON object");
+  Document d;
+  d.line = line;
+  if (j.contains("input_ids")) {
+    d.ids = read_ids(j, "input_ids", where, vocab, false);
+    d.labels = j.contains("labels") ? read_ids(j, "labels", where, vocab, true) : d.ids;
+    FT_CHECK_ARG(d.labels.size() == d.ids.size(), where << ": \"labels\" has " << d.labels.size()
+                                                         << " entries, \"input_ids\" " << d.ids.size());
+  } else if (j.contains("text")) {
+    need_vocab(tokenizer, vocab, where);
+    d.ids = tokenizer.encode(get_text(j, "text", where));
+    d.labels = d.ids;
+  } else if (j.contains("prompt") && j.contains("completion")) {
+    need_vocab(tokenizer, vocab, where);
+    prompt_completion(j, where, tokenizer, d);
+  } else {
+    FT_CHECK_ARG(false, where << ": expected \"input_ids\", \"text\", or \"prompt\" and \"completion\"");
+  }
+  FT_CHECK_ARG(!d.ids.empty(), where << ": the document is empty");
+  return d;
+}
+
+uint64_t file_size(std::ifstream& in) {
+  in.seekg(0, std::ios::end);
+  const uint64_t total = uint64_t(std::max<std::streamoff>(0, in.tellg()));
+  in.seekg(0, std::ios::beg);
+  return total;
+}
+
 }  // namespace
 
-std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const std::string& what,
-                                 const Tokenizer* tokenizer, const ReadProgress& progress) {
+size_t for_each_jsonl_document(const std::string& path, int64_t vocab, const std::string& what,
+                               const Tokenizer* tokenizer, const std::function<void(Document&&)>& fn,
+                               const ReadProgress& progress) {
   std::unique_ptr<Tokenizer> bytes;
   if (!tokenizer) tokenizer = (bytes = byte_tokenizer()).get();
   std::ifstream in(path);
   FT_CHECK_ARG(in.good(), what << ": cannot read '" << path << "'");
-  std::vector<Document> docs;
+  const uint64_t total = progress ? file_size(in) : 0;
   std::string text;
   int64_t line = 0;
-  uint64_t total = 0, read = 0;
-  if (progress) {
-    in.seekg(0, std::ios::end);
-    total = uint64_t(std::max<std::streamoff>(0, in.tellg()));
-    in.seekg(0, std::ios::beg);
-  }
+  uint64_t read = 0;
+  size_t documents = 0;
   while (std::getline(in, text)) {
     ++line;
     read += text.size() + 1;
-    if (progress && line > 1) progress(std::min(read, total), total, docs.size());
+    if (progress && line > 1) progress(std::min(read, total), total, documents);
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(line);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      FT_CHECK_ARG(false, where << ": not valid JSON (" << e.what() << ")");
-    }
-    FT_CHECK_ARG(j.is_object(), where << ": expected a JSON object");
-    Document d;
-    d.line = line;
-    if (j.contains("input_ids")) {
-      d.ids = read_ids(j, "input_ids", where, vocab, false);
-      d.labels = j.contains("labels") ? read_ids(j, "labels", where, vocab, true) : d.ids;
-      FT_CHECK_ARG(d.labels.size() == d.ids.size(), where << ": \"labels\" has " << d.labels.size()
-                                                           << " entries, \"input_ids\" " << d.ids.size());
-    } else if (j.contains("text")) {
-      need_vocab(*tokenizer, vocab, where);
-      d.ids = tokenizer->encode(get_text(j, "text", where));
-      d.labels = d.ids;
-    } else if (j.contains("prompt") && j.contains("completion")) {
-      need_vocab(*tokenizer, vocab, where);
-      // One sequence: BOS prompt completion EOS (the prompt's EOS and the completion's BOS dropped).
-      const size_t has_bos = tokenizer->bos() >= 0 ? 1 : 0, has_eos = tokenizer->eos() >= 0 ? 1 : 0;
-      std::vector<int64_t> prompt = tokenizer->encode(get_text(j, "prompt", where));
-      prompt.resize(prompt.size() - has_eos);
-      std::vector<int64_t> completion = tokenizer->encode(get_text(j, "completion", where));
-      d.ids = prompt;
-      d.labels.assign(prompt.size(), -100);
-      d.ids.insert(d.ids.end(), completion.begin() + long(has_bos), completion.end());
-      d.labels.insert(d.labels.end(), completion.begin() + long(has_bos), completion.end());
-    } else {
-      FT_CHECK_ARG(false, where << ": expected \"input_ids\", \"text\", or \"prompt\" and \"completion\"");
-    }
-    FT_CHECK_ARG(!d.ids.empty(), where << ": the document is empty");
-    docs.push_back(std::move(d));
+    fn(parse_line(text, path + ":" + std::to_string(line), line, vocab, *tokenizer));
+    ++documents;
   }
-  FT_CHECK_ARG(!docs.empty(), what << ": '" << path << "' holds no documents");
+  FT_CHECK_ARG(documents > 0, what << ": '" << path << "' holds no documents");
+  return documents;
+}
+
+std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const std::string& what,
+                                 const Tokenizer* tokenizer, const ReadProgress& progress) {
+  std::vector<Document> docs;
+  for_each_jsonl_document(path, vocab, what, tokenizer, [&](Document&& d) { docs.push_back(std::move(d)); }, progress);
   return docs;
 }
 

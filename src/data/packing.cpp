@@ -1,6 +1,7 @@
 #include "ftdist/data/packing.h"
 
 #include <random>
+#include <utility>
 
 #include "ftdist/core/check.h"
 
@@ -25,18 +26,58 @@ std::vector<Sample> pack(const std::vector<Document>& docs, int64_t seq_len) {
   return out;
 }
 
+PackedSamples::PackedSamples(std::shared_ptr<const TokenFile> file, int64_t seq_len)
+    : file_(std::move(file)), seq_len_(seq_len) {
+  FT_CHECK(file_ != nullptr, ErrorKind::Internal, "PackedSamples needs a token file");
+  FT_CHECK_ARG(seq_len >= 2, file_->path() << ": seq_len must be >= 2, got " << seq_len);
+  num_samples_ = file_->num_tokens() / seq_len;
+  FT_CHECK_ARG(num_samples_ > 0, file_->path() << ": the data holds fewer than seq_len = " << seq_len
+                                               << " tokens (it has " << file_->num_tokens() << ")");
+}
+
+void PackedSamples::sample(int64_t i, int64_t* ids, int64_t* labels) const {
+  FT_CHECK(i >= 0 && i < num_samples_, ErrorKind::Internal,
+           file_->path() << ": sample " << i << " is outside [0, " << num_samples_ << ")");
+  const TokenFile& f = *file_;
+  const int64_t begin = i * seq_len_;
+  int64_t d = f.doc_of(begin);
+  int64_t next = f.doc_begin(d + 1);  // where the next document starts
+  for (int64_t j = 0; j < seq_len_; ++j) {
+    const int64_t t = begin + j;
+    if (t == next) next = f.doc_begin(++d + 1);  // documents are never empty: one step suffices
+    f.check_token(t, d);
+    const int64_t id = f.tokens()[t];
+    const bool masked = f.masked() && f.mask()[t] == 0;
+    // A document's first token joined to an earlier one is not predicted from it (as in pack()).
+    const bool joined = j > 0 && t == f.doc_begin(d);
+    ids[j] = id;
+    labels[j] = masked || joined ? -100 : id;
+  }
+}
+
+Sample PackedSamples::sample(int64_t i) const {
+  Sample s;
+  s.ids.resize(size_t(seq_len_));
+  s.labels.resize(size_t(seq_len_));
+  sample(i, s.ids.data(), s.labels.data());
+  return s;
+}
+
 GlobalSampler::GlobalSampler(int64_t num_samples, uint64_t seed) : n_(num_samples), seed_(seed) {
   FT_CHECK_ARG(num_samples > 0, "the data set is empty");
 }
 
-std::vector<int64_t> GlobalSampler::order(int64_t epoch) const {
-  std::vector<int64_t> idx(static_cast<size_t>(n_));
+const std::vector<int64_t>& GlobalSampler::order(int64_t epoch) const {
+  if (epoch == cached_epoch_) return cached_order_;
+  std::vector<int64_t>& idx = cached_order_;
+  idx.resize(static_cast<size_t>(n_));
   for (int64_t i = 0; i < n_; ++i) idx[size_t(i)] = i;
   std::mt19937_64 rng(seed_ * 1000003ull + uint64_t(epoch));
   for (int64_t i = n_ - 1; i > 0; --i) {  // Fisher-Yates with a fixed generator: the same everywhere
     int64_t j = int64_t(rng() % uint64_t(i + 1));
     std::swap(idx[size_t(i)], idx[size_t(j)]);
   }
+  cached_epoch_ = epoch;
   return idx;
 }
 
@@ -47,13 +88,10 @@ std::vector<int64_t> GlobalSampler::step_samples(int64_t step, int64_t global_ba
                                                                << world << " data-parallel ranks");
   const int64_t share = global_batch / world;
   std::vector<int64_t> out;
-  int64_t cached_epoch = -1;
-  std::vector<int64_t> ord;
   for (int64_t k = 0; k < share; ++k) {
     const int64_t global = step * global_batch + rank * share + k;  // position in the endless stream
     const int64_t epoch = global / n_;
-    if (epoch != cached_epoch) ord = order(epoch), cached_epoch = epoch;
-    out.push_back(ord[size_t(global % n_)]);
+    out.push_back(order(epoch)[size_t(global % n_)]);
   }
   return out;
 }

@@ -1,113 +1,299 @@
 #include "ftdist/data/token_file.h"
 
-#include <cstdio>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
-#include <fstream>
+#include <utility>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/text_file.h"
 
 namespace ftdist::data {
 namespace {
 
+// The file is little-endian and read in place: uint32 tokens and uint64 offsets are used as they lie.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the .ftok reader maps little-endian data in place");
+
 constexpr char kMagic[8] = {'F', 'T', 'D', 'T', 'O', 'K', '0', '1'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeader = 40;
+constexpr uint64_t kMaxCount = 1ull << 40;
 
 template <typename T>
-void put(std::string& out, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i) out.push_back(char((uint64_t(v) >> (8 * i)) & 0xff));
+T load(const uint8_t* at) {
+  T v;
+  std::memcpy(&v, at, sizeof(T));
+  return v;
 }
 
 template <typename T>
-T get(const std::string& in, size_t at) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) v |= uint64_t(uint8_t(in[at + i])) << (8 * i);
-  return T(v);
+void store(std::string& out, T v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+std::string directory_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// Maps `path` read-only; returns its size (0: nothing mapped).
+size_t map_file(const std::string& path, void** map) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  FT_CHECK_ARG(fd >= 0, path << ": cannot read (" << std::strerror(errno) << ")");
+  struct stat st {};
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  const size_t size = regular ? size_t(st.st_size) : 0;
+  *map = size >= kHeader ? ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0) : nullptr;
+  const int err = errno;
+  ::close(fd);
+  FT_CHECK_ARG(regular, path << ": cannot read (not a regular file)");
+  FT_CHECK_ARG(*map != MAP_FAILED, path << ": cannot map the file into memory (" << std::strerror(err) << ")");
+  return size;
+}
+
 }  // namespace
 
+// ---- TokenFile ------------------------------------------------------------------------------------
+
+TokenFile::TokenFile(const std::string& path, int64_t vocab) : path_(path) {
+  map_bytes_ = map_file(path, &map_);
+  try {
+    const auto* base = static_cast<const uint8_t*>(map_);
+    FT_CHECK_ARG(base != nullptr && std::memcmp(base, kMagic, 8) == 0,
+                 path << ": not an ftdist token file (bad magic or shorter than the " << kHeader << "-byte header)");
+    FT_CHECK_ARG(load<uint32_t>(base + 8) == kVersion, path << ": token file version " << load<uint32_t>(base + 8)
+                                                            << " is not supported (expected " << kVersion << ")");
+    vocab_ = load<uint32_t>(base + 12);
+    const uint64_t n_docs = load<uint64_t>(base + 16), n_tokens = load<uint64_t>(base + 24);
+    const bool masked = (load<uint32_t>(base + 32) & 1u) != 0;
+    FT_CHECK_ARG(vocab_ <= vocab, path << ": written for a vocabulary of " << vocab_ << ", the model has " << vocab);
+    const uint64_t want = kHeader + 8 * (n_docs + 1) + 4 * n_tokens + (masked ? n_tokens : 0);
+    FT_CHECK_ARG(n_docs < kMaxCount && n_tokens < kMaxCount && map_bytes_ == want,
+                 path << ": the header describes " << n_docs << " documents and " << n_tokens << " tokens (" << want
+                      << " bytes) but the file has " << map_bytes_ << " bytes (truncated or corrupt)");
+    docs_ = int64_t(n_docs), tokens_ = int64_t(n_tokens);
+    offsets_ = reinterpret_cast<const uint64_t*>(base + kHeader);
+    tokens_ptr_ = reinterpret_cast<const uint32_t*>(base + kHeader + 8 * (n_docs + 1));
+    mask_ = masked ? reinterpret_cast<const uint8_t*>(tokens_ptr_ + n_tokens) : nullptr;
+    validate_offsets();
+  } catch (...) {
+    unmap();
+    throw;
+  }
+}
+
+void TokenFile::validate_offsets() const {
+  uint64_t prev = offsets_[0];
+  FT_CHECK_ARG(prev == 0, path_ << ": the first document offset must be 0");
+  for (int64_t d = 0; d < docs_; ++d) {
+    const uint64_t end = offsets_[d + 1];
+    FT_CHECK_ARG(end >= prev && end <= uint64_t(tokens_), path_ << ": document " << d << " has offsets " << prev << ".."
+                                                                << end << " outside the " << tokens_ << " tokens");
+    FT_CHECK_ARG(end > prev, path_ << ": document " << d << " is empty");
+    prev = end;
+  }
+  FT_CHECK_ARG(prev == uint64_t(tokens_), path_ << ": the last document offset must be the token count " << tokens_);
+  FT_CHECK_ARG(docs_ > 0, path_ << ": no documents");
+}
+
+TokenFile::~TokenFile() { unmap(); }
+
+TokenFile::TokenFile(TokenFile&& other) noexcept { *this = std::move(other); }
+
+TokenFile& TokenFile::operator=(TokenFile&& other) noexcept {
+  if (this != &other) {
+    unmap();
+    path_ = std::move(other.path_);
+    map_ = std::exchange(other.map_, nullptr);
+    map_bytes_ = std::exchange(other.map_bytes_, 0);
+    vocab_ = std::exchange(other.vocab_, 0);
+    docs_ = std::exchange(other.docs_, 0);
+    tokens_ = std::exchange(other.tokens_, 0);
+    offsets_ = std::exchange(other.offsets_, nullptr);
+    tokens_ptr_ = std::exchange(other.tokens_ptr_, nullptr);
+    mask_ = std::exchange(other.mask_, nullptr);
+  }
+  return *this;
+}
+
+void TokenFile::unmap() noexcept {
+  if (map_ != nullptr) ::munmap(map_, map_bytes_);
+  map_ = nullptr;
+}
+
+int64_t TokenFile::doc_of(int64_t t) const {
+  return int64_t(std::upper_bound(offsets_, offsets_ + docs_ + 1, uint64_t(t)) - offsets_) - 1;
+}
+
+void TokenFile::token_out_of_vocab(int64_t t, int64_t d) const {
+  FT_CHECK_ARG(false, path_ << ": token " << tokens_ptr_[t] << " (document " << d << ") at position "
+                            << t - doc_begin(d) << " of the document is outside the vocabulary [0, " << vocab_ << ")");
+  std::abort();  // not reached
+}
+
+void TokenFile::release_pages() const {
+  if (map_ != nullptr) ::madvise(map_, map_bytes_, MADV_DONTNEED);
+}
+
+// ---- TokenFileWriter ------------------------------------------------------------------------------
+
+namespace {
+
+std::FILE* open_for_writing(const std::string& path, const std::string& file) {
+  std::FILE* f = std::fopen(file.c_str(), "wb");
+  FT_CHECK_ARG(f != nullptr, path << ": cannot write '" << file << "' (" << std::strerror(errno) << ")");
+  return f;
+}
+
+void write_bytes(std::FILE* f, const void* data, size_t bytes, const std::string& path) {
+  FT_CHECK_ARG(bytes == 0 || std::fwrite(data, 1, bytes, f) == bytes,
+               path << ": write failed (" << std::strerror(errno) << ")");
+}
+
+// Closes `*f` (null afterwards), reporting a failed flush: the last buffered bytes are written here.
+void close_checked(std::FILE** f, const std::string& path) {
+  const bool ok = std::fflush(*f) == 0;
+  const int err = errno;
+  std::fclose(*f);
+  *f = nullptr;
+  FT_CHECK_ARG(ok, path << ": write failed (" << std::strerror(err) << ")");
+}
+
+void append_file(std::FILE* out, const std::string& from, const std::string& path) {
+  std::FILE* in = std::fopen(from.c_str(), "rb");
+  FT_CHECK_ARG(in != nullptr, path << ": cannot read back '" << from << "' (" << std::strerror(errno) << ")");
+  std::vector<char> buf(1 << 20);
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), in)) > 0) {
+    if (std::fwrite(buf.data(), 1, n, out) != n) break;
+  }
+  const bool ok = !std::ferror(in) && !std::ferror(out);
+  std::fclose(in);
+  FT_CHECK_ARG(ok, path << ": copying '" << from << "' failed (" << std::strerror(errno) << ")");
+}
+
+}  // namespace
+
+TokenFileWriter::TokenFileWriter(const std::string& path, int64_t vocab) : path_(path), vocab_(vocab) {
+  FT_CHECK_ARG(vocab > 0 && vocab <= int64_t(UINT32_MAX),
+               path << ": vocabulary size " << vocab << " does not fit uint32");
+  try {
+    tokens_ = open_for_writing(path_, path_ + ".tmp-tokens");
+    mask_ = open_for_writing(path_, path_ + ".tmp-mask");
+  } catch (...) {
+    remove_temporaries();
+    throw;
+  }
+}
+
+TokenFileWriter::~TokenFileWriter() {
+  if (!finished_) remove_temporaries();
+}
+
+void TokenFileWriter::remove_temporaries() noexcept {
+  for (std::FILE** f : {&tokens_, &mask_})
+    if (*f != nullptr) std::fclose(std::exchange(*f, nullptr));
+  for (const char* suffix : {".tmp-tokens", ".tmp-mask", ".tmp"}) std::remove((path_ + suffix).c_str());
+}
+
+void TokenFileWriter::add(const Document& d) {
+  FT_CHECK(!finished_, ErrorKind::Internal, path_ << ": add() after finish()");
+  FT_CHECK_ARG(d.labels.size() == d.ids.size(), path_ << ": the document from line " << d.line << " has "
+                                                      << d.labels.size() << " labels for " << d.ids.size() << " ids");
+  FT_CHECK_ARG(!d.ids.empty(), path_ << ": the document from line " << d.line << " is empty");
+  const size_t n = d.ids.size();
+  buf_.resize(4 * n);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t t = d.ids[i];
+    FT_CHECK_ARG(t >= 0 && t < vocab_, path_ << ": token " << t << " of the document from line " << d.line
+                                             << " is outside the vocabulary [0, " << vocab_ << ")");
+    const uint32_t v = uint32_t(t);
+    std::memcpy(buf_.data() + 4 * i, &v, 4);
+  }
+  write_bytes(tokens_, buf_.data(), buf_.size(), path_);
+  const bool has_masked = std::find(d.labels.begin(), d.labels.end(), -100) != d.labels.end();
+  if (has_masked && !masked_) {  // the first masked token: every earlier token was predicted
+    masked_ = true;
+    const std::vector<char> ones(1 << 16, 1);
+    for (uint64_t left = offsets_.back(); left > 0; left -= std::min<uint64_t>(left, ones.size()))
+      write_bytes(mask_, ones.data(), std::min<uint64_t>(left, ones.size()), path_);
+  }
+  if (masked_) {
+    buf_.resize(n);
+    for (size_t i = 0; i < n; ++i) buf_[i] = d.labels[i] == -100 ? 0 : 1;
+    write_bytes(mask_, buf_.data(), n, path_);
+  }
+  offsets_.push_back(offsets_.back() + n);
+}
+
+void TokenFileWriter::finish() {
+  FT_CHECK(!finished_, ErrorKind::Internal, path_ << ": finish() called twice");
+  assemble();
+  const std::string tmp = path_ + ".tmp";
+  FT_CHECK_ARG(std::rename(tmp.c_str(), path_.c_str()) == 0,
+               path_ << ": cannot rename the temporary file into place (" << std::strerror(errno) << ")");
+  finished_ = true;
+  remove_temporaries();
+  fsync_directory(directory_of(path_), path_);
+}
+
+// <path>.tmp = header + offsets + tokens (+ mask), flushed to disk.
+void TokenFileWriter::assemble() {
+  close_checked(&tokens_, path_);
+  close_checked(&mask_, path_);
+  std::string head(kMagic, 8);
+  store<uint32_t>(head, kVersion);
+  store<uint32_t>(head, uint32_t(vocab_));
+  store<uint64_t>(head, uint64_t(num_documents()));
+  store<uint64_t>(head, uint64_t(num_tokens()));
+  store<uint32_t>(head, masked_ ? 1u : 0u);
+  store<uint32_t>(head, 0u);
+  std::FILE* out = open_for_writing(path_, path_ + ".tmp");
+  try {
+    write_bytes(out, head.data(), head.size(), path_);
+    write_bytes(out, offsets_.data(), 8 * offsets_.size(), path_);
+    append_file(out, path_ + ".tmp-tokens", path_);
+    if (masked_) append_file(out, path_ + ".tmp-mask", path_);
+    FT_CHECK_ARG(std::fflush(out) == 0 && ::fsync(fileno(out)) == 0,
+                 path_ << ": write failed (" << std::strerror(errno) << ")");
+  } catch (...) {
+    std::fclose(out);
+    throw;
+  }
+  close_checked(&out, path_);
+}
+
+// ---- whole-file helpers ---------------------------------------------------------------------------
+
 void write_token_file(const std::string& path, const std::vector<Document>& docs, int64_t vocab) {
-  FT_CHECK_ARG(vocab > 0 && vocab <= int64_t(UINT32_MAX), path << ": vocabulary size " << vocab << " does not fit uint32");
-  bool masked = false;
-  uint64_t tokens = 0;
-  for (const Document& d : docs) {
-    tokens += d.ids.size();
-    for (int64_t l : d.labels) masked |= l == -100;
-  }
-  std::string out;
-  out.append(kMagic, 8);
-  put<uint32_t>(out, kVersion);
-  put<uint32_t>(out, uint32_t(vocab));
-  put<uint64_t>(out, docs.size());
-  put<uint64_t>(out, tokens);
-  put<uint32_t>(out, masked ? 1u : 0u);
-  put<uint32_t>(out, 0u);
-  uint64_t offset = 0;
-  put<uint64_t>(out, 0);
-  for (const Document& d : docs) put<uint64_t>(out, offset += d.ids.size());
-  for (const Document& d : docs)
-    for (int64_t t : d.ids) {
-      FT_CHECK_ARG(t >= 0 && t < vocab, path << ": token " << t << " of the document from line " << d.line
-                                             << " is outside the vocabulary [0, " << vocab << ")");
-      put<uint32_t>(out, uint32_t(t));
-    }
-  if (masked)
-    for (const Document& d : docs)
-      for (int64_t l : d.labels) out.push_back(l == -100 ? 0 : 1);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    FT_CHECK_ARG(f.good(), path << ": cannot write '" << tmp << "'");
-    f.write(out.data(), std::streamsize(out.size()));
-    FT_CHECK_ARG(f.good(), path << ": write failed");
-  }
-  FT_CHECK_ARG(std::rename(tmp.c_str(), path.c_str()) == 0, path << ": cannot rename the temporary file into place");
+  TokenFileWriter writer(path, vocab);
+  for (const Document& d : docs) writer.add(d);
+  writer.finish();
 }
 
 std::vector<Document> read_token_file(const std::string& path, int64_t vocab) {
-  std::ifstream f(path, std::ios::binary);
-  FT_CHECK_ARG(f.good(), path << ": cannot read");
-  std::string in((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  FT_CHECK_ARG(in.size() >= kHeader && std::memcmp(in.data(), kMagic, 8) == 0,
-               path << ": not an ftdist token file (bad magic or shorter than the " << kHeader << "-byte header)");
-  FT_CHECK_ARG(get<uint32_t>(in, 8) == kVersion, path << ": token file version " << get<uint32_t>(in, 8)
-                                                      << " is not supported (expected " << kVersion << ")");
-  const int64_t file_vocab = get<uint32_t>(in, 12);
-  const uint64_t n_docs = get<uint64_t>(in, 16), n_tokens = get<uint64_t>(in, 24);
-  const bool masked = (get<uint32_t>(in, 32) & 1u) != 0;
-  FT_CHECK_ARG(file_vocab <= vocab, path << ": written for a vocabulary of " << file_vocab << ", the model has " << vocab);
-  const uint64_t want = kHeader + 8 * (n_docs + 1) + 4 * n_tokens + (masked ? n_tokens : 0);
-  FT_CHECK_ARG(n_docs < (1ull << 40) && n_tokens < (1ull << 40) && in.size() == want,
-               path << ": the header describes " << n_docs << " documents and " << n_tokens << " tokens (" << want
-                    << " bytes) but the file has " << in.size() << " bytes (truncated or corrupt)");
-  const size_t offsets = kHeader, tokens = offsets + 8 * (n_docs + 1), mask = tokens + 4 * n_tokens;
-  std::vector<Document> docs;
-  uint64_t prev = get<uint64_t>(in, offsets);
-  FT_CHECK_ARG(prev == 0, path << ": the first document offset must be 0");
-  for (uint64_t d = 0; d < n_docs; ++d) {
-    const uint64_t end = get<uint64_t>(in, offsets + 8 * (d + 1));
-    FT_CHECK_ARG(end >= prev && end <= n_tokens, path << ": document " << d << " has offsets " << prev << ".." << end
-                                                      << " outside the " << n_tokens << " tokens");
-    Document doc;
-    doc.line = int64_t(d + 1);
-    for (uint64_t t = prev; t < end; ++t) {
-      const int64_t id = get<uint32_t>(in, tokens + 4 * t);
-      FT_CHECK_ARG(id < file_vocab, path << ": token " << id << " (document " << d << ") is outside the vocabulary [0, "
-                                          << file_vocab << ")");
+  const TokenFile file(path, vocab);
+  std::vector<Document> docs(size_t(file.num_documents()));
+  for (int64_t d = 0; d < file.num_documents(); ++d) {
+    Document& doc = docs[size_t(d)];
+    doc.line = d + 1;
+    for (int64_t t = file.doc_begin(d); t < file.doc_begin(d + 1); ++t) {
+      file.check_token(t, d);
+      const int64_t id = file.tokens()[t];
       doc.ids.push_back(id);
-      doc.labels.push_back(masked && in[mask + t] == 0 ? -100 : id);
+      doc.labels.push_back(file.masked() && file.mask()[t] == 0 ? -100 : id);
     }
-    FT_CHECK_ARG(!doc.ids.empty(), path << ": document " << d << " is empty");
-    docs.push_back(std::move(doc));
-    prev = end;
   }
-  FT_CHECK_ARG(prev == n_tokens, path << ": the last document offset must be the token count " << n_tokens);
-  FT_CHECK_ARG(!docs.empty(), path << ": no documents");
   return docs;
 }
 

@@ -3,6 +3,10 @@
 //   {"text": "..."}                          tokenized (byte-level, or SentencePiece: tokenizer.h)
 //   {"prompt": "...", "completion": "..."}   loss on the completion only
 // Every id is checked against the vocabulary; errors name file:line.
+//
+//   std::vector<Document> docs = read_jsonl("train.jsonl", vocab);                 // all in memory
+//   for_each_jsonl_document("train.jsonl", vocab, "data.train", tok.get(),
+//                           [&](Document&& d) { writer.add(d); });                 // one at a time
 #pragma once
 
 #include <cstdint>
@@ -31,5 +35,12 @@ class Tokenizer;
 using ReadProgress = std::function<void(uint64_t bytes, uint64_t total, size_t documents)>;
 std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const std::string& what = "--data",
                                  const Tokenizer* tokenizer = nullptr, const ReadProgress& progress = {});
+
+// The same, streaming: parses line by line and hands each document to `fn` as it is read (blank
+// lines skipped), holding one line at a time. The same checks and messages as read_jsonl (including
+// "<what>: '<path>' holds no documents" at the end). Returns the number of documents.
+size_t for_each_jsonl_document(const std::string& path, int64_t vocab, const std::string& what,
+                               const Tokenizer* tokenizer, const std::function<void(Document&&)>& fn,
+                               const ReadProgress& progress = {});
 
 }  // namespace ftdist::data

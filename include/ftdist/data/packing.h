@@ -1,17 +1,28 @@
 // Packing documents into fixed-length samples, and the sampler that deals them out.
 //
+//   std::vector<data::Sample> samples = data::pack(docs, seq_len);          // everything in memory
+//
+//   data::PackedSamples packed(std::make_shared<const data::TokenFile>("train.ftok", vocab), seq_len);
+//   std::vector<int64_t> ids(seq_len), labels(seq_len);
+//   packed.sample(i, ids.data(), labels.data());                           // == pack(docs, seq_len)[i]
+//
 // pack(): documents are concatenated in order and cut into seq_len tokens; a document's first
 // token is never a prediction target from the previous document (its label is -100 at every join),
 // so no loss crosses documents. The last partial sample is dropped.
+//
+// PackedSamples: the same samples, cut from a memory-mapped token file when they are needed; ids
+// stay uint32 in the file and become int64 only in the caller's buffers.
 //
 // GlobalSampler: the samples of global step k are a pure function of (seed, k, global batch) —
 // the same on 1 rank and on 8 — drawn from a per-epoch shuffle; a rank takes its contiguous share.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "ftdist/data/documents.h"
+#include "ftdist/data/token_file.h"
 
 namespace ftdist::data {
 
@@ -20,6 +31,31 @@ struct Sample {
 };
 
 std::vector<Sample> pack(const std::vector<Document>& docs, int64_t seq_len);
+
+// pack() over a token file's documents, without materializing it: sample i is the stream's tokens
+// [i * seq_len, (i + 1) * seq_len). Cutting one costs O(log D + seq_len) and touches only the pages
+// that hold those tokens (and the offsets around them). Thread-safe (const, no mutable state).
+class PackedSamples {
+ public:
+  // Error(BadInput) naming the file when seq_len < 2 or the file holds fewer than seq_len tokens.
+  PackedSamples(std::shared_ptr<const TokenFile> file, int64_t seq_len);
+
+  int64_t num_samples() const { return num_samples_; }  // floor(T / seq_len); the tail is dropped
+  int64_t seq_len() const { return seq_len_; }
+  const TokenFile& file() const { return *file_; }
+
+  // Writes sample i (0 <= i < num_samples()) to `ids` and `labels`, seq_len int64 each: label = the
+  // id, or -100 where the loss mask is 0 and at a document's first token when that token is not the
+  // sample's first. Error(BadInput) naming the file, document and position for a token outside the
+  // file's vocabulary.
+  void sample(int64_t i, int64_t* ids, int64_t* labels) const;
+  Sample sample(int64_t i) const;
+
+ private:
+  std::shared_ptr<const TokenFile> file_;
+  int64_t seq_len_;
+  int64_t num_samples_;
+};
 
 class GlobalSampler {
  public:
@@ -30,7 +66,11 @@ class GlobalSampler {
   int64_t epoch_of(int64_t step, int64_t global_batch) const;
 
  private:
-  std::vector<int64_t> order(int64_t epoch) const;
+  // The shuffled sample indices of `epoch` (n of them), made once per epoch and kept: a step then
+  // costs its share of samples, not a shuffle of the whole data set.
+  const std::vector<int64_t>& order(int64_t epoch) const;
+  mutable int64_t cached_epoch_ = -1;
+  mutable std::vector<int64_t> cached_order_;
   int64_t n_;
   uint64_t seed_;
 };

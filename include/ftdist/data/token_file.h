@@ -9,13 +9,25 @@
 //   24      8               number of tokens T
 //   32      4               flags: bit 0 = a loss mask follows the tokens
 //   36      4               reserved (0)
-//   40      8 * (D + 1)     document start offsets, in tokens (first 0, last T)
+//   40      8 * (D + 1)     document start offsets, in tokens (first 0, strictly increasing, last T)
 //   ...     4 * T           tokens
 //   ...     T (if flagged)  loss mask: 1 = predicted, 0 = not (label -100)
 //
-//   write_token_file("data.ftok", docs, vocab);   read_token_file("data.ftok", model_vocab);
+// Writing streams (memory O(documents), not O(tokens)); reading maps the file, so only the pages a
+// rank touches become resident:
+//
+//   data::TokenFileWriter w("data.ftok", vocab);
+//   for (const data::Document& d : docs) w.add(d);
+//   w.finish();                                        // atomic: nothing at "data.ftok" before this
+//
+//   auto file = std::make_shared<const data::TokenFile>("data.ftok", model_vocab);
+//   const uint32_t* ids = file->tokens() + file->doc_begin(3);   // document 3, doc_size(3) ids
+//
+// The whole-file helpers below (write_token_file, read_token_file) are built on these two.
 #pragma once
 
+#include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -23,9 +35,100 @@
 
 namespace ftdist::data {
 
-// Atomic (temporary file + rename). `progress` reports documents written, when given.
+// A read-only memory mapping of a .ftok file. The constructor validates the header (magic,
+// version), the sizes against the file length, the file's vocabulary against the model's `vocab`,
+// and the document offsets table (reading only its 8 * (D + 1) bytes). Token ids are NOT read at
+// open: check_token() validates them where they are used (PackedSamples does, per sample).
+// Errors are Error(BadInput) naming the path.
+class TokenFile {
+ public:
+  TokenFile(const std::string& path, int64_t vocab);
+  ~TokenFile();
+  TokenFile(TokenFile&& other) noexcept;
+  TokenFile& operator=(TokenFile&& other) noexcept;
+  TokenFile(const TokenFile&) = delete;
+  TokenFile& operator=(const TokenFile&) = delete;
+
+  int64_t num_documents() const { return docs_; }
+  int64_t num_tokens() const { return tokens_; }
+  int64_t vocab() const { return vocab_; }  // the file's vocabulary (<= the model's)
+  bool masked() const { return mask_ != nullptr; }
+  const std::string& path() const { return path_; }
+
+  // Start of document d in tokens, for d in [0, D]; doc_begin(D) == T.
+  int64_t doc_begin(int64_t d) const { return int64_t(offsets_[d]); }
+  int64_t doc_size(int64_t d) const { return int64_t(offsets_[d + 1] - offsets_[d]); }
+  // The document holding token t (0 <= t < T): a binary search over the offsets, O(log D).
+  int64_t doc_of(int64_t t) const;
+
+  // Buffers inside the mapping: tokens() holds T uint32 ids (document d is [doc_begin(d),
+  // doc_begin(d + 1))); mask() holds T bytes (1 = predicted, 0 = label -100), or is null when the
+  // file has no mask (every token predicted).
+  const uint32_t* tokens() const { return tokens_ptr_; }
+  const uint8_t* mask() const { return mask_; }
+
+  // Throws Error(BadInput) naming the file, the document, the token's position in it and the
+  // vocabulary when the token at stream position t (in document d) is not below vocab().
+  void check_token(int64_t t, int64_t d) const {
+    if (tokens_ptr_[t] >= uint32_t(vocab_)) token_out_of_vocab(t, d);
+  }
+
+  // Hands the pages read so far back to the kernel (madvise MADV_DONTNEED): resident memory drops;
+  // later reads fault them in again from the page cache or the disk.
+  void release_pages() const;
+
+ private:
+  [[noreturn]] void token_out_of_vocab(int64_t t, int64_t d) const;
+  void validate_offsets() const;
+  void unmap() noexcept;
+
+  std::string path_;
+  void* map_ = nullptr;
+  size_t map_bytes_ = 0;
+  int64_t vocab_ = 0, docs_ = 0, tokens_ = 0;
+  const uint64_t* offsets_ = nullptr;  // D + 1 entries
+  const uint32_t* tokens_ptr_ = nullptr;
+  const uint8_t* mask_ = nullptr;
+};
+
+// Writes a .ftok one document at a time. Tokens and mask bytes go to temporary files next to
+// `path` (<path>.tmp-tokens, <path>.tmp-mask) and only the offsets stay in memory; finish()
+// assembles <path>.tmp (the mask section only when some label is -100), fsyncs it and renames it
+// to `path`. Destroyed without finish() (an exception, say), it removes every temporary file and
+// leaves `path` as it was.
+class TokenFileWriter {
+ public:
+  TokenFileWriter(const std::string& path, int64_t vocab);
+  ~TokenFileWriter();
+  TokenFileWriter(const TokenFileWriter&) = delete;
+  TokenFileWriter& operator=(const TokenFileWriter&) = delete;
+
+  // Error(BadInput) naming the path and d.line when an id is outside [0, vocab), the document is
+  // empty, or labels and ids differ in length. A label of -100 masks its token; any other label is
+  // written as "predicted" (the file stores the ids and a mask, not separate labels).
+  void add(const Document& d);
+  void finish();
+
+  int64_t num_documents() const { return int64_t(offsets_.size()) - 1; }
+  int64_t num_tokens() const { return int64_t(offsets_.back()); }
+
+ private:
+  void assemble();
+  void remove_temporaries() noexcept;
+
+  std::string path_;
+  int64_t vocab_;
+  std::FILE* tokens_ = nullptr;
+  std::FILE* mask_ = nullptr;
+  std::vector<uint64_t> offsets_{0};
+  bool masked_ = false, finished_ = false;
+  std::vector<char> buf_;
+};
+
+// Atomic (temporary file + fsync + rename), through TokenFileWriter.
 void write_token_file(const std::string& path, const std::vector<Document>& docs, int64_t vocab);
-// Validates the header, sizes and every token against min(file vocabulary, `vocab`).
+// Reads every document into memory, checking every token against the file's vocabulary (which
+// must be <= `vocab`). Document lines are 1, 2, ... (the document's index + 1).
 std::vector<Document> read_token_file(const std::string& path, int64_t vocab);
 
 // A data path: *.ftok is a token file, anything else JSONL (text tokenized by `tokenizer`; null:

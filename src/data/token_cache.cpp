@@ -1,0 +1,135 @@
+#include "ftdist/data/token_cache.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "ftdist/core/check.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/data/token_file.h"
+
+namespace ftdist::data {
+namespace {
+
+// Bumped whenever what the cache stores for the same input changes.
+constexpr int kCacheFormat = 1;
+
+std::string absolute(const std::string& path, const std::string& what) {
+  char buf[PATH_MAX];
+  FT_CHECK_ARG(::realpath(path.c_str(), buf) != nullptr,
+               what << ": cannot read '" << path << "' (" << std::strerror(errno) << ")");
+  return buf;
+}
+
+// {"path", "size", "mtime_ns"} of a file.
+nlohmann::json stamp(const std::string& path, const std::string& what) {
+  const std::string abs = absolute(path, what);
+  struct stat st {};
+  FT_CHECK_ARG(::stat(abs.c_str(), &st) == 0,
+               what << ": cannot read '" << path << "' (" << std::strerror(errno) << ")");
+  const int64_t mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + int64_t(st.st_mtim.tv_nsec);
+  return {{"path", abs}, {"size", uint64_t(st.st_size)}, {"mtime_ns", mtime_ns}};
+}
+
+nlohmann::json cache_key(const std::string& jsonl_path, const std::string& tokenizer_path, int64_t vocab,
+                         const std::string& what) {
+  return {{"format", kCacheFormat},
+          {"input", stamp(jsonl_path, what)},
+          {"tokenizer", tokenizer_path.empty() ? nlohmann::json("bytes") : stamp(tokenizer_path, what + " tokenizer")},
+          {"vocab", vocab}};
+}
+
+std::string short_hash(const std::string& text) {  // FNV-1a, 48 bits as 12 hex digits
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  char out[13];
+  std::snprintf(out, sizeof(out), "%012llx", static_cast<unsigned long long>(h & 0xffffffffffffull));
+  return out;
+}
+
+std::string stem_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  const size_t dot = name.rfind('.');
+  return dot == std::string::npos || dot == 0 ? name : name.substr(0, dot);
+}
+
+std::string sidecar_of(const std::string& ftok) { return ftok + ".json"; }
+
+uint64_t size_of(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : UINT64_MAX;
+}
+
+bool is_current(const std::string& ftok, const nlohmann::json& key) {
+  if (!file_exists(ftok) || !file_exists(sidecar_of(ftok))) return false;
+  try {
+    const nlohmann::json side = nlohmann::json::parse(read_text_file(sidecar_of(ftok), "the token cache"));
+    return side.at("key") == key && side.at("ftok_bytes").get<uint64_t>() == size_of(ftok);
+  } catch (const std::exception&) {  // unreadable or not ours: rewrite it
+    return false;
+  }
+}
+
+// A token file keeps ids and a loss mask: every label must be its id or -100.
+void check_mask_only(const Document& d, const std::string& path) {
+  for (size_t i = 0; i < d.ids.size(); ++i)
+    FT_CHECK_ARG(d.labels[i] == d.ids[i] || d.labels[i] == -100,
+                 path << ":" << d.line << ": \"labels\" differ from \"input_ids\" at position " << i << " (label "
+                      << d.labels[i] << ", id " << d.ids[i] << "); the tokenized cache stores only a loss mask, so "
+                      << "each label must be its id or -100");
+}
+
+}  // namespace
+
+std::string tokenized_cache_path(const std::string& jsonl_path, const std::string& tokenizer_path, int64_t vocab,
+                                 const std::string& cache_dir) {
+  const std::string tok = tokenizer_path.empty() ? "bytes" : absolute(tokenizer_path, "tokenizer");
+  const std::string id = "format " + std::to_string(kCacheFormat) + "\n" + absolute(jsonl_path, "data") + "\n" + tok +
+                         "\n" + std::to_string(vocab);
+  return cache_dir + "/" + stem_of(jsonl_path) + "." + short_hash(id) + ".ftok";
+}
+
+bool tokenized_cache_is_current(const std::string& jsonl_path, const std::string& tokenizer_path, int64_t vocab,
+                                const std::string& cache_dir) {
+  try {
+    return is_current(tokenized_cache_path(jsonl_path, tokenizer_path, vocab, cache_dir),
+                      cache_key(jsonl_path, tokenizer_path, vocab, "data"));
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+std::string tokenized_cache(const std::string& jsonl_path, const Tokenizer* tokenizer,
+                            const std::string& tokenizer_path, int64_t vocab, const std::string& cache_dir,
+                            const std::string& what, const ReadProgress& progress) {
+  // The key is taken before reading: an input modified meanwhile is re-tokenized next time.
+  const nlohmann::json key = cache_key(jsonl_path, tokenizer_path, vocab, what);
+  const std::string ftok = tokenized_cache_path(jsonl_path, tokenizer_path, vocab, cache_dir);
+  if (is_current(ftok, key)) return ftok;
+  make_directories(cache_dir, what + " cache");
+  std::remove(sidecar_of(ftok).c_str());  // from here on the old file is not current
+  TokenFileWriter writer(ftok, vocab);
+  for_each_jsonl_document(
+      jsonl_path, vocab, what, tokenizer,
+      [&](Document&& d) {
+        check_mask_only(d, jsonl_path);
+        writer.add(d);
+      },
+      progress);
+  writer.finish();
+  const nlohmann::json side = {{"key", key},
+                               {"ftok_bytes", size_of(ftok)},
+                               {"documents", writer.num_documents()},
+                               {"tokens", writer.num_tokens()}};
+  write_text_file_atomic(sidecar_of(ftok), side.dump(2) + "\n", what + " cache");
+  fsync_directory(cache_dir, what + " cache");
+  return ftok;
+}
+
+}  // namespace ftdist::data

@@ -1,0 +1,420 @@
+// Streaming data: the mapped token file, samples cut on demand, the streaming writer, the
+// tokenized cache, and how much of a big file becomes resident.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+
+#include "expect_error.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/data/packing.h"
+#include "ftdist/data/token_cache.h"
+#include "ftdist/data/token_file.h"
+
+using namespace ftdist;
+
+namespace {
+
+// A fresh, empty directory under the test tmp.
+std::string fresh_dir(const std::string& name) {
+  const std::string dir = std::string(FTDIST_TEST_TMP) + "/data_stream/" + name;
+  remove_tree(dir, "test");
+  make_directories(dir, "test");
+  return dir;
+}
+
+std::string write(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  return path;
+}
+
+data::Document doc(std::vector<int64_t> ids, std::vector<int64_t> labels, int64_t line) {
+  return data::Document{std::move(ids), std::move(labels), line};
+}
+
+// Random documents: lengths 1..max_len (many of 1), ids below vocab, some tokens masked (-100).
+std::vector<data::Document> random_docs(std::mt19937_64& rng, int n, int max_len, int64_t vocab, bool masks) {
+  std::vector<data::Document> docs;
+  for (int i = 0; i < n; ++i) {
+    const int len = rng() % 4 == 0 ? 1 : 1 + int(rng() % uint64_t(max_len));
+    data::Document d;
+    d.line = i + 1;
+    for (int t = 0; t < len; ++t) {
+      d.ids.push_back(int64_t(rng() % uint64_t(vocab)));
+      d.labels.push_back(masks && rng() % 3 == 0 ? -100 : d.ids.back());
+    }
+    docs.push_back(std::move(d));
+  }
+  return docs;
+}
+
+// The .ftok format, encoded independently of the library (byte by byte, little-endian).
+template <typename T>
+void le(std::string& out, T v) {
+  for (size_t i = 0; i < sizeof(T); ++i) out.push_back(char((uint64_t(v) >> (8 * i)) & 0xff));
+}
+
+std::string encode_ftok(const std::vector<data::Document>& docs, uint32_t vocab) {
+  uint64_t tokens = 0;
+  bool masked = false;
+  for (const auto& d : docs) {
+    tokens += d.ids.size();
+    for (int64_t l : d.labels) masked = masked || l == -100;
+  }
+  std::string out = "FTDTOK01";
+  le<uint32_t>(out, 1);
+  le<uint32_t>(out, vocab);
+  le<uint64_t>(out, docs.size());
+  le<uint64_t>(out, tokens);
+  le<uint32_t>(out, masked ? 1 : 0);
+  le<uint32_t>(out, 0);
+  uint64_t at = 0;
+  le<uint64_t>(out, 0);
+  for (const auto& d : docs) le<uint64_t>(out, at += d.ids.size());
+  for (const auto& d : docs)
+    for (int64_t t : d.ids) le<uint32_t>(out, uint32_t(t));
+  if (masked)
+    for (const auto& d : docs)
+      for (int64_t l : d.labels) out.push_back(l == -100 ? 0 : 1);
+  return out;
+}
+
+void expect_samples_equal_pack(const data::PackedSamples& packed, const std::vector<data::Document>& docs,
+                               int64_t seq_len) {
+  const std::vector<data::Sample> want = data::pack(docs, seq_len);
+  ASSERT_EQ(packed.num_samples(), int64_t(want.size())) << "seq_len " << seq_len;
+  std::vector<int64_t> ids(static_cast<size_t>(seq_len)), labels(static_cast<size_t>(seq_len));
+  for (int64_t i = 0; i < packed.num_samples(); ++i) {
+    packed.sample(i, ids.data(), labels.data());
+    ASSERT_EQ(ids, want[size_t(i)].ids) << "seq_len " << seq_len << ", sample " << i;
+    ASSERT_EQ(labels, want[size_t(i)].labels) << "seq_len " << seq_len << ", sample " << i;
+  }
+}
+
+std::shared_ptr<const data::TokenFile> open(const std::string& path, int64_t vocab) {
+  return std::make_shared<const data::TokenFile>(path, vocab);
+}
+
+// ---- PackedSamples ----------------------------------------------------------------------------------
+
+TEST(PackedSamples, EqualPackOverRandomDocuments) {
+  const std::string dir = fresh_dir("equal_pack");
+  std::mt19937_64 rng(7);
+  for (bool masks : {false, true}) {
+    const std::vector<data::Document> docs = random_docs(rng, 300, 40, 1000, masks);
+    const std::string path = dir + (masks ? "/masked.ftok" : "/plain.ftok");
+    data::write_token_file(path, docs, 1000);
+    const auto file = open(path, 1000);
+    ASSERT_EQ(file->masked(), masks);
+    const int64_t total = file->num_tokens();
+    int64_t divisor = 64;  // the largest seq_len <= 64 that divides T
+    while (total % divisor != 0) --divisor;
+    for (int64_t seq_len : {int64_t(2), int64_t(3), int64_t(7), int64_t(16), int64_t(61), divisor, total / 2, total})
+      expect_samples_equal_pack(data::PackedSamples(file, seq_len), docs, seq_len);
+  }
+}
+
+TEST(PackedSamples, JoinsAndMasksOnAHandMadeCase) {
+  const std::string path = fresh_dir("hand") + "/hand.ftok";
+  // Stream: [1 2 3] [4] [5 6] [7 8 9 10]; seq_len 3 -> [1 2 3] [4 5 6] [7 8 9] (10 dropped).
+  data::write_token_file(path, {doc({1, 2, 3}, {1, -100, 3}, 1), doc({4}, {4}, 2), doc({5, 6}, {5, 6}, 3),
+                                doc({7, 8, 9, 10}, {7, 8, 9, 10}, 4)}, 20);
+  const data::PackedSamples packed(open(path, 20), 3);
+  ASSERT_EQ(packed.num_samples(), 3);
+  EXPECT_EQ(packed.sample(0).labels, (std::vector<int64_t>{1, -100, 3}));
+  EXPECT_EQ(packed.sample(1).ids, (std::vector<int64_t>{4, 5, 6}));
+  EXPECT_EQ(packed.sample(1).labels, (std::vector<int64_t>{4, -100, 6}));  // 4 starts the sample: predicted
+  EXPECT_EQ(packed.sample(2).labels, (std::vector<int64_t>{7, 8, 9}));
+  expect_bad_input([&] { (void)data::PackedSamples(open(path, 20), 11); },
+                   "hand.ftok: the data holds fewer than seq_len = 11 tokens");
+}
+
+// ---- validation -----------------------------------------------------------------------------------
+
+TEST(TokenFile, TokenOutsideTheVocabularyIsReportedWhenItsSampleIsCut) {
+  const std::string path = fresh_dir("vocab") + "/vocab.ftok";
+  // Documents of 4 tokens; document 2's token at position 3 is stream token 11.
+  std::vector<data::Document> docs;
+  for (int d = 0; d < 4; ++d) docs.push_back(doc({1, 2, 3, 4}, {1, 2, 3, 4}, d + 1));
+  std::string bytes = encode_ftok(docs, 50);
+  bytes[40 + 8 * 5 + 4 * 11] = char(60);
+  write(path, bytes);
+  const data::PackedSamples packed(open(path, 64), 4);  // opening reads no token: it succeeds
+  EXPECT_NO_THROW(packed.sample(0));
+  EXPECT_NO_THROW(packed.sample(3));
+  expect_bad_input([&] { packed.sample(2); },
+                   path + ": token 60 (document 2) at position 3 of the document is outside the vocabulary [0, 50)");
+  expect_bad_input([&] { data::read_token_file(path, 50); }, "token 60 (document 2)");
+  expect_bad_input([&] { open(path, 45); }, path + ": written for a vocabulary of 50, the model has 45");
+}
+
+TEST(TokenFile, MalformedFilesFailAtOpenNamingTheFile) {
+  const std::string dir = fresh_dir("malformed");
+  const std::vector<data::Document> docs = {doc({1, 2, 3}, {1, 2, 3}, 1), doc({4, 5}, {4, 5}, 2),
+                                            doc({6}, {6}, 3)};
+  const std::string good = encode_ftok(docs, 50);
+  const auto with_offsets = [&](std::vector<uint64_t> offsets) {  // D + 1 = 4 of them
+    std::string b = good;
+    for (size_t k = 0; k < offsets.size(); ++k)
+      for (size_t i = 0; i < 8; ++i) b[40 + 8 * k + i] = char((offsets[k] >> (8 * i)) & 0xff);
+    return b;
+  };
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {good.substr(0, good.size() - 3), "(truncated or corrupt)"},
+      {good + "x", "(truncated or corrupt)"},
+      {"", "bad magic or shorter than the 40-byte header"},
+      {"NOTATOKENFILE-------------------------------------------", "bad magic"},
+      {with_offsets({1, 3, 5, 6}), "the first document offset must be 0"},
+      {with_offsets({0, 3, 2, 6}), "document 1 has offsets 3..2 outside the 6 tokens"},
+      {with_offsets({0, 3, 3, 6}), "document 1 is empty"},
+      {with_offsets({0, 2, 4, 5}), "the last document offset must be the token count 6"},
+      {with_offsets({0, 3, 5, 9}), "document 2 has offsets 5..9 outside the 6 tokens"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string path = write(dir + "/bad" + std::to_string(i) + ".ftok", cases[i].first);
+    expect_bad_input([&] { open(path, 50); }, path + ": ");
+    expect_bad_input([&] { open(path, 50); }, cases[i].second);
+  }
+  expect_bad_input([&] { open(dir + "/missing.ftok", 50); }, dir + "/missing.ftok: cannot read");
+  EXPECT_NO_THROW(open(write(dir + "/good.ftok", good), 50));
+}
+
+TEST(TokenFile, MovesAndReleasesPages) {
+  const std::string path = fresh_dir("move") + "/move.ftok";
+  data::write_token_file(path, {doc({3, 4, 5}, {3, 4, 5}, 1), doc({6}, {-100}, 2)}, 10);
+  data::TokenFile a(path, 10);
+  data::TokenFile b(std::move(a));
+  EXPECT_EQ(a.num_tokens(), 0);
+  ASSERT_EQ(b.num_documents(), 2);
+  b.release_pages();
+  EXPECT_EQ(b.tokens()[3], 6u);
+  EXPECT_EQ(b.mask()[3], 0);
+  EXPECT_EQ(b.doc_of(2), 0);
+  EXPECT_EQ(b.doc_of(3), 1);
+  a = std::move(b);
+  EXPECT_EQ(a.doc_size(0), 3);
+}
+
+// ---- the writer -----------------------------------------------------------------------------------
+
+TEST(TokenFileWriter, ByteIdenticalToTheFormat) {
+  const std::string dir = fresh_dir("identical");
+  std::mt19937_64 rng(11);
+  std::vector<std::vector<data::Document>> sets = {random_docs(rng, 50, 30, 300, false),
+                                                   random_docs(rng, 50, 30, 300, true)};
+  // The first masked token after more than 64 Ki unmasked ones (the mask is filled in late).
+  std::vector<data::Document> late = {doc(std::vector<int64_t>(70000, 7), std::vector<int64_t>(70000, 7), 1),
+                                      doc({1, 2}, {-100, 2}, 2)};
+  sets.push_back(late);
+  for (size_t s = 0; s < sets.size(); ++s) {
+    const std::string a = dir + "/whole" + std::to_string(s) + ".ftok";
+    const std::string b = dir + "/stream" + std::to_string(s) + ".ftok";
+    data::write_token_file(a, sets[s], 300);
+    data::TokenFileWriter w(b, 300);
+    for (const auto& d : sets[s]) w.add(d);
+    w.finish();
+    const std::string want = encode_ftok(sets[s], 300);
+    EXPECT_EQ(read_text_file(a, "test"), want) << "set " << s;
+    EXPECT_EQ(read_text_file(b, "test"), want) << "set " << s;
+    const auto back = data::read_token_file(b, 300);
+    ASSERT_EQ(back.size(), sets[s].size());
+    for (size_t d = 0; d < back.size(); ++d) EXPECT_EQ(back[d].labels, sets[s][d].labels);
+  }
+  EXPECT_EQ(list_directory(dir).size(), 2 * sets.size());  // no temporary files left
+}
+
+TEST(TokenFileWriter, AnExceptionBeforeFinishLeavesNothing) {
+  const std::string dir = fresh_dir("abort");
+  const std::string path = dir + "/out.ftok";
+  expect_bad_input(
+      [&] {
+        data::TokenFileWriter w(path, 50);
+        w.add(doc({1, 2}, {1, -100}, 1));
+        w.add(doc({3, 70}, {3, 70}, 2));
+      },
+      path + ": token 70 of the document from line 2 is outside the vocabulary [0, 50)");
+  EXPECT_EQ(list_directory(dir), std::vector<std::string>{});
+  expect_bad_input([&] { data::write_token_file(path, {doc({1}, {1}, 1), doc({}, {}, 5)}, 50); },
+                   "the document from line 5 is empty");
+  EXPECT_EQ(list_directory(dir), std::vector<std::string>{});
+  // An existing file stays as it was when a rewrite fails.
+  data::write_token_file(path, {doc({1}, {1}, 1)}, 50);
+  const std::string before = read_text_file(path, "test");
+  try {
+    data::TokenFileWriter w(path, 50);
+    w.add(doc({4, 5, 6}, {4, 5, 6}, 1));
+    throw std::runtime_error("stop");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_EQ(list_directory(dir), std::vector<std::string>{"out.ftok"});
+  EXPECT_EQ(read_text_file(path, "test"), before);
+}
+
+// ---- the tokenized cache --------------------------------------------------------------------------
+
+struct Stamp {
+  ino_t inode;
+  int64_t mtime_ns;
+  bool operator==(const Stamp& o) const { return inode == o.inode && mtime_ns == o.mtime_ns; }
+};
+
+Stamp stamp_of(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return {st.st_ino, int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+void expect_cache_equals_jsonl(const std::string& ftok, const std::string& jsonl, int64_t seq_len) {
+  const data::PackedSamples packed(open(ftok, 300), seq_len);
+  expect_samples_equal_pack(packed, data::read_jsonl(jsonl, 300), seq_len);
+}
+
+const char* kCorpus = R"({"text": "hello there"}
+{"input_ids": [5, 6, 7, 8], "labels": [-100, 6, 7, 8]}
+
+{"prompt": "question", "completion": "answer"}
+{"text": "a"}
+)";
+
+TEST(TokenizedCache, ReusedUntilTheInputChanges) {
+  const std::string dir = fresh_dir("cache");
+  const std::string jsonl = write(dir + "/train.jsonl", kCorpus);
+  const std::string cache = dir + "/out/cache";
+  EXPECT_FALSE(data::tokenized_cache_is_current(jsonl, "", 300, cache));
+  const std::string ftok = data::tokenized_cache(jsonl, nullptr, "", 300, cache, "data.train");
+  EXPECT_EQ(ftok, data::tokenized_cache_path(jsonl, "", 300, cache));
+  EXPECT_EQ(ftok.rfind(cache + "/train.", 0), 0u) << ftok;
+  EXPECT_TRUE(data::tokenized_cache_is_current(jsonl, "", 300, cache));
+  expect_cache_equals_jsonl(ftok, jsonl, 5);
+  expect_cache_equals_jsonl(ftok, jsonl, 2);
+
+  const Stamp first = stamp_of(ftok);
+  EXPECT_EQ(data::tokenized_cache(jsonl, nullptr, "", 300, cache, "data.train"), ftok);
+  EXPECT_TRUE(stamp_of(ftok) == first);  // reused, not rewritten
+
+  // A new line (size and mtime change): tokenized again, and the samples follow the input.
+  std::ofstream(jsonl, std::ios::app) << R"({"text": "one more document"})" << "\n";
+  EXPECT_FALSE(data::tokenized_cache_is_current(jsonl, "", 300, cache));
+  EXPECT_EQ(data::tokenized_cache(jsonl, nullptr, "", 300, cache, "data.train"), ftok);
+  EXPECT_FALSE(stamp_of(ftok) == first);
+  expect_cache_equals_jsonl(ftok, jsonl, 5);
+
+  // The same size, another mtime: tokenized again.
+  const Stamp second = stamp_of(ftok);
+  struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 123}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, jsonl.c_str(), times, 0), 0);
+  EXPECT_FALSE(data::tokenized_cache_is_current(jsonl, "", 300, cache));
+  data::tokenized_cache(jsonl, nullptr, "", 300, cache, "data.train");
+  EXPECT_FALSE(stamp_of(ftok) == second);
+  EXPECT_TRUE(data::tokenized_cache_is_current(jsonl, "", 300, cache));
+
+  // Another vocabulary is another key.
+  EXPECT_FALSE(data::tokenized_cache_is_current(jsonl, "", 301, cache));
+}
+
+TEST(TokenizedCache, NeverReusesAnUnfinishedWriteAndKeepsInputsApart) {
+  const std::string dir = fresh_dir("cache2");
+  const std::string train = write(dir + "/data.jsonl", kCorpus);
+  make_directories(dir + "/eval", "test");
+  const std::string eval = write(dir + "/eval/data.jsonl", R"({"text": "something else"})" "\n");
+  const std::string cache = dir + "/cache";
+  const std::string a = data::tokenized_cache(train, nullptr, "", 300, cache, "data.train");
+  const std::string b = data::tokenized_cache(eval, nullptr, "", 300, cache, "data.eval");
+  EXPECT_NE(a, b);  // the same name, different inputs
+  expect_cache_equals_jsonl(a, train, 3);
+  expect_cache_equals_jsonl(b, eval, 3);
+  // A write killed before its sidecar: not current.
+  std::remove((a + ".json").c_str());
+  EXPECT_FALSE(data::tokenized_cache_is_current(train, "", 300, cache));
+  data::tokenized_cache(train, nullptr, "", 300, cache, "data.train");
+  EXPECT_TRUE(data::tokenized_cache_is_current(train, "", 300, cache));
+  // A damaged token file: not current.
+  ASSERT_EQ(::truncate(a.c_str(), 10), 0);
+  EXPECT_FALSE(data::tokenized_cache_is_current(train, "", 300, cache));
+  expect_cache_equals_jsonl(data::tokenized_cache(train, nullptr, "", 300, cache, "data.train"), train, 3);
+}
+
+TEST(TokenizedCache, RefusesWhatTheFileCannotHoldAndNamesTheLine) {
+  const std::string dir = fresh_dir("cache3");
+  const std::string jsonl =
+      write(dir + "/shifted.jsonl", "{\"text\": \"x\"}\n{\"input_ids\": [1, 2], \"labels\": [2, 3]}\n");
+  expect_bad_input([&] { data::tokenized_cache(jsonl, nullptr, "", 300, dir + "/c", "data.train"); },
+                   "shifted.jsonl:2: \"labels\" differ from \"input_ids\" at position 0");
+  EXPECT_EQ(list_directory(dir + "/c"), std::vector<std::string>{});
+  const std::string bad = write(dir + "/bad.jsonl", "{\"text\": \"x\"}\n{\"text\": \n");
+  expect_bad_input([&] { data::tokenized_cache(bad, nullptr, "", 300, dir + "/c", "data.train"); },
+                   "bad.jsonl:2: not valid JSON");
+  expect_bad_input([&] { data::tokenized_cache(dir + "/none.jsonl", nullptr, "", 300, dir + "/c", "data.train"); },
+                   "data.train: cannot read");
+}
+
+// ---- streaming JSONL ------------------------------------------------------------------------------
+
+TEST(Jsonl, ForEachSeesWhatReadJsonlReturns) {
+  const std::string path = write(fresh_dir("jsonl") + "/docs.jsonl", kCorpus);
+  std::vector<data::Document> seen;
+  const size_t n = data::for_each_jsonl_document(path, 300, "data", nullptr,
+                                                 [&](data::Document&& d) { seen.push_back(std::move(d)); });
+  const auto all = data::read_jsonl(path, 300);
+  ASSERT_EQ(n, all.size());
+  ASSERT_EQ(seen.size(), all.size());
+  for (size_t i = 0; i < n; ++i) {
+    EXPECT_EQ(seen[i].ids, all[i].ids);
+    EXPECT_EQ(seen[i].labels, all[i].labels);
+    EXPECT_EQ(seen[i].line, all[i].line);
+  }
+  EXPECT_EQ(seen[2].line, 4);
+}
+
+// ---- residency ------------------------------------------------------------------------------------
+
+uint64_t rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // "VmRSS:  1234 kB"
+  ADD_FAILURE() << "no VmRSS in /proc/self/status";
+  return 0;
+}
+
+TEST(Residency, CuttingSamplesFromA2GBFileKeepsItOnDisk) {
+  const std::string path = fresh_dir("sparse") + "/big.ftok";
+  const uint64_t tokens = 1ull << 29;  // 2 GiB of token ids, one document of zeros
+  std::string head = "FTDTOK01";
+  le<uint32_t>(head, 1);
+  le<uint32_t>(head, 258);
+  le<uint64_t>(head, 1);
+  le<uint64_t>(head, tokens);
+  le<uint32_t>(head, 0);
+  le<uint32_t>(head, 0);
+  le<uint64_t>(head, 0);
+  le<uint64_t>(head, tokens);
+  write(path, head);
+  const uint64_t size = head.size() + 4 * tokens;
+  ASSERT_EQ(::truncate(path.c_str(), off_t(size)), 0);  // a hole: no disk blocks
+
+  const uint64_t before = rss_bytes();
+  {
+    const data::PackedSamples packed(open(path, 258), 512);
+    ASSERT_EQ(packed.num_samples(), int64_t(tokens / 512));
+    std::vector<int64_t> ids(512), labels(512);
+    const int64_t stride = packed.num_samples() / 160;
+    for (int round = 0; round < 10; ++round)
+      for (int k = 0; k < 16; ++k) {
+        packed.sample((round * 16 + k) * stride + round, ids.data(), labels.data());
+        ASSERT_EQ(ids, std::vector<int64_t>(512, 0));
+      }
+    const uint64_t after = rss_bytes();
+    EXPECT_LT(after - std::min(after, before), size / 20)
+        << "resident before " << before << " B, after " << after << " B, file " << size << " B";
+  }
+  std::remove(path.c_str());
+}
+
+}  // namespace
