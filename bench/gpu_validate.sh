@@ -3,7 +3,8 @@
 # ./gpu-validate): the GPU build, the NCCL backend's tests and `bench comm --check`, the fused AdamW
 # kernel test and benchmark next to torch's fused AdamW, the FSDP runtime's GPU tests, and
 # `ftdist bench step` on one GPU (nccl, world size 1) for TinyLlama-1.1B in bf16-mixed: tokens/s,
-# MFU and the caching allocator's peak next to the planner's (FTDIST_GPU: catalog name for MFU).
+# MFU and the caching allocator's peak next to the planner's (FTDIST_GPU: catalog name for MFU), and
+# `ftdist bench load` to the GPU (seconds and host memory per rank next to the plan).
 #
 # Needs PyTorch with CUDA (python3), nvcc, cmake, ninja; OpenMPI and the header-only libraries come
 # from the system or, on the device image (which has no OpenMPI), from Debian packages carried in
@@ -41,6 +42,9 @@ for ck in none full; do
     --shard full --checkpointing "$ck" --micro-batch 4 --seq-len 2048 --steps 5 --warmup 2 --gpu "${FTDIST_GPU:-h100-80gb-sxm}" \
     >"$OUT/bench-step-1b-ckpt-$ck.txt" 2>&1 || status=1
 done
+# Loading to the GPU through the pinned staging buffer: seconds and host memory per rank vs the plan.
+timeout 180 launch/ftdist-mpirun -np 1 build-gpu/ftdist bench load --device cuda --model tinyllama-1.1b \
+  --precision bf16-mixed --shard full >"$OUT/bench-load-1b.txt" 2>&1 || status=1
 tail -n 25 "$OUT"/*.txt
 echo "gpu_validate: exit $status"
 exit $status

@@ -19,6 +19,7 @@
 #include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/fsdp/memory_report.h"
+#include "ftdist/io/random_init.h"
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/plan/gpu_catalog.h"
 #include "ftdist/plan/presets.h"
@@ -101,11 +102,9 @@ int bench_step_main(int argc, char** argv) {
   if (!cuda) fsdp::CpuMemoryCounter::install();  // measures activations and gathered bytes
   auto world = comm::make_communicator(cuda ? at::kCUDA : at::kCPU);
   cfg.device = world->device();
-  // Built (fp32, random) on the CPU; the runtime copies each rank's shards to its device.
-  model::LlamaModel model(spec, at::TensorOptions().dtype(at::kFloat), attention);
-  at::manual_seed(0);
-  for (auto& u : model.units()) u.flat.normal_(0.0, 0.02);
-  fsdp::FsdpModel f(model, *world, cfg);
+  // Random weights: each rank generates only its shards, straight into its buffers.
+  model::LlamaModel model(spec, at::TensorOptions().dtype(at::kFloat).device(at::kMeta), attention);
+  fsdp::FsdpModel f(model, *world, cfg, io::RandomInit(spec, plan::hf_config_text(spec), 0));
   at::manual_seed(1 + world->rank());
   auto batch = [&] {
     std::vector<fsdp::MicroBatch> micro;

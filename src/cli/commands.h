@@ -7,6 +7,7 @@ namespace ftdist::cli {
 int bench_main(int argc, char** argv);       // ftdist bench <what>
 int bench_comm_main(int argc, char** argv);  // ftdist bench comm
 int bench_step_main(int argc, char** argv);  // ftdist bench step
+int bench_load_main(int argc, char** argv);  // ftdist bench load
 int plan_main(int argc, char** argv);        // ftdist plan
 int models_main(int argc, char** argv);      // ftdist models
 int gpus_main(int argc, char** argv);        // ftdist gpus

@@ -62,7 +62,34 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
 
 struct FsdpModel::CheckpointArgs : CheckpointArgsFields {};
 
+namespace {
+// The model's own unit buffers (any dtype and device) as a weight source.
+class ModelWeights : public io::WeightSource {
+ public:
+  explicit ModelWeights(const model::LlamaModel& m) : m_(m) {}
+  const std::string& dir() const override { return name_; }
+  const plan::ModelSpec& spec() const override { return m_.spec(); }
+  const std::string& config_text() const override { return name_; }
+  at::ScalarType stored_dtype() const override { return m_.units().front().flat.scalar_type(); }
+  void read_unit_range(size_t u, int64_t begin, const at::Tensor& out) const override {
+    const model::UnitParams& unit = m_.units().at(u);
+    const int64_t end = std::min(begin + out.numel(), unit.numel), n = std::max<int64_t>(0, end - begin);
+    at::Tensor flat = out.view({-1});
+    if (n > 0) flat.narrow(0, 0, n).copy_(unit.flat.detach().view({-1}).narrow(0, begin, n));
+    if (n < out.numel()) flat.narrow(0, n, out.numel() - n).zero_();  // padding
+  }
+
+ private:
+  const model::LlamaModel& m_;
+  std::string name_ = "the model's parameters";
+};
+}  // namespace
+
 FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpConfig config)
+    : FsdpModel(model, world, config, ModelWeights(model)) {}
+
+FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpConfig config, const io::WeightSource& init,
+                     const LoadProgress& on_unit)
     : model_(model), world_(world), cfg_(config) {
   FT_CHECK_ARG(cfg_.prefetch >= 1 && cfg_.prefetch <= 8, "prefetch must be 1..8 units in flight, got " << cfg_.prefetch);
   if (cfg_.device.is_cuda() && !cfg_.device.has_index()) cfg_.device = at::Device(at::kCUDA, world.device().is_cuda() ? world.device().index() : 0);
@@ -85,8 +112,12 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
   for (comm::Communicator* c : {&world, shard_comm_.get(), replica_comm_.get()})
     if (c) c->set_deferred(shared_->streams.gpu());
   const std::vector<plan::ModelSpec::Unit> specs = model.spec().units();
-  for (size_t u = 0; u < specs.size(); ++u)
-    units_.push_back(std::make_unique<FsdpUnit>(model, u, specs[u], *shard, replica_comm_.get(), cfg_, *shared_));
+  for (size_t u = 0; u < specs.size(); ++u) {
+    units_.push_back(std::make_unique<FsdpUnit>(model, u, specs[u], *shard, replica_comm_.get(), cfg_, *shared_, init));
+    init.release_pages();  // what this unit read of a mapped file leaves the rank's resident memory
+    if (on_unit) on_unit(u + 1, specs.size());
+  }
+  shared_->free_load_staging();
   if ((cfg_.stage == plan::Stage::Full || cfg_.stage == plan::Stage::Hybrid) && shard->size() > 1) {
     // The slots of DESIGN.md §4, as the planner counts them: `prefetch` for layers, one for the
     // largest edge unit (the embedding's forward, the head's forward and backward, a tied root's whole pass).

@@ -12,19 +12,29 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Produces the unit's flat parameter (a new tensor on the unit's storage) as the output of an
-// autograd node, so that the unit's whole gradient arrives here, summed, in one call.
+// Produces the unit's parameters (new tensors on the unit's storage, one per parameter) as the
+// outputs of one autograd node, so that the unit's gradients all arrive here, in one call, and are
+// copied into one flat gradient: the parameters' gradients and the flat coexist (two units' worth),
+// where views of one flat output would have autograd sum a unit-sized zero-padded copy per parameter.
 struct GatherFn : public torch::autograd::Function<GatherFn> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& /*dummy*/, FsdpUnit* unit, const at::Tensor& full) {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& /*dummy*/, FsdpUnit* unit, const at::Tensor& full,
+                               const std::vector<plan::ModelSpec::Tensor>* specs) {
     ctx->saved_data["unit"] = reinterpret_cast<int64_t>(unit);
-    at::Tensor out = at::empty({0}, full.options());
-    out.set_(full.storage(), 0, {full.numel()}, {1});
-    return out;
+    ctx->set_materialize_grads(false);  // a parameter this pass did not use has no gradient: zeros in the flat
+    variable_list params;
+    int64_t offset = 0;
+    for (const plan::ModelSpec::Tensor& t : *specs) {
+      at::Tensor p = at::empty({0}, full.options());
+      p.set_(full.storage(), offset, t.shape);  // contiguous
+      offset += p.numel();
+      params.push_back(p);
+    }
+    return params;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto* unit = reinterpret_cast<FsdpUnit*>(ctx->saved_data["unit"].toInt());
-    unit->on_full_grad(grads[0]);
-    return {at::Tensor(), at::Tensor(), at::Tensor()};
+    unit->on_param_grads(grads);
+    return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -36,7 +46,7 @@ bool is_sharded_stage(plan::Stage s) {
 
 FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpec::Unit& spec,
                    comm::Communicator& shard_comm, comm::Communicator* replica_comm, const FsdpConfig& cfg,
-                   UnitShared& shared)
+                   UnitShared& shared, const io::WeightSource& init)
     : index(index_), model_(model), shard_comm_(shard_comm), replica_comm_(replica_comm), cfg_(cfg), shared_(shared) {
   sharded_ = is_sharded_stage(cfg.stage);
   compute_ = cfg.precision == plan::Precision::Fp32 ? at::kFloat : at::kBFloat16;
@@ -49,52 +59,71 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   numel_ = spec.numel();
   shard_ = (numel_ + n - 1) / n;
   padded_ = shard_ * n;
+  own_begin_ = int64_t(rank) * shard_;  // 0 in `none`
 
   using plan::MemCategory;
   std::optional<CategoryScope> what;  // the category each buffer below belongs to
-  what.emplace(MemCategory::params_sharded);
-  // The starting point: the model's current parameters (on any device), the same on every rank;
-  // every buffer below lives on the runtime's device.
+  // Every buffer the planner counts, and no other, each filled straight from `init` with the
+  // elements it holds (no whole-unit copy): the master is the parameter buffer itself unless
+  // bf16-mixed; the optimizer stage's parameter shard is its own slot of the replica.
   const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat).device(cfg.device);
-  at::Tensor init = at::zeros({padded_}, f32);
-  init.narrow(0, 0, numel_).copy_(model.units()[index].flat.detach().view({-1}));
-  const at::Tensor my_init = init.narrow(0, int64_t(rank) * shard_, shard_);
-  full_ = init.to(compute_).clone();  // stays for optimizer/none; released below for sharded stages
-  // Every buffer the planner counts, and no other: the master is the parameter buffer itself unless
-  // bf16-mixed; the optimizer stage's parameter shard is its own slot of the replica (gathered in place).
+  const at::TensorOptions params = f32.dtype(compute_);
+  auto filled = [&](int64_t begin, int64_t len, const at::TensorOptions& o) {
+    at::Tensor t = at::empty({len}, o);
+    load_range(init, begin, t);
+    return t;
+  };
   switch (cfg.stage) {
-    case plan::Stage::None:
+    case plan::Stage::None:  // the replica (compute dtype) and, in bf16-mixed, its fp32 master
       what.emplace(MemCategory::master);
-      master_ = params_are_master_ ? full_ : init.clone();
+      if (!params_are_master_) master_ = filled(0, padded_, f32);
+      what.emplace(MemCategory::params_sharded);
+      full_ = params_are_master_ ? filled(0, padded_, params) : master_.to(compute_);
+      if (params_are_master_) master_ = full_;
       break;
-    case plan::Stage::Optimizer:
-      param_shard_ = full_.narrow(0, int64_t(rank) * shard_, shard_);
+    case plan::Stage::Optimizer:  // the replica, and the master of this rank's shard of it
+      what.emplace(MemCategory::params_sharded);
+      full_ = filled(0, padded_, params);
+      param_shard_ = full_.narrow(0, own_begin_, shard_);
       what.emplace(MemCategory::master);
-      master_ = params_are_master_ ? param_shard_ : my_init.clone();
+      master_ = params_are_master_ ? param_shard_ : filled(own_begin_, shard_, f32);
       break;
-    default:
+    default:  // this rank's shard; the unsharded buffer has no memory until a gather gives it some
       what.emplace(params_are_master_ ? MemCategory::params_sharded : MemCategory::master);
-      master_ = params_are_master_ ? my_init.to(compute_).clone() : my_init.clone();
+      master_ = filled(own_begin_, shard_, params_are_master_ ? params : f32);
       what.emplace(MemCategory::params_sharded);
       param_shard_ = params_are_master_ ? master_ : master_.to(compute_);
       what.emplace(MemCategory::grads_sharded);
       grad_ = at::zeros({shard_}, f32.dtype(accum_dtype_));
-      if (n == 1) full_ = param_shard_;  // one rank: the shard is the whole, nothing to gather
+      full_ = n == 1 ? param_shard_ : compat::unallocated_tensor(padded_, params);  // one rank: the shard is the whole
       break;
   }
   gather_ = sharded_ && n > 1;
   what.emplace(MemCategory::grads_sharded);
-  if (!sharded_) full_grad_ = at::zeros({padded_}, f32.dtype(compute_));
+  if (!sharded_) full_grad_ = at::zeros({padded_}, params);
   dummy_ = at::zeros({1}, f32).requires_grad_(true);
 
-  own_begin_ = cfg.stage == plan::Stage::None ? 0 : int64_t(rank) * shard_;
   const int64_t state_len = cfg.stage == plan::Stage::None ? padded_ : shard_;
   at::Tensor param_out;
   if (!params_are_master_) param_out = cfg.stage == plan::Stage::None ? full_ : param_shard_;
   what.emplace(MemCategory::optimizer);
   opt_ = std::make_unique<optim::AdamW>(cfg.adamw, master_, optim::decay_ranges(spec, own_begin_, state_len), param_out);
   model_.bind(index, full_);
-  reshard();
+  if (gather_) compat::release_storage(full_);  // memory comes with the first gather
+}
+
+void FsdpUnit::load_range(const io::WeightSource& init, int64_t begin, const at::Tensor& out) {
+  if (out.device().is_cpu()) return init.read_unit_range(index, begin, out);
+  // To a device through the bounded pinned staging buffer, a chunk at a time (the copy is
+  // synchronous, so the buffer is free again when it returns).
+  at::Tensor& staging = shared_.load_staging();
+  const int64_t chunk = staging.numel() / int64_t(out.element_size());
+  for (int64_t k = 0; k < out.numel(); k += chunk) {
+    const int64_t len = std::min(chunk, out.numel() - k);
+    at::Tensor host = staging.narrow(0, 0, len * int64_t(out.element_size())).view(out.scalar_type());
+    init.read_unit_range(index, begin + k, host);
+    out.narrow(0, k, len).copy_(host);
+  }
 }
 
 void FsdpUnit::ensure_gathered() {
@@ -124,10 +153,30 @@ void FsdpUnit::reshard() {
   ready_.reset();
 }
 
-at::Tensor FsdpUnit::bind_for_autograd() {
-  at::Tensor flat = GatherFn::apply(dummy_, this, full_);
-  model_.bind(index, flat);
-  return flat;
+void FsdpUnit::bind_for_autograd() {
+  const auto& specs = model_.units()[index].specs;
+  model_.bind_params(index, full_, GatherFn::apply(dummy_, this, full_, &specs));
+}
+
+void FsdpUnit::on_param_grads(variable_list& grads) {
+  at::Tensor flat;  // (padded) compute dtype: the unit's whole gradient, in flat order
+  {
+    CategoryScope scope(plan::MemCategory::unsharded_grads);
+    flat = at::empty({padded_}, full_.options());
+  }
+  int64_t offset = 0;
+  const auto& specs = model_.units()[index].specs;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    int64_t n = 1;
+    for (int64_t d : specs[i].shape) n *= d;
+    at::Tensor slot = flat.narrow(0, offset, n);
+    if (grads[i].defined()) slot.view(grads[i].sizes()).copy_(grads[i]);
+    else slot.zero_();
+    grads[i] = at::Tensor();  // copied: its memory goes back now
+    offset += n;
+  }
+  if (offset < padded_) flat.narrow(0, offset, padded_ - offset).zero_();  // padding
+  on_full_grad(flat);
 }
 
 void FsdpUnit::bind_plain() { model_.bind(index, full_); }

@@ -12,7 +12,9 @@
 #include "ftdist/comm/communicator.h"
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/io/checkpoint.h"
+#include "ftdist/io/weight_source.h"
 #include "ftdist/optim/adamw.h"
+#include "ftdist/plan/host_memory.h"
 #include "ftdist/plan/memory_model.h"
 
 namespace ftdist::fsdp {
@@ -30,12 +32,25 @@ struct UnitShared {
     reduce_fence.reset();
     reduce_inputs.clear();
   }
+  // Loading to a GPU: (plan::kLoadStagingBytes) uint8, pinned host memory that shards pass through
+  // on their way from the source to the device; made on first use, freed once the model is built.
+  at::Tensor& load_staging() {
+    if (!staging_.defined())
+      staging_ = at::empty({int64_t(plan::kLoadStagingBytes)}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+    return staging_;
+  }
+  void free_load_staging() { staging_ = at::Tensor(); }
+
+ private:
+  at::Tensor staging_;
 };
 
 class FsdpUnit {
  public:
+  // Allocates this rank's buffers of the unit and fills them from `init` (only the elements each
+  // holds: a sharded stage reads its shard, `optimizer` and `none` the replica).
   FsdpUnit(model::LlamaModel& model, size_t index, const plan::ModelSpec::Unit& spec, comm::Communicator& shard_comm,
-           comm::Communicator* replica_comm, const FsdpConfig& cfg, UnitShared& shared);
+           comm::Communicator* replica_comm, const FsdpConfig& cfg, UnitShared& shared, const io::WeightSource& init);
 
   const size_t index;
   bool sharded() const { return sharded_; }
@@ -53,7 +68,12 @@ class FsdpUnit {
   // ensure_gathered(), then the compute stream waits for the gather: call before computing with it.
   void use();
   void reshard();                  // release the unsharded storage (and its slot) (sharded stages)
-  at::Tensor bind_for_autograd();  // the flat parameter as a GatherFn output; binds the model's views
+  // Binds the model's parameters of this unit to the outputs of one GatherFn node over the unit's
+  // storage: its backward receives every parameter's gradient at once (on_param_grads).
+  void bind_for_autograd();
+  // The parameters' gradients (undefined: unused this pass) copied into one flat gradient, each freed
+  // once copied, then on_full_grad().
+  void on_param_grads(std::vector<at::Tensor>& grads);
   void bind_plain();               // binds the model's views to the raw buffer (no autograd)
   void on_full_grad(const at::Tensor& grad);  // the unit's whole flat gradient, once per backward
   void zero_grad();
@@ -81,6 +101,9 @@ class FsdpUnit {
   void load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps);
 
  private:
+  // Unit elements [begin, begin + out.numel()) from `init` into `out` (on the runtime's device).
+  void load_range(const io::WeightSource& init, int64_t begin, const at::Tensor& out);
+
   model::LlamaModel& model_;
   comm::Communicator& shard_comm_;
   comm::Communicator* replica_comm_;

@@ -74,8 +74,10 @@ class CountingAllocator final : public c10::Allocator {
 
 void CpuMemoryCounter::add(int64_t bytes) {
   int64_t now = current_.fetch_add(bytes) + bytes;
-  int64_t seen = peak_.load();
-  while (now > seen && !peak_.compare_exchange_weak(seen, now)) {
+  for (std::atomic<int64_t>* peak : {&peak_, &lifetime_peak_}) {
+    int64_t seen = peak->load();
+    while (now > seen && !peak->compare_exchange_weak(seen, now)) {
+    }
   }
 }
 

@@ -25,9 +25,10 @@ plan::RunSetup planned_setup(const FsdpConfig& cfg, int world, int64_t micro_bat
   s.shard_group = cfg.stage == plan::Stage::None ? 1
                   : (cfg.stage == plan::Stage::Hybrid && cfg.shard_group > 0 ? cfg.shard_group : world);
   s.replicas = world / s.shard_group;
-  if (cfg.device.is_cpu()) {  // a CPU process has no CUDA context and no NCCL buffers
+  if (cfg.device.is_cpu()) {  // a CPU process has no CUDA context and no NCCL buffers; its device memory is host memory
     s.overheads.cuda_context_gib = 0;
     s.overheads.nccl_gib = 0;
+    s.host_device = true;
   }
   return s;
 }

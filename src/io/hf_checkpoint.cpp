@@ -65,6 +65,10 @@ void HfCheckpoint::read_range(const std::string& name, int64_t first, int64_t co
   files_[where_.at(name)]->read_range(name, first, count, out);
 }
 
+void HfCheckpoint::release_pages() const {
+  for (const auto& f : files_) f->release_pages();
+}
+
 at::ScalarType HfCheckpoint::stored_dtype() const {
   std::map<at::ScalarType, int64_t> count;
   for (const auto& [name, f] : where_) count[files_[f]->info(name).dtype] += files_[f]->info(name).numel();

@@ -117,6 +117,17 @@ void LlamaModel::bind(size_t u, const at::Tensor& flat) {
   }
 }
 
+void LlamaModel::bind_params(size_t u, const at::Tensor& flat, std::vector<at::Tensor> params) {
+  UnitParams& up = units_.at(u);
+  FT_CHECK(params.size() == up.specs.size(), ErrorKind::Internal,
+           "bind_params(" << up.name << "): " << params.size() << " tensors for " << up.specs.size() << " parameters");
+  for (size_t i = 0; i < params.size(); ++i)
+    FT_CHECK(params[i].sizes() == c10::IntArrayRef(up.specs[i].shape), ErrorKind::Internal,
+             "bind_params(" << up.name << "): " << up.specs[i].name << " has shape " << params[i].sizes());
+  up.flat = flat;
+  up.params = std::move(params);
+}
+
 const at::Tensor& LlamaModel::param(const std::string& name) const {
   auto it = by_name_.find(name);
   FT_CHECK_ARG(it != by_name_.end(), "the model has no parameter \"" << name << "\"");

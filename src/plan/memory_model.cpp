@@ -225,11 +225,15 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
     if (explain) ex.line(MemCategory::unsharded_params, sharded ? "0 (one rank: the shard is the whole)" : "0 (parameters are replicated)", 0);
   }
   if (sharded) {
-    // An edge unit's flat gradient (the head's first, the embedding's last) overlaps the layers'
-    // gradients, each alive while it is produced and while it is reduce-scattered (prefetch slots).
-    b[MemCategory::unsharded_grads] = edge_full + uint64_t(s.prefetch) * layer_full;
-    std::string formula = "largest edge unit " + std::to_string(edge_full) + " + prefetch " + std::to_string(s.prefetch) +
-                          " x layer " + std::to_string(layer_full);
+    // An edge unit's gradient (the head's first, the embedding's last) arrives twice over: its
+    // parameters' gradients (the lm_head or embedding matrix) and the flat gradient autograd sums
+    // them into for the reduce-scatter coexist (measured: a 136M-parameter tied root on 2 ranks
+    // peaks at two root units of gradients); the layers' gradients, each alive while it is produced
+    // and while it is reduce-scattered, take the prefetch slots.
+    b[MemCategory::unsharded_grads] = 2 * edge_full + uint64_t(s.prefetch) * layer_full;
+    std::string formula = "2 x largest edge unit " + std::to_string(edge_full) + " (its parameter gradients and the flat "
+                          "gradient they are summed into) + prefetch " + std::to_string(s.prefetch) + " x layer " +
+                          std::to_string(layer_full);
     if (s.no_sync) {  // every unit's unsharded gradient (accumulation dtype), kept until the step's last micro-batch
       const int a = grad_accum_bytes(s);
       b[MemCategory::unsharded_grads] += uint64_t(u.padded_numel(n)) * a;

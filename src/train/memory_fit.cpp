@@ -12,21 +12,12 @@
 #include "ftdist/core/check.h"
 #include "ftdist/fsdp/memory_category.h"
 #include "ftdist/fsdp/memory_report.h"
+#include "ftdist/plan/host_memory.h"
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/plan/search.h"
 
 namespace ftdist::train {
 namespace {
-
-uint64_t mem_available_bytes() {  // /proc/meminfo's MemAvailable (0 where unknown)
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  uint64_t kib = 0;
-  std::string unit;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024;
-  return 0;
-}
 
 // Every stage, micro-batch and checkpointing for `world` ranks of `budget` bytes (one node of
 // `world` ranks: hybrid needs several), timed on the configured GPU or, on CPU, a nominal one.
@@ -65,6 +56,16 @@ std::string describe(const plan::RunSetup& s) {
 }
 
 }  // namespace
+
+uint64_t mem_available_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return 0;
+}
 
 MemoryBudget memory_budget(const RunConfig& c) {
   const int local = comm::local_size();  // collective: every rank, whatever the source
@@ -152,6 +153,21 @@ void FitCheck::check_plan() const {
      << budget.source << "); " << plan::mem_category_name(over) << " (" << format_bytes(double(planned[over]))
      << ") is the category that does not fit (" << format_bytes(double(sum - planned[over])) << " planned before it). "
      << recommendation(config, spec, world, global_batch, budget);
+  FT_CHECK(false, ErrorKind::DoesNotFit, os.str());
+}
+
+void FitCheck::check_host(uint64_t available, int ranks_per_node) const {
+  if (setup.host_device || available == 0) return;
+  const plan::HostMemory host = plan::estimate_host_memory(spec, setup, ranks_per_node);
+  if (host.node_load_peak() <= available) return;
+  std::ostringstream os;
+  os << "host memory: with " << describe(setup) << " each rank needs " << format_bytes(double(host.load_peak))
+     << " of host memory while loading (" << format_bytes(double(host.steady)) << " when training), "
+     << format_bytes(double(host.node_load_peak())) << " for the " << ranks_per_node << " rank(s) on this node; "
+     << "available " << format_bytes(double(available)) << " (MemAvailable). "
+     << (setup.offload_optimizer ? "Offloading keeps the master and optimizer states in host memory: turn it off, or "
+                                 : "")
+     << "run fewer ranks per node or free host memory (ftdist plan shows the host memory per rank and per node)";
   FT_CHECK(false, ErrorKind::DoesNotFit, os.str());
 }
 

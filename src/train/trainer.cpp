@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/core/grad_mode.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,15 +9,19 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "ftdist/comm/device_binding.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/log.h"
+#include "ftdist/core/progress.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/packing.h"
+#include "ftdist/data/token_cache.h"
 #include "ftdist/data/token_file.h"
 #include "ftdist/data/tokenizer.h"
 #include "ftdist/fsdp/fsdp_model.h"
@@ -28,7 +31,9 @@
 #include "ftdist/io/checkpoint.h"
 #include "ftdist/io/hf_checkpoint.h"
 #include "ftdist/io/hf_export.h"
+#include "ftdist/io/random_init.h"
 #include "ftdist/model/loss.h"
+#include "ftdist/plan/host_memory.h"
 #include "ftdist/plan/presets.h"
 #include "ftdist/plan/time_model.h"
 #include "ftdist/train/checkpointing.h"
@@ -41,14 +46,15 @@ namespace {
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
-// The run's model: a Hugging Face directory (its config and, unless `init` is given, its weights),
-// a preset or a config.json with a seeded random init. `init` (a checkpoint being resumed)
-// supplies the starting weights instead.
+// The run's model: a Hugging Face directory (its config and, unless a checkpoint is resumed, its
+// weights), a preset or a config.json with the seeded random init. A resumed checkpoint supplies
+// the starting weights instead (starting_weights()).
 struct ModelSource {
   plan::ModelSpec spec;
   std::string config_text;    // for checkpoints and exports
   std::string tokenizer_dir;  // the HF directory, whose tokenizer files travel along
   std::unique_ptr<io::HfCheckpoint> hf;
+  std::unique_ptr<io::RandomInit> random;
 };
 
 ModelSource model_source(const RunConfig& c) {
@@ -58,7 +64,9 @@ ModelSource model_source(const RunConfig& c) {
     m.spec = m.hf->spec();
     m.config_text = m.hf->config_text();
     m.tokenizer_dir = c.model_path;
-  } else if (!c.model_preset.empty()) {
+    return m;
+  }
+  if (!c.model_preset.empty()) {
     m.spec = plan::preset_model(c.model_preset);
     m.config_text = plan::hf_config_text(m.spec);
   } else {
@@ -66,26 +74,38 @@ ModelSource model_source(const RunConfig& c) {
     m.config_text = read_text_file(file, "model.config");
     m.spec = plan::model_from_hf_config_text(m.config_text, file);
   }
+  m.random = std::make_unique<io::RandomInit>(m.spec, m.config_text, c.seed);
   return m;
 }
 
-std::unique_ptr<model::LlamaModel> build_model(const RunConfig& c, const ModelSource& src, const io::WeightSource* init) {
-  // Built in fp32 on the CPU (the runtime copies each rank's shards to its device).
-  auto m = std::make_unique<model::LlamaModel>(src.spec, at::TensorOptions().dtype(at::kFloat), runtime_attention(c));
-  if (!init) init = src.hf.get();
-  for (size_t u = 0; u < m->units().size(); ++u) {
-    model::UnitParams& up = m->units()[u];
-    if (init) {
-      init->read_unit_range(u, 0, up.flat);
-      continue;
-    }
-    at::Generator gen = at::detail::createCPUGenerator(c.seed * 7919ull + u);
-    at::NoGradGuard ng;
-    up.flat.normal_(0.0, 0.02, gen);
-    for (size_t i = 0; i < up.specs.size(); ++i)
-      if (up.specs[i].shape.size() == 1 && up.specs[i].name.find("norm") != std::string::npos) up.params[i].fill_(1.0);
-      else if (up.specs[i].shape.size() == 1) up.params[i].zero_();  // biases
-  }
+const io::WeightSource& starting_weights(const ModelSource& src, const io::CheckpointReader* resume) {
+  if (resume) return *resume;
+  if (src.hf) return *src.hf;
+  return *src.random;
+}
+
+// The model's structure only: its parameters get memory from the runtime, which fills each rank's
+// part from the starting weights (fsdp::FsdpModel).
+std::unique_ptr<model::LlamaModel> build_model(const RunConfig& c, const ModelSource& src) {
+  return std::make_unique<model::LlamaModel>(src.spec, at::TensorOptions().dtype(at::kFloat).device(at::kMeta),
+                                             runtime_attention(c));
+}
+
+// The runtime over `model`, each rank reading its part of every unit from `init`; rank 0 shows the
+// progress and the time it took.
+std::unique_ptr<fsdp::FsdpModel> load_model(model::LlamaModel& model, comm::Communicator& comm, const fsdp::FsdpConfig& fc,
+                                            const io::WeightSource& init, bool report) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<ProgressBar> bar;  // shown once loading takes more than a second
+  auto m = std::make_unique<fsdp::FsdpModel>(model, comm, fc, init, [&](size_t done, size_t total) {
+    if (!bar && report && std::chrono::steady_clock::now() - t0 > std::chrono::seconds(1))
+      bar = std::make_unique<ProgressBar>("loading " + init.dir(), total, "units");
+    if (bar) bar->update(done);
+  });
+  if (bar) bar->finish();
+  FT_LOG_INFO("loaded " << model.spec().name << " from " << init.dir() << " in "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s ("
+              << format_bytes(double(m->persistent_bytes().total())) << " per rank on " << m->config().device << ")");
   return m;
 }
 
@@ -159,18 +179,100 @@ void export_at_end(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& 
   world.barrier();
 }
 
-std::vector<fsdp::MicroBatch> micro_batches(const std::vector<data::Sample>& samples, const std::vector<int64_t>& idx,
+// Runs `work` on rank 0 while the other ranks wait for it, however long it takes: `work` calls the
+// heartbeat it is given every few seconds at least (a broadcast the waiting ranks answer), so the
+// communicator's timeout bounds rank 0's silence, not the length of the work. An error on rank 0
+// ends the job as any error does.
+void on_rank0_while_others_wait(comm::Communicator& world, const std::function<void(const std::function<void()>&)>& work) {
+  at::Tensor flag = at::zeros({1}, at::kLong);  // 1: still working, 0: done
+  if (world.rank() != 0) {
+    do world.broadcast(flag, 0);
+    while (flag.item<int64_t>() != 0);
+    return;
+  }
+  auto last = std::chrono::steady_clock::now();
+  work([&] {
+    if (std::chrono::steady_clock::now() - last < std::chrono::seconds(5)) return;
+    flag.fill_(1);
+    world.broadcast(flag, 0);
+    last = std::chrono::steady_clock::now();
+  });
+  flag.fill_(0);
+  world.broadcast(flag, 0);
+}
+
+// A data path as samples cut on demand from a memory-mapped token file: a .ftok as it is; JSONL
+// tokenized once into <output.dir>/data/ (rank 0 writes, with a progress bar, while the others
+// wait; reused while the input and the tokenizer are unchanged).
+data::PackedSamples open_samples(const std::string& path, const std::string& what, const RunConfig& c,
+                                 const data::Tokenizer& tokenizer, int64_t vocab, comm::Communicator& world) {
+  std::string ftok = path;
+  const bool jsonl = path.size() < 5 || path.compare(path.size() - 5, 5, ".ftok") != 0;
+  if (jsonl) {
+    const std::string dir = c.output_dir + "/data";
+    on_rank0_while_others_wait(world, [&](const std::function<void()>& heartbeat) {
+      if (data::tokenized_cache_is_current(path, c.tokenizer, vocab, dir)) {
+        FT_LOG_INFO(what << ": reusing the tokenized " << path << " (" << data::tokenized_cache_path(path, c.tokenizer, vocab, dir) << ")");
+        return;
+      }
+      std::unique_ptr<ProgressBar> bar;  // shown once tokenizing takes more than a second
+      const auto t0 = std::chrono::steady_clock::now();
+      const std::string out = data::tokenized_cache(path, &tokenizer, c.tokenizer, vocab, dir, what,
+                                                    [&](uint64_t done, uint64_t total, size_t docs) {
+                                                      if (!bar && std::chrono::steady_clock::now() - t0 > std::chrono::seconds(1))
+                                                        bar = std::make_unique<ProgressBar>("tokenizing " + path, total, "B");
+                                                      if (!bar) return heartbeat();
+                                                      bar->update(done, std::to_string(docs) + " documents");
+                                                      heartbeat();
+                                                    });
+      if (bar) bar->finish();
+      FT_LOG_INFO(what << ": tokenized " << path << " into " << out);
+    });
+    ftok = data::tokenized_cache_path(path, c.tokenizer, vocab, dir);
+  }
+  return data::PackedSamples(std::make_shared<const data::TokenFile>(ftok, vocab), c.seq_len);
+}
+
+// Micro-batches of `micro` sequences from the samples at `idx`: (micro, seq_len) int64 ids and labels,
+// cut from the token file now.
+std::vector<fsdp::MicroBatch> micro_batches(const data::PackedSamples& samples, const std::vector<int64_t>& idx,
                                             int64_t micro) {
+  const int64_t s = samples.seq_len();
   std::vector<fsdp::MicroBatch> out;
   for (size_t start = 0; start < idx.size(); start += size_t(micro)) {
-    std::vector<at::Tensor> ids, labels;
-    for (size_t k = start; k < start + size_t(micro); ++k) {
-      ids.push_back(at::tensor(samples[size_t(idx[k])].ids, at::kLong));
-      labels.push_back(at::tensor(samples[size_t(idx[k])].labels, at::kLong));
-    }
-    out.push_back({at::stack(ids), at::stack(labels)});
+    at::Tensor ids = at::empty({micro, s}, at::kLong), labels = at::empty({micro, s}, at::kLong);
+    for (int64_t k = 0; k < micro; ++k)
+      samples.sample(idx[start + size_t(k)], ids.data_ptr<int64_t>() + k * s, labels.data_ptr<int64_t>() + k * s);
+    out.push_back({ids, labels});
   }
   return out;
+}
+
+// After the first step: the largest peak over the ranks of the resident memory and of the counting
+// allocator since the start (loading included), next to the plan's host memory and allocated bytes;
+// logged, and kept in <output.dir>/memory.json.
+void report_memory_since_start(const RunConfig& c, const plan::ModelSpec& spec, const plan::RunSetup& setup,
+                               const fsdp::CpuMemoryCounter& counter, comm::Communicator& world, int per_node) {
+  at::Tensor peaks = at::tensor({fsdp::process_peak_rss_bytes(), counter.lifetime_peak()}, at::kLong);
+  world.all_reduce(peaks, comm::ReduceOp::Max);
+  if (world.rank() != 0) return;
+  const plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
+  const plan::HostMemory host = plan::estimate_host_memory(spec, setup, per_node);
+  const int64_t rss = peaks[0].item<int64_t>(), allocated = peaks[1].item<int64_t>();
+  const uint64_t planned_allocated = planned.total() - planned[plan::MemCategory::overhead];
+  nlohmann::ordered_json j = {
+      {"ranks", world.size()},
+      {"ranks_per_node", per_node},
+      {"planned_per_rank", {{"allocated_bytes", planned_allocated}, {"total_bytes", planned.total()},
+                            {"host_load_peak_bytes", host.load_peak}, {"host_steady_bytes", host.steady}}},
+      {"measured_largest_rank", {{"peak_rss_bytes", rss},
+                                 {"allocated_peak_bytes", setup.host_device ? nlohmann::ordered_json(allocated) : nlohmann::ordered_json(nullptr)}}}};
+  write_text_file_atomic(c.output_dir + "/memory.json", j.dump(2) + "\n", "output.dir");
+  FT_LOG_INFO("host memory from the start to the end of step 1 (largest rank): peak RSS " << format_bytes(double(rss))
+              << " (planned " << format_bytes(double(host.steady)) << " per rank)"
+              << (setup.host_device ? ", allocated " + format_bytes(double(allocated)) + " (planned " +
+                                          format_bytes(double(planned_allocated)) + ")"
+                                    : std::string()));
 }
 
 void print_memory_table(const plan::ModelSpec& spec, const plan::RunSetup& setup, const fsdp::FsdpModel& fsdp,
@@ -212,6 +314,8 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
   }
   const FitCheck fit{src.spec, runtime_setup(c, n, c.micro_batch), budget, c, n, global_batch};
   fit.check_plan();
+  const int ranks_per_node = comm::local_size();  // collective
+  fit.check_host(mem_available_bytes(), ranks_per_node);  // a GPU run's host memory while loading
   const bool gpu = resolved_device(c) == "cuda";
   if (!gpu) counter.set_limit(int64_t(budget.bytes));  // on CPU the budget is enforced like a device's capacity
   // On a GPU the runtime's collectives go over NCCL; `world` (CPU) carries the trainer's own.
@@ -224,22 +328,22 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
     resume = std::make_unique<io::CheckpointReader>(resume_dir);
     resume->meta().check_model(src.spec, resume_dir + "/meta.json");
   }
-  std::unique_ptr<model::LlamaModel> model;
-  fit.run("while building the model", [&] { model = build_model(c, src, resume.get()); });
+  // The data first (a bad token file stops the run before the model loads): mapped, not read.
+  const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(c.tokenizer, c.origin + " [data] tokenizer");
+  const data::PackedSamples train = open_samples(c.train_data, "data.train", c, *tokenizer, src.spec.vocab, world);
+  std::optional<data::PackedSamples> eval;
+  if (!c.eval_data.empty()) eval = open_samples(c.eval_data, "data.eval", c, *tokenizer, src.spec.vocab, world);
+  data::GlobalSampler sampler(train.num_samples(), c.seed);
+
+  std::unique_ptr<model::LlamaModel> model = build_model(c, src);
   const plan::ModelSpec& spec = model->spec();
 
-  const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(c.tokenizer, c.origin + " [data] tokenizer");
-  std::vector<data::Sample> train =
-      data::pack(data::read_documents(c.train_data, spec.vocab, "data.train", tokenizer.get()), c.seq_len);
-  std::vector<data::Sample> eval;
-  if (!c.eval_data.empty())
-    eval = data::pack(data::read_documents(c.eval_data, spec.vocab, "data.eval", tokenizer.get()), c.seq_len);
-  data::GlobalSampler sampler(int64_t(train.size()), c.seed);
 
   const fsdp::FsdpConfig fc = fsdp_config(c);
   std::unique_ptr<fsdp::FsdpModel> fsdp_ptr;
-  fit.run("while allocating the persistent buffers (parameter, master, optimizer and gradient shards)",
-          [&] { fsdp_ptr = std::make_unique<fsdp::FsdpModel>(*model, gpu ? *gpu_comm : world, fc); });
+  fit.run("while loading the model into the persistent buffers (parameter, master, optimizer and gradient shards)", [&] {
+    fsdp_ptr = load_model(*model, gpu ? *gpu_comm : world, fc, starting_weights(src, resume.get()), world.rank() == 0);
+  });
   fsdp::FsdpModel& fsdp = *fsdp_ptr;
   const at::Device device = fsdp.config().device;
   {
@@ -298,7 +402,7 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
   auto save = [&](int64_t step) {
     SaveRequest req;
     req.step = step;
-    req.trainer = {{"sampler", {{"seed", c.seed}, {"next_step", step}, {"global_batch", global_batch}, {"samples", train.size()}}},
+    req.trainer = {{"sampler", {{"seed", c.seed}, {"next_step", step}, {"global_batch", global_batch}, {"samples", train.num_samples()}}},
                    {"skipped_steps", summary.skipped_steps},
                    {"rng_cpu", hex_of(at::detail::getDefaultCPUGenerator().get_state())},
                    {"trajectory_hash", trajectory_hash(c)},
@@ -310,7 +414,7 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
     saved_step = step;
     if (world.rank() == 0) FT_LOG_INFO("checkpoint: " << dir);
   };
-  FT_LOG_INFO("train: " << spec.name << " (" << spec.param_count() << " parameters), " << train.size() << " samples of "
+  FT_LOG_INFO("train: " << spec.name << " (" << spec.param_count() << " parameters), " << train.num_samples() << " samples of "
               << c.seq_len << " tokens, " << c.steps << " steps of " << global_batch << " sequences on " << n
               << " rank(s), shard " << plan::stage_name(c.shard)
               << (c.shard == plan::Stage::Hybrid ? " (" + std::to_string(n / fsdp.shard_group_size()) + " replicas of " +
@@ -362,15 +466,15 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
                                                                                       (double(n) * c.peak_tflops * 1e12))
                                                              : nlohmann::ordered_json(nullptr)},
                                    {"peak_mem_bytes", gpu ? fsdp::device_memory_peak(device) : fsdp::process_peak_rss_bytes()}};
-    if (c.eval_every > 0 && !eval.empty() && ((step + 1) % c.eval_every == 0 || step + 1 == c.steps)) {
+    if (c.eval_every > 0 && eval && ((step + 1) % c.eval_every == 0 || step + 1 == c.steps)) {
       // Samples rank, rank + n, ...; every rank runs the same number of forwards (their gathers
       // are collectives), the ranks short of one run a last one whose labels count nothing.
-      const int64_t size = int64_t(eval.size()), per_rank = (size + n - 1) / n;
+      const int64_t size = eval->num_samples(), per_rank = (size + n - 1) / n;
       double sum = 0;
       int64_t count = 0;
       for (int64_t k = 0; k < per_rank; ++k) {
         const int64_t i = k * n + world.rank();
-        fsdp::MicroBatch mb = micro_batches(eval, {std::min(i, size - 1)}, 1).front();
+        fsdp::MicroBatch mb = micro_batches(*eval, {std::min(i, size - 1)}, 1).front();
         if (i >= size) mb.labels.fill_(model::kIgnoreIndex);
         fsdp::StepResult e = fsdp.eval_sums(mb);
         sum += e.loss;
@@ -386,7 +490,10 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
     }
     // The plan against what the first step of this run measured (a mismatch shows before hours
     // are spent), and again at the end.
-    if (step == first_step && world.rank() == 0) print_memory_table(spec, fit.setup, fsdp, r, step + 1);
+    if (step == first_step) {
+      report_memory_since_start(c, spec, fit.setup, counter, world, ranks_per_node);
+      if (world.rank() == 0) print_memory_table(spec, fit.setup, fsdp, r, step + 1);
+    }
     if (world.rank() == 0) {
       *metrics << line.dump() << "\n";
       metrics->flush();

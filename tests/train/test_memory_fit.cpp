@@ -11,6 +11,7 @@
 #include "ftdist/core/error.h"
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/fsdp/memory_counter.h"
+#include "ftdist/plan/host_memory.h"
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/train/memory_fit.h"
 
@@ -144,4 +145,21 @@ TEST(MemoryFit, AutoChoosesASetupThatFitsOrSaysWhatWould) {
   EXPECT_NO_THROW(train::choose_parallel(f.config, f.spec, 2, 8, roomy));
   const std::string msg = does_not_fit([&] { train::choose_parallel(f.config, f.spec, 2, 8, {4096, "test"}); });
   EXPECT_NE(msg.find("parallel.auto: no shard stage"), std::string::npos) << msg;
+}
+
+// A GPU run checks the host memory of its node before loading: the planned load peak of every rank
+// on the node against MemAvailable. A CPU run is checked by the device plan (its memory is host memory).
+TEST(MemoryFit, HostMemoryOfTheNodeIsCheckedBeforeLoading) {
+  Fixture f;
+  train::FitCheck fit = f.fit(0);
+  fit.setup.host_device = false;  // as on a GPU
+  const plan::HostMemory host = plan::estimate_host_memory(f.spec, fit.setup, 8);
+  fit.check_host(host.node_load_peak(), 8);  // exactly enough: fits
+  fit.check_host(0, 8);                      // unknown: nothing to check against
+  const std::string msg = does_not_fit([&] { fit.check_host(host.node_load_peak() - 1, 8); });
+  EXPECT_NE(msg.find("host memory"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("for the 8 rank(s) on this node"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("MemAvailable"), std::string::npos) << msg;
+  fit.setup.host_device = true;  // a CPU run: the device check covers it
+  fit.check_host(1, 8);
 }

@@ -49,6 +49,17 @@ inline void refill_storage(const at::Tensor& t, size_t nbytes) {
   s->set_nbytes(nbytes);
 }
 
+// A 1-D tensor of `numel` elements whose storage is sized for them but holds no memory: views of
+// it can be taken (bind the model's parameters to it), nothing can be read or written. Then
+// release_storage() marks it released, and refill_storage() gives it memory. The unsharded flat
+// parameter of a sharded unit is made this way, so no whole unit is allocated before its gather.
+inline at::Tensor unallocated_tensor(int64_t numel, const at::TensorOptions& options) {
+  at::Tensor t = at::empty({0}, options);  // a storage of 0 bytes, with the device's allocator
+  t.storage().unsafeGetStorageImpl()->set_nbytes(size_t(numel) * t.element_size());
+  t.set_(t.storage(), 0, {numel}, {1});
+  return t;
+}
+
 // Points the released storage of `t` at `nbytes` of memory owned elsewhere (a preallocated slot):
 // the storage does not free it, and release_storage() just lets go of it.
 inline void refill_storage_with(const at::Tensor& t, void* data, size_t nbytes) {

@@ -31,11 +31,13 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "ftdist/comm/communicator.h"
 #include "ftdist/io/checkpoint.h"
+#include "ftdist/io/weight_source.h"
 #include "ftdist/model/llama.h"
 #include "ftdist/optim/adamw.h"
 #include "ftdist/plan/memory_model.h"
@@ -98,8 +100,15 @@ class SlotPool;
 
 class FsdpModel {
  public:
-  // Takes the model's current (full, identical on every rank) parameters as the starting point;
-  // each rank keeps its shards and the model's unit buffers are replaced by the unsharded ones.
+  // Starts from `init`: each rank reads only what it keeps of every unit (its shard in `full`,
+  // `grad-op` and `hybrid`; the replica in `optimizer` and `none`) straight into its buffers (on a
+  // GPU through a bounded pinned staging buffer), so no rank ever holds a whole model. The model's
+  // units need no storage of their own (build it on the meta device); they are bound to the
+  // runtime's buffers. `on_unit` (optional) is called after each unit is loaded: (units done, units).
+  using LoadProgress = std::function<void(size_t done, size_t total)>;
+  FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpConfig config, const io::WeightSource& init,
+            const LoadProgress& on_unit = {});
+  // Starts from the model's current (full, identical on every rank) parameters (tests, tools).
   FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpConfig config);
   ~FsdpModel();
 

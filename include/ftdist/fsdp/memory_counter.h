@@ -18,6 +18,8 @@ class CpuMemoryCounter {
   int64_t current() const { return current_.load(); }
   int64_t peak() const { return peak_.load(); }
   void reset_peak() { peak_.store(current_.load()); }
+  // The peak since installation (reset_peak() does not touch it): loading included.
+  int64_t lifetime_peak() const { return lifetime_peak_.load(); }
   // A budget (bytes; 0: none): an allocation that would take current() past it throws
   // c10::OutOfMemoryError instead, as a GPU's allocator does at its capacity. The CPU stand-in
   // for a device's memory, so that running out can be shown and tested on CPU.
@@ -29,6 +31,7 @@ class CpuMemoryCounter {
  private:
   std::atomic<int64_t> current_{0};
   std::atomic<int64_t> peak_{0};
+  std::atomic<int64_t> lifetime_peak_{0};
   std::atomic<int64_t> limit_{0};
 };
 

@@ -104,7 +104,7 @@ class CheckpointReader : public WeightSource {
   void read_state_range(size_t unit, StateKind kind, int64_t begin, const at::Tensor& out) const;
   // Drops the pages read so far from this process's resident memory (they stay in the page
   // cache), so that streaming a large checkpoint keeps the process small.
-  void release_pages() const;
+  void release_pages() const override;
 
  private:
   std::string dir_, config_text_;

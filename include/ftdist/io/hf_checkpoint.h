@@ -32,6 +32,7 @@ class HfCheckpoint : public WeightSource {
   void read_range(const std::string& name, int64_t first, int64_t count, const at::Tensor& out) const;
   // The dtype most weights are stored in (for defaults such as eval's compute dtype).
   at::ScalarType stored_dtype() const override;
+  void release_pages() const override;
 
  private:
   std::string dir_;

@@ -25,6 +25,10 @@ class WeightSource {
   // Elements [begin, begin + out.numel()) of unit u's flat buffer (its tensors concatenated in
   // spec().units() order, then zero padding) into `out` (contiguous, any dtype).
   virtual void read_unit_range(size_t unit, int64_t begin, const at::Tensor& out) const = 0;
+  // Drops the pages of mapped files read so far from this process's resident memory (they stay in
+  // the page cache): a loader calls it after each unit so that reading a model never makes the
+  // files resident in the rank. Sources that map nothing do nothing.
+  virtual void release_pages() const {}
 };
 
 // An ftdist checkpoint (a directory with meta.json) or a Hugging Face model directory.

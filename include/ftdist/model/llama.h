@@ -48,6 +48,9 @@ class LlamaModel {
   const std::vector<UnitParams>& units() const { return units_; }
   // Points unit `u`'s parameters into `flat` (1-D, at least the unit's numel; the rest is padding).
   void bind(size_t u, const at::Tensor& flat);
+  // Points unit `u`'s parameters at `params` (one per tensor of the unit, in flat order, each of
+  // its shape, living in `flat`'s storage): tensors made by an autograd node over the flat buffer.
+  void bind_params(size_t u, const at::Tensor& flat, std::vector<at::Tensor> params);
   const at::Tensor& param(const std::string& hf_name) const;
 
   ForwardContext context(int64_t seq_len) const;

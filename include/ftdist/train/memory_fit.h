@@ -28,6 +28,8 @@ struct MemoryBudget {
 // parallel.memory_limit when given; else on a GPU its memory, on the CPU /proc/meminfo's
 // MemAvailable divided among the ranks on this node. Collective: every rank calls it.
 MemoryBudget memory_budget(const RunConfig& config);
+// /proc/meminfo's MemAvailable: the host memory of this node that can be had (0 where unknown).
+uint64_t mem_available_bytes();
 
 // The planner's setup for this run on its device: on the CPU eager attention and no CUDA context
 // or NCCL overheads; on a GPU flash attention and the planner's overheads.
@@ -56,6 +58,10 @@ struct FitCheck {
   // Before allocating anything: Error(DoesNotFit) when the plan's total exceeds the budget, naming
   // the category at which it does (categories in the order the runtime allocates them).
   void check_plan() const;
+  // Before loading, on a GPU run: Error(DoesNotFit) when the planned host memory of the ranks on
+  // this node while loading (plan::estimate_host_memory) exceeds `available` (the node's
+  // MemAvailable; 0: unknown, nothing checked). On a CPU run the device check is the host check.
+  void check_host(uint64_t available, int ranks_per_node) const;
   // Runs `fn`; a c10::OutOfMemoryError inside it becomes Error(DoesNotFit) naming `phase`, the
   // category being allocated, the planned bytes of that category and in total, the budget, and
   // the planner's recommendation.
