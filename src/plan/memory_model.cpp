@@ -201,6 +201,9 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
   // ---- gathered parameters and unsharded gradients (sharded stages only) ----
   const uint64_t layer_full = uint64_t(u.layer_shard) * n * c;  // one gathered layer, padded
   const uint64_t edge_full = uint64_t(u.max_edge_shard()) * n * c;  // the largest edge unit, gathered
+  // The largest single gradient reduction: one unit's whole (padded) gradient in the reduce dtype.
+  if (s.data_parallel() > 1)
+    b.largest_reduction_bytes = uint64_t(std::max(u.layer_shard, u.max_edge_shard())) * n * float_type_bytes(s.reduce_dtype);
   if (sharded && n > 1) {
     if (s.stage == Stage::GradOp) {
       // Kept from forward until each unit's backward, so at the end of forward every unit is

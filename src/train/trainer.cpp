@@ -103,8 +103,9 @@ std::unique_ptr<fsdp::FsdpModel> load_model(model::LlamaModel& model, comm::Comm
     if (bar) bar->update(done);
   });
   if (bar) bar->finish();
-  FT_LOG_INFO("loaded " << model.spec().name << " from " << init.dir() << " in "
-              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s ("
+  char secs[32];
+  std::snprintf(secs, sizeof(secs), "%.2f", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  FT_LOG_INFO("loaded " << model.spec().name << " from " << init.dir() << " in " << secs << " s ("
               << format_bytes(double(m->persistent_bytes().total())) << " per rank on " << m->config().device << ")");
   return m;
 }

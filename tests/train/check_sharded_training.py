@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""check_sharded_training.py FTDIST MPIRUN TMPDIR [equivalence|data|host-memory] — training from shards, end to end.
+"""check_sharded_training.py FTDIST MPIRUN TMPDIR [equivalence|bad-input|data|host-memory] — training from shards, end to end.
 
 Default: training from a Hugging Face directory on 4 ranks (each rank reads only its shards of the
 safetensors file) gives 1 rank's per-step losses (fp32, 1e-5), and the random init starts 1, 3 and
 4 ranks from the same weights (the first loss of each run is the same to 1e-6).
+
+bad-input: a missing or truncated shard file, a config that does not match the weights, a token
+beyond the vocabulary: exit 2 on every rank within seconds, naming the file.
 
 data: a 2 GiB token file is mapped, not read (peak RSS against a run on a small file).
 
@@ -101,6 +104,63 @@ if mode == "equivalence":
     print("first losses from the random init:", firsts)
     for np in (3, 4):
         check(abs(firsts[np] - firsts[1]) <= 1e-6 * abs(firsts[1]), f"random init: {np} ranks start where 1 rank does")
+elif mode == "bad-input":
+    # Loading shards keeps the clear errors: exit 2 on every rank within seconds, naming the file.
+    import shutil
+    import struct
+    import time
+    tiny_hf = os.path.join(root, "tests/data/tiny-llama")
+
+    def expect_error(what, np, cfg, pattern, sets=()):
+        t0 = time.time()
+        p = subprocess.run([mpirun, "-np", str(np), ftdist, "train", "--config", cfg,
+                            "--set", f"output.dir={os.path.join(tmp, 'bad')}"] + [a for s in sets for a in ("--set", s)],
+                           cwd=root, capture_output=True, text=True, timeout=120)
+        out = p.stdout + p.stderr
+        secs = time.time() - t0
+        check(p.returncode == 2 and pattern in out and secs < 60,
+              f"{what}: exit {p.returncode} in {secs:.1f} s, names '{pattern}'" + ("" if pattern in out else f"\n{out[-1500:]}"))
+
+    def hf_copy(name):
+        d = os.path.join(tmp, name)
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(tiny_hf, d)
+        return d
+
+    data_cfg = os.path.join(root, "tests/data/tiny-llama/tokens.jsonl")
+    # An index that lists a shard file that is not there.
+    missing = hf_copy("missing_shard")
+    os.rename(os.path.join(missing, "model.safetensors"), os.path.join(missing, "model-00001-of-00002.safetensors"))
+    with open(os.path.join(missing, "model.safetensors.index.json"), "w") as f:
+        json.dump({"weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+                                  "lm_head.weight": "model-00002-of-00002.safetensors"}}, f)
+    cfg = config("missing", f'path = "{missing}"')
+    expect_error("a missing shard file", 2, cfg, "model-00002-of-00002.safetensors", [f"data.train={data_cfg}", "data.seq_len=8"])
+    # A truncated safetensors file.
+    trunc = hf_copy("truncated")
+    st = os.path.join(trunc, "model.safetensors")
+    with open(st, "r+b") as f:
+        f.truncate(os.path.getsize(st) - 100)
+    expect_error("a truncated shard file", 2, config("trunc", f'path = "{trunc}"'), st,
+                 [f"data.train={data_cfg}", "data.seq_len=8"])
+    # A config.json that does not match the weights.
+    wrong = hf_copy("mismatched")
+    with open(os.path.join(wrong, "config.json")) as f:
+        c = json.load(f)
+    c["intermediate_size"] = 40
+    with open(os.path.join(wrong, "config.json"), "w") as f:
+        json.dump(c, f)
+    expect_error("a config that does not match the weights", 2, config("wrong", f'path = "{wrong}"'), wrong,
+                 [f"data.train={data_cfg}", "data.seq_len=8"])
+    # A token file with a token beyond the vocabulary (found when its sample is cut, on every rank).
+    bad = os.path.join(tmp, "bad_token.ftok")
+    tokens = [1, 2, 3] * 200 + [300] + [4] * 100
+    with open(bad, "wb") as f:
+        f.write(b"FTDTOK01" + struct.pack("<IIQQII", 1, 258, 1, len(tokens), 0, 0) + struct.pack("<QQ", 0, len(tokens)))
+        f.write(struct.pack(f"<{len(tokens)}I", *tokens))
+    tiny = f'config = "{os.path.join(root, "examples/tiny/config.json")}"'
+    expect_error("a token beyond the vocabulary", 2, config("badtok", tiny), bad,
+                 [f"data.train={bad}", "train.steps=30", "train.warmup_steps=0"])
 elif mode == "data":
     # A 2 GiB token file (sparse: one document of token 0) is mapped, not read: training 10 steps on
     # it leaves each rank's peak RSS within 5 % of the file of the same run on a small token file.

@@ -21,7 +21,9 @@
 //   memory):
 //             load_peak = process + the persistent categories (params_sharded + master + optimizer
 //                         + grads_sharded + unsharded_params) + offloaded
-//             steady    = process + estimate_memory(...).total() + offloaded
+//             steady    = process + estimate_memory(...).total() + mpi + offloaded, where mpi =
+//                         2 x MemoryBreakdown::largest_reduction_bytes: Open MPI's nonblocking
+//                         reductions copy their input into temporary buffers
 // Per node: per rank x ranks_per_node.
 //
 // Not counted: memory-mapped files (the token data, the safetensors weights being loaded) live in

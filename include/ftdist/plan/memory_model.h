@@ -43,6 +43,9 @@ const std::array<MemCategory, kNumMemCategories>& all_mem_categories();
 struct MemoryBreakdown {
   std::array<uint64_t, kNumMemCategories> bytes{};
   uint64_t host_bytes = 0;  // with --offload: master + optimizer states in host memory
+  // The input of the largest gradient reduction (a whole unit's gradient, reduce dtype; 0 on one
+  // rank): what a CPU runtime's MPI library copies into its own buffers (plan/host_memory.h).
+  uint64_t largest_reduction_bytes = 0;
   uint64_t operator[](MemCategory c) const { return bytes[static_cast<int>(c)]; }
   uint64_t& operator[](MemCategory c) { return bytes[static_cast<int>(c)]; }
   uint64_t total() const;
