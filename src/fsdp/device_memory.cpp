@@ -8,6 +8,7 @@
 #include "ftdist/fsdp/memory_counter.h"
 #ifdef FTDIST_WITH_CUDA
 #include <ATen/Context.h>
+#include <ATen/core/CachingHostAllocator.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 
 #include "ftdist/core/cuda_check.h"
@@ -99,6 +100,12 @@ void watch_device_out_of_memory(at::Device d) {
         FT_LOG_WARN("a CUDA out-of-memory error will not name the memory category: " << e.what_without_backtrace());
       }
     });
+#endif
+}
+
+void empty_pinned_host_cache() {
+#ifdef FTDIST_WITH_CUDA
+  if (at::HostAllocator* host = at::getHostAllocator(at::kCUDA)) host->empty_cache();
 #endif
 }
 

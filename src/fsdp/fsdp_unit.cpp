@@ -154,15 +154,24 @@ void FsdpUnit::reshard() {
 }
 
 void FsdpUnit::bind_for_autograd() {
+  FT_CHECK(!compat::storage_released(full_), ErrorKind::Internal,
+           "unit " << index << ": bound for autograd while its parameters are not gathered (use() first)");
   const auto& specs = model_.units()[index].specs;
   model_.bind_params(index, full_, GatherFn::apply(dummy_, this, full_, &specs));
 }
 
 void FsdpUnit::on_param_grads(variable_list& grads) {
-  at::Tensor flat;  // (padded) compute dtype: the unit's whole gradient, in flat order
+  // (padded) the unit's whole gradient in flat order, in the dtype its consumer takes (the
+  // reduce-scatter's, the no_sync accumulator's, or the replicated gradient's), so that no further
+  // unit-sized conversion follows. The parameters' gradients stay alive until this backward
+  // returns (autograd holds them), next to it: two units' worth, as the planner counts.
+  const at::ScalarType dtype = !sharded_ ? compute_
+                               : cfg_.no_sync ? accum_dtype_
+                               : (cfg_.reduce_dtype == plan::FloatType::Fp32 ? at::kFloat : at::kBFloat16);
+  at::Tensor flat;
   {
     CategoryScope scope(plan::MemCategory::unsharded_grads);
-    flat = at::empty({padded_}, full_.options());
+    flat = at::empty({padded_}, full_.options().dtype(dtype));
   }
   int64_t offset = 0;
   const auto& specs = model_.units()[index].specs;
@@ -172,7 +181,6 @@ void FsdpUnit::on_param_grads(variable_list& grads) {
     at::Tensor slot = flat.narrow(0, offset, n);
     if (grads[i].defined()) slot.view(grads[i].sizes()).copy_(grads[i]);
     else slot.zero_();
-    grads[i] = at::Tensor();  // copied: its memory goes back now
     offset += n;
   }
   if (offset < padded_) flat.narrow(0, offset, padded_ - offset).zero_();  // padding

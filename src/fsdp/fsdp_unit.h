@@ -10,6 +10,7 @@
 #include "device_streams.h"
 #include "slot_pool.h"
 #include "ftdist/comm/communicator.h"
+#include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/io/checkpoint.h"
 #include "ftdist/io/weight_source.h"
@@ -39,7 +40,11 @@ struct UnitShared {
       staging_ = at::empty({int64_t(plan::kLoadStagingBytes)}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
     return staging_;
   }
-  void free_load_staging() { staging_ = at::Tensor(); }
+  void free_load_staging() {
+    if (!staging_.defined()) return;
+    staging_ = at::Tensor();
+    empty_pinned_host_cache();  // else PyTorch keeps the 64 MiB pinned (and cached) for the whole run
+  }
 
  private:
   at::Tensor staging_;
@@ -71,8 +76,8 @@ class FsdpUnit {
   // Binds the model's parameters of this unit to the outputs of one GatherFn node over the unit's
   // storage: its backward receives every parameter's gradient at once (on_param_grads).
   void bind_for_autograd();
-  // The parameters' gradients (undefined: unused this pass) copied into one flat gradient, each freed
-  // once copied, then on_full_grad().
+  // The parameters' gradients (undefined: unused this pass) copied into one flat gradient, then
+  // on_full_grad().
   void on_param_grads(std::vector<at::Tensor>& grads);
   void bind_plain();               // binds the model's views to the raw buffer (no autograd)
   void on_full_grad(const at::Tensor& grad);  // the unit's whole flat gradient, once per backward

@@ -284,6 +284,8 @@ void print_memory_table(const plan::ModelSpec& spec, const plan::RunSetup& setup
 
 }  // namespace
 
+constexpr int64_t kReleaseDataPagesEvery = 50;  // steps
+
 TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
   fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();  // measured activations, the budget
   FT_CHECK_ARG(config.device != "cuda" || comm::cuda_device_present(),
@@ -316,7 +318,13 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
   const FitCheck fit{src.spec, runtime_setup(c, n, c.micro_batch), budget, c, n, global_batch};
   fit.check_plan();
   const int ranks_per_node = comm::local_size();  // collective
-  fit.check_host(mem_available_bytes(), ranks_per_node);  // a GPU run's host memory while loading
+  {
+    // A GPU run's host memory while loading, against the least MemAvailable any rank sees (one
+    // verdict for all).
+    at::Tensor least = at::full({1}, -int64_t(mem_available_bytes()), at::kLong);
+    world.all_reduce(least, comm::ReduceOp::Max);
+    fit.check_host(uint64_t(-least.item<int64_t>()), ranks_per_node);
+  }
   const bool gpu = resolved_device(c) == "cuda";
   if (!gpu) counter.set_limit(int64_t(budget.bytes));  // on CPU the budget is enforced like a device's capacity
   // On a GPU the runtime's collectives go over NCCL; `world` (CPU) carries the trainer's own.
@@ -508,6 +516,12 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
       }
     }
     if (c.checkpointing_on() && (step + 1) % c.checkpoint_every == 0) save(step + 1);
+    // The token files' pages read so far leave the rank's resident memory (they stay in the page
+    // cache): over an epoch a rank would otherwise come to hold every page it ever trained on.
+    if ((step + 1) % kReleaseDataPagesEvery == 0) {
+      train.file().release_pages();
+      if (eval) eval->file().release_pages();
+    }
   }
   if (tty) std::fprintf(stderr, "\n");
   // The last state is always kept when checkpointing: at the end and after a stop signal.

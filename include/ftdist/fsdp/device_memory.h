@@ -23,5 +23,8 @@ int64_t device_memory_reserved(at::Device device);
 // (CategoryScope::note_failure): the counting CPU allocator does that itself, a CUDA device gets
 // the caching allocator's out-of-memory observer. Idempotent.
 void watch_device_out_of_memory(at::Device device);
+// Hands the pinned host memory PyTorch keeps cached for reuse back to the system (after loading,
+// whose staging buffer would otherwise stay pinned for the whole run). No-op without CUDA.
+void empty_pinned_host_cache();
 
 }  // namespace ftdist::fsdp
