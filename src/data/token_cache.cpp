@@ -107,7 +107,7 @@ bool tokenized_cache_is_current(const std::string& jsonl_path, const std::string
 
 std::string tokenized_cache(const std::string& jsonl_path, const Tokenizer* tokenizer,
                             const std::string& tokenizer_path, int64_t vocab, const std::string& cache_dir,
-                            const std::string& what, const ReadProgress& progress) {
+                            const std::string& what, const ReadProgress& progress, const std::function<void()>& tick) {
   // The key is taken before reading: an input modified meanwhile is re-tokenized next time.
   const nlohmann::json key = cache_key(jsonl_path, tokenizer_path, vocab, what);
   const std::string ftok = tokenized_cache_path(jsonl_path, tokenizer_path, vocab, cache_dir);
@@ -122,7 +122,7 @@ std::string tokenized_cache(const std::string& jsonl_path, const Tokenizer* toke
         writer.add(d);
       },
       progress);
-  writer.finish();
+  writer.finish(tick);
   const nlohmann::json side = {{"key", key},
                                {"ftok_bytes", size_of(ftok)},
                                {"documents", writer.num_documents()},

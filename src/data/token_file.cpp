@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <utility>
 
 #include "ftdist/core/check.h"
@@ -169,13 +170,14 @@ void close_checked(std::FILE** f, const std::string& path) {
   FT_CHECK_ARG(ok, path << ": write failed (" << std::strerror(err) << ")");
 }
 
-void append_file(std::FILE* out, const std::string& from, const std::string& path) {
+void append_file(std::FILE* out, const std::string& from, const std::string& path, const std::function<void()>& tick) {
   std::FILE* in = std::fopen(from.c_str(), "rb");
   FT_CHECK_ARG(in != nullptr, path << ": cannot read back '" << from << "' (" << std::strerror(errno) << ")");
   std::vector<char> buf(1 << 20);
   size_t n;
   while ((n = std::fread(buf.data(), 1, buf.size(), in)) > 0) {
     if (std::fwrite(buf.data(), 1, n, out) != n) break;
+    if (tick) tick();
   }
   const bool ok = !std::ferror(in) && !std::ferror(out);
   std::fclose(in);
@@ -236,9 +238,9 @@ void TokenFileWriter::add(const Document& d) {
   offsets_.push_back(offsets_.back() + n);
 }
 
-void TokenFileWriter::finish() {
+void TokenFileWriter::finish(const std::function<void()>& tick) {
   FT_CHECK(!finished_, ErrorKind::Internal, path_ << ": finish() called twice");
-  assemble();
+  assemble(tick);
   const std::string tmp = path_ + ".tmp";
   FT_CHECK_ARG(std::rename(tmp.c_str(), path_.c_str()) == 0,
                path_ << ": cannot rename the temporary file into place (" << std::strerror(errno) << ")");
@@ -248,7 +250,7 @@ void TokenFileWriter::finish() {
 }
 
 // <path>.tmp = header + offsets + tokens (+ mask), flushed to disk.
-void TokenFileWriter::assemble() {
+void TokenFileWriter::assemble(const std::function<void()>& tick) {
   close_checked(&tokens_, path_);
   close_checked(&mask_, path_);
   std::string head(kMagic, 8);
@@ -262,8 +264,8 @@ void TokenFileWriter::assemble() {
   try {
     write_bytes(out, head.data(), head.size(), path_);
     write_bytes(out, offsets_.data(), 8 * offsets_.size(), path_);
-    append_file(out, path_ + ".tmp-tokens", path_);
-    if (masked_) append_file(out, path_ + ".tmp-mask", path_);
+    append_file(out, path_ + ".tmp-tokens", path_, tick);
+    if (masked_) append_file(out, path_ + ".tmp-mask", path_, tick);
     FT_CHECK_ARG(std::fflush(out) == 0 && ::fsync(fileno(out)) == 0,
                  path_ << ": write failed (" << std::strerror(errno) << ")");
   } catch (...) {

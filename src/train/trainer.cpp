@@ -225,7 +225,8 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
                                                       if (!bar) return heartbeat();
                                                       bar->update(done, std::to_string(docs) + " documents");
                                                       heartbeat();
-                                                    });
+                                                    },
+                                                    heartbeat);
       if (bar) bar->finish();
       FT_LOG_INFO(what << ": tokenized " << path << " into " << out);
     });

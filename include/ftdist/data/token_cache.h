@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "ftdist/data/documents.h"
@@ -42,9 +43,11 @@ bool tokenized_cache_is_current(const std::string& jsonl_path, const std::string
 // the file when it is not current: documents stream from for_each_jsonl_document() (messages name
 // `what` and path:line; `progress` as there) into a TokenFileWriter, never holding the corpus.
 // A file stores ids and a loss mask, so a document whose "labels" are neither its ids nor -100 is
-// refused (Error(BadInput) naming path:line) rather than trained on differently.
+// refused (Error(BadInput) naming path:line) rather than trained on differently. `tick`, when given,
+// is called every MiB while the finished file is copied into place (after the last document).
 std::string tokenized_cache(const std::string& jsonl_path, const Tokenizer* tokenizer,
                             const std::string& tokenizer_path, int64_t vocab, const std::string& cache_dir,
-                            const std::string& what, const ReadProgress& progress = {});
+                            const std::string& what, const ReadProgress& progress = {},
+                            const std::function<void()>& tick = {});
 
 }  // namespace ftdist::data

@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -107,13 +108,15 @@ class TokenFileWriter {
   // empty, or labels and ids differ in length. A label of -100 masks its token; any other label is
   // written as "predicted" (the file stores the ids and a mask, not separate labels).
   void add(const Document& d);
-  void finish();
+  // `tick`, when given, is called after every MiB copied into place (a long finish on a large
+  // corpus can keep waiting peers informed).
+  void finish(const std::function<void()>& tick = {});
 
   int64_t num_documents() const { return int64_t(offsets_.size()) - 1; }
   int64_t num_tokens() const { return int64_t(offsets_.back()); }
 
  private:
-  void assemble();
+  void assemble(const std::function<void()>& tick);
   void remove_temporaries() noexcept;
 
   std::string path_;
