@@ -14,6 +14,7 @@
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/core/check.h"
 #include "ftdist/model/loss.h"
+#include "ftdist/optim/clip.h"
 
 namespace ftdist::fsdp {
 namespace {
@@ -359,20 +360,15 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
   if (cfg_.global_norm()) {
     // Every unit's reduced gradient first, then one global norm, then the steps.
     r.held_grad_bytes = reduce_all_for_step();
-    at::Tensor sq = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(cfg_.device));
-    // Each unit's norm accumulated in fp32 by the reduction itself (no fp64 copy of a gradient
-    // shard: 16 bytes per element the plan does not hold), squared and summed in fp64.
-    for (auto& u : units_)
-      sq += at::linalg_vector_norm(u->step_grad(), 2, std::nullopt, false, at::kFloat).to(at::kDouble).square();
-    if (cfg_.stage != plan::Stage::None) shard_->all_reduce(sq, comm::ReduceOp::Sum);  // none: replicated already
-    sync_collectives();
-    r.grad_norm = std::sqrt(sq.item<double>());
-    r.skipped = !std::isfinite(r.grad_norm);
+    sync_collectives();  // the reductions finished (or timed out) before the norm's host read
+    std::vector<at::Tensor> grads;
+    for (auto& u : units_) grads.push_back(u->step_grad());
+    // Over the shard group (a hybrid replica's gradients are the same); none: replicated already.
+    const optim::ClipResult clip =
+        optim::clip_grad_norm(grads, cfg_.max_grad_norm, cfg_.stage != plan::Stage::None ? shard_ : nullptr);
+    r.grad_norm = clip.norm;
+    r.skipped = !clip.finite;
     if (!r.skipped) {
-      if (cfg_.max_grad_norm > 0 && r.grad_norm > cfg_.max_grad_norm) {
-        const double scale = cfg_.max_grad_norm / (r.grad_norm + 1e-6);
-        for (auto& u : units_) u->step_grad().mul_(scale);
-      }
       for (auto& u : units_) u->apply_step(lr);
     } else {
       for (auto& u : units_) u->zero_grad();  // the step is skipped; nothing of it carries over

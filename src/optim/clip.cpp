@@ -1,20 +1,31 @@
 #include "ftdist/optim/clip.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ftdist/core/check.h"
 
 namespace ftdist::optim {
 
-double global_grad_norm(const std::vector<at::Tensor>& shards, comm::Communicator& comm) {
-  at::Tensor sum = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(comm.device()));
-  for (const at::Tensor& g : shards)
-    if (g.numel() > 0) sum += g.to(at::kDouble).pow(2).sum().to(sum.device());
-  comm.all_reduce(sum, comm::ReduceOp::Sum);
+double global_grad_norm(const std::vector<at::Tensor>& shards, comm::Communicator* comm) {
+  const at::Device device = !shards.empty() ? shards.front().device() : at::Device(at::kCPU);
+  at::Tensor sum = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(comm ? comm->device() : device));
+  // Squares summed in fp64, a bounded chunk at a time: no fp64 copy of a whole shard (8 more bytes
+  // per element than any buffer the plan holds), and fp64 accuracy however large the shard.
+  constexpr int64_t kChunk = int64_t(1) << 20;  // elements: 16 MiB of fp64 temporaries at the most
+  for (const at::Tensor& g : shards) {
+    const at::Tensor flat = g.reshape({-1});
+    for (int64_t k = 0; k < flat.numel(); k += kChunk)
+      sum += flat.narrow(0, k, std::min(kChunk, flat.numel() - k)).to(at::kDouble).square().sum().to(sum.device());
+  }
+  if (comm) {
+    comm->all_reduce(sum, comm::ReduceOp::Sum);
+    comm->synchronize();  // finished (or timed out) before the host waits for the value
+  }
   return std::sqrt(sum.item<double>());
 }
 
-ClipResult clip_grad_norm(const std::vector<at::Tensor>& shards, double max_norm, comm::Communicator& comm,
+ClipResult clip_grad_norm(const std::vector<at::Tensor>& shards, double max_norm, comm::Communicator* comm,
                           NonFinite policy) {
   ClipResult r;
   r.norm = global_grad_norm(shards, comm);

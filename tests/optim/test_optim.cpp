@@ -171,20 +171,33 @@ TEST(Schedule, WarmupCosineLinearConstant) {
 TEST(Clip, GlobalNormAndScalingOnOneRank) {
   auto comm = comm::make_communicator(at::kCPU);
   at::Tensor a = at::tensor({3.0f, 0.0f}), b = at::tensor({4.0f});
-  ClipResult r = clip_grad_norm({a, b}, 1.0, *comm);
+  ClipResult r = clip_grad_norm({a, b}, 1.0, comm.get());
   EXPECT_DOUBLE_EQ(r.norm, 5.0);
   EXPECT_NEAR(a[0].item<float>(), 3.0 / (5.0 + 1e-6), 1e-7);
   EXPECT_NEAR(b[0].item<float>(), 4.0 / (5.0 + 1e-6), 1e-7);
   at::Tensor c = at::tensor({0.3f, 0.4f});
-  EXPECT_NEAR(clip_grad_norm({c}, 1.0, *comm).norm, 0.5, 1e-7);
+  EXPECT_NEAR(clip_grad_norm({c}, 1.0, comm.get()).norm, 0.5, 1e-7);
   EXPECT_FLOAT_EQ(c[0].item<float>(), 0.3f);  // below the limit: untouched
   at::Tensor bad = at::tensor({1.0f, std::nanf("")});
   SkipCounter skips;
-  EXPECT_FALSE(skips.should_step(clip_grad_norm({bad}, 1.0, *comm)));
-  EXPECT_TRUE(skips.should_step(clip_grad_norm({c}, 1.0, *comm)));
+  EXPECT_FALSE(skips.should_step(clip_grad_norm({bad}, 1.0, comm.get())));
+  EXPECT_TRUE(skips.should_step(clip_grad_norm({c}, 1.0, comm.get())));
   EXPECT_EQ(skips.skipped(), 1);
   EXPECT_TRUE(std::isnan(bad[1].item<float>()));  // left alone: the step is skipped
-  expect_error([&] { clip_grad_norm({bad}, 1.0, *comm, NonFinite::Abort); }, ErrorKind::Internal, "non-finite");
+  expect_error([&] { clip_grad_norm({bad}, 1.0, comm.get(), NonFinite::Abort); }, ErrorKind::Internal, "non-finite");
+}
+
+// Without a communicator the shards are the whole gradient (a replicated one): the same norm,
+// no collective; bf16 shards are normed in fp32 (no rounding of the sum to bf16).
+TEST(Clip, ReplicatedGradientsNeedNoCommunicator) {
+  at::Tensor a = at::tensor({3.0f, 0.0f}), b = at::tensor({4.0f});
+  EXPECT_DOUBLE_EQ(global_grad_norm({a, b}, nullptr), 5.0);
+  at::Tensor many = at::full({4096}, 0.01f).to(at::kBFloat16);  // sum of squares 0.4096 (bf16 0.01 = 0.010009765625)
+  const double want = std::sqrt(4096.0) * double(at::full({1}, 0.01f).to(at::kBFloat16).item<float>());
+  EXPECT_NEAR(global_grad_norm({many}, nullptr), want, 1e-6 * want);
+  ClipResult r = clip_grad_norm({a, b}, 2.5, nullptr);
+  EXPECT_DOUBLE_EQ(r.norm, 5.0);
+  EXPECT_NEAR(b[0].item<float>(), 4.0 * 2.5 / (5.0 + 1e-6), 1e-6);
 }
 
 TEST(FusedAdamWKernel, MatchesTheCpuLoop) {

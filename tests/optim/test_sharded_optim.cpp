@@ -49,7 +49,7 @@ TEST(ShardedClip, NormOfShardsIsTheNormOfTheWhole) {
   at::Tensor whole = at::randn({64 * n_ranks});
   const double want = whole.to(at::kDouble).norm().item<double>();
   at::Tensor mine = whole.narrow(0, comm->rank() * 64, 64).clone();
-  ClipResult r = clip_grad_norm({mine}, want / 2, *comm);
+  ClipResult r = clip_grad_norm({mine}, want / 2, comm.get());
   EXPECT_NEAR(r.norm, want, 1e-9 * want);
   at::Tensor all = at::empty({64 * n_ranks});
   comm->all_gather_into(all, mine);

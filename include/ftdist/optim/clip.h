@@ -20,8 +20,10 @@ struct ClipResult {
   bool finite = true;  // false: do not step
 };
 
-// Sum of squares over ranks and shards (fp64 accumulation), then sqrt.
-double global_grad_norm(const std::vector<at::Tensor>& shards, comm::Communicator& comm);
+// Sum of squares over the shards (in fp64, a bounded chunk at a time) and,
+// with `comm`, over its ranks (one all-reduce); then sqrt. `comm` null: the shards are the whole
+// gradient already (replicated, as in the `none` stage). The FSDP runtime's norm is this function.
+double global_grad_norm(const std::vector<at::Tensor>& shards, comm::Communicator* comm);
 
 // Counts the steps skipped for a non-finite gradient norm (the trainer reports the count).
 class SkipCounter {
@@ -38,7 +40,7 @@ class SkipCounter {
 };
 
 // max_norm <= 0 disables the scaling (the norm is still computed and checked).
-ClipResult clip_grad_norm(const std::vector<at::Tensor>& shards, double max_norm, comm::Communicator& comm,
+ClipResult clip_grad_norm(const std::vector<at::Tensor>& shards, double max_norm, comm::Communicator* comm,
                           NonFinite policy = NonFinite::Skip);
 
 }  // namespace ftdist::optim
