@@ -38,24 +38,23 @@ struct GatherFn : public torch::autograd::Function<GatherFn> {
   }
 };
 
-bool is_sharded_stage(plan::Stage s) {
-  return s == plan::Stage::Full || s == plan::Stage::GradOp || s == plan::Stage::Hybrid;
-}
-
 }  // namespace
 
 FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpec::Unit& spec,
                    comm::Communicator& shard_comm, comm::Communicator* replica_comm, const FsdpConfig& cfg,
                    UnitShared& shared, const io::WeightSource& init)
     : index(index_), model_(model), shard_comm_(shard_comm), replica_comm_(replica_comm), cfg_(cfg), shared_(shared) {
-  sharded_ = is_sharded_stage(cfg.stage);
+  const plan::StagePolicy policy = plan::stage_policy(cfg.stage);
+  sharded_ = policy.shard_params;
+  gather_after_step_ = policy.gather_after_step;
+  states_sharded_ = policy.shard_states;
   compute_ = cfg.precision == plan::Precision::Fp32 ? at::kFloat : at::kBFloat16;
   // bf16-mixed keeps an fp32 master beside the bf16 parameters; in fp32 and bf16-pure the
   // parameters are the master, and the gradient accumulates in that dtype too.
   params_are_master_ = cfg.precision != plan::Precision::Bf16Mixed;
   accum_dtype_ = params_are_master_ ? compute_ : at::kFloat;
-  const int n = cfg.stage == plan::Stage::None ? 1 : shard_comm.size();
-  const int rank = cfg.stage == plan::Stage::None ? 0 : shard_comm.rank();
+  const int n = states_sharded_ ? shard_comm.size() : 1;  // none: a replica of everything
+  const int rank = states_sharded_ ? shard_comm.rank() : 0;
   numel_ = spec.numel();
   shard_ = (numel_ + n - 1) / n;
   padded_ = shard_ * n;
@@ -103,9 +102,9 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   if (!sharded_) full_grad_ = at::zeros({padded_}, params);
   dummy_ = at::zeros({1}, f32).requires_grad_(true);
 
-  const int64_t state_len = cfg.stage == plan::Stage::None ? padded_ : shard_;
+  const int64_t state_len = states_sharded_ ? shard_ : padded_;
   at::Tensor param_out;
-  if (!params_are_master_) param_out = cfg.stage == plan::Stage::None ? full_ : param_shard_;
+  if (!params_are_master_) param_out = states_sharded_ ? param_shard_ : full_;
   what.emplace(MemCategory::optimizer);
   opt_ = std::make_unique<optim::AdamW>(cfg.adamw, master_, optim::decay_ranges(spec, own_begin_, state_len), param_out);
   model_.bind(index, full_);
@@ -261,7 +260,7 @@ int64_t FsdpUnit::step_grad_extra_bytes() const {
 
 void FsdpUnit::apply_step(double lr) {
   opt_->step(step_grad_, lr);  // none/fp32: updates full_ itself; bf16-mixed: writes it
-  if (cfg_.stage == plan::Stage::Optimizer) shard_comm_.all_gather_into(full_, param_shard_);
+  if (gather_after_step_) shard_comm_.all_gather_into(full_, param_shard_);
   step_grad_ = at::Tensor();
 }
 
@@ -291,7 +290,7 @@ at::Tensor FsdpUnit::gather_state(io::StateKind kind) {
   // On the CPU in fp32 (callers write it out): no fp32 copy of a whole unit on the device, where
   // training still holds its memory.
   const at::TensorOptions host = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
-  if (cfg_.stage == plan::Stage::None) return mine.narrow(0, 0, numel_).to(host, false, /*copy=*/true);
+  if (!states_sharded_) return mine.narrow(0, 0, numel_).to(host, false, /*copy=*/true);
   at::Tensor all = at::empty({padded_}, mine.options());
   shard_comm_.all_gather_into(all, mine);
   shard_comm_.synchronize();  // before the host reads it

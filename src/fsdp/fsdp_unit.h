@@ -117,7 +117,9 @@ class FsdpUnit {
   SlotPool* slots_ = nullptr;
   int slot_ = -1;                 // the slot holding full_'s memory while gathered, or -1
   DeviceStreams::Fence ready_;    // the gather into full_ not yet waited for by the compute stream
-  bool sharded_;
+  bool sharded_;            // the stage policy: parameters as shards (full, grad-op, hybrid)
+  bool states_sharded_;     // master and optimizer states sharded (all but none)
+  bool gather_after_step_;  // optimizer: the replica is refreshed by an all-gather after the step
   bool gather_;  // sharded over more than one rank: the unsharded buffer is gathered and released
   int64_t numel_, shard_, padded_;
   int64_t own_begin_ = 0;  // first unit element of master_ / the optimizer states

@@ -22,8 +22,8 @@ plan::RunSetup planned_setup(const FsdpConfig& cfg, int world, int64_t micro_bat
   s.micro_batch = micro_batch;
   s.seq_len = seq_len;
   s.attention = attention;
-  s.shard_group = cfg.stage == plan::Stage::None ? 1
-                  : (cfg.stage == plan::Stage::Hybrid && cfg.shard_group > 0 ? cfg.shard_group : world);
+  const plan::StagePolicy policy = plan::stage_policy(cfg.stage);
+  s.shard_group = !policy.shard_states ? 1 : (policy.replicate_groups && cfg.shard_group > 0 ? cfg.shard_group : world);
   s.replicas = world / s.shard_group;
   if (cfg.device.is_cpu()) {  // a CPU process has no CUDA context and no NCCL buffers; its device memory is host memory
     s.overheads.cuda_context_gib = 0;

@@ -169,16 +169,17 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
 
   // ---- model states ----
   // Sharded stages keep a compute-dtype shard (the all-gather source); optimizer/none keep a replica.
-  const bool sharded = s.sharded_params();
+  const StagePolicy policy = stage_policy(s.stage);
+  const bool sharded = policy.shard_params;
   // The optimizer stage's replicated parameters and gradients are flat buffers padded to N x S
   // (the all-gather / reduce-scatter operands); `none` (N = 1) has no padding.
-  const int64_t param_elems = sharded ? shard : (s.stage == Stage::Optimizer ? u.padded_numel(n) : total);
+  const int64_t param_elems = sharded ? shard : (policy.gather_after_step ? u.padded_numel(n) : total);
   b[MemCategory::params_sharded] = uint64_t(param_elems) * c;
   if (explain) ex.line(MemCategory::params_sharded,
           (sharded ? "shard S " + std::to_string(shard) : "replica " + std::to_string(total)) + " x " + C, b[MemCategory::params_sharded]);
 
   // Master and optimizer states are sharded over N in every stage but `none` (where N = 1).
-  const int64_t state_elems = s.stage == Stage::None ? total : shard;
+  const int64_t state_elems = policy.shard_states ? shard : total;
   const double ob = optimizer_bytes(s.optimizer, s.precision);
   uint64_t master = uint64_t(state_elems) * master_bytes(s.precision);
   uint64_t optim = uint64_t(double(state_elems) * ob);
@@ -205,7 +206,7 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
   if (s.data_parallel() > 1)
     b.largest_reduction_bytes = uint64_t(std::max(u.layer_shard, u.max_edge_shard())) * n * float_type_bytes(s.reduce_dtype);
   if (sharded && n > 1) {
-    if (s.stage == Stage::GradOp) {
+    if (!policy.reshard_after_forward) {  // grad-op
       // Kept from forward until each unit's backward, so at the end of forward every unit is
       // gathered. While a unit is gathered its shard lives as the rank's own slice of the gathered
       // buffer (in-place all-gather; the standalone shard is released and re-cut at reshard), so
@@ -292,7 +293,7 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
       comm += max_shard * n * r;
       comm_formula += " + fp32 copy N x max S x " + std::to_string(r);
     }
-  } else if (s.stage == Stage::Optimizer) {
+  } else if (policy.gather_after_step) {  // optimizer
     // Step end: each unit's reduce-scatter output (its gradient shard in the reduce dtype), one
     // unit's at a time, or every unit's when the global norm is taken first; plus, when the reduce
     // dtype is not the compute dtype, the converted copy of one unit's whole gradient.

@@ -5,6 +5,16 @@
 
 namespace ftdist::plan {
 
+StagePolicy stage_policy(Stage s) {
+  StagePolicy p;
+  p.shard_params = s == Stage::Full || s == Stage::GradOp || s == Stage::Hybrid;
+  p.reshard_after_forward = s == Stage::Full || s == Stage::Hybrid;
+  p.shard_states = s != Stage::None;
+  p.gather_after_step = s == Stage::Optimizer;
+  p.replicate_groups = s == Stage::Hybrid;
+  return p;
+}
+
 const char* stage_name(Stage s) {
   switch (s) {
     case Stage::Full: return "full";

@@ -16,6 +16,23 @@ enum class Checkpointing { None, Full };
 enum class Attention { Flash, Eager };
 enum class FloatType { Bf16, Fp32 };
 
+// What a sharding stage does, decided once, here: the memory model and the runtime (fsdp/) read
+// these instead of testing the stage.
+//   stage      shard_params  reshard_after_forward  shard_states  gather_after_step  replicate_groups
+//   full       yes           yes                    yes           -                  -
+//   grad-op    yes           - (kept to backward)   yes           -                  -
+//   optimizer  - (replica)   -                      yes           yes                -
+//   none       - (replica)   -                      - (replica)   -                  -
+//   hybrid     yes           yes                    yes           -                  yes
+struct StagePolicy {
+  bool shard_params = false;           // parameters live as shards, gathered unit by unit
+  bool reshard_after_forward = false;  // a unit's gathered parameters are freed after its forward, gathered again for its backward
+  bool shard_states = false;           // master and optimizer states sharded over the shard group
+  bool gather_after_step = false;      // the replica is refreshed by an all-gather of the updated shards
+  bool replicate_groups = false;       // shard groups replicated; gradient shards all-reduced across them
+};
+StagePolicy stage_policy(Stage s);
+
 const char* stage_name(Stage s);
 Stage stage_from_name(const std::string& name);  // full|zero3|3, grad-op|zero2|2, optimizer|zero1|1, none|ddp|zero0|0, hybrid|hsdp
 const char* precision_name(Precision p);
@@ -76,7 +93,7 @@ struct RunSetup {
   HostOverheads host_overheads;
 
   int data_parallel() const { return shard_group * replicas; }
-  bool sharded_params() const { return stage == Stage::Full || stage == Stage::GradOp || stage == Stage::Hybrid; }
+  bool sharded_params() const { return stage_policy(stage).shard_params; }
 };
 
 }  // namespace ftdist::plan
