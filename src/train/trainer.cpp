@@ -250,6 +250,39 @@ std::vector<fsdp::MicroBatch> micro_batches(const data::PackedSamples& samples, 
   return out;
 }
 
+// The mean loss over every counted token of the eval samples (nullopt when none counts). Samples
+// rank, rank + n, ...; every rank runs the same number of forwards (their gathers are
+// collectives), the ranks short of one run a last one whose labels count nothing.
+std::optional<double> evaluate(fsdp::FsdpModel& fsdp, const data::PackedSamples& eval, comm::Communicator& world) {
+  const int n = world.size();
+  const int64_t size = eval.num_samples(), per_rank = (size + n - 1) / n;
+  double sum = 0;
+  int64_t count = 0;
+  for (int64_t k = 0; k < per_rank; ++k) {
+    const int64_t i = k * n + world.rank();
+    fsdp::MicroBatch mb = micro_batches(eval, {std::min(i, size - 1)}, 1).front();
+    if (i >= size) mb.labels.fill_(model::kIgnoreIndex);
+    fsdp::StepResult e = fsdp.eval_sums(mb);
+    sum += e.loss;
+    count += e.tokens;
+  }
+  at::Tensor t = at::tensor({sum, double(count)}, at::kDouble);
+  world.all_reduce(t, comm::ReduceOp::Sum);
+  if (t[1].item<double>() <= 0) return std::nullopt;
+  return t[0].item<double>() / t[1].item<double>();
+}
+
+// Rank 0's metrics file (JSON lines): new, or on resume the lines up to `first_step` kept and
+// appended to.
+std::unique_ptr<std::ofstream> open_metrics(const RunConfig& c, int64_t first_step) {
+  make_directories(c.output_dir, "output.dir");
+  const std::string path = c.output_dir + "/" + c.metrics;
+  if (first_step > 0) truncate_metrics(path, first_step);
+  auto metrics = std::make_unique<std::ofstream>(path, first_step > 0 ? std::ios::app : std::ios::trunc);
+  FT_CHECK_ARG(metrics->good(), "output.metrics: cannot write '" << path << "'");
+  return metrics;
+}
+
 // After the first step: the largest peak over the ranks of the resident memory and of the counting
 // allocator since the start (loading included), next to the plan's host memory and allocated bytes;
 // logged, and kept in <output.dir>/memory.json.
@@ -400,14 +433,7 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
     resume.reset();
   }
 
-  std::unique_ptr<std::ofstream> metrics;
-  if (world.rank() == 0) {
-    make_directories(c.output_dir, "output.dir");
-    const std::string path = c.output_dir + "/" + c.metrics;
-    if (first_step > 0) truncate_metrics(path, first_step);
-    metrics = std::make_unique<std::ofstream>(path, first_step > 0 ? std::ios::app : std::ios::trunc);
-    FT_CHECK_ARG(metrics->good(), "output.metrics: cannot write '" << path << "'");
-  }
+  const std::unique_ptr<std::ofstream> metrics = world.rank() == 0 ? open_metrics(c, first_step) : nullptr;
   int64_t saved_step = first_step;
   auto save = [&](int64_t step) {
     SaveRequest req;
@@ -476,24 +502,8 @@ TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
                                                                                       (double(n) * c.peak_tflops * 1e12))
                                                              : nlohmann::ordered_json(nullptr)},
                                    {"peak_mem_bytes", gpu ? fsdp::device_memory_peak(device) : fsdp::process_peak_rss_bytes()}};
-    if (c.eval_every > 0 && eval && ((step + 1) % c.eval_every == 0 || step + 1 == c.steps)) {
-      // Samples rank, rank + n, ...; every rank runs the same number of forwards (their gathers
-      // are collectives), the ranks short of one run a last one whose labels count nothing.
-      const int64_t size = eval->num_samples(), per_rank = (size + n - 1) / n;
-      double sum = 0;
-      int64_t count = 0;
-      for (int64_t k = 0; k < per_rank; ++k) {
-        const int64_t i = k * n + world.rank();
-        fsdp::MicroBatch mb = micro_batches(*eval, {std::min(i, size - 1)}, 1).front();
-        if (i >= size) mb.labels.fill_(model::kIgnoreIndex);
-        fsdp::StepResult e = fsdp.eval_sums(mb);
-        sum += e.loss;
-        count += e.tokens;
-      }
-      at::Tensor t = at::tensor({sum, double(count)}, at::kDouble);
-      world.all_reduce(t, comm::ReduceOp::Sum);
-      if (t[1].item<double>() > 0) line["eval_loss"] = t[0].item<double>() / t[1].item<double>();
-    }
+    if (c.eval_every > 0 && eval && ((step + 1) % c.eval_every == 0 || step + 1 == c.steps))
+      if (const std::optional<double> loss = evaluate(fsdp, *eval, world)) line["eval_loss"] = *loss;
     if (r.skipped) {
       line["skipped"] = true;
       FT_LOG_WARN("step " << step + 1 << ": the gradient norm is not finite; the optimizer step was skipped");
