@@ -52,10 +52,15 @@ void ProgressBar::draw(uint64_t done, const std::string& note, bool last) {
   }
   std::fflush(out_);
   last_draw_ = now;
+  drawn_ = true;
+}
+
+bool ProgressBar::quiet() const {
+  return !drawn_ && std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count() < quiet_s_;
 }
 
 void ProgressBar::update(uint64_t done, const std::string& note) {
-  if (finished_) return;
+  if (finished_ || quiet()) return;
   if (terminal_) {
     if (std::chrono::steady_clock::now() - last_draw_ < std::chrono::milliseconds(200)) return;
     draw(done, note, false);
@@ -71,7 +76,7 @@ void ProgressBar::update(uint64_t done, const std::string& note) {
 void ProgressBar::finish(const std::string& note) {
   if (finished_) return;
   finished_ = true;
-  draw(total_, note, true);
+  if (!quiet()) draw(total_, note, true);
 }
 
 }  // namespace ftdist

@@ -299,9 +299,11 @@ std::vector<Document> read_token_file(const std::string& path, int64_t vocab) {
   return docs;
 }
 
+bool is_token_file_path(const std::string& path) { return ends_with(path, ".ftok"); }
+
 std::vector<Document> read_documents(const std::string& path, int64_t vocab, const std::string& what,
                                      const Tokenizer* tokenizer) {
-  return ends_with(path, ".ftok") ? read_token_file(path, vocab) : read_jsonl(path, vocab, what, tokenizer);
+  return is_token_file_path(path) ? read_token_file(path, vocab) : read_jsonl(path, vocab, what, tokenizer);
 }
 
 }  // namespace ftdist::data

@@ -96,10 +96,12 @@ std::unique_ptr<model::LlamaModel> build_model(const RunConfig& c, const ModelSo
 std::unique_ptr<fsdp::FsdpModel> load_model(model::LlamaModel& model, comm::Communicator& comm, const fsdp::FsdpConfig& fc,
                                             const io::WeightSource& init, bool report) {
   const auto t0 = std::chrono::steady_clock::now();
-  std::unique_ptr<ProgressBar> bar;  // shown once loading takes more than a second
-  auto m = std::make_unique<fsdp::FsdpModel>(model, comm, fc, init, [&](size_t done, size_t total) {
-    if (!bar && report && std::chrono::steady_clock::now() - t0 > std::chrono::seconds(1))
-      bar = std::make_unique<ProgressBar>("loading " + init.dir(), total, "units");
+  std::unique_ptr<ProgressBar> bar;
+  if (report) {
+    bar = std::make_unique<ProgressBar>("loading " + init.dir(), model.units().size(), "units");
+    bar->quiet_for(1.0);  // shown once loading takes more than a second
+  }
+  auto m = std::make_unique<fsdp::FsdpModel>(model, comm, fc, init, [&](size_t done, size_t) {
     if (bar) bar->update(done);
   });
   if (bar) bar->finish();
@@ -208,21 +210,20 @@ void on_rank0_while_others_wait(comm::Communicator& world, const std::function<v
 data::PackedSamples open_samples(const std::string& path, const std::string& what, const RunConfig& c,
                                  const data::Tokenizer& tokenizer, int64_t vocab, comm::Communicator& world) {
   std::string ftok = path;
-  const bool jsonl = path.size() < 5 || path.compare(path.size() - 5, 5, ".ftok") != 0;
-  if (jsonl) {
+  if (!data::is_token_file_path(path)) {  // JSONL
     const std::string dir = c.output_dir + "/data";
     on_rank0_while_others_wait(world, [&](const std::function<void()>& heartbeat) {
       if (data::tokenized_cache_is_current(path, c.tokenizer, vocab, dir)) {
         FT_LOG_INFO(what << ": reusing the tokenized " << path << " (" << data::tokenized_cache_path(path, c.tokenizer, vocab, dir) << ")");
         return;
       }
-      std::unique_ptr<ProgressBar> bar;  // shown once tokenizing takes more than a second
-      const auto t0 = std::chrono::steady_clock::now();
+      std::optional<ProgressBar> bar;  // made at the first report, which knows the size
       const std::string out = data::tokenized_cache(path, &tokenizer, c.tokenizer, vocab, dir, what,
                                                     [&](uint64_t done, uint64_t total, size_t docs) {
-                                                      if (!bar && std::chrono::steady_clock::now() - t0 > std::chrono::seconds(1))
-                                                        bar = std::make_unique<ProgressBar>("tokenizing " + path, total, "B");
-                                                      if (!bar) return heartbeat();
+                                                      if (!bar) {
+                                                        bar.emplace("tokenizing " + path, total, "B");
+                                                        bar->quiet_for(1.0);  // shown once it takes more than a second
+                                                      }
                                                       bar->update(done, std::to_string(docs) + " documents");
                                                       heartbeat();
                                                     },

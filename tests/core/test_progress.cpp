@@ -40,3 +40,26 @@ TEST(ProgressBar, OffATerminalOneLinePerTenth) {
   EXPECT_NE(all.find("done\n"), std::string::npos) << all;
   EXPECT_EQ(all.find('\r'), std::string::npos) << "no carriage returns in a log";
 }
+
+// A quiet period: work that ends within it prints nothing, not even finish()'s line; without one
+// (or once it has passed) the same work draws its lines.
+TEST(ProgressBar, QuietPeriodKeepsShortWorkSilent) {
+  auto lines_of = [](double quiet) {
+    std::FILE* f = std::tmpfile();
+    EXPECT_NE(f, nullptr);
+    {
+      ProgressBar bar("work", 10, "items", f, false);
+      bar.quiet_for(quiet);
+      for (uint64_t i = 0; i <= 10; ++i) bar.update(i);
+      bar.finish();
+    }
+    std::rewind(f);
+    int lines = 0;
+    char buf[512];
+    while (std::fgets(buf, sizeof(buf), f)) ++lines;
+    std::fclose(f);
+    return lines;
+  };
+  EXPECT_EQ(lines_of(3600), 0);
+  EXPECT_EQ(lines_of(0), 11);
+}

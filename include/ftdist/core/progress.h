@@ -20,6 +20,9 @@ class ProgressBar {
   ProgressBar(std::string label, uint64_t total, std::string unit, std::FILE* out, bool terminal);
   void update(uint64_t done, const std::string& note = "");
   void finish(const std::string& note = "");
+  // Draws nothing until `seconds` have passed since construction: work that ends sooner stays
+  // silent (finish() too), longer work shows its bar from then on.
+  void quiet_for(double seconds) { quiet_s_ = seconds; }
 
   // The line for `done` after `seconds` (no carriage return or newline): label, bar, percent,
   // amounts, rate and ETA.
@@ -27,6 +30,7 @@ class ProgressBar {
 
  private:
   void draw(uint64_t done, const std::string& note, bool last);
+  bool quiet() const;  // within the quiet period, nothing drawn yet
   std::string amount(double v) const;
 
   std::string label_, unit_;
@@ -36,6 +40,8 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_, last_draw_;
   int last_tenth_ = -1;
   bool finished_ = false;
+  bool drawn_ = false;
+  double quiet_s_ = 0;
 };
 
 }  // namespace ftdist

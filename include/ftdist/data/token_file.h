@@ -134,6 +134,9 @@ void write_token_file(const std::string& path, const std::vector<Document>& docs
 // must be <= `vocab`). Document lines are 1, 2, ... (the document's index + 1).
 std::vector<Document> read_token_file(const std::string& path, int64_t vocab);
 
+// Whether a data path names a token file (*.ftok); anything else is JSONL.
+bool is_token_file_path(const std::string& path);
+
 // A data path: *.ftok is a token file, anything else JSONL (text tokenized by `tokenizer`; null:
 // byte-level).
 std::vector<Document> read_documents(const std::string& path, int64_t vocab, const std::string& what,
