@@ -91,7 +91,7 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
 
 FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpConfig config, const io::WeightSource& init,
                      const LoadProgress& on_unit)
-    : model_(model), world_(world), cfg_(config) {
+    : model_(model), world_(world), cfg_(config), policy_(plan::stage_policy(config.stage)) {
   FT_CHECK_ARG(cfg_.prefetch >= 1 && cfg_.prefetch <= 8, "prefetch must be 1..8 units in flight, got " << cfg_.prefetch);
   if (cfg_.device.is_cuda() && !cfg_.device.has_index()) cfg_.device = at::Device(at::kCUDA, world.device().is_cuda() ? world.device().index() : 0);
   const bool any_device = world.backend() == comm::Backend::Local;
@@ -101,8 +101,7 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
   shared_ = std::make_unique<UnitShared>(cfg_.device);
   watch_device_out_of_memory(cfg_.device);
   comm::Communicator* shard = &world;
-  const plan::StagePolicy policy = plan::stage_policy(cfg_.stage);
-  if (policy.replicate_groups) {
+  if (policy_.replicate_groups) {
     const int g = cfg_.shard_group > 0 ? cfg_.shard_group : world.size();
     FT_CHECK_ARG(world.size() % g == 0, "hybrid sharding: " << world.size() << " ranks do not divide into shard groups of " << g);
     shard_comm_ = world.split(world.rank() / g, world.rank());
@@ -120,7 +119,7 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
     if (on_unit) on_unit(u + 1, specs.size());
   }
   shared_->free_load_staging();
-  if (policy.reshard_after_forward && shard->size() > 1) {
+  if (policy_.reshard_after_forward && shard->size() > 1) {
     // The slots of DESIGN.md §4, as the planner counts them: `prefetch` for layers, one for the
     // largest edge unit (the embedding's forward, the head's forward and backward, a tied root's whole pass).
     int64_t layer = 0, edge = 0;
@@ -149,7 +148,7 @@ size_t FsdpModel::num_units() const { return units_.size(); }
 at::Tensor FsdpModel::gather_state(size_t u, io::StateKind kind) { return units_.at(u)->gather_state(kind); }
 
 FsdpModel::StateFiles FsdpModel::state_files() const {
-  if (!plan::stage_policy(cfg_.stage).shard_states) return {world_.rank(), world_.size(), true};
+  if (!policy_.shard_states) return {world_.rank(), world_.size(), true};
   return {shard_->rank(), shard_->size(), !replica_comm_ || replica_comm_->rank() == 0};
 }
 
@@ -257,7 +256,7 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
     }
   }
   // `full` reshards after forward; the last unit (and a tied root) stays for the backward soon after.
-  if (plan::stage_policy(cfg_.stage).reshard_after_forward && !is_last && !root_tied) unit.reshard();
+  if (policy_.reshard_after_forward && !is_last && !root_tied) unit.reshard();
   return y;
 }
 
@@ -366,7 +365,7 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     for (auto& u : units_) grads.push_back(u->step_grad());
     // Over the shard group (a hybrid replica's gradients are the same); none: replicated already.
     const optim::ClipResult clip =
-        optim::clip_grad_norm(grads, cfg_.max_grad_norm, plan::stage_policy(cfg_.stage).shard_states ? shard_ : nullptr);
+        optim::clip_grad_norm(grads, cfg_.max_grad_norm, policy_.shard_states ? shard_ : nullptr);
     r.grad_norm = clip.norm;
     r.skipped = !clip.finite;
     if (!r.skipped) {

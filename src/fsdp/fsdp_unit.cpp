@@ -43,18 +43,16 @@ struct GatherFn : public torch::autograd::Function<GatherFn> {
 FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpec::Unit& spec,
                    comm::Communicator& shard_comm, comm::Communicator* replica_comm, const FsdpConfig& cfg,
                    UnitShared& shared, const io::WeightSource& init)
-    : index(index_), model_(model), shard_comm_(shard_comm), replica_comm_(replica_comm), cfg_(cfg), shared_(shared) {
-  const plan::StagePolicy policy = plan::stage_policy(cfg.stage);
-  sharded_ = policy.shard_params;
-  gather_after_step_ = policy.gather_after_step;
-  states_sharded_ = policy.shard_states;
+    : index(index_), model_(model), shard_comm_(shard_comm), replica_comm_(replica_comm), cfg_(cfg), shared_(shared), policy_(plan::stage_policy(cfg.stage)) {
+  sharded_ = policy_.shard_params;
   compute_ = cfg.precision == plan::Precision::Fp32 ? at::kFloat : at::kBFloat16;
   // bf16-mixed keeps an fp32 master beside the bf16 parameters; in fp32 and bf16-pure the
   // parameters are the master, and the gradient accumulates in that dtype too.
   params_are_master_ = cfg.precision != plan::Precision::Bf16Mixed;
   accum_dtype_ = params_are_master_ ? compute_ : at::kFloat;
-  const int n = states_sharded_ ? shard_comm.size() : 1;  // none: a replica of everything
-  const int rank = states_sharded_ ? shard_comm.rank() : 0;
+  reduce_ = cfg.reduce_dtype == plan::FloatType::Fp32 ? at::kFloat : at::kBFloat16;
+  const int n = policy_.shard_states ? shard_comm.size() : 1;  // none: a replica of everything
+  const int rank = policy_.shard_states ? shard_comm.rank() : 0;
   numel_ = spec.numel();
   shard_ = (numel_ + n - 1) / n;
   padded_ = shard_ * n;
@@ -102,9 +100,9 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   if (!sharded_) full_grad_ = at::zeros({padded_}, params);
   dummy_ = at::zeros({1}, f32).requires_grad_(true);
 
-  const int64_t state_len = states_sharded_ ? shard_ : padded_;
+  const int64_t state_len = policy_.shard_states ? shard_ : padded_;
   at::Tensor param_out;
-  if (!params_are_master_) param_out = states_sharded_ ? param_shard_ : full_;
+  if (!params_are_master_) param_out = policy_.shard_states ? param_shard_ : full_;
   what.emplace(MemCategory::optimizer);
   opt_ = std::make_unique<optim::AdamW>(cfg.adamw, master_, optim::decay_ranges(spec, own_begin_, state_len), param_out);
   model_.bind(index, full_);
@@ -164,9 +162,7 @@ void FsdpUnit::on_param_grads(variable_list& grads) {
   // reduce-scatter's, the no_sync accumulator's, or the replicated gradient's), so that no further
   // unit-sized conversion follows. The parameters' gradients stay alive until this backward
   // returns (autograd holds them), next to it: two units' worth, as the planner counts.
-  const at::ScalarType dtype = !sharded_ ? compute_
-                               : cfg_.no_sync ? accum_dtype_
-                               : (cfg_.reduce_dtype == plan::FloatType::Fp32 ? at::kFloat : at::kBFloat16);
+  const at::ScalarType dtype = !sharded_ ? compute_ : cfg_.no_sync ? accum_dtype_ : reduce_;
   at::Tensor flat;
   {
     CategoryScope scope(plan::MemCategory::unsharded_grads);
@@ -175,8 +171,7 @@ void FsdpUnit::on_param_grads(variable_list& grads) {
   int64_t offset = 0;
   const auto& specs = model_.units()[index].specs;
   for (size_t i = 0; i < specs.size(); ++i) {
-    int64_t n = 1;
-    for (int64_t d : specs[i].shape) n *= d;
+    const int64_t n = plan::shape_numel(specs[i].shape);
     at::Tensor slot = flat.narrow(0, offset, n);
     if (grads[i].defined()) slot.view(grads[i].sizes()).copy_(grads[i]);
     else slot.zero_();
@@ -205,10 +200,9 @@ void FsdpUnit::on_full_grad(const at::Tensor& grad) {
       return;
     }
   }
-  const at::ScalarType reduce = cfg_.reduce_dtype == plan::FloatType::Fp32 ? at::kFloat : at::kBFloat16;
   // (a copy when accumulating: the accumulator is zeroed for the next step right away)
-  at::Tensor g = cfg_.no_sync ? unsharded_acc_.to(reduce, /*non_blocking=*/false, /*copy=*/true)
-                              : grad.view({-1}).to(reduce).contiguous();
+  at::Tensor g = cfg_.no_sync ? unsharded_acc_.to(reduce_, /*non_blocking=*/false, /*copy=*/true)
+                              : grad.view({-1}).to(reduce_).contiguous();
   if (cfg_.no_sync) unsharded_acc_.zero_();
   // On a GPU the reduce-scatter and the accumulation run on the reduce stream, overlapping the
   // previous unit's backward; the one before (which has had this unit's backward to finish) is
@@ -230,17 +224,16 @@ void FsdpUnit::zero_grad() {
 
 void FsdpUnit::reduce_for_step() {
   CategoryScope scope(plan::MemCategory::comm_buffers);
-  const at::ScalarType reduce = cfg_.reduce_dtype == plan::FloatType::Fp32 ? at::kFloat : at::kBFloat16;
   switch (cfg_.stage) {
     case plan::Stage::Optimizer: {
       // The reduce-scatter output is this unit's gradient shard (a comm buffer).
-      at::Tensor g = full_grad_.scalar_type() == reduce ? full_grad_ : full_grad_.to(reduce);
+      at::Tensor g = full_grad_.scalar_type() == reduce_ ? full_grad_ : full_grad_.to(reduce_);
       step_grad_ = at::empty({shard_}, g.options());
       shard_comm_.reduce_scatter(step_grad_, g, comm::ReduceOp::Sum);
       break;
     }
     case plan::Stage::None:
-      step_grad_ = full_grad_.scalar_type() == reduce ? full_grad_ : full_grad_.to(reduce);
+      step_grad_ = full_grad_.scalar_type() == reduce_ ? full_grad_ : full_grad_.to(reduce_);
       shard_comm_.all_reduce(step_grad_, comm::ReduceOp::Sum);
       break;
     case plan::Stage::Hybrid:
@@ -260,7 +253,7 @@ int64_t FsdpUnit::step_grad_extra_bytes() const {
 
 void FsdpUnit::apply_step(double lr) {
   opt_->step(step_grad_, lr);  // none/fp32: updates full_ itself; bf16-mixed: writes it
-  if (gather_after_step_) shard_comm_.all_gather_into(full_, param_shard_);
+  if (policy_.gather_after_step) shard_comm_.all_gather_into(full_, param_shard_);
   step_grad_ = at::Tensor();
 }
 
@@ -290,7 +283,7 @@ at::Tensor FsdpUnit::gather_state(io::StateKind kind) {
   // On the CPU in fp32 (callers write it out): no fp32 copy of a whole unit on the device, where
   // training still holds its memory.
   const at::TensorOptions host = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
-  if (!states_sharded_) return mine.narrow(0, 0, numel_).to(host, false, /*copy=*/true);
+  if (!policy_.shard_states) return mine.narrow(0, 0, numel_).to(host, false, /*copy=*/true);
   at::Tensor all = at::empty({padded_}, mine.options());
   shard_comm_.all_gather_into(all, mine);
   shard_comm_.synchronize();  // before the host reads it

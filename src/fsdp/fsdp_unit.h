@@ -117,14 +117,14 @@ class FsdpUnit {
   SlotPool* slots_ = nullptr;
   int slot_ = -1;                 // the slot holding full_'s memory while gathered, or -1
   DeviceStreams::Fence ready_;    // the gather into full_ not yet waited for by the compute stream
-  bool sharded_;            // the stage policy: parameters as shards (full, grad-op, hybrid)
-  bool states_sharded_;     // master and optimizer states sharded (all but none)
-  bool gather_after_step_;  // optimizer: the replica is refreshed by an all-gather after the step
+  const plan::StagePolicy policy_;  // what the stage does (plan/run_setup.h)
+  bool sharded_;                     // policy_.shard_params: parameters as shards
   bool gather_;  // sharded over more than one rank: the unsharded buffer is gathered and released
   int64_t numel_, shard_, padded_;
   int64_t own_begin_ = 0;  // first unit element of master_ / the optimizer states
   at::ScalarType compute_;
   at::ScalarType accum_dtype_;  // of the gradient shard and the no_sync accumulator
+  at::ScalarType reduce_;       // the gradient reductions' dtype (cfg.reduce_dtype)
   bool params_are_master_;     // fp32 and bf16-pure: no separate master copy
   at::Tensor full_;        // (padded) compute dtype: the unsharded flat parameter's storage
   at::Tensor param_shard_; // (S) compute dtype [sharded and optimizer stages]

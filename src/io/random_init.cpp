@@ -68,8 +68,7 @@ void RandomInit::read_unit_range(size_t unit, int64_t begin, const at::Tensor& o
   auto fill = [&](int64_t lo, int64_t hi, float* dst) {  // unit elements [lo, hi) into dst
     int64_t offset = 0;
     for (const plan::ModelSpec::Tensor& t : units_[unit].tensors) {
-      int64_t numel = 1;
-      for (int64_t d : t.shape) numel *= d;
+      const int64_t numel = plan::shape_numel(t.shape);
       const int64_t a = std::max(lo, offset), b = std::min(hi, offset + numel);
       if (a < b) {
         if (t.shape.size() >= 2) fill_normal(key, a, b - a, dst + (a - lo));

@@ -167,6 +167,7 @@ class FsdpModel {
   comm::Communicator& world_;
   std::unique_ptr<comm::Communicator> shard_comm_, replica_comm_;
   FsdpConfig cfg_;
+  plan::StagePolicy policy_;  // what cfg_.stage does (plan/run_setup.h)
   std::unique_ptr<UnitShared> shared_;
   std::unique_ptr<SlotPool> layer_slots_, edge_slots_;  // full / hybrid over more than one rank
   std::vector<std::unique_ptr<FsdpUnit>> units_;
