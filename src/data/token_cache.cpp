@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/hash.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/token_file.h"
 
@@ -45,10 +46,8 @@ nlohmann::json cache_key(const std::string& jsonl_path, const std::string& token
 }
 
 std::string short_hash(const std::string& text) {  // FNV-1a, 48 bits as 12 hex digits
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
   char out[13];
-  std::snprintf(out, sizeof(out), "%012llx", static_cast<unsigned long long>(h & 0xffffffffffffull));
+  std::snprintf(out, sizeof(out), "%012llx", static_cast<unsigned long long>(fnv1a64(text) & 0xffffffffffffull));
   return out;
 }
 

@@ -4,27 +4,21 @@
 #include <cstdio>
 #include <sstream>
 
+#include "explain.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 
 namespace ftdist::plan {
 namespace {
 
-std::string num(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
+std::string num(double v) { return explain_num(v); }
 
 uint64_t gib_bytes(double gib) { return uint64_t(gib * double(kGiB)); }
 
 struct Explainer {
   std::vector<std::string>* out;
   void line(const std::string& name, const std::string& formula, uint64_t bytes) const {
-    if (!out) return;
-    char buf[64];
-    std::snprintf(buf, sizeof(buf), "%.3f GiB", double(bytes) / double(kGiB));
-    out->push_back("host " + name + " = " + formula + " = " + std::to_string(bytes) + " B = " + buf);
+    if (out) out->push_back(explain_line("host " + name, formula, bytes));
   }
 };
 

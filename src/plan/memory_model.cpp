@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "explain.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 
@@ -101,18 +102,11 @@ int grad_accum_bytes(const RunSetup& s) {
 struct Explainer {
   std::vector<std::string>* out;
   void line(MemCategory c, const std::string& formula, uint64_t bytes) const {
-    if (!out) return;
-    char buf[64];
-    std::snprintf(buf, sizeof(buf), "%.3f GiB", double(bytes) / double(kGiB));
-    out->push_back(std::string(mem_category_name(c)) + " = " + formula + " = " + std::to_string(bytes) + " B = " + buf);
+    if (out) out->push_back(explain_line(mem_category_name(c), formula, bytes));
   }
 };
 
-std::string num(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
+std::string num(double v) { return explain_num(v); }
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/hash.h"
 #include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/core/toml_util.h"
@@ -221,10 +222,8 @@ std::string trajectory_hash(const RunConfig& c) {
   t.erase("log_every");
   t.erase("peak_tflops");
   const std::string text = nlohmann::ordered_json{{"model", j["model"]}, {"data", j["data"]}, {"train", t}}.dump();
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
   char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a64(text)));
   return buf;
 }
 
