@@ -23,7 +23,7 @@
 #include "ftdist/core/text_file.h"
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/io/checkpoint.h"
-#include "ftdist/train/checkpointing.h"
+#include "ftdist/train/checkpoint_saver.h"
 
 using namespace ftdist;
 

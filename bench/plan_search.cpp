@@ -1,5 +1,5 @@
 // bench/plan_search — how long `ftdist plan` takes to search a cluster fully (every GPU count up
-// to 512, every stage, micro-batch and checkpointing choice, every node type). Target: < 1 s.
+// to 512, every stage, micro-batch and activation checkpointing choice, every node type). Target: < 1 s.
 //
 //   build/bench/ftdist_bench_plan [cluster.toml ...]     (default: cluster/example-mixed-64x8.toml)
 #include <chrono>

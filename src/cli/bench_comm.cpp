@@ -182,11 +182,7 @@ std::vector<Collective> parse_ops(const std::string& list) {
   return ops;
 }
 
-}  // namespace
-
-int bench_comm_main(int argc, char** argv) {
-  cxxopts::Options options("ftdist bench comm",
-                           "Collective benchmark: time, algbw, busbw per size and collective (nccl-tests style).");
+void add_bench_comm_options(cxxopts::Options& options) {
   options.add_options()
       ("backend", "auto | local | mpi | nccl (auto: nccl when a GPU is present and --device is not cpu)",
        cxxopts::value<std::string>()->default_value("auto"))
@@ -201,18 +197,31 @@ int bench_comm_main(int argc, char** argv) {
       ("d,dtype", "fp32 | bf16 | fp16 | int64 | int32", cxxopts::value<std::string>()->default_value("fp32"))
       ("c,check", "verify every result against closed-form values")
       ("h,help", "this help");
+}
+
+// --device cuda, --backend nccl, or auto with NCCL and a GPU present (unless --backend names a CPU one).
+bool uses_cuda(const std::string& device_name, comm::Backend backend) {
+  FT_CHECK_ARG(device_name == "auto" || device_name == "cpu" || device_name == "cuda",
+               "--device: expected auto, cpu or cuda, got '" << device_name << "'");
+  const bool use_cuda = device_name == "cuda" || backend == comm::Backend::Nccl ||
+                        (device_name == "auto" && backend != comm::Backend::Mpi && backend != comm::Backend::Local &&
+                         comm::nccl_available() && comm::cuda_device_present());
+  FT_CHECK_ARG(!(use_cuda && device_name == "cpu"), "--backend nccl needs --device cuda (or auto)");
+  return use_cuda;
+}
+
+}  // namespace
+
+int bench_comm_main(int argc, char** argv) {
+  cxxopts::Options options("ftdist bench comm",
+                           "Collective benchmark: time, algbw, busbw per size and collective (nccl-tests style).");
+  add_bench_comm_options(options);
   cxxopts::ParseResult args = parse_options(options, argc, argv);
   if (print_help_if_asked(options, args)) return 0;
 
   comm::CommOptions copts = comm::comm_options_from_env();
   copts.backend = comm::backend_from_name(args["backend"].as<std::string>());
-  std::string device_name = args["device"].as<std::string>();
-  FT_CHECK_ARG(device_name == "auto" || device_name == "cpu" || device_name == "cuda",
-               "--device: expected auto, cpu or cuda, got '" << device_name << "'");
-  bool use_cuda = device_name == "cuda" || copts.backend == comm::Backend::Nccl ||
-                  (device_name == "auto" && copts.backend != comm::Backend::Mpi && copts.backend != comm::Backend::Local &&
-                   comm::nccl_available() && comm::cuda_device_present());
-  FT_CHECK_ARG(!(use_cuda && device_name == "cpu"), "--backend nccl needs --device cuda (or auto)");
+  const bool use_cuda = uses_cuda(args["device"].as<std::string>(), copts.backend);
 
   int64_t min_bytes = static_cast<int64_t>(parse_bytes(args["min-bytes"].as<std::string>(), "--min-bytes"));
   std::string max_text = args["max-bytes"].as<std::string>();

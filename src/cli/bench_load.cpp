@@ -37,7 +37,7 @@ int bench_load_main(int argc, char** argv) {
       ("model-config", "Hugging Face config.json (random init)", cxxopts::value<std::string>())
       ("model-path", "Hugging Face model directory or ftdist checkpoint to read", cxxopts::value<std::string>())
       ("shard", "full | grad-op | optimizer | none | hybrid", cxxopts::value<std::string>()->default_value("full"))
-      ("shard-group", "hybrid: ranks per shard group", cxxopts::value<int>()->default_value("0"))
+      ("shard-group", "hybrid: ranks per shard group (0: the ranks of one node)", cxxopts::value<int>()->default_value("0"))
       ("precision", "fp32 | bf16-mixed | bf16-pure", cxxopts::value<std::string>()->default_value("fp32"))
       ("device", "cpu | cuda | auto (cuda when a GPU is present)", cxxopts::value<std::string>()->default_value("cpu"))
       ("seed", "random init seed", cxxopts::value<uint64_t>()->default_value("0"))
@@ -65,6 +65,7 @@ int bench_load_main(int argc, char** argv) {
   fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();
   auto world = comm::make_communicator(cuda ? at::kCUDA : at::kCPU);
   cfg.device = world->device();
+  cfg.shard_group = plan::hybrid_group_ranks(cfg.shard_group, comm::local_size());  // collective
   // The report's own small collectives go over the CPU (the nccl backend takes GPU tensors only).
   std::unique_ptr<comm::Communicator> cpu_comm;
   if (cuda) cpu_comm = comm::make_communicator(at::kCPU);

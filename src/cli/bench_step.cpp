@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "options.h"
 #include "ftdist/comm/communicator.h"
+#include "ftdist/comm/device_binding.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/log.h"
@@ -44,16 +45,13 @@ std::string mfu_text(double flops_per_s, double peak_tflops) {
   return buf;
 }
 
-}  // namespace
-
-int bench_step_main(int argc, char** argv) {
-  cxxopts::Options options("ftdist bench step", "Tokens/s, MFU and memory of FSDP training steps (CPU or GPU).");
+void add_bench_step_options(cxxopts::Options& options) {
   options.add_options()
       ("model", "preset name (default: a small 4-layer Llama)", cxxopts::value<std::string>())
       ("model-config", "Hugging Face config.json", cxxopts::value<std::string>())
       ("layers", "override the number of layers", cxxopts::value<int64_t>())
       ("shard", "full | grad-op | optimizer | none | hybrid", cxxopts::value<std::string>()->default_value("full"))
-      ("shard-group", "hybrid: ranks per shard group", cxxopts::value<int>()->default_value("0"))
+      ("shard-group", "hybrid: ranks per shard group (0: the ranks of one node)", cxxopts::value<int>()->default_value("0"))
       ("device", "cpu | cuda | auto (cuda when a GPU is present)", cxxopts::value<std::string>()->default_value("cpu"))
       ("attention", "eager | flash (default: eager on the CPU, where the planner's activation bytes are exact; flash on a GPU)",
        cxxopts::value<std::string>())
@@ -71,6 +69,26 @@ int bench_step_main(int argc, char** argv) {
       ("steps", "timed steps", cxxopts::value<int>()->default_value("3"))
       ("warmup", "untimed steps first", cxxopts::value<int>()->default_value("1"))
       ("h,help", "this help");
+}
+
+// --shard, --shard-group, --precision, --reduce-dtype, --checkpointing, --prefetch, --no-sync.
+fsdp::FsdpConfig runtime_options(const cxxopts::ParseResult& args) {
+  fsdp::FsdpConfig cfg;
+  cfg.stage = plan::stage_from_name(args["shard"].as<std::string>());
+  cfg.shard_group = args["shard-group"].as<int>();
+  cfg.precision = plan::precision_from_name(args["precision"].as<std::string>());
+  cfg.reduce_dtype = plan::float_type_from_name(args["reduce-dtype"].as<std::string>(), "--reduce-dtype");
+  cfg.activation_checkpointing = plan::activation_checkpointing_from_name(args["checkpointing"].as<std::string>());
+  cfg.prefetch = args["prefetch"].as<int>();
+  cfg.no_sync = args.count("no-sync") > 0;
+  return cfg;
+}
+
+}  // namespace
+
+int bench_step_main(int argc, char** argv) {
+  cxxopts::Options options("ftdist bench step", "Tokens/s, MFU and memory of FSDP training steps (CPU or GPU).");
+  add_bench_step_options(options);
   cxxopts::ParseResult args = parse_options(options, argc, argv);
   if (print_help_if_asked(options, args)) return 0;
 
@@ -79,11 +97,7 @@ int bench_step_main(int argc, char** argv) {
                                                     : small_default();
   if (args.count("layers")) spec.layers = args["layers"].as<int64_t>();
   spec.validate("ftdist bench step");
-  fsdp::FsdpConfig cfg;
-  cfg.stage = plan::stage_from_name(args["shard"].as<std::string>());
-  cfg.shard_group = args["shard-group"].as<int>();
-  cfg.precision = plan::precision_from_name(args["precision"].as<std::string>());
-  cfg.reduce_dtype = plan::float_type_from_name(args["reduce-dtype"].as<std::string>(), "--reduce-dtype");
+  fsdp::FsdpConfig cfg = runtime_options(args);
   const bool cuda = cuda_from_device_option(args["device"].as<std::string>());
   const plan::Attention attention = args.count("attention") ? plan::attention_from_name(args["attention"].as<std::string>())
                                     : cuda                  ? plan::Attention::Flash
@@ -91,9 +105,6 @@ int bench_step_main(int argc, char** argv) {
   double peak_tflops = 0;
   if (args.count("peak-tflops")) peak_tflops = args["peak-tflops"].as<double>();
   else if (args.count("gpu")) peak_tflops = plan::GpuCatalog::load_default().find(args["gpu"].as<std::string>()).bf16_tflops;
-  cfg.checkpointing = plan::checkpointing_from_name(args["checkpointing"].as<std::string>());
-  cfg.prefetch = args["prefetch"].as<int>();
-  cfg.no_sync = args.count("no-sync") > 0;
   const int64_t mb = args["micro-batch"].as<int64_t>(), seq = args["seq-len"].as<int64_t>();
   const int accum = args["grad-accum"].as<int>(), steps = args["steps"].as<int>(), warmup = args["warmup"].as<int>();
   FT_CHECK_ARG(mb >= 1 && seq >= 2 && accum >= 1 && steps >= 1 && warmup >= 0,
@@ -102,6 +113,7 @@ int bench_step_main(int argc, char** argv) {
   if (!cuda) fsdp::CpuMemoryCounter::install();  // measures activations and gathered bytes
   auto world = comm::make_communicator(cuda ? at::kCUDA : at::kCPU);
   cfg.device = world->device();
+  cfg.shard_group = plan::hybrid_group_ranks(cfg.shard_group, comm::local_size());  // collective
   // Random weights: each rank generates only its shards, straight into its buffers.
   model::LlamaModel model(spec, at::TensorOptions().dtype(at::kFloat).device(at::kMeta), attention);
   fsdp::FsdpModel f(model, *world, cfg, io::RandomInit(spec, plan::hf_config_text(spec), 0));
@@ -115,7 +127,7 @@ int bench_step_main(int argc, char** argv) {
     return micro;
   };
   FT_LOG_INFO("bench step: " << spec.name << " (" << spec.param_count() << " parameters), shard " << plan::stage_name(cfg.stage)
-              << ", " << plan::precision_name(cfg.precision) << ", checkpointing " << plan::checkpointing_name(cfg.checkpointing)
+              << ", " << plan::precision_name(cfg.precision) << ", checkpointing " << plan::activation_checkpointing_name(cfg.activation_checkpointing)
               << ", " << world->size() << " rank(s) on " << cfg.device << " (" << comm::backend_name(world->backend())
               << "), attention " << plan::attention_name(attention) << ", micro-batch " << mb << " x " << seq
               << " tokens, grad-accum " << accum);

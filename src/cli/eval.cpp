@@ -42,10 +42,7 @@ std::vector<data::Document> rank_documents(const std::string& path, int64_t voca
   return mine;
 }
 
-}  // namespace
-
-int eval_main(int argc, char** argv) {
-  cxxopts::Options options("ftdist eval", "Loss, token count and perplexity of a Hugging Face model over a JSONL token file.");
+void add_eval_options(cxxopts::Options& options) {
   options.add_options()
       ("model", "Hugging Face model directory (config.json + safetensors), or an ftdist checkpoint directory", cxxopts::value<std::string>())
       ("data", "JSONL file: one {\"input_ids\": [...], \"labels\": [...]} per line", cxxopts::value<std::string>())
@@ -58,6 +55,13 @@ int eval_main(int argc, char** argv) {
       ("dump-logits", "debug: write every sequence's fp32 logits to this safetensors file (one rank)", cxxopts::value<std::string>())
       ("write-model", "debug: write the loaded weights with ftdist's safetensors writer into this directory", cxxopts::value<std::string>())
       ("h,help", "this help");
+}
+
+}  // namespace
+
+int eval_main(int argc, char** argv) {
+  cxxopts::Options options("ftdist eval", "Loss, token count and perplexity of a Hugging Face model over a JSONL token file.");
+  add_eval_options(options);
   cxxopts::ParseResult args = parse_options(options, argc, argv);
   if (print_help_if_asked(options, args)) return 0;
   FT_CHECK_ARG(args.count("model") && args.count("data"), "ftdist eval: --model DIR and --data FILE are required");

@@ -84,7 +84,7 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
   uint64_t need = c.memory.total();
   os << "no candidate fits: the least memory any candidate needs is " << format_gib(double(need)) << " per GPU ("
      << c.gpus << " x " << req.hardware[c.hardware].gpu.name << ", shard " << stage_name(c.setup.stage)
-     << ", micro-batch " << c.setup.micro_batch << ", checkpointing " << checkpointing_name(c.setup.checkpointing)
+     << ", micro-batch " << c.setup.micro_batch << ", checkpointing " << activation_checkpointing_name(c.setup.activation_checkpointing)
      << ") against " << format_gib(double(c.usable_bytes)) << " usable.";
   std::vector<std::string> bigger;
   for (const GpuSpec& g : catalog.gpus())
@@ -99,11 +99,8 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
   return os.str();
 }
 
-}  // namespace
 
-int plan_main(int argc, char** argv) {
-  cxxopts::Options options("ftdist plan",
-                           "Per-GPU memory, GPU count, sharding stage, time and cost of a full-parameter fine-tuning job.");
+void add_plan_options(cxxopts::Options& options) {
   options.add_options("model")
       ("model", "preset name (`ftdist models`)", cxxopts::value<std::string>())
       ("model-config", "Hugging Face config.json (or the model directory)", cxxopts::value<std::string>());
@@ -146,18 +143,10 @@ int plan_main(int argc, char** argv) {
       ("emit", "write launch files for the recommendation: slurm | mpirun", cxxopts::value<std::string>())
       ("emit-dir", "directory for --emit files", cxxopts::value<std::string>()->default_value("."))
       ("h,help", "this help");
-  cxxopts::ParseResult args = parse_options(options, argc, argv);
-  if (print_help_if_asked(options, args)) return 0;
+}
 
-  // ---- model ----
-  PlanRequest req;
-  FT_CHECK_ARG(args.count("model") + args.count("model-config") == 1,
-               "ftdist plan: give exactly one of --model NAME (see `ftdist models`) or --model-config PATH");
-  req.model = args.count("model") ? preset_model(args["model"].as<std::string>())
-                                  : model_from_hf_config(args["model-config"].as<std::string>());
-
-  // ---- hardware ----
-  GpuCatalog catalog = GpuCatalog::load_default(args["gpu-catalog"].as<std::string>());
+// --gpu or --cluster, --gpus, --nodes, --max-gpus into `req`; the cluster file's name ("" for none).
+std::string read_hardware(const cxxopts::ParseResult& args, const GpuCatalog& catalog, PlanRequest& req) {
   req.max_gpus = args["max-gpus"].as<int>();
   FT_CHECK_ARG(req.max_gpus >= 1, "--max-gpus must be >= 1");
   std::string cluster_name;
@@ -175,8 +164,12 @@ int plan_main(int argc, char** argv) {
     req.nodes = args["nodes"].as<int>();
     FT_CHECK_ARG(*req.nodes >= 1, "--nodes must be >= 1");
   }
+  return cluster_name;
+}
 
-  // ---- run setup ----
+// The training options into req.base and the choices left to the search (stage, micro-batch,
+// activation checkpointing: nullopt = auto).
+void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   RunSetup& s = req.base;
   s.seq_len = args["seq-len"].as<int64_t>();
   FT_CHECK_ARG(s.seq_len >= 1, "--seq-len must be >= 1");
@@ -193,7 +186,7 @@ int plan_main(int argc, char** argv) {
   s.grad_accum_dtype = float_type_from_name(args["grad-accum-dtype"].as<std::string>(), "--grad-accum-dtype");
   s.optimizer = optimizer_from_name(args["optimizer"].as<std::string>());
   std::string ck = args["checkpointing"].as<std::string>();
-  if (ck != "auto") req.checkpointing = checkpointing_from_name(ck);
+  if (ck != "auto") req.activation_checkpointing = activation_checkpointing_from_name(ck);
   s.attention = attention_from_name(args["attention"].as<std::string>());
   s.offload_optimizer = args.count("offload") > 0;
   s.no_sync = args.count("no-sync") > 0;
@@ -204,100 +197,131 @@ int plan_main(int argc, char** argv) {
   s.overheads.fragmentation = args["fragmentation"].as<double>();
   FT_CHECK_ARG(s.overheads.cuda_context_gib >= 0 && s.overheads.nccl_gib >= 0 && s.overheads.fragmentation >= 0,
                "--overhead-context-gib, --overhead-nccl-gib and --fragmentation must be >= 0");
+}
 
-  // ---- workload ----
+// --examples or --tokens, --epochs, --headroom, --mfu, --objective into `req`; the examples (0
+// when given as tokens).
+double read_workload(const cxxopts::ParseResult& args, PlanRequest& req) {
   FT_CHECK_ARG(args.count("examples") + args.count("tokens") == 1,
                "ftdist plan: give exactly one of --examples N (sequences of --seq-len) or --tokens N");
   double epochs = args["epochs"].as<double>();
   FT_CHECK_ARG(epochs > 0, "--epochs must be positive");
   double examples = args.count("examples") ? parse_count(args["examples"].as<std::string>(), "--examples") : 0;
-  double tokens = args.count("tokens") ? parse_count(args["tokens"].as<std::string>(), "--tokens") : examples * double(s.seq_len);
+  double tokens = args.count("tokens") ? parse_count(args["tokens"].as<std::string>(), "--tokens") : examples * double(req.base.seq_len);
   req.total_tokens = tokens * epochs;
   req.epochs = epochs;
-
   req.headroom = parse_fraction(args["headroom"].as<std::string>(), "--headroom");
   FT_CHECK_ARG(req.headroom >= 0 && req.headroom < 1, "--headroom must be in [0, 1) (or 0%..99%)");
   if (args.count("mfu")) req.mfu = args["mfu"].as<double>();
   std::string objective = args["objective"].as<std::string>();
   FT_CHECK_ARG(objective == "cost" || objective == "time", "--objective: expected cost or time, got '" << objective << "'");
   req.objective = objective == "cost" ? Objective::Cost : Objective::Time;
-  std::string emit = args.count("emit") ? args["emit"].as<std::string>() : "";
-  FT_CHECK_ARG(emit.empty() || emit == "slurm" || emit == "mpirun", "--emit: expected slurm or mpirun, got '" << emit << "'");
+  return examples;
+}
 
-  // ---- search ----
-  PlanResult result = search(req);
-
+// LoRA / QLoRA rows next to full fine-tuning, for comparison.
+std::vector<AlternativeRow> alternatives(const cxxopts::ParseResult& args, const PlanRequest& req, const PlanResult& result) {
   AdapterOptions adapter;
   adapter.rank = args["lora-rank"].as<int>();
   adapter.targets = split_list(args["lora-targets"].as<std::string>());
-  RunSetup alt_setup = s;
+  RunSetup alt_setup = req.base;
   alt_setup.micro_batch = req.micro_batch.value_or(1);
-  alt_setup.checkpointing = Checkpointing::Full;
+  alt_setup.activation_checkpointing = ActivationCheckpointing::Full;
   const Candidate* any = result.candidates.empty() ? nullptr : &result.candidates.front();
-  std::vector<AlternativeRow> alts =
-      adapter_alternatives(req.model, alt_setup, adapter, any ? any->usable_bytes : 0);
+  return adapter_alternatives(req.model, alt_setup, adapter, any ? any->usable_bytes : 0);
+}
 
-  PlanReport report{req, result, alts, nlohmann::ordered_json::object(), catalog.origin(), ""};
-  report.inputs = {{"model", req.model.name},
-                   {"gpu", args.count("cluster") ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(req.hardware[0].gpu.name)},
-                   {"cluster", cluster_name.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(cluster_name)},
-                   {"gpus", req.gpus ? nlohmann::ordered_json(*req.gpus) : nlohmann::ordered_json("auto")},
-                   {"nodes", req.nodes ? nlohmann::ordered_json(*req.nodes) : nlohmann::ordered_json("auto")},
-                   {"seq_len", s.seq_len},
-                   {"micro_batch", req.micro_batch ? nlohmann::ordered_json(*req.micro_batch) : nlohmann::ordered_json("auto")},
-                   {"global_batch", req.global_batch},
-                   {"examples", examples},
-                   {"tokens", req.total_tokens},
-                   {"epochs", epochs},
-                   {"shard", req.stage ? nlohmann::ordered_json(stage_name(*req.stage)) : nlohmann::ordered_json("auto")},
-                   {"precision", precision_name(s.precision)},
-                   {"reduce_dtype", float_type_name(s.reduce_dtype)},
-                   {"grad_accum_dtype", float_type_name(s.grad_accum_dtype)},
-                   {"optimizer", optimizer_name(s.optimizer)},
-                   {"checkpointing", req.checkpointing ? nlohmann::ordered_json(checkpointing_name(*req.checkpointing)) : nlohmann::ordered_json("auto")},
-                   {"attention", attention_name(s.attention)},
-                   {"offload", s.offload_optimizer},
-                   {"headroom", req.headroom},
-                   {"mfu", req.mfu ? nlohmann::ordered_json(*req.mfu) : nlohmann::ordered_json(nullptr)},
-                   {"objective", objective}};
+// The inputs as the JSON document's "inputs" (what was asked, "auto" where the planner chose).
+nlohmann::ordered_json plan_inputs(const PlanRequest& req, bool cluster, const std::string& cluster_name, double examples) {
+  using json = nlohmann::ordered_json;
+  const RunSetup& s = req.base;
+  return {{"model", req.model.name},
+          {"gpu", cluster ? json(nullptr) : json(req.hardware[0].gpu.name)},
+          {"cluster", cluster_name.empty() ? json(nullptr) : json(cluster_name)},
+          {"gpus", req.gpus ? json(*req.gpus) : json("auto")},
+          {"nodes", req.nodes ? json(*req.nodes) : json("auto")},
+          {"seq_len", s.seq_len},
+          {"micro_batch", req.micro_batch ? json(*req.micro_batch) : json("auto")},
+          {"global_batch", req.global_batch},
+          {"examples", examples},
+          {"tokens", req.total_tokens},
+          {"epochs", req.epochs},
+          {"shard", req.stage ? json(stage_name(*req.stage)) : json("auto")},
+          {"precision", precision_name(s.precision)},
+          {"reduce_dtype", float_type_name(s.reduce_dtype)},
+          {"grad_accum_dtype", float_type_name(s.grad_accum_dtype)},
+          {"optimizer", optimizer_name(s.optimizer)},
+          {"checkpointing", req.activation_checkpointing ? json(activation_checkpointing_name(*req.activation_checkpointing)) : json("auto")},
+          {"attention", attention_name(s.attention)},
+          {"offload", s.offload_optimizer},
+          {"headroom", req.headroom},
+          {"mfu", req.mfu ? json(*req.mfu) : json(nullptr)},
+          {"objective", req.objective == Objective::Cost ? "cost" : "time"}};
+}
+
+// --explain: every formula of the recommendation (or the closest candidate) with its numbers.
+void print_formulas(const PlanRequest& req, const PlanResult& result, std::FILE* out) {
+  int focus = result.recommended >= 0 ? result.recommended : least_memory_candidate(result);
+  if (focus < 0) return;
+  const Candidate& c = result.candidates[focus];
+  std::vector<std::string> lines;
+  estimate_memory(req.model, c.setup, &lines);
+  estimate_host_memory(req.model, c.setup, ranks_per_node(c, req.hardware[c.hardware]), &lines);
+  estimate_time(req.model, c.setup, hardware_for(req.hardware[c.hardware], req), Workload{req.total_tokens, c.grad_accum}, &lines);
+  std::fprintf(out, "\nFormulas (%s):\n", result.recommended >= 0 ? "recommendation" : "closest candidate");
+  std::fprintf(out, "  params_total = L x layer + root = %lld x %lld + %lld = %lld\n", static_cast<long long>(req.model.layers),
+               static_cast<long long>(req.model.layer_params()), static_cast<long long>(req.model.root_params()),
+               static_cast<long long>(req.model.param_count()));
+  for (const auto& l : lines) std::fprintf(out, "  %s\n", l.c_str());
+}
+
+// --emit slurm | mpirun: the launch files of candidate `c` in `dir`.
+void emit_launch_files(const PlanRequest& req, const Candidate& c, const std::string& emit, const std::string& dir) {
+  FT_CHECK_ARG(is_directory(dir), "--emit-dir: '" << dir << "' is not a directory");
+  if (emit == "slurm") {
+    write_text_file_atomic(dir + "/ftdist.sbatch", sbatch_text(req, c), "--emit slurm");
+    std::fprintf(stderr, "wrote %s/ftdist.sbatch (submit with: sbatch %s/ftdist.sbatch)\n", dir.c_str(), dir.c_str());
+  } else {
+    write_text_file_atomic(dir + "/hostfile", hostfile_text(c), "--emit mpirun");
+    write_text_file_atomic(dir + "/launch.sh", "#!/bin/bash\n" + mpirun_command(req, c) + "\n", "--emit mpirun");
+    std::fprintf(stderr, "wrote %s/hostfile and %s/launch.sh (%s)\n", dir.c_str(), dir.c_str(), mpirun_command(req, c).c_str());
+  }
+}
+
+}  // namespace
+
+// The steps: options, the request (model, hardware, setup, workload), the search, the report,
+// the formulas, the verdict, the launch files.
+int plan_main(int argc, char** argv) {
+  cxxopts::Options options("ftdist plan",
+                           "Per-GPU memory, GPU count, sharding stage, time and cost of a full-parameter fine-tuning job.");
+  add_plan_options(options);
+  cxxopts::ParseResult args = parse_options(options, argc, argv);
+  if (print_help_if_asked(options, args)) return 0;
+
+  PlanRequest req;
+  FT_CHECK_ARG(args.count("model") + args.count("model-config") == 1,
+               "ftdist plan: give exactly one of --model NAME (see `ftdist models`) or --model-config PATH");
+  req.model = args.count("model") ? preset_model(args["model"].as<std::string>())
+                                  : model_from_hf_config(args["model-config"].as<std::string>());
+  const GpuCatalog catalog = GpuCatalog::load_default(args["gpu-catalog"].as<std::string>());
+  const std::string cluster_name = read_hardware(args, catalog, req);
+  read_setup(args, req);
+  const double examples = read_workload(args, req);
+  const std::string emit = args.count("emit") ? args["emit"].as<std::string>() : "";
+  FT_CHECK_ARG(emit.empty() || emit == "slurm" || emit == "mpirun", "--emit: expected slurm or mpirun, got '" << emit << "'");
+
+  const PlanResult result = search(req);
+  const std::vector<AlternativeRow> alts = alternatives(args, req, result);
+
+  PlanReport report{req, result, alts, plan_inputs(req, args.count("cluster") > 0, cluster_name, examples), catalog.origin(), ""};
   if (result.recommended >= 0) report.launch_line = mpirun_command(req, result.candidates[result.recommended]);
-
   if (args.count("json")) std::printf("%s\n", plan_json(report).dump(2).c_str());
   else std::printf("%s", plan_table(report).c_str());
+  if (args.count("explain")) print_formulas(req, result, args.count("json") ? stderr : stdout);
 
-  if (args.count("explain")) {
-    int focus = result.recommended >= 0 ? result.recommended : least_memory_candidate(result);
-    if (focus >= 0) {
-      const Candidate& c = result.candidates[focus];
-      std::vector<std::string> lines;
-      estimate_memory(req.model, c.setup, &lines);
-      estimate_host_memory(req.model, c.setup, ranks_per_node(c, req.hardware[c.hardware]), &lines);
-      estimate_time(req.model, c.setup, hardware_for(req.hardware[c.hardware], req), Workload{req.total_tokens, c.grad_accum}, &lines);
-      std::FILE* out = args.count("json") ? stderr : stdout;
-      std::fprintf(out, "\nFormulas (%s):\n", result.recommended >= 0 ? "recommendation" : "closest candidate");
-      std::fprintf(out, "  params_total = L x layer + root = %lld x %lld + %lld = %lld\n", static_cast<long long>(req.model.layers),
-                   static_cast<long long>(req.model.layer_params()), static_cast<long long>(req.model.root_params()),
-                   static_cast<long long>(req.model.param_count()));
-      for (const auto& l : lines) std::fprintf(out, "  %s\n", l.c_str());
-    }
-  }
-
-  if (result.recommended < 0) {
-    FT_CHECK(false, ErrorKind::DoesNotFit, what_would_fit(req, result, catalog, alts));
-  }
-  if (!emit.empty()) {
-    const Candidate& c = result.candidates[result.recommended];
-    std::string dir = args["emit-dir"].as<std::string>();
-    FT_CHECK_ARG(is_directory(dir), "--emit-dir: '" << dir << "' is not a directory");
-    if (emit == "slurm") {
-      write_text_file_atomic(dir + "/ftdist.sbatch", sbatch_text(req, c), "--emit slurm");
-      std::fprintf(stderr, "wrote %s/ftdist.sbatch (submit with: sbatch %s/ftdist.sbatch)\n", dir.c_str(), dir.c_str());
-    } else {
-      write_text_file_atomic(dir + "/hostfile", hostfile_text(c), "--emit mpirun");
-      write_text_file_atomic(dir + "/launch.sh", "#!/bin/bash\n" + mpirun_command(req, c) + "\n", "--emit mpirun");
-      std::fprintf(stderr, "wrote %s/hostfile and %s/launch.sh (%s)\n", dir.c_str(), dir.c_str(), mpirun_command(req, c).c_str());
-    }
-  }
+  if (result.recommended < 0) FT_CHECK(false, ErrorKind::DoesNotFit, what_would_fit(req, result, catalog, alts));
+  if (!emit.empty()) emit_launch_files(req, result.candidates[result.recommended], emit, args["emit-dir"].as<std::string>());
   return 0;
 }
 

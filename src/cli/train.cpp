@@ -1,4 +1,4 @@
-// ftdist train --config run.toml [--set section.key=value ...]
+// ftdist train --config run.toml [--set section.key=value ...] | --help-config
 #include <cstdio>
 
 #include "commands.h"
@@ -14,9 +14,14 @@ int train_main(int argc, char** argv) {
   options.add_options()
       ("config", "run config TOML (sections model, data, train, parallel, output)", cxxopts::value<std::string>())
       ("set", "override a key: section.key=value (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("help-config", "print every run-config key (type, default, meaning) as Markdown, and exit")
       ("h,help", "this help");
   cxxopts::ParseResult args = parse_options(options, argc, argv);
   if (print_help_if_asked(options, args)) return 0;
+  if (args.count("help-config")) {
+    std::fputs(train::run_config_reference().c_str(), stdout);
+    return 0;
+  }
   FT_CHECK_ARG(args.count("config"), "ftdist train: --config FILE is required (see examples/tiny/ftdist.toml)");
   std::vector<std::string> overrides;
   if (args.count("set")) overrides = args["set"].as<std::vector<std::string>>();

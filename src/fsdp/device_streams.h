@@ -1,8 +1,8 @@
-// DeviceStreams — where a unit's collectives run relative to its compute (DESIGN.md §4 "Streams,
-// buffers, overlap"). Private to fsdp/.
+// DeviceStreams — where a unit's collectives run relative to its compute
+// (docs/runtime.md#streams-and-overlap-on-a-gpu). Private to fsdp/.
 //
 // On a CUDA device the all-gathers run on their own stream and the reduce-scatters on another.
-// Each collective starts after everything enqueued on the compute stream so far (so the slot it
+// Each collective starts after everything enqueued on the compute stream so far (so the gather buffer it
 // fills has been read for the last time, or the gradient it reduces has been computed), and the
 // compute stream waits for a collective's Fence only where it uses the result — so the gather of
 // the next unit runs while this unit computes. No record_stream: a tensor the reduce stream reads

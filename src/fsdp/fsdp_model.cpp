@@ -30,7 +30,7 @@ struct CheckpointArgsFields {
   FsdpUnit* unit;
   int64_t layer;
   const model::ForwardContext* ctx;
-  std::function<void()> before_backward;  // gathers ahead (prefetch)
+  std::function<void()> pre_backward;  // FsdpModel::pre_backward of the unit
 };
 
 struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
@@ -46,8 +46,7 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
   static variable_list backward(AutogradContext* c, variable_list grads) {
     auto* a = reinterpret_cast<Args*>(c->saved_data["args"].toInt());
     at::Tensor x = c->get_saved_variables()[0].detach().requires_grad_(true);
-    a->unit->use();
-    a->before_backward();
+    a->pre_backward();
     at::Tensor y;
     {
       at::AutoGradMode enable(true);
@@ -102,25 +101,24 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
   watch_device_out_of_memory(cfg_.device);
   comm::Communicator* shard = &world;
   if (policy_.replicate_groups) {
-    const int g = cfg_.shard_group > 0 ? cfg_.shard_group : world.size();
-    FT_CHECK_ARG(world.size() % g == 0, "hybrid sharding: " << world.size() << " ranks do not divide into shard groups of " << g);
-    shard_comm_ = world.split(world.rank() / g, world.rank());
-    replica_comm_ = world.split(world.rank() % g, world.rank());
-    shard = shard_comm_.get();
+    const int g = plan::shard_group_size(cfg_.stage, world.size(), cfg_.shard_group);
+    hybrid_shard_comm_ = world.split(world.rank() / g, world.rank());
+    hybrid_replica_comm_ = world.split(world.rank() % g, world.rank());
+    shard = hybrid_shard_comm_.get();
   }
-  shard_ = shard;
+  shard_group_comm_ = shard;
   world_was_deferred_ = world.deferred();
-  for (comm::Communicator* c : {&world, shard_comm_.get(), replica_comm_.get()})
+  for (comm::Communicator* c : {&world, hybrid_shard_comm_.get(), hybrid_replica_comm_.get()})
     if (c) c->set_deferred(shared_->streams.gpu());
   const std::vector<plan::ModelSpec::Unit> specs = model.spec().units();
   for (size_t u = 0; u < specs.size(); ++u) {
-    units_.push_back(std::make_unique<FsdpUnit>(model, u, specs[u], *shard, replica_comm_.get(), cfg_, *shared_, init));
+    units_.push_back(std::make_unique<FsdpUnit>(model, u, specs[u], *shard, hybrid_replica_comm_.get(), cfg_, *shared_, init));
     init.release_pages();  // what this unit read of a mapped file leaves the rank's resident memory
     if (on_unit) on_unit(u + 1, specs.size());
   }
   shared_->free_load_staging();
   if (policy_.reshard_after_forward && shard->size() > 1) {
-    // The slots of DESIGN.md §4, as the planner counts them: `prefetch` for layers, one for the
+    // The gather buffers (docs/runtime.md#gather-buffers-and-prefetch), as the planner counts them: `prefetch` for layers, one for the
     // largest edge unit (the embedding's forward, the head's forward and backward, a tied root's whole pass).
     int64_t layer = 0, edge = 0;
     for (const auto& unit : units_) {
@@ -128,9 +126,9 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
       largest = std::max(largest, unit->unsharded_bytes());
     }
     CategoryScope scope(plan::MemCategory::unsharded_params);
-    layer_slots_ = std::make_unique<SlotPool>("layers", cfg_.prefetch, layer, cfg_.device);
-    edge_slots_ = std::make_unique<SlotPool>("edge units", 1, edge, cfg_.device);
-    for (auto& unit : units_) unit->set_slots(is_layer(unit->index) ? layer_slots_.get() : edge_slots_.get());
+    layer_buffers_ = std::make_unique<GatherBuffers>("layers", cfg_.prefetch, layer, cfg_.device);
+    edge_buffers_ = std::make_unique<GatherBuffers>("edge units", 1, edge, cfg_.device);
+    for (auto& unit : units_) unit->set_gather_buffers(is_layer(unit->index) ? layer_buffers_.get() : edge_buffers_.get());
   }
 }
 
@@ -149,7 +147,7 @@ at::Tensor FsdpModel::gather_state(size_t u, io::StateKind kind) { return units_
 
 FsdpModel::StateFiles FsdpModel::state_files() const {
   if (!policy_.shard_states) return {world_.rank(), world_.size(), true};
-  return {shard_->rank(), shard_->size(), !replica_comm_ || replica_comm_->rank() == 0};
+  return {shard_group_comm_->rank(), shard_group_comm_->size(), !hybrid_replica_comm_ || hybrid_replica_comm_->rank() == 0};
 }
 
 at::Tensor FsdpModel::state_slice(size_t u, io::StateKind kind) const {
@@ -179,12 +177,12 @@ int64_t FsdpModel::allocated_gathered_now() const {
   return b;
 }
 
-int64_t FsdpModel::slot_overflows() const {
-  return (layer_slots_ ? layer_slots_->overflows() : 0) + (edge_slots_ ? edge_slots_->overflows() : 0);
+int64_t FsdpModel::gather_buffer_overflows() const {
+  return (layer_buffers_ ? layer_buffers_->overflows() : 0) + (edge_buffers_ ? edge_buffers_->overflows() : 0);
 }
 
 void FsdpModel::sync_collectives() {
-  for (comm::Communicator* c : {&world_, shard_comm_.get(), replica_comm_.get()})
+  for (comm::Communicator* c : {&world_, hybrid_shard_comm_.get(), hybrid_replica_comm_.get()})
     if (c) c->synchronize();
 }
 
@@ -212,24 +210,20 @@ void FsdpModel::probe_activations() {
 plan::MemoryBreakdown FsdpModel::persistent_bytes() const {
   plan::MemoryBreakdown b;
   for (const auto& u : units_) u->add_persistent_bytes(&b);
-  for (const SlotPool* pool : {layer_slots_.get(), edge_slots_.get()})
-    if (pool) b[plan::MemCategory::unsharded_params] += uint64_t(pool->count()) * uint64_t(pool->slot_bytes());
+  for (const GatherBuffers* pool : {layer_buffers_.get(), edge_buffers_.get()})
+    if (pool) b[plan::MemCategory::unsharded_params] += uint64_t(pool->count()) * uint64_t(pool->buffer_bytes());
   return b;
 }
 
 at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::ForwardContext* ctx, const at::Tensor& ids) {
   FsdpUnit& unit = *units_[u];
-  const auto& spec = model_.spec();
   const bool layer = is_layer(u);
-  const bool is_last = u + 1 == units_.size();
-  const bool root_tied = spec.tie_embeddings && u == 0;  // also used by lm_head at the end
-  unit.use();
-  gather_ahead(u, /*forward=*/true);  // overlaps this unit's compute on a GPU
+  pre_forward(u);
   CategoryScope scope(layer || u == 0 ? plan::MemCategory::activations : plan::MemCategory::logits);
   at::Tensor y;
-  if (layer && cfg_.checkpointing == plan::Checkpointing::Full) {
+  if (layer && cfg_.activation_checkpointing == plan::ActivationCheckpointing::Full) {
     checkpoint_args_.push_back(std::make_unique<CheckpointArgs>(
-        CheckpointArgs{{&model_, &unit, int64_t(u) - 1, ctx, [this, u] { gather_ahead(u, /*forward=*/false); }}}));
+        CheckpointArgs{{&model_, &unit, int64_t(u) - 1, ctx, [this, u] { pre_backward(u); }}}));
     y = CheckpointFn::apply(x, static_cast<CheckpointArgsFields*>(checkpoint_args_.back().get()));
   } else {
     unit.bind_for_autograd();
@@ -246,18 +240,32 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
     // embedding's backward reads only the token ids and the gradient, so unit 0 is not gathered
     // again (a tied root's lm_head part has its own node, whose backward comes first).
     if (y.requires_grad() && u != 0) {
-      FsdpUnit* up = &unit;
       FsdpModel* self = this;
-      y.register_hook([up, self, u](const at::Tensor& g) {
-        up->use();
-        self->gather_ahead(u, /*forward=*/false);
+      y.register_hook([self, u](const at::Tensor& g) {
+        self->pre_backward(u);
         return g;
       });
     }
   }
-  // `full` reshards after forward; the last unit (and a tied root) stays for the backward soon after.
-  if (policy_.reshard_after_forward && !is_last && !root_tied) unit.reshard();
+  post_forward(u);
   return y;
+}
+
+void FsdpModel::pre_forward(size_t u) {
+  units_[u]->use();
+  gather_ahead(u, /*forward=*/true);  // overlaps this unit's compute on a GPU
+}
+
+void FsdpModel::post_forward(size_t u) {
+  // `full` reshards after forward; the last unit (and a tied root) stays for the backward soon after.
+  const bool is_last = u + 1 == units_.size();
+  const bool root_tied = model_.spec().tie_embeddings && u == 0;  // also used by lm_head at the end
+  if (policy_.reshard_after_forward && !is_last && !root_tied) units_[u]->reshard();
+}
+
+void FsdpModel::pre_backward(size_t u) {
+  units_[u]->use();
+  gather_ahead(u, /*forward=*/false);
 }
 
 at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
@@ -322,7 +330,7 @@ StepResult FsdpModel::dry_run(const MicroBatch& mb) {
   forward_backward(mb, double(counted), &r.tokens);
   r.activation_bytes = activation_bytes_;
   r.peak_gathered_bytes = peak_gathered_;
-  r.slot_overflows = slot_overflows();
+  r.gather_buffer_overflows = gather_buffer_overflows();
   if (cfg_.global_norm()) r.held_grad_bytes = reduce_all_for_step();  // what the step holds for the norm
   for (auto& u : units_) {
     u->discard_step_grad();
@@ -365,7 +373,7 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     for (auto& u : units_) grads.push_back(u->step_grad());
     // Over the shard group (a hybrid replica's gradients are the same); none: replicated already.
     const optim::ClipResult clip =
-        optim::clip_grad_norm(grads, cfg_.max_grad_norm, policy_.shard_states ? shard_ : nullptr);
+        optim::clip_grad_norm(grads, cfg_.max_grad_norm, policy_.shard_states ? shard_group_comm_ : nullptr);
     r.grad_norm = clip.norm;
     r.skipped = !clip.finite;
     if (!r.skipped) {
@@ -382,7 +390,7 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
   world_.all_reduce(loss_sum, comm::ReduceOp::Sum);
   sync_collectives();
   r.loss = loss_sum.item<double>() / double(total);
-  r.slot_overflows = slot_overflows();
+  r.gather_buffer_overflows = gather_buffer_overflows();
   return r;
 }
 

@@ -54,15 +54,15 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   const int n = policy_.shard_states ? shard_comm.size() : 1;  // none: a replica of everything
   const int rank = policy_.shard_states ? shard_comm.rank() : 0;
   numel_ = spec.numel();
-  shard_ = (numel_ + n - 1) / n;
-  padded_ = shard_ * n;
-  own_begin_ = int64_t(rank) * shard_;  // 0 in `none`
+  shard_numel_ = (numel_ + n - 1) / n;
+  padded_ = shard_numel_ * n;
+  own_begin_ = int64_t(rank) * shard_numel_;  // 0 in `none`
 
   using plan::MemCategory;
   std::optional<CategoryScope> what;  // the category each buffer below belongs to
   // Every buffer the planner counts, and no other, each filled straight from `init` with the
   // elements it holds (no whole-unit copy): the master is the parameter buffer itself unless
-  // bf16-mixed; the optimizer stage's parameter shard is its own slot of the replica.
+  // bf16-mixed; the optimizer stage's parameter shard is its own gather buffer of the replica.
   const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat).device(cfg.device);
   const at::TensorOptions params = f32.dtype(compute_);
   auto filled = [&](int64_t begin, int64_t len, const at::TensorOptions& o) {
@@ -81,17 +81,17 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
     case plan::Stage::Optimizer:  // the replica, and the master of this rank's shard of it
       what.emplace(MemCategory::params_sharded);
       full_ = filled(0, padded_, params);
-      param_shard_ = full_.narrow(0, own_begin_, shard_);
+      param_shard_ = full_.narrow(0, own_begin_, shard_numel_);
       what.emplace(MemCategory::master);
-      master_ = params_are_master_ ? param_shard_ : filled(own_begin_, shard_, f32);
+      master_ = params_are_master_ ? param_shard_ : filled(own_begin_, shard_numel_, f32);
       break;
     default:  // this rank's shard; the unsharded buffer has no memory until a gather gives it some
       what.emplace(params_are_master_ ? MemCategory::params_sharded : MemCategory::master);
-      master_ = filled(own_begin_, shard_, params_are_master_ ? params : f32);
+      master_ = filled(own_begin_, shard_numel_, params_are_master_ ? params : f32);
       what.emplace(MemCategory::params_sharded);
       param_shard_ = params_are_master_ ? master_ : master_.to(compute_);
       what.emplace(MemCategory::grads_sharded);
-      grad_ = at::zeros({shard_}, f32.dtype(accum_dtype_));
+      grad_ = at::zeros({shard_numel_}, f32.dtype(accum_dtype_));
       full_ = n == 1 ? param_shard_ : compat::unallocated_tensor(padded_, params);  // one rank: the shard is the whole
       break;
   }
@@ -100,7 +100,7 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   if (!sharded_) full_grad_ = at::zeros({padded_}, params);
   dummy_ = at::zeros({1}, f32).requires_grad_(true);
 
-  const int64_t state_len = policy_.shard_states ? shard_ : padded_;
+  const int64_t state_len = policy_.shard_states ? shard_numel_ : padded_;
   at::Tensor param_out;
   if (!params_are_master_) param_out = policy_.shard_states ? param_shard_ : full_;
   what.emplace(MemCategory::optimizer);
@@ -127,8 +127,8 @@ void FsdpUnit::ensure_gathered() {
   if (!gather_ || !compat::storage_released(full_)) return;
   CategoryScope scope(plan::MemCategory::unsharded_params);
   const size_t nbytes = size_t(unsharded_bytes());
-  slot_ = slots_ ? slots_->acquire(int64_t(nbytes)) : -1;
-  if (slot_ >= 0) compat::refill_storage_with(full_, slots_->data(slot_), nbytes);
+  buffer_ = buffers_ ? buffers_->acquire(int64_t(nbytes)) : -1;
+  if (buffer_ >= 0) compat::refill_storage_with(full_, buffers_->data(buffer_), nbytes);
   else compat::refill_storage(full_, nbytes);  // on the compute stream: it waits for the gather before reuse
   ready_ = shared_.streams.on_gather_stream([&] { shard_comm_.all_gather_into(full_, param_shard_); });
 }
@@ -141,12 +141,12 @@ void FsdpUnit::use() {
 
 void FsdpUnit::reshard() {
   if (!gather_ || compat::storage_released(full_)) return;
-  // The slot's next gather starts after the compute enqueued so far, which includes every read of
+  // The gather buffer's next gather starts after the compute enqueued so far, which includes every read of
   // it; a gather nobody used yet is waited for first, so its memory is never freed under it.
   shared_.streams.compute_waits(ready_);
   compat::release_storage(full_);
-  if (slot_ >= 0) slots_->release(slot_);
-  slot_ = -1;
+  if (buffer_ >= 0) buffers_->release(buffer_);
+  buffer_ = -1;
   ready_.reset();
 }
 
@@ -172,18 +172,18 @@ void FsdpUnit::on_param_grads(variable_list& grads) {
   const auto& specs = model_.units()[index].specs;
   for (size_t i = 0; i < specs.size(); ++i) {
     const int64_t n = plan::shape_numel(specs[i].shape);
-    at::Tensor slot = flat.narrow(0, offset, n);
-    if (grads[i].defined()) slot.view(grads[i].sizes()).copy_(grads[i]);
-    else slot.zero_();
+    at::Tensor part = flat.narrow(0, offset, n);
+    if (grads[i].defined()) part.view(grads[i].sizes()).copy_(grads[i]);
+    else part.zero_();
     offset += n;
   }
   if (offset < padded_) flat.narrow(0, offset, padded_ - offset).zero_();  // padding
-  on_full_grad(flat);
+  post_backward(flat);
 }
 
 void FsdpUnit::bind_plain() { model_.bind(index, full_); }
 
-void FsdpUnit::on_full_grad(const at::Tensor& grad) {
+void FsdpUnit::post_backward(const at::Tensor& grad) {
   FT_CHECK(grad.numel() == padded_, ErrorKind::Internal, "unit " << index << ": gradient of " << grad.numel()
                                                                   << " elements, expected " << padded_);
   if (!sharded_) {
@@ -209,7 +209,7 @@ void FsdpUnit::on_full_grad(const at::Tensor& grad) {
   // retired first, so at most one reduce-scatter's input is held.
   shared_.retire_reduce();
   shared_.reduce_fence = shared_.streams.on_reduce_stream([&] {
-    at::Tensor out = at::empty({shard_}, g.options());
+    at::Tensor out = at::empty({shard_numel_}, g.options());
     shard_comm_.reduce_scatter(out, g, comm::ReduceOp::Sum);
     grad_ += out.to(accum_dtype_);
   });
@@ -228,7 +228,7 @@ void FsdpUnit::reduce_for_step() {
     case plan::Stage::Optimizer: {
       // The reduce-scatter output is this unit's gradient shard (a comm buffer).
       at::Tensor g = full_grad_.scalar_type() == reduce_ ? full_grad_ : full_grad_.to(reduce_);
-      step_grad_ = at::empty({shard_}, g.options());
+      step_grad_ = at::empty({shard_numel_}, g.options());
       shard_comm_.reduce_scatter(step_grad_, g, comm::ReduceOp::Sum);
       break;
     }

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "device_streams.h"
-#include "slot_pool.h"
+#include "gather_buffers.h"
 #include "ftdist/comm/communicator.h"
 #include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/fsdp_model.h"
@@ -61,26 +61,28 @@ class FsdpUnit {
   bool sharded() const { return sharded_; }
   // Bytes of unsharded parameters currently gathered (0 when released; the replica otherwise).
   int64_t gathered_bytes() const { return gather_ ? int64_t(full_.storage().nbytes()) : 0; }
-  // Bytes of the whole gathered flat parameter (padded, compute dtype): what a slot must hold.
+  // Bytes of the whole gathered flat parameter (padded, compute dtype): what a gather buffer must hold.
   int64_t unsharded_bytes() const { return padded_ * int64_t(c10::elementSize(compute_)); }
   // Where later gathers put the parameters (nullptr, the default: memory from the allocator).
-  void set_slots(SlotPool* slots) { slots_ = slots; }
-  // The part of gathered_bytes() the allocator gave (not a preallocated slot).
-  int64_t allocated_gathered_bytes() const { return slot_ < 0 ? gathered_bytes() : 0; }
+  void set_gather_buffers(GatherBuffers* buffers) { buffers_ = buffers; }
+  // The part of gathered_bytes() the allocator gave (not a preallocated gather buffer).
+  int64_t allocated_gathered_bytes() const { return buffer_ < 0 ? gathered_bytes() : 0; }
 
-  // Starts the all-gather when released (sharded stages): into a free slot, on the gather stream.
+  // Starts the all-gather when released (sharded stages): into a free gather buffer, on the gather stream.
   void ensure_gathered();
   // ensure_gathered(), then the compute stream waits for the gather: call before computing with it.
   void use();
-  void reshard();                  // release the unsharded storage (and its slot) (sharded stages)
+  void reshard();                  // release the unsharded storage (and its gather buffer) (sharded stages)
   // Binds the model's parameters of this unit to the outputs of one GatherFn node over the unit's
   // storage: its backward receives every parameter's gradient at once (on_param_grads).
   void bind_for_autograd();
   // The parameters' gradients (undefined: unused this pass) copied into one flat gradient, then
-  // on_full_grad().
+  // post_backward().
   void on_param_grads(std::vector<at::Tensor>& grads);
   void bind_plain();               // binds the model's views to the raw buffer (no autograd)
-  void on_full_grad(const at::Tensor& grad);  // the unit's whole flat gradient, once per backward
+  // The post-backward phase: the unit's whole flat gradient, once per backward, reduce-scattered
+  // into the gradient shard (or kept, no_sync), then the unit reshards.
+  void post_backward(const at::Tensor& grad);
   void zero_grad();
   void set_sync(bool sync) { sync_ = sync; }  // false: keep the unsharded gradient (no_sync)
   // Reduces what is left to reduce (optimizer: reduce-scatter of the whole gradient; none:
@@ -114,13 +116,13 @@ class FsdpUnit {
   comm::Communicator* replica_comm_;
   const FsdpConfig& cfg_;
   UnitShared& shared_;
-  SlotPool* slots_ = nullptr;
-  int slot_ = -1;                 // the slot holding full_'s memory while gathered, or -1
+  GatherBuffers* buffers_ = nullptr;
+  int buffer_ = -1;                 // the gather buffer holding full_'s memory while gathered, or -1
   DeviceStreams::Fence ready_;    // the gather into full_ not yet waited for by the compute stream
   const plan::StagePolicy policy_;  // what the stage does (plan/run_setup.h)
   bool sharded_;                     // policy_.shard_params: parameters as shards
   bool gather_;  // sharded over more than one rank: the unsharded buffer is gathered and released
-  int64_t numel_, shard_, padded_;
+  int64_t numel_, shard_numel_, padded_;
   int64_t own_begin_ = 0;  // first unit element of master_ / the optimizer states
   at::ScalarType compute_;
   at::ScalarType accum_dtype_;  // of the gradient shard and the no_sync accumulator

@@ -15,15 +15,14 @@ plan::RunSetup planned_setup(const FsdpConfig& cfg, int world, int64_t micro_bat
   s.stage = cfg.stage;
   s.precision = cfg.precision;
   s.reduce_dtype = cfg.reduce_dtype;
-  s.checkpointing = cfg.checkpointing;
+  s.activation_checkpointing = cfg.activation_checkpointing;
   s.no_sync = cfg.no_sync;
   s.prefetch = cfg.prefetch;
   s.global_norm = cfg.global_norm();
   s.micro_batch = micro_batch;
   s.seq_len = seq_len;
   s.attention = attention;
-  const plan::StagePolicy policy = plan::stage_policy(cfg.stage);
-  s.shard_group = !policy.shard_states ? 1 : (policy.replicate_groups && cfg.shard_group > 0 ? cfg.shard_group : world);
+  s.shard_group = plan::shard_group_size(cfg.stage, world, cfg.shard_group);
   s.replicas = world / s.shard_group;
   if (cfg.device.is_cpu()) {  // a CPU process has no CUDA context and no NCCL buffers; its device memory is host memory
     s.overheads.cuda_context_gib = 0;
@@ -47,7 +46,7 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
     std::string got = "-";
     if (persistent) got = format_bytes(double(measured[c]));
     if (c == plan::MemCategory::unsharded_params)
-      got = measured[c] > 0 ? format_bytes(double(measured[c])) + " (slots)"
+      got = measured[c] > 0 ? format_bytes(double(measured[c])) + " (gather buffers)"
                             : format_bytes(double(last.peak_gathered_bytes)) + " (peak)";
     if (c == plan::MemCategory::unsharded_grads && measured[c] > 0)  // no_sync: the accumulators (plus transients, planned)
       got = format_bytes(double(measured[c])) + " (no_sync acc.)";

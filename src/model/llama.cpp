@@ -60,7 +60,7 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 }
 
 namespace {
-int slot_of(const std::vector<plan::ModelSpec::Tensor>& specs, const std::string& suffix) {
+int index_of(const std::vector<plan::ModelSpec::Tensor>& specs, const std::string& suffix) {
   for (size_t i = 0; i < specs.size(); ++i)
     if (specs[i].name.size() >= suffix.size() &&
         specs[i].name.compare(specs[i].name.size() - suffix.size(), suffix.size(), suffix) == 0)
@@ -81,23 +81,23 @@ LlamaModel::LlamaModel(plan::ModelSpec spec, const at::TensorOptions& options, p
     bind(units_.size() - 1, at::empty({units_.back().numel}, options));
   }
   const auto& layer = units_[1].specs;
-  LayerSlots& s = slots_;
-  s.q = slot_of(layer, "q_proj.weight");
-  s.k = slot_of(layer, "k_proj.weight");
-  s.v = slot_of(layer, "v_proj.weight");
-  s.o = slot_of(layer, "o_proj.weight");
-  s.gate = slot_of(layer, "gate_proj.weight");
-  s.up = slot_of(layer, "up_proj.weight");
-  s.down = slot_of(layer, "down_proj.weight");
-  s.ln1 = slot_of(layer, "input_layernorm.weight");
-  s.ln2 = slot_of(layer, "post_attention_layernorm.weight");
-  s.qb = slot_of(layer, "q_proj.bias");
-  s.kb = slot_of(layer, "k_proj.bias");
-  s.vb = slot_of(layer, "v_proj.bias");
-  s.ob = slot_of(layer, "o_proj.bias");
-  s.gb = slot_of(layer, "gate_proj.bias");
-  s.ub = slot_of(layer, "up_proj.bias");
-  s.db = slot_of(layer, "down_proj.bias");
+  LayerTensors& s = layer_tensors_;
+  s.q = index_of(layer, "q_proj.weight");
+  s.k = index_of(layer, "k_proj.weight");
+  s.v = index_of(layer, "v_proj.weight");
+  s.o = index_of(layer, "o_proj.weight");
+  s.gate = index_of(layer, "gate_proj.weight");
+  s.up = index_of(layer, "up_proj.weight");
+  s.down = index_of(layer, "down_proj.weight");
+  s.ln1 = index_of(layer, "input_layernorm.weight");
+  s.ln2 = index_of(layer, "post_attention_layernorm.weight");
+  s.qb = index_of(layer, "q_proj.bias");
+  s.kb = index_of(layer, "k_proj.bias");
+  s.vb = index_of(layer, "v_proj.bias");
+  s.ob = index_of(layer, "o_proj.bias");
+  s.gb = index_of(layer, "gate_proj.bias");
+  s.ub = index_of(layer, "up_proj.bias");
+  s.db = index_of(layer, "down_proj.bias");
 }
 
 void LlamaModel::bind(size_t u, const at::Tensor& flat) {
@@ -148,12 +148,12 @@ at::Tensor LlamaModel::embed(const at::Tensor& ids) const { return at::embedding
 at::Tensor LlamaModel::attention(int64_t i, const at::Tensor& x, const ForwardContext& ctx) const {
   const size_t u = layer_unit(i);
   const int64_t b = x.size(0), s = x.size(1), hd = spec_.head_dim;
-  auto project = [&](int w, int bias_slot, int64_t heads) {
-    return at::linear(x, p(u, w), bias(u, bias_slot)).view({b, s, heads, hd}).transpose(1, 2);
+  auto project = [&](int w, int bias_index, int64_t heads) {
+    return at::linear(x, p(u, w), bias(u, bias_index)).view({b, s, heads, hd}).transpose(1, 2);
   };
-  at::Tensor q = apply_rope(project(slots_.q, slots_.qb, spec_.heads), ctx.rope);
-  at::Tensor k = apply_rope(project(slots_.k, slots_.kb, spec_.kv_heads), ctx.rope);
-  at::Tensor v = project(slots_.v, slots_.vb, spec_.kv_heads);
+  at::Tensor q = apply_rope(project(layer_tensors_.q, layer_tensors_.qb, spec_.heads), ctx.rope);
+  at::Tensor k = apply_rope(project(layer_tensors_.k, layer_tensors_.kb, spec_.kv_heads), ctx.rope);
+  at::Tensor v = project(layer_tensors_.v, layer_tensors_.vb, spec_.kv_heads);
   const int64_t groups = spec_.heads / spec_.kv_heads;
   if (groups > 1) {  // query head h reads kv head h / groups
     k = k.repeat_interleave(groups, 1);
@@ -161,16 +161,16 @@ at::Tensor LlamaModel::attention(int64_t i, const at::Tensor& x, const ForwardCo
   }
   at::Tensor o = causal_attention(q, k, v, spec_.layer_uses_window(i) ? spec_.sliding_window : 0, attention_);
   o = o.transpose(1, 2).reshape({b, s, spec_.q_dim()});
-  return at::linear(o, p(u, slots_.o), bias(u, slots_.ob));
+  return at::linear(o, p(u, layer_tensors_.o), bias(u, layer_tensors_.ob));
 }
 
 at::Tensor LlamaModel::layer(int64_t i, const at::Tensor& x, const ForwardContext& ctx) const {
   const size_t u = layer_unit(i);
-  at::Tensor h = x + attention(i, rms_norm(x, p(u, slots_.ln1), spec_.rms_norm_eps), ctx);
-  at::Tensor n = rms_norm(h, p(u, slots_.ln2), spec_.rms_norm_eps);
-  at::Tensor gate = at::linear(n, p(u, slots_.gate), bias(u, slots_.gb));
-  at::Tensor up = at::linear(n, p(u, slots_.up), bias(u, slots_.ub));
-  return h + at::linear(at::silu(gate) * up, p(u, slots_.down), bias(u, slots_.db));
+  at::Tensor h = x + attention(i, rms_norm(x, p(u, layer_tensors_.ln1), spec_.rms_norm_eps), ctx);
+  at::Tensor n = rms_norm(h, p(u, layer_tensors_.ln2), spec_.rms_norm_eps);
+  at::Tensor gate = at::linear(n, p(u, layer_tensors_.gate), bias(u, layer_tensors_.gb));
+  at::Tensor up = at::linear(n, p(u, layer_tensors_.up), bias(u, layer_tensors_.ub));
+  return h + at::linear(at::silu(gate) * up, p(u, layer_tensors_.down), bias(u, layer_tensors_.db));
 }
 
 at::Tensor LlamaModel::final_norm(const at::Tensor& x) const {

@@ -34,7 +34,7 @@ std::vector<AlternativeRow> adapter_alternatives(const ModelSpec& m, const RunSe
   const int64_t adapters = lora_params(m, o);
   const double tokens = double(setup.micro_batch) * double(setup.seq_len);
   const uint64_t adapter_act = uint64_t(tokens * 2.0 * o.rank * double(o.targets.size()) *
-                                        (setup.checkpointing == Checkpointing::Full ? 1 : m.layers));
+                                        (setup.activation_checkpointing == ActivationCheckpointing::Full ? 1 : m.layers));
 
   const int64_t linear_params = m.layers * (m.layer_params() - 2 * m.hidden);  // all but the norms
   const int64_t other_params = m.param_count() - linear_params;

@@ -10,7 +10,7 @@ std::string settings_comment(const PlanRequest& req, const Candidate& c) {
   os << "# planned: " << req.model.name << " on " << c.gpus << " x " << req.hardware[c.hardware].gpu.name << " ("
      << c.nodes << " node" << (c.nodes > 1 ? "s" : "") << "), shard " << stage_name(c.setup.stage) << ", micro-batch "
      << c.setup.micro_batch << ", grad-accum " << c.grad_accum << ", checkpointing "
-     << checkpointing_name(c.setup.checkpointing) << ", seq-len " << c.setup.seq_len << "\n";
+     << activation_checkpointing_name(c.setup.activation_checkpointing) << ", seq-len " << c.setup.seq_len << "\n";
   return os.str();
 }
 }  // namespace

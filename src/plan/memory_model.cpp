@@ -1,4 +1,4 @@
-// The memory model. Every term is a buffer the runtime allocates (DESIGN.md §4); the derivations
+// The memory model. Every term is a buffer the runtime allocates (docs/architecture.md#memory-categories); the derivations
 // are written next to the code that computes them.
 #include "ftdist/plan/memory_model.h"
 
@@ -143,33 +143,40 @@ double saved_activation_bytes(const ModelSpec& m, const RunSetup& s) {
   const double tokens = double(s.micro_batch) * double(s.seq_len);
   const double c = compute_bytes(s.precision);
   const double root = 2.0 * c * m.hidden;  // final norm input and output (lm_head's input)
-  const double per_layer = s.checkpointing == Checkpointing::None ? activation_bytes_per_token_layer(m, s) : c * m.hidden;
+  const double per_layer = s.activation_checkpointing == ActivationCheckpointing::None ? activation_bytes_per_token_layer(m, s) : c * m.hidden;
   return tokens * (double(m.layers) * per_layer + root);
 }
 
-MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vector<std::string>* explain) {
-  FT_CHECK_ARG(s.micro_batch >= 1, "--micro-batch must be >= 1, got " << s.micro_batch);
-  FT_CHECK_ARG(s.seq_len >= 1, "--seq-len must be >= 1, got " << s.seq_len);
-  FT_CHECK_ARG(s.prefetch >= 1, "prefetch depth must be >= 1, got " << s.prefetch);
-  const int n = s.shard_group;
-  const UnitLayout u = unit_layout(m, n);
-  const int c = compute_bytes(s.precision);
-  const int r = float_type_bytes(s.reduce_dtype);
-  const int64_t total = m.param_count();
-  const int64_t shard = u.shard_numel();
-  const std::string N = std::to_string(n), C = std::to_string(c);
-  Explainer ex{explain};
-  MemoryBreakdown b;
+namespace {
 
-  // ---- model states ----
+// What every term below reads: the model, the setup, the stage's policy and the unit layout over
+// the shard group of N ranks, in the compute (c) and reduce (r) dtypes.
+struct Terms {
+  const ModelSpec& m;
+  const RunSetup& s;
+  Explainer ex;
+  StagePolicy policy;
+  UnitLayout u;
+  int n, c, r;
+  int64_t total, shard;
+};
+
+// Parameters, master weights, optimizer states and the gradient shard: what a rank keeps between steps.
+void add_model_states(const Terms& t, MemoryBreakdown& b) {
+  const RunSetup& s = t.s;
+  const UnitLayout& u = t.u;
+  const std::vector<std::string>* explain = t.ex.out;
+  const int n = t.n, c = t.c;
+  const int64_t total = t.total, shard = t.shard;
+  const std::string C = std::to_string(c);
   // Sharded stages keep a compute-dtype shard (the all-gather source); optimizer/none keep a replica.
-  const StagePolicy policy = stage_policy(s.stage);
+  const StagePolicy& policy = t.policy;
   const bool sharded = policy.shard_params;
   // The optimizer stage's replicated parameters and gradients are flat buffers padded to N x S
   // (the all-gather / reduce-scatter operands); `none` (N = 1) has no padding.
   const int64_t param_elems = sharded ? shard : (policy.gather_after_step ? u.padded_numel(n) : total);
   b[MemCategory::params_sharded] = uint64_t(param_elems) * c;
-  if (explain) ex.line(MemCategory::params_sharded,
+  if (explain) t.ex.line(MemCategory::params_sharded,
           (sharded ? "shard S " + std::to_string(shard) : "replica " + std::to_string(total)) + " x " + C, b[MemCategory::params_sharded]);
 
   // Master and optimizer states are sharded over N in every stage but `none` (where N = 1).
@@ -182,18 +189,29 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
     master = optim = 0;
   }
   b[MemCategory::master] = master;
-  if (explain) ex.line(MemCategory::master, std::to_string(state_elems) + " x " + std::to_string(master_bytes(s.precision)) +
+  if (explain) t.ex.line(MemCategory::master, std::to_string(state_elems) + " x " + std::to_string(master_bytes(s.precision)) +
                                    (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), master);
   b[MemCategory::optimizer] = optim;
-  if (explain) ex.line(MemCategory::optimizer, std::to_string(state_elems) + " x " + num(ob) + " (" + optimizer_name(s.optimizer) + ")" +
+  if (explain) t.ex.line(MemCategory::optimizer, std::to_string(state_elems) + " x " + num(ob) + " (" + optimizer_name(s.optimizer) + ")" +
                                       (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), optim);
 
   // Sharded stages accumulate into the gradient shard; optimizer/none keep full compute-dtype grads.
   const int g = sharded ? grad_accum_bytes(s) : c;
   b[MemCategory::grads_sharded] = uint64_t(param_elems) * g;
-  if (explain) ex.line(MemCategory::grads_sharded, std::to_string(param_elems) + " x " + std::to_string(g), b[MemCategory::grads_sharded]);
+  if (explain) t.ex.line(MemCategory::grads_sharded, std::to_string(param_elems) + " x " + std::to_string(g), b[MemCategory::grads_sharded]);
 
-  // ---- gathered parameters and unsharded gradients (sharded stages only) ----
+}
+
+// Gathered parameters and unsharded gradients (sharded stages only), and the largest reduction.
+void add_gathered(const Terms& t, MemoryBreakdown& b) {
+  const RunSetup& s = t.s;
+  const std::vector<std::string>* explain = t.ex.out;
+  const UnitLayout& u = t.u;
+  const int n = t.n, c = t.c;
+  const int64_t shard = t.shard;
+  const bool sharded = t.policy.shard_params;
+  const StagePolicy& policy = t.policy;
+  const std::string C = std::to_string(c);
   const uint64_t layer_full = uint64_t(u.layer_shard) * n * c;  // one gathered layer, padded
   const uint64_t edge_full = uint64_t(u.max_edge_shard()) * n * c;  // the largest edge unit, gathered
   // The largest single gradient reduction: one unit's whole (padded) gradient in the reduce dtype.
@@ -206,28 +224,28 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
       // buffer (in-place all-gather; the standalone shard is released and re-cut at reshard), so
       // the gathered buffers add (N-1) shards: the ZeRO-2 bill of 2Ψ + (2+K)Ψ/N.
       b[MemCategory::unsharded_params] = uint64_t(n - 1) * uint64_t(shard) * c;
-      if (explain) ex.line(MemCategory::unsharded_params, "(N-1) " + std::to_string(n - 1) + " x shard " + std::to_string(shard) +
+      if (explain) t.ex.line(MemCategory::unsharded_params, "(N-1) " + std::to_string(n - 1) + " x shard " + std::to_string(shard) +
                                                  " x " + C + " (every unit gathered; own slice in place)",
               b[MemCategory::unsharded_params]);
     } else {
-      // Layers use `prefetch` preallocated slots. Of the edge units one is gathered at a time: the
+      // Layers use `prefetch` preallocated gather buffers. Of the edge units one is gathered at a time: the
       // embedding at the start of forward (its backward needs no weights), the head from the end
       // of forward through its backward, which comes first.
       b[MemCategory::unsharded_params] = edge_full + uint64_t(s.prefetch) * layer_full;
-      if (explain) ex.line(MemCategory::unsharded_params, "largest edge unit N x S_edge x " + C + " (" + std::to_string(edge_full) + ") + prefetch " +
+      if (explain) t.ex.line(MemCategory::unsharded_params, "largest edge unit N x S_edge x " + C + " (" + std::to_string(edge_full) + ") + prefetch " +
                                                  std::to_string(s.prefetch) + " x N x S_layer x " + C + " (" +
                                                  std::to_string(layer_full) + ")",
               b[MemCategory::unsharded_params]);
     }
   } else {
-    if (explain) ex.line(MemCategory::unsharded_params, sharded ? "0 (one rank: the shard is the whole)" : "0 (parameters are replicated)", 0);
+    if (explain) t.ex.line(MemCategory::unsharded_params, sharded ? "0 (one rank: the shard is the whole)" : "0 (parameters are replicated)", 0);
   }
   if (sharded) {
     // An edge unit's gradient (the head's first, the embedding's last) arrives twice over: its
     // parameters' gradients (the lm_head or embedding matrix) and the flat gradient autograd sums
     // them into for the reduce-scatter coexist (measured: a 136M-parameter tied root on 2 ranks
     // peaks at two root units of gradients); the layers' gradients, each alive while it is produced
-    // and while it is reduce-scattered, take the prefetch slots.
+    // and while it is reduce-scattered, take the prefetch gather buffers.
     b[MemCategory::unsharded_grads] = 2 * edge_full + uint64_t(s.prefetch) * layer_full;
     std::string formula = "2 x largest edge unit " + std::to_string(edge_full) + " (its parameter gradients and the flat "
                           "gradient they are summed into) + prefetch " + std::to_string(s.prefetch) + " x layer " +
@@ -237,20 +255,26 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
       b[MemCategory::unsharded_grads] += uint64_t(u.padded_numel(n)) * a;
       formula += " + no_sync accumulators N x S x " + std::to_string(a) + " (" + std::to_string(u.padded_numel(n) * a) + ")";
     }
-    if (explain) ex.line(MemCategory::unsharded_grads, formula, b[MemCategory::unsharded_grads]);
+    if (explain) t.ex.line(MemCategory::unsharded_grads, formula, b[MemCategory::unsharded_grads]);
   } else {
-    if (explain) ex.line(MemCategory::unsharded_grads, "0 (full gradients are persistent: grads_sharded)", 0);
+    if (explain) t.ex.line(MemCategory::unsharded_grads, "0 (full gradients are persistent: grads_sharded)", 0);
   }
 
-  // ---- activations: what forward leaves for backward (saved_activation_bytes()) plus what
-  // backward adds on top ----
+}
+
+// Activations: what forward leaves for backward (saved_activation_bytes()) plus what backward adds on top.
+void add_activations(const Terms& t, MemoryBreakdown& b) {
+  const ModelSpec& m = t.m;
+  const RunSetup& s = t.s;
+  const std::vector<std::string>* explain = t.ex.out;
+  const int c = t.c;
   const double tokens = double(s.micro_batch) * double(s.seq_len);
   const double per_layer = activation_bytes_per_token_layer(m, s);
   const double root_act = 2.0 * c * m.hidden;             // final norm input and output (lm_head's input)
   const double workspace = 2.0 * c * m.intermediate;      // backward: grads of gate and up outputs together
   double act = 0;
   std::string act_formula;
-  if (s.checkpointing == Checkpointing::None) {
+  if (s.activation_checkpointing == ActivationCheckpointing::None) {
     act = saved_activation_bytes(m, s) + tokens * workspace;
     act_formula = "b*s " + num(tokens) + " x (L " + std::to_string(m.layers) + " x " + num(per_layer) +
                   " B/token/layer + root " + num(root_act) + " + backward workspace " + num(workspace) + ")";
@@ -263,16 +287,34 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
                   num(workspace) + ")";
   }
   b[MemCategory::activations] = uint64_t(act);
-  if (explain) ex.line(MemCategory::activations, act_formula, b[MemCategory::activations]);
+  if (explain) t.ex.line(MemCategory::activations, act_formula, b[MemCategory::activations]);
 
-  // ---- logits: compute-dtype logits, an fp32 copy for the log-softmax the loss keeps, and the fp32
-  // gradient of the logits in backward ----
+}
+
+// Logits: compute-dtype logits, an fp32 copy for the log-softmax the loss keeps, and the fp32
+// gradient of the logits in backward.
+void add_logits(const Terms& t, MemoryBreakdown& b) {
+  const ModelSpec& m = t.m;
+  const RunSetup& s = t.s;
+  const std::vector<std::string>* explain = t.ex.out;
+  const int c = t.c;
+  const double tokens = double(s.micro_batch) * double(s.seq_len);
   const int logit_bytes = c + (c == 4 ? 0 : 4) + 4;
   b[MemCategory::logits] = uint64_t(tokens * double(m.vocab) * logit_bytes);
-  if (explain) ex.line(MemCategory::logits, "b*s " + num(tokens) + " x V " + std::to_string(m.vocab) + " x " + std::to_string(logit_bytes),
+  if (explain) t.ex.line(MemCategory::logits, "b*s " + num(tokens) + " x V " + std::to_string(m.vocab) + " x " + std::to_string(logit_bytes),
           b[MemCategory::logits]);
 
-  // ---- communication buffers ----
+}
+
+// Communication buffers: the operands of gradient reductions beyond the persistent buffers.
+void add_comm_buffers(const Terms& t, MemoryBreakdown& b) {
+  const RunSetup& s = t.s;
+  const std::vector<std::string>* explain = t.ex.out;
+  const StagePolicy& policy = t.policy;
+  const UnitLayout& u = t.u;
+  const int n = t.n, c = t.c, r = t.r;
+  const int64_t total = t.total, shard = t.shard;
+  const bool sharded = policy.shard_params;
   const uint64_t max_shard = uint64_t(u.max_unit_shard());
   uint64_t comm = 0;
   std::string comm_formula;
@@ -310,16 +352,39 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
     comm_formula = "0 (in-place all-reduce)";
   }
   b[MemCategory::comm_buffers] = comm;
-  if (explain) ex.line(MemCategory::comm_buffers, comm_formula, comm);
+  if (explain) t.ex.line(MemCategory::comm_buffers, comm_formula, comm);
 
-  // ---- overhead ----
+}
+
+// The CUDA context, NCCL buffers and the allocator's fragmentation over everything else.
+void add_overhead(const Terms& t, MemoryBreakdown& b) {
+  const RunSetup& s = t.s;
+  const std::vector<std::string>* explain = t.ex.out;
   const double fixed = (s.overheads.cuda_context_gib + (s.data_parallel() > 1 ? s.overheads.nccl_gib : 0.0)) * double(kGiB);
   const double frag = s.overheads.fragmentation * double(b.total());
   b[MemCategory::overhead] = uint64_t(fixed + frag);
-  if (explain) ex.line(MemCategory::overhead, "CUDA context " + num(s.overheads.cuda_context_gib) + " GiB" +
+  if (explain) t.ex.line(MemCategory::overhead, "CUDA context " + num(s.overheads.cuda_context_gib) + " GiB" +
                                      (s.data_parallel() > 1 ? " + NCCL " + num(s.overheads.nccl_gib) + " GiB" : "") +
                                      " + fragmentation " + num(s.overheads.fragmentation) + " x the rest",
           b[MemCategory::overhead]);
+}
+
+}  // namespace
+
+MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vector<std::string>* explain) {
+  FT_CHECK_ARG(s.micro_batch >= 1, "--micro-batch must be >= 1, got " << s.micro_batch);
+  FT_CHECK_ARG(s.seq_len >= 1, "--seq-len must be >= 1, got " << s.seq_len);
+  FT_CHECK_ARG(s.prefetch >= 1, "prefetch depth must be >= 1, got " << s.prefetch);
+  const UnitLayout u = unit_layout(m, s.shard_group);
+  const Terms t{m, s, Explainer{explain}, stage_policy(s.stage), u, s.shard_group, compute_bytes(s.precision),
+                float_type_bytes(s.reduce_dtype), m.param_count(), u.shard_numel()};
+  MemoryBreakdown b;
+  add_model_states(t, b);
+  add_gathered(t, b);
+  add_activations(t, b);
+  add_logits(t, b);
+  add_comm_buffers(t, b);
+  add_overhead(t, b);  // last: its fragmentation is a fraction of the rest
   return b;
 }
 

@@ -38,7 +38,7 @@ std::string describe(const PlanRequest& req, const Candidate& c) {
   os << c.gpus << " x " << hw.gpu.name;
   if (c.nodes > 1) os << " (" << c.nodes << " nodes" << (hw.node_type.empty() ? "" : " of " + hw.node_type) << ")";
   os << ", shard " << stage_name(c.setup.stage) << ", micro-batch " << c.setup.micro_batch << ", grad-accum "
-     << c.grad_accum << ", checkpointing " << checkpointing_name(c.setup.checkpointing);
+     << c.grad_accum << ", checkpointing " << activation_checkpointing_name(c.setup.activation_checkpointing);
   return os.str();
 }
 
@@ -79,7 +79,7 @@ nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c
       {"replicas", c.setup.replicas},
       {"micro_batch", c.setup.micro_batch},
       {"grad_accum", c.grad_accum},
-      {"checkpointing", checkpointing_name(c.setup.checkpointing)},
+      {"checkpointing", activation_checkpointing_name(c.setup.activation_checkpointing)},
       {"memory_per_gpu_bytes", mem},
       {"host_memory_bytes", c.memory.host_bytes},
       {"host_memory", {{"per_rank_load_peak_bytes", c.host.load_peak},
@@ -126,11 +126,11 @@ nlohmann::ordered_json plan_json(const PlanReport& r) {
   return j;
 }
 
-std::string plan_table(const PlanReport& r) {
-  const PlanRequest& req = r.request;
-  const PlanResult& res = r.result;
+namespace {
+
+// The model, the workload and the hardware, a line each.
+void header_section(std::ostringstream& os, const PlanRequest& req) {
   const ModelSpec& m = req.model;
-  std::ostringstream os;
   os << "ftdist plan: " << m.name << " (" << human_count(double(m.param_count())) << " parameters, " << m.layers
      << " layers, hidden " << m.hidden << ", vocab " << m.vocab << ")\n";
   os << "workload: " << human_count(req.total_tokens) << " tokens at seq-len " << req.base.seq_len << "; "
@@ -147,14 +147,20 @@ std::string plan_table(const PlanReport& r) {
   }
   os << "\n\n";
 
-  // The single-GPU view next to the recommendation: why one GPU does not do (or does).
+}
+
+// Memory per GPU by category: the recommendation (or the closest candidate, `focus`) next to the
+// single-GPU view: why one GPU does not do (or does).
+void memory_section(std::ostringstream& os, const PlanReport& r, int focus) {
+  const PlanRequest& req = r.request;
+  const PlanResult& res = r.result;
+  const ModelSpec& m = req.model;
   int single = -1;
   for (int i = 0; i < int(res.candidates.size()); ++i) {
     const Candidate& c = res.candidates[i];
     if (c.gpus != 1 || c.memory.total() == 0) continue;
     if (single < 0 || c.memory.total() < res.candidates[single].memory.total()) single = i;
   }
-  int focus = res.recommended >= 0 ? res.recommended : least_memory_candidate(res);
   std::vector<std::pair<std::string, int>> cols;
   if (single >= 0 && single != focus) cols.push_back({"1 GPU (least memory)", single});
   if (focus >= 0) cols.push_back({res.recommended >= 0 ? "recommended" : "closest (does not fit)", focus});
@@ -211,7 +217,12 @@ std::string plan_table(const PlanReport& r) {
     os << "\n";
   }
 
-  // Candidates: per GPU count and stage, the best fitting variant, else the least memory one.
+}
+
+// Candidates: per GPU count and stage, the best fitting variant, else the least memory one.
+void candidates_section(std::ostringstream& os, const PlanReport& r, int focus) {
+  const PlanRequest& req = r.request;
+  const PlanResult& res = r.result;
   std::map<std::tuple<int, int, int>, int> best;  // (hardware, gpus, stage) -> index
   for (int i = 0; i < int(res.candidates.size()); ++i) {
     const Candidate& c = res.candidates[i];
@@ -244,7 +255,7 @@ std::string plan_table(const PlanReport& r) {
     std::string note = i == res.recommended ? "<- recommended" : c.rejected_because;
     std::snprintf(line, sizeof(line), "  %-14s %5d %5d %-9s %4lld %5s %9s %6s %9.2f %11.0f %10s %10.2f  %s\n",
                   req.hardware[c.hardware].gpu.name.c_str(), c.gpus, c.nodes, stage_name(c.setup.stage),
-                  static_cast<long long>(c.setup.micro_batch), checkpointing_name(c.setup.checkpointing),
+                  static_cast<long long>(c.setup.micro_batch), activation_checkpointing_name(c.setup.activation_checkpointing),
                   gib(c.memory.total()).c_str(), c.fits ? "yes" : "no", c.time.step_s, c.time.tokens_per_s,
                   hours(c.time.total_s).c_str(), c.time.cost_usd, note.c_str());
     os << line;
@@ -253,6 +264,12 @@ std::string plan_table(const PlanReport& r) {
   if (hidden > 0) os << "  (" << hidden << " more rows with more GPUs in --json)\n";
   os << "\n";
 
+}
+
+// The recommendation: layout, memory, host memory, time, cost and the launch line; or that nothing fits.
+void recommendation_section(std::ostringstream& os, const PlanReport& r, int focus) {
+  const PlanRequest& req = r.request;
+  const PlanResult& res = r.result;
   if (res.recommended >= 0) {
     const Candidate& c = res.candidates[res.recommended];
     const HardwareOption& hw = req.hardware[c.hardware];
@@ -274,9 +291,14 @@ std::string plan_table(const PlanReport& r) {
     os << "Nothing fits.\n";
     if (focus >= 0) os << "  closest candidate's " << host_line(res.candidates[focus]) << "\n";
   }
+}
+
+// LoRA / QLoRA on one GPU, for comparison.
+void alternatives_section(std::ostringstream& os, const PlanReport& r) {
+  const PlanRequest& req = r.request;
   if (!r.alternatives.empty()) {
     os << "\nFor comparison (ftdist trains full-parameter): adapters on one GPU, "
-       << "micro-batch " << req.base.micro_batch << ", checkpointing " << checkpointing_name(Checkpointing::Full) << "\n";
+       << "micro-batch " << req.base.micro_batch << ", checkpointing " << activation_checkpointing_name(ActivationCheckpointing::Full) << "\n";
     for (const AlternativeRow& a : r.alternatives) {
       os << "  " << (a.method == "lora" ? "LoRA  (bf16 base)" : "QLoRA (NF4 base) ") << " rank " << a.rank << ": "
          << human_count(double(a.trainable_params)) << " trainable; base " << gib(a.base_bytes) << " + adapters "
@@ -285,6 +307,19 @@ std::string plan_table(const PlanReport& r) {
          << "\n";
     }
   }
+}
+
+}  // namespace
+
+std::string plan_table(const PlanReport& r) {
+  const PlanResult& res = r.result;
+  const int focus = res.recommended >= 0 ? res.recommended : least_memory_candidate(res);
+  std::ostringstream os;
+  header_section(os, r.request);
+  memory_section(os, r, focus);
+  candidates_section(os, r, focus);
+  recommendation_section(os, r, focus);
+  alternatives_section(os, r);
   return os.str();
 }
 

@@ -15,6 +15,17 @@ StagePolicy stage_policy(Stage s) {
   return p;
 }
 
+int shard_group_size(Stage stage, int world, int hybrid_group) {
+  FT_CHECK_ARG(world >= 1, "the world size must be >= 1, got " << world);
+  const StagePolicy p = stage_policy(stage);
+  if (!p.shard_states) return 1;
+  if (!p.replicate_groups) return world;
+  FT_CHECK_ARG(hybrid_group >= 1 && world % hybrid_group == 0,
+               "parallel.shard_group (" << hybrid_group << ") must divide the " << world
+                                        << " ranks (hybrid: shard groups of equal size)");
+  return hybrid_group;
+}
+
 const char* stage_name(Stage s) {
   switch (s) {
     case Stage::Full: return "full";
@@ -72,13 +83,13 @@ OptimizerKind optimizer_from_name(const std::string& n) {
   return OptimizerKind::AdamW;
 }
 
-const char* checkpointing_name(Checkpointing c) { return c == Checkpointing::None ? "none" : "full"; }
+const char* activation_checkpointing_name(ActivationCheckpointing c) { return c == ActivationCheckpointing::None ? "none" : "full"; }
 
-Checkpointing checkpointing_from_name(const std::string& n) {
-  if (n == "none") return Checkpointing::None;
-  if (n == "full") return Checkpointing::Full;
+ActivationCheckpointing activation_checkpointing_from_name(const std::string& n) {
+  if (n == "none") return ActivationCheckpointing::None;
+  if (n == "full") return ActivationCheckpointing::Full;
   FT_CHECK_ARG(false, "--checkpointing: unknown '" << n << "' (expected none, full or auto)");
-  return Checkpointing::None;
+  return ActivationCheckpointing::None;
 }
 
 const char* attention_name(Attention a) { return a == Attention::Flash ? "flash" : "eager"; }

@@ -37,9 +37,9 @@ std::vector<int64_t> micro_batches(const PlanRequest& req) {
   return {1, 2, 4, 8, 16, 32, 64};
 }
 
-std::vector<Checkpointing> checkpointings(const PlanRequest& req) {
-  if (req.checkpointing) return {*req.checkpointing};
-  return {Checkpointing::None, Checkpointing::Full};
+std::vector<ActivationCheckpointing> checkpointings(const PlanRequest& req) {
+  if (req.activation_checkpointing) return {*req.activation_checkpointing};
+  return {ActivationCheckpointing::None, ActivationCheckpointing::Full};
 }
 
 std::string gib(uint64_t bytes) { return format_gib(double(bytes)); }
@@ -59,15 +59,9 @@ std::string layout(Candidate& c, const HardwareOption& hw, const PlanRequest& re
   if (c.nodes > hw.max_nodes)
     return "needs " + std::to_string(c.nodes) + " nodes, only " + std::to_string(hw.max_nodes) + " available";
   RunSetup& s = c.setup;
-  switch (s.stage) {
-    case Stage::None: s.shard_group = 1; s.replicas = c.gpus; break;
-    case Stage::Hybrid:
-      if (c.nodes < 2) return "hybrid sharding needs more than one node";
-      s.shard_group = hw.gpus_per_node;
-      s.replicas = c.nodes;
-      break;
-    default: s.shard_group = c.gpus; s.replicas = 1; break;
-  }
+  if (s.stage == Stage::Hybrid && c.nodes < 2) return "hybrid sharding needs more than one node";
+  s.shard_group = shard_group_size(s.stage, c.gpus, hw.gpus_per_node);  // hybrid: one node per shard group
+  s.replicas = c.gpus / s.shard_group;
   if (req.global_batch > 0) {
     int64_t per_step = s.micro_batch * s.data_parallel();
     if (req.global_batch % per_step != 0)
@@ -134,14 +128,14 @@ PlanResult search(const PlanRequest& req) {
       int nodes = gpus > hw.gpus_per_node ? (gpus + hw.gpus_per_node - 1) / hw.gpus_per_node : 1;
       for (Stage stage : stages_for(req, gpus, nodes)) {
         for (int64_t mb : micro_batches(req)) {
-          for (Checkpointing ck : checkpointings(req)) {
+          for (ActivationCheckpointing ck : checkpointings(req)) {
             Candidate c;
             c.hardware = h;
             c.gpus = gpus;
             c.setup = req.base;
             c.setup.stage = stage;
             c.setup.micro_batch = mb;
-            c.setup.checkpointing = ck;
+            c.setup.activation_checkpointing = ck;
             c.gpu_memory_bytes = hw.gpu.memory_bytes();
             c.usable_bytes = uint64_t(double(c.gpu_memory_bytes) * (1.0 - req.headroom));
             std::string why = layout(c, hw, req);

@@ -27,42 +27,20 @@ double busbw(int size, const Hardware& hw) {
 double gather_s(double bytes, int n, const Hardware& hw) { return n <= 1 ? 0.0 : bytes * (n - 1) / n / busbw(n, hw); }
 double all_reduce_s(double bytes, int n, double bw) { return n <= 1 ? 0.0 : bytes * 2.0 * (n - 1) / n / bw; }
 
-}  // namespace
-
-double model_flops_per_token(const ModelSpec& m, int64_t seq_len) {
-  const int64_t keys = m.sliding_window > 0 ? std::min(seq_len, m.sliding_window) : seq_len;
-  return 6.0 * double(m.matmul_params()) + 12.0 * double(m.layers) * double(m.q_dim()) * double(keys);
-}
-
-TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, const Workload& w,
-                           std::vector<std::string>* explain) {
-  FT_CHECK_ARG(hw.peak_tflops > 0 && hw.efficiency > 0, "hardware peak and efficiency must be positive");
-  FT_CHECK_ARG(w.grad_accum >= 1, "gradient accumulation must be >= 1");
+// The stage's collectives per micro-batch and per step (t.comm_s_per_micro, t.comm_s_per_step),
+// from the bytes they move (whole buffers, per rank); returns the compute that hides the per-step
+// collectives (the last backward, in `none`).
+double add_comm_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, const UnitLayout& u, TimeEstimate& t,
+                     std::vector<std::string>* explain) {
   auto say = [&](const std::string& line) {
     if (explain) explain->push_back(line);
   };
-  TimeEstimate t;
-  const double psi = double(m.matmul_params());
-  t.flops_per_token = model_flops_per_token(m, s.seq_len);
-  const double attn = t.flops_per_token - 6.0 * psi;
-  t.hw_flops_per_token = t.flops_per_token + (s.checkpointing == Checkpointing::Full ? (2.0 * psi + attn / 3.0) : 0.0);
-  if (explain) say("flops/token = 6 x Psi_matmul " + num(psi) + " + 12 x L x hq x s = " + num(t.flops_per_token) +
-      (s.checkpointing == Checkpointing::Full ? "; with recompute (one more forward) " + num(t.hw_flops_per_token) : ""));
-
-  const double rate = hw.peak_tflops * 1e12 * hw.efficiency;
-  const double tokens_micro = double(s.micro_batch) * double(s.seq_len);
-  t.compute_s_per_micro = tokens_micro * t.hw_flops_per_token / rate;
-  if (explain) say("compute/micro-batch = b*s " + num(tokens_micro) + " x " + num(t.hw_flops_per_token) + " / (" + num(hw.peak_tflops) +
-      " TFLOP/s x efficiency " + num(hw.efficiency) + ") = " + num(t.compute_s_per_micro) + " s");
-
-  // Bytes moved (whole buffers, per rank) by the stage's collectives.
   const int n = s.shard_group;
-  const UnitLayout u = unit_layout(m, n);
   const double c = s.precision == Precision::Fp32 ? 4.0 : 2.0;
   const double r = float_type_bytes(s.reduce_dtype);
   const double layers_bytes = double(u.layers) * double(u.layer_shard) * n;  // elements
   const double all_elems = layers_bytes + double(u.edge_shards()) * n;
-  double per_step_hidden_by = 0;  // compute available to hide the per-step collectives
+  double per_step_hidden_by = 0;
   switch (s.stage) {
     case Stage::Full:
     case Stage::Hybrid:
@@ -99,6 +77,41 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
     }
   }
 
+  return per_step_hidden_by;
+}
+
+}  // namespace
+
+double model_flops_per_token(const ModelSpec& m, int64_t seq_len) {
+  const int64_t keys = m.sliding_window > 0 ? std::min(seq_len, m.sliding_window) : seq_len;
+  return 6.0 * double(m.matmul_params()) + 12.0 * double(m.layers) * double(m.q_dim()) * double(keys);
+}
+
+TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, const Workload& w,
+                           std::vector<std::string>* explain) {
+  FT_CHECK_ARG(hw.peak_tflops > 0 && hw.efficiency > 0, "hardware peak and efficiency must be positive");
+  FT_CHECK_ARG(w.grad_accum >= 1, "gradient accumulation must be >= 1");
+  auto say = [&](const std::string& line) {
+    if (explain) explain->push_back(line);
+  };
+  TimeEstimate t;
+  const double psi = double(m.matmul_params());
+  t.flops_per_token = model_flops_per_token(m, s.seq_len);
+  const double attn = t.flops_per_token - 6.0 * psi;
+  t.hw_flops_per_token = t.flops_per_token + (s.activation_checkpointing == ActivationCheckpointing::Full ? (2.0 * psi + attn / 3.0) : 0.0);
+  if (explain) say("flops/token = 6 x Psi_matmul " + num(psi) + " + 12 x L x hq x s = " + num(t.flops_per_token) +
+      (s.activation_checkpointing == ActivationCheckpointing::Full ? "; with recompute (one more forward) " + num(t.hw_flops_per_token) : ""));
+
+  const double rate = hw.peak_tflops * 1e12 * hw.efficiency;
+  const double tokens_micro = double(s.micro_batch) * double(s.seq_len);
+  t.compute_s_per_micro = tokens_micro * t.hw_flops_per_token / rate;
+  if (explain) say("compute/micro-batch = b*s " + num(tokens_micro) + " x " + num(t.hw_flops_per_token) + " / (" + num(hw.peak_tflops) +
+      " TFLOP/s x efficiency " + num(hw.efficiency) + ") = " + num(t.compute_s_per_micro) + " s");
+
+  const int n = s.shard_group;
+  const UnitLayout u = unit_layout(m, n);
+  const double c = s.precision == Precision::Fp32 ? 4.0 : 2.0;
+  const double per_step_hidden_by = add_comm_time(m, s, hw, u, t, explain);  // compute available to hide the per-step collectives
   const double units = double(m.layers) + double(u.edges.size());
   const double exposed_micro = std::max(t.comm_s_per_micro - t.compute_s_per_micro, t.comm_s_per_micro / units);
   const double exposed_step = std::max(t.comm_s_per_step - per_step_hidden_by, t.comm_s_per_step / units);

@@ -19,7 +19,7 @@
 namespace ftdist::train {
 namespace {
 
-// Every stage, micro-batch and checkpointing for `world` ranks of `budget` bytes (one node of
+// Every stage, micro-batch and activation checkpointing for `world` ranks of `budget` bytes (one node of
 // `world` ranks: hybrid needs several), timed on the configured GPU or, on CPU, a nominal one.
 constexpr int kMaxRanks = 1024;  // how far "how many ranks would it take" looks
 
@@ -39,7 +39,12 @@ plan::PlanResult search_for(const RunConfig& c, const plan::ModelSpec& spec, std
   hw.gpus_per_node = world.value_or(kMaxRanks);
   hw.max_nodes = 1;
   req.hardware = {hw};
-  req.base = runtime_setup(c, world.value_or(1), c.micro_batch);
+  // The base carries precision, prefetch, attention and the rest; the search sets the stage and
+  // the group sizes for each candidate world size (so the base's own stage and group are moot).
+  RunConfig base = c;
+  base.shard = plan::Stage::Full;
+  base.shard_group = 0;
+  req.base = runtime_setup(base, world.value_or(1), c.micro_batch);
   req.gpus = world;
   req.max_gpus = kMaxRanks;
   req.global_batch = global_batch;
@@ -51,7 +56,7 @@ plan::PlanResult search_for(const RunConfig& c, const plan::ModelSpec& spec, std
 std::string describe(const plan::RunSetup& s) {
   std::ostringstream os;
   os << "shard " << plan::stage_name(s.stage) << ", micro_batch " << s.micro_batch << ", checkpointing "
-     << plan::checkpointing_name(s.checkpointing);
+     << plan::activation_checkpointing_name(s.activation_checkpointing);
   return os.str();
 }
 
@@ -99,7 +104,7 @@ RunConfig choose_parallel(const RunConfig& c, const plan::ModelSpec& spec, int w
   const plan::RunSetup& s = r.candidates[size_t(r.recommended)].setup;
   out.shard = s.stage;
   out.micro_batch = s.micro_batch;
-  out.checkpointing = s.checkpointing;
+  out.activation_checkpointing = s.activation_checkpointing;
   return out;
 }
 

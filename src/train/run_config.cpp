@@ -1,8 +1,10 @@
 #include "ftdist/train/run_config.h"
 
+#include <algorithm>
 #include <cstdio>
-#include <map>
-#include <set>
+#include <functional>
+#include <limits>
+#include <sstream>
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/hash.h"
@@ -16,16 +18,184 @@
 namespace ftdist::train {
 namespace {
 
-const std::map<std::string, std::set<std::string>> kKeys = {
-    {"model", {"path", "preset", "config"}},
-    {"data", {"train", "eval", "tokenizer", "seq_len"}},
-    {"train", {"steps", "micro_batch", "global_batch", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "grad_clip", "seed",
-               "eval_every", "log_every", "nonfinite", "peak_tflops"}},
-    {"parallel", {"device", "shard", "shard_group", "precision", "reduce_dtype", "checkpointing", "prefetch", "no_sync", "auto",
-                  "memory_limit", "gpu"}},
-    {"checkpoint", {"dir", "every", "keep", "resume"}},
-    {"output", {"dir", "metrics", "export", "export_dtype"}},
+// One run-config key, declared once: what parsing, the unknown-key suggestions, the resolved
+// config's JSON, `ftdist train --help-config` and docs/run-config.md's key reference read.
+struct Key {
+  const char* section;
+  const char* key;
+  const char* type;     // as the reference shows it: integer, number, string, bool, bytes, choice
+  const char* allowed;  // choices, "a | b | c" ("" for free values)
+  const char* doc;      // one or two sentences: what it does, what the default means
+  // Reads the key's value from its [section] (present) into the config; `where` is "file [section]".
+  std::function<void(const toml::table& section, RunConfig& c, const std::string& where)> read;
+  std::function<nlohmann::ordered_json(const RunConfig& c)> write;  // the value, as the resolved JSON holds it
+  const char* default_doc = nullptr;  // the default as the reference shows it, when not write(RunConfig{})
 };
+
+std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+
+Key text(const char* section, const char* key, std::string RunConfig::*m, const char* doc, const char* default_doc = nullptr) {
+  return {section, key, "string", "", doc,
+          [=](const toml::table& t, RunConfig& c, const std::string& where) { c.*m = toml_get<std::string>(t, key, where); },
+          [=](const RunConfig& c) { return nlohmann::ordered_json(c.*m); }, default_doc};
+}
+
+Key flag(const char* section, const char* key, bool RunConfig::*m, const char* doc) {
+  return {section, key, "bool", "", doc,
+          [=](const toml::table& t, RunConfig& c, const std::string& where) { c.*m = toml_get<bool>(t, key, where); },
+          [=](const RunConfig& c) { return nlohmann::ordered_json(c.*m); }};
+}
+
+// An integer >= min (and <= max when max > min).
+template <typename T>
+Key integer(const char* section, const char* key, T RunConfig::*m, int64_t min, int64_t max, const char* doc) {
+  return {section, key, "integer", "", doc,
+          [=](const toml::table& t, RunConfig& c, const std::string& where) {
+            const int64_t v = toml_get<int64_t>(t, key, where);
+            if (max > min)
+              FT_CHECK_ARG(v >= min && v <= max, where << ": \"" << key << "\" must be " << min << ".." << max << ", got " << v);
+            FT_CHECK_ARG(v >= min, where << ": \"" << key << "\" must be >= " << min << ", got " << v);
+            c.*m = T(v);
+          },
+          [=](const RunConfig& c) { return nlohmann::ordered_json(c.*m); }};
+}
+
+// A number >= min (no bound when min is -inf).
+Key number(const char* section, const char* key, double RunConfig::*m, double min, const char* doc) {
+  return {section, key, "number", "", doc,
+          [=](const toml::table& t, RunConfig& c, const std::string& where) {
+            const double v = toml_get<double>(t, key, where);
+            FT_CHECK_ARG(v >= min, where << ": \"" << key << "\" must be >= " << min << ", got " << v);
+            c.*m = v;
+          },
+          [=](const RunConfig& c) { return nlohmann::ordered_json(c.*m); }};
+}
+
+// One of `allowed` (strings), stored as the string.
+Key choice(const char* section, const char* key, std::string RunConfig::*m, std::vector<std::string> allowed,
+           const char* allowed_doc, const char* doc) {
+  return {section, key, "choice", allowed_doc, doc,
+          [=](const toml::table& t, RunConfig& c, const std::string& where) {
+            const std::string v = toml_get<std::string>(t, key, where);
+            std::vector<std::string> q;
+            for (const std::string& a : allowed) q.push_back(quoted(a));
+            FT_CHECK_ARG(std::find(allowed.begin(), allowed.end(), v) != allowed.end(),
+                         where << ": \"" << key << "\" must be " << join_or(q) << ", got \"" << v << "\"");
+            c.*m = v;
+          },
+          [=](const RunConfig& c) { return nlohmann::ordered_json(c.*m); }};
+}
+
+// A named value of an enum: `from_name` parses (and names the choices in its error), `name` writes.
+template <typename E, typename From, typename Name>
+Key named(const char* section, const char* key, E RunConfig::*m, const char* allowed_doc, From from_name, Name name,
+          const char* doc) {
+  return {section, key, "choice", allowed_doc, doc,
+          [=](const toml::table& t, RunConfig& c, const std::string& where) {
+            const std::string v = toml_get<std::string>(t, key, where);
+            try {
+              c.*m = from_name(v);
+            } catch (const Error& e) {
+              std::string why = e.message();  // without the command-line flag's name the parser gives
+              if (why.rfind("--", 0) == 0 && why.find(": ") != std::string::npos) why = why.substr(why.find(": ") + 2);
+              FT_CHECK(false, e.kind(), where << ": \"" << key << "\": " << why);
+            }
+          },
+          [=](const RunConfig& c) { return nlohmann::ordered_json(name(c.*m)); }};
+}
+
+void read_memory_limit(const toml::table& t, RunConfig& c, const std::string& where) {
+  const toml::node& limit = *t.get("memory_limit");
+  if (auto bytes = limit.value<int64_t>()) {
+    FT_CHECK_ARG(*bytes >= 0, where << ": \"memory_limit\" must be >= 0 bytes, got " << *bytes);
+    c.memory_limit = uint64_t(*bytes);
+  } else if (auto text = limit.value<std::string>()) {
+    c.memory_limit = parse_bytes(*text, where + " memory_limit");
+  } else {
+    FT_CHECK_ARG(false, where << ": \"memory_limit\" must be bytes, as a number or a string such as \"24GiB\"");
+  }
+}
+
+void read_nonfinite(const toml::table& t, RunConfig& c, const std::string& where) {
+  const std::string v = toml_get<std::string>(t, "nonfinite", where);
+  FT_CHECK_ARG(v == "skip" || v == "abort",
+               where << ": \"nonfinite\" must be skip (skip the step and report it) or abort, got \"" << v << "\"");
+  c.abort_on_nonfinite = v == "abort";
+}
+
+// The keys, section by section, in the order the resolved JSON and the reference list them. The
+// trajectory hash reads the [model], [data] and [train] values in this order: keep it.
+const std::vector<Key>& keys() {
+  using C = RunConfig;
+  static const std::vector<Key> table = {
+      text("model", "path", &C::model_path, "A Hugging Face model directory (config.json, *.safetensors, tokenizer files) to fine-tune. Give exactly one of path, preset, config."),
+      text("model", "preset", &C::model_preset, "A bundled architecture by name (`ftdist models` lists them), randomly initialized from train.seed."),
+      text("model", "config", &C::model_config, "A Hugging Face config.json: that architecture, randomly initialized from train.seed."),
+      text("data", "train", &C::train_data, "Training data: a JSONL file of {\"text\": ...} documents (tokenized once into <output.dir>/data/) or a .ftok token file (`ftdist prepare-data`).", "(required)"),
+      text("data", "eval", &C::eval_data, "Evaluation data, in the same formats, evaluated every train.eval_every steps (\"\": none)."),
+      text("data", "tokenizer", &C::tokenizer, "A SentencePiece tokenizer.model for JSONL text (\"\": byte-level, one token per byte)."),
+      integer("data", "seq_len", &C::seq_len, 2, 0, "Tokens per training sequence; documents are packed into sequences of this length."),
+      integer("train", "steps", &C::steps, 1, 0, "Optimizer steps to run (a resumed run continues up to this step)."),
+      integer("train", "micro_batch", &C::micro_batch, 1, 0, "Sequences per rank per forward/backward."),
+      integer("train", "global_batch", &C::global_batch, 0, 0, "Sequences per optimizer step over all ranks, a multiple of micro_batch x ranks (gradient accumulation makes up the rest); 0: micro_batch x ranks."),
+      number("train", "lr", &C::lr, -std::numeric_limits<double>::infinity(), "Peak learning rate (> 0)."),
+      number("train", "min_lr", &C::min_lr, -std::numeric_limits<double>::infinity(), "The learning rate the cosine and linear schedules decay to (0 <= min_lr <= lr)."),
+      integer("train", "warmup_steps", &C::warmup_steps, 0, 0, "Steps of linear warmup: step k of w runs at k/w x lr."),
+      named("train", "schedule", &C::schedule, "constant | cosine | linear", optim::schedule_kind_from_name, optim::schedule_kind_name,
+            "The learning-rate schedule after warmup."),
+      number("train", "weight_decay", &C::weight_decay, 0, "AdamW's decoupled weight decay (not applied to norms and biases)."),
+      number("train", "grad_clip", &C::grad_clip, 0, "Clip the global gradient norm to this; 0 disables clipping."),
+      integer("train", "seed", &C::seed, 0, 0, "Seed of the data order and of random initialization."),
+      integer("train", "eval_every", &C::eval_every, 0, 0, "Evaluate on data.eval every this many steps and at the last step (0: never)."),
+      integer("train", "log_every", &C::log_every, 1, 0, "Print a progress line every this many steps (metrics.jsonl gets every step)."),
+      {"train", "nonfinite", "choice", "skip | abort",
+       "A step whose loss or gradient norm is not finite: skip (no update; reported in metrics.jsonl) or abort (exit 1).", read_nonfinite,
+       [](const C& c) { return nlohmann::ordered_json(c.abort_on_nonfinite ? "abort" : "skip"); }},
+      number("train", "peak_tflops", &C::peak_tflops, 0, "Peak TFLOP/s per rank for the mfu metric (0: unknown, mfu is null; parallel.gpu sets it)."),
+      choice("parallel", "device", &C::device, {"auto", "cpu", "cuda"}, "auto | cpu | cuda",
+             "Where ranks compute: auto is a GPU per rank (NCCL collectives) when this machine has one, else the CPU (MPI collectives)."),
+      named("parallel", "shard", &C::shard, "full | grad-op | optimizer | none | hybrid (ZeRO names zero3, zero2, zero1, ddp accepted)",
+            plan::stage_from_name, plan::stage_name, "The sharding stage: what is sharded across ranks (docs/architecture.md#stages)."),
+      integer("parallel", "shard_group", &C::shard_group, 0, 0, "hybrid only: ranks per shard group (full sharding inside a group, gradient shards all-reduced across groups); 0: the ranks of one node. Must divide the world size."),
+      named("parallel", "precision", &C::precision, "fp32 | bf16-mixed | bf16-pure", plan::precision_from_name, plan::precision_name,
+            "fp32; bf16-mixed (bf16 compute, fp32 master weights and optimizer states); bf16-pure (bf16 everywhere)."),
+      named("parallel", "reduce_dtype", &C::reduce_dtype, "fp32 | bf16",
+            [](const std::string& n) { return plan::float_type_from_name(n, "reduce_dtype"); }, plan::float_type_name,
+            "The dtype gradients are reduce-scattered (all-reduced) in."),
+      named("parallel", "checkpointing", &C::activation_checkpointing, "none | full", plan::activation_checkpointing_from_name,
+            plan::activation_checkpointing_name,
+            "Activation checkpointing: full keeps only each decoder layer's input and recomputes the layer in backward."),
+      integer("parallel", "prefetch", &C::prefetch, 1, 8, "Units gathered at once: the one computing plus those gathered ahead of it (1..8)."),
+      flag("parallel", "no_sync", &C::no_sync, "Gradient accumulation: keep each unit's unsharded gradient until the step's last micro-batch and reduce once (fewer collectives, more memory)."),
+      flag("parallel", "auto", &C::auto_parallel, "Let the planner choose shard, micro_batch and checkpointing for the launched world size and memory budget."),
+      {"parallel", "memory_limit", "bytes", "", "Bytes each rank must fit into, as a number or \"24GiB\" (0: the GPU's memory; on the CPU MemAvailable / ranks on the node).",
+       read_memory_limit, [](const C& c) { return nlohmann::ordered_json(c.memory_limit); }},
+      text("parallel", "gpu", &C::gpu, "A catalog GPU (`ftdist gpus`); train.peak_tflops defaults to its bf16 peak."),
+      text("checkpoint", "dir", &C::checkpoint_dir, "Where checkpoints go.", "\"\" (<output.dir>/checkpoints)"),
+      integer("checkpoint", "every", &C::checkpoint_every, 0, 0, "Save a checkpoint every this many steps, at the end and on SIGTERM/SIGINT; 0: no checkpoints."),
+      integer("checkpoint", "keep", &C::checkpoint_keep, 0, 0, "Checkpoints kept (the oldest are removed); 0 keeps all."),
+      flag("checkpoint", "resume", &C::resume, "Continue from <checkpoint.dir>/latest when there is one (on any world size and stage)."),
+      text("output", "dir", &C::output_dir, "The run's directory: metrics, memory.json, tokenized data, checkpoints, the export."),
+      text("output", "metrics", &C::metrics, "The metrics log's file name in output.dir (JSON lines, one per step)."),
+      flag("output", "export", &C::export_hf, "Write a Hugging Face directory <output.dir>/hf (safetensors) at the end."),
+      choice("output", "export_dtype", &C::export_dtype, {"bf16", "fp32"}, "bf16 | fp32", "The dtype of the exported weights."),
+  };
+  return table;
+}
+
+std::vector<std::string> section_names() {
+  std::vector<std::string> out;
+  for (const Key& k : keys())
+    if (std::find(out.begin(), out.end(), k.section) == out.end()) out.push_back(k.section);
+  return out;
+}
+
+std::vector<std::string> key_names(const std::string& section) {
+  std::vector<std::string> out;
+  for (const Key& k : keys())
+    if (section == k.section) out.push_back(k.key);
+  return out;
+}
 
 // "section.key=value": the value is read as TOML (numbers, booleans, quoted strings), else as a string.
 void apply_override(toml::table& root, const std::string& text) {
@@ -46,18 +216,45 @@ void apply_override(toml::table& root, const std::string& text) {
   t->insert_or_assign(key, *parsed.get("v"));
 }
 
-std::string get_str(const toml::table& t, const std::string& key, const std::string& fallback, const std::string& where) {
-  return toml_get_or<std::string>(t, key, fallback, where);
+// Unknown sections and keys are errors, with the closest names.
+void check_known(const toml::table& root, const std::string& path) {
+  const std::vector<std::string> sections = section_names();
+  for (const auto& [section, node] : root) {
+    const std::string s(section.str());
+    const auto close = closest_names(s, sections);
+    FT_CHECK_ARG(std::find(sections.begin(), sections.end(), s) != sections.end(),
+                 path << ": unknown section [" << s << "]" << (close.empty() ? "" : "; did you mean [" + close[0] + "]?"));
+    const toml::table* t = node.as_table();
+    FT_CHECK_ARG(t != nullptr, path << ": [" << s << "] must be a table");
+    const std::vector<std::string> names = key_names(s);
+    for (const auto& [key, _] : *t) {
+      const std::string k(key.str());
+      const auto near = closest_names(k, names);
+      FT_CHECK_ARG(std::find(names.begin(), names.end(), k) != names.end(),
+                   path << ": unknown key " << s << "." << k << (near.empty() ? "" : "; did you mean " + s + "." + near[0] + "?"));
+    }
+  }
 }
 
-int64_t get_int(const toml::table& t, const std::string& key, int64_t fallback, const std::string& where, int64_t min) {
-  int64_t v = toml_get_or<int64_t>(t, key, fallback, where);
-  FT_CHECK_ARG(v >= min, where << ": \"" << key << "\" must be >= " << min << ", got " << v);
-  return v;
+// What one key alone cannot check: keys that go together, and names looked up in catalogs.
+void check_together(RunConfig& c, const std::string& path) {
+  FT_CHECK_ARG(int(!c.model_path.empty()) + int(!c.model_preset.empty()) + int(!c.model_config.empty()) == 1,
+               path << " [model]: give exactly one of path (a Hugging Face directory), preset or config");
+  FT_CHECK_ARG(!c.train_data.empty(), path << " [data]: \"train\" (a JSONL file) is required");
+  FT_CHECK_ARG(c.shard_group == 0 || c.shard == plan::Stage::Hybrid,
+               path << " [parallel]: \"shard_group\" (" << c.shard_group << ") applies to shard = \"hybrid\" only; shard is \""
+                    << plan::stage_name(c.shard) << "\"");
+  if (!c.gpu.empty()) {
+    const plan::GpuSpec& g = plan::GpuCatalog::load_default().find(c.gpu);  // unknown names: error with suggestions
+    c.gpu = g.name;
+    if (c.peak_tflops == 0) c.peak_tflops = g.bf16_tflops;  // the mfu metric's peak
+  }
+  optim::LrSchedule{c.schedule, c.lr, c.warmup_steps, c.steps, c.min_lr}.validate();
 }
 
-double get_num(const toml::table& t, const std::string& key, double fallback, const std::string& where) {
-  return toml_get_or<double>(t, key, fallback, where);
+std::string markdown_cell(std::string s) {
+  for (size_t i = 0; (i = s.find('|', i)) != std::string::npos; i += 2) s.replace(i, 1, "\\|");
+  return s;
 }
 
 }  // namespace
@@ -65,108 +262,39 @@ double get_num(const toml::table& t, const std::string& key, double fallback, co
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
   toml::table root = parse_toml_file(path, "--config");
   for (const auto& o : overrides) apply_override(root, o);
-  // Unknown sections and keys are errors, with the closest names.
-  for (const auto& [section, node] : root) {
-    const std::string s(section.str());
-    std::vector<std::string> names;
-    for (const auto& [n, _] : kKeys) names.push_back(n);
-    FT_CHECK_ARG(kKeys.count(s), path << ": unknown section [" << s << "]"
-                                      << (closest_names(s, names).empty() ? "" : "; did you mean [" + closest_names(s, names)[0] + "]?"));
-    const toml::table* t = node.as_table();
-    FT_CHECK_ARG(t != nullptr, path << ": [" << s << "] must be a table");
-    for (const auto& [key, _] : *t) {
-      const std::string k(key.str());
-      std::vector<std::string> keys(kKeys.at(s).begin(), kKeys.at(s).end());
-      auto close = closest_names(k, keys);
-      FT_CHECK_ARG(kKeys.at(s).count(k), path << ": unknown key " << s << "." << k
-                                              << (close.empty() ? "" : "; did you mean " + s + "." + close[0] + "?"));
-    }
-  }
-  auto section = [&](const char* name) -> const toml::table& {
-    static const toml::table empty;
-    const toml::table* t = root[name].as_table();
-    return t ? *t : empty;
-  };
+  check_known(root, path);
   RunConfig c;
   c.origin = path;
-  const std::string m = path + " [model]", d = path + " [data]", tr = path + " [train]", p = path + " [parallel]",
-                    o = path + " [output]";
-  c.model_path = get_str(section("model"), "path", "", m);
-  c.model_preset = get_str(section("model"), "preset", "", m);
-  c.model_config = get_str(section("model"), "config", "", m);
-  FT_CHECK_ARG(int(!c.model_path.empty()) + int(!c.model_preset.empty()) + int(!c.model_config.empty()) == 1,
-               m << ": give exactly one of path (a Hugging Face directory), preset or config");
-  c.train_data = get_str(section("data"), "train", "", d);
-  FT_CHECK_ARG(!c.train_data.empty(), d << ": \"train\" (a JSONL file) is required");
-  c.eval_data = get_str(section("data"), "eval", "", d);
-  c.tokenizer = get_str(section("data"), "tokenizer", "", d);
-  c.seq_len = get_int(section("data"), "seq_len", c.seq_len, d, 2);
-  const toml::table& t = section("train");
-  c.steps = get_int(t, "steps", c.steps, tr, 1);
-  c.micro_batch = get_int(t, "micro_batch", c.micro_batch, tr, 1);
-  c.global_batch = get_int(t, "global_batch", c.global_batch, tr, 0);
-  c.lr = get_num(t, "lr", c.lr, tr);
-  c.min_lr = get_num(t, "min_lr", c.min_lr, tr);
-  c.warmup_steps = get_int(t, "warmup_steps", c.warmup_steps, tr, 0);
-  c.schedule = optim::schedule_kind_from_name(get_str(t, "schedule", "cosine", tr));
-  c.weight_decay = get_num(t, "weight_decay", c.weight_decay, tr);
-  FT_CHECK_ARG(c.weight_decay >= 0, tr << ": \"weight_decay\" must be >= 0");
-  c.grad_clip = get_num(t, "grad_clip", c.grad_clip, tr);
-  FT_CHECK_ARG(c.grad_clip >= 0, tr << ": \"grad_clip\" must be >= 0 (0 disables clipping)");
-  c.seed = uint64_t(get_int(t, "seed", 0, tr, 0));
-  c.eval_every = get_int(t, "eval_every", c.eval_every, tr, 0);
-  c.log_every = get_int(t, "log_every", c.log_every, tr, 1);
-  const std::string nonfinite = get_str(t, "nonfinite", "skip", tr);
-  FT_CHECK_ARG(nonfinite == "skip" || nonfinite == "abort",
-               tr << ": \"nonfinite\" must be skip (skip the step and report it) or abort, got \"" << nonfinite << "\"");
-  c.abort_on_nonfinite = nonfinite == "abort";
-  c.peak_tflops = get_num(t, "peak_tflops", c.peak_tflops, tr);
-  FT_CHECK_ARG(c.peak_tflops >= 0, tr << ": \"peak_tflops\" must be >= 0 (0: unknown)");
-  const toml::table& par = section("parallel");
-  c.shard = plan::stage_from_name(get_str(par, "shard", "full", p));
-  c.shard_group = get_int(par, "shard_group", c.shard_group, p, 0);
-  FT_CHECK_ARG(c.shard_group == 0 || c.shard == plan::Stage::Hybrid,
-               p << ": \"shard_group\" (" << c.shard_group << ") applies to shard = \"hybrid\" only; shard is \""
-                 << plan::stage_name(c.shard) << "\"");
-  c.precision = plan::precision_from_name(get_str(par, "precision", "fp32", p));
-  c.reduce_dtype = plan::float_type_from_name(get_str(par, "reduce_dtype", "fp32", p), p + " reduce_dtype");
-  c.checkpointing = plan::checkpointing_from_name(get_str(par, "checkpointing", "none", p));
-  c.prefetch = get_int(par, "prefetch", c.prefetch, p, 1);
-  FT_CHECK_ARG(c.prefetch <= 8, p << ": \"prefetch\" must be 1..8 units in flight, got " << c.prefetch);
-  c.no_sync = toml_get_or<bool>(par, "no_sync", false, p);
-  c.auto_parallel = toml_get_or<bool>(par, "auto", false, p);
-  if (const toml::node* limit = par.get("memory_limit")) {
-    if (auto bytes = limit->value<int64_t>()) {
-      FT_CHECK_ARG(*bytes >= 0, p << ": \"memory_limit\" must be >= 0 bytes, got " << *bytes);
-      c.memory_limit = uint64_t(*bytes);
-    } else if (auto text = limit->value<std::string>()) {
-      c.memory_limit = parse_bytes(*text, p + " memory_limit");
-    } else {
-      FT_CHECK_ARG(false, p << ": \"memory_limit\" must be bytes, as a number or a string such as \"24GiB\"");
-    }
+  for (const Key& k : keys()) {
+    const toml::table* t = root[k.section].as_table();
+    if (t != nullptr && t->get(k.key) != nullptr) k.read(*t, c, path + " [" + k.section + "]");
   }
-  c.device = get_str(par, "device", "auto", p);
-  FT_CHECK_ARG(c.device == "auto" || c.device == "cpu" || c.device == "cuda",
-               p << ": \"device\" must be \"auto\", \"cpu\" or \"cuda\", got \"" << c.device << "\"");
-  c.gpu = get_str(par, "gpu", "", p);
-  if (!c.gpu.empty()) {
-    const plan::GpuSpec& g = plan::GpuCatalog::load_default().find(c.gpu);  // unknown names: error with suggestions
-    c.gpu = g.name;
-    if (c.peak_tflops == 0) c.peak_tflops = g.bf16_tflops;  // the mfu metric's peak
-  }
-  const std::string ck = path + " [checkpoint]";
-  c.checkpoint_dir = get_str(section("checkpoint"), "dir", "", ck);
-  c.checkpoint_every = get_int(section("checkpoint"), "every", c.checkpoint_every, ck, 0);
-  c.checkpoint_keep = get_int(section("checkpoint"), "keep", c.checkpoint_keep, ck, 0);
-  c.resume = toml_get_or<bool>(section("checkpoint"), "resume", false, ck);
-  c.output_dir = get_str(section("output"), "dir", c.output_dir, o);
-  c.metrics = get_str(section("output"), "metrics", c.metrics, o);
-  c.export_hf = toml_get_or<bool>(section("output"), "export", false, o);
-  c.export_dtype = get_str(section("output"), "export_dtype", c.export_dtype, o);
-  FT_CHECK_ARG(c.export_dtype == "bf16" || c.export_dtype == "fp32",
-               o << ": \"export_dtype\" must be bf16 or fp32, got \"" << c.export_dtype << "\"");
-  optim::LrSchedule{c.schedule, c.lr, c.warmup_steps, c.steps, c.min_lr}.validate();
+  check_together(c, path);
   return c;
+}
+
+std::vector<ConfigKeyDoc> run_config_key_docs() {
+  const nlohmann::ordered_json defaults = run_config_json(RunConfig{});
+  std::vector<ConfigKeyDoc> out;
+  for (const Key& k : keys())
+    out.push_back({k.section, k.key, k.type, k.allowed, k.doc,
+                   k.default_doc ? k.default_doc : defaults[k.section][k.key].dump()});
+  return out;
+}
+
+std::string run_config_reference() {
+  std::ostringstream os;
+  std::string section;
+  for (const ConfigKeyDoc& k : run_config_key_docs()) {
+    if (k.section != section) {
+      section = k.section;
+      os << (os.tellp() > 0 ? "\n" : "") << "### [" << section << "]\n\n| key | type | default | meaning |\n| --- | --- | --- | --- |\n";
+    }
+    const std::string type = k.allowed.empty() ? k.type : k.allowed;
+    os << "| `" << k.key << "` | " << markdown_cell(type) << " | `" << markdown_cell(k.default_value) << "` | "
+       << markdown_cell(k.doc) << " |\n";
+  }
+  return os.str();
 }
 
 std::string resolved_device(const RunConfig& c) {
@@ -184,7 +312,7 @@ fsdp::FsdpConfig fsdp_config(const RunConfig& c) {
   fc.stage = c.shard;
   fc.precision = c.precision;
   fc.reduce_dtype = c.reduce_dtype;
-  fc.checkpointing = c.checkpointing;
+  fc.activation_checkpointing = c.activation_checkpointing;
   fc.prefetch = int(c.prefetch);
   fc.shard_group = int(c.shard_group);
   fc.no_sync = c.no_sync;
@@ -196,21 +324,8 @@ fsdp::FsdpConfig fsdp_config(const RunConfig& c) {
 
 nlohmann::ordered_json run_config_json(const RunConfig& c) {
   nlohmann::ordered_json j;
-  j["model"] = {{"path", c.model_path}, {"preset", c.model_preset}, {"config", c.model_config}};
-  j["data"] = {{"train", c.train_data}, {"eval", c.eval_data}, {"tokenizer", c.tokenizer}, {"seq_len", c.seq_len}};
-  j["train"] = {{"steps", c.steps}, {"micro_batch", c.micro_batch}, {"global_batch", c.global_batch}, {"lr", c.lr},
-                {"min_lr", c.min_lr}, {"warmup_steps", c.warmup_steps}, {"schedule", optim::schedule_kind_name(c.schedule)},
-                {"weight_decay", c.weight_decay}, {"grad_clip", c.grad_clip}, {"seed", c.seed},
-                {"eval_every", c.eval_every}, {"log_every", c.log_every},
-                {"nonfinite", c.abort_on_nonfinite ? "abort" : "skip"}, {"peak_tflops", c.peak_tflops}};
-  j["parallel"] = {{"device", c.device}, {"shard", plan::stage_name(c.shard)}, {"precision", plan::precision_name(c.precision)},
-                   {"reduce_dtype", plan::float_type_name(c.reduce_dtype)},
-                   {"checkpointing", plan::checkpointing_name(c.checkpointing)}, {"prefetch", c.prefetch},
-                   {"shard_group", c.shard_group}, {"no_sync", c.no_sync}, {"auto", c.auto_parallel},
-                   {"memory_limit", c.memory_limit}, {"gpu", c.gpu}};
-  j["checkpoint"] = {{"dir", c.checkpoint_root()}, {"every", c.checkpoint_every}, {"keep", c.checkpoint_keep},
-                     {"resume", c.resume}};
-  j["output"] = {{"dir", c.output_dir}, {"metrics", c.metrics}, {"export", c.export_hf}, {"export_dtype", c.export_dtype}};
+  for (const Key& k : keys()) j[k.section][k.key] = k.write(c);
+  j["checkpoint"]["dir"] = c.checkpoint_root();  // where they go, resolved
   return j;
 }
 

@@ -1,6 +1,6 @@
 // Measured on CPU with the counting allocator: what forward leaves for backward (eager attention,
 // fp32) is within 5% of the planner's saved-activation bytes; in `full` the unsharded parameters
-// gathered at once never exceed the planner's unsharded_params (largest edge unit + slots x layer).
+// gathered at once never exceed the planner's unsharded_params (largest edge unit + gather buffers x layer).
 #include <gtest/gtest.h>
 
 #include "../comm/mpi_world.h"
@@ -16,15 +16,15 @@ TEST(FsdpMemory, ActivationsAndGatheredBytesMatchThePlanner) {
   auto world = mpi_world();
   plan::ModelSpec spec = tiny_spec("llama");
   spec.hidden = 64, spec.intermediate = 176, spec.heads = 4, spec.kv_heads = 2, spec.head_dim = 16, spec.vocab = 97;
-  for (plan::Checkpointing ck : {plan::Checkpointing::None, plan::Checkpointing::Full}) {
+  for (plan::ActivationCheckpointing ck : {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::Full}) {
     for (int64_t seq : {32, 96}) {
       for (int64_t mb : {1, 3}) {
-        SCOPED_TRACE(std::string("ckpt ") + plan::checkpointing_name(ck) + " seq " + std::to_string(seq) + " mb " +
+        SCOPED_TRACE(std::string("ckpt ") + plan::activation_checkpointing_name(ck) + " seq " + std::to_string(seq) + " mb " +
                      std::to_string(mb));
         model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
         randomize(m, 3);
         fsdp::FsdpConfig cfg;
-        cfg.checkpointing = ck;
+        cfg.activation_checkpointing = ck;
         fsdp::FsdpModel f(m, *world, cfg);
         at::Tensor ids = at::randint(0, spec.vocab, {mb, seq}, at::kLong);
         fsdp::StepResult r = f.train_step({{ids, ids}}, 1e-3);
@@ -33,7 +33,7 @@ TEST(FsdpMemory, ActivationsAndGatheredBytesMatchThePlanner) {
         s.shard_group = world->size();
         s.precision = plan::Precision::Fp32;
         s.attention = plan::Attention::Eager;
-        s.checkpointing = ck;
+        s.activation_checkpointing = ck;
         s.micro_batch = mb;
         s.seq_len = seq;
         const double want = plan::saved_activation_bytes(spec, s);
@@ -53,23 +53,23 @@ TEST(FsdpMemory, ActivationsAndGatheredBytesMatchThePlanner) {
   }
 }
 
-// Prefetch (the planner's slots): with p units in flight the gathered bytes stay within the
+// Prefetch (the planner's gather buffers): with p units in flight the gathered bytes stay within the
 // planner's unsharded_params for p, gathering ahead really holds more than one layer at once, and
 // the trajectory does not depend on it (the same losses, bit for bit).
-TEST(FsdpMemory, PrefetchDepthIsThePlannersSlots) {
+TEST(FsdpMemory, PrefetchDepthIsThePlannersGatherBuffers) {
   auto world = mpi_world();
   if (world->size() == 1) GTEST_SKIP() << "one rank gathers nothing; runs under mpirun -np 2 and 4";
   plan::ModelSpec spec = tiny_spec("llama");
   spec.layers = 4;
   std::vector<int64_t> peaks;
   std::vector<double> losses;
-  for (plan::Checkpointing ck : {plan::Checkpointing::None, plan::Checkpointing::Full}) {
+  for (plan::ActivationCheckpointing ck : {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::Full}) {
     for (int prefetch : {1, 2, 3}) {
-      SCOPED_TRACE(std::string("ckpt ") + plan::checkpointing_name(ck) + " prefetch " + std::to_string(prefetch));
+      SCOPED_TRACE(std::string("ckpt ") + plan::activation_checkpointing_name(ck) + " prefetch " + std::to_string(prefetch));
       model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
       randomize(m, 5);
       fsdp::FsdpConfig cfg;
-      cfg.checkpointing = ck;
+      cfg.activation_checkpointing = ck;
       cfg.prefetch = prefetch;
       fsdp::FsdpModel f(m, *world, cfg);
       at::Tensor ids = at::randint(0, spec.vocab, {2, 12}, at::kLong);
@@ -84,7 +84,7 @@ TEST(FsdpMemory, PrefetchDepthIsThePlannersSlots) {
       const int64_t layer = layout.layer_shard * world->size() * 4;
       EXPECT_LE(r.peak_gathered_bytes, int64_t(plan::estimate_memory(spec, s)[plan::MemCategory::unsharded_params]));
       EXPECT_GE(r.peak_gathered_bytes, prefetch * layer) << "prefetch " << prefetch << " layers gathered at once";
-      EXPECT_EQ(r.slot_overflows, 0) << "a gather found every slot taken";
+      EXPECT_EQ(r.gather_buffer_overflows, 0) << "a gather found every gather buffer taken";
       peaks.push_back(r.peak_gathered_bytes);
       losses.push_back(loss);
     }

@@ -6,8 +6,8 @@
 //  - DeviceStreams: a collective on the gather stream starts after the compute enqueued before it,
 //    and compute enqueued after compute_waits() sees its result.
 //  - The CUDA runtime trains like the CPU runtime: per-step losses and final master parameters of
-//    every stage and checkpointing mode agree with the same run on the CPU (mpi backend, same
-//    world size) to 1e-4 relative (fp32; cuBLAS and the CPU sum in different orders), with no slot
+//    every stage and activation checkpointing mode agree with the same run on the CPU (mpi backend, same
+//    world size) to 1e-4 relative (fp32; cuBLAS and the CPU sum in different orders), with no gather buffer
 //    overflow and the caching allocator's peak at least the persistent buffers.
 //  - bf16-mixed on the GPU stays within 2% of the fp32 CPU trajectory (as on the CPU).
 #include <gtest/gtest.h>
@@ -33,7 +33,7 @@ using namespace ftdist;
 namespace {
 
 // A GPU for every rank on this node (NCCL cannot put two ranks on one GPU): on one GPU the test
-// runs as np1 only, and its np2 form (the all-gathers, slots and gather fences) needs two.
+// runs as np1 only, and its np2 form (the all-gathers, gather buffers and gather fences) needs two.
 bool gpu_per_rank() {
 #ifdef FTDIST_WITH_CUDA
   return comm::cuda_device_present() && int(c10::cuda::device_count()) >= comm::local_size();
@@ -133,11 +133,11 @@ TEST(FsdpCuda, EveryStageTrainsLikeTheCpuRuntime) {
   auto gpu = gpu_world();
   const plan::ModelSpec spec = tiny_spec("llama");
   for (plan::Stage stage : {plan::Stage::Full, plan::Stage::GradOp, plan::Stage::Optimizer, plan::Stage::None}) {
-    for (plan::Checkpointing ck : {plan::Checkpointing::None, plan::Checkpointing::Full}) {
-      SCOPED_TRACE(std::string(plan::stage_name(stage)) + " ckpt " + plan::checkpointing_name(ck));
+    for (plan::ActivationCheckpointing ck : {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::Full}) {
+      SCOPED_TRACE(std::string(plan::stage_name(stage)) + " ckpt " + plan::activation_checkpointing_name(ck));
       fsdp::FsdpConfig cfg;
       cfg.stage = stage;
-      cfg.checkpointing = ck;
+      cfg.activation_checkpointing = ck;
       cfg.max_grad_norm = 1.0;
       // AdamW's first steps move each element by about lr x sign(g): an element whose gradient is
       // within cuBLAS-vs-CPU rounding of 0 could move the other way. A large eps makes the update
@@ -150,7 +150,7 @@ TEST(FsdpCuda, EveryStageTrainsLikeTheCpuRuntime) {
       for (size_t u = 0; u < want.master.size(); ++u)
         EXPECT_TRUE(at::allclose(got.master[u], want.master[u], 1e-4, 1e-5))
             << "unit " << u << " max diff " << (got.master[u] - want.master[u]).abs().max().item<double>();
-      EXPECT_EQ(got.last.slot_overflows, 0);
+      EXPECT_EQ(got.last.gather_buffer_overflows, 0);
       EXPECT_GE(uint64_t(got.device_peak), got.persistent) << "the caching allocator saw the persistent buffers";
     }
   }

@@ -79,7 +79,7 @@ Trajectory reference(const plan::ModelSpec& spec, int world, int accum, double c
 
 struct Case {
   plan::Stage stage;
-  plan::Checkpointing ckpt;
+  plan::ActivationCheckpointing ckpt;
   int accum;
   bool tied;
   bool no_sync = false;
@@ -87,7 +87,7 @@ struct Case {
 };
 
 std::string name(const Case& c) {
-  return std::string(plan::stage_name(c.stage)) + "/ckpt-" + plan::checkpointing_name(c.ckpt) + "/accum-" +
+  return std::string(plan::stage_name(c.stage)) + "/ckpt-" + plan::activation_checkpointing_name(c.ckpt) + "/accum-" +
          std::to_string(c.accum) + (c.tied ? "/tied" : "") + (c.no_sync ? "/no_sync" : "") +
          (c.clip > 0 ? "/clip" : "");
 }
@@ -99,13 +99,13 @@ TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
   if (n == 4) stages.push_back(plan::Stage::Hybrid);  // 2 shard groups of 2
   std::vector<Case> cases;
   for (plan::Stage st : stages)
-    for (plan::Checkpointing ck : {plan::Checkpointing::None, plan::Checkpointing::Full})
+    for (plan::ActivationCheckpointing ck : {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::Full})
       for (int accum : {1, 3}) cases.push_back({st, ck, accum, false});
-  cases.push_back({plan::Stage::Full, plan::Checkpointing::Full, 3, true});  // tied embeddings (Qwen2-style root)
-  cases.push_back({plan::Stage::GradOp, plan::Checkpointing::None, 1, true});
-  cases.push_back({plan::Stage::Full, plan::Checkpointing::None, 3, false, true});  // unsharded accumulation
-  cases.push_back({plan::Stage::GradOp, plan::Checkpointing::Full, 3, false, true});
-  for (plan::Stage st : stages) cases.push_back({st, plan::Checkpointing::None, 2, false, false, 0.05});  // clipping
+  cases.push_back({plan::Stage::Full, plan::ActivationCheckpointing::Full, 3, true});  // tied embeddings (Qwen2-style root)
+  cases.push_back({plan::Stage::GradOp, plan::ActivationCheckpointing::None, 1, true});
+  cases.push_back({plan::Stage::Full, plan::ActivationCheckpointing::None, 3, false, true});  // unsharded accumulation
+  cases.push_back({plan::Stage::GradOp, plan::ActivationCheckpointing::Full, 3, false, true});
+  for (plan::Stage st : stages) cases.push_back({st, plan::ActivationCheckpointing::None, 2, false, false, 0.05});  // clipping
 
   for (const Case& c : cases) {
     SCOPED_TRACE(name(c) + " on " + std::to_string(n) + " ranks");
@@ -116,7 +116,7 @@ TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
     randomize(m, 42);
     fsdp::FsdpConfig cfg;
     cfg.stage = c.stage;
-    cfg.checkpointing = c.ckpt;
+    cfg.activation_checkpointing = c.ckpt;
     cfg.shard_group = c.stage == plan::Stage::Hybrid ? 2 : 0;
     cfg.no_sync = c.no_sync;
     cfg.max_grad_norm = c.clip;
@@ -126,7 +126,7 @@ TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
       for (int j = 0; j < c.accum; ++j) micro.push_back(batch(s, world->rank(), j, spec.vocab));
       fsdp::StepResult r = f.train_step(micro, kLr);
       EXPECT_NEAR(r.loss, want.losses[s], 1e-5 * std::abs(want.losses[s])) << "step " << s;
-      EXPECT_EQ(r.slot_overflows, 0) << "step " << s << ": a gather found every preallocated slot taken";
+      EXPECT_EQ(r.gather_buffer_overflows, 0) << "step " << s << ": a gather found every preallocated gather buffer taken";
       if (c.clip > 0) {
         EXPECT_GT(r.grad_norm, c.clip) << "the clip must bite for the test to mean something";
       }

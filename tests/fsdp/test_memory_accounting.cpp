@@ -60,10 +60,10 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
                                     plan::MemCategory::optimizer, plan::MemCategory::grads_sharded})
           EXPECT_EQ(got[c], want[c]) << plan::mem_category_name(c);
         EXPECT_EQ(got[plan::MemCategory::unsharded_grads], 0u);  // nothing unsharded is kept between steps
-        // The preallocated slots of `full` and `hybrid` are the planner's gathered parameters.
-        const bool slots = (stage == plan::Stage::Full || stage == plan::Stage::Hybrid) && s.shard_group > 1;
-        EXPECT_EQ(got[plan::MemCategory::unsharded_params], slots ? want[plan::MemCategory::unsharded_params] : 0u);
-        if (slots) {
+        // The preallocated gather buffers of `full` and `hybrid` are the planner's gathered parameters.
+        const bool buffered = (stage == plan::Stage::Full || stage == plan::Stage::Hybrid) && s.shard_group > 1;
+        EXPECT_EQ(got[plan::MemCategory::unsharded_params], buffered ? want[plan::MemCategory::unsharded_params] : 0u);
+        if (buffered) {
           EXPECT_GT(got[plan::MemCategory::unsharded_params], 0u);
         }
       }

@@ -116,9 +116,9 @@ TEST(MemoryModel, CheckpointingNeverMoreActivations) {
           s.seq_len = seq;
           s.micro_batch = mb;
           s.attention = a;
-          s.checkpointing = Checkpointing::None;
+          s.activation_checkpointing = ActivationCheckpointing::None;
           uint64_t none = estimate_memory(m, s)[MemCategory::activations];
-          s.checkpointing = Checkpointing::Full;
+          s.activation_checkpointing = ActivationCheckpointing::Full;
           uint64_t full = estimate_memory(m, s)[MemCategory::activations];
           EXPECT_LE(full, none) << name << " seq " << seq << " mb " << mb;
           EXPECT_GT(full, 0u);

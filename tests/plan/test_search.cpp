@@ -55,12 +55,12 @@ TEST(Search, FixedChoicesAreRespectedAndTimeObjectiveIsFastest) {
   PlanRequest req = worked_example();
   req.gpus = 8;
   req.stage = Stage::Full;
-  req.checkpointing = Checkpointing::Full;
+  req.activation_checkpointing = ActivationCheckpointing::Full;
   PlanResult res = search(req);
   for (const Candidate& c : res.candidates) {
     EXPECT_EQ(c.gpus, 8);
     EXPECT_EQ(c.setup.stage, Stage::Full);
-    EXPECT_EQ(c.setup.checkpointing, Checkpointing::Full);
+    EXPECT_EQ(c.setup.activation_checkpointing, ActivationCheckpointing::Full);
   }
   req = worked_example();
   req.objective = Objective::Time;

@@ -19,7 +19,7 @@
 #include "ftdist/io/hf_checkpoint.h"
 #include "ftdist/io/hf_export.h"
 #include "ftdist/model/loss.h"
-#include "ftdist/train/checkpointing.h"
+#include "ftdist/train/checkpoint_saver.h"
 
 using namespace ftdist;
 

@@ -1,4 +1,4 @@
-// Communicator — the collectives every other module uses (DESIGN.md §5).
+// Communicator — the collectives every other module uses (docs/runtime.md#communication-layer).
 //
 // Semantics (the same for every backend):
 //   all_gather_into(out, in)       out (size*n) = concat over ranks r of in_r (n)

@@ -1,4 +1,4 @@
-// GPU binding under a launcher: each process uses GPU = its local rank (DESIGN.md §5). The local
+// GPU binding under a launcher: each process uses GPU = its local rank (docs/runtime.md#device-binding). The local
 // rank comes from OMPI_COMM_WORLD_LOCAL_RANK / MPI_LOCALRANKID / SLURM_LOCALID, else from an
 // MPI_COMM_TYPE_SHARED split of the world (ranks sharing this node).
 #pragma once

@@ -1,4 +1,4 @@
-// The failure policy of every ftdist process (DESIGN.md §5, §7): an exception on any rank prints
+// The failure policy of every ftdist process (docs/runtime.md#failure-policy-and-exit-codes): an exception on any rank prints
 // the rank and the cause on stderr and ends the whole job, so every rank exits non-zero within
 // seconds instead of waiting forever in a collective for the rank that died.
 //

@@ -2,7 +2,7 @@
 //
 // Every failure that leaves a module is an ftdist::Error carrying what went wrong (kind), which rank
 // saw it, where (file:line), which call failed, and the failing library's own message. The CLI maps
-// the kind to the process exit code (DESIGN.md §7): 0 ok, 2 bad input, 3 does not fit, 1 other.
+// the kind to the process exit code (docs/runtime.md#failure-policy-and-exit-codes): 0 ok, 2 bad input, 3 does not fit, 1 other.
 //
 //   throw ftdist::Error(ftdist::ErrorKind::BadInput, "--max-bytes must be >= --min-bytes");
 //   FT_CHECK(n > 0, ftdist::ErrorKind::BadInput, "--iters must be positive, got " << n);

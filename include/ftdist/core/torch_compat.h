@@ -1,4 +1,4 @@
-// Every difference between LibTorch versions lives here, and only here (DESIGN.md §9).
+// Every difference between LibTorch versions lives here, and only here (docs/architecture.md#code-conventions).
 // ftdist is built and tested against the LibTorch of PyTorch 2.11 (scripts/setup.sh pins it).
 #pragma once
 
@@ -36,7 +36,7 @@ inline bool is_dense_contiguous(const at::Tensor& t) {
 // Releases the memory behind `t`'s storage while keeping the StorageImpl (and so every view and
 // every tensor autograd saved that points at it) alive; refill_storage() gives it fresh memory of
 // the same size. This is how an unsharded flat parameter is freed after forward and gathered again
-// before backward (DESIGN.md §4).
+// before backward (docs/runtime.md#units-and-flat-parameters).
 inline void release_storage(const at::Tensor& t) {
   c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
   s->set_data_ptr_noswap(at::DataPtr(nullptr, s->device()));
@@ -60,7 +60,7 @@ inline at::Tensor unallocated_tensor(int64_t numel, const at::TensorOptions& opt
   return t;
 }
 
-// Points the released storage of `t` at `nbytes` of memory owned elsewhere (a preallocated slot):
+// Points the released storage of `t` at `nbytes` of memory owned elsewhere (a preallocated gather buffer):
 // the storage does not free it, and release_storage() just lets go of it.
 inline void refill_storage_with(const at::Tensor& t, void* data, size_t nbytes) {
   c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();

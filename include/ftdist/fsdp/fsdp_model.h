@@ -1,4 +1,5 @@
-// FsdpModel — fully sharded data parallel training of a LlamaModel (DESIGN.md §4), CPU path.
+// FsdpModel — fully sharded data parallel training of a LlamaModel, on the CPU or a GPU
+// (docs/runtime.md#units-and-flat-parameters).
 //
 // Each unit (embed, layers.i, head; root when tied) keeps on this rank:
 //   param shard   compute dtype, S elements (the all-gather source)        [full, grad-op, hybrid]
@@ -15,7 +16,7 @@
 // produced `full`, which reduce-scatters it into the grad shard: no full gradient is kept.
 // `prefetch` units are gathered at once: the next ones before the current unit's forward, the
 // previous layers before a layer's backward. In `full` and `hybrid` gathered parameters live in
-// preallocated slots (`prefetch` sized to the largest layer, one to the largest edge unit: the
+// preallocated gather buffers (`prefetch` sized to the largest layer, one to the largest edge unit: the
 // planner's unsharded_params), taken at a gather and given back at reshard.
 //
 // GPU (cfg.device CUDA, nccl or local backend): all-gathers run on a gather stream and
@@ -52,9 +53,9 @@ struct FsdpConfig {
   plan::Stage stage = plan::Stage::Full;
   plan::Precision precision = plan::Precision::Fp32;
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
-  plan::Checkpointing checkpointing = plan::Checkpointing::None;
-  int shard_group = 0;  // hybrid: ranks per shard group (0: all ranks)
-  // Units gathered at once around the one computing (the planner's slots): with 2, the next unit
+  plan::ActivationCheckpointing activation_checkpointing = plan::ActivationCheckpointing::None;
+  int shard_group = 0;  // hybrid: ranks per shard group, >= 1 (plan::shard_group_size); other stages ignore it
+  // Units gathered at once around the one computing (the planner's gather buffers): with 2, the next unit
   // is gathered before the current one runs, in forward (the next unit) and in backward (the
   // previous layer). 1: each unit is gathered just before it is needed.
   int prefetch = 2;
@@ -84,9 +85,9 @@ struct StepResult {
   int64_t activation_bytes = 0;        // alive after the last layer and the final norm of the last
                                        // micro-batch's forward, less what was alive before it
   int64_t peak_gathered_bytes = 0;     // most unsharded parameter bytes gathered at once
-  // Gathers that found every preallocated slot taken and took allocator memory instead (a
-  // disagreement with the planner's slot count; 0 is expected), since construction.
-  int64_t slot_overflows = 0;
+  // Gathers that found every preallocated gather buffer taken and took allocator memory instead (a
+  // disagreement with the planner's gather buffer count; 0 is expected), since construction.
+  int64_t gather_buffer_overflows = 0;
   double grad_norm = 0;                // global, before clipping (computed when clipping is on)
   bool skipped = false;                // non-finite gradient norm: no optimizer step was taken
   // With a global norm (clipping, skip_nonfinite): the reduced gradients kept for it beyond the
@@ -96,7 +97,7 @@ struct StepResult {
 
 class FsdpUnit;
 struct UnitShared;
-class SlotPool;
+class GatherBuffers;
 
 class FsdpModel {
  public:
@@ -140,14 +141,14 @@ class FsdpModel {
   // stage (the checkpoint must be of this model: see CheckpointMeta::check_model).
   void load_state(const io::CheckpointReader& ckpt);
   // What this rank keeps between steps, counted from the runtime's own buffers, in the planner's
-  // categories (params_sharded, master, optimizer, grads_sharded, unsharded_params: the slots of
+  // categories (params_sharded, master, optimizer, grads_sharded, unsharded_params: the gather buffers of
   // `full` and `hybrid`; unsharded_grads: no_sync accumulators once made; the others are 0 here).
   plan::MemoryBreakdown persistent_bytes() const;
   size_t num_units() const;
   const plan::ModelSpec& spec() const { return model_.spec(); }
   const FsdpConfig& config() const { return cfg_; }
   // The ranks that share one copy of the sharded state: the world, or a hybrid shard group.
-  int shard_group_size() const { return shard_->size(); }
+  int shard_group_size() const { return shard_group_comm_->size(); }
 
  private:
   at::Tensor forward_loss_sum(const MicroBatch& mb, int64_t* tokens);
@@ -165,27 +166,35 @@ class FsdpModel {
 
   model::LlamaModel& model_;
   comm::Communicator& world_;
-  std::unique_ptr<comm::Communicator> shard_comm_, replica_comm_;
+  std::unique_ptr<comm::Communicator> hybrid_shard_comm_, hybrid_replica_comm_;
   FsdpConfig cfg_;
   plan::StagePolicy policy_;  // what cfg_.stage does (plan/run_setup.h)
   std::unique_ptr<UnitShared> shared_;
-  std::unique_ptr<SlotPool> layer_slots_, edge_slots_;  // full / hybrid over more than one rank
+  std::unique_ptr<GatherBuffers> layer_buffers_, edge_buffers_;  // full / hybrid over more than one rank
   std::vector<std::unique_ptr<FsdpUnit>> units_;
   // Alive from a micro-batch's forward until its backward is done:
   model::ForwardContext ctx_;
   struct CheckpointArgs;
   std::vector<std::unique_ptr<CheckpointArgs>> checkpoint_args_;
+  // The phases of unit u in one micro-batch (the names FSDP2 gives them):
+  //   pre_forward    its parameters gathered and waited for; the next units' gathers started (prefetch)
+  //   post_forward   resharded when the stage reshards after forward (not the last unit, not a tied root)
+  //   pre_backward   gathered again and waited for; the previous layers' gathers started
+  //   post_backward  FsdpUnit::post_backward: its gradient reduce-scattered into the shard, resharded
+  void pre_forward(size_t u);
+  void post_forward(size_t u);
+  void pre_backward(size_t u);
   void note_gathered();  // updates peak_gathered_
   // Gathers the prefetch - 1 units that come after unit u in forward (forward = true) or before
   // it in backward (layers only: the embedding's backward needs no weights).
   void gather_ahead(size_t u, bool forward);
   void probe_activations();
   int64_t gathered_now() const;
-  int64_t allocated_gathered_now() const;  // gathered bytes not in slots (allocator memory)
-  int64_t slot_overflows() const;
+  int64_t allocated_gathered_now() const;  // gathered bytes not in gather buffers (allocator memory)
+  int64_t gather_buffer_overflows() const;
   int64_t peak_gathered_ = 0;
   int64_t forward_start_bytes_ = 0, activation_bytes_ = 0;
-  comm::Communicator* shard_ = nullptr;  // the group a unit's shards are spread over
+  comm::Communicator* shard_group_comm_ = nullptr;  // the group a unit's shards are spread over
   bool world_was_deferred_ = false;      // restored at destruction
 };
 

@@ -1,4 +1,4 @@
-// Training checkpoints on disk (DESIGN.md §6): what one step's directory holds, how it is made
+// Training checkpoints on disk (docs/checkpoints.md#checkpoint-directory-layout): what one step's directory holds, how it is made
 // visible atomically, and how any number of ranks read it back.
 //
 //   ckpt/step-00000100/meta.json                        format version, step, world size, stage,

@@ -64,12 +64,12 @@ class LlamaModel {
   at::Tensor forward(const at::Tensor& input_ids) const;                     // logits (b, s, V)
 
  private:
-  struct LayerSlots {
+  struct LayerTensors {
     int q = -1, k = -1, v = -1, o = -1, gate = -1, up = -1, down = -1, ln1 = -1, ln2 = -1;
     int qb = -1, kb = -1, vb = -1, ob = -1, gb = -1, ub = -1, db = -1;
   };
-  const at::Tensor& p(size_t unit, int slot) const { return units_[unit].params[size_t(slot)]; }
-  at::Tensor bias(size_t unit, int slot) const { return slot < 0 ? at::Tensor() : p(unit, slot); }
+  const at::Tensor& p(size_t unit, int index) const { return units_[unit].params[size_t(index)]; }
+  at::Tensor bias(size_t unit, int index) const { return index < 0 ? at::Tensor() : p(unit, index); }
   at::Tensor attention(int64_t i, const at::Tensor& x, const ForwardContext& ctx) const;
 
   plan::ModelSpec spec_;
@@ -78,7 +78,7 @@ class LlamaModel {
   // The RoPE table of the last context(): built (on the CPU, then copied) once per sequence length,
   // dtype and device rather than every forward.
   mutable ForwardContext context_cache_;
-  LayerSlots slots_;
+  LayerTensors layer_tensors_;
   std::map<std::string, std::pair<size_t, size_t>> by_name_;  // HF name -> (unit, index)
 };
 

@@ -1,4 +1,4 @@
-// Optimizers over flat fp32 (or, in bf16-pure, bf16) shards (DESIGN.md §4): AdamW (decoupled weight decay, bias correction)
+// Optimizers over flat fp32 (or, in bf16-pure, bf16) shards (docs/runtime.md#optimizer): AdamW (decoupled weight decay, bias correction)
 // and SGD with momentum. One pass per step reads the gradient shard (fp32 or bf16) and updates the
 // fp32 master shard and the states, and writes the compute-dtype parameter shard the next
 // all-gather sends. Weight decay applies only inside `decay` ranges (the matrices of the unit

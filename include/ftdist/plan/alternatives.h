@@ -30,7 +30,7 @@ struct AlternativeRow {
   bool fits = false;
 };
 
-// `setup` supplies micro-batch, sequence length, checkpointing, attention and overheads.
+// `setup` supplies micro-batch, sequence length, activation checkpointing, attention and overheads.
 std::vector<AlternativeRow> adapter_alternatives(const ModelSpec& model, const RunSetup& setup,
                                                  const AdapterOptions& options, uint64_t usable_bytes);
 

@@ -1,6 +1,6 @@
 // The memory model: bytes per rank, per category, for one RunSetup of one model. The runtime
 // allocates exactly these buffers and reports its measured peaks under the same names
-// (DESIGN.md §4), so a plan that says "fits" is held to it.
+// (docs/architecture.md#memory-categories), so a plan that says "fits" is held to it.
 //
 //   MemoryBreakdown m = estimate_memory(model, setup);
 //   m.total();  m[MemCategory::optimizer];
@@ -29,8 +29,8 @@ enum class MemCategory {
   master,            // fp32 master copy (bf16-mixed), sharded except in `none`
   optimizer,         // optimizer states (AdamW: exp_avg, exp_avg_sq)
   grads_sharded,     // gradient accumulation: the fp32 shard, or full bf16 grads (optimizer, none)
-  unsharded_params,  // gathered parameters: the largest edge unit + `prefetch` layer slots (full); all units less own slices (grad-op)
-  unsharded_grads,   // unsharded gradients before reduce-scatter: the largest edge unit + `prefetch` layer slots
+  unsharded_params,  // gathered parameters: the largest edge unit + `prefetch` layer gather buffers (full); all units less own slices (grad-op)
+  unsharded_grads,   // unsharded gradients before reduce-scatter: the largest edge unit + `prefetch` layer gather buffers
   activations,       // tensors autograd saves (derivation in memory_model.cpp) + backward workspace
   logits,            // lm_head output, its fp32 copy for the loss, the fp32 gradient of the logits
   comm_buffers,      // reduce-scatter outputs and dtype-conversion buffers

@@ -1,4 +1,4 @@
-// What `ftdist plan` prints: the JSON document (stable keys, DESIGN.md §7) and the human tables.
+// What `ftdist plan` prints: the JSON document (stable keys, docs/planner.md#json-output) and the human tables.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -1,5 +1,5 @@
 // RunSetup — how one training job is laid out on its ranks: sharding stage, group sizes, precision,
-// optimizer, checkpointing, micro-batch. The memory model, the time model and (later) the runtime
+// optimizer, activation checkpointing, micro-batch. The memory model, the time model and (later) the runtime
 // all read this one struct.
 #pragma once
 
@@ -8,11 +8,11 @@
 
 namespace ftdist::plan {
 
-// FSDP names first, ZeRO names accepted as aliases (DESIGN.md §4).
+// FSDP names first, ZeRO names accepted as aliases (docs/architecture.md#stages).
 enum class Stage { Full, GradOp, Optimizer, None, Hybrid };
 enum class Precision { Bf16Mixed, Fp32, Bf16Pure };
 enum class OptimizerKind { AdamW, AdamW8bit, SgdMomentum };
-enum class Checkpointing { None, Full };
+enum class ActivationCheckpointing { None, Full };
 enum class Attention { Flash, Eager };
 enum class FloatType { Bf16, Fp32 };
 
@@ -32,6 +32,13 @@ struct StagePolicy {
   bool replicate_groups = false;       // shard groups replicated; gradient shards all-reduced across them
 };
 StagePolicy stage_policy(Stage s);
+// How many ranks share one copy of the sharded state (RunSetup::shard_group), decided here only:
+// 1 in `none`, `hybrid_group` in `hybrid` (ranks per shard group, already resolved: the run
+// config's 0, "the ranks of one node", is turned into a number by the trainer's resolve step), all
+// `world` ranks otherwise. Error(BadInput) when a hybrid group does not divide `world`.
+int shard_group_size(Stage stage, int world, int hybrid_group);
+// parallel.shard_group (--shard-group) as a number of ranks: as given, or 0 for the ranks of one node.
+inline int hybrid_group_ranks(int requested, int ranks_per_node) { return requested > 0 ? requested : ranks_per_node; }
 
 const char* stage_name(Stage s);
 Stage stage_from_name(const std::string& name);  // full|zero3|3, grad-op|zero2|2, optimizer|zero1|1, none|ddp|zero0|0, hybrid|hsdp
@@ -39,8 +46,8 @@ const char* precision_name(Precision p);
 Precision precision_from_name(const std::string& name);  // bf16-mixed | fp32 | bf16-pure
 const char* optimizer_name(OptimizerKind o);
 OptimizerKind optimizer_from_name(const std::string& name);  // adamw | adamw-8bit | sgd-momentum
-const char* checkpointing_name(Checkpointing c);
-Checkpointing checkpointing_from_name(const std::string& name);  // none | full
+const char* activation_checkpointing_name(ActivationCheckpointing c);
+ActivationCheckpointing activation_checkpointing_from_name(const std::string& name);  // none | full
 const char* attention_name(Attention a);
 Attention attention_from_name(const std::string& name);  // flash | eager
 const char* float_type_name(FloatType t);
@@ -75,7 +82,7 @@ struct RunSetup {
   FloatType reduce_dtype = FloatType::Fp32;      // dtype gradients are reduced in
   FloatType grad_accum_dtype = FloatType::Fp32;  // the gradient shard (accumulation buffer)
   OptimizerKind optimizer = OptimizerKind::AdamW;
-  Checkpointing checkpointing = Checkpointing::None;
+  ActivationCheckpointing activation_checkpointing = ActivationCheckpointing::None;
   Attention attention = Attention::Flash;
   int64_t micro_batch = 1;  // sequences per rank per forward
   int64_t seq_len = 2048;

@@ -1,4 +1,4 @@
-// The search: enumerate (hardware, GPUs, nodes, stage, micro-batch, checkpointing), price each with
+// The search: enumerate (hardware, GPUs, nodes, stage, micro-batch, activation checkpointing), price each with
 // the memory and time models, keep those that fit with the headroom, recommend the cheapest (or
 // fastest) — where several are within 2% of the best, the one with the fewest GPUs, then the most
 // memory to spare — and say why every other candidate lost.
@@ -38,7 +38,7 @@ struct PlanRequest {
   std::optional<int> nodes;           // nullopt = derived from gpus
   std::optional<Stage> stage;         // nullopt = auto
   std::optional<int64_t> micro_batch; // nullopt = auto
-  std::optional<Checkpointing> checkpointing;  // nullopt = auto
+  std::optional<ActivationCheckpointing> activation_checkpointing;  // nullopt = auto
   int64_t global_batch = 0;           // sequences per optimizer step; 0 = one micro-batch per rank
   double total_tokens = 0;            // over all epochs
   double epochs = 1;                  // for the per-epoch time in reports

@@ -1,5 +1,5 @@
-// Fitting a run into memory before it starts (DESIGN.md §4 "Fail fast"): the per-rank budget,
-// `[parallel] auto` (the planner picks shard, micro_batch and checkpointing for the launched world
+// Fitting a run into memory before it starts (docs/runtime.md#fail-fast-memory-probe): the per-rank budget,
+// `[parallel] auto` (the planner picks shard, micro_batch and activation checkpointing for the launched world
 // size), and turning an allocation failure during the probe (every persistent buffer, then one
 // forward/backward at the longest sequence) into an error that names the category that did not
 // fit, planned vs available bytes, and what the planner recommends instead (exit 3).
@@ -35,7 +35,7 @@ uint64_t mem_available_bytes();
 // or NCCL overheads; on a GPU flash attention and the planner's overheads.
 plan::RunSetup runtime_setup(const RunConfig& config, int world, int64_t micro_batch);
 
-// parallel.auto: the config with the shard stage, micro_batch and checkpointing the planner
+// parallel.auto: the config with the shard stage, micro_batch and activation checkpointing the planner
 // recommends for `world` ranks of `budget` bytes (fastest that fits with 10% headroom, micro_batch
 // dividing the global batch per rank). Error(DoesNotFit) when nothing fits, with the smallest need.
 RunConfig choose_parallel(const RunConfig& config, const plan::ModelSpec& spec, int world, int64_t global_batch,

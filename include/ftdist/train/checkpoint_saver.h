@@ -10,6 +10,7 @@
 
 #include "ftdist/comm/communicator.h"
 #include "ftdist/fsdp/fsdp_model.h"
+#include "ftdist/train/run_config.h"
 
 namespace ftdist::train {
 
@@ -27,5 +28,14 @@ struct SaveRequest {
 // its file of that step's save (before the checkpoint is committed).
 std::string save_checkpoint(const std::string& root, const SaveRequest& request, const fsdp::FsdpModel& fsdp,
                             comm::Communicator& world);
+
+// The checkpoint a run resumes from: <checkpoint.dir>/latest with checkpoint.resume, "" for a fresh
+// start. A fresh run that saves checkpoints refuses a checkpoint.dir that already holds another
+// run's (Error(BadInput)) rather than mixing with them.
+std::string checkpoint_to_resume(const RunConfig& config);
+
+// The CPU generator's state as hex text (the trainer's state in a checkpoint), and back.
+std::string cpu_rng_state_hex();
+void set_cpu_rng_state_hex(const std::string& hex);
 
 }  // namespace ftdist::train

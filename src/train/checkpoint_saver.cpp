@@ -1,4 +1,6 @@
-#include "ftdist/train/checkpointing.h"
+#include "ftdist/train/checkpoint_saver.h"
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -11,6 +13,30 @@
 #include "ftdist/io/safetensors.h"
 
 namespace ftdist::train {
+namespace {
+
+std::string hex_of(const at::Tensor& bytes) {
+  static const char* digits = "0123456789abcdef";
+  at::Tensor b = bytes.contiguous();
+  const uint8_t* p = b.data_ptr<uint8_t>();
+  std::string out;
+  for (int64_t i = 0; i < b.numel(); ++i) {
+    out.push_back(digits[p[i] >> 4]);
+    out.push_back(digits[p[i] & 15]);
+  }
+  return out;
+}
+
+at::Tensor bytes_of_hex(const std::string& hex) {
+  at::Tensor t = at::empty({int64_t(hex.size() / 2)}, at::kByte);
+  uint8_t* p = t.data_ptr<uint8_t>();
+  auto val = [](char ch) { return ch <= '9' ? ch - '0' : ch - 'a' + 10; };
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) p[i / 2] = uint8_t(val(hex[i]) * 16 + val(hex[i + 1]));
+  return t;
+}
+
+}  // namespace
+
 
 std::string save_checkpoint(const std::string& root, const SaveRequest& req, const fsdp::FsdpModel& fsdp,
                             comm::Communicator& world) {
@@ -57,6 +83,26 @@ std::string save_checkpoint(const std::string& root, const SaveRequest& req, con
   }
   world.barrier();  // committed before anyone goes on (or exits)
   return final_dir;
+}
+
+std::string checkpoint_to_resume(const RunConfig& c) {
+  if (!c.saves_checkpoints() && !c.resume) return "";
+  const std::string latest = io::find_latest_checkpoint(c.checkpoint_root());
+  if (!c.resume) {
+    FT_CHECK_ARG(latest.empty(), c.origin << ": checkpoint.dir '" << c.checkpoint_root() << "' already holds checkpoints (latest: "
+                                          << latest << "); set checkpoint.resume = true to continue from it, or choose "
+                                             "another checkpoint.dir");
+    return "";
+  }
+  if (latest.empty()) FT_LOG_INFO("checkpoint.resume: no checkpoint in '" << c.checkpoint_root() << "' yet; starting at step 0");
+  return latest;
+}
+
+
+std::string cpu_rng_state_hex() { return hex_of(at::detail::getDefaultCPUGenerator().get_state()); }
+
+void set_cpu_rng_state_hex(const std::string& hex) {
+  at::Generator(at::detail::getDefaultCPUGenerator()).set_state(bytes_of_hex(hex));
 }
 
 }  // namespace ftdist::train

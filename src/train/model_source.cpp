@@ -1,0 +1,86 @@
+#include "model_source.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "ftdist/core/bytes.h"
+#include "ftdist/core/log.h"
+#include "ftdist/core/progress.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/io/hf_export.h"
+#include "ftdist/plan/presets.h"
+
+namespace ftdist::train {
+
+ModelSource model_source(const RunConfig& c) {
+  ModelSource m;
+  if (!c.model_path.empty()) {
+    m.hf = std::make_unique<io::HfCheckpoint>(c.model_path);
+    m.spec = m.hf->spec();
+    m.config_text = m.hf->config_text();
+    m.tokenizer_dir = c.model_path;
+    return m;
+  }
+  if (!c.model_preset.empty()) {
+    m.spec = plan::preset_model(c.model_preset);
+    m.config_text = plan::hf_config_text(m.spec);
+  } else {
+    const std::string file = is_directory(c.model_config) ? c.model_config + "/config.json" : c.model_config;
+    m.config_text = read_text_file(file, "model.config");
+    m.spec = plan::model_from_hf_config_text(m.config_text, file);
+  }
+  m.random = std::make_unique<io::RandomInit>(m.spec, m.config_text, c.seed);
+  return m;
+}
+
+const io::WeightSource& starting_weights(const ModelSource& src, const io::CheckpointReader* resume) {
+  if (resume) return *resume;
+  if (src.hf) return *src.hf;
+  return *src.random;
+}
+
+std::unique_ptr<model::LlamaModel> build_model(const RunConfig& c, const ModelSource& src) {
+  return std::make_unique<model::LlamaModel>(src.spec, at::TensorOptions().dtype(at::kFloat).device(at::kMeta),
+                                             runtime_attention(c));
+}
+
+std::unique_ptr<fsdp::FsdpModel> load_model(model::LlamaModel& model, comm::Communicator& comm, const fsdp::FsdpConfig& fc,
+                                            const io::WeightSource& init, bool report) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<ProgressBar> bar;
+  if (report) {
+    bar = std::make_unique<ProgressBar>("loading " + init.dir(), model.units().size(), "units");
+    bar->quiet_for(1.0);  // shown once loading takes more than a second
+  }
+  auto m = std::make_unique<fsdp::FsdpModel>(model, comm, fc, init, [&](size_t done, size_t) {
+    if (bar) bar->update(done);
+  });
+  if (bar) bar->finish();
+  char secs[32];
+  std::snprintf(secs, sizeof(secs), "%.2f", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  FT_LOG_INFO("loaded " << model.spec().name << " from " << init.dir() << " in " << secs << " s ("
+              << format_bytes(double(m->persistent_bytes().total())) << " per rank on " << m->config().device << ")");
+  return m;
+}
+
+void export_model(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& fsdp, comm::Communicator& world) {
+  const std::string out = c.output_dir + "/hf";
+  std::unique_ptr<io::HfExporter> ex;
+  if (world.rank() == 0) {
+    remove_tree(out, "output.export");  // the previous export of this output directory
+    ex = std::make_unique<io::HfExporter>(out, src.spec, src.config_text,
+                                          io::ExportOptions{c.export_dtype == "fp32" ? at::kFloat : at::kBFloat16});
+  }
+  for (size_t u = 0; u < fsdp.num_units(); ++u) {
+    at::Tensor flat = fsdp.gather_master(u);
+    if (ex) ex->add_unit(flat);
+  }
+  if (ex) {
+    if (!src.tokenizer_dir.empty()) ex->copy_tokenizer_files(src.tokenizer_dir);
+    ex->finish();
+    FT_LOG_INFO("exported the model to " << out << " (" << c.export_dtype << ")");
+  }
+  world.barrier();
+}
+
+}  // namespace ftdist::train

@@ -1,0 +1,46 @@
+#include "ftdist/train/resolve.h"
+
+#include "ftdist/comm/device_binding.h"
+#include "ftdist/core/bytes.h"
+#include "ftdist/core/check.h"
+#include "ftdist/core/log.h"
+
+namespace ftdist::train {
+
+ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, comm::Communicator& world) {
+  ResolvedRun run;
+  run.config = config;
+  RunConfig& c = run.config;
+  FT_CHECK_ARG(c.device != "cuda" || comm::cuda_device_present(),
+               c.origin << ": parallel.device = \"cuda\", but no CUDA device is present (or ftdist was built without "
+                           "CUDA); use \"cpu\" or \"auto\"");
+  c.device = resolved_device(c);
+  run.world = world.size();
+  run.ranks_per_node = comm::local_size();  // collective
+  const int n = run.world;
+  run.global_batch = c.global_batch > 0 ? c.global_batch : c.micro_batch * n;
+  FT_CHECK_ARG(run.global_batch % (c.micro_batch * n) == 0,
+               c.origin << ": train.global_batch (" << run.global_batch << ") must be a multiple of train.micro_batch x ranks = "
+                        << c.micro_batch * n);
+  run.budget = memory_budget(c);  // collective
+  if (c.auto_parallel) {
+    c = choose_parallel(c, spec, n, run.global_batch, run.budget);
+    FT_LOG_INFO("parallel.auto: shard " << plan::stage_name(c.shard) << ", micro_batch " << c.micro_batch << ", checkpointing "
+                << plan::activation_checkpointing_name(c.activation_checkpointing) << " for " << n << " rank(s) of "
+                << format_bytes(double(run.budget.bytes)) << " (" << run.budget.source << ")");
+  }
+  if (c.shard == plan::Stage::Hybrid) {
+    c.shard_group = plan::hybrid_group_ranks(int(c.shard_group), run.ranks_per_node);
+    try {
+      plan::shard_group_size(c.shard, n, int(c.shard_group));  // divides the world
+    } catch (const Error& e) {
+      FT_CHECK_ARG(false, c.origin << ": " << e.message());
+    }
+    if (c.shard_group == n && n > 1 && world.rank() == 0)
+      FT_LOG_WARN("shard hybrid with one shard group of all " << n << " ranks is full sharding; set parallel.shard_group "
+                  "to the ranks that shard together (e.g. one node's)");
+  }
+  return run;
+}
+
+}  // namespace ftdist::train

@@ -1,0 +1,105 @@
+#include "run_log.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "ftdist/core/bytes.h"
+#include "ftdist/core/check.h"
+#include "ftdist/core/log.h"
+#include "ftdist/core/text_file.h"
+#include "ftdist/fsdp/device_memory.h"
+#include "ftdist/fsdp/memory_report.h"
+#include "ftdist/plan/host_memory.h"
+
+namespace ftdist::train {
+namespace {
+
+// Keeps the metrics lines of steps up to `step` (a resumed run rewrites what came after).
+void truncate_metrics(const std::string& path, int64_t step) {
+  if (!file_exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= step)
+      kept += line + "\n";
+  }
+  write_text_file_atomic(path, kept, "output.metrics");
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const RunConfig& c, int64_t first_step, bool rank0) : config_(c) {
+  if (!rank0) return;
+  tty_ = isatty(fileno(stderr));
+  make_directories(c.output_dir, "output.dir");
+  const std::string path = c.output_dir + "/" + c.metrics;
+  if (first_step > 0) truncate_metrics(path, first_step);
+  out_ = std::make_unique<std::ofstream>(path, first_step > 0 ? std::ios::app : std::ios::trunc);
+  FT_CHECK_ARG(out_->good(), "output.metrics: cannot write '" << path << "'");
+}
+
+void MetricsLog::write(const nlohmann::ordered_json& line) {
+  if (!out_) return;
+  *out_ << line.dump() << "\n";
+  out_->flush();
+}
+
+void MetricsLog::progress(int64_t step, const nlohmann::ordered_json& line) {
+  const int64_t steps = config_.steps;
+  if (!out_ || (step % config_.log_every != 0 && step != steps)) return;
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double eta = elapsed / double(step) * double(steps - step);
+  std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.2e  %.0f tokens/s  ETA %.0f s%s", tty_ ? "\r" : "",
+               static_cast<long long>(step), static_cast<long long>(steps), line["loss"].get<double>(), line["lr"].get<double>(),
+               line["tokens_per_s"].get<double>(), eta, tty_ ? "   " : "\n");
+  std::fflush(stderr);
+}
+
+void MetricsLog::end() {
+  if (tty_) std::fprintf(stderr, "\n");
+}
+
+void log_probe(const plan::ModelSpec& spec, const plan::RunSetup& setup, const MemoryBudget& budget, at::Device device) {
+  const plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
+  std::string parts;
+  for (plan::MemCategory cat : plan::all_mem_categories())
+    if (planned[cat] > 0) parts += std::string(parts.empty() ? "" : ", ") + plan::mem_category_name(cat) + " " + format_bytes(double(planned[cat]));
+  FT_LOG_INFO("memory probe: a step fits, peak " << format_bytes(double(fsdp::device_memory_peak(device))) << " allocated per rank on " << device << " (planned "
+              << format_bytes(double(planned.total())) << ": " << parts << "; available "
+              << (budget.bytes ? format_bytes(double(budget.bytes)) + ", " + budget.source : "unknown") << ")");
+}
+
+void report_memory_since_start(const RunConfig& c, const plan::ModelSpec& spec, const plan::RunSetup& setup,
+                               const fsdp::CpuMemoryCounter& counter, comm::Communicator& world, int per_node) {
+  at::Tensor peaks = at::tensor({fsdp::process_peak_rss_bytes(), counter.lifetime_peak()}, at::kLong);
+  world.all_reduce(peaks, comm::ReduceOp::Max);
+  if (world.rank() != 0) return;
+  const plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
+  const plan::HostMemory host = plan::estimate_host_memory(spec, setup, per_node);
+  const int64_t rss = peaks[0].item<int64_t>(), allocated = peaks[1].item<int64_t>();
+  const uint64_t planned_allocated = planned.total() - planned[plan::MemCategory::overhead];
+  nlohmann::ordered_json j = {
+      {"ranks", world.size()},
+      {"ranks_per_node", per_node},
+      {"planned_per_rank", {{"allocated_bytes", planned_allocated}, {"total_bytes", planned.total()},
+                            {"host_load_peak_bytes", host.load_peak}, {"host_steady_bytes", host.steady}}},
+      {"measured_largest_rank", {{"peak_rss_bytes", rss},
+                                 {"allocated_peak_bytes", setup.host_device ? nlohmann::ordered_json(allocated) : nlohmann::ordered_json(nullptr)}}}};
+  write_text_file_atomic(c.output_dir + "/memory.json", j.dump(2) + "\n", "output.dir");
+  FT_LOG_INFO("host memory from the start to the end of step 1 (largest rank): peak RSS " << format_bytes(double(rss))
+              << " (planned " << format_bytes(double(host.steady)) << " per rank)"
+              << (setup.host_device ? ", allocated " + format_bytes(double(allocated)) + " (planned " +
+                                          format_bytes(double(planned_allocated)) + ")"
+                                    : std::string()));
+}
+
+void print_memory_table(const plan::ModelSpec& spec, const plan::RunSetup& setup, const fsdp::FsdpModel& fsdp,
+                        const fsdp::StepResult& last, int64_t step) {
+  std::printf("after step %lld:\n%s", static_cast<long long>(step), fsdp::memory_report(spec, setup, fsdp, last).c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace ftdist::train

@@ -1,0 +1,104 @@
+#include "training_data.h"
+
+#include <chrono>
+
+#include "ftdist/core/log.h"
+#include "ftdist/core/progress.h"
+#include "ftdist/data/token_cache.h"
+#include "ftdist/data/token_file.h"
+#include "ftdist/model/loss.h"
+
+namespace ftdist::train {
+
+void on_rank0_while_others_wait(comm::Communicator& world, const std::function<void(const std::function<void()>&)>& work) {
+  at::Tensor flag = at::zeros({1}, at::kLong);  // 1: still working, 0: done
+  if (world.rank() != 0) {
+    do world.broadcast(flag, 0);
+    while (flag.item<int64_t>() != 0);
+    return;
+  }
+  auto last = std::chrono::steady_clock::now();
+  work([&] {
+    if (std::chrono::steady_clock::now() - last < std::chrono::seconds(5)) return;
+    flag.fill_(1);
+    world.broadcast(flag, 0);
+    last = std::chrono::steady_clock::now();
+  });
+  flag.fill_(0);
+  world.broadcast(flag, 0);
+}
+
+data::PackedSamples open_samples(const std::string& path, const std::string& what, const RunConfig& c,
+                                 const data::Tokenizer& tokenizer, int64_t vocab, comm::Communicator& world) {
+  std::string ftok = path;
+  if (!data::is_token_file_path(path)) {  // JSONL
+    const std::string dir = c.output_dir + "/data";
+    on_rank0_while_others_wait(world, [&](const std::function<void()>& heartbeat) {
+      if (data::tokenized_cache_is_current(path, c.tokenizer, vocab, dir)) {
+        FT_LOG_INFO(what << ": reusing the tokenized " << path << " (" << data::tokenized_cache_path(path, c.tokenizer, vocab, dir) << ")");
+        return;
+      }
+      std::optional<ProgressBar> bar;  // made at the first report, which knows the size
+      const std::string out = data::tokenized_cache(path, &tokenizer, c.tokenizer, vocab, dir, what,
+                                                    [&](uint64_t done, uint64_t total, size_t docs) {
+                                                      if (!bar) {
+                                                        bar.emplace("tokenizing " + path, total, "B");
+                                                        bar->quiet_for(1.0);  // shown once it takes more than a second
+                                                      }
+                                                      bar->update(done, std::to_string(docs) + " documents");
+                                                      heartbeat();
+                                                    },
+                                                    heartbeat);
+      if (bar) bar->finish();
+      FT_LOG_INFO(what << ": tokenized " << path << " into " << out);
+    });
+    ftok = data::tokenized_cache_path(path, c.tokenizer, vocab, dir);
+  }
+  return data::PackedSamples(std::make_shared<const data::TokenFile>(ftok, vocab), c.seq_len);
+}
+
+std::vector<fsdp::MicroBatch> micro_batches(const data::PackedSamples& samples, const std::vector<int64_t>& idx,
+                                            int64_t micro) {
+  const int64_t s = samples.seq_len();
+  std::vector<fsdp::MicroBatch> out;
+  for (size_t start = 0; start < idx.size(); start += size_t(micro)) {
+    at::Tensor ids = at::empty({micro, s}, at::kLong), labels = at::empty({micro, s}, at::kLong);
+    for (int64_t k = 0; k < micro; ++k)
+      samples.sample(idx[start + size_t(k)], ids.data_ptr<int64_t>() + k * s, labels.data_ptr<int64_t>() + k * s);
+    out.push_back({ids, labels});
+  }
+  return out;
+}
+
+std::optional<double> evaluate(fsdp::FsdpModel& fsdp, const data::PackedSamples& eval, comm::Communicator& world) {
+  const int n = world.size();
+  const int64_t size = eval.num_samples(), per_rank = (size + n - 1) / n;
+  double sum = 0;
+  int64_t count = 0;
+  for (int64_t k = 0; k < per_rank; ++k) {
+    const int64_t i = k * n + world.rank();
+    fsdp::MicroBatch mb = micro_batches(eval, {std::min(i, size - 1)}, 1).front();
+    if (i >= size) mb.labels.fill_(model::kIgnoreIndex);
+    fsdp::StepResult e = fsdp.eval_sums(mb);
+    sum += e.loss;
+    count += e.tokens;
+  }
+  at::Tensor t = at::tensor({sum, double(count)}, at::kDouble);
+  world.all_reduce(t, comm::ReduceOp::Sum);
+  if (t[1].item<double>() <= 0) return std::nullopt;
+  return t[0].item<double>() / t[1].item<double>();
+}
+
+TrainingData open_training_data(const RunConfig& c, int64_t vocab, comm::Communicator& world) {
+  const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(c.tokenizer, c.origin + " [data] tokenizer");
+  TrainingData d{open_samples(c.train_data, "data.train", c, *tokenizer, vocab, world), std::nullopt};
+  if (!c.eval_data.empty()) d.eval = open_samples(c.eval_data, "data.eval", c, *tokenizer, vocab, world);
+  return d;
+}
+
+void TrainingData::release_pages() const {
+  train.file().release_pages();
+  if (eval) eval->file().release_pages();
+}
+
+}  // namespace ftdist::train

@@ -1,0 +1,84 @@
+// The run config's key table (train/run_config.cpp) is the one declaration of every key: each has
+// its documentation, each is parsed and written back under its own name, and the reference lists it.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include "ftdist/train/run_config.h"
+
+using namespace ftdist;
+
+namespace {
+
+std::string write_config(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+const char* kMinimal = "[model]\npreset = \"tiny\"\n[data]\ntrain = \"x.jsonl\"\n";
+
+}  // namespace
+
+TEST(ConfigKeys, EveryKeyHasADocTypeAndDefault) {
+  const auto docs = train::run_config_key_docs();
+  ASSERT_GT(docs.size(), 30u);
+  std::set<std::string> seen;
+  for (const train::ConfigKeyDoc& k : docs) {
+    const std::string name = k.section + "." + k.key;
+    EXPECT_TRUE(seen.insert(name).second) << name << " is declared twice";
+    EXPECT_GE(k.doc.size(), 12u) << name << " has no doc string";
+    EXPECT_FALSE(k.type.empty()) << name << " has no type";
+    EXPECT_FALSE(k.default_value.empty()) << name << " has no default";
+    if (k.type == "choice") {
+      EXPECT_NE(k.allowed.find('|'), std::string::npos) << name << ": a choice lists its values";
+    }
+  }
+}
+
+TEST(ConfigKeys, TheResolvedJsonHoldsExactlyTheDeclaredKeys) {
+  const nlohmann::ordered_json j = train::run_config_json(train::load_run_config(write_config("keys.toml", kMinimal), {}));
+  std::set<std::string> in_json, declared;
+  for (auto s = j.begin(); s != j.end(); ++s)
+    for (auto k = s->begin(); k != s->end(); ++k) in_json.insert(s.key() + "." + k.key());
+  for (const auto& k : train::run_config_key_docs()) declared.insert(k.section + "." + k.key);
+  EXPECT_EQ(in_json, declared);
+}
+
+TEST(ConfigKeys, EveryKeyIsReadUnderItsOwnName) {
+  // Writing a config from the resolved JSON of a non-default config and reading it back gives the
+  // same JSON: every key is parsed into the member it is written from.
+  const std::string path = write_config("nondefault.toml", kMinimal);
+  const train::RunConfig c = train::load_run_config(
+      path, {"data.train=y.jsonl", "data.tokenizer=t.model", "data.eval=e.jsonl", "data.seq_len=64", "train.steps=7", "train.micro_batch=2", "train.global_batch=8", "train.lr=0.002",
+             "train.min_lr=0.0001", "train.warmup_steps=2", "train.schedule=linear", "train.weight_decay=0.1", "train.grad_clip=0.5",
+             "train.seed=3", "train.eval_every=2", "train.log_every=3", "train.nonfinite=abort", "train.peak_tflops=10",
+             "parallel.device=cpu", "parallel.shard=hybrid", "parallel.shard_group=2", "parallel.precision=bf16-mixed",
+             "parallel.reduce_dtype=bf16", "parallel.checkpointing=full", "parallel.prefetch=3", "parallel.no_sync=true",
+             "parallel.auto=true", "parallel.memory_limit=1000", "checkpoint.dir=ck", "checkpoint.every=5", "checkpoint.keep=1",
+             "checkpoint.resume=true", "output.dir=o", "output.metrics=m.jsonl", "output.export=true", "output.export_dtype=fp32"});
+  const nlohmann::ordered_json j = train::run_config_json(c);
+  const nlohmann::ordered_json defaults = train::run_config_json(train::load_run_config(path, {}));
+  std::string toml;
+  for (auto s = j.begin(); s != j.end(); ++s) {
+    toml += "[" + s.key() + "]\n";
+    for (auto k = s->begin(); k != s->end(); ++k) {
+      if (s.key() == "parallel" && k.key() == "gpu") continue;  // "" is not a catalog name
+      if (s.key() == "model" && k.value() == "") continue;       // exactly one of the three
+      toml += k.key() + " = " + k.value().dump() + "\n";
+    }
+  }
+  const nlohmann::ordered_json back = train::run_config_json(train::load_run_config(write_config("back.toml", toml), {}));
+  EXPECT_EQ(back, j);
+  // Every key but the three model sources and parallel.gpu was set away from its default.
+  EXPECT_EQ(train::changed_keys(defaults, j).size(), train::run_config_key_docs().size() - 4);
+}
+
+TEST(ConfigKeys, TheReferenceListsEverySectionAndKey) {
+  const std::string ref = train::run_config_reference();
+  for (const auto& k : train::run_config_key_docs()) {
+    EXPECT_NE(ref.find("### [" + k.section + "]"), std::string::npos) << k.section;
+    EXPECT_NE(ref.find("| `" + k.key + "` |"), std::string::npos) << k.section << "." << k.key;
+  }
+}
