@@ -14,6 +14,7 @@
 #include "ftdist/plan/alternatives.h"
 #include "ftdist/plan/host_memory.h"
 #include "ftdist/plan/launch_script.h"
+#include "ftdist/plan/limits.h"
 #include "ftdist/plan/presets.h"
 #include "ftdist/plan/report.h"
 
@@ -21,8 +22,8 @@ namespace ftdist::cli {
 namespace {
 using namespace ftdist::plan;
 
-// "auto" or a positive integer.
-std::optional<int64_t> auto_or_int(const std::string& text, const char* flag) {
+// "auto" or an integer in 1..max.
+std::optional<int64_t> auto_or_int(const std::string& text, const char* flag, int64_t max) {
   if (text == "auto") return std::nullopt;
   size_t used = 0;
   int64_t v = 0;
@@ -31,7 +32,8 @@ std::optional<int64_t> auto_or_int(const std::string& text, const char* flag) {
   } catch (const std::exception&) {
     used = 0;
   }
-  FT_CHECK_ARG(used == text.size() && used > 0 && v >= 1, flag << ": expected a positive integer or auto, got '" << text << "'");
+  FT_CHECK_ARG(used == text.size() && used > 0 && v >= 1 && v <= max,
+               flag << ": expected an integer 1.." << max << " or auto, got '" << excerpt(text) << "'");
   return v;
 }
 
@@ -51,7 +53,7 @@ double parse_fraction(const std::string& text, const char* flag) {
   double v = 0;
   std::string suffix;
   bool ok = leading_number(text, &v, &suffix) && (suffix.empty() || suffix == "%");
-  FT_CHECK_ARG(ok, flag << ": expected a fraction like 0.1 or a percentage like 10%, got '" << text << "'");
+  FT_CHECK_ARG(ok, flag << ": expected a fraction like 0.1 or a percentage like 10%, got '" << excerpt(text) << "'");
   return suffix == "%" ? v / 100.0 : v;
 }
 
@@ -61,7 +63,8 @@ double parse_count(const std::string& text, const char* flag) {
   std::string unit;
   bool ok = leading_number(text, &v, &unit);
   double scale = unit.empty() ? 1 : unit == "K" || unit == "k" ? 1e3 : unit == "M" ? 1e6 : unit == "B" || unit == "G" ? 1e9 : unit == "T" ? 1e12 : -1;
-  FT_CHECK_ARG(ok && scale > 0 && v > 0, flag << ": expected a positive count like 10000, 2.5M or 1B, got '" << text << "'");
+  FT_CHECK_ARG(ok && scale > 0 && v > 0 && v * scale <= kMaxTokens,
+               flag << ": expected a positive count like 10000, 2.5M or 1B (at most " << kMaxTokens << "), got '" << excerpt(text) << "'");
   return v * scale;
 }
 
@@ -148,7 +151,7 @@ void add_plan_options(cxxopts::Options& options) {
 // --gpu or --cluster, --gpus, --nodes, --max-gpus into `req`; the cluster file's name ("" for none).
 std::string read_hardware(const cxxopts::ParseResult& args, const GpuCatalog& catalog, PlanRequest& req) {
   req.max_gpus = args["max-gpus"].as<int>();
-  FT_CHECK_ARG(req.max_gpus >= 1, "--max-gpus must be >= 1");
+  FT_CHECK_ARG(req.max_gpus >= 1 && req.max_gpus <= kMaxRanks, "--max-gpus must be 1.." << kMaxRanks << ", got " << req.max_gpus);
   std::string cluster_name;
   if (args.count("cluster")) {
     Cluster cluster = load_cluster(args["cluster"].as<std::string>(), catalog);
@@ -159,10 +162,10 @@ std::string read_hardware(const cxxopts::ParseResult& args, const GpuCatalog& ca
     const GpuSpec& g = catalog.find(args["gpu"].as<std::string>());
     req.hardware.push_back({"", g, g.gpus_per_node, std::max(1, req.max_gpus / g.gpus_per_node), false});
   }
-  if (auto g = auto_or_int(args["gpus"].as<std::string>(), "--gpus")) req.gpus = int(*g);
+  if (auto g = auto_or_int(args["gpus"].as<std::string>(), "--gpus", kMaxRanks)) req.gpus = int(*g);
   if (args.count("nodes")) {
     req.nodes = args["nodes"].as<int>();
-    FT_CHECK_ARG(*req.nodes >= 1, "--nodes must be >= 1");
+    FT_CHECK_ARG(*req.nodes >= 1 && *req.nodes <= kMaxRanks, "--nodes must be 1.." << kMaxRanks << ", got " << *req.nodes);
   }
   return cluster_name;
 }
@@ -172,13 +175,14 @@ std::string read_hardware(const cxxopts::ParseResult& args, const GpuCatalog& ca
 void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   RunSetup& s = req.base;
   s.seq_len = args["seq-len"].as<int64_t>();
-  FT_CHECK_ARG(s.seq_len >= 1, "--seq-len must be >= 1");
+  FT_CHECK_ARG(s.seq_len >= 1 && s.seq_len <= kMaxSeqLen, "--seq-len must be 1.." << kMaxSeqLen << ", got " << s.seq_len);
   if (req.model.max_position > 0 && s.seq_len > req.model.max_position)
     std::fprintf(stderr, "ftdist plan: warning: --seq-len %lld exceeds the model's max_position_embeddings %lld\n",
                  static_cast<long long>(s.seq_len), static_cast<long long>(req.model.max_position));
-  if (auto mb = auto_or_int(args["micro-batch"].as<std::string>(), "--micro-batch")) req.micro_batch = *mb;
+  if (auto mb = auto_or_int(args["micro-batch"].as<std::string>(), "--micro-batch", kMaxMicroBatch)) req.micro_batch = *mb;
   req.global_batch = args["global-batch"].as<int64_t>();
-  FT_CHECK_ARG(req.global_batch >= 0, "--global-batch must be >= 0");
+  FT_CHECK_ARG(req.global_batch >= 0 && req.global_batch <= kMaxGlobalBatch,
+               "--global-batch must be 0.." << kMaxGlobalBatch << ", got " << req.global_batch);
   std::string shard = args["shard"].as<std::string>();
   if (shard != "auto") req.stage = stage_from_name(shard);
   s.precision = precision_from_name(args["precision"].as<std::string>());
@@ -191,12 +195,13 @@ void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   s.offload_optimizer = args.count("offload") > 0;
   s.no_sync = args.count("no-sync") > 0;
   s.prefetch = args["prefetch"].as<int>();
-  FT_CHECK_ARG(s.prefetch >= 1, "--prefetch must be >= 1");
+  FT_CHECK_ARG(s.prefetch >= 1 && s.prefetch <= 64, "--prefetch must be 1..64, got " << s.prefetch);
   s.overheads.cuda_context_gib = args["overhead-context-gib"].as<double>();
   s.overheads.nccl_gib = args["overhead-nccl-gib"].as<double>();
   s.overheads.fragmentation = args["fragmentation"].as<double>();
-  FT_CHECK_ARG(s.overheads.cuda_context_gib >= 0 && s.overheads.nccl_gib >= 0 && s.overheads.fragmentation >= 0,
-               "--overhead-context-gib, --overhead-nccl-gib and --fragmentation must be >= 0");
+  FT_CHECK_ARG(s.overheads.cuda_context_gib >= 0 && s.overheads.cuda_context_gib <= 1024 && s.overheads.nccl_gib >= 0 &&
+                   s.overheads.nccl_gib <= 1024 && s.overheads.fragmentation >= 0 && s.overheads.fragmentation <= 10,
+               "--overhead-context-gib and --overhead-nccl-gib must be 0..1024, --fragmentation 0..10");
 }
 
 // --examples or --tokens, --epochs, --headroom, --mfu, --objective into `req`; the examples (0
@@ -205,14 +210,19 @@ double read_workload(const cxxopts::ParseResult& args, PlanRequest& req) {
   FT_CHECK_ARG(args.count("examples") + args.count("tokens") == 1,
                "ftdist plan: give exactly one of --examples N (sequences of --seq-len) or --tokens N");
   double epochs = args["epochs"].as<double>();
-  FT_CHECK_ARG(epochs > 0, "--epochs must be positive");
+  FT_CHECK_ARG(epochs > 0 && epochs <= 1e6, "--epochs must be in (0, 1e6], got " << epochs);
   double examples = args.count("examples") ? parse_count(args["examples"].as<std::string>(), "--examples") : 0;
   double tokens = args.count("tokens") ? parse_count(args["tokens"].as<std::string>(), "--tokens") : examples * double(req.base.seq_len);
   req.total_tokens = tokens * epochs;
+  FT_CHECK_ARG(req.total_tokens <= kMaxTokens, "the workload is " << req.total_tokens << " tokens (--examples x --seq-len or --tokens, "
+                                               "x --epochs); ftdist plans up to " << kMaxTokens);
   req.epochs = epochs;
   req.headroom = parse_fraction(args["headroom"].as<std::string>(), "--headroom");
   FT_CHECK_ARG(req.headroom >= 0 && req.headroom < 1, "--headroom must be in [0, 1) (or 0%..99%)");
-  if (args.count("mfu")) req.mfu = args["mfu"].as<double>();
+  if (args.count("mfu")) {
+    req.mfu = args["mfu"].as<double>();
+    FT_CHECK_ARG(*req.mfu > 0 && *req.mfu <= 1, "--mfu must be in (0, 1], got " << *req.mfu);
+  }
   std::string objective = args["objective"].as<std::string>();
   FT_CHECK_ARG(objective == "cost" || objective == "time", "--objective: expected cost or time, got '" << objective << "'");
   req.objective = objective == "cost" ? Objective::Cost : Objective::Time;
@@ -223,6 +233,7 @@ double read_workload(const cxxopts::ParseResult& args, PlanRequest& req) {
 std::vector<AlternativeRow> alternatives(const cxxopts::ParseResult& args, const PlanRequest& req, const PlanResult& result) {
   AdapterOptions adapter;
   adapter.rank = args["lora-rank"].as<int>();
+  FT_CHECK_ARG(adapter.rank >= 1 && adapter.rank <= 65536, "--lora-rank must be 1..65536, got " << adapter.rank);
   adapter.targets = split_list(args["lora-targets"].as<std::string>());
   RunSetup alt_setup = req.base;
   alt_setup.micro_batch = req.micro_batch.value_or(1);

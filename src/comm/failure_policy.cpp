@@ -5,9 +5,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <new>
+
+#include <c10/util/Exception.h>
 
 #include "ftdist/comm/mpi_session.h"
 #include "ftdist/core/error.h"
+#include "ftdist/core/torch_compat.h"
 
 namespace ftdist::comm {
 
@@ -22,11 +26,21 @@ namespace {
 }  // namespace
 
 int run_guarded(const std::function<int()>& body) {
+  compat::throw_on_enforce_failures();
   try {
     return body();
   } catch (const Error& e) {
     std::fprintf(stderr, "ftdist: %s\n", e.what());
     end_job(exit_code_for(e.kind()));
+  } catch (const c10::OutOfMemoryError& e) {  // an allocation no ftdist scope turned into its own error
+    std::fprintf(stderr, "ftdist: [rank %d] does not fit: %s\n", MpiSession::world_rank(), e.what_without_backtrace());
+    end_job(exit_code_for(ErrorKind::DoesNotFit));
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "ftdist: [rank %d] does not fit: out of host memory (std::bad_alloc)\n", MpiSession::world_rank());
+    end_job(exit_code_for(ErrorKind::DoesNotFit));
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "ftdist: [rank %d] error: %s\n", MpiSession::world_rank(), e.what_without_backtrace());
+    end_job(1);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ftdist: [rank %d] error: %s\n", MpiSession::world_rank(), e.what());
     end_job(1);

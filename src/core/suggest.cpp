@@ -58,4 +58,20 @@ std::string join_or(const std::vector<std::string>& names) {
   return out;
 }
 
+std::string excerpt(const std::string& text, size_t max_chars) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  size_t i = 0;
+  for (; i < text.size() && out.size() < max_chars; ++i) {
+    const unsigned char ch = static_cast<unsigned char>(text[i]);
+    if (ch == '\n') out += "\\n";
+    else if (ch == '\t') out += "\\t";
+    else if (ch == '\\') out += "\\\\";
+    else if (ch < 0x20 || ch >= 0x7f) out += std::string("\\x") + hex[ch >> 4] + hex[ch & 15];
+    else out += char(ch);
+  }
+  if (i < text.size()) out += "... (" + std::to_string(text.size()) + " bytes)";
+  return out;
+}
+
 }  // namespace ftdist

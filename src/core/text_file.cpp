@@ -17,8 +17,11 @@
 
 namespace ftdist {
 
-std::string read_text_file(const std::string& path, const std::string& what) {
+std::string read_text_file(const std::string& path, const std::string& what, uint64_t max_bytes) {
   FT_CHECK_ARG(!is_directory(path), what << ": '" << path << "' is a directory, expected a file");
+  struct stat st {};
+  FT_CHECK_ARG(::stat(path.c_str(), &st) != 0 || uint64_t(st.st_size) <= max_bytes,
+               what << ": '" << path << "' has " << st.st_size << " bytes, more than the " << max_bytes << " expected");
   std::ifstream in(path, std::ios::binary);
   FT_CHECK_ARG(in.good(), what << ": cannot read '" << path << "' (" << std::strerror(errno) << ")");
   std::stringstream ss;
@@ -39,9 +42,11 @@ bool is_directory(const std::string& path) {
 void make_directories(const std::string& path, const std::string& what) {
   for (size_t pos = path.find('/', 1); ; pos = path.find('/', pos + 1)) {
     const std::string part = pos == std::string::npos ? path : path.substr(0, pos);
-    if (!part.empty() && !is_directory(part))
-      FT_CHECK_ARG(::mkdir(part.c_str(), 0755) == 0 || is_directory(part),
-                   what << ": cannot create directory '" << part << "' (" << std::strerror(errno) << ")");
+    if (!part.empty() && !is_directory(part)) {
+      const int rc = ::mkdir(part.c_str(), 0755), err = errno;  // errno before is_directory() can change it
+      FT_CHECK_ARG(rc == 0 || is_directory(part), what << ": cannot create directory '" << part << "' ("
+                                                       << (err == EEXIST ? "a file of that name is in the way" : std::strerror(err)) << ")");
+    }
     if (pos == std::string::npos) break;
   }
 }

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/json.h"
 #include "ftdist/data/tokenizer.h"
 
 namespace ftdist::data {
@@ -24,7 +25,7 @@ std::vector<int64_t> read_ids(const nlohmann::json& j, const char* key, const st
   FT_CHECK_ARG(j.at(key).is_array(), where << ": \"" << key << "\" must be an array of integers");
   std::vector<int64_t> out;
   for (const auto& v : j.at(key)) {
-    FT_CHECK_ARG(v.is_number_integer(), where << ": \"" << key << "\" must hold integers, found " << v.dump());
+    FT_CHECK_ARG(v.is_number_integer(), where << ": \"" << key << "\" must hold integers, found " << json_excerpt(v));
     int64_t t = v.get<int64_t>();
     FT_CHECK_ARG((t >= 0 && t < vocab) || (allow_ignore && t == -100),
                  where << ": token " << t << " in \"" << key << "\" is outside the vocabulary [0, " << vocab << ")"
@@ -61,12 +62,7 @@ void prompt_completion(const nlohmann::json& j, const std::string& where, const 
 // One non-blank line of JSONL -> a document (errors name `where`, i.e. path:line).
 Document parse_line(const std::string& text, const std::string& where, int64_t line, int64_t vocab,
                     const Tokenizer& tokenizer) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    FT_CHECK_ARG(false, where << ": not valid JSON (" << e.what() << ")");
-  }
+  const nlohmann::json j = parse_json(text, where);
   FT_CHECK_ARG(j.is_object(), where << ": expected a JSON object");
   Document d;
   d.line = line;

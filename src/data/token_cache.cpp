@@ -11,6 +11,7 @@
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/hash.h"
+#include "ftdist/core/json.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/token_file.h"
 
@@ -68,7 +69,7 @@ uint64_t size_of(const std::string& path) {
 bool is_current(const std::string& ftok, const nlohmann::json& key) {
   if (!file_exists(ftok) || !file_exists(sidecar_of(ftok))) return false;
   try {
-    const nlohmann::json side = nlohmann::json::parse(read_text_file(sidecar_of(ftok), "the token cache"));
+    const nlohmann::json side = parse_json(read_text_file(sidecar_of(ftok), "the token cache"), sidecar_of(ftok));
     return side.at("key") == key && side.at("ftok_bytes").get<uint64_t>() == size_of(ftok);
   } catch (const std::exception&) {  // unreadable or not ours: rewrite it
     return false;

@@ -52,7 +52,16 @@ class CountingAllocator final : public c10::Allocator {
       TORCH_CHECK_WITH(OutOfMemoryError, false, "CPU memory budget exceeded: allocating ", n, " bytes with ",
                        g_counter->current(), " of ", limit, " bytes in use");
     }
-    c10::DataPtr inner = base_->allocate(n);
+    c10::DataPtr inner;
+    try {
+      inner = base_->allocate(n);
+    } catch (const c10::OutOfMemoryError&) {
+      throw;
+    } catch (const c10::Error& e) {  // the host allocator's failure, as the out-of-memory error it is
+      CategoryScope::note_failure();
+      TORCH_CHECK_WITH(OutOfMemoryError, false, "host memory: cannot allocate ", n, " bytes (",
+                       e.what_without_backtrace(), ")");
+    }
     void* data = inner.get();
     if (data == nullptr) return inner;  // zero bytes: nothing to count
     const c10::Device device = inner.device();

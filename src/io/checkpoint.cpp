@@ -7,7 +7,9 @@
 #include <sstream>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/json.h"
 #include "ftdist/core/log.h"
+#include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
 
 namespace ftdist::io {
@@ -29,9 +31,38 @@ T field(const json& j, const char* key, const std::string& origin) {
   try {
     return j.at(key).get<T>();
   } catch (const json::exception&) {
-    FT_CHECK_ARG(false, origin << ": key \"" << key << "\" has the wrong type (" << j.at(key).dump() << ")");
+    FT_CHECK_ARG(false, origin << ": key \"" << key << "\" has the wrong type (" << json_excerpt(j.at(key)) << ")");
   }
   return T{};
+}
+
+// The optimizer's and the trainer's states, which the runtime and the trainer read by key: each
+// key that is there has the type and range they expect (a tampered file is refused naming it).
+void check_states(const CheckpointMeta& m, const std::string& origin) {
+  FT_CHECK_ARG(m.optimizer.is_object(), origin << ": \"optimizer\" must be an object, got " << json_excerpt(m.optimizer));
+  FT_CHECK_ARG(m.trainer.is_object(), origin << ": \"trainer\" must be an object, got " << json_excerpt(m.trainer));
+  auto count = [&](const json& parent, const char* key, const char* where) {
+    if (!parent.contains(key)) return;
+    const json& v = parent[key];
+    FT_CHECK_ARG(v.is_number_integer() && v.get<int64_t>() >= 0,
+                 origin << ": \"" << where << "." << key << "\" must be a non-negative integer, got " << json_excerpt(v));
+  };
+  count(m.optimizer, "step", "optimizer");
+  for (const char* k : {"beta1", "beta2", "eps", "weight_decay"})
+    if (m.optimizer.contains(k))
+      FT_CHECK_ARG(m.optimizer[k].is_number(), origin << ": \"optimizer." << k << "\" must be a number, got " << json_excerpt(m.optimizer[k]));
+  count(m.trainer, "skipped_steps", "trainer");
+  for (const char* k : {"rng_cpu", "trajectory_hash"})
+    if (m.trainer.contains(k))
+      FT_CHECK_ARG(m.trainer[k].is_string(), origin << ": \"trainer." << k << "\" must be a string, got " << json_excerpt(m.trainer[k]));
+  for (const char* k : {"sampler", "run_config"})
+    if (m.trainer.contains(k))
+      FT_CHECK_ARG(m.trainer[k].is_object(), origin << ": \"trainer." << k << "\" must be an object, got " << json_excerpt(m.trainer[k]));
+  if (m.trainer.contains("rng_cpu")) {
+    const std::string& hex = m.trainer["rng_cpu"].get_ref<const std::string&>();
+    FT_CHECK_ARG(hex.size() % 2 == 0 && hex.find_first_not_of("0123456789abcdef") == std::string::npos,
+                 origin << ": \"trainer.rng_cpu\" must be hex digits, got \"" << excerpt(hex) << "\"");
+  }
 }
 
 // Checkpoint directories under root, oldest first (names sort by step).
@@ -100,12 +131,7 @@ json CheckpointMeta::to_json() const {
 }
 
 CheckpointMeta CheckpointMeta::from_json(const std::string& text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    FT_CHECK_ARG(false, origin << ": not valid JSON (" << e.what() << ")");
-  }
+  const json j = parse_json(text, origin);
   FT_CHECK_ARG(j.is_object() && j.value("format", "") == kFormatName,
                origin << ": not an ftdist checkpoint (expected \"format\": \"" << kFormatName << "\")");
   CheckpointMeta m;
@@ -130,6 +156,9 @@ CheckpointMeta CheckpointMeta::from_json(const std::string& text, const std::str
     FT_CHECK_ARG(ju.contains("tensors") && ju["tensors"].is_array(), origin << ": unit " << u.name << " has no \"tensors\"");
     for (const json& jt : ju["tensors"]) {
       plan::ModelSpec::Tensor t{field<std::string>(jt, "name", origin), field<std::vector<int64_t>>(jt, "shape", origin)};
+      for (int64_t d : t.shape)
+        FT_CHECK_ARG(d >= 0 && d <= (int64_t(1) << 40), origin << ": tensor " << excerpt(t.name) << " has the dimension " << d
+                                                                 << " (expected 0..2^40)");
       FT_CHECK_ARG(field<int64_t>(jt, "offset", origin) == total,
                    origin << ": tensor " << t.name << " of unit " << u.name << " is not at offset " << total);
       total += plan::shape_numel(t.shape);
@@ -138,8 +167,9 @@ CheckpointMeta CheckpointMeta::from_json(const std::string& text, const std::str
     FT_CHECK_ARG(total == u.numel, origin << ": unit " << u.name << " has numel " << u.numel << " but its tensors hold " << total);
     m.units.push_back(std::move(u));
   }
-  m.optimizer = j.value("optimizer", json::object());
-  m.trainer = j.value("trainer", json::object());
+  m.optimizer = j.contains("optimizer") ? j["optimizer"] : json::object();
+  m.trainer = j.contains("trainer") ? j["trainer"] : json::object();
+  check_states(m, origin);
   return m;
 }
 
@@ -203,12 +233,12 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
 std::string find_latest_checkpoint(const std::string& root) {
   const std::string latest = root + "/latest";
   if (!file_exists(latest)) return "";
-  std::string name = read_text_file(latest, "checkpoint");
+  std::string name = read_text_file(latest, "checkpoint", 4096);  // a step directory's name
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-  FT_CHECK_ARG(!name.empty() && name.find('/') == std::string::npos,
-               latest << ": expected the name of a checkpoint directory, got '" << name << "'");
+  FT_CHECK_ARG(!name.empty() && name.find('/') == std::string::npos && name.find('\n') == std::string::npos,
+               latest << ": expected the name of a checkpoint directory, got '" << excerpt(name) << "'");
   const std::string dir = root + "/" + name;
-  FT_CHECK_ARG(is_checkpoint_dir(dir), latest << " names '" << name << "', but " << dir << "/meta.json does not exist");
+  FT_CHECK_ARG(is_checkpoint_dir(dir), latest << " names '" << excerpt(name) << "', but " << dir << "/meta.json does not exist");
   return dir;
 }
 
@@ -217,7 +247,7 @@ bool is_checkpoint_dir(const std::string& dir) { return file_exists(dir + "/meta
 CheckpointReader::CheckpointReader(const std::string& dir) : dir_(dir) {
   FT_CHECK_ARG(is_directory(dir), "checkpoint: '" << dir << "' is not a directory");
   const std::string meta_path = dir + "/meta.json";
-  meta_ = CheckpointMeta::from_json(read_text_file(meta_path, "checkpoint"), meta_path);
+  meta_ = CheckpointMeta::from_json(read_text_file(meta_path, "checkpoint", uint64_t(64) << 20), meta_path);
   config_text_ = read_text_file(dir + "/config.json", "checkpoint");
   spec_ = plan::model_from_hf_config_text(config_text_, dir + "/config.json");
   meta_.check_model(spec_, meta_path);

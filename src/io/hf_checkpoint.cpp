@@ -6,6 +6,7 @@
 #include <set>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/json.h"
 #include "ftdist/core/text_file.h"
 
 namespace ftdist::io {
@@ -21,12 +22,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
   const std::string index = dir + "/model.safetensors.index.json";
   std::vector<std::string> names;
   if (file_exists(index)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_text_file(index, "--model"));
-    } catch (const nlohmann::json::exception& e) {
-      FT_CHECK_ARG(false, index << ": not valid JSON (" << e.what() << ")");
-    }
+    const nlohmann::json j = parse_json(read_text_file(index, "--model"), index);
     FT_CHECK_ARG(j.contains("weight_map") && j["weight_map"].is_object(), index << ": missing object \"weight_map\"");
     std::set<std::string> files;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {

@@ -9,7 +9,9 @@
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/dtype.h"
+#include "ftdist/core/json.h"
 #include "ftdist/core/log.h"
+#include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/io/checkpoint.h"
 
@@ -18,7 +20,7 @@ namespace {
 
 // The config with its dtype set to the exported one (Transformers' default load dtype).
 std::string config_with_dtype(const std::string& text, at::ScalarType dtype) {
-  nlohmann::ordered_json j = nlohmann::ordered_json::parse(text);
+  nlohmann::ordered_json j = parse_ordered_json(text, "config.json");
   const char* name = dtype == at::kBFloat16 ? "bfloat16" : dtype == at::kHalf ? "float16" : "float32";
   if (j.contains("dtype")) j["dtype"] = name;
   if (j.contains("torch_dtype") || !j.contains("dtype")) j["torch_dtype"] = name;
@@ -49,6 +51,54 @@ int copy_tokenizer_files(const std::string& from, const std::string& to) {
   return copied;
 }
 
+namespace {
+
+constexpr const char* kManifest = "ftdist-export.json";
+
+void write_manifest(const std::string& dir, const std::vector<std::string>& files) {
+  const nlohmann::ordered_json j = {{"format", "ftdist-export"}, {"files", files}};
+  write_text_file_atomic(dir + "/" + kManifest, j.dump(2) + "\n", "export manifest");
+}
+
+// The files the manifest of `dir` lists, the manifest itself included; Error(BadInput) naming `what`
+// when there is no manifest or it is not one.
+std::vector<std::string> manifest_files(const std::string& dir, const std::string& what) {
+  const std::string path = dir + "/" + kManifest;
+  FT_CHECK_ARG(file_exists(path), what << ": '" << dir << "' exists and was not written by ftdist (no " << kManifest
+                                       << "); move it away or choose another directory");
+  const nlohmann::json j = parse_json(read_text_file(path, what, uint64_t(16) << 20), path);
+  FT_CHECK_ARG(j.is_object() && j.value("format", "") == "ftdist-export" && j.contains("files") && j["files"].is_array(),
+               path << ": not an ftdist export manifest");
+  std::vector<std::string> files{kManifest};
+  for (const nlohmann::json& f : j["files"]) {
+    FT_CHECK_ARG(f.is_string() && f.get<std::string>().find('/') == std::string::npos && f.get<std::string>() != ".." &&
+                     f.get<std::string>() != ".",
+                 path << ": \"files\" must hold plain file names, got " << json_excerpt(f));
+    files.push_back(f.get<std::string>());
+  }
+  return files;
+}
+
+}  // namespace
+
+void check_replaceable_export(const std::string& dir, const std::string& what) {
+  if (!is_directory(dir) && !file_exists(dir)) return;
+  FT_CHECK_ARG(is_directory(dir), what << ": '" << dir << "' is a file, not an export directory; move it away");
+  const std::vector<std::string> ours = manifest_files(dir, what);
+  std::vector<std::string> theirs;
+  for (const std::string& name : list_directory(dir))
+    if (std::find(ours.begin(), ours.end(), name) == ours.end()) theirs.push_back(name);
+  FT_CHECK_ARG(theirs.empty(), what << ": '" << dir << "' holds files ftdist did not write (" << excerpt(join_or(theirs), 200)
+                                    << "); move them away, or choose another directory");
+}
+
+void remove_export(const std::string& dir, const std::string& what) {
+  check_replaceable_export(dir, what);
+  if (!is_directory(dir)) return;
+  for (const std::string& name : list_directory(dir)) remove_tree(dir + "/" + name, what);  // only ours (checked)
+  remove_tree(dir, what);
+}
+
 HfExporter::HfExporter(std::string out_dir, const plan::ModelSpec& spec, const std::string& config_text,
                        ExportOptions options)
     : out_(std::move(out_dir)), tmp_(out_ + ".tmp"), options_(options), units_(spec.units()) {
@@ -56,8 +106,12 @@ HfExporter::HfExporter(std::string out_dir, const plan::ModelSpec& spec, const s
   FT_CHECK_ARG(options.max_shard_bytes > 0, "export: --max-shard-size must be positive");
   FT_CHECK_ARG(!is_directory(out_) && !file_exists(out_),
                "export: '" << out_ << "' already exists; remove it or choose another --out");
-  remove_tree(tmp_, "export");  // a previous export that died
+  if (is_directory(tmp_) || file_exists(tmp_)) {  // the scratch directory of an export that died: ftdist's when marked
+    manifest_files(tmp_, "export");
+    remove_tree(tmp_, "export");
+  }
   make_directories(tmp_, "export");
+  write_manifest(tmp_, {});  // marks the directory as ftdist's from the start
   // Cut the tensors, in order, into files of at most max_shard_bytes.
   const uint64_t elem = c10::elementSize(options.dtype);
   uint64_t in_file = 0;
@@ -130,6 +184,10 @@ void HfExporter::finish() {
   index["metadata"] = {{"total_size", total_bytes_}};
   index["weight_map"] = map;
   write_text_file_atomic(tmp_ + "/model.safetensors.index.json", index.dump(2) + "\n", "export index");
+  std::vector<std::string> files;
+  for (const std::string& name : list_directory(tmp_))
+    if (name != kManifest) files.push_back(name);
+  write_manifest(tmp_, files);
   fsync_directory(tmp_, "export");
   FT_CHECK_ARG(std::rename(tmp_.c_str(), out_.c_str()) == 0,
                "export: cannot rename '" << tmp_ << "' to '" << out_ << "' (" << std::strerror(errno) << ")");

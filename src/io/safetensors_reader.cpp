@@ -8,6 +8,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "ftdist/core/json.h"
 #include "ftdist/core/check.h"
 #include "ftdist/io/safetensors.h"
 
@@ -101,12 +102,7 @@ void SafetensorsFile::parse_header(uint64_t header_len) {
                                               << size_ - 8 << " after the length");
   data_ = map_ + 8 + header_len;
   data_size_ = size_ - 8 - header_len;
-  nlohmann::json h;
-  try {
-    h = nlohmann::json::parse(map_ + 8, map_ + 8 + header_len);
-  } catch (const nlohmann::json::exception& e) {
-    FT_CHECK_ARG(false, path_ << ": the header is not valid JSON (" << e.what() << ")");
-  }
+  const nlohmann::json h = parse_json(reinterpret_cast<const char*>(map_ + 8), reinterpret_cast<const char*>(map_ + 8 + header_len), path_ + ": the header");
   FT_CHECK_ARG(h.is_object(), path_ << ": the header must be a JSON object");
   for (auto it = h.begin(); it != h.end(); ++it) {
     const std::string& name = it.key();

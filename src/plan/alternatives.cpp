@@ -1,7 +1,10 @@
 #include "ftdist/plan/alternatives.h"
 
+#include <algorithm>
+
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
+#include "ftdist/plan/limits.h"
 #include "ftdist/plan/memory_model.h"
 
 namespace ftdist::plan {
@@ -33,7 +36,7 @@ std::vector<AlternativeRow> adapter_alternatives(const ModelSpec& m, const RunSe
   const MemoryBreakdown full = estimate_memory(m, one);
   const int64_t adapters = lora_params(m, o);
   const double tokens = double(setup.micro_batch) * double(setup.seq_len);
-  const uint64_t adapter_act = uint64_t(tokens * 2.0 * o.rank * double(o.targets.size()) *
+  const uint64_t adapter_act = clamp_bytes(tokens * 2.0 * o.rank * double(o.targets.size()) *
                                         (setup.activation_checkpointing == ActivationCheckpointing::Full ? 1 : m.layers));
 
   const int64_t linear_params = m.layers * (m.layer_params() - 2 * m.hidden);  // all but the norms
@@ -52,10 +55,10 @@ std::vector<AlternativeRow> adapter_alternatives(const ModelSpec& m, const RunSe
       r.base_bytes = uint64_t(double(linear_params) * (0.5 + 0.127 / 8.0)) + uint64_t(other_params) * 2;
     }
     r.adapter_bytes = uint64_t(adapters) * 16;  // fp32 weight, fp32 grad, two fp32 AdamW moments
-    r.activations = full[MemCategory::activations] + adapter_act;
+    r.activations = std::min(kMaxBytes, full[MemCategory::activations] + adapter_act);
     r.logits = full[MemCategory::logits];
     uint64_t rest = r.base_bytes + r.adapter_bytes + r.activations + r.logits;
-    r.overhead = uint64_t(setup.overheads.cuda_context_gib * double(kGiB) + setup.overheads.fragmentation * double(rest));
+    r.overhead = clamp_bytes(setup.overheads.cuda_context_gib * double(kGiB) + setup.overheads.fragmentation * double(rest));
     r.total = rest + r.overhead;
     r.fits = r.total <= usable_bytes;
     rows.push_back(r);

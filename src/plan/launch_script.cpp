@@ -48,6 +48,7 @@ std::string sbatch_text(const PlanRequest& req, const Candidate& c) {
      << "#SBATCH --gpus-per-node=" << per_node << "\n"
      << "#SBATCH --time=" << minutes / 60 << ":" << (minutes % 60 < 10 ? "0" : "") << minutes % 60 << ":00\n"
      << "#SBATCH --exclusive\n"
+     << "#SBATCH --signal=TERM@300   # every rank gets SIGTERM 5 min before the time limit: it saves and stops\n"
      << "set -euo pipefail\n"
      << "# each rank binds GPU = SLURM_LOCALID; NCCL bootstraps over MPI (PMIx)\n"
      << "srun --mpi=pmix build/ftdist train --config run.toml\n";

@@ -9,6 +9,7 @@
 #include "explain.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
+#include "ftdist/plan/limits.h"
 
 namespace ftdist::plan {
 
@@ -183,7 +184,7 @@ void add_model_states(const Terms& t, MemoryBreakdown& b) {
   const int64_t state_elems = policy.shard_states ? shard : total;
   const double ob = optimizer_bytes(s.optimizer, s.precision);
   uint64_t master = uint64_t(state_elems) * master_bytes(s.precision);
-  uint64_t optim = uint64_t(double(state_elems) * ob);
+  uint64_t optim = clamp_bytes(double(state_elems) * ob);
   if (s.offload_optimizer) {
     b.host_bytes = master + optim;
     master = optim = 0;
@@ -286,7 +287,7 @@ void add_activations(const Terms& t, MemoryBreakdown& b) {
                   " + one recomputed layer " + num(per_layer) + " + root " + num(root_act) + " + backward workspace " +
                   num(workspace) + ")";
   }
-  b[MemCategory::activations] = uint64_t(act);
+  b[MemCategory::activations] = clamp_bytes(act);
   if (explain) t.ex.line(MemCategory::activations, act_formula, b[MemCategory::activations]);
 
 }
@@ -300,7 +301,7 @@ void add_logits(const Terms& t, MemoryBreakdown& b) {
   const int c = t.c;
   const double tokens = double(s.micro_batch) * double(s.seq_len);
   const int logit_bytes = c + (c == 4 ? 0 : 4) + 4;
-  b[MemCategory::logits] = uint64_t(tokens * double(m.vocab) * logit_bytes);
+  b[MemCategory::logits] = clamp_bytes(tokens * double(m.vocab) * logit_bytes);
   if (explain) t.ex.line(MemCategory::logits, "b*s " + num(tokens) + " x V " + std::to_string(m.vocab) + " x " + std::to_string(logit_bytes),
           b[MemCategory::logits]);
 
@@ -362,7 +363,7 @@ void add_overhead(const Terms& t, MemoryBreakdown& b) {
   const std::vector<std::string>* explain = t.ex.out;
   const double fixed = (s.overheads.cuda_context_gib + (s.data_parallel() > 1 ? s.overheads.nccl_gib : 0.0)) * double(kGiB);
   const double frag = s.overheads.fragmentation * double(b.total());
-  b[MemCategory::overhead] = uint64_t(fixed + frag);
+  b[MemCategory::overhead] = clamp_bytes(fixed + frag);
   if (explain) t.ex.line(MemCategory::overhead, "CUDA context " + num(s.overheads.cuda_context_gib) + " GiB" +
                                      (s.data_parallel() > 1 ? " + NCCL " + num(s.overheads.nccl_gib) + " GiB" : "") +
                                      " + fragmentation " + num(s.overheads.fragmentation) + " x the rest",

@@ -4,7 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/json.h"
 #include "ftdist/core/text_file.h"
+#include "ftdist/plan/limits.h"
 
 namespace ftdist::plan {
 
@@ -91,18 +93,26 @@ int64_t ModelSpec::head_params() const { return sum_numel(head_tensors()); }
 int64_t ModelSpec::matmul_params() const { return param_count() - (tie_embeddings ? 0 : vocab * hidden); }
 
 void ModelSpec::validate(const std::string& origin) const {
-  auto positive = [&](int64_t v, const char* key) {
+  auto positive = [&](int64_t v, const char* key, int64_t max) {
     FT_CHECK_ARG(v > 0, origin << ": " << key << " must be a positive integer, got " << v);
+    FT_CHECK_ARG(v <= max, origin << ": " << key << " (" << v << ") is beyond what ftdist models (1.." << max << ")");
   };
-  positive(hidden, "hidden_size");
-  positive(intermediate, "intermediate_size");
-  positive(layers, "num_hidden_layers");
-  positive(heads, "num_attention_heads");
-  positive(kv_heads, "num_key_value_heads");
-  positive(head_dim, "head_dim");
-  positive(vocab, "vocab_size");
+  positive(hidden, "hidden_size", kMaxHidden);
+  positive(intermediate, "intermediate_size", kMaxIntermediate);
+  positive(layers, "num_hidden_layers", kMaxLayers);
+  positive(heads, "num_attention_heads", kMaxHeads);
+  positive(kv_heads, "num_key_value_heads", kMaxHeads);
+  positive(head_dim, "head_dim", kMaxHeadDim);
+  positive(vocab, "vocab_size", kMaxVocab);
+  FT_CHECK_ARG(max_position >= 0 && max_position <= kMaxPositions,
+               origin << ": max_position_embeddings (" << max_position << ") must be 0.." << kMaxPositions);
+  FT_CHECK_ARG(sliding_window >= 0 && sliding_window <= kMaxPositions,
+               origin << ": sliding_window (" << sliding_window << ") must be 0.." << kMaxPositions);
   FT_CHECK_ARG(heads % kv_heads == 0, origin << ": num_attention_heads (" << heads
                << ") must be a multiple of num_key_value_heads (" << kv_heads << ")");
+  FT_CHECK_ARG(double(layers) * double(layer_params()) + double(root_params()) <= kMaxParams,
+               origin << ": " << double(layers) * double(layer_params()) + double(root_params())
+                      << " parameters is beyond what ftdist models (" << kMaxParams << ")");
 }
 
 namespace {
@@ -111,7 +121,7 @@ using nlohmann::json;
 int64_t get_int(const json& j, const char* key, const std::string& origin) {
   FT_CHECK_ARG(j.contains(key), origin << ": missing key \"" << key << "\"");
   const json& v = j.at(key);
-  FT_CHECK_ARG(v.is_number_integer(), origin << ": \"" << key << "\" must be an integer, got " << v.dump());
+  FT_CHECK_ARG(v.is_number_integer(), origin << ": \"" << key << "\" must be an integer, got " << json_excerpt(v));
   return v.get<int64_t>();
 }
 
@@ -122,7 +132,7 @@ int64_t get_int_or(const json& j, const char* key, int64_t fallback, const std::
 
 double get_number_or(const json& j, const char* key, double fallback, const std::string& origin) {
   if (!j.contains(key) || j.at(key).is_null()) return fallback;
-  FT_CHECK_ARG(j.at(key).is_number(), origin << ": \"" << key << "\" must be a number, got " << j.at(key).dump());
+  FT_CHECK_ARG(j.at(key).is_number(), origin << ": \"" << key << "\" must be a number, got " << json_excerpt(j.at(key)));
   return j.at(key).get<double>();
 }
 
@@ -160,18 +170,13 @@ void read_rope(const json& j, const std::string& origin, ModelSpec* m) {
 
 bool get_bool_or(const json& j, const char* key, bool fallback, const std::string& origin) {
   if (!j.contains(key) || j.at(key).is_null()) return fallback;
-  FT_CHECK_ARG(j.at(key).is_boolean(), origin << ": \"" << key << "\" must be true or false, got " << j.at(key).dump());
+  FT_CHECK_ARG(j.at(key).is_boolean(), origin << ": \"" << key << "\" must be true or false, got " << json_excerpt(j.at(key)));
   return j.at(key).get<bool>();
 }
 }  // namespace
 
 ModelSpec model_from_hf_config_text(const std::string& text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    FT_CHECK_ARG(false, origin << ": not valid JSON (" << e.what() << ")");
-  }
+  const json j = parse_json(text, origin);
   FT_CHECK_ARG(j.is_object(), origin << ": expected a JSON object");
   FT_CHECK_ARG(j.contains("model_type") && j.at("model_type").is_string(),
                origin << ": missing key \"model_type\" (expected llama, mistral, qwen2 or phi3)");

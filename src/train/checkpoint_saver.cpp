@@ -2,7 +2,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <chrono>
 #include <csignal>
+#include <thread>
 #include <cstdlib>
 
 #include "ftdist/core/check.h"
@@ -60,6 +62,8 @@ std::string save_checkpoint(const std::string& root, const SaveRequest& req, con
     io::save_safetensors(tmp + "/" + io::rank_file_name(files.index, files.count), tensors,
                          {{"format", "ftdist-checkpoint"}, {"step", std::to_string(req.step)}});
   }
+  if (const char* delay = std::getenv("FTDIST_TEST_SAVE_DELAY_S"))  // a save that takes seconds, as a large model's does
+    std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(delay)));
   if (const char* kill = std::getenv("FTDIST_TEST_KILL_DURING_SAVE"))
     if (std::atoll(kill) == req.step && world.rank() == world.size() - 1) std::raise(SIGKILL);
   world.barrier();  // every rank file is on disk

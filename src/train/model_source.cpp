@@ -67,7 +67,7 @@ void export_model(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& f
   const std::string out = c.output_dir + "/hf";
   std::unique_ptr<io::HfExporter> ex;
   if (world.rank() == 0) {
-    remove_tree(out, "output.export");  // the previous export of this output directory
+    io::remove_export(out, "output.export");  // the previous export of this output directory (ftdist's own only)
     ex = std::make_unique<io::HfExporter>(out, src.spec, src.config_text,
                                           io::ExportOptions{c.export_dtype == "fp32" ? at::kFloat : at::kBFloat16});
   }

@@ -14,6 +14,7 @@
 #include "ftdist/core/bytes.h"
 #include "ftdist/comm/communicator.h"
 #include "ftdist/plan/gpu_catalog.h"
+#include "ftdist/plan/limits.h"
 
 namespace ftdist::train {
 namespace {
@@ -52,9 +53,8 @@ Key integer(const char* section, const char* key, T RunConfig::*m, int64_t min, 
   return {section, key, "integer", "", doc,
           [=](const toml::table& t, RunConfig& c, const std::string& where) {
             const int64_t v = toml_get<int64_t>(t, key, where);
-            if (max > min)
-              FT_CHECK_ARG(v >= min && v <= max, where << ": \"" << key << "\" must be " << min << ".." << max << ", got " << v);
             FT_CHECK_ARG(v >= min, where << ": \"" << key << "\" must be >= " << min << ", got " << v);
+            FT_CHECK_ARG(max <= min || v <= max, where << ": \"" << key << "\" must be <= " << max << ", got " << v);
             c.*m = T(v);
           },
           [=](const RunConfig& c) { return nlohmann::ordered_json(c.*m); }};
@@ -105,15 +105,23 @@ Key named(const char* section, const char* key, E RunConfig::*m, const char* all
 }
 
 void read_memory_limit(const toml::table& t, RunConfig& c, const std::string& where) {
+  auto in_range = [&] {
+    FT_CHECK_ARG(c.memory_limit <= plan::kMaxBytes, where << ": \"memory_limit\" (" << c.memory_limit << " bytes) must be at most "
+                                                          << plan::kMaxBytes << " bytes (1 EiB)");
+  };
   const toml::node& limit = *t.get("memory_limit");
   if (auto bytes = limit.value<int64_t>()) {
     FT_CHECK_ARG(*bytes >= 0, where << ": \"memory_limit\" must be >= 0 bytes, got " << *bytes);
     c.memory_limit = uint64_t(*bytes);
+  } else if (auto real = limit.value<double>()) {
+    FT_CHECK_ARG(*real >= 0 && *real <= double(plan::kMaxBytes), where << ": \"memory_limit\" must be 0.." << plan::kMaxBytes << " bytes, got " << *real);
+    c.memory_limit = uint64_t(*real);
   } else if (auto text = limit.value<std::string>()) {
     c.memory_limit = parse_bytes(*text, where + " memory_limit");
   } else {
     FT_CHECK_ARG(false, where << ": \"memory_limit\" must be bytes, as a number or a string such as \"24GiB\"");
   }
+  in_range();
 }
 
 void read_nonfinite(const toml::table& t, RunConfig& c, const std::string& where) {
@@ -134,20 +142,20 @@ const std::vector<Key>& keys() {
       text("data", "train", &C::train_data, "Training data: a JSONL file of {\"text\": ...} documents (tokenized once into <output.dir>/data/) or a .ftok token file (`ftdist prepare-data`).", "(required)"),
       text("data", "eval", &C::eval_data, "Evaluation data, in the same formats, evaluated every train.eval_every steps (\"\": none)."),
       text("data", "tokenizer", &C::tokenizer, "A SentencePiece tokenizer.model for JSONL text (\"\": byte-level, one token per byte)."),
-      integer("data", "seq_len", &C::seq_len, 2, 0, "Tokens per training sequence; documents are packed into sequences of this length."),
-      integer("train", "steps", &C::steps, 1, 0, "Optimizer steps to run (a resumed run continues up to this step)."),
-      integer("train", "micro_batch", &C::micro_batch, 1, 0, "Sequences per rank per forward/backward."),
-      integer("train", "global_batch", &C::global_batch, 0, 0, "Sequences per optimizer step over all ranks, a multiple of micro_batch x ranks (gradient accumulation makes up the rest); 0: micro_batch x ranks."),
+      integer("data", "seq_len", &C::seq_len, 2, plan::kMaxSeqLen, "Tokens per training sequence; documents are packed into sequences of this length."),
+      integer("train", "steps", &C::steps, 1, plan::kMaxSteps, "Optimizer steps to run (a resumed run continues up to this step)."),
+      integer("train", "micro_batch", &C::micro_batch, 1, plan::kMaxMicroBatch, "Sequences per rank per forward/backward."),
+      integer("train", "global_batch", &C::global_batch, 0, plan::kMaxGlobalBatch, "Sequences per optimizer step over all ranks, a multiple of micro_batch x ranks (gradient accumulation makes up the rest); 0: micro_batch x ranks."),
       number("train", "lr", &C::lr, -std::numeric_limits<double>::infinity(), "Peak learning rate (> 0)."),
       number("train", "min_lr", &C::min_lr, -std::numeric_limits<double>::infinity(), "The learning rate the cosine and linear schedules decay to (0 <= min_lr <= lr)."),
-      integer("train", "warmup_steps", &C::warmup_steps, 0, 0, "Steps of linear warmup: step k of w runs at k/w x lr."),
+      integer("train", "warmup_steps", &C::warmup_steps, 0, plan::kMaxSteps, "Steps of linear warmup: step k of w runs at k/w x lr."),
       named("train", "schedule", &C::schedule, "constant | cosine | linear", optim::schedule_kind_from_name, optim::schedule_kind_name,
             "The learning-rate schedule after warmup."),
       number("train", "weight_decay", &C::weight_decay, 0, "AdamW's decoupled weight decay (not applied to norms and biases)."),
       number("train", "grad_clip", &C::grad_clip, 0, "Clip the global gradient norm to this; 0 disables clipping."),
       integer("train", "seed", &C::seed, 0, 0, "Seed of the data order and of random initialization."),
-      integer("train", "eval_every", &C::eval_every, 0, 0, "Evaluate on data.eval every this many steps and at the last step (0: never)."),
-      integer("train", "log_every", &C::log_every, 1, 0, "Print a progress line every this many steps (metrics.jsonl gets every step)."),
+      integer("train", "eval_every", &C::eval_every, 0, plan::kMaxSteps, "Evaluate on data.eval every this many steps and at the last step (0: never)."),
+      integer("train", "log_every", &C::log_every, 1, plan::kMaxSteps, "Print a progress line every this many steps (metrics.jsonl gets every step)."),
       {"train", "nonfinite", "choice", "skip | abort",
        "A step whose loss or gradient norm is not finite: skip (no update; reported in metrics.jsonl) or abort (exit 1).", read_nonfinite,
        [](const C& c) { return nlohmann::ordered_json(c.abort_on_nonfinite ? "abort" : "skip"); }},
@@ -156,7 +164,7 @@ const std::vector<Key>& keys() {
              "Where ranks compute: auto is a GPU per rank (NCCL collectives) when this machine has one, else the CPU (MPI collectives)."),
       named("parallel", "shard", &C::shard, "full | grad-op | optimizer | none | hybrid (ZeRO names zero3, zero2, zero1, ddp accepted)",
             plan::stage_from_name, plan::stage_name, "The sharding stage: what is sharded across ranks (docs/architecture.md#stages)."),
-      integer("parallel", "shard_group", &C::shard_group, 0, 0, "hybrid only: ranks per shard group (full sharding inside a group, gradient shards all-reduced across groups); 0: the ranks of one node. Must divide the world size."),
+      integer("parallel", "shard_group", &C::shard_group, 0, plan::kMaxRanks, "hybrid only: ranks per shard group (full sharding inside a group, gradient shards all-reduced across groups); 0: the ranks of one node. Must divide the world size."),
       named("parallel", "precision", &C::precision, "fp32 | bf16-mixed | bf16-pure", plan::precision_from_name, plan::precision_name,
             "fp32; bf16-mixed (bf16 compute, fp32 master weights and optimizer states); bf16-pure (bf16 everywhere)."),
       named("parallel", "reduce_dtype", &C::reduce_dtype, "fp32 | bf16",
@@ -172,8 +180,8 @@ const std::vector<Key>& keys() {
        read_memory_limit, [](const C& c) { return nlohmann::ordered_json(c.memory_limit); }},
       text("parallel", "gpu", &C::gpu, "A catalog GPU (`ftdist gpus`); train.peak_tflops defaults to its bf16 peak."),
       text("checkpoint", "dir", &C::checkpoint_dir, "Where checkpoints go.", "\"\" (<output.dir>/checkpoints)"),
-      integer("checkpoint", "every", &C::checkpoint_every, 0, 0, "Save a checkpoint every this many steps, at the end and on SIGTERM/SIGINT; 0: no checkpoints."),
-      integer("checkpoint", "keep", &C::checkpoint_keep, 0, 0, "Checkpoints kept (the oldest are removed); 0 keeps all."),
+      integer("checkpoint", "every", &C::checkpoint_every, 0, plan::kMaxSteps, "Save a checkpoint every this many steps, at the end and on SIGTERM/SIGINT; 0: no checkpoints."),
+      integer("checkpoint", "keep", &C::checkpoint_keep, 0, 1000000, "Checkpoints kept (the oldest are removed); 0 keeps all."),
       flag("checkpoint", "resume", &C::resume, "Continue from <checkpoint.dir>/latest when there is one (on any world size and stage)."),
       text("output", "dir", &C::output_dir, "The run's directory: metrics, memory.json, tokenized data, checkpoints, the export."),
       text("output", "metrics", &C::metrics, "The metrics log's file name in output.dir (JSON lines, one per step)."),

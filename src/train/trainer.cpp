@@ -8,15 +8,18 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/dir_lock.h"
 #include "ftdist/core/log.h"
 #include "ftdist/data/packing.h"
 #include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/io/checkpoint.h"
+#include "ftdist/io/hf_export.h"
 #include "ftdist/optim/lr_schedule.h"
 #include "ftdist/plan/time_model.h"
 #include "ftdist/train/checkpoint_saver.h"
@@ -31,21 +34,22 @@ namespace {
 
 constexpr int64_t kReleaseDataPagesEvery = 50;  // steps
 
-// SIGTERM / SIGINT (e.g. Slurm preemption, Ctrl-C) while installed: finish the current step, then
-// stop cleanly. The default handlers are back when it goes out of scope.
+// SIGTERM / SIGINT (e.g. Slurm preemption, Ctrl-C), and SIGUSR1 (what launch/ftdist-mpirun turns
+// them into, as mpirun forwards it to every rank) while installed: finish the current step, save,
+// then stop cleanly. The default handlers are back when it goes out of scope.
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 class StopSignals {
+  static constexpr int kSignals[] = {SIGTERM, SIGINT, SIGUSR1};
+
  public:
   StopSignals() {
     g_stop_signal = 0;
-    std::signal(SIGTERM, on_stop_signal);
-    std::signal(SIGINT, on_stop_signal);
+    for (int sig : kSignals) std::signal(sig, on_stop_signal);
   }
   ~StopSignals() {
-    std::signal(SIGTERM, SIG_DFL);
-    std::signal(SIGINT, SIG_DFL);
+    for (int sig : kSignals) std::signal(sig, SIG_DFL);
   }
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
@@ -67,6 +71,7 @@ class Trainer {
   TrainSummary run();
 
  private:
+  void claim_directories();
   void check_fit_before_loading();
   void load();
   void probe();
@@ -80,6 +85,7 @@ class Trainer {
   ModelSource src_;
   const ResolvedRun run_;
   const RunConfig& c_ = run_.config;
+  std::vector<std::unique_ptr<DirLock>> locks_;  // rank 0: output.dir, checkpoint.dir
   std::unique_ptr<FitCheck> fit_;
   std::unique_ptr<comm::Communicator> gpu_comm_;  // the runtime's collectives on a GPU (NCCL); `world_` carries the trainer's
   std::string resume_dir_;
@@ -103,6 +109,7 @@ Trainer::Trainer(const RunConfig& config, comm::Communicator& world)
       run_(resolve_run(config, src_.spec, world)),
       schedule_{c_.schedule, c_.lr, c_.warmup_steps, c_.steps, c_.min_lr},
       config_json_(run_config_json(c_)) {
+  claim_directories();
   check_fit_before_loading();
   resume_dir_ = checkpoint_to_resume(c_);
   if (!resume_dir_.empty()) {
@@ -114,6 +121,22 @@ Trainer::Trainer(const RunConfig& config, comm::Communicator& world)
   sampler_.emplace(data_->train.num_samples(), c_.seed);
   load();
   probe();
+}
+
+// Before anything is trained, rank 0 makes sure the run can write where it will: output.dir and
+// checkpoint.dir exist, are writable and are this job's alone (a lock naming the holder refuses a
+// second job on them), and a previous export in <output.dir>/hf, replaced at the end, is ftdist's
+// own. An error here ends every rank.
+void Trainer::claim_directories() {
+  if (world_.rank() != 0) return;
+  locks_.push_back(std::make_unique<DirLock>(c_.output_dir, "output.dir"));
+  check_writable_directory(c_.output_dir, "output.dir");
+  if (c_.saves_checkpoints() || c_.resume) {
+    const std::string root = c_.checkpoint_root();
+    check_writable_directory(root, "checkpoint.dir");
+    if (root != c_.output_dir + "/checkpoints") locks_.push_back(std::make_unique<DirLock>(root, "checkpoint.dir"));
+  }
+  if (c_.export_hf) io::check_replaceable_export(c_.output_dir + "/hf", "output.export");
 }
 
 // Fail fast, before anything is allocated: the plan against the per-rank budget, and on a GPU run

@@ -18,4 +18,8 @@ std::string to_lower(std::string s);
 // "a, b or c" — for messages.
 std::string join_or(const std::vector<std::string>& names);
 
+// Untrusted text for a message: control and non-ASCII bytes escaped (\n, \x1b), cut to about
+// `max_chars` with "... (N bytes)" saying how long it was. Never prints a whole file.
+std::string excerpt(const std::string& text, size_t max_chars = 60);
+
 }  // namespace ftdist

@@ -1,13 +1,15 @@
 // Whole-file reads with an error that names the flag or purpose (`what`) and the path.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace ftdist {
 
-// Throws Error(BadInput) "<what>: cannot read '<path>' (<reason>)" when it cannot.
-std::string read_text_file(const std::string& path, const std::string& what);
+// Throws Error(BadInput) "<what>: cannot read '<path>' (<reason>)" when it cannot, and when the
+// file is larger than `max_bytes` (a small metadata file that is something else entirely).
+std::string read_text_file(const std::string& path, const std::string& what, uint64_t max_bytes = UINT64_MAX);
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
 // mkdir -p; Error(BadInput) naming `what` when a component cannot be created.

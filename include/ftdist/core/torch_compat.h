@@ -3,12 +3,15 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/util/Flags.h>
 #include <torch/version.h>  // TORCH_VERSION_MAJOR / TORCH_VERSION_MINOR
 
 #define FTDIST_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 static_assert(FTDIST_TORCH_AT_LEAST(2, 1), "ftdist needs LibTorch 2.1 or newer");
+
+C10_DECLARE_bool(caffe2_use_fatal_for_enforce);
 
 namespace ftdist::compat {
 
@@ -29,6 +32,11 @@ inline at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tenso
 
 // Tensor::is_contiguous() plus "dense and in row-major order", which is what the communication
 // layer hands to MPI/NCCL as a raw pointer.
+// LibTorch builds differ in whether a failed enforce (e.g. the CPU allocator's "can't allocate")
+// aborts the process (FLAGS_caffe2_use_fatal_for_enforce) or throws c10::Error. ftdist wants the
+// exception everywhere, so that an allocation failure becomes an error naming what did not fit.
+inline void throw_on_enforce_failures() { FLAGS_caffe2_use_fatal_for_enforce = false; }
+
 inline bool is_dense_contiguous(const at::Tensor& t) {
   return t.is_contiguous() && !t.is_sparse() && t.layout() == at::kStrided;
 }

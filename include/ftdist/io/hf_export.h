@@ -4,8 +4,10 @@
 //   OUT/model.safetensors.index.json           {"metadata": {"total_size"}, "weight_map"}
 //   OUT/config.json                            the model's config (its dtype set to the export's)
 //   OUT/tokenizer.json, tokenizer.model, ...   copied when known
+//   OUT/ftdist-export.json                     {"format": "ftdist-export", "files": [...]}: what ftdist wrote
 // Everything is written into OUT.tmp and renamed to OUT by finish(); an export that fails or is
-// killed leaves no OUT behind.
+// killed leaves no OUT behind. ftdist deletes only what it wrote: an OUT.tmp, or an OUT it is asked
+// to replace, must carry the manifest and hold nothing it does not list.
 //
 //   HfExporter ex("out/hf", spec, config_text, {at::kBFloat16, 5'000'000'000});
 //   for (size_t u = 0; u < n; ++u) ex.add_unit(whole_flat_of_unit(u));
@@ -36,6 +38,12 @@ struct ExportOptions {
 const std::vector<std::string>& tokenizer_file_names();
 // Copies those of tokenizer_file_names() that exist in `from` into `to`; returns how many.
 int copy_tokenizer_files(const std::string& from, const std::string& to);
+
+// Where an export is about to be replaced (ftdist train's <output.dir>/hf): Error(BadInput) naming
+// `what` unless `dir` does not exist or is an ftdist export holding only the files its manifest
+// lists. remove_export() then removes those files and the directory.
+void check_replaceable_export(const std::string& dir, const std::string& what);
+void remove_export(const std::string& dir, const std::string& what);
 
 class HfExporter {
  public:

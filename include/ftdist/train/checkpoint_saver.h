@@ -25,7 +25,8 @@ struct SaveRequest {
 // Collective (every rank). Returns the final directory. A rank killed during it leaves only a
 // temporary directory behind: the previous checkpoint stays `latest`.
 // Test hook: FTDIST_TEST_KILL_DURING_SAVE=<step> makes the last rank SIGKILL itself after writing
-// its file of that step's save (before the checkpoint is committed).
+// its file of that step's save (before the checkpoint is committed); FTDIST_TEST_SAVE_DELAY_S=<s>
+// makes every rank's save take that much longer (a save of seconds, as a large model's).
 std::string save_checkpoint(const std::string& root, const SaveRequest& request, const fsdp::FsdpModel& fsdp,
                             comm::Communicator& world);
 

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""The red-team cases that once crashed, answered wrongly, echoed a file, lost data or clashed:
+each must now end with a clear error (the expected exit code and message), within seconds, and
+leave what it must leave untouched.
+
+  check_red_team.py FTDIST LAUNCHER WORKDIR [CASE ...]     (no CASE: all)
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY_RUN = os.path.join(ROOT, "examples/tiny/ftdist.toml")
+TINY_CONFIG = os.path.join(ROOT, "examples/tiny/config.json")
+TINY_LLAMA = os.path.join(ROOT, "tests/data/tiny-llama")
+
+
+def run(cmd, expect_rc, pattern, timeout=60, cwd=ROOT):
+    t0 = time.time()
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    out = p.stdout + p.stderr
+    took = time.time() - t0
+    ok = p.returncode == expect_rc and re.search(pattern, out, re.S) is not None
+    if not ok:
+        print(out[-3000:])
+        raise AssertionError(f"{' '.join(cmd[:4])}...: exit {p.returncode} (expected {expect_rc}), "
+                             f"message matching {pattern!r} {'found' if re.search(pattern, out, re.S) else 'not found'}")
+    return out, took
+
+
+def write_config(path, **changes):
+    c = json.load(open(TINY_CONFIG))
+    c.update(changes)
+    json.dump(c, open(path, "w"))
+    return path
+
+
+class Cases:
+    def __init__(self, ftdist, launcher, work):
+        self.ftdist, self.launcher, self.work = ftdist, launcher, work
+
+    def train(self, *sets, config=TINY_RUN):
+        cmd = [self.ftdist, "train", "--config", config, "--set", "train.warmup_steps=0"]
+        for s in sets:
+            cmd += ["--set", s]
+        return cmd
+
+    # 1. Absurd sizes: errors naming the key and its range, not SIGABRT.
+    def absurd_sizes(self):
+        big = write_config(os.path.join(self.work, "vocab1e12.json"), vocab_size=10**12)
+        run([self.ftdist, "plan", "--model-config", big, "--gpu", "a100-80gb", "--examples", "10"], 2,
+            r"vocab_size \(1000000000000\) is beyond what ftdist models \(1\.\.16777216\)")
+        model = os.path.join(self.work, "eval-model")
+        shutil.copytree(TINY_LLAMA, model)
+        c = json.load(open(os.path.join(model, "config.json")))
+        c["vocab_size"] = 10**12
+        json.dump(c, open(os.path.join(model, "config.json"), "w"))
+        run([self.ftdist, "eval", "--model", model, "--data", os.path.join(TINY_LLAMA, "tokens.jsonl")], 2,
+            r"vocab_size .* is beyond what ftdist models")
+        # Within the limits but far beyond the machine, with a budget that lets the plan pass: the
+        # allocation fails and becomes "does not fit" (exit 3) naming the category, not an abort.
+        huge = write_config(os.path.join(self.work, "huge.json"), vocab_size=10**7, hidden_size=131072,
+                            num_attention_heads=128, num_key_value_heads=128)
+        run(self.train(f"model.config={huge}", 'parallel.memory_limit="999TiB"', f"output.dir={self.work}/huge"), 3,
+            r"does not fit: out of memory while loading the model.*params_sharded did not fit.*cannot allocate")
+
+    def deep_jsonl(self):
+        data = os.path.join(self.work, "deep.jsonl")
+        with open(data, "w") as f:
+            f.write('{"text": "fine"}\n' + "[" * 100000 + "]" * 100000 + "\n")
+        out, _ = run(self.train(f"data.train={data}", f"output.dir={self.work}/deep"), 2,
+                     r"deep\.jsonl:2: JSON nested deeper than 64 levels")
+        assert len(out) < 20000, "the bad line was printed into the message"
+
+    # 2. Wrong answers with exit 0: refused instead.
+    def planner_ranges(self):
+        plan = [self.ftdist, "plan", "--model", "mistral-7b", "--gpu", "a100-80gb"]
+        run(plan + ["--tokens", "1e23"], 2, r"--tokens: expected a positive count .*at most 1e\+18")
+        run(plan + ["--seq-len", "1000000000000", "--examples", "10"], 2, r"--seq-len must be 1\.\.16777216")
+        out, _ = run(plan + ["--seq-len", "16000000", "--micro-batch", "65536", "--examples", "1e9", "--json"], 3, r"no candidate fits")
+        doc = json.loads(out[:out.rfind("}") + 1])
+        for c in doc["candidates"]:
+            assert c["memory_per_gpu_bytes"]["total"] > 0 and c["time"]["steps"] > 0 and c["cost_usd"] >= 0, c
+            assert not c["fits"], c
+
+    # 3. A checkpoint's `latest` pointing at another file: a short excerpt, not the file.
+    def latest_elsewhere(self):
+        ck = os.path.join(self.work, "latest-ck")
+        os.makedirs(ck)
+        with open(os.path.join(ck, "latest"), "w") as f:
+            f.write("x" * 5_000_000)
+        out, _ = run(self.train(f"output.dir={self.work}/latest-run", f"checkpoint.dir={ck}", "checkpoint.resume=true"), 2,
+                     r"latest.*has 5000000 bytes, more than the 4096 expected")
+        assert len(out) < 20000
+        with open(os.path.join(ck, "latest"), "w") as f:
+            f.write("step-1\n" + "y" * 3000)
+        out, _ = run(self.train(f"output.dir={self.work}/latest-run", f"checkpoint.dir={ck}", "checkpoint.resume=true"), 2,
+                     r"expected the name of a checkpoint directory, got 'step-1\\nyyy.*\(3007 bytes\)'")
+        assert len(out) < 20000
+
+    # 4. The export replaces only an export ftdist wrote; anything else there stops the run first.
+    def export_keeps_foreign_files(self):
+        out_dir = os.path.join(self.work, "export-run")
+        os.makedirs(os.path.join(out_dir, "hf"))
+        mine = os.path.join(out_dir, "hf", "notes.txt")
+        open(mine, "w").write("mine")
+        run(self.train("train.steps=2", "output.export=true", f"output.dir={out_dir}"), 2,
+            r"output.export: '.*hf' exists and was not written by ftdist")
+        assert open(mine).read() == "mine"
+        assert not os.path.exists(os.path.join(out_dir, "metrics.jsonl")), "it trained before refusing"
+        os.remove(mine)
+        os.rmdir(os.path.join(out_dir, "hf"))
+        run(self.train("train.steps=2", "output.export=true", f"output.dir={out_dir}"), 0, r"exported the model")
+        run(self.train("train.steps=2", "output.export=true", f"output.dir={out_dir}"), 0, r"exported the model")  # replaces its own
+        open(os.path.join(out_dir, "hf", "extra.bin"), "w").write("x")
+        run(self.train("train.steps=2", "output.export=true", f"output.dir={out_dir}"), 2,
+            r"holds files ftdist did not write \(extra\.bin\)")
+        assert os.path.exists(os.path.join(out_dir, "hf", "extra.bin"))
+
+    # 6. Two jobs on one directory: the second is refused naming the holder.
+    def one_job_per_directory(self):
+        out_dir = os.path.join(self.work, "locked")
+        first = subprocess.Popen(self.train("train.steps=1000000", "checkpoint.every=1000000", f"output.dir={out_dir}"),
+                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                if os.path.exists(os.path.join(out_dir, "metrics.jsonl")):
+                    break
+                time.sleep(0.1)
+            run(self.train("train.steps=2", f"output.dir={out_dir}"), 2,
+                rf"output.dir: '{re.escape(out_dir)}' is in use by another ftdist job \(\S+ pid {first.pid}\)")
+            ck = os.path.join(self.work, "shared-ck")
+            second = subprocess.Popen(self.train("train.steps=1000000", "checkpoint.every=1000000", f"output.dir={out_dir}-b",
+                                                 f"checkpoint.dir={ck}"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                for _ in range(300):
+                    if os.path.exists(os.path.join(out_dir + "-b", "metrics.jsonl")):
+                        break
+                    time.sleep(0.1)
+                run(self.train("train.steps=2", "checkpoint.every=1", f"output.dir={out_dir}-c", f"checkpoint.dir={ck}"), 2,
+                    r"checkpoint.dir: .* is in use by another ftdist job")
+            finally:
+                second.send_signal(signal.SIGKILL)
+                second.wait()
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        run(self.train("train.steps=2", f"output.dir={out_dir}"), 0, r"trained 2 steps")  # released with the process
+
+    # 7. Unwritable directories before training; tampered checkpoint metadata named.
+    def early_and_named_errors(self):
+        not_dir = os.path.join(self.work, "a-file")
+        open(not_dir, "w").write("x")
+        out_dir = os.path.join(self.work, "early")
+        run(self.train("checkpoint.every=5", f"checkpoint.dir={not_dir}/ck", f"output.dir={out_dir}"), 2,
+            r"checkpoint.dir: cannot create directory '.*a-file' \(a file of that name is in the way\)")
+        assert not os.path.exists(os.path.join(out_dir, "metrics.jsonl")), "it trained before refusing"
+        good = os.path.join(self.work, "tamper")
+        run(self.train("train.steps=2", "checkpoint.every=2", f"output.dir={good}"), 0, r"trained 2 steps")
+        step = open(os.path.join(good, "checkpoints", "latest")).read().strip()
+        meta_path = os.path.join(good, "checkpoints", step, "meta.json")
+        original = json.load(open(meta_path))
+        for field, value, pattern in [("trainer", "garbage", r'"trainer" must be an object, got "garbage"'),
+                                      ("optimizer", {**original["optimizer"], "step": -5},
+                                       r'"optimizer.step" must be a non-negative integer, got -5')]:
+            json.dump({**original, field: value}, open(meta_path, "w"))
+            run(self.train("train.steps=4", "checkpoint.every=2", "checkpoint.resume=true", f"output.dir={good}"), 2,
+                re.escape(meta_path) + ": " + pattern)
+        json.dump(original, open(meta_path, "w"))
+
+
+def main(argv):
+    ftdist, launcher, work = argv[:3]
+    wanted = argv[3:]
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    cases = Cases(os.path.abspath(ftdist), launcher, os.path.abspath(work))
+    names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
+                       "one_job_per_directory", "early_and_named_errors"]
+    for name in names:
+        t0 = time.time()
+        getattr(cases, name)()
+        print(f"PASS {name} ({time.time() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
