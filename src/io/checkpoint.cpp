@@ -167,8 +167,9 @@ CheckpointMeta CheckpointMeta::from_json(const std::string& text, const std::str
     FT_CHECK_ARG(total == u.numel, origin << ": unit " << u.name << " has numel " << u.numel << " but its tensors hold " << total);
     m.units.push_back(std::move(u));
   }
-  m.optimizer = j.contains("optimizer") ? j["optimizer"] : json::object();
-  m.trainer = j.contains("trainer") ? j["trainer"] : json::object();
+  // absent or null (a checkpoint saved without them): empty
+  m.optimizer = j.contains("optimizer") && !j["optimizer"].is_null() ? j["optimizer"] : json::object();
+  m.trainer = j.contains("trainer") && !j["trainer"].is_null() ? j["trainer"] : json::object();
   check_states(m, origin);
   return m;
 }
