@@ -39,8 +39,10 @@ int run_guarded(const std::function<int()>& body) {
     std::fprintf(stderr, "ftdist: [rank %d] does not fit: out of host memory (std::bad_alloc)\n", MpiSession::world_rank());
     end_job(exit_code_for(ErrorKind::DoesNotFit));
   } catch (const c10::Error& e) {
-    std::fprintf(stderr, "ftdist: [rank %d] error: %s\n", MpiSession::world_rank(), e.what_without_backtrace());
-    end_job(1);
+    const bool memory = compat::is_host_allocation_failure(e);
+    std::fprintf(stderr, "ftdist: [rank %d] %s: %s\n", MpiSession::world_rank(), memory ? "does not fit" : "error",
+                 e.what_without_backtrace());
+    end_job(memory ? exit_code_for(ErrorKind::DoesNotFit) : 1);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ftdist: [rank %d] error: %s\n", MpiSession::world_rank(), e.what());
     end_job(1);

@@ -160,6 +160,9 @@ class Cases:
         run(self.train("checkpoint.every=5", f"checkpoint.dir={not_dir}/ck", f"output.dir={out_dir}"), 2,
             r"checkpoint.dir: cannot create directory '.*a-file' \(a file of that name is in the way\)")
         assert not os.path.exists(os.path.join(out_dir, "metrics.jsonl")), "it trained before refusing"
+        # A directory that cannot be created says why (the error of mkdir, not of a later stat).
+        run(self.train("checkpoint.every=5", "checkpoint.dir=/sys/ftdist-red-team/ck", f"output.dir={out_dir}"), 2,
+            r"checkpoint.dir: cannot create directory '/sys/ftdist-red-team' \((?!No such file)[^)]+\)")
         good = os.path.join(self.work, "tamper")
         run(self.train("train.steps=2", "checkpoint.every=2", f"output.dir={good}"), 0, r"trained 2 steps")
         step = open(os.path.join(good, "checkpoints", "latest")).read().strip()

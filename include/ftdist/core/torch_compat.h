@@ -36,6 +36,11 @@ inline at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tenso
 // aborts the process (FLAGS_caffe2_use_fatal_for_enforce) or throws c10::Error. ftdist wants the
 // exception everywhere, so that an allocation failure becomes an error naming what did not fit.
 inline void throw_on_enforce_failures() { FLAGS_caffe2_use_fatal_for_enforce = false; }
+// The CPU allocator's failure is a plain c10::Error (not OutOfMemoryError) in LibTorch 2.x; its
+// message is how to tell it from other errors.
+inline bool is_host_allocation_failure(const c10::Error& e) {
+  return std::string(e.what_without_backtrace()).find("can't allocate memory") != std::string::npos;
+}
 
 inline bool is_dense_contiguous(const at::Tensor& t) {
   return t.is_contiguous() && !t.is_sparse() && t.layout() == at::kStrided;
