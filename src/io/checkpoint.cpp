@@ -222,7 +222,9 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
   write_text_file_atomic(root + "/latest", name + "\n", what);
   fsync_directory(root, what);
   // Only now is anything removed: the older checkpoints beyond `keep` and stale temporaries.
-  std::vector<std::string> dirs = step_dirs(root);
+  std::vector<std::string> dirs;  // ftdist's checkpoints only: a step-N directory without meta.json is not one
+  for (const std::string& d : step_dirs(root))
+    if (is_checkpoint_dir(root + "/" + d)) dirs.push_back(d);
   if (keep > 0)
     for (size_t i = 0; i + size_t(keep) < dirs.size(); ++i)
       if (dirs[i] != name) remove_tree(root + "/" + dirs[i], what);
