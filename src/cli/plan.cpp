@@ -1,6 +1,8 @@
 // ftdist plan — per-rank memory, GPU count and sharding stage, time and cost (issue: planner).
 #include <cxxopts.hpp>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -286,16 +288,40 @@ void print_formulas(const PlanRequest& req, const PlanResult& result, std::FILE*
   for (const auto& l : lines) std::fprintf(out, "  %s\n", l.c_str());
 }
 
-// --emit slurm | mpirun: the launch files of candidate `c` in `dir`.
-void emit_launch_files(const PlanRequest& req, const Candidate& c, const std::string& emit, const std::string& dir) {
+std::string absolute_path(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  char cwd[4096];
+  return ::getcwd(cwd, sizeof(cwd)) ? std::string(cwd) + "/" + path : path;
+}
+
+// Writes an --emit file, replacing only a file an earlier --emit wrote (it carries kEmittedMarker).
+void write_emitted(const std::string& path, const std::string& text, const std::string& what) {
+  if (file_exists(path)) {
+    const std::string head = read_text_file(path, what).substr(0, 512);
+    // (earlier versions marked their files with the "# planned:" line only)
+    FT_CHECK_ARG(head.find(kEmittedMarker) != std::string::npos || head.find("\n# planned: ") != std::string::npos,
+                 what << ": '" << path << "' exists and was not written by ftdist plan; move it away or choose another --emit-dir");
+  }
+  write_text_file_atomic(path, text, what);
+}
+
+// --emit slurm | mpirun: the launch files of candidate `c` in `dir`, and the run config they train.
+void emit_launch_files(const PlanRequest& req, const Candidate& c, const ModelSource& model, const std::string& emit,
+                       const std::string& dir) {
   FT_CHECK_ARG(is_directory(dir), "--emit-dir: '" << dir << "' is not a directory");
+  const std::string run_toml = run_config_text(req, c, model);  // refuses what ftdist train cannot run, before writing
+  const std::string what = "--emit " + emit;
   if (emit == "slurm") {
-    write_text_file_atomic(dir + "/ftdist.sbatch", sbatch_text(req, c), "--emit slurm");
-    std::fprintf(stderr, "wrote %s/ftdist.sbatch (submit with: sbatch %s/ftdist.sbatch)\n", dir.c_str(), dir.c_str());
+    write_emitted(dir + "/ftdist.sbatch", sbatch_text(req, c), what);
+    write_emitted(dir + "/run.toml", run_toml, what);
+    std::fprintf(stderr, "wrote %s/ftdist.sbatch and %s/run.toml (set data.train, then: sbatch %s/ftdist.sbatch)\n", dir.c_str(),
+                 dir.c_str(), dir.c_str());
   } else {
-    write_text_file_atomic(dir + "/hostfile", hostfile_text(c), "--emit mpirun");
-    write_text_file_atomic(dir + "/launch.sh", "#!/bin/bash\n" + mpirun_command(req, c) + "\n", "--emit mpirun");
-    std::fprintf(stderr, "wrote %s/hostfile and %s/launch.sh (%s)\n", dir.c_str(), dir.c_str(), mpirun_command(req, c).c_str());
+    write_emitted(dir + "/hostfile", hostfile_text(c), what);
+    write_emitted(dir + "/launch.sh", "#!/bin/bash\n" + std::string(kEmittedMarker) + "\n" + mpirun_command(req, c) + "\n", what);
+    write_emitted(dir + "/run.toml", run_toml, what);
+    std::fprintf(stderr, "wrote %s/hostfile, %s/launch.sh and %s/run.toml (set data.train, then: %s)\n", dir.c_str(), dir.c_str(),
+                 dir.c_str(), mpirun_command(req, c).c_str());
   }
 }
 
@@ -332,7 +358,14 @@ int plan_main(int argc, char** argv) {
   if (args.count("explain")) print_formulas(req, result, args.count("json") ? stderr : stdout);
 
   if (result.recommended < 0) FT_CHECK(false, ErrorKind::DoesNotFit, what_would_fit(req, result, catalog, alts));
-  if (!emit.empty()) emit_launch_files(req, result.candidates[result.recommended], emit, args["emit-dir"].as<std::string>());
+  if (!emit.empty()) {
+    ModelSource model{ModelSource::Preset, args.count("model") ? args["model"].as<std::string>() : ""};
+    if (args.count("model-config")) {
+      model.value = absolute_path(args["model-config"].as<std::string>());  // run.toml works from any directory
+      model.kind = is_directory(model.value) ? ModelSource::Directory : ModelSource::ConfigFile;
+    }
+    emit_launch_files(req, result.candidates[result.recommended], model, emit, args["emit-dir"].as<std::string>());
+  }
   return 0;
 }
 

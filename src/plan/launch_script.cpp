@@ -1,18 +1,33 @@
 #include "ftdist/plan/launch_script.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <sstream>
+
+#include "ftdist/core/check.h"
 
 namespace ftdist::plan {
 namespace {
 std::string settings_comment(const PlanRequest& req, const Candidate& c) {
   std::ostringstream os;
-  os << "# planned: " << req.model.name << " on " << c.gpus << " x " << req.hardware[c.hardware].gpu.name << " ("
+  os << kEmittedMarker << "\n# planned: " << req.model.name << " on " << c.gpus << " x " << req.hardware[c.hardware].gpu.name << " ("
      << c.nodes << " node" << (c.nodes > 1 ? "s" : "") << "), shard " << stage_name(c.setup.stage) << ", micro-batch "
      << c.setup.micro_batch << ", grad-accum " << c.grad_accum << ", checkpointing "
      << activation_checkpointing_name(c.setup.activation_checkpointing) << ", seq-len " << c.setup.seq_len << "\n";
   return os.str();
 }
+// A directory name for the run: the preset, or the model directory's name.
+std::string run_name(const ModelSource& model) {
+  std::string v = model.value;
+  while (!v.empty() && v.back() == '/') v.pop_back();
+  if (model.kind == ModelSource::ConfigFile) v = v.substr(0, v.find_last_of('/') == std::string::npos ? 0 : v.find_last_of('/'));
+  if (v.find_last_of('/') != std::string::npos) v = v.substr(v.find_last_of('/') + 1);
+  for (char& ch : v)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-') ch = '-';
+  return v.empty() || v == "." || v == ".." ? "run" : v;
+}
+
 }  // namespace
 
 std::string mpirun_command(const PlanRequest&, const Candidate& c) {
@@ -25,7 +40,7 @@ std::string mpirun_command(const PlanRequest&, const Candidate& c) {
 
 std::string hostfile_text(const Candidate& c) {
   std::ostringstream os;
-  os << "# one line per node: replace the names with your hosts\n";
+  os << kEmittedMarker << "; one line per node: replace the names with your hosts\n";
   int per_node = c.nodes > 0 ? c.gpus / c.nodes : c.gpus;
   for (int i = 0; i < c.nodes; ++i) {
     char name[32];
@@ -52,6 +67,42 @@ std::string sbatch_text(const PlanRequest& req, const Candidate& c) {
      << "set -euo pipefail\n"
      << "# each rank binds GPU = SLURM_LOCALID; NCCL bootstraps over MPI (PMIx)\n"
      << "srun --mpi=pmix build/ftdist train --config run.toml\n";
+  return os.str();
+}
+
+std::string run_config_text(const PlanRequest& req, const Candidate& c, const ModelSource& model) {
+  const RunSetup& s = c.setup;
+  FT_CHECK_ARG(!s.offload_optimizer, "--emit: ftdist train cannot offload the optimizer yet; plan without --offload");
+  FT_CHECK_ARG(s.optimizer == OptimizerKind::AdamW,
+               "--emit: ftdist train runs AdamW only; plan with --optimizer adamw (" << optimizer_name(s.optimizer) << " was asked)");
+  FT_CHECK_ARG(s.grad_accum_dtype == FloatType::Fp32, "--emit: ftdist train accumulates gradients in fp32; plan with --grad-accum-dtype fp32");
+  FT_CHECK_ARG(req.model.model_type != "phi3", "--emit: ftdist train does not load phi3 models yet");
+  const int64_t steps = std::max<int64_t>(1, c.time.steps);
+  const int64_t global_batch = s.micro_batch * c.grad_accum * c.gpus;
+  std::ostringstream os;
+  os << settings_comment(req, c) << "# Replace data.train, check [model], then: " << mpirun_command(req, c) << "\n\n[model]\n";
+  switch (model.kind) {
+    case ModelSource::Directory: os << "path = \"" << model.value << "\"   # a Hugging Face model directory: its weights are fine-tuned\n"; break;
+    case ModelSource::ConfigFile:
+      os << "config = \"" << model.value << "\"   # random init from this config.json; to fine-tune, path = \"<Hugging Face model directory>\"\n";
+      break;
+    default: os << "preset = \"" << model.value << "\"   # random init; to fine-tune, path = \"<Hugging Face model directory>\"\n"; break;
+  }
+  os << "\n[data]\ntrain = \"REPLACE-WITH-YOUR-TRAINING-DATA.jsonl\"   # JSONL ({\"text\": ...} or token ids) or a .ftok file\n"
+     << "seq_len = " << s.seq_len << "\n\n[train]\n"
+     << "steps = " << steps << "   # the planned workload: " << req.total_tokens << " tokens\n"
+     << "micro_batch = " << s.micro_batch << "\nglobal_batch = " << global_batch << "   # micro_batch x " << c.grad_accum
+     << " accumulation steps x " << c.gpus << " ranks\n"
+     << "lr = 2e-5   # typical for full fine-tuning: tune it\nmin_lr = 2e-6\n"
+     << "warmup_steps = " << std::min<int64_t>(steps - 1, std::max<int64_t>(0, steps / 20)) << "\n\n[parallel]\n"
+     << "device = \"auto\"\nshard = \"" << stage_name(s.stage) << "\"\n";
+  if (s.stage == Stage::Hybrid) os << "shard_group = " << s.shard_group << "\n";
+  os << "precision = \"" << precision_name(s.precision) << "\"\nreduce_dtype = \"" << float_type_name(s.reduce_dtype) << "\"\n"
+     << "checkpointing = \"" << activation_checkpointing_name(s.activation_checkpointing) << "\"\n"
+     << "prefetch = " << s.prefetch << "\n" << (s.no_sync ? "no_sync = true\n" : "")
+     << "gpu = \"" << req.hardware[c.hardware].gpu.name << "\"   # the mfu metric's peak\n\n[checkpoint]\n"
+     << "every = " << std::max<int64_t>(1, steps / 10) << "\nresume = true\n\n[output]\n"
+     << "dir = \"runs/" << run_name(model) << "\"\n";
   return os.str();
 }
 

@@ -1,5 +1,6 @@
 // Launch lines and files for a planned allocation: an mpirun command with its hostfile, or a Slurm
-// sbatch script. The training command itself is `ftdist train --config run.toml`.
+// sbatch script, and the run config they train: `ftdist train --config run.toml`. Every file
+// carries the line kEmittedMarker, so that a later --emit overwrites only files it wrote.
 #pragma once
 
 #include <string>
@@ -11,5 +12,19 @@ namespace ftdist::plan {
 std::string mpirun_command(const PlanRequest& request, const Candidate& c);
 std::string hostfile_text(const Candidate& c);  // node01 slots=8 ... (placeholders to edit)
 std::string sbatch_text(const PlanRequest& request, const Candidate& c);
+
+// How the model was given to the planner, for run.toml's [model]: a preset name, a config.json
+// (random init), or a Hugging Face model directory (its weights are fine-tuned).
+struct ModelSource {
+  enum Kind { Preset, ConfigFile, Directory } kind = Preset;
+  std::string value;
+};
+// run.toml for candidate `c`: the model, sequence length, planned stage, micro-batch, global batch
+// (micro-batch x accumulation x GPUs), activation checkpointing, precision, reduction dtype,
+// prefetch and steps; data.train a placeholder to replace. Error(BadInput) for a setup ftdist
+// train cannot run (optimizer offload, 8-bit AdamW, SGD, bf16 gradient accumulation, Phi-3).
+std::string run_config_text(const PlanRequest& request, const Candidate& c, const ModelSource& model);
+
+constexpr const char* kEmittedMarker = "# written by ftdist plan";
 
 }  // namespace ftdist::plan

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# check_emit_run_config.sh FTDIST MPIRUN WORKDIR: `ftdist plan --emit mpirun` for the bundled tiny
+# model writes a run.toml that `ftdist train` accepts once data.train is set, and the run uses the
+# planned stage, micro-batch and ranks. --emit refuses what the trainer cannot run, and a run.toml
+# it did not write.
+set -u
+ftdist=$1 mpirun=$2 work=$3
+fail() { echo "FAIL: $*"; exit 1; }
+rm -rf "$work"; mkdir -p "$work/emit"
+plan=("$ftdist" plan --model-config examples/tiny/config.json --gpu a100-80gb --seq-len 64 --examples 2000)
+"${plan[@]}" --emit mpirun --emit-dir "$work/emit" >"$work/plan.log" 2>&1 || { tail -5 "$work/plan.log"; fail "plan --emit"; }
+planned=$(grep '^# planned:' "$work/emit/run.toml") || fail "no '# planned:' line in run.toml"
+np=$(sed -nE 's/.*on ([0-9]+) x .*/\1/p' <<<"$planned")
+shard=$(sed -nE 's/.*shard ([a-z-]+),.*/\1/p' <<<"$planned")
+mb=$(sed -nE 's/^micro_batch = ([0-9]+)/\1/p' "$work/emit/run.toml")
+gb=$(sed -nE 's/^global_batch = ([0-9]+).*/\1/p' "$work/emit/run.toml")
+[ -n "$np" ] && [ -n "$shard" ] && [ -n "$mb" ] && [ -n "$gb" ] || fail "could not read the plan from: $planned"
+"$ftdist" train --config "$work/emit/run.toml" >"$work/unset.log" 2>&1 && fail "trained with the data placeholder"
+grep -q "REPLACE-WITH-YOUR-TRAINING-DATA" "$work/unset.log" || fail "the placeholder is not named in the error"
+"$mpirun" -np "$np" "$ftdist" train --config "$work/emit/run.toml" --set data.train=examples/tiny/corpus.jsonl \
+  --set output.dir="$work/run" >"$work/train.log" 2>&1 || { tail -5 "$work/train.log"; fail "train from the emitted run.toml"; }
+grep -qE "steps of $gb sequences on $np rank\(s\), shard $shard" "$work/train.log" || { grep 'train:' "$work/train.log"; fail "not the planned layout ($np ranks, shard $shard, global batch $gb)"; }
+[ "$(python3 -c "import json;print(json.load(open('$work/run/checkpoints/$(cat "$work/run/checkpoints/latest")/meta.json'))['stage'])")" = "$shard" ] || fail "checkpoint stage"
+# What the trainer cannot run is refused, and a run.toml --emit did not write is kept.
+"${plan[@]}" --offload --emit mpirun --emit-dir "$work/emit" >"$work/offload.log" 2>&1 && fail "--offload was emitted"
+grep -q "cannot offload the optimizer yet" "$work/offload.log" || fail "no reason for refusing --offload"
+mkdir -p "$work/mine" && echo "mine" >"$work/mine/run.toml"
+"${plan[@]}" --emit mpirun --emit-dir "$work/mine" >"$work/mine.log" 2>&1 && fail "overwrote a run.toml it did not write"
+[ "$(cat "$work/mine/run.toml")" = "mine" ] || fail "run.toml was changed"
+echo "PASS: run.toml trains $np rank(s), shard $shard, micro-batch $mb, global batch $gb"
