@@ -49,7 +49,7 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   // bf16-mixed keeps an fp32 master beside the bf16 parameters; in fp32 and bf16-pure the
   // parameters are the master, and the gradient accumulates in that dtype too.
   params_are_master_ = cfg.precision != plan::Precision::Bf16Mixed;
-  accum_dtype_ = params_are_master_ ? compute_ : at::kFloat;
+  accum_dtype_ = params_are_master_ ? compute_ : cfg.grad_accum_dtype == plan::FloatType::Bf16 ? at::kBFloat16 : at::kFloat;
   reduce_ = cfg.reduce_dtype == plan::FloatType::Fp32 ? at::kFloat : at::kBFloat16;
   const int n = policy_.shard_states ? shard_comm.size() : 1;  // none: a replica of everything
   const int rank = policy_.shard_states ? shard_comm.rank() : 0;

@@ -15,6 +15,7 @@ plan::RunSetup planned_setup(const FsdpConfig& cfg, int world, int64_t micro_bat
   s.stage = cfg.stage;
   s.precision = cfg.precision;
   s.reduce_dtype = cfg.reduce_dtype;
+  s.grad_accum_dtype = cfg.grad_accum_dtype;
   s.activation_checkpointing = cfg.activation_checkpointing;
   s.no_sync = cfg.no_sync;
   s.prefetch = cfg.prefetch;

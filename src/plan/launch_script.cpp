@@ -75,7 +75,6 @@ std::string run_config_text(const PlanRequest& req, const Candidate& c, const Mo
   FT_CHECK_ARG(!s.offload_optimizer, "--emit: ftdist train cannot offload the optimizer yet; plan without --offload");
   FT_CHECK_ARG(s.optimizer == OptimizerKind::AdamW,
                "--emit: ftdist train runs AdamW only; plan with --optimizer adamw (" << optimizer_name(s.optimizer) << " was asked)");
-  FT_CHECK_ARG(s.grad_accum_dtype == FloatType::Fp32, "--emit: ftdist train accumulates gradients in fp32; plan with --grad-accum-dtype fp32");
   FT_CHECK_ARG(req.model.model_type != "phi3", "--emit: ftdist train does not load phi3 models yet");
   const int64_t steps = std::max<int64_t>(1, c.time.steps);
   const int64_t global_batch = s.micro_batch * c.grad_accum * c.gpus;
@@ -99,6 +98,7 @@ std::string run_config_text(const PlanRequest& req, const Candidate& c, const Mo
   if (s.stage == Stage::Hybrid) os << "shard_group = " << s.shard_group << "\n";
   os << "precision = \"" << precision_name(s.precision) << "\"\nreduce_dtype = \"" << float_type_name(s.reduce_dtype) << "\"\n"
      << "checkpointing = \"" << activation_checkpointing_name(s.activation_checkpointing) << "\"\n"
+     << (s.precision == Precision::Bf16Mixed && s.grad_accum_dtype == FloatType::Bf16 ? "grad_accum_dtype = \"bf16\"\n" : "")
      << "prefetch = " << s.prefetch << "\n" << (s.no_sync ? "no_sync = true\n" : "")
      << "gpu = \"" << req.hardware[c.hardware].gpu.name << "\"   # the mfu metric's peak\n\n[checkpoint]\n"
      << "every = " << std::max<int64_t>(1, steps / 10) << "\nresume = true\n\n[output]\n"

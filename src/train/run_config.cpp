@@ -170,6 +170,9 @@ const std::vector<Key>& keys() {
       named("parallel", "reduce_dtype", &C::reduce_dtype, "fp32 | bf16",
             [](const std::string& n) { return plan::float_type_from_name(n, "reduce_dtype"); }, plan::float_type_name,
             "The dtype gradients are reduce-scattered (all-reduced) in."),
+      named("parallel", "grad_accum_dtype", &C::grad_accum_dtype, "fp32 | bf16",
+            [](const std::string& n) { return plan::float_type_from_name(n, "grad_accum_dtype"); }, plan::float_type_name,
+            "bf16-mixed only: the dtype of the gradient shard gradients accumulate in; bf16 halves its memory and rounds each addition."),
       named("parallel", "checkpointing", &C::activation_checkpointing, "none | full", plan::activation_checkpointing_from_name,
             plan::activation_checkpointing_name,
             "Activation checkpointing: full keeps only each decoder layer's input and recomputes the layer in backward."),
@@ -252,6 +255,9 @@ void check_together(RunConfig& c, const std::string& path) {
   FT_CHECK_ARG(c.shard_group == 0 || c.shard == plan::Stage::Hybrid,
                path << " [parallel]: \"shard_group\" (" << c.shard_group << ") applies to shard = \"hybrid\" only; shard is \""
                     << plan::stage_name(c.shard) << "\"");
+  FT_CHECK_ARG(c.grad_accum_dtype == plan::FloatType::Fp32 || c.precision == plan::Precision::Bf16Mixed,
+               path << " [parallel]: \"grad_accum_dtype\" = \"bf16\" applies to precision = \"bf16-mixed\" only; precision is \""
+                    << plan::precision_name(c.precision) << "\"");
   if (!c.gpu.empty()) {
     const plan::GpuSpec& g = plan::GpuCatalog::load_default().find(c.gpu);  // unknown names: error with suggestions
     c.gpu = g.name;
@@ -320,6 +326,7 @@ fsdp::FsdpConfig fsdp_config(const RunConfig& c) {
   fc.stage = c.shard;
   fc.precision = c.precision;
   fc.reduce_dtype = c.reduce_dtype;
+  fc.grad_accum_dtype = c.grad_accum_dtype;
   fc.activation_checkpointing = c.activation_checkpointing;
   fc.prefetch = int(c.prefetch);
   fc.shard_group = int(c.shard_group);

@@ -37,14 +37,18 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
   if (n == 4) stages.push_back(plan::Stage::Hybrid);
   for (const plan::ModelSpec& spec : models) {
     for (plan::Stage stage : stages) {
-      for (plan::Precision precision : {plan::Precision::Fp32, plan::Precision::Bf16Mixed, plan::Precision::Bf16Pure}) {
-        SCOPED_TRACE(spec.name + " " + plan::stage_name(stage) + " " + plan::precision_name(precision) + " on " +
-                     std::to_string(n) + " ranks");
+      for (auto [precision, accum] : {std::pair{plan::Precision::Fp32, plan::FloatType::Fp32},
+                                      std::pair{plan::Precision::Bf16Mixed, plan::FloatType::Fp32},
+                                      std::pair{plan::Precision::Bf16Mixed, plan::FloatType::Bf16},
+                                      std::pair{plan::Precision::Bf16Pure, plan::FloatType::Fp32}}) {
+        SCOPED_TRACE(spec.name + " " + plan::stage_name(stage) + " " + plan::precision_name(precision) + " accumulating in " +
+                     plan::float_type_name(accum) + " on " + std::to_string(n) + " ranks");
         model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
         randomize(m, 1);
         fsdp::FsdpConfig cfg;
         cfg.stage = stage;
         cfg.precision = precision;
+        cfg.grad_accum_dtype = accum;
         cfg.shard_group = stage == plan::Stage::Hybrid ? 2 : 0;
         fsdp::FsdpModel f(m, *world, cfg);
         plan::MemoryBreakdown got = f.persistent_bytes();
@@ -54,7 +58,7 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
         s.precision = precision;
         s.shard_group = stage == plan::Stage::None ? 1 : (stage == plan::Stage::Hybrid ? 2 : n);
         s.replicas = n / s.shard_group;
-        s.grad_accum_dtype = plan::FloatType::Fp32;
+        s.grad_accum_dtype = accum;
         plan::MemoryBreakdown want = plan::estimate_memory(spec, s);
         for (plan::MemCategory c : {plan::MemCategory::params_sharded, plan::MemCategory::master,
                                     plan::MemCategory::optimizer, plan::MemCategory::grads_sharded})

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""compare_runs.py [--same-only] [--key K] METRICS_A METRICS_B — the per-step values of K (default
-"loss") in two training runs' metrics are equal to 1e-5 relative (e.g. 4 ranks with full sharding
-vs 1 rank without; lines without K are skipped, so "eval_loss" compares the evaluations), and
-(unless --same-only) the value fell by half."""
+"""compare_runs.py [--same-only] [--key K] [--tol T] METRICS_A METRICS_B — the per-step values of K
+(default "loss") in two training runs' metrics are equal to T relative (default 1e-5; e.g. 4 ranks
+with full sharding vs 1 rank without; lines without K are skipped, so "eval_loss" compares the
+evaluations), and (unless --same-only) the value fell by half."""
 import json
 import sys
 
@@ -22,12 +22,17 @@ if "--key" in args:
     i = args.index("--key")
     key = args[i + 1]
     del args[i:i + 2]
+tol = 1e-5
+if "--tol" in args:
+    i = args.index("--tol")
+    tol = float(args[i + 1])
+    del args[i:i + 2]
 a, b = values(args[0], key), values(args[1], key)
 ok = len(a) == len(b) and len(a) > 0
 worst = 0.0
 for x, y in zip(a, b):
     worst = max(worst, abs(x - y) / abs(y))
-ok = ok and worst <= 1e-5
+ok = ok and worst <= tol
 fell = same_only or (len(a) > 0 and a[-1] < 0.5 * a[0])
 print(f"{len(a)} vs {len(b)} values of {key}; max relative difference {worst:.2e}" +
       (f"; {a[0]:.4f} -> {a[-1]:.4f}" if a else ""))

@@ -53,6 +53,9 @@ struct FsdpConfig {
   plan::Stage stage = plan::Stage::Full;
   plan::Precision precision = plan::Precision::Fp32;
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
+  // bf16-mixed: the dtype of the gradient shard (and the no_sync accumulators); bf16 halves them
+  // and rounds each accumulation. fp32 and bf16-pure ignore it (their gradients are the master's dtype).
+  plan::FloatType grad_accum_dtype = plan::FloatType::Fp32;
   plan::ActivationCheckpointing activation_checkpointing = plan::ActivationCheckpointing::None;
   int shard_group = 0;  // hybrid: ranks per shard group, >= 1 (plan::shard_group_size); other stages ignore it
   // Units gathered at once around the one computing (the planner's gather buffers): with 2, the next unit

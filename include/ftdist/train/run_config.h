@@ -45,6 +45,7 @@ struct RunConfig {
   int64_t shard_group = 0;  // hybrid: ranks per shard group; 0: the ranks of one node
   plan::Precision precision = plan::Precision::Fp32;
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
+  plan::FloatType grad_accum_dtype = plan::FloatType::Fp32;
   plan::ActivationCheckpointing activation_checkpointing = plan::ActivationCheckpointing::None;  // key: checkpointing
   int64_t prefetch = 2;
   bool no_sync = false;
