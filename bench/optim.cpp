@@ -17,6 +17,7 @@
 
 #include "ftdist/comm/communicator.h"
 #include "ftdist/optim/adamw.h"
+#include "ftdist/plan/time_model.h"
 #ifdef FTDIST_WITH_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) sizes.push_back(std::stoll(argv[i]));
   if (sizes.empty()) sizes = {1 << 20, 16 << 20, 64 << 20};
   std::printf("%-6s %-26s %12s %10s %14s %12s\n", "device", "implementation", "elements", "ms/step", "elements/s", "GB/s");
+  double cpu_rate = 0;  // the fp32-gradient loop at the largest size: what optimizer offload would get per rank
   for (int64_t n : sizes) {
     for (at::ScalarType gt : {at::kFloat, at::kBFloat16}) {
       at::Tensor master = at::randn({n}), out = at::empty({n}, at::kBFloat16), g = at::randn({n}).to(gt);
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
       const int reps = n > (8 << 20) ? 3 : 10;
       double t = seconds([&] { opt.step(g, 1e-4); }, reps, false);
       double bytes = double(n) * (24 + (gt == at::kFloat ? 4 : 2) + 2);
+      if (gt == at::kFloat) cpu_rate = n / t;
       std::printf("%-6s %-26s %12lld %10.2f %14.3e %12.1f\n", "cpu", gt == at::kFloat ? "ftdist loop, fp32 grad" : "ftdist loop, bf16 grad",
                   static_cast<long long>(n), t * 1e3, n / t, bytes / t / 1e9);
     }
@@ -77,6 +80,7 @@ int main(int argc, char** argv) {
         optim::AdamW opt(optim::AdamWConfig{}, master_d, {{0, n}}, out_d);
         double td = seconds([&] { opt.step(g_d, 1e-4); }, 20, true);
         double bytes = double(n) * (24 + (gt == at::kFloat ? 4 : 2) + 2);
+      if (gt == at::kFloat) cpu_rate = n / t;
         std::printf("%-6s %-26s %12lld %10.3f %14.3e %12.1f\n", "cuda",
                     gt == at::kFloat ? "fused kernel, fp32 grad" : "fused kernel, bf16 grad", static_cast<long long>(n), td * 1e3,
                     n / td, bytes / td / 1e9);
@@ -88,5 +92,10 @@ int main(int argc, char** argv) {
     }
 #endif
   }
+  // The planner's time model prices optimizer offload with a host AdamW rate per rank
+  // (plan::Hardware::cpu_adam_params_per_s); this machine's measured rate (LibTorch's default
+  // intra-op threads) next to it.
+  std::printf("# cpu AdamW, one rank: measured %.3e elements/s (fp32 gradients, %lld elements); the time model assumes %.3e\n",
+              cpu_rate, static_cast<long long>(sizes.back()), plan::Hardware{}.cpu_adam_params_per_s);
   return 0;
 }
