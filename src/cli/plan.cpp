@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <fstream>
 #include <cstdio>
 #include <sstream>
 
@@ -297,7 +298,9 @@ std::string absolute_path(const std::string& path) {
 // Writes an --emit file, replacing only a file an earlier --emit wrote (it carries kEmittedMarker).
 void write_emitted(const std::string& path, const std::string& text, const std::string& what) {
   if (file_exists(path)) {
-    const std::string head = read_text_file(path, what).substr(0, 512);
+    std::string head(512, '\0');  // the marker is in the first lines: no need to read a large file whole
+    std::ifstream in(path, std::ios::binary);
+    head.resize(size_t(in.read(&head[0], std::streamsize(head.size())).gcount()));
     // (earlier versions marked their files with the "# planned:" line only)
     FT_CHECK_ARG(head.find(kEmittedMarker) != std::string::npos || head.find("\n# planned: ") != std::string::npos,
                  what << ": '" << path << "' exists and was not written by ftdist plan; move it away or choose another --emit-dir");

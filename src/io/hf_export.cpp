@@ -94,9 +94,7 @@ void check_replaceable_export(const std::string& dir, const std::string& what) {
 
 void remove_export(const std::string& dir, const std::string& what) {
   check_replaceable_export(dir, what);
-  if (!is_directory(dir)) return;
-  for (const std::string& name : list_directory(dir)) remove_tree(dir + "/" + name, what);  // only ours (checked)
-  remove_tree(dir, what);
+  remove_tree(dir, what);  // every file in it is ours (checked)
 }
 
 HfExporter::HfExporter(std::string out_dir, const plan::ModelSpec& spec, const std::string& config_text,

@@ -102,6 +102,7 @@ int grad_accum_bytes(const RunSetup& s) {
 
 struct Explainer {
   std::vector<std::string>* out;
+  bool on() const { return out != nullptr; }  // formulas are built only when asked for
   void line(MemCategory c, const std::string& formula, uint64_t bytes) const {
     if (out) out->push_back(explain_line(mem_category_name(c), formula, bytes));
   }
@@ -160,13 +161,13 @@ struct Terms {
   UnitLayout u;
   int n, c, r;
   int64_t total, shard;
+  double tokens;  // b*s: the micro-batch's tokens
 };
 
 // Parameters, master weights, optimizer states and the gradient shard: what a rank keeps between steps.
 void add_model_states(const Terms& t, MemoryBreakdown& b) {
   const RunSetup& s = t.s;
   const UnitLayout& u = t.u;
-  const std::vector<std::string>* explain = t.ex.out;
   const int n = t.n, c = t.c;
   const int64_t total = t.total, shard = t.shard;
   const std::string C = std::to_string(c);
@@ -177,7 +178,7 @@ void add_model_states(const Terms& t, MemoryBreakdown& b) {
   // (the all-gather / reduce-scatter operands); `none` (N = 1) has no padding.
   const int64_t param_elems = sharded ? shard : (policy.gather_after_step ? u.padded_numel(n) : total);
   b[MemCategory::params_sharded] = uint64_t(param_elems) * c;
-  if (explain) t.ex.line(MemCategory::params_sharded,
+  if (t.ex.on()) t.ex.line(MemCategory::params_sharded,
           (sharded ? "shard S " + std::to_string(shard) : "replica " + std::to_string(total)) + " x " + C, b[MemCategory::params_sharded]);
 
   // Master and optimizer states are sharded over N in every stage but `none` (where N = 1).
@@ -190,23 +191,21 @@ void add_model_states(const Terms& t, MemoryBreakdown& b) {
     master = optim = 0;
   }
   b[MemCategory::master] = master;
-  if (explain) t.ex.line(MemCategory::master, std::to_string(state_elems) + " x " + std::to_string(master_bytes(s.precision)) +
+  if (t.ex.on()) t.ex.line(MemCategory::master, std::to_string(state_elems) + " x " + std::to_string(master_bytes(s.precision)) +
                                    (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), master);
   b[MemCategory::optimizer] = optim;
-  if (explain) t.ex.line(MemCategory::optimizer, std::to_string(state_elems) + " x " + num(ob) + " (" + optimizer_name(s.optimizer) + ")" +
+  if (t.ex.on()) t.ex.line(MemCategory::optimizer, std::to_string(state_elems) + " x " + num(ob) + " (" + optimizer_name(s.optimizer) + ")" +
                                       (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), optim);
 
   // Sharded stages accumulate into the gradient shard; optimizer/none keep full compute-dtype grads.
   const int g = sharded ? grad_accum_bytes(s) : c;
   b[MemCategory::grads_sharded] = uint64_t(param_elems) * g;
-  if (explain) t.ex.line(MemCategory::grads_sharded, std::to_string(param_elems) + " x " + std::to_string(g), b[MemCategory::grads_sharded]);
-
+  if (t.ex.on()) t.ex.line(MemCategory::grads_sharded, std::to_string(param_elems) + " x " + std::to_string(g), b[MemCategory::grads_sharded]);
 }
 
 // Gathered parameters and unsharded gradients (sharded stages only), and the largest reduction.
 void add_gathered(const Terms& t, MemoryBreakdown& b) {
   const RunSetup& s = t.s;
-  const std::vector<std::string>* explain = t.ex.out;
   const UnitLayout& u = t.u;
   const int n = t.n, c = t.c;
   const int64_t shard = t.shard;
@@ -225,7 +224,7 @@ void add_gathered(const Terms& t, MemoryBreakdown& b) {
       // buffer (in-place all-gather; the standalone shard is released and re-cut at reshard), so
       // the gathered buffers add (N-1) shards: the ZeRO-2 bill of 2Ψ + (2+K)Ψ/N.
       b[MemCategory::unsharded_params] = uint64_t(n - 1) * uint64_t(shard) * c;
-      if (explain) t.ex.line(MemCategory::unsharded_params, "(N-1) " + std::to_string(n - 1) + " x shard " + std::to_string(shard) +
+      if (t.ex.on()) t.ex.line(MemCategory::unsharded_params, "(N-1) " + std::to_string(n - 1) + " x shard " + std::to_string(shard) +
                                                  " x " + C + " (every unit gathered; own slice in place)",
               b[MemCategory::unsharded_params]);
     } else {
@@ -233,13 +232,13 @@ void add_gathered(const Terms& t, MemoryBreakdown& b) {
       // embedding at the start of forward (its backward needs no weights), the head from the end
       // of forward through its backward, which comes first.
       b[MemCategory::unsharded_params] = edge_full + uint64_t(s.prefetch) * layer_full;
-      if (explain) t.ex.line(MemCategory::unsharded_params, "largest edge unit N x S_edge x " + C + " (" + std::to_string(edge_full) + ") + prefetch " +
+      if (t.ex.on()) t.ex.line(MemCategory::unsharded_params, "largest edge unit N x S_edge x " + C + " (" + std::to_string(edge_full) + ") + prefetch " +
                                                  std::to_string(s.prefetch) + " x N x S_layer x " + C + " (" +
                                                  std::to_string(layer_full) + ")",
               b[MemCategory::unsharded_params]);
     }
   } else {
-    if (explain) t.ex.line(MemCategory::unsharded_params, sharded ? "0 (one rank: the shard is the whole)" : "0 (parameters are replicated)", 0);
+    if (t.ex.on()) t.ex.line(MemCategory::unsharded_params, sharded ? "0 (one rank: the shard is the whole)" : "0 (parameters are replicated)", 0);
   }
   if (sharded) {
     // An edge unit's gradient (the head's first, the embedding's last) arrives twice over: its
@@ -256,20 +255,18 @@ void add_gathered(const Terms& t, MemoryBreakdown& b) {
       b[MemCategory::unsharded_grads] += uint64_t(u.padded_numel(n)) * a;
       formula += " + no_sync accumulators N x S x " + std::to_string(a) + " (" + std::to_string(u.padded_numel(n) * a) + ")";
     }
-    if (explain) t.ex.line(MemCategory::unsharded_grads, formula, b[MemCategory::unsharded_grads]);
+    if (t.ex.on()) t.ex.line(MemCategory::unsharded_grads, formula, b[MemCategory::unsharded_grads]);
   } else {
-    if (explain) t.ex.line(MemCategory::unsharded_grads, "0 (full gradients are persistent: grads_sharded)", 0);
+    if (t.ex.on()) t.ex.line(MemCategory::unsharded_grads, "0 (full gradients are persistent: grads_sharded)", 0);
   }
-
 }
 
 // Activations: what forward leaves for backward (saved_activation_bytes()) plus what backward adds on top.
 void add_activations(const Terms& t, MemoryBreakdown& b) {
   const ModelSpec& m = t.m;
   const RunSetup& s = t.s;
-  const std::vector<std::string>* explain = t.ex.out;
   const int c = t.c;
-  const double tokens = double(s.micro_batch) * double(s.seq_len);
+  const double tokens = t.tokens;
   const double per_layer = activation_bytes_per_token_layer(m, s);
   const double root_act = 2.0 * c * m.hidden;             // final norm input and output (lm_head's input)
   const double workspace = 2.0 * c * m.intermediate;      // backward: grads of gate and up outputs together
@@ -288,29 +285,24 @@ void add_activations(const Terms& t, MemoryBreakdown& b) {
                   num(workspace) + ")";
   }
   b[MemCategory::activations] = clamp_bytes(act);
-  if (explain) t.ex.line(MemCategory::activations, act_formula, b[MemCategory::activations]);
-
+  if (t.ex.on()) t.ex.line(MemCategory::activations, act_formula, b[MemCategory::activations]);
 }
 
 // Logits: compute-dtype logits, an fp32 copy for the log-softmax the loss keeps, and the fp32
 // gradient of the logits in backward.
 void add_logits(const Terms& t, MemoryBreakdown& b) {
   const ModelSpec& m = t.m;
-  const RunSetup& s = t.s;
-  const std::vector<std::string>* explain = t.ex.out;
   const int c = t.c;
-  const double tokens = double(s.micro_batch) * double(s.seq_len);
+  const double tokens = t.tokens;
   const int logit_bytes = c + (c == 4 ? 0 : 4) + 4;
   b[MemCategory::logits] = clamp_bytes(tokens * double(m.vocab) * logit_bytes);
-  if (explain) t.ex.line(MemCategory::logits, "b*s " + num(tokens) + " x V " + std::to_string(m.vocab) + " x " + std::to_string(logit_bytes),
+  if (t.ex.on()) t.ex.line(MemCategory::logits, "b*s " + num(tokens) + " x V " + std::to_string(m.vocab) + " x " + std::to_string(logit_bytes),
           b[MemCategory::logits]);
-
 }
 
 // Communication buffers: the operands of gradient reductions beyond the persistent buffers.
 void add_comm_buffers(const Terms& t, MemoryBreakdown& b) {
   const RunSetup& s = t.s;
-  const std::vector<std::string>* explain = t.ex.out;
   const StagePolicy& policy = t.policy;
   const UnitLayout& u = t.u;
   const int n = t.n, c = t.c, r = t.r;
@@ -353,18 +345,16 @@ void add_comm_buffers(const Terms& t, MemoryBreakdown& b) {
     comm_formula = "0 (in-place all-reduce)";
   }
   b[MemCategory::comm_buffers] = comm;
-  if (explain) t.ex.line(MemCategory::comm_buffers, comm_formula, comm);
-
+  if (t.ex.on()) t.ex.line(MemCategory::comm_buffers, comm_formula, comm);
 }
 
 // The CUDA context, NCCL buffers and the allocator's fragmentation over everything else.
 void add_overhead(const Terms& t, MemoryBreakdown& b) {
   const RunSetup& s = t.s;
-  const std::vector<std::string>* explain = t.ex.out;
   const double fixed = (s.overheads.cuda_context_gib + (s.data_parallel() > 1 ? s.overheads.nccl_gib : 0.0)) * double(kGiB);
   const double frag = s.overheads.fragmentation * double(b.total());
   b[MemCategory::overhead] = clamp_bytes(fixed + frag);
-  if (explain) t.ex.line(MemCategory::overhead, "CUDA context " + num(s.overheads.cuda_context_gib) + " GiB" +
+  if (t.ex.on()) t.ex.line(MemCategory::overhead, "CUDA context " + num(s.overheads.cuda_context_gib) + " GiB" +
                                      (s.data_parallel() > 1 ? " + NCCL " + num(s.overheads.nccl_gib) + " GiB" : "") +
                                      " + fragmentation " + num(s.overheads.fragmentation) + " x the rest",
           b[MemCategory::overhead]);
@@ -378,7 +368,7 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
   FT_CHECK_ARG(s.prefetch >= 1, "prefetch depth must be >= 1, got " << s.prefetch);
   const UnitLayout u = unit_layout(m, s.shard_group);
   const Terms t{m, s, Explainer{explain}, stage_policy(s.stage), u, s.shard_group, compute_bytes(s.precision),
-                float_type_bytes(s.reduce_dtype), m.param_count(), u.shard_numel()};
+                float_type_bytes(s.reduce_dtype), m.param_count(), u.shard_numel(), double(s.micro_batch) * double(s.seq_len)};
   MemoryBreakdown b;
   add_model_states(t, b);
   add_gathered(t, b);

@@ -105,10 +105,6 @@ Key named(const char* section, const char* key, E RunConfig::*m, const char* all
 }
 
 void read_memory_limit(const toml::table& t, RunConfig& c, const std::string& where) {
-  auto in_range = [&] {
-    FT_CHECK_ARG(c.memory_limit <= plan::kMaxBytes, where << ": \"memory_limit\" (" << c.memory_limit << " bytes) must be at most "
-                                                          << plan::kMaxBytes << " bytes (1 EiB)");
-  };
   const toml::node& limit = *t.get("memory_limit");
   if (auto bytes = limit.value<int64_t>()) {
     FT_CHECK_ARG(*bytes >= 0, where << ": \"memory_limit\" must be >= 0 bytes, got " << *bytes);
@@ -121,7 +117,8 @@ void read_memory_limit(const toml::table& t, RunConfig& c, const std::string& wh
   } else {
     FT_CHECK_ARG(false, where << ": \"memory_limit\" must be bytes, as a number or a string such as \"24GiB\"");
   }
-  in_range();
+  FT_CHECK_ARG(c.memory_limit <= plan::kMaxBytes, where << ": \"memory_limit\" (" << c.memory_limit << " bytes) must be at most "
+                                                        << plan::kMaxBytes << " bytes (1 EiB)");
 }
 
 void read_nonfinite(const toml::table& t, RunConfig& c, const std::string& where) {

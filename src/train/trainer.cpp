@@ -129,12 +129,11 @@ Trainer::Trainer(const RunConfig& config, comm::Communicator& world)
 // own. An error here ends every rank.
 void Trainer::claim_directories() {
   if (world_.rank() != 0) return;
-  locks_.push_back(std::make_unique<DirLock>(c_.output_dir, "output.dir"));
-  check_writable_directory(c_.output_dir, "output.dir");
+  locks_.push_back(std::make_unique<DirLock>(c_.output_dir, "output.dir"));  // (creating its lock file shows it writable)
   if (c_.saves_checkpoints() || c_.resume) {
     const std::string root = c_.checkpoint_root();
-    check_writable_directory(root, "checkpoint.dir");
-    if (root != c_.output_dir + "/checkpoints") locks_.push_back(std::make_unique<DirLock>(root, "checkpoint.dir"));
+    if (root == c_.output_dir + "/checkpoints") check_writable_directory(root, "checkpoint.dir");  // under output.dir's lock
+    else locks_.push_back(std::make_unique<DirLock>(root, "checkpoint.dir"));
   }
   if (c_.export_hf) io::check_replaceable_export(c_.output_dir + "/hf", "output.export");
 }
@@ -150,12 +149,12 @@ void Trainer::check_fit_before_loading() {
   world_.all_reduce(least, comm::ReduceOp::Max);
   fit_->check_host(uint64_t(-least.item<int64_t>()), run_.ranks_per_node);
   if (!run_.gpu()) counter_.set_limit(int64_t(run_.budget.bytes));  // on CPU the budget is enforced like a device's capacity
-  if (run_.gpu()) gpu_comm_ = comm::make_communicator(at::kCUDA);
 }
 
 // The runtime over the model's structure, each rank reading its shards from the starting weights
 // (the checkpoint when resuming).
 void Trainer::load() {
+  if (run_.gpu()) gpu_comm_ = comm::make_communicator(at::kCUDA);
   model_ = build_model(c_, src_);
   fit_->run("while loading the model into the persistent buffers (parameter, master, optimizer and gradient shards)", [&] {
     fsdp_ = load_model(*model_, gpu_comm_ ? *gpu_comm_ : world_, fsdp_config(c_), starting_weights(src_, resume_.get()),

@@ -30,8 +30,6 @@ inline at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tenso
 #endif
 }
 
-// Tensor::is_contiguous() plus "dense and in row-major order", which is what the communication
-// layer hands to MPI/NCCL as a raw pointer.
 // LibTorch builds differ in whether a failed enforce (e.g. the CPU allocator's "can't allocate")
 // aborts the process (FLAGS_caffe2_use_fatal_for_enforce) or throws c10::Error. ftdist wants the
 // exception everywhere, so that an allocation failure becomes an error naming what did not fit.
@@ -42,6 +40,8 @@ inline bool is_host_allocation_failure(const c10::Error& e) {
   return std::string(e.what_without_backtrace()).find("can't allocate memory") != std::string::npos;
 }
 
+// Tensor::is_contiguous() plus "dense and in row-major order", which is what the communication
+// layer hands to MPI/NCCL as a raw pointer.
 inline bool is_dense_contiguous(const at::Tensor& t) {
   return t.is_contiguous() && !t.is_sparse() && t.layout() == at::kStrided;
 }
