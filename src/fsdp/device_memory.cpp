@@ -67,12 +67,24 @@ void reset_device_memory_peak(at::Device d) {
   if (CpuMemoryCounter::installed()) CpuMemoryCounter::install().reset_peak();
 }
 
-int64_t device_memory_reserved(at::Device d) {
+int64_t device_memory_reserved_peak(at::Device d) {
   check_supported(d);
 #ifdef FTDIST_WITH_CUDA
-  if (d.is_cuda()) return cuda_stats(d).reserved_bytes[kAggregate].current;
+  if (d.is_cuda()) return cuda_stats(d).reserved_bytes[kAggregate].peak;
 #endif
   return device_memory_current(d);
+}
+
+int64_t device_memory_used(at::Device d) {
+  check_supported(d);
+#ifdef FTDIST_WITH_CUDA
+  if (d.is_cuda()) {
+    size_t free_bytes = 0, total_bytes = 0;
+    FT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    return int64_t(total_bytes - free_bytes);
+  }
+#endif
+  return 0;
 }
 
 int64_t device_memory_capacity(at::Device d) {

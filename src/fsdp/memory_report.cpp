@@ -67,13 +67,19 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
                   format_bytes(double(device_memory_peak(device))).c_str());
     os << line;
   }
-  // The whole: on a GPU the caching allocator's pool (what the device gave up; the CUDA context
-  // and NCCL, the planner's overhead, come on top), on the CPU the process's peak resident memory.
+  // The whole: on a GPU the caching allocator's pool at its peak (what the device gave up; the CUDA
+  // context and NCCL, the planner's overhead, come on top, and "device used" shows them), on the
+  // CPU the process's peak resident memory.
   const bool gpu = device.is_cuda();
   std::snprintf(line, sizeof(line), "%-18s %16s %22s  (%s)\n", "total", format_bytes(double(planned.total())).c_str(),
-                format_bytes(double(gpu ? device_memory_reserved(device) : process_peak_rss_bytes())).c_str(),
-                gpu ? "caching allocator's pool now, without the CUDA context" : "process peak RSS, all memory");
+                format_bytes(double(gpu ? device_memory_reserved_peak(device) : process_peak_rss_bytes())).c_str(),
+                gpu ? "caching allocator's peak pool (reserved), without the CUDA context" : "process peak RSS, all memory");
   os << line;
+  if (gpu) {
+    std::snprintf(line, sizeof(line), "%-18s %16s %22s  (whole GPU now, cudaMemGetInfo: pool + CUDA context + NCCL)\n",
+                  "device used", "-", format_bytes(double(device_memory_used(device))).c_str());
+    os << line;
+  }
   return os.str();
 }
 

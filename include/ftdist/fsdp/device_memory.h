@@ -17,8 +17,12 @@ int64_t device_memory_peak(at::Device device);     // since the last reset
 void reset_device_memory_peak(at::Device device);
 // The device's whole memory (CUDA: the GPU's global memory; CPU: 0, not known here).
 int64_t device_memory_capacity(at::Device device);
-// CUDA: the caching allocator's pool (reserved bytes, current), which is what the GPU has given up.
-int64_t device_memory_reserved(at::Device device);
+// CUDA: the caching allocator's pool (reserved bytes), which is what the GPU has given up: its peak
+// since the last reset_device_memory_peak. CPU: the current counted bytes.
+int64_t device_memory_reserved_peak(at::Device device);
+// CUDA: the bytes in use on the whole GPU (cudaMemGetInfo: total - free), which is the pool plus the
+// CUDA context, NCCL's buffers and every other process on the GPU. CPU: 0, not known here.
+int64_t device_memory_used(at::Device device);
 // Makes an out-of-memory error on `device` record the runtime's current category first
 // (CategoryScope::note_failure): the counting CPU allocator does that itself, a CUDA device gets
 // the caching allocator's out-of-memory observer. Idempotent.
