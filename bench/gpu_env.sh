@@ -1,9 +1,10 @@
 # bench/gpu_env.sh — sourced on a device machine that has no OpenMPI: unpacks the Debian packages
 # carried in .debs/ (bench/gpu_fetch_debs.sh) into $FTDIST_DEPS (default /tmp/ftdist-deps; never
-# into /) and points the build and mpirun at them. Does nothing when mpirun is already installed
-# (FTDIST_USE_DEBS=1: the carried packages all the same).
+# into /) and points the build and mpirun at them: one OpenMPI and one set of libraries, the carried
+# ones, also where the image has an OpenMPI of its own (it may lack toml++ or SentencePiece). Without
+# .debs/ the installed OpenMPI and libraries are used.
 #   source bench/gpu_env.sh
-if [ -z "${FTDIST_USE_DEBS:-}" ] && command -v mpirun >/dev/null 2>&1; then
+if ! ls .debs/*.deb >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then
   echo "gpu_env: using the installed $(command -v mpirun)"
 else
   P="${FTDIST_DEPS:-/tmp/ftdist-deps}"
