@@ -6,7 +6,7 @@ What it runs: Transformers' LlamaForCausalLM from a config (a preset below, or -
 Face config.json), SDPA attention, `fully_shard` on each decoder layer and on the root with
 MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) (ftdist's bf16-mixed with fp32
 reductions), fp32 master parameters and torch.optim.AdamW on them, optional full activation
-checkpointing of every decoder layer, random tokens. Launched as one process per GPU (torchrun, or
+checkpointing of every decoder layer, fresh random tokens each step. Launched as one process per GPU (torchrun, or
 plain `python3` for world size 1: the rendezvous defaults to localhost).
 
 Prints a table of steps and one machine-readable line for bench/gpu_compare.py:
@@ -115,14 +115,14 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     opt, opt_kind = make_optimizer(model, args.device)
     gen = torch.Generator(device="cpu").manual_seed(1 + rank)
-    tokens = torch.randint(0, cfg.vocab_size, (args.micro_batch, args.seq_len + 1), generator=gen).to(device)
-    inputs, labels = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
     def sync():
         if args.device == "cuda":
             torch.cuda.synchronize()
 
-    def step():
+    def step():  # fresh random tokens each step, drawn on the host and copied, as `ftdist bench step` does
+        tokens = torch.randint(0, cfg.vocab_size, (args.micro_batch, args.seq_len + 1), generator=gen).to(device)
+        inputs, labels = tokens[:, :-1], tokens[:, 1:].contiguous()
         logits = model(input_ids=inputs).logits
         loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1))
         loss.backward()

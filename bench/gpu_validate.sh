@@ -2,7 +2,7 @@
 # bench/gpu_validate.sh — what only a GPU machine can show, in one run of a few minutes:
 #   1. the GPU tests: the NCCL backend, the fused AdamW kernel, the FSDP runtime on CUDA (np2 forms
 #      where the machine has two GPUs);
-#   2. `ftdist bench comm --check` on NCCL;
+#   2. `ftdist bench comm --check` on NCCL; the CUDA context's and NCCL's bytes (bench/gpu_overheads.py);
 #   3. `ftdist bench step` on one GPU for TinyLlama-1.1B in bf16-mixed (seq 2048, micro-batch 4,
 #      checkpointing none and full): tokens/s, MFU, the caching allocator's peak allocated and
 #      reserved next to the planner's figure; and the same model in PyTorch FSDP2 on the same card
@@ -112,8 +112,10 @@ else
   say "test-*-np2: not run (NCCL puts one rank on each GPU; this machine has ${NGPU:-0})"
 fi
 
-# ---- 2. NCCL collectives, checked ----------------------------------------------------------------
+# ---- 2. NCCL collectives, checked; what a process holds outside its tensors ---------------------
 step bench-comm-nccl 90 $MPI -np 1 "$BIN/ftdist" bench comm --backend nccl --check
+step gpu-overheads 60 "$PY" bench/gpu_overheads.py
+show gpu-overheads 6
 
 # ---- 3. TinyLlama-1.1B steps: ftdist, then FSDP2 on the same card --------------------------------
 SHAPE=(--micro-batch 4 --seq-len 2048 --steps 5 --warmup 2)

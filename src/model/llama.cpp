@@ -154,12 +154,19 @@ at::Tensor LlamaModel::attention(int64_t i, const at::Tensor& x, const ForwardCo
   at::Tensor q = apply_rope(project(layer_tensors_.q, layer_tensors_.qb, spec_.heads), ctx.rope);
   at::Tensor k = apply_rope(project(layer_tensors_.k, layer_tensors_.kb, spec_.kv_heads), ctx.rope);
   at::Tensor v = project(layer_tensors_.v, layer_tensors_.vb, spec_.kv_heads);
+  // A window no shorter than the sequence masks nothing beyond causality: plain causal attention.
+  const int64_t window = spec_.layer_uses_window(i) && s > spec_.sliding_window ? spec_.sliding_window : 0;
   const int64_t groups = spec_.heads / spec_.kv_heads;
-  if (groups > 1) {  // query head h reads kv head h / groups
+  // Query head h reads kv head h / groups. The fused kernels do that in place for plain causal
+  // attention (k, v: (b, hkv, s, d), which is what autograd keeps and the planner counts); eager
+  // attention and a sliding-window mask (whose masked kernels take no grouped heads) get k and v
+  // expanded to every query head.
+  const bool grouped_in_kernel = attention_ == plan::Attention::Flash && compat::available_sdpa && compat::sdpa_gqa && window == 0;
+  if (groups > 1 && !grouped_in_kernel) {
     k = k.repeat_interleave(groups, 1);
     v = v.repeat_interleave(groups, 1);
   }
-  at::Tensor o = causal_attention(q, k, v, spec_.layer_uses_window(i) ? spec_.sliding_window : 0, attention_);
+  at::Tensor o = causal_attention(q, k, v, window, attention_);
   o = o.transpose(1, 2).reshape({b, s, spec_.q_dim()});
   return at::linear(o, p(u, layer_tensors_.o), bias(u, layer_tensors_.ob));
 }

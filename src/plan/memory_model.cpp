@@ -128,7 +128,9 @@ std::string num(double v) { return explain_num(v); }
 // Megatron estimate with dropout masks and a 4h GELU MLP is 34·h.)
 // Eager attention keeps the probabilities instead of the logsumexp: the fp32 softmax output (4)
 // and, in bf16, its bf16 copy (2), for every head and key position; and k and v expanded to all
-// query heads (GQA), 2·c·(hq − hkv).
+// query heads (GQA), 2·c·(hq − hkv). Flash attention with a sliding window shorter than the
+// sequence (a masked kernel, which takes no grouped heads) keeps k and v expanded too
+// (model/llama.cpp, LlamaModel::attention).
 double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
   const double c = compute_bytes(s.precision);
   double bytes = c * (4.0 * m.hidden + 2.0 * m.q_dim() + 2.0 * m.kv_dim() + 4.0 * m.intermediate) + 8.0;
@@ -137,6 +139,7 @@ double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
     bytes += (4.0 + (c == 2 ? 2.0 : 0.0)) * m.heads * keys + 2.0 * c * double(m.q_dim() - m.kv_dim());
   } else {
     bytes += 4.0 * m.heads;
+    if (m.sliding_window > 0 && s.seq_len > m.sliding_window) bytes += 2.0 * c * double(m.q_dim() - m.kv_dim());
   }
   return bytes;
 }

@@ -148,24 +148,46 @@ TEST(Model, RopeTableIsBuiltOncePerSequenceLengthAndDtype) {
 }
 
 TEST(Model, GroupedQueryAttentionEqualsRepeatedKeyValueHeads) {
-  // kv head j serves query heads 2j and 2j+1: an MHA model with k/v rows duplicated that way is the same model.
-  plan::ModelSpec gqa = tiny_spec("llama");  // 4 heads, 2 kv heads, head_dim 4
-  LlamaModel a(gqa, kF64);
-  randomize(a, 9);
-  plan::ModelSpec mha = gqa;
-  mha.kv_heads = 4;
-  LlamaModel b(mha, kF64);
-  at::NoGradGuard ng;
-  for (size_t u = 0; u < a.units().size(); ++u) {
-    for (size_t i = 0; i < a.units()[u].specs.size(); ++i) {
-      const std::string& name = a.units()[u].specs[i].name;
-      at::Tensor src = a.param(name);
-      bool kv = name.find("k_proj.weight") != std::string::npos || name.find("v_proj.weight") != std::string::npos;
-      b.param(name).copy_(kv ? src.view({2, 4, 16}).repeat_interleave(2, 0).reshape({16, 16}) : src);
+  // kv head j serves query heads 2j and 2j+1: an MHA model with k/v rows duplicated that way is the
+  // same model, in eager attention (k/v expanded) and in the fused kernel (grouped heads read in
+  // place), forward and backward.
+  for (plan::Attention kind : {plan::Attention::Eager, plan::Attention::Flash}) {
+    SCOPED_TRACE(plan::attention_name(kind));
+    plan::ModelSpec gqa = tiny_spec("llama");  // 4 heads, 2 kv heads, head_dim 4
+    LlamaModel a(gqa, kF64, kind);
+    randomize(a, 9);
+    plan::ModelSpec mha = gqa;
+    mha.kv_heads = 4;
+    LlamaModel b(mha, kF64, kind);
+    {
+      at::NoGradGuard ng;
+      for (size_t u = 0; u < a.units().size(); ++u) {
+        for (size_t i = 0; i < a.units()[u].specs.size(); ++i) {
+          const std::string& name = a.units()[u].specs[i].name;
+          at::Tensor src = a.param(name);
+          bool kv = name.find("k_proj.weight") != std::string::npos || name.find("v_proj.weight") != std::string::npos;
+          b.param(name).copy_(kv ? src.view({2, 4, 16}).repeat_interleave(2, 0).reshape({16, 16}) : src);
+        }
+      }
     }
+    for (LlamaModel* m : {&a, &b})
+      for (size_t u = 0; u < m->units().size(); ++u) m->bind(u, m->units()[u].flat.detach().clone().requires_grad_());
+    at::Tensor ids = at::randint(0, 37, {2, 6}, at::kLong);
+    at::Tensor la = a.forward(ids), lb = b.forward(ids);
+    EXPECT_TRUE(at::allclose(la, lb, 1e-12, 1e-12));
+    (la * la).sum().backward();
+    (lb * lb).sum().backward();
+    // A parameter's gradient: its slice of its unit's flat gradient (layer 0 is unit 1).
+    auto grad = [](const LlamaModel& m, const std::string& name) {
+      const at::Tensor& p = m.param(name);
+      const at::Tensor& flat = m.units()[1].flat;
+      return flat.grad().narrow(0, p.storage_offset() - flat.storage_offset(), p.numel()).view(p.sizes());
+    };
+    const std::string q = "model.layers.0.self_attn.q_proj.weight", k = "model.layers.0.self_attn.k_proj.weight";
+    EXPECT_TRUE(at::allclose(grad(a, q), grad(b, q), 1e-10, 1e-10));
+    // A shared kv head's gradient is the sum of its two copies' gradients.
+    EXPECT_TRUE(at::allclose(grad(a, k), grad(b, k).view({2, 2, 4, 16}).sum(1).reshape({8, 16}), 1e-10, 1e-10));
   }
-  at::Tensor ids = at::randint(0, 37, {2, 6}, at::kLong);
-  EXPECT_TRUE(at::allclose(a.forward(ids), b.forward(ids), 1e-12, 1e-12));
 }
 
 TEST(Model, SlidingWindowChangesMistralButNotShortSequences) {

@@ -16,12 +16,18 @@ C10_DECLARE_bool(caffe2_use_fatal_for_enforce);
 namespace ftdist::compat {
 
 // Fused scaled-dot-product attention (flash / memory-efficient kernels on GPU, math on CPU) where
-// this LibTorch has it; `available_sdpa` says whether it does. q (b, h, s, d), k/v (b, h, s_k, d);
-// `mask` (s, s_k) bool (true = attend) or undefined with `causal`.
+// this LibTorch has it; `available_sdpa` says whether it does. q (b, hq, s, d), k/v (b, hkv, s_k, d);
+// `mask` (s, s_k) bool (true = attend) or undefined with `causal`. hkv < hq (grouped-query
+// attention: query head i reads kv head i / (hq / hkv)) needs `sdpa_gqa`: the kernels then read the
+// shared k/v heads in place, and autograd keeps them unexpanded.
 constexpr bool available_sdpa = FTDIST_TORCH_AT_LEAST(2, 0);
+constexpr bool sdpa_gqa = FTDIST_TORCH_AT_LEAST(2, 5);
 inline at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                        bool causal, double scale) {
-#if FTDIST_TORCH_AT_LEAST(2, 1)
+#if FTDIST_TORCH_AT_LEAST(2, 5)
+  return at::scaled_dot_product_attention(q, k, v, mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt, 0.0,
+                                          causal && !mask.defined(), scale, /*enable_gqa=*/k.size(1) != q.size(1));
+#elif FTDIST_TORCH_AT_LEAST(2, 1)
   return at::scaled_dot_product_attention(q, k, v, mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt, 0.0,
                                           causal && !mask.defined(), scale);
 #else
