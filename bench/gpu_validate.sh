@@ -8,7 +8,8 @@
 #      reserved next to the planner's figure; and the same model in PyTorch FSDP2 on the same card
 #      (bench/fsdp2_step.py), with the ftdist/FSDP2 table (bench/gpu_compare.py);
 #   4. the fused AdamW kernel vs torch.optim.AdamW(fused=True) and the device copy bandwidth;
-#   5. `ftdist bench load` to the GPU.
+#   5. `ftdist bench load` to the GPU; the bundled tiny run on the GPU in bf16-mixed: train with
+#      checkpoints, resume, export.
 # Each step has its own time limit. $OUT (default ./gpu-validate) receives summary.txt (one line a
 # step, the failures' tails, the tables) and logs.tgz (every step's whole log), kept current after
 # each step, so a run cut short still returns what it did.
@@ -136,9 +137,17 @@ show bench-optim 12
 show bench-optim-torch 6
 show bench-comm-nccl 30
 
-# ---- 5. loading to the GPU -----------------------------------------------------------------------
+# ---- 5. loading to the GPU; a whole training run on it: checkpoint, resume, export ---------------
 step bench-load 120 $MPI -np 1 "$BIN/ftdist" bench load --device cuda --model tinyllama-1.1b --precision bf16-mixed --shard full
 show bench-load 15
+rm -rf /tmp/gpu-validate-train
+RUN=(--config examples/tiny/ftdist.toml --set parallel.device=cuda --set parallel.precision=bf16-mixed
+  --set output.dir=/tmp/gpu-validate-train --set checkpoint.every=100 --set train.log_every=50)
+step train-tiny-gpu 120 $MPI -np 1 "$BIN/ftdist" train "${RUN[@]}" --set train.steps=200
+step train-tiny-gpu-resume 120 $MPI -np 1 "$BIN/ftdist" train "${RUN[@]}" --set train.steps=250 --set checkpoint.resume=true
+step export-tiny 60 "$BIN/ftdist" export --checkpoint /tmp/gpu-validate-train/checkpoints --out /tmp/gpu-validate-train/hf
+show train-tiny-gpu 6
+show train-tiny-gpu-resume 4
 pack
 say "gpu_validate: exit $status after ${SECONDS}s"
 exit $status
