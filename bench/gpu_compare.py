@@ -7,7 +7,11 @@ memory in use, the planner's figures, and the ftdist/FSDP2 ratios.
 FSDP2's MFU uses ftdist's FLOPs per token (the same model and sequence length), so the two MFU
 columns compare as the tokens/s do.
 
-usage: python3 bench/gpu_compare.py LOG_FOLDER
+With --planner: one row per plan-*.log (`ftdist bench step` over other models and settings): the
+planner's peak allocated, saved activations and total against the GPU's, and whether the plan
+covered what the GPU had in use.
+
+usage: python3 bench/gpu_compare.py [--planner] LOG_FOLDER
 """
 import json
 import os
@@ -34,7 +38,8 @@ def ftdist_result(path):
         return None
     r["step_s"], r["tokens_per_s"], r["flops_per_token"] = float(m.group(1)), float(m.group(2)), float(m.group(3))
     r["mfu"] = float(m.group(4)) / 100 if m.group(4) else None
-    for key, label in (("allocated", "allocated"), ("total", "total"), ("device_used", "device used")):
+    for key, label in (("allocated", "allocated"), ("total", "total"), ("device_used", "device used"),
+                       ("saved", "saved activations")):
         m = re.search(r"^" + label + r"\s+(\S+(?: \S+)?)\s+([0-9.]+ \w+)", text, re.M)
         if m:
             r["planned_" + key] = parse_bytes(m.group(1)) if m.group(1) != "-" else None
@@ -60,10 +65,43 @@ def ratio(a, b):
     return f"{a / b:.2f}" if a is not None and b else "-"
 
 
+def pct(measured, planned):
+    return f"{100.0 * (measured / planned - 1):+.1f}%" if measured is not None and planned else "-"
+
+
+def planner_table(folder):
+    names = sorted(f for f in os.listdir(folder) if f.startswith("plan-") and f.endswith(".log"))
+    head = ["run", "alloc GiB planned", "measured", "diff", "saved act. GiB planned", "measured", "diff",
+            "total GiB planned", "GPU used GiB", "plan covers GPU"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    missing = 0
+    for name in names:
+        r = ftdist_result(os.path.join(folder, name))
+        if r is None:
+            print(f"| {name[5:-4]} | (no result: see its log) |")
+            missing += 1
+            continue
+        covers = "-"
+        if r.get("planned_total") and r.get("device_used"):
+            covers = "yes" if r["planned_total"] >= r["device_used"] else "NO"
+        print("| " + " | ".join([
+            name[5:-4], gib(r.get("planned_allocated")), gib(r.get("allocated")),
+            pct(r.get("allocated"), r.get("planned_allocated")), gib(r.get("planned_saved")), gib(r.get("saved")),
+            pct(r.get("saved"), r.get("planned_saved")), gib(r.get("planned_total")), gib(r.get("device_used")), covers,
+        ]) + " |")
+    return 1 if missing or not names else 0
+
+
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    planner = "--planner" in args
+    args = [a for a in args if a != "--planner"]
+    if len(args) != 1:
         sys.exit(__doc__.strip().splitlines()[-1])
-    folder = sys.argv[1]
+    folder = args[0]
+    if planner:
+        return planner_table(folder)
     rows = []
     for ck in ("none", "full"):
         f = ftdist_result(os.path.join(folder, f"step-ftdist-ckpt-{ck}.log"))

@@ -10,7 +10,9 @@
 #   4. the fused AdamW kernel vs torch.optim.AdamW(fused=True) and the device copy bandwidth;
 #   5. `ftdist bench load` to the GPU; the bundled tiny run on the GPU in bf16-mixed: train with
 #      checkpoints, resume, export.
-# Each step has its own time limit. $OUT (default ./gpu-validate) receives summary.txt (one line a
+# `bash bench/gpu_validate.sh [SECTION ...]` runs the sections named (tests, comm, step, optim, train,
+# and planner: the planner's bytes against the GPU's over other models and settings), by default all
+# but planner. Each step has its own time limit. $OUT (default ./gpu-validate) receives summary.txt (one line a
 # step, the failures' tails, the tables) and logs.tgz (every step's whole log), kept current after
 # each step, so a run cut short still returns what it did.
 #
@@ -103,51 +105,84 @@ mkdir -p "$(sed -n 's/^test_tmp=//p' "$BIN/MANIFEST")"
 MPI=launch/ftdist-mpirun
 
 # ---- 1. the GPU tests ----------------------------------------------------------------------------
-step test-comm-nccl-np1 90 $MPI -np 1 "$BIN/tests/ftdist_comm_nccl_tests"
-step test-optim-cuda-kernel 90 "$BIN/tests/ftdist_optim_tests" --gtest_filter='FusedAdamWKernel.*'
-step test-fsdp-cuda-np1 150 $MPI -np 1 "$BIN/tests/ftdist_fsdp_cuda_tests"
-if [ "${NGPU:-0}" -ge 2 ]; then
-  step test-comm-nccl-np2 120 $MPI -np 2 "$BIN/tests/ftdist_comm_nccl_tests"
-  step test-fsdp-cuda-np2 240 $MPI -np 2 "$BIN/tests/ftdist_fsdp_cuda_tests"
-else
-  say "test-*-np2: not run (NCCL puts one rank on each GPU; this machine has ${NGPU:-0})"
-fi
+section_tests() {
+  step test-comm-nccl-np1 90 $MPI -np 1 "$BIN/tests/ftdist_comm_nccl_tests"
+  step test-optim-cuda-kernel 90 "$BIN/tests/ftdist_optim_tests" --gtest_filter='FusedAdamWKernel.*'
+  step test-fsdp-cuda-np1 150 $MPI -np 1 "$BIN/tests/ftdist_fsdp_cuda_tests"
+  if [ "${NGPU:-0}" -ge 2 ]; then
+    step test-comm-nccl-np2 120 $MPI -np 2 "$BIN/tests/ftdist_comm_nccl_tests"
+    step test-fsdp-cuda-np2 240 $MPI -np 2 "$BIN/tests/ftdist_fsdp_cuda_tests"
+  else
+    say "test-*-np2: not run (NCCL puts one rank on each GPU; this machine has ${NGPU:-0})"
+  fi
+}
 
 # ---- 2. NCCL collectives, checked; what a process holds outside its tensors ---------------------
-step bench-comm-nccl 90 $MPI -np 1 "$BIN/ftdist" bench comm --backend nccl --check
-step gpu-overheads 60 "$PY" bench/gpu_overheads.py
-show gpu-overheads 6
+section_comm() {
+  step bench-comm-nccl 90 $MPI -np 1 "$BIN/ftdist" bench comm --backend nccl --check
+  step gpu-overheads 60 "$PY" bench/gpu_overheads.py
+  show gpu-overheads 6
+}
 
 # ---- 3. TinyLlama-1.1B steps: ftdist, then FSDP2 on the same card --------------------------------
-SHAPE=(--micro-batch 4 --seq-len 2048 --steps 5 --warmup 2)
-for ck in none full; do
-  step "step-ftdist-ckpt-$ck" 150 $MPI -np 1 "$BIN/ftdist" bench step --device cuda --model tinyllama-1.1b \
-    --precision bf16-mixed --shard full --checkpointing "$ck" "${SHAPE[@]}" ${FTDIST_GPU:+--gpu "$FTDIST_GPU"}
-done
-for ck in none full; do
-  step "step-fsdp2-ckpt-$ck" 150 "$PY" bench/fsdp2_step.py --preset tinyllama-1.1b --checkpointing "$ck" "${SHAPE[@]}"
-done
-python3 bench/gpu_compare.py "$LOGS" 2>&1 | tee -a "$SUMMARY"
-show step-ftdist-ckpt-none 20
+section_step() {
+  local shape=(--micro-batch 4 --seq-len 2048 --steps 5 --warmup 2) ck
+  for ck in none full; do
+    step "step-ftdist-ckpt-$ck" 150 $MPI -np 1 "$BIN/ftdist" bench step --device cuda --model tinyllama-1.1b \
+      --precision bf16-mixed --shard full --checkpointing "$ck" "${shape[@]}" ${FTDIST_GPU:+--gpu "$FTDIST_GPU"}
+  done
+  for ck in none full; do
+    step "step-fsdp2-ckpt-$ck" 150 "$PY" bench/fsdp2_step.py --preset tinyllama-1.1b --checkpointing "$ck" "${shape[@]}"
+  done
+  python3 bench/gpu_compare.py "$LOGS" 2>&1 | tee -a "$SUMMARY"
+  show step-ftdist-ckpt-none 20
+}
 
 # ---- 4. the optimizer kernel beside PyTorch's fused AdamW ----------------------------------------
-step bench-optim 90 "$BIN/bench/ftdist_bench_optim"
-step bench-optim-torch 90 "$PY" bench/optim_torch_fused.py
-show bench-optim 12
-show bench-optim-torch 6
-show bench-comm-nccl 30
+section_optim() {
+  step bench-optim 90 "$BIN/bench/ftdist_bench_optim"
+  step bench-optim-torch 90 "$PY" bench/optim_torch_fused.py
+  show bench-optim 12
+  show bench-optim-torch 6
+  show bench-comm-nccl 30
+}
 
 # ---- 5. loading to the GPU; a whole training run on it: checkpoint, resume, export ---------------
-step bench-load 120 $MPI -np 1 "$BIN/ftdist" bench load --device cuda --model tinyllama-1.1b --precision bf16-mixed --shard full
-show bench-load 15
-rm -rf /tmp/gpu-validate-train
-RUN=(--config examples/tiny/ftdist.toml --set parallel.device=cuda --set parallel.precision=bf16-mixed
-  --set output.dir=/tmp/gpu-validate-train --set checkpoint.every=100 --set train.log_every=50)
-step train-tiny-gpu 120 $MPI -np 1 "$BIN/ftdist" train "${RUN[@]}" --set train.steps=200
-step train-tiny-gpu-resume 120 $MPI -np 1 "$BIN/ftdist" train "${RUN[@]}" --set train.steps=250 --set checkpoint.resume=true
-step export-tiny 60 "$BIN/ftdist" export --checkpoint /tmp/gpu-validate-train/checkpoints --out /tmp/gpu-validate-train/hf
-show train-tiny-gpu 6
-show train-tiny-gpu-resume 4
+section_train() {
+  step bench-load 120 $MPI -np 1 "$BIN/ftdist" bench load --device cuda --model tinyllama-1.1b --precision bf16-mixed --shard full
+  show bench-load 15
+  rm -rf /tmp/gpu-validate-train
+  local run=(--config examples/tiny/ftdist.toml --set parallel.device=cuda --set parallel.precision=bf16-mixed
+    --set output.dir=/tmp/gpu-validate-train --set checkpoint.every=100 --set train.log_every=50)
+  step train-tiny-gpu 120 $MPI -np 1 "$BIN/ftdist" train "${run[@]}" --set train.steps=200
+  step train-tiny-gpu-resume 120 $MPI -np 1 "$BIN/ftdist" train "${run[@]}" --set train.steps=250 --set checkpoint.resume=true
+  step export-tiny 60 "$BIN/ftdist" export --checkpoint /tmp/gpu-validate-train/checkpoints --out /tmp/gpu-validate-train/hf
+  show train-tiny-gpu 6
+  show train-tiny-gpu-resume 4
+}
+
+# ---- planner (not in the default run): the planner's bytes against the GPU's over other shapes ----
+# Vocabularies of 32k to 152k, grouped and full multi-head attention, a sliding window shorter than
+# the sequence (the masked kernel), qkv biases and tied embeddings, fp32 / bf16-mixed / bf16-pure,
+# activation checkpointing and no_sync accumulation; layers cut so that each loads in seconds.
+section_planner() {
+  local common=(bench step --device cuda --shard full --steps 2 --warmup 1)
+  step plan-llama3-8b-l4 120 $MPI -np 1 "$BIN/ftdist" "${common[@]}" --model llama-3-8b --layers 4 --precision bf16-mixed --micro-batch 2 --seq-len 4096
+  step plan-mistral-7b-l4-window 120 $MPI -np 1 "$BIN/ftdist" "${common[@]}" --model mistral-7b --layers 4 --precision bf16-mixed --micro-batch 1 --seq-len 8192
+  step plan-qwen2.5-1.5b-l8-pure 120 $MPI -np 1 "$BIN/ftdist" "${common[@]}" --model qwen2.5-1.5b --layers 8 --precision bf16-pure --micro-batch 4 --seq-len 2048
+  step plan-tinyllama-l8-fp32 120 $MPI -np 1 "$BIN/ftdist" "${common[@]}" --model tinyllama-1.1b --layers 8 --precision fp32 --micro-batch 2 --seq-len 1024
+  step plan-llama2-7b-l4-ckpt-nosync 120 $MPI -np 1 "$BIN/ftdist" "${common[@]}" --model llama-2-7b --layers 4 --precision bf16-mixed --micro-batch 2 --seq-len 4096 --checkpointing full --grad-accum 2 --no-sync
+  python3 bench/gpu_compare.py --planner "$LOGS" 2>&1 | tee -a "$SUMMARY"
+}
+
+SECTIONS=("$@")
+[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(tests comm step optim train)
+for s in "${SECTIONS[@]}"; do
+  case "$s" in
+    tests | comm | step | optim | train | planner) "section_$s" ;;
+    *) say "gpu_validate: unknown section '$s' (tests, comm, step, optim, train, planner)"; status=1 ;;
+  esac
+done
 pack
 say "gpu_validate: exit $status after ${SECONDS}s"
 exit $status

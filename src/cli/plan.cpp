@@ -106,6 +106,13 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
 }
 
 
+// A default shown in --help and parsed back: the shortest text of the value.
+std::string num_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
 void add_plan_options(cxxopts::Options& options) {
   options.add_options("model")
       ("model", "preset name (`ftdist models`)", cxxopts::value<std::string>())
@@ -135,9 +142,9 @@ void add_plan_options(cxxopts::Options& options) {
       ("offload", "keep master weights and optimizer states in host memory")
       ("no-sync", "accumulate unsharded fp32 gradients over micro-batches, reduce once per step")
       ("prefetch", "unsharded layer buffers in flight", cxxopts::value<int>()->default_value("2"))
-      ("overhead-context-gib", "CUDA context and library workspaces per GPU", cxxopts::value<double>()->default_value("0.75"))
-      ("overhead-nccl-gib", "NCCL buffers per GPU", cxxopts::value<double>()->default_value("0.5"))
-      ("fragmentation", "allocator slack as a fraction of the rest", cxxopts::value<double>()->default_value("0.05"))
+      ("overhead-context-gib", "CUDA context and library workspaces per GPU", cxxopts::value<double>()->default_value(num_text(plan::Overheads{}.cuda_context_gib)))
+      ("overhead-nccl-gib", "NCCL buffers per GPU", cxxopts::value<double>()->default_value(num_text(plan::Overheads{}.nccl_gib)))
+      ("fragmentation", "allocator slack as a fraction of the rest", cxxopts::value<double>()->default_value(num_text(plan::Overheads{}.fragmentation)))
       ("lora-rank", "rank of the LoRA/QLoRA comparison rows", cxxopts::value<int>()->default_value("16"))
       ("lora-targets", "modules of the LoRA/QLoRA rows", cxxopts::value<std::string>()->default_value("q,k,v,o,gate,up,down"));
   options.add_options("decision and output")

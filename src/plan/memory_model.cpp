@@ -351,15 +351,16 @@ void add_comm_buffers(const Terms& t, MemoryBreakdown& b) {
   if (t.ex.on()) t.ex.line(MemCategory::comm_buffers, comm_formula, comm);
 }
 
-// The CUDA context, NCCL buffers and the allocator's fragmentation over everything else.
+// The CUDA context, NCCL buffers and the allocator's fragmentation over everything else. Every GPU
+// run has an NCCL communicator, one rank's included (the runtime makes one at every world size).
 void add_overhead(const Terms& t, MemoryBreakdown& b) {
   const RunSetup& s = t.s;
-  const double fixed = (s.overheads.cuda_context_gib + (s.data_parallel() > 1 ? s.overheads.nccl_gib : 0.0)) * double(kGiB);
+  const double fixed = (s.overheads.cuda_context_gib + s.overheads.nccl_gib) * double(kGiB);
   const double frag = s.overheads.fragmentation * double(b.total());
   b[MemCategory::overhead] = clamp_bytes(fixed + frag);
-  if (t.ex.on()) t.ex.line(MemCategory::overhead, "CUDA context " + num(s.overheads.cuda_context_gib) + " GiB" +
-                                     (s.data_parallel() > 1 ? " + NCCL " + num(s.overheads.nccl_gib) + " GiB" : "") +
-                                     " + fragmentation " + num(s.overheads.fragmentation) + " x the rest",
+  if (t.ex.on()) t.ex.line(MemCategory::overhead, "CUDA context " + num(s.overheads.cuda_context_gib) + " GiB + NCCL " +
+                                     num(s.overheads.nccl_gib) + " GiB + fragmentation " +
+                                     num(s.overheads.fragmentation) + " x the rest",
           b[MemCategory::overhead]);
 }
 
