@@ -3,6 +3,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
+#include <limits>
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/torch_compat.h"
@@ -40,23 +41,39 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) { return RmsNormFn::apply(x, weight, eps); }
 
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
+at::Tensor attention_mask(int64_t s, int64_t window, plan::Attention kind, const at::TensorOptions& options) {
+  if (kind == plan::Attention::Flash && compat::available_sdpa && window == 0) return at::Tensor();
+  at::Tensor i = at::arange(s, at::TensorOptions().dtype(at::kLong)).unsqueeze(1);
+  at::Tensor j = at::arange(s, at::TensorOptions().dtype(at::kLong)).unsqueeze(0);
+  at::Tensor attend = j <= i;
+  if (window > 0) attend = attend.logical_and(i - j < window);
+  at::Tensor mask = at::zeros({s, s}, at::TensorOptions().dtype(options.dtype()));
+  mask.masked_fill_(attend.logical_not(), -std::numeric_limits<double>::infinity());
+  return mask.to(options.device());
+}
+
+bool fused_attention_reads_grouped_heads(const at::Tensor& q, const at::Tensor& mask) {
+  if (!compat::available_sdpa || !compat::sdpa_gqa || mask.defined()) return false;
+  return q.is_cpu() || q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
+}
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                             plan::Attention kind) {
-  const int64_t s = q.size(2), sk = k.size(2);
   const double scale = 1.0 / std::sqrt(double(q.size(-1)));
-  at::Tensor mask;  // bool (s, sk), true = attend; undefined = plain causal
-  if (window > 0 || kind == plan::Attention::Eager) {
-    at::Tensor i = at::arange(s, at::TensorOptions().dtype(at::kLong).device(q.device())).unsqueeze(1);
-    at::Tensor j = at::arange(sk, at::TensorOptions().dtype(at::kLong).device(q.device())).unsqueeze(0);
-    mask = j <= i;
-    if (window > 0) mask = mask.logical_and(i - j < window);
-  }
+  FT_CHECK(!mask.defined() || mask.scalar_type() == q.scalar_type(), ErrorKind::Internal,
+           "attention mask in " << mask.scalar_type() << " for queries in " << q.scalar_type());
   if (kind == plan::Attention::Flash && compat::available_sdpa) return compat::sdpa(q, k, v, mask, true, scale);
-  // Eager, as Transformers' eager path: scores in the compute dtype, softmax in (at least) fp32.
-  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * scale;
-  scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+  // Eager, as Transformers' eager path: scores in the compute dtype plus the additive mask (which
+  // keeps nothing for backward), softmax in (at least) fp32.
+  FT_CHECK(mask.defined(), ErrorKind::Internal, "eager attention needs attention_mask()");
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * scale + mask;
   at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
   return at::matmul(probs, v);
+}
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
+                            plan::Attention kind) {
+  return causal_attention(q, k, v, attention_mask(q.size(2), window, kind, q.options()), kind);
 }
 
 namespace {
@@ -138,8 +155,16 @@ ForwardContext LlamaModel::context(int64_t seq_len) const {
   const at::Tensor& any = units_.front().flat;
   const at::Tensor& cached = context_cache_.rope.cos;
   if (!cached.defined() || context_cache_.seq_len != seq_len || cached.device() != any.device() ||
-      cached.scalar_type() != any.scalar_type())
-    context_cache_ = {rope_table(spec_, seq_len, any.options()), seq_len};
+      cached.scalar_type() != any.scalar_type()) {
+    ForwardContext c;
+    c.rope = rope_table(spec_, seq_len, any.options());
+    c.seq_len = seq_len;
+    c.causal_mask = attention_mask(seq_len, 0, attention_, any.options());
+    // A window no shorter than the sequence masks nothing beyond causality: those layers use causal_mask.
+    if (spec_.sliding_window > 0 && seq_len > spec_.sliding_window)
+      c.window_mask = attention_mask(seq_len, spec_.sliding_window, attention_, any.options());
+    context_cache_ = std::move(c);
+  }
   return context_cache_;
 }
 
@@ -154,19 +179,17 @@ at::Tensor LlamaModel::attention(int64_t i, const at::Tensor& x, const ForwardCo
   at::Tensor q = apply_rope(project(layer_tensors_.q, layer_tensors_.qb, spec_.heads), ctx.rope);
   at::Tensor k = apply_rope(project(layer_tensors_.k, layer_tensors_.kb, spec_.kv_heads), ctx.rope);
   at::Tensor v = project(layer_tensors_.v, layer_tensors_.vb, spec_.kv_heads);
-  // A window no shorter than the sequence masks nothing beyond causality: plain causal attention.
-  const int64_t window = spec_.layer_uses_window(i) && s > spec_.sliding_window ? spec_.sliding_window : 0;
+  const at::Tensor& mask = spec_.layer_uses_window(i) && ctx.window_mask.defined() ? ctx.window_mask : ctx.causal_mask;
   const int64_t groups = spec_.heads / spec_.kv_heads;
-  // Query head h reads kv head h / groups. The fused kernels do that in place for plain causal
-  // attention (k, v: (b, hkv, s, d), which is what autograd keeps and the planner counts); eager
-  // attention and a sliding-window mask (whose masked kernels take no grouped heads) get k and v
-  // expanded to every query head.
-  const bool grouped_in_kernel = attention_ == plan::Attention::Flash && compat::available_sdpa && compat::sdpa_gqa && window == 0;
+  // Query head h reads kv head h / groups: in place where the fused kernel can (k, v stay
+  // (b, hkv, s, d), which is what autograd keeps), else expanded to every query head. The planner
+  // counts the same (plan::activation_bytes_per_token_layer).
+  const bool grouped_in_kernel = attention_ == plan::Attention::Flash && fused_attention_reads_grouped_heads(q, mask);
   if (groups > 1 && !grouped_in_kernel) {
     k = k.repeat_interleave(groups, 1);
     v = v.repeat_interleave(groups, 1);
   }
-  at::Tensor o = causal_attention(q, k, v, window, attention_);
+  at::Tensor o = causal_attention(q, k, v, mask, attention_);
   o = o.transpose(1, 2).reshape({b, s, spec_.q_dim()});
   return at::linear(o, p(u, layer_tensors_.o), bias(u, layer_tensors_.ob));
 }

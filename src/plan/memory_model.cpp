@@ -127,21 +127,33 @@ std::string num(double v) { return explain_num(v); }
 // Sum: c·(4h + 2hq + 2hkv + 4I) + 8 + 4·heads. (For Llama-2-7B in bf16: 153,736 B ≈ 37.5·h; the
 // Megatron estimate with dropout masks and a 4h GELU MLP is 34·h.)
 // Eager attention keeps the probabilities instead of the logsumexp: the fp32 softmax output (4)
-// and, in bf16, its bf16 copy (2), for every head and key position; and k and v expanded to all
-// query heads (GQA), 2·c·(hq − hkv). Flash attention with a sliding window shorter than the
-// sequence (a masked kernel, which takes no grouped heads) keeps k and v expanded too
-// (model/llama.cpp, LlamaModel::attention).
+// and, in bf16, its bf16 copy (2), for every head and every key position (the whole (s, s) score
+// matrix, a sliding window only masks it); and k and v expanded to all query heads (GQA),
+// 2·c·(hq − hkv). Flash attention keeps k and v expanded too where its kernel cannot read grouped
+// heads (model::fused_attention_reads_grouped_heads): with a sliding window shorter than the
+// sequence (a masked kernel), and in fp32 on a GPU.
 double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
   const double c = compute_bytes(s.precision);
   double bytes = c * (4.0 * m.hidden + 2.0 * m.q_dim() + 2.0 * m.kv_dim() + 4.0 * m.intermediate) + 8.0;
+  const double expanded_kv = 2.0 * c * double(m.q_dim() - m.kv_dim());
   if (s.attention == Attention::Eager) {
-    int64_t keys = m.sliding_window > 0 ? std::min(s.seq_len, m.sliding_window) : s.seq_len;
-    bytes += (4.0 + (c == 2 ? 2.0 : 0.0)) * m.heads * keys + 2.0 * c * double(m.q_dim() - m.kv_dim());
+    bytes += (4.0 + (c == 2 ? 2.0 : 0.0)) * m.heads * double(s.seq_len) + expanded_kv;
   } else {
     bytes += 4.0 * m.heads;
-    if (m.sliding_window > 0 && s.seq_len > m.sliding_window) bytes += 2.0 * c * double(m.q_dim() - m.kv_dim());
+    const bool windowed = m.sliding_window > 0 && s.seq_len > m.sliding_window;
+    const bool fp32_on_gpu = s.precision == Precision::Fp32 && !s.host_device;
+    if (windowed || fp32_on_gpu) bytes += expanded_kv;
   }
   return bytes;
+}
+
+// The additive attention mask, (s, s) in the compute dtype, one for every layer of a forward
+// (model::ForwardContext): eager attention always, flash only for a sliding window shorter than the
+// sequence (plain causal flash attention masks in the kernel).
+double attention_mask_bytes(const ModelSpec& m, const RunSetup& s) {
+  const bool windowed = m.sliding_window > 0 && s.seq_len > m.sliding_window;
+  if (s.attention == Attention::Flash && !windowed) return 0;
+  return double(compute_bytes(s.precision)) * double(s.seq_len) * double(s.seq_len) * (windowed && s.attention == Attention::Eager ? 2 : 1);
 }
 
 double saved_activation_bytes(const ModelSpec& m, const RunSetup& s) {
@@ -273,20 +285,22 @@ void add_activations(const Terms& t, MemoryBreakdown& b) {
   const double per_layer = activation_bytes_per_token_layer(m, s);
   const double root_act = 2.0 * c * m.hidden;             // final norm input and output (lm_head's input)
   const double workspace = 2.0 * c * m.intermediate;      // backward: grads of gate and up outputs together
+  const double mask = attention_mask_bytes(m, s);
   double act = 0;
   std::string act_formula;
   if (s.activation_checkpointing == ActivationCheckpointing::None) {
-    act = saved_activation_bytes(m, s) + tokens * workspace;
+    act = saved_activation_bytes(m, s) + tokens * workspace + mask;
     act_formula = "b*s " + num(tokens) + " x (L " + std::to_string(m.layers) + " x " + num(per_layer) +
                   " B/token/layer + root " + num(root_act) + " + backward workspace " + num(workspace) + ")";
   } else {
     // Full recompute keeps each layer's input; one layer's activations exist again while it is
     // recomputed for its backward.
-    act = saved_activation_bytes(m, s) + tokens * (per_layer + workspace);
+    act = saved_activation_bytes(m, s) + tokens * (per_layer + workspace) + mask;
     act_formula = "b*s " + num(tokens) + " x (L " + std::to_string(m.layers) + " x input " + std::to_string(c * m.hidden) +
                   " + one recomputed layer " + num(per_layer) + " + root " + num(root_act) + " + backward workspace " +
                   num(workspace) + ")";
   }
+  if (mask > 0) act_formula += " + attention mask s*s x " + std::to_string(c) + (mask > double(c) * double(s.seq_len) * double(s.seq_len) ? " x 2 (causal and windowed)" : "");
   b[MemCategory::activations] = clamp_bytes(act);
   if (t.ex.on()) t.ex.line(MemCategory::activations, act_formula, b[MemCategory::activations]);
 }

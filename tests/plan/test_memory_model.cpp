@@ -128,6 +128,39 @@ TEST(MemoryModel, CheckpointingNeverMoreActivations) {
   }
 }
 
+// Where the fused kernel cannot read grouped k/v heads the runtime expands them, and the planner
+// counts them expanded (measured on an H200: bench/RESULTS-gpu.md); masks are one (s, s) tensor per
+// forward, shared by every layer.
+TEST(MemoryModel, GroupedHeadsAndMasksFollowTheKernels) {
+  const ModelSpec mistral = preset_model("mistral-7b");  // 32 q / 8 kv heads of 128, window 4096
+  const double expanded = 2.0 * 2 * (4096 - 1024);      // bf16 k and v at every query head
+  RunSetup s;
+  s.precision = Precision::Bf16Mixed;
+  s.seq_len = 4096;  // the window covers the sequence: plain causal, grouped heads, no mask
+  const double grouped = activation_bytes_per_token_layer(mistral, s);
+  EXPECT_EQ(attention_mask_bytes(mistral, s), 0);
+  s.seq_len = 8192;  // a window shorter than the sequence: the masked kernel, expanded k/v, one mask
+  EXPECT_EQ(activation_bytes_per_token_layer(mistral, s), grouped + expanded);
+  EXPECT_EQ(attention_mask_bytes(mistral, s), 2.0 * 8192 * 8192);
+  s.attention = Attention::Eager;  // the whole (s, s) score matrix, a causal and a windowed mask
+  EXPECT_EQ(activation_bytes_per_token_layer(mistral, s), grouped - 4 * 32 + expanded + 6.0 * 32 * 8192);
+  EXPECT_EQ(attention_mask_bytes(mistral, s), 2 * 2.0 * 8192 * 8192);
+
+  const ModelSpec tiny = preset_model("tinyllama-1.1b");  // 32 q / 4 kv heads of 64, no window
+  RunSetup f;
+  f.precision = Precision::Fp32;
+  f.seq_len = 1024;
+  f.host_device = true;  // the CPU's fused kernel reads grouped heads in fp32
+  const double cpu = activation_bytes_per_token_layer(tiny, f);
+  f.host_device = false;  // on a GPU fp32 goes to the memory-efficient kernel, with k/v expanded
+  EXPECT_EQ(activation_bytes_per_token_layer(tiny, f), cpu + 2.0 * 4 * (2048 - 256));
+  f.precision = Precision::Bf16Mixed;  // bf16 on a GPU: the flash kernel, grouped
+  const double bf16 = activation_bytes_per_token_layer(tiny, f);
+  f.host_device = true;
+  EXPECT_EQ(activation_bytes_per_token_layer(tiny, f), bf16);
+  EXPECT_EQ(attention_mask_bytes(tiny, f), 0);
+}
+
 TEST(MemoryModel, ActivationsFollowTheSavedTensors) {
   const ModelSpec m = preset_model("llama-2-7b");
   RunSetup s;

@@ -33,9 +33,14 @@ struct UnitParams {
 };
 
 // What one forward pass shares across layers.
+// What every layer of one forward shares, built once per sequence length, dtype and device. The
+// attention masks are additive ((s, s) in the compute dtype, 0 = attend, -inf = masked; see
+// attention_mask()), one tensor for every layer, so autograd keeps one copy rather than one per layer.
 struct ForwardContext {
   RopeTable rope;
   int64_t seq_len = 0;
+  at::Tensor causal_mask;  // eager attention's causal mask; undefined for flash (the kernel's causal mode)
+  at::Tensor window_mask;  // layers with a sliding window shorter than the sequence; else undefined
 };
 
 class LlamaModel {
@@ -86,8 +91,23 @@ class LlamaModel {
 // input dtype, then times the weight.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
-// Attention over (b, heads, s, d) tensors with GQA already expanded: causal, and with a window when
-// window > 0 (key j visible from query i when 0 <= i - j < window). Eager or fused (SDPA).
+// The additive mask (s, s) in `options`' dtype and device (0 where query i sees key j: j <= i and,
+// when window > 0, i - j < window; -inf elsewhere) that `kind` needs, or undefined where the fused
+// kernel's own causal mode does the masking (flash without a window).
+at::Tensor attention_mask(int64_t s, int64_t window, plan::Attention kind, const at::TensorOptions& options);
+
+// Whether the fused kernel reads grouped k/v heads (hkv < hq) in place for this query: LibTorch 2.5+,
+// no mask, and a kernel that takes grouped heads (the CPU's flash kernel in every dtype; on CUDA the
+// flash kernel, in bf16 and fp16 only: in fp32 with grouped heads SDPA falls back to its math path,
+// which keeps the attention probabilities). Otherwise k and v are expanded to every query head first.
+bool fused_attention_reads_grouped_heads(const at::Tensor& q, const at::Tensor& mask);
+
+// Attention over q (b, hq, s, d) and k, v (b, hkv, s, d): causal, with `mask` from attention_mask()
+// (undefined: plain causal through the fused kernel). hkv < hq only where
+// fused_attention_reads_grouped_heads(); else k and v come expanded. Eager or fused (SDPA).
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                            plan::Attention kind);
+// The same with its own mask for `window` (0: none): for one-off calls (tests).
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
                             plan::Attention kind);
 

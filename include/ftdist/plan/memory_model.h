@@ -76,6 +76,10 @@ UnitLayout unit_layout(const ModelSpec& model, int shard_group);
 // flash attention (eager adds the score matrix, which grows with the sequence).
 double activation_bytes_per_token_layer(const ModelSpec& model, const RunSetup& setup);
 
+// The additive attention mask every layer of a forward shares (s x s in the compute dtype): eager
+// attention, and flash with a sliding window shorter than the sequence; else 0. Part of `activations`.
+double attention_mask_bytes(const ModelSpec& model, const RunSetup& setup);
+
 // What a micro-batch's forward leaves alive for backward (the decoder layers — only their inputs
 // when checkpointed — and the final norm), on one rank. `activations` adds the backward's extra.
 double saved_activation_bytes(const ModelSpec& model, const RunSetup& setup);
