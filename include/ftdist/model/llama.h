@@ -32,7 +32,6 @@ struct UnitParams {
   std::vector<at::Tensor> params;              // views into `flat`
 };
 
-// What one forward pass shares across layers.
 // What every layer of one forward shares, built once per sequence length, dtype and device. The
 // attention masks are additive ((s, s) in the compute dtype, 0 = attend, -inf = masked; see
 // attention_mask()), one tensor for every layer, so autograd keeps one copy rather than one per layer.
