@@ -121,6 +121,18 @@ void read_memory_limit(const toml::table& t, RunConfig& c, const std::string& wh
                                                         << plan::kMaxBytes << " bytes (1 EiB)");
 }
 
+void read_precision(const toml::table& t, RunConfig& c, const std::string& where) {
+  const std::string v = toml_get<std::string>(t, "precision", where);
+  c.precision_auto = v == "auto";
+  if (!c.precision_auto) {
+    try {
+      c.precision = plan::precision_from_name(v);
+    } catch (const Error& e) {
+      FT_CHECK_ARG(false, where << ": \"precision\" must be auto, fp32, bf16-mixed or bf16-pure, got \"" << v << "\"");
+    }
+  }
+}
+
 void read_nonfinite(const toml::table& t, RunConfig& c, const std::string& where) {
   const std::string v = toml_get<std::string>(t, "nonfinite", where);
   FT_CHECK_ARG(v == "skip" || v == "abort",
@@ -162,8 +174,11 @@ const std::vector<Key>& keys() {
       named("parallel", "shard", &C::shard, "full | grad-op | optimizer | none | hybrid (ZeRO names zero3, zero2, zero1, ddp accepted)",
             plan::stage_from_name, plan::stage_name, "The sharding stage: what is sharded across ranks (docs/architecture.md#stages)."),
       integer("parallel", "shard_group", &C::shard_group, 0, plan::kMaxRanks, "hybrid only: ranks per shard group (full sharding inside a group, gradient shards all-reduced across groups); 0: the ranks of one node. Must divide the world size."),
-      named("parallel", "precision", &C::precision, "fp32 | bf16-mixed | bf16-pure", plan::precision_from_name, plan::precision_name,
-            "fp32; bf16-mixed (bf16 compute, fp32 master weights and optimizer states); bf16-pure (bf16 everywhere)."),
+      {"parallel", "precision", "choice", "auto | fp32 | bf16-mixed | bf16-pure",
+       "auto: bf16-mixed on a GPU (the planner's default), fp32 on the CPU (whose bf16 matrix products are slower than fp32 without "
+       "AMX or AVX-512 BF16); fp32; bf16-mixed (bf16 compute, fp32 master weights and optimizer states); bf16-pure (bf16 everywhere).",
+       read_precision,
+       [](const C& c) { return nlohmann::ordered_json(c.precision_auto ? "auto" : plan::precision_name(c.precision)); }},
       named("parallel", "reduce_dtype", &C::reduce_dtype, "fp32 | bf16",
             [](const std::string& n) { return plan::float_type_from_name(n, "reduce_dtype"); }, plan::float_type_name,
             "The dtype gradients are reduce-scattered (all-reduced) in."),
@@ -252,9 +267,9 @@ void check_together(RunConfig& c, const std::string& path) {
   FT_CHECK_ARG(c.shard_group == 0 || c.shard == plan::Stage::Hybrid,
                path << " [parallel]: \"shard_group\" (" << c.shard_group << ") applies to shard = \"hybrid\" only; shard is \""
                     << plan::stage_name(c.shard) << "\"");
-  FT_CHECK_ARG(c.grad_accum_dtype == plan::FloatType::Fp32 || c.precision == plan::Precision::Bf16Mixed,
+  FT_CHECK_ARG(c.grad_accum_dtype == plan::FloatType::Fp32 || (!c.precision_auto && c.precision == plan::Precision::Bf16Mixed),
                path << " [parallel]: \"grad_accum_dtype\" = \"bf16\" applies to precision = \"bf16-mixed\" only; precision is \""
-                    << plan::precision_name(c.precision) << "\"");
+                    << (c.precision_auto ? "auto" : plan::precision_name(c.precision)) << "\"");
   if (!c.gpu.empty()) {
     const plan::GpuSpec& g = plan::GpuCatalog::load_default().find(c.gpu);  // unknown names: error with suggestions
     c.gpu = g.name;
@@ -313,6 +328,11 @@ std::string resolved_device(const RunConfig& c) {
   return comm::cuda_device_present() ? "cuda" : "cpu";
 }
 
+plan::Precision resolved_precision(const RunConfig& c) {
+  if (!c.precision_auto) return c.precision;
+  return resolved_device(c) == "cuda" ? plan::Precision::Bf16Mixed : plan::Precision::Fp32;
+}
+
 plan::Attention runtime_attention(const RunConfig& c) {
   return resolved_device(c) == "cuda" ? plan::Attention::Flash : plan::Attention::Eager;
 }
@@ -321,7 +341,7 @@ fsdp::FsdpConfig fsdp_config(const RunConfig& c) {
   fsdp::FsdpConfig fc;
   fc.device = resolved_device(c) == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);  // index: the communicator's
   fc.stage = c.shard;
-  fc.precision = c.precision;
+  fc.precision = resolved_precision(c);
   fc.reduce_dtype = c.reduce_dtype;
   fc.grad_accum_dtype = c.grad_accum_dtype;
   fc.activation_checkpointing = c.activation_checkpointing;

@@ -119,7 +119,7 @@ TEST(RunConfig, ReadsDefaultsAndOverrides) {
   EXPECT_DOUBLE_EQ(c.lr, 0.5);
   EXPECT_EQ(c.shard, plan::Stage::GradOp);
   EXPECT_EQ(c.output_dir, "somewhere");
-  EXPECT_EQ(c.precision, plan::Precision::Fp32);
+  EXPECT_TRUE(c.precision_auto);  // decided with the device
 }
 
 TEST(RunConfig, EveryBadValueNamesTheKey) {
@@ -149,9 +149,21 @@ TEST(RunConfig, DeviceDecidesTheRuntimesDeviceAndAttention) {
   EXPECT_EQ(train::resolved_device(c), "cpu");
   EXPECT_TRUE(train::fsdp_config(c).device.is_cpu());
   EXPECT_EQ(train::runtime_attention(c), plan::Attention::Eager);
+  EXPECT_EQ(train::fsdp_config(c).precision, plan::Precision::Fp32);  // precision "auto" on the CPU
   c = train::load_run_config(path, {"parallel.device=cuda"});
   EXPECT_TRUE(train::fsdp_config(c).device.is_cuda());
   EXPECT_EQ(train::runtime_attention(c), plan::Attention::Flash);
+  EXPECT_EQ(train::fsdp_config(c).precision, plan::Precision::Bf16Mixed);  // the planner's default on a GPU
+  c = train::load_run_config(path, {"parallel.device=cuda", "parallel.precision=bf16-pure"});
+  EXPECT_EQ(train::fsdp_config(c).precision, plan::Precision::Bf16Pure);  // an explicit precision stays
+  EXPECT_EQ(train::run_config_json(c)["parallel"]["precision"], "bf16-pure");
+  c = train::load_run_config(path, {"parallel.device=cpu", "parallel.precision=auto"});
+  EXPECT_EQ(train::run_config_json(c)["parallel"]["precision"], "auto");
+  // grad_accum_dtype bf16 needs an explicit bf16-mixed: "auto" could be fp32.
+  expect_bad_input([&] { train::load_run_config(path, {"parallel.grad_accum_dtype=bf16"}); },
+                   "applies to precision = \"bf16-mixed\" only; precision is \"auto\"");
+  expect_bad_input([&] { train::load_run_config(path, {"parallel.precision=fp16"}); },
+                   "\"precision\" must be auto, fp32, bf16-mixed or bf16-pure, got \"fp16\"");
 }
 
 TEST(RunConfig, HybridShardGroupAndNoSyncReachTheRuntimeAndThePlan) {

@@ -43,6 +43,9 @@ struct RunConfig {
   std::string device = "auto";  // auto | cpu | cuda
   plan::Stage shard = plan::Stage::Full;
   int64_t shard_group = 0;  // hybrid: ranks per shard group; 0: the ranks of one node
+  // precision "auto" (precision_auto): bf16-mixed on a GPU, fp32 on the CPU, decided by resolve_run()
+  // with the device (resolved_precision()); the planner's default is the same bf16-mixed.
+  bool precision_auto = true;
   plan::Precision precision = plan::Precision::Fp32;
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
   plan::FloatType grad_accum_dtype = plan::FloatType::Fp32;
@@ -79,6 +82,9 @@ fsdp::FsdpConfig fsdp_config(const RunConfig& config);
 // "cpu" or "cuda": the one place parallel.device = "auto" is decided (a CUDA device present or
 // not). resolve_run() stores the answer in the config, so on a resolved config it returns it as is.
 std::string resolved_device(const RunConfig& config);
+// parallel.precision = "auto" decided with the device: bf16-mixed on "cuda", fp32 on "cpu".
+// resolve_run() stores it too.
+plan::Precision resolved_precision(const RunConfig& config);
 // The model's attention: eager on the CPU (what the memory model's CPU numbers describe; SDPA's CPU
 // math backend keeps the probabilities too), flash (SDPA) on a GPU.
 plan::Attention runtime_attention(const RunConfig& config);
