@@ -235,12 +235,12 @@ void add_gathered(const Terms& t, MemoryBreakdown& b) {
   if (sharded && n > 1) {
     if (!policy.reshard_after_forward) {  // grad-op
       // Kept from forward until each unit's backward, so at the end of forward every unit is
-      // gathered. While a unit is gathered its shard lives as the rank's own slice of the gathered
-      // buffer (in-place all-gather; the standalone shard is released and re-cut at reshard), so
-      // the gathered buffers add (N-1) shards: the ZeRO-2 bill of 2Ψ + (2+K)Ψ/N.
-      b[MemCategory::unsharded_params] = uint64_t(n - 1) * uint64_t(shard) * c;
-      if (t.ex.on()) t.ex.line(MemCategory::unsharded_params, "(N-1) " + std::to_string(n - 1) + " x shard " + std::to_string(shard) +
-                                                 " x " + C + " (every unit gathered; own slice in place)",
+      // gathered: N shards, the rank's own slice included, beside the shard it keeps
+      // (FsdpUnit gathers param_shard_ into a separate full_ buffer). One shard more than ZeRO-2's
+      // in-place bill of 2Ψ + (2+K)Ψ/N: 2Ψ + (4+K)Ψ/N, measured by bench step on 2 ranks.
+      b[MemCategory::unsharded_params] = uint64_t(n) * uint64_t(shard) * c;
+      if (t.ex.on()) t.ex.line(MemCategory::unsharded_params, "N " + std::to_string(n) + " x shard " + std::to_string(shard) +
+                                                 " x " + C + " (every unit gathered, beside the rank's own shard)",
               b[MemCategory::unsharded_params]);
     } else {
       // Layers use `prefetch` preallocated gather buffers. Of the edge units one is gathered at a time: the

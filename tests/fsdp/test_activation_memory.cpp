@@ -109,3 +109,27 @@ TEST(FsdpMemory, PrefetchDepthIsThePlannersGatherBuffers) {
   EXPECT_LT(peaks[0], peaks[1]);
   EXPECT_LT(peaks[1], peaks[2]);
 }
+
+// grad-op keeps every unit gathered from its forward to its backward, each beside the rank's own
+// shard: the gathered peak is the planner's unsharded_params (N x S x c) to the byte.
+TEST(FsdpMemory, GradOpGathersEveryUnitBesideItsShard) {
+  auto world = mpi_world();
+  if (world->size() == 1) GTEST_SKIP() << "one rank gathers nothing; runs under mpirun -np 2";
+  plan::ModelSpec spec = tiny_spec("llama");
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
+  randomize(m, 7);
+  fsdp::FsdpConfig cfg;
+  cfg.stage = plan::Stage::GradOp;
+  fsdp::FsdpModel f(m, *world, cfg);
+  at::Tensor ids = at::randint(0, spec.vocab, {2, 12}, at::kLong);
+  fsdp::StepResult r = f.train_step({{ids, ids}}, 1e-3);
+  plan::RunSetup s;
+  s.stage = plan::Stage::GradOp;
+  s.shard_group = world->size();
+  s.precision = plan::Precision::Fp32;
+  s.attention = plan::Attention::Eager;
+  s.host_device = true;
+  s.micro_batch = 2;
+  s.seq_len = 12;
+  EXPECT_EQ(r.peak_gathered_bytes, int64_t(plan::estimate_memory(spec, s)[plan::MemCategory::unsharded_params]));
+}
