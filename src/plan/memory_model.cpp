@@ -366,13 +366,17 @@ void add_comm_buffers(const Terms& t, MemoryBreakdown& b) {
 }
 
 // The CUDA context, NCCL buffers and the allocator's fragmentation over everything else. Every GPU
-// run has an NCCL communicator, one rank's included (the runtime makes one at every world size).
+// run has an NCCL communicator, one rank's included (the runtime makes one at every world size);
+// hybrid splits two more from it, the shard group's and the replicas' (FsdpModel), each with
+// buffers of its own.
 void add_overhead(const Terms& t, MemoryBreakdown& b) {
   const RunSetup& s = t.s;
-  const double fixed = (s.overheads.cuda_context_gib + s.overheads.nccl_gib) * double(kGiB);
+  const int communicators = t.policy.replicate_groups ? 3 : 1;
+  const double fixed = (s.overheads.cuda_context_gib + communicators * s.overheads.nccl_gib) * double(kGiB);
   const double frag = s.overheads.fragmentation * double(b.total());
   b[MemCategory::overhead] = clamp_bytes(fixed + frag);
   if (t.ex.on()) t.ex.line(MemCategory::overhead, "CUDA context " + num(s.overheads.cuda_context_gib) + " GiB + NCCL " +
+                                     (communicators > 1 ? std::to_string(communicators) + " communicators x " : "") +
                                      num(s.overheads.nccl_gib) + " GiB + fragmentation " +
                                      num(s.overheads.fragmentation) + " x the rest",
           b[MemCategory::overhead]);

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "ftdist/core/bytes.h"
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/plan/presets.h"
 
@@ -161,6 +162,27 @@ TEST(MemoryModel, GroupedHeadsAndMasksFollowTheKernels) {
   f.host_device = true;
   EXPECT_EQ(activation_bytes_per_token_layer(tiny, f), bf16);
   EXPECT_EQ(attention_mask_bytes(tiny, f), 0);
+}
+
+// Every GPU run holds one NCCL communicator (one rank's too); hybrid splits two more from it.
+TEST(MemoryModel, NcclBuffersPerCommunicator) {
+  const ModelSpec m = preset_model("llama-2-7b");
+  for (Stage st : {Stage::Full, Stage::Hybrid}) {
+    RunSetup s;
+    s.stage = st;
+    s.shard_group = st == Stage::Hybrid ? 4 : 8;
+    s.replicas = st == Stage::Hybrid ? 2 : 1;
+    RunSetup more = s;
+    more.overheads.nccl_gib += 1.0;
+    const double added = double(estimate_memory(m, more)[MemCategory::overhead]) - double(estimate_memory(m, s)[MemCategory::overhead]);
+    EXPECT_NEAR(added, (st == Stage::Hybrid ? 3.0 : 1.0) * double(ftdist::kGiB), 1.0) << stage_name(st);
+  }
+  RunSetup one;
+  one.shard_group = 1;
+  RunSetup more = one;
+  more.overheads.nccl_gib += 1.0;
+  EXPECT_NEAR(double(estimate_memory(m, more)[MemCategory::overhead]) - double(estimate_memory(m, one)[MemCategory::overhead]),
+              double(ftdist::kGiB), 1.0);
 }
 
 TEST(MemoryModel, ActivationsFollowTheSavedTensors) {
