@@ -10,9 +10,12 @@
 //    world size) to 1e-4 relative (fp32; cuBLAS and the CPU sum in different orders), with no gather buffer
 //    overflow and the caching allocator's peak at least the persistent buffers.
 //  - bf16-mixed on the GPU stays within 2% of the fp32 CPU trajectory (as on the CPU).
+//  - Flash attention's saved activations equal the planner's through every kernel path (grouped
+//    heads in bf16, expanded in fp32, a shared sliding-window mask).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 
 #ifdef FTDIST_WITH_CUDA
 #include <ATen/cuda/Sleep.h>
@@ -27,6 +30,7 @@
 #include "../model/tiny_model.h"
 #include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/fsdp_model.h"
+#include "ftdist/plan/memory_model.h"
 
 using namespace ftdist;
 
@@ -167,4 +171,41 @@ TEST(FsdpCuda, Bf16MixedStaysCloseToFp32) {
   const Trajectory got = train(*gpu, cfg, spec);
   for (size_t s = 0; s < want.losses.size(); ++s)
     EXPECT_NEAR(got.losses[s], want.losses[s], 0.02 * std::abs(want.losses[s])) << "step " << s;
+}
+
+// What forward leaves for backward on the GPU, through each attention kernel path, is what the
+// planner counts (to 2%): grouped k/v heads read in place by the flash kernel (bf16), expanded for
+// fp32 (the memory-efficient kernel; grouped heads in fp32 would fall back to SDPA's math kernel,
+// which keeps the probabilities: +13% here), and a sliding window shorter than the sequence (one
+// additive mask shared by the layers; one per layer would be +6% here). bench/RESULTS-gpu.md.
+TEST(FsdpCuda, FlashActivationsMatchThePlannerOnEveryKernelPath) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device for each rank (or built without NCCL)";
+  auto gpu = gpu_world();
+  for (int64_t window : {0, 64}) {
+    plan::ModelSpec spec = tiny_spec(window ? "mistral" : "llama");
+    spec.hidden = 256, spec.intermediate = 512, spec.heads = 4, spec.kv_heads = 2, spec.head_dim = 64, spec.vocab = 512;
+    spec.sliding_window = window;
+    for (plan::Precision precision : {plan::Precision::Fp32, plan::Precision::Bf16Mixed}) {
+      SCOPED_TRACE(spec.model_type + " " + plan::precision_name(precision));
+      model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Flash);
+      randomize(m, 3, 0.05);
+      fsdp::FsdpConfig cfg;
+      cfg.device = gpu->device();
+      cfg.precision = precision;
+      fsdp::FsdpModel f(m, *gpu, cfg);
+      at::Tensor ids = at::randint(0, spec.vocab, {1, 256}, at::kLong);
+      const fsdp::StepResult r = f.train_step({{ids, ids}}, 1e-3);
+      plan::RunSetup s;
+      s.shard_group = gpu->size();
+      s.precision = precision;
+      s.attention = plan::Attention::Flash;
+      s.micro_batch = 1;
+      s.seq_len = 256;
+      const double want = plan::saved_activation_bytes(spec, s);
+      EXPECT_NEAR(double(r.activation_bytes), want, 0.02 * want) << "measured " << r.activation_bytes;
+      if (gpu->rank() == 0)
+        std::printf("activations on %s: measured %lld B, planned %.0f B (%+.2f%%)\n", plan::precision_name(precision),
+                    static_cast<long long>(r.activation_bytes), want, 100.0 * (double(r.activation_bytes) / want - 1));
+    }
+  }
 }
