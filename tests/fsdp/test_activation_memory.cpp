@@ -17,9 +17,7 @@ TEST(FsdpMemory, ActivationsAndGatheredBytesMatchThePlanner) {
   auto world = mpi_world();
   // Llama, and Mistral with a window (16) shorter than both sequences: masked kernels, expanded k/v.
   for (int64_t window : {0, 16}) {
-    plan::ModelSpec spec = tiny_spec(window ? "mistral" : "llama");
-    spec.hidden = 64, spec.intermediate = 176, spec.heads = 4, spec.kv_heads = 2, spec.head_dim = 16, spec.vocab = 97;
-    spec.sliding_window = window;
+    const plan::ModelSpec spec = grouped_attention_spec(window, 64, 176, 97);
     for (plan::Attention attention : {plan::Attention::Eager, plan::Attention::Flash}) {
       for (plan::ActivationCheckpointing ck :
            {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::Full}) {

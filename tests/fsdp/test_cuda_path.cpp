@@ -182,9 +182,7 @@ TEST(FsdpCuda, FlashActivationsMatchThePlannerOnEveryKernelPath) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device for each rank (or built without NCCL)";
   auto gpu = gpu_world();
   for (int64_t window : {0, 64}) {
-    plan::ModelSpec spec = tiny_spec(window ? "mistral" : "llama");
-    spec.hidden = 256, spec.intermediate = 512, spec.heads = 4, spec.kv_heads = 2, spec.head_dim = 64, spec.vocab = 512;
-    spec.sliding_window = window;
+    const plan::ModelSpec spec = grouped_attention_spec(window, 256, 512, 512);
     for (plan::Precision precision : {plan::Precision::Fp32, plan::Precision::Bf16Mixed}) {
       SCOPED_TRACE(spec.model_type + " " + plan::precision_name(precision));
       model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Flash);

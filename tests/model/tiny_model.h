@@ -25,6 +25,15 @@ inline ftdist::plan::ModelSpec tiny_spec(const std::string& type = "llama", bool
   return m;
 }
 
+// A grouped-query model (4 query heads, 2 kv heads) for the attention-memory tests: Llama, or
+// Mistral with a sliding window of `window` tokens (window > 0).
+inline ftdist::plan::ModelSpec grouped_attention_spec(int64_t window, int64_t hidden, int64_t intermediate, int64_t vocab) {
+  ftdist::plan::ModelSpec m = tiny_spec(window ? "mistral" : "llama");
+  m.hidden = hidden, m.intermediate = intermediate, m.heads = 4, m.kv_heads = 2, m.head_dim = hidden / 4, m.vocab = vocab;
+  m.sliding_window = window;
+  return m;
+}
+
 // Fills every unit with N(0, std) weights (norm weights around 1).
 inline void randomize(ftdist::model::LlamaModel& model, uint64_t seed, double std = 0.3) {
   at::manual_seed(seed);
