@@ -121,6 +121,7 @@ section_tests() {
 section_comm() {
   step bench-comm-nccl 90 $MPI -np 1 "$BIN/ftdist" bench comm --backend nccl --check
   step gpu-overheads 60 "$PY" bench/gpu_overheads.py
+  show bench-comm-nccl 30
   show gpu-overheads 6
 }
 
@@ -144,7 +145,6 @@ section_optim() {
   step bench-optim-torch 90 "$PY" bench/optim_torch_fused.py
   show bench-optim 12
   show bench-optim-torch 6
-  show bench-comm-nccl 30
 }
 
 # ---- 5. loading to the GPU; a whole training run on it: checkpoint, resume, export ---------------

@@ -16,7 +16,6 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
                            "CUDA); use \"cpu\" or \"auto\"");
   c.device = resolved_device(c);
   c.precision = resolved_precision(c);
-  c.precision_auto = false;
   run.world = world.size();
   run.ranks_per_node = comm::local_size();  // collective
   const int n = run.world;

@@ -123,13 +123,12 @@ void read_memory_limit(const toml::table& t, RunConfig& c, const std::string& wh
 
 void read_precision(const toml::table& t, RunConfig& c, const std::string& where) {
   const std::string v = toml_get<std::string>(t, "precision", where);
-  c.precision_auto = v == "auto";
-  if (!c.precision_auto) {
-    try {
-      c.precision = plan::precision_from_name(v);
-    } catch (const Error& e) {
-      FT_CHECK_ARG(false, where << ": \"precision\" must be auto, fp32, bf16-mixed or bf16-pure, got \"" << v << "\"");
-    }
+  c.precision.reset();
+  if (v == "auto") return;
+  try {
+    c.precision = plan::precision_from_name(v);
+  } catch (const Error&) {
+    FT_CHECK_ARG(false, where << ": \"precision\" must be auto, fp32, bf16-mixed or bf16-pure, got \"" << v << "\"");
   }
 }
 
@@ -178,7 +177,7 @@ const std::vector<Key>& keys() {
        "auto: bf16-mixed on a GPU (the planner's default), fp32 on the CPU (whose bf16 matrix products are slower than fp32 without "
        "AMX or AVX-512 BF16); fp32; bf16-mixed (bf16 compute, fp32 master weights and optimizer states); bf16-pure (bf16 everywhere).",
        read_precision,
-       [](const C& c) { return nlohmann::ordered_json(c.precision_auto ? "auto" : plan::precision_name(c.precision)); }},
+       [](const C& c) { return nlohmann::ordered_json(c.precision ? plan::precision_name(*c.precision) : "auto"); }},
       named("parallel", "reduce_dtype", &C::reduce_dtype, "fp32 | bf16",
             [](const std::string& n) { return plan::float_type_from_name(n, "reduce_dtype"); }, plan::float_type_name,
             "The dtype gradients are reduce-scattered (all-reduced) in."),
@@ -267,9 +266,9 @@ void check_together(RunConfig& c, const std::string& path) {
   FT_CHECK_ARG(c.shard_group == 0 || c.shard == plan::Stage::Hybrid,
                path << " [parallel]: \"shard_group\" (" << c.shard_group << ") applies to shard = \"hybrid\" only; shard is \""
                     << plan::stage_name(c.shard) << "\"");
-  FT_CHECK_ARG(c.grad_accum_dtype == plan::FloatType::Fp32 || (!c.precision_auto && c.precision == plan::Precision::Bf16Mixed),
+  FT_CHECK_ARG(c.grad_accum_dtype == plan::FloatType::Fp32 || c.precision == plan::Precision::Bf16Mixed,
                path << " [parallel]: \"grad_accum_dtype\" = \"bf16\" applies to precision = \"bf16-mixed\" only; precision is \""
-                    << (c.precision_auto ? "auto" : plan::precision_name(c.precision)) << "\"");
+                    << (c.precision ? plan::precision_name(*c.precision) : "auto") << "\"");
   if (!c.gpu.empty()) {
     const plan::GpuSpec& g = plan::GpuCatalog::load_default().find(c.gpu);  // unknown names: error with suggestions
     c.gpu = g.name;
@@ -329,7 +328,7 @@ std::string resolved_device(const RunConfig& c) {
 }
 
 plan::Precision resolved_precision(const RunConfig& c) {
-  if (!c.precision_auto) return c.precision;
+  if (c.precision) return *c.precision;
   return resolved_device(c) == "cuda" ? plan::Precision::Bf16Mixed : plan::Precision::Fp32;
 }
 

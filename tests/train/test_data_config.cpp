@@ -119,7 +119,7 @@ TEST(RunConfig, ReadsDefaultsAndOverrides) {
   EXPECT_DOUBLE_EQ(c.lr, 0.5);
   EXPECT_EQ(c.shard, plan::Stage::GradOp);
   EXPECT_EQ(c.output_dir, "somewhere");
-  EXPECT_TRUE(c.precision_auto);  // decided with the device
+  EXPECT_FALSE(c.precision.has_value());  // "auto": decided with the device
 }
 
 TEST(RunConfig, EveryBadValueNamesTheKey) {

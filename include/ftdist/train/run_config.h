@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,10 +44,9 @@ struct RunConfig {
   std::string device = "auto";  // auto | cpu | cuda
   plan::Stage shard = plan::Stage::Full;
   int64_t shard_group = 0;  // hybrid: ranks per shard group; 0: the ranks of one node
-  // precision "auto" (precision_auto): bf16-mixed on a GPU, fp32 on the CPU, decided by resolve_run()
-  // with the device (resolved_precision()); the planner's default is the same bf16-mixed.
-  bool precision_auto = true;
-  plan::Precision precision = plan::Precision::Fp32;
+  // Unset: precision "auto", bf16-mixed on a GPU (the planner's default), fp32 on the CPU, decided
+  // with the device by resolve_run() (resolved_precision()).
+  std::optional<plan::Precision> precision;
   plan::FloatType reduce_dtype = plan::FloatType::Fp32;
   plan::FloatType grad_accum_dtype = plan::FloatType::Fp32;
   plan::ActivationCheckpointing activation_checkpointing = plan::ActivationCheckpointing::None;  // key: checkpointing
