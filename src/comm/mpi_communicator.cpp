@@ -17,6 +17,7 @@ MPI_Datatype mpi_reduce_type(at::ScalarType type) {
     case at::kDouble: return MPI_DOUBLE;
     case at::kLong: return MPI_INT64_T;
     case at::kInt: return MPI_INT32_T;
+    case at::kByte: return MPI_UINT8_T;
     default: return MPI_DATATYPE_NULL;
   }
 }
@@ -60,7 +61,7 @@ class MpiCommunicator final : public Communicator {
     if (!t.is_cpu()) return "the mpi backend takes CPU tensors, got one on " + t.device().str() + " (use nccl)";
     at::ScalarType s = t.scalar_type();
     if (mpi_reduce_type(s) == MPI_DATATYPE_NULL && !is_reduced_float(s))
-      return "the mpi backend does not support dtype " + dtype_name(s) + " (fp32, fp64, bf16, fp16, int32, int64)";
+      return "the mpi backend does not support dtype " + dtype_name(s) + " (fp32, fp64, bf16, fp16, int32, int64, uint8)";
     return "";
   }
 

@@ -43,6 +43,7 @@ ncclDataType_t nccl_type(at::ScalarType type, bool* ok) {
     case at::kHalf: return ncclFloat16;
     case at::kLong: return ncclInt64;
     case at::kInt: return ncclInt32;
+    case at::kByte: return ncclUint8;
     default: *ok = false; return ncclFloat32;
   }
 }

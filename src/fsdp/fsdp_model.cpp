@@ -143,24 +143,31 @@ FsdpModel::~FsdpModel() {
 
 size_t FsdpModel::num_units() const { return units_.size(); }
 
-at::Tensor FsdpModel::gather_state(size_t u, io::StateKind kind) { return units_.at(u)->gather_state(kind); }
+at::Tensor FsdpModel::gather_state(size_t u, const std::string& state) { return units_.at(u)->gather_state(state); }
 
 FsdpModel::StateFiles FsdpModel::state_files() const {
   if (!policy_.shard_states) return {world_.rank(), world_.size(), true};
   return {shard_group_comm_->rank(), shard_group_comm_->size(), !hybrid_replica_comm_ || hybrid_replica_comm_->rank() == 0};
 }
 
-at::Tensor FsdpModel::state_slice(size_t u, io::StateKind kind) const {
+at::Tensor FsdpModel::state_slice(size_t u, const std::string& state) const {
   const FsdpUnit& unit = *units_.at(u);
   const StateFiles f = state_files();
-  const auto [begin, end] = io::file_shard_range(unit.numel(), f.index, f.count);
-  return unit.state(kind).narrow(0, begin - unit.own_begin(), end - begin);
+  const auto [begin, end] = io::file_shard_range(unit.numel(), f.index, f.count, plan::shard_alignment(cfg_.optimizer.kind));
+  if (begin == end) return unit.state(state).narrow(0, 0, 0);  // a trailing shard of a small unit: empty
+  const int64_t block = unit.state_block(state);  // the file's shard starts on a block boundary
+  const int64_t first = begin / block, entries = (end + block - 1) / block - first;
+  return unit.state(state).narrow(0, first - unit.own_begin() / block, entries);
 }
 
 int64_t FsdpModel::optimizer_steps() const { return units_.front()->optimizer_steps(); }
 
 void FsdpModel::load_state(const io::CheckpointReader& ckpt) {
   ckpt.meta().check_model(model_.spec(), ckpt.dir() + "/meta.json");
+  FT_CHECK_ARG(ckpt.meta().optimizer_kind() == cfg_.optimizer.kind,
+               ckpt.dir() << "/meta.json: the checkpoint holds the states of optimizer " << plan::optimizer_name(ckpt.meta().optimizer_kind())
+                          << ", this run uses " << plan::optimizer_name(cfg_.optimizer.kind)
+                          << " (train.optimizer); resume with the same optimizer, or start a new run from the checkpoint's weights");
   const int64_t steps = ckpt.meta().optimizer.value("step", ckpt.meta().step);
   for (auto& u : units_) u->load_state(ckpt, steps);
 }

@@ -54,7 +54,7 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   const int n = policy_.shard_states ? shard_comm.size() : 1;  // none: a replica of everything
   const int rank = policy_.shard_states ? shard_comm.rank() : 0;
   numel_ = spec.numel();
-  shard_numel_ = (numel_ + n - 1) / n;
+  shard_numel_ = plan::shard_size(numel_, n, plan::shard_alignment(cfg.optimizer.kind));
   padded_ = shard_numel_ * n;
   own_begin_ = int64_t(rank) * shard_numel_;  // 0 in `none`
 
@@ -104,7 +104,7 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   at::Tensor param_out;
   if (!params_are_master_) param_out = policy_.shard_states ? param_shard_ : full_;
   what.emplace(MemCategory::optimizer);
-  opt_ = std::make_unique<optim::AdamW>(cfg.adamw, master_, optim::decay_ranges(spec, own_begin_, state_len), param_out);
+  opt_ = optim::make_optimizer(cfg.optimizer, master_, optim::decay_ranges(spec, own_begin_, state_len), param_out);
   model_.bind(index, full_);
   if (gather_) compat::release_storage(full_);  // memory comes with the first gather
 }
@@ -265,37 +265,54 @@ void FsdpUnit::add_persistent_bytes(plan::MemoryBreakdown* b) const {
   (*b)[MemCategory::params_sharded] += bytes(params);
   // Unless bf16-mixed, the master is the parameter buffer itself (no second copy).
   if (!params_are_master_) (*b)[MemCategory::master] += bytes(master_);
-  (*b)[MemCategory::optimizer] += bytes(opt_->exp_avg()) + bytes(opt_->exp_avg_sq());
+  (*b)[MemCategory::optimizer] += opt_->state_bytes();
   (*b)[MemCategory::grads_sharded] += sharded_ ? bytes(grad_) : bytes(full_grad_);
   (*b)[MemCategory::unsharded_grads] += bytes(unsharded_acc_);  // no_sync, after the first backward
 }
 
-const at::Tensor& FsdpUnit::state(io::StateKind kind) const {
-  switch (kind) {
-    case io::StateKind::ExpAvg: return opt_->exp_avg();
-    case io::StateKind::ExpAvgSq: return opt_->exp_avg_sq();
-    default: return master_;
-  }
+const at::Tensor& FsdpUnit::state(const std::string& name) const {
+  if (name == "master") return master_;
+  const auto& specs = plan::optimizer_states(opt_->kind());
+  for (size_t i = 0; i < specs.size(); ++i)
+    if (name == specs[i].name) return opt_->states()[i];
+  FT_CHECK(false, ErrorKind::Internal, "unit " << index << ": the optimizer " << plan::optimizer_name(opt_->kind()) << " has no state " << name);
+  return master_;
 }
 
-at::Tensor FsdpUnit::gather_state(io::StateKind kind) {
-  const at::Tensor& mine = state(kind);
-  // On the CPU in fp32 (callers write it out): no fp32 copy of a whole unit on the device, where
-  // training still holds its memory.
-  const at::TensorOptions host = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
-  if (!policy_.shard_states) return mine.narrow(0, 0, numel_).to(host, false, /*copy=*/true);
-  at::Tensor all = at::empty({padded_}, mine.options());
+int64_t FsdpUnit::state_block(const std::string& name) const {
+  for (const plan::OptimizerState& s : plan::optimizer_states(opt_->kind()))
+    if (name == s.name) return s.block;
+  return 1;
+}
+
+at::Tensor FsdpUnit::gather_state(const std::string& name) {
+  const at::Tensor& mine = state(name);
+  const int64_t block = state_block(name);
+  // On the CPU (callers write it out), floats as fp32: no fp32 copy of a whole unit on the device,
+  // where training still holds its memory.
+  const at::TensorOptions host = at::TensorOptions().dtype(mine.scalar_type() == at::kByte ? at::kByte : at::kFloat).device(at::kCPU);
+  const int64_t entries = (numel_ + block - 1) / block;
+  if (!policy_.shard_states) return mine.narrow(0, 0, entries).to(host, false, /*copy=*/true);
+  at::Tensor all = at::empty({mine.numel() * shard_comm_.size()}, mine.options());
   shard_comm_.all_gather_into(all, mine);
   shard_comm_.synchronize();  // before the host reads it
-  return all.narrow(0, 0, numel_).to(host, /*non_blocking=*/false, /*copy=*/true);
+  return all.narrow(0, 0, entries).to(host, /*non_blocking=*/false, /*copy=*/true);
 }
 
 void FsdpUnit::load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps) {
-  at::Tensor exp_avg = at::empty_like(master_), exp_avg_sq = at::empty_like(master_);
-  ckpt.read_state_range(index, io::StateKind::Master, own_begin_, master_);
-  ckpt.read_state_range(index, io::StateKind::ExpAvg, own_begin_, exp_avg);
-  ckpt.read_state_range(index, io::StateKind::ExpAvgSq, own_begin_, exp_avg_sq);
-  opt_->load_state(exp_avg, exp_avg_sq, optimizer_steps);
+  ckpt.read_state_range(index, "master", own_begin_, master_);
+  const auto& specs = plan::optimizer_states(opt_->kind());
+  for (size_t i = 0; i < specs.size(); ++i) {  // straight into the optimizer's buffers
+    const at::Tensor& st = opt_->states()[i];
+    if (st.is_cpu()) {
+      ckpt.read_state_range(index, specs[i].name, own_begin_, st);
+    } else {
+      at::Tensor host = at::empty(st.sizes(), st.options().device(at::kCPU));
+      ckpt.read_state_range(index, specs[i].name, own_begin_, host);
+      st.copy_(host);
+    }
+  }
+  opt_->set_steps(optimizer_steps);
   // The compute-dtype parameters follow from master, exactly as the optimizer writes them.
   switch (cfg_.stage) {
     case plan::Stage::None:

@@ -14,7 +14,7 @@
 #include "ftdist/fsdp/fsdp_model.h"
 #include "ftdist/io/checkpoint.h"
 #include "ftdist/io/weight_source.h"
-#include "ftdist/optim/adamw.h"
+#include "ftdist/optim/optimizer.h"
 #include "ftdist/plan/host_memory.h"
 #include "ftdist/plan/memory_model.h"
 
@@ -97,12 +97,15 @@ class FsdpUnit {
   void discard_step_grad() { step_grad_ = at::Tensor(); }
   // Bytes this unit keeps between steps, by the planner's categories (see persistent_bytes()).
   void add_persistent_bytes(plan::MemoryBreakdown* b) const;
-  // Checkpoint state: this rank's fp32 `kind` over unit elements [own_begin(), own_begin() + its
-  // length) — the shard, or the whole unit in `none`.
+  // Checkpoint state (io::checkpoint_states): this rank's `name` ("master" or an optimizer state)
+  // over unit elements [own_begin(), own_begin() + its length) — the shard, or the whole unit in
+  // `none` — per element, or per block of state_block(name) elements.
   int64_t own_begin() const { return own_begin_; }
   int64_t numel() const { return numel_; }
-  const at::Tensor& state(io::StateKind kind) const;
-  at::Tensor gather_state(io::StateKind kind);  // the whole unit (unpadded, fp32, CPU); every rank of the group
+  const at::Tensor& state(const std::string& name) const;
+  int64_t state_block(const std::string& name) const;  // 1, or the quantization block of a per-block state
+  // The whole unit (unpadded; on the CPU, fp32, or uint8 codes); every rank of the group calls it.
+  at::Tensor gather_state(const std::string& name);
   int64_t optimizer_steps() const { return opt_->steps(); }
   // Refills master, optimizer states and step from a checkpoint, then the parameters from master.
   void load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps);
@@ -137,7 +140,7 @@ class FsdpUnit {
   at::Tensor unsharded_acc_;  // (padded) fp32: gradients kept across micro-batches (no_sync)
   at::Tensor step_grad_;      // what the optimizer reads this step
   bool sync_ = true;
-  std::unique_ptr<optim::AdamW> opt_;
+  std::unique_ptr<optim::Optimizer> opt_;
 };
 
 }  // namespace ftdist::fsdp

@@ -14,6 +14,7 @@ plan::RunSetup planned_setup(const FsdpConfig& cfg, int world, int64_t micro_bat
   plan::RunSetup s;
   s.stage = cfg.stage;
   s.precision = cfg.precision;
+  s.optimizer = cfg.optimizer.kind;
   s.reduce_dtype = cfg.reduce_dtype;
   s.grad_accum_dtype = cfg.grad_accum_dtype;
   s.activation_checkpointing = cfg.activation_checkpointing;

@@ -48,7 +48,9 @@ void check_states(const CheckpointMeta& m, const std::string& origin) {
                  origin << ": \"" << where << "." << key << "\" must be a non-negative integer, got " << json_excerpt(v));
   };
   count(m.optimizer, "step", "optimizer");
-  for (const char* k : {"beta1", "beta2", "eps", "weight_decay"})
+  if (m.optimizer.contains("name"))
+    FT_CHECK_ARG(m.optimizer["name"].is_string(), origin << ": \"optimizer.name\" must be a string, got " << json_excerpt(m.optimizer["name"]));
+  for (const char* k : {"beta1", "beta2", "eps", "weight_decay", "momentum"})
     if (m.optimizer.contains(k))
       FT_CHECK_ARG(m.optimizer[k].is_number(), origin << ": \"optimizer." << k << "\" must be a number, got " << json_excerpt(m.optimizer[k]));
   count(m.trainer, "skipped_steps", "trainer");
@@ -75,19 +77,18 @@ std::vector<std::string> step_dirs(const std::string& root) {
 
 }  // namespace
 
-const char* state_kind_name(StateKind kind) {
-  switch (kind) {
-    case StateKind::Master: return "master";
-    case StateKind::ExpAvg: return "exp_avg";
-    case StateKind::ExpAvgSq: return "exp_avg_sq";
-  }
-  return "?";
+std::vector<plan::OptimizerState> checkpoint_states(plan::OptimizerKind optimizer) {
+  std::vector<plan::OptimizerState> out = {{"master", plan::OptimizerState::Dtype::Master, 1}};
+  for (const plan::OptimizerState& s : plan::optimizer_states(optimizer)) out.push_back(s);
+  return out;
 }
 
-int64_t file_shard_size(int64_t numel, int file_shards) { return (numel + file_shards - 1) / file_shards; }
+int64_t file_shard_size(int64_t numel, int file_shards, int64_t alignment) {
+  return plan::shard_size(numel, file_shards, alignment);
+}
 
-std::pair<int64_t, int64_t> file_shard_range(int64_t numel, int k, int file_shards) {
-  const int64_t s = file_shard_size(numel, file_shards);
+std::pair<int64_t, int64_t> file_shard_range(int64_t numel, int k, int file_shards, int64_t alignment) {
+  const int64_t s = file_shard_size(numel, file_shards, alignment);
   const int64_t begin = std::min(numel, int64_t(k) * s);
   return {begin, std::min(numel, begin + s)};
 }
@@ -96,7 +97,7 @@ std::string rank_file_name(int k, int file_shards) {
   return numbered("rank-", k, 5) + numbered("-of-", file_shards, 5) + ".safetensors";
 }
 
-std::string state_tensor_name(const std::string& unit, StateKind kind) { return unit + "/" + state_kind_name(kind); }
+std::string state_tensor_name(const std::string& unit, const std::string& state) { return unit + "/" + state; }
 
 std::string checkpoint_dir_name(int64_t step) { return numbered("step-", step, 8); }
 
@@ -111,6 +112,7 @@ json CheckpointMeta::to_json() const {
   j["step"] = step;
   j["world_size"] = world_size;
   j["file_shards"] = file_shards;
+  j["shard_alignment"] = shard_alignment;
   j["stage"] = stage;
   j["precision"] = precision;
   j["model"] = model_name;
@@ -144,6 +146,9 @@ CheckpointMeta CheckpointMeta::from_json(const std::string& text, const std::str
   m.file_shards = field<int>(j, "file_shards", origin);
   FT_CHECK_ARG(m.step >= 0 && m.world_size >= 1 && m.file_shards >= 1,
                origin << ": step, world_size and file_shards must be non-negative / positive");
+  if (j.contains("shard_alignment")) m.shard_alignment = field<int64_t>(j, "shard_alignment", origin);  // absent: 1
+  FT_CHECK_ARG(m.shard_alignment >= 1 && m.shard_alignment <= (int64_t(1) << 20),
+               origin << ": \"shard_alignment\" must be 1..2^20, got " << m.shard_alignment);
   m.stage = field<std::string>(j, "stage", origin);
   m.precision = field<std::string>(j, "precision", origin);
   m.model_name = field<std::string>(j, "model", origin);
@@ -172,6 +177,16 @@ CheckpointMeta CheckpointMeta::from_json(const std::string& text, const std::str
   m.trainer = j.contains("trainer") && !j["trainer"].is_null() ? j["trainer"] : json::object();
   check_states(m, origin);
   return m;
+}
+
+plan::OptimizerKind CheckpointMeta::optimizer_kind() const {
+  const std::string name = optimizer.value("name", std::string("adamw"));
+  try {
+    return plan::optimizer_from_name(name);
+  } catch (const Error&) {
+    FT_CHECK_ARG(false, "meta.json: \"optimizer.name\" is '" << excerpt(name) << "' (expected adamw, adamw-8bit or sgd-momentum)");
+  }
+  return plan::OptimizerKind::AdamW;
 }
 
 void CheckpointMeta::check_model(const plan::ModelSpec& spec, const std::string& origin) const {
@@ -254,49 +269,68 @@ CheckpointReader::CheckpointReader(const std::string& dir) : dir_(dir) {
   config_text_ = read_text_file(dir + "/config.json", "checkpoint");
   spec_ = plan::model_from_hf_config_text(config_text_, dir + "/config.json");
   meta_.check_model(spec_, meta_path);
+  states_ = checkpoint_states(meta_.optimizer_kind());
+  for (const plan::OptimizerState& st : states_)
+    FT_CHECK_ARG(meta_.file_shards == 1 || meta_.shard_alignment % st.block == 0,
+                 meta_path << ": \"shard_alignment\" " << meta_.shard_alignment << " does not keep the " << st.block
+                           << "-element blocks of state " << st.name << " inside one file shard");
   for (int k = 0; k < meta_.file_shards; ++k) {
     const std::string path = dir + "/" + rank_file_name(k, meta_.file_shards);
     FT_CHECK_ARG(file_exists(path), "checkpoint: rank file '" << path << "' is missing (meta.json lists "
                                                               << meta_.file_shards << " rank files)");
     files_.push_back(std::make_unique<SafetensorsFile>(path));
-    for (const CheckpointMeta::Unit& u : meta_.units) {
-      const auto [begin, end] = file_shard_range(u.numel, k, meta_.file_shards);
-      for (StateKind kind : kStateKinds) {
-        const std::string name = state_tensor_name(u.name, kind);
-        FT_CHECK_ARG(files_.back()->contains(name), path << ": tensor \"" << name << "\" is missing");
-        const TensorInfo& t = files_.back()->info(name);
-        FT_CHECK_ARG(t.dtype == at::kFloat && t.numel() == end - begin,
-                     path << ": tensor \"" << name << "\" should be F32 with " << end - begin << " elements, found "
-                          << safetensors_dtype_name(t.dtype) << " with " << t.numel());
-      }
-    }
+    for (const CheckpointMeta::Unit& u : meta_.units) check_file_states(k, u);
+  }
+}
+
+void CheckpointReader::check_file_states(int k, const CheckpointMeta::Unit& u) const {
+  using D = plan::OptimizerState::Dtype;
+  const SafetensorsFile& f = *files_.at(size_t(k));
+  const auto [begin, end] = file_shard_range(u.numel, k, meta_.file_shards, meta_.shard_alignment);
+  for (const plan::OptimizerState& st : states_) {
+    const std::string name = state_tensor_name(u.name, st.name);
+    FT_CHECK_ARG(f.contains(name), f.path() << ": tensor \"" << name << "\" is missing");
+    const TensorInfo& t = f.info(name);
+    const int64_t want = begin == end ? 0 : st.entries(end) - begin / st.block;
+    const bool dtype_ok = st.dtype == D::U8 ? t.dtype == at::kByte
+                          : st.dtype == D::F32 ? t.dtype == at::kFloat
+                                               : (t.dtype == at::kFloat || t.dtype == at::kBFloat16);
+    FT_CHECK_ARG(dtype_ok && t.numel() == want,
+                 f.path() << ": tensor \"" << name << "\" should be " << (st.dtype == D::U8 ? "U8" : st.dtype == D::F32 ? "F32" : "F32 or BF16")
+                          << " with " << want << " elements, found " << safetensors_dtype_name(t.dtype) << " with " << t.numel());
   }
 }
 
 CheckpointReader::~CheckpointReader() = default;
 
 void CheckpointReader::read_unit_range(size_t unit, int64_t begin, const at::Tensor& out) const {
-  read_state_range(unit, StateKind::Master, begin, out);
+  read_state_range(unit, "master", begin, out);
 }
 
-void CheckpointReader::read_state_range(size_t unit, StateKind kind, int64_t begin, const at::Tensor& out) const {
+void CheckpointReader::read_state_range(size_t unit, const std::string& state, int64_t begin, const at::Tensor& out) const {
   FT_CHECK(unit < meta_.units.size(), ErrorKind::Internal, dir_ << ": unit " << unit << " of " << meta_.units.size());
   FT_CHECK_ARG(out.is_contiguous() && begin >= 0, "read_state_range: a contiguous output and a non-negative start are needed");
+  const auto st = std::find_if(states_.begin(), states_.end(), [&](const plan::OptimizerState& s) { return state == s.name; });
+  FT_CHECK_ARG(st != states_.end(), dir_ << ": this checkpoint (optimizer " << plan::optimizer_name(meta_.optimizer_kind())
+                                         << ") has no state \"" << state << "\"");
+  FT_CHECK(begin % st->block == 0, ErrorKind::Internal, "read_state_range: " << state << " read from element " << begin
+                                                                             << ", not a block boundary");
   const CheckpointMeta::Unit& u = meta_.units[unit];
-  const std::string name = state_tensor_name(u.name, kind);
+  const std::string name = state_tensor_name(u.name, state);
+  // In entries of the state (elements, or blocks): file k holds [k * s, min(count, (k + 1) * s)).
+  const int64_t count = st->entries(u.numel), first = begin / st->block;
+  const int64_t s = meta_.file_shards == 1 ? count : file_shard_size(u.numel, meta_.file_shards, meta_.shard_alignment) / st->block;
   at::Tensor flat = out.view({-1});
-  const int64_t end = begin + flat.numel();
-  const int64_t s = file_shard_size(u.numel, meta_.file_shards);
-  for (int64_t pos = begin; pos < std::min(end, u.numel);) {
+  const int64_t end = first + flat.numel();
+  for (int64_t pos = first; pos < std::min(end, count);) {
     const int k = int(pos / s);
-    const int64_t shard_end = std::min(u.numel, int64_t(k + 1) * s);
-    const int64_t n = std::min(end, shard_end) - pos;
-    files_[size_t(k)]->read_range(name, pos - int64_t(k) * s, n, flat.narrow(0, pos - begin, n));
+    const int64_t n = std::min({end, count, int64_t(k + 1) * s}) - pos;
+    files_[size_t(k)]->read_range(name, pos - int64_t(k) * s, n, flat.narrow(0, pos - first, n));
     pos += n;
   }
-  if (end > u.numel) {
-    const int64_t lo = std::max(begin, u.numel);
-    flat.narrow(0, lo - begin, end - lo).zero_();
+  if (end > count) {
+    const int64_t lo = std::max(first, count);
+    flat.narrow(0, lo - first, end - lo).zero_();
   }
 }
 

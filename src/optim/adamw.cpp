@@ -1,11 +1,12 @@
-// AdamW and SGD with momentum on flat shards: the CPU loops (vectorizable, at::parallel_for) and
-// the dispatch to kernels/fused_adamw.cu for CUDA tensors.
+// AdamW on flat shards: the CPU loop (vectorizable, at::parallel_for) and the dispatch to
+// kernels/fused_adamw.cu for CUDA tensors.
 #include "ftdist/optim/adamw.h"
 
 #include <ATen/Parallel.h>
 
 #include <cmath>
 
+#include "adamw_scalars.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/dtype.h"
 #ifdef FTDIST_WITH_KERNELS
@@ -19,24 +20,6 @@ namespace ftdist::optim {
 namespace {
 
 constexpr int64_t kGrain = 1 << 14;
-
-// The per-step scalars, in double, rounded once to float (as torch::optim::AdamW's Scalars are).
-struct AdamWScalars {
-  float decay, beta1, omb1, beta2, omb2, bc2_sqrt, step_size, eps;
-};
-
-AdamWScalars adamw_scalars(const AdamWConfig& c, double lr, int64_t step, bool decay) {
-  AdamWScalars s;
-  s.decay = float(decay ? 1.0 - lr * c.weight_decay : 1.0);
-  s.beta1 = float(c.beta1);
-  s.omb1 = float(1.0 - c.beta1);
-  s.beta2 = float(c.beta2);
-  s.omb2 = float(1.0 - c.beta2);
-  s.bc2_sqrt = float(std::sqrt(1.0 - std::pow(c.beta2, double(step))));
-  s.step_size = float(lr / (1.0 - std::pow(c.beta1, double(step))));
-  s.eps = float(c.eps);
-  return s;
-}
 
 // T: the master and state dtype (float, or BFloat16 in bf16-pure: read, computed in fp32, rounded
 // back to nearest on store). G: the gradient dtype.
@@ -57,19 +40,6 @@ void adamw_cpu(T* p, T* m, T* v, const G* g, c10::BFloat16* out, int64_t begin, 
     if (out)
       for (int64_t i = b; i < e; ++i) out[i] = c10::BFloat16(p[i]);
   });
-}
-
-void check_shard(const at::Tensor& t, const at::Tensor& master, const char* what, bool fp32) {
-  FT_CHECK(t.is_contiguous() && t.numel() == master.numel() && t.device() == master.device(), ErrorKind::Internal,
-           what << " must be contiguous, on " << master.device() << ", with " << master.numel() << " elements; got "
-                << t.sizes() << " on " << t.device());
-  if (fp32) FT_CHECK(t.scalar_type() == at::kFloat, ErrorKind::Internal, what << " must be fp32");
-}
-
-void check_grad(const at::Tensor& grad, const at::Tensor& master) {
-  check_shard(grad, master, "the gradient shard", false);
-  FT_CHECK(grad.scalar_type() == at::kFloat || grad.scalar_type() == at::kBFloat16, ErrorKind::Internal,
-           "the gradient shard must be fp32 or bf16, got " << dtype_name(grad.scalar_type()));
 }
 
 c10::BFloat16* bf16_out(const at::Tensor& param_out) {
@@ -115,20 +85,18 @@ AdamW::AdamW(AdamWConfig config, at::Tensor master, std::vector<Range> decay, at
     check_shard(param_out_, master_, "the parameter shard", false);
     FT_CHECK(param_out_.scalar_type() == at::kBFloat16, ErrorKind::Internal, "AdamW writes a bf16 parameter shard");
   }
-  FT_CHECK_ARG(cfg_.beta1 >= 0 && cfg_.beta1 < 1 && cfg_.beta2 >= 0 && cfg_.beta2 < 1 && cfg_.eps > 0 && cfg_.weight_decay >= 0,
-               "AdamW: betas must be in [0, 1), eps > 0, weight_decay >= 0");
+  check_adamw_config(cfg_);
   segments(master_.numel(), decay_);  // validates the ranges
-  exp_avg_ = at::zeros_like(master_);
-  exp_avg_sq_ = at::zeros_like(master_);
+  states_ = {at::zeros_like(master_), at::zeros_like(master_)};  // exp_avg, exp_avg_sq
 }
 
 void AdamW::load_state(const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq, int64_t step) {
   FT_CHECK_ARG(exp_avg.numel() == master_.numel() && exp_avg_sq.numel() == master_.numel() && step >= 0,
                "AdamW: the optimizer state does not match this shard (" << exp_avg.numel() << " vs " << master_.numel()
                                                                          << " elements)");
-  exp_avg_.view({-1}).copy_(exp_avg.view({-1}));
-  exp_avg_sq_.view({-1}).copy_(exp_avg_sq.view({-1}));
-  step_ = step;
+  states_[0].view({-1}).copy_(exp_avg.view({-1}));
+  states_[1].view({-1}).copy_(exp_avg_sq.view({-1}));
+  set_steps(step);
 }
 
 void AdamW::step(const at::Tensor& grad, double lr) {
@@ -138,15 +106,15 @@ void AdamW::step(const at::Tensor& grad, double lr) {
   for (const Segment& seg : segments(master_.numel(), decay_)) {
     const AdamWScalars s = adamw_scalars(cfg_, lr, step_, seg.decay);
     if (master_.is_cuda() && master_.scalar_type() == at::kBFloat16) {
-      adamw_aten(master_, exp_avg_, exp_avg_sq_, grad, seg, s);
+      adamw_aten(master_, states_[0], states_[1], grad, seg, s);
       continue;
     }
     if (master_.is_cuda()) {
 #ifdef FTDIST_WITH_KERNELS
       kernels::AdamWArgs a;
       a.master = master_.data_ptr<float>() + seg.begin;
-      a.exp_avg = exp_avg_.data_ptr<float>() + seg.begin;
-      a.exp_avg_sq = exp_avg_sq_.data_ptr<float>() + seg.begin;
+      a.exp_avg = states_[0].data_ptr<float>() + seg.begin;
+      a.exp_avg_sq = states_[1].data_ptr<float>() + seg.begin;
       a.grad_type = grad.scalar_type() == at::kFloat ? kernels::GradType::F32 : kernels::GradType::BF16;
       a.grad = static_cast<const char*>(grad.data_ptr()) + seg.begin * grad.element_size();
       a.param_bf16 = param_out_.defined() ? reinterpret_cast<uint16_t*>(param_out_.data_ptr<c10::BFloat16>()) + seg.begin : nullptr;
@@ -160,41 +128,9 @@ void AdamW::step(const at::Tensor& grad, double lr) {
       continue;
     }
     if (master_.scalar_type() == at::kFloat)
-      adamw_cpu_any_grad<float>(master_, exp_avg_, exp_avg_sq_, grad, param_out_, seg, s);
+      adamw_cpu_any_grad<float>(master_, states_[0], states_[1], grad, param_out_, seg, s);
     else
-      adamw_cpu_any_grad<c10::BFloat16>(master_, exp_avg_, exp_avg_sq_, grad, param_out_, seg, s);
-  }
-}
-
-SgdMomentum::SgdMomentum(SgdConfig config, at::Tensor master, std::vector<Range> decay, at::Tensor param_out)
-    : cfg_(config), master_(std::move(master)), param_out_(std::move(param_out)), decay_(std::move(decay)) {
-  FT_CHECK(master_.scalar_type() == at::kFloat && master_.is_contiguous() && master_.is_cpu(), ErrorKind::Internal,
-           "SgdMomentum: the master shard must be contiguous fp32 on the CPU");
-  if (param_out_.defined()) check_shard(param_out_, master_, "the parameter shard", false);
-  segments(master_.numel(), decay_);
-  buf_ = at::zeros_like(master_);
-}
-
-void SgdMomentum::step(const at::Tensor& grad, double lr) {
-  check_grad(grad, master_);
-  at::Tensor g = grad.to(at::kFloat);
-  ++step_;
-  float* p = master_.data_ptr<float>();
-  float* b = buf_.data_ptr<float>();
-  const float* gp = g.data_ptr<float>();
-  const float mom = float(cfg_.momentum), lrf = float(lr);
-  c10::BFloat16* out = bf16_out(param_out_);
-  for (const Segment& seg : segments(master_.numel(), decay_)) {
-    const float wd = seg.decay ? float(cfg_.weight_decay) : 0.f;
-    const bool first = step_ == 1;  // torch.optim.SGD starts the buffer at the first gradient
-    at::parallel_for(seg.begin, seg.end, kGrain, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        const float gi = gp[i] + wd * p[i];
-        b[i] = first ? gi : b[i] * mom + gi;
-        p[i] = p[i] + (-lrf) * b[i];
-        if (out) out[i] = c10::BFloat16(p[i]);
-      }
-    });
+      adamw_cpu_any_grad<c10::BFloat16>(master_, states_[0], states_[1], grad, param_out_, seg, s);
   }
 }
 

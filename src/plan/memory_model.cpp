@@ -65,9 +65,15 @@ int64_t UnitLayout::max_edge_numel() const {
   return n;
 }
 
-UnitLayout unit_layout(const ModelSpec& model, int shard_group) {
+uint64_t UnitLayout::optimizer_bytes(OptimizerKind o, Precision p, bool sharded_states) const {
+  uint64_t b = uint64_t(layers) * optimizer_state_bytes(o, p, sharded_states ? layer_shard : layer_numel);
+  for (const Edge& e : edges) b += optimizer_state_bytes(o, p, sharded_states ? e.shard : e.numel);
+  return b;
+}
+
+UnitLayout unit_layout(const ModelSpec& model, int shard_group, int64_t alignment) {
   FT_CHECK_ARG(shard_group >= 1, "shard group size must be >= 1, got " << shard_group);
-  auto shard_of = [&](int64_t numel) { return (numel + shard_group - 1) / shard_group; };
+  auto shard_of = [&](int64_t numel) { return shard_size(numel, shard_group, alignment); };
   UnitLayout u;
   u.layers = model.layers;
   u.layer_numel = model.layer_params();
@@ -80,19 +86,6 @@ namespace {
 
 int compute_bytes(Precision p) { return p == Precision::Fp32 ? 4 : 2; }
 int master_bytes(Precision p) { return p == Precision::Bf16Mixed ? 4 : 0; }  // else the params are the master
-
-// Optimizer state bytes per parameter element. AdamW: two moments in the master dtype (fp32, or
-// bf16 in bf16-pure). 8-bit AdamW: two 1-byte moments plus one fp32 scale per 2048-element block
-// each. SGD with momentum: one buffer.
-double optimizer_bytes(OptimizerKind o, Precision p) {
-  double state = p == Precision::Bf16Pure ? 2 : 4;
-  switch (o) {
-    case OptimizerKind::AdamW: return 2 * state;
-    case OptimizerKind::AdamW8bit: return 2 * (1 + 4.0 / 2048);
-    case OptimizerKind::SgdMomentum: return state;
-  }
-  return 2 * state;
-}
 
 int grad_accum_bytes(const RunSetup& s) {
   if (s.precision == Precision::Fp32) return 4;
@@ -198,9 +191,8 @@ void add_model_states(const Terms& t, MemoryBreakdown& b) {
 
   // Master and optimizer states are sharded over N in every stage but `none` (where N = 1).
   const int64_t state_elems = policy.shard_states ? shard : total;
-  const double ob = optimizer_bytes(s.optimizer, s.precision);
   uint64_t master = uint64_t(state_elems) * master_bytes(s.precision);
-  uint64_t optim = clamp_bytes(double(state_elems) * ob);
+  uint64_t optim = u.optimizer_bytes(s.optimizer, s.precision, policy.shard_states);
   if (s.offload_optimizer) {
     b.host_bytes = master + optim;
     master = optim = 0;
@@ -209,7 +201,7 @@ void add_model_states(const Terms& t, MemoryBreakdown& b) {
   if (t.ex.on()) t.ex.line(MemCategory::master, std::to_string(state_elems) + " x " + std::to_string(master_bytes(s.precision)) +
                                    (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), master);
   b[MemCategory::optimizer] = optim;
-  if (t.ex.on()) t.ex.line(MemCategory::optimizer, std::to_string(state_elems) + " x " + num(ob) + " (" + optimizer_name(s.optimizer) + ")" +
+  if (t.ex.on()) t.ex.line(MemCategory::optimizer, std::to_string(state_elems) + " x " + num(double(optim) / double(std::max<int64_t>(state_elems, 1))) + " (" + optimizer_name(s.optimizer) + ")" +
                                       (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), optim);
 
   // Sharded stages accumulate into the gradient shard; optimizer/none keep full compute-dtype grads.
@@ -388,7 +380,7 @@ MemoryBreakdown estimate_memory(const ModelSpec& m, const RunSetup& s, std::vect
   FT_CHECK_ARG(s.micro_batch >= 1, "--micro-batch must be >= 1, got " << s.micro_batch);
   FT_CHECK_ARG(s.seq_len >= 1, "--seq-len must be >= 1, got " << s.seq_len);
   FT_CHECK_ARG(s.prefetch >= 1, "prefetch depth must be >= 1, got " << s.prefetch);
-  const UnitLayout u = unit_layout(m, s.shard_group);
+  const UnitLayout u = unit_layout(m, s.shard_group, shard_alignment(s.optimizer));
   const Terms t{m, s, Explainer{explain}, stage_policy(s.stage), u, s.shard_group, compute_bytes(s.precision),
                 float_type_bytes(s.reduce_dtype), m.param_count(), u.shard_numel(), double(s.micro_batch) * double(s.seq_len)};
   MemoryBreakdown b;

@@ -109,7 +109,7 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
       " TFLOP/s x efficiency " + num(hw.efficiency) + ") = " + num(t.compute_s_per_micro) + " s");
 
   const int n = s.shard_group;
-  const UnitLayout u = unit_layout(m, n);
+  const UnitLayout u = unit_layout(m, n, shard_alignment(s.optimizer));
   const double c = s.precision == Precision::Fp32 ? 4.0 : 2.0;
   const double per_step_hidden_by = add_comm_time(m, s, hw, u, t, explain);  // compute available to hide the per-step collectives
   const double units = double(m.layers) + double(u.edges.size());
@@ -123,7 +123,9 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
   if (s.offload_optimizer) {
     t.optimizer_s = state_elems * (4.0 + c) / (hw.host_link_gbs * 1e9) + state_elems / hw.cpu_adam_params_per_s;
   } else {
-    t.optimizer_s = state_elems * 2.0 * (4.0 + 8.0 + 4.0 + c) / (hw.hbm_gbs * 1e9);
+    // master, states, gradient and parameter shard, each read and written
+    const double states = double(u.optimizer_bytes(s.optimizer, s.precision, s.stage != Stage::None)) / std::max(state_elems, 1.0);
+    t.optimizer_s = state_elems * 2.0 * (4.0 + states + 4.0 + c) / (hw.hbm_gbs * 1e9);
   }
   t.step_s = double(w.grad_accum) * t.compute_s_per_micro + t.exposed_comm_s + t.optimizer_s;
   if (explain) say("step = grad_accum " + std::to_string(w.grad_accum) + " x compute " + num(t.compute_s_per_micro) + " s + exposed comm " +

@@ -57,8 +57,8 @@ std::string save_checkpoint(const std::string& root, const SaveRequest& req, con
   if (files.writes) {
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (size_t u = 0; u < units.size(); ++u)
-      for (io::StateKind kind : io::kStateKinds)
-        tensors.push_back({io::state_tensor_name(units[u].name, kind), fsdp.state_slice(u, kind)});
+      for (const plan::OptimizerState& st : io::checkpoint_states(cfg.optimizer.kind))
+        tensors.push_back({io::state_tensor_name(units[u].name, st.name), fsdp.state_slice(u, st.name)});
     io::save_safetensors(tmp + "/" + io::rank_file_name(files.index, files.count), tensors,
                          {{"format", "ftdist-checkpoint"}, {"step", std::to_string(req.step)}});
   }
@@ -78,9 +78,9 @@ std::string save_checkpoint(const std::string& root, const SaveRequest& req, con
     meta.precision = plan::precision_name(cfg.precision);
     meta.model_name = spec.name;
     for (const auto& u : units) meta.units.push_back({u.name, u.numel(), u.tensors});
-    meta.optimizer = {{"name", "adamw"},         {"beta1", cfg.adamw.beta1}, {"beta2", cfg.adamw.beta2},
-                      {"eps", cfg.adamw.eps},     {"weight_decay", cfg.adamw.weight_decay},
-                      {"step", fsdp.optimizer_steps()}};
+    meta.shard_alignment = plan::shard_alignment(cfg.optimizer.kind);
+    meta.optimizer = cfg.optimizer.to_json();
+    meta.optimizer["step"] = fsdp.optimizer_steps();
     meta.trainer = req.trainer;
     if (!req.tokenizer_dir.empty()) io::copy_tokenizer_files(req.tokenizer_dir, tmp);
     final_dir = io::commit_checkpoint(root, tmp, meta, req.config_text, req.keep);

@@ -159,7 +159,14 @@ const std::vector<Key>& keys() {
       integer("train", "warmup_steps", &C::warmup_steps, 0, plan::kMaxSteps, "Steps of linear warmup: step k of w runs at k/w x lr."),
       named("train", "schedule", &C::schedule, "constant | cosine | linear", optim::schedule_kind_from_name, optim::schedule_kind_name,
             "The learning-rate schedule after warmup."),
-      number("train", "weight_decay", &C::weight_decay, 0, "AdamW's decoupled weight decay (not applied to norms and biases)."),
+      named("train", "optimizer", &C::optimizer, "adamw | adamw-8bit | sgd-momentum", plan::optimizer_from_name, plan::optimizer_name,
+            "adamw (fp32 moments); adamw-8bit (moments quantized blockwise to one byte: 2 bytes of state per parameter instead of 8); "
+            "sgd-momentum (one momentum buffer)."),
+      number("train", "weight_decay", &C::weight_decay, 0, "Weight decay of matrices (never of norms and biases): decoupled in AdamW, L2 added to the gradient in SGD."),
+      number("train", "beta1", &C::beta1, 0, "adamw, adamw-8bit: the first moment's decay, in [0, 1)."),
+      number("train", "beta2", &C::beta2, 0, "adamw, adamw-8bit: the second moment's decay, in [0, 1)."),
+      number("train", "eps", &C::eps, 0, "adamw, adamw-8bit: added to the denominator (> 0)."),
+      number("train", "momentum", &C::momentum, 0, "sgd-momentum: the momentum factor, in [0, 1)."),
       number("train", "grad_clip", &C::grad_clip, 0, "Clip the global gradient norm to this; 0 disables clipping."),
       integer("train", "seed", &C::seed, 0, 0, "Seed of the data order and of random initialization."),
       integer("train", "eval_every", &C::eval_every, 0, plan::kMaxSteps, "Evaluate on data.eval every this many steps and at the last step (0: never)."),
@@ -274,6 +281,9 @@ void check_together(RunConfig& c, const std::string& path) {
     c.gpu = g.name;
     if (c.peak_tflops == 0) c.peak_tflops = g.bf16_tflops;  // the mfu metric's peak
   }
+  for (auto [key, v] : {std::pair<const char*, double>{"beta1", c.beta1}, {"beta2", c.beta2}, {"momentum", c.momentum}})
+    FT_CHECK_ARG(v < 1, path << " [train]: \"" << key << "\" must be in [0, 1), got " << v);
+  FT_CHECK_ARG(c.eps > 0, path << " [train]: \"eps\" must be > 0, got " << c.eps);
   optim::LrSchedule{c.schedule, c.lr, c.warmup_steps, c.steps, c.min_lr}.validate();
 }
 
@@ -347,7 +357,9 @@ fsdp::FsdpConfig fsdp_config(const RunConfig& c) {
   fc.prefetch = int(c.prefetch);
   fc.shard_group = int(c.shard_group);
   fc.no_sync = c.no_sync;
-  fc.adamw.weight_decay = c.weight_decay;
+  fc.optimizer.kind = c.optimizer;
+  fc.optimizer.adamw = {c.beta1, c.beta2, c.eps, c.weight_decay};
+  fc.optimizer.sgd = {c.momentum, c.weight_decay};
   fc.max_grad_norm = c.grad_clip;
   fc.skip_nonfinite = !c.abort_on_nonfinite;
   return fc;

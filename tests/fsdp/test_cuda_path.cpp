@@ -146,7 +146,7 @@ TEST(FsdpCuda, EveryStageTrainsLikeTheCpuRuntime) {
       // AdamW's first steps move each element by about lr x sign(g): an element whose gradient is
       // within cuBLAS-vs-CPU rounding of 0 could move the other way. A large eps makes the update
       // continuous in g there, so the comparison measures the runtimes, not that discontinuity.
-      cfg.adamw.eps = 1e-3;
+      cfg.optimizer.adamw.eps = 1e-3;
       const Trajectory want = train(*cpu, cfg, spec);
       const Trajectory got = train(*gpu, cfg, spec);
       for (size_t s = 0; s < want.losses.size(); ++s)

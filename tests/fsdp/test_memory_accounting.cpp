@@ -41,8 +41,10 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
                                       std::pair{plan::Precision::Bf16Mixed, plan::FloatType::Fp32},
                                       std::pair{plan::Precision::Bf16Mixed, plan::FloatType::Bf16},
                                       std::pair{plan::Precision::Bf16Pure, plan::FloatType::Fp32}}) {
+       // (8-bit AdamW also aligns every shard to its quantization block: params and gradients follow)
+       for (plan::OptimizerKind opt : {plan::OptimizerKind::AdamW, plan::OptimizerKind::AdamW8bit, plan::OptimizerKind::SgdMomentum}) {
         SCOPED_TRACE(spec.name + " " + plan::stage_name(stage) + " " + plan::precision_name(precision) + " accumulating in " +
-                     plan::float_type_name(accum) + " on " + std::to_string(n) + " ranks");
+                     plan::float_type_name(accum) + " " + plan::optimizer_name(opt) + " on " + std::to_string(n) + " ranks");
         model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
         randomize(m, 1);
         fsdp::FsdpConfig cfg;
@@ -50,6 +52,7 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
         cfg.precision = precision;
         cfg.grad_accum_dtype = accum;
         cfg.shard_group = stage == plan::Stage::Hybrid ? 2 : 0;
+        cfg.optimizer.kind = opt;
         fsdp::FsdpModel f(m, *world, cfg);
         plan::MemoryBreakdown got = f.persistent_bytes();
 
@@ -59,6 +62,7 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
         s.shard_group = stage == plan::Stage::None ? 1 : (stage == plan::Stage::Hybrid ? 2 : n);
         s.replicas = n / s.shard_group;
         s.grad_accum_dtype = accum;
+        s.optimizer = opt;
         plan::MemoryBreakdown want = plan::estimate_memory(spec, s);
         for (plan::MemCategory c : {plan::MemCategory::params_sharded, plan::MemCategory::master,
                                     plan::MemCategory::optimizer, plan::MemCategory::grads_sharded})
@@ -70,6 +74,7 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
         if (buffered) {
           EXPECT_GT(got[plan::MemCategory::unsharded_params], 0u);
         }
+       }
       }
     }
   }

@@ -94,11 +94,11 @@ void expect_slices_of_whole(const io::WeightSource& init, comm::Communicator& wo
     at::Tensor whole = at::empty({numel}, master);  // what one rank loads
     init.read_unit_range(u, 0, whole);
     const auto [begin, end] = io::file_shard_range(numel, files.index, files.count);
-    at::Tensor mine = f.state_slice(u, io::StateKind::Master);
+    at::Tensor mine = f.state_slice(u, "master");
     ASSERT_EQ(mine.numel(), end - begin) << units[u].name;
     EXPECT_TRUE(at::equal(mine, whole.narrow(0, begin, end - begin))) << units[u].name << " elements [" << begin << ", " << end << ")";
     // Gathered over the shard group: the whole unit, bitwise (in the master's dtype).
-    at::Tensor gathered = f.gather_state(u, io::StateKind::Master);
+    at::Tensor gathered = f.gather_state(u, "master");
     EXPECT_TRUE(at::equal(gathered, whole.to(at::kFloat))) << units[u].name << " gathered";
   }
 }

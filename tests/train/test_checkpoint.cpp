@@ -46,11 +46,13 @@ std::string shared_dir(comm::Communicator& world, const std::string& name) {
   return dir;
 }
 
-fsdp::FsdpConfig config(plan::Stage stage, int shard_group = 0) {
+fsdp::FsdpConfig config(plan::Stage stage, int shard_group = 0, plan::OptimizerKind opt = plan::OptimizerKind::AdamW) {
   fsdp::FsdpConfig c;
   c.stage = stage;
   c.shard_group = shard_group;
-  c.adamw.weight_decay = 0.1;
+  c.optimizer.kind = opt;
+  c.optimizer.adamw.weight_decay = 0.1;
+  c.optimizer.sgd.weight_decay = 0.1;
   return c;
 }
 
@@ -64,20 +66,33 @@ void save_step(const std::string& root, int64_t step, const fsdp::FsdpModel& f, 
   train::save_checkpoint(root, req, f, comm);
 }
 
-using States = std::vector<std::array<at::Tensor, 3>>;  // per unit: master, exp_avg, exp_avg_sq
+using States = std::vector<std::vector<at::Tensor>>;  // per unit: io::checkpoint_states(), in order
 
 States gather_all(fsdp::FsdpModel& f) {
   States out;
-  for (size_t u = 0; u < f.num_units(); ++u)
-    out.push_back({f.gather_state(u, io::StateKind::Master), f.gather_state(u, io::StateKind::ExpAvg),
-                   f.gather_state(u, io::StateKind::ExpAvgSq)});
+  for (size_t u = 0; u < f.num_units(); ++u) {
+    out.emplace_back();
+    for (const plan::OptimizerState& st : io::checkpoint_states(f.config().optimizer.kind))
+      out.back().push_back(f.gather_state(u, st.name));
+  }
   return out;
+}
+
+// Every state of every unit bitwise equal, the first difference named.
+void expect_same_states(const States& a, const States& b, plan::OptimizerKind opt) {
+  const auto names = io::checkpoint_states(opt);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t u = 0; u < a.size(); ++u)
+    for (size_t k = 0; k < names.size(); ++k)
+      EXPECT_TRUE(at::equal(a[u][k], b[u][k])) << "unit " << u << " " << names[k].name << ": max difference "
+                                                << (a[u][k].to(at::kDouble) - b[u][k].to(at::kDouble)).abs().max().item<double>();
 }
 
 struct Side {
   int ranks;
   plan::Stage stage;
   int shard_group = 0;
+  plan::OptimizerKind opt = plan::OptimizerKind::AdamW;
 };
 
 // Trains `steps` steps on the first `save.ranks` ranks and checkpoints; then the first `load.ranks`
@@ -94,7 +109,7 @@ void reshard_case(const Side& save, const Side& load, bool tied, const std::stri
     if (world->rank() < save.ranks) {
       model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
       randomize(m, 42);
-      fsdp::FsdpModel f(m, *group, config(save.stage, save.shard_group));
+      fsdp::FsdpModel f(m, *group, config(save.stage, save.shard_group, save.opt));
       for (int s = 0; s < 2; ++s) f.train_step({batch(s, group->rank(), spec.vocab)}, 1e-2);
       saved = gather_all(f);
       saved_steps = f.optimizer_steps();
@@ -110,18 +125,13 @@ void reshard_case(const Side& save, const Side& load, bool tied, const std::stri
   EXPECT_EQ(ckpt.meta().world_size, save.ranks);
   model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
   randomize(m, 7);  // different weights: everything must come from the checkpoint
-  fsdp::FsdpModel f(m, *group, config(load.stage, load.shard_group));
+  fsdp::FsdpModel f(m, *group, config(load.stage, load.shard_group, load.opt));
   f.load_state(ckpt);
   States loaded = gather_all(f);
   EXPECT_EQ(f.optimizer_steps(), 2);
   if (world->rank() == 0) {
     EXPECT_EQ(saved_steps, 2);
-    ASSERT_EQ(loaded.size(), saved.size());
-    for (size_t u = 0; u < saved.size(); ++u)
-      for (int k = 0; k < 3; ++k)
-        EXPECT_TRUE(at::equal(loaded[u][size_t(k)], saved[u][size_t(k)]))
-            << "unit " << u << " " << io::state_kind_name(io::kStateKinds[k]) << ": max difference "
-            << (loaded[u][size_t(k)] - saved[u][size_t(k)]).abs().max().item<double>();
+    expect_same_states(loaded, saved, load.opt);
   }
 }
 
@@ -138,16 +148,30 @@ TEST(Reshard, HybridTwoByTwoToOneUnsharded) {
 TEST(Reshard, TwoUnshardedToThreeHybridOfOne) {
   reshard_case({2, plan::Stage::None}, {3, plan::Stage::Hybrid, 1}, false, "none");
 }
+// 8-bit AdamW: codes and block scales reshard exactly (blocks are counted from each unit's start).
+TEST(Reshard, EightBitFourFullToThreeOptimizer) {
+  const auto q = plan::OptimizerKind::AdamW8bit;
+  reshard_case({4, plan::Stage::Full, 0, q}, {3, plan::Stage::Optimizer, 0, q}, true, "8bit-4to3");
+}
+TEST(Reshard, EightBitTwoUnshardedToFourHybridOfTwo) {
+  const auto q = plan::OptimizerKind::AdamW8bit;
+  reshard_case({2, plan::Stage::None, 0, q}, {4, plan::Stage::Hybrid, 2, q}, false, "8bit-none");
+}
+TEST(Reshard, SgdThreeGradOpToTwoFull) {
+  const auto sgd = plan::OptimizerKind::SgdMomentum;
+  reshard_case({3, plan::Stage::GradOp, 0, sgd}, {2, plan::Stage::Full, 0, sgd}, false, "sgd");
+}
 
 // A resumed optimizer continues exactly: save after 2 steps, load into a fresh model on the same
-// ranks, and the next 2 steps give bit-identical losses and parameters.
-TEST(Resume, ContinuesBitwise) {
+// ranks, and the next 2 steps give bit-identical losses and parameters; a checkpoint of another
+// optimizer is refused, naming both.
+void resume_case(plan::OptimizerKind opt, const std::string& name) {
   auto world = mpi_world();
-  const std::string root = shared_dir(*world, "resume");
+  const std::string root = shared_dir(*world, name);
   const plan::ModelSpec spec = tiny_spec("qwen2");
   model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
   randomize(m, 3);
-  fsdp::FsdpModel a(m, *world, config(plan::Stage::Full));
+  fsdp::FsdpModel a(m, *world, config(plan::Stage::Full, 0, opt));
   for (int s = 0; s < 2; ++s) a.train_step({batch(s, world->rank(), spec.vocab)}, 1e-2);
   save_step(root, 2, a, *world);
   std::vector<double> la;
@@ -155,13 +179,23 @@ TEST(Resume, ContinuesBitwise) {
 
   model::LlamaModel m2(spec, at::TensorOptions().dtype(at::kFloat));
   randomize(m2, 99);
-  fsdp::FsdpModel b(m2, *world, config(plan::Stage::Full));
-  b.load_state(io::CheckpointReader(io::find_latest_checkpoint(root)));
+  fsdp::FsdpModel b(m2, *world, config(plan::Stage::Full, 0, opt));
+  const io::CheckpointReader ckpt(io::find_latest_checkpoint(root));
+  b.load_state(ckpt);
   for (int s = 2; s < 4; ++s) EXPECT_EQ(b.train_step({batch(s, world->rank(), spec.vocab)}, 1e-2).loss, la[size_t(s - 2)]);
-  States sa = gather_all(a), sb = gather_all(b);
-  for (size_t u = 0; u < sa.size(); ++u)
-    for (int k = 0; k < 3; ++k) EXPECT_TRUE(at::equal(sa[u][size_t(k)], sb[u][size_t(k)])) << "unit " << u;
+  expect_same_states(gather_all(a), gather_all(b), opt);
+
+  const auto other = opt == plan::OptimizerKind::AdamW ? plan::OptimizerKind::SgdMomentum : plan::OptimizerKind::AdamW;
+  model::LlamaModel m3(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m3, 5);
+  fsdp::FsdpModel c(m3, *world, config(plan::Stage::Full, 0, other));
+  expect_bad_input([&] { c.load_state(ckpt); }, std::string("holds the states of optimizer ") + plan::optimizer_name(opt) +
+                                                     ", this run uses " + plan::optimizer_name(other));
 }
+
+TEST(Resume, ContinuesBitwise) { resume_case(plan::OptimizerKind::AdamW, "resume"); }
+TEST(Resume, EightBitContinuesBitwise) { resume_case(plan::OptimizerKind::AdamW8bit, "resume-8bit"); }
+TEST(Resume, SgdContinuesBitwise) { resume_case(plan::OptimizerKind::SgdMomentum, "resume-sgd"); }
 
 // Damage: every broken checkpoint is refused with the file named; keep-K and `latest` behave.
 TEST(Damage, ClearErrors) {

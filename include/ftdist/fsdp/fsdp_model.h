@@ -3,7 +3,8 @@
 //
 // Each unit (embed, layers.i, head; root when tied) keeps on this rank:
 //   param shard   compute dtype, S elements (the all-gather source)        [full, grad-op, hybrid]
-//   master        fp32 S (the AdamW master; in fp32 and bf16-pure the param shard itself)
+//   master        fp32 S (the optimizer's master; in fp32 and bf16-pure the param shard itself)
+//   states        the optimizer's (plan/optimizer_state.h), over the master's S elements
 //   grad shard    fp32 S (accumulation buffer; bf16 in bf16-pure)
 //   full          the unsharded flat parameter, N*S; its storage is released after the unit's
 //                 forward (full) and refilled by an all-gather before its backward; parameters
@@ -40,7 +41,7 @@
 #include "ftdist/io/checkpoint.h"
 #include "ftdist/io/weight_source.h"
 #include "ftdist/model/llama.h"
-#include "ftdist/optim/adamw.h"
+#include "ftdist/optim/optimizer.h"
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/plan/run_setup.h"
 
@@ -66,7 +67,7 @@ struct FsdpConfig {
   // (memory-light); true keeps each unit's unsharded gradient (fp32) until the last micro-batch and
   // reduces once (less communication, N times the gradient memory).
   bool no_sync = false;
-  optim::AdamWConfig adamw;
+  optim::OptimizerConfig optimizer;  // which optimizer and its hyperparameters
   double max_grad_norm = 0;  // > 0: clip the global gradient norm to this
   // Compute the global gradient norm even without clipping, and skip the optimizer step when it is
   // not finite (clipping implies it).
@@ -126,9 +127,9 @@ class FsdpModel {
   StepResult eval_sums(const MicroBatch& micro_batch);
 
   // The whole fp32 master parameters of unit u, gathered (tests, export). Every rank calls it.
-  at::Tensor gather_master(size_t u) { return gather_state(u, io::StateKind::Master); }
-  // The same for any checkpointed state (master, exp_avg, exp_avg_sq).
-  at::Tensor gather_state(size_t u, io::StateKind kind);
+  at::Tensor gather_master(size_t u) { return gather_state(u, "master"); }
+  // The same for any checkpointed state (master, or an optimizer state: fp32; codes stay uint8).
+  at::Tensor gather_state(size_t u, const std::string& state);
 
   // Checkpoints (io/checkpoint.h): this rank writes file shard `index` of `count` when `writes`
   // (in `hybrid` only the first replica writes; in `none` every rank writes a slice of its replica).
@@ -137,8 +138,9 @@ class FsdpModel {
     bool writes = true;
   };
   StateFiles state_files() const;
-  // Unit u's `kind` over the elements of this rank's file shard (a view of the live fp32 buffer).
-  at::Tensor state_slice(size_t u, io::StateKind kind) const;
+  // Unit u's `state` (io::checkpoint_states) over the elements of this rank's file shard (a view of
+  // the live buffer; a per-block state: the blocks of those elements).
+  at::Tensor state_slice(size_t u, const std::string& state) const;
   int64_t optimizer_steps() const;
   // Every rank: master, optimizer states and step count from `ckpt`, saved on any world size and
   // stage (the checkpoint must be of this model: see CheckpointMeta::check_model).

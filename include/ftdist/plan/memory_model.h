@@ -10,7 +10,7 @@
 // (Splitting embedding and head, as torchtitan does, keeps a 128k-vocabulary model from holding
 // both big matrices gathered at once.) Each unit's parameters form one flat buffer padded to a
 // multiple of the shard group N; a rank owns a contiguous shard of S = padded / N elements
-// (unit_layout()).
+// (unit_layout(); with adamw-8bit S is also a multiple of its quantization block: optimizer_state.h).
 #pragma once
 
 #include <algorithm>
@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "ftdist/plan/model_spec.h"
+#include "ftdist/plan/optimizer_state.h"
 #include "ftdist/plan/run_setup.h"
 
 namespace ftdist::plan {
@@ -56,10 +57,10 @@ struct UnitLayout {
   struct Edge {
     std::string name;   // embed | head | root (tied)
     int64_t numel = 0;
-    int64_t shard = 0;  // ceil(numel / N)
+    int64_t shard = 0;  // S: plan::shard_size(numel, N, alignment)
   };
   int64_t layer_numel = 0;  // parameters of one decoder layer
-  int64_t layer_shard = 0;  // S of one layer: ceil(layer_numel / N)
+  int64_t layer_shard = 0;  // S of one layer: plan::shard_size(layer_numel, N, alignment)
   int64_t layers = 0;
   std::vector<Edge> edges;  // embed + head, or root when tied
 
@@ -69,8 +70,13 @@ struct UnitLayout {
   int64_t shard_numel() const { return layers * layer_shard + edge_shards(); }  // per rank
   int64_t padded_numel(int n) const { return shard_numel() * n; }
   int64_t max_unit_shard() const { return std::max(layer_shard, max_edge_shard()); }
+  // Bytes of optimizer `o`'s states summed over the units (each unit's own blocks): over every
+  // rank's shard, or over whole units when the states are not sharded (`none`).
+  uint64_t optimizer_bytes(OptimizerKind o, Precision p, bool sharded_states) const;
 };
-UnitLayout unit_layout(const ModelSpec& model, int shard_group);
+// The units over a shard group of `shard_group` ranks, shards aligned to `alignment` elements
+// (plan::shard_alignment of the optimizer).
+UnitLayout unit_layout(const ModelSpec& model, int shard_group, int64_t alignment = 1);
 
 // Bytes one rank's activations take per token per layer, everything saved for backward, with
 // flash attention (eager adds the score matrix, which grows with the sequence).

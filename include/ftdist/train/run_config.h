@@ -32,6 +32,9 @@ struct RunConfig {
   // [train]
   int64_t steps = 100, micro_batch = 1, global_batch = 0;  // global_batch 0: micro_batch x ranks
   double lr = 1e-3, min_lr = 0.0, weight_decay = 0.01;
+  plan::OptimizerKind optimizer = plan::OptimizerKind::AdamW;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adamw, adamw-8bit
+  double momentum = 0.9;                          // sgd-momentum
   double grad_clip = 1.0;  // 0 disables clipping
   int64_t warmup_steps = 0;
   optim::LrSchedule::Kind schedule = optim::LrSchedule::Kind::Cosine;
