@@ -73,8 +73,6 @@ std::string sbatch_text(const PlanRequest& req, const Candidate& c) {
 std::string run_config_text(const PlanRequest& req, const Candidate& c, const ModelSource& model) {
   const RunSetup& s = c.setup;
   FT_CHECK_ARG(!s.offload_optimizer, "--emit: ftdist train cannot offload the optimizer yet; plan without --offload");
-  FT_CHECK_ARG(s.optimizer == OptimizerKind::AdamW,
-               "--emit: ftdist train runs AdamW only; plan with --optimizer adamw (" << optimizer_name(s.optimizer) << " was asked)");
   FT_CHECK_ARG(req.model.model_type != "phi3", "--emit: ftdist train does not load phi3 models yet");
   const int64_t steps = std::max<int64_t>(1, c.time.steps);
   const int64_t global_batch = s.micro_batch * c.grad_accum * c.gpus;
@@ -92,6 +90,7 @@ std::string run_config_text(const PlanRequest& req, const Candidate& c, const Mo
      << "steps = " << steps << "   # the planned workload: " << req.total_tokens << " tokens\n"
      << "micro_batch = " << s.micro_batch << "\nglobal_batch = " << global_batch << "   # micro_batch x " << c.grad_accum
      << " accumulation steps x " << c.gpus << " ranks\n"
+     << "optimizer = \"" << optimizer_name(s.optimizer) << "\"\n"
      << "lr = 2e-5   # typical for full fine-tuning: tune it\nmin_lr = 2e-6\n"
      << "warmup_steps = " << std::min<int64_t>(steps - 1, std::max<int64_t>(0, steps / 20)) << "\n\n[parallel]\n"
      << "device = \"auto\"\nshard = \"" << stage_name(s.stage) << "\"\n";

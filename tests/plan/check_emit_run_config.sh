@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # check_emit_run_config.sh FTDIST MPIRUN WORKDIR: `ftdist plan --emit mpirun` for the bundled tiny
 # model writes a run.toml that `ftdist train` accepts once data.train is set, and the run uses the
-# planned stage, micro-batch and ranks. --emit refuses what the trainer cannot run, and a run.toml
+# planned stage, micro-batch, ranks and optimizer (8-bit AdamW here). --emit refuses what the trainer cannot run, and a run.toml
 # it did not write.
 set -u
 ftdist=$1 mpirun=$2 work=$3
 fail() { echo "FAIL: $*"; exit 1; }
 rm -rf "$work"; mkdir -p "$work/emit"
-plan=("$ftdist" plan --model-config examples/tiny/config.json --gpu a100-80gb --seq-len 64 --examples 2000)
+plan=("$ftdist" plan --model-config examples/tiny/config.json --gpu a100-80gb --seq-len 64 --examples 2000 --optimizer adamw-8bit)
 "${plan[@]}" --emit mpirun --emit-dir "$work/emit" >"$work/plan.log" 2>&1 || { tail -5 "$work/plan.log"; fail "plan --emit"; }
 planned=$(grep '^# planned:' "$work/emit/run.toml") || fail "no '# planned:' line in run.toml"
 np=$(sed -nE 's/.*on ([0-9]+) x .*/\1/p' <<<"$planned")
@@ -20,7 +20,10 @@ grep -q "REPLACE-WITH-YOUR-TRAINING-DATA" "$work/unset.log" || fail "the placeho
 "$mpirun" -np "$np" "$ftdist" train --config "$work/emit/run.toml" --set data.train=examples/tiny/corpus.jsonl \
   --set output.dir="$work/run" >"$work/train.log" 2>&1 || { tail -5 "$work/train.log"; fail "train from the emitted run.toml"; }
 grep -qE "steps of $gb sequences on $np rank\(s\), shard $shard" "$work/train.log" || { grep 'train:' "$work/train.log"; fail "not the planned layout ($np ranks, shard $shard, global batch $gb)"; }
-[ "$(python3 -c "import json;print(json.load(open('$work/run/checkpoints/$(cat "$work/run/checkpoints/latest")/meta.json'))['stage'])")" = "$shard" ] || fail "checkpoint stage"
+meta="$work/run/checkpoints/$(cat "$work/run/checkpoints/latest")/meta.json"
+[ "$(python3 -c "import json;print(json.load(open('$meta'))['stage'])")" = "$shard" ] || fail "checkpoint stage"
+[ "$(python3 -c "import json;print(json.load(open('$meta'))['optimizer']['name'])")" = "adamw-8bit" ] || fail "checkpoint optimizer"
+grep -q '^optimizer = "adamw-8bit"' "$work/emit/run.toml" || fail "run.toml does not name the planned optimizer"
 # What the trainer cannot run is refused, and a run.toml --emit did not write is kept.
 "${plan[@]}" --offload --emit mpirun --emit-dir "$work/emit" >"$work/offload.log" 2>&1 && fail "--offload was emitted"
 grep -q "cannot offload the optimizer yet" "$work/offload.log" || fail "no reason for refusing --offload"
