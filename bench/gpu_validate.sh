@@ -107,7 +107,7 @@ MPI=launch/ftdist-mpirun
 # ---- 1. the GPU tests ----------------------------------------------------------------------------
 section_tests() {
   step test-comm-nccl-np1 90 $MPI -np 1 "$BIN/tests/ftdist_comm_nccl_tests"
-  step test-optim-cuda-kernel 90 "$BIN/tests/ftdist_optim_tests" --gtest_filter='FusedAdamWKernel.*'
+  step test-optim-cuda-kernel 90 "$BIN/tests/ftdist_optim_tests" --gtest_filter='FusedAdamWKernel.*:AdamW8bitKernel.*'
   step test-fsdp-cuda-np1 150 $MPI -np 1 "$BIN/tests/ftdist_fsdp_cuda_tests"
   if [ "${NGPU:-0}" -ge 2 ]; then
     step test-comm-nccl-np2 120 $MPI -np 2 "$BIN/tests/ftdist_comm_nccl_tests"

@@ -1,9 +1,10 @@
-// bench/optim — AdamW step throughput on flat shards.
-//   CPU: elements/s of ftdist's loop (fp32 and bf16 gradients) next to the same update written
-//        as ATen tensor ops (what an unfused implementation costs).
+// bench/optim — optimizer step throughput on flat shards.
+//   CPU: elements/s of ftdist's AdamW loop (fp32 and bf16 gradients) next to the same update written
+//        as ATen tensor ops (what an unfused implementation costs), and of the 8-bit AdamW loop.
 //   GPU (when present): the fused kernel's time and achieved bandwidth — bytes read + written per
 //        element (master, exp_avg, exp_avg_sq read and written, gradient read, bf16 parameter
-//        written) over time — next to the device's copy bandwidth. bench/optim_torch_fused.py
+//        written) over time — next to the device's copy bandwidth; the same for the 8-bit kernel
+//        (master read and written, two byte codes read and written, gradient, bf16 parameter). bench/optim_torch_fused.py
 //        times torch.optim.AdamW(fused=True) on the same sizes for the side-by-side.
 //
 //   build/bench/ftdist_bench_optim [elements ...]        (default: 1M 16M 64M)
@@ -17,6 +18,7 @@
 
 #include "ftdist/comm/communicator.h"
 #include "ftdist/optim/adamw.h"
+#include "ftdist/optim/adamw_8bit.h"
 #include "ftdist/plan/time_model.h"
 #ifdef FTDIST_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -71,6 +73,13 @@ int main(int argc, char** argv) {
     int64_t step = 0;
     double t = seconds([&] { aten_adamw(p, m, v, g, 1e-4, ++step); }, n > (8 << 20) ? 3 : 10, false);
     std::printf("%-6s %-26s %12lld %10.2f %14.3e %12s\n", "cpu", "ATen ops (unfused)", static_cast<long long>(n), t * 1e3, n / t, "-");
+    {
+      at::Tensor master = at::randn({n}), out = at::empty({n}, at::kBFloat16), g8 = at::randn({n});
+      optim::AdamW8bit opt(optim::AdamWConfig{}, master, {{0, n}}, out);
+      const double t8 = seconds([&] { opt.step(g8, 1e-4); }, n > (8 << 20) ? 3 : 10, false);
+      std::printf("%-6s %-26s %12lld %10.2f %14.3e %12.1f\n", "cpu", "8-bit loop, fp32 grad", static_cast<long long>(n), t8 * 1e3,
+                  n / t8, double(n) * 18 / t8 / 1e9);
+    }
 #ifdef FTDIST_WITH_CUDA
     if (comm::cuda_device_present()) {
       at::TensorOptions cuda = at::TensorOptions().device(at::kCUDA);
@@ -80,10 +89,16 @@ int main(int argc, char** argv) {
         optim::AdamW opt(optim::AdamWConfig{}, master_d, {{0, n}}, out_d);
         double td = seconds([&] { opt.step(g_d, 1e-4); }, 20, true);
         double bytes = double(n) * (24 + (gt == at::kFloat ? 4 : 2) + 2);
-      if (gt == at::kFloat) cpu_rate = n / t;
         std::printf("%-6s %-26s %12lld %10.3f %14.3e %12.1f\n", "cuda",
                     gt == at::kFloat ? "fused kernel, fp32 grad" : "fused kernel, bf16 grad", static_cast<long long>(n), td * 1e3,
                     n / td, bytes / td / 1e9);
+      }
+      {
+        at::Tensor master_d = at::randn({n}, cuda), out_d = at::empty({n}, cuda.dtype(at::kBFloat16)), g_d = at::randn({n}, cuda);
+        optim::AdamW8bit opt(optim::AdamWConfig{}, master_d, {{0, n}}, out_d);
+        const double td = seconds([&] { opt.step(g_d, 1e-4); }, 20, true);
+        std::printf("%-6s %-26s %12lld %10.3f %14.3e %12.1f\n", "cuda", "8-bit kernel, fp32 grad", static_cast<long long>(n),
+                    td * 1e3, n / td, double(n) * 18 / td / 1e9);
       }
       at::Tensor a = at::empty({n * 4}, cuda), b = at::empty({n * 4}, cuda);
       double tc = seconds([&] { b.copy_(a); }, 20, true);

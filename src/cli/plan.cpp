@@ -97,7 +97,14 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
     if (double(g.memory_bytes()) * (1.0 - req.headroom) >= double(need)) bigger.push_back(g.name);
   if (!bigger.empty()) os << " GPUs with enough memory for that layout: " << join_or(bigger) << " (--gpu).";
   if (req.gpus || req.nodes) os << " Let the planner choose the GPU count: --gpus auto.";
-  if (!req.base.offload_optimizer) os << " Offloading optimizer states to host memory (--offload) frees "
+  if (req.base.optimizer == OptimizerKind::AdamW) {  // 8 bytes of moments per state element become 2.004
+    RunSetup q = c.setup;
+    q.optimizer = OptimizerKind::AdamW8bit;
+    const uint64_t saved = c.memory[MemCategory::optimizer] - std::min(c.memory[MemCategory::optimizer], estimate_memory(req.model, q)[MemCategory::optimizer]);
+    os << " 8-bit AdamW states (--optimizer adamw-8bit, which ftdist train runs) free " << format_gib(double(saved)) << " per GPU in that layout.";
+  }
+  if (!req.base.offload_optimizer) os << " Offloading optimizer states to host memory (--offload, a what-if: ftdist train does not "
+                                         "offload yet) frees "
                                       << format_gib(double(c.memory[MemCategory::master] + c.memory[MemCategory::optimizer]))
                                       << " per GPU in that layout.";
   for (const AlternativeRow& a : alts)
