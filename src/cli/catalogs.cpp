@@ -22,6 +22,8 @@ int models_main(int argc, char** argv) {
     std::string notes;
     if (m.tie_embeddings) notes += "tied embeddings ";
     if (m.qkv_bias) notes += "qkv bias ";
+    if (m.qk_norm) notes += "q/k norm ";
+    if (m.head_dim * m.heads != m.hidden) notes += "head_dim " + std::to_string(m.head_dim) + " ";
     if (m.sliding_window) notes += "sliding window " + std::to_string(m.sliding_window);
     std::printf("%-16s %-8s %16lld %7lld %7lld %7lld %6lld %4lld %8lld  %s\n", m.name.c_str(), m.model_type.c_str(),
                 static_cast<long long>(m.param_count()), static_cast<long long>(m.layers),

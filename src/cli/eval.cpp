@@ -87,8 +87,15 @@ int eval_main(int argc, char** argv) {
 
   if (args.count("write-model")) {
     std::vector<std::pair<std::string, at::Tensor>> named;
-    for (const auto& unit : model.units())
-      for (size_t i = 0; i < unit.specs.size(); ++i) named.push_back({unit.specs[i].name, unit.params[i]});
+    const std::vector<plan::ModelSpec::Unit> units = spec.units();
+    for (size_t u = 0; u < units.size(); ++u) {
+      int64_t offset = 0;  // as Transformers stores them: Phi-3's q/k/v and gate/up fused
+      for (const auto& t : spec.hf_tensors(units[u])) {
+        const int64_t n = plan::shape_numel(t.shape);
+        named.push_back({t.name, model.units()[u].flat.narrow(0, offset, n).view(t.shape)});
+        offset += n;
+      }
+    }
     if (comm->rank() == 0) io::save_hf_model(args["write-model"].as<std::string>(), weights->config_text(), named);
   }
 

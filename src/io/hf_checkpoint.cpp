@@ -16,8 +16,6 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
                                                    "with config.json and *.safetensors)");
   config_text_ = read_text_file(dir + "/config.json", "--model");
   spec_ = plan::model_from_hf_config_text(config_text_, dir + "/config.json");
-  FT_CHECK_ARG(spec_.model_type != "phi3", dir << "/config.json: model_type phi3 stores fused qkv/gate_up weights; the "
-                                                  "runtime supports llama, mistral and qwen2 (the planner handles phi3)");
   units_ = spec_.units();
   const std::string index = dir + "/model.safetensors.index.json";
   std::vector<std::string> names;
@@ -81,7 +79,8 @@ void load_unit_shard(const HfCheckpoint& ckpt, const plan::ModelSpec::Unit& unit
   const int64_t shard_end = shard_begin + shard.numel();
   at::Tensor flat = shard.view({-1});
   int64_t offset = 0;
-  for (const auto& t : unit.tensors) {
+  // As the files store them (Phi-3's fused qkv_proj / gate_up_proj cover their parts' contiguous range).
+  for (const auto& t : ckpt.spec().hf_tensors(unit)) {
     const TensorInfo& info = ckpt.info(t.name);
     FT_CHECK_ARG(info.shape == t.shape, ckpt.dir() << ": tensor \"" << t.name << "\" has shape "
                                                    << c10::IntArrayRef(info.shape) << " in the checkpoint, config.json says "

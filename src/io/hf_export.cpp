@@ -100,6 +100,7 @@ void remove_export(const std::string& dir, const std::string& what) {
 HfExporter::HfExporter(std::string out_dir, const plan::ModelSpec& spec, const std::string& config_text,
                        ExportOptions options)
     : out_(std::move(out_dir)), tmp_(out_ + ".tmp"), options_(options), units_(spec.units()) {
+  for (auto& unit : units_) unit.tensors = spec.hf_tensors(unit);  // as the files store them (Phi-3 fused)
   FT_CHECK_ARG(at::isFloatingType(options.dtype), "export: the dtype must be floating, got " << dtype_name(options.dtype));
   FT_CHECK_ARG(options.max_shard_bytes > 0, "export: --max-shard-size must be positive");
   FT_CHECK_ARG(!is_directory(out_) && !file_exists(out_),

@@ -115,6 +115,8 @@ LlamaModel::LlamaModel(plan::ModelSpec spec, const at::TensorOptions& options, p
   s.gb = index_of(layer, "gate_proj.bias");
   s.ub = index_of(layer, "up_proj.bias");
   s.db = index_of(layer, "down_proj.bias");
+  s.qn = index_of(layer, "q_norm.weight");
+  s.kn = index_of(layer, "k_norm.weight");
 }
 
 void LlamaModel::bind(size_t u, const at::Tensor& flat) {
@@ -173,12 +175,16 @@ at::Tensor LlamaModel::embed(const at::Tensor& ids) const { return at::embedding
 at::Tensor LlamaModel::attention(int64_t i, const at::Tensor& x, const ForwardContext& ctx) const {
   const size_t u = layer_unit(i);
   const int64_t b = x.size(0), s = x.size(1), hd = spec_.head_dim;
-  auto project = [&](int w, int bias_index, int64_t heads) {
-    return at::linear(x, p(u, w), bias(u, bias_index)).view({b, s, heads, hd}).transpose(1, 2);
+  // (b, s, heads, d) -> Qwen3's per-head RMSNorm where the model has one -> (b, heads, s, d)
+  auto project = [&](int w, int bias_index, int norm, int64_t heads) {
+    at::Tensor y = at::linear(x, p(u, w), bias(u, bias_index)).view({b, s, heads, hd});
+    if (norm >= 0) y = rms_norm(y, p(u, norm), spec_.rms_norm_eps);
+    return y.transpose(1, 2);
   };
-  at::Tensor q = apply_rope(project(layer_tensors_.q, layer_tensors_.qb, spec_.heads), ctx.rope);
-  at::Tensor k = apply_rope(project(layer_tensors_.k, layer_tensors_.kb, spec_.kv_heads), ctx.rope);
-  at::Tensor v = project(layer_tensors_.v, layer_tensors_.vb, spec_.kv_heads);
+  const LayerTensors& t = layer_tensors_;
+  at::Tensor q = apply_rope(project(t.q, t.qb, t.qn, spec_.heads), ctx.rope);
+  at::Tensor k = apply_rope(project(t.k, t.kb, t.kn, spec_.kv_heads), ctx.rope);
+  at::Tensor v = project(t.v, t.vb, -1, spec_.kv_heads);
   const at::Tensor& mask = spec_.layer_uses_window(i) && ctx.window_mask.defined() ? ctx.window_mask : ctx.causal_mask;
   const int64_t groups = spec_.heads / spec_.kv_heads;
   // Query head h reads kv head h / groups: in place where the fused kernel can (k, v stay

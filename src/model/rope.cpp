@@ -7,7 +7,7 @@
 namespace ftdist::model {
 
 at::Tensor rope_inv_freq(const plan::ModelSpec& spec) {
-  const int64_t dim = spec.head_dim;
+  const int64_t dim = spec.rotary_dim();
   at::Tensor exponent = at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / double(dim);
   at::Tensor inv_freq = at::pow(spec.rope_theta, exponent).reciprocal();
   if (spec.rope_type == "llama3") {
@@ -39,6 +39,9 @@ RopeTable rope_table(const plan::ModelSpec& spec, int64_t seq_len, const at::Ten
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const RopeTable& t) {
+  const int64_t rotated_dims = t.cos.size(-1);
+  if (rotated_dims < x.size(-1))  // partial rotary: the tail of each head passes through
+    return at::cat({apply_rope(x.narrow(-1, 0, rotated_dims), t), x.narrow(-1, rotated_dims, x.size(-1) - rotated_dims)}, -1);
   const int64_t half = x.size(-1) / 2;
   at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
   at::Tensor rotated = at::cat({x2.neg(), x1}, -1);

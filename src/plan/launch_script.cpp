@@ -73,7 +73,6 @@ std::string sbatch_text(const PlanRequest& req, const Candidate& c) {
 std::string run_config_text(const PlanRequest& req, const Candidate& c, const ModelSource& model) {
   const RunSetup& s = c.setup;
   FT_CHECK_ARG(!s.offload_optimizer, "--emit: ftdist train cannot offload the optimizer yet; plan without --offload");
-  FT_CHECK_ARG(req.model.model_type != "phi3", "--emit: ftdist train does not load phi3 models yet");
   const int64_t steps = std::max<int64_t>(1, c.time.steps);
   const int64_t global_batch = s.micro_batch * c.grad_accum * c.gpus;
   std::ostringstream os;

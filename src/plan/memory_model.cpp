@@ -109,16 +109,20 @@ std::string num(double v) { return explain_num(v); }
 //   input RMSNorm      its input x (c·h) and 1/rms (4); one autograd node (model/llama.cpp), so
 //                      the normalized copy is not kept
 //   q/k/v projections  their shared input, the normed x (c·h)
+//   q/k RMSNorm        (Qwen3) their inputs, the q and k projections (c·hq + c·hkv), and 1/rms
+//                      per head (4·(heads + kv_heads)); one autograd node each, as above
 //   attention (flash)  q after RoPE (c·hq), k and v (2·c·hkv), the output o (c·hq, also o_proj's
 //                      input), logsumexp (4 per head). RoPE multiplies by constant cos/sin tables
-//                      and keeps nothing per token.
+//                      and keeps nothing per token (a partial rotation's slices and concatenation
+//                      keep nothing either).
 //   residual add       nothing
 //   post-attn RMSNorm  its input (c·h), 1/rms (4)
 //   gate/up            their shared input, the normed x (c·h)
 //   SwiGLU             gate output g (c·I) for SiLU's backward, silu(g) and up u (2·c·I) for the
 //                      product's backward, the product (c·I) as down_proj's input
-// Sum: c·(4h + 2hq + 2hkv + 4I) + 8 + 4·heads. (For Llama-2-7B in bf16: 153,736 B ≈ 37.5·h; the
-// Megatron estimate with dropout masks and a 4h GELU MLP is 34·h.)
+// Sum: c·(4h + 2hq + 2hkv + 4I) + 8 + 4·heads, plus c·(hq + hkv) + 4·(heads + kv_heads) with q/k
+// norms. (For Llama-2-7B in bf16: 153,736 B ≈ 37.5·h; the Megatron estimate with dropout masks and a
+// 4h GELU MLP is 34·h.)
 // Eager attention keeps the probabilities instead of the logsumexp: the fp32 softmax output (4)
 // and, in bf16, its bf16 copy (2), for every head and every key position (the whole (s, s) score
 // matrix, a sliding window only masks it); and k and v expanded to all query heads (GQA),
@@ -128,6 +132,7 @@ std::string num(double v) { return explain_num(v); }
 double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
   const double c = compute_bytes(s.precision);
   double bytes = c * (4.0 * m.hidden + 2.0 * m.q_dim() + 2.0 * m.kv_dim() + 4.0 * m.intermediate) + 8.0;
+  if (m.qk_norm) bytes += c * double(m.q_dim() + m.kv_dim()) + 4.0 * double(m.heads + m.kv_heads);
   const double expanded_kv = 2.0 * c * double(m.q_dim() - m.kv_dim());
   if (s.attention == Attention::Eager) {
     bytes += (4.0 + (c == 2 ? 2.0 : 0.0)) * m.heads * double(s.seq_len) + expanded_kv;

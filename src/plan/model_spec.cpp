@@ -26,7 +26,7 @@ int64_t sum_numel(const std::vector<ModelSpec::Tensor>& tensors) {
 }  // namespace
 
 std::vector<ModelSpec::Tensor> ModelSpec::layer_tensors() const {
-  // Phi-3 stores q,k,v fused (qkv_proj) and gate,up fused (gate_up_proj): same element counts.
+  // Phi-3 stores q,k,v fused (qkv_proj) and gate,up fused (gate_up_proj): same elements (hf_tensors()).
   std::vector<Tensor> t = {
       {"self_attn.q_proj.weight", {q_dim(), hidden}},
       {"self_attn.k_proj.weight", {kv_dim(), hidden}},
@@ -38,6 +38,10 @@ std::vector<ModelSpec::Tensor> ModelSpec::layer_tensors() const {
       {"input_layernorm.weight", {hidden}},
       {"post_attention_layernorm.weight", {hidden}},
   };
+  if (qk_norm) {
+    t.push_back({"self_attn.q_norm.weight", {head_dim}});
+    t.push_back({"self_attn.k_norm.weight", {head_dim}});
+  }
   if (qkv_bias) {
     t.push_back({"self_attn.q_proj.bias", {q_dim()}});
     t.push_back({"self_attn.k_proj.bias", {kv_dim()}});
@@ -87,6 +91,47 @@ std::vector<ModelSpec::Unit> ModelSpec::units() const {
   if (edges.size() > 1) out.push_back(edges.back());  // head last
   return out;
 }
+
+namespace {
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Whether tensors[i..] are the parts `parts` of one fused tensor; then `fused` is it (named with the
+// prefix of tensors[i] and `fused_suffix`, rows the sum of the parts' rows).
+bool fuse(const std::vector<ModelSpec::Tensor>& tensors, size_t i, const std::vector<std::string>& parts,
+          const std::string& fused_suffix, ModelSpec::Tensor* fused) {
+  if (i + parts.size() > tensors.size() || !ends_with(tensors[i].name, parts[0])) return false;
+  const std::string prefix = tensors[i].name.substr(0, tensors[i].name.size() - parts[0].size());
+  int64_t rows = 0;
+  for (size_t k = 0; k < parts.size(); ++k) {
+    const ModelSpec::Tensor& t = tensors[i + k];
+    if (t.name != prefix + parts[k] || t.shape.size() != 2 || t.shape[1] != tensors[i].shape[1]) return false;
+    rows += t.shape[0];
+  }
+  *fused = {prefix + fused_suffix, {rows, tensors[i].shape[1]}};
+  return true;
+}
+}  // namespace
+
+std::vector<ModelSpec::Tensor> ModelSpec::hf_tensors(const Unit& unit) const {
+  if (model_type != "phi3") return unit.tensors;
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < unit.tensors.size(); ++i) {
+    Tensor fused;
+    if (fuse(unit.tensors, i, {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"},
+             "self_attn.qkv_proj.weight", &fused)) {
+      i += 2;
+    } else if (fuse(unit.tensors, i, {"mlp.gate_proj.weight", "mlp.up_proj.weight"}, "mlp.gate_up_proj.weight", &fused)) {
+      i += 1;
+    } else {
+      fused = unit.tensors[i];
+    }
+    out.push_back(std::move(fused));
+  }
+  return out;
+}
+
 int64_t ModelSpec::root_params() const { return sum_numel(root_tensors()); }
 int64_t ModelSpec::embed_params() const { return sum_numel(embed_tensors()); }
 int64_t ModelSpec::head_params() const { return sum_numel(head_tensors()); }
@@ -175,43 +220,116 @@ bool get_bool_or(const json& j, const char* key, bool fallback, const std::strin
 }
 }  // namespace
 
+namespace {
+// Biases: Qwen2 always has q/k/v biases (not o_proj); Llama's and Qwen3's attention_bias puts them on
+// q, k, v and o; only Llama has mlp_bias. Mistral and Phi-3 have none (Transformers ignores the keys).
+void read_biases(const json& j, const std::string& origin, ModelSpec* m) {
+  const bool llama_like = m->model_type == "llama" || m->model_type == "qwen3";
+  const bool attention_bias = llama_like && get_bool_or(j, "attention_bias", false, origin);
+  m->qkv_bias = m->model_type == "qwen2" || attention_bias;
+  m->o_bias = attention_bias;
+  m->mlp_bias = m->model_type == "llama" && get_bool_or(j, "mlp_bias", false, origin);
+}
+
+// Qwen2/Qwen3 "layer_types" (Transformers 5 writes it): the windowed layers must be the last ones,
+// as max_window_layers makes them; it then says where they start.
+void read_layer_types(const json& j, const std::string& origin, ModelSpec* m) {
+  if (!j.contains("layer_types") || j.at("layer_types").is_null()) return;
+  const json& types = j.at("layer_types");
+  FT_CHECK_ARG(types.is_array() && int64_t(types.size()) == m->layers,
+               origin << ": \"layer_types\" must be a list of num_hidden_layers (" << m->layers << ") strings");
+  int64_t first_window = m->layers;
+  for (int64_t i = 0; i < m->layers; ++i) {
+    const json& t = types.at(size_t(i));
+    const bool window = t.is_string() && t.get<std::string>() == "sliding_attention";
+    FT_CHECK_ARG(window || (t.is_string() && t.get<std::string>() == "full_attention"),
+                 origin << ": \"layer_types\"[" << i << "] must be \"full_attention\" or \"sliding_attention\", got "
+                        << json_excerpt(t));
+    FT_CHECK_ARG(window || first_window == m->layers,
+                 origin << ": \"layer_types\" has a full_attention layer (" << i << ") after a sliding_attention one ("
+                        << first_window << "); ftdist windows only the last layers (max_window_layers onwards)");
+    if (window && first_window == m->layers) first_window = i;
+  }
+  FT_CHECK_ARG(first_window == m->layers || m->sliding_window > 0,
+               origin << ": \"layer_types\" has sliding_attention layers but no sliding window "
+                         "(use_sliding_window false or sliding_window null)");
+  m->sliding_from_layer = m->sliding_window > 0 ? first_window : 0;
+}
+
+void read_window(const json& j, const std::string& origin, ModelSpec* m) {
+  const bool qwen = m->model_type == "qwen2" || m->model_type == "qwen3";
+  const bool window_used = m->model_type == "mistral" || m->model_type == "phi3" ||
+                           (qwen && get_bool_or(j, "use_sliding_window", false, origin));
+  m->sliding_window = window_used ? get_int_or(j, "sliding_window", 0, origin) : 0;
+  if (!qwen) return;
+  // Transformers' default max_window_layers is 28.
+  if (m->sliding_window > 0) m->sliding_from_layer = get_int_or(j, "max_window_layers", 28, origin);
+  read_layer_types(j, origin, m);
+  if (m->sliding_from_layer >= m->layers) m->sliding_window = m->sliding_from_layer = 0;  // no layer uses it
+}
+
+// What ftdist does not compute: refused, never approximated.
+void refuse_unsupported(const json& j, const std::string& origin) {
+  if (j.contains("hidden_act") && !j.at("hidden_act").is_null())
+    FT_CHECK_ARG(j.at("hidden_act") == "silu" || j.at("hidden_act") == "swish",
+                 origin << ": \"hidden_act\" is " << json_excerpt(j.at("hidden_act")) << "; ftdist computes SwiGLU with silu only");
+  for (const char* key : {"attention_dropout", "resid_pdrop"})
+    FT_CHECK_ARG(get_number_or(j, key, 0.0, origin) == 0.0,
+                 origin << ": \"" << key << "\" is " << json_excerpt(j.at(key)) << "; ftdist trains without dropout (set it to 0.0)");
+}
+
+// Phi-3's partial_rotary_factor: top level, or in rope_parameters / rope_scaling (which win).
+void read_partial_rotary(const json& j, const std::string& origin, ModelSpec* m) {
+  m->rope_partial = get_number_or(j, "partial_rotary_factor", 1.0, origin);
+  for (const char* key : {"rope_parameters", "rope_scaling"})
+    if (j.contains(key) && j.at(key).is_object())
+      m->rope_partial = get_number_or(j.at(key), "partial_rotary_factor", m->rope_partial, origin + " \"" + key + "\"");
+  const int64_t dim = m->rotary_dim();
+  FT_CHECK_ARG(m->rope_partial > 0 && m->rope_partial <= 1 && dim >= 2 && dim % 2 == 0,
+               origin << ": \"partial_rotary_factor\" (" << m->rope_partial << ") must give an even number of rotated "
+                      << "dimensions in 2.." << m->head_dim << " (head_dim x factor = " << dim << ")");
+}
+
+void read_shape(const json& j, const std::string& origin, ModelSpec* m) {
+  m->hidden = get_int(j, "hidden_size", origin);
+  m->intermediate = get_int(j, "intermediate_size", origin);
+  m->layers = get_int(j, "num_hidden_layers", origin);
+  m->heads = get_int(j, "num_attention_heads", origin);
+  m->kv_heads = get_int_or(j, "num_key_value_heads", m->heads, origin);
+  m->vocab = get_int(j, "vocab_size", origin);
+  FT_CHECK_ARG(m->heads > 0, origin << ": num_attention_heads must be positive");
+  // Qwen3Config's head_dim defaults to 128; the others' to hidden / heads.
+  m->head_dim = get_int_or(j, "head_dim", m->model_type == "qwen3" ? 128 : 0, origin);
+  if (m->head_dim == 0) {
+    FT_CHECK_ARG(m->hidden % m->heads == 0, origin << ": hidden_size (" << m->hidden
+                 << ") is not a multiple of num_attention_heads (" << m->heads << ") and there is no \"head_dim\"");
+    m->head_dim = m->hidden / m->heads;
+  }
+}
+}  // namespace
+
 ModelSpec model_from_hf_config_text(const std::string& text, const std::string& origin) {
   const json j = parse_json(text, origin);
   FT_CHECK_ARG(j.is_object(), origin << ": expected a JSON object");
   FT_CHECK_ARG(j.contains("model_type") && j.at("model_type").is_string(),
-               origin << ": missing key \"model_type\" (expected llama, mistral, qwen2 or phi3)");
+               origin << ": missing key \"model_type\" (expected llama, mistral, qwen2, qwen3 or phi3)");
   ModelSpec m;
   m.model_type = j.at("model_type").get<std::string>();
-  FT_CHECK_ARG(m.model_type == "llama" || m.model_type == "mistral" || m.model_type == "qwen2" || m.model_type == "phi3",
+  FT_CHECK_ARG(m.model_type == "llama" || m.model_type == "mistral" || m.model_type == "qwen2" ||
+                   m.model_type == "qwen3" || m.model_type == "phi3",
                origin << ": \"model_type\" is \"" << m.model_type
-                      << "\"; ftdist supports the Llama family: llama, mistral, qwen2, phi3");
+                      << "\"; ftdist supports the Llama family: llama, mistral, qwen2, qwen3, phi3");
   m.name = j.contains("_name_or_path") && j.at("_name_or_path").is_string() ? j.at("_name_or_path").get<std::string>() : origin;
-  m.hidden = get_int(j, "hidden_size", origin);
-  m.intermediate = get_int(j, "intermediate_size", origin);
-  m.layers = get_int(j, "num_hidden_layers", origin);
-  m.heads = get_int(j, "num_attention_heads", origin);
-  m.kv_heads = get_int_or(j, "num_key_value_heads", m.heads, origin);
-  m.vocab = get_int(j, "vocab_size", origin);
-  FT_CHECK_ARG(m.heads > 0, origin << ": num_attention_heads must be positive");
-  m.head_dim = get_int_or(j, "head_dim", 0, origin);
-  if (m.head_dim == 0) {
-    FT_CHECK_ARG(m.hidden % m.heads == 0, origin << ": hidden_size (" << m.hidden
-                 << ") is not a multiple of num_attention_heads (" << m.heads << ") and there is no \"head_dim\"");
-    m.head_dim = m.hidden / m.heads;
-  }
+  read_shape(j, origin, &m);
   m.tie_embeddings = get_bool_or(j, "tie_word_embeddings", false, origin);
-  // Qwen2 always has q/k/v biases (not o_proj); Llama's attention_bias puts them on q, k, v and o.
-  const bool attention_bias = get_bool_or(j, "attention_bias", false, origin);
-  m.qkv_bias = m.model_type == "qwen2" || attention_bias;
-  m.o_bias = m.model_type == "llama" && attention_bias;
-  m.mlp_bias = m.model_type == "llama" && get_bool_or(j, "mlp_bias", false, origin);
+  read_biases(j, origin, &m);
+  m.qk_norm = m.model_type == "qwen3";
   m.max_position = get_int_or(j, "max_position_embeddings", 0, origin);
-  bool window_used = m.model_type == "mistral" || m.model_type == "phi3" ||
-                     (m.model_type == "qwen2" && get_bool_or(j, "use_sliding_window", false, origin));
-  m.sliding_window = window_used ? get_int_or(j, "sliding_window", 0, origin) : 0;
-  if (m.model_type == "qwen2" && m.sliding_window > 0) m.sliding_from_layer = get_int_or(j, "max_window_layers", 0, origin);
+  read_window(j, origin, &m);
   m.rms_norm_eps = get_number_or(j, "rms_norm_eps", m.rms_norm_eps, origin);
   read_rope(j, origin, &m);
+  if (m.model_type == "phi3") read_partial_rotary(j, origin, &m);
+  refuse_unsupported(j, origin);
   m.validate(origin);
   return m;
 }
@@ -224,7 +342,8 @@ ModelSpec model_from_hf_config(const std::string& path) {
 
 std::string hf_config_text(const ModelSpec& m) {
   static const std::map<std::string, std::string> kArchitecture = {
-      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"phi3", "Phi3ForCausalLM"}};
+      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"},
+      {"qwen3", "Qwen3ForCausalLM"}, {"phi3", "Phi3ForCausalLM"}};
   json j;
   j["architectures"] = {kArchitecture.count(m.model_type) ? kArchitecture.at(m.model_type) : "LlamaForCausalLM"};
   j["model_type"] = m.model_type;
@@ -237,12 +356,10 @@ std::string hf_config_text(const ModelSpec& m) {
   j["head_dim"] = m.head_dim;
   j["vocab_size"] = m.vocab;
   j["tie_word_embeddings"] = m.tie_embeddings;
-  if (m.model_type == "llama") {
-    j["attention_bias"] = m.qkv_bias;
-    j["mlp_bias"] = m.mlp_bias;
-  }
+  if (m.model_type == "llama" || m.model_type == "qwen3") j["attention_bias"] = m.qkv_bias;
+  if (m.model_type == "llama") j["mlp_bias"] = m.mlp_bias;
   if (m.max_position > 0) j["max_position_embeddings"] = m.max_position;
-  if (m.model_type == "qwen2") {
+  if (m.model_type == "qwen2" || m.model_type == "qwen3") {
     j["use_sliding_window"] = m.sliding_window > 0;
     if (m.sliding_window > 0) j["max_window_layers"] = m.sliding_from_layer;
   }
@@ -256,6 +373,10 @@ std::string hf_config_text(const ModelSpec& m) {
                          {"low_freq_factor", m.rope_low_freq_factor},
                          {"high_freq_factor", m.rope_high_freq_factor},
                          {"original_max_position_embeddings", m.rope_original_max_position}};
+  if (m.model_type == "phi3") {
+    j["partial_rotary_factor"] = m.rope_partial;
+    j["pad_token_id"] = nullptr;  // Phi3Config's default (32000) would be an embedding row of a smaller vocabulary
+  }
   j["hidden_act"] = "silu";
   j["torch_dtype"] = "float32";
   return j.dump(2) + "\n";

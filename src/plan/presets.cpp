@@ -29,6 +29,16 @@ ModelSpec spec(const char* name, const char* type, int64_t h, int64_t inter, int
   return m;
 }
 
+// Qwen3 (the published config.json files): head_dim 128 whatever hidden / heads is, 8 kv heads,
+// per-head q/k RMSNorm, no biases, rope_theta 1e6, 40960 positions.
+ModelSpec qwen3(const char* name, int64_t h, int64_t inter, int64_t layers, int64_t heads, bool tied) {
+  ModelSpec m = spec(name, "qwen3", h, inter, layers, heads, 8, 151936, tied, false, 40960);
+  m.head_dim = 128;
+  m.qk_norm = true;
+  m.rope_theta = 1000000.0;
+  return m;
+}
+
 std::vector<ModelSpec> make_presets() {
   return {
       spec("llama-2-7b", "llama", 4096, 11008, 32, 32, 32, 32000, false, false, 4096),
@@ -46,6 +56,12 @@ std::vector<ModelSpec> make_presets() {
       spec("qwen2.5-14b", "qwen2", 5120, 13824, 48, 40, 8, 152064, false, true, 131072),
       spec("qwen2.5-32b", "qwen2", 5120, 27648, 64, 40, 8, 152064, false, true, 131072),
       spec("qwen2.5-72b", "qwen2", 8192, 29568, 80, 64, 8, 152064, false, true, 131072),
+      qwen3("qwen3-0.6b", 1024, 3072, 28, 16, true),
+      qwen3("qwen3-1.7b", 2048, 6144, 28, 16, true),
+      qwen3("qwen3-4b", 2560, 9728, 36, 32, true),
+      qwen3("qwen3-8b", 4096, 12288, 36, 32, false),
+      qwen3("qwen3-14b", 5120, 17408, 40, 40, false),
+      qwen3("qwen3-32b", 5120, 25600, 64, 64, false),
       spec("tinyllama-1.1b", "llama", 2048, 5632, 22, 32, 4, 32000, false, false, 2048),
       spec("phi-3-mini", "phi3", 3072, 8192, 32, 32, 32, 32064, false, false, 4096, 2047),
   };

@@ -15,9 +15,11 @@ using namespace ftdist;
 TEST(FsdpMemory, ActivationsAndGatheredBytesMatchThePlanner) {
   fsdp::CpuMemoryCounter::install();
   auto world = mpi_world();
-  // Llama, and Mistral with a window (16) shorter than both sequences: masked kernels, expanded k/v.
-  for (int64_t window : {0, 16}) {
-    const plan::ModelSpec spec = grouped_attention_spec(window, 64, 176, 97);
+  // Llama, Mistral with a window (16) shorter than both sequences (masked kernels, expanded k/v), and
+  // Qwen3 (per-head q/k norms keep the projections, head_dim 24 not hidden / heads).
+  plan::ModelSpec qwen3 = grouped_attention_spec(0, 64, 176, 97);
+  qwen3.model_type = "qwen3", qwen3.qk_norm = true, qwen3.head_dim = 24;
+  for (const plan::ModelSpec& spec : {grouped_attention_spec(0, 64, 176, 97), grouped_attention_spec(16, 64, 176, 97), qwen3}) {
     for (plan::Attention attention : {plan::Attention::Eager, plan::Attention::Flash}) {
       for (plan::ActivationCheckpointing ck :
            {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::Full}) {

@@ -9,6 +9,7 @@
 #include "expect_error.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/io/hf_checkpoint.h"
+#include "ftdist/io/hf_export.h"
 #include "ftdist/io/safetensors.h"
 #include "../model/tiny_model.h"
 
@@ -168,6 +169,47 @@ TEST(HfCheckpoint, ShapeMismatchAndMissingTensorNameTheTensor) {
   expect_bad_input([&] { load_unit_shard(ckpt, units[1], 0, at::empty({units[1].numel()})); },
                    "has no tensor \"model.layers.0.self_attn.q_proj.weight\"");
   expect_bad_input([&] { HfCheckpoint c(tmp("no-such-dir")); }, "is not a directory");
+}
+
+// Phi-3 keeps q/k/v and gate/up fused in its files: written here by hand (torch.cat of the parts,
+// as Transformers' Phi3 splits them), loaded in shards into ftdist's separate tensors, exported with
+// the fused names and shapes again.
+TEST(HfCheckpoint, Phi3FusedTensorsSplitOnLoadAndFuseOnExport) {
+  const plan::ModelSpec spec = tiny_spec("phi3");
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 11);
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (int64_t l = 0; l < spec.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    auto w = [&](const std::string& n) { return m.param(p + n); };
+    named.push_back({p + "self_attn.qkv_proj.weight",
+                     at::cat({w("self_attn.q_proj.weight"), w("self_attn.k_proj.weight"), w("self_attn.v_proj.weight")})});
+    named.push_back({p + "mlp.gate_up_proj.weight", at::cat({w("mlp.gate_proj.weight"), w("mlp.up_proj.weight")})});
+    for (const char* n : {"self_attn.o_proj.weight", "mlp.down_proj.weight", "input_layernorm.weight",
+                          "post_attention_layernorm.weight"})
+      named.push_back({p + n, w(n)});
+  }
+  for (const char* n : {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}) named.push_back({n, m.param(n)});
+  const std::string dir = tmp("hf_phi3"), out = tmp("hf_phi3_export");
+  save_hf_model(dir, plan::hf_config_text(spec), named);
+  HfCheckpoint ckpt(dir);
+  ASSERT_EQ(ckpt.spec().model_type, "phi3");
+  const std::vector<plan::ModelSpec::Unit> units = ckpt.spec().units();
+  ASSERT_EQ(units.size(), m.units().size());
+  for (size_t u = 0; u < units.size(); ++u) {  // 3 ranks' ranges cut through the fused tensors
+    const int64_t n = units[u].numel(), ranks = 3, shard = (n + ranks - 1) / ranks;
+    at::Tensor whole = at::empty({shard * ranks});
+    for (int64_t r = 0; r < ranks; ++r) load_unit_shard(ckpt, units[u], r * shard, whole.narrow(0, r * shard, shard));
+    EXPECT_TRUE(at::equal(whole.narrow(0, 0, n), m.units()[u].flat)) << units[u].name;
+  }
+  if (is_directory(out)) remove_export(out, "test");
+  HfExporter ex(out, spec, plan::hf_config_text(spec), {at::kFloat, 5'000'000'000ull});
+  for (const auto& unit : m.units()) ex.add_unit(unit.flat);
+  ex.finish();
+  SafetensorsFile exported(out + "/" + hf_shard_file_name(0, 1));
+  EXPECT_EQ(exported.tensors().size(), named.size());
+  for (const auto& [name, t] : named) EXPECT_TRUE(at::equal(exported.read(name), t)) << name;
+  expect_bad_input([&] { exported.info("model.layers.0.self_attn.q_proj.weight"); }, "q_proj");
 }
 
 }  // namespace

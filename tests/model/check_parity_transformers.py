@@ -2,10 +2,16 @@
 """Parity with Hugging Face Transformers (an oracle ftdist does not share code with).
 
 Builds tiny random Llama, Llama-3.1 (llama3 rope scaling), Mistral (sliding window shorter than the
-sequence) and Qwen2 (q/k/v biases, tied embeddings) models with Transformers, saves them with
+sequence), Qwen2 (q/k/v biases, tied embeddings), Phi-3 (fused qkv_proj and gate_up_proj; also with a
+partial rotary factor, a window and tied embeddings) and Qwen3 (per-head q/k RMSNorm, head_dim not
+hidden / heads; tied, and untied with attention biases and windowed upper layers) models with
+Transformers, saves them with
 save_pretrained in fp32 and bf16, runs `ftdist eval` on the same token file and compares the mean
 loss and (through --dump-logits) the logits. Then ftdist re-writes each fp32 model with its own
-safetensors writer (--write-model) and Transformers must load it and compute the same logits.
+safetensors writer (--write-model) and Transformers must load it and compute the same logits. The
+Phi-3 and Qwen3 models also go through the trainer's export (HfExporter): one step of `ftdist train`
+from the directory at a learning rate too small to move an fp32 weight, exported in fp32, loaded by
+Transformers: the same logits.
 
 Targets, fp32: loss equal to 1e-5 relative, logits max abs diff <= 1e-4. bf16: two bf16
 implementations round differently, so ftdist's bf16 error against the fp32 reference must be no
@@ -21,7 +27,7 @@ import sys
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config
+from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Phi3Config, Qwen2Config, Qwen3Config
 
 SEQ = 40
 
@@ -36,6 +42,14 @@ def configs():
         "original_max_position_embeddings": 16}, rope_theta=500000.0)
     yield "mistral", MistralConfig(**common, sliding_window=7, tie_word_embeddings=False)
     yield "qwen2", Qwen2Config(**common, tie_word_embeddings=True, use_sliding_window=False)
+    # Phi3Config's pad_token_id (32000) is beyond the tiny vocabulary.
+    yield "phi3", Phi3Config(**common, tie_word_embeddings=False, sliding_window=None, pad_token_id=None,
+                             eos_token_id=None)
+    yield "phi3-partial", Phi3Config(**common, tie_word_embeddings=True, sliding_window=9, pad_token_id=None, eos_token_id=None,
+                                     partial_rotary_factor=0.5, rope_theta=500.0)
+    yield "qwen3", Qwen3Config(**common, head_dim=24, tie_word_embeddings=True)
+    yield "qwen3-untied", Qwen3Config(**common, head_dim=24, tie_word_embeddings=False, attention_bias=True,
+                                      use_sliding_window=True, sliding_window=7, max_window_layers=1)
 
 
 def write_data(path, vocab, rng):
@@ -74,6 +88,28 @@ def run_ftdist(binary, model_dir, data, dump, extra=()):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     dumped = load_file(dump)
     return result, [dumped[f"logits.{i}"] for i in range(len(dumped))]
+
+
+def trainer_export(binary, model_dir, data, work, tag):
+    """One `ftdist train` step from model_dir (lr 1e-30: no fp32 weight moves) with output.export: the
+    exporter's directory."""
+    out, cfg = os.path.join(work, tag + "-train"), os.path.join(work, tag + ".toml")
+    with open(cfg, "w") as f:
+        f.write(f'[model]\npath = "{model_dir}"\n[data]\ntrain = "{data}"\nseq_len = {SEQ}\n'
+                '[train]\nsteps = 1\nmicro_batch = 1\nlr = 1e-30\nweight_decay = 0.0\nschedule = "constant"\n'
+                f'[parallel]\ndevice = "cpu"\nprecision = "fp32"\n[output]\ndir = "{out}"\nexport = true\n'
+                'export_dtype = "fp32"\n')
+    subprocess.run(["rm", "-rf", out])
+    p = subprocess.run([binary, "train", "--config", cfg], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"ftdist train failed ({p.returncode}): {p.stderr[-3000:]}")
+    return os.path.join(out, "hf")
+
+
+def reloaded_diff(model_dir, data, want_logits):
+    again = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
+    _, _, again_logits = reference(again, data)
+    return max(float((a - b).abs().max()) for a, b in zip(again_logits, want_logits))
 
 
 def main():
@@ -116,12 +152,15 @@ def main():
                 rewritten = model_dir + "-rewritten"
                 run_ftdist(binary, model_dir, data, os.path.join(work, tag + ".w.safetensors"),
                            ["--write-model", rewritten])
-                again = AutoModelForCausalLM.from_pretrained(rewritten, attn_implementation="eager").eval()
-                _, _, again_logits = reference(again, data)
-                wdiff = max(float((a - b).abs().max()) for a, b in zip(again_logits, want_logits))
+                wdiff = reloaded_diff(rewritten, data, want_logits)
                 wok = wdiff == 0.0
                 failures += not wok
                 rows.append((tag + " (ftdist-written, loaded by Transformers)", want_loss, want_loss, 0.0, wdiff, wok))
+                if name.startswith(("phi3", "qwen3")):
+                    ediff = reloaded_diff(trainer_export(binary, model_dir, data, work, tag), data, want_logits)
+                    eok = ediff <= 1e-6
+                    failures += not eok
+                    rows.append((tag + " (trainer export, loaded by Transformers)", want_loss, want_loss, 0.0, ediff, eok))
             base = base.float()
     print(f"{'model':52s} {'transformers':>13s} {'ftdist':>13s} {'loss rel':>10s} {'logits max':>11s}")
     for tag, a, b, rel, diff, ok in rows:

@@ -202,6 +202,49 @@ TEST(Model, SlidingWindowChangesMistralButNotShortSequences) {
   EXPECT_FALSE(at::allclose(windowed.forward(longseq), full.forward(longseq)));
 }
 
+// Qwen3 normalizes each head of q and k before RoPE: scaling q_proj and k_proj changes nothing (with
+// a negligible eps); the q_norm weight does change the logits, and so does scaling q_proj without it.
+TEST(Model, Qwen3PerHeadNormsRemoveTheScaleOfQueriesAndKeys) {
+  plan::ModelSpec spec = tiny_spec("qwen3");
+  spec.rms_norm_eps = 1e-14;  // so that the scale really is all the norm removes
+  LlamaModel m(spec, kF64);
+  ASSERT_EQ(m.spec().q_dim(), 24);  // 4 heads of 6, hidden 16
+  randomize(m, 5);
+  at::Tensor ids = at::randint(0, 37, {2, 6}, at::kLong);
+  const at::Tensor before = m.forward(ids);
+  at::NoGradGuard no_grad;
+  m.param("model.layers.0.self_attn.q_proj.weight").mul_(7.0);
+  m.param("model.layers.1.self_attn.k_proj.weight").mul_(0.2);
+  EXPECT_TRUE(at::allclose(m.forward(ids), before, 1e-6, 1e-6));
+  m.param("model.layers.0.self_attn.q_norm.weight").mul_(3.0);
+  EXPECT_FALSE(at::allclose(m.forward(ids), before, 1e-3, 1e-3));
+
+  plan::ModelSpec plain = spec;
+  plain.qk_norm = false;
+  LlamaModel p(plain, kF64);
+  randomize(p, 5);
+  const at::Tensor plain_before = p.forward(ids);
+  p.param("model.layers.0.self_attn.q_proj.weight").mul_(7.0);
+  EXPECT_FALSE(at::allclose(p.forward(ids), plain_before, 1e-3, 1e-3));
+}
+
+// Phi-3's partial_rotary_factor: the first rotary_dim() dimensions of each head turn as a head of
+// that size would, the rest pass through.
+TEST(Rope, PartialRotationLeavesTheTailOfEachHead) {
+  plan::ModelSpec s = tiny_spec("phi3");
+  s.head_dim = 8, s.rope_partial = 0.5;
+  plan::ModelSpec small = s;
+  small.head_dim = 4, small.rope_partial = 1.0;
+  const RopeTable t = rope_table(s, 5, kF64), t_small = rope_table(small, 5, kF64);
+  ASSERT_EQ(t.cos.size(-1), 4);
+  EXPECT_TRUE(at::equal(t.cos, t_small.cos));
+  at::Tensor x = at::randn({1, 2, 5, 8}, kF64);
+  at::Tensor y = apply_rope(x, t);
+  EXPECT_TRUE(at::equal(y.narrow(-1, 4, 4), x.narrow(-1, 4, 4)));
+  EXPECT_TRUE(at::allclose(y.narrow(-1, 0, 4), apply_rope(x.narrow(-1, 0, 4).contiguous(), t_small)));
+  EXPECT_FALSE(at::allclose(y.narrow(-1, 0, 4), x.narrow(-1, 0, 4)));
+}
+
 TEST(Loss, UniformLogitsGiveLogVocab) {
   at::Tensor logits = at::zeros({1, 4, 37}, kF64);
   at::Tensor labels = at::tensor({1L, 2L, -100L, 5L}, at::kLong).view({1, 4});

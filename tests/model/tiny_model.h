@@ -22,6 +22,7 @@ inline ftdist::plan::ModelSpec tiny_spec(const std::string& type = "llama", bool
   m.qkv_bias = type == "qwen2";
   m.rms_norm_eps = 1e-5;
   if (type == "mistral") m.sliding_window = 3;
+  if (type == "qwen3") m.qk_norm = true, m.head_dim = 6;  // head_dim not hidden / heads
   return m;
 }
 

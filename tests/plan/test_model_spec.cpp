@@ -26,6 +26,10 @@ TEST(Presets, ExactParameterCounts) {
       {"qwen2.5-0.5b", 494032768},     {"qwen2.5-1.5b", 1543714304},   {"qwen2.5-7b", 7615616512},
       {"qwen2.5-14b", 14770033664},    {"qwen2.5-32b", 32763876352},   {"qwen2.5-72b", 72706203648},
       {"tinyllama-1.1b", 1100048384},  {"phi-3-mini", 3821079552},
+      // Qwen3: Transformers' count (tied lm_head once); the 0.6B and 1.7B files also store a copy of
+      // the tied lm_head (752M and 2.03B on the Hub), which the loader does not read.
+      {"qwen3-0.6b", 596049920},       {"qwen3-1.7b", 1720574976},     {"qwen3-4b", 4022468096},
+      {"qwen3-8b", 8190735360},        {"qwen3-14b", 14768307200},     {"qwen3-32b", 32762123264},
   };
   for (const auto& [name, count] : expected) EXPECT_EQ(preset_model(name).param_count(), count) << name;
   EXPECT_EQ(model_presets().size(), std::size(expected));
@@ -41,7 +45,7 @@ TEST(HfConfig, RealConfigsCountExactly) {
   const std::pair<const char*, int64_t> expected[] = {
       {"llama-2-7b", 6738415616}, {"llama-3-8b", 8030261248},  {"mistral-7b", 7241732096},
       {"qwen2.5-0.5b", 494032768}, {"qwen2.5-7b", 7615616512}, {"phi-3-mini", 3821079552},
-      {"tinyllama-1.1b", 1100048384},
+      {"tinyllama-1.1b", 1100048384}, {"qwen3-0.6b", 596049920}, {"qwen3-8b", 8190735360},
   };
   for (const auto& [name, count] : expected) {
     ModelSpec m = model_from_hf_config(kConfigs + name + ".json");
@@ -68,6 +72,93 @@ TEST(HfConfig, ReadsGqaTiedBiasWindowAndHeadDim) {
   EXPECT_EQ(e.layer_params(), 4096 * 5120 + 2 * 1024 * 5120 + 5120 * 4096 + 3 * 5120 * 14336 + 2 * 5120);
   // A directory is read for its config.json.
   EXPECT_EQ(model_from_hf_config(FTDIST_TEST_DATA "/hf_model_dir").param_count(), 6738415616);
+}
+
+TEST(HfConfig, Qwen3PerHeadNormsHeadDimAndWindowedLayers) {
+  ModelSpec q = model_from_hf_config(kConfigs + "qwen3-0.6b.json");
+  EXPECT_EQ(q.model_type, "qwen3");
+  EXPECT_TRUE(q.qk_norm && q.tie_embeddings);
+  EXPECT_FALSE(q.qkv_bias || q.o_bias);
+  EXPECT_EQ(q.head_dim, 128);  // not hidden / heads (64)
+  EXPECT_EQ(q.q_dim(), 2048);
+  EXPECT_EQ(q.sliding_window, 0);
+  const std::vector<ModelSpec::Tensor> t = q.layer_tensors();
+  auto has = [&](const std::string& name, std::vector<int64_t> shape) {
+    for (const auto& x : t)
+      if (x.name == name) return x.shape == shape;
+    return false;
+  };
+  EXPECT_TRUE(has("self_attn.q_norm.weight", {128}));
+  EXPECT_TRUE(has("self_attn.k_norm.weight", {128}));
+  EXPECT_TRUE(has("self_attn.q_proj.weight", {2048, 1024}));
+  // Without "head_dim" Qwen3Config's default, 128, applies; attention_bias puts biases on q, k, v and o.
+  const std::string base = R"({"model_type":"qwen3","hidden_size":64,"intermediate_size":96,"num_hidden_layers":4,
+      "num_attention_heads":4,"num_key_value_heads":2,"vocab_size":50)";
+  ModelSpec d = model_from_hf_config_text(base + R"(,"attention_bias":true})", "d.json");
+  EXPECT_EQ(d.head_dim, 128);
+  EXPECT_TRUE(d.qkv_bias && d.o_bias && !d.mlp_bias);
+  // The window: from max_window_layers (Transformers' default 28), or from "layer_types".
+  ModelSpec w = model_from_hf_config_text(base + R"(,"use_sliding_window":true,"sliding_window":8,"max_window_layers":1})", "w.json");
+  EXPECT_EQ(w.sliding_window, 8);
+  EXPECT_FALSE(w.layer_uses_window(0));
+  EXPECT_TRUE(w.layer_uses_window(1));
+  ModelSpec none = model_from_hf_config_text(base + R"(,"use_sliding_window":true,"sliding_window":8})", "n.json");
+  EXPECT_EQ(none.sliding_window, 0);  // max_window_layers 28 >= 4 layers: no layer uses the window
+  ModelSpec lt = model_from_hf_config_text(base + R"(,"use_sliding_window":true,"sliding_window":8,"max_window_layers":1,
+      "layer_types":["full_attention","full_attention","sliding_attention","sliding_attention"]})", "lt.json");
+  EXPECT_EQ(lt.sliding_from_layer, 2);
+  expect_bad_input([&] { model_from_hf_config_text(base + R"(,"use_sliding_window":true,"sliding_window":8,
+      "layer_types":["sliding_attention","full_attention","full_attention","full_attention"]})", "x.json"); },
+                   "x.json: \"layer_types\" has a full_attention layer (1) after a sliding_attention one (0)");
+  expect_bad_input([&] { model_from_hf_config_text(base + R"(,"layer_types":["full_attention","full_attention",
+      "full_attention","sliding_attention"]})", "y.json"); }, "y.json: \"layer_types\" has sliding_attention layers but no sliding window");
+  // The round trip through hf_config_text keeps all of it.
+  for (const ModelSpec& m : {q, d, w, lt}) {
+    ModelSpec back = model_from_hf_config_text(hf_config_text(m), "back.json");
+    EXPECT_EQ(back.layer_tensors().size(), m.layer_tensors().size());
+    EXPECT_EQ(back.param_count(), m.param_count());
+    EXPECT_EQ(back.head_dim, m.head_dim);
+    EXPECT_EQ(back.sliding_window, m.sliding_window);
+    EXPECT_EQ(back.sliding_from_layer, m.sliding_from_layer);
+    EXPECT_EQ(back.rope_theta, m.rope_theta);
+  }
+}
+
+TEST(HfConfig, Phi3FusedTensorsPartialRotaryAndRefusedKeys) {
+  ModelSpec m = model_from_hf_config(kConfigs + "phi-3-medium.json");
+  EXPECT_EQ(m.param_count(), 13960238080);  // Transformers' count (check_param_counts.py)
+  EXPECT_EQ(m.sliding_window, 2047);
+  EXPECT_EQ(m.rotary_dim(), 128);
+  const std::vector<ModelSpec::Tensor> hf = m.hf_tensors(m.units()[1]);
+  ASSERT_EQ(hf.size(), 6u);  // qkv_proj, o_proj, gate_up_proj, down_proj, two norms
+  EXPECT_EQ(hf[0].name, "model.layers.0.self_attn.qkv_proj.weight");
+  EXPECT_EQ(hf[0].shape, (std::vector<int64_t>{5120 + 2 * 1280, 5120}));
+  EXPECT_EQ(hf[2].name, "model.layers.0.mlp.gate_up_proj.weight");
+  EXPECT_EQ(hf[2].shape, (std::vector<int64_t>{2 * 17920, 5120}));
+  EXPECT_EQ(hf[1].name, "model.layers.0.self_attn.o_proj.weight");
+  EXPECT_EQ(m.hf_tensors(m.units()[0]).size(), 1u);  // the embedding as it is
+  ModelSpec llama = model_from_hf_config(kConfigs + "llama-3-8b.json");
+  EXPECT_EQ(llama.hf_tensors(llama.units()[1]).size(), llama.layer_tensors().size());
+
+  const std::string base = R"({"model_type":"phi3","hidden_size":64,"intermediate_size":96,"num_hidden_layers":2,
+      "num_attention_heads":4,"vocab_size":50)";
+  ModelSpec p = model_from_hf_config_text(base + R"(,"rope_parameters":{"rope_theta":500.0,"partial_rotary_factor":0.5,
+      "rope_type":"default"},"attention_bias":true})", "p.json");
+  EXPECT_EQ(p.rotary_dim(), 8);
+  EXPECT_EQ(p.rope_theta, 500.0);
+  EXPECT_FALSE(p.qkv_bias || p.o_bias);  // Phi3 has no biases; Transformers ignores the key
+  EXPECT_EQ(model_from_hf_config_text(hf_config_text(p), "back.json").rotary_dim(), 8);
+  EXPECT_EQ(model_from_hf_config_text(base + R"(,"partial_rotary_factor":0.75})", "t.json").rotary_dim(), 12);
+  expect_bad_input([&] { model_from_hf_config_text(base + R"(,"partial_rotary_factor":0.3125})", "odd.json"); },
+                   "odd.json: \"partial_rotary_factor\" (0.3125) must give an even number");
+  // Phi-3-mini-128k's longrope: refused, naming the file and the key.
+  expect_bad_input([&] { model_from_hf_config_text(base + R"(,"rope_scaling":{"type":"longrope","short_factor":[1],
+      "long_factor":[1]}})", "/m/config.json"); },
+                   "/m/config.json \"rope_scaling\": rope_type \"longrope\" is not supported");
+  expect_bad_input([&] { model_from_hf_config_text(base + R"(,"resid_pdrop":0.1})", "r.json"); },
+                   "r.json: \"resid_pdrop\" is 0.1; ftdist trains without dropout");
+  expect_bad_input([&] { model_from_hf_config_text(base + R"(,"hidden_act":"gelu_new"})", "g.json"); },
+                   "g.json: \"hidden_act\" is \"gelu_new\"");
 }
 
 TEST(HfConfig, MalformedConfigsNameTheKey) {

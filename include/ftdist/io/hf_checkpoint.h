@@ -45,7 +45,9 @@ class HfCheckpoint : public WeightSource {
 
 // Fills `shard` (contiguous, any dtype) with the elements [shard_begin, shard_begin + numel) of the
 // unit's flat buffer — its tensors concatenated in order, then zero padding — reading only the
-// bytes that range covers. Shapes are checked against the config.
+// bytes that range covers. Shapes are checked against the config. Phi-3's fused tensors are split
+// by reading: q, k, v (gate, up) are consecutive row blocks of qkv_proj (gate_up_proj), which is
+// where the unit's flat order puts them (plan::ModelSpec::hf_tensors()).
 void load_unit_shard(const HfCheckpoint& ckpt, const plan::ModelSpec::Unit& unit, int64_t shard_begin,
                      const at::Tensor& shard);
 

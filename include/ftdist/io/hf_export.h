@@ -1,6 +1,8 @@
 // HfExporter — streams a model into a Hugging Face directory one unit at a time, so that memory
 // stays bounded by the largest unit, never the model (docs/checkpoints.md#ftdist-export):
 //   OUT/model-00001-of-0000n.safetensors ...   tensors in unit order, files cut at max_shard_bytes
+//                                              (named and shaped as Transformers stores them: Phi-3's
+//                                              q/k/v and gate/up fused, plan::ModelSpec::hf_tensors())
 //   OUT/model.safetensors.index.json           {"metadata": {"total_size"}, "weight_map"}
 //   OUT/config.json                            the model's config (its dtype set to the export's)
 //   OUT/tokenizer.json, tokenizer.model, ...   copied when known

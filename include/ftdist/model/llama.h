@@ -1,7 +1,9 @@
 // LlamaModel — a decoder-only transformer with the semantics of Transformers' LlamaForCausalLM,
-// MistralForCausalLM and Qwen2ForCausalLM (RMSNorm, RoPE incl. llama3 scaling, grouped-query
-// attention with a causal and optional sliding-window mask, SwiGLU, Qwen2's q/k/v biases, tied
-// embeddings).
+// MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and Phi3ForCausalLM (RMSNorm, RoPE incl.
+// llama3 scaling and Phi-3's partial rotation, grouped-query attention with a causal and optional
+// sliding-window mask, SwiGLU, Qwen2's q/k/v biases, Qwen3's per-head q/k RMSNorm, tied embeddings).
+// Phi-3's fused qkv_proj / gate_up_proj are kept as separate q, k, v, gate, up parameters (the
+// checkpoint readers and writers split and fuse them: plan::ModelSpec::hf_tensors()).
 //
 // Parameters are organized in units (plan::ModelSpec::units(): embed | root, layers.i, head). Each
 // unit owns one flat buffer; its parameters, with their HF names, are views into it, so fsdp/ can
@@ -71,6 +73,7 @@ class LlamaModel {
   struct LayerTensors {
     int q = -1, k = -1, v = -1, o = -1, gate = -1, up = -1, down = -1, ln1 = -1, ln2 = -1;
     int qb = -1, kb = -1, vb = -1, ob = -1, gb = -1, ub = -1, db = -1;
+    int qn = -1, kn = -1;  // Qwen3's q_norm, k_norm
   };
   const at::Tensor& p(size_t unit, int index) const { return units_[unit].params[size_t(index)]; }
   at::Tensor bias(size_t unit, int index) const { return index < 0 ? at::Tensor() : p(unit, index); }

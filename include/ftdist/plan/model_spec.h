@@ -1,4 +1,4 @@
-// ModelSpec — the shape of a Llama-family decoder (Llama 2/3, Mistral, Qwen2, Phi-3), enough to
+// ModelSpec — the shape of a Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3), enough to
 // count every parameter tensor of its Hugging Face checkpoint exactly and to size activations.
 //
 //   ModelSpec m = preset_model("mistral-7b");                 // presets.h
@@ -14,7 +14,7 @@ namespace ftdist::plan {
 
 struct ModelSpec {
   std::string name;
-  std::string model_type = "llama";  // llama | mistral | qwen2 | phi3
+  std::string model_type = "llama";  // llama | mistral | qwen2 | qwen3 | phi3
   int64_t hidden = 0;                // h
   int64_t intermediate = 0;          // I (SwiGLU: gate, up: h->I; down: I->h)
   int64_t layers = 0;                // L
@@ -26,6 +26,7 @@ struct ModelSpec {
   bool qkv_bias = false;             // q/k/v projections carry biases (Qwen2; Llama attention_bias)
   bool o_bias = false;               // o_proj carries a bias (Llama attention_bias)
   bool mlp_bias = false;             // gate/up/down carry biases (Llama mlp_bias)
+  bool qk_norm = false;              // RMSNorm over each head of q and of k before RoPE (Qwen3)
   int64_t max_position = 0;
   int64_t sliding_window = 0;        // 0 = full attention
   int64_t sliding_from_layer = 0;    // layers >= this use the window (Qwen2's max_window_layers)
@@ -34,6 +35,7 @@ struct ModelSpec {
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
   std::string rope_type = "default";  // default | llama3
+  double rope_partial = 1.0;          // Phi-3's partial_rotary_factor (RoPE rotates rotary_dim() dims)
   double rope_factor = 1.0;           // llama3 scaling
   double rope_low_freq_factor = 1.0;
   double rope_high_freq_factor = 4.0;
@@ -44,8 +46,11 @@ struct ModelSpec {
 
   int64_t q_dim() const { return heads * head_dim; }      // hq
   int64_t kv_dim() const { return kv_heads * head_dim; }  // hkv
+  // The leading dimensions of each head that RoPE rotates (Transformers: int(head_dim * factor)).
+  int64_t rotary_dim() const { return int64_t(double(head_dim) * rope_partial); }
 
-  // Parameters of one decoder layer: q,k,v,o projections (+ q,k,v biases), gate/up/down, two RMSNorms.
+  // Parameters of one decoder layer: q,k,v,o projections (+ biases), gate/up/down, two RMSNorms
+  // (+ Qwen3's q_norm and k_norm, head_dim each).
   int64_t layer_params() const;
   // Parameters outside the layers: embedding, final norm, lm_head (unless tied).
   int64_t root_params() const;
@@ -79,6 +84,11 @@ struct ModelSpec {
   std::vector<Unit> edge_units() const;
   std::vector<Tensor> embed_tensors() const;  // the embedding (with tied embeddings: also lm_head's weight)
   std::vector<Tensor> head_tensors() const;   // final norm and lm_head (only the norm when tied)
+  // The unit's tensors as a Hugging Face checkpoint stores them: the same elements in the same flat
+  // order, but Phi-3 keeps q, k, v as one self_attn.qkv_proj.weight (rows q, then k, then v) and
+  // gate, up as one mlp.gate_up_proj.weight (rows gate, then up) — each fused tensor covers the
+  // contiguous range of its parts. Every other model type stores unit.tensors as they are.
+  std::vector<Tensor> hf_tensors(const Unit& unit) const;
 
   // Throws ftdist::Error(BadInput) naming the first impossible field ("heads must divide hidden").
   void validate(const std::string& origin) const;
@@ -87,8 +97,9 @@ struct ModelSpec {
 // Elements of a tensor of this shape (1 for a scalar).
 int64_t shape_numel(const std::vector<int64_t>& shape);
 
-// Reads a Hugging Face config.json (model types llama, mistral, qwen2, phi3). Errors name the file
-// and the key that is missing or malformed.
+// Reads a Hugging Face config.json (model types llama, mistral, qwen2, qwen3, phi3). Errors name the
+// file and the key that is missing or malformed, or that asks for what ftdist does not compute
+// (a rope_type other than default and llama3, dropout, an activation other than SiLU, ...).
 ModelSpec model_from_hf_config(const std::string& path);
 ModelSpec model_from_hf_config_text(const std::string& json_text, const std::string& origin);
 
