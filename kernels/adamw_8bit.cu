@@ -9,6 +9,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kPerThread = AdamW8bitArgs::kBlock / kThreads;
+static_assert(kThreads == 256 && kThreads >= AdamW8bitArgs::kMaxRanges, "one thread per map entry loads the tables");
 
 // The index of the code nearest x in the sorted map (ties: the lower one).
 __device__ __forceinline__ int nearest_code(const float* map, float x) {
@@ -23,9 +24,9 @@ __device__ __forceinline__ int nearest_code(const float* map, float x) {
   return (x - map[lo - 1] <= map[lo] - x) ? lo - 1 : lo;
 }
 
-__device__ __forceinline__ bool decayed(const AdamW8bitArgs& a, int64_t i) {
-  for (int r = 0; r < a.num_ranges; ++r)
-    if (i >= a.range_begin[r] && i < a.range_end[r]) return true;
+__device__ __forceinline__ bool decayed(const int64_t* begin, const int64_t* end, int ranges, int64_t i) {
+  for (int r = 0; r < ranges; ++r)
+    if (i >= begin[r] && i < end[r]) return true;
   return false;
 }
 
@@ -40,13 +41,17 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
 }
 
 __global__ void __launch_bounds__(kThreads) adamw_8bit_kernel(AdamW8bitArgs a) {
+  // The maps and ranges, indexed at run time, go to shared memory (not read from the parameter space per element).
   __shared__ float smap[256], umap[256], scratch[kThreads / 32];
+  __shared__ int64_t range_begin[AdamW8bitArgs::kMaxRanges], range_end[AdamW8bitArgs::kMaxRanges];
   smap[threadIdx.x] = a.signed_map[threadIdx.x];
   umap[threadIdx.x] = a.unsigned_map[threadIdx.x];
+  if (threadIdx.x < AdamW8bitArgs::kMaxRanges) range_begin[threadIdx.x] = a.range_begin[threadIdx.x], range_end[threadIdx.x] = a.range_end[threadIdx.x];
   __syncthreads();
   const int64_t block = blockIdx.x, base = block * AdamW8bitArgs::kBlock;
   const float m_scale = a.exp_avg_absmax[block], v_scale = a.exp_avg_sq_absmax[block];
-  float m[kPerThread], v[kPerThread], m_max = 0.f, v_max = 0.f;
+  float m[kPerThread], v[kPerThread], m_max = 0.f, v_max = 0.f;  // registers: the loops unroll
+#pragma unroll
   for (int k = 0; k < kPerThread; ++k) {
     const int64_t i = base + threadIdx.x + int64_t(k) * kThreads;
     m[k] = v[k] = 0.f;
@@ -54,7 +59,7 @@ __global__ void __launch_bounds__(kThreads) adamw_8bit_kernel(AdamW8bitArgs a) {
     const float g = a.grad_type == GradType::F32 ? static_cast<const float*>(a.grad)[i]
                                                  : __bfloat162float(static_cast<const __nv_bfloat16*>(a.grad)[i]);
     float p = a.master_bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(a.master)[i]) : static_cast<const float*>(a.master)[i];
-    if (decayed(a, i)) p = p * a.decay_factor;
+    if (decayed(range_begin, range_end, a.num_ranges, i)) p = p * a.decay_factor;
     const float m0 = smap[uint8_t(a.exp_avg_q[i] + a.signed_zero)] * m_scale;
     const float v0 = umap[uint8_t(a.exp_avg_sq_q[i] + a.unsigned_zero)] * v_scale;
     m[k] = m0 * a.beta1 + g * a.one_minus_beta1;
@@ -70,6 +75,7 @@ __global__ void __launch_bounds__(kThreads) adamw_8bit_kernel(AdamW8bitArgs a) {
   m_max = block_max(m_max, scratch);
   v_max = block_max(v_max, scratch);
   if (threadIdx.x == 0) a.exp_avg_absmax[block] = m_max, a.exp_avg_sq_absmax[block] = v_max;
+#pragma unroll
   for (int k = 0; k < kPerThread; ++k) {
     const int64_t i = base + threadIdx.x + int64_t(k) * kThreads;
     if (i >= a.n) continue;
