@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "adamw_scalars.h"
 #include "ftdist/core/check.h"
@@ -41,9 +42,44 @@ std::array<float, 256> make_dynamic_map(bool is_signed) {
   return out;
 }
 
+// Floats as order-preserving unsigned keys, and back.
+uint32_t float_key(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+float key_float(uint32_t k) {
+  const uint32_t u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+// std::lower_bound over the map, started from a table: for each of the 2^16 ranges of floats that
+// share their key's top 16 bits, the lower bound of the range's smallest float. A range is narrower
+// than the map's code spacing, so the walk from there takes a step or two instead of 8 halvings.
+struct LowerBound {
+  const std::array<float, 256>& map;
+  std::vector<uint16_t> start;
+  explicit LowerBound(const std::array<float, 256>& m) : map(m), start(size_t(1) << 16) {
+    for (uint32_t t = 0; t < (1u << 16); ++t)
+      start[t] = uint16_t(std::lower_bound(map.begin(), map.end(), key_float(t << 16)) - map.begin());
+  }
+  int operator()(float x) const {
+    int i = start[float_key(x) >> 16];
+    while (i < 256 && map[size_t(i)] < x) ++i;
+    return i;
+  }
+};
+
+const LowerBound& lower_bound_of(bool is_signed) {
+  static const LowerBound s(dynamic_map(true)), u(dynamic_map(false));
+  return is_signed ? s : u;
+}
+
 // The index of the code nearest x in the sorted map (ties: the lower one), as the kernel's.
-int nearest_code(const std::array<float, 256>& map, float x) {
-  const int lo = int(std::lower_bound(map.begin(), map.end(), x) - map.begin());
+int nearest_code(const std::array<float, 256>& map, const LowerBound& bound, float x) {
+  const int lo = bound(x);
   if (lo == 256) return 255;
   if (lo == 0) return 0;
   return (x - map[size_t(lo - 1)] <= map[size_t(lo)] - x) ? lo - 1 : lo;
@@ -53,9 +89,10 @@ struct Quantized {  // one moment: stored codes and per-block absmax
   uint8_t* q;
   float* absmax;
   const std::array<float, 256>& map;
+  const LowerBound& bound;
   int zero;
   float value(int64_t i, float scale) const { return map[uint8_t(q[i] + zero)] * scale; }
-  void store(int64_t i, float x, float scale) { q[i] = uint8_t(nearest_code(map, scale > 0.f ? x / scale : 0.f) - zero); }
+  void store(int64_t i, float x, float scale) { q[i] = uint8_t(nearest_code(map, bound, scale > 0.f ? x / scale : 0.f) - zero); }
 };
 
 // Block `blk` of [0, n): the fp32 update of master and moments, then requantization.
@@ -87,8 +124,8 @@ template <typename T, typename G>
 void adamw_8bit_cpu(const at::Tensor& master, const std::vector<at::Tensor>& st, const at::Tensor& grad, const at::Tensor& out,
                     const std::vector<Segment>& segs, const AdamWScalars& s_decay, const AdamWScalars& s) {
   const int64_t n = master.numel(), blocks = (n + kBlock - 1) / kBlock;
-  Quantized m{st[0].data_ptr<uint8_t>(), st[1].data_ptr<float>(), dynamic_map(true), dynamic_map_zero(true)};
-  Quantized v{st[2].data_ptr<uint8_t>(), st[3].data_ptr<float>(), dynamic_map(false), dynamic_map_zero(false)};
+  Quantized m{st[0].data_ptr<uint8_t>(), st[1].data_ptr<float>(), dynamic_map(true), lower_bound_of(true), dynamic_map_zero(true)};
+  Quantized v{st[2].data_ptr<uint8_t>(), st[3].data_ptr<float>(), dynamic_map(false), lower_bound_of(false), dynamic_map_zero(false)};
   T* p = master.data_ptr<T>();
   const G* g = grad.data_ptr<G>();
   c10::BFloat16* o = out.defined() ? out.data_ptr<c10::BFloat16>() : nullptr;
