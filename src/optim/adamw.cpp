@@ -77,16 +77,8 @@ void adamw_aten(const at::Tensor& master, const at::Tensor& m, const at::Tensor&
 
 AdamW::AdamW(AdamWConfig config, at::Tensor master, std::vector<Range> decay, at::Tensor param_out)
     : cfg_(config), master_(std::move(master)), param_out_(std::move(param_out)), decay_(std::move(decay)) {
-  FT_CHECK((master_.scalar_type() == at::kFloat || master_.scalar_type() == at::kBFloat16) && master_.is_contiguous(),
-           ErrorKind::Internal, "AdamW: the master shard must be contiguous fp32 or bf16");
-  FT_CHECK(!(param_out_.defined() && master_.scalar_type() == at::kBFloat16), ErrorKind::Internal,
-           "AdamW: a bf16 master is the parameter shard itself (no separate output)");
-  if (param_out_.defined()) {
-    check_shard(param_out_, master_, "the parameter shard", false);
-    FT_CHECK(param_out_.scalar_type() == at::kBFloat16, ErrorKind::Internal, "AdamW writes a bf16 parameter shard");
-  }
+  check_master_and_output(master_, param_out_, decay_, "AdamW");
   check_adamw_config(cfg_);
-  segments(master_.numel(), decay_);  // validates the ranges
   states_ = {at::zeros_like(master_), at::zeros_like(master_)};  // exp_avg, exp_avg_sq
 }
 

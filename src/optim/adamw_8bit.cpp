@@ -173,15 +173,8 @@ int dynamic_map_zero(bool is_signed) {
 
 AdamW8bit::AdamW8bit(AdamWConfig config, at::Tensor master, std::vector<Range> decay, at::Tensor param_out)
     : cfg_(config), master_(std::move(master)), param_out_(std::move(param_out)), decay_(std::move(decay)) {
-  FT_CHECK((master_.scalar_type() == at::kFloat || master_.scalar_type() == at::kBFloat16) && master_.is_contiguous(),
-           ErrorKind::Internal, "AdamW8bit: the master shard must be contiguous fp32 or bf16");
-  if (param_out_.defined()) {
-    check_shard(param_out_, master_, "the parameter shard", false);
-    FT_CHECK(param_out_.scalar_type() == at::kBFloat16 && master_.scalar_type() == at::kFloat, ErrorKind::Internal,
-             "AdamW8bit writes a bf16 parameter shard from an fp32 master");
-  }
+  check_master_and_output(master_, param_out_, decay_, "AdamW8bit");
   check_adamw_config(cfg_);
-  segments(master_.numel(), decay_);  // validates the ranges
   const int64_t n = master_.numel(), blocks = (n + plan::kQuantBlock - 1) / plan::kQuantBlock;
   const at::TensorOptions o = master_.options();
   states_ = {at::zeros({n}, o.dtype(at::kByte)), at::zeros({blocks}, o.dtype(at::kFloat)), at::zeros({n}, o.dtype(at::kByte)),

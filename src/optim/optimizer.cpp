@@ -56,6 +56,17 @@ void check_grad(const at::Tensor& grad, const at::Tensor& master) {
            "the gradient shard must be fp32 or bf16, got " << dtype_name(grad.scalar_type()));
 }
 
+void check_master_and_output(const at::Tensor& master, const at::Tensor& param_out, const std::vector<Range>& decay, const char* who) {
+  FT_CHECK((master.scalar_type() == at::kFloat || master.scalar_type() == at::kBFloat16) && master.is_contiguous(),
+           ErrorKind::Internal, who << ": the master shard must be contiguous fp32 or bf16");
+  if (param_out.defined()) {
+    check_shard(param_out, master, "the parameter shard", false);
+    FT_CHECK(param_out.scalar_type() == at::kBFloat16 && master.scalar_type() == at::kFloat, ErrorKind::Internal,
+             who << " writes a bf16 parameter shard from an fp32 master (a bf16 master is the parameter shard itself)");
+  }
+  segments(master.numel(), decay);  // validates the ranges
+}
+
 void check_adamw_config(const AdamWConfig& c) {
   FT_CHECK_ARG(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1 && c.eps > 0 && c.weight_decay >= 0,
                "AdamW: betas must be in [0, 1), eps > 0, weight_decay >= 0");

@@ -43,16 +43,9 @@ void sgd_aten(const at::Tensor& master, const at::Tensor& buf, const at::Tensor&
 
 SgdMomentum::SgdMomentum(SgdConfig config, at::Tensor master, std::vector<Range> decay, at::Tensor param_out)
     : cfg_(config), master_(std::move(master)), param_out_(std::move(param_out)), decay_(std::move(decay)) {
-  FT_CHECK((master_.scalar_type() == at::kFloat || master_.scalar_type() == at::kBFloat16) && master_.is_contiguous(),
-           ErrorKind::Internal, "SgdMomentum: the master shard must be contiguous fp32 or bf16");
-  if (param_out_.defined()) {
-    check_shard(param_out_, master_, "the parameter shard", false);
-    FT_CHECK(param_out_.scalar_type() == at::kBFloat16 && master_.scalar_type() == at::kFloat, ErrorKind::Internal,
-             "SgdMomentum writes a bf16 parameter shard from an fp32 master");
-  }
+  check_master_and_output(master_, param_out_, decay_, "SgdMomentum");
   FT_CHECK_ARG(cfg_.momentum >= 0 && cfg_.momentum < 1 && cfg_.weight_decay >= 0,
                "SGD: momentum must be in [0, 1) and weight_decay >= 0");
-  segments(master_.numel(), decay_);
   states_ = {at::zeros_like(master_)};  // momentum
 }
 

@@ -89,5 +89,8 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, at::Tensor
 // (and fp32 when `fp32`).
 void check_shard(const at::Tensor& t, const at::Tensor& master, const char* what, bool fp32);
 void check_grad(const at::Tensor& grad, const at::Tensor& master);  // fp32 or bf16
+// A contiguous fp32 or bf16 master and, when defined, a bf16 parameter shard beside an fp32 master
+// (a bf16 master is the parameter shard itself); then the decay ranges. `who` names the optimizer.
+void check_master_and_output(const at::Tensor& master, const at::Tensor& param_out, const std::vector<Range>& decay, const char* who);
 
 }  // namespace ftdist::optim
