@@ -255,6 +255,18 @@ TEST(Damage, ClearErrors) {
     expect_bad_input([&] { sound.meta().check_model(other, "meta.json"); }, "another model");
   }
   {
+    // meta.json naming an optimizer ftdist does not have, or an alignment that splits 8-bit blocks.
+    const std::string d = fresh_copy("badoptimizer");
+    nlohmann::json meta = nlohmann::json::parse(read_text_file(d + "/meta.json", "test"));
+    meta["optimizer"]["name"] = "lion";
+    write_text_file_atomic(d + "/meta.json", meta.dump(), "test");
+    expect_bad_input([&] { io::CheckpointReader r(d); }, "\"optimizer.name\" is 'lion' (expected adamw, adamw-8bit or sgd-momentum)");
+    meta["optimizer"]["name"] = "adamw-8bit";
+    meta["shard_alignment"] = 1000;
+    write_text_file_atomic(d + "/meta.json", meta.dump(), "test");
+    if (world->size() > 1) expect_bad_input([&] { io::CheckpointReader r(d); }, "\"shard_alignment\" 1000 does not keep the 2048-element blocks");
+  }
+  {
     write_text_file_atomic(root + "/latest", "step-00000099\n", "test");
     expect_bad_input([&] { io::find_latest_checkpoint(root); }, "latest names 'step-00000099'");
   }
