@@ -302,16 +302,8 @@ at::Tensor FsdpUnit::gather_state(const std::string& name) {
 void FsdpUnit::load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps) {
   ckpt.read_state_range(index, "master", own_begin_, master_);
   const auto& specs = plan::optimizer_states(opt_->kind());
-  for (size_t i = 0; i < specs.size(); ++i) {  // straight into the optimizer's buffers
-    const at::Tensor& st = opt_->states()[i];
-    if (st.is_cpu()) {
-      ckpt.read_state_range(index, specs[i].name, own_begin_, st);
-    } else {
-      at::Tensor host = at::empty(st.sizes(), st.options().device(at::kCPU));
-      ckpt.read_state_range(index, specs[i].name, own_begin_, host);
-      st.copy_(host);
-    }
-  }
+  for (size_t i = 0; i < specs.size(); ++i)  // straight into the optimizer's buffers (on any device)
+    ckpt.read_state_range(index, specs[i].name, own_begin_, opt_->states()[i]);
   opt_->set_steps(optimizer_steps);
   // The compute-dtype parameters follow from master, exactly as the optimizer writes them.
   switch (cfg_.stage) {
