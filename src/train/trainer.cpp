@@ -257,7 +257,8 @@ TrainSummary Trainer::run() {
               << (c_.shard == plan::Stage::Hybrid ? " (" + std::to_string(n / fsdp_->shard_group_size()) + " replicas of " +
                                                         std::to_string(fsdp_->shard_group_size()) + "-rank shard groups)"
                                                   : std::string())
-              << ", " << plan::precision_name(resolved_precision(c_)) << (c_.no_sync ? ", no_sync accumulation" : ""));
+              << ", " << plan::precision_name(resolved_precision(c_)) << (c_.no_sync ? ", no_sync accumulation" : "")
+              << ", " << plan::optimizer_name(c_.optimizer));
   StopSignals signals;
   for (int64_t step = first_step_; step < c_.steps; ++step) {
     if (const int64_t sig = StopSignals::of_any_rank(world_)) {
