@@ -10,7 +10,7 @@
 #   Debian packages  compilers, cmake, ninja, ccache, OpenMPI, cxxopts, nlohmann-json, toml++,
 #                    SentencePiece, GoogleTest
 #   .venv (PyPI)     torch==${FTDIST_TORCH_VERSION} (its LibTorch is what ftdist links; on Linux it is
-#                    CUDA-enabled), safetensors, transformers, numpy (test oracles). The venv sees the
+#                    CUDA-enabled), safetensors, transformers, numpy, tensorboard (test oracles). The venv sees the
 #                    system's site-packages, so a PyTorch preinstalled on a GPU machine is used as is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,9 +54,9 @@ else
     say "installing torch==$FTDIST_TORCH_VERSION into .venv (LibTorch for the build; a large download)"
     "$PY" -m pip install -q --disable-pip-version-check "torch==$FTDIST_TORCH_VERSION"
   fi
-  if ! "$PY" -c 'import safetensors, transformers, numpy' 2>/dev/null; then
-    say "installing safetensors, transformers, numpy into .venv (test oracles)"
-    "$PY" -m pip install -q --disable-pip-version-check safetensors transformers numpy
+  if ! "$PY" -c 'import safetensors, transformers, numpy, tensorboard' 2>/dev/null; then
+    say "installing safetensors, transformers, numpy, tensorboard into .venv (test oracles)"
+    "$PY" -m pip install -q --disable-pip-version-check safetensors transformers numpy tensorboard
   fi
 fi
 read -r TORCH_VER TORCH_CUDA < <("$PY" -c 'import torch; print(torch.__version__, torch.version.cuda or "none")')

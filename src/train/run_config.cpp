@@ -207,6 +207,7 @@ const std::vector<Key>& keys() {
       text("output", "dir", &C::output_dir, "The run's directory: metrics, memory.json, tokenized data, checkpoints, the export."),
       text("output", "metrics", &C::metrics, "The metrics log's file name in output.dir (JSON lines, one per step)."),
       flag("output", "export", &C::export_hf, "Write a Hugging Face directory <output.dir>/hf (safetensors) at the end."),
+      flag("output", "tensorboard", &C::tensorboard, "Write TensorBoard event files (every number of metrics.jsonl, each step) under <output.dir>/tb: tensorboard --logdir <output.dir>/tb."),
       choice("output", "export_dtype", &C::export_dtype, {"bf16", "fp32"}, "bf16 | fp32", "The dtype of the exported weights."),
   };
   return table;

@@ -39,12 +39,19 @@ MetricsLog::MetricsLog(const RunConfig& c, int64_t first_step, bool rank0) : con
   if (first_step > 0) truncate_metrics(path, first_step);
   out_ = std::make_unique<std::ofstream>(path, first_step > 0 ? std::ios::app : std::ios::trunc);
   FT_CHECK_ARG(out_->good(), "output.metrics: cannot write '" << path << "'");
+  if (c.tensorboard) tb_ = std::make_unique<TensorBoardWriter>(c.output_dir + "/tb");
 }
 
 void MetricsLog::write(const nlohmann::ordered_json& line) {
   if (!out_) return;
   *out_ << line.dump() << "\n";
   out_->flush();
+  if (!tb_) return;
+  std::vector<std::pair<std::string, double>> scalars;  // every number but the step; skipped: 1
+  for (auto it = line.begin(); it != line.end(); ++it)
+    if (it.key() != "step" && (it->is_number() || it->is_boolean()))
+      scalars.push_back({it.key(), it->is_boolean() ? double(it->get<bool>()) : it->get<double>()});
+  tb_->scalars(line["step"].get<int64_t>(), scalars);
 }
 
 void MetricsLog::progress(int64_t step, const nlohmann::ordered_json& line) {

@@ -14,6 +14,7 @@
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/train/memory_fit.h"
 #include "ftdist/train/run_config.h"
+#include "ftdist/train/tensorboard.h"
 
 namespace ftdist::train {
 
@@ -23,6 +24,7 @@ namespace ftdist::train {
 class MetricsLog {
  public:
   MetricsLog(const RunConfig& config, int64_t first_step, bool rank0);
+  // One metrics.jsonl line (rank 0), and its numbers as TensorBoard scalars when output.tensorboard.
   void write(const nlohmann::ordered_json& line);
   // Every output.log_every steps and at the last: step, loss, lr, tokens/s and the time left.
   void progress(int64_t step, const nlohmann::ordered_json& line);
@@ -33,6 +35,7 @@ class MetricsLog {
  private:
   const RunConfig& config_;
   std::unique_ptr<std::ofstream> out_;
+  std::unique_ptr<TensorBoardWriter> tb_;  // output.tensorboard
   bool tty_ = false;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };

@@ -57,7 +57,7 @@ TEST(ConfigKeys, EveryKeyIsReadUnderItsOwnName) {
              "parallel.device=cpu", "parallel.shard=hybrid", "parallel.shard_group=2", "parallel.precision=bf16-mixed",
              "parallel.reduce_dtype=bf16", "parallel.grad_accum_dtype=bf16", "parallel.checkpointing=full", "parallel.prefetch=3", "parallel.no_sync=true",
              "parallel.auto=true", "parallel.memory_limit=1000", "checkpoint.dir=ck", "checkpoint.every=5", "checkpoint.keep=1",
-             "checkpoint.resume=true", "output.dir=o", "output.metrics=m.jsonl", "output.export=true", "output.export_dtype=fp32"});
+             "checkpoint.resume=true", "output.dir=o", "output.metrics=m.jsonl", "output.export=true", "output.tensorboard=true", "output.export_dtype=fp32"});
   const nlohmann::ordered_json j = train::run_config_json(c);
   const nlohmann::ordered_json defaults = train::run_config_json(train::load_run_config(path, {}));
   std::string toml;

@@ -66,6 +66,7 @@ struct RunConfig {
   // [output]
   std::string output_dir = "runs/ftdist", metrics = "metrics.jsonl";
   bool export_hf = false;  // key: export
+  bool tensorboard = false;  // TensorBoard event files under <output.dir>/tb
   std::string export_dtype = "bf16";
 
   bool saves_checkpoints() const { return checkpoint_every > 0; }
