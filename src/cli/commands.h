@@ -15,5 +15,6 @@ int eval_main(int argc, char** argv);        // ftdist eval
 int export_main(int argc, char** argv);      // ftdist export
 int train_main(int argc, char** argv);       // ftdist train
 int prepare_data_main(int argc, char** argv);  // ftdist prepare-data
+int report_main(int argc, char** argv);        // ftdist report
 
 }  // namespace ftdist::cli

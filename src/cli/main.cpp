@@ -24,6 +24,7 @@ const char* kUsage =
     "  gpus          the GPU catalog (cluster/gpus.toml)\n"
     "  export        a checkpoint as a Hugging Face model directory (streamed, bf16 or fp32)\n"
     "  eval          loss and perplexity of a Hugging Face model or checkpoint over a JSONL file\n"
+    "  report        an HTML report of a training run (curves, memory, config, checkpoints)\n"
     "  bench step    FSDP training steps: tokens/s, MFU, planned vs runtime memory\n"
     "  bench load    sharded model loading: time and host memory per rank, planned vs measured\n"
     "  bench comm    collective benchmark (all-gather, reduce-scatter, all-reduce, broadcast) with\n"
@@ -49,6 +50,7 @@ int dispatch(int argc, char** argv) {
   if (command == "gpus") return ftdist::cli::gpus_main(argc - 1, argv + 1);
   if (command == "export") return ftdist::cli::export_main(argc - 1, argv + 1);
   if (command == "eval") return ftdist::cli::eval_main(argc - 1, argv + 1);
+  if (command == "report") return ftdist::cli::report_main(argc - 1, argv + 1);
   if (command == "train") return ftdist::cli::train_main(argc - 1, argv + 1);
   if (command == "prepare-data") return ftdist::cli::prepare_data_main(argc - 1, argv + 1);
   FT_CHECK_ARG(false, "unknown command '" << command << "'\n" << kUsage);

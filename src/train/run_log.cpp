@@ -40,6 +40,8 @@ MetricsLog::MetricsLog(const RunConfig& c, int64_t first_step, bool rank0) : con
   out_ = std::make_unique<std::ofstream>(path, first_step > 0 ? std::ios::app : std::ios::trunc);
   FT_CHECK_ARG(out_->good(), "output.metrics: cannot write '" << path << "'");
   if (c.tensorboard) tb_ = std::make_unique<TensorBoardWriter>(c.output_dir + "/tb");
+  // The resolved run config, for `ftdist report` (checkpoints keep their own copy).
+  write_text_file_atomic(c.output_dir + "/run_config.json", run_config_json(c).dump(2) + "\n", "output.dir");
 }
 
 void MetricsLog::write(const nlohmann::ordered_json& line) {

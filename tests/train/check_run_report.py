@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""check_run_report.py FTDIST MPIRUN WORKDIR — `ftdist report` of the bundled tiny run (12 steps on 2
+ranks, evaluation every 4, a checkpoint every 6): the HTML parses; its steps table lists every step
+of metrics.jsonl with its loss; the loss curve has one point per step and the eval-loss curve one per
+evaluation; the resolved config, memory.json and both checkpoints appear; a missing run is refused
+naming metrics.jsonl."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+ftdist, mpirun, work = sys.argv[1:4]
+shutil.rmtree(work, ignore_errors=True)
+out = os.path.join(work, "run")
+subprocess.run([mpirun, "-np", "2", ftdist, "train", "--config", "examples/tiny/ftdist.toml", "--set", "train.steps=12",
+                "--set", "train.warmup_steps=1", "--set", "data.eval=examples/tiny/corpus.jsonl", "--set", "train.eval_every=4",
+                "--set", "checkpoint.every=6", "--set", f"output.dir={out}"], check=True, stdout=subprocess.DEVNULL)
+subprocess.run([ftdist, "report", out], check=True, stdout=subprocess.DEVNULL)
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tables, self.polylines, self.text, self._cell, self._row = [], {}, [], None, None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self.tables.append({"class": a.get("class"), "rows": []})
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = ""
+        elif tag == "polyline":
+            self.polylines[a.get("class")] = a.get("points", "").split()
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._row is not None:
+            self._row.append(self._cell)
+            self._cell = None
+        elif tag == "tr" and self.tables:
+            self.tables[-1]["rows"].append(self._row)
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+        self.text.append(data)
+
+
+page = Page()
+page.feed(open(os.path.join(out, "report.html")).read())
+rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+failed = 0
+
+
+def check(ok, what):
+    global failed
+    print(("ok   " if ok else "FAIL ") + what)
+    failed += not ok
+
+
+steps = next((t for t in page.tables if t["class"] == "steps"), {"rows": []})["rows"][1:]
+check([int(r[0]) for r in steps] == [r["step"] for r in rows], f"the steps table lists every step ({len(steps)} of {len(rows)})")
+check(all(abs(float(s[1]) - r["loss"]) <= 1e-5 * abs(r["loss"]) for s, r in zip(steps, rows)), "each step's loss")
+check(len(page.polylines.get("loss", [])) == len(rows), "one loss point per step")
+check(len(page.polylines.get("eval_loss", [])) == sum("eval_loss" in r for r in rows) == 3, "one eval-loss point per evaluation")
+text = " ".join(page.text)
+check("train.steps" in text and "parallel.shard" in text, "the resolved run config")
+check("planned" in text or "measured" in text, "memory.json")
+check("step-00000006" in text and "step-00000012" in text, "both checkpoints")
+bad = subprocess.run([ftdist, "report", os.path.join(work, "nothing")], capture_output=True, text=True)
+check(bad.returncode != 0 and "metrics.jsonl' does not exist" in bad.stderr, f"a missing run is refused ({bad.stderr.strip()[:100]})")
+print("all passed" if not failed else f"{failed} failed")
+sys.exit(1 if failed else 0)
