@@ -272,17 +272,14 @@ void FsdpUnit::add_persistent_bytes(plan::MemoryBreakdown* b) const {
 
 const at::Tensor& FsdpUnit::state(const std::string& name) const {
   if (name == "master") return master_;
-  const auto& specs = plan::optimizer_states(opt_->kind());
-  for (size_t i = 0; i < specs.size(); ++i)
-    if (name == specs[i].name) return opt_->states()[i];
-  FT_CHECK(false, ErrorKind::Internal, "unit " << index << ": the optimizer " << plan::optimizer_name(opt_->kind()) << " has no state " << name);
-  return master_;
+  const int i = plan::optimizer_state_index(opt_->kind(), name);
+  FT_CHECK(i >= 0, ErrorKind::Internal, "unit " << index << ": the optimizer " << plan::optimizer_name(opt_->kind()) << " has no state " << name);
+  return opt_->states()[size_t(i)];
 }
 
 int64_t FsdpUnit::state_block(const std::string& name) const {
-  for (const plan::OptimizerState& s : plan::optimizer_states(opt_->kind()))
-    if (name == s.name) return s.block;
-  return 1;
+  const int i = plan::optimizer_state_index(opt_->kind(), name);
+  return i < 0 ? 1 : plan::optimizer_states(opt_->kind())[size_t(i)].block;  // master: per element
 }
 
 at::Tensor FsdpUnit::gather_state(const std::string& name) {

@@ -20,6 +20,13 @@ const std::vector<OptimizerState>& optimizer_states(OptimizerKind o) {
   return adamw;
 }
 
+int optimizer_state_index(OptimizerKind o, const std::string& name) {
+  const std::vector<OptimizerState>& states = optimizer_states(o);
+  for (size_t i = 0; i < states.size(); ++i)
+    if (name == states[i].name) return int(i);
+  return -1;
+}
+
 uint64_t optimizer_state_bytes(OptimizerKind o, Precision p, int64_t elements) {
   uint64_t b = 0;
   for (const OptimizerState& s : optimizer_states(o)) b += uint64_t(s.entries(elements)) * uint64_t(s.entry_bytes(p));

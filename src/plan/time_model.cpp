@@ -124,7 +124,7 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
     t.optimizer_s = state_elems * (4.0 + c) / (hw.host_link_gbs * 1e9) + state_elems / hw.cpu_adam_params_per_s;
   } else {
     // master, states, gradient and parameter shard, each read and written
-    const double states = double(u.optimizer_bytes(s.optimizer, s.precision, s.stage != Stage::None)) / std::max(state_elems, 1.0);
+    const double states = double(u.optimizer_bytes(s.optimizer, s.precision, stage_policy(s.stage).shard_states)) / std::max(state_elems, 1.0);
     t.optimizer_s = state_elems * 2.0 * (4.0 + states + 4.0 + c) / (hw.hbm_gbs * 1e9);
   }
   t.step_s = double(w.grad_accum) * t.compute_s_per_micro + t.exposed_comm_s + t.optimizer_s;

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "ftdist/plan/run_setup.h"
@@ -39,6 +40,8 @@ struct OptimizerState {
 
 // The states of `o`, in the order checkpoints write them.
 const std::vector<OptimizerState>& optimizer_states(OptimizerKind o);
+// The position of state `name` in optimizer_states(o), or -1 when `o` has no such state.
+int optimizer_state_index(OptimizerKind o, const std::string& name);
 // Bytes of `o`'s states over `elements` consecutive elements that start on a block boundary.
 uint64_t optimizer_state_bytes(OptimizerKind o, Precision p, int64_t elements);
 // Elements a rank's shard of a unit is a multiple of: kQuantBlock for adamw-8bit, else 1.
