@@ -103,8 +103,7 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
     const uint64_t saved = c.memory[MemCategory::optimizer] - std::min(c.memory[MemCategory::optimizer], estimate_memory(req.model, q)[MemCategory::optimizer]);
     os << " 8-bit AdamW states (--optimizer adamw-8bit, which ftdist train runs) free " << format_gib(double(saved)) << " per GPU in that layout.";
   }
-  if (!req.base.offload_optimizer) os << " Offloading optimizer states to host memory (--offload, a what-if: ftdist train does not "
-                                         "offload yet) frees "
+  if (!req.base.offload_optimizer) os << " Offloading the master weights and optimizer states to host memory (--offload) frees "
                                       << format_gib(double(c.memory[MemCategory::master] + c.memory[MemCategory::optimizer]))
                                       << " per GPU in that layout.";
   for (const AlternativeRow& a : alts)

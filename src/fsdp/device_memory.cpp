@@ -1,5 +1,7 @@
 #include "ftdist/fsdp/device_memory.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <mutex>
 
 #include "ftdist/core/check.h"
@@ -112,6 +114,27 @@ void watch_device_out_of_memory(at::Device d) {
         FT_LOG_WARN("a CUDA out-of-memory error will not name the memory category: " << e.what_without_backtrace());
       }
     });
+#endif
+}
+
+at::Tensor host_tensor(int64_t numel, at::ScalarType dtype, bool pinned) {
+  const at::TensorOptions cpu = at::TensorOptions().dtype(dtype).device(at::kCPU);
+  if (!pinned) return at::empty({numel}, cpu);
+#ifdef FTDIST_WITH_CUDA
+  constexpr size_t kPage = 4096;
+  const size_t bytes = std::max<size_t>(kPage, (size_t(numel) * c10::elementSize(dtype) + kPage - 1) / kPage * kPage);
+  void* p = nullptr;
+  if (posix_memalign(&p, kPage, bytes) != 0 || !p) throw c10::OutOfMemoryError(
+      {__func__, __FILE__, uint32_t(__LINE__)}, "host_tensor: cannot allocate " + std::to_string(bytes) + " bytes of host memory");
+  const cudaError_t err = cudaHostRegister(p, bytes, cudaHostRegisterDefault);
+  if (err != cudaSuccess) {
+    std::free(p);
+    FT_CUDA_CHECK(err);
+  }
+  return at::from_blob(p, {numel}, [](void* q) { (void)cudaHostUnregister(q); std::free(q); }, cpu);
+#else
+  FT_CHECK(false, ErrorKind::Internal, "pinned host memory needs ftdist built with CUDA (FTDIST_CUDA)");
+  return {};
 #endif
 }
 

@@ -117,6 +117,15 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
     if (on_unit) on_unit(u + 1, specs.size());
   }
   shared_->free_load_staging();
+  if (cfg_.offload_optimizer) {
+    // Staging slots for the largest unit's state; every unit steps on gradients of one dtype.
+    int64_t slot = 0;
+    for (const auto& unit : units_) slot = std::max(slot, unit->state_numel());
+    const FsdpUnit& any = *units_.front();
+    CategoryScope scope(plan::MemCategory::optimizer);
+    offload_ = std::make_unique<OptimizerOffload>(cfg_.device, slot, any.step_grad_dtype(), any.param_dtype(), any.master_dtype());
+    for (auto& unit : units_) unit->set_offload(offload_.get());
+  }
   if (policy_.reshard_after_forward && shard->size() > 1) {
     // The gather buffers (docs/runtime.md#gather-buffers-and-prefetch), as the planner counts them: `prefetch` for layers, one for the
     // largest edge unit (the embedding's forward, the head's forward and backward, a tied root's whole pass).
@@ -219,6 +228,7 @@ plan::MemoryBreakdown FsdpModel::persistent_bytes() const {
   for (const auto& u : units_) u->add_persistent_bytes(&b);
   for (const GatherBuffers* pool : {layer_buffers_.get(), edge_buffers_.get()})
     if (pool) b[plan::MemCategory::unsharded_params] += uint64_t(pool->count()) * uint64_t(pool->buffer_bytes());
+  if (offload_) b.host.staging += offload_->staging_bytes();
   return b;
 }
 
@@ -319,6 +329,11 @@ at::Tensor FsdpModel::forward_backward(const MicroBatch& mb, double divisor, int
   return sum.detach();
 }
 
+void FsdpModel::apply_steps(double lr) {
+  for (auto& u : units_) u->apply_step(lr);
+  for (auto& u : units_) u->finish_step();  // offloaded: unit k is gathered while the host updates k + 1
+}
+
 int64_t FsdpModel::reduce_all_for_step() {
   int64_t held = 0;
   for (auto& u : units_) u->reduce_for_step();
@@ -384,7 +399,7 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     r.grad_norm = clip.norm;
     r.skipped = !clip.finite;
     if (!r.skipped) {
-      for (auto& u : units_) u->apply_step(lr);
+      apply_steps(lr);
     } else {
       for (auto& u : units_) u->zero_grad();  // the step is skipped; nothing of it carries over
     }
@@ -393,6 +408,7 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
       u->reduce_for_step();
       u->apply_step(lr);
     }
+    for (auto& u : units_) u->finish_step();
   }
   world_.all_reduce(loss_sum, comm::ReduceOp::Sum);
   sync_collectives();

@@ -61,8 +61,11 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   using plan::MemCategory;
   std::optional<CategoryScope> what;  // the category each buffer below belongs to
   // Every buffer the planner counts, and no other, each filled straight from `init` with the
-  // elements it holds (no whole-unit copy): the master is the parameter buffer itself unless
-  // bf16-mixed; the optimizer stage's parameter shard is its own gather buffer of the replica.
+  // elements it holds (no whole-unit copy): the master is the parameter buffer itself in fp32 and
+  // bf16-pure, unless offloaded (a host master of its own beside the device's parameters); the
+  // optimizer stage's parameter shard is its own gather buffer of the replica.
+  offloaded_ = cfg.offload_optimizer;
+  const bool separate_master = !params_are_master_ || offloaded_;
   const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat).device(cfg.device);
   const at::TensorOptions params = f32.dtype(compute_);
   auto filled = [&](int64_t begin, int64_t len, const at::TensorOptions& o) {
@@ -70,26 +73,34 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
     load_range(init, begin, t);
     return t;
   };
+  // A separate master: fp32 on the device, or offloaded in host memory (pinned on a GPU run), fp32
+  // or bf16 in bf16-pure.
+  auto master_of = [&](int64_t begin, int64_t len) {
+    if (!offloaded_) return filled(begin, len, f32);
+    at::Tensor t = host_tensor(len, cfg.precision == plan::Precision::Bf16Pure ? at::kBFloat16 : at::kFloat, cfg.device.is_cuda());
+    init.read_unit_range(index, begin, t);
+    return t;
+  };
   switch (cfg.stage) {
-    case plan::Stage::None:  // the replica (compute dtype) and, in bf16-mixed, its fp32 master
+    case plan::Stage::None:  // the replica (compute dtype) and, when separate, its master
       what.emplace(MemCategory::master);
-      if (!params_are_master_) master_ = filled(0, padded_, f32);
+      if (separate_master) master_ = master_of(0, padded_);
       what.emplace(MemCategory::params_sharded);
-      full_ = params_are_master_ ? filled(0, padded_, params) : master_.to(compute_);
-      if (params_are_master_) master_ = full_;
+      full_ = separate_master ? master_.to(params, /*non_blocking=*/false, /*copy=*/true) : filled(0, padded_, params);
+      if (!separate_master) master_ = full_;
       break;
     case plan::Stage::Optimizer:  // the replica, and the master of this rank's shard of it
       what.emplace(MemCategory::params_sharded);
       full_ = filled(0, padded_, params);
       param_shard_ = full_.narrow(0, own_begin_, shard_numel_);
       what.emplace(MemCategory::master);
-      master_ = params_are_master_ ? param_shard_ : filled(own_begin_, shard_numel_, f32);
+      master_ = separate_master ? master_of(own_begin_, shard_numel_) : param_shard_;
       break;
     default:  // this rank's shard; the unsharded buffer has no memory until a gather gives it some
-      what.emplace(params_are_master_ ? MemCategory::params_sharded : MemCategory::master);
-      master_ = filled(own_begin_, shard_numel_, params_are_master_ ? params : f32);
+      what.emplace(separate_master ? MemCategory::master : MemCategory::params_sharded);
+      master_ = separate_master ? master_of(own_begin_, shard_numel_) : filled(own_begin_, shard_numel_, params);
       what.emplace(MemCategory::params_sharded);
-      param_shard_ = params_are_master_ ? master_ : master_.to(compute_);
+      param_shard_ = separate_master ? master_.to(params, /*non_blocking=*/false, /*copy=*/true) : master_;
       what.emplace(MemCategory::grads_sharded);
       grad_ = at::zeros({shard_numel_}, f32.dtype(accum_dtype_));
       full_ = n == 1 ? param_shard_ : compat::unallocated_tensor(padded_, params);  // one rank: the shard is the whole
@@ -101,10 +112,12 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   dummy_ = at::zeros({1}, f32).requires_grad_(true);
 
   const int64_t state_len = policy_.shard_states ? shard_numel_ : padded_;
-  at::Tensor param_out;
-  if (!params_are_master_) param_out = policy_.shard_states ? param_shard_ : full_;
+  at::Tensor param_out;  // written by the step itself (offloaded: OptimizerOffload writes the parameters)
+  if (!params_are_master_ && !offloaded_) param_out = policy_.shard_states ? param_shard_ : full_;
   what.emplace(MemCategory::optimizer);
   opt_ = optim::make_optimizer(cfg.optimizer, master_, optim::decay_ranges(spec, own_begin_, state_len), param_out);
+  if (offloaded_ && cfg.device.is_cuda())  // the states in pinned host memory too
+    opt_->place_states([](const at::Tensor& t) { return host_tensor(t.numel(), t.scalar_type(), true).view(t.sizes()); });
   model_.bind(index, full_);
   if (gather_) compat::release_storage(full_);  // memory comes with the first gather
 }
@@ -252,9 +265,20 @@ int64_t FsdpUnit::step_grad_extra_bytes() const {
 }
 
 void FsdpUnit::apply_step(double lr) {
-  opt_->step(step_grad_, lr);  // none/fp32: updates full_ itself; bf16-mixed: writes it
-  if (policy_.gather_after_step) shard_comm_.all_gather_into(full_, param_shard_);
+  if (offloaded_) {
+    FT_CHECK(offload_, ErrorKind::Internal, "unit " << index << ": offloaded, but no OptimizerOffload was set");
+    offload_->submit(index, step_grad_, *opt_, master_, cfg_.stage == plan::Stage::None ? full_ : param_shard_, lr);
+  } else {
+    opt_->step(step_grad_, lr);  // none/fp32: updates full_ itself; bf16-mixed: writes it
+    if (policy_.gather_after_step) shard_comm_.all_gather_into(full_, param_shard_);
+  }
   step_grad_ = at::Tensor();
+}
+
+void FsdpUnit::finish_step() {
+  if (!offloaded_) return;
+  offload_->wait(index);
+  if (policy_.gather_after_step) shard_comm_.all_gather_into(full_, param_shard_);
 }
 
 void FsdpUnit::add_persistent_bytes(plan::MemoryBreakdown* b) const {
@@ -263,9 +287,14 @@ void FsdpUnit::add_persistent_bytes(plan::MemoryBreakdown* b) const {
   // The compute-dtype parameters kept between steps: the shard, or the replica (optimizer, none).
   const at::Tensor& params = sharded_ ? param_shard_ : full_;
   (*b)[MemCategory::params_sharded] += bytes(params);
-  // Unless bf16-mixed, the master is the parameter buffer itself (no second copy).
-  if (!params_are_master_) (*b)[MemCategory::master] += bytes(master_);
-  (*b)[MemCategory::optimizer] += opt_->state_bytes();
+  if (offloaded_) {  // in host memory
+    b->host.master += bytes(master_);
+    b->host.optimizer += opt_->state_bytes();
+  } else {
+    // Unless bf16-mixed, the master is the parameter buffer itself (no second copy).
+    if (!params_are_master_) (*b)[MemCategory::master] += bytes(master_);
+    (*b)[MemCategory::optimizer] += opt_->state_bytes();
+  }
   (*b)[MemCategory::grads_sharded] += sharded_ ? bytes(grad_) : bytes(full_grad_);
   (*b)[MemCategory::unsharded_grads] += bytes(unsharded_acc_);  // no_sync, after the first backward
 }
@@ -290,8 +319,10 @@ at::Tensor FsdpUnit::gather_state(const std::string& name) {
   const at::TensorOptions host = at::TensorOptions().dtype(mine.scalar_type() == at::kByte ? at::kByte : at::kFloat).device(at::kCPU);
   const int64_t entries = (numel_ + block - 1) / block;
   if (!policy_.shard_states) return mine.narrow(0, 0, entries).to(host, false, /*copy=*/true);
-  at::Tensor all = at::empty({mine.numel() * shard_comm_.size()}, mine.options());
-  shard_comm_.all_gather_into(all, mine);
+  // (an offloaded state goes through the device: the communicator's collectives run there)
+  const at::Tensor src = mine.device() == cfg_.device ? mine : mine.to(cfg_.device);
+  at::Tensor all = at::empty({src.numel() * shard_comm_.size()}, src.options());
+  shard_comm_.all_gather_into(all, src);
   shard_comm_.synchronize();  // before the host reads it
   return all.narrow(0, 0, entries).to(host, /*non_blocking=*/false, /*copy=*/true);
 }

@@ -9,6 +9,7 @@
 
 #include "device_streams.h"
 #include "gather_buffers.h"
+#include "optimizer_offload.h"
 #include "ftdist/comm/communicator.h"
 #include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/fsdp_model.h"
@@ -93,8 +94,20 @@ class FsdpUnit {
   const at::Tensor& step_grad() const { return step_grad_; }
   // Bytes of step_grad() that are not a persistent buffer (a reduce-scatter output, a converted copy).
   int64_t step_grad_extra_bytes() const;
+  // Steps the optimizer on step_grad() (offloaded: submits the step to the host, see OptimizerOffload);
+  // finish_step() then waits for an offloaded step, and refreshes the replicated parameters (all-gather
+  // of the shards) in `optimizer`. Every unit's apply_step() before any finish_step() lets the host
+  // update one unit while the next one's gradient comes down.
   void apply_step(double lr);
+  void finish_step();
   void discard_step_grad() { step_grad_ = at::Tensor(); }
+  // Optimizer offload (cfg.offload_optimizer): master and optimizer states are host tensors, and the
+  // steps go through `offload` (set once, after every unit exists; it sizes its slots from these).
+  void set_offload(OptimizerOffload* offload) { offload_ = offload; }
+  int64_t state_numel() const { return master_.numel(); }
+  at::ScalarType step_grad_dtype() const { return sharded_ ? accum_dtype_ : reduce_; }
+  at::ScalarType param_dtype() const { return compute_; }
+  at::ScalarType master_dtype() const { return master_.scalar_type(); }
   // Bytes this unit keeps between steps, by the planner's categories (see persistent_bytes()).
   void add_persistent_bytes(plan::MemoryBreakdown* b) const;
   // Checkpoint state (io::checkpoint_states): this rank's `name` ("master" or an optimizer state)
@@ -130,10 +143,12 @@ class FsdpUnit {
   at::ScalarType compute_;
   at::ScalarType accum_dtype_;  // of the gradient shard and the no_sync accumulator
   at::ScalarType reduce_;       // the gradient reductions' dtype (cfg.reduce_dtype)
-  bool params_are_master_;     // fp32 and bf16-pure: no separate master copy
+  bool params_are_master_;     // fp32 and bf16-pure: no separate master copy (unless offloaded)
+  bool offloaded_;             // cfg.offload_optimizer: master_ and the optimizer states are host tensors
+  OptimizerOffload* offload_ = nullptr;
   at::Tensor full_;        // (padded) compute dtype: the unsharded flat parameter's storage
   at::Tensor param_shard_; // (S) compute dtype [sharded and optimizer stages]
-  at::Tensor master_;      // fp32 (bf16 in bf16-pure): (S), or (padded) in `none`
+  at::Tensor master_;      // fp32 (bf16 in bf16-pure): (S), or (padded) in `none`; host memory when offloaded
   at::Tensor grad_;        // accumulation (S), fp32 (bf16 in bf16-pure) [sharded stages]
   at::Tensor full_grad_;   // (padded) compute dtype: persistent whole gradient [optimizer, none]
   at::Tensor dummy_;       // a leaf that requires grad, so that GatherFn records a node

@@ -32,6 +32,18 @@ uint64_t Optimizer::state_bytes() const {
   return b;
 }
 
+void Optimizer::place_states(const std::function<at::Tensor(const at::Tensor&)>& make) {
+  FT_CHECK(step_ == 0, ErrorKind::Internal, "place_states: the optimizer has stepped already");
+  for (at::Tensor& t : states_) {
+    at::Tensor moved = make(t);
+    FT_CHECK(moved.sizes() == t.sizes() && moved.scalar_type() == t.scalar_type() && moved.is_contiguous() &&
+                 moved.device() == t.device(),
+             ErrorKind::Internal, "place_states: a state must keep its shape, dtype and device");
+    moved.copy_(t);
+    t = moved;
+  }
+}
+
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, at::Tensor master, std::vector<Range> decay,
                                           at::Tensor param_out) {
   switch (cfg.kind) {

@@ -39,9 +39,9 @@ HostMemory estimate_host_memory(const MemoryBreakdown& b, const RunSetup& s, int
   h.ranks_per_node = ranks_per_node;
 
   const uint64_t process = gib_bytes(s.host_overheads.process_gib);
-  const uint64_t offloaded = b.host_bytes;
+  const uint64_t offloaded = b.host.total();
   ex.line("process", num(s.host_overheads.process_gib) + " GiB (LibTorch/MPI libraries, runtime host state)", process);
-  ex.line("offloaded", s.offload_optimizer ? "master + optimizer states in host memory" : "0 (no --offload)", offloaded);
+  ex.line("offloaded", s.offload_optimizer ? "master + optimizer states + staging slots in host memory" : "0 (no --offload)", offloaded);
 
   if (s.host_device) {
     // The device is the CPU: every tensor the memory model counts is host memory. While loading,

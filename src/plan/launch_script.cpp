@@ -72,7 +72,6 @@ std::string sbatch_text(const PlanRequest& req, const Candidate& c) {
 
 std::string run_config_text(const PlanRequest& req, const Candidate& c, const ModelSource& model) {
   const RunSetup& s = c.setup;
-  FT_CHECK_ARG(!s.offload_optimizer, "--emit: ftdist train cannot offload the optimizer yet; plan without --offload");
   const int64_t steps = std::max<int64_t>(1, c.time.steps);
   const int64_t global_batch = s.micro_batch * c.grad_accum * c.gpus;
   std::ostringstream os;
@@ -98,6 +97,7 @@ std::string run_config_text(const PlanRequest& req, const Candidate& c, const Mo
      << "checkpointing = \"" << activation_checkpointing_name(s.activation_checkpointing) << "\"\n"
      << (s.precision == Precision::Bf16Mixed && s.grad_accum_dtype == FloatType::Bf16 ? "grad_accum_dtype = \"bf16\"\n" : "")
      << "prefetch = " << s.prefetch << "\n" << (s.no_sync ? "no_sync = true\n" : "")
+     << (s.offload_optimizer ? "offload = \"optimizer\"   # master weights and optimizer states in host memory\n" : "")
      << "gpu = \"" << req.hardware[c.hardware].gpu.name << "\"   # the mfu metric's peak\n\n[checkpoint]\n"
      << "every = " << std::max<int64_t>(1, steps / 10) << "\nresume = true\n\n[output]\n"
      << "dir = \"runs/" << run_name(model) << "\"\n";

@@ -93,6 +93,14 @@ int grad_accum_bytes(const RunSetup& s) {
   return float_type_bytes(s.grad_accum_dtype);
 }
 
+}  // namespace
+
+int offload_master_bytes(Precision p) { return p == Precision::Bf16Pure ? 2 : 4; }
+
+int step_grad_bytes(const RunSetup& s) { return stage_policy(s.stage).shard_params ? grad_accum_bytes(s) : float_type_bytes(s.reduce_dtype); }
+
+namespace {
+
 struct Explainer {
   std::vector<std::string>* out;
   bool on() const { return out != nullptr; }  // formulas are built only when asked for
@@ -198,16 +206,27 @@ void add_model_states(const Terms& t, MemoryBreakdown& b) {
   const int64_t state_elems = policy.shard_states ? shard : total;
   uint64_t master = uint64_t(state_elems) * master_bytes(s.precision);
   uint64_t optim = u.optimizer_bytes(s.optimizer, s.precision, policy.shard_states);
+  b[MemCategory::master] = s.offload_optimizer ? 0 : master;
+  if (t.ex.on()) t.ex.line(MemCategory::master, s.offload_optimizer ? "0 (offloaded to host memory)" :
+                           std::to_string(state_elems) + " x " + std::to_string(master_bytes(s.precision)), b[MemCategory::master]);
+  b[MemCategory::optimizer] = s.offload_optimizer ? 0 : optim;
+  if (t.ex.on()) t.ex.line(MemCategory::optimizer, s.offload_optimizer ? "0 (offloaded to host memory)" :
+                           std::to_string(state_elems) + " x " + num(double(optim) / double(std::max<int64_t>(state_elems, 1))) + " (" + optimizer_name(s.optimizer) + ")", b[MemCategory::optimizer]);
   if (s.offload_optimizer) {
-    b.host_bytes = master + optim;
-    master = optim = 0;
+    // In host memory: a master of its own in every precision (the device keeps the compute-dtype
+    // parameters), the states, and the staging slots over the largest unit's state elements.
+    b.host.master = uint64_t(state_elems) * offload_master_bytes(s.precision);
+    b.host.optimizer = optim;
+    const int per_elem = step_grad_bytes(s) + (s.precision == Precision::Bf16Mixed ? 2 : 0);
+    b.host.staging = uint64_t(kOffloadSlots) * uint64_t(u.max_unit_shard()) * uint64_t(per_elem);
+    if (t.ex.on()) {
+      t.ex.out->push_back(explain_line("host: master", std::to_string(state_elems) + " x " + std::to_string(offload_master_bytes(s.precision)), b.host.master));
+      t.ex.out->push_back(explain_line("host: optimizer", std::string(optimizer_name(s.optimizer)) + " states of " + std::to_string(state_elems) + " elements", b.host.optimizer));
+      t.ex.out->push_back(explain_line("host: staging", std::to_string(kOffloadSlots) + " slots x largest unit " + std::to_string(u.max_unit_shard()) +
+                                                            " x (gradient " + std::to_string(step_grad_bytes(s)) +
+                                                            (s.precision == Precision::Bf16Mixed ? " + bf16 parameters 2)" : ")"), b.host.staging));
+    }
   }
-  b[MemCategory::master] = master;
-  if (t.ex.on()) t.ex.line(MemCategory::master, std::to_string(state_elems) + " x " + std::to_string(master_bytes(s.precision)) +
-                                   (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), master);
-  b[MemCategory::optimizer] = optim;
-  if (t.ex.on()) t.ex.line(MemCategory::optimizer, std::to_string(state_elems) + " x " + num(double(optim) / double(std::max<int64_t>(state_elems, 1))) + " (" + optimizer_name(s.optimizer) + ")" +
-                                      (s.offload_optimizer ? " (offloaded to host: 0 on GPU)" : ""), optim);
 
   // Sharded stages accumulate into the gradient shard; optimizer/none keep full compute-dtype grads.
   const int g = sharded ? grad_accum_bytes(s) : c;

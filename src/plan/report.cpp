@@ -47,7 +47,7 @@ std::string host_line(const Candidate& c) {
   std::ostringstream os;
   os << "host memory: " << gib(c.host.load_peak) << " GiB per rank while loading, " << gib(c.host.steady)
      << " GiB steady";
-  if (c.memory.host_bytes) os << " (" << gib(c.memory.host_bytes) << " GiB offloaded master + optimizer states)";
+  if (c.memory.host.total()) os << " (" << gib(c.memory.host.total()) << " GiB of it offloaded master, optimizer states and staging)";
   os << "; " << gib(c.host.node_load_peak()) << " GiB per node while loading (" << c.host.ranks_per_node << " rank"
      << (c.host.ranks_per_node == 1 ? "" : "s") << ")";
   return os.str();
@@ -81,7 +81,7 @@ nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c
       {"grad_accum", c.grad_accum},
       {"checkpointing", activation_checkpointing_name(c.setup.activation_checkpointing)},
       {"memory_per_gpu_bytes", mem},
-      {"host_memory_bytes", c.memory.host_bytes},
+      {"host_memory_bytes", c.memory.host.total()},
       {"host_memory", {{"per_rank_load_peak_bytes", c.host.load_peak},
                        {"per_rank_steady_bytes", c.host.steady},
                        {"ranks_per_node", c.host.ranks_per_node},

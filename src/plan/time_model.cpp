@@ -118,10 +118,17 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
   t.exposed_comm_s = double(w.grad_accum) * exposed_micro + exposed_step;
 
   // Optimizer step: reads and writes master, states, gradient and parameter shards (memory bound),
-  // or with offload: gradients down, parameters up over PCIe and the update on the host.
+  // or with offload: each unit's gradient down and its parameters up over PCIe, and the update on
+  // the host. The runtime pipelines the units (one unit's gradient comes down while the host updates
+  // the previous one, whose parameters then go up), so the step takes the slower of the two, plus one
+  // unit's share of the faster (filling the pipeline).
   const double state_elems = s.stage == Stage::None ? double(m.param_count()) : double(u.shard_numel());
   if (s.offload_optimizer) {
-    t.optimizer_s = state_elems * (4.0 + c) / (hw.host_link_gbs * 1e9) + state_elems / hw.cpu_adam_params_per_s;
+    const double transfer = state_elems * (double(step_grad_bytes(s)) + c) / (hw.host_link_gbs * 1e9);
+    const double host = state_elems / hw.cpu_adam_params_per_s;
+    t.optimizer_s = std::max(transfer, host) + std::min(transfer, host) / units;
+    if (explain) say("optimizer (offloaded) = max(PCIe " + num(transfer) + " s, host update " + num(host) + " s at " +
+                     num(hw.cpu_adam_params_per_s) + " elements/s) + the other / " + num(units) + " units = " + num(t.optimizer_s) + " s");
   } else {
     // master, states, gradient and parameter shard, each read and written
     const double states = double(u.optimizer_bytes(s.optimizer, s.precision, stage_policy(s.stage).shard_states)) / std::max(state_elems, 1.0);

@@ -43,8 +43,10 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
                                       std::pair{plan::Precision::Bf16Pure, plan::FloatType::Fp32}}) {
        // (8-bit AdamW also aligns every shard to its quantization block: params and gradients follow)
        for (plan::OptimizerKind opt : {plan::OptimizerKind::AdamW, plan::OptimizerKind::AdamW8bit, plan::OptimizerKind::SgdMomentum}) {
+       for (bool offload : {false, true}) {
         SCOPED_TRACE(spec.name + " " + plan::stage_name(stage) + " " + plan::precision_name(precision) + " accumulating in " +
-                     plan::float_type_name(accum) + " " + plan::optimizer_name(opt) + " on " + std::to_string(n) + " ranks");
+                     plan::float_type_name(accum) + " " + plan::optimizer_name(opt) + (offload ? " offloaded" : "") + " on " +
+                     std::to_string(n) + " ranks");
         model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
         randomize(m, 1);
         fsdp::FsdpConfig cfg;
@@ -53,6 +55,7 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
         cfg.grad_accum_dtype = accum;
         cfg.shard_group = stage == plan::Stage::Hybrid ? 2 : 0;
         cfg.optimizer.kind = opt;
+        cfg.offload_optimizer = offload;
         fsdp::FsdpModel f(m, *world, cfg);
         plan::MemoryBreakdown got = f.persistent_bytes();
 
@@ -63,10 +66,22 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
         s.replicas = n / s.shard_group;
         s.grad_accum_dtype = accum;
         s.optimizer = opt;
+        s.offload_optimizer = offload;
         plan::MemoryBreakdown want = plan::estimate_memory(spec, s);
         for (plan::MemCategory c : {plan::MemCategory::params_sharded, plan::MemCategory::master,
                                     plan::MemCategory::optimizer, plan::MemCategory::grads_sharded})
           EXPECT_EQ(got[c], want[c]) << plan::mem_category_name(c);
+        // Offloaded: the host's master, optimizer states and staging slots, each to the byte.
+        EXPECT_EQ(got.host.master, want.host.master);
+        EXPECT_EQ(got.host.optimizer, want.host.optimizer);
+        EXPECT_EQ(got.host.staging, want.host.staging);
+        if (offload) {
+          EXPECT_GT(got.host.master, 0u);
+          EXPECT_GT(got.host.staging, 0u);
+          EXPECT_EQ(got[plan::MemCategory::master] + got[plan::MemCategory::optimizer], 0u);
+        } else {
+          EXPECT_EQ(got.host.total(), 0u);
+        }
         EXPECT_EQ(got[plan::MemCategory::unsharded_grads], 0u);  // nothing unsharded is kept between steps
         // The preallocated gather buffers of `full` and `hybrid` are the planner's gathered parameters.
         const bool buffered = (stage == plan::Stage::Full || stage == plan::Stage::Hybrid) && s.shard_group > 1;
@@ -74,6 +89,7 @@ TEST(FsdpMemory, PersistentCategoriesEqualThePlannerToTheByte) {
         if (buffered) {
           EXPECT_GT(got[plan::MemCategory::unsharded_params], 0u);
         }
+       }
        }
       }
     }

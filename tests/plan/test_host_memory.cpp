@@ -72,9 +72,10 @@ TEST(HostMemory, OffloadAddsTheOffloadedStatesLoadingAndSteady) {
     // What leaves the device is what host memory gains.
     const uint64_t moved = on_device[MemCategory::master] + on_device[MemCategory::optimizer];
     ASSERT_GT(moved, 0u);
-    EXPECT_EQ(offloaded.host_bytes, moved);
-    EXPECT_EQ(with.steady - without.steady, moved) << n;
-    EXPECT_EQ(with.load_peak - without.load_peak, moved) << n;
+    EXPECT_EQ(offloaded.host.master + offloaded.host.optimizer, moved);
+    EXPECT_GT(offloaded.host.staging, 0u);  // and the slots the shards pass through
+    EXPECT_EQ(with.steady - without.steady, offloaded.host.total()) << n;
+    EXPECT_EQ(with.load_peak - without.load_peak, offloaded.host.total()) << n;
     EXPECT_EQ(with.load_peak - with.steady, kLoadStagingBytes);
   }
 }
@@ -127,8 +128,9 @@ TEST(HostMemory, CpuRunCountsTheDeviceMemoryAsHostMemory) {
   const HostMemory off = estimate_host_memory(m, s, 4);
   const uint64_t process = gib_of(s.host_overheads.process_gib);
   EXPECT_EQ(off.steady, process + estimate_memory(m, s).total() + 2 * estimate_memory(m, s).largest_reduction_bytes +
-                            estimate_memory(m, s).host_bytes);
-  EXPECT_EQ(off.load_peak, plain.load_peak);
+                            estimate_memory(m, s).host.total());
+  // The staging slots are new bytes; master and states only changed category.
+  EXPECT_EQ(off.load_peak, plain.load_peak + estimate_memory(m, s).host.staging);
 }
 
 TEST(HostMemory, SeventyBillionOnEightRanksIsFarBelowTheWholeFp32Model) {
@@ -195,7 +197,7 @@ TEST(HostMemory, SearchReportAndJsonCarryIt) {
   EXPECT_EQ(hj["ranks_per_node"].get<int>(), best.host.ranks_per_node);
   EXPECT_EQ(hj["per_node_load_peak_bytes"].get<uint64_t>(), best.host.load_peak * uint64_t(best.host.ranks_per_node));
   EXPECT_EQ(hj["per_node_steady_bytes"].get<uint64_t>(), best.host.steady * uint64_t(best.host.ranks_per_node));
-  EXPECT_EQ(j["recommendation"]["host_memory_bytes"].get<uint64_t>(), best.memory.host_bytes);
+  EXPECT_EQ(j["recommendation"]["host_memory_bytes"].get<uint64_t>(), best.memory.host.total());
   EXPECT_EQ(j["candidates"].size(), res.candidates.size());
   for (const auto& c : j["candidates"]) EXPECT_TRUE(c.contains("host_memory"));
 

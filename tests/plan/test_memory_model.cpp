@@ -216,7 +216,41 @@ TEST(MemoryModel, OffloadMovesStatesToTheHost) {
   s.offload_optimizer = true;
   MemoryBreakdown off = estimate_memory(m, s);
   EXPECT_EQ(off[MemCategory::master] + off[MemCategory::optimizer], 0u);
-  EXPECT_EQ(off.host_bytes, gpu[MemCategory::master] + gpu[MemCategory::optimizer]);
+  EXPECT_EQ(off.host.master + off.host.optimizer, gpu[MemCategory::master] + gpu[MemCategory::optimizer]);
+  // Two staging slots of the largest unit's shard: its fp32 gradient and its bf16 parameters.
+  const UnitLayout u = unit_layout(m, 4);
+  EXPECT_EQ(off.host.staging, uint64_t(kOffloadSlots) * uint64_t(u.max_unit_shard()) * (4 + 2));
+  // Everything else on the device is unchanged.
+  for (MemCategory c : all_mem_categories())
+    if (c != MemCategory::master && c != MemCategory::optimizer && c != MemCategory::overhead) {
+      EXPECT_EQ(off[c], gpu[c]) << mem_category_name(c);
+    }
+}
+
+TEST(MemoryModel, OffloadKeepsAHostMasterInEveryPrecision) {
+  const ModelSpec m = preset_model("tinyllama-1.1b");
+  for (Stage stage : {Stage::Full, Stage::Optimizer, Stage::None}) {
+    RunSetup s;
+    s.stage = stage;
+    s.shard_group = stage == Stage::None ? 1 : 8;
+    s.offload_optimizer = true;
+    const UnitLayout u = unit_layout(m, s.shard_group);
+    const uint64_t elems = stage == Stage::None ? uint64_t(m.param_count()) : uint64_t(u.shard_numel());
+    // fp32: the device's parameters were the master; offloaded, the host keeps an fp32 master of its own.
+    s.precision = Precision::Fp32;
+    MemoryBreakdown b = estimate_memory(m, s);
+    EXPECT_EQ(b[MemCategory::master], 0u);
+    EXPECT_EQ(b.host.master, elems * 4) << stage_name(stage);
+    EXPECT_EQ(b.host.optimizer, elems * 8);
+    EXPECT_EQ(b.host.staging, uint64_t(kOffloadSlots) * uint64_t(u.max_unit_shard()) * 4);  // the fp32 master goes up as is
+    // bf16-pure: a bf16 master and bf16 states; a bf16 gradient comes down from the sharded stages.
+    s.precision = Precision::Bf16Pure;
+    s.reduce_dtype = FloatType::Fp32;
+    b = estimate_memory(m, s);
+    EXPECT_EQ(b.host.master, elems * 2);
+    EXPECT_EQ(b.host.optimizer, elems * 4);
+    EXPECT_EQ(b.host.staging, uint64_t(kOffloadSlots) * uint64_t(u.max_unit_shard()) * (stage == Stage::Full ? 2 : 4));
+  }
 }
 
 TEST(MemoryModel, OptimizerAndPrecisionBytes) {

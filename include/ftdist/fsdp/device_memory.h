@@ -30,5 +30,11 @@ void watch_device_out_of_memory(at::Device device);
 // Hands the pinned host memory PyTorch keeps cached for reuse back to the system (after loading,
 // whose staging buffer would otherwise stay pinned for the whole run). No-op without CUDA.
 void empty_pinned_host_cache();
+// A flat host tensor of `numel` elements for the runtime's long-lived host buffers (optimizer
+// offload). pinned (a CUDA runtime): page-locked with cudaHostRegister over exactly its pages, so
+// copies to and from the GPU run asynchronously, without the power-of-two rounding of PyTorch's
+// pinned allocator (whose cached blocks could double what the planner counts); unregistered and
+// freed with the tensor. Not pinned: an ordinary CPU tensor. Uninitialized either way.
+at::Tensor host_tensor(int64_t numel, at::ScalarType dtype, bool pinned);
 
 }  // namespace ftdist::fsdp

@@ -15,7 +15,8 @@
 //
 // The unit's gradient arrives as one flat tensor in the backward of the node (GatherFn) that
 // produced `full`, which reduce-scatters it into the grad shard: no full gradient is kept.
-// `prefetch` units are gathered at once: the next ones before the current unit's forward, the
+// With offload_optimizer, master and optimizer states live in host memory and the step runs there
+// (OptimizerOffload). `prefetch` units are gathered at once: the next ones before the current unit's forward, the
 // previous layers before a layer's backward. In `full` and `hybrid` gathered parameters live in
 // preallocated gather buffers (`prefetch` sized to the largest layer, one to the largest edge unit: the
 // planner's unsharded_params), taken at a gather and given back at reshard.
@@ -68,6 +69,11 @@ struct FsdpConfig {
   // reduces once (less communication, N times the gradient memory).
   bool no_sync = false;
   optim::OptimizerConfig optimizer;  // which optimizer and its hyperparameters
+  // Optimizer offload (docs/runtime.md#optimizer-offload): the master and the optimizer states of
+  // every unit live in host memory (pinned on a GPU) and the step runs on the host, one unit's
+  // update overlapping the next unit's gradient transfer; the device keeps the compute-dtype
+  // parameters and the gradient shards. On the CPU the same path runs (host buffers are the device's).
+  bool offload_optimizer = false;
   double max_grad_norm = 0;  // > 0: clip the global gradient norm to this
   // Compute the global gradient norm even without clipping, and skip the optimizer step when it is
   // not finite (clipping implies it).
@@ -102,6 +108,7 @@ struct StepResult {
 class FsdpUnit;
 struct UnitShared;
 class GatherBuffers;
+class OptimizerOffload;
 
 class FsdpModel {
  public:
@@ -177,6 +184,8 @@ class FsdpModel {
   std::unique_ptr<UnitShared> shared_;
   std::unique_ptr<GatherBuffers> layer_buffers_, edge_buffers_;  // full / hybrid over more than one rank
   std::vector<std::unique_ptr<FsdpUnit>> units_;
+  std::unique_ptr<OptimizerOffload> offload_;  // cfg_.offload_optimizer; destroyed (drained) before the units
+  void apply_steps(double lr);  // every unit's apply_step, then every unit's finish_step
   // Alive from a micro-batch's forward until its backward is done:
   model::ForwardContext ctx_;
   struct CheckpointArgs;

@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -74,6 +75,9 @@ class Optimizer {
   // master's device. Filled in place to resume.
   const std::vector<at::Tensor>& states() const { return states_; }
   uint64_t state_bytes() const;
+  // Moves the states, before the first step, into the tensors `make` returns for each (same shape,
+  // dtype and device; contents are copied over): optimizer offload puts them in pinned host memory.
+  void place_states(const std::function<at::Tensor(const at::Tensor&)>& make);
 
  protected:
   int64_t step_ = 0;

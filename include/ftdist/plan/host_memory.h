@@ -13,8 +13,8 @@
 //   staging    kLoadStagingBytes: on a GPU run, loading copies the rank's shards from the
 //              memory-mapped weight file to the device through one pinned buffer of this size;
 //              it lives while loading only. A CPU run reads straight into its shards (0).
-//   offloaded  MemoryBreakdown::host_bytes: with offload_optimizer, the master weights and the
-//              optimizer states, which live in host memory from loading on.
+//   offloaded  MemoryBreakdown::host.total(): with offload_optimizer, the master weights, the
+//              optimizer states and the offload staging slots, in host memory from loading on.
 //   GPU run:  load_peak = process + cuda_host + staging + offloaded
 //             steady    = process + cuda_host + offloaded
 //   CPU run (setup.host_device, the runtime's device is the CPU, so its device memory is host

@@ -41,9 +41,28 @@ constexpr int kNumMemCategories = 10;
 const char* mem_category_name(MemCategory c);
 const std::array<MemCategory, kNumMemCategories>& all_mem_categories();
 
+// Optimizer offload (RunSetup::offload_optimizer) keeps each rank's master and optimizer states in
+// host memory, and passes every unit's gradient shard down and its new parameters up through
+// kOffloadSlots staging slots, each sized to the largest unit's shard: the gradient (the dtype the
+// optimizer reads, step_grad_bytes()) and, in bf16-mixed, the bf16 parameters converted from the
+// fp32 master (in fp32 and bf16-pure the master goes up as it is). Two slots: one unit's gradient
+// comes down while the host updates the previous one.
+constexpr int kOffloadSlots = 2;
+struct OffloadHostBytes {
+  uint64_t master = 0;     // fp32 (bf16 in bf16-pure), over the rank's state elements
+  uint64_t optimizer = 0;  // the optimizer's states
+  uint64_t staging = 0;    // kOffloadSlots x largest state length x (gradient + bf16-mixed parameter bytes)
+  uint64_t total() const { return master + optimizer + staging; }
+};
+// Bytes per element of the offloaded master: 4, or 2 in bf16-pure (whose master is bf16).
+int offload_master_bytes(Precision p);
+// Bytes per element of the gradient the optimizer step reads: the gradient shard's dtype in the
+// sharded stages (grad_accum_dtype; 2 in bf16-pure, 4 in fp32), the reduce dtype in `optimizer` and `none`.
+int step_grad_bytes(const RunSetup& s);
+
 struct MemoryBreakdown {
   std::array<uint64_t, kNumMemCategories> bytes{};
-  uint64_t host_bytes = 0;  // with --offload: master + optimizer states in host memory
+  OffloadHostBytes host;  // with offload: what lives in host memory instead (0 otherwise)
   // The input of the largest gradient reduction (a whole unit's gradient, reduce dtype; 0 on one
   // rank): what a CPU runtime's MPI library copies into its own buffers (plan/host_memory.h).
   uint64_t largest_reduction_bytes = 0;
