@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <sstream>
+#include <utility>
 
 #include "ftdist/core/bytes.h"
 #include "ftdist/fsdp/device_memory.h"
@@ -57,6 +58,16 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
                   format_bytes(double(planned[c])).c_str(), got.c_str());
     os << line;
   }
+  if (planned.host.total() || measured.host.total()) {  // optimizer offload: what lives in host memory instead
+    const std::pair<const char*, uint64_t plan::OffloadHostBytes::*> rows[] = {
+        {"host: master", &plan::OffloadHostBytes::master}, {"host: optimizer", &plan::OffloadHostBytes::optimizer},
+        {"host: staging", &plan::OffloadHostBytes::staging}};
+    for (const auto& [name, field] : rows) {
+      std::snprintf(line, sizeof(line), "%-18s %16s %22s\n", name, format_bytes(double(planned.host.*field)).c_str(),
+                    format_bytes(double(measured.host.*field)).c_str());
+      os << line;
+    }
+  }
   std::snprintf(line, sizeof(line), "%-18s %16s %22s  (what forward leaves for backward)\n", "saved activations",
                 format_bytes(plan::saved_activation_bytes(spec, setup)).c_str(),
                 last.activation_bytes ? format_bytes(double(last.activation_bytes)).c_str() : "-");
@@ -65,7 +76,7 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
   if (device_memory_measured(device)) {
     const plan::MemoryBreakdown& p = planned;
     std::snprintf(line, sizeof(line), "%-18s %16s %22s  (peak of every tensor allocation; planned: all but overhead)\n",
-                  "allocated", format_bytes(double(p.total() - p[plan::MemCategory::overhead])).c_str(),
+                  "allocated", format_bytes(double(p.budgeted(setup.host_device) - p[plan::MemCategory::overhead])).c_str(),
                   format_bytes(double(device_memory_peak(device))).c_str());
     os << line;
   }
@@ -73,7 +84,7 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
   // context and NCCL, the planner's overhead, come on top, and "device used" shows them), on the
   // CPU the process's peak resident memory.
   const bool gpu = device.is_cuda();
-  std::snprintf(line, sizeof(line), "%-18s %16s %22s  (%s)\n", "total", format_bytes(double(planned.total())).c_str(),
+  std::snprintf(line, sizeof(line), "%-18s %16s %22s  (%s)\n", "total", format_bytes(double(planned.budgeted(setup.host_device))).c_str(),
                 format_bytes(double(gpu ? device_memory_reserved_peak(device) : process_peak_rss_bytes())).c_str(),
                 gpu ? "caching allocator's peak pool (reserved), without the CUDA context" : "process peak RSS, all memory");
   os << line;

@@ -5,6 +5,7 @@
 #include <map>
 #include <tuple>
 #include <sstream>
+#include <utility>
 
 #include "ftdist/core/bytes.h"
 
@@ -188,6 +189,19 @@ void memory_section(std::ostringstream& os, const PlanReport& r, int focus) {
     for (auto& col : cols) {
       std::snprintf(line, sizeof(line), " %24s", gib(res.candidates[col.second].memory.total()).c_str());
       os << line;
+    }
+    if (req.base.offload_optimizer) {  // not on the GPU: what lives in each rank's host memory instead
+      const std::pair<const char*, uint64_t OffloadHostBytes::*> rows[] = {
+          {"host: master", &OffloadHostBytes::master}, {"host: optimizer", &OffloadHostBytes::optimizer},
+          {"host: staging", &OffloadHostBytes::staging}};
+      for (const auto& [name, field] : rows) {
+        std::snprintf(line, sizeof(line), "\n  %-18s", name);
+        os << line;
+        for (auto& col : cols) {
+          std::snprintf(line, sizeof(line), " %24s", gib(res.candidates[col.second].memory.host.*field).c_str());
+          os << line;
+        }
+      }
     }
     os << "\n  " << std::string(18, ' ');
     for (auto& col : cols) {

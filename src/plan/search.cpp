@@ -146,12 +146,12 @@ PlanResult search(const PlanRequest& req) {
             }
             c.memory = estimate_memory(req.model, c.setup);
             c.host = estimate_host_memory(c.memory, c.setup, ranks_per_node(c, hw));
-            c.fits = c.memory.total() <= c.usable_bytes;
+            c.fits = c.memory.budgeted(c.setup.host_device) <= c.usable_bytes;
             Workload w{req.total_tokens, c.grad_accum};
             c.time = estimate_time(req.model, c.setup, hwm, w);
             if (!c.fits) {
               char buf[200];
-              std::snprintf(buf, sizeof(buf), "needs %s per GPU; limit %s (%s - %.0f%% headroom)", gib(c.memory.total()).c_str(),
+              std::snprintf(buf, sizeof(buf), "needs %s per GPU; limit %s (%s - %.0f%% headroom)", gib(c.memory.budgeted(c.setup.host_device)).c_str(),
                             gib(c.usable_bytes).c_str(), gib(c.gpu_memory_bytes).c_str(), req.headroom * 100);
               c.rejected_because = buf;
             }

@@ -137,11 +137,11 @@ std::string recommendation(const RunConfig& c, const plan::ModelSpec& spec, int 
 void FitCheck::check_plan() const {
   if (budget.bytes == 0) return;
   const plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
-  if (planned.total() <= budget.bytes) return;
+  if (planned.budgeted(setup.host_device) <= budget.bytes) return;
   // The category at which the planned bytes, taken in the order the runtime allocates them, pass
   // the budget: the one that does not fit.
   using plan::MemCategory;
-  uint64_t sum = 0;
+  uint64_t sum = setup.host_device ? planned.host.total() : 0;  // offloaded on the CPU: the same memory
   MemCategory over = MemCategory::overhead;
   for (MemCategory cat : {MemCategory::params_sharded, MemCategory::master, MemCategory::optimizer, MemCategory::grads_sharded,
                           MemCategory::unsharded_params, MemCategory::unsharded_grads, MemCategory::comm_buffers,
@@ -154,7 +154,9 @@ void FitCheck::check_plan() const {
   }
   std::ostringstream os;
   os << "with " << describe(setup) << " on " << world << " rank(s) the plan needs "
-     << format_bytes(double(planned.total())) << " per rank, available " << format_bytes(double(budget.bytes)) << " ("
+     << format_bytes(double(planned.budgeted(setup.host_device))) << " per rank"
+     << (setup.host_device && planned.host.total() ? " (" + format_bytes(double(planned.host.total())) + " of it offloaded master, optimizer states and staging)" : "")
+     << ", available " << format_bytes(double(budget.bytes)) << " ("
      << budget.source << "); " << plan::mem_category_name(over) << " (" << format_bytes(double(planned[over]))
      << ") is the category that does not fit (" << format_bytes(double(sum - planned[over])) << " planned before it). "
      << recommendation(config, spec, world, global_batch, budget);

@@ -196,6 +196,16 @@ const std::vector<Key>& keys() {
             "Activation checkpointing: full keeps only each decoder layer's input and recomputes the layer in backward."),
       integer("parallel", "prefetch", &C::prefetch, 1, 8, "Units gathered at once: the one computing plus those gathered ahead of it (1..8)."),
       flag("parallel", "no_sync", &C::no_sync, "Gradient accumulation: keep each unit's unsharded gradient until the step's last micro-batch and reduce once (fewer collectives, more memory)."),
+      {"parallel", "offload", "choice", "none | optimizer",
+       "optimizer: keep the fp32 master weights and the optimizer states in host memory (pinned on a GPU) and run the "
+       "optimizer step on the host (ZeRO-Offload): the device keeps only parameters, gradients and activations. "
+       "ftdist plan --offload prices it.",
+       [](const toml::table& t, C& c, const std::string& where) {
+         const std::string v = toml_get<std::string>(t, "offload", where);
+         FT_CHECK_ARG(v == "none" || v == "optimizer", where << ": \"offload\" must be \"none\" or \"optimizer\", got \"" << v << "\"");
+         c.offload_optimizer = v == "optimizer";
+       },
+       [](const C& c) { return nlohmann::ordered_json(c.offload_optimizer ? "optimizer" : "none"); }},
       flag("parallel", "auto", &C::auto_parallel, "Let the planner choose shard, micro_batch and checkpointing for the launched world size and memory budget."),
       {"parallel", "memory_limit", "bytes", "", "Bytes each rank must fit into, as a number or \"24GiB\" (0: the GPU's memory; on the CPU MemAvailable / ranks on the node).",
        read_memory_limit, [](const C& c) { return nlohmann::ordered_json(c.memory_limit); }},
@@ -358,6 +368,7 @@ fsdp::FsdpConfig fsdp_config(const RunConfig& c) {
   fc.prefetch = int(c.prefetch);
   fc.shard_group = int(c.shard_group);
   fc.no_sync = c.no_sync;
+  fc.offload_optimizer = c.offload_optimizer;
   fc.optimizer.kind = c.optimizer;
   fc.optimizer.adamw = {c.beta1, c.beta2, c.eps, c.weight_decay};
   fc.optimizer.sgd = {c.momentum, c.weight_decay};

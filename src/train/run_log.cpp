@@ -77,7 +77,8 @@ void log_probe(const plan::ModelSpec& spec, const plan::RunSetup& setup, const M
   for (plan::MemCategory cat : plan::all_mem_categories())
     if (planned[cat] > 0) parts += std::string(parts.empty() ? "" : ", ") + plan::mem_category_name(cat) + " " + format_bytes(double(planned[cat]));
   FT_LOG_INFO("memory probe: a step fits, peak " << format_bytes(double(fsdp::device_memory_peak(device))) << " allocated per rank on " << device << " (planned "
-              << format_bytes(double(planned.total())) << ": " << parts << "; available "
+              << format_bytes(double(planned.budgeted(setup.host_device))) << ": " << parts
+              << (planned.host.total() ? ", offloaded to host " + format_bytes(double(planned.host.total())) : std::string()) << "; available "
               << (budget.bytes ? format_bytes(double(budget.bytes)) + ", " + budget.source : "unknown") << ")");
 }
 
@@ -89,11 +90,13 @@ void report_memory_since_start(const RunConfig& c, const plan::ModelSpec& spec, 
   const plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
   const plan::HostMemory host = plan::estimate_host_memory(spec, setup, per_node);
   const int64_t rss = peaks[0].item<int64_t>(), allocated = peaks[1].item<int64_t>();
-  const uint64_t planned_allocated = planned.total() - planned[plan::MemCategory::overhead];
+  // (on the CPU the offloaded host buffers are allocated from the same counted memory)
+  const uint64_t planned_allocated = planned.budgeted(setup.host_device) - planned[plan::MemCategory::overhead];
   nlohmann::ordered_json j = {
       {"ranks", world.size()},
       {"ranks_per_node", per_node},
-      {"planned_per_rank", {{"allocated_bytes", planned_allocated}, {"total_bytes", planned.total()},
+      {"planned_per_rank", {{"allocated_bytes", planned_allocated}, {"total_bytes", planned.budgeted(setup.host_device)},
+                            {"offloaded_host_bytes", planned.host.total()},
                             {"host_load_peak_bytes", host.load_peak}, {"host_steady_bytes", host.steady}}},
       {"measured_largest_rank", {{"peak_rss_bytes", rss},
                                  {"allocated_peak_bytes", setup.host_device ? nlohmann::ordered_json(allocated) : nlohmann::ordered_json(nullptr)}}}};

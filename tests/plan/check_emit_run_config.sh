@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # check_emit_run_config.sh FTDIST MPIRUN WORKDIR: `ftdist plan --emit mpirun` for the bundled tiny
 # model writes a run.toml that `ftdist train` accepts once data.train is set, and the run uses the
-# planned stage, micro-batch, ranks and optimizer (8-bit AdamW here). --emit refuses what the trainer cannot run, and a run.toml
+# planned stage, micro-batch, ranks and optimizer (8-bit AdamW here). An --offload plan's run.toml offloads; --emit refuses a run.toml
 # it did not write.
 set -u
 ftdist=$1 mpirun=$2 work=$3
@@ -24,9 +24,16 @@ meta="$work/run/checkpoints/$(cat "$work/run/checkpoints/latest")/meta.json"
 [ "$(python3 -c "import json;print(json.load(open('$meta'))['stage'])")" = "$shard" ] || fail "checkpoint stage"
 [ "$(python3 -c "import json;print(json.load(open('$meta'))['optimizer']['name'])")" = "adamw-8bit" ] || fail "checkpoint optimizer"
 grep -q '^optimizer = "adamw-8bit"' "$work/emit/run.toml" || fail "run.toml does not name the planned optimizer"
-# What the trainer cannot run is refused, and a run.toml --emit did not write is kept.
-"${plan[@]}" --offload --emit mpirun --emit-dir "$work/emit" >"$work/offload.log" 2>&1 && fail "--offload was emitted"
-grep -q "cannot offload the optimizer yet" "$work/offload.log" || fail "no reason for refusing --offload"
+# A plan with the optimizer offloaded hands over a run.toml that offloads, and the trainer runs it so.
+mkdir -p "$work/emit-off"
+"${plan[@]}" --offload --gpus 2 --emit mpirun --emit-dir "$work/emit-off" >"$work/offload.log" 2>&1 || { tail -5 "$work/offload.log"; fail "plan --offload --emit"; }
+grep -q '^offload = "optimizer"' "$work/emit-off/run.toml" || fail "run.toml of an --offload plan does not offload"
+np_off=$(grep '^# planned:' "$work/emit-off/run.toml" | sed -nE 's/.*on ([0-9]+) x .*/\1/p')
+"$mpirun" -np "$np_off" "$ftdist" train --config "$work/emit-off/run.toml" --set data.train=examples/tiny/corpus.jsonl \
+  --set output.dir="$work/run-off" --set train.steps=3 >"$work/train-off.log" 2>&1 || { tail -5 "$work/train-off.log"; fail "train from the offloaded run.toml"; }
+grep -q "offloaded to host memory" "$work/train-off.log" || fail "the trainer did not offload"
+grep -qE "^host: master +[0-9.]+ [KMG]i?B +[0-9.]+ [KMG]i?B" "$work/train-off.log" || fail "no host rows in the memory table"
+# A run.toml --emit did not write is kept.
 mkdir -p "$work/mine" && echo "mine" >"$work/mine/run.toml"
 "${plan[@]}" --emit mpirun --emit-dir "$work/mine" >"$work/mine.log" 2>&1 && fail "overwrote a run.toml it did not write"
 [ "$(cat "$work/mine/run.toml")" = "mine" ] || fail "run.toml was changed"

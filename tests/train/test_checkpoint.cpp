@@ -46,9 +46,11 @@ std::string shared_dir(comm::Communicator& world, const std::string& name) {
   return dir;
 }
 
-fsdp::FsdpConfig config(plan::Stage stage, int shard_group = 0, plan::OptimizerKind opt = plan::OptimizerKind::AdamW) {
+fsdp::FsdpConfig config(plan::Stage stage, int shard_group = 0, plan::OptimizerKind opt = plan::OptimizerKind::AdamW,
+                        bool offload = false) {
   fsdp::FsdpConfig c;
   c.stage = stage;
+  c.offload_optimizer = offload;
   c.shard_group = shard_group;
   c.optimizer.kind = opt;
   c.optimizer.adamw.weight_decay = 0.1;
@@ -93,6 +95,7 @@ struct Side {
   plan::Stage stage;
   int shard_group = 0;
   plan::OptimizerKind opt = plan::OptimizerKind::AdamW;
+  bool offload = false;  // master and optimizer states in host memory
 };
 
 // Trains `steps` steps on the first `save.ranks` ranks and checkpoints; then the first `load.ranks`
@@ -109,7 +112,7 @@ void reshard_case(const Side& save, const Side& load, bool tied, const std::stri
     if (world->rank() < save.ranks) {
       model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
       randomize(m, 42);
-      fsdp::FsdpModel f(m, *group, config(save.stage, save.shard_group, save.opt));
+      fsdp::FsdpModel f(m, *group, config(save.stage, save.shard_group, save.opt, save.offload));
       for (int s = 0; s < 2; ++s) f.train_step({batch(s, group->rank(), spec.vocab)}, 1e-2);
       saved = gather_all(f);
       saved_steps = f.optimizer_steps();
@@ -125,7 +128,7 @@ void reshard_case(const Side& save, const Side& load, bool tied, const std::stri
   EXPECT_EQ(ckpt.meta().world_size, save.ranks);
   model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
   randomize(m, 7);  // different weights: everything must come from the checkpoint
-  fsdp::FsdpModel f(m, *group, config(load.stage, load.shard_group, load.opt));
+  fsdp::FsdpModel f(m, *group, config(load.stage, load.shard_group, load.opt, load.offload));
   f.load_state(ckpt);
   States loaded = gather_all(f);
   EXPECT_EQ(f.optimizer_steps(), 2);
@@ -162,16 +165,26 @@ TEST(Reshard, SgdThreeGradOpToTwoFull) {
   reshard_case({3, plan::Stage::GradOp, 0, sgd}, {2, plan::Stage::Full, 0, sgd}, false, "sgd");
 }
 
+// Optimizer offload keeps the same states in host memory: its checkpoints are any run's, both ways.
+TEST(Reshard, OffloadedFourFullToTwoOptimizer) {
+  const auto a = plan::OptimizerKind::AdamW;
+  reshard_case({4, plan::Stage::Full, 0, a, true}, {2, plan::Stage::Optimizer, 0, a, false}, false, "offload-4to2");
+}
+TEST(Reshard, EightBitTwoGradOpToThreeOffloadedUnsharded) {
+  const auto q = plan::OptimizerKind::AdamW8bit;
+  reshard_case({2, plan::Stage::GradOp, 0, q, false}, {3, plan::Stage::None, 0, q, true}, true, "offload-2to3");
+}
+
 // A resumed optimizer continues exactly: save after 2 steps, load into a fresh model on the same
 // ranks, and the next 2 steps give bit-identical losses and parameters; a checkpoint of another
 // optimizer is refused, naming both.
-void resume_case(plan::OptimizerKind opt, const std::string& name) {
+void resume_case(plan::OptimizerKind opt, const std::string& name, bool offload = false) {
   auto world = mpi_world();
   const std::string root = shared_dir(*world, name);
   const plan::ModelSpec spec = tiny_spec("qwen2");
   model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
   randomize(m, 3);
-  fsdp::FsdpModel a(m, *world, config(plan::Stage::Full, 0, opt));
+  fsdp::FsdpModel a(m, *world, config(plan::Stage::Full, 0, opt, offload));
   for (int s = 0; s < 2; ++s) a.train_step({batch(s, world->rank(), spec.vocab)}, 1e-2);
   save_step(root, 2, a, *world);
   std::vector<double> la;
@@ -179,7 +192,7 @@ void resume_case(plan::OptimizerKind opt, const std::string& name) {
 
   model::LlamaModel m2(spec, at::TensorOptions().dtype(at::kFloat));
   randomize(m2, 99);
-  fsdp::FsdpModel b(m2, *world, config(plan::Stage::Full, 0, opt));
+  fsdp::FsdpModel b(m2, *world, config(plan::Stage::Full, 0, opt, offload));
   const io::CheckpointReader ckpt(io::find_latest_checkpoint(root));
   b.load_state(ckpt);
   for (int s = 2; s < 4; ++s) EXPECT_EQ(b.train_step({batch(s, world->rank(), spec.vocab)}, 1e-2).loss, la[size_t(s - 2)]);
@@ -196,6 +209,7 @@ void resume_case(plan::OptimizerKind opt, const std::string& name) {
 TEST(Resume, ContinuesBitwise) { resume_case(plan::OptimizerKind::AdamW, "resume"); }
 TEST(Resume, EightBitContinuesBitwise) { resume_case(plan::OptimizerKind::AdamW8bit, "resume-8bit"); }
 TEST(Resume, SgdContinuesBitwise) { resume_case(plan::OptimizerKind::SgdMomentum, "resume-sgd"); }
+TEST(Resume, OffloadedContinuesBitwise) { resume_case(plan::OptimizerKind::AdamW, "resume-offload", true); }
 
 // Damage: every broken checkpoint is refused with the file named; keep-K and `latest` behave.
 TEST(Damage, ClearErrors) {

@@ -70,6 +70,9 @@ struct MemoryBreakdown {
   uint64_t& operator[](MemCategory c) { return bytes[static_cast<int>(c)]; }
   uint64_t total() const;
   uint64_t model_states() const;  // params_sharded + master + optimizer + grads_sharded
+  // What a rank's memory budget must hold: the device's categories, and on a CPU runtime (whose
+  // device memory is host memory, RunSetup::host_device) the offloaded host bytes as well.
+  uint64_t budgeted(bool host_device) const { return total() + (host_device ? host.total() : 0); }
 };
 
 struct UnitLayout {

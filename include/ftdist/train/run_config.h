@@ -55,6 +55,7 @@ struct RunConfig {
   plan::ActivationCheckpointing activation_checkpointing = plan::ActivationCheckpointing::None;  // key: checkpointing
   int64_t prefetch = 2;
   bool no_sync = false;
+  bool offload_optimizer = false;  // key: offload = "optimizer" (or "none")
   bool auto_parallel = false;  // key: auto
   uint64_t memory_limit = 0;   // bytes per rank; 0: the device's (see train/memory_fit.h)
   std::string gpu;
