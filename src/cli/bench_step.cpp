@@ -65,13 +65,14 @@ void add_bench_step_options(cxxopts::Options& options) {
       ("micro-batch", "sequences per rank per micro-batch", cxxopts::value<int64_t>()->default_value("2"))
       ("grad-accum", "micro-batches per step", cxxopts::value<int>()->default_value("1"))
       ("no-sync", "keep unsharded gradients until the last micro-batch")
+      ("offload", "master weights and optimizer states in host memory, the step on the host")
       ("seq-len", "tokens per sequence", cxxopts::value<int64_t>()->default_value("128"))
       ("steps", "timed steps", cxxopts::value<int>()->default_value("3"))
       ("warmup", "untimed steps first", cxxopts::value<int>()->default_value("1"))
       ("h,help", "this help");
 }
 
-// --shard, --shard-group, --precision, --reduce-dtype, --checkpointing, --prefetch, --no-sync.
+// --shard, --shard-group, --precision, --reduce-dtype, --checkpointing, --prefetch, --no-sync, --offload.
 fsdp::FsdpConfig runtime_options(const cxxopts::ParseResult& args) {
   fsdp::FsdpConfig cfg;
   cfg.stage = plan::stage_from_name(args["shard"].as<std::string>());
@@ -81,6 +82,7 @@ fsdp::FsdpConfig runtime_options(const cxxopts::ParseResult& args) {
   cfg.activation_checkpointing = plan::activation_checkpointing_from_name(args["checkpointing"].as<std::string>());
   cfg.prefetch = args["prefetch"].as<int>();
   cfg.no_sync = args.count("no-sync") > 0;
+  cfg.offload_optimizer = args.count("offload") > 0;
   return cfg;
 }
 

@@ -323,6 +323,7 @@ at::Tensor FsdpModel::forward_backward(const MicroBatch& mb, double divisor, int
   CategoryScope scope(plan::MemCategory::activations);  // the backward's gradients and workspace
   (sum / divisor).backward();
   shared_->retire_reduce();  // the last unit's reduce-scatter is done before anything reads a gradient
+  submit_retired_step(*shared_);
   // On a GPU: every collective of this backward finished (or timed out) before the host goes on to
   // anything that could wait on the compute stream (the next micro-batch's copies, a host read).
   sync_collectives();
@@ -377,12 +378,25 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
 
   for (auto& u : units_) u->zero_grad();
   at::Tensor loss_sum = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(cfg_.device));
+  // Offloaded, sharded and without a global norm, the last backward submits each unit's step once
+  // its gradient shard is reduced (hybrid all-reduces the shards across replicas first: after it).
+  const bool step_in_backward = offload_ && !cfg_.global_norm() && policy_.shard_params && !policy_.replicate_groups;
+  shared_->step_lr = lr;
   for (size_t i = 0; i < micro_batches.size(); ++i) {
     const MicroBatch& mb = micro_batches[i];
-    for (auto& u : units_) u->set_sync(i + 1 == micro_batches.size());
+    const bool last = i + 1 == micro_batches.size();
+    for (auto& u : units_) u->set_sync(last);
+    shared_->step_in_backward = step_in_backward && last;
     int64_t tokens = 0;
-    loss_sum += forward_backward(mb, double(total), &tokens).to(at::kDouble);  // read once, at the end
+    try {
+      loss_sum += forward_backward(mb, double(total), &tokens).to(at::kDouble);  // read once, at the end
+    } catch (...) {
+      shared_->step_in_backward = false;
+      shared_->reduced_for_step = nullptr;
+      throw;
+    }
   }
+  shared_->step_in_backward = false;
   StepResult r;
   r.tokens = total;
   r.activation_bytes = activation_bytes_;
@@ -404,7 +418,9 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
       for (auto& u : units_) u->zero_grad();  // the step is skipped; nothing of it carries over
     }
   } else {
+    for (auto& u : units_) r.steps_in_backward += u->step_submitted() ? 1 : 0;
     for (auto& u : units_) {
+      if (u->step_submitted()) continue;  // in backward already
       u->reduce_for_step();
       u->apply_step(lr);
     }

@@ -2,6 +2,8 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <utility>
+
 #include "ftdist/core/check.h"
 #include "ftdist/core/torch_compat.h"
 #include "ftdist/fsdp/memory_category.h"
@@ -221,16 +223,21 @@ void FsdpUnit::post_backward(const at::Tensor& grad) {
   // previous unit's backward; the one before (which has had this unit's backward to finish) is
   // retired first, so at most one reduce-scatter's input is held.
   shared_.retire_reduce();
+  submit_retired_step(shared_);  // the previous unit's gradient shard is complete: its step can start
   shared_.reduce_fence = shared_.streams.on_reduce_stream([&] {
     at::Tensor out = at::empty({shard_numel_}, g.options());
     shard_comm_.reduce_scatter(out, g, comm::ReduceOp::Sum);
     grad_ += out.to(accum_dtype_);
   });
   if (shared_.streams.gpu()) shared_.reduce_inputs = {g};  // (a view of grad when no conversion was needed)
+  // This unit steps once its reduce-scatter is retired. Not the root unit: with tied embeddings
+  // its gradient arrives twice in one backward; it is the last unit anyway, stepped after it.
+  if (shared_.step_in_backward && index != 0) shared_.reduced_for_step = this;
   reshard();  // its backward is done
 }
 
 void FsdpUnit::zero_grad() {
+  step_submitted_ = false;  // (a step that failed half-way leaves nothing pending for the next)
   if (grad_.defined()) grad_.zero_();
   if (full_grad_.defined()) full_grad_.zero_();
 }
@@ -275,7 +282,20 @@ void FsdpUnit::apply_step(double lr) {
   step_grad_ = at::Tensor();
 }
 
+void FsdpUnit::submit_step_in_backward() {
+  FT_CHECK(offloaded_ && sharded_ && !step_submitted_, ErrorKind::Internal,
+           "unit " << index << ": a step in backward needs an offloaded sharded unit, submitted once");
+  step_grad_ = grad_;
+  apply_step(shared_.step_lr);
+  step_submitted_ = true;
+}
+
+void submit_retired_step(UnitShared& shared) {
+  if (FsdpUnit* unit = std::exchange(shared.reduced_for_step, nullptr)) unit->submit_step_in_backward();
+}
+
 void FsdpUnit::finish_step() {
+  step_submitted_ = false;
   if (!offloaded_) return;
   offload_->wait(index);
   if (policy_.gather_after_step) shard_comm_.all_gather_into(full_, param_shard_);

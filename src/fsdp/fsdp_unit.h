@@ -34,6 +34,13 @@ struct UnitShared {
     reduce_fence.reset();
     reduce_inputs.clear();
   }
+  // Optimizer offload without a global norm: in the step's last backward each unit's step is
+  // submitted to the host as soon as its reduce-scatter is retired (submit_retired_step()), so the
+  // host updates it while the device runs the earlier units' backward. `step_in_backward` is set by
+  // FsdpModel::train_step for that backward only.
+  bool step_in_backward = false;
+  double step_lr = 0;
+  FsdpUnit* reduced_for_step = nullptr;  // the unit whose reduce-scatter is in flight, to step once retired
   // Loading to a GPU: (plan::kLoadStagingBytes) uint8, pinned host memory that shards pass through
   // on their way from the source to the device; made on first use, freed once the model is built.
   at::Tensor& load_staging() {
@@ -100,6 +107,9 @@ class FsdpUnit {
   // update one unit while the next one's gradient comes down.
   void apply_step(double lr);
   void finish_step();
+  // True from a step submitted in backward (UnitShared::step_in_backward) until finish_step().
+  bool step_submitted() const { return step_submitted_; }
+  void submit_step_in_backward();  // the gradient shard is reduced: submit its offloaded step now
   void discard_step_grad() { step_grad_ = at::Tensor(); }
   // Optimizer offload (cfg.offload_optimizer): master and optimizer states are host tensors, and the
   // steps go through `offload` (set once, after every unit exists; it sizes its slots from these).
@@ -145,6 +155,7 @@ class FsdpUnit {
   at::ScalarType reduce_;       // the gradient reductions' dtype (cfg.reduce_dtype)
   bool params_are_master_;     // fp32 and bf16-pure: no separate master copy (unless offloaded)
   bool offloaded_;             // cfg.offload_optimizer: master_ and the optimizer states are host tensors
+  bool step_submitted_ = false;
   OptimizerOffload* offload_ = nullptr;
   at::Tensor full_;        // (padded) compute dtype: the unsharded flat parameter's storage
   at::Tensor param_shard_; // (S) compute dtype [sharded and optimizer stages]
@@ -157,5 +168,9 @@ class FsdpUnit {
   bool sync_ = true;
   std::unique_ptr<optim::Optimizer> opt_;
 };
+
+// The retired reduce-scatter's unit, when its step was waiting for it (UnitShared::reduced_for_step):
+// its step is submitted now. Called right after UnitShared::retire_reduce().
+void submit_retired_step(UnitShared& shared);
 
 }  // namespace ftdist::fsdp

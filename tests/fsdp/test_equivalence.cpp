@@ -266,7 +266,11 @@ TEST(FsdpOffload, EveryStageMatchesTheDeviceStep) {
         for (int s = 0; s < kSteps; ++s) {
           std::vector<fsdp::MicroBatch> micro;
           for (int j = 0; j < v.accum; ++j) micro.push_back(batch(s, world->rank(), j, spec.vocab));
-          losses[offload].push_back(f.train_step(micro, kLr).loss);
+          const fsdp::StepResult r = f.train_step(micro, kLr);
+          losses[offload].push_back(r.loss);
+          // Without a global norm the sharded stages step every unit but the root in backward.
+          const bool in_backward = offload == 1 && v.clip == 0 && (stage == plan::Stage::Full || stage == plan::Stage::GradOp);
+          EXPECT_EQ(r.steps_in_backward, in_backward ? int64_t(f.num_units()) - 1 : 0) << "step " << s;
         }
         for (size_t u = 0; u < f.num_units(); ++u) params[offload].push_back(f.gather_master(u));
       }

@@ -103,6 +103,10 @@ struct StepResult {
   // With a global norm (clipping, skip_nonfinite): the reduced gradients kept for it beyond the
   // persistent buffers, all units together (the planner's comm_buffers in `optimizer` and `none`).
   int64_t held_grad_bytes = 0;
+  // Optimizer offload: units whose step the last backward submitted (updated on the host while the
+  // device ran the earlier units' backward): all but the root unit in `full` and `grad-op` without
+  // a global norm, else 0.
+  int64_t steps_in_backward = 0;
 };
 
 class FsdpUnit;

@@ -21,8 +21,8 @@ struct ModelSource {
 };
 // run.toml for candidate `c`: the model, sequence length, planned stage, micro-batch, global batch
 // (micro-batch x accumulation x GPUs), activation checkpointing, precision, reduction dtype,
-// prefetch and steps; data.train a placeholder to replace. Error(BadInput) for a setup ftdist
-// train cannot run (optimizer offload, 8-bit AdamW, SGD, Phi-3).
+// gradient accumulation dtype, prefetch, no_sync, optimizer offload, optimizer and steps;
+// data.train a placeholder to replace.
 std::string run_config_text(const PlanRequest& request, const Candidate& c, const ModelSource& model);
 
 constexpr const char* kEmittedMarker = "# written by ftdist plan";
