@@ -223,8 +223,8 @@ void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
 // --examples or --tokens, --epochs, --headroom, --mfu, --objective into `req`; the examples (0
 // when given as tokens).
 double read_workload(const cxxopts::ParseResult& args, PlanRequest& req) {
-  FT_CHECK_ARG(args.count("examples") + args.count("tokens") == 1,
-               "ftdist plan: give exactly one of --examples N (sequences of --seq-len) or --tokens N");
+  FT_CHECK_ARG(args.count("examples") + args.count("tokens") <= 1,
+               "ftdist plan: give one of --examples N (sequences of --seq-len) or --tokens N, not both");
   double epochs = args["epochs"].as<double>();
   FT_CHECK_ARG(epochs > 0 && epochs <= 1e6, "--epochs must be in (0, 1e6], got " << epochs);
   double examples = args.count("examples") ? parse_count(args["examples"].as<std::string>(), "--examples") : 0;
@@ -270,8 +270,8 @@ nlohmann::ordered_json plan_inputs(const PlanRequest& req, bool cluster, const s
           {"seq_len", s.seq_len},
           {"micro_batch", req.micro_batch ? json(*req.micro_batch) : json("auto")},
           {"global_batch", req.global_batch},
-          {"examples", examples},
-          {"tokens", req.total_tokens},
+          {"examples", req.total_tokens > 0 ? nlohmann::ordered_json(examples) : nlohmann::ordered_json(nullptr)},
+          {"tokens", req.total_tokens > 0 ? nlohmann::ordered_json(req.total_tokens) : nlohmann::ordered_json(nullptr)},
           {"epochs", req.epochs},
           {"shard", req.stage ? json(stage_name(*req.stage)) : json("auto")},
           {"precision", precision_name(s.precision)},
@@ -363,6 +363,7 @@ int plan_main(int argc, char** argv) {
   const double examples = read_workload(args, req);
   const std::string emit = args.count("emit") ? args["emit"].as<std::string>() : "";
   FT_CHECK_ARG(emit.empty() || emit == "slurm" || emit == "mpirun", "--emit: expected slurm or mpirun, got '" << emit << "'");
+  FT_CHECK_ARG(emit.empty() || req.total_tokens > 0, "--emit writes the planned number of steps: give the workload, --examples N or --tokens N");
 
   const PlanResult result = search(req);
   const std::vector<AlternativeRow> alts = alternatives(args, req, result);

@@ -71,6 +71,8 @@ nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c
   for (MemCategory cat : all_mem_categories()) mem[mem_category_name(cat)] = c.memory[cat];
   mem["total"] = c.memory.total();
   const HardwareOption& hw = req.hardware[c.hardware];
+  // The workload's totals, or null without a workload (rates only).
+  auto totals = [&](double v) { return req.total_tokens > 0 ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
   nlohmann::ordered_json j = {
       {"gpus", c.gpus},
       {"nodes", c.nodes},
@@ -91,11 +93,12 @@ nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c
       {"gpu_memory_bytes", c.gpu_memory_bytes},
       {"usable_memory_bytes", c.usable_bytes},
       {"fits", c.fits},
-      {"time", {{"step_s", c.time.step_s}, {"tokens_per_s", c.time.tokens_per_s}, {"total_s", c.time.total_s},
-                {"epoch_s", c.time.total_s / req.epochs},
-                {"steps", c.time.steps}, {"mfu", c.time.mfu}, {"exposed_comm_s_per_step", c.time.exposed_comm_s}}},
-      {"gpu_hours", c.time.gpu_hours},
-      {"cost_usd", c.time.cost_usd},
+      {"time", {{"step_s", c.time.step_s}, {"tokens_per_s", c.time.tokens_per_s}, {"total_s", totals(c.time.total_s)},
+                {"epoch_s", totals(c.time.total_s / req.epochs)},
+                {"steps", totals(double(c.time.steps))}, {"mfu", c.time.mfu}, {"exposed_comm_s_per_step", c.time.exposed_comm_s}}},
+      {"gpu_hours", totals(c.time.gpu_hours)},
+      {"cost_usd", totals(c.time.cost_usd)},
+      {"cost_per_mtok_usd", c.time.cost_per_mtok_usd},
   };
   if (!hw.node_type.empty()) j["node_type"] = hw.node_type;
   if (!c.rejected_because.empty()) j["rejected_because"] = c.rejected_because;
@@ -134,7 +137,10 @@ void header_section(std::ostringstream& os, const PlanRequest& req) {
   const ModelSpec& m = req.model;
   os << "ftdist plan: " << m.name << " (" << human_count(double(m.param_count())) << " parameters, " << m.layers
      << " layers, hidden " << m.hidden << ", vocab " << m.vocab << ")\n";
-  os << "workload: " << human_count(req.total_tokens) << " tokens at seq-len " << req.base.seq_len << "; "
+  if (req.total_tokens > 0) os << "workload: " << human_count(req.total_tokens) << " tokens at seq-len " << req.base.seq_len << "; ";
+  else os << "workload: none given (per-step time and $ per million tokens; --tokens or --examples for totals), seq-len "
+          << req.base.seq_len << "; ";
+  os
      << precision_name(req.base.precision) << ", " << optimizer_name(req.base.optimizer) << ", "
      << attention_name(req.base.attention) << " attention, reduce in " << float_type_name(req.base.reduce_dtype)
      << (req.base.offload_optimizer ? ", optimizer offloaded to host" : "") << "\n";
@@ -267,11 +273,12 @@ void candidates_section(std::ostringstream& os, const PlanReport& r, int focus) 
       continue;
     }
     std::string note = i == res.recommended ? "<- recommended" : c.rejected_because;
-    std::snprintf(line, sizeof(line), "  %-14s %5d %5d %-9s %4lld %5s %9s %6s %9.2f %11.0f %10s %10.2f  %s\n",
+    std::snprintf(line, sizeof(line), "  %-14s %5d %5d %-9s %4lld %5s %9s %6s %9.2f %11.0f %10s %10s  %s\n",
                   req.hardware[c.hardware].gpu.name.c_str(), c.gpus, c.nodes, stage_name(c.setup.stage),
                   static_cast<long long>(c.setup.micro_batch), activation_checkpointing_name(c.setup.activation_checkpointing),
                   gib(c.memory.total()).c_str(), c.fits ? "yes" : "no", c.time.step_s, c.time.tokens_per_s,
-                  hours(c.time.total_s).c_str(), c.time.cost_usd, note.c_str());
+                  req.total_tokens > 0 ? hours(c.time.total_s).c_str() : "-", req.total_tokens > 0 ? fmt("%.2f", c.time.cost_usd).c_str() : "-",
+                  note.c_str());
     os << line;
     ++shown;
   }
@@ -294,12 +301,18 @@ void recommendation_section(std::ostringstream& os, const PlanReport& r, int foc
     os << "\n";
     os << "  " << host_line(c) << "\n";
     os << "  step " << fmt("%.3f", c.time.step_s) << " s, " << fmt("%.0f", c.time.tokens_per_s) << " tokens/s ("
-       << fmt("%.0f", c.time.tokens_per_s / c.gpus) << " per GPU, MFU " << fmt("%.0f", c.time.mfu * 100) << "%), "
-       << c.time.steps << " steps; " << hours(c.time.total_s / req.epochs) << " per epoch, " << hours(c.time.total_s)
-       << " in total\n";
-    os << "  " << fmt("%.2f", c.time.gpu_hours) << " GPU-hours x $" << fmt("%.2f", hw.gpu.price_per_hour)
-       << " = $" << fmt("%.2f", c.time.cost_usd) << " (price is an assumption: edit " << r.catalog_origin
-       << " or the cluster file)\n";
+       << fmt("%.0f", c.time.tokens_per_s / c.gpus) << " per GPU, MFU " << fmt("%.0f", c.time.mfu * 100) << "%)";
+    if (req.total_tokens > 0) {
+      os << ", " << c.time.steps << " steps; " << hours(c.time.total_s / req.epochs) << " per epoch, " << hours(c.time.total_s)
+         << " in total\n";
+      os << "  " << fmt("%.2f", c.time.gpu_hours) << " GPU-hours x $" << fmt("%.2f", hw.gpu.price_per_hour)
+         << " = $" << fmt("%.2f", c.time.cost_usd) << " (price is an assumption: edit " << r.catalog_origin
+         << " or the cluster file)\n";
+    } else {
+      os << "\n  $" << fmt("%.2f", c.time.cost_per_mtok_usd) << " per million tokens at $" << fmt("%.2f", hw.gpu.price_per_hour)
+         << "/GPU-hour (price is an assumption: edit " << r.catalog_origin << " or the cluster file); no workload given: "
+         << "add --tokens N or --examples N for steps, time and cost\n";
+    }
     os << "  launch: " << r.launch_line << "\n";
   } else {
     os << "Nothing fits.\n";

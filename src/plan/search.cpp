@@ -74,12 +74,16 @@ std::string layout(Candidate& c, const HardwareOption& hw, const PlanRequest& re
   return "";
 }
 
-double objective_value(const Candidate& c, Objective o) { return o == Objective::Cost ? c.time.cost_usd : c.time.total_s; }
+// Cost and time of the workload, or without one (total tokens 0) per million tokens: the same order.
+double cost_of(const Candidate& c) { return c.time.steps > 0 ? c.time.cost_usd : c.time.cost_per_mtok_usd; }
+double time_of(const Candidate& c) { return c.time.steps > 0 ? c.time.total_s : 1e6 / c.time.tokens_per_s; }
+
+double objective_value(const Candidate& c, Objective o) { return o == Objective::Cost ? cost_of(c) : time_of(c); }
 
 bool better(const Candidate& a, const Candidate& b, Objective o) {
   auto key = [&](const Candidate& c) {
-    return o == Objective::Cost ? std::make_tuple(c.time.cost_usd, c.time.total_s, c.gpus)
-                                : std::make_tuple(c.time.total_s, c.time.cost_usd, c.gpus);
+    return o == Objective::Cost ? std::make_tuple(cost_of(c), time_of(c), c.gpus)
+                                : std::make_tuple(time_of(c), cost_of(c), c.gpus);
   };
   return key(a) < key(b);
 }
@@ -118,7 +122,7 @@ int ranks_per_node(const Candidate& c, const HardwareOption& option) {
 PlanResult search(const PlanRequest& req) {
   FT_CHECK_ARG(!req.hardware.empty(), "no hardware to plan for: give --gpu or --cluster");
   FT_CHECK_ARG(req.headroom >= 0 && req.headroom < 1, "--headroom must be in [0, 1), got " << req.headroom);
-  FT_CHECK_ARG(req.total_tokens > 0, "the workload has no tokens: give --examples or --tokens");
+  FT_CHECK_ARG(req.total_tokens >= 0, "the workload's tokens must be >= 0 (0: none, rates only)");
   if (req.mfu) FT_CHECK_ARG(*req.mfu > 0 && *req.mfu <= 1, "--mfu must be in (0, 1], got " << *req.mfu);
   PlanResult result;
   for (int h = 0; h < int(req.hardware.size()); ++h) {
@@ -185,9 +189,12 @@ PlanResult search(const PlanRequest& req) {
                       double(c.usable_bytes - c.memory.total()) / double(kGiB),
                       double(best.usable_bytes - best.memory.total()) / double(kGiB));
       else if (req.objective == Objective::Cost)
-        std::snprintf(buf, sizeof(buf), "fits, but costs $%.2f vs $%.2f", c.time.cost_usd, best.time.cost_usd);
-      else
+        std::snprintf(buf, sizeof(buf), req.total_tokens > 0 ? "fits, but costs $%.2f vs $%.2f" : "fits, but costs $%.4f vs $%.4f per million tokens",
+                      cost_of(c), cost_of(best));
+      else if (req.total_tokens > 0)
         std::snprintf(buf, sizeof(buf), "fits, but takes %.2f h vs %.2f h", c.time.total_s / 3600, best.time.total_s / 3600);
+      else
+        std::snprintf(buf, sizeof(buf), "fits, but makes %.0f vs %.0f tokens/s", c.time.tokens_per_s, best.time.tokens_per_s);
       c.rejected_because = buf;
     }
   }

@@ -146,6 +146,7 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
   t.total_s = double(t.steps) * t.step_s;
   t.gpu_hours = t.total_s / 3600.0 * gpus;
   t.cost_usd = t.gpu_hours * hw.price_per_gpu_hour;
+  t.cost_per_mtok_usd = t.step_s / 3600.0 * gpus * hw.price_per_gpu_hour / t.tokens_per_step * 1e6;
   if (explain) say("tokens/s = " + num(t.tokens_per_step) + " tokens/step / " + num(t.step_s) + " s = " + num(t.tokens_per_s) +
       " (MFU " + num(t.mfu) + "); " + std::to_string(t.steps) + " steps = " + num(t.total_s) + " s; GPU-hours = " +
       num(t.gpu_hours) + "; cost = " + num(t.gpu_hours) + " x $" + num(hw.price_per_gpu_hour) + " = $" + num(t.cost_usd));

@@ -32,7 +32,7 @@ struct Hardware {
 };
 
 struct Workload {
-  double total_tokens = 0;  // examples × seq_len × epochs (or tokens × epochs)
+  double total_tokens = 0;  // examples × seq_len × epochs (or tokens × epochs); 0: none (rates only)
   int64_t grad_accum = 1;   // micro-batches per optimizer step
 };
 
@@ -52,6 +52,8 @@ struct TimeEstimate {
   double total_s = 0;
   double gpu_hours = 0;
   double cost_usd = 0;
+  // Rates, with or without a workload (a plan without one has steps, totals and cost 0):
+  double cost_per_mtok_usd = 0;    // $ per million training tokens
 };
 
 // Model FLOPs per trained token (forward + backward, no recompute): 6·Ψm + 12·L·hq·keys.
