@@ -66,6 +66,7 @@ void add_bench_step_options(cxxopts::Options& options) {
       ("grad-accum", "micro-batches per step", cxxopts::value<int>()->default_value("1"))
       ("no-sync", "keep unsharded gradients until the last micro-batch")
       ("offload", "master weights and optimizer states in host memory, the step on the host")
+      ("timeline", "print the last step's measured memory per phase")
       ("seq-len", "tokens per sequence", cxxopts::value<int64_t>()->default_value("128"))
       ("steps", "timed steps", cxxopts::value<int>()->default_value("3"))
       ("warmup", "untimed steps first", cxxopts::value<int>()->default_value("1"))
@@ -158,6 +159,12 @@ int bench_step_main(int argc, char** argv) {
   if (world->rank() == 0) {
     const double tokens_per_s = double(mb * seq * accum * world->size()) * steps / total_s;
     std::printf("\n%s", fsdp::memory_report(spec, setup, f, last).c_str());
+    if (args.count("timeline")) {
+      std::printf("\n%-28s %14s\n", "phase (last step, rank 0)", "allocated");
+      for (const fsdp::StepPhase& p : last.phases)
+        std::printf("%-28s %14s%s\n", p.name.c_str(), format_bytes(double(p.peak_bytes)).c_str(),
+                    &p == last.peak_phase() ? "  <- peak" : "");
+    }
     std::printf("# mean %.3f s/step, %.0f tokens/s, %.1f TFLOP/s per rank achieved (%.3g FLOPs/token), MFU %s\n",
                 total_s / steps, tokens_per_s, flops_per_token * tokens_per_s / world->size() / 1e12, flops_per_token,
                 mfu_text(flops_per_token * tokens_per_s / world->size(), peak_tflops).c_str());

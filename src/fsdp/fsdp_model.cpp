@@ -152,6 +152,13 @@ FsdpModel::~FsdpModel() {
 
 size_t FsdpModel::num_units() const { return units_.size(); }
 
+const StepPhase* StepResult::peak_phase() const {
+  const StepPhase* best = nullptr;
+  for (const StepPhase& p : phases)
+    if (!best || p.peak_bytes > best->peak_bytes) best = &p;
+  return best;
+}
+
 at::Tensor FsdpModel::gather_state(size_t u, const std::string& state) { return units_.at(u)->gather_state(state); }
 
 FsdpModel::StateFiles FsdpModel::state_files() const {
@@ -265,6 +272,7 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
     }
   }
   post_forward(u);
+  shared_->phases.mark("forward of " + unit.name);
   return y;
 }
 
@@ -290,6 +298,7 @@ at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
                "a micro-batch needs input_ids and labels of the same (batch, seq) shape");
   checkpoint_args_.clear();  // the previous micro-batch's backward is done
   shared_->streams.capture_compute();
+  shared_->phases.start();
   const at::Tensor ids = mb.input_ids.to(cfg_.device), labels = mb.labels.to(cfg_.device);
   ctx_ = model_.context(ids.size(1));
   forward_start_bytes_ = device_memory_measured(cfg_.device) ? device_memory_current(cfg_.device) - allocated_gathered_now() : 0;
@@ -303,7 +312,9 @@ at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
     h = at::linear(normed, model_.lm_head_weight());
   }
   *tokens = model::counted_targets(mb.labels);  // the caller's labels (on the CPU: no wait for the device)
-  return model::causal_lm_loss_sum(h, labels);
+  at::Tensor loss = model::causal_lm_loss_sum(h, labels);
+  shared_->phases.mark("loss");
+  return loss;
 }
 
 StepResult FsdpModel::eval_sums(const MicroBatch& mb) {
@@ -355,6 +366,7 @@ StepResult FsdpModel::dry_run(const MicroBatch& mb) {
   r.peak_gathered_bytes = peak_gathered_;
   r.gather_buffer_overflows = gather_buffer_overflows();
   if (cfg_.global_norm()) r.held_grad_bytes = reduce_all_for_step();  // what the step holds for the norm
+  r.phases = shared_->phases.take();
   for (auto& u : units_) {
     u->discard_step_grad();
     u->zero_grad();
@@ -426,6 +438,8 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     }
     for (auto& u : units_) u->finish_step();
   }
+  shared_->phases.mark("optimizer step");
+  r.phases = shared_->phases.take();
   world_.all_reduce(loss_sum, comm::ReduceOp::Sum);
   sync_collectives();
   r.loss = loss_sum.item<double>() / double(total);

@@ -7,6 +7,7 @@
 #include "ftdist/core/check.h"
 #include "ftdist/core/torch_compat.h"
 #include "ftdist/fsdp/memory_category.h"
+#include "ftdist/fsdp/memory_counter.h"
 
 namespace ftdist::fsdp {
 namespace {
@@ -45,7 +46,7 @@ struct GatherFn : public torch::autograd::Function<GatherFn> {
 FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpec::Unit& spec,
                    comm::Communicator& shard_comm, comm::Communicator* replica_comm, const FsdpConfig& cfg,
                    UnitShared& shared, const io::WeightSource& init)
-    : index(index_), model_(model), shard_comm_(shard_comm), replica_comm_(replica_comm), cfg_(cfg), shared_(shared), policy_(plan::stage_policy(cfg.stage)) {
+    : index(index_), name(spec.name), model_(model), shard_comm_(shard_comm), replica_comm_(replica_comm), cfg_(cfg), shared_(shared), policy_(plan::stage_policy(cfg.stage)) {
   sharded_ = policy_.shard_params;
   compute_ = cfg.precision == plan::Precision::Fp32 ? at::kFloat : at::kBFloat16;
   // bf16-mixed keeps an fp32 master beside the bf16 parameters; in fp32 and bf16-pure the
@@ -122,6 +123,25 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
     opt_->place_states([](const at::Tensor& t) { return host_tensor(t.numel(), t.scalar_type(), true).view(t.sizes()); });
   model_.bind(index, full_);
   if (gather_) compat::release_storage(full_);  // memory comes with the first gather
+}
+
+void PhaseRecorder::start() {
+  phases_.clear();
+  if (device_.is_cpu() && CpuMemoryCounter::installed()) CpuMemoryCounter::install().reset_phase_peak();
+}
+
+void PhaseRecorder::mark(std::string name) {
+  int64_t bytes = 0;
+  if (device_.is_cpu()) {
+    if (CpuMemoryCounter::installed()) {
+      CpuMemoryCounter& counter = CpuMemoryCounter::install();
+      bytes = counter.phase_peak();
+      counter.reset_phase_peak();
+    }
+  } else {
+    bytes = device_memory_current(device_);
+  }
+  phases_.push_back({std::move(name), bytes});
 }
 
 void FsdpUnit::load_range(const io::WeightSource& init, int64_t begin, const at::Tensor& out) {
@@ -203,6 +223,7 @@ void FsdpUnit::post_backward(const at::Tensor& grad) {
                                                                   << " elements, expected " << padded_);
   if (!sharded_) {
     full_grad_ += grad.view({-1});
+    shared_.phases.mark("backward of " + name);
     return;
   }
   CategoryScope scope(plan::MemCategory::comm_buffers);  // the reduce-scatter's operands
@@ -212,6 +233,7 @@ void FsdpUnit::post_backward(const at::Tensor& grad) {
     unsharded_acc_ += grad.view({-1});
     if (!sync_) {  // not the last micro-batch: keep it, reduce later
       reshard();
+      shared_.phases.mark("backward of " + name);
       return;
     }
   }
@@ -234,6 +256,7 @@ void FsdpUnit::post_backward(const at::Tensor& grad) {
   // its gradient arrives twice in one backward; it is the last unit anyway, stepped after it.
   if (shared_.step_in_backward && index != 0) shared_.reduced_for_step = this;
   reshard();  // its backward is done
+  shared_.phases.mark("backward of " + name);
 }
 
 void FsdpUnit::zero_grad() {

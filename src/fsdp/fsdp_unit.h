@@ -21,11 +21,25 @@
 
 namespace ftdist::fsdp {
 
+// The step's timeline as measured (StepPhase): mark() closes the phase that just ran.
+class PhaseRecorder {
+ public:
+  explicit PhaseRecorder(at::Device device) : device_(device) {}
+  void start();  // a micro-batch's forward begins: the phases so far are dropped
+  void mark(std::string name);
+  std::vector<StepPhase> take() { return std::move(phases_); }
+
+ private:
+  at::Device device_;
+  std::vector<StepPhase> phases_;
+};
+
 // What the units of one FsdpModel share: the streams their collectives run on and the
 // reduce-scatter still reading its input on the reduce stream (GPU; see DeviceStreams).
 struct UnitShared {
-  explicit UnitShared(at::Device device) : streams(device) {}
+  explicit UnitShared(at::Device device) : streams(device), phases(device) {}
   DeviceStreams streams;
+  PhaseRecorder phases;
   DeviceStreams::Fence reduce_fence;
   std::vector<at::Tensor> reduce_inputs;  // kept alive until the compute stream waited for the fence
   // The compute stream waits for the last reduce-scatter; its inputs can then be freed.
@@ -66,6 +80,7 @@ class FsdpUnit {
            comm::Communicator* replica_comm, const FsdpConfig& cfg, UnitShared& shared, const io::WeightSource& init);
 
   const size_t index;
+  const std::string name;  // the unit's: embed, layers.i, head or root
   bool sharded() const { return sharded_; }
   // Bytes of unsharded parameters currently gathered (0 when released; the replica otherwise).
   int64_t gathered_bytes() const { return gather_ ? int64_t(full_.storage().nbytes()) : 0; }

@@ -83,7 +83,7 @@ class CountingAllocator final : public c10::Allocator {
 
 void CpuMemoryCounter::add(int64_t bytes) {
   int64_t now = current_.fetch_add(bytes) + bytes;
-  for (std::atomic<int64_t>* peak : {&peak_, &lifetime_peak_}) {
+  for (std::atomic<int64_t>* peak : {&peak_, &lifetime_peak_, &phase_peak_}) {
     int64_t seen = peak->load();
     while (now > seen && !peak->compare_exchange_weak(seen, now)) {
     }

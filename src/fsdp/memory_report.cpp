@@ -80,6 +80,11 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
                   format_bytes(double(device_memory_peak(device))).c_str());
     os << line;
   }
+  if (const StepPhase* peak = last.peak_phase(); peak && peak->peak_bytes > 0) {
+    std::snprintf(line, sizeof(line), "%-18s %16s %22s  (the step's phase with the most allocated: %s)\n", "peak phase", "-",
+                  format_bytes(double(peak->peak_bytes)).c_str(), peak->name.c_str());
+    os << line;
+  }
   // The whole: on a GPU the caching allocator's pool at its peak (what the device gave up; the CUDA
   // context and NCCL, the planner's overhead, come on top, and "device used" shows them), on the
   // CPU the process's peak resident memory.

@@ -133,3 +133,43 @@ TEST(FsdpMemory, GradOpGathersEveryUnitBesideItsShard) {
   s.seq_len = 12;
   EXPECT_EQ(r.peak_gathered_bytes, int64_t(plan::estimate_memory(spec, s)[plan::MemCategory::unsharded_params]));
 }
+
+// The step's measured timeline (StepResult::phases): every phase of the step in the order the
+// runtime runs it, and its largest phase is the step's peak allocation (the counting allocator's
+// peak over the same step) — so a phase boundary missed would show as a peak no phase holds.
+TEST(FsdpMemory, TimelinePhasesCoverTheStepAndHoldItsPeak) {
+  fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();
+  auto world = mpi_world();
+  for (bool tied : {false, true}) {
+    for (plan::Stage stage : {plan::Stage::Full, plan::Stage::GradOp, plan::Stage::Optimizer, plan::Stage::None}) {
+      for (plan::ActivationCheckpointing ck : {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::Full}) {
+        SCOPED_TRACE(std::string(plan::stage_name(stage)) + " ckpt " + plan::activation_checkpointing_name(ck) + (tied ? " tied" : ""));
+        const plan::ModelSpec spec = tiny_spec(tied ? "qwen2" : "llama", tied);
+        model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+        randomize(m, 3);
+        fsdp::FsdpConfig cfg;
+        cfg.stage = stage;
+        cfg.activation_checkpointing = ck;
+        cfg.max_grad_norm = 1.0;
+        fsdp::FsdpModel f(m, *world, cfg);
+        at::Tensor ids = at::randint(0, spec.vocab, {2, 16}, at::kLong);
+        counter.reset_peak();
+        const fsdp::StepResult r = f.train_step({{ids, ids}}, 1e-3);
+        const int64_t step_peak = counter.peak();
+
+        std::vector<std::string> want;
+        const auto units = spec.units();
+        for (const auto& u : units) want.push_back("forward of " + u.name);
+        want.push_back("loss");
+        if (tied) want.push_back("backward of " + units[0].name);  // the root's lm_head use comes back first
+        for (size_t k = units.size(); k-- > 0;) want.push_back("backward of " + units[k].name);
+        want.push_back("optimizer step");
+        std::vector<std::string> got;
+        for (const fsdp::StepPhase& p : r.phases) got.push_back(p.name);
+        EXPECT_EQ(got, want);
+        ASSERT_NE(r.peak_phase(), nullptr);
+        EXPECT_EQ(r.peak_phase()->peak_bytes, step_peak) << "peak in " << r.peak_phase()->name;
+      }
+    }
+  }
+}

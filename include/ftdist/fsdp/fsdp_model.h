@@ -36,6 +36,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "ftdist/comm/communicator.h"
@@ -88,6 +89,16 @@ struct MicroBatch {
   at::Tensor labels;     // (b, s) int64, -100 ignored
 };
 
+// One phase of a step as the runtime measured it, in the order it ran: the forward of each unit
+// (its gather included), the loss, the backward of each unit (ending with its gradient reduction),
+// the optimizer step. CPU with the counting allocator (CpuMemoryCounter): the most tensor bytes
+// allocated at any moment of the phase; GPU: the bytes allocated at its end; 0 where nothing is
+// measured. The planner's timeline has the same phases (plan/timeline.h).
+struct StepPhase {
+  std::string name;  // "forward of layers.3", "loss", "backward of head", "optimizer step", ...
+  int64_t peak_bytes = 0;
+};
+
 struct StepResult {
   double loss = 0;      // mean over every counted token of every rank and micro-batch
   int64_t tokens = 0;   // counted tokens, all ranks
@@ -107,6 +118,9 @@ struct StepResult {
   // device ran the earlier units' backward): all but the root unit in `full` and `grad-op` without
   // a global norm, else 0.
   int64_t steps_in_backward = 0;
+  // The last micro-batch's forward and backward, then the step (train_step; dry_run: no step).
+  std::vector<StepPhase> phases;
+  const StepPhase* peak_phase() const;  // the phase with the most bytes (nullptr when none)
 };
 
 class FsdpUnit;

@@ -20,6 +20,10 @@ class CpuMemoryCounter {
   void reset_peak() { peak_.store(current_.load()); }
   // The peak since installation (reset_peak() does not touch it): loading included.
   int64_t lifetime_peak() const { return lifetime_peak_.load(); }
+  // A third peak for the step's timeline (fsdp::StepPhase): reset at every phase boundary without
+  // touching peak() or lifetime_peak().
+  int64_t phase_peak() const { return phase_peak_.load(); }
+  void reset_phase_peak() { phase_peak_.store(current_.load()); }
   // A budget (bytes; 0: none): an allocation that would take current() past it throws
   // c10::OutOfMemoryError instead, as a GPU's allocator does at its capacity. The CPU stand-in
   // for a device's memory, so that running out can be shown and tested on CPU.
@@ -32,6 +36,7 @@ class CpuMemoryCounter {
   std::atomic<int64_t> current_{0};
   std::atomic<int64_t> peak_{0};
   std::atomic<int64_t> lifetime_peak_{0};
+  std::atomic<int64_t> phase_peak_{0};
   std::atomic<int64_t> limit_{0};
 };
 
