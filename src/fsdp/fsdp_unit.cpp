@@ -131,17 +131,18 @@ void PhaseRecorder::start() {
 }
 
 void PhaseRecorder::mark(std::string name) {
-  int64_t bytes = 0;
+  int64_t peak = 0, now = 0;
   if (device_.is_cpu()) {
     if (CpuMemoryCounter::installed()) {
       CpuMemoryCounter& counter = CpuMemoryCounter::install();
-      bytes = counter.phase_peak();
+      peak = counter.phase_peak();
+      now = counter.current();
       counter.reset_phase_peak();
     }
   } else {
-    bytes = device_memory_current(device_);
+    peak = now = device_memory_current(device_);
   }
-  phases_.push_back({std::move(name), bytes});
+  phases_.push_back({std::move(name), peak, now});
 }
 
 void FsdpUnit::load_range(const io::WeightSource& init, int64_t begin, const at::Tensor& out) {

@@ -173,3 +173,77 @@ TEST(FsdpMemory, TimelinePhasesCoverTheStepAndHoldItsPeak) {
     }
   }
 }
+
+#include "ftdist/fsdp/memory_report.h"
+#include "ftdist/plan/timeline.h"
+
+// The planner's step timeline (plan/timeline.h) against the runtime's measured one: the planned
+// peak (the largest phase, without overhead) within 7 % of the counting allocator's peak over the
+// step, for every stage, checkpointing, precision, micro-batch and accumulation here, on 1, 2 and 4
+// ranks; the worst is printed. (The target is 3 %: docs/planner.md#the-step-timeline says where it
+// is not met yet.) FTDIST_TIMELINE_DETAIL=1 prints every phase planned and measured.
+TEST(FsdpMemory, TimelineMatchesThePlanner) {
+  fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();
+  auto world = mpi_world();
+  plan::ModelSpec spec = grouped_attention_spec(0, 64, 176, 97);
+  double worst = 0;
+  std::string worst_case;
+  for (plan::Stage stage : {plan::Stage::Full, plan::Stage::GradOp, plan::Stage::Optimizer, plan::Stage::None}) {
+    for (plan::ActivationCheckpointing ck : {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::Full}) {
+      for (plan::Precision precision : {plan::Precision::Fp32, plan::Precision::Bf16Mixed}) {
+        for (int64_t mb : {1, 4}) {
+          for (int accum : {1, 3}) {
+            const std::string name = std::string(plan::stage_name(stage)) + " ckpt " + plan::activation_checkpointing_name(ck) + " " +
+                                     plan::precision_name(precision) + " mb " + std::to_string(mb) + " accum " + std::to_string(accum);
+            SCOPED_TRACE(name);
+            model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
+            randomize(m, 3);
+            fsdp::FsdpConfig cfg;
+            cfg.stage = stage;
+            cfg.activation_checkpointing = ck;
+            cfg.precision = precision;
+            cfg.max_grad_norm = 1.0;
+            fsdp::FsdpModel f(m, *world, cfg);
+            const int64_t seq = 32;
+            std::vector<fsdp::MicroBatch> micro;
+            for (int j = 0; j < accum; ++j) {
+              at::Tensor ids = at::randint(0, spec.vocab, {mb, seq}, at::kLong);
+              micro.push_back({ids, ids});
+            }
+            f.train_step(micro, 1e-3);  // the first step makes what later steps keep
+            counter.reset_peak();
+            const int64_t before = counter.current();
+            const fsdp::StepResult r = f.train_step(micro, 1e-3);
+            if (getenv("FTDIST_TIMELINE_DETAIL") && world->rank() == 0)
+              std::printf("  current before the step %lld, after %lld, persistent %llu\n", static_cast<long long>(before),
+                          static_cast<long long>(counter.current()), static_cast<unsigned long long>(f.persistent_bytes().total()));
+            const plan::RunSetup s = fsdp::planned_setup(cfg, world->size(), mb, seq, plan::Attention::Eager);
+            const plan::StepTimeline planned = plan::step_timeline(spec, s);
+            const int64_t measured_peak = counter.peak();
+            const auto& pp = planned.peak_phase();
+            const double planned_peak = double(pp.alive.total() - pp.alive[plan::MemCategory::overhead]);
+            const double err = planned_peak / double(measured_peak) - 1;
+            if (std::abs(err) > std::abs(worst)) worst = err, worst_case = name;
+            EXPECT_LE(std::abs(err), 0.07) << "planned peak " << planned_peak << " in " << pp.name << ", measured " << measured_peak
+                                            << " in " << r.peak_phase()->name;
+            EXPECT_EQ(planned.phases.size(), r.phases.size()) << "the planner's phases are the runtime's";
+            for (size_t k = 0; k < std::min(planned.phases.size(), r.phases.size()); ++k)
+              EXPECT_EQ(planned.phases[k].name, r.phases[k].name);
+            if (world->rank() == 0) {
+              std::printf("%-48s planned %9.0f (%s) measured %9lld (%s) %+.2f%%\n", name.c_str(), planned_peak, pp.name.c_str(),
+                          static_cast<long long>(measured_peak), r.peak_phase()->name.c_str(), 100 * err);
+              if (getenv("FTDIST_TIMELINE_DETAIL"))
+                for (size_t k = 0; k < r.phases.size(); ++k) {
+                  const plan::TimelinePhase* q = k < planned.phases.size() ? &planned.phases[k] : nullptr;
+                  std::printf("    %-24s measured %9lld (end %9lld)  planned %9.0f %s\n", r.phases[k].name.c_str(),
+                              static_cast<long long>(r.phases[k].peak_bytes), static_cast<long long>(r.phases[k].end_bytes),
+                              q ? double(q->alive.total() - q->alive[plan::MemCategory::overhead]) : 0.0, q ? q->name.c_str() : "");
+                }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (world->rank() == 0) std::printf("worst planned-vs-measured peak: %+.2f%% (%s)\n", 100 * worst, worst_case.c_str());
+}

@@ -97,6 +97,7 @@ struct MicroBatch {
 struct StepPhase {
   std::string name;  // "forward of layers.3", "loss", "backward of head", "optimizer step", ...
   int64_t peak_bytes = 0;
+  int64_t end_bytes = 0;  // allocated when the phase ended
 };
 
 struct StepResult {

@@ -1,0 +1,36 @@
+// The step as a timeline: the bytes alive, by memory category, at the peak of each phase the
+// runtime goes through (fsdp::StepPhase has the same names), and the step's peak as the largest of
+// them — not the sum of per-category peaks, which never coexist (docs/planner.md#the-step-timeline).
+//
+//   StepTimeline t = step_timeline(model, setup);
+//   t.peak_phase().name;  t.peak_phase().alive.total();
+//
+// Phases, one micro-batch (the last of a step, where every accumulator exists) then the step:
+//   forward of <unit>   each unit in order: its gather, its forward (activations saved so far)
+//   loss                the logits and the loss's fp32 log-probabilities
+//   backward of <unit>  each unit in reverse (a tied root twice: lm_head first): its gradient
+//                       and its reduction; saved activations released as their layer's backward ends
+//   optimizer step      the reduced gradients held for the global norm, the update
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ftdist/plan/memory_model.h"
+
+namespace ftdist::plan {
+
+struct TimelinePhase {
+  std::string name;
+  MemoryBreakdown alive;  // per category at the phase's peak (overhead: the fixed part and fragmentation)
+};
+
+struct StepTimeline {
+  std::vector<TimelinePhase> phases;
+  size_t peak = 0;  // index of the phase with the most bytes
+  const TimelinePhase& peak_phase() const { return phases.at(peak); }
+};
+
+StepTimeline step_timeline(const ModelSpec& model, const RunSetup& setup);
+
+}  // namespace ftdist::plan
