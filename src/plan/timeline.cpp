@@ -132,26 +132,42 @@ StepTimeline step_timeline(const ModelSpec& m, const RunSetup& s) {
       // Its own backward peaks in the MLP's: the gradients of the gate and up outputs (workspace) and
       // the down projection's weight gradient, over its saved tensors (recomputed when checkpointed)
       // or, where the unit's gradient is larger, over the gradient being assembled at its end.
-      const double own = ckpt ? hidden + per_layer_all : layer_saved;
-      const double mlp = workspace + tokens * 0 + double(m.hidden) * double(m.intermediate) * c;
-      peak = act(remaining + std::max(own, hidden + grads) + mlp);
-      peak[MemCategory::unsharded_grads] = 0;  // (counted above when it is the larger)
+      // Two candidates: inside its backward, its saved tensors (recomputed when checkpointed) with the
+      // MLP's gradient workspace (the gradients of the gate and up outputs) and the down projection's
+      // weight gradient; at its post-backward, the outgoing gradient, the unit's gradient and, sharded
+      // over several ranks, the reduce-scatter's output.
+      // (recomputed in bf16: with the RMSNorm's fp32 upcast of its input alive)
+      const double own = ckpt ? hidden + per_layer_all + (c == 2 ? fp32_hidden : 0) : layer_saved;
+      // The MLP's backward comes first; the attention's later, where eager attention adds the
+      // gradient of its probabilities (fp32, heads x s x s per sequence).
+      const double mlp_weights = double(m.hidden) * double(m.intermediate) * c;
+      const double attn = s.attention == Attention::Eager ? 4.0 * double(m.heads) * double(s.seq_len) * double(s.seq_len) * double(s.micro_batch) : 0;
+      const double mlp = std::max(workspace + mlp_weights, attn);
+      const double rs_out = sharded ? double(x.shard) * r : 0;  // (one rank too: the same path)
+      const bool inside = own + mlp > hidden + grads + converted + rs_out;
+      peak = act(remaining + (inside ? own + mlp : hidden));
+      if (!inside) {
+        peak[MemCategory::unsharded_grads] = bytes(grads);
+        peak[MemCategory::comm_buffers] = bytes(converted + rs_out);
+      }
       end = act(remaining + hidden);
     } else if (step == 0) {  // head (or the root's lm_head part): the loss's backward first
       peak = act(remaining + hidden);
       // The cross-entropy's backward: the log-probabilities, their gradient and the logits' gradient in
-      // fp32; in bf16 also the fp32 copy's gradient, its bf16 conversion and one fp32 buffer more
-      // (measured on the CPU: 5 x 4 + 2 bytes per logit at the peak).
-      peak[MemCategory::logits] = bytes(c == 4 ? vocab * 4 * 3 : vocab * (4 * 5 + c));
+      // fp32; in bf16 also the fp32 copy's gradient and its bf16 conversion (4 x 4 + 2 bytes per logit).
+      peak[MemCategory::logits] = bytes(c == 4 ? vocab * 4 * 3 : vocab * (4 * 4 + c));
       end = act(remaining + hidden);
     } else {  // embedding
       remaining = 0;
       peak = act(hidden);
       end = act(0);
     }
-    if (!x.layer) peak[MemCategory::unsharded_grads] = bytes(grads);
+    if (!x.layer) {
+      peak[MemCategory::unsharded_grads] = bytes(grads);
+      peak[MemCategory::comm_buffers] = bytes(converted + (sharded ? double(x.shard) * r : 0));
+    }
     end[MemCategory::unsharded_grads] = bytes(grads);
-    peak[MemCategory::comm_buffers] = end[MemCategory::comm_buffers] = bytes(converted);
+    end[MemCategory::comm_buffers] = bytes(converted);
     peak[MemCategory::unsharded_params] = end[MemCategory::unsharded_params] = bytes(gradop_gathered);
     if (gathers && !policy.reshard_after_forward) gradop_gathered -= gathered(x);
     add("backward of " + x.name, peak, end);

@@ -178,23 +178,34 @@ TEST(FsdpMemory, TimelinePhasesCoverTheStepAndHoldItsPeak) {
 #include "ftdist/plan/timeline.h"
 
 // The planner's step timeline (plan/timeline.h) against the runtime's measured one: the planned
-// peak (the largest phase, without overhead) within 7 % of the counting allocator's peak over the
-// step, for every stage, checkpointing, precision, micro-batch and accumulation here, on 1, 2 and 4
-// ranks; the worst is printed. (The target is 3 %: docs/planner.md#the-step-timeline says where it
-// is not met yet.) FTDIST_TIMELINE_DETAIL=1 prints every phase planned and measured.
+// peak (the largest phase, without overhead) within 3 % (8 % for the tiny shapes) of the counting
+// allocator's peak over the step, and in the phase where it was measured, for every stage (hybrid on 4 ranks), checkpointing,
+// precision, micro-batch and accumulation (with and without no_sync) here, on 1, 2 and 4 ranks; the
+// worst is printed. FTDIST_TIMELINE_DETAIL=1 prints every phase planned and measured.
 TEST(FsdpMemory, TimelineMatchesThePlanner) {
   fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();
   auto world = mpi_world();
-  plan::ModelSpec spec = grouped_attention_spec(0, 64, 176, 97);
+  // Grouped-query attention with an odd vocabulary; a tied root (Qwen2) with another shape; Qwen3's
+  // per-head q/k norms with an explicit head_dim.
+  plan::ModelSpec qwen3 = grouped_attention_spec(0, 96, 200, 131);
+  qwen3.model_type = "qwen3", qwen3.qk_norm = true, qwen3.head_dim = 24;
+  const std::vector<plan::ModelSpec> specs = {grouped_attention_spec(0, 64, 176, 97), tiny_spec("qwen2", true), qwen3};
   double worst = 0;
   std::string worst_case;
-  for (plan::Stage stage : {plan::Stage::Full, plan::Stage::GradOp, plan::Stage::Optimizer, plan::Stage::None}) {
+  for (const plan::ModelSpec& spec : specs) {
+  std::vector<plan::Stage> stages = {plan::Stage::Full, plan::Stage::GradOp, plan::Stage::Optimizer, plan::Stage::None};
+  if (world->size() == 4) stages.push_back(plan::Stage::Hybrid);  // 2 shard groups of 2
+  for (plan::Stage stage : stages) {
     for (plan::ActivationCheckpointing ck : {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::Full}) {
       for (plan::Precision precision : {plan::Precision::Fp32, plan::Precision::Bf16Mixed}) {
         for (int64_t mb : {1, 4}) {
-          for (int accum : {1, 3}) {
-            const std::string name = std::string(plan::stage_name(stage)) + " ckpt " + plan::activation_checkpointing_name(ck) + " " +
-                                     plan::precision_name(precision) + " mb " + std::to_string(mb) + " accum " + std::to_string(accum);
+          for (int accum : {1, 3, -3}) {  // -3: 3 micro-batches with no_sync
+            const bool no_sync = accum < 0;
+            if (no_sync && !plan::stage_policy(stage).shard_params) continue;  // (no_sync is for the sharded stages)
+            accum = std::abs(accum);
+            const std::string name = spec.model_type + (spec.tie_embeddings ? " tied " : " ") + plan::stage_name(stage) + " ckpt " + plan::activation_checkpointing_name(ck) + " " +
+                                     plan::precision_name(precision) + " mb " + std::to_string(mb) + " accum " + std::to_string(accum) +
+                                     (no_sync ? " no_sync" : "");
             SCOPED_TRACE(name);
             model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
             randomize(m, 3);
@@ -203,6 +214,8 @@ TEST(FsdpMemory, TimelineMatchesThePlanner) {
             cfg.activation_checkpointing = ck;
             cfg.precision = precision;
             cfg.max_grad_norm = 1.0;
+            cfg.no_sync = no_sync;
+            cfg.shard_group = stage == plan::Stage::Hybrid ? 2 : 0;
             fsdp::FsdpModel f(m, *world, cfg);
             const int64_t seq = 32;
             std::vector<fsdp::MicroBatch> micro;
@@ -224,8 +237,18 @@ TEST(FsdpMemory, TimelineMatchesThePlanner) {
             const double planned_peak = double(pp.alive.total() - pp.alive[plan::MemCategory::overhead]);
             const double err = planned_peak / double(measured_peak) - 1;
             if (std::abs(err) > std::abs(worst)) worst = err, worst_case = name;
-            EXPECT_LE(std::abs(err), 0.07) << "planned peak " << planned_peak << " in " << pp.name << ", measured " << measured_peak
+            // 3 % on the grouped-query Llama; the smaller and odder shapes within 8 % so far (the
+            // tied 16-wide Qwen2 is all attention matrices and constants; docs/planner.md#the-step-timeline).
+            const double tol = spec.model_type == "llama" ? 0.03 : 0.08;
+            EXPECT_LE(std::abs(err), tol) << "planned peak " << planned_peak << " in " << pp.name << ", measured " << measured_peak
                                             << " in " << r.peak_phase()->name;
+            // The planned peak phase is where the measured peak is (up to a tie within the tolerance).
+            for (const fsdp::StepPhase& q : r.phases)
+              if (q.name == pp.name) {
+                EXPECT_GE(double(q.peak_bytes), (1 - tol) * double(measured_peak)) << "planned peak in " << pp.name << ", measured in "
+                                                                              << r.peak_phase()->name;
+                break;
+              }
             EXPECT_EQ(planned.phases.size(), r.phases.size()) << "the planner's phases are the runtime's";
             for (size_t k = 0; k < std::min(planned.phases.size(), r.phases.size()); ++k)
               EXPECT_EQ(planned.phases[k].name, r.phases[k].name);
@@ -244,6 +267,7 @@ TEST(FsdpMemory, TimelineMatchesThePlanner) {
         }
       }
     }
+  }
   }
   if (world->rank() == 0) std::printf("worst planned-vs-measured peak: %+.2f%% (%s)\n", 100 * worst, worst_case.c_str());
 }
