@@ -20,6 +20,7 @@
 #include "ftdist/plan/limits.h"
 #include "ftdist/plan/presets.h"
 #include "ftdist/plan/report.h"
+#include "ftdist/plan/timeline.h"
 
 namespace ftdist::cli {
 namespace {
@@ -300,6 +301,18 @@ void print_formulas(const PlanRequest& req, const PlanResult& result, std::FILE*
                static_cast<long long>(req.model.layer_params()), static_cast<long long>(req.model.root_params()),
                static_cast<long long>(req.model.param_count()));
   for (const auto& l : lines) std::fprintf(out, "  %s\n", l.c_str());
+  // The step as a timeline (plan/timeline.h): bytes alive per phase, the peak marked.
+  const StepTimeline t = step_timeline(req.model, c.setup);
+  std::fprintf(out, "\nStep timeline per GPU, GiB (the runtime's phases; the categories above are each one's own peak):\n");
+  for (size_t k = 0; k < t.phases.size(); ++k) {
+    const TimelinePhase& p = t.phases[k];
+    std::string parts;
+    for (MemCategory cat : all_mem_categories())
+      if (p.alive[cat] > 0 && cat != MemCategory::overhead)
+        parts += std::string(parts.empty() ? "" : ", ") + mem_category_name(cat) + " " + format_gib(double(p.alive[cat]));
+    std::fprintf(out, "  %-24s %8.2f%s  (%s)\n", p.name.c_str(), double(p.alive.total()) / double(kGiB), k == t.peak ? " <- peak" : "",
+                 parts.c_str());
+  }
 }
 
 std::string absolute_path(const std::string& path) {

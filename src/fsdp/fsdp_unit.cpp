@@ -268,6 +268,10 @@ void FsdpUnit::zero_grad() {
 
 void FsdpUnit::reduce_for_step() {
   CategoryScope scope(plan::MemCategory::comm_buffers);
+  if (!sharded_ && shard_comm_.size() == 1) {  // one rank, nothing to reduce: the optimizer reads the gradient as it is
+    step_grad_ = full_grad_;
+    return;
+  }
   switch (cfg_.stage) {
     case plan::Stage::Optimizer: {
       // The reduce-scatter output is this unit's gradient shard (a comm buffer).

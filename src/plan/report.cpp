@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "ftdist/core/bytes.h"
+#include "ftdist/plan/timeline.h"
 
 namespace ftdist::plan {
 namespace {
@@ -100,6 +101,13 @@ nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c
       {"cost_usd", totals(c.time.cost_usd)},
       {"cost_per_mtok_usd", c.time.cost_per_mtok_usd},
   };
+  if (c.memory.total() > 0) {  // laid out: the step's peak as a timeline (the phase and what is alive then)
+    const StepTimeline t = step_timeline(req.model, c.setup);
+    const TimelinePhase& p = t.peak_phase();
+    nlohmann::ordered_json at = nlohmann::ordered_json::object();
+    for (MemCategory cat : all_mem_categories()) at[mem_category_name(cat)] = p.alive[cat];
+    j["timeline_peak"] = {{"phase", p.name}, {"bytes", p.alive.total()}, {"by_category", at}};
+  }
   if (!hw.node_type.empty()) j["node_type"] = hw.node_type;
   if (!c.rejected_because.empty()) j["rejected_because"] = c.rejected_because;
   return j;
@@ -298,6 +306,9 @@ void recommendation_section(std::ostringstream& os, const PlanReport& r, int foc
        << fmt("%.0f", req.headroom * 100) << "% headroom): " << describe(req, c) << "\n";
     os << "  memory per GPU " << gib(c.memory.total()) << " GiB of " << gib(c.gpu_memory_bytes) << " GiB ("
        << gib(c.usable_bytes) << " usable)";
+    const StepTimeline t = step_timeline(req.model, c.setup);
+    os << "; as a timeline the step peaks at " << gib(t.peak_phase().alive.total()) << " GiB during the "
+       << t.peak_phase().name << " (--explain prints every phase)";
     os << "\n";
     os << "  " << host_line(c) << "\n";
     os << "  step " << fmt("%.3f", c.time.step_s) << " s, " << fmt("%.0f", c.time.tokens_per_s) << " tokens/s ("

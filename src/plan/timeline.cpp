@@ -182,10 +182,12 @@ StepTimeline step_timeline(const ModelSpec& m, const RunSetup& s) {
     // not the compute dtype; `none` the gradients in the reduce dtype, when that is not the compute dtype.
     const double clip = s.global_norm ? 16.0 * double(std::min<int64_t>(u.max_unit_shard(), int64_t(1) << 20)) : 0;
     double held = 0, transient = clip;
-    if (policy.gather_after_step) {
+    if (s.data_parallel() == 1 && !sharded) {
+      // one rank: the optimizer reads the replicated gradient as it is (nothing held)
+    } else if (policy.gather_after_step) {
       held = double(s.global_norm ? u.shard_numel() : 0) * r;
       transient = std::max(clip, double(u.max_unit_shard()) * (r != c ? n * r + (s.global_norm ? 0 : r) : (s.global_norm ? 0 : r)));
-    } else if (!sharded && r != c) {  // (on one rank too: the runtime converts before the norm)
+    } else if (!sharded && r != c) {  // converted to the reduce dtype for the all-reduce
       const int64_t largest = std::max(u.layer_numel, u.max_edge_numel());
       held = double(s.global_norm ? m.param_count() : largest) * r;
     }
