@@ -130,7 +130,8 @@ class FsdpUnit {
   // steps go through `offload` (set once, after every unit exists; it sizes its slots from these).
   void set_offload(OptimizerOffload* offload) { offload_ = offload; }
   int64_t state_numel() const { return master_.numel(); }
-  at::ScalarType step_grad_dtype() const { return sharded_ ? accum_dtype_ : reduce_; }
+  // (replicated on one rank the gradient is read as it is, unconverted: see reduce_for_step())
+  at::ScalarType step_grad_dtype() const { return sharded_ ? accum_dtype_ : shard_comm_.size() == 1 ? compute_ : reduce_; }
   at::ScalarType param_dtype() const { return compute_; }
   at::ScalarType master_dtype() const { return master_.scalar_type(); }
   // Bytes this unit keeps between steps, by the planner's categories (see persistent_bytes()).

@@ -7,6 +7,7 @@
 #include "ftdist/core/bytes.h"
 #include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/memory_counter.h"
+#include "ftdist/plan/timeline.h"
 
 namespace ftdist::fsdp {
 
@@ -80,9 +81,16 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
                   format_bytes(double(device_memory_peak(device))).c_str());
     os << line;
   }
-  if (const StepPhase* peak = last.peak_phase(); peak && peak->peak_bytes > 0) {
-    std::snprintf(line, sizeof(line), "%-18s %16s %22s  (the step's phase with the most allocated: %s)\n", "peak phase", "-",
-                  format_bytes(double(peak->peak_bytes)).c_str(), peak->name.c_str());
+  {
+    // The step as a timeline: the planner's peak phase (without overhead) next to the measured one.
+    const plan::StepTimeline timeline = plan::step_timeline(spec, setup);
+    const plan::TimelinePhase& planned_peak = timeline.peak_phase();
+    const StepPhase* peak = last.peak_phase();
+    const bool measured = peak && peak->peak_bytes > 0;
+    std::snprintf(line, sizeof(line), "%-18s %16s %22s  (planned during the %s%s%s)\n", "peak phase",
+                  format_bytes(double(planned_peak.alive.budgeted(setup.host_device) - planned_peak.alive[plan::MemCategory::overhead])).c_str(),
+                  measured ? format_bytes(double(peak->peak_bytes)).c_str() : "-", planned_peak.name.c_str(),
+                  measured ? ", measured during the " : "", measured ? peak->name.c_str() : "");
     os << line;
   }
   // The whole: on a GPU the caching allocator's pool at its peak (what the device gave up; the CUDA

@@ -97,7 +97,10 @@ int grad_accum_bytes(const RunSetup& s) {
 
 int offload_master_bytes(Precision p) { return p == Precision::Bf16Pure ? 2 : 4; }
 
-int step_grad_bytes(const RunSetup& s) { return stage_policy(s.stage).shard_params ? grad_accum_bytes(s) : float_type_bytes(s.reduce_dtype); }
+int step_grad_bytes(const RunSetup& s) {
+  if (stage_policy(s.stage).shard_params) return grad_accum_bytes(s);
+  return s.data_parallel() == 1 ? compute_bytes(s.precision) : float_type_bytes(s.reduce_dtype);  // one rank: unconverted
+}
 
 namespace {
 

@@ -12,167 +12,195 @@ namespace {
 
 uint64_t bytes(double b) { return b <= 0 ? 0 : uint64_t(b + 0.5); }
 
-}  // namespace
+// The quantities every phase reads, then the phases in the order the runtime runs them.
+class TimelineBuilder {
+ public:
+  TimelineBuilder(const ModelSpec& model, const RunSetup& setup);
+  StepTimeline build() {
+    forward();
+    loss();
+    backward();
+    optimizer_step();
+    t_.peak = size_t(std::max_element(t_.phases.begin(), t_.phases.end(), [](const TimelinePhase& a, const TimelinePhase& b) {
+                       return a.alive.total() < b.alive.total();
+                     }) - t_.phases.begin());
+    return t_;
+  }
 
-StepTimeline step_timeline(const ModelSpec& m, const RunSetup& s) {
-  const MemoryBreakdown whole = estimate_memory(m, s);
-  const StagePolicy policy = stage_policy(s.stage);
-  const int n = s.shard_group;
-  const UnitLayout u = unit_layout(m, n, shard_alignment(s.optimizer));
-  const double c = s.precision == Precision::Fp32 ? 4 : 2;
-  const double tokens = double(s.micro_batch) * double(s.seq_len);
-  const bool ckpt = s.activation_checkpointing == ActivationCheckpointing::Full;
-  const double per_layer_all = tokens * activation_bytes_per_token_layer(m, s);  // a layer's activations
-  const double layer_saved = ckpt ? tokens * c * double(m.hidden) : per_layer_all;  // what a layer leaves
-  const double hidden = tokens * c * double(m.hidden);  // one (b, s, h) activation
-  const double fp32_hidden = tokens * 4.0 * double(m.hidden);  // a layer's fp32 (b, s, h) temporary at its peak
-  const double mask = attention_mask_bytes(m, s);
-  const double vocab = tokens * double(m.vocab);
-  const bool sharded = policy.shard_params;
-  const bool gathers = sharded && n > 1;
-
-  // What every phase has: the persistent buffers (and the gather buffers of full / hybrid, allocated once).
-  MemoryBreakdown base;
-  for (MemCategory cat : {MemCategory::params_sharded, MemCategory::master, MemCategory::optimizer, MemCategory::grads_sharded})
-    base[cat] = whole[cat];
-  base.host = whole.host;
-  if (gathers && policy.reshard_after_forward) base[MemCategory::unsharded_params] = whole[MemCategory::unsharded_params];
-  if (s.no_sync && sharded)  // the unsharded accumulators, kept from the first micro-batch on
-    base[MemCategory::unsharded_grads] = uint64_t(u.padded_numel(n)) * uint64_t(s.precision == Precision::Fp32 ? 4 : s.precision == Precision::Bf16Pure ? 2 : float_type_bytes(s.grad_accum_dtype));
-  base[MemCategory::activations] = bytes(mask);  // one attention mask for the whole pass
-
-  // Units in order: embed (or root), layers, head (none when tied).
+ private:
   struct Unit {
     std::string name;
     int64_t numel, shard;
     bool layer;
   };
-  std::vector<Unit> units;
-  const std::vector<ModelSpec::Unit> edges = m.edge_units();
-  units.push_back({edges.front().name, u.edges.front().numel, u.edges.front().shard, false});
-  for (int64_t i = 0; i < m.layers; ++i) units.push_back({"layers." + std::to_string(i), u.layer_numel, u.layer_shard, true});
-  if (edges.size() > 1) units.push_back({edges.back().name, u.edges.back().numel, u.edges.back().shard, false});
-  auto gathered = [&](const Unit& x) { return double(x.shard) * n * c; };  // grad-op: a unit gathered (padded)
-
-  StepTimeline t;
+  void forward();
+  void loss();
+  void backward();
+  void optimizer_step();
   // Each phase: the bytes alive at its start (the previous phase's end) or at its own peak, whichever
-  // is more. `level` is what is alive beyond `base` at the end of the phase just recorded, with its
-  // split by category.
-  MemoryBreakdown level;
-  auto add = [&](const std::string& name, const MemoryBreakdown& peak, const MemoryBreakdown& end) {
-    MemoryBreakdown b = base;
-    const MemoryBreakdown& top = peak.total() >= level.total() ? peak : level;
-    for (MemCategory cat : all_mem_categories()) b[cat] += top[cat];
-    const double fixed = (s.overheads.cuda_context_gib + (policy.replicate_groups ? 3 : 1) * s.overheads.nccl_gib) * double(kGiB);
-    b[MemCategory::overhead] = bytes(fixed + s.overheads.fragmentation * double(b.total()));
-    t.phases.push_back({name, b});
-    level = end;
-  };
-  // The forward context (rotary tables in the compute dtype, the token ids) lives through the pass.
-  const double context = 2.0 * double(s.seq_len) * double(m.head_dim) * c + 8.0 * tokens;
-  auto act = [&](double v) {
+  // is more; `level_` is what is alive beyond `base_` at the end of the phase just recorded.
+  void add(const std::string& name, const MemoryBreakdown& peak, const MemoryBreakdown& end);
+  MemoryBreakdown act(double v) const {  // activations, with the forward context
     MemoryBreakdown b;
-    b[MemCategory::activations] = bytes(v + context);
+    b[MemCategory::activations] = bytes(v + context_);
     return b;
-  };
+  }
+  double gathered(const Unit& x) const { return double(x.shard) * n_ * c_; }  // grad-op: a unit gathered (padded)
+  bool gradop() const { return gathers_ && !policy_.reshard_after_forward; }
 
-  // grad-op keeps every unit gathered from its forward to its backward.
-  double gradop_gathered = 0;
-  double saved = 0;  // activations saved so far (with the output of the last unit run)
-  for (size_t k = 0; k < units.size(); ++k) {
-    const Unit& x = units[k];
-    if (gathers && !policy.reshard_after_forward) gradop_gathered += gathered(x);
+  const ModelSpec& m_;
+  const RunSetup& s_;
+  const MemoryBreakdown whole_;
+  const StagePolicy policy_;
+  const int n_;
+  const UnitLayout u_;
+  const double c_, r_, tokens_;  // compute and reduce bytes per element; b x s
+  const bool ckpt_, sharded_, gathers_;
+  double per_layer_all_, layer_saved_, hidden_, fp32_hidden_, vocab_, context_;
+  MemoryBreakdown base_, level_;
+  std::vector<Unit> units_;
+  StepTimeline t_;
+  double gradop_gathered_ = 0;  // grad-op keeps every unit gathered from its forward to its backward
+  double saved_ = 0;            // activations saved so far (with the output of the last unit run)
+};
+
+TimelineBuilder::TimelineBuilder(const ModelSpec& m, const RunSetup& s)
+    : m_(m), s_(s), whole_(estimate_memory(m, s)), policy_(stage_policy(s.stage)), n_(s.shard_group),
+      u_(unit_layout(m, s.shard_group, shard_alignment(s.optimizer))), c_(s.precision == Precision::Fp32 ? 4 : 2),
+      r_(float_type_bytes(s.reduce_dtype)), tokens_(double(s.micro_batch) * double(s.seq_len)), ckpt_(s.activation_checkpointing == ActivationCheckpointing::Full),
+      sharded_(policy_.shard_params), gathers_(sharded_ && n_ > 1) {
+  per_layer_all_ = tokens_ * activation_bytes_per_token_layer(m, s);              // a layer's activations
+  layer_saved_ = ckpt_ ? tokens_ * c_ * double(m.hidden) : per_layer_all_;       // what a layer leaves
+  hidden_ = tokens_ * c_ * double(m.hidden);                                      // one (b, s, h) activation
+  fp32_hidden_ = tokens_ * 4.0 * double(m.hidden);  // a layer's fp32 (b, s, h) temporary at its peak
+  vocab_ = tokens_ * double(m.vocab);
+  // The forward context (rotary tables in the compute dtype, the token ids) lives through the pass.
+  context_ = 2.0 * double(s.seq_len) * double(m.head_dim) * c_ + 8.0 * tokens_;
+
+  // What every phase has: the persistent buffers (and the gather buffers of full / hybrid, allocated once).
+  for (MemCategory cat : {MemCategory::params_sharded, MemCategory::master, MemCategory::optimizer, MemCategory::grads_sharded})
+    base_[cat] = whole_[cat];
+  base_.host = whole_.host;
+  if (gathers_ && policy_.reshard_after_forward) base_[MemCategory::unsharded_params] = whole_[MemCategory::unsharded_params];
+  if (s.no_sync && sharded_)  // the unsharded accumulators, kept from the first micro-batch on
+    base_[MemCategory::unsharded_grads] = uint64_t(u_.padded_numel(n_)) * uint64_t(s.precision == Precision::Fp32 ? 4 : s.precision == Precision::Bf16Pure ? 2 : float_type_bytes(s.grad_accum_dtype));
+  base_[MemCategory::activations] = bytes(attention_mask_bytes(m, s));  // one attention mask for the whole pass
+
+  // Units in order: embed (or root), layers, head (none when tied).
+  const std::vector<ModelSpec::Unit> edges = m.edge_units();
+  units_.push_back({edges.front().name, u_.edges.front().numel, u_.edges.front().shard, false});
+  for (int64_t i = 0; i < m.layers; ++i) units_.push_back({"layers." + std::to_string(i), u_.layer_numel, u_.layer_shard, true});
+  if (edges.size() > 1) units_.push_back({edges.back().name, u_.edges.back().numel, u_.edges.back().shard, false});
+}
+
+void TimelineBuilder::add(const std::string& name, const MemoryBreakdown& peak, const MemoryBreakdown& end) {
+  MemoryBreakdown b = base_;
+  const MemoryBreakdown& top = peak.total() >= level_.total() ? peak : level_;
+  for (MemCategory cat : all_mem_categories()) b[cat] += top[cat];
+  const double fixed = (s_.overheads.cuda_context_gib + (policy_.replicate_groups ? 3 : 1) * s_.overheads.nccl_gib) * double(kGiB);
+  b[MemCategory::overhead] = bytes(fixed + s_.overheads.fragmentation * double(b.total()));
+  t_.phases.push_back({name, b});
+  level_ = end;
+}
+
+void TimelineBuilder::forward() {
+  for (size_t k = 0; k < units_.size(); ++k) {
+    const Unit& x = units_[k];
+    if (gradop()) gradop_gathered_ += gathered(x);
     MemoryBreakdown peak, end;
     if (k == 0) {
-      saved += hidden;  // the embedding's output (the first layer's input)
-      peak = end = act(saved);
+      saved_ += hidden_;  // the embedding's output (the first layer's input)
+      peak = end = act(saved_);
     } else if (x.layer) {
       // its saved tensors (its input was counted as the previous output); at its peak one (b, s, h)
       // temporary more. Checkpointed: the layer's activations exist while it runs, then only its output.
-      const double before = saved;
-      saved += layer_saved;
-      peak = act(ckpt ? before + per_layer_all : saved + fp32_hidden);
-      end = act(saved);
+      const double before = saved_;
+      saved_ += layer_saved_;
+      peak = act(ckpt_ ? before + per_layer_all_ : saved_ + fp32_hidden_);
+      end = act(saved_);
     } else {
-      saved += hidden;  // the final norm's output (lm_head's input)
-      end = act(saved);
-      peak = act(saved + (c == 2 ? fp32_hidden : 0));  // the norm's fp32 upcast of its input in bf16
-      peak[MemCategory::logits] = end[MemCategory::logits] = bytes(vocab * c);
+      saved_ += hidden_;  // the final norm's output (lm_head's input)
+      end = act(saved_);
+      peak = act(saved_ + (c_ == 2 ? fp32_hidden_ : 0));  // the norm's fp32 upcast of its input in bf16
+      peak[MemCategory::logits] = end[MemCategory::logits] = bytes(vocab_ * c_);
     }
-    peak[MemCategory::unsharded_params] = end[MemCategory::unsharded_params] = bytes(gradop_gathered);
+    peak[MemCategory::unsharded_params] = end[MemCategory::unsharded_params] = bytes(gradop_gathered_);
     add("forward of " + x.name, peak, end);
   }
-  {
-    MemoryBreakdown b = act(saved);
-    b[MemCategory::unsharded_params] = bytes(gradop_gathered);
-    b[MemCategory::logits] = bytes(vocab * c + vocab * 4 + (c == 4 ? 0 : vocab * 4));  // logits, fp32 copy, log-probabilities
-    add("loss", b, b);
-  }
+}
 
+void TimelineBuilder::loss() {
+  MemoryBreakdown b = act(saved_);
+  b[MemCategory::unsharded_params] = bytes(gradop_gathered_);
+  b[MemCategory::logits] = bytes(vocab_ * c_ + vocab_ * 4 + (c_ == 4 ? 0 : vocab_ * 4));  // logits, fp32 copy, log-probabilities
+  add("loss", b, b);
+}
+
+void TimelineBuilder::backward() {
   // Backward, units in reverse. A unit's gradient: its parameters' gradients (compute dtype) and the
   // flat gradient they are copied into (the reduce dtype when sharded and reducing every micro-batch,
   // the accumulator's with no_sync, the compute dtype when replicated), alive together at the
   // unit's post-backward (its end), with the gradient of its input.
-  const double r = float_type_bytes(s.reduce_dtype);
-  const double accum = s.precision == Precision::Fp32 ? 4 : s.precision == Precision::Bf16Pure ? 2 : float_type_bytes(s.grad_accum_dtype);
-  const double flat_bytes = !sharded ? c : s.no_sync ? accum : r;
-  const double workspace = tokens * 2.0 * c * double(m.intermediate);  // grads of gate and up outputs together
+  const double r = r_;
+  const double accum = s_.precision == Precision::Fp32 ? 4 : s_.precision == Precision::Bf16Pure ? 2 : float_type_bytes(s_.grad_accum_dtype);
+  const double flat_bytes = !sharded_ ? c_ : s_.no_sync ? accum : r;
+  const double workspace = tokens_ * 2.0 * c_ * double(m_.intermediate);  // grads of gate and up outputs together
   std::vector<size_t> order;
-  if (m.tie_embeddings) order.push_back(0);  // the root's lm_head use comes back first
-  for (size_t k = units.size(); k-- > 0;) order.push_back(k);
-  double remaining = saved - hidden;  // the saved activations; lm_head's input goes with its backward
+  if (m_.tie_embeddings) order.push_back(0);  // the root's lm_head use comes back first
+  for (size_t k = units_.size(); k-- > 0;) order.push_back(k);
+  double remaining = saved_ - hidden_;  // the saved activations; lm_head's input goes with its backward
   for (size_t step = 0; step < order.size(); ++step) {
-    const Unit& x = units[order[step]];
-    const double padded = double(x.shard) * n;  // the unit's flat, padded to N x S
-    const double grads = double(x.numel) * c + padded * flat_bytes;
-    const double converted = sharded && s.no_sync ? padded * r : 0;  // the accumulator's copy in the reduce dtype
+    const Unit& x = units_[order[step]];
+    const double padded = double(x.shard) * n_;  // the unit's flat, padded to N x S
+    const double grads = double(x.numel) * c_ + padded * flat_bytes;
+    const double converted = sharded_ && s_.no_sync ? padded * r : 0;  // the accumulator's copy in the reduce dtype
     MemoryBreakdown peak, end;
     if (x.layer) {
-      remaining -= layer_saved;
-      // Its own backward peaks in the MLP's: the gradients of the gate and up outputs (workspace) and
-      // the down projection's weight gradient, over its saved tensors (recomputed when checkpointed)
-      // or, where the unit's gradient is larger, over the gradient being assembled at its end.
+      remaining -= layer_saved_;
       // Two candidates: inside its backward, its saved tensors (recomputed when checkpointed) with the
       // MLP's gradient workspace (the gradients of the gate and up outputs) and the down projection's
       // weight gradient; at its post-backward, the outgoing gradient, the unit's gradient and, sharded
       // over several ranks, the reduce-scatter's output.
       // (recomputed in bf16: with the RMSNorm's fp32 upcast of its input alive)
-      const double own = ckpt ? hidden + per_layer_all + (c == 2 ? fp32_hidden : 0) : layer_saved;
+      const double own = ckpt_ ? hidden_ + per_layer_all_ + (c_ == 2 ? fp32_hidden_ : 0) : layer_saved_;
       // The MLP's backward comes first; the attention's later, where eager attention adds the
       // gradient of its probabilities (fp32, heads x s x s per sequence).
-      const double mlp_weights = double(m.hidden) * double(m.intermediate) * c;
-      const double attn = s.attention == Attention::Eager ? 4.0 * double(m.heads) * double(s.seq_len) * double(s.seq_len) * double(s.micro_batch) : 0;
+      const double mlp_weights = double(m_.hidden) * double(m_.intermediate) * c_;
+      const double attn = s_.attention == Attention::Eager ? 4.0 * double(m_.heads) * double(s_.seq_len) * double(s_.seq_len) * double(s_.micro_batch) : 0;
       const double mlp = std::max(workspace + mlp_weights, attn);
-      const double rs_out = sharded ? double(x.shard) * r : 0;  // (one rank too: the same path)
-      const bool inside = own + mlp > hidden + grads + converted + rs_out;
-      peak = act(remaining + (inside ? own + mlp : hidden));
+      const double rs_out = sharded_ ? double(x.shard) * r : 0;  // (one rank too: the same path)
+      const bool inside = own + mlp > hidden_ + grads + converted + rs_out;
+      peak = act(remaining + (inside ? own + mlp : hidden_));
       if (!inside) {
         peak[MemCategory::unsharded_grads] = bytes(grads);
         peak[MemCategory::comm_buffers] = bytes(converted + rs_out);
       }
-      end = act(remaining + hidden);
+      end = act(remaining + hidden_);
     } else if (step == 0) {  // head (or the root's lm_head part): the loss's backward first
-      peak = act(remaining + hidden);
+      peak = act(remaining + hidden_);
       // The cross-entropy's backward: the log-probabilities, their gradient and the logits' gradient in
       // fp32; in bf16 also the fp32 copy's gradient and its bf16 conversion (4 x 4 + 2 bytes per logit).
-      peak[MemCategory::logits] = bytes(c == 4 ? vocab * 4 * 3 : vocab * (4 * 4 + c));
-      end = act(remaining + hidden);
+      peak[MemCategory::logits] = bytes(c_ == 4 ? vocab_ * 4 * 3 : vocab_ * (4 * 4 + c_));
+      end = act(remaining + hidden_);
     } else {  // embedding
       remaining = 0;
-      peak = act(hidden);
+      peak = act(hidden_);
       end = act(0);
     }
     if (!x.layer) {
       peak[MemCategory::unsharded_grads] = bytes(grads);
-      peak[MemCategory::comm_buffers] = bytes(converted + (sharded ? double(x.shard) * r : 0));
+      peak[MemCategory::comm_buffers] = bytes(converted + (sharded_ ? double(x.shard) * r : 0));
     }
     end[MemCategory::unsharded_grads] = bytes(grads);
     end[MemCategory::comm_buffers] = bytes(converted);
-    peak[MemCategory::unsharded_params] = end[MemCategory::unsharded_params] = bytes(gradop_gathered);
-    if (gathers && !policy.reshard_after_forward) gradop_gathered -= gathered(x);
+    peak[MemCategory::unsharded_params] = end[MemCategory::unsharded_params] = bytes(gradop_gathered_);
+    if (gradop()) gradop_gathered_ -= gathered(x);
     add("backward of " + x.name, peak, end);
   }
 
+}
+
+void TimelineBuilder::optimizer_step() {
   // The step: with a global norm every unit's reduced gradient held (comm_buffers), and the norm's
   // fp64 copy of one gradient and its square (chunks of 2^20 elements at the most); then the update.
   {
@@ -180,24 +208,25 @@ StepTimeline step_timeline(const ModelSpec& m, const RunSetup& s) {
     // Sharded stages hold nothing (the norm reads the gradient shards themselves); `optimizer` the
     // reduce-scatter outputs, made one unit at a time from a converted copy where the reduce dtype is
     // not the compute dtype; `none` the gradients in the reduce dtype, when that is not the compute dtype.
-    const double clip = s.global_norm ? 16.0 * double(std::min<int64_t>(u.max_unit_shard(), int64_t(1) << 20)) : 0;
+    const double clip = s_.global_norm ? 16.0 * double(std::min<int64_t>(u_.max_unit_shard(), int64_t(1) << 20)) : 0;
     double held = 0, transient = clip;
-    if (s.data_parallel() == 1 && !sharded) {
+    if (s_.data_parallel() == 1 && !sharded_) {
       // one rank: the optimizer reads the replicated gradient as it is (nothing held)
-    } else if (policy.gather_after_step) {
-      held = double(s.global_norm ? u.shard_numel() : 0) * r;
-      transient = std::max(clip, double(u.max_unit_shard()) * (r != c ? n * r + (s.global_norm ? 0 : r) : (s.global_norm ? 0 : r)));
-    } else if (!sharded && r != c) {  // converted to the reduce dtype for the all-reduce
-      const int64_t largest = std::max(u.layer_numel, u.max_edge_numel());
-      held = double(s.global_norm ? m.param_count() : largest) * r;
+    } else if (policy_.gather_after_step) {
+      const double r = r_;
+      held = double(s_.global_norm ? u_.shard_numel() : 0) * r;
+      transient = std::max(clip, double(u_.max_unit_shard()) * (r != c_ ? n_ * r + (s_.global_norm ? 0 : r) : (s_.global_norm ? 0 : r)));
+    } else if (!sharded_ && r_ != c_) {  // converted to the reduce dtype for the all-reduce
+      const int64_t largest = std::max(u_.layer_numel, u_.max_edge_numel());
+      held = double(s_.global_norm ? m_.param_count() : largest) * r_;
     }
     b[MemCategory::comm_buffers] = bytes(held + transient);
     add("optimizer step", b, MemoryBreakdown{});
   }
-  return t.phases.empty() ? t : (t.peak = size_t(std::max_element(t.phases.begin(), t.phases.end(), [](const TimelinePhase& a, const TimelinePhase& b) {
-                                                return a.alive.total() < b.alive.total();
-                                              }) - t.phases.begin()),
-                                 t);
 }
+
+}  // namespace
+
+StepTimeline step_timeline(const ModelSpec& model, const RunSetup& setup) { return TimelineBuilder(model, setup).build(); }
 
 }  // namespace ftdist::plan

@@ -57,7 +57,8 @@ struct OffloadHostBytes {
 // Bytes per element of the offloaded master: 4, or 2 in bf16-pure (whose master is bf16).
 int offload_master_bytes(Precision p);
 // Bytes per element of the gradient the optimizer step reads: the gradient shard's dtype in the
-// sharded stages (grad_accum_dtype; 2 in bf16-pure, 4 in fp32), the reduce dtype in `optimizer` and `none`.
+// sharded stages (grad_accum_dtype; 2 in bf16-pure, 4 in fp32), the reduce dtype in `optimizer` and `none`
+// (the compute dtype on one rank, where nothing is reduced).
 int step_grad_bytes(const RunSetup& s);
 
 struct MemoryBreakdown {
