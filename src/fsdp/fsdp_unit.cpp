@@ -81,7 +81,7 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
   auto master_of = [&](int64_t begin, int64_t len) {
     if (!offloaded_) return filled(begin, len, f32);
     at::Tensor t = host_tensor(len, cfg.precision == plan::Precision::Bf16Pure ? at::kBFloat16 : at::kFloat, cfg.device.is_cuda());
-    init.read_unit_range(index, begin, t);
+    load_range(init, begin, t);
     return t;
   };
   switch (cfg.stage) {

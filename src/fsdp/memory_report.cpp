@@ -2,7 +2,6 @@
 
 #include <cstdio>
 #include <sstream>
-#include <utility>
 
 #include "ftdist/core/bytes.h"
 #include "ftdist/fsdp/device_memory.h"
@@ -60,10 +59,7 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
     os << line;
   }
   if (planned.host.total() || measured.host.total()) {  // optimizer offload: what lives in host memory instead
-    const std::pair<const char*, uint64_t plan::OffloadHostBytes::*> rows[] = {
-        {"host: master", &plan::OffloadHostBytes::master}, {"host: optimizer", &plan::OffloadHostBytes::optimizer},
-        {"host: staging", &plan::OffloadHostBytes::staging}};
-    for (const auto& [name, field] : rows) {
+    for (const auto& [name, field] : plan::offload_host_parts()) {
       std::snprintf(line, sizeof(line), "%-18s %16s %22s\n", name, format_bytes(double(planned.host.*field)).c_str(),
                     format_bytes(double(measured.host.*field)).c_str());
       os << line;

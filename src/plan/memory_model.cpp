@@ -84,16 +84,24 @@ UnitLayout unit_layout(const ModelSpec& model, int shard_group, int64_t alignmen
 
 namespace {
 
-int compute_bytes(Precision p) { return p == Precision::Fp32 ? 4 : 2; }
 int master_bytes(Precision p) { return p == Precision::Bf16Mixed ? 4 : 0; }  // else the params are the master
+
+}  // namespace
+
+const std::array<OffloadHostPart, 3>& offload_host_parts() {
+  static const std::array<OffloadHostPart, 3> parts = {{{"host: master", &OffloadHostBytes::master},
+                                                        {"host: optimizer", &OffloadHostBytes::optimizer},
+                                                        {"host: staging", &OffloadHostBytes::staging}}};
+  return parts;
+}
+
+int compute_bytes(Precision p) { return p == Precision::Fp32 ? 4 : 2; }
 
 int grad_accum_bytes(const RunSetup& s) {
   if (s.precision == Precision::Fp32) return 4;
   if (s.precision == Precision::Bf16Pure) return 2;
   return float_type_bytes(s.grad_accum_dtype);
 }
-
-}  // namespace
 
 int offload_master_bytes(Precision p) { return p == Precision::Bf16Pure ? 2 : 4; }
 

@@ -5,7 +5,6 @@
 #include <map>
 #include <tuple>
 #include <sstream>
-#include <utility>
 
 #include "ftdist/core/bytes.h"
 #include "ftdist/plan/timeline.h"
@@ -205,10 +204,7 @@ void memory_section(std::ostringstream& os, const PlanReport& r, int focus) {
       os << line;
     }
     if (req.base.offload_optimizer) {  // not on the GPU: what lives in each rank's host memory instead
-      const std::pair<const char*, uint64_t OffloadHostBytes::*> rows[] = {
-          {"host: master", &OffloadHostBytes::master}, {"host: optimizer", &OffloadHostBytes::optimizer},
-          {"host: staging", &OffloadHostBytes::staging}};
-      for (const auto& [name, field] : rows) {
+      for (const auto& [name, field] : offload_host_parts()) {
         std::snprintf(line, sizeof(line), "\n  %-18s", name);
         os << line;
         for (auto& col : cols) {

@@ -66,7 +66,7 @@ class TimelineBuilder {
 
 TimelineBuilder::TimelineBuilder(const ModelSpec& m, const RunSetup& s)
     : m_(m), s_(s), whole_(estimate_memory(m, s)), policy_(stage_policy(s.stage)), n_(s.shard_group),
-      u_(unit_layout(m, s.shard_group, shard_alignment(s.optimizer))), c_(s.precision == Precision::Fp32 ? 4 : 2),
+      u_(unit_layout(m, s.shard_group, shard_alignment(s.optimizer))), c_(compute_bytes(s.precision)),
       r_(float_type_bytes(s.reduce_dtype)), tokens_(double(s.micro_batch) * double(s.seq_len)), ckpt_(s.activation_checkpointing == ActivationCheckpointing::Full),
       sharded_(policy_.shard_params), gathers_(sharded_ && n_ > 1) {
   per_layer_all_ = tokens_ * activation_bytes_per_token_layer(m, s);              // a layer's activations
@@ -83,7 +83,7 @@ TimelineBuilder::TimelineBuilder(const ModelSpec& m, const RunSetup& s)
   base_.host = whole_.host;
   if (gathers_ && policy_.reshard_after_forward) base_[MemCategory::unsharded_params] = whole_[MemCategory::unsharded_params];
   if (s.no_sync && sharded_)  // the unsharded accumulators, kept from the first micro-batch on
-    base_[MemCategory::unsharded_grads] = uint64_t(u_.padded_numel(n_)) * uint64_t(s.precision == Precision::Fp32 ? 4 : s.precision == Precision::Bf16Pure ? 2 : float_type_bytes(s.grad_accum_dtype));
+    base_[MemCategory::unsharded_grads] = uint64_t(u_.padded_numel(n_)) * uint64_t(grad_accum_bytes(s));
   base_[MemCategory::activations] = bytes(attention_mask_bytes(m, s));  // one attention mask for the whole pass
 
   // Units in order: embed (or root), layers, head (none when tied).
@@ -142,7 +142,7 @@ void TimelineBuilder::backward() {
   // the accumulator's with no_sync, the compute dtype when replicated), alive together at the
   // unit's post-backward (its end), with the gradient of its input.
   const double r = r_;
-  const double accum = s_.precision == Precision::Fp32 ? 4 : s_.precision == Precision::Bf16Pure ? 2 : float_type_bytes(s_.grad_accum_dtype);
+  const double accum = grad_accum_bytes(s_);
   const double flat_bytes = !sharded_ ? c_ : s_.no_sync ? accum : r;
   const double workspace = tokens_ * 2.0 * c_ * double(m_.intermediate);  // grads of gate and up outputs together
   std::vector<size_t> order;

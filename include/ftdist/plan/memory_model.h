@@ -54,6 +54,17 @@ struct OffloadHostBytes {
   uint64_t staging = 0;    // kOffloadSlots x largest state length x (gradient + bf16-mixed parameter bytes)
   uint64_t total() const { return master + optimizer + staging; }
 };
+// The parts of OffloadHostBytes under the names memory tables print them ("host: master", ...).
+struct OffloadHostPart {
+  const char* name;
+  uint64_t OffloadHostBytes::*bytes;
+};
+const std::array<OffloadHostPart, 3>& offload_host_parts();
+// Bytes per element of the parameters in compute: 4 in fp32, else 2.
+int compute_bytes(Precision p);
+// Bytes per element of the gradient shard (and the no_sync accumulators): grad_accum_dtype in
+// bf16-mixed, the master's dtype otherwise (4 in fp32, 2 in bf16-pure).
+int grad_accum_bytes(const RunSetup& s);
 // Bytes per element of the offloaded master: 4, or 2 in bf16-pure (whose master is bf16).
 int offload_master_bytes(Precision p);
 // Bytes per element of the gradient the optimizer step reads: the gradient shard's dtype in the
