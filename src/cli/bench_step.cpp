@@ -20,6 +20,7 @@
 #include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/fsdp/memory_report.h"
+#include "ftdist/plan/timeline.h"
 #include "ftdist/io/random_init.h"
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/plan/gpu_catalog.h"
@@ -159,11 +160,19 @@ int bench_step_main(int argc, char** argv) {
   if (world->rank() == 0) {
     const double tokens_per_s = double(mb * seq * accum * world->size()) * steps / total_s;
     std::printf("\n%s", fsdp::memory_report(spec, setup, f, last).c_str());
-    if (args.count("timeline")) {
-      std::printf("\n%-28s %14s\n", "phase (last step, rank 0)", "allocated");
-      for (const fsdp::StepPhase& p : last.phases)
-        std::printf("%-28s %14s%s\n", p.name.c_str(), format_bytes(double(p.peak_bytes)).c_str(),
-                    &p == last.peak_phase() ? "  <- peak" : "");
+    if (args.count("timeline")) {  // the planner's phases are the runtime's, in the same order
+      const plan::StepTimeline planned = plan::step_timeline(spec, setup);
+      std::printf("\n%-28s %14s %14s %8s\n", "phase (last step, rank 0)", "planned", "measured", "error");
+      for (size_t k = 0; k < last.phases.size(); ++k) {
+        const fsdp::StepPhase& p = last.phases[k];
+        const plan::TimelinePhase* q = k < planned.phases.size() && planned.phases[k].name == p.name ? &planned.phases[k] : nullptr;
+        const double want = q ? double(q->alive.budgeted(setup.host_device) - q->alive[plan::MemCategory::overhead]) : 0;
+        char err[16] = "-";
+        if (q && p.peak_bytes > 0) std::snprintf(err, sizeof(err), "%+.1f%%", 100.0 * (want / double(p.peak_bytes) - 1));
+        std::printf("%-28s %14s %14s %8s%s%s\n", p.name.c_str(), q ? format_bytes(want).c_str() : "-",
+                    format_bytes(double(p.peak_bytes)).c_str(), err, &p == last.peak_phase() ? "  <- measured peak" : "",
+                    q == &planned.peak_phase() ? "  <- planned peak" : "");
+      }
     }
     std::printf("# mean %.3f s/step, %.0f tokens/s, %.1f TFLOP/s per rank achieved (%.3g FLOPs/token), MFU %s\n",
                 total_s / steps, tokens_per_s, flops_per_token * tokens_per_s / world->size() / 1e12, flops_per_token,

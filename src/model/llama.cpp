@@ -24,16 +24,28 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
     ctx->save_for_backward({x, weight, rstd});
     return weight * (xf * rstd).to(x.scalar_type());
   }
+  // The backward holds at most three fp32 (b, s, h) temporaries at once (xhat, g' and one product;
+  // plan::norm_backward_bytes counts them): mixed-dtype products promote without a converted copy,
+  // and the last steps run in place on tensors it owns. The arithmetic is the same operation by
+  // operation as rstd * (g' - xhat * mean(g' * xhat)).
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &weight = saved[1], &rstd = saved[2];
     const at::ScalarType acc = rstd.scalar_type();
-    at::Tensor xf = x.to(acc), g = grads[0].to(acc);
-    at::Tensor xhat = xf * rstd;  // recomputed, not kept
-    // d(weight * xhat)/dweight = xhat; d/dx of xhat = rstd * (g' - xhat * mean(g' * xhat)), g' = g * weight
-    at::Tensor grad_weight = (g * xhat.to(x.scalar_type()).to(acc)).reshape({-1, x.size(-1)}).sum(0);
+    const at::Tensor& g = grads[0];  // (not written to: autograd may hand the same tensor elsewhere)
+    at::Tensor xhat = x * rstd;  // (b, s, h) acc: recomputed, not kept
+    at::Tensor grad_weight;
+    {
+      // d(weight * xhat)/dweight = xhat as the forward rounded it; the product in acc
+      at::Tensor rounded = xhat.to(x.scalar_type()).to(acc);
+      at::Tensor prod = rounded.is_same(xhat) ? g * xhat : rounded.mul_(g);
+      grad_weight = prod.reshape({-1, x.size(-1)}).sum(0);
+    }
+    // d/dx of xhat = rstd * (g' - xhat * mean(g' * xhat)), g' = g * weight
     at::Tensor gw = g * weight.to(acc);
-    at::Tensor grad_x = rstd * (gw - xhat * (gw * xhat).mean(-1, /*keepdim=*/true));
+    at::Tensor dot = (gw * xhat).mean(-1, /*keepdim=*/true);
+    at::Tensor grad_x = gw.sub_(xhat.mul_(dot)).mul_(rstd);
+    xhat.reset();
     return {grad_x.to(x.scalar_type()), grad_weight.to(weight.scalar_type()), at::Tensor()};
   }
 };
@@ -66,8 +78,12 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   // Eager, as Transformers' eager path: scores in the compute dtype plus the additive mask (which
   // keeps nothing for backward), softmax in (at least) fp32.
   FT_CHECK(mask.defined(), ErrorKind::Internal, "eager attention needs attention_mask()");
-  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * scale + mask;
+  // One (b, heads, s, s) scores tensor beside the probabilities: scaled and masked in place (autograd
+  // keeps q and k for the product, nothing of the scores), released once softmax has read it.
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1));
+  scores.mul_(scale).add_(mask);
   at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
+  scores.reset();
   return at::matmul(probs, v);
 }
 

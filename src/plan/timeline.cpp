@@ -161,33 +161,53 @@ void TimelineBuilder::backward() {
       // MLP's gradient workspace (the gradients of the gate and up outputs) and the down projection's
       // weight gradient; at its post-backward, the outgoing gradient, the unit's gradient and, sharded
       // over several ranks, the reduce-scatter's output.
-      // (recomputed in bf16: with the RMSNorm's fp32 upcast of its input alive)
-      const double own = ckpt_ ? hidden_ + per_layer_all_ + (c_ == 2 ? fp32_hidden_ : 0) : layer_saved_;
+      // (checkpointed: its input and what the recomputation saved; the recomputation's own
+      // temporaries are gone before the backward's, which are larger)
+      const double own = ckpt_ ? hidden_ + per_layer_all_ : layer_saved_;
       // The MLP's backward comes first; the attention's later, where eager attention adds the
       // gradient of its probabilities (fp32, heads x s x s per sequence).
-      const double mlp_weights = double(m_.hidden) * double(m_.intermediate) * c_;
-      const double attn = s_.attention == Attention::Eager ? 4.0 * double(m_.heads) * double(s_.seq_len) * double(s_.seq_len) * double(s_.micro_batch) : 0;
-      const double mlp = std::max(workspace + mlp_weights, attn);
+      const double h = double(m_.hidden), i = double(m_.intermediate), q = double(m_.q_dim());
+      const double mlp = workspace + h * i * c_;
+      // Eager attention's backward, after the MLP's and o_proj's: their saved tensors gone (the second
+      // norm's input and output, o_proj's input, the MLP's four (b, s, i), the bf16 probabilities), their
+      // weights' gradients held; the residual's and the attention output's gradients, and beside the
+      // fp32 probabilities their gradient and the scores' gradient (fp32).
+      double attn = 0;
+      if (s_.attention == Attention::Eager) {
+        const double probs = 4.0 * double(m_.heads) * double(s_.seq_len) * double(s_.seq_len) * double(s_.micro_batch);
+        const double released = tokens_ * c_ * (2 * h + q + 4 * i) + (c_ == 2 ? probs / 2 : 0);
+        attn = -released + (3 * h * i + q * h + h) * c_ + tokens_ * c_ * (h + q) + 2 * probs;
+      }
       const double rs_out = sharded_ ? double(x.shard) * r : 0;  // (one rank too: the same path)
-      const bool inside = own + mlp > hidden_ + grads + converted + rs_out;
-      peak = act(remaining + (inside ? own + mlp : hidden_));
+      const double inner = std::max(mlp, attn);
+      const bool inside = own + inner > hidden_ + grads + converted + rs_out;
+      peak = act(remaining + (inside ? own + inner : hidden_));
       if (!inside) {
         peak[MemCategory::unsharded_grads] = bytes(grads);
         peak[MemCategory::comm_buffers] = bytes(converted + rs_out);
       }
       end = act(remaining + hidden_);
     } else if (step == 0) {  // head (or the root's lm_head part): the loss's backward first
-      peak = act(remaining + hidden_);
-      // The cross-entropy's backward: the log-probabilities, their gradient and the logits' gradient in
-      // fp32; in bf16 also the fp32 copy's gradient and its bf16 conversion (4 x 4 + 2 bytes per logit).
-      peak[MemCategory::logits] = bytes(c_ == 4 ? vocab_ * 4 * 3 : vocab_ * (4 * 4 + c_));
+      // Three moments, one after the other, the largest is the phase's peak. The cross-entropy's
+      // backward: the log-probabilities with their gradient and the gradient of the (fp32) logits.
+      MemoryBreakdown ce = act(remaining + hidden_);
+      ce[MemCategory::logits] = bytes(vocab_ * 4 * 3);
+      // lm_head's backward: the logits' gradient (compute dtype) with the input's and then the weight's.
+      MemoryBreakdown mm = act(remaining + 2 * hidden_);
+      mm[MemCategory::logits] = bytes(vocab_ * c_);
+      mm[MemCategory::unsharded_grads] = bytes(double(x.numel) * c_);
+      // The unit's post-backward: its gradients and their flat copy, the reduce-scatter's output.
+      MemoryBreakdown post = act(remaining + hidden_);
+      post[MemCategory::unsharded_grads] = bytes(grads);
+      post[MemCategory::comm_buffers] = bytes(converted + (sharded_ ? double(x.shard) * r : 0));
+      peak = std::max({ce, mm, post}, [](const MemoryBreakdown& a, const MemoryBreakdown& b) { return a.total() < b.total(); });
       end = act(remaining + hidden_);
     } else {  // embedding
       remaining = 0;
       peak = act(hidden_);
       end = act(0);
     }
-    if (!x.layer) {
+    if (!x.layer && step != 0) {
       peak[MemCategory::unsharded_grads] = bytes(grads);
       peak[MemCategory::comm_buffers] = bytes(converted + (sharded_ ? double(x.shard) * r : 0));
     }
