@@ -88,6 +88,23 @@ fsdp::FsdpConfig runtime_options(const cxxopts::ParseResult& args) {
   return cfg;
 }
 
+// The last step's phases, the planner's (plan/timeline.h: the same names, in the same order) beside
+// the measured ones, both peaks marked.
+void print_timeline(const plan::ModelSpec& spec, const plan::RunSetup& setup, const fsdp::StepResult& last) {
+  const plan::StepTimeline planned = plan::step_timeline(spec, setup);
+  std::printf("\n%-28s %14s %14s %8s\n", "phase (last step, rank 0)", "planned", "measured", "error");
+  for (size_t k = 0; k < last.phases.size(); ++k) {
+    const fsdp::StepPhase& p = last.phases[k];
+    const plan::TimelinePhase* q = k < planned.phases.size() && planned.phases[k].name == p.name ? &planned.phases[k] : nullptr;
+    const double want = q ? double(q->alive.budgeted(setup.host_device) - q->alive[plan::MemCategory::overhead]) : 0;
+    char err[16] = "-";
+    if (q && p.peak_bytes > 0) std::snprintf(err, sizeof(err), "%+.1f%%", 100.0 * (want / double(p.peak_bytes) - 1));
+    std::printf("%-28s %14s %14s %8s%s%s\n", p.name.c_str(), q ? format_bytes(want).c_str() : "-",
+                format_bytes(double(p.peak_bytes)).c_str(), err, &p == last.peak_phase() ? "  <- measured peak" : "",
+                q == &planned.peak_phase() ? "  <- planned peak" : "");
+  }
+}
+
 }  // namespace
 
 int bench_step_main(int argc, char** argv) {
@@ -160,20 +177,7 @@ int bench_step_main(int argc, char** argv) {
   if (world->rank() == 0) {
     const double tokens_per_s = double(mb * seq * accum * world->size()) * steps / total_s;
     std::printf("\n%s", fsdp::memory_report(spec, setup, f, last).c_str());
-    if (args.count("timeline")) {  // the planner's phases are the runtime's, in the same order
-      const plan::StepTimeline planned = plan::step_timeline(spec, setup);
-      std::printf("\n%-28s %14s %14s %8s\n", "phase (last step, rank 0)", "planned", "measured", "error");
-      for (size_t k = 0; k < last.phases.size(); ++k) {
-        const fsdp::StepPhase& p = last.phases[k];
-        const plan::TimelinePhase* q = k < planned.phases.size() && planned.phases[k].name == p.name ? &planned.phases[k] : nullptr;
-        const double want = q ? double(q->alive.budgeted(setup.host_device) - q->alive[plan::MemCategory::overhead]) : 0;
-        char err[16] = "-";
-        if (q && p.peak_bytes > 0) std::snprintf(err, sizeof(err), "%+.1f%%", 100.0 * (want / double(p.peak_bytes) - 1));
-        std::printf("%-28s %14s %14s %8s%s%s\n", p.name.c_str(), q ? format_bytes(want).c_str() : "-",
-                    format_bytes(double(p.peak_bytes)).c_str(), err, &p == last.peak_phase() ? "  <- measured peak" : "",
-                    q == &planned.peak_phase() ? "  <- planned peak" : "");
-      }
-    }
+    if (args.count("timeline")) print_timeline(spec, setup, last);
     std::printf("# mean %.3f s/step, %.0f tokens/s, %.1f TFLOP/s per rank achieved (%.3g FLOPs/token), MFU %s\n",
                 total_s / steps, tokens_per_s, flops_per_token * tokens_per_s / world->size() / 1e12, flops_per_token,
                 mfu_text(flops_per_token * tokens_per_s / world->size(), peak_tflops).c_str());

@@ -88,7 +88,7 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
   int closest = least_memory_candidate(res);
   if (closest < 0) return "no candidate could be laid out: check --gpus, --nodes and --global-batch";
   const Candidate& c = res.candidates[closest];
-  uint64_t need = c.memory.total();
+  uint64_t need = c.needed_bytes();
   os << "no candidate fits: the least memory any candidate needs is " << format_gib(double(need)) << " per GPU ("
      << c.gpus << " x " << req.hardware[c.hardware].gpu.name << ", shard " << stage_name(c.setup.stage)
      << ", micro-batch " << c.setup.micro_batch << ", checkpointing " << activation_checkpointing_name(c.setup.activation_checkpointing)
@@ -303,7 +303,8 @@ void print_formulas(const PlanRequest& req, const PlanResult& result, std::FILE*
   for (const auto& l : lines) std::fprintf(out, "  %s\n", l.c_str());
   // The step as a timeline (plan/timeline.h): bytes alive per phase, the peak marked.
   const StepTimeline t = step_timeline(req.model, c.setup);
-  std::fprintf(out, "\nStep timeline per GPU, GiB (the runtime's phases; the categories above are each one's own peak):\n");
+  std::fprintf(out, "\nStep timeline per GPU, GiB with overhead (the runtime's phases; the formulas above give each "
+                    "category's own peak, the peak phase is what must fit):\n");
   for (size_t k = 0; k < t.phases.size(); ++k) {
     const TimelinePhase& p = t.phases[k];
     std::string parts;

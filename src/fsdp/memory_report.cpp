@@ -69,31 +69,24 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
                 format_bytes(plan::saved_activation_bytes(spec, setup)).c_str(),
                 last.activation_bytes ? format_bytes(double(last.activation_bytes)).c_str() : "-");
   os << line;
+  // The step's peak (plan/timeline.h): planned without the overhead, beside every tensor allocation
+  // at its peak, each with the phase it falls in (the measured phase from the last step).
   const at::Device device = fsdp.config().device;
-  if (device_memory_measured(device)) {
-    const plan::MemoryBreakdown& p = planned;
-    std::snprintf(line, sizeof(line), "%-18s %16s %22s  (peak of every tensor allocation; planned: all but overhead)\n",
-                  "allocated", format_bytes(double(p.budgeted(setup.host_device) - p[plan::MemCategory::overhead])).c_str(),
-                  format_bytes(double(device_memory_peak(device))).c_str());
-    os << line;
-  }
+  const plan::PeakMemory peak = plan::peak_memory(spec, setup);
   {
-    // The step as a timeline: the planner's peak phase (without overhead) next to the measured one.
-    const plan::StepTimeline timeline = plan::step_timeline(spec, setup);
-    const plan::TimelinePhase& planned_peak = timeline.peak_phase();
-    const StepPhase* peak = last.peak_phase();
-    const bool measured = peak && peak->peak_bytes > 0;
-    std::snprintf(line, sizeof(line), "%-18s %16s %22s  (planned during the %s%s%s)\n", "peak phase",
-                  format_bytes(double(planned_peak.alive.budgeted(setup.host_device) - planned_peak.alive[plan::MemCategory::overhead])).c_str(),
-                  measured ? format_bytes(double(peak->peak_bytes)).c_str() : "-", planned_peak.name.c_str(),
-                  measured ? ", measured during the " : "", measured ? peak->name.c_str() : "");
+    const StepPhase* at = last.peak_phase();
+    const bool measured = device_memory_measured(device);
+    std::snprintf(line, sizeof(line), "%-18s %16s %22s  (peak of every tensor allocation: planned during the %s%s%s)\n",
+                  "allocated", format_bytes(double(peak.needed(setup.host_device) - peak.alive[plan::MemCategory::overhead])).c_str(),
+                  measured ? format_bytes(double(device_memory_peak(device))).c_str() : "-", peak.phase.c_str(),
+                  at && at->peak_bytes > 0 ? ", measured during the " : "", at && at->peak_bytes > 0 ? at->name.c_str() : "");
     os << line;
   }
   // The whole: on a GPU the caching allocator's pool at its peak (what the device gave up; the CUDA
   // context and NCCL, the planner's overhead, come on top, and "device used" shows them), on the
   // CPU the process's peak resident memory.
   const bool gpu = device.is_cuda();
-  std::snprintf(line, sizeof(line), "%-18s %16s %22s  (%s)\n", "total", format_bytes(double(planned.budgeted(setup.host_device))).c_str(),
+  std::snprintf(line, sizeof(line), "%-18s %16s %22s  (%s)\n", "total", format_bytes(double(peak.needed(setup.host_device))).c_str(),
                 format_bytes(double(gpu ? device_memory_reserved_peak(device) : process_peak_rss_bytes())).c_str(),
                 gpu ? "caching allocator's peak pool (reserved), without the CUDA context" : "process peak RSS, all memory");
   os << line;

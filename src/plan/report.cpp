@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <tuple>
 #include <sstream>
@@ -60,8 +61,8 @@ int least_memory_candidate(const PlanResult& result) {
   int best = -1;
   for (int i = 0; i < int(result.candidates.size()); ++i) {
     const Candidate& c = result.candidates[i];
-    if (c.memory.total() == 0) continue;  // never laid out
-    if (best < 0 || c.memory.total() < result.candidates[best].memory.total()) best = i;
+    if (c.needed_bytes() == 0) continue;  // never laid out
+    if (best < 0 || c.needed_bytes() < result.candidates[best].needed_bytes()) best = i;
   }
   return best;
 }
@@ -100,12 +101,11 @@ nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c
       {"cost_usd", totals(c.time.cost_usd)},
       {"cost_per_mtok_usd", c.time.cost_per_mtok_usd},
   };
-  if (c.memory.total() > 0) {  // laid out: the step's peak as a timeline (the phase and what is alive then)
-    const StepTimeline t = step_timeline(req.model, c.setup);
-    const TimelinePhase& p = t.peak_phase();
+  if (c.needed_bytes() > 0) {  // laid out: the step's peak as a timeline (the phase and what is alive then), what `fits` compares
     nlohmann::ordered_json at = nlohmann::ordered_json::object();
-    for (MemCategory cat : all_mem_categories()) at[mem_category_name(cat)] = p.alive[cat];
-    j["timeline_peak"] = {{"phase", p.name}, {"bytes", p.alive.total()}, {"by_category", at}};
+    for (MemCategory cat : all_mem_categories()) at[mem_category_name(cat)] = c.peak.alive[cat];
+    j["timeline_peak"] = {{"phase", c.peak.phase}, {"bytes", c.peak.alive.total()}, {"by_category", at}};
+    j["needed_bytes"] = c.needed_bytes();
   }
   if (!hw.node_type.empty()) j["node_type"] = hw.node_type;
   if (!c.rejected_because.empty()) j["rejected_because"] = c.rejected_because;
@@ -172,55 +172,37 @@ void memory_section(std::ostringstream& os, const PlanReport& r, int focus) {
   int single = -1;
   for (int i = 0; i < int(res.candidates.size()); ++i) {
     const Candidate& c = res.candidates[i];
-    if (c.gpus != 1 || c.memory.total() == 0) continue;
-    if (single < 0 || c.memory.total() < res.candidates[single].memory.total()) single = i;
+    if (c.gpus != 1 || c.needed_bytes() == 0) continue;
+    if (single < 0 || c.needed_bytes() < res.candidates[single].needed_bytes()) single = i;
   }
   std::vector<std::pair<std::string, int>> cols;
   if (single >= 0 && single != focus) cols.push_back({"1 GPU (least memory)", single});
   if (focus >= 0) cols.push_back({res.recommended >= 0 ? "recommended" : "closest (does not fit)", focus});
   if (!cols.empty()) {
-    os << "Memory per GPU, GiB\n";
-    char line[256];
-    std::snprintf(line, sizeof(line), "  %-18s", "category");
-    os << line;
-    for (auto& col : cols) {
-      std::snprintf(line, sizeof(line), " %24s", col.first.c_str());
-      os << line;
-    }
-    os << "\n";
-    for (MemCategory cat : all_mem_categories()) {
-      std::snprintf(line, sizeof(line), "  %-18s", mem_category_name(cat));
-      os << line;
+    os << "Memory per GPU at the step's peak, GiB (each category as it is then; --explain: the whole step)\n";
+    // One line: a label, then one value per column.
+    auto row = [&](const std::string& label, const std::function<std::string(const Candidate&)>& value) {
+      char cell[256];
+      std::snprintf(cell, sizeof(cell), "  %-18s", label.c_str());
+      os << cell;
       for (auto& col : cols) {
-        std::snprintf(line, sizeof(line), " %24s", gib(res.candidates[col.second].memory[cat]).c_str());
-        os << line;
+        std::snprintf(cell, sizeof(cell), " %24s", value(res.candidates[col.second]).c_str());
+        os << cell;
       }
       os << "\n";
-    }
-    std::snprintf(line, sizeof(line), "  %-18s", "total");
-    os << line;
-    for (auto& col : cols) {
-      std::snprintf(line, sizeof(line), " %24s", gib(res.candidates[col.second].memory.total()).c_str());
-      os << line;
-    }
-    if (req.base.offload_optimizer) {  // not on the GPU: what lives in each rank's host memory instead
+    };
+    size_t head = 0;  // (the header: each column's name, in order)
+    row("category", [&](const Candidate&) { return cols[head++].first; });
+    for (MemCategory cat : all_mem_categories()) row(mem_category_name(cat), [&](const Candidate& c) { return gib(c.peak.alive[cat]); });
+    row("total", [](const Candidate& c) { return gib(c.peak.alive.total()); });
+    row("peak during", [](const Candidate& c) { return "the " + c.peak.phase; });
+    row("categories' peaks", [](const Candidate& c) { return gib(c.memory.total()) + " summed"; });
+    if (req.base.offload_optimizer)  // not on the GPU: what lives in each rank's host memory instead
       for (const auto& [name, field] : offload_host_parts()) {
-        std::snprintf(line, sizeof(line), "\n  %-18s", name);
-        os << line;
-        for (auto& col : cols) {
-          std::snprintf(line, sizeof(line), " %24s", gib(res.candidates[col.second].memory.host.*field).c_str());
-          os << line;
-        }
+        auto part = field;
+        row(name, [part](const Candidate& c) { return gib(c.memory.host.*part); });
       }
-    }
-    os << "\n  " << std::string(18, ' ');
-    for (auto& col : cols) {
-      const Candidate& c = res.candidates[col.second];
-      std::snprintf(line, sizeof(line), " %24s",
-                    (std::string(c.fits ? "fits " : "DOES NOT FIT ") + gib(c.usable_bytes) + " usable").c_str());
-      os << line;
-    }
-    os << "\n";
+    row("", [](const Candidate& c) { return std::string(c.fits ? "fits " : "DOES NOT FIT ") + gib(c.usable_bytes) + " usable"; });
     for (auto& col : cols) {
       const Candidate& c = res.candidates[col.second];
       os << "  " << col.first << ": " << describe(req, c) << "\n";
@@ -235,7 +217,7 @@ void memory_section(std::ostringstream& os, const PlanReport& r, int focus) {
            << " = " << gib(uint64_t(states)) << " GiB, before activations, over the " << gib(s.usable_bytes)
            << " GiB usable.\n";
       } else {
-        os << "  One GPU fits (" << gib(s.memory.total()) << " GiB of " << gib(s.usable_bytes) << " GiB usable).\n";
+        os << "  One GPU fits (" << gib(s.needed_bytes()) << " GiB of " << gib(s.usable_bytes) << " GiB usable).\n";
       }
     }
     os << "\n";
@@ -250,7 +232,7 @@ void candidates_section(std::ostringstream& os, const PlanReport& r, int focus) 
   std::map<std::tuple<int, int, int>, int> best;  // (hardware, gpus, stage) -> index
   for (int i = 0; i < int(res.candidates.size()); ++i) {
     const Candidate& c = res.candidates[i];
-    if (c.memory.total() == 0) continue;
+    if (c.needed_bytes() == 0) continue;
     auto key = std::make_tuple(c.hardware, c.gpus, int(c.setup.stage));
     auto it = best.find(key);
     if (it == best.end()) {
@@ -260,7 +242,7 @@ void candidates_section(std::ostringstream& os, const PlanReport& r, int focus) 
     const Candidate& b = res.candidates[it->second];
     bool take = c.fits ? (!b.fits || (req.objective == Objective::Cost ? c.time.cost_usd < b.time.cost_usd
                                                                        : c.time.total_s < b.time.total_s))
-                       : (!b.fits && c.memory.total() < b.memory.total());
+                       : (!b.fits && c.needed_bytes() < b.needed_bytes());
     if (take) it->second = i;
   }
   int limit_gpus = focus >= 0 ? std::max(8, res.candidates[focus].gpus * 4) : 64;
@@ -280,7 +262,7 @@ void candidates_section(std::ostringstream& os, const PlanReport& r, int focus) 
     std::snprintf(line, sizeof(line), "  %-14s %5d %5d %-9s %4lld %5s %9s %6s %9.2f %11.0f %10s %10s  %s\n",
                   req.hardware[c.hardware].gpu.name.c_str(), c.gpus, c.nodes, stage_name(c.setup.stage),
                   static_cast<long long>(c.setup.micro_batch), activation_checkpointing_name(c.setup.activation_checkpointing),
-                  gib(c.memory.total()).c_str(), c.fits ? "yes" : "no", c.time.step_s, c.time.tokens_per_s,
+                  gib(c.needed_bytes()).c_str(), c.fits ? "yes" : "no", c.time.step_s, c.time.tokens_per_s,
                   req.total_tokens > 0 ? hours(c.time.total_s).c_str() : "-", req.total_tokens > 0 ? fmt("%.2f", c.time.cost_usd).c_str() : "-",
                   note.c_str());
     os << line;
@@ -300,12 +282,9 @@ void recommendation_section(std::ostringstream& os, const PlanReport& r, int foc
     const HardwareOption& hw = req.hardware[c.hardware];
     os << "Recommendation (" << (req.objective == Objective::Cost ? "cheapest" : "fastest") << " that fits with "
        << fmt("%.0f", req.headroom * 100) << "% headroom): " << describe(req, c) << "\n";
-    os << "  memory per GPU " << gib(c.memory.total()) << " GiB of " << gib(c.gpu_memory_bytes) << " GiB ("
-       << gib(c.usable_bytes) << " usable)";
-    const StepTimeline t = step_timeline(req.model, c.setup);
-    os << "; as a timeline the step peaks at " << gib(t.peak_phase().alive.total()) << " GiB during the "
-       << t.peak_phase().name << " (--explain prints every phase)";
-    os << "\n";
+    os << "  memory per GPU " << gib(c.needed_bytes()) << " GiB of " << gib(c.gpu_memory_bytes) << " GiB ("
+       << gib(c.usable_bytes) << " usable) at the step's peak, during the " << c.peak.phase
+       << " (--explain prints every phase)\n";
     os << "  " << host_line(c) << "\n";
     os << "  step " << fmt("%.3f", c.time.step_s) << " s, " << fmt("%.0f", c.time.tokens_per_s) << " tokens/s ("
        << fmt("%.0f", c.time.tokens_per_s / c.gpus) << " per GPU, MFU " << fmt("%.0f", c.time.mfu * 100) << "%)";

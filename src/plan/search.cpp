@@ -97,7 +97,7 @@ bool preferred(const Candidate& a, const Candidate& b, Objective o, double best_
   bool b_near = objective_value(b, o) <= best_value * (1 + kNearTie);
   if (a_near != b_near) return a_near;
   if (a_near && a.gpus != b.gpus) return a.gpus < b.gpus;
-  if (a_near && a.memory.total() != b.memory.total()) return a.memory.total() < b.memory.total();
+  if (a_near && a.needed_bytes() != b.needed_bytes()) return a.needed_bytes() < b.needed_bytes();
   return better(a, b, o);
 }
 
@@ -149,14 +149,15 @@ PlanResult search(const PlanRequest& req) {
               continue;
             }
             c.memory = estimate_memory(req.model, c.setup);
+            c.peak = peak_memory(req.model, c.setup);
             c.host = estimate_host_memory(c.memory, c.setup, ranks_per_node(c, hw));
-            c.fits = c.memory.budgeted(c.setup.host_device) <= c.usable_bytes;
+            c.fits = c.needed_bytes() <= c.usable_bytes;
             Workload w{req.total_tokens, c.grad_accum};
             c.time = estimate_time(req.model, c.setup, hwm, w);
             if (!c.fits) {
-              char buf[200];
-              std::snprintf(buf, sizeof(buf), "needs %s per GPU; limit %s (%s - %.0f%% headroom)", gib(c.memory.budgeted(c.setup.host_device)).c_str(),
-                            gib(c.usable_bytes).c_str(), gib(c.gpu_memory_bytes).c_str(), req.headroom * 100);
+              char buf[256];
+              std::snprintf(buf, sizeof(buf), "needs %s per GPU (peak in the %s); limit %s (%s - %.0f%% headroom)", gib(c.needed_bytes()).c_str(),
+                            c.peak.phase.c_str(), gib(c.usable_bytes).c_str(), gib(c.gpu_memory_bytes).c_str(), req.headroom * 100);
               c.rejected_because = buf;
             }
             result.candidates.push_back(std::move(c));
@@ -178,7 +179,7 @@ PlanResult search(const PlanRequest& req) {
     for (int i = 0; i < int(result.candidates.size()); ++i) {
       Candidate& c = result.candidates[i];
       if (i == result.recommended || !c.fits) continue;
-      char buf[200];
+      char buf[256];
       const bool near = objective_value(c, req.objective) <= best_value * (1 + kNearTie);
       if (near && c.gpus > best.gpus)
         std::snprintf(buf, sizeof(buf), "fits, within %.0f%% of the best %s, but needs %d GPUs, not %d", kNearTie * 100,
@@ -186,8 +187,8 @@ PlanResult search(const PlanRequest& req) {
       else if (near && c.gpus == best.gpus)
         std::snprintf(buf, sizeof(buf), "fits, within %.0f%% of the best %s, but leaves less memory free (%.1f vs %.1f GiB)",
                       kNearTie * 100, req.objective == Objective::Cost ? "cost" : "time",
-                      double(c.usable_bytes - c.memory.total()) / double(kGiB),
-                      double(best.usable_bytes - best.memory.total()) / double(kGiB));
+                      double(c.usable_bytes - c.needed_bytes()) / double(kGiB),
+                      double(best.usable_bytes - best.needed_bytes()) / double(kGiB));
       else if (req.objective == Objective::Cost)
         std::snprintf(buf, sizeof(buf), req.total_tokens > 0 ? "fits, but costs $%.2f vs $%.2f" : "fits, but costs $%.4f vs $%.4f per million tokens",
                       cost_of(c), cost_of(best));

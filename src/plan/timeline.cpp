@@ -249,4 +249,9 @@ void TimelineBuilder::optimizer_step() {
 
 StepTimeline step_timeline(const ModelSpec& model, const RunSetup& setup) { return TimelineBuilder(model, setup).build(); }
 
+PeakMemory peak_memory(const ModelSpec& model, const RunSetup& setup) {
+  const StepTimeline t = step_timeline(model, setup);
+  return {t.peak_phase().alive, t.peak_phase().name};
+}
+
 }  // namespace ftdist::plan

@@ -115,7 +115,7 @@ std::string recommendation(const RunConfig& c, const plan::ModelSpec& spec, int 
   if (r.recommended >= 0) {
     const plan::Candidate& best = r.candidates[size_t(r.recommended)];
     return "ftdist plan recommends for " + std::to_string(world) + " rank(s) of " + format_bytes(double(budget.bytes)) +
-           ": " + describe(best.setup) + " (planned " + format_bytes(double(best.memory.total())) +
+           ": " + describe(best.setup) + " (planned " + format_bytes(double(best.needed_bytes())) +
            " per rank); set parallel.auto = true to use it";
   }
   // Nothing fits on this many ranks: how many would it take (same global batch)?
@@ -124,11 +124,11 @@ std::string recommendation(const RunConfig& c, const plan::ModelSpec& spec, int 
     const plan::Candidate& best = r.candidates[size_t(r.recommended)];
     return "nothing fits " + std::to_string(world) + " rank(s) of " + format_bytes(double(budget.bytes)) +
            "; ftdist plan recommends " + std::to_string(best.gpus) + " ranks with " + describe(best.setup) + " (planned " +
-           format_bytes(double(best.memory.total())) + " per rank)";
+           format_bytes(double(best.needed_bytes())) + " per rank)";
   }
   uint64_t least = 0;
   for (const plan::Candidate& cand : r.candidates)
-    if (cand.memory.total() > 0 && (least == 0 || cand.memory.total() < least)) least = cand.memory.total();
+    if (cand.needed_bytes() > 0 && (least == 0 || cand.needed_bytes() < least)) least = cand.needed_bytes();
   return "nothing fits up to " + std::to_string(kMaxRanks) + " ranks of " + format_bytes(double(budget.bytes)) +
          (least ? " (the smallest plan needs " + format_bytes(double(least)) + " per rank)" : "") +
          "; use ranks with more memory, a shorter data.seq_len or a smaller model";
@@ -136,10 +136,11 @@ std::string recommendation(const RunConfig& c, const plan::ModelSpec& spec, int 
 
 void FitCheck::check_plan() const {
   if (budget.bytes == 0) return;
-  const plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
-  if (planned.budgeted(setup.host_device) <= budget.bytes) return;
-  // The category at which the planned bytes, taken in the order the runtime allocates them, pass
-  // the budget: the one that does not fit.
+  const plan::PeakMemory peak = plan::peak_memory(spec, setup);
+  const plan::MemoryBreakdown& planned = peak.alive;
+  if (peak.needed(setup.host_device) <= budget.bytes) return;
+  // The category at which the bytes alive at the step's peak, taken in the order the runtime
+  // allocates them, pass the budget: the one that does not fit.
   using plan::MemCategory;
   uint64_t sum = setup.host_device ? planned.host.total() : 0;  // offloaded on the CPU: the same memory
   MemCategory over = MemCategory::overhead;
@@ -154,7 +155,7 @@ void FitCheck::check_plan() const {
   }
   std::ostringstream os;
   os << "with " << describe(setup) << " on " << world << " rank(s) the plan needs "
-     << format_bytes(double(planned.budgeted(setup.host_device))) << " per rank"
+     << format_bytes(double(peak.needed(setup.host_device))) << " per rank at the step's peak (the " << peak.phase << ")"
      << (setup.host_device && planned.host.total() ? " (" + format_bytes(double(planned.host.total())) + " of it offloaded master, optimizer states and staging)" : "")
      << ", available " << format_bytes(double(budget.bytes)) << " ("
      << budget.source << "); " << plan::mem_category_name(over) << " (" << format_bytes(double(planned[over]))
@@ -191,7 +192,7 @@ void FitCheck::run(const std::string& phase, const std::function<void()>& fn) co
     os << "out of memory " << phase << ": " << (cat ? plan::mem_category_name(*cat) : "an allocation") << " did not fit ("
        << first << "). Planned per rank for " << describe(setup) << ": "
        << (cat ? std::string(plan::mem_category_name(*cat)) + " " + format_bytes(double(planned[*cat])) + ", " : "")
-       << "total " << format_bytes(double(planned.total())) << "; available "
+       << "step peak " << format_bytes(double(plan::peak_memory(spec, setup).needed(setup.host_device))) << "; available "
        << (budget.bytes ? format_bytes(double(budget.bytes)) + " (" + budget.source + ")" : "unknown") << ". "
        << recommendation(config, spec, world, global_batch, budget);
     FT_CHECK(false, ErrorKind::DoesNotFit, os.str());

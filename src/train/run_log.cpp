@@ -11,6 +11,7 @@
 #include "ftdist/fsdp/device_memory.h"
 #include "ftdist/fsdp/memory_report.h"
 #include "ftdist/plan/host_memory.h"
+#include "ftdist/plan/timeline.h"
 
 namespace ftdist::train {
 namespace {
@@ -72,12 +73,13 @@ void MetricsLog::end() {
 }
 
 void log_probe(const plan::ModelSpec& spec, const plan::RunSetup& setup, const MemoryBudget& budget, at::Device device) {
-  const plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
+  const plan::PeakMemory peak = plan::peak_memory(spec, setup);
+  const plan::MemoryBreakdown& planned = peak.alive;
   std::string parts;
   for (plan::MemCategory cat : plan::all_mem_categories())
     if (planned[cat] > 0) parts += std::string(parts.empty() ? "" : ", ") + plan::mem_category_name(cat) + " " + format_bytes(double(planned[cat]));
   FT_LOG_INFO("memory probe: a step fits, peak " << format_bytes(double(fsdp::device_memory_peak(device))) << " allocated per rank on " << device << " (planned "
-              << format_bytes(double(planned.budgeted(setup.host_device))) << ": " << parts
+              << format_bytes(double(peak.needed(setup.host_device))) << " at the " << peak.phase << ": " << parts
               << (planned.host.total() ? ", offloaded to host " + format_bytes(double(planned.host.total())) : std::string()) << "; available "
               << (budget.bytes ? format_bytes(double(budget.bytes)) + ", " + budget.source : "unknown") << ")");
 }
@@ -87,7 +89,8 @@ void report_memory_since_start(const RunConfig& c, const plan::ModelSpec& spec, 
   at::Tensor peaks = at::tensor({fsdp::process_peak_rss_bytes(), counter.lifetime_peak()}, at::kLong);
   world.all_reduce(peaks, comm::ReduceOp::Max);
   if (world.rank() != 0) return;
-  const plan::MemoryBreakdown planned = plan::estimate_memory(spec, setup);
+  const plan::PeakMemory peak = plan::peak_memory(spec, setup);  // the step's peak, what the planner fits
+  const plan::MemoryBreakdown& planned = peak.alive;
   const plan::HostMemory host = plan::estimate_host_memory(spec, setup, per_node);
   const int64_t rss = peaks[0].item<int64_t>(), allocated = peaks[1].item<int64_t>();
   // (on the CPU the offloaded host buffers are allocated from the same counted memory)
@@ -96,6 +99,7 @@ void report_memory_since_start(const RunConfig& c, const plan::ModelSpec& spec, 
       {"ranks", world.size()},
       {"ranks_per_node", per_node},
       {"planned_per_rank", {{"allocated_bytes", planned_allocated}, {"total_bytes", planned.budgeted(setup.host_device)},
+                            {"peak_phase", peak.phase},
                             {"offloaded_host_bytes", planned.host.total()},
                             {"host_load_peak_bytes", host.load_peak}, {"host_steady_bytes", host.steady}}},
       {"measured_largest_rank", {{"peak_rss_bytes", rss},

@@ -190,9 +190,12 @@ else:
         m = json.load(f)
     planned, measured = m["planned_per_rank"], m["measured_largest_rank"]
     print(json.dumps(m, indent=1))
-    check(measured["allocated_peak_bytes"] <= planned["allocated_bytes"],
-          f"allocated from the start (loading included) {measured['allocated_peak_bytes'] / MiB:.0f} MiB <= planned "
-          f"{planned['allocated_bytes'] / MiB:.0f} MiB")
+    # The plan is the step's peak (a timeline, docs/planner.md#the-step-timeline), held to 3 % of what
+    # the run allocated at its peak, loading included; the overhead row comes on top of it.
+    got, want = measured["allocated_peak_bytes"], planned["allocated_bytes"]
+    check(abs(got - want) <= 0.03 * want,
+          f"allocated from the start (loading included) {got / MiB:.1f} MiB within 3 % of planned "
+          f"{want / MiB:.1f} MiB ({100 * (got / want - 1):+.3f} %, peak phase planned: {planned['peak_phase']})")
     host, rss = planned["host_steady_bytes"], measured["peak_rss_bytes"]
     check(abs(rss - host) <= 0.1 * host + 300 * MiB,
           f"peak RSS {rss / MiB:.0f} MiB within 10 % + 300 MiB of the planned {host / MiB:.0f} MiB per rank")

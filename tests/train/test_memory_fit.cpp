@@ -13,6 +13,7 @@
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/plan/host_memory.h"
 #include "ftdist/plan/memory_model.h"
+#include "ftdist/plan/timeline.h"
 #include "ftdist/train/memory_fit.h"
 
 using namespace ftdist;
@@ -120,7 +121,8 @@ TEST(MemoryFit, ProbeStepThatDoesNotFitNamesTheCategoryAndTheRecommendation) {
 
 TEST(MemoryFit, PlanOverTheBudgetIsRefusedBeforeAnyAllocation) {
   Fixture f;
-  const uint64_t planned = plan::estimate_memory(f.spec, train::runtime_setup(f.config, 1, 2)).total();
+  const plan::RunSetup setup = train::runtime_setup(f.config, 1, 2);
+  const uint64_t planned = plan::peak_memory(f.spec, setup).needed(setup.host_device);  // the step's peak
   EXPECT_NO_THROW(f.fit(planned).check_plan());
   EXPECT_NO_THROW(f.fit(0).check_plan());  // no budget known: nothing to check against
   const std::string msg = does_not_fit([&] { f.fit(planned - 1).check_plan(); });

@@ -16,6 +16,7 @@
 #include "ftdist/plan/model_spec.h"
 #include "ftdist/plan/run_setup.h"
 #include "ftdist/plan/time_model.h"
+#include "ftdist/plan/timeline.h"
 
 namespace ftdist::plan {
 
@@ -54,13 +55,15 @@ struct Candidate {
   int nodes = 1;
   RunSetup setup;
   int64_t grad_accum = 1;
-  MemoryBreakdown memory;
+  MemoryBreakdown memory;  // each category's own peak over the step (they never all coexist)
+  PeakMemory peak;         // the step's peak as a timeline: what fits or does not
   HostMemory host;  // host memory per rank and per node (ranks_per_node 0 when never laid out)
   uint64_t gpu_memory_bytes = 0;
   uint64_t usable_bytes = 0;  // gpu memory minus headroom
   bool fits = false;
   TimeEstimate time;
   std::string rejected_because;  // empty for the recommendation
+  uint64_t needed_bytes() const { return peak.needed(setup.host_device); }  // 0 when never laid out
 };
 
 struct PlanResult {

@@ -33,4 +33,13 @@ struct StepTimeline {
 
 StepTimeline step_timeline(const ModelSpec& model, const RunSetup& setup);
 
+// What a rank needs: the categories alive at the step's peak phase (overhead included) — the bytes
+// the planner fits against the GPU, the trainer against its budget — and the phase's name.
+struct PeakMemory {
+  MemoryBreakdown alive;
+  std::string phase;
+  uint64_t needed(bool host_device) const { return alive.budgeted(host_device); }
+};
+PeakMemory peak_memory(const ModelSpec& model, const RunSetup& setup);
+
 }  // namespace ftdist::plan
