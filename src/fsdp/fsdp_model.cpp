@@ -300,7 +300,9 @@ at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
   shared_->streams.capture_compute();
   shared_->phases.start();
   const at::Tensor ids = mb.input_ids.to(cfg_.device), labels = mb.labels.to(cfg_.device);
-  ctx_ = model_.context(ids.size(1));
+  FT_CHECK_ARG(!mb.position_ids.defined() || mb.position_ids.sizes() == mb.input_ids.sizes(),
+               "position_ids must have input_ids' (batch, seq) shape, got " << mb.position_ids.sizes());
+  ctx_ = model_.context(ids.size(1), mb.position_ids);
   forward_start_bytes_ = device_memory_measured(cfg_.device) ? device_memory_current(cfg_.device) - allocated_gathered_now() : 0;
   at::Tensor h;
   for (size_t u = 0; u < units_.size(); ++u) h = run_unit(u, h, &ctx_, ids);

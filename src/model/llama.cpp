@@ -64,6 +64,21 @@ at::Tensor attention_mask(int64_t s, int64_t window, plan::Attention kind, const
   return mask.to(options.device());
 }
 
+at::Tensor document_mask(const at::Tensor& position_ids, int64_t window, const at::TensorOptions& options) {
+  // An example starts where its position is 0; token i attends to j in its own example at j <= i
+  // (and, windowed, i - j < window: positions count from the example's start, so the difference is
+  // the same).
+  const at::Tensor pos = position_ids.to(at::kCPU);
+  const at::Tensor example = (pos == 0).cumsum(1);  // (b, s)
+  at::Tensor attend = example.unsqueeze(2) == example.unsqueeze(1);
+  const at::Tensor i = pos.unsqueeze(2), j = pos.unsqueeze(1);
+  attend = attend.logical_and(j <= i);
+  if (window > 0) attend = attend.logical_and(i - j < window);
+  at::Tensor mask = at::zeros(attend.sizes(), at::TensorOptions().dtype(options.dtype()));
+  mask.masked_fill_(attend.logical_not(), -std::numeric_limits<double>::infinity());
+  return mask.unsqueeze(1).to(options.device());  // (b, 1, s, s)
+}
+
 bool fused_attention_reads_grouped_heads(const at::Tensor& q, const at::Tensor& mask) {
   if (!compat::available_sdpa || !compat::sdpa_gqa || mask.defined()) return false;
   return q.is_cpu() || q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
@@ -186,6 +201,25 @@ ForwardContext LlamaModel::context(int64_t seq_len) const {
   return context_cache_;
 }
 
+ForwardContext LlamaModel::context(int64_t seq_len, const at::Tensor& position_ids) const {
+  if (!position_ids.defined()) return context(seq_len);
+  FT_CHECK_ARG(position_ids.dim() == 2 && position_ids.size(1) == seq_len && position_ids.scalar_type() == at::kLong,
+               "position_ids must be (batch, " << seq_len << ") int64, got " << position_ids.sizes() << " " << position_ids.scalar_type());
+  const ForwardContext& table = context(seq_len);  // positions are < seq_len: the table's rows
+  const at::Tensor pos = position_ids.to(table.rope.cos.device());
+  const int64_t b = pos.size(0);
+  FT_CHECK_ARG(pos.numel() == 0 || (pos.min().item<int64_t>() >= 0 && pos.max().item<int64_t>() < seq_len),
+               "position_ids must be in [0, " << seq_len << ")");
+  ForwardContext c;
+  c.seq_len = seq_len;
+  auto rows = [&](const at::Tensor& t) { return t.index_select(0, pos.reshape({-1})).view({b, 1, seq_len, t.size(-1)}); };
+  c.rope = {rows(table.rope.cos), rows(table.rope.sin)};
+  c.causal_mask = document_mask(pos, 0, table.rope.cos.options());
+  if (spec_.sliding_window > 0 && seq_len > spec_.sliding_window)
+    c.window_mask = document_mask(pos, spec_.sliding_window, table.rope.cos.options());
+  return c;
+}
+
 at::Tensor LlamaModel::embed(const at::Tensor& ids) const { return at::embedding(units_.front().params[0], ids); }
 
 at::Tensor LlamaModel::attention(int64_t i, const at::Tensor& x, const ForwardContext& ctx) const {
@@ -233,14 +267,16 @@ const at::Tensor& LlamaModel::lm_head_weight() const {
   return spec_.tie_embeddings ? param("model.embed_tokens.weight") : param("lm_head.weight");
 }
 
-at::Tensor LlamaModel::forward_hidden(const at::Tensor& ids) const {
+at::Tensor LlamaModel::forward_hidden(const at::Tensor& ids, const at::Tensor& position_ids) const {
   FT_CHECK_ARG(ids.dim() == 2, "input_ids must be (batch, seq), got " << ids.sizes());
-  ForwardContext ctx = context(ids.size(1));
+  ForwardContext ctx = context(ids.size(1), position_ids);
   at::Tensor h = embed(ids);
   for (int64_t i = 0; i < spec_.layers; ++i) h = layer(i, h, ctx);
   return final_norm(h);
 }
 
-at::Tensor LlamaModel::forward(const at::Tensor& ids) const { return at::linear(forward_hidden(ids), lm_head_weight()); }
+at::Tensor LlamaModel::forward(const at::Tensor& ids, const at::Tensor& position_ids) const {
+  return at::linear(forward_hidden(ids, position_ids), lm_head_weight());
+}
 
 }  // namespace ftdist::model

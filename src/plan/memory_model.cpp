@@ -159,7 +159,7 @@ double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
     bytes += 4.0 * m.heads;
     const bool windowed = m.sliding_window > 0 && s.seq_len > m.sliding_window;
     const bool fp32_on_gpu = s.precision == Precision::Fp32 && !s.host_device;
-    if (windowed || fp32_on_gpu) bytes += expanded_kv;
+    if (windowed || fp32_on_gpu || s.packed_documents) bytes += expanded_kv;  // (a mask: k/v expanded)
   }
   return bytes;
 }
@@ -169,8 +169,11 @@ double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
 // sequence (plain causal flash attention masks in the kernel).
 double attention_mask_bytes(const ModelSpec& m, const RunSetup& s) {
   const bool windowed = m.sliding_window > 0 && s.seq_len > m.sliding_window;
+  const double one = double(compute_bytes(s.precision)) * double(s.seq_len) * double(s.seq_len);
+  if (s.packed_documents)  // per sequence, for every kind; a windowed one beside it
+    return one * double(s.micro_batch) * (windowed ? 2 : 1);
   if (s.attention == Attention::Flash && !windowed) return 0;
-  return double(compute_bytes(s.precision)) * double(s.seq_len) * double(s.seq_len) * (windowed && s.attention == Attention::Eager ? 2 : 1);
+  return one * (windowed && s.attention == Attention::Eager ? 2 : 1);
 }
 
 double saved_activation_bytes(const ModelSpec& m, const RunSetup& s) {

@@ -74,8 +74,10 @@ TimelineBuilder::TimelineBuilder(const ModelSpec& m, const RunSetup& s)
   hidden_ = tokens_ * c_ * double(m.hidden);                                      // one (b, s, h) activation
   fp32_hidden_ = tokens_ * 4.0 * double(m.hidden);  // a layer's fp32 (b, s, h) temporary at its peak
   vocab_ = tokens_ * double(m.vocab);
-  // The forward context (rotary tables in the compute dtype, the token ids) lives through the pass.
-  context_ = 2.0 * double(s.seq_len) * double(m.head_dim) * c_ + 8.0 * tokens_;
+  // The forward context (rotary tables in the compute dtype, the token ids) lives through the pass;
+  // with packed examples also each token's rotary rows and its position id.
+  context_ = 2.0 * double(s.seq_len) * double(m.head_dim) * c_ + 8.0 * tokens_ +
+             (s.packed_documents ? 2.0 * tokens_ * double(m.head_dim) * c_ + 8.0 * tokens_ : 0);
 
   // What every phase has: the persistent buffers (and the gather buffers of full / hybrid, allocated once).
   for (MemCategory cat : {MemCategory::params_sharded, MemCategory::master, MemCategory::optimizer, MemCategory::grads_sharded})

@@ -88,7 +88,9 @@ MemoryBudget memory_budget(const RunConfig& c) {
 }
 
 plan::RunSetup runtime_setup(const RunConfig& c, int world, int64_t micro_batch) {
-  return fsdp::planned_setup(fsdp_config(c), world, micro_batch, c.seq_len, runtime_attention(c));
+  plan::RunSetup s = fsdp::planned_setup(fsdp_config(c), world, micro_batch, c.seq_len, runtime_attention(c));
+  s.packed_documents = c.packing == "documents";  // (resolved from "auto" by resolve_run())
+  return s;
 }
 
 RunConfig choose_parallel(const RunConfig& c, const plan::ModelSpec& spec, int world, int64_t global_batch,

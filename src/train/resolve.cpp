@@ -4,8 +4,31 @@
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/log.h"
+#include "ftdist/data/token_file.h"
+
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
 
 namespace ftdist::train {
+
+namespace {
+// data.packing = "auto": whole examples for data with a loss mask (a masked .ftok; JSONL whose first
+// line is prompt/completion or chat messages), a stream for plain text.
+std::string resolved_packing(const RunConfig& c) {
+  if (c.packing != "auto") return c.packing;
+  if (data::is_token_file_path(c.train_data))
+    return data::TokenFile(c.train_data, std::numeric_limits<int32_t>::max()).masked() ? "documents" : "stream";
+  std::ifstream in(c.train_data);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    return j.is_object() && (j.contains("prompt") || j.contains("messages")) ? "documents" : "stream";
+  }
+  return "stream";  // (missing or empty: opening the data says so)
+}
+}  // namespace
 
 ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, comm::Communicator& world) {
   ResolvedRun run;
@@ -16,6 +39,7 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
                            "CUDA); use \"cpu\" or \"auto\"");
   c.device = resolved_device(c);
   c.precision = resolved_precision(c);
+  c.packing = resolved_packing(c);
   run.world = world.size();
   run.ranks_per_node = comm::local_size();  // collective
   const int n = run.world;

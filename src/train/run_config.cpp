@@ -141,6 +141,7 @@ void read_nonfinite(const toml::table& t, RunConfig& c, const std::string& where
 
 // The keys, section by section, in the order the resolved JSON and the reference list them. The
 // trajectory hash reads the [model], [data] and [train] values in this order: keep it.
+// long: one declarative table, a key per entry with its documentation; splitting it would scatter them.
 const std::vector<Key>& keys() {
   using C = RunConfig;
   static const std::vector<Key> table = {
@@ -151,6 +152,12 @@ const std::vector<Key>& keys() {
       text("data", "eval", &C::eval_data, "Evaluation data, in the same formats, evaluated every train.eval_every steps (\"\": none)."),
       text("data", "tokenizer", &C::tokenizer, "A SentencePiece tokenizer.model for JSONL text (\"\": byte-level, one token per byte)."),
       integer("data", "seq_len", &C::seq_len, 2, plan::kMaxSeqLen, "Tokens per training sequence; documents are packed into sequences of this length."),
+      choice("data", "packing", &C::packing, {"auto", "documents", "stream"}, "auto | documents | stream",
+             "documents: whole examples per sequence (best-fit decreasing, the rest padded and not counted), attention and "
+             "positions per example; stream: documents concatenated and cut every seq_len tokens (pre-training text); auto: "
+             "documents when the data has a loss mask (prompt/completion, chat messages), else stream."),
+      choice("data", "long_examples", &C::long_examples, {"truncate", "drop"}, "truncate | drop",
+             "packing documents: an example longer than seq_len is cut to its first seq_len tokens, or left out (counted in the log)."),
       integer("train", "steps", &C::steps, 1, plan::kMaxSteps, "Optimizer steps to run (a resumed run continues up to this step)."),
       integer("train", "micro_batch", &C::micro_batch, 1, plan::kMaxMicroBatch, "Sequences per rank per forward/backward."),
       integer("train", "global_batch", &C::global_batch, 0, plan::kMaxGlobalBatch, "Sequences per optimizer step over all ranks, a multiple of micro_batch x ranks (gradient accumulation makes up the rest); 0: micro_batch x ranks."),

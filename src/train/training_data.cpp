@@ -1,6 +1,7 @@
 #include "training_data.h"
 
 #include <chrono>
+#include <iomanip>
 
 #include "ftdist/core/log.h"
 #include "ftdist/core/progress.h"
@@ -54,7 +55,21 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
     });
     ftok = data::tokenized_cache_path(path, c.tokenizer, vocab, dir);
   }
-  return data::PackedSamples(std::make_shared<const data::TokenFile>(ftok, vocab), c.seq_len);
+  auto file = std::make_shared<const data::TokenFile>(ftok, vocab);
+  // auto: whole examples for fine-tuning data (a loss mask: prompt/completion, chat), a stream for text
+  const data::Packing packing = c.packing == "auto" ? (file->masked() ? data::Packing::Documents : data::Packing::Stream)
+                                                    : data::packing_from_name(c.packing, c.origin + " [data] packing");
+  data::PackedSamples samples(file, c.seq_len, packing, data::long_examples_from_name(c.long_examples, c.origin + " [data] long_examples"));
+  if (packing == data::Packing::Documents) {
+    const data::PackingStats& st = samples.stats();
+    FT_LOG_INFO(what << ": " << file->num_documents() << " examples packed whole into " << st.samples << " sequences of "
+                     << c.seq_len << " tokens, packing efficiency " << std::fixed << std::setprecision(1)
+                     << 100 * st.efficiency() << "% (tokens used / slots)" << std::defaultfloat
+                     << (st.truncated ? ", " + std::to_string(st.truncated) + " longer than seq_len truncated" : "")
+                     << (st.dropped ? ", " + std::to_string(st.dropped) + " longer than seq_len dropped (" +
+                                          std::to_string(st.dropped_tokens) + " tokens)" : ""));
+  }
+  return samples;
 }
 
 std::vector<fsdp::MicroBatch> micro_batches(const data::PackedSamples& samples, const std::vector<int64_t>& idx,
@@ -63,9 +78,12 @@ std::vector<fsdp::MicroBatch> micro_batches(const data::PackedSamples& samples, 
   std::vector<fsdp::MicroBatch> out;
   for (size_t start = 0; start < idx.size(); start += size_t(micro)) {
     at::Tensor ids = at::empty({micro, s}, at::kLong), labels = at::empty({micro, s}, at::kLong);
+    const bool documents = samples.packing() == data::Packing::Documents;  // positions restart per example
+    at::Tensor positions = documents ? at::empty({micro, s}, at::kLong) : at::Tensor();
     for (int64_t k = 0; k < micro; ++k)
-      samples.sample(idx[start + size_t(k)], ids.data_ptr<int64_t>() + k * s, labels.data_ptr<int64_t>() + k * s);
-    out.push_back({ids, labels});
+      samples.sample(idx[start + size_t(k)], ids.data_ptr<int64_t>() + k * s, labels.data_ptr<int64_t>() + k * s,
+                     documents ? positions.data_ptr<int64_t>() + k * s : nullptr);
+    out.push_back({ids, labels, positions});
   }
   return out;
 }

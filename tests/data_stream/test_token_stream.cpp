@@ -8,6 +8,8 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <algorithm>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -133,6 +135,95 @@ TEST(PackedSamples, JoinsAndMasksOnAHandMadeCase) {
   EXPECT_EQ(packed.sample(2).labels, (std::vector<int64_t>{7, 8, 9}));
   expect_bad_input([&] { (void)data::PackedSamples(open(path, 20), 11); },
                    "hand.ftok: the data holds fewer than seq_len = 11 tokens");
+}
+
+// Packing::Documents over random documents: every example placed whole exactly once (truncated to
+// seq_len when longer), in one sample; positions restart at 0 per example; the first token of an
+// example after another is not a target; the rest is padding (label -100); the efficiency and the
+// counts match; drop leaves the long ones out.
+TEST(PackedSamples, DocumentsPlaceEveryExampleWholeOnce) {
+  const std::string dir = fresh_dir("documents");
+  std::mt19937_64 rng(9);
+  std::vector<data::Document> docs = random_docs(rng, 200, 40, 1000, true);
+  for (data::Document& d : docs)  // (id 0 is the padding's: keep the examples' apart from it)
+    for (size_t k = 0; k < d.ids.size(); ++k)
+      if (d.ids[k] == 0) d.ids[k] = 1, d.labels[k] = d.labels[k] == -100 ? -100 : 1;
+  data::write_token_file(dir + "/d.ftok", docs, 1000);
+  const auto file = open(dir + "/d.ftok", 1000);
+  for (data::LongExamples policy : {data::LongExamples::Truncate, data::LongExamples::Drop}) {
+    const int64_t seq = 24;
+    SCOPED_TRACE(data::long_examples_name(policy));
+    const data::PackedSamples packed(file, seq, data::Packing::Documents, policy);
+    std::vector<int64_t> ids(seq), labels(seq), pos(seq);
+    std::map<std::vector<int64_t>, int> seen;  // each example's ids, as found in the samples
+    int64_t used = 0;
+    for (int64_t i = 0; i < packed.num_samples(); ++i) {
+      packed.sample(i, ids.data(), labels.data(), pos.data());
+      for (int64_t j = 0; j < seq;) {
+        ASSERT_EQ(pos[size_t(j)], 0) << "sample " << i << ": an example starts at position 0";
+        int64_t n = 1;
+        while (j + n < seq && pos[size_t(j + n)] == n) ++n;
+        const bool padding = std::all_of(labels.begin() + j, labels.begin() + j + n, [](int64_t l) { return l == -100; }) &&
+                             std::all_of(ids.begin() + j, ids.begin() + j + n, [](int64_t t) { return t == 0; });
+        if (!padding) {
+          ++seen[std::vector<int64_t>(ids.begin() + j, ids.begin() + j + n)];
+          used += n;
+          if (j > 0) {
+            EXPECT_EQ(labels[size_t(j)], -100) << "sample " << i << ": not predicted from the example before";
+          }
+        }
+        j += n;
+      }
+    }
+    int64_t expected_truncated = 0, expected_dropped = 0;
+    std::map<std::vector<int64_t>, int> want;
+    for (const data::Document& d : docs) {
+      if (int64_t(d.ids.size()) > seq) {
+        if (policy == data::LongExamples::Drop) {
+          ++expected_dropped;
+          continue;
+        }
+        ++expected_truncated;
+        ++want[std::vector<int64_t>(d.ids.begin(), d.ids.begin() + seq)];
+      } else {
+        ++want[d.ids];
+      }
+    }
+    EXPECT_EQ(seen, want);
+    const data::PackingStats& st = packed.stats();
+    EXPECT_EQ(st.tokens, used);
+    EXPECT_EQ(st.slots, packed.num_samples() * seq);
+    EXPECT_EQ(st.truncated, expected_truncated);
+    EXPECT_EQ(st.dropped, expected_dropped);
+    EXPECT_GT(st.efficiency(), 0.9) << "best-fit decreasing over many short examples packs tightly";
+  }
+}
+
+TEST(PackedSamples, DocumentsOnAHandMadeCase) {
+  const std::string path = fresh_dir("documents_hand") + "/hand.ftok";
+  // Examples of 3, 1, 2 and 4 tokens into samples of 4: [4-token] [3 + 1] [2 + padding 2].
+  data::write_token_file(path, {doc({1, 2, 3}, {-100, 2, 3}, 1), doc({4}, {4}, 2), doc({5, 6}, {5, 6}, 3),
+                                doc({7, 8, 9, 10}, {7, 8, 9, 10}, 4)}, 20);
+  const data::PackedSamples packed(open(path, 20), 4, data::Packing::Documents);
+  ASSERT_EQ(packed.num_samples(), 3);
+  std::vector<int64_t> ids(4), labels(4), pos(4);
+  packed.sample(0, ids.data(), labels.data(), pos.data());
+  EXPECT_EQ(ids, (std::vector<int64_t>{7, 8, 9, 10}));
+  EXPECT_EQ(pos, (std::vector<int64_t>{0, 1, 2, 3}));
+  packed.sample(1, ids.data(), labels.data(), pos.data());
+  EXPECT_EQ(ids, (std::vector<int64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(labels, (std::vector<int64_t>{-100, 2, 3, -100}));
+  EXPECT_EQ(pos, (std::vector<int64_t>{0, 1, 2, 0}));
+  packed.sample(2, ids.data(), labels.data(), pos.data());
+  EXPECT_EQ(ids, (std::vector<int64_t>{5, 6, 0, 0}));
+  EXPECT_EQ(labels, (std::vector<int64_t>{5, 6, -100, -100}));
+  EXPECT_EQ(pos, (std::vector<int64_t>{0, 1, 0, 1}));
+  EXPECT_DOUBLE_EQ(packed.stats().efficiency(), 10.0 / 12.0);
+  EXPECT_EQ(data::PackedSamples(open(path, 20), 2, data::Packing::Documents, data::LongExamples::Drop).stats().dropped, 2);
+  const std::string long_only = fresh_dir("documents_long") + "/long.ftok";
+  data::write_token_file(long_only, {doc({1, 2, 3}, {1, 2, 3}, 1), doc({7, 8, 9, 10}, {7, 8, 9, 10}, 2)}, 20);
+  expect_bad_input([&] { (void)data::PackedSamples(open(long_only, 20), 2, data::Packing::Documents, data::LongExamples::Drop); },
+                   "long.ftok: no example fits seq_len = 2");
 }
 
 // ---- validation -----------------------------------------------------------------------------------

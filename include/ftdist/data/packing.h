@@ -11,7 +11,11 @@
 // so no loss crosses documents. The last partial sample is dropped.
 //
 // PackedSamples: the same samples, cut from a memory-mapped token file when they are needed; ids
-// stay uint32 in the file and become int64 only in the caller's buffers.
+// stay uint32 in the file and become int64 only in the caller's buffers. With Packing::Documents
+// (fine-tuning data) examples are placed whole instead: best-fit decreasing over their lengths, the
+// rest of a sample padded (label -100), an example longer than seq_len truncated or dropped, and
+// position ids that restart at 0 for each example, from which the model masks attention to the
+// example (model::LlamaModel::context()).
 //
 // GlobalSampler: the samples of global step k are a pure function of (seed, k, global batch) —
 // the same on 1 rank and on 8 — drawn from a per-epoch shuffle; a rank takes its contiguous share.
@@ -19,6 +23,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "ftdist/data/documents.h"
@@ -30,6 +36,22 @@ struct Sample {
   std::vector<int64_t> ids, labels;  // seq_len each
 };
 
+// Stream: documents concatenated and cut every seq_len tokens (pre-training-style text).
+// Documents: each sample holds whole examples, attention and positions per example.
+enum class Packing { Stream, Documents };
+enum class LongExamples { Truncate, Drop };  // Documents: an example longer than seq_len
+const char* packing_name(Packing p);
+Packing packing_from_name(const std::string& name, const std::string& where);
+const char* long_examples_name(LongExamples l);
+LongExamples long_examples_from_name(const std::string& name, const std::string& where);
+
+// What Packing::Documents made of a file: tokens used over the samples' slots, and what did not fit.
+struct PackingStats {
+  int64_t samples = 0, slots = 0, tokens = 0;  // slots = samples x seq_len; tokens placed
+  int64_t truncated = 0, dropped = 0, dropped_tokens = 0;
+  double efficiency() const { return slots ? double(tokens) / double(slots) : 0; }
+};
+
 std::vector<Sample> pack(const std::vector<Document>& docs, int64_t seq_len);
 
 // pack() over a token file's documents, without materializing it: sample i is the stream's tokens
@@ -37,8 +59,10 @@ std::vector<Sample> pack(const std::vector<Document>& docs, int64_t seq_len);
 // that hold those tokens (and the offsets around them). Thread-safe (const, no mutable state).
 class PackedSamples {
  public:
-  // Error(BadInput) naming the file when seq_len < 2 or the file holds fewer than seq_len tokens.
-  PackedSamples(std::shared_ptr<const TokenFile> file, int64_t seq_len);
+  // Error(BadInput) naming the file when seq_len < 2 or the file holds fewer than seq_len tokens
+  // (Stream) or no example (Documents, every one dropped).
+  PackedSamples(std::shared_ptr<const TokenFile> file, int64_t seq_len, Packing packing = Packing::Stream,
+                LongExamples long_examples = LongExamples::Truncate);
 
   int64_t num_samples() const { return num_samples_; }  // floor(T / seq_len); the tail is dropped
   int64_t seq_len() const { return seq_len_; }
@@ -47,14 +71,27 @@ class PackedSamples {
   // Writes sample i (0 <= i < num_samples()) to `ids` and `labels`, seq_len int64 each: label = the
   // id, or -100 where the loss mask is 0 and at a document's first token when that token is not the
   // sample's first. Error(BadInput) naming the file, document and position for a token outside the
-  // file's vocabulary.
-  void sample(int64_t i, int64_t* ids, int64_t* labels) const;
+  // file's vocabulary. `positions` (seq_len int64, may be null): each token's position in its
+  // example (Documents; padding counts on from 0 as an example of its own) or 0..seq_len-1 (Stream).
+  void sample(int64_t i, int64_t* ids, int64_t* labels, int64_t* positions = nullptr) const;
   Sample sample(int64_t i) const;
 
+  Packing packing() const { return packing_; }
+  const PackingStats& stats() const { return stats_; }  // Documents (zeros for Stream)
+
  private:
+  void place_documents(LongExamples long_examples);  // best-fit decreasing into items_/sample_begin_
+  void document_sample(int64_t i, int64_t* ids, int64_t* labels, int64_t* positions) const;
+
   std::shared_ptr<const TokenFile> file_;
   int64_t seq_len_;
   int64_t num_samples_;
+  Packing packing_;
+  PackingStats stats_;
+  // Documents: sample i holds examples items_[sample_begin_[i] .. sample_begin_[i + 1]) in order,
+  // each (document, tokens taken from its start).
+  std::vector<std::pair<int64_t, int64_t>> items_;
+  std::vector<int64_t> sample_begin_;
 };
 
 class GlobalSampler {

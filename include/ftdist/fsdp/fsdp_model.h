@@ -85,8 +85,9 @@ struct FsdpConfig {
 };
 
 struct MicroBatch {
-  at::Tensor input_ids;  // (b, s) int64
-  at::Tensor labels;     // (b, s) int64, -100 ignored
+  at::Tensor input_ids;     // (b, s) int64
+  at::Tensor labels;        // (b, s) int64, -100 ignored
+  at::Tensor position_ids = {};  // (b, s) int64 restarting at 0 per packed example, or undefined (0..s-1)
 };
 
 // One phase of a step as the runtime measured it, in the order it ran: the forward of each unit

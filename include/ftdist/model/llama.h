@@ -60,14 +60,21 @@ class LlamaModel {
   const at::Tensor& param(const std::string& hf_name) const;
 
   ForwardContext context(int64_t seq_len) const;
+  // The context of a batch of packed examples: `position_ids` (b, s) int64 restart at 0 where an
+  // example starts (data::Packing::Documents). RoPE reads each token's own position ((b, 1, s, d)
+  // tables) and attention is causal within each example only: one additive (b, 1, s, s) mask, and
+  // a windowed one where the model has a sliding window shorter than the sequence. Undefined
+  // position_ids: context(seq_len).
+  ForwardContext context(int64_t seq_len, const at::Tensor& position_ids) const;
   size_t layer_unit(int64_t layer) const { return size_t(1 + layer); }
 
   at::Tensor embed(const at::Tensor& input_ids) const;                       // (b, s) -> (b, s, h)
   at::Tensor layer(int64_t i, const at::Tensor& x, const ForwardContext& ctx) const;
   at::Tensor final_norm(const at::Tensor& x) const;                          // before lm_head
   const at::Tensor& lm_head_weight() const;                                  // (V, h); the embedding when tied
-  at::Tensor forward_hidden(const at::Tensor& input_ids) const;              // final-normed hidden states
-  at::Tensor forward(const at::Tensor& input_ids) const;                     // logits (b, s, V)
+  // final-normed hidden states; with position_ids (b, s), examples packed in each row (context())
+  at::Tensor forward_hidden(const at::Tensor& input_ids, const at::Tensor& position_ids = {}) const;
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& position_ids = {}) const;  // logits (b, s, V)
 
  private:
   struct LayerTensors {
@@ -97,6 +104,11 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // when window > 0, i - j < window; -inf elsewhere) that `kind` needs, or undefined where the fused
 // kernel's own causal mode does the masking (flash without a window).
 at::Tensor attention_mask(int64_t s, int64_t window, plan::Attention kind, const at::TensorOptions& options);
+
+// The additive mask (b, 1, s, s) of packed examples: query i sees key j in the same example (an
+// example starts where position_ids is 0) at j <= i and, when window > 0, i - j < window. Every
+// attention kind needs it (the fused kernels read it as a bias).
+at::Tensor document_mask(const at::Tensor& position_ids, int64_t window, const at::TensorOptions& options);
 
 // Whether the fused kernel reads grouped k/v heads (hkv < hq) in place for this query: LibTorch 2.5+,
 // no mask, and a kernel that takes grouped heads (the CPU's flash kernel in every dtype; on CUDA the

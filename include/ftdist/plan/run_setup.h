@@ -92,6 +92,10 @@ struct RunSetup {
   Attention attention = Attention::Flash;
   int64_t micro_batch = 1;  // sequences per rank per forward
   int64_t seq_len = 2048;
+  // Whole examples packed per sequence (data.packing = "documents"): attention masked to each
+  // example by one (b, 1, s, s) mask per forward (every attention kind reads it), RoPE tables per
+  // token ((b, s, d) each) instead of per position.
+  bool packed_documents = false;
   int prefetch = 2;          // unsharded layer buffers in flight (the one computing + prefetched)
   bool offload_optimizer = false;  // master + optimizer states in host memory
   bool no_sync = false;  // keep unsharded fp32 gradients across micro-batches, reduce once per step
