@@ -1,12 +1,27 @@
 #!/usr/bin/env python3
-"""Tokenizes JSONL text with a Hugging Face tokenizer.json (Llama-3, Qwen2, ...) into ftdist's
-packed token file (.ftok, the format of include/ftdist/data/token_file.h), which `ftdist train`
-reads as [data] train = "....ftok".
+"""Tokenizes JSONL fine-tuning data with a Hugging Face tokenizer (Llama-3, Qwen2, ...) into ftdist's
+token file (.ftok, the format of include/ftdist/data/token_file.h), which `ftdist train` reads as
+[data] train = "....ftok".
 
-  python3 scripts/tokenize_hf.py --tokenizer tokenizer.json --input data.jsonl --output data.ftok
+  python3 scripts/tokenize_hf.py --tokenizer MODEL_DIR --input chat.jsonl --output chat.ftok
+  python3 scripts/tokenize_hf.py --tokenizer tokenizer.json --input text.jsonl --output text.ftok
 
-Lines are {"text": ...} (every token predicted) or {"prompt": ..., "completion": ...} (loss on the
-completion only). Uses the `tokenizers` package (installed with transformers by scripts/setup.sh).
+--tokenizer is a model directory (tokenizer.json with tokenizer_config.json, which holds the chat
+template and the special tokens) or a tokenizer.json file alone. One JSON object per line:
+
+  {"text": ...}                          every token predicted, EOS appended
+  {"prompt": ..., "completion": ...}     the loss on the completion (and its EOS) only
+  {"messages": [{"role": "system" | "user" | "assistant", "content": ...}, ...]}
+                                         rendered with the model's chat template (Transformers'
+                                         apply_chat_template); the loss on the assistant turns only,
+                                         each with the end-of-turn token the template closes it with
+                                         (--train-on all: every token)
+
+EOS is the tokenizer's eos_token (tokenizer_config.json); --no-eos leaves it out of text and
+completions. A bad line (not JSON, no known format, an unknown role, a non-string content, a
+conversation without an assistant turn, messages without a chat template) stops the script with
+exit 2 and names the file and line. The file is written atomically: nothing at --output on error.
+Prints the counts; `ftdist train` prints the packing efficiency at its start.
 """
 import argparse
 import json
@@ -14,57 +29,161 @@ import os
 import struct
 import sys
 
-from tokenizers import Tokenizer
+ROLES = ("system", "user", "assistant")
 
 
-def documents(path, tok):
-    with open(path) as f:
+class BadLine(Exception):
+    pass
+
+
+def fail(msg):
+    print(f"tokenize_hf.py: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+class Tok:
+    """The tokenizer: a Transformers fast tokenizer for a model directory, else tokenizers alone."""
+
+    def __init__(self, path):
+        self.hf = None
+        if os.path.isdir(path):
+            if not os.path.exists(os.path.join(path, "tokenizer.json")):
+                fail(f"{path}: no tokenizer.json in the model directory")
+            from transformers import AutoTokenizer
+            self.hf = AutoTokenizer.from_pretrained(path)
+            self.vocab = len(self.hf)
+            self.eos = self.hf.eos_token_id
+            self.template = getattr(self.hf, "chat_template", None)
+        else:
+            from tokenizers import Tokenizer
+            try:
+                self.raw = Tokenizer.from_file(path)
+            except Exception as e:  # noqa: BLE001 (the library's own message names the problem)
+                fail(f"{path}: not a tokenizer.json ({e})")
+            self.vocab = self.raw.get_vocab_size(with_added_tokens=True)
+            self.eos = None
+            self.template = None
+
+    def encode(self, text, special=True):
+        if self.hf is not None:
+            return self.hf(text, add_special_tokens=special)["input_ids"]
+        return self.raw.encode(text, add_special_tokens=special).ids
+
+    def encode_spans(self, text):
+        """Token ids of `text` (special tokens in it parsed, none added) and each token's start character."""
+        enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=True)
+        return enc["input_ids"], [a for a, _ in enc["offset_mapping"]]
+
+
+def with_eos(ids, tok, eos):
+    return ids + [tok.eos] if eos and tok.eos is not None and (not ids or ids[-1] != tok.eos) else ids
+
+
+def render(tok, messages, generation_prompt=False):
+    return tok.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def messages_doc(d, tok, train_on):
+    msgs = d["messages"]
+    if not isinstance(msgs, list) or not msgs:
+        raise BadLine("\"messages\" must be a non-empty list of {\"role\", \"content\"}")
+    for k, m in enumerate(msgs):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise BadLine(f"message {k}: expected {{\"role\": ..., \"content\": ...}}")
+        if m["role"] not in ROLES:
+            raise BadLine(f"message {k}: unknown role {json.dumps(m['role'])} (expected system, user or assistant)")
+        if not isinstance(m["content"], str):
+            raise BadLine(f"message {k}: \"content\" must be a string, got {type(m['content']).__name__}")
+    turns = [k for k, m in enumerate(msgs) if m["role"] == "assistant"]
+    if not turns:
+        raise BadLine("the conversation has no assistant turn (nothing to learn from)")
+    if tok.hf is None or not tok.template:
+        raise BadLine("\"messages\" need the model's chat template: give --tokenizer a model directory whose "
+                      "tokenizer_config.json has a chat_template")
+    full = render(tok, msgs)
+    # Each assistant turn's characters: what its rendering adds after the prompt for it, up to the end
+    # of its turn marker (whitespace the template puts after that marker belongs to the next turn).
+    spans = []
+    for k in turns:
+        before, upto = render(tok, msgs[:k], generation_prompt=True), render(tok, msgs[:k + 1])
+        if not (upto.startswith(before) and full.startswith(upto)):
+            raise BadLine("the chat template does not render a conversation's beginning as a prefix of it: "
+                          "its assistant turns cannot be located")
+        spans.append((len(before), len(upto.rstrip())))
+    ids, starts = tok.encode_spans(full)
+    labels = [1 if train_on == "all" or any(a <= s < b for a, b in spans) else 0 for s in starts]
+    return ids, labels
+
+
+def documents(path, tok, eos, train_on):
+    with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                sys.exit(f"{path}:{n}: not valid JSON ({e})")
-            if "text" in d:
-                ids = tok.encode(d["text"]).ids
-                yield ids, [1] * len(ids)
-            elif "prompt" in d and "completion" in d:
-                p = tok.encode(d["prompt"]).ids
-                c = tok.encode(d["completion"], add_special_tokens=False).ids
-                yield p + c, [0] * len(p) + [1] * len(c)
-            else:
-                sys.exit(f"{path}:{n}: expected \"text\", or \"prompt\" and \"completion\"")
+                try:
+                    d = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise BadLine(f"not valid JSON ({e})")
+                if not isinstance(d, dict):
+                    raise BadLine("expected a JSON object")
+                if "messages" in d:
+                    yield messages_doc(d, tok, train_on)
+                elif "text" in d:
+                    if not isinstance(d["text"], str):
+                        raise BadLine("\"text\" must be a string")
+                    ids = with_eos(tok.encode(d["text"]), tok, eos)
+                    yield ids, [1] * len(ids)
+                elif "prompt" in d and "completion" in d:
+                    if not isinstance(d["prompt"], str) or not isinstance(d["completion"], str):
+                        raise BadLine("\"prompt\" and \"completion\" must be strings")
+                    p = tok.encode(d["prompt"])
+                    c = with_eos(tok.encode(d["completion"], special=False), tok, eos)
+                    yield p + c, [0] * len(p) + [1] * len(c)
+                else:
+                    raise BadLine("expected \"text\", \"prompt\" and \"completion\", or \"messages\"")
+            except BadLine as e:
+                fail(f"{path}:{n}: {e}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--tokenizer", required=True, help="a model directory (chat template, special tokens) or a tokenizer.json")
     ap.add_argument("--input", required=True)
     ap.add_argument("--output", required=True)
+    ap.add_argument("--no-eos", action="store_true", help="do not append EOS to text and completions")
+    ap.add_argument("--train-on", choices=("assistant", "all"), default="assistant",
+                    help="messages: the loss on the assistant turns (default) or on every token")
     args = ap.parse_args()
     if not args.output.endswith(".ftok"):
-        sys.exit(f"--output: the file name must end in .ftok, got '{args.output}'")
-    tok = Tokenizer.from_file(args.tokenizer)
-    vocab = tok.get_vocab_size(with_added_tokens=True)
+        fail(f"--output: the file name must end in .ftok, got '{args.output}'")
+    if not os.path.exists(args.input):
+        fail(f"{args.input}: no such file")
+    if not os.path.exists(args.tokenizer):
+        fail(f"{args.tokenizer}: no such file or directory")
+    tok = Tok(args.tokenizer)
     offsets, tokens, mask = [0], [], []
-    for ids, m in documents(args.input, tok):
+    for ids, m in documents(args.input, tok, not args.no_eos, args.train_on):
         if not ids:
             continue
         tokens += ids
         mask += m
         offsets.append(len(tokens))
+    if len(offsets) == 1:
+        fail(f"{args.input}: no example")
     masked = any(x == 0 for x in mask)
     tmp = args.output + ".tmp"
     with open(tmp, "wb") as f:
         f.write(b"FTDTOK01")
-        f.write(struct.pack("<IIQQII", 1, vocab, len(offsets) - 1, len(tokens), 1 if masked else 0, 0))
+        f.write(struct.pack("<IIQQII", 1, tok.vocab, len(offsets) - 1, len(tokens), 1 if masked else 0, 0))
         f.write(struct.pack(f"<{len(offsets)}Q", *offsets))
         f.write(struct.pack(f"<{len(tokens)}I", *tokens))
         if masked:
             f.write(bytes(mask))
     os.replace(tmp, args.output)
-    print(f"wrote {args.output}: {len(offsets) - 1} documents, {len(tokens)} tokens, vocabulary {vocab}")
+    predicted = sum(mask)
+    print(f"wrote {args.output}: {len(offsets) - 1} examples, {len(tokens)} tokens ({predicted} predicted), "
+          f"vocabulary {tok.vocab}, EOS {tok.eos if tok.eos is not None and not args.no_eos else 'none'}")
 
 
 if __name__ == "__main__":
