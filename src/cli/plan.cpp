@@ -137,7 +137,9 @@ void add_plan_options(cxxopts::Options& options) {
       ("global-batch", "sequences per optimizer step (default: one micro-batch per GPU)", cxxopts::value<int64_t>()->default_value("0"))
       ("examples", "training examples (each padded or packed to --seq-len)", cxxopts::value<std::string>())
       ("tokens", "training tokens (instead of --examples)", cxxopts::value<std::string>())
-      ("epochs", "passes over the data", cxxopts::value<double>()->default_value("1"));
+      ("epochs", "passes over the data", cxxopts::value<double>()->default_value("1"))
+      ("packing-efficiency", "whole examples packed per sequence (data.packing = documents): the data's tokens over the "
+       "sequences' slots, as ftdist prepare-data --seq-len prints it; --tokens is divided by it", cxxopts::value<double>());
   options.add_options("training")
       ("shard", "full | grad-op | optimizer | none | hybrid (ZeRO names too), or auto", cxxopts::value<std::string>()->default_value("auto"))
       ("precision", "bf16-mixed | fp32 | bf16-pure", cxxopts::value<std::string>()->default_value("bf16-mixed"))
@@ -148,6 +150,8 @@ void add_plan_options(cxxopts::Options& options) {
       ("attention", "flash | eager", cxxopts::value<std::string>()->default_value("flash"))
       ("offload", "keep master weights and optimizer states in host memory")
       ("no-sync", "accumulate unsharded fp32 gradients over micro-batches, reduce once per step")
+      ("packing", "stream | documents (whole examples per sequence: a (b, s, s) attention mask per micro-batch)",
+       cxxopts::value<std::string>()->default_value("stream"))
       ("prefetch", "unsharded layer buffers in flight", cxxopts::value<int>()->default_value("2"))
       ("overhead-context-gib", "CUDA context and library workspaces per GPU", cxxopts::value<double>()->default_value(num_text(plan::Overheads{}.cuda_context_gib)))
       ("overhead-nccl-gib", "NCCL buffers per GPU", cxxopts::value<double>()->default_value(num_text(plan::Overheads{}.nccl_gib)))
@@ -211,6 +215,9 @@ void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   s.attention = attention_from_name(args["attention"].as<std::string>());
   s.offload_optimizer = args.count("offload") > 0;
   s.no_sync = args.count("no-sync") > 0;
+  const std::string packing = args["packing"].as<std::string>();
+  FT_CHECK_ARG(packing == "stream" || packing == "documents", "--packing must be stream or documents, got \"" << packing << "\"");
+  s.packed_documents = packing == "documents";
   s.prefetch = args["prefetch"].as<int>();
   FT_CHECK_ARG(s.prefetch >= 1 && s.prefetch <= 64, "--prefetch must be 1..64, got " << s.prefetch);
   s.overheads.cuda_context_gib = args["overhead-context-gib"].as<double>();
@@ -230,6 +237,12 @@ double read_workload(const cxxopts::ParseResult& args, PlanRequest& req) {
   FT_CHECK_ARG(epochs > 0 && epochs <= 1e6, "--epochs must be in (0, 1e6], got " << epochs);
   double examples = args.count("examples") ? parse_count(args["examples"].as<std::string>(), "--examples") : 0;
   double tokens = args.count("tokens") ? parse_count(args["tokens"].as<std::string>(), "--tokens") : examples * double(req.base.seq_len);
+  if (args.count("packing-efficiency")) {  // the slots the GPUs process for the data's tokens
+    const double e = args["packing-efficiency"].as<double>();
+    FT_CHECK_ARG(e > 0 && e <= 1, "--packing-efficiency must be in (0, 1], got " << e);
+    FT_CHECK_ARG(args.count("tokens"), "--packing-efficiency divides --tokens (the data's tokens); --examples already counts sequences");
+    tokens /= e;
+  }
   req.total_tokens = tokens * epochs;
   FT_CHECK_ARG(req.total_tokens <= kMaxTokens, "the workload is " << req.total_tokens << " tokens (--examples x --seq-len or --tokens, "
                                                "x --epochs); ftdist plans up to " << kMaxTokens);
@@ -274,6 +287,7 @@ nlohmann::ordered_json plan_inputs(const PlanRequest& req, bool cluster, const s
           {"examples", req.total_tokens > 0 ? nlohmann::ordered_json(examples) : nlohmann::ordered_json(nullptr)},
           {"tokens", req.total_tokens > 0 ? nlohmann::ordered_json(req.total_tokens) : nlohmann::ordered_json(nullptr)},
           {"epochs", req.epochs},
+          {"packing", s.packed_documents ? "documents" : "stream"},
           {"shard", req.stage ? json(stage_name(*req.stage)) : json("auto")},
           {"precision", precision_name(s.precision)},
           {"reduce_dtype", float_type_name(s.reduce_dtype)},

@@ -6,10 +6,29 @@
 #include "options.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/progress.h"
+#include "ftdist/data/packing.h"
 #include "ftdist/data/token_file.h"
+
+#include <limits>
 #include "ftdist/data/tokenizer.h"
 
 namespace ftdist::cli {
+namespace {
+
+// Whole examples into sequences of seq_len (data::Packing::Documents, as ftdist train packs them):
+// the efficiency `ftdist plan --packing-efficiency` takes.
+void print_packing(const std::string& path, int64_t seq_len) {
+  const data::PackedSamples packed(std::make_shared<const data::TokenFile>(path, std::numeric_limits<int32_t>::max()), seq_len,
+                                   data::Packing::Documents);
+  const data::PackingStats& st = packed.stats();
+  std::printf("packing at seq-len %lld: %lld examples whole into %lld sequences, efficiency %.3f (tokens used / slots: "
+              "ftdist plan --packing-efficiency %.3f)%s\n",
+              static_cast<long long>(seq_len), static_cast<long long>(packed.file().num_documents()), static_cast<long long>(st.samples),
+              st.efficiency(), st.efficiency(),
+              st.truncated ? (", " + std::to_string(st.truncated) + " longer than seq-len truncated").c_str() : "");
+}
+
+}  // namespace
 
 int prepare_data_main(int argc, char** argv) {
   cxxopts::Options options("ftdist prepare-data", "Converts JSONL documents to the packed token file (.ftok).");
@@ -18,10 +37,18 @@ int prepare_data_main(int argc, char** argv) {
       ("output", "the .ftok file to write", cxxopts::value<std::string>())
       ("vocab", "vocabulary size the ids must stay below (default: the tokenizer's; 258 for bytes)", cxxopts::value<int64_t>()->default_value("0"))
       ("tokenizer", "SentencePiece tokenizer.model for text (default: byte-level)", cxxopts::value<std::string>()->default_value(""))
+      ("seq-len", "also print how whole examples pack into sequences of this length (data.packing = documents); "
+       "with a .ftok --input, only that", cxxopts::value<int64_t>())
       ("h,help", "this help");
   cxxopts::ParseResult args = parse_options(options, argc, argv);
   if (print_help_if_asked(options, args)) return 0;
-  FT_CHECK_ARG(args.count("input") && args.count("output"), "ftdist prepare-data: --input and --output are required");
+  FT_CHECK_ARG(args.count("input"), "ftdist prepare-data: --input is required");
+  if (data::is_token_file_path(args["input"].as<std::string>())) {  // an existing token file: its packing only
+    FT_CHECK_ARG(args.count("seq-len") && !args.count("output"), "ftdist prepare-data: a .ftok --input takes --seq-len (and no --output)");
+    print_packing(args["input"].as<std::string>(), args["seq-len"].as<int64_t>());
+    return 0;
+  }
+  FT_CHECK_ARG(args.count("output"), "ftdist prepare-data: --output is required");
   const std::string out = args["output"].as<std::string>();
   FT_CHECK_ARG(out.size() > 5 && out.substr(out.size() - 5) == ".ftok", "--output: the file name must end in .ftok, got '" << out << "'");
   const auto tokenizer = data::load_tokenizer(args["tokenizer"].as<std::string>(), "--tokenizer");
@@ -39,6 +66,7 @@ int prepare_data_main(int argc, char** argv) {
   const int64_t tokens = writer.num_tokens();
   writer.finish();
   std::printf("wrote %s: %zu documents, %lld tokens\n", out.c_str(), docs, static_cast<long long>(tokens));
+  if (args.count("seq-len")) print_packing(out, args["seq-len"].as<int64_t>());
   return 0;
 }
 
