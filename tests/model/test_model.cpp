@@ -323,51 +323,12 @@ TEST(Gradients, MatchFiniteDifferencesInFloat64) {
 // of each example run alone (fp32, within 1e-6 relative), for eager and fused attention, with a sliding window
 // (Mistral, window 3 < example lengths) and a tied root with q/k/v biases (Qwen2).
 TEST(Model, PackedExamplesTrainLikeEachExampleAlone) {
-  const std::vector<std::vector<int64_t>> rows = {{5, 9, 3}, {7, 6}};  // example lengths per row
-  const int64_t seq = 20;
   for (const std::string type : {"llama", "mistral", "qwen2"}) {
     for (plan::Attention kind : {plan::Attention::Eager, plan::Attention::Flash}) {
       SCOPED_TRACE(type + " " + plan::attention_name(kind));
-      const plan::ModelSpec spec = tiny_spec(type, type == "qwen2");
-      LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat), kind);
-      randomize(m, 7);
-      auto leaves = [&] {  // fresh leaves (no gradient yet) over the same weights
-        for (size_t u = 0; u < m.units().size(); ++u) m.bind(u, m.units()[u].flat.detach().clone().requires_grad_());
-      };
-      at::manual_seed(11);
-      std::vector<at::Tensor> examples;
-      at::Tensor ids = at::zeros({int64_t(rows.size()), seq}, at::kLong), labels = at::full_like(ids, -100),
-                 pos = at::zeros_like(ids);
-      for (size_t r = 0; r < rows.size(); ++r) {
-        int64_t j = 0;
-        for (int64_t n : rows[r]) {
-          at::Tensor e = at::randint(1, spec.vocab, {n}, at::kLong);
-          examples.push_back(e);
-          ids[int64_t(r)].narrow(0, j, n).copy_(e);
-          labels[int64_t(r)].narrow(0, j, n).copy_(e);
-          labels[int64_t(r)][j] = -100;  // never predicted from the example before
-          pos[int64_t(r)].narrow(0, j, n).copy_(at::arange(n, at::kLong));
-          j += n;
-        }
-        pos[int64_t(r)].narrow(0, j, seq - j).copy_(at::arange(seq - j, at::kLong));  // padding: an example of its own
-      }
-      leaves();
-      const at::Tensor packed = causal_lm_loss_sum(m.forward(ids, pos), labels);
-      packed.backward();
-      std::vector<at::Tensor> packed_grads;
-      for (const auto& u : m.units()) packed_grads.push_back(u.flat.grad().clone());
-      leaves();
-      at::Tensor alone = at::zeros({}, at::kFloat);
-      for (const at::Tensor& e : examples) alone = alone + causal_lm_loss_sum(m.forward(e.unsqueeze(0)), e.unsqueeze(0));
-      alone.backward();
-      EXPECT_NEAR(packed.item<double>(), alone.item<double>(), 1e-6 * std::abs(alone.item<double>()));
-      // (relative to the gradient's largest element: the two sum the same terms in another order)
-      for (size_t u = 0; u < m.units().size(); ++u) {
-        const at::Tensor& want = m.units()[u].flat.grad();
-        const double scale = want.abs().max().item<double>(), diff = (packed_grads[u] - want).abs().max().item<double>();
-        EXPECT_GT(scale, 0) << m.units()[u].name;
-        EXPECT_LE(diff, 1e-6 * scale) << m.units()[u].name << ": max difference " << diff << " of " << scale;
-      }
+      const PackedVsAlone r = packed_vs_alone(tiny_spec(type, type == "qwen2"), kind, at::TensorOptions().dtype(at::kFloat));
+      EXPECT_LE(r.loss, 1e-6);
+      for (size_t u = 0; u < r.grads.size(); ++u) EXPECT_LE(r.grads[u], 1e-6) << "unit " << u;
     }
   }
 }
