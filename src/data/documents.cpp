@@ -79,6 +79,8 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
     need_vocab(tokenizer, vocab, where);
     prompt_completion(j, where, tokenizer, d);
   } else {
+    FT_CHECK_ARG(!j.contains("messages"), where << ": chat \"messages\" are rendered with the model's chat template by "
+                                                    "scripts/tokenize_hf.py --tokenizer MODEL_DIR (it writes the .ftok to train on)");
     FT_CHECK_ARG(false, where << ": expected \"input_ids\", \"text\", or \"prompt\" and \"completion\"");
   }
   FT_CHECK_ARG(!d.ids.empty(), where << ": the document is empty");

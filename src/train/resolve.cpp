@@ -40,6 +40,14 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
   c.device = resolved_device(c);
   c.precision = resolved_precision(c);
   c.packing = resolved_packing(c);
+  // JSONL text with a model directory that ships a SentencePiece tokenizer.model: that tokenizer.
+  if (c.tokenizer.empty() && !c.model_path.empty() && !data::is_token_file_path(c.train_data)) {
+    const std::string sp = c.model_path + "/tokenizer.model";
+    if (std::ifstream(sp).good()) {
+      c.tokenizer = sp;
+      if (world.rank() == 0) FT_LOG_INFO("data.tokenizer: the model directory's " << sp);
+    }
+  }
   run.world = world.size();
   run.ranks_per_node = comm::local_size();  // collective
   const int n = run.world;

@@ -10,9 +10,11 @@
 #include <nlohmann/json.hpp>
 
 #include "../expect_error.h"
+#include "ftdist/comm/communicator.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/documents.h"
 #include "ftdist/data/tokenizer.h"
+#include "ftdist/train/resolve.h"
 
 using namespace ftdist;
 
@@ -94,4 +96,23 @@ TEST(SentencePiece, Errors) {
                    "data.tokenizer: '" + kDir + "/missing.model' does not exist");
   write_text_file_atomic(kDir + "/garbage.model", "not a model", "test");
   expect_bad_input([&] { data::load_tokenizer(kDir + "/garbage.model", "data.tokenizer"); }, "is not a SentencePiece model");
+}
+
+// A model directory that ships a SentencePiece tokenizer.model tokenizes JSONL text without
+// data.tokenizer; an explicit data.tokenizer keeps its own.
+
+TEST(SentencePiece, TheModelDirectorysTokenizerIsUsedForJsonl) {
+  const std::string dir = kDir + "/model_dir";
+  make_directories(dir, "test");
+  std::ifstream src(model_path(), std::ios::binary);
+  std::ofstream(dir + "/tokenizer.model", std::ios::binary) << src.rdbuf();
+  auto world = comm::make_communicator(at::kCPU);
+  train::RunConfig c;
+  c.model_path = dir;
+  c.train_data = write_jsonl("dir_text.jsonl", "{\"text\": \"hello\"}\n");
+  c.device = "cpu";
+  const plan::ModelSpec spec = plan::ModelSpec{};
+  EXPECT_EQ(train::resolve_run(c, spec, *world).config.tokenizer, dir + "/tokenizer.model");
+  c.tokenizer = model_path();
+  EXPECT_EQ(train::resolve_run(c, spec, *world).config.tokenizer, model_path());
 }
