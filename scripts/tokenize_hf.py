@@ -6,8 +6,9 @@ token file (.ftok, the format of include/ftdist/data/token_file.h), which `ftdis
   python3 scripts/tokenize_hf.py --tokenizer MODEL_DIR --input chat.jsonl --output chat.ftok
   python3 scripts/tokenize_hf.py --tokenizer tokenizer.json --input text.jsonl --output text.ftok
 
---tokenizer is a model directory (tokenizer.json with tokenizer_config.json, which holds the chat
-template and the special tokens) or a tokenizer.json file alone. One JSON object per line:
+--tokenizer is a model directory (tokenizer.json, or a SentencePiece tokenizer.model, with
+tokenizer_config.json, which holds the chat template and the special tokens) or a tokenizer.json
+file alone. One JSON object per line:
 
   {"text": ...}                          every token predicted, EOS appended
   {"prompt": ..., "completion": ...}     the loss on the completion (and its EOS) only
@@ -47,8 +48,8 @@ class Tok:
     def __init__(self, path):
         self.hf = None
         if os.path.isdir(path):
-            if not os.path.exists(os.path.join(path, "tokenizer.json")):
-                fail(f"{path}: no tokenizer.json in the model directory")
+            if not any(os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer.model")):
+                fail(f"{path}: no tokenizer.json or SentencePiece tokenizer.model in the model directory")
             from transformers import AutoTokenizer
             self.hf = AutoTokenizer.from_pretrained(path)
             self.vocab = len(self.hf)
