@@ -51,7 +51,10 @@ class Tok:
             if not any(os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer.model")):
                 fail(f"{path}: no tokenizer.json or SentencePiece tokenizer.model in the model directory")
             from transformers import AutoTokenizer
-            self.hf = AutoTokenizer.from_pretrained(path)
+            try:
+                self.hf = AutoTokenizer.from_pretrained(path)
+            except Exception as e:  # noqa: BLE001 (a tokenizer.model alone needs the sentencepiece package)
+                fail(f"{path}: cannot load the model directory's tokenizer ({type(e).__name__}: {e})")
             self.vocab = len(self.hf)
             self.eos = self.hf.eos_token_id
             self.template = getattr(self.hf, "chat_template", None)
