@@ -68,6 +68,7 @@ void add_bench_step_options(cxxopts::Options& options) {
       ("no-sync", "keep unsharded gradients until the last micro-batch")
       ("offload", "master weights and optimizer states in host memory, the step on the host")
       ("timeline", "print the last step's measured memory per phase")
+      ("loss-chunk", "the loss over chunks of this many tokens (0: all logits at once)", cxxopts::value<int64_t>()->default_value("0"))
       ("seq-len", "tokens per sequence", cxxopts::value<int64_t>()->default_value("128"))
       ("steps", "timed steps", cxxopts::value<int>()->default_value("3"))
       ("warmup", "untimed steps first", cxxopts::value<int>()->default_value("1"))
@@ -85,6 +86,8 @@ fsdp::FsdpConfig runtime_options(const cxxopts::ParseResult& args) {
   cfg.prefetch = args["prefetch"].as<int>();
   cfg.no_sync = args.count("no-sync") > 0;
   cfg.offload_optimizer = args.count("offload") > 0;
+  cfg.loss_chunk = args["loss-chunk"].as<int64_t>();
+  FT_CHECK_ARG(cfg.loss_chunk >= 0, "--loss-chunk must be >= 0 tokens, got " << cfg.loss_chunk);
   return cfg;
 }
 

@@ -150,6 +150,8 @@ void add_plan_options(cxxopts::Options& options) {
       ("attention", "flash | eager", cxxopts::value<std::string>()->default_value("flash"))
       ("offload", "keep master weights and optimizer states in host memory")
       ("no-sync", "accumulate unsharded fp32 gradients over micro-batches, reduce once per step")
+      ("loss-chunk", "lm_head and the loss over chunks of N tokens (0: all logits at once), or auto: chunks for "
+       "vocabularies of 64k and more", cxxopts::value<std::string>()->default_value("auto"))
       ("packing", "stream | documents (whole examples per sequence: a (b, s, s) attention mask per micro-batch)",
        cxxopts::value<std::string>()->default_value("stream"))
       ("prefetch", "unsharded layer buffers in flight", cxxopts::value<int>()->default_value("2"))
@@ -218,6 +220,8 @@ void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   const std::string packing = args["packing"].as<std::string>();
   FT_CHECK_ARG(packing == "stream" || packing == "documents", "--packing must be stream or documents, got \"" << packing << "\"");
   s.packed_documents = packing == "documents";
+  const std::string chunk = args["loss-chunk"].as<std::string>();
+  s.loss_chunk = chunk == "auto" ? default_loss_chunk(req.model) : int64_t(parse_count(chunk, "--loss-chunk"));
   s.prefetch = args["prefetch"].as<int>();
   FT_CHECK_ARG(s.prefetch >= 1 && s.prefetch <= 64, "--prefetch must be 1..64, got " << s.prefetch);
   s.overheads.cuda_context_gib = args["overhead-context-gib"].as<double>();
@@ -288,6 +292,7 @@ nlohmann::ordered_json plan_inputs(const PlanRequest& req, bool cluster, const s
           {"tokens", req.total_tokens > 0 ? nlohmann::ordered_json(req.total_tokens) : nlohmann::ordered_json(nullptr)},
           {"epochs", req.epochs},
           {"packing", s.packed_documents ? "documents" : "stream"},
+          {"loss_chunk", s.loss_chunk},
           {"shard", req.stage ? json(stage_name(*req.stage)) : json("auto")},
           {"precision", precision_name(s.precision)},
           {"reduce_dtype", float_type_name(s.reduce_dtype)},

@@ -258,7 +258,8 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
     } else {
       at::Tensor normed = model_.final_norm(x);
       probe_activations();
-      y = at::linear(normed, model_.lm_head_weight());
+      // (a chunked loss applies lm_head itself, chunk by chunk)
+      y = cfg_.loss_chunk > 0 ? normed : at::linear(normed, model_.lm_head_weight());
     }
     // Before this unit's backward runs: its parameters, and the previous layers' prefetched. The
     // embedding's backward reads only the token ids and the gradient, so unit 0 is not gathered
@@ -311,10 +312,12 @@ at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
     units_[0]->bind_for_autograd();
     at::Tensor normed = model_.final_norm(h);
     probe_activations();
-    h = at::linear(normed, model_.lm_head_weight());
+    h = cfg_.loss_chunk > 0 ? normed : at::linear(normed, model_.lm_head_weight());
   }
   *tokens = model::counted_targets(mb.labels);  // the caller's labels (on the CPU: no wait for the device)
-  at::Tensor loss = model::causal_lm_loss_sum(h, labels);
+  // h: the logits, or with a chunked loss the final-normed hidden states
+  at::Tensor loss = cfg_.loss_chunk > 0 ? model::chunked_causal_lm_loss_sum(h, model_.lm_head_weight(), labels, cfg_.loss_chunk)
+                                        : model::causal_lm_loss_sum(h, labels);
   shared_->phases.mark("loss");
   return loss;
 }

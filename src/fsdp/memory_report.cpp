@@ -20,6 +20,7 @@ plan::RunSetup planned_setup(const FsdpConfig& cfg, int world, int64_t micro_bat
   s.grad_accum_dtype = cfg.grad_accum_dtype;
   s.activation_checkpointing = cfg.activation_checkpointing;
   s.no_sync = cfg.no_sync;
+  s.loss_chunk = cfg.loss_chunk;
   s.offload_optimizer = cfg.offload_optimizer;
   s.prefetch = cfg.prefetch;
   s.global_norm = cfg.global_norm();

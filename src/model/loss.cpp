@@ -69,22 +69,26 @@ struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntrop
       at::Tensor grad = at::softmax(chunk_logits(h, weight), -1);
       at::Tensor valid = t != kIgnoreIndex;
       grad.scatter_add_(1, t.clamp_min(0).unsqueeze(1), at::full({n, 1}, -1.0, grad.options()));
-      grad = (grad * valid.unsqueeze(1).to(grad.scalar_type()) * g).to(hidden.scalar_type());
-      grad_hidden.narrow(0, start, n).copy_(at::matmul(grad, weight));
-      grad_weight += at::matmul(grad.t(), h).to(grad_weight.scalar_type());
+      grad = grad * valid.unsqueeze(1).to(grad.scalar_type()) * g;  // (n, V) in the loss dtype
+      grad_hidden.narrow(0, start, n).copy_(at::matmul(grad.to(hidden.scalar_type()), weight));
+      // accumulated in the loss dtype, in place: no (V, h) temporary per chunk
+      grad_weight.addmm_(grad.t(), h.to(grad_weight.scalar_type()));
     }
     return {grad_hidden, grad_weight.to(weight.scalar_type()), at::Tensor(), at::Tensor()};
   }
 };
 }  // namespace
 
-LossSum chunked_causal_lm_loss(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& labels,
-                               int64_t chunk_tokens) {
+at::Tensor chunked_causal_lm_loss_sum(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& labels,
+                                      int64_t chunk_tokens) {
   FT_CHECK_ARG(chunk_tokens >= 1, "loss chunk size must be >= 1, got " << chunk_tokens);
   at::Tensor targets = shift_labels(labels).reshape({-1});
-  at::Tensor h = hidden.reshape({-1, hidden.size(-1)});
-  at::Tensor sum = ChunkedCrossEntropy::apply(h, weight, targets, chunk_tokens);
-  return {sum, count_targets(targets)};
+  return ChunkedCrossEntropy::apply(hidden.reshape({-1, hidden.size(-1)}), weight, targets, chunk_tokens);
+}
+
+LossSum chunked_causal_lm_loss(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& labels,
+                               int64_t chunk_tokens) {
+  return {chunked_causal_lm_loss_sum(hidden, weight, labels, chunk_tokens), counted_targets(labels)};
 }
 
 }  // namespace ftdist::model

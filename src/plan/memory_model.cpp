@@ -176,6 +176,13 @@ double attention_mask_bytes(const ModelSpec& m, const RunSetup& s) {
   return one * (windowed && s.attention == Attention::Eager ? 2 : 1);
 }
 
+int64_t default_loss_chunk(const ModelSpec& m) {
+  if (m.vocab < 65536) return 0;
+  int64_t chunk = 8192;
+  while (chunk > 128 && 12.0 * double(chunk) * double(m.vocab) > double(kGiB)) chunk /= 2;
+  return chunk;
+}
+
 double saved_activation_bytes(const ModelSpec& m, const RunSetup& s) {
   const double tokens = double(s.micro_batch) * double(s.seq_len);
   const double c = compute_bytes(s.precision);
@@ -341,6 +348,14 @@ void add_logits(const Terms& t, MemoryBreakdown& b) {
   const ModelSpec& m = t.m;
   const int c = t.c;
   const double tokens = t.tokens;
+  if (t.s.loss_chunk > 0) {  // one chunk's logits at a time (their backward: 12 bytes per fp32 logit), lm_head's fp32 weight gradient
+    const double chunk = std::min(double(t.s.loss_chunk), tokens);
+    const int per_logit = 12;
+    b[MemCategory::logits] = clamp_bytes(chunk * double(m.vocab) * per_logit + 4.0 * double(m.vocab) * double(m.hidden));
+    if (t.ex.on()) t.ex.line(MemCategory::logits, "chunk " + num(chunk) + " tokens x V " + std::to_string(m.vocab) + " x " + std::to_string(per_logit) +
+                                                      " + lm_head's fp32 gradient V x h x 4", b[MemCategory::logits]);
+    return;
+  }
   const int logit_bytes = c + (c == 4 ? 0 : 4) + 4;
   b[MemCategory::logits] = clamp_bytes(tokens * double(m.vocab) * logit_bytes);
   if (t.ex.on()) t.ex.line(MemCategory::logits, "b*s " + num(tokens) + " x V " + std::to_string(m.vocab) + " x " + std::to_string(logit_bytes),

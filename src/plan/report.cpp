@@ -150,7 +150,8 @@ void header_section(std::ostringstream& os, const PlanRequest& req) {
   os
      << precision_name(req.base.precision) << ", " << optimizer_name(req.base.optimizer) << ", "
      << attention_name(req.base.attention) << " attention, reduce in " << float_type_name(req.base.reduce_dtype)
-     << (req.base.offload_optimizer ? ", optimizer offloaded to host" : "") << "\n";
+     << (req.base.offload_optimizer ? ", optimizer offloaded to host" : "")
+     << (req.base.loss_chunk > 0 ? ", loss in chunks of " + std::to_string(req.base.loss_chunk) + " tokens" : std::string()) << "\n";
   os << "hardware: ";
   for (size_t i = 0; i < req.hardware.size(); ++i) {
     const auto& h = req.hardware[i];

@@ -37,6 +37,7 @@ class TimelineBuilder {
   void loss();
   void backward();
   void optimizer_step();
+  MemoryBreakdown head_backward_peak(const Unit& x, double remaining, double grads, double converted) const;
   // Each phase: the bytes alive at its start (the previous phase's end) or at its own peak, whichever
   // is more; `level_` is what is alive beyond `base_` at the end of the phase just recorded.
   void add(const std::string& name, const MemoryBreakdown& peak, const MemoryBreakdown& end);
@@ -57,6 +58,8 @@ class TimelineBuilder {
   const double c_, r_, tokens_;  // compute and reduce bytes per element; b x s
   const bool ckpt_, sharded_, gathers_;
   double per_layer_all_, layer_saved_, hidden_, fp32_hidden_, vocab_, context_;
+  bool chunk_;           // a chunked loss (RunSetup::loss_chunk)
+  double chunk_vocab_;   // its logits per chunk: min(chunk, b x s) x V
   MemoryBreakdown base_, level_;
   std::vector<Unit> units_;
   StepTimeline t_;
@@ -74,6 +77,8 @@ TimelineBuilder::TimelineBuilder(const ModelSpec& m, const RunSetup& s)
   hidden_ = tokens_ * c_ * double(m.hidden);                                      // one (b, s, h) activation
   fp32_hidden_ = tokens_ * 4.0 * double(m.hidden);  // a layer's fp32 (b, s, h) temporary at its peak
   vocab_ = tokens_ * double(m.vocab);
+  chunk_ = s.loss_chunk > 0;
+  chunk_vocab_ = std::min(double(s.loss_chunk), tokens_) * double(m.vocab);
   // The forward context (rotary tables in the compute dtype, the token ids) lives through the pass;
   // with packed examples also each token's rotary rows and its position id.
   context_ = 2.0 * double(s.seq_len) * double(m.head_dim) * c_ + 8.0 * tokens_ +
@@ -124,7 +129,7 @@ void TimelineBuilder::forward() {
       saved_ += hidden_;  // the final norm's output (lm_head's input)
       end = act(saved_);
       peak = act(saved_ + (c_ == 2 ? fp32_hidden_ : 0));  // the norm's fp32 upcast of its input in bf16
-      peak[MemCategory::logits] = end[MemCategory::logits] = bytes(vocab_ * c_);
+      if (!chunk_) peak[MemCategory::logits] = end[MemCategory::logits] = bytes(vocab_ * c_);  // (chunked: the loss applies lm_head)
     }
     peak[MemCategory::unsharded_params] = end[MemCategory::unsharded_params] = bytes(gradop_gathered_);
     add("forward of " + x.name, peak, end);
@@ -134,8 +139,12 @@ void TimelineBuilder::forward() {
 void TimelineBuilder::loss() {
   MemoryBreakdown b = act(saved_);
   b[MemCategory::unsharded_params] = bytes(gradop_gathered_);
-  b[MemCategory::logits] = bytes(vocab_ * c_ + vocab_ * 4 + (c_ == 4 ? 0 : vocab_ * 4));  // logits, fp32 copy, log-probabilities
-  add("loss", b, b);
+  // logits, fp32 copy, log-probabilities: of every token, or (chunked) of one chunk, gone at its end
+  const double logits = chunk_ ? chunk_vocab_ : vocab_;
+  b[MemCategory::logits] = bytes(logits * c_ + logits * 4 + (c_ == 4 ? 0 : logits * 4));
+  MemoryBreakdown end = b;
+  if (chunk_) end[MemCategory::logits] = 0;
+  add("loss", b, end);
 }
 
 void TimelineBuilder::backward() {
@@ -190,19 +199,7 @@ void TimelineBuilder::backward() {
       }
       end = act(remaining + hidden_);
     } else if (step == 0) {  // head (or the root's lm_head part): the loss's backward first
-      // Three moments, one after the other, the largest is the phase's peak. The cross-entropy's
-      // backward: the log-probabilities with their gradient and the gradient of the (fp32) logits.
-      MemoryBreakdown ce = act(remaining + hidden_);
-      ce[MemCategory::logits] = bytes(vocab_ * 4 * 3);
-      // lm_head's backward: the logits' gradient (compute dtype) with the input's and then the weight's.
-      MemoryBreakdown mm = act(remaining + 2 * hidden_);
-      mm[MemCategory::logits] = bytes(vocab_ * c_);
-      mm[MemCategory::unsharded_grads] = bytes(double(x.numel) * c_);
-      // The unit's post-backward: its gradients and their flat copy, the reduce-scatter's output.
-      MemoryBreakdown post = act(remaining + hidden_);
-      post[MemCategory::unsharded_grads] = bytes(grads);
-      post[MemCategory::comm_buffers] = bytes(converted + (sharded_ ? double(x.shard) * r : 0));
-      peak = std::max({ce, mm, post}, [](const MemoryBreakdown& a, const MemoryBreakdown& b) { return a.total() < b.total(); });
+      peak = head_backward_peak(x, remaining, grads, converted);
       end = act(remaining + hidden_);
     } else {  // embedding
       remaining = 0;
@@ -220,6 +217,37 @@ void TimelineBuilder::backward() {
     add("backward of " + x.name, peak, end);
   }
 
+}
+
+// The head's backward (or the root's lm_head part): the largest of its moments, one after the other.
+MemoryBreakdown TimelineBuilder::head_backward_peak(const Unit& x, double remaining, double grads, double converted) const {
+  auto largest = [](std::initializer_list<MemoryBreakdown> m) {
+    return std::max(m, [](const MemoryBreakdown& a, const MemoryBreakdown& b) { return a.total() < b.total(); });
+  };
+  // Last, the unit's post-backward: its gradients and their flat copy, the reduce-scatter's output.
+  MemoryBreakdown post = act(remaining + hidden_);
+  post[MemCategory::unsharded_grads] = bytes(grads);
+  post[MemCategory::comm_buffers] = bytes(converted + (sharded_ ? double(x.shard) * r_ : 0));
+  if (chunk_) {
+    // Per chunk: the chunk's logits recomputed, their softmax and the gradient (fp32: 12 bytes per
+    // logit), beside the whole input's gradient and lm_head's fp32 weight gradient it accumulates
+    // in place; at the end that gradient in the compute dtype beside it.
+    const double w = double(m_.vocab) * double(m_.hidden);
+    MemoryBreakdown ce = act(remaining + 2 * hidden_);
+    ce[MemCategory::logits] = bytes(chunk_vocab_ * 12);
+    ce[MemCategory::unsharded_grads] = bytes(w * 4);
+    MemoryBreakdown out = act(remaining + 2 * hidden_);
+    out[MemCategory::unsharded_grads] = bytes(w * (4 + (c_ == 2 ? 2 : 0)));
+    return largest({ce, out, post});
+  }
+  // The cross-entropy's backward: the fp32 log-probabilities with their gradient and the logits' gradient.
+  MemoryBreakdown ce = act(remaining + hidden_);
+  ce[MemCategory::logits] = bytes(vocab_ * 4 * 3);
+  // lm_head's backward: the logits' gradient (compute dtype) with the input's and then the weight's.
+  MemoryBreakdown mm = act(remaining + 2 * hidden_);
+  mm[MemCategory::logits] = bytes(vocab_ * c_);
+  mm[MemCategory::unsharded_grads] = bytes(double(x.numel) * c_);
+  return largest({ce, mm, post});
 }
 
 void TimelineBuilder::optimizer_step() {

@@ -178,6 +178,9 @@ const std::vector<Key>& keys() {
       integer("train", "seed", &C::seed, 0, 0, "Seed of the data order and of random initialization."),
       integer("train", "eval_every", &C::eval_every, 0, plan::kMaxSteps, "Evaluate on data.eval every this many steps and at the last step (0: never)."),
       integer("train", "log_every", &C::log_every, 1, plan::kMaxSteps, "Print a progress line every this many steps (metrics.jsonl gets every step)."),
+      integer("train", "loss_chunk", &C::loss_chunk, -1, int64_t(1) << 40,
+              "lm_head and the cross-entropy over chunks of this many tokens, so fp32 logits exist for one chunk at a time (the same "
+              "loss and gradients); 0: all at once; -1 (auto): chunks for vocabularies of 64k and more (ftdist plan shows the size)."),
       {"train", "nonfinite", "choice", "skip | abort",
        "A step whose loss or gradient norm is not finite: skip (no update; reported in metrics.jsonl) or abort (exit 1).", read_nonfinite,
        [](const C& c) { return nlohmann::ordered_json(c.abort_on_nonfinite ? "abort" : "skip"); }},
@@ -375,6 +378,7 @@ fsdp::FsdpConfig fsdp_config(const RunConfig& c) {
   fc.prefetch = int(c.prefetch);
   fc.shard_group = int(c.shard_group);
   fc.no_sync = c.no_sync;
+  fc.loss_chunk = std::max<int64_t>(c.loss_chunk, 0);  // (auto is resolved before the runtime starts)
   fc.offload_optimizer = c.offload_optimizer;
   fc.optimizer.kind = c.optimizer;
   fc.optimizer.adamw = {c.beta1, c.beta2, c.eps, c.weight_decay};

@@ -69,6 +69,10 @@ struct FsdpConfig {
   // (memory-light); true keeps each unit's unsharded gradient (fp32) until the last micro-batch and
   // reduces once (less communication, N times the gradient memory).
   bool no_sync = false;
+  // The loss over chunks of this many tokens (model::chunked_causal_lm_loss_sum): lm_head and the
+  // cross-entropy run one chunk at a time in forward and backward, so fp32 logits exist for one chunk
+  // only; 0: the whole micro-batch's logits at once.
+  int64_t loss_chunk = 0;
   optim::OptimizerConfig optimizer;  // which optimizer and its hyperparameters
   // Optimizer offload (docs/runtime.md#optimizer-offload): the master and the optimizer states of
   // every unit live in host memory (pinned on a GPU) and the step runs on the host, one unit's

@@ -31,5 +31,8 @@ int64_t counted_targets(const at::Tensor& labels);
 // backward. Same value and gradients as causal_lm_loss(at::linear(hidden, weight), labels).
 LossSum chunked_causal_lm_loss(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& labels,
                                int64_t chunk_tokens);
+// Its summed loss alone (no count: no host wait), what training takes (fsdp::FsdpConfig::loss_chunk).
+at::Tensor chunked_causal_lm_loss_sum(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& labels,
+                                      int64_t chunk_tokens);
 
 }  // namespace ftdist::model

@@ -124,6 +124,11 @@ double attention_mask_bytes(const ModelSpec& model, const RunSetup& setup);
 // when checkpointed — and the final norm), on one rank. `activations` adds the backward's extra.
 double saved_activation_bytes(const ModelSpec& model, const RunSetup& setup);
 
+// The loss chunk (tokens) the planner and the trainer choose by default: none below a vocabulary of
+// 64k; above, the largest power of two (128..8192) whose chunk backward (12 bytes per fp32 logit)
+// stays within 1 GiB.
+int64_t default_loss_chunk(const ModelSpec& model);
+
 // `explain`, when given, receives one line per category: the formula with numbers substituted.
 MemoryBreakdown estimate_memory(const ModelSpec& model, const RunSetup& setup,
                                 std::vector<std::string>* explain = nullptr);

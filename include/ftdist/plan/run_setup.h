@@ -96,6 +96,8 @@ struct RunSetup {
   // example by one (b, 1, s, s) mask per forward (every attention kind reads it), RoPE tables per
   // token ((b, s, d) each) instead of per position.
   bool packed_documents = false;
+  // The loss over chunks of this many tokens (fsdp::FsdpConfig::loss_chunk; 0: all logits at once).
+  int64_t loss_chunk = 0;
   int prefetch = 2;          // unsharded layer buffers in flight (the one computing + prefetched)
   bool offload_optimizer = false;  // master + optimizer states in host memory
   bool no_sync = false;  // keep unsharded fp32 gradients across micro-batches, reduce once per step
