@@ -221,7 +221,7 @@ void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   FT_CHECK_ARG(packing == "stream" || packing == "documents", "--packing must be stream or documents, got \"" << packing << "\"");
   s.packed_documents = packing == "documents";
   const std::string chunk = args["loss-chunk"].as<std::string>();
-  s.loss_chunk = chunk == "auto" ? default_loss_chunk(req.model) : int64_t(parse_count(chunk, "--loss-chunk"));
+  s.loss_chunk = chunk == "auto" ? default_loss_chunk(req.model, s.seq_len)  /* (a micro-batch of one: the fewest tokens) */ : int64_t(parse_count(chunk, "--loss-chunk"));
   s.prefetch = args["prefetch"].as<int>();
   FT_CHECK_ARG(s.prefetch >= 1 && s.prefetch <= 64, "--prefetch must be 1..64, got " << s.prefetch);
   s.overheads.cuda_context_gib = args["overhead-context-gib"].as<double>();

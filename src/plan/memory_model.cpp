@@ -176,11 +176,13 @@ double attention_mask_bytes(const ModelSpec& m, const RunSetup& s) {
   return one * (windowed && s.attention == Attention::Eager ? 2 : 1);
 }
 
-int64_t default_loss_chunk(const ModelSpec& m) {
+int64_t default_loss_chunk(const ModelSpec& m, int64_t tokens) {
   if (m.vocab < 65536) return 0;
   int64_t chunk = 8192;
   while (chunk > 128 && 12.0 * double(chunk) * double(m.vocab) > double(kGiB)) chunk /= 2;
-  return chunk;
+  const double whole = 12.0 * double(tokens) * double(m.vocab);
+  const double chunked = 12.0 * double(std::min(chunk, tokens)) * double(m.vocab) + 4.0 * double(m.vocab) * double(m.hidden);
+  return chunked < whole ? chunk : 0;
 }
 
 double saved_activation_bytes(const ModelSpec& m, const RunSetup& s) {

@@ -41,7 +41,7 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
   c.device = resolved_device(c);
   c.precision = resolved_precision(c);
   c.packing = resolved_packing(c);
-  if (c.loss_chunk < 0) c.loss_chunk = plan::default_loss_chunk(spec);
+  if (c.loss_chunk < 0) c.loss_chunk = plan::default_loss_chunk(spec, c.micro_batch * c.seq_len);
   // JSONL text with a model directory that ships a SentencePiece tokenizer.model: that tokenizer.
   if (c.tokenizer.empty() && !c.model_path.empty() && !data::is_token_file_path(c.train_data)) {
     const std::string sp = c.model_path + "/tokenizer.model";

@@ -126,8 +126,9 @@ double saved_activation_bytes(const ModelSpec& model, const RunSetup& setup);
 
 // The loss chunk (tokens) the planner and the trainer choose by default: none below a vocabulary of
 // 64k; above, the largest power of two (128..8192) whose chunk backward (12 bytes per fp32 logit)
-// stays within 1 GiB.
-int64_t default_loss_chunk(const ModelSpec& model);
+// stays within 1 GiB — and none when the logits a forward makes (`tokens` x V x 12) are not more
+// than that chunk's and lm_head's fp32 weight gradient (V x h x 4) together: chunking would cost.
+int64_t default_loss_chunk(const ModelSpec& model, int64_t tokens);
 
 // `explain`, when given, receives one line per category: the formula with numbers substituted.
 MemoryBreakdown estimate_memory(const ModelSpec& model, const RunSetup& setup,
