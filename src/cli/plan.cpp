@@ -20,6 +20,7 @@
 #include "ftdist/plan/limits.h"
 #include "ftdist/plan/presets.h"
 #include "ftdist/plan/report.h"
+#include "ftdist/data/packing.h"
 #include "ftdist/plan/timeline.h"
 
 namespace ftdist::cli {
@@ -217,9 +218,7 @@ void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   s.attention = attention_from_name(args["attention"].as<std::string>());
   s.offload_optimizer = args.count("offload") > 0;
   s.no_sync = args.count("no-sync") > 0;
-  const std::string packing = args["packing"].as<std::string>();
-  FT_CHECK_ARG(packing == "stream" || packing == "documents", "--packing must be stream or documents, got \"" << packing << "\"");
-  s.packed_documents = packing == "documents";
+  s.packed_documents = data::packing_from_name(args["packing"].as<std::string>(), "--packing") == data::Packing::Documents;
   const std::string chunk = args["loss-chunk"].as<std::string>();
   s.loss_chunk = chunk == "auto" ? default_loss_chunk(req.model, s.seq_len)  /* (a micro-batch of one: the fewest tokens) */ : int64_t(parse_count(chunk, "--loss-chunk"));
   s.prefetch = args["prefetch"].as<int>();

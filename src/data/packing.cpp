@@ -28,8 +28,6 @@ std::vector<Sample> pack(const std::vector<Document>& docs, int64_t seq_len) {
   return out;
 }
 
-const char* packing_name(Packing p) { return p == Packing::Documents ? "documents" : "stream"; }
-
 Packing packing_from_name(const std::string& name, const std::string& where) {
   if (name == "documents") return Packing::Documents;
   if (name == "stream") return Packing::Stream;

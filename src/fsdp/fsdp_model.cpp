@@ -258,8 +258,7 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
     } else {
       at::Tensor normed = model_.final_norm(x);
       probe_activations();
-      // (a chunked loss applies lm_head itself, chunk by chunk)
-      y = cfg_.loss_chunk > 0 ? normed : at::linear(normed, model_.lm_head_weight());
+      y = head_output(normed);
     }
     // Before this unit's backward runs: its parameters, and the previous layers' prefetched. The
     // embedding's backward reads only the token ids and the gradient, so unit 0 is not gathered
@@ -275,6 +274,10 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
   post_forward(u);
   shared_->phases.mark("forward of " + unit.name);
   return y;
+}
+
+at::Tensor FsdpModel::head_output(const at::Tensor& normed) const {
+  return cfg_.loss_chunk > 0 ? normed : at::linear(normed, model_.lm_head_weight());  // (a chunked loss applies lm_head itself)
 }
 
 void FsdpModel::pre_forward(size_t u) {
@@ -312,7 +315,7 @@ at::Tensor FsdpModel::forward_loss_sum(const MicroBatch& mb, int64_t* tokens) {
     units_[0]->bind_for_autograd();
     at::Tensor normed = model_.final_norm(h);
     probe_activations();
-    h = cfg_.loss_chunk > 0 ? normed : at::linear(normed, model_.lm_head_weight());
+    h = head_output(normed);
   }
   *tokens = model::counted_targets(mb.labels);  // the caller's labels (on the CPU: no wait for the device)
   // h: the logits, or with a chunked loss the final-normed hidden states

@@ -24,8 +24,8 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
     ctx->save_for_backward({x, weight, rstd});
     return weight * (xf * rstd).to(x.scalar_type());
   }
-  // The backward holds at most three fp32 (b, s, h) temporaries at once (xhat, g' and one product;
-  // plan::norm_backward_bytes counts them): mixed-dtype products promote without a converted copy,
+  // The backward holds at most three fp32 (b, s, h) temporaries at once (xhat, g' and one product):
+  // mixed-dtype products promote without a converted copy,
   // and the last steps run in place on tensors it owns. The arithmetic is the same operation by
   // operation as rstd * (g' - xhat * mean(g' * xhat)).
   static variable_list backward(AutogradContext* ctx, variable_list grads) {

@@ -181,8 +181,11 @@ int64_t default_loss_chunk(const ModelSpec& m, int64_t tokens) {
   int64_t chunk = 8192;
   while (chunk > 128 && 12.0 * double(chunk) * double(m.vocab) > double(kGiB)) chunk /= 2;
   const double whole = 12.0 * double(tokens) * double(m.vocab);
-  const double chunked = 12.0 * double(std::min(chunk, tokens)) * double(m.vocab) + 4.0 * double(m.vocab) * double(m.hidden);
-  return chunked < whole ? chunk : 0;
+  return chunked_loss_bytes(m, double(std::min(chunk, tokens))) < whole ? chunk : 0;
+}
+
+double chunked_loss_bytes(const ModelSpec& m, double chunk_tokens) {
+  return 12.0 * chunk_tokens * double(m.vocab) + 4.0 * double(m.vocab) * double(m.hidden);
 }
 
 double saved_activation_bytes(const ModelSpec& m, const RunSetup& s) {
@@ -352,10 +355,9 @@ void add_logits(const Terms& t, MemoryBreakdown& b) {
   const double tokens = t.tokens;
   if (t.s.loss_chunk > 0) {  // one chunk's logits at a time (their backward: 12 bytes per fp32 logit), lm_head's fp32 weight gradient
     const double chunk = std::min(double(t.s.loss_chunk), tokens);
-    const int per_logit = 12;
-    b[MemCategory::logits] = clamp_bytes(chunk * double(m.vocab) * per_logit + 4.0 * double(m.vocab) * double(m.hidden));
-    if (t.ex.on()) t.ex.line(MemCategory::logits, "chunk " + num(chunk) + " tokens x V " + std::to_string(m.vocab) + " x " + std::to_string(per_logit) +
-                                                      " + lm_head's fp32 gradient V x h x 4", b[MemCategory::logits]);
+    b[MemCategory::logits] = clamp_bytes(chunked_loss_bytes(m, chunk));
+    if (t.ex.on()) t.ex.line(MemCategory::logits, "chunk " + num(chunk) + " tokens x V " + std::to_string(m.vocab) +
+                                                      " x 12 + lm_head's fp32 gradient V x h x 4", b[MemCategory::logits]);
     return;
   }
   const int logit_bytes = c + (c == 4 ? 0 : 4) + 4;

@@ -56,9 +56,8 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
     ftok = data::tokenized_cache_path(path, c.tokenizer, vocab, dir);
   }
   auto file = std::make_shared<const data::TokenFile>(ftok, vocab);
-  // auto: whole examples for fine-tuning data (a loss mask: prompt/completion, chat), a stream for text
-  const data::Packing packing = c.packing == "auto" ? (file->masked() ? data::Packing::Documents : data::Packing::Stream)
-                                                    : data::packing_from_name(c.packing, c.origin + " [data] packing");
+  // (data.packing = "auto" is decided with the rest of the run: train::resolve_run())
+  const data::Packing packing = data::packing_from_name(c.packing, c.origin + " [data] packing");
   data::PackedSamples samples(file, c.seq_len, packing, data::long_examples_from_name(c.long_examples, c.origin + " [data] long_examples"));
   if (packing == data::Packing::Documents) {
     const data::PackingStats& st = samples.stats();
@@ -76,9 +75,9 @@ std::vector<fsdp::MicroBatch> micro_batches(const data::PackedSamples& samples, 
                                             int64_t micro) {
   const int64_t s = samples.seq_len();
   std::vector<fsdp::MicroBatch> out;
+  const bool documents = samples.packing() == data::Packing::Documents;  // positions restart per example
   for (size_t start = 0; start < idx.size(); start += size_t(micro)) {
     at::Tensor ids = at::empty({micro, s}, at::kLong), labels = at::empty({micro, s}, at::kLong);
-    const bool documents = samples.packing() == data::Packing::Documents;  // positions restart per example
     at::Tensor positions = documents ? at::empty({micro, s}, at::kLong) : at::Tensor();
     for (int64_t k = 0; k < micro; ++k)
       samples.sample(idx[start + size_t(k)], ids.data_ptr<int64_t>() + k * s, labels.data_ptr<int64_t>() + k * s,

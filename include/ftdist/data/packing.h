@@ -40,7 +40,6 @@ struct Sample {
 // Documents: each sample holds whole examples, attention and positions per example.
 enum class Packing { Stream, Documents };
 enum class LongExamples { Truncate, Drop };  // Documents: an example longer than seq_len
-const char* packing_name(Packing p);
 Packing packing_from_name(const std::string& name, const std::string& where);
 const char* long_examples_name(LongExamples l);
 LongExamples long_examples_from_name(const std::string& name, const std::string& where);

@@ -214,6 +214,8 @@ class FsdpModel {
   model::ForwardContext ctx_;
   struct CheckpointArgs;
   std::vector<std::unique_ptr<CheckpointArgs>> checkpoint_args_;
+  // What the head unit hands on: the logits, or with a chunked loss the final-normed hidden states.
+  at::Tensor head_output(const at::Tensor& normed) const;
   // The phases of unit u in one micro-batch (the names FSDP2 gives them):
   //   pre_forward    its parameters gathered and waited for; the next units' gathers started (prefetch)
   //   post_forward   resharded when the stage reshards after forward (not the last unit, not a tied root)

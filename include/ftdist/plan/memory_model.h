@@ -129,6 +129,9 @@ double saved_activation_bytes(const ModelSpec& model, const RunSetup& setup);
 // stays within 1 GiB — and none when the logits a forward makes (`tokens` x V x 12) are not more
 // than that chunk's and lm_head's fp32 weight gradient (V x h x 4) together: chunking would cost.
 int64_t default_loss_chunk(const ModelSpec& model, int64_t tokens);
+// The chunked loss's bytes at its largest (the logits category): `chunk_tokens` x V x 12 for one
+// chunk's fp32 logits, softmax and gradient, plus lm_head's fp32 weight gradient V x h x 4.
+double chunked_loss_bytes(const ModelSpec& model, double chunk_tokens);
 
 // `explain`, when given, receives one line per category: the formula with numbers substituted.
 MemoryBreakdown estimate_memory(const ModelSpec& model, const RunSetup& setup,
