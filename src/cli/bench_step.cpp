@@ -61,7 +61,7 @@ void add_bench_step_options(cxxopts::Options& options) {
       ("gpu", "GPU catalog name for MFU's peak (default: none, and no MFU)",
        cxxopts::value<std::string>())
       ("peak-tflops", "dense bf16 peak per GPU for MFU (overrides --gpu)", cxxopts::value<double>())
-      ("checkpointing", "none | full", cxxopts::value<std::string>()->default_value("none"))
+      ("checkpointing", "none | full | K (the first K layers)", cxxopts::value<std::string>()->default_value("none"))
       ("prefetch", "units gathered at once (1..8)", cxxopts::value<int>()->default_value("2"))
       ("micro-batch", "sequences per rank per micro-batch", cxxopts::value<int64_t>()->default_value("2"))
       ("grad-accum", "micro-batches per step", cxxopts::value<int>()->default_value("1"))

@@ -92,7 +92,7 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
   uint64_t need = c.needed_bytes();
   os << "no candidate fits: the least memory any candidate needs is " << format_gib(double(need)) << " per GPU ("
      << c.gpus << " x " << req.hardware[c.hardware].gpu.name << ", shard " << stage_name(c.setup.stage)
-     << ", micro-batch " << c.setup.micro_batch << ", checkpointing " << activation_checkpointing_name(c.setup.activation_checkpointing)
+     << ", micro-batch " << c.setup.micro_batch << ", checkpointing " << activation_checkpointing_text(c.setup.activation_checkpointing, req.model.layers)
      << ") against " << format_gib(double(c.usable_bytes)) << " usable.";
   std::vector<std::string> bigger;
   for (const GpuSpec& g : catalog.gpus())
@@ -220,7 +220,9 @@ void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   s.no_sync = args.count("no-sync") > 0;
   s.packed_documents = data::packing_from_name(args["packing"].as<std::string>(), "--packing") == data::Packing::Documents;
   const std::string chunk = args["loss-chunk"].as<std::string>();
-  s.loss_chunk = chunk == "auto" ? default_loss_chunk(req.model, s.seq_len)  /* (a micro-batch of one: the fewest tokens) */ : int64_t(parse_count(chunk, "--loss-chunk"));
+  s.loss_chunk = chunk == "auto" ? default_loss_chunk(req.model, s.seq_len)  /* (a micro-batch of one: the fewest tokens) */
+                 : chunk == "0"  ? 0
+                                 : int64_t(parse_count(chunk, "--loss-chunk"));
   s.prefetch = args["prefetch"].as<int>();
   FT_CHECK_ARG(s.prefetch >= 1 && s.prefetch <= 64, "--prefetch must be 1..64, got " << s.prefetch);
   s.overheads.cuda_context_gib = args["overhead-context-gib"].as<double>();

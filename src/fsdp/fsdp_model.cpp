@@ -91,6 +91,7 @@ FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpCo
 FsdpModel::FsdpModel(model::LlamaModel& model, comm::Communicator& world, FsdpConfig config, const io::WeightSource& init,
                      const LoadProgress& on_unit)
     : model_(model), world_(world), cfg_(config), policy_(plan::stage_policy(config.stage)) {
+  plan::check_activation_checkpointing(cfg_.activation_checkpointing, model_.spec().layers, "activation checkpointing");
   FT_CHECK_ARG(cfg_.prefetch >= 1 && cfg_.prefetch <= 8, "prefetch must be 1..8 units in flight, got " << cfg_.prefetch);
   if (cfg_.device.is_cuda() && !cfg_.device.has_index()) cfg_.device = at::Device(at::kCUDA, world.device().is_cuda() ? world.device().index() : 0);
   const bool any_device = world.backend() == comm::Backend::Local;
@@ -245,7 +246,7 @@ at::Tensor FsdpModel::run_unit(size_t u, const at::Tensor& x, const model::Forwa
   pre_forward(u);
   CategoryScope scope(layer || u == 0 ? plan::MemCategory::activations : plan::MemCategory::logits);
   at::Tensor y;
-  if (layer && cfg_.activation_checkpointing == plan::ActivationCheckpointing::Full) {
+  if (layer && cfg_.activation_checkpointing.covers(int64_t(u) - 1, model_.spec().layers)) {
     checkpoint_args_.push_back(std::make_unique<CheckpointArgs>(
         CheckpointArgs{{&model_, &unit, int64_t(u) - 1, ctx, [this, u] { pre_backward(u); }}}));
     y = CheckpointFn::apply(x, static_cast<CheckpointArgsFields*>(checkpoint_args_.back().get()));

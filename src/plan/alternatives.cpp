@@ -36,8 +36,9 @@ std::vector<AlternativeRow> adapter_alternatives(const ModelSpec& m, const RunSe
   const MemoryBreakdown full = estimate_memory(m, one);
   const int64_t adapters = lora_params(m, o);
   const double tokens = double(setup.micro_batch) * double(setup.seq_len);
+  const int64_t ck = setup.activation_checkpointing.count(m.layers);
   const uint64_t adapter_act = clamp_bytes(tokens * 2.0 * o.rank * double(o.targets.size()) *
-                                        (setup.activation_checkpointing == ActivationCheckpointing::Full ? 1 : m.layers));
+                                        (m.layers - ck + (ck > 0 ? 1 : 0)));  // checkpointed layers: one recomputed at a time
 
   const int64_t linear_params = m.layers * (m.layer_params() - 2 * m.hidden);  // all but the norms
   const int64_t other_params = m.param_count() - linear_params;

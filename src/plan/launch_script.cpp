@@ -9,12 +9,18 @@
 
 namespace ftdist::plan {
 namespace {
+// parallel.checkpointing as TOML: "none", "full", or the number of layers.
+std::string checkpointing_value(ActivationCheckpointing c) {
+  const std::string name = activation_checkpointing_name(c);
+  return c == ActivationCheckpointing::None || c == ActivationCheckpointing::Full ? "\"" + name + "\"" : name;
+}
+
 std::string settings_comment(const PlanRequest& req, const Candidate& c) {
   std::ostringstream os;
   os << kEmittedMarker << "\n# planned: " << req.model.name << " on " << c.gpus << " x " << req.hardware[c.hardware].gpu.name << " ("
      << c.nodes << " node" << (c.nodes > 1 ? "s" : "") << "), shard " << stage_name(c.setup.stage) << ", micro-batch "
      << c.setup.micro_batch << ", grad-accum " << c.grad_accum << ", checkpointing "
-     << activation_checkpointing_name(c.setup.activation_checkpointing) << ", seq-len " << c.setup.seq_len << "\n";
+     << activation_checkpointing_text(c.setup.activation_checkpointing, req.model.layers) << ", seq-len " << c.setup.seq_len << "\n";
   return os.str();
 }
 // A directory name for the run: the preset, or the model directory's name.
@@ -94,7 +100,7 @@ std::string run_config_text(const PlanRequest& req, const Candidate& c, const Mo
      << "device = \"auto\"\nshard = \"" << stage_name(s.stage) << "\"\n";
   if (s.stage == Stage::Hybrid) os << "shard_group = " << s.shard_group << "\n";
   os << "precision = \"" << precision_name(s.precision) << "\"\nreduce_dtype = \"" << float_type_name(s.reduce_dtype) << "\"\n"
-     << "checkpointing = \"" << activation_checkpointing_name(s.activation_checkpointing) << "\"\n"
+     << "checkpointing = " << checkpointing_value(s.activation_checkpointing) << "\n"
      << (s.precision == Precision::Bf16Mixed && s.grad_accum_dtype == FloatType::Bf16 ? "grad_accum_dtype = \"bf16\"\n" : "")
      << "prefetch = " << s.prefetch << "\n" << (s.no_sync ? "no_sync = true\n" : "")
      << (s.offload_optimizer ? "offload = \"optimizer\"   # master weights and optimizer states in host memory\n" : "")

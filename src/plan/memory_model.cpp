@@ -192,8 +192,8 @@ double saved_activation_bytes(const ModelSpec& m, const RunSetup& s) {
   const double tokens = double(s.micro_batch) * double(s.seq_len);
   const double c = compute_bytes(s.precision);
   const double root = 2.0 * c * m.hidden;  // final norm input and output (lm_head's input)
-  const double per_layer = s.activation_checkpointing == ActivationCheckpointing::None ? activation_bytes_per_token_layer(m, s) : c * m.hidden;
-  return tokens * (double(m.layers) * per_layer + root);
+  const double k = double(s.activation_checkpointing.count(m.layers));  // checkpointed layers keep their input only
+  return tokens * ((double(m.layers) - k) * activation_bytes_per_token_layer(m, s) + k * c * m.hidden + root);
 }
 
 namespace {
@@ -328,20 +328,18 @@ void add_activations(const Terms& t, MemoryBreakdown& b) {
   const double root_act = 2.0 * c * m.hidden;             // final norm input and output (lm_head's input)
   const double workspace = 2.0 * c * m.intermediate;      // backward: grads of gate and up outputs together
   const double mask = attention_mask_bytes(m, s);
-  double act = 0;
-  std::string act_formula;
-  if (s.activation_checkpointing == ActivationCheckpointing::None) {
-    act = saved_activation_bytes(m, s) + tokens * workspace + mask;
-    act_formula = "b*s " + num(tokens) + " x (L " + std::to_string(m.layers) + " x " + num(per_layer) +
-                  " B/token/layer + root " + num(root_act) + " + backward workspace " + num(workspace) + ")";
-  } else {
-    // Full recompute keeps each layer's input; one layer's activations exist again while it is
-    // recomputed for its backward.
-    act = saved_activation_bytes(m, s) + tokens * (per_layer + workspace) + mask;
-    act_formula = "b*s " + num(tokens) + " x (L " + std::to_string(m.layers) + " x input " + std::to_string(c * m.hidden) +
-                  " + one recomputed layer " + num(per_layer) + " + root " + num(root_act) + " + backward workspace " +
-                  num(workspace) + ")";
-  }
+  const int64_t k = s.activation_checkpointing.count(m.layers);
+  const std::string layers = k == 0 ? "L " + std::to_string(m.layers) + " x " + num(per_layer) + " B/token/layer"
+                             : k == m.layers ? "L " + std::to_string(m.layers) + " x input " + std::to_string(c * m.hidden)
+                                             : std::to_string(m.layers - k) + " layers x " + num(per_layer) + " B/token + " +
+                                                   std::to_string(k) + " checkpointed x input " + std::to_string(c * m.hidden);
+  // With every layer checkpointed, the last one's activations exist again while it is recomputed,
+  // on top of all the inputs; with the first K only, each recomputation comes after the saved
+  // activations of the layers above it are freed (and adds less than they held).
+  const bool recompute_on_top = k == m.layers;
+  const double act = saved_activation_bytes(m, s) + tokens * (workspace + (recompute_on_top ? per_layer : 0)) + mask;
+  std::string act_formula = "b*s " + num(tokens) + " x (" + layers + (recompute_on_top ? " + one recomputed layer " + num(per_layer) : "") +
+                " + root " + num(root_act) + " + backward workspace " + num(workspace) + ")";
   if (mask > 0) act_formula += " + attention mask s*s x " + std::to_string(c) + (mask > double(c) * double(s.seq_len) * double(s.seq_len) ? " x 2 (causal and windowed)" : "");
   b[MemCategory::activations] = clamp_bytes(act);
   if (t.ex.on()) t.ex.line(MemCategory::activations, act_formula, b[MemCategory::activations]);

@@ -40,7 +40,7 @@ std::string describe(const PlanRequest& req, const Candidate& c) {
   os << c.gpus << " x " << hw.gpu.name;
   if (c.nodes > 1) os << " (" << c.nodes << " nodes" << (hw.node_type.empty() ? "" : " of " + hw.node_type) << ")";
   os << ", shard " << stage_name(c.setup.stage) << ", micro-batch " << c.setup.micro_batch << ", grad-accum "
-     << c.grad_accum << ", checkpointing " << activation_checkpointing_name(c.setup.activation_checkpointing);
+     << c.grad_accum << ", checkpointing " << activation_checkpointing_text(c.setup.activation_checkpointing, req.model.layers);
   return os.str();
 }
 
@@ -262,7 +262,7 @@ void candidates_section(std::ostringstream& os, const PlanReport& r, int focus) 
     std::string note = i == res.recommended ? "<- recommended" : c.rejected_because;
     std::snprintf(line, sizeof(line), "  %-14s %5d %5d %-9s %4lld %5s %9s %6s %9.2f %11.0f %10s %10s  %s\n",
                   req.hardware[c.hardware].gpu.name.c_str(), c.gpus, c.nodes, stage_name(c.setup.stage),
-                  static_cast<long long>(c.setup.micro_batch), activation_checkpointing_name(c.setup.activation_checkpointing),
+                  static_cast<long long>(c.setup.micro_batch), activation_checkpointing_name(c.setup.activation_checkpointing).c_str(),
                   gib(c.needed_bytes()).c_str(), c.fits ? "yes" : "no", c.time.step_s, c.time.tokens_per_s,
                   req.total_tokens > 0 ? hours(c.time.total_s).c_str() : "-", req.total_tokens > 0 ? fmt("%.2f", c.time.cost_usd).c_str() : "-",
                   note.c_str());

@@ -83,13 +83,28 @@ OptimizerKind optimizer_from_name(const std::string& n) {
   return OptimizerKind::AdamW;
 }
 
-const char* activation_checkpointing_name(ActivationCheckpointing c) { return c == ActivationCheckpointing::None ? "none" : "full"; }
+std::string activation_checkpointing_name(ActivationCheckpointing c) {
+  return c == ActivationCheckpointing::None ? "none" : c == ActivationCheckpointing::Full ? "full" : std::to_string(c.layers);
+}
 
 ActivationCheckpointing activation_checkpointing_from_name(const std::string& n) {
   if (n == "none") return ActivationCheckpointing::None;
   if (n == "full") return ActivationCheckpointing::Full;
-  FT_CHECK_ARG(false, "--checkpointing: unknown '" << n << "' (expected none, full or auto)");
-  return ActivationCheckpointing::None;
+  const bool digits = !n.empty() && n.size() <= 9 && n.find_first_not_of("0123456789") == std::string::npos;
+  FT_CHECK_ARG(digits, "--checkpointing: unknown '" << n << "' (expected none, full, auto or a number of layers)");
+  return ActivationCheckpointing::first(std::stoll(n));
+}
+
+std::string activation_checkpointing_text(ActivationCheckpointing c, int64_t model_layers) {
+  const std::string name = activation_checkpointing_name(c);
+  return c == ActivationCheckpointing::None || c == ActivationCheckpointing::Full ? name
+                                                                                 : name + " of " + std::to_string(model_layers) + " layers";
+}
+
+void check_activation_checkpointing(ActivationCheckpointing c, int64_t model_layers, const std::string& where) {
+  FT_CHECK_ARG(c.layers >= ActivationCheckpointing::kAll && c.layers <= model_layers,
+               where << ": " << c.layers << " checkpointed layers, but the model has " << model_layers
+                     << " (give 0.." << model_layers << ", \"none\" or \"full\")");
 }
 
 const char* attention_name(Attention a) { return a == Attention::Flash ? "flash" : "eager"; }

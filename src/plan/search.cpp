@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <tuple>
 
 #include "ftdist/core/bytes.h"
@@ -35,11 +36,6 @@ std::vector<Stage> stages_for(const PlanRequest& req, int gpus, int nodes) {
 std::vector<int64_t> micro_batches(const PlanRequest& req) {
   if (req.micro_batch) return {*req.micro_batch};
   return {1, 2, 4, 8, 16, 32, 64};
-}
-
-std::vector<ActivationCheckpointing> checkpointings(const PlanRequest& req) {
-  if (req.activation_checkpointing) return {*req.activation_checkpointing};
-  return {ActivationCheckpointing::None, ActivationCheckpointing::Full};
 }
 
 std::string gib(uint64_t bytes) { return format_gib(double(bytes)); }
@@ -119,10 +115,57 @@ int ranks_per_node(const Candidate& c, const HardwareOption& option) {
   return c.nodes > 1 ? option.gpus_per_node : c.gpus;
 }
 
+namespace {
+
+// The candidate with activation checkpointing `ck`: its memory (the timeline's peak decides the
+// fit), host memory and time.
+Candidate priced(Candidate c, ActivationCheckpointing ck, const PlanRequest& req, const HardwareOption& hw, const Hardware& hwm) {
+  c.setup.activation_checkpointing = ck;
+  c.memory = estimate_memory(req.model, c.setup);
+  c.peak = peak_memory(req.model, c.setup);
+  c.host = estimate_host_memory(c.memory, c.setup, ranks_per_node(c, hw));
+  c.fits = c.needed_bytes() <= c.usable_bytes;
+  c.time = estimate_time(req.model, c.setup, hwm, Workload{req.total_tokens, c.grad_accum});
+  if (!c.fits) {
+    char buf[256];
+    std::snprintf(buf, sizeof(buf), "needs %s per GPU (peak in the %s); limit %s (%s - %.0f%% headroom)", gib(c.needed_bytes()).c_str(),
+                  c.peak.phase.c_str(), gib(c.usable_bytes).c_str(), gib(c.gpu_memory_bytes).c_str(), req.headroom * 100);
+    c.rejected_because = buf;
+  }
+  return c;
+}
+
+// --checkpointing auto: no checkpointing when that fits; otherwise the fewest checkpointed layers
+// that fit, the fastest such plan (each costs one more forward of a layer). Checkpointing one more
+// of the first L - 1 layers lowers the peak; the last layer's may not (its recomputation comes
+// right after its forward, on top of all the other layers' inputs), so K is bisected over 1..L-1
+// and `full` is tried after. When nothing fits, the candidate shown is `full`'s, rejected.
+void add_auto_checkpointing(const Candidate& laid_out, const PlanRequest& req, const HardwareOption& hw, const Hardware& hwm,
+                            std::vector<Candidate>& out) {
+  out.push_back(priced(laid_out, ActivationCheckpointing::None, req, hw, hwm));
+  if (out.back().fits) return;
+  int64_t lo = 1, hi = req.model.layers - 1;  // the smallest fitting K is in [lo, hi], if any
+  std::optional<Candidate> best;
+  while (lo <= hi) {
+    const int64_t k = lo + (hi - lo) / 2;
+    Candidate c = priced(laid_out, ActivationCheckpointing::first(k), req, hw, hwm);
+    if (c.fits) {
+      best = std::move(c);
+      hi = k - 1;
+    } else {
+      lo = k + 1;
+    }
+  }
+  out.push_back(best ? std::move(*best) : priced(laid_out, ActivationCheckpointing::Full, req, hw, hwm));
+}
+
+}  // namespace
+
 PlanResult search(const PlanRequest& req) {
   FT_CHECK_ARG(!req.hardware.empty(), "no hardware to plan for: give --gpu or --cluster");
   FT_CHECK_ARG(req.headroom >= 0 && req.headroom < 1, "--headroom must be in [0, 1), got " << req.headroom);
   FT_CHECK_ARG(req.total_tokens >= 0, "the workload's tokens must be >= 0 (0: none, rates only)");
+  if (req.activation_checkpointing) check_activation_checkpointing(*req.activation_checkpointing, req.model.layers, "--checkpointing");
   if (req.mfu) FT_CHECK_ARG(*req.mfu > 0 && *req.mfu <= 1, "--mfu must be in (0, 1], got " << *req.mfu);
   PlanResult result;
   for (int h = 0; h < int(req.hardware.size()); ++h) {
@@ -132,35 +175,23 @@ PlanResult search(const PlanRequest& req) {
       int nodes = gpus > hw.gpus_per_node ? (gpus + hw.gpus_per_node - 1) / hw.gpus_per_node : 1;
       for (Stage stage : stages_for(req, gpus, nodes)) {
         for (int64_t mb : micro_batches(req)) {
-          for (ActivationCheckpointing ck : checkpointings(req)) {
-            Candidate c;
-            c.hardware = h;
-            c.gpus = gpus;
-            c.setup = req.base;
-            c.setup.stage = stage;
-            c.setup.micro_batch = mb;
-            c.setup.activation_checkpointing = ck;
-            c.gpu_memory_bytes = hw.gpu.memory_bytes();
-            c.usable_bytes = uint64_t(double(c.gpu_memory_bytes) * (1.0 - req.headroom));
-            std::string why = layout(c, hw, req);
-            if (!why.empty()) {
-              c.rejected_because = why;
-              result.candidates.push_back(std::move(c));
-              continue;
-            }
-            c.memory = estimate_memory(req.model, c.setup);
-            c.peak = peak_memory(req.model, c.setup);
-            c.host = estimate_host_memory(c.memory, c.setup, ranks_per_node(c, hw));
-            c.fits = c.needed_bytes() <= c.usable_bytes;
-            Workload w{req.total_tokens, c.grad_accum};
-            c.time = estimate_time(req.model, c.setup, hwm, w);
-            if (!c.fits) {
-              char buf[256];
-              std::snprintf(buf, sizeof(buf), "needs %s per GPU (peak in the %s); limit %s (%s - %.0f%% headroom)", gib(c.needed_bytes()).c_str(),
-                            c.peak.phase.c_str(), gib(c.usable_bytes).c_str(), gib(c.gpu_memory_bytes).c_str(), req.headroom * 100);
-              c.rejected_because = buf;
-            }
+          Candidate c;
+          c.hardware = h;
+          c.gpus = gpus;
+          c.setup = req.base;
+          c.setup.stage = stage;
+          c.setup.micro_batch = mb;
+          c.gpu_memory_bytes = hw.gpu.memory_bytes();
+          c.usable_bytes = uint64_t(double(c.gpu_memory_bytes) * (1.0 - req.headroom));
+          const std::string why = layout(c, hw, req);
+          if (!why.empty()) {
+            c.setup.activation_checkpointing = req.activation_checkpointing.value_or(ActivationCheckpointing::None);
+            c.rejected_because = why;
             result.candidates.push_back(std::move(c));
+          } else if (req.activation_checkpointing) {
+            result.candidates.push_back(priced(c, *req.activation_checkpointing, req, hw, hwm));
+          } else {
+            add_auto_checkpointing(c, req, hw, hwm, result.candidates);
           }
         }
       }

@@ -98,9 +98,13 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
   const double psi = double(m.matmul_params());
   t.flops_per_token = model_flops_per_token(m, s.seq_len);
   const double attn = t.flops_per_token - 6.0 * psi;
-  t.hw_flops_per_token = t.flops_per_token + (s.activation_checkpointing == ActivationCheckpointing::Full ? (2.0 * psi + attn / 3.0) : 0.0);
+  // Each checkpointed layer runs its forward once more: 2 x its matmul parameters + its attention's share / 3.
+  const int64_t k = s.activation_checkpointing.count(m.layers);
+  const double layer_forward = (2.0 * (psi - double(m.vocab) * double(m.hidden)) + attn / 3.0) / double(m.layers);
+  t.hw_flops_per_token = t.flops_per_token + double(k) * layer_forward;
   if (explain) say("flops/token = 6 x Psi_matmul " + num(psi) + " + 12 x L x hq x s = " + num(t.flops_per_token) +
-      (s.activation_checkpointing == ActivationCheckpointing::Full ? "; with recompute (one more forward) " + num(t.hw_flops_per_token) : ""));
+      (k > 0 ? "; with " + std::to_string(k) + " layer(s) recomputed (one more forward each, " + num(layer_forward) + ") " +
+                   num(t.hw_flops_per_token) : ""));
 
   const double rate = hw.peak_tflops * 1e12 * hw.efficiency;
   const double tokens_micro = double(s.micro_batch) * double(s.seq_len);

@@ -32,7 +32,9 @@ class TimelineBuilder {
     std::string name;
     int64_t numel, shard;
     bool layer;
+    bool ckpt = false;  // a checkpointed layer: keeps only its output, runs its forward again in backward
   };
+  double layer_saved(const Unit& x) const { return x.ckpt ? hidden_ : per_layer_all_; }  // what a layer leaves
   void forward();
   void loss();
   void backward();
@@ -56,8 +58,8 @@ class TimelineBuilder {
   const int n_;
   const UnitLayout u_;
   const double c_, r_, tokens_;  // compute and reduce bytes per element; b x s
-  const bool ckpt_, sharded_, gathers_;
-  double per_layer_all_, layer_saved_, hidden_, fp32_hidden_, vocab_, context_;
+  const bool sharded_, gathers_;
+  double per_layer_all_, hidden_, fp32_hidden_, vocab_, context_;
   bool chunk_;           // a chunked loss (RunSetup::loss_chunk)
   double chunk_vocab_;   // its logits per chunk: min(chunk, b x s) x V
   MemoryBreakdown base_, level_;
@@ -70,10 +72,9 @@ class TimelineBuilder {
 TimelineBuilder::TimelineBuilder(const ModelSpec& m, const RunSetup& s)
     : m_(m), s_(s), whole_(estimate_memory(m, s)), policy_(stage_policy(s.stage)), n_(s.shard_group),
       u_(unit_layout(m, s.shard_group, shard_alignment(s.optimizer))), c_(compute_bytes(s.precision)),
-      r_(float_type_bytes(s.reduce_dtype)), tokens_(double(s.micro_batch) * double(s.seq_len)), ckpt_(s.activation_checkpointing == ActivationCheckpointing::Full),
+      r_(float_type_bytes(s.reduce_dtype)), tokens_(double(s.micro_batch) * double(s.seq_len)),
       sharded_(policy_.shard_params), gathers_(sharded_ && n_ > 1) {
   per_layer_all_ = tokens_ * activation_bytes_per_token_layer(m, s);              // a layer's activations
-  layer_saved_ = ckpt_ ? tokens_ * c_ * double(m.hidden) : per_layer_all_;       // what a layer leaves
   hidden_ = tokens_ * c_ * double(m.hidden);                                      // one (b, s, h) activation
   fp32_hidden_ = tokens_ * 4.0 * double(m.hidden);  // a layer's fp32 (b, s, h) temporary at its peak
   vocab_ = tokens_ * double(m.vocab);
@@ -96,7 +97,8 @@ TimelineBuilder::TimelineBuilder(const ModelSpec& m, const RunSetup& s)
   // Units in order: embed (or root), layers, head (none when tied).
   const std::vector<ModelSpec::Unit> edges = m.edge_units();
   units_.push_back({edges.front().name, u_.edges.front().numel, u_.edges.front().shard, false});
-  for (int64_t i = 0; i < m.layers; ++i) units_.push_back({"layers." + std::to_string(i), u_.layer_numel, u_.layer_shard, true});
+  for (int64_t i = 0; i < m.layers; ++i)
+    units_.push_back({"layers." + std::to_string(i), u_.layer_numel, u_.layer_shard, true, s.activation_checkpointing.covers(i, m.layers)});
   if (edges.size() > 1) units_.push_back({edges.back().name, u_.edges.back().numel, u_.edges.back().shard, false});
 }
 
@@ -122,8 +124,8 @@ void TimelineBuilder::forward() {
       // its saved tensors (its input was counted as the previous output); at its peak one (b, s, h)
       // temporary more. Checkpointed: the layer's activations exist while it runs, then only its output.
       const double before = saved_;
-      saved_ += layer_saved_;
-      peak = act(ckpt_ ? before + per_layer_all_ : saved_ + fp32_hidden_);
+      saved_ += layer_saved(x);
+      peak = act(x.ckpt ? before + per_layer_all_ : saved_ + fp32_hidden_);
       end = act(saved_);
     } else {
       saved_ += hidden_;  // the final norm's output (lm_head's input)
@@ -167,14 +169,14 @@ void TimelineBuilder::backward() {
     const double converted = sharded_ && s_.no_sync ? padded * r : 0;  // the accumulator's copy in the reduce dtype
     MemoryBreakdown peak, end;
     if (x.layer) {
-      remaining -= layer_saved_;
+      remaining -= layer_saved(x);
       // Two candidates: inside its backward, its saved tensors (recomputed when checkpointed) with the
       // MLP's gradient workspace (the gradients of the gate and up outputs) and the down projection's
       // weight gradient; at its post-backward, the outgoing gradient, the unit's gradient and, sharded
       // over several ranks, the reduce-scatter's output.
       // (checkpointed: its input and what the recomputation saved; the recomputation's own
       // temporaries are gone before the backward's, which are larger)
-      const double own = ckpt_ ? hidden_ + per_layer_all_ : layer_saved_;
+      const double own = x.ckpt ? hidden_ + per_layer_all_ : per_layer_all_;
       // The MLP's backward comes first; the attention's later, where eager attention adds the
       // gradient of its probabilities (fp32, heads x s x s per sequence).
       const double h = double(m_.hidden), i = double(m_.intermediate), q = double(m_.q_dim());

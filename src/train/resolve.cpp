@@ -41,6 +41,7 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
   c.device = resolved_device(c);
   c.precision = resolved_precision(c);
   c.packing = resolved_packing(c);
+  plan::check_activation_checkpointing(c.activation_checkpointing, spec.layers, c.origin + " parallel.checkpointing");
   if (c.loss_chunk < 0) c.loss_chunk = plan::default_loss_chunk(spec, c.micro_batch * c.seq_len);
   // JSONL text with a model directory that ships a SentencePiece tokenizer.model: that tokenizer.
   if (c.tokenizer.empty() && !c.model_path.empty() && !data::is_token_file_path(c.train_data)) {
@@ -61,7 +62,7 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
   if (c.auto_parallel) {
     c = choose_parallel(c, spec, n, run.global_batch, run.budget);
     FT_LOG_INFO("parallel.auto: shard " << plan::stage_name(c.shard) << ", micro_batch " << c.micro_batch << ", checkpointing "
-                << plan::activation_checkpointing_name(c.activation_checkpointing) << " for " << n << " rank(s) of "
+                << plan::activation_checkpointing_text(c.activation_checkpointing, spec.layers) << " for " << n << " rank(s) of "
                 << format_bytes(double(run.budget.bytes)) << " (" << run.budget.source << ")");
   }
   if (c.shard == plan::Stage::Hybrid) {

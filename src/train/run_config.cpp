@@ -104,6 +104,23 @@ Key named(const char* section, const char* key, E RunConfig::*m, const char* all
           [=](const RunConfig& c) { return nlohmann::ordered_json(name(c.*m)); }};
 }
 
+// parallel.checkpointing: "none", "full", or a number of layers (an integer, or its digits as a string).
+void read_checkpointing(const toml::table& t, RunConfig& c, const std::string& where) {
+  const toml::node& v = *t.get("checkpointing");
+  if (auto k = v.value_exact<int64_t>()) {
+    FT_CHECK_ARG(*k >= 0, where << ": \"checkpointing\" must be \"none\", \"full\" or a number of layers >= 0, got " << *k);
+    c.activation_checkpointing = plan::ActivationCheckpointing::first(*k);
+  } else if (auto name = v.value_exact<std::string>()) {
+    try {
+      c.activation_checkpointing = plan::activation_checkpointing_from_name(*name);
+    } catch (const Error&) {
+      FT_CHECK_ARG(false, where << ": \"checkpointing\" must be \"none\", \"full\" or a number of layers, got \"" << *name << "\"");
+    }
+  } else {
+    FT_CHECK_ARG(false, where << ": \"checkpointing\" must be \"none\", \"full\" or a number of layers");
+  }
+}
+
 void read_memory_limit(const toml::table& t, RunConfig& c, const std::string& where) {
   const toml::node& limit = *t.get("memory_limit");
   if (auto bytes = limit.value<int64_t>()) {
@@ -201,9 +218,17 @@ const std::vector<Key>& keys() {
       named("parallel", "grad_accum_dtype", &C::grad_accum_dtype, "fp32 | bf16",
             [](const std::string& n) { return plan::float_type_from_name(n, "grad_accum_dtype"); }, plan::float_type_name,
             "bf16-mixed only: the dtype of the gradient shard gradients accumulate in; bf16 halves its memory and rounds each addition."),
-      named("parallel", "checkpointing", &C::activation_checkpointing, "none | full", plan::activation_checkpointing_from_name,
-            plan::activation_checkpointing_name,
-            "Activation checkpointing: full keeps only each decoder layer's input and recomputes the layer in backward."),
+      {"parallel", "checkpointing", "choice", "none | full | K",
+       "Activation checkpointing: the decoder layers that keep only their input in forward and run it again in "
+       "backward (one more forward each): none, full (every layer) or K, the first K layers. parallel.auto picks the "
+       "smallest K that fits.",
+       read_checkpointing,
+       [](const C& c) {
+         const plan::ActivationCheckpointing k = c.activation_checkpointing;
+         return k == plan::ActivationCheckpointing::None || k == plan::ActivationCheckpointing::Full
+                    ? nlohmann::ordered_json(plan::activation_checkpointing_name(k))
+                    : nlohmann::ordered_json(k.layers);
+       }},
       integer("parallel", "prefetch", &C::prefetch, 1, 8, "Units gathered at once: the one computing plus those gathered ahead of it (1..8)."),
       flag("parallel", "no_sync", &C::no_sync, "Gradient accumulation: keep each unit's unsharded gradient until the step's last micro-batch and reduce once (fewer collectives, more memory)."),
       {"parallel", "offload", "choice", "none | optimizer",

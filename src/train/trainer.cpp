@@ -258,7 +258,8 @@ TrainSummary Trainer::run() {
                                                         std::to_string(fsdp_->shard_group_size()) + "-rank shard groups)"
                                                   : std::string())
               << ", " << plan::precision_name(resolved_precision(c_)) << (c_.no_sync ? ", no_sync accumulation" : "")
-              << ", " << plan::optimizer_name(c_.optimizer) << (c_.offload_optimizer ? " offloaded to host memory" : ""));
+              << ", " << plan::optimizer_name(c_.optimizer) << (c_.offload_optimizer ? " offloaded to host memory" : "")
+              << ", checkpointing " << plan::activation_checkpointing_text(c_.activation_checkpointing, src_.spec.layers));
   StopSignals signals;
   for (int64_t step = first_step_; step < c_.steps; ++step) {
     if (const int64_t sig = StopSignals::of_any_rank(world_)) {

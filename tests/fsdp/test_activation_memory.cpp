@@ -368,3 +368,51 @@ TEST(FsdpMemory, ChunkedLossTrainsLikeTheWholeLossAndHoldsLess) {
     EXPECT_LE(std::abs(r.planned / double(r.peak) - 1), 0.03);
   }
 }
+
+// Partial activation checkpointing (the first K of 4 layers, K = 0, 1, 2, 3, 4): what forward
+// leaves for backward equals the planner's saved-activation bytes, the step's measured peak its
+// timeline's, on both attention paths; the losses do not depend on K; each K up to L - 1 lowers
+// the peak, measured and planned.
+TEST(FsdpMemory, PartialCheckpointingSavesAndPeaksAsPlanned) {
+  fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();
+  auto world = mpi_world();
+  plan::ModelSpec spec = grouped_attention_spec(0, 64, 176, 97);
+  spec.layers = 4;
+  const int64_t mb = 2, seq = 64;
+  at::manual_seed(11 + world->rank());
+  const at::Tensor ids = at::randint(0, spec.vocab, {mb, seq}, at::kLong);
+  for (plan::Attention attention : {plan::Attention::Eager, plan::Attention::Flash}) {
+    std::vector<double> losses0;
+    int64_t previous_peak = 0;
+    for (int64_t k = 0; k <= spec.layers; ++k) {
+      SCOPED_TRACE(std::string(plan::attention_name(attention)) + " checkpointing " + std::to_string(k) + " of 4");
+      const int64_t before = counter.current();
+      model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat), attention);
+      randomize(m, 3);
+      fsdp::FsdpConfig cfg;
+      cfg.activation_checkpointing = plan::ActivationCheckpointing::first(k);
+      fsdp::FsdpModel f(m, *world, cfg);
+      std::vector<double> losses{f.train_step({{ids, ids}}, 1e-3).loss};
+      counter.reset_peak();
+      const fsdp::StepResult r = f.train_step({{ids, ids}}, 1e-3);
+      losses.push_back(r.loss);
+      const int64_t peak = counter.peak() - before;
+
+      plan::RunSetup s = fsdp::planned_setup(cfg, world->size(), mb, seq, attention);
+      const double saved = plan::saved_activation_bytes(spec, s);
+      const plan::PeakMemory p = plan::peak_memory(spec, s);
+      const double planned_peak = double(p.alive.total() - p.alive[plan::MemCategory::overhead]);
+      if (world->rank() == 0)
+        std::printf("%s K=%lld: saved %lld B (planned %.0f, %+.2f%%), peak %lld B (planned %.0f in the %s, %+.2f%%)\n",
+                    plan::attention_name(attention), static_cast<long long>(k), static_cast<long long>(r.activation_bytes), saved,
+                    100.0 * (double(r.activation_bytes) / saved - 1), static_cast<long long>(peak), planned_peak, p.phase.c_str(),
+                    100.0 * (double(peak) / planned_peak - 1));
+      EXPECT_NEAR(double(r.activation_bytes), saved, 0.005 * saved);
+      EXPECT_NEAR(double(peak), planned_peak, 0.03 * planned_peak);
+      if (k == 0) losses0 = losses;
+      for (size_t i = 0; i < losses.size(); ++i) EXPECT_NEAR(losses[i], losses0[i], 1e-6 * std::abs(losses0[i])) << "step " << i;
+      if (k > 0 && k < spec.layers) EXPECT_LT(peak, previous_peak) << "one more checkpointed layer";
+      previous_peak = peak;
+    }
+  }
+}

@@ -84,12 +84,13 @@ struct Case {
   bool tied;
   bool no_sync = false;
   double clip = 0;
+  int64_t layers = 0;  // 0: the tiny model's
 };
 
 std::string name(const Case& c) {
   return std::string(plan::stage_name(c.stage)) + "/ckpt-" + plan::activation_checkpointing_name(c.ckpt) + "/accum-" +
          std::to_string(c.accum) + (c.tied ? "/tied" : "") + (c.no_sync ? "/no_sync" : "") +
-         (c.clip > 0 ? "/clip" : "");
+         (c.clip > 0 ? "/clip" : "") + (c.layers > 0 ? "/layers-" + std::to_string(c.layers) : "");
 }
 
 TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
@@ -106,10 +107,14 @@ TEST(FsdpEquivalence, EveryStageCheckpointingAndAccumulationMatchesOneRank) {
   cases.push_back({plan::Stage::Full, plan::ActivationCheckpointing::None, 3, false, true});  // unsharded accumulation
   cases.push_back({plan::Stage::GradOp, plan::ActivationCheckpointing::Full, 3, false, true});
   for (plan::Stage st : stages) cases.push_back({st, plan::ActivationCheckpointing::None, 2, false, false, 0.05});  // clipping
+  // Partial checkpointing of 4 layers: K = 0, 1, L/2, L
+  for (int64_t k : {0, 1, 2, 4})
+    cases.push_back({k % 2 ? plan::Stage::GradOp : plan::Stage::Full, plan::ActivationCheckpointing::first(k), 2, k == 2, false, 0, 4});
 
   for (const Case& c : cases) {
     SCOPED_TRACE(name(c) + " on " + std::to_string(n) + " ranks");
-    const plan::ModelSpec spec = tiny_spec(c.tied ? "qwen2" : "llama", c.tied);
+    plan::ModelSpec spec = tiny_spec(c.tied ? "qwen2" : "llama", c.tied);
+    if (c.layers > 0) spec.layers = c.layers;
     const Trajectory want = reference(spec, n, c.accum, c.clip);
 
     model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));

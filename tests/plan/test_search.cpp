@@ -82,6 +82,60 @@ TEST(Search, NothingFitsIsReportedNotHidden) {
   EXPECT_GE(least_memory_candidate(res), 0);
 }
 
+// Partial activation checkpointing: a GPU sized so that the first 3 of 8 layers checkpointed fit
+// and 2 do not. `auto` picks 3 (the fewest that fit, the fastest), not `full`, and plans it faster
+// than `full`; each K is priced layer by layer (K layers' inputs instead of their activations).
+TEST(Search, CheckpointingAutoPicksTheFewestLayersThatFit) {
+  PlanRequest req = worked_example();
+  req.model.layers = 8;
+  req.gpus = 1;
+  req.stage = Stage::None;
+  req.micro_batch = 4;
+  auto fixed = [&](ActivationCheckpointing ck) {
+    PlanRequest r = req;
+    r.activation_checkpointing = ck;
+    const PlanResult res = search(r);
+    EXPECT_EQ(res.candidates.size(), 1u);
+    return res.candidates.front();
+  };
+  std::vector<uint64_t> needed;
+  for (int64_t k = 0; k <= 8; ++k) needed.push_back(fixed(ActivationCheckpointing::first(k)).needed_bytes());
+  for (int64_t k = 1; k < 8; ++k) EXPECT_LT(needed[k], needed[k - 1]) << "checkpointing layer " << k - 1 << " lowers the peak";
+  // The usable memory halfway between K = 3's need and K = 2's.
+  const double usable = 0.5 * (double(needed[3]) + double(needed[2]));
+  req.hardware[0].gpu.memory_gib = usable / (1.0 - req.headroom) / double(1ull << 30);
+
+  const PlanResult res = search(req);
+  ASSERT_GE(res.recommended, 0);
+  const Candidate& best = res.candidates[size_t(res.recommended)];
+  EXPECT_EQ(best.setup.activation_checkpointing, ActivationCheckpointing::first(3)) << activation_checkpointing_name(best.setup.activation_checkpointing);
+  EXPECT_EQ(activation_checkpointing_name(best.setup.activation_checkpointing), "3");
+  const Candidate full = fixed(ActivationCheckpointing::Full);
+  EXPECT_TRUE(full.fits);
+  EXPECT_LT(best.time.step_s, full.time.step_s);
+  EXPECT_LT(best.time.hw_flops_per_token, full.time.hw_flops_per_token);
+  // One more forward per checkpointed layer: K = 3 adds 3/8 of what full adds.
+  const Candidate none = fixed(ActivationCheckpointing::None);
+  EXPECT_NEAR(best.time.hw_flops_per_token - none.time.hw_flops_per_token,
+              3.0 / 8.0 * (full.time.hw_flops_per_token - none.time.hw_flops_per_token), 1e-6 * none.time.hw_flops_per_token);
+  // The candidate table shows K; the none candidate it beat is rejected for memory.
+  const std::string table = plan_table(PlanReport{req, res, {}, nlohmann::ordered_json::object(), "test", "launch"});
+  EXPECT_NE(table.find("checkpointing 3 of 8 layers"), std::string::npos) << table;
+  bool none_rejected = false;
+  for (const Candidate& c : res.candidates)
+    none_rejected |= c.setup.activation_checkpointing == ActivationCheckpointing::None && !c.fits;
+  EXPECT_TRUE(none_rejected);
+  // More layers than the model has: an error naming the option.
+  req.activation_checkpointing = ActivationCheckpointing::first(9);
+  try {
+    search(req);
+    ADD_FAILURE() << "9 of 8 layers accepted";
+  } catch (const ftdist::Error& e) {
+    EXPECT_NE(e.message().find("--checkpointing"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("8"), std::string::npos) << e.message();
+  }
+}
+
 TEST(Search, GlobalBatchSetsAccumulationOrRejects) {
   PlanRequest req = worked_example();
   req.global_batch = 64;

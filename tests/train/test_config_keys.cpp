@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 
+#include "ftdist/core/error.h"
 #include "ftdist/train/run_config.h"
 
 using namespace ftdist;
@@ -55,7 +56,7 @@ TEST(ConfigKeys, EveryKeyIsReadUnderItsOwnName) {
              "train.min_lr=0.0001", "train.warmup_steps=2", "train.schedule=linear", "train.optimizer=adamw-8bit", "train.weight_decay=0.1", "train.beta1=0.8", "train.beta2=0.99", "train.eps=1e-6", "train.momentum=0.5", "train.grad_clip=0.5",
              "train.seed=3", "train.eval_every=2", "train.log_every=3", "train.loss_chunk=64", "train.nonfinite=abort", "train.peak_tflops=10",
              "parallel.device=cpu", "parallel.shard=hybrid", "parallel.shard_group=2", "parallel.precision=bf16-mixed",
-             "parallel.reduce_dtype=bf16", "parallel.grad_accum_dtype=bf16", "parallel.checkpointing=full", "parallel.prefetch=3", "parallel.no_sync=true", "parallel.offload=optimizer",
+             "parallel.reduce_dtype=bf16", "parallel.grad_accum_dtype=bf16", "parallel.checkpointing=3", "parallel.prefetch=3", "parallel.no_sync=true", "parallel.offload=optimizer",
              "parallel.auto=true", "parallel.memory_limit=1000", "checkpoint.dir=ck", "checkpoint.every=5", "checkpoint.keep=1",
              "checkpoint.resume=true", "output.dir=o", "output.metrics=m.jsonl", "output.export=true", "output.tensorboard=true", "output.export_dtype=fp32"});
   const nlohmann::ordered_json j = train::run_config_json(c);
@@ -73,6 +74,29 @@ TEST(ConfigKeys, EveryKeyIsReadUnderItsOwnName) {
   EXPECT_EQ(back, j);
   // Every key but the three model sources and parallel.gpu was set away from its default.
   EXPECT_EQ(train::changed_keys(defaults, j).size(), train::run_config_key_docs().size() - 4);
+}
+
+// parallel.checkpointing: "none", "full" or a number of layers (an integer, or its digits); anything
+// else is an error naming the key.
+TEST(ConfigKeys, CheckpointingIsNoneFullOrANumberOfLayers) {
+  auto load = [](const std::string& value) {
+    return train::load_run_config(write_config("ck.toml", std::string(kMinimal) + "[parallel]\ncheckpointing = " + value + "\n"), {});
+  };
+  EXPECT_EQ(load("\"none\"").activation_checkpointing, plan::ActivationCheckpointing::None);
+  EXPECT_EQ(load("\"full\"").activation_checkpointing, plan::ActivationCheckpointing::Full);
+  EXPECT_EQ(load("5").activation_checkpointing, plan::ActivationCheckpointing::first(5));
+  EXPECT_EQ(load("\"5\"").activation_checkpointing, plan::ActivationCheckpointing::first(5));
+  EXPECT_EQ(train::run_config_json(load("5"))["parallel"]["checkpointing"], 5);
+  EXPECT_EQ(train::run_config_json(load("\"full\""))["parallel"]["checkpointing"], "full");
+  for (const char* bad : {"-1", "\"some\"", "2.5", "true", "\"-3\""}) {
+    try {
+      load(bad);
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(e.message().find("\"checkpointing\""), std::string::npos) << bad << ": " << e.message();
+      EXPECT_NE(e.message().find("ck.toml"), std::string::npos) << bad << ": " << e.message();
+    }
+  }
 }
 
 TEST(ConfigKeys, TheReferenceListsEverySectionAndKey) {

@@ -3,6 +3,7 @@
 // all read this one struct.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -12,7 +13,28 @@ namespace ftdist::plan {
 enum class Stage { Full, GradOp, Optimizer, None, Hybrid };
 enum class Precision { Bf16Mixed, Fp32, Bf16Pure };
 enum class OptimizerKind { AdamW, AdamW8bit, SgdMomentum };
-enum class ActivationCheckpointing { None, Full };
+
+// Activation checkpointing: which decoder layers keep only their input in forward and run their
+// forward again in backward. The first `layers` of them (0: none; kAll: every layer, "full"; K: the
+// first K). The first, not K spread over the model: backward meets the first layers last, when the
+// later layers' saved activations are already freed, so their recomputation adds its activations
+// to the least; the last layer's recomputation would add them on top of everything the forward left
+// (docs/memory.md#partial-checkpointing has the measured comparison).
+struct ActivationCheckpointing {
+  static constexpr int64_t kAll = -1;
+  static const ActivationCheckpointing None, Full;
+  int64_t layers = 0;
+
+  static constexpr ActivationCheckpointing first(int64_t k) { return ActivationCheckpointing{k}; }
+  // Layers recomputed of a model with `model_layers`.
+  constexpr int64_t count(int64_t model_layers) const { return layers < 0 ? model_layers : std::min(layers, model_layers); }
+  constexpr bool covers(int64_t layer, int64_t model_layers) const { return layer < count(model_layers); }
+  constexpr bool operator==(const ActivationCheckpointing& o) const { return layers == o.layers; }
+  constexpr bool operator!=(const ActivationCheckpointing& o) const { return layers != o.layers; }
+};
+inline constexpr ActivationCheckpointing ActivationCheckpointing::None{0};
+inline constexpr ActivationCheckpointing ActivationCheckpointing::Full{ActivationCheckpointing::kAll};
+
 enum class Attention { Flash, Eager };
 enum class FloatType { Bf16, Fp32 };
 
@@ -46,8 +68,12 @@ const char* precision_name(Precision p);
 Precision precision_from_name(const std::string& name);  // bf16-mixed | fp32 | bf16-pure
 const char* optimizer_name(OptimizerKind o);
 OptimizerKind optimizer_from_name(const std::string& name);  // adamw | adamw-8bit | sgd-momentum
-const char* activation_checkpointing_name(ActivationCheckpointing c);
-ActivationCheckpointing activation_checkpointing_from_name(const std::string& name);  // none | full
+std::string activation_checkpointing_name(ActivationCheckpointing c);  // none | full | K
+ActivationCheckpointing activation_checkpointing_from_name(const std::string& name);  // none | full | K (0..)
+// For sentences: "none", "full", or "17 of 32 layers".
+std::string activation_checkpointing_text(ActivationCheckpointing c, int64_t model_layers);
+// Error(BadInput) naming `where` when K exceeds the model's layers.
+void check_activation_checkpointing(ActivationCheckpointing c, int64_t model_layers, const std::string& where);
 const char* attention_name(Attention a);
 Attention attention_from_name(const std::string& name);  // flash | eager
 const char* float_type_name(FloatType t);

@@ -2,7 +2,7 @@
 // hardware description.
 //
 //   compute   FLOPs per token = 6·Ψm + 12·L·hq·s (torchtitan's convention; Ψm = matmul_params());
-//             full recompute adds one forward (2·Ψm + 4·L·hq·s). Rate = peak × efficiency.
+//             each checkpointed layer adds its forward once more (2·Ψlayer + 4·hq·s). Rate = peak × efficiency.
 //   comm      bytes each collective moves per rank, × (n−1)/n (all-gather, reduce-scatter) or
 //             × 2(n−1)/n (all-reduce), over the bus bandwidth of the links the group spans
 //             (NVLink inside a node, the network across nodes)
