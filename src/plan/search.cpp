@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <optional>
 #include <tuple>
 
 #include "ftdist/core/bytes.h"
@@ -135,28 +134,37 @@ Candidate priced(Candidate c, ActivationCheckpointing ck, const PlanRequest& req
   return c;
 }
 
+// Whether the candidate fits with activation checkpointing `ck`: the timeline's peak only.
+bool fits_with(Candidate c, ActivationCheckpointing ck, const PlanRequest& req) {
+  c.setup.activation_checkpointing = ck;
+  c.peak = peak_memory(req.model, c.setup);
+  return c.needed_bytes() <= c.usable_bytes;
+}
+
 // --checkpointing auto: no checkpointing when that fits; otherwise the fewest checkpointed layers
 // that fit, the fastest such plan (each costs one more forward of a layer). Checkpointing one more
 // of the first L - 1 layers lowers the peak; the last layer's may not (its recomputation comes
-// right after its forward, on top of all the other layers' inputs), so K is bisected over 1..L-1
-// and `full` is tried after. When nothing fits, the candidate shown is `full`'s, rejected.
+// right after its forward, on top of all the other layers' inputs). So: when L - 1 layers do not
+// fit, no K below does and `full` is tried; otherwise K is bisected over 1..L-1. When nothing
+// fits, the candidate shown is `full`'s, rejected.
 void add_auto_checkpointing(const Candidate& laid_out, const PlanRequest& req, const HardwareOption& hw, const Hardware& hwm,
                             std::vector<Candidate>& out) {
   out.push_back(priced(laid_out, ActivationCheckpointing::None, req, hw, hwm));
   if (out.back().fits) return;
-  int64_t lo = 1, hi = req.model.layers - 1;  // the smallest fitting K is in [lo, hi], if any
-  std::optional<Candidate> best;
-  while (lo <= hi) {
-    const int64_t k = lo + (hi - lo) / 2;
-    Candidate c = priced(laid_out, ActivationCheckpointing::first(k), req, hw, hwm);
-    if (c.fits) {
-      best = std::move(c);
-      hi = k - 1;
-    } else {
-      lo = k + 1;
-    }
+  const int64_t most = req.model.layers - 1;
+  if (most < 1 || !fits_with(laid_out, ActivationCheckpointing::first(most), req)) {
+    out.push_back(priced(laid_out, ActivationCheckpointing::Full, req, hw, hwm));
+    return;
   }
-  out.push_back(best ? std::move(*best) : priced(laid_out, ActivationCheckpointing::Full, req, hw, hwm));
+  int64_t lo = 1, hi = most;  // the smallest fitting K is in [lo, hi]; hi fits
+  while (lo < hi) {
+    const int64_t k = lo + (hi - lo) / 2;
+    if (fits_with(laid_out, ActivationCheckpointing::first(k), req))
+      hi = k;
+    else
+      lo = k + 1;
+  }
+  out.push_back(priced(laid_out, ActivationCheckpointing::first(hi), req, hw, hwm));
 }
 
 }  // namespace
