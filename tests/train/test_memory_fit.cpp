@@ -165,3 +165,44 @@ TEST(MemoryFit, HostMemoryOfTheNodeIsCheckedBeforeLoading) {
   fit.setup.host_device = true;  // a CPU run: the device check covers it
   fit.check_host(1, 8);
 }
+
+// parallel.auto with partial checkpointing: a budget that no layout fits without checkpointing but
+// some fits with 7 of 8 layers checkpointed. The choice checkpoints, within the headroom, and the
+// fewest layers: one fewer does not fit its stage and micro-batch.
+TEST(MemoryFit, AutoCheckpointsTheFewestLayersThatFit) {
+  Fixture f;
+  f.spec.layers = 8;
+  f.config.seq_len = 64;
+  const int world = 2;
+  const int64_t global = 4;
+  auto need = [&](plan::Stage stage, int64_t mb, plan::ActivationCheckpointing ck) {
+    train::RunConfig c = f.config;
+    c.shard = stage;
+    c.activation_checkpointing = ck;
+    const plan::RunSetup s = train::runtime_setup(c, world, mb);
+    return plan::peak_memory(f.spec, s).needed(s.host_device);
+  };
+  uint64_t least_none = UINT64_MAX, least_seven = UINT64_MAX;
+  for (plan::Stage stage : {plan::Stage::Full, plan::Stage::GradOp, plan::Stage::Optimizer, plan::Stage::None})
+    for (int64_t mb : {1, 2}) {
+      least_none = std::min(least_none, need(stage, mb, plan::ActivationCheckpointing::None));
+      least_seven = std::min(least_seven, need(stage, mb, plan::ActivationCheckpointing::first(7)));
+    }
+  ASSERT_LT(least_seven, least_none);
+  const uint64_t usable = (least_none + least_seven) / 2;
+  const train::MemoryBudget budget{uint64_t(double(usable) / 0.9), "test"};  // (the planner keeps 10% free)
+  const train::RunConfig chosen = train::choose_parallel(f.config, f.spec, world, global, budget);
+  const plan::ActivationCheckpointing ck = chosen.activation_checkpointing;
+  std::printf("parallel.auto: shard %s, micro_batch %lld, checkpointing %s\n", plan::stage_name(chosen.shard),
+              static_cast<long long>(chosen.micro_batch), plan::activation_checkpointing_name(ck).c_str());
+  ASSERT_NE(ck, plan::ActivationCheckpointing::None);
+  EXPECT_LE(need(chosen.shard, chosen.micro_batch, ck), usable);
+  if (ck != plan::ActivationCheckpointing::Full) {
+    ASSERT_GE(ck.layers, 1);
+    ASSERT_LE(ck.layers, 7);
+    if (ck.layers > 1) {
+      EXPECT_GT(need(chosen.shard, chosen.micro_batch, plan::ActivationCheckpointing::first(ck.layers - 1)), usable)
+          << plan::stage_name(chosen.shard) << " mb " << chosen.micro_batch << " checkpointing " << ck.layers;
+    }
+  }
+}
