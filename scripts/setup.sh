@@ -3,12 +3,14 @@
 # when everything is already there). Used by both README commands and by .ci/run.
 #
 #   bash scripts/setup.sh                 # OS packages, .venv with the pinned PyTorch, build/ (Release+debug info)
+#   bash scripts/setup.sh --tests         # and what only the tests use: Chromium (renders the plan report)
 #   FTDIST_BUILD_DIR=build-asan FTDIST_CMAKE_ARGS="-DFTDIST_SANITIZE=ON" bash scripts/setup.sh
 #   FTDIST_PYTHON=/usr/bin/python3 bash scripts/setup.sh   # use a Python whose PyTorch is preinstalled
 #
 # What it installs:
 #   Debian packages  compilers, cmake, ninja, ccache, OpenMPI, cxxopts, nlohmann-json, toml++,
-#                    SentencePiece, GoogleTest
+#                    SentencePiece, GoogleTest; with --tests also chromium (headless, for
+#                    tests/plan/check_plan_report.py)
 #   .venv (PyPI)     torch==${FTDIST_TORCH_VERSION} (its LibTorch is what ftdist links; on Linux it is
 #                    CUDA-enabled), safetensors, transformers, numpy, tensorboard (test oracles). The venv sees the
 #                    system's site-packages, so a PyTorch preinstalled on a GPU machine is used as is.
@@ -25,6 +27,12 @@ APT_PACKAGES=(build-essential cmake ninja-build pkg-config ccache git
               libopenmpi-dev openmpi-bin libcxxopts-dev nlohmann-json3-dev libtomlplusplus-dev
               libsentencepiece-dev libgtest-dev)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then APT_PACKAGES+=(python3 python3-venv); fi
+for arg in "$@"; do
+  case "$arg" in
+    --tests) APT_PACKAGES+=(chromium) ;;
+    *) die "unknown argument '$arg' (expected --tests)" ;;
+  esac
+done
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

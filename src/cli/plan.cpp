@@ -19,6 +19,7 @@
 #include "ftdist/plan/launch_script.h"
 #include "ftdist/plan/limits.h"
 #include "ftdist/plan/presets.h"
+#include "ftdist/plan/plan_html.h"
 #include "ftdist/plan/report.h"
 #include "ftdist/data/packing.h"
 #include "ftdist/plan/timeline.h"
@@ -166,6 +167,8 @@ void add_plan_options(cxxopts::Options& options) {
       ("mfu", "achievable fraction of peak (overrides the catalog's efficiency)", cxxopts::value<double>())
       ("objective", "cost | time", cxxopts::value<std::string>()->default_value("cost"))
       ("json", "print the plan as JSON")
+      ("report", "also write the plan as one self-contained HTML page (charts, the candidates, the launch line) to FILE",
+       cxxopts::value<std::string>())
       ("explain", "print every formula with its numbers")
       ("emit", "write launch files for the recommendation: slurm | mpirun", cxxopts::value<std::string>())
       ("emit-dir", "directory for --emit files", cxxopts::value<std::string>()->default_value("."))
@@ -407,6 +410,11 @@ int plan_main(int argc, char** argv) {
   if (args.count("json")) std::printf("%s\n", plan_json(report).dump(2).c_str());
   else std::printf("%s", plan_table(report).c_str());
   if (args.count("explain")) print_formulas(req, result, args.count("json") ? stderr : stdout);
+  if (args.count("report")) {  // (also when nothing fits: the page shows the closest)
+    const std::string path = args["report"].as<std::string>();
+    write_text_file_atomic(path, plan_report_html(report), "--report");
+    std::fprintf(args.count("json") ? stderr : stdout, "wrote %s\n", path.c_str());
+  }
 
   if (result.recommended < 0) FT_CHECK(false, ErrorKind::DoesNotFit, what_would_fit(req, result, catalog, alts));
   if (!emit.empty()) {

@@ -230,35 +230,15 @@ void memory_section(std::ostringstream& os, const PlanReport& r, int focus) {
 void candidates_section(std::ostringstream& os, const PlanReport& r, int focus) {
   const PlanRequest& req = r.request;
   const PlanResult& res = r.result;
-  std::map<std::tuple<int, int, int>, int> best;  // (hardware, gpus, stage) -> index
-  for (int i = 0; i < int(res.candidates.size()); ++i) {
-    const Candidate& c = res.candidates[i];
-    if (c.needed_bytes() == 0) continue;
-    auto key = std::make_tuple(c.hardware, c.gpus, int(c.setup.stage));
-    auto it = best.find(key);
-    if (it == best.end()) {
-      best[key] = i;
-      continue;
-    }
-    const Candidate& b = res.candidates[it->second];
-    bool take = c.fits ? (!b.fits || (req.objective == Objective::Cost ? c.time.cost_usd < b.time.cost_usd
-                                                                       : c.time.total_s < b.time.total_s))
-                       : (!b.fits && c.needed_bytes() < b.needed_bytes());
-    if (take) it->second = i;
-  }
-  int limit_gpus = focus >= 0 ? std::max(8, res.candidates[focus].gpus * 4) : 64;
+  int hidden = 0;
+  const std::vector<int> shown = shown_candidates(r, focus, &hidden);
   os << "Candidates (best variant per GPU count and stage; every candidate is in --json)\n";
   char line[512];
   std::snprintf(line, sizeof(line), "  %-14s %5s %5s %-9s %4s %5s %9s %6s %9s %11s %10s %10s  %s\n", "gpu", "gpus", "nodes",
                 "shard", "mb", "ckpt", "GiB/GPU", "fits", "step s", "tokens/s", "time", "cost $", "note");
   os << line;
-  int shown = 0, hidden = 0;
-  for (const auto& [key, i] : best) {
+  for (int i : shown) {
     const Candidate& c = res.candidates[i];
-    if (c.gpus > limit_gpus) {
-      ++hidden;
-      continue;
-    }
     std::string note = i == res.recommended ? "<- recommended" : c.rejected_because;
     std::snprintf(line, sizeof(line), "  %-14s %5d %5d %-9s %4lld %5s %9s %6s %9.2f %11.0f %10s %10s  %s\n",
                   req.hardware[c.hardware].gpu.name.c_str(), c.gpus, c.nodes, stage_name(c.setup.stage),
@@ -267,7 +247,6 @@ void candidates_section(std::ostringstream& os, const PlanReport& r, int focus) 
                   req.total_tokens > 0 ? hours(c.time.total_s).c_str() : "-", req.total_tokens > 0 ? fmt("%.2f", c.time.cost_usd).c_str() : "-",
                   note.c_str());
     os << line;
-    ++shown;
   }
   if (hidden > 0) os << "  (" << hidden << " more rows with more GPUs in --json)\n";
   os << "\n";
@@ -324,6 +303,39 @@ void alternatives_section(std::ostringstream& os, const PlanReport& r) {
 }
 
 }  // namespace
+
+std::vector<int> shown_candidates(const PlanReport& r, int focus, int* hidden) {
+  const PlanRequest& req = r.request;
+  const PlanResult& res = r.result;
+  std::map<std::tuple<int, int, int>, int> best;  // (hardware, gpus, stage) -> index
+  for (int i = 0; i < int(res.candidates.size()); ++i) {
+    const Candidate& c = res.candidates[i];
+    if (c.needed_bytes() == 0) continue;
+    auto key = std::make_tuple(c.hardware, c.gpus, int(c.setup.stage));
+    auto it = best.find(key);
+    if (it == best.end()) {
+      best[key] = i;
+      continue;
+    }
+    const Candidate& b = res.candidates[it->second];
+    bool take = c.fits ? (!b.fits || (req.objective == Objective::Cost ? c.time.cost_usd < b.time.cost_usd
+                                                                       : c.time.total_s < b.time.total_s))
+                       : (!b.fits && c.needed_bytes() < b.needed_bytes());
+    if (take) it->second = i;
+  }
+  const int limit_gpus = focus >= 0 ? std::max(8, res.candidates[focus].gpus * 4) : 64;
+  std::vector<int> shown;
+  if (hidden) *hidden = 0;
+  for (const auto& [key, i] : best) {
+    if (res.candidates[i].gpus <= limit_gpus) shown.push_back(i);
+    else if (hidden) ++*hidden;
+  }
+  return shown;
+}
+
+std::string candidate_summary(const PlanRequest& req, const Candidate& c) { return describe(req, c); }
+
+std::string duration_text(double seconds) { return hours(seconds); }
 
 std::string plan_table(const PlanReport& r) {
   const PlanResult& res = r.result;

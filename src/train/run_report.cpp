@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/html.h"
 #include "ftdist/core/text_file.h"
 
 namespace ftdist::train {
@@ -16,11 +17,7 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) o += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : c == '"' ? "&quot;" : std::string(1, c);
-  return o;
-}
+std::string esc(const std::string& s) { return html_escape(s); }
 
 std::string num(double v) {
   char b[32];
