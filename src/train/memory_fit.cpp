@@ -55,8 +55,10 @@ plan::PlanResult search_for(const RunConfig& c, const plan::ModelSpec& spec, std
 
 std::string describe(const plan::RunSetup& s) {
   std::ostringstream os;
+  const plan::ActivationCheckpointing ck = s.activation_checkpointing;
   os << "shard " << plan::stage_name(s.stage) << ", micro_batch " << s.micro_batch << ", checkpointing "
-     << plan::activation_checkpointing_name(s.activation_checkpointing);
+     << plan::activation_checkpointing_name(ck)
+     << (ck == plan::ActivationCheckpointing::None || ck == plan::ActivationCheckpointing::Full ? "" : " layers");
   return os.str();
 }
 

@@ -153,7 +153,8 @@ TEST(FsdpCuda, EveryStageTrainsLikeTheCpuRuntime) {
   auto gpu = gpu_world();
   const plan::ModelSpec spec = tiny_spec("llama");
   for (plan::Stage stage : {plan::Stage::Full, plan::Stage::GradOp, plan::Stage::Optimizer, plan::Stage::None}) {
-    for (plan::ActivationCheckpointing ck : {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::Full}) {
+    for (plan::ActivationCheckpointing ck : {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::first(1),
+                                             plan::ActivationCheckpointing::Full}) {
       SCOPED_TRACE(std::string(plan::stage_name(stage)) + " ckpt " + plan::activation_checkpointing_name(ck));
       fsdp::FsdpConfig cfg;
       cfg.stage = stage;
