@@ -402,6 +402,13 @@ int plan_main(int argc, char** argv) {
   FT_CHECK_ARG(emit.empty() || emit == "slurm" || emit == "mpirun", "--emit: expected slurm or mpirun, got '" << emit << "'");
   FT_CHECK_ARG(emit.empty() || req.total_tokens > 0, "--emit writes the planned number of steps: give the workload, --examples N or --tokens N");
 
+  if (args.count("report")) {  // said now, not after the search
+    const std::string path = args["report"].as<std::string>();
+    const size_t slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    FT_CHECK_ARG(!path.empty() && path.back() != '/' && is_directory(dir),
+                 "--report: cannot write '" << path << "': " << (is_directory(dir) ? "give a file name" : "no directory '" + dir + "'"));
+  }
   const PlanResult result = search(req);
   const std::vector<AlternativeRow> alts = alternatives(args, req, result);
 
