@@ -1,11 +1,14 @@
 // ftdist prepare-data --input data.jsonl --output data.ftok [--tokenizer tokenizer.model] [--vocab N]
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "options.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/progress.h"
+#include "ftdist/data/chat_format.h"
 #include "ftdist/data/packing.h"
 #include "ftdist/data/token_file.h"
 
@@ -28,15 +31,43 @@ void print_packing(const std::string& path, int64_t seq_len) {
               st.truncated ? (", " + std::to_string(st.truncated) + " longer than seq-len truncated").c_str() : "");
 }
 
+// The first `n` conversations (`messages` lines) as training sees them, one JSON line each: the
+// rendered text and the byte ranges of it that are trained.
+void show_conversations(const std::string& input, const data::Tokenizer& tok, int64_t n) {
+  std::ifstream in(input);
+  std::string line;
+  for (int64_t k = 1, shown = 0; shown < n && std::getline(in, line); ++k) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("messages")) continue;
+    const data::ChatTokens c = data::chat_tokens(j["messages"], input + ":" + std::to_string(k), tok, false);
+    nlohmann::json spans = nlohmann::json::array();
+    int64_t trained = 0;
+    for (size_t i = 0; i < c.ids.size(); ++i) {
+      if (!c.trained[i]) continue;
+      ++trained;
+      const size_t end = i + 1 < c.ids.size() ? c.starts[i + 1] : c.text.size();
+      if (!spans.empty() && spans.back()[1] == c.starts[i]) spans.back()[1] = end;
+      else spans.push_back({c.starts[i], end});
+    }
+    std::printf("%s\n", nlohmann::json({{"line", k}, {"tokens", c.ids.size()}, {"trained_tokens", trained}, {"text", c.text},
+                                        {"trained", spans}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    ++shown;
+  }
+}
+
 }  // namespace
 
 int prepare_data_main(int argc, char** argv) {
   cxxopts::Options options("ftdist prepare-data", "Converts JSONL documents to the packed token file (.ftok).");
   options.add_options()
-      ("input", "JSONL: input_ids/labels, text (byte-level), or prompt/completion", cxxopts::value<std::string>())
+      ("input", "JSONL: input_ids/labels, text, prompt/completion, or chat messages (with a model directory's chat template)",
+       cxxopts::value<std::string>())
       ("output", "the .ftok file to write", cxxopts::value<std::string>())
       ("vocab", "vocabulary size the ids must stay below (default: the tokenizer's; 258 for bytes)", cxxopts::value<int64_t>()->default_value("0"))
-      ("tokenizer", "SentencePiece tokenizer.model for text (default: byte-level)", cxxopts::value<std::string>()->default_value(""))
+      ("tokenizer", "SentencePiece tokenizer.model for text, or a model directory with one (its tokenizer_config.json's "
+       "chat template renders messages) (default: byte-level)", cxxopts::value<std::string>()->default_value(""))
+      ("show", "also print the first N conversations as rendered, with the byte ranges trained (JSON lines)",
+       cxxopts::value<int64_t>()->default_value("0"))
       ("seq-len", "also print how whole examples pack into sequences of this length (data.packing = documents); "
        "with a .ftok --input, only that", cxxopts::value<int64_t>())
       ("h,help", "this help");
@@ -67,6 +98,7 @@ int prepare_data_main(int argc, char** argv) {
   writer.finish();
   std::printf("wrote %s: %zu documents, %lld tokens\n", out.c_str(), docs, static_cast<long long>(tokens));
   if (args.count("seq-len")) print_packing(out, args["seq-len"].as<int64_t>());
+  if (args["show"].as<int64_t>() > 0) show_conversations(input, *tokenizer, args["show"].as<int64_t>());
   return 0;
 }
 

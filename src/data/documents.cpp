@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ftdist/core/check.h"
+#include "ftdist/data/chat_format.h"
 #include "ftdist/core/json.h"
 #include "ftdist/data/tokenizer.h"
 
@@ -78,10 +79,13 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
   } else if (j.contains("prompt") && j.contains("completion")) {
     need_vocab(tokenizer, vocab, where);
     prompt_completion(j, where, tokenizer, d);
+  } else if (j.contains("messages")) {  // rendered with the model directory's chat template
+    need_vocab(tokenizer, vocab, where);
+    const ChatTokens chat = chat_tokens(j["messages"], where, tokenizer, false);
+    d.ids = chat.ids;
+    for (size_t i = 0; i < d.ids.size(); ++i) d.labels.push_back(chat.trained[i] ? d.ids[i] : -100);
   } else {
-    FT_CHECK_ARG(!j.contains("messages"), where << ": chat \"messages\" are rendered with the model's chat template by "
-                                                    "scripts/tokenize_hf.py --tokenizer MODEL_DIR (it writes the .ftok to train on)");
-    FT_CHECK_ARG(false, where << ": expected \"input_ids\", \"text\", or \"prompt\" and \"completion\"");
+    FT_CHECK_ARG(false, where << ": expected \"input_ids\", \"text\", \"prompt\" and \"completion\", or \"messages\"");
   }
   FT_CHECK_ARG(!d.ids.empty(), where << ": the document is empty");
   return d;

@@ -4,6 +4,7 @@
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/text_file.h"
+#include "ftdist/data/chat_format.h"
 #include "ftdist/data/documents.h"
 
 namespace ftdist::data {
@@ -12,6 +13,12 @@ namespace {
 class ByteTokenizer : public Tokenizer {
  public:
   std::vector<int64_t> encode(const std::string& text) const override { return byte_tokenize(text); }
+  std::vector<TokenAt> encode_at(const std::string& text) const override {
+    std::vector<TokenAt> out;
+    for (size_t i = 0; i < text.size(); ++i) out.push_back({int64_t(static_cast<unsigned char>(text[i])), i});
+    return out;
+  }
+  int64_t piece_id(const std::string&) const override { return -1; }
   int64_t vocab_size() const override { return kByteVocab; }
   int64_t bos() const override { return kByteBos; }
   int64_t eos() const override { return kByteEos; }
@@ -36,6 +43,17 @@ class SentencePieceTokenizer : public Tokenizer {
     if (sp_.eos_id() >= 0) out.push_back(sp_.eos_id());
     return out;
   }
+  std::vector<TokenAt> encode_at(const std::string& text) const override {
+    const sentencepiece::ImmutableSentencePieceText spt = sp_.EncodeAsImmutableProto(text);
+    std::vector<TokenAt> out;
+    out.reserve(spt.pieces_size());
+    for (const auto& p : spt.pieces()) out.push_back({int64_t(p.id()), size_t(p.begin())});
+    return out;
+  }
+  int64_t piece_id(const std::string& piece) const override {
+    const int id = sp_.PieceToId(piece);
+    return id == sp_.unk_id() && piece != sp_.IdToPiece(sp_.unk_id()) ? -1 : id;
+  }
   int64_t vocab_size() const override { return sp_.GetPieceSize(); }
   int64_t bos() const override { return sp_.bos_id(); }
   int64_t eos() const override { return sp_.eos_id(); }
@@ -52,7 +70,12 @@ std::unique_ptr<Tokenizer> byte_tokenizer() { return std::make_unique<ByteTokeni
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& what) {
   if (path.empty()) return byte_tokenizer();
-  return std::make_unique<SentencePieceTokenizer>(path, what);
+  const std::string model = is_directory(path) ? path + "/tokenizer.model" : path;
+  auto tok = std::make_unique<SentencePieceTokenizer>(model, what);
+  const size_t slash = model.rfind('/');
+  const std::string config = (slash == std::string::npos ? std::string(".") : model.substr(0, slash)) + "/tokenizer_config.json";
+  if (file_exists(config)) tok->chat_ = load_chat_format(config, *tok);
+  return tok;
 }
 
 }  // namespace ftdist::data

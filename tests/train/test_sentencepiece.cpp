@@ -116,3 +116,62 @@ TEST(SentencePiece, TheModelDirectorysTokenizerIsUsedForJsonl) {
   c.tokenizer = model_path();
   EXPECT_EQ(train::resolve_run(c, spec, *world).config.tokenizer, model_path());
 }
+
+// A SentencePiece model with ChatML's turn markers as symbols, written to <test tmp>/chat-spm for
+// the chat template tests (tests/train/check_chat_sentencepiece.py renders templates with it). Here:
+// a ChatML conversation read from JSONL through a model directory trains exactly the assistant's
+// words and its end-of-turn marker, which are single tokens.
+TEST(SentencePieceChat, ModelDirectoryTrainsTheAssistantTurns) {
+  const std::string dir = std::string(FTDIST_TEST_TMP) + "/chat-spm";
+  make_directories(dir, "test");
+  {
+    std::ifstream in(std::string(FTDIST_SOURCE_DIR) + "/examples/tiny/corpus.jsonl");
+    std::ofstream txt(dir + "/corpus.txt");
+    std::string line;
+    while (std::getline(in, line))
+      if (!line.empty()) txt << nlohmann::json::parse(line)["text"].get<std::string>() << "\n";
+  }
+  const auto status = sentencepiece::SentencePieceTrainer::Train(
+      "--input=" + dir + "/corpus.txt --model_prefix=" + dir + "/tokenizer --vocab_size=600 --model_type=bpe "
+      "--bos_id=1 --eos_id=2 --unk_id=0 --pad_id=-1 --user_defined_symbols=<|im_start|>,<|im_end|> --minloglevel=2 "
+      "--normalization_rule_name=identity --remove_extra_whitespaces=false --byte_fallback=true");  // (as Llama's)
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(dir + "/tokenizer.model").ok());
+  const int start = sp.PieceToId("<|im_start|>"), end = sp.PieceToId("<|im_end|>");
+  const nlohmann::json config = {
+      {"bos_token", "<s>"},
+      {"eos_token", "<|im_end|>"},
+      {"legacy", false},
+      {"added_tokens_decoder", {{std::to_string(start), {{"content", "<|im_start|>"}, {"special", true}}},
+                                {std::to_string(end), {{"content", "<|im_end|>"}, {"special", true}}}}},
+      {"chat_template",
+       "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+       "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"}};
+  write_text_file_atomic(dir + "/tokenizer_config.json", config.dump(2), "test");
+  write_text_file_atomic(dir + "/chat.jsonl",
+                         R"({"messages": [{"role": "user", "content": "the cat sat"}, {"role": "assistant", "content": "on the mat"}]})"
+                         "\n",
+                         "test");
+
+  auto tok = data::load_tokenizer(dir, "--tokenizer");
+  ASSERT_NE(tok->chat(), nullptr);
+  const std::vector<data::Document> docs = data::read_jsonl(dir + "/chat.jsonl", tok->vocab_size(), "--input", tok.get());
+  ASSERT_EQ(docs.size(), 1u);
+  const data::Document& d = docs[0];
+  std::vector<int> trained, all;
+  for (size_t i = 0; i < d.ids.size(); ++i) {
+    all.push_back(int(d.ids[i]));
+    if (d.labels[i] != -100) trained.push_back(int(d.labels[i]));
+  }
+  std::string decoded;
+  ASSERT_TRUE(sp.Decode(all, &decoded).ok());
+  EXPECT_EQ(decoded, "<|im_start|>user\nthe cat sat<|im_end|>\n<|im_start|>assistant\non the mat<|im_end|>\n") << "the whole conversation";
+  ASSERT_FALSE(trained.empty());
+  EXPECT_EQ(trained.back(), end) << "the end-of-turn marker is trained";
+  trained.pop_back();
+  std::string answer;
+  ASSERT_TRUE(sp.Decode(trained, &answer).ok());
+  EXPECT_EQ(answer, "on the mat");
+  EXPECT_EQ(std::count(d.ids.begin(), d.ids.end(), int64_t(start)), 2) << "the markers are single tokens";
+}

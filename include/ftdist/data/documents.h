@@ -2,6 +2,8 @@
 //   {"input_ids": [...], "labels": [...]}   labels optional (default: the ids), -100 = not counted
 //   {"text": "..."}                          tokenized (byte-level, or SentencePiece: tokenizer.h)
 //   {"prompt": "...", "completion": "..."}   loss on the completion only
+//   {"messages": [{"role", "content"}, ...]} rendered with the tokenizer's chat template
+//                                            (chat_format.h), loss on the assistant turns
 // Every id is checked against the vocabulary; errors name file:line.
 //
 //   std::vector<Document> docs = read_jsonl("train.jsonl", vocab);                 // all in memory

@@ -13,19 +13,37 @@
 
 namespace ftdist::data {
 
+struct ChatFormat;
+
+// A token and the byte of the text it starts at.
+struct TokenAt {
+  int64_t id;
+  size_t start;
+};
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
   virtual std::vector<int64_t> encode(const std::string& text) const = 0;  // BOS text EOS
+  // The tokens of `text` as it stands (no BOS or EOS added), each with the byte it starts at.
+  virtual std::vector<TokenAt> encode_at(const std::string& text) const = 0;
+  // The id of a piece given as its text (a special token such as "<s>"); -1 when there is none.
+  virtual int64_t piece_id(const std::string& piece) const = 0;
   virtual int64_t vocab_size() const = 0;
   virtual int64_t bos() const = 0;  // -1 when the tokenizer has none
   virtual int64_t eos() const = 0;
   virtual std::string name() const = 0;  // for messages
+  // The chat template and special tokens of the model directory the tokenizer came from
+  // (data/chat_format.h); null without a tokenizer_config.json that has a chat_template.
+  const ChatFormat* chat() const { return chat_.get(); }
+  std::shared_ptr<const ChatFormat> chat_;
 };
 
 std::unique_ptr<Tokenizer> byte_tokenizer();
-// "" -> the byte-level tokenizer; a SentencePiece model file otherwise. Error(BadInput) naming
-// `what` and the path when it cannot be loaded.
+// "" -> the byte-level tokenizer; a SentencePiece model file, or a model directory holding one as
+// tokenizer.model, otherwise. Beside the model file, a tokenizer_config.json with a chat_template
+// gives the tokenizer its chat format (`messages` data). Error(BadInput) naming `what` and the
+// path when it cannot be loaded.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& what);
 
 }  // namespace ftdist::data

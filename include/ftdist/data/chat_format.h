@@ -1,0 +1,57 @@
+// Chat data with a SentencePiece model directory: its tokenizer_config.json's chat template and
+// special tokens, and a conversation (`messages`) turned into tokens with the loss on the assistant
+// turns — what scripts/tokenize_hf.py does with Transformers, for `ftdist prepare-data` and
+// `ftdist train` reading JSONL.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ftdist/data/chat_template.h"
+#include "ftdist/data/tokenizer.h"
+
+namespace ftdist::data {
+
+struct ChatFormat {
+  std::string origin;  // the tokenizer_config.json
+  ChatTemplate tmpl;
+  std::string bos_token, eos_token;  // as the template sees them ("" when undefined)
+  // Special tokens as they stand in rendered text, with their ids, longest first: the added
+  // tokens of tokenizer_config.json and BOS / EOS.
+  std::vector<std::pair<std::string, int64_t>> specials;
+  // Text right after a special token: encoded as the start of a text (SentencePiece's word-start
+  // marker first) when true, as Transformers' Llama tokenizers do unless tokenizer_config.json
+  // says "legacy": false; as a continuation otherwise (Transformers' trick: encoded after
+  // `unk_token`, whose tokens are then dropped).
+  bool legacy = true;
+  std::string unk_token = "<unk>";
+};
+
+// null when `config_path` has no chat_template. Error(BadInput) naming the file for a malformed one.
+std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, const Tokenizer& tok);
+
+// The template applied to `messages` (add_generation_prompt: the prompt for the next assistant turn).
+std::string render_chat(const ChatFormat& chat, const nlohmann::json& messages, bool add_generation_prompt);
+
+// The tokens of rendered text: special tokens by their ids, the text between them by the tokenizer.
+std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, const std::string& text);
+
+// A conversation tokenized: each token's id, start byte in `text` (the rendered conversation) and
+// whether it is trained.
+struct ChatTokens {
+  std::string text;
+  std::vector<int64_t> ids;
+  std::vector<size_t> starts;
+  std::vector<bool> trained;
+};
+
+// A conversation, checked ({"role": system | user | assistant, "content": string}, an assistant
+// turn at least), rendered and tokenized, trained on each assistant turn up to the end-of-turn
+// text the template closes it with (every token when `all_turns`). Errors name `where` (file:line).
+ChatTokens chat_tokens(const nlohmann::json& messages, const std::string& where, const Tokenizer& tok, bool all_turns);
+
+}  // namespace ftdist::data

@@ -1,0 +1,155 @@
+// Chat data with a SentencePiece model directory (data/chat_format.h).
+#include "ftdist/data/chat_format.h"
+
+#include <algorithm>
+
+#include "ftdist/core/check.h"
+#include "ftdist/core/text_file.h"
+
+namespace ftdist::data {
+
+using json = nlohmann::json;
+
+namespace {
+
+// bos_token / eos_token: a string, or an AddedToken object {"content": ...}; "" when absent.
+std::string token_text(const json& config, const char* key) {
+  if (!config.contains(key) || config[key].is_null()) return "";
+  const json& t = config[key];
+  if (t.is_string()) return t.get<std::string>();
+  if (t.is_object() && t.contains("content") && t["content"].is_string()) return t["content"].get<std::string>();
+  return "";
+}
+
+// chat_template: a string, or a list of {"name", "template"} (the one named "default").
+std::string template_text(const json& t, const std::string& where) {
+  if (t.is_string()) return t.get<std::string>();
+  FT_CHECK_ARG(t.is_array(), where << ": \"chat_template\" must be a string or a list of {\"name\", \"template\"}");
+  for (const json& e : t)
+    if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string())
+      return e["template"].get<std::string>();
+  FT_CHECK_ARG(false, where << ": \"chat_template\" has no template named \"default\"");
+  return "";
+}
+
+}  // namespace
+
+std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, const Tokenizer& tok) {
+  const json config = json::parse(read_text_file(config_path, "tokenizer_config.json"), nullptr, false);
+  FT_CHECK_ARG(!config.is_discarded() && config.is_object(), config_path << ": not a JSON object");
+  if (!config.contains("chat_template") || config["chat_template"].is_null()) return nullptr;
+  const std::string origin = config_path + " chat_template";
+  auto chat = std::make_shared<ChatFormat>(ChatFormat{config_path, ChatTemplate(template_text(config["chat_template"], config_path), origin),
+                                                      token_text(config, "bos_token"), token_text(config, "eos_token"), {}});
+  if (config.contains("legacy") && config["legacy"].is_boolean()) chat->legacy = config["legacy"].get<bool>();
+  if (!token_text(config, "unk_token").empty()) chat->unk_token = token_text(config, "unk_token");
+  // Special tokens: the added tokens (with their ids), then BOS and EOS by their pieces.
+  if (config.contains("added_tokens_decoder") && config["added_tokens_decoder"].is_object())
+    for (auto it = config["added_tokens_decoder"].begin(); it != config["added_tokens_decoder"].end(); ++it) {
+      const json& t = *it;
+      if (!t.is_object() || !t.contains("content") || !t["content"].is_string() || t["content"].get<std::string>().empty()) continue;
+      int64_t id = -1;
+      try {
+        id = std::stoll(it.key());
+      } catch (const std::exception&) {
+        FT_CHECK_ARG(false, config_path << ": added_tokens_decoder key '" << it.key() << "' is not a token id");
+      }
+      FT_CHECK_ARG(id >= 0 && id < tok.vocab_size(), config_path << ": added token " << t["content"] << " has id " << id
+                                                                 << ", outside the tokenizer's " << tok.vocab_size());
+      chat->specials.push_back({t["content"].get<std::string>(), id});
+    }
+  for (const std::string& s : {chat->bos_token, chat->eos_token}) {
+    const bool known = std::any_of(chat->specials.begin(), chat->specials.end(), [&](const auto& p) { return p.first == s; });
+    if (!s.empty() && !known && tok.piece_id(s) >= 0) chat->specials.push_back({s, tok.piece_id(s)});
+  }
+  std::stable_sort(chat->specials.begin(), chat->specials.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  return chat;
+}
+
+std::string render_chat(const ChatFormat& chat, const json& messages, bool add_generation_prompt) {
+  return chat.tmpl.render({{"messages", messages},
+                           {"bos_token", chat.bos_token},
+                           {"eos_token", chat.eos_token},
+                           {"add_generation_prompt", add_generation_prompt}});
+}
+
+std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, const std::string& text) {
+  std::vector<TokenAt> out;
+  size_t pos = 0, plain = 0;  // `plain`: where the text not yet encoded starts
+  auto flush = [&](size_t end) {
+    if (end <= plain) return;
+    const std::string piece = text.substr(plain, end - plain);
+    if (chat.legacy || plain == 0) {
+      for (const TokenAt& t : tok.encode_at(piece)) out.push_back({t.id, plain + t.start});
+      return;
+    }
+    const size_t skip = chat.unk_token.size();  // a continuation: after unk_token, whose tokens are dropped
+    for (const TokenAt& t : tok.encode_at(chat.unk_token + piece))
+      if (t.start >= skip) out.push_back({t.id, plain + t.start - skip});
+  };
+  while (pos < text.size()) {
+    const auto special = std::find_if(chat.specials.begin(), chat.specials.end(),
+                                      [&](const auto& s) { return text.compare(pos, s.first.size(), s.first) == 0; });
+    if (special == chat.specials.end()) {
+      ++pos;
+      continue;
+    }
+    flush(pos);
+    out.push_back({special->second, pos});
+    pos += special->first.size();
+    plain = pos;
+  }
+  flush(text.size());
+  return out;
+}
+
+ChatTokens chat_tokens(const json& msgs, const std::string& where, const Tokenizer& tok, bool all_turns) {
+  FT_CHECK_ARG(msgs.is_array() && !msgs.empty(), where << ": \"messages\" must be a non-empty list of {\"role\", \"content\"}");
+  std::vector<size_t> turns;
+  for (size_t k = 0; k < msgs.size(); ++k) {
+    const json& m = msgs[k];
+    FT_CHECK_ARG(m.is_object() && m.contains("role") && m.contains("content"),
+                 where << ": message " << k << ": expected {\"role\": ..., \"content\": ...}");
+    const bool role_ok = m["role"].is_string() && (m["role"] == "system" || m["role"] == "user" || m["role"] == "assistant");
+    FT_CHECK_ARG(role_ok, where << ": message " << k << ": unknown role " << m["role"].dump() << " (expected system, user or assistant)");
+    FT_CHECK_ARG(m["content"].is_string(), where << ": message " << k << ": \"content\" must be a string, got " << m["content"].type_name());
+    if (m["role"] == "assistant") turns.push_back(k);
+  }
+  FT_CHECK_ARG(!turns.empty(), where << ": the conversation has no assistant turn (nothing to learn from)");
+  const ChatFormat* chat = tok.chat();
+  FT_CHECK_ARG(chat, where << ": \"messages\" need the model's chat template: give a model directory whose "
+                               "tokenizer_config.json has a chat_template (" << tok.name() << " has none), or use scripts/tokenize_hf.py");
+  auto render = [&](size_t n, bool prompt) {
+    try {
+      return render_chat(*chat, json(std::vector<json>(msgs.begin(), msgs.begin() + long(n))), prompt);
+    } catch (const Error& e) {
+      FT_CHECK_ARG(false, where << ": " << e.message());
+    }
+    return std::string();
+  };
+  const std::string full = render(msgs.size(), false);
+  // Each assistant turn's bytes: what its rendering adds after the prompt for it, up to the end of
+  // its turn marker (whitespace after that marker belongs to the next turn).
+  std::vector<std::pair<size_t, size_t>> spans;
+  for (size_t k : turns) {
+    const std::string before = render(k, true), upto = render(k + 1, false);
+    FT_CHECK_ARG(upto.compare(0, before.size(), before) == 0 && full.compare(0, upto.size(), upto) == 0,
+                 where << ": the chat template does not render a conversation's beginning as a prefix of it: its assistant "
+                          "turns cannot be located");
+    spans.push_back({before.size(), upto.find_last_not_of(" \t\r\n") + 1});
+  }
+  // A token is trained when its bytes (up to the next token's start) overlap a turn's: a piece that
+  // carries the whitespace before the turn's first word (SentencePiece's "▁") counts.
+  ChatTokens out;
+  const std::vector<TokenAt> toks = encode_chat(*chat, tok, full);
+  for (size_t i = 0; i < toks.size(); ++i) {
+    const size_t a = toks[i].start, b = i + 1 < toks.size() ? toks[i + 1].start : full.size();
+    out.ids.push_back(toks[i].id);
+    out.starts.push_back(a);
+    out.trained.push_back(all_turns || std::any_of(spans.begin(), spans.end(), [&](const auto& s) { return a < s.second && b > s.first; }));
+  }
+  out.text = full;
+  return out;
+}
+
+}  // namespace ftdist::data

@@ -1,0 +1,1100 @@
+// Chat templates (data/chat_template.h): a lexer that applies Jinja's whitespace rules, a parser to a
+// tree of statements and expressions, and an evaluator over JSON values.
+#include "ftdist/data/chat_template.h"
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <vector>
+
+#include "ftdist/core/check.h"
+
+namespace ftdist::data {
+
+using json = nlohmann::json;
+
+namespace {
+
+// A value: JSON, or Jinja's `undefined` (a missing variable, key or attribute).
+struct Value {
+  json v;
+  bool undefined = false;
+  static Value undef() { return Value{json(), true}; }
+};
+
+bool truthy(const Value& x) {
+  if (x.undefined || x.v.is_null()) return false;
+  if (x.v.is_boolean()) return x.v.get<bool>();
+  if (x.v.is_number()) return x.v.get<double>() != 0;
+  if (x.v.is_string()) return !x.v.get_ref<const std::string&>().empty();  // (json::empty() is false for every string)
+  if (x.v.is_array() || x.v.is_object()) return !x.v.empty();
+  return true;
+}
+
+std::string py_float(double d) {
+  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e16) {
+    std::ostringstream o;
+    o << static_cast<long long>(d) << ".0";
+    return o.str();
+  }
+  std::ostringstream o;
+  o.precision(17);
+  o << d;
+  return o.str();
+}
+
+std::string py_repr(const json& v);
+
+// What str() gives in Python (how {{ }} and `~` print a value).
+std::string py_str(const Value& x) {
+  if (x.undefined) return "";
+  const json& v = x.v;
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "None";
+  if (v.is_boolean()) return v.get<bool>() ? "True" : "False";
+  if (v.is_number_integer() || v.is_number_unsigned()) return v.dump();
+  if (v.is_number_float()) return py_float(v.get<double>());
+  return py_repr(v);
+}
+
+std::string py_repr(const json& v) {
+  if (v.is_string()) {
+    std::string s = "'";
+    for (char c : v.get<std::string>()) s += c == '\'' ? std::string("\\'") : c == '\\' ? std::string("\\\\") : c == '\n' ? std::string("\\n") : std::string(1, c);
+    return s + "'";
+  }
+  if (v.is_array()) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + py_repr(v[i]);
+    return s + "]";
+  }
+  if (v.is_object()) {
+    std::string s = "{";
+    bool first = true;
+    for (auto it = v.begin(); it != v.end(); ++it, first = false) s += (first ? "" : ", ") + py_repr(json(it.key())) + ": " + py_repr(*it);
+    return s + "}";
+  }
+  return py_str(Value{v});
+}
+
+// json.dumps(v, ensure_ascii=False) as Transformers' tojson filter writes it (", " and ": ").
+std::string py_json(const json& v, int indent, int depth = 0) {
+  const std::string nl = indent > 0 ? "\n" + std::string(size_t(indent * (depth + 1)), ' ') : "";
+  const std::string close = indent > 0 ? "\n" + std::string(size_t(indent * depth), ' ') : "";
+  if (v.is_array() || v.is_object()) {
+    if (v.empty()) return v.is_array() ? "[]" : "{}";
+    std::string s = v.is_array() ? "[" : "{";
+    bool first = true;
+    for (auto it = v.begin(); it != v.end(); ++it, first = false) {
+      s += (first ? "" : indent > 0 ? "," : ", ") + nl;
+      if (v.is_object()) s += json(it.key()).dump(-1, ' ', false, json::error_handler_t::replace) + ": ";
+      s += py_json(*it, indent, depth + 1);
+    }
+    return s + close + (v.is_array() ? "]" : "}");
+  }
+  if (v.is_number_float()) return py_float(v.get<double>());
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  return v.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// ---- lexing: the template as text, {{ expressions }} and {% statements %} ----------------------
+
+struct Segment {
+  enum Kind { Text, Expr, Stmt } kind;
+  std::string body;
+  int line;
+};
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+const char* const kFloorDiv = "/\x2f";  // "//", Python's floor division (spelled so that it reads as no comment)
+
+// Jinja's rules as Transformers configures them: `-` strips the whitespace on its side; block tags
+// (not expressions) drop the newline after them (trim_blocks) and the spaces before them on their
+// line (lstrip_blocks); comments are dropped like blocks.
+std::vector<Segment> lex(const std::string& src, const std::string& origin) {
+  std::vector<Segment> out;
+  size_t pos = 0;
+  bool strip_next = false, trim_next = false;
+  auto line_of = [&](size_t p) { return 1 + int(std::count(src.begin(), src.begin() + long(p), '\n')); };
+  while (pos <= src.size()) {
+    size_t open = src.find('{', pos);
+    while (open != std::string::npos && open + 1 < src.size() && src[open + 1] != '{' && src[open + 1] != '%' && src[open + 1] != '#')
+      open = src.find('{', open + 1);
+    if (open != std::string::npos && open + 1 >= src.size()) open = std::string::npos;
+    std::string text = src.substr(pos, open == std::string::npos ? std::string::npos : open - pos);
+    if (strip_next) text.erase(0, std::min(text.size(), text.find_first_not_of(" \t\r\n")));
+    else if (trim_next && !text.empty() && text[0] == '\n') text.erase(0, 1);
+    else if (trim_next && text.rfind("\r\n", 0) == 0) text.erase(0, 2);
+    if (open == std::string::npos) {
+      if (!text.empty()) out.push_back({Segment::Text, text, line_of(pos)});
+      break;
+    }
+    const char kind = src[open + 1];
+    const bool minus_left = open + 2 < src.size() && src[open + 2] == '-';
+    const bool plus_left = open + 2 < src.size() && src[open + 2] == '+';
+    if (minus_left) {
+      while (!text.empty() && is_space(text.back())) text.pop_back();
+    } else if (kind != '{' && !plus_left) {  // lstrip_blocks: only spaces between the line's start (in the source) and the tag
+      const bool line_start = pos == 0 || src.find('\n', pos) < open;
+      const size_t nl = text.find_last_of('\n');
+      const size_t from = nl == std::string::npos ? 0 : nl + 1;
+      if (line_start && text.find_first_not_of(" \t", from) == std::string::npos) text.erase(from);
+    }
+    if (!text.empty()) out.push_back({Segment::Text, text, line_of(pos)});
+    const std::string closer = kind == '{' ? "}}" : kind == '%' ? "%}" : "#}";
+    size_t end = open + 2;
+    char quote = 0;
+    for (; end + 1 < src.size(); ++end) {
+      if (kind == '#') {
+        if (src.compare(end, 2, closer) == 0) break;
+      } else if (quote) {
+        if (src[end] == '\\') ++end;
+        else if (src[end] == quote) quote = 0;
+      } else if (src[end] == '\'' || src[end] == '"') {
+        quote = src[end];
+      } else if (src.compare(end, 2, closer) == 0) {
+        break;
+      }
+    }
+    FT_CHECK_ARG(end + 1 < src.size(), origin << " (line " << line_of(open) << "): '" << src.substr(open, 2) << "' is never closed by '" << closer << "'");
+    const bool minus_right = end > open + 2 && src[end - 1] == '-';
+    std::string body = src.substr(open + 2 + (minus_left || plus_left ? 1 : 0), end - open - 2 - (minus_left || plus_left ? 1 : 0) - (minus_right ? 1 : 0));
+    if (kind == '{') out.push_back({Segment::Expr, body, line_of(open)});
+    else if (kind == '%') out.push_back({Segment::Stmt, body, line_of(open)});
+    strip_next = minus_right;
+    trim_next = kind != '{';
+    pos = end + 2;
+  }
+  return out;
+}
+
+// ---- expression tokens ---------------------------------------------------------------------------
+
+struct Token {
+  enum Kind { Name, Number, String, Op, End } kind;
+  std::string text;
+  json number;
+};
+
+std::vector<Token> tokenize(const std::string& s, const std::function<std::string()>& where) {
+  std::vector<Token> out;
+  size_t i = 0;
+  static const char* ops[] = {"==", "!=", "<=", ">=", kFloorDiv, "**", "<", ">", "+", "-", "*", "/", "%", "~", "|", ".", ",", ":", "(", ")", "[", "]", "{", "}", "="};
+  while (i < s.size()) {
+    const char c = s[i];
+    if (is_space(c)) {
+      ++i;
+    } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+      size_t j = i;
+      while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
+      out.push_back({Token::Name, s.substr(i, j - i), json()});
+      i = j;
+    } else if (std::isdigit(static_cast<unsigned char>(c))) {
+      size_t j = i;
+      while (j < s.size() && (std::isdigit(static_cast<unsigned char>(s[j])) || s[j] == '.' || s[j] == '_')) ++j;
+      std::string t = s.substr(i, j - i);
+      t.erase(std::remove(t.begin(), t.end(), '_'), t.end());
+      out.push_back({Token::Number, t, t.find('.') != std::string::npos ? json(std::stod(t)) : json(std::stoll(t))});
+      i = j;
+    } else if (c == '\'' || c == '"') {
+      std::string v;
+      size_t j = i + 1;
+      for (; j < s.size() && s[j] != c; ++j) {
+        if (s[j] != '\\' || j + 1 >= s.size()) {
+          v += s[j];
+          continue;
+        }
+        const char e = s[++j];
+        v += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
+      }
+      FT_CHECK_ARG(j < s.size(), where() << ": a string is never closed");
+      out.push_back({Token::String, v, json()});
+      i = j + 1;
+    } else {
+      bool found = false;
+      for (const char* op : ops)
+        if (s.compare(i, std::string(op).size(), op) == 0) {
+          out.push_back({Token::Op, op, json()});
+          i += std::string(op).size();
+          found = true;
+          break;
+        }
+      FT_CHECK_ARG(found, where() << ": unexpected character '" << c << "'");
+    }
+  }
+  out.push_back({Token::End, "", json()});
+  return out;
+}
+
+}  // namespace
+
+// ---- the tree ------------------------------------------------------------------------------------
+
+struct ChatTemplate::Impl {
+  struct Expr;
+  using ExprP = std::unique_ptr<Expr>;
+  struct Expr {
+    enum Kind { Literal, Var, Attr, Index, Slice, Call, Filter, Test, Unary, Binary, Cond, List, Dict } kind;
+    std::string name;                 // variable, attribute, operator, filter or test
+    json literal;
+    std::vector<ExprP> args;          // operands, arguments, elements
+    std::vector<std::string> kwnames;  // keyword arguments: the last kwnames.size() of args
+    bool negate = false;               // `is not`
+  };
+  struct Node;
+  using NodeP = std::unique_ptr<Node>;
+  using Body = std::vector<NodeP>;
+  struct Node {
+    enum Kind { Text, Output, If, For, Set, Break, Continue } kind;
+    int line = 0;
+    std::string text;                                  // Text
+    ExprP expr;                                        // Output, For (iterable), Set (value)
+    std::vector<std::pair<ExprP, Body>> branches;      // If: (condition, body); else: null condition
+    std::vector<std::string> targets;                  // For: names; Set: name [, attribute]
+    ExprP filter;                                      // For: `if` condition
+    Body body, otherwise;                              // For
+  };
+
+  std::string origin;
+  Body root;
+
+  // The evaluation state: scopes of variables, and break / continue raised.
+  struct Scope {
+    std::vector<std::map<std::string, Value>> frames;
+    int jump = 0;  // 1 break, 2 continue
+  };
+  Value eval(const Expr& e, Scope& s, int line) const;
+  void run(const Body& body, Scope& s, std::string& out) const;
+  void assign(const Node& n, Scope& s) const;                     // set
+  void loop(const Node& n, Scope& s, std::string& out) const;     // for
+  Value binary(const Expr& e, Scope& s, int line) const;
+  Value call(const Expr& e, Scope& s, int line) const;
+  Value filter(const Expr& e, Scope& s, int line) const;
+  Value method(const Value& self, const std::string& name, const std::vector<Value>& args, int line) const;
+  bool test(const Expr& e, Scope& s, int line) const;
+  [[noreturn]] void fail(int line, const std::string& msg) const {
+    FT_CHECK_ARG(false, origin << " (line " << line << "): " << msg);
+    std::abort();
+  }
+};
+
+namespace {
+
+using Impl = ChatTemplate::Impl;
+
+// A recursive-descent parser over one tag's tokens, with Jinja's precedence.
+class Parser {
+ public:
+  Parser(std::vector<Token> toks, std::function<std::string()> where) : t_(std::move(toks)), where_(std::move(where)) {}
+  bool at(const char* op) const { return t_[i_].kind == Token::Op && t_[i_].text == op; }
+  bool at_name(const char* n) const { return t_[i_].kind == Token::Name && t_[i_].text == n; }
+  bool done() const { return t_[i_].kind == Token::End; }
+  void expect(const char* op) {
+    FT_CHECK_ARG(at(op), where_() << ": expected '" << op << "', got '" << t_[i_].text << "'");
+    ++i_;
+  }
+  std::string name() {
+    FT_CHECK_ARG(t_[i_].kind == Token::Name, where_() << ": expected a name, got '" << t_[i_].text << "'");
+    return t_[i_++].text;
+  }
+  void end() { FT_CHECK_ARG(done(), where_() << ": unexpected '" << t_[i_].text << "'"); }
+
+  Impl::ExprP expression() {  // a if b else c
+    Impl::ExprP e = or_expr();
+    if (at_name("if")) {
+      ++i_;
+      auto cond = node(Impl::Expr::Cond);
+      cond->args.push_back(or_expr());
+      cond->args.push_back(std::move(e));
+      if (at_name("else")) {
+        ++i_;
+        cond->args.push_back(expression());
+      }
+      return cond;
+    }
+    return e;
+  }
+  Impl::ExprP or_expr() { return binary_level(0); }
+
+ private:
+  static Impl::ExprP node(Impl::Expr::Kind k) {
+    auto e = std::make_unique<Impl::Expr>();
+    e->kind = k;
+    return e;
+  }
+  static Impl::ExprP binary(const std::string& op, Impl::ExprP a, Impl::ExprP b) {
+    auto e = node(Impl::Expr::Binary);
+    e->name = op;
+    e->args.push_back(std::move(a));
+    e->args.push_back(std::move(b));
+    return e;
+  }
+  // Levels: or, and, not, comparisons, ~, + -, * / // %, **, unary -, then postfix and filters.
+  Impl::ExprP binary_level(int level) {
+    switch (level) {
+      case 0:
+      case 1: {
+        const char* op = level == 0 ? "or" : "and";
+        Impl::ExprP e = binary_level(level + 1);
+        while (at_name(op)) {
+          ++i_;
+          e = binary(op, std::move(e), binary_level(level + 1));
+        }
+        return e;
+      }
+      case 2:
+        if (at_name("not")) {
+          ++i_;
+          auto e = node(Impl::Expr::Unary);
+          e->name = "not";
+          e->args.push_back(binary_level(2));
+          return e;
+        }
+        return binary_level(3);
+      case 3: {
+        Impl::ExprP e = binary_level(4);
+        for (;;) {
+          std::string op;
+          if (at("==") || at("!=") || at("<") || at(">") || at("<=") || at(">=")) op = t_[i_++].text;
+          else if (at_name("in")) op = "in", ++i_;
+          else if (at_name("not") && t_[i_ + 1].kind == Token::Name && t_[i_ + 1].text == "in") op = "not in", i_ += 2;
+          else return e;
+          e = binary(op, std::move(e), binary_level(4));
+        }
+      }
+      default:
+        return arithmetic(level);
+    }
+  }
+  Impl::ExprP arithmetic(int level) {
+    static const std::vector<std::vector<const char*>> ops = {{"~"}, {"+", "-"}, {"*", "/", kFloorDiv, "%"}, {"**"}};
+    if (level - 4 >= int(ops.size())) return unary();
+    Impl::ExprP e = arithmetic(level + 1);
+    for (;;) {
+      const char* found = nullptr;
+      for (const char* op : ops[size_t(level - 4)])
+        if (at(op)) found = op;
+      if (!found) return e;
+      ++i_;
+      e = binary(found, std::move(e), arithmetic(level + 1));
+    }
+  }
+  Impl::ExprP unary() {
+    if (at("-") || at("+")) {
+      const std::string op = t_[i_++].text;
+      auto e = node(Impl::Expr::Unary);
+      e->name = op;
+      e->args.push_back(unary());
+      return e;
+    }
+    return postfix(primary());
+  }
+  void call_args(Impl::Expr& e) {  // after '(': positional, then name=value
+    std::vector<Impl::ExprP> kw;
+    while (!at(")")) {
+      if (t_[i_].kind == Token::Name && t_[i_ + 1].kind == Token::Op && t_[i_ + 1].text == "=") {
+        e.kwnames.push_back(t_[i_].text);
+        i_ += 2;
+        kw.push_back(expression());
+      } else {
+        FT_CHECK_ARG(kw.empty(), where_() << ": a positional argument after a keyword argument");
+        e.args.push_back(expression());
+      }
+      if (!at(")")) expect(",");
+    }
+    ++i_;
+    for (auto& k : kw) e.args.push_back(std::move(k));
+  }
+  Impl::ExprP postfix(Impl::ExprP e) {
+    for (;;) {
+      if (at(".")) {
+        ++i_;
+        auto a = node(Impl::Expr::Attr);
+        a->name = name();
+        a->args.push_back(std::move(e));
+        e = std::move(a);
+      } else if (at("[")) {
+        ++i_;
+        e = subscript(std::move(e));
+      } else if (at("(")) {
+        ++i_;
+        auto c = node(Impl::Expr::Call);
+        c->args.push_back(std::move(e));
+        call_args(*c);
+        e = std::move(c);
+      } else if (at("|")) {
+        ++i_;
+        auto f = node(Impl::Expr::Filter);
+        f->name = name();
+        f->args.push_back(std::move(e));
+        if (at("(")) {
+          ++i_;
+          call_args(*f);
+        }
+        e = std::move(f);
+      } else if (at_name("is")) {
+        ++i_;
+        auto t = node(Impl::Expr::Test);
+        if (at_name("not")) ++i_, t->negate = true;
+        t->name = name();
+        t->args.push_back(std::move(e));
+        if (at("(")) {
+          ++i_;
+          call_args(*t);
+        } else if (t_[i_].kind == Token::Number || t_[i_].kind == Token::String) {
+          t->args.push_back(primary());
+        }
+        e = std::move(t);
+      } else {
+        return e;
+      }
+    }
+  }
+  Impl::ExprP subscript(Impl::ExprP base) {  // after '[': index, or slice a:b:c
+    std::vector<Impl::ExprP> parts(3);
+    bool slice = false;
+    for (int k = 0; k < 3; ++k) {
+      if (!at(":") && !at("]")) parts[size_t(k)] = expression();
+      if (at(":")) {
+        ++i_;
+        slice = true;
+      } else {
+        break;
+      }
+    }
+    expect("]");
+    auto e = node(slice ? Impl::Expr::Slice : Impl::Expr::Index);
+    e->args.push_back(std::move(base));
+    if (!slice) {
+      FT_CHECK_ARG(parts[0] != nullptr, where_() << ": an empty subscript");
+      e->args.push_back(std::move(parts[0]));
+    } else {
+      for (auto& p : parts) e->args.push_back(std::move(p));  // (null: omitted)
+    }
+    return e;
+  }
+  Impl::ExprP primary() {
+    const Token& t = t_[i_];
+    if (t.kind == Token::Number || t.kind == Token::String) {
+      auto e = node(Impl::Expr::Literal);
+      e->literal = t.kind == Token::Number ? t.number : json(t.text);
+      ++i_;
+      while (t.kind == Token::String && t_[i_].kind == Token::String) e->literal = e->literal.get<std::string>() + t_[i_++].text;
+      return e;
+    }
+    if (t.kind == Token::Name) {
+      ++i_;
+      auto e = node(Impl::Expr::Literal);
+      if (t.text == "true" || t.text == "True") e->literal = true;
+      else if (t.text == "false" || t.text == "False") e->literal = false;
+      else if (t.text == "none" || t.text == "None") e->literal = nullptr;
+      else e->kind = Impl::Expr::Var, e->name = t.text;
+      return e;
+    }
+    if (at("(")) {
+      ++i_;
+      Impl::ExprP e = expression();
+      if (at(",")) {  // a tuple: a list here
+        auto l = node(Impl::Expr::List);
+        l->args.push_back(std::move(e));
+        while (at(",")) {
+          ++i_;
+          if (at(")")) break;
+          l->args.push_back(expression());
+        }
+        e = std::move(l);
+      }
+      expect(")");
+      return e;
+    }
+    if (at("[") || at("{")) {
+      const bool list = at("[");
+      ++i_;
+      auto e = node(list ? Impl::Expr::List : Impl::Expr::Dict);
+      while (!at(list ? "]" : "}")) {
+        e->args.push_back(expression());
+        if (!list) {
+          expect(":");
+          e->args.push_back(expression());
+        }
+        if (!at(list ? "]" : "}")) expect(",");
+      }
+      ++i_;
+      return e;
+    }
+    FT_CHECK_ARG(false, where_() << ": unexpected '" << t.text << "'");
+    return nullptr;
+  }
+
+  std::vector<Token> t_;
+  size_t i_ = 0;
+  std::function<std::string()> where_;
+};
+
+}  // namespace
+
+namespace {
+
+// Segments -> the statement tree. Each block statement reads its body up to its closing tag.
+class TreeBuilder {
+ public:
+  TreeBuilder(const std::vector<Segment>& segs, const std::string& origin) : segs_(segs), origin_(origin) {}
+
+  Impl::Body parse_all() {
+    Impl::Body body = parse_body({});
+    if (i_ < segs_.size()) fail(segs_[i_].line, "'" + first_word(segs_[i_]) + "' without its block");
+    return body;
+  }
+
+ private:
+  static std::string first_word(const Segment& s) {
+    const size_t a = s.body.find_first_not_of(" \t\r\n");
+    if (a == std::string::npos) return "";
+    const size_t b = s.body.find_first_of(" \t\r\n", a);
+    return s.body.substr(a, b == std::string::npos ? std::string::npos : b - a);
+  }
+  [[noreturn]] void fail(int line, const std::string& msg) const {
+    FT_CHECK_ARG(false, origin_ << " (line " << line << "): " << msg);
+    std::abort();
+  }
+  Parser parser(const Segment& s, size_t skip_chars) const {
+    const std::string text = s.body.substr(skip_chars);
+    const std::string where = origin_ + " (line " + std::to_string(s.line) + ")";
+    return Parser(tokenize(text, [where] { return where; }), [where] { return where; });
+  }
+  // Statements until one whose first word is in `stops` (left for the caller) or the end.
+  Impl::Body parse_body(const std::vector<std::string>& stops) {
+    Impl::Body body;
+    while (i_ < segs_.size()) {
+      const Segment& s = segs_[i_];
+      auto n = std::make_unique<Impl::Node>();
+      n->line = s.line;
+      if (s.kind == Segment::Text) {
+        n->kind = Impl::Node::Text, n->text = s.body, ++i_;
+      } else if (s.kind == Segment::Expr) {
+        Parser p = parser(s, 0);
+        n->kind = Impl::Node::Output, n->expr = p.expression(), p.end(), ++i_;
+      } else {
+        const std::string w = first_word(s);
+        if (std::find(stops.begin(), stops.end(), w) != stops.end()) return body;
+        n = statement(s, w);
+        if (!n) continue;  // (generation markers)
+      }
+      body.push_back(std::move(n));
+    }
+    if (!stops.empty()) fail(segs_.empty() ? 1 : segs_.back().line, "the template ends before '" + stops.back() + "'");
+    return body;
+  }
+  Impl::NodeP statement(const Segment& s, const std::string& w) {
+    const size_t skip = s.body.find(w) + w.size();
+    auto n = std::make_unique<Impl::Node>();
+    n->line = s.line;
+    ++i_;
+    if (w == "if") {
+      n->kind = Impl::Node::If;
+      Parser p = parser(s, skip);
+      Impl::ExprP cond = p.expression();
+      p.end();
+      for (;;) {
+        Impl::Body b = parse_body({"elif", "else", "endif"});
+        n->branches.push_back({std::move(cond), std::move(b)});
+        const Segment& stop = segs_[i_++];
+        const std::string sw = first_word(stop);
+        if (sw == "endif") break;
+        if (sw == "else") {
+          n->branches.push_back({nullptr, parse_body({"endif"})});
+          ++i_;
+          break;
+        }
+        Parser q = parser(stop, stop.body.find("elif") + 4);
+        cond = q.expression();
+        q.end();
+      }
+    } else if (w == "for") {
+      n->kind = Impl::Node::For;
+      Parser p = parser(s, skip);
+      n->targets.push_back(p.name());
+      while (p.at(",")) p.expect(","), n->targets.push_back(p.name());
+      FT_CHECK_ARG(p.at_name("in"), origin_ << " (line " << s.line << "): expected 'in' in the for loop");
+      p.name();
+      n->expr = p.or_expr();
+      if (p.at_name("if")) p.name(), n->filter = p.or_expr();
+      p.end();
+      n->body = parse_body({"else", "endfor"});
+      if (first_word(segs_[i_++]) == "else") n->otherwise = parse_body({"endfor"}), ++i_;
+    } else if (w == "set") {
+      n->kind = Impl::Node::Set;
+      Parser p = parser(s, skip);
+      n->targets.push_back(p.name());
+      if (p.at(".")) p.expect("."), n->targets.push_back(p.name());
+      if (!p.at("=")) fail(s.line, "only `set name = value` (and `set ns.attr = value`) is supported");
+      p.expect("=");
+      n->expr = p.expression();
+      p.end();
+    } else if (w == "break" || w == "continue") {
+      n->kind = w == "break" ? Impl::Node::Break : Impl::Node::Continue;
+    } else if (w == "generation" || w == "endgeneration") {
+      return nullptr;  // Transformers' marker of assistant text: its content renders as is
+    } else {
+      fail(s.line, "'{% " + w + " %}' is not supported in chat templates here");
+    }
+    return n;
+  }
+
+  const std::vector<Segment>& segs_;
+  const std::string& origin_;
+  size_t i_ = 0;
+};
+
+}  // namespace
+
+ChatTemplate::ChatTemplate(const std::string& source, const std::string& origin) : impl_(std::make_unique<Impl>()) {
+  impl_->origin = origin;
+  impl_->root = TreeBuilder(lex(source, origin), impl_->origin).parse_all();
+}
+ChatTemplate::~ChatTemplate() = default;
+ChatTemplate::ChatTemplate(ChatTemplate&&) noexcept = default;
+ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
+
+std::string ChatTemplate::render(const json& context) const {
+  FT_CHECK_ARG(context.is_object(), impl_->origin << ": the context must be an object");
+  Impl::Scope s;
+  s.frames.emplace_back();
+  for (auto it = context.begin(); it != context.end(); ++it) s.frames.back()[it.key()] = Value{*it};
+  std::string out;
+  impl_->run(impl_->root, s, out);
+  return out;
+}
+
+// ---- evaluation ----------------------------------------------------------------------------------
+
+void Impl::assign(const Node& n, Scope& s) const {
+  const Value v = eval(*n.expr, s, n.line);
+  if (n.targets.size() == 1) {
+    s.frames.back()[n.targets[0]] = v;
+    return;
+  }
+  for (auto f = s.frames.rbegin(); f != s.frames.rend(); ++f) {  // ns.attr = value: the namespace, wherever it is
+    auto it = f->find(n.targets[0]);
+    if (it == f->end()) continue;
+    if (!it->second.v.is_object()) fail(n.line, "'" + n.targets[0] + "' is not a namespace");
+    it->second.v[n.targets[1]] = v.v;
+    return;
+  }
+  fail(n.line, "'" + n.targets[0] + "' is undefined");
+}
+
+void Impl::loop(const Node& node, Scope& s, std::string& out) const {
+  const Node* n = &node;  // (as the loop's own node)
+  const Value seq = eval(*n->expr, s, n->line);
+  std::vector<json> items;
+  if (seq.v.is_array()) items.assign(seq.v.begin(), seq.v.end());
+  else if (seq.v.is_object()) for (auto it = seq.v.begin(); it != seq.v.end(); ++it) items.push_back(it.key());
+  else if (seq.v.is_string()) for (char c : seq.v.get<std::string>()) items.push_back(std::string(1, c));
+  else if (!seq.undefined && !seq.v.is_null()) fail(n->line, "cannot loop over " + py_str(seq));
+  auto bind = [&](const json& item) {
+    if (n->targets.size() == 1) {
+      s.frames.back()[n->targets[0]] = Value{item};
+      return;
+    }
+    if (!item.is_array() || item.size() != n->targets.size()) fail(n->line, "cannot unpack " + py_repr(item));
+    for (size_t k = 0; k < n->targets.size(); ++k) s.frames.back()[n->targets[k]] = Value{item[k]};
+  };
+  if (n->filter) {  // `for x in xs if cond`: the loop sees only what passes
+    std::vector<json> kept;
+    for (const json& item : items) {
+      s.frames.emplace_back();
+      bind(item);
+      if (truthy(eval(*n->filter, s, n->line))) kept.push_back(item);
+      s.frames.pop_back();
+    }
+    items.swap(kept);
+  }
+  const size_t len = items.size();
+  for (size_t k = 0; k < len; ++k) {
+    s.frames.emplace_back();
+    bind(items[k]);
+    s.frames.back()["loop"] = Value{json{{"index", k + 1}, {"index0", k}, {"first", k == 0}, {"last", k + 1 == len}, {"length", len},
+                                         {"revindex", len - k}, {"revindex0", len - k - 1},
+                                         {"previtem", k > 0 ? items[k - 1] : json()}, {"nextitem", k + 1 < len ? items[k + 1] : json()}}};
+    run(n->body, s, out);
+    s.frames.pop_back();
+    const int jump = s.jump;
+    s.jump = 0;
+    if (jump == 1) break;
+  }
+  if (len == 0) run(n->otherwise, s, out);
+}
+
+
+void Impl::run(const Body& body, Scope& s, std::string& out) const {
+  for (const NodeP& n : body) {
+    if (s.jump) return;
+    switch (n->kind) {
+      case Node::Text: out += n->text; break;
+      case Node::Output: out += py_str(eval(*n->expr, s, n->line)); break;
+      case Node::If:
+        for (const auto& [cond, b] : n->branches)
+          if (!cond || truthy(eval(*cond, s, n->line))) {
+            run(b, s, out);
+            break;
+          }
+        break;
+      case Node::Set: assign(*n, s); break;
+      case Node::Break: s.jump = 1; return;
+      case Node::Continue: s.jump = 2; return;
+      case Node::For: loop(*n, s, out); break;
+    }
+  }
+}
+
+namespace {
+
+int64_t as_int(const Value& v, const std::function<void(const std::string&)>& fail) {
+  if (v.v.is_number_integer() || v.v.is_number_unsigned()) return v.v.get<int64_t>();
+  if (v.v.is_boolean()) return v.v.get<bool>() ? 1 : 0;
+  fail("expected an integer, got " + py_repr(v.v));
+  return 0;
+}
+
+// Python's slice of a list or a string.
+json slice(const json& v, const std::optional<int64_t>& a, const std::optional<int64_t>& b, int64_t step) {
+  const int64_t n = int64_t(v.is_string() ? v.get<std::string>().size() : v.size());
+  auto clamp = [&](int64_t i, int64_t lo, int64_t hi) { return std::max(lo, std::min(hi, i < 0 ? i + n : i)); };
+  std::vector<int64_t> idx;
+  if (step > 0) {
+    for (int64_t i = a ? clamp(*a, 0, n) : 0, e = b ? clamp(*b, 0, n) : n; i < e; i += step) idx.push_back(i);
+  } else {
+    for (int64_t i = a ? clamp(*a, -1, n - 1) : n - 1, e = b ? clamp(*b, -1, n - 1) : -1; i > e; i += step) idx.push_back(i);
+  }
+  if (v.is_string()) {
+    std::string out;
+    for (int64_t i : idx) out += v.get<std::string>()[size_t(i)];
+    return out;
+  }
+  json out = json::array();
+  for (int64_t i : idx) out.push_back(v[size_t(i)]);
+  return out;
+}
+
+bool less(const json& a, const json& b) {
+  if (a.is_number() && b.is_number()) return a.get<double>() < b.get<double>();
+  if (a.is_string() && b.is_string()) return a.get<std::string>() < b.get<std::string>();
+  return false;
+}
+
+bool equal(const Value& a, const Value& b) {
+  if (a.undefined || b.undefined) return a.undefined && b.undefined;
+  if (a.v.is_number() && b.v.is_number()) return a.v.get<double>() == b.v.get<double>();
+  return a.v == b.v;
+}
+
+std::string strip(const std::string& s, const std::string& chars, bool left, bool right) {
+  size_t a = 0, b = s.size();
+  while (left && a < b && chars.find(s[a]) != std::string::npos) ++a;
+  while (right && b > a && chars.find(s[b - 1]) != std::string::npos) --b;
+  return s.substr(a, b - a);
+}
+
+const char* kWhitespace = " \t\n\r\f\v";
+
+}  // namespace
+
+Value Impl::eval(const Expr& e, Scope& s, int line) const {
+  auto bad = [&](const std::string& m) { fail(line, m); };
+  switch (e.kind) {
+    case Expr::Literal: return Value{e.literal};
+    case Expr::Var:
+      for (auto f = s.frames.rbegin(); f != s.frames.rend(); ++f) {
+        auto it = f->find(e.name);
+        if (it != f->end()) return it->second;
+      }
+      return Value::undef();
+    case Expr::Attr: {
+      const Value base = eval(*e.args[0], s, line);
+      if (base.v.is_object() && base.v.contains(e.name)) return Value{base.v[e.name]};
+      return Value::undef();
+    }
+    case Expr::Index: {
+      const Value base = eval(*e.args[0], s, line), key = eval(*e.args[1], s, line);
+      if (base.v.is_object()) {
+        if (!key.v.is_string() || !base.v.contains(key.v.get<std::string>())) return Value::undef();
+        return Value{base.v[key.v.get<std::string>()]};
+      }
+      if (base.v.is_array() || base.v.is_string()) {
+        const int64_t n = int64_t(base.v.is_string() ? base.v.get<std::string>().size() : base.v.size());
+        int64_t i = as_int(key, bad);
+        if (i < 0) i += n;
+        if (i < 0 || i >= n) return Value::undef();
+        return base.v.is_string() ? Value{std::string(1, base.v.get<std::string>()[size_t(i)])} : Value{base.v[size_t(i)]};
+      }
+      return Value::undef();
+    }
+    case Expr::Slice: {
+      const Value base = eval(*e.args[0], s, line);
+      std::optional<int64_t> p[3];
+      for (int k = 0; k < 3; ++k)
+        if (e.args[size_t(k) + 1]) {
+          const Value v = eval(*e.args[size_t(k) + 1], s, line);
+          if (!v.v.is_null()) p[k] = as_int(v, bad);
+        }
+      if (!base.v.is_array() && !base.v.is_string()) bad("cannot slice " + py_repr(base.v));
+      if (p[2] && *p[2] == 0) bad("slice step cannot be zero");
+      return Value{slice(base.v, p[0], p[1], p[2].value_or(1))};
+    }
+    case Expr::Call: return call(e, s, line);
+    case Expr::Filter: return filter(e, s, line);
+    case Expr::Test: return Value{test(e, s, line) != e.negate};
+    case Expr::Unary: {
+      const Value v = eval(*e.args[0], s, line);
+      if (e.name == "not") return Value{!truthy(v)};
+      if (!v.v.is_number()) bad("unary " + e.name + " of " + py_repr(v.v));
+      if (e.name == "+") return v;
+      return v.v.is_number_float() ? Value{-v.v.get<double>()} : Value{-v.v.get<int64_t>()};
+    }
+    case Expr::Cond:
+      if (truthy(eval(*e.args[0], s, line))) return eval(*e.args[1], s, line);
+      return e.args.size() > 2 ? eval(*e.args[2], s, line) : Value::undef();
+    case Expr::List: {
+      json l = json::array();
+      for (const ExprP& a : e.args) l.push_back(eval(*a, s, line).v);
+      return Value{l};
+    }
+    case Expr::Dict: {
+      json d = json::object();
+      for (size_t k = 0; k + 1 < e.args.size(); k += 2) d[py_str(eval(*e.args[k], s, line))] = eval(*e.args[k + 1], s, line).v;
+      return Value{d};
+    }
+    case Expr::Binary: return binary(e, s, line);
+  }
+  return Value::undef();
+}
+
+// Binary operators; `and` / `or` give an operand, as in Python.
+Value Impl::binary(const Expr& e, Scope& s, int line) const {
+  auto bad = [&](const std::string& m) { fail(line, m); };
+  const Value a = eval(*e.args[0], s, line);
+  if (e.name == "and") return truthy(a) ? eval(*e.args[1], s, line) : a;
+  if (e.name == "or") return truthy(a) ? a : eval(*e.args[1], s, line);
+  const Value b = eval(*e.args[1], s, line);
+  const std::string& op = e.name;
+  if (op == "==") return Value{equal(a, b)};
+  if (op == "!=") return Value{!equal(a, b)};
+  if (op == "<") return Value{less(a.v, b.v)};
+  if (op == ">") return Value{less(b.v, a.v)};
+  if (op == "<=") return Value{!less(b.v, a.v)};
+  if (op == ">=") return Value{!less(a.v, b.v)};
+  if (op == "in" || op == "not in") {
+    bool found = false;
+    if (b.v.is_string() && a.v.is_string()) found = b.v.get<std::string>().find(a.v.get<std::string>()) != std::string::npos;
+    else if (b.v.is_array()) found = std::any_of(b.v.begin(), b.v.end(), [&](const json& x) { return equal(Value{x}, a); });
+    else if (b.v.is_object()) found = a.v.is_string() && b.v.contains(a.v.get<std::string>());
+    else if (!b.undefined && !b.v.is_null()) bad("'in' needs a string, list or dict on its right, got " + py_repr(b.v));
+    return Value{found == (op == "in")};
+  }
+  if (op == "~") return Value{py_str(a) + py_str(b)};
+  if (op == "+" && a.v.is_string() && b.v.is_string()) return Value{a.v.get<std::string>() + b.v.get<std::string>()};
+  if (op == "+" && a.v.is_array() && b.v.is_array()) {
+    json l = a.v;
+    for (const json& x : b.v) l.push_back(x);
+    return Value{l};
+  }
+  if (op == "*" && a.v.is_string() && b.v.is_number_integer()) {
+    std::string r;
+    for (int64_t k = 0; k < b.v.get<int64_t>(); ++k) r += a.v.get<std::string>();
+    return Value{r};
+  }
+  if (!a.v.is_number() || !b.v.is_number())
+    bad("unsupported operand types for " + op + ": " + py_repr(a.undefined ? json("undefined") : a.v) + " and " +
+        py_repr(b.undefined ? json("undefined") : b.v));
+  const bool ints = !a.v.is_number_float() && !b.v.is_number_float();
+  const double x = a.v.get<double>(), y = b.v.get<double>();
+  if ((op == "/" || op == kFloorDiv || op == "%") && y == 0) bad("division by zero");
+  if (op == "+") return ints ? Value{a.v.get<int64_t>() + b.v.get<int64_t>()} : Value{x + y};
+  if (op == "-") return ints ? Value{a.v.get<int64_t>() - b.v.get<int64_t>()} : Value{x - y};
+  if (op == "*") return ints ? Value{a.v.get<int64_t>() * b.v.get<int64_t>()} : Value{x * y};
+  if (op == "/") return Value{x / y};
+  if (op == kFloorDiv) return ints ? Value{int64_t(std::floor(x / y))} : Value{std::floor(x / y)};
+  if (op == "%") {
+    const double m = x - y * std::floor(x / y);
+    return ints ? Value{int64_t(m)} : Value{m};
+  }
+  if (op == "**") return ints && y >= 0 ? Value{int64_t(std::llround(std::pow(x, y)))} : Value{std::pow(x, y)};
+  bad("unknown operator " + op);
+  return Value::undef();
+}
+
+Value Impl::call(const Expr& e, Scope& s, int line) const {
+  std::vector<Value> args;  // positional, then keyword (named by e.kwnames)
+  for (size_t k = 1; k < e.args.size(); ++k) args.push_back(eval(*e.args[k], s, line));
+  const size_t positional = args.size() - e.kwnames.size();
+  const Expr& callee = *e.args[0];
+  if (callee.kind == Expr::Attr) {  // a method of a value
+    const Value self = eval(*callee.args[0], s, line);
+    if (!self.undefined) return method(self, callee.name, args, line);
+  }
+  if (callee.kind != Expr::Var) fail(line, "only functions and methods can be called");
+  const std::string& f = callee.name;
+  if (f == "raise_exception") fail(line, "the template raised: " + (args.empty() ? std::string() : py_str(args[0])));
+  if (f == "namespace") {
+    json ns = json::object();
+    if (positional > 0 && args[0].v.is_object()) ns = args[0].v;
+    for (size_t k = 0; k < e.kwnames.size(); ++k) ns[e.kwnames[k]] = args[positional + k].v;
+    return Value{ns};
+  }
+  if (f == "range") {
+    auto bad = [&](const std::string& m) { fail(line, m); };
+    int64_t a = 0, b = 0, step = 1;
+    if (positional == 1) b = as_int(args[0], bad);
+    else if (positional >= 2) a = as_int(args[0], bad), b = as_int(args[1], bad), step = positional > 2 ? as_int(args[2], bad) : 1;
+    if (step == 0) fail(line, "range() step cannot be zero");
+    json l = json::array();
+    for (int64_t i = a; step > 0 ? i < b : i > b; i += step) l.push_back(i);
+    return Value{l};
+  }
+  if (f == "strftime_now") {
+    const std::time_t now = std::time(nullptr);
+    char buf[256];
+    const size_t n = std::strftime(buf, sizeof(buf), args.empty() ? "%Y-%m-%d" : py_str(args[0]).c_str(), std::localtime(&now));
+    return Value{std::string(buf, n)};
+  }
+  fail(line, "unknown function '" + f + "'");
+}
+
+Value Impl::method(const Value& self, const std::string& name, const std::vector<Value>& args, int line) const {
+  const json& v = self.v;
+  auto arg = [&](size_t k) { return k < args.size() ? py_str(args[k]) : std::string(); };
+  if (v.is_string()) {
+    const std::string str = v.get<std::string>();
+    const std::string chars = args.empty() || args[0].v.is_null() ? kWhitespace : arg(0);
+    if (name == "strip") return Value{strip(str, chars, true, true)};
+    if (name == "lstrip") return Value{strip(str, chars, true, false)};
+    if (name == "rstrip") return Value{strip(str, chars, false, true)};
+    if (name == "startswith") return Value{str.rfind(arg(0), 0) == 0};
+    if (name == "endswith") return Value{str.size() >= arg(0).size() && str.compare(str.size() - arg(0).size(), arg(0).size(), arg(0)) == 0};
+    if (name == "upper" || name == "lower") {
+      std::string r = str;
+      for (char& c : r) c = char(name == "upper" ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
+      return Value{r};
+    }
+    if (name == "replace") {
+      std::string r, from = arg(0), to = arg(1);
+      if (from.empty()) return Value{str};
+      size_t p = 0, q;
+      while ((q = str.find(from, p)) != std::string::npos) r += str.substr(p, q - p) + to, p = q + from.size();
+      return Value{r + str.substr(p)};
+    }
+    if (name == "split") {
+      json parts = json::array();
+      if (args.empty() || args[0].v.is_null()) {
+        std::istringstream in(str);
+        std::string w;
+        while (in >> w) parts.push_back(w);
+      } else {
+        const std::string sep = arg(0);
+        if (sep.empty()) fail(line, "split() with an empty separator");
+        size_t p = 0, q;
+        while ((q = str.find(sep, p)) != std::string::npos) parts.push_back(str.substr(p, q - p)), p = q + sep.size();
+        parts.push_back(str.substr(p));
+      }
+      return Value{parts};
+    }
+  }
+  if (v.is_object()) {
+    if (name == "get") return v.contains(arg(0)) ? Value{v[arg(0)]} : args.size() > 1 ? args[1] : Value{json()};
+    if (name == "items" || name == "keys" || name == "values") {
+      json l = json::array();
+      for (auto it = v.begin(); it != v.end(); ++it)
+        l.push_back(name == "items" ? json::array({it.key(), *it}) : name == "keys" ? json(it.key()) : *it);
+      return Value{l};
+    }
+  }
+  fail(line, "no method '" + name + "' on " + py_repr(v));
+}
+
+Value Impl::filter(const Expr& e, Scope& s, int line) const {
+  const Value x = eval(*e.args[0], s, line);
+  std::vector<Value> args;
+  for (size_t k = 1; k < e.args.size(); ++k) args.push_back(eval(*e.args[k], s, line));
+  auto kw = [&](const char* name, size_t pos) -> std::optional<Value> {
+    const size_t positional = args.size() - e.kwnames.size();
+    for (size_t k = 0; k < e.kwnames.size(); ++k)
+      if (e.kwnames[k] == name) return args[positional + k];
+    if (pos < positional) return args[pos];
+    return std::nullopt;
+  };
+  const std::string& f = e.name;
+  if (f == "trim") return Value{strip(py_str(x), kWhitespace, true, true)};
+  if (f == "length" || f == "count") {
+    if (x.v.is_string()) return Value{int64_t(x.v.get<std::string>().size())};
+    if (x.v.is_array() || x.v.is_object()) return Value{int64_t(x.v.size())};
+    fail(line, "length of " + py_repr(x.v));
+  }
+  if (f == "string") return Value{py_str(x)};
+  if (f == "safe" || (f == "list" && x.v.is_array())) return x;
+  if (f == "upper" || f == "lower") return method(Value{py_str(x)}, f, {}, line);
+  if (f == "capitalize" || f == "title") {
+    std::string r = py_str(x);
+    bool start = true;
+    for (char& c : r) {
+      const bool alpha = std::isalpha(static_cast<unsigned char>(c)) != 0;
+      c = char(start && alpha ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
+      start = f == "title" ? !alpha : false;
+    }
+    return Value{r};
+  }
+  if (f == "replace") return method(Value{py_str(x)}, "replace", args, line);
+  if (f == "default" || f == "d") {
+    const bool boolean = kw("boolean", 1) && truthy(*kw("boolean", 1));
+    if (x.undefined || (boolean && !truthy(x))) return kw("default_value", 0).value_or(Value{std::string()});
+    return x;
+  }
+  if (f == "tojson") {
+    const std::optional<Value> indent = kw("indent", 0);
+    return Value{py_json(x.v, indent && indent->v.is_number_integer() ? int(indent->v.get<int64_t>()) : 0)};
+  }
+  if (f == "join") {
+    std::string r, sep = kw("d", 0) ? py_str(*kw("d", 0)) : "";
+    bool first = true;
+    if (x.v.is_array())
+      for (const json& item : x.v) r += (first ? "" : sep) + py_str(Value{item}), first = false;
+    return Value{r};
+  }
+  if ((f == "first" || f == "last") && (x.v.is_array() || x.v.is_string())) {
+    if (x.v.empty() || (x.v.is_string() && x.v.get<std::string>().empty())) return Value::undef();
+    return x.v.is_string() ? Value{std::string(1, f == "first" ? x.v.get<std::string>().front() : x.v.get<std::string>().back())}
+                           : Value{f == "first" ? x.v.front() : x.v.back()};
+  }
+  if (f == "reverse" && (x.v.is_array() || x.v.is_string())) return Value{slice(x.v, std::nullopt, std::nullopt, -1)};
+  if (f == "items") return method(x, "items", {}, line);
+  if (f == "int") return Value{x.v.is_number() ? int64_t(x.v.get<double>()) : x.v.is_string() ? int64_t(std::atoll(x.v.get<std::string>().c_str())) : int64_t(0)};
+  fail(line, "unknown filter '" + f + "'");
+}
+
+bool Impl::test(const Expr& e, Scope& s, int line) const {
+  const Value x = eval(*e.args[0], s, line);
+  const std::string& t = e.name;
+  const json& v = x.v;
+  if (t == "defined") return !x.undefined;
+  if (t == "undefined") return x.undefined;
+  if (x.undefined && t != "none") return false;
+  if (t == "none") return !x.undefined && v.is_null();
+  if (t == "string") return v.is_string();
+  if (t == "number") return v.is_number();
+  if (t == "integer") return v.is_number_integer() || v.is_number_unsigned();
+  if (t == "float") return v.is_number_float();
+  if (t == "boolean") return v.is_boolean();
+  if (t == "true" || t == "false") return v.is_boolean() && v.get<bool>() == (t == "true");
+  if (t == "mapping") return v.is_object();
+  if (t == "sequence" || t == "iterable") return v.is_array() || v.is_string() || (t == "iterable" && v.is_object());
+  if (t == "even" || t == "odd") return v.is_number_integer() && (v.get<int64_t>() % 2 == 0) == (t == "even");
+  if (t == "equalto" || t == "eq" || t == "sameas") return e.args.size() > 1 && equal(x, eval(*e.args[1], s, line));
+  fail(line, "unknown test '" + t + "'");
+}
+
+}  // namespace ftdist::data

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""check_chat_sentencepiece.py FTDIST SPM_DIR WORKDIR — chat `messages` through `ftdist prepare-data`
+with a SentencePiece model directory (the tokenizer.model SentencePieceChat writes to SPM_DIR), for
+several chat templates (Llama-2's, ChatML / Qwen2's, Zephyr's multi-line one, Llama-3's, and one that
+uses namespaces, filters, tests, slices and loop variables):
+  * each conversation's rendered text (`--show`) equals what Transformers' own Jinja environment
+    renders from the same template (the oracle);
+  * the trained bytes are each assistant turn's, up to the end of its turn marker: every non-space
+    byte of a turn is trained, none outside (a word piece may carry the space before a turn);
+  * a bad line — no assistant turn, an unknown role, non-string content, a template raising
+    (Llama-2's roles must alternate), a model directory without a chat template — exits 2 naming
+    the file and line, and writes nothing;
+  * `ftdist train` trains on the chat JSONL with the model directory (its tokenizer and template)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from transformers.utils.chat_template_utils import _compile_jinja_template
+
+ftdist, spm_dir, work = sys.argv[1:4]
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+failed = 0
+
+
+def check(ok, what):
+    global failed
+    print(("ok   " if ok else "FAIL ") + what)
+    failed += not ok
+
+
+TEMPLATES = {
+    "llama2": "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}"
+              "{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+              "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
+              "user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = "
+              "'<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}"
+              "{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif "
+              "message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}",
+    "chatml": "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a "
+              "helpful assistant.<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+              "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+    "zephyr": "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + message['content'] + eos_token }}\n"
+              "{% elif message['role'] == 'system' %}\n{{ '<|system|>\\n' + message['content'] + eos_token }}\n{% elif message['role'] == "
+              "'assistant' %}\n{{ '<|assistant|>\\n'  + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and "
+              "add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}",
+    "llama3": "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+              "message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+              "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
+              "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
+    "features": "{#- every construct at once -#}\n{%- set ns = namespace(sys='', n=0) -%}\n{%- for m in messages -%}\n"
+                "  {%- if m.role == 'system' -%}{%- set ns.sys = m.content | trim -%}{%- endif -%}\n{%- endfor -%}\n"
+                "{{- bos_token -}}{{ {'k': [1, 2.5, none, true, 'q\"uote']} | tojson }} {{ (3 // 2) ~ '|' ~ (7 % 3) ~ '|' ~ 2 ** 3 ~ '|' ~ -1.5 }}\n"
+                "{%- if ns.sys %}[SYS {{ ns.sys | upper }} ({{ ns.sys | length }}) {{ ns.sys.split(' ')[:2] | join('+') }}]\n{% endif -%}\n"
+                "{%- for m in messages if m.role != 'system' -%}\n"
+                "  {%- set ns.n = ns.n + 1 -%}\n"
+                "  {{- '#' ~ loop.index ~ ' ' ~ (m['role'] if m.role in ['user', 'assistant'] else 'other') ~ ': ' -}}\n"
+                "  {{- m.content.strip() ~ (eos_token if m.role == 'assistant' else '') }}\n"
+                "  {% if loop.last and add_generation_prompt %}#{{ loop.length + 1 }} assistant: {% endif %}\n"
+                "{%- endfor -%}\n"
+                "{%- if nothing is defined or ns.n is not number %}{{ raise_exception('never') }}{% endif -%}",
+}
+SPECIALS = ["<|im_start|>", "<|im_end|>"]
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "the cat sat"}, {"role": "assistant", "content": "on the mat"}],
+    [{"role": "system", "content": "Be brief and kind."}, {"role": "user", "content": "hello there"},
+     {"role": "assistant", "content": " hi! "}, {"role": "user", "content": "what is 2+2?"}, {"role": "assistant", "content": "4\n\nfour"}],
+    [{"role": "user", "content": "a \"quoted\" word & <tag>"}, {"role": "assistant", "content": "café — ünïcode ✓"}],
+]
+
+
+def model_dir(name, template):
+    d = os.path.join(work, name)
+    os.makedirs(d)
+    shutil.copyfile(os.path.join(spm_dir, "tokenizer.model"), os.path.join(d, "tokenizer.model"))
+    config = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "legacy": name != "llama2"}
+    if template is not None:
+        config["chat_template"] = template
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump(config, f)
+    return d
+
+
+def prepare(d, lines, extra=()):
+    data = os.path.join(d, "chat.jsonl")
+    with open(data, "w", encoding="utf-8") as f:
+        f.write("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+    out = os.path.join(d, "chat.ftok")
+    r = subprocess.run([ftdist, "prepare-data", "--tokenizer", d, "--input", data, "--output", out, *extra],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    return r, data, out
+
+
+def turn_spans(tmpl, msgs, render):
+    full = render(msgs, False)
+    spans = []
+    for k, m in enumerate(msgs):
+        if m["role"] == "assistant":
+            before, upto = render(msgs[:k], True), render(msgs[:k + 1], False)
+            spans.append((len(before.encode()), len(upto.rstrip().encode())))
+    return full, spans
+
+
+for name, template in TEMPLATES.items():
+    d = model_dir(name, template)
+    compiled = _compile_jinja_template(template)
+    render = lambda msgs, gen: compiled.render(messages=msgs, bos_token="<s>", eos_token="</s>", add_generation_prompt=gen)
+    convs = CONVERSATIONS if name != "llama2" else [c for c in CONVERSATIONS]
+    r, data, out = prepare(d, [{"messages": c} for c in convs], ["--show", "10"])
+    check(r.returncode == 0, f"{name}: prepare-data exit {r.returncode} {r.stderr.decode()[-300:]}")
+    if r.returncode != 0:
+        continue
+    shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]
+    check(len(shown) == len(convs), f"{name}: {len(shown)} conversations shown of {len(convs)}")
+    for c, s in zip(convs, shown):
+        full, spans = turn_spans(template, c, render)
+        check(s["text"] == full, f"{name} line {s['line']}: rendered text equals Transformers' ({s['text']!r} vs {full!r})")
+        if s["text"] != full:
+            continue
+        raw = full.encode()
+        want = {i for a, b in spans for i in range(a, b) if not chr(raw[i]).isspace()}
+        got = {i for a, b in s["trained"] for i in range(a, b) if not chr(raw[i]).isspace()}
+        check(got == want, f"{name} line {s['line']}: trained bytes are the assistant turns' "
+                           f"(extra {sorted(got - want)[:8]}, missing {sorted(want - got)[:8]})")
+        check(0 < s["trained_tokens"] < s["tokens"], f"{name} line {s['line']}: {s['trained_tokens']} of {s['tokens']} tokens trained")
+
+# Bad lines: exit 2, file:line named, nothing written.
+d = model_dir("bad", TEMPLATES["llama2"])
+good = {"messages": CONVERSATIONS[0]}
+for what, line in [("no assistant turn", {"messages": [{"role": "user", "content": "x"}]}),
+                   ("unknown role", {"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]}),
+                   ("must be a string", {"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "y"}]}),
+                   ("roles must alternate", {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
+                                                          {"role": "assistant", "content": "c"}]})]:
+    r, data, out = prepare(d, [good, line])
+    err = r.stderr.decode()
+    check(r.returncode == 2 and f"{data}:2" in err and what in err and not os.path.exists(out),
+          f"bad line ({what}): exit {r.returncode}, {err.strip()[-200:]!r}")
+d = model_dir("no-template", None)
+r, data, out = prepare(d, [good])
+err = r.stderr.decode()
+check(r.returncode == 2 and f"{data}:1" in err and "chat template" in err, f"no chat template: exit {r.returncode}, {err.strip()[-200:]!r}")
+
+# Training reads the same JSONL through the model directory's tokenizer and template.
+d = os.path.join(work, "chatml")
+with open("examples/tiny/config.json") as f:
+    model = json.load(f)
+model["vocab_size"] = 600  # the SentencePiece model's
+with open(os.path.join(work, "config.json"), "w") as f:
+    json.dump(model, f)
+cfg = os.path.join(work, "train.toml")
+with open(cfg, "w") as f:
+    f.write(f'[model]\nconfig = "{work}/config.json"\n[data]\ntrain = "{d}/chat.jsonl"\n'
+            f'tokenizer = "{d}/tokenizer.model"\nseq_len = 64\n[train]\nsteps = 3\nmicro_batch = 2\nwarmup_steps = 1\nlog_every = 1\n'
+            f'[output]\ndir = "{work}/run"\n')
+r = subprocess.run([ftdist, "train", "--config", cfg], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+check(r.returncode == 0 and "trained 3 steps" in r.stdout.decode(), f"ftdist train on the chat JSONL: exit {r.returncode} {r.stdout.decode()[-400:]}")
+
+print("FAILED" if failed else "OK")
+sys.exit(1 if failed else 0)
