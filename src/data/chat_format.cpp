@@ -39,8 +39,15 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   FT_CHECK_ARG(!config.is_discarded() && config.is_object(), config_path << ": not a JSON object");
   if (!config.contains("chat_template") || config["chat_template"].is_null()) return nullptr;
   const std::string origin = config_path + " chat_template";
-  auto chat = std::make_shared<ChatFormat>(ChatFormat{config_path, ChatTemplate(template_text(config["chat_template"], config_path), origin),
-                                                      token_text(config, "bos_token"), token_text(config, "eos_token"), {}});
+  auto chat = std::make_shared<ChatFormat>();
+  chat->origin = config_path;
+  try {
+    chat->tmpl = std::make_shared<const ChatTemplate>(template_text(config["chat_template"], config_path), origin);
+  } catch (const Error& e) {
+    chat->error = e.message();
+  }
+  chat->bos_token = token_text(config, "bos_token");
+  chat->eos_token = token_text(config, "eos_token");
   if (config.contains("legacy") && config["legacy"].is_boolean()) chat->legacy = config["legacy"].get<bool>();
   if (!token_text(config, "unk_token").empty()) chat->unk_token = token_text(config, "unk_token");
   // Special tokens: the added tokens (with their ids), then BOS and EOS by their pieces.
@@ -67,7 +74,8 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
 }
 
 std::string render_chat(const ChatFormat& chat, const json& messages, bool add_generation_prompt) {
-  return chat.tmpl.render({{"messages", messages},
+  FT_CHECK_ARG(chat.tmpl, chat.error);
+  return chat.tmpl->render({{"messages", messages},
                            {"bos_token", chat.bos_token},
                            {"eos_token", chat.eos_token},
                            {"add_generation_prompt", add_generation_prompt}});

@@ -8,8 +8,9 @@ uses namespaces, filters, tests, slices and loop variables):
   * the trained bytes are each assistant turn's, up to the end of its turn marker: every non-space
     byte of a turn is trained, none outside (a word piece may carry the space before a turn);
   * a bad line — no assistant turn, an unknown role, non-string content, a template raising
-    (Llama-2's roles must alternate), a model directory without a chat template — exits 2 naming
-    the file and line, and writes nothing;
+    (Llama-2's roles must alternate), a model directory without a chat template, a template
+    construct ftdist does not render (which text lines do not need) — exits 2 naming the file and
+    line, and writes nothing;
   * `ftdist train` trains on the chat JSONL with the model directory (its tokenizer and template)."""
 import json
 import os
@@ -143,6 +144,14 @@ d = model_dir("no-template", None)
 r, data, out = prepare(d, [good])
 err = r.stderr.decode()
 check(r.returncode == 2 and f"{data}:1" in err and "chat template" in err, f"no chat template: exit {r.returncode}, {err.strip()[-200:]!r}")
+
+d = model_dir("unsupported", "{% macro turn(m) %}{{ m.content }}{% endmacro %}{% for m in messages %}{{ turn(m) }}{% endfor %}")
+r, data, out = prepare(d, [{"text": "the cat sat"}])
+check(r.returncode == 0, f"a template ftdist cannot render does not stop text data: exit {r.returncode} {r.stderr.decode()[-200:]}")
+r, data, out = prepare(d, [good])
+err = r.stderr.decode()
+check(r.returncode == 2 and f"{data}:1" in err and "tokenizer_config.json chat_template (line 1)" in err and "macro" in err,
+      f"an unsupported template construct: exit {r.returncode}, {err.strip()[-200:]!r}")
 
 # Training reads the same JSONL through the model directory's tokenizer and template.
 d = os.path.join(work, "chatml")

@@ -18,7 +18,10 @@ namespace ftdist::data {
 
 struct ChatFormat {
   std::string origin;  // the tokenizer_config.json
-  ChatTemplate tmpl;
+  // The template; null with `error` when it does not parse (said when a conversation needs it, so
+  // that text data still reads with the directory's tokenizer).
+  std::shared_ptr<const ChatTemplate> tmpl;
+  std::string error;
   std::string bos_token, eos_token;  // as the template sees them ("" when undefined)
   // Special tokens as they stand in rendered text, with their ids, longest first: the added
   // tokens of tokenizer_config.json and BOS / EOS.
