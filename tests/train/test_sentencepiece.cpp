@@ -22,15 +22,19 @@ namespace {
 
 const std::string kDir = std::string(FTDIST_TEST_TMP) + "/spm";
 
+// The bundled corpus's texts, a line each: what the test tokenizers are trained on.
+void write_corpus_text(const std::string& path) {
+  std::ifstream in(std::string(FTDIST_SOURCE_DIR) + "/examples/tiny/corpus.jsonl");
+  std::ofstream txt(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) txt << nlohmann::json::parse(line)["text"].get<std::string>() << "\n";
+}
+
 const std::string& model_path() {
   static const std::string path = [] {
     make_directories(kDir, "test");
-    std::ifstream in(std::string(FTDIST_SOURCE_DIR) + "/examples/tiny/corpus.jsonl");
-    std::ofstream txt(kDir + "/corpus.txt");
-    std::string line;
-    while (std::getline(in, line))
-      if (!line.empty()) txt << nlohmann::json::parse(line)["text"].get<std::string>() << "\n";
-    txt.close();
+    write_corpus_text(kDir + "/corpus.txt");
     const auto status = sentencepiece::SentencePieceTrainer::Train(
         "--input=" + kDir + "/corpus.txt --model_prefix=" + kDir + "/tok --vocab_size=300 --model_type=bpe "
         "--bos_id=1 --eos_id=2 --unk_id=0 --pad_id=-1 --minloglevel=2");
@@ -124,13 +128,7 @@ TEST(SentencePiece, TheModelDirectorysTokenizerIsUsedForJsonl) {
 TEST(SentencePieceChat, ModelDirectoryTrainsTheAssistantTurns) {
   const std::string dir = std::string(FTDIST_TEST_TMP) + "/chat-spm";
   make_directories(dir, "test");
-  {
-    std::ifstream in(std::string(FTDIST_SOURCE_DIR) + "/examples/tiny/corpus.jsonl");
-    std::ofstream txt(dir + "/corpus.txt");
-    std::string line;
-    while (std::getline(in, line))
-      if (!line.empty()) txt << nlohmann::json::parse(line)["text"].get<std::string>() << "\n";
-  }
+  write_corpus_text(dir + "/corpus.txt");
   const auto status = sentencepiece::SentencePieceTrainer::Train(
       "--input=" + dir + "/corpus.txt --model_prefix=" + dir + "/tokenizer --vocab_size=600 --model_type=bpe "
       "--bos_id=1 --eos_id=2 --unk_id=0 --pad_id=-1 --user_defined_symbols=<|im_start|>,<|im_end|> --minloglevel=2 "
