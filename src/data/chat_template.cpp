@@ -199,7 +199,13 @@ std::vector<Token> tokenize(const std::string& s, const std::function<std::strin
       while (j < s.size() && (std::isdigit(static_cast<unsigned char>(s[j])) || s[j] == '.' || s[j] == '_')) ++j;
       std::string t = s.substr(i, j - i);
       t.erase(std::remove(t.begin(), t.end(), '_'), t.end());
-      out.push_back({Token::Number, t, t.find('.') != std::string::npos ? json(std::stod(t)) : json(std::stoll(t))});
+      json number;
+      try {
+        number = t.find('.') != std::string::npos ? json(std::stod(t)) : json(std::stoll(t));
+      } catch (const std::exception&) {
+        FT_CHECK_ARG(false, where() << ": the number '" << t << "' is out of range");
+      }
+      out.push_back({Token::Number, t, number});
       i = j;
     } else if (c == '\'' || c == '"') {
       std::string v;
@@ -295,7 +301,7 @@ class Parser {
   bool at_name(const char* n) const { return t_[i_].kind == Token::Name && t_[i_].text == n; }
   bool done() const { return t_[i_].kind == Token::End; }
   void expect(const char* op) {
-    FT_CHECK_ARG(at(op), where_() << ": expected '" << op << "', got '" << t_[i_].text << "'");
+    FT_CHECK_ARG(at(op), where_() << ": expected '" << op << "', got " << (done() ? std::string("the end") : "'" + t_[i_].text + "'"));
     ++i_;
   }
   std::string name() {
@@ -527,7 +533,7 @@ class Parser {
       ++i_;
       return e;
     }
-    FT_CHECK_ARG(false, where_() << ": unexpected '" << t.text << "'");
+    FT_CHECK_ARG(false, where_() << ": " << (t.kind == Token::End ? std::string("the expression ends too early") : "unexpected '" + t.text + "'"));
     return nullptr;
   }
 
@@ -640,6 +646,8 @@ class TreeBuilder {
       n->kind = w == "break" ? Impl::Node::Break : Impl::Node::Continue;
     } else if (w == "generation" || w == "endgeneration") {
       return nullptr;  // Transformers' marker of assistant text: its content renders as is
+    } else if (w == "endif" || w == "endfor" || w == "elif" || w == "else") {
+      fail(s.line, "'{% " + w + " %}' without its block");
     } else {
       fail(s.line, "'{% " + w + " %}' is not supported in chat templates here");
     }
@@ -905,6 +913,7 @@ Value Impl::binary(const Expr& e, Scope& s, int line) const {
     return Value{l};
   }
   if (op == "*" && a.v.is_string() && b.v.is_number_integer()) {
+    if (double(a.v.get_ref<const std::string&>().size()) * b.v.get<double>() > double(1 << 26)) bad("a string repeated past 64 MiB");
     std::string r;
     for (int64_t k = 0; k < b.v.get<int64_t>(); ++k) r += a.v.get<std::string>();
     return Value{r};
