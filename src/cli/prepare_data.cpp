@@ -33,13 +33,13 @@ void print_packing(const std::string& path, int64_t seq_len) {
 
 // The first `n` conversations (`messages` lines) as training sees them, one JSON line each: the
 // rendered text and the byte ranges of it that are trained.
-void show_conversations(const std::string& input, const data::Tokenizer& tok, int64_t n) {
+void show_conversations(const std::string& input, const data::Tokenizer& tok, int64_t n, bool all_turns) {
   std::ifstream in(input);
   std::string line;
   for (int64_t k = 1, shown = 0; shown < n && std::getline(in, line); ++k) {
     const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("messages")) continue;
-    const data::ChatTokens c = data::chat_tokens(j["messages"], input + ":" + std::to_string(k), tok, false);
+    const data::ChatTokens c = data::chat_tokens(j["messages"], input + ":" + std::to_string(k), tok, all_turns);
     nlohmann::json spans = nlohmann::json::array();
     int64_t trained = 0;
     for (size_t i = 0; i < c.ids.size(); ++i) {
@@ -66,6 +66,8 @@ int prepare_data_main(int argc, char** argv) {
       ("vocab", "vocabulary size the ids must stay below (default: the tokenizer's; 258 for bytes)", cxxopts::value<int64_t>()->default_value("0"))
       ("tokenizer", "SentencePiece tokenizer.model for text, or a model directory with one (its tokenizer_config.json's "
        "chat template renders messages) (default: byte-level)", cxxopts::value<std::string>()->default_value(""))
+      ("train-on", "chat messages: assistant (the loss on the assistant turns and their end-of-turn marker) | all",
+       cxxopts::value<std::string>()->default_value("assistant"))
       ("show", "also print the first N conversations as rendered, with the byte ranges trained (JSON lines)",
        cxxopts::value<int64_t>()->default_value("0"))
       ("seq-len", "also print how whole examples pack into sequences of this length (data.packing = documents); "
@@ -82,6 +84,8 @@ int prepare_data_main(int argc, char** argv) {
   FT_CHECK_ARG(args.count("output"), "ftdist prepare-data: --output is required");
   const std::string out = args["output"].as<std::string>();
   FT_CHECK_ARG(out.size() > 5 && out.substr(out.size() - 5) == ".ftok", "--output: the file name must end in .ftok, got '" << out << "'");
+  const std::string train_on = args["train-on"].as<std::string>();
+  FT_CHECK_ARG(train_on == "assistant" || train_on == "all", "--train-on: expected assistant or all, got '" << train_on << "'");
   const auto tokenizer = data::load_tokenizer(args["tokenizer"].as<std::string>(), "--tokenizer");
   const int64_t vocab = args["vocab"].as<int64_t>() > 0 ? args["vocab"].as<int64_t>() : tokenizer->vocab_size();
   const std::string input = args["input"].as<std::string>();
@@ -92,13 +96,14 @@ int prepare_data_main(int argc, char** argv) {
       [&](uint64_t done, uint64_t total, size_t n) {
         if (!bar) bar = std::make_unique<ProgressBar>("reading " + input, total, "B");
         bar->update(done, std::to_string(n) + " documents");
-      });
+      },
+      train_on == "all");
   if (bar) bar->finish(std::to_string(docs) + " documents");
   const int64_t tokens = writer.num_tokens();
   writer.finish();
   std::printf("wrote %s: %zu documents, %lld tokens\n", out.c_str(), docs, static_cast<long long>(tokens));
   if (args.count("seq-len")) print_packing(out, args["seq-len"].as<int64_t>());
-  if (args["show"].as<int64_t>() > 0) show_conversations(input, *tokenizer, args["show"].as<int64_t>());
+  if (args["show"].as<int64_t>() > 0) show_conversations(input, *tokenizer, args["show"].as<int64_t>(), train_on == "all");
   return 0;
 }
 

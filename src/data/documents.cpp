@@ -62,7 +62,7 @@ void prompt_completion(const nlohmann::json& j, const std::string& where, const 
 
 // One non-blank line of JSONL -> a document (errors name `where`, i.e. path:line).
 Document parse_line(const std::string& text, const std::string& where, int64_t line, int64_t vocab,
-                    const Tokenizer& tokenizer) {
+                    const Tokenizer& tokenizer, bool chat_all_turns) {
   const nlohmann::json j = parse_json(text, where);
   FT_CHECK_ARG(j.is_object(), where << ": expected a JSON object");
   Document d;
@@ -81,7 +81,7 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
     prompt_completion(j, where, tokenizer, d);
   } else if (j.contains("messages")) {  // rendered with the model directory's chat template
     need_vocab(tokenizer, vocab, where);
-    const ChatTokens chat = chat_tokens(j["messages"], where, tokenizer, false);
+    const ChatTokens chat = chat_tokens(j["messages"], where, tokenizer, chat_all_turns);
     d.ids = chat.ids;
     for (size_t i = 0; i < d.ids.size(); ++i) d.labels.push_back(chat.trained[i] ? d.ids[i] : -100);
   } else {
@@ -102,7 +102,7 @@ uint64_t file_size(std::ifstream& in) {
 
 size_t for_each_jsonl_document(const std::string& path, int64_t vocab, const std::string& what,
                                const Tokenizer* tokenizer, const std::function<void(Document&&)>& fn,
-                               const ReadProgress& progress) {
+                               const ReadProgress& progress, bool chat_all_turns) {
   std::unique_ptr<Tokenizer> bytes;
   if (!tokenizer) tokenizer = (bytes = byte_tokenizer()).get();
   std::ifstream in(path);
@@ -117,7 +117,7 @@ size_t for_each_jsonl_document(const std::string& path, int64_t vocab, const std
     read += text.size() + 1;
     if (progress && line > 1) progress(std::min(read, total), total, documents);
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    fn(parse_line(text, path + ":" + std::to_string(line), line, vocab, *tokenizer));
+    fn(parse_line(text, path + ":" + std::to_string(line), line, vocab, *tokenizer, chat_all_turns));
     ++documents;
   }
   FT_CHECK_ARG(documents > 0, what << ": '" << path << "' holds no documents");

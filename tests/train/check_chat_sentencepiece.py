@@ -128,6 +128,12 @@ for name, template in TEMPLATES.items():
                            f"(extra {sorted(got - want)[:8]}, missing {sorted(want - got)[:8]})")
         check(0 < s["trained_tokens"] < s["tokens"], f"{name} line {s['line']}: {s['trained_tokens']} of {s['tokens']} tokens trained")
 
+# --train-on all: every token of the conversation trained.
+r, data, out = prepare(model_dir("chatml-all", TEMPLATES["chatml"]), [{"messages": CONVERSATIONS[1]}], ["--show", "1", "--train-on", "all"])
+shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]
+check(r.returncode == 0 and len(shown) == 1 and shown[0]["trained_tokens"] == shown[0]["tokens"]
+      and shown[0]["trained"] == [[0, len(shown[0]["text"].encode())]], f"--train-on all trains every token: {shown[:1]}")
+
 # Bad lines: exit 2, file:line named, nothing written.
 d = model_dir("bad", TEMPLATES["llama2"])
 good = {"messages": CONVERSATIONS[0]}

@@ -41,8 +41,9 @@ std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const s
 // The same, streaming: parses line by line and hands each document to `fn` as it is read (blank
 // lines skipped), holding one line at a time. The same checks and messages as read_jsonl (including
 // "<what>: '<path>' holds no documents" at the end). Returns the number of documents.
+// `chat_all_turns`: conversations (`messages`) train on every token, not the assistant turns only.
 size_t for_each_jsonl_document(const std::string& path, int64_t vocab, const std::string& what,
                                const Tokenizer* tokenizer, const std::function<void(Document&&)>& fn,
-                               const ReadProgress& progress = {});
+                               const ReadProgress& progress = {}, bool chat_all_turns = false);
 
 }  // namespace ftdist::data
