@@ -404,8 +404,7 @@ int plan_main(int argc, char** argv) {
 
   if (args.count("report")) {  // said now, not after the search
     const std::string path = args["report"].as<std::string>();
-    const size_t slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    const std::string dir = directory_of(path);
     FT_CHECK_ARG(!path.empty() && path.back() != '/' && is_directory(dir),
                  "--report: cannot write '" << path << "': " << (is_directory(dir) ? "give a file name" : "no directory '" + dir + "'"));
   }

@@ -39,6 +39,11 @@ bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+std::string directory_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
 void make_directories(const std::string& path, const std::string& what) {
   for (size_t pos = path.find('/', 1); ; pos = path.find('/', pos + 1)) {
     const std::string part = pos == std::string::npos ? path : path.substr(0, pos);

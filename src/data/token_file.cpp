@@ -42,11 +42,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string directory_of(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
 // Maps `path` read-only; returns its size (0: nothing mapped).
 size_t map_file(const std::string& path, void** map) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -72,8 +72,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::st
   if (path.empty()) return byte_tokenizer();
   const std::string model = is_directory(path) ? path + "/tokenizer.model" : path;
   auto tok = std::make_unique<SentencePieceTokenizer>(model, what);
-  const size_t slash = model.rfind('/');
-  const std::string config = (slash == std::string::npos ? std::string(".") : model.substr(0, slash)) + "/tokenizer_config.json";
+  const std::string config = directory_of(model) + "/tokenizer_config.json";
   if (file_exists(config)) tok->chat_ = load_chat_format(config, *tok);
   return tok;
 }

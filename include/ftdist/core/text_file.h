@@ -12,6 +12,8 @@ namespace ftdist {
 std::string read_text_file(const std::string& path, const std::string& what, uint64_t max_bytes = UINT64_MAX);
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
+// The directory part of a path: "." for a bare name, "/" for a file at the root.
+std::string directory_of(const std::string& path);
 // mkdir -p; Error(BadInput) naming `what` when a component cannot be created.
 void make_directories(const std::string& path, const std::string& what);
 
