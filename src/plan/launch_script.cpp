@@ -12,7 +12,7 @@ namespace {
 // parallel.checkpointing as TOML: "none", "full", or the number of layers.
 std::string checkpointing_value(ActivationCheckpointing c) {
   const std::string name = activation_checkpointing_name(c);
-  return c == ActivationCheckpointing::None || c == ActivationCheckpointing::Full ? "\"" + name + "\"" : name;
+  return c.partial() ? name : "\"" + name + "\"";
 }
 
 std::string settings_comment(const PlanRequest& req, const Candidate& c) {

@@ -97,8 +97,7 @@ ActivationCheckpointing activation_checkpointing_from_name(const std::string& n)
 
 std::string activation_checkpointing_text(ActivationCheckpointing c, int64_t model_layers) {
   const std::string name = activation_checkpointing_name(c);
-  return c == ActivationCheckpointing::None || c == ActivationCheckpointing::Full ? name
-                                                                                 : name + " of " + std::to_string(model_layers) + " layers";
+  return c.partial() ? name + " of " + std::to_string(model_layers) + " layers" : name;
 }
 
 void check_activation_checkpointing(ActivationCheckpointing c, int64_t model_layers, const std::string& where) {

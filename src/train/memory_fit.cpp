@@ -58,7 +58,7 @@ std::string describe(const plan::RunSetup& s) {
   const plan::ActivationCheckpointing ck = s.activation_checkpointing;
   os << "shard " << plan::stage_name(s.stage) << ", micro_batch " << s.micro_batch << ", checkpointing "
      << plan::activation_checkpointing_name(ck)
-     << (ck == plan::ActivationCheckpointing::None || ck == plan::ActivationCheckpointing::Full ? "" : " layers");
+     << (ck.partial() ? " layers" : "");
   return os.str();
 }
 

@@ -225,9 +225,7 @@ const std::vector<Key>& keys() {
        read_checkpointing,
        [](const C& c) {
          const plan::ActivationCheckpointing k = c.activation_checkpointing;
-         return k == plan::ActivationCheckpointing::None || k == plan::ActivationCheckpointing::Full
-                    ? nlohmann::ordered_json(plan::activation_checkpointing_name(k))
-                    : nlohmann::ordered_json(k.layers);
+         return k.partial() ? nlohmann::ordered_json(k.layers) : nlohmann::ordered_json(plan::activation_checkpointing_name(k));
        }},
       integer("parallel", "prefetch", &C::prefetch, 1, 8, "Units gathered at once: the one computing plus those gathered ahead of it (1..8)."),
       flag("parallel", "no_sync", &C::no_sync, "Gradient accumulation: keep each unit's unsharded gradient until the step's last micro-batch and reduce once (fewer collectives, more memory)."),

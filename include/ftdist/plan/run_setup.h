@@ -29,6 +29,8 @@ struct ActivationCheckpointing {
   // Layers recomputed of a model with `model_layers`.
   constexpr int64_t count(int64_t model_layers) const { return layers < 0 ? model_layers : std::min(layers, model_layers); }
   constexpr bool covers(int64_t layer, int64_t model_layers) const { return layer < count(model_layers); }
+  // A number of layers (K), not one of the named settings none / full.
+  constexpr bool partial() const { return layers > 0; }
   constexpr bool operator==(const ActivationCheckpointing& o) const { return layers == o.layers; }
   constexpr bool operator!=(const ActivationCheckpointing& o) const { return layers != o.layers; }
 };
