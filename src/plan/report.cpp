@@ -28,22 +28,6 @@ std::string human_count(double n) {
   return fmt("%.0f", n);
 }
 
-std::string hours(double s) {
-  if (s < 3600) return fmt("%.1f min", s / 60);
-  if (s < 48 * 3600) return fmt("%.2f h", s / 3600);
-  return fmt("%.1f days", s / 86400);
-}
-
-std::string describe(const PlanRequest& req, const Candidate& c) {
-  std::ostringstream os;
-  const HardwareOption& hw = req.hardware[c.hardware];
-  os << c.gpus << " x " << hw.gpu.name;
-  if (c.nodes > 1) os << " (" << c.nodes << " nodes" << (hw.node_type.empty() ? "" : " of " + hw.node_type) << ")";
-  os << ", shard " << stage_name(c.setup.stage) << ", micro-batch " << c.setup.micro_batch << ", grad-accum "
-     << c.grad_accum << ", checkpointing " << activation_checkpointing_text(c.setup.activation_checkpointing, req.model.layers);
-  return os.str();
-}
-
 // Host (CPU RAM) memory of a candidate: per rank while loading and steady, per node while loading.
 std::string host_line(const Candidate& c) {
   std::ostringstream os;
@@ -56,6 +40,22 @@ std::string host_line(const Candidate& c) {
 }
 
 }  // namespace
+
+std::string duration_text(double s) {
+  if (s < 3600) return fmt("%.1f min", s / 60);
+  if (s < 48 * 3600) return fmt("%.2f h", s / 3600);
+  return fmt("%.1f days", s / 86400);
+}
+
+std::string candidate_summary(const PlanRequest& req, const Candidate& c) {
+  std::ostringstream os;
+  const HardwareOption& hw = req.hardware[c.hardware];
+  os << c.gpus << " x " << hw.gpu.name;
+  if (c.nodes > 1) os << " (" << c.nodes << " nodes" << (hw.node_type.empty() ? "" : " of " + hw.node_type) << ")";
+  os << ", shard " << stage_name(c.setup.stage) << ", micro-batch " << c.setup.micro_batch << ", grad-accum "
+     << c.grad_accum << ", checkpointing " << activation_checkpointing_text(c.setup.activation_checkpointing, req.model.layers);
+  return os.str();
+}
 
 int least_memory_candidate(const PlanResult& result) {
   int best = -1;
@@ -206,7 +206,7 @@ void memory_section(std::ostringstream& os, const PlanReport& r, int focus) {
     row("", [](const Candidate& c) { return std::string(c.fits ? "fits " : "DOES NOT FIT ") + gib(c.usable_bytes) + " usable"; });
     for (auto& col : cols) {
       const Candidate& c = res.candidates[col.second];
-      os << "  " << col.first << ": " << describe(req, c) << "\n";
+      os << "  " << col.first << ": " << candidate_summary(req, c) << "\n";
     }
     if (single >= 0) {
       const Candidate& s = res.candidates[single];
@@ -244,7 +244,7 @@ void candidates_section(std::ostringstream& os, const PlanReport& r, int focus) 
                   req.hardware[c.hardware].gpu.name.c_str(), c.gpus, c.nodes, stage_name(c.setup.stage),
                   static_cast<long long>(c.setup.micro_batch), activation_checkpointing_name(c.setup.activation_checkpointing).c_str(),
                   gib(c.needed_bytes()).c_str(), c.fits ? "yes" : "no", c.time.step_s, c.time.tokens_per_s,
-                  req.total_tokens > 0 ? hours(c.time.total_s).c_str() : "-", req.total_tokens > 0 ? fmt("%.2f", c.time.cost_usd).c_str() : "-",
+                  req.total_tokens > 0 ? duration_text(c.time.total_s).c_str() : "-", req.total_tokens > 0 ? fmt("%.2f", c.time.cost_usd).c_str() : "-",
                   note.c_str());
     os << line;
   }
@@ -261,7 +261,7 @@ void recommendation_section(std::ostringstream& os, const PlanReport& r, int foc
     const Candidate& c = res.candidates[res.recommended];
     const HardwareOption& hw = req.hardware[c.hardware];
     os << "Recommendation (" << (req.objective == Objective::Cost ? "cheapest" : "fastest") << " that fits with "
-       << fmt("%.0f", req.headroom * 100) << "% headroom): " << describe(req, c) << "\n";
+       << fmt("%.0f", req.headroom * 100) << "% headroom): " << candidate_summary(req, c) << "\n";
     os << "  memory per GPU " << gib(c.needed_bytes()) << " GiB of " << gib(c.gpu_memory_bytes) << " GiB ("
        << gib(c.usable_bytes) << " usable) at the step's peak, during the " << c.peak.phase
        << " (--explain prints every phase)\n";
@@ -269,7 +269,7 @@ void recommendation_section(std::ostringstream& os, const PlanReport& r, int foc
     os << "  step " << fmt("%.3f", c.time.step_s) << " s, " << fmt("%.0f", c.time.tokens_per_s) << " tokens/s ("
        << fmt("%.0f", c.time.tokens_per_s / c.gpus) << " per GPU, MFU " << fmt("%.0f", c.time.mfu * 100) << "%)";
     if (req.total_tokens > 0) {
-      os << ", " << c.time.steps << " steps; " << hours(c.time.total_s / req.epochs) << " per epoch, " << hours(c.time.total_s)
+      os << ", " << c.time.steps << " steps; " << duration_text(c.time.total_s / req.epochs) << " per epoch, " << duration_text(c.time.total_s)
          << " in total\n";
       os << "  " << fmt("%.2f", c.time.gpu_hours) << " GPU-hours x $" << fmt("%.2f", hw.gpu.price_per_hour)
          << " = $" << fmt("%.2f", c.time.cost_usd) << " (price is an assumption: edit " << r.catalog_origin
@@ -332,10 +332,6 @@ std::vector<int> shown_candidates(const PlanReport& r, int focus, int* hidden) {
   }
   return shown;
 }
-
-std::string candidate_summary(const PlanRequest& req, const Candidate& c) { return describe(req, c); }
-
-std::string duration_text(double seconds) { return hours(seconds); }
 
 std::string plan_table(const PlanReport& r) {
   const PlanResult& res = r.result;
