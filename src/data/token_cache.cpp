@@ -38,12 +38,16 @@ nlohmann::json stamp(const std::string& path, const std::string& what) {
   return {{"path", abs}, {"size", uint64_t(st.st_size)}, {"mtime_ns", mtime_ns}};
 }
 
-nlohmann::json cache_key(const std::string& jsonl_path, const std::string& tokenizer_path, int64_t vocab,
-                         const std::string& what) {
-  return {{"format", kCacheFormat},
-          {"input", stamp(jsonl_path, what)},
-          {"tokenizer", tokenizer_path.empty() ? nlohmann::json("bytes") : stamp(tokenizer_path, what + " tokenizer")},
-          {"vocab", vocab}};
+// Every chat turn trained is recorded only when asked for, so caches written before data.train_on
+// existed (the assistant turns) stay current.
+nlohmann::json cache_key(const TokenCacheSource& src, const std::string& what) {
+  nlohmann::json key = {
+      {"format", kCacheFormat},
+      {"input", stamp(src.jsonl_path, what)},
+      {"tokenizer", src.tokenizer_path.empty() ? nlohmann::json("bytes") : stamp(src.tokenizer_path, what + " tokenizer")},
+      {"vocab", src.vocab}};
+  if (src.chat_all_turns) key["chat_turns"] = "all";
+  return key;
 }
 
 std::string short_hash(const std::string& text) {  // FNV-1a, 48 bits as 12 hex digits
@@ -87,41 +91,37 @@ void check_mask_only(const Document& d, const std::string& path) {
 
 }  // namespace
 
-std::string tokenized_cache_path(const std::string& jsonl_path, const std::string& tokenizer_path, int64_t vocab,
-                                 const std::string& cache_dir) {
-  const std::string tok = tokenizer_path.empty() ? "bytes" : absolute(tokenizer_path, "tokenizer");
-  const std::string id = "format " + std::to_string(kCacheFormat) + "\n" + absolute(jsonl_path, "data") + "\n" + tok +
-                         "\n" + std::to_string(vocab);
-  return cache_dir + "/" + stem_of(jsonl_path) + "." + short_hash(id) + ".ftok";
+std::string tokenized_cache_path(const TokenCacheSource& src, const std::string& cache_dir) {
+  const std::string tok = src.tokenizer_path.empty() ? "bytes" : absolute(src.tokenizer_path, "tokenizer");
+  const std::string id = "format " + std::to_string(kCacheFormat) + "\n" + absolute(src.jsonl_path, "data") + "\n" + tok +
+                         "\n" + std::to_string(src.vocab) + (src.chat_all_turns ? "\nchat turns: all" : "");
+  return cache_dir + "/" + stem_of(src.jsonl_path) + "." + short_hash(id) + ".ftok";
 }
 
-bool tokenized_cache_is_current(const std::string& jsonl_path, const std::string& tokenizer_path, int64_t vocab,
-                                const std::string& cache_dir) {
+bool tokenized_cache_is_current(const TokenCacheSource& src, const std::string& cache_dir) {
   try {
-    return is_current(tokenized_cache_path(jsonl_path, tokenizer_path, vocab, cache_dir),
-                      cache_key(jsonl_path, tokenizer_path, vocab, "data"));
+    return is_current(tokenized_cache_path(src, cache_dir), cache_key(src, "data"));
   } catch (const Error&) {
     return false;
   }
 }
 
-std::string tokenized_cache(const std::string& jsonl_path, const Tokenizer* tokenizer,
-                            const std::string& tokenizer_path, int64_t vocab, const std::string& cache_dir,
+std::string tokenized_cache(const TokenCacheSource& src, const Tokenizer* tokenizer, const std::string& cache_dir,
                             const std::string& what, const ReadProgress& progress, const std::function<void()>& tick) {
   // The key is taken before reading: an input modified meanwhile is re-tokenized next time.
-  const nlohmann::json key = cache_key(jsonl_path, tokenizer_path, vocab, what);
-  const std::string ftok = tokenized_cache_path(jsonl_path, tokenizer_path, vocab, cache_dir);
+  const nlohmann::json key = cache_key(src, what);
+  const std::string ftok = tokenized_cache_path(src, cache_dir);
   if (is_current(ftok, key)) return ftok;
   make_directories(cache_dir, what + " cache");
   std::remove(sidecar_of(ftok).c_str());  // from here on the old file is not current
-  TokenFileWriter writer(ftok, vocab);
+  TokenFileWriter writer(ftok, src.vocab);
   for_each_jsonl_document(
-      jsonl_path, vocab, what, tokenizer,
+      src.jsonl_path, src.vocab, what, tokenizer,
       [&](Document&& d) {
-        check_mask_only(d, jsonl_path);
+        check_mask_only(d, src.jsonl_path);
         writer.add(d);
       },
-      progress);
+      progress, src.chat_all_turns);
   writer.finish(tick);
   const nlohmann::json side = {{"key", key},
                                {"ftok_bytes", size_of(ftok)},

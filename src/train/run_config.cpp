@@ -175,6 +175,9 @@ const std::vector<Key>& keys() {
              "documents when the data has a loss mask (prompt/completion, chat messages), else stream."),
       choice("data", "long_examples", &C::long_examples, {"truncate", "drop"}, "truncate | drop",
              "packing documents: an example longer than seq_len is cut to its first seq_len tokens, or left out (counted in the log)."),
+      choice("data", "train_on", &C::train_on, {"assistant", "all"}, "assistant | all",
+             "JSONL chat messages: assistant trains the assistant turns and the end-of-turn text that closes each; all trains "
+             "every token (as `ftdist prepare-data --train-on`)."),
       integer("train", "steps", &C::steps, 1, plan::kMaxSteps, "Optimizer steps to run (a resumed run continues up to this step)."),
       integer("train", "micro_batch", &C::micro_batch, 1, plan::kMaxMicroBatch, "Sequences per rank per forward/backward."),
       integer("train", "global_batch", &C::global_batch, 0, plan::kMaxGlobalBatch, "Sequences per optimizer step over all ranks, a multiple of micro_batch x ranks (gradient accumulation makes up the rest); 0: micro_batch x ranks."),

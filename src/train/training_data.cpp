@@ -34,13 +34,14 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
   std::string ftok = path;
   if (!data::is_token_file_path(path)) {  // JSONL
     const std::string dir = c.output_dir + "/data";
+    const data::TokenCacheSource source{path, c.tokenizer, vocab, c.train_on == "all"};
     on_rank0_while_others_wait(world, [&](const std::function<void()>& heartbeat) {
-      if (data::tokenized_cache_is_current(path, c.tokenizer, vocab, dir)) {
-        FT_LOG_INFO(what << ": reusing the tokenized " << path << " (" << data::tokenized_cache_path(path, c.tokenizer, vocab, dir) << ")");
+      if (data::tokenized_cache_is_current(source, dir)) {
+        FT_LOG_INFO(what << ": reusing the tokenized " << path << " (" << data::tokenized_cache_path(source, dir) << ")");
         return;
       }
       std::optional<ProgressBar> bar;  // made at the first report, which knows the size
-      const std::string out = data::tokenized_cache(path, &tokenizer, c.tokenizer, vocab, dir, what,
+      const std::string out = data::tokenized_cache(source, &tokenizer, dir, what,
                                                     [&](uint64_t done, uint64_t total, size_t docs) {
                                                       if (!bar) {
                                                         bar.emplace("tokenizing " + path, total, "B");
@@ -53,7 +54,7 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
       if (bar) bar->finish();
       FT_LOG_INFO(what << ": tokenized " << path << " into " << out);
     });
-    ftok = data::tokenized_cache_path(path, c.tokenizer, vocab, dir);
+    ftok = data::tokenized_cache_path(source, dir);
   }
   auto file = std::make_shared<const data::TokenFile>(ftok, vocab);
   // (data.packing = "auto" is decided with the rest of the run: train::resolve_run())

@@ -377,22 +377,22 @@ TEST(TokenizedCache, ReusedUntilTheInputChanges) {
   const std::string dir = fresh_dir("cache");
   const std::string jsonl = write(dir + "/train.jsonl", kCorpus);
   const std::string cache = dir + "/out/cache";
-  EXPECT_FALSE(data::tokenized_cache_is_current(jsonl, "", 300, cache));
-  const std::string ftok = data::tokenized_cache(jsonl, nullptr, "", 300, cache, "data.train");
-  EXPECT_EQ(ftok, data::tokenized_cache_path(jsonl, "", 300, cache));
+  EXPECT_FALSE(data::tokenized_cache_is_current({jsonl, "", 300}, cache));
+  const std::string ftok = data::tokenized_cache({jsonl, "", 300}, nullptr, cache, "data.train");
+  EXPECT_EQ(ftok, data::tokenized_cache_path({jsonl, "", 300}, cache));
   EXPECT_EQ(ftok.rfind(cache + "/train.", 0), 0u) << ftok;
-  EXPECT_TRUE(data::tokenized_cache_is_current(jsonl, "", 300, cache));
+  EXPECT_TRUE(data::tokenized_cache_is_current({jsonl, "", 300}, cache));
   expect_cache_equals_jsonl(ftok, jsonl, 5);
   expect_cache_equals_jsonl(ftok, jsonl, 2);
 
   const Stamp first = stamp_of(ftok);
-  EXPECT_EQ(data::tokenized_cache(jsonl, nullptr, "", 300, cache, "data.train"), ftok);
+  EXPECT_EQ(data::tokenized_cache({jsonl, "", 300}, nullptr, cache, "data.train"), ftok);
   EXPECT_TRUE(stamp_of(ftok) == first);  // reused, not rewritten
 
   // A new line (size and mtime change): tokenized again, and the samples follow the input.
   std::ofstream(jsonl, std::ios::app) << R"({"text": "one more document"})" << "\n";
-  EXPECT_FALSE(data::tokenized_cache_is_current(jsonl, "", 300, cache));
-  EXPECT_EQ(data::tokenized_cache(jsonl, nullptr, "", 300, cache, "data.train"), ftok);
+  EXPECT_FALSE(data::tokenized_cache_is_current({jsonl, "", 300}, cache));
+  EXPECT_EQ(data::tokenized_cache({jsonl, "", 300}, nullptr, cache, "data.train"), ftok);
   EXPECT_FALSE(stamp_of(ftok) == first);
   expect_cache_equals_jsonl(ftok, jsonl, 5);
 
@@ -400,13 +400,13 @@ TEST(TokenizedCache, ReusedUntilTheInputChanges) {
   const Stamp second = stamp_of(ftok);
   struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 123}};
   ASSERT_EQ(::utimensat(AT_FDCWD, jsonl.c_str(), times, 0), 0);
-  EXPECT_FALSE(data::tokenized_cache_is_current(jsonl, "", 300, cache));
-  data::tokenized_cache(jsonl, nullptr, "", 300, cache, "data.train");
+  EXPECT_FALSE(data::tokenized_cache_is_current({jsonl, "", 300}, cache));
+  data::tokenized_cache({jsonl, "", 300}, nullptr, cache, "data.train");
   EXPECT_FALSE(stamp_of(ftok) == second);
-  EXPECT_TRUE(data::tokenized_cache_is_current(jsonl, "", 300, cache));
+  EXPECT_TRUE(data::tokenized_cache_is_current({jsonl, "", 300}, cache));
 
   // Another vocabulary is another key.
-  EXPECT_FALSE(data::tokenized_cache_is_current(jsonl, "", 301, cache));
+  EXPECT_FALSE(data::tokenized_cache_is_current({jsonl, "", 301}, cache));
 }
 
 TEST(TokenizedCache, NeverReusesAnUnfinishedWriteAndKeepsInputsApart) {
@@ -415,33 +415,33 @@ TEST(TokenizedCache, NeverReusesAnUnfinishedWriteAndKeepsInputsApart) {
   make_directories(dir + "/eval", "test");
   const std::string eval = write(dir + "/eval/data.jsonl", R"({"text": "something else"})" "\n");
   const std::string cache = dir + "/cache";
-  const std::string a = data::tokenized_cache(train, nullptr, "", 300, cache, "data.train");
-  const std::string b = data::tokenized_cache(eval, nullptr, "", 300, cache, "data.eval");
+  const std::string a = data::tokenized_cache({train, "", 300}, nullptr, cache, "data.train");
+  const std::string b = data::tokenized_cache({eval, "", 300}, nullptr, cache, "data.eval");
   EXPECT_NE(a, b);  // the same name, different inputs
   expect_cache_equals_jsonl(a, train, 3);
   expect_cache_equals_jsonl(b, eval, 3);
   // A write killed before its sidecar: not current.
   std::remove((a + ".json").c_str());
-  EXPECT_FALSE(data::tokenized_cache_is_current(train, "", 300, cache));
-  data::tokenized_cache(train, nullptr, "", 300, cache, "data.train");
-  EXPECT_TRUE(data::tokenized_cache_is_current(train, "", 300, cache));
+  EXPECT_FALSE(data::tokenized_cache_is_current({train, "", 300}, cache));
+  data::tokenized_cache({train, "", 300}, nullptr, cache, "data.train");
+  EXPECT_TRUE(data::tokenized_cache_is_current({train, "", 300}, cache));
   // A damaged token file: not current.
   ASSERT_EQ(::truncate(a.c_str(), 10), 0);
-  EXPECT_FALSE(data::tokenized_cache_is_current(train, "", 300, cache));
-  expect_cache_equals_jsonl(data::tokenized_cache(train, nullptr, "", 300, cache, "data.train"), train, 3);
+  EXPECT_FALSE(data::tokenized_cache_is_current({train, "", 300}, cache));
+  expect_cache_equals_jsonl(data::tokenized_cache({train, "", 300}, nullptr, cache, "data.train"), train, 3);
 }
 
 TEST(TokenizedCache, RefusesWhatTheFileCannotHoldAndNamesTheLine) {
   const std::string dir = fresh_dir("cache3");
   const std::string jsonl =
       write(dir + "/shifted.jsonl", "{\"text\": \"x\"}\n{\"input_ids\": [1, 2], \"labels\": [2, 3]}\n");
-  expect_bad_input([&] { data::tokenized_cache(jsonl, nullptr, "", 300, dir + "/c", "data.train"); },
+  expect_bad_input([&] { data::tokenized_cache({jsonl, "", 300}, nullptr, dir + "/c", "data.train"); },
                    "shifted.jsonl:2: \"labels\" differ from \"input_ids\" at position 0");
   EXPECT_EQ(list_directory(dir + "/c"), std::vector<std::string>{});
   const std::string bad = write(dir + "/bad.jsonl", "{\"text\": \"x\"}\n{\"text\": \n");
-  expect_bad_input([&] { data::tokenized_cache(bad, nullptr, "", 300, dir + "/c", "data.train"); },
+  expect_bad_input([&] { data::tokenized_cache({bad, "", 300}, nullptr, dir + "/c", "data.train"); },
                    "bad.jsonl:2: not valid JSON");
-  expect_bad_input([&] { data::tokenized_cache(dir + "/none.jsonl", nullptr, "", 300, dir + "/c", "data.train"); },
+  expect_bad_input([&] { data::tokenized_cache({dir + "/none.jsonl", "", 300}, nullptr, dir + "/c", "data.train"); },
                    "data.train: cannot read");
 }
 

@@ -174,5 +174,29 @@ with open(cfg, "w") as f:
 r = subprocess.run([ftdist, "train", "--config", cfg], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
 check(r.returncode == 0 and "trained 3 steps" in r.stdout.decode(), f"ftdist train on the chat JSONL: exit {r.returncode} {r.stdout.decode()[-400:]}")
 
+# data.train_on = "all": the same run trains every token of the conversations, from a token cache
+# of its own (unmasked) beside the assistant-turns one (masked).
+def caches():
+    return sorted(f for f in os.listdir(os.path.join(work, "run", "data")) if f.endswith(".ftok"))
+
+
+def masked(ftok):  # the .ftok header's flags word at byte 32 (docs/training.md): bit 0, a loss mask follows
+    with open(os.path.join(work, "run", "data", ftok), "rb") as f:
+        head = f.read(36)
+    return head[:8] == b"FTDTOK01" and bool(int.from_bytes(head[32:36], "little") & 1)
+
+
+before = caches()
+with open(cfg) as f:
+    text = f.read()
+with open(cfg, "w") as f:
+    f.write(text.replace("seq_len = 64\n", 'seq_len = 64\ntrain_on = "all"\n'))
+r = subprocess.run([ftdist, "train", "--config", cfg], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+after = caches()
+new = [f for f in after if f not in before]
+check(r.returncode == 0 and "trained 3 steps" in r.stdout.decode() and len(before) == 1 and len(new) == 1
+      and masked(before[0]) and not masked(new[0]),
+      f"train_on = all: exit {r.returncode}, caches {before} -> {after}, {r.stdout.decode()[-400:]}")
+
 print("FAILED" if failed else "OK")
 sys.exit(1 if failed else 0)

@@ -11,7 +11,10 @@
 
 #include "../expect_error.h"
 #include "ftdist/comm/communicator.h"
+#include "ftdist/core/check.h"
 #include "ftdist/core/text_file.h"
+#include "ftdist/data/token_cache.h"
+#include "ftdist/data/token_file.h"
 #include "ftdist/data/documents.h"
 #include "ftdist/data/tokenizer.h"
 #include "ftdist/train/resolve.h"
@@ -121,36 +124,52 @@ TEST(SentencePiece, TheModelDirectorysTokenizerIsUsedForJsonl) {
   EXPECT_EQ(train::resolve_run(c, spec, *world).config.tokenizer, model_path());
 }
 
-// A SentencePiece model with ChatML's turn markers as symbols, written to <test tmp>/chat-spm for
-// the chat template tests (tests/train/check_chat_sentencepiece.py renders templates with it). Here:
-// a ChatML conversation read from JSONL through a model directory trains exactly the assistant's
+namespace {
+
+// A SentencePiece model with ChatML's turn markers as symbols and a ChatML chat template, written
+// once to <test tmp>/chat-spm (tests/train/check_chat_sentencepiece.py renders templates with it),
+// with chat.jsonl, one conversation.
+const std::string& chat_model_dir() {
+  static const std::string dir = [] {
+    const std::string d = std::string(FTDIST_TEST_TMP) + "/chat-spm";
+    make_directories(d, "test");
+    write_corpus_text(d + "/corpus.txt");
+    const auto status = sentencepiece::SentencePieceTrainer::Train(
+        "--input=" + d + "/corpus.txt --model_prefix=" + d + "/tokenizer --vocab_size=600 --model_type=bpe "
+        "--bos_id=1 --eos_id=2 --unk_id=0 --pad_id=-1 --user_defined_symbols=<|im_start|>,<|im_end|> --minloglevel=2 "
+        "--normalization_rule_name=identity --remove_extra_whitespaces=false --byte_fallback=true");  // (as Llama's)
+    FT_CHECK_ARG(status.ok(), "training the chat test tokenizer: " << status.ToString());
+    sentencepiece::SentencePieceProcessor sp;
+    FT_CHECK_ARG(sp.Load(d + "/tokenizer.model").ok(), "loading the chat test tokenizer");
+    const int start = sp.PieceToId("<|im_start|>"), end = sp.PieceToId("<|im_end|>");
+    const nlohmann::json config = {
+        {"bos_token", "<s>"},
+        {"eos_token", "<|im_end|>"},
+        {"legacy", false},
+        {"added_tokens_decoder", {{std::to_string(start), {{"content", "<|im_start|>"}, {"special", true}}},
+                                  {std::to_string(end), {{"content", "<|im_end|>"}, {"special", true}}}}},
+        {"chat_template",
+         "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+         "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"}};
+    write_text_file_atomic(d + "/tokenizer_config.json", config.dump(2), "test");
+    write_text_file_atomic(d + "/chat.jsonl",
+                           R"({"messages": [{"role": "user", "content": "the cat sat"}, {"role": "assistant", "content": "on the mat"}]})"
+                           "\n",
+                           "test");
+    return d;
+  }();
+  return dir;
+}
+
+}  // namespace
+
+// A ChatML conversation read from JSONL through a model directory trains exactly the assistant's
 // words and its end-of-turn marker, which are single tokens.
 TEST(SentencePieceChat, ModelDirectoryTrainsTheAssistantTurns) {
-  const std::string dir = std::string(FTDIST_TEST_TMP) + "/chat-spm";
-  make_directories(dir, "test");
-  write_corpus_text(dir + "/corpus.txt");
-  const auto status = sentencepiece::SentencePieceTrainer::Train(
-      "--input=" + dir + "/corpus.txt --model_prefix=" + dir + "/tokenizer --vocab_size=600 --model_type=bpe "
-      "--bos_id=1 --eos_id=2 --unk_id=0 --pad_id=-1 --user_defined_symbols=<|im_start|>,<|im_end|> --minloglevel=2 "
-      "--normalization_rule_name=identity --remove_extra_whitespaces=false --byte_fallback=true");  // (as Llama's)
-  ASSERT_TRUE(status.ok()) << status.ToString();
+  const std::string& dir = chat_model_dir();
   sentencepiece::SentencePieceProcessor sp;
   ASSERT_TRUE(sp.Load(dir + "/tokenizer.model").ok());
   const int start = sp.PieceToId("<|im_start|>"), end = sp.PieceToId("<|im_end|>");
-  const nlohmann::json config = {
-      {"bos_token", "<s>"},
-      {"eos_token", "<|im_end|>"},
-      {"legacy", false},
-      {"added_tokens_decoder", {{std::to_string(start), {{"content", "<|im_start|>"}, {"special", true}}},
-                                {std::to_string(end), {{"content", "<|im_end|>"}, {"special", true}}}}},
-      {"chat_template",
-       "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
-       "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"}};
-  write_text_file_atomic(dir + "/tokenizer_config.json", config.dump(2), "test");
-  write_text_file_atomic(dir + "/chat.jsonl",
-                         R"({"messages": [{"role": "user", "content": "the cat sat"}, {"role": "assistant", "content": "on the mat"}]})"
-                         "\n",
-                         "test");
 
   auto tok = data::load_tokenizer(dir, "--tokenizer");
   ASSERT_NE(tok->chat(), nullptr);
@@ -172,4 +191,28 @@ TEST(SentencePieceChat, ModelDirectoryTrainsTheAssistantTurns) {
   ASSERT_TRUE(sp.Decode(trained, &answer).ok());
   EXPECT_EQ(answer, "on the mat");
   EXPECT_EQ(std::count(d.ids.begin(), d.ids.end(), int64_t(start)), 2) << "the markers are single tokens";
+}
+
+// data.train_on = "all" (TokenCacheSource::chat_all_turns): the run's tokenized cache of chat JSONL
+// keeps every token trained, in a file of its own beside the assistant-turns one, both current.
+TEST(SentencePieceChat, EveryTurnTrainedIsCachedApart) {
+  const std::string& dir = chat_model_dir();
+  auto tok = data::load_tokenizer(dir, "--tokenizer");
+  const std::string cache = std::string(FTDIST_TEST_TMP) + "/chat-spm-cache";
+  const data::TokenCacheSource assistant{dir + "/chat.jsonl", dir + "/tokenizer.model", tok->vocab_size(), false};
+  data::TokenCacheSource all = assistant;
+  all.chat_all_turns = true;
+  const std::string a = data::tokenized_cache(assistant, tok.get(), cache, "data.train");
+  const std::string b = data::tokenized_cache(all, tok.get(), cache, "data.train");
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(data::tokenized_cache_is_current(assistant, cache));
+  EXPECT_TRUE(data::tokenized_cache_is_current(all, cache));
+  const data::TokenFile fa(a, tok->vocab_size()), fb(b, tok->vocab_size());
+  ASSERT_TRUE(fa.masked());
+  EXPECT_FALSE(fb.masked()) << "every token trained: no loss mask";
+  ASSERT_EQ(fa.num_tokens(), fb.num_tokens());
+  EXPECT_TRUE(std::equal(fa.tokens(), fa.tokens() + fa.num_tokens(), fb.tokens())) << "the same conversation";
+  const int64_t trained = std::count(fa.mask(), fa.mask() + fa.num_tokens(), uint8_t(1));
+  EXPECT_GT(trained, 0);
+  EXPECT_LT(trained, fa.num_tokens());
 }

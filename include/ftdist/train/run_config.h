@@ -31,6 +31,7 @@ struct RunConfig {
   int64_t seq_len = 128;
   std::string packing = "auto";            // auto | documents | stream (auto: documents for masked data)
   std::string long_examples = "truncate";  // truncate | drop (packing documents)
+  std::string train_on = "assistant";      // assistant | all (chat messages in JSONL)
   // [train]
   int64_t steps = 100, micro_batch = 1, global_batch = 0;  // global_batch 0: micro_batch x ranks
   double lr = 1e-3, min_lr = 0.0, weight_decay = 0.01;
