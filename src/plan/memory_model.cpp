@@ -164,6 +164,16 @@ double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
   return bytes;
 }
 
+double eager_attention_forward_bytes_per_token(const ModelSpec& m, const RunSetup& s, bool checkpointed) {
+  if (s.attention != Attention::Eager) return 0;
+  const double c = compute_bytes(s.precision);
+  // (eager attention reads k and v expanded to every query head)
+  double saved = c * (m.hidden + m.q_dim() + 2.0 * m.kv_dim()) + 4.0 + 2.0 * c * double(m.q_dim() - m.kv_dim());
+  if (m.qk_norm && !checkpointed) saved += c * double(m.q_dim() + m.kv_dim()) + 4.0 * double(m.heads + m.kv_heads);
+  const double scores = double(m.heads) * double(s.seq_len);  // elements per token
+  return saved + scores * (c + (c < 4 ? 4.0 : 0.0) + 4.0);
+}
+
 // The additive attention mask, (s, s) in the compute dtype, one for every layer of a forward
 // (model::ForwardContext): eager attention always, flash only for a sliding window shorter than the
 // sequence (plain causal flash attention masks in the kernel).

@@ -59,7 +59,7 @@ class TimelineBuilder {
   const UnitLayout u_;
   const double c_, r_, tokens_;  // compute and reduce bytes per element; b x s
   const bool sharded_, gathers_;
-  double per_layer_all_, hidden_, fp32_hidden_, vocab_, context_;
+  double per_layer_all_, attention_forward_, attention_forward_ckpt_, hidden_, fp32_hidden_, vocab_, context_;
   bool chunk_;           // a chunked loss (RunSetup::loss_chunk)
   double chunk_vocab_;   // its logits per chunk: min(chunk, b x s) x V
   MemoryBreakdown base_, level_;
@@ -75,6 +75,8 @@ TimelineBuilder::TimelineBuilder(const ModelSpec& m, const RunSetup& s)
       r_(float_type_bytes(s.reduce_dtype)), tokens_(double(s.micro_batch) * double(s.seq_len)),
       sharded_(policy_.shard_params), gathers_(sharded_ && n_ > 1) {
   per_layer_all_ = tokens_ * activation_bytes_per_token_layer(m, s);              // a layer's activations
+  attention_forward_ = tokens_ * eager_attention_forward_bytes_per_token(m, s, false);  // eager attention's softmax
+  attention_forward_ckpt_ = tokens_ * eager_attention_forward_bytes_per_token(m, s, true);
   hidden_ = tokens_ * c_ * double(m.hidden);                                      // one (b, s, h) activation
   fp32_hidden_ = tokens_ * 4.0 * double(m.hidden);  // a layer's fp32 (b, s, h) temporary at its peak
   vocab_ = tokens_ * double(m.vocab);
@@ -123,9 +125,11 @@ void TimelineBuilder::forward() {
     } else if (x.layer) {
       // its saved tensors (its input was counted as the previous output); at its peak one (b, s, h)
       // temporary more. Checkpointed: the layer's activations exist while it runs, then only its output.
+      // Eager attention's softmax may be larger still: the scores beside their fp32 probabilities.
       const double before = saved_;
       saved_ += layer_saved(x);
-      peak = act(x.ckpt ? before + per_layer_all_ : saved_ + fp32_hidden_);
+      peak = act(x.ckpt ? std::max(before + per_layer_all_, before + attention_forward_ckpt_)
+                        : std::max(saved_ + fp32_hidden_, before + attention_forward_));
       end = act(saved_);
     } else {
       saved_ += hidden_;  // the final norm's output (lm_head's input)

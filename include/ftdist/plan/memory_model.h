@@ -116,6 +116,15 @@ UnitLayout unit_layout(const ModelSpec& model, int shard_group, int64_t alignmen
 // flash attention (eager adds the score matrix, which grows with the sequence).
 double activation_bytes_per_token_layer(const ModelSpec& model, const RunSetup& setup);
 
+// Eager attention's largest forward moment, per token of one layer: what the layer has saved when
+// its scores are formed (the first norm's output and rstd, q, k and v as the product reads them,
+// Qwen3's q/k norm inputs, which a checkpointed layer's forward, run without autograd, no longer
+// holds), plus the scores (b, heads, s, s) in the compute dtype, their fp32 copy when that is
+// narrower, and the fp32 probabilities softmax writes. 0 with flash attention. With a long sequence
+// and a narrow model it exceeds the whole layer's saved activations (which keep the probabilities,
+// not the scores).
+double eager_attention_forward_bytes_per_token(const ModelSpec& model, const RunSetup& setup, bool checkpointed);
+
 // The additive attention mask every layer of a forward shares (s x s in the compute dtype): eager
 // attention, and flash with a sliding window shorter than the sequence; else 0. Part of `activations`.
 double attention_mask_bytes(const ModelSpec& model, const RunSetup& setup);
