@@ -19,6 +19,14 @@ using json = nlohmann::json;
 
 namespace {
 
+// What a template may do, so that a hostile or broken one (a model directory is someone else's
+// file) ends in an error naming it rather than a crash, a hang or the host's memory exhausted:
+constexpr int kMaxExprDepth = 128;              // an expression's tree, and its parentheses
+constexpr int kMaxBlockDepth = 64;              // if / for blocks inside each other
+constexpr int64_t kMaxSteps = 2'000'000;        // statements run and loop iterations, per rendering
+constexpr size_t kMaxBytes = size_t(1) << 26;   // a string, and the rendered text (64 MiB)
+constexpr size_t kMaxItems = size_t(1) << 20;   // a list (range(), +)
+
 // A value: JSON, or Jinja's `undefined` (a missing variable, key or attribute).
 struct Value {
   json v;
@@ -251,6 +259,7 @@ struct ChatTemplate::Impl {
     std::vector<ExprP> args;          // operands, arguments, elements
     std::vector<std::string> kwnames;  // keyword arguments: the last kwnames.size() of args
     bool negate = false;               // `is not`
+    int depth = 1;                     // of the tree below it (the parser keeps it under kMaxExprDepth)
   };
   struct Node;
   using NodeP = std::unique_ptr<Node>;
@@ -273,6 +282,7 @@ struct ChatTemplate::Impl {
   struct Scope {
     std::vector<std::map<std::string, Value>> frames;
     int jump = 0;  // 1 break, 2 continue
+    int64_t steps = 0;  // statements run and loop iterations so far (kMaxSteps)
   };
   Value eval(const Expr& e, Scope& s, int line) const;
   void run(const Body& body, Scope& s, std::string& out) const;
@@ -283,6 +293,16 @@ struct ChatTemplate::Impl {
   Value filter(const Expr& e, Scope& s, int line) const;
   Value method(const Value& self, const std::string& name, const std::vector<Value>& args, int line) const;
   bool test(const Expr& e, Scope& s, int line) const;
+  void step(Scope& s, int line) const {
+    if (++s.steps > kMaxSteps)
+      fail(line, "the template ran more than " + std::to_string(kMaxSteps) + " steps (statements and loop iterations)");
+  }
+  // A string or list past the limits above is an error here, before it grows further.
+  Value bounded(Value v, int line) const {
+    if (v.v.is_string() && v.v.get_ref<const std::string&>().size() > kMaxBytes) fail(line, "a string longer than 64 MiB");
+    if (v.v.is_array() && v.v.size() > kMaxItems) fail(line, "a list of more than " + std::to_string(kMaxItems) + " items");
+    return v;
+  }
   [[noreturn]] void fail(int line, const std::string& msg) const {
     FT_CHECK_ARG(false, origin << " (line " << line << "): " << msg);
     std::abort();
@@ -311,6 +331,7 @@ class Parser {
   void end() { FT_CHECK_ARG(done(), where_() << ": unexpected '" << t_[i_].text << "'"); }
 
   Impl::ExprP expression() {  // a if b else c
+    Nested nested(*this);
     Impl::ExprP e = or_expr();
     if (at_name("if")) {
       ++i_;
@@ -321,24 +342,39 @@ class Parser {
         ++i_;
         cond->args.push_back(expression());
       }
-      return cond;
+      return sealed(std::move(cond));
     }
     return e;
   }
   Impl::ExprP or_expr() { return binary_level(0); }
 
  private:
+  // The parser's own recursion (parentheses, `not`, unary signs), kept under kMaxExprDepth.
+  struct Nested {
+    explicit Nested(Parser& p) : p_(p) {
+      FT_CHECK_ARG(++p_.nesting_ <= kMaxExprDepth, p_.where_() << ": an expression nested more than " << kMaxExprDepth << " deep");
+    }
+    ~Nested() { --p_.nesting_; }
+    Parser& p_;
+  };
+  // A node whose operands are attached: its tree's depth, which evaluation recurses through.
+  Impl::ExprP sealed(Impl::ExprP e) const {
+    for (const Impl::ExprP& a : e->args)
+      if (a) e->depth = std::max(e->depth, a->depth + 1);
+    FT_CHECK_ARG(e->depth <= kMaxExprDepth, where_() << ": an expression nested more than " << kMaxExprDepth << " deep");
+    return e;
+  }
   static Impl::ExprP node(Impl::Expr::Kind k) {
     auto e = std::make_unique<Impl::Expr>();
     e->kind = k;
     return e;
   }
-  static Impl::ExprP binary(const std::string& op, Impl::ExprP a, Impl::ExprP b) {
+  Impl::ExprP binary(const std::string& op, Impl::ExprP a, Impl::ExprP b) const {
     auto e = node(Impl::Expr::Binary);
     e->name = op;
     e->args.push_back(std::move(a));
     e->args.push_back(std::move(b));
-    return e;
+    return sealed(std::move(e));
   }
   // Levels: or, and, not, comparisons, ~, + -, * / // %, **, unary -, then postfix and filters.
   Impl::ExprP binary_level(int level) {
@@ -355,11 +391,12 @@ class Parser {
       }
       case 2:
         if (at_name("not")) {
+          Nested nested(*this);
           ++i_;
           auto e = node(Impl::Expr::Unary);
           e->name = "not";
           e->args.push_back(binary_level(2));
-          return e;
+          return sealed(std::move(e));
         }
         return binary_level(3);
       case 3: {
@@ -392,11 +429,12 @@ class Parser {
   }
   Impl::ExprP unary() {
     if (at("-") || at("+")) {
+      Nested nested(*this);
       const std::string op = t_[i_++].text;
       auto e = node(Impl::Expr::Unary);
       e->name = op;
       e->args.push_back(unary());
-      return e;
+      return sealed(std::move(e));
     }
     return postfix(primary());
   }
@@ -459,6 +497,7 @@ class Parser {
       } else {
         return e;
       }
+      e = sealed(std::move(e));
     }
   }
   Impl::ExprP subscript(Impl::ExprP base) {  // after '[': index, or slice a:b:c
@@ -516,7 +555,7 @@ class Parser {
         e = std::move(l);
       }
       expect(")");
-      return e;
+      return sealed(std::move(e));
     }
     if (at("[") || at("{")) {
       const bool list = at("[");
@@ -531,7 +570,7 @@ class Parser {
         if (!at(list ? "]" : "}")) expect(",");
       }
       ++i_;
-      return e;
+      return sealed(std::move(e));
     }
     FT_CHECK_ARG(false, where_() << ": " << (t.kind == Token::End ? std::string("the expression ends too early") : "unexpected '" + t.text + "'"));
     return nullptr;
@@ -539,6 +578,7 @@ class Parser {
 
   std::vector<Token> t_;
   size_t i_ = 0;
+  int nesting_ = 0;  // (Nested)
   std::function<std::string()> where_;
 };
 
@@ -597,6 +637,12 @@ class TreeBuilder {
     return body;
   }
   Impl::NodeP statement(const Segment& s, const std::string& w) {
+    if ((w == "if" || w == "for") && blocks_ >= kMaxBlockDepth)
+      fail(s.line, "blocks nested more than " + std::to_string(kMaxBlockDepth) + " deep");
+    struct Block {
+      int& n;
+      ~Block() { --n; }
+    } block{++blocks_};
     const size_t skip = s.body.find(w) + w.size();
     auto n = std::make_unique<Impl::Node>();
     n->line = s.line;
@@ -657,6 +703,7 @@ class TreeBuilder {
   const std::vector<Segment>& segs_;
   const std::string& origin_;
   size_t i_ = 0;
+  int blocks_ = 0;  // if / for blocks open around the statement being read
 };
 
 }  // namespace
@@ -725,6 +772,7 @@ void Impl::loop(const Node& node, Scope& s, std::string& out) const {
   }
   const size_t len = items.size();
   for (size_t k = 0; k < len; ++k) {
+    step(s, n->line);
     s.frames.emplace_back();
     bind(items[k]);
     s.frames.back()["loop"] = Value{json{{"index", k + 1}, {"index0", k}, {"first", k == 0}, {"last", k + 1 == len}, {"length", len},
@@ -743,6 +791,7 @@ void Impl::loop(const Node& node, Scope& s, std::string& out) const {
 void Impl::run(const Body& body, Scope& s, std::string& out) const {
   for (const NodeP& n : body) {
     if (s.jump) return;
+    step(s, n->line);
     switch (n->kind) {
       case Node::Text: out += n->text; break;
       case Node::Output: out += py_str(eval(*n->expr, s, n->line)); break;
@@ -758,6 +807,7 @@ void Impl::run(const Body& body, Scope& s, std::string& out) const {
       case Node::Continue: s.jump = 2; return;
       case Node::For: loop(*n, s, out); break;
     }
+    if (out.size() > kMaxBytes) fail(n->line, "the rendered text grew past 64 MiB");
   }
 }
 
@@ -855,8 +905,8 @@ Value Impl::eval(const Expr& e, Scope& s, int line) const {
       if (p[2] && *p[2] == 0) bad("slice step cannot be zero");
       return Value{slice(base.v, p[0], p[1], p[2].value_or(1))};
     }
-    case Expr::Call: return call(e, s, line);
-    case Expr::Filter: return filter(e, s, line);
+    case Expr::Call: return bounded(call(e, s, line), line);
+    case Expr::Filter: return bounded(filter(e, s, line), line);
     case Expr::Test: return Value{test(e, s, line) != e.negate};
     case Expr::Unary: {
       const Value v = eval(*e.args[0], s, line);
@@ -878,7 +928,7 @@ Value Impl::eval(const Expr& e, Scope& s, int line) const {
       for (size_t k = 0; k + 1 < e.args.size(); k += 2) d[py_str(eval(*e.args[k], s, line))] = eval(*e.args[k + 1], s, line).v;
       return Value{d};
     }
-    case Expr::Binary: return binary(e, s, line);
+    case Expr::Binary: return bounded(binary(e, s, line), line);
   }
   return Value::undef();
 }
@@ -962,6 +1012,8 @@ Value Impl::call(const Expr& e, Scope& s, int line) const {
     if (positional == 1) b = as_int(args[0], bad);
     else if (positional >= 2) a = as_int(args[0], bad), b = as_int(args[1], bad), step = positional > 2 ? as_int(args[2], bad) : 1;
     if (step == 0) fail(line, "range() step cannot be zero");
+    const double count = std::ceil((double(b) - double(a)) / double(step));
+    if (count > double(kMaxItems)) fail(line, "range() of more than " + std::to_string(kMaxItems) + " numbers");
     json l = json::array();
     for (int64_t i = a; step > 0 ? i < b : i > b; i += step) l.push_back(i);
     return Value{l};
@@ -995,7 +1047,10 @@ Value Impl::method(const Value& self, const std::string& name, const std::vector
       std::string r, from = arg(0), to = arg(1);
       if (from.empty()) return Value{str};
       size_t p = 0, q;
-      while ((q = str.find(from, p)) != std::string::npos) r += str.substr(p, q - p) + to, p = q + from.size();
+      while ((q = str.find(from, p)) != std::string::npos) {
+        r += str.substr(p, q - p) + to, p = q + from.size();
+        if (r.size() > kMaxBytes) fail(line, "a string longer than 64 MiB");
+      }
       return Value{r + str.substr(p)};
     }
     if (name == "split") {
@@ -1065,7 +1120,9 @@ Value Impl::filter(const Expr& e, Scope& s, int line) const {
   }
   if (f == "tojson") {
     const std::optional<Value> indent = kw("indent", 0);
-    return Value{py_json(x.v, indent && indent->v.is_number_integer() ? int(indent->v.get<int64_t>()) : 0)};
+    const int64_t spaces = indent && indent->v.is_number_integer() ? indent->v.get<int64_t>() : 0;
+    if (spaces > 64) fail(line, "tojson(indent=" + std::to_string(spaces) + "): at most 64");
+    return Value{py_json(x.v, int(spaces))};
   }
   if (f == "join") {
     std::string r, sep = kw("d", 0) ? py_str(*kw("d", 0)) : "";
