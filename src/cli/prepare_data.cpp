@@ -25,10 +25,11 @@ void print_packing(const std::string& path, int64_t seq_len) {
                                    data::Packing::Documents);
   const data::PackingStats& st = packed.stats();
   std::printf("packing at seq-len %lld: %lld examples whole into %lld sequences, efficiency %.3f (tokens used / slots: "
-              "ftdist plan --packing-efficiency %.3f)%s\n",
+              "ftdist plan --packing-efficiency %.3f)%s%s\n",
               static_cast<long long>(seq_len), static_cast<long long>(packed.file().num_documents()), static_cast<long long>(st.samples),
               st.efficiency(), st.efficiency(),
-              st.truncated ? (", " + std::to_string(st.truncated) + " longer than seq-len truncated").c_str() : "");
+              st.truncated ? (", " + std::to_string(st.truncated) + " longer than seq-len truncated").c_str() : "",
+              st.untrained ? (", " + std::to_string(st.untrained) + " left out (no trained token within seq-len)").c_str() : "");
 }
 
 // The first `n` conversations (`messages` lines) as training sees them, one JSON line each: the
@@ -76,6 +77,10 @@ int prepare_data_main(int argc, char** argv) {
   cxxopts::ParseResult args = parse_options(options, argc, argv);
   if (print_help_if_asked(options, args)) return 0;
   FT_CHECK_ARG(args.count("input"), "ftdist prepare-data: --input is required");
+  FT_CHECK_ARG(!args.count("seq-len") || args["seq-len"].as<int64_t>() >= 2,
+               "--seq-len: expected a number of tokens >= 2, got " << args["seq-len"].as<int64_t>());
+  FT_CHECK_ARG(args["vocab"].as<int64_t>() >= 0, "--vocab: expected a vocabulary size (0: the tokenizer's), got " << args["vocab"].as<int64_t>());
+  FT_CHECK_ARG(args["show"].as<int64_t>() >= 0, "--show: expected a number of conversations >= 0, got " << args["show"].as<int64_t>());
   if (data::is_token_file_path(args["input"].as<std::string>())) {  // an existing token file: its packing only
     FT_CHECK_ARG(args.count("seq-len") && !args.count("output"), "ftdist prepare-data: a .ftok --input takes --seq-len (and no --output)");
     print_packing(args["input"].as<std::string>(), args["seq-len"].as<int64_t>());

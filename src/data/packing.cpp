@@ -51,13 +51,23 @@ PackedSamples::PackedSamples(std::shared_ptr<const TokenFile> file, int64_t seq_
   if (packing_ == Packing::Documents) {
     place_documents(long_examples);
     num_samples_ = stats_.samples;
-    FT_CHECK_ARG(num_samples_ > 0, file_->path() << ": no example fits seq_len = " << seq_len << " (all " << stats_.dropped
-                                                 << " are longer and data.long_examples = \"drop\")");
+    FT_CHECK_ARG(num_samples_ > 0, file_->path() << ": no example fits seq_len = " << seq_len << " (all "
+                                                 << stats_.dropped + stats_.untrained << " are longer"
+                                                 << (stats_.dropped ? " and data.long_examples = \"drop\")" : ", their trained tokens beyond it)"));
     return;
   }
   num_samples_ = file_->num_tokens() / seq_len;
   FT_CHECK_ARG(num_samples_ > 0, file_->path() << ": the data holds fewer than seq_len = " << seq_len
                                                << " tokens (it has " << file_->num_tokens() << ")");
+}
+
+bool PackedSamples::trains_within(int64_t d, int64_t n) const {
+  const TokenFile& f = *file_;
+  if (!f.masked()) return true;
+  const uint8_t* mask = f.mask() + f.doc_begin(d);
+  for (int64_t p = 1; p < n; ++p)  // (an example's first token is never a target)
+    if (mask[p]) return true;
+  return false;
 }
 
 void PackedSamples::place_documents(LongExamples long_examples) {
@@ -69,6 +79,10 @@ void PackedSamples::place_documents(LongExamples long_examples) {
     if (n > seq_len_) {
       if (long_examples == LongExamples::Drop) {
         ++stats_.dropped, stats_.dropped_tokens += n;
+        continue;
+      }
+      if (!trains_within(d, seq_len_)) {
+        ++stats_.untrained;
         continue;
       }
       ++stats_.truncated, n = seq_len_;

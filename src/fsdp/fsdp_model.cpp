@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
+#include <limits>
 #include <exception>
 #include <functional>
 
@@ -395,7 +396,13 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
   world_.all_reduce(count, comm::ReduceOp::Sum);
   sync_collectives();
   const int64_t total = count.item<int64_t>();
-  FT_CHECK_ARG(total > 0, "no token of this step counts towards the loss (all labels are -100)");
+  if (total == 0) {  // (the same on every rank)
+    StepResult r;
+    r.skipped = r.no_targets = true;
+    r.loss = std::numeric_limits<double>::quiet_NaN();
+    r.gather_buffer_overflows = gather_buffer_overflows();
+    return r;
+  }
 
   for (auto& u : units_) u->zero_grad();
   at::Tensor loss_sum = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(cfg_.device));

@@ -1,5 +1,7 @@
 #include "ftdist/plan/model_spec.h"
 
+#include <cmath>
+
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -155,6 +157,16 @@ void ModelSpec::validate(const std::string& origin) const {
                origin << ": sliding_window (" << sliding_window << ") must be 0.." << kMaxPositions);
   FT_CHECK_ARG(heads % kv_heads == 0, origin << ": num_attention_heads (" << heads
                << ") must be a multiple of num_key_value_heads (" << kv_heads << ")");
+  FT_CHECK_ARG(rotary_dim() % 2 == 0, origin << ": head_dim (" << head_dim << ") must be even: RoPE rotates pairs of dimensions"
+                                             << (rope_partial < 1 ? " (head_dim x partial_rotary_factor = " + std::to_string(rotary_dim()) + ")" : ""));
+  FT_CHECK_ARG(std::isfinite(rms_norm_eps) && rms_norm_eps > 0, origin << ": rms_norm_eps must be a positive number, got " << rms_norm_eps);
+  FT_CHECK_ARG(std::isfinite(rope_theta) && rope_theta > 0, origin << ": rope_theta must be a positive number, got " << rope_theta);
+  FT_CHECK_ARG(sliding_from_layer >= 0, origin << ": max_window_layers must be >= 0, got " << sliding_from_layer);
+  if (rope_type == "llama3")
+    FT_CHECK_ARG(std::isfinite(rope_factor) && rope_factor > 0 && rope_low_freq_factor > 0 &&
+                     std::isfinite(rope_high_freq_factor) && rope_high_freq_factor > rope_low_freq_factor && rope_original_max_position > 0,
+                 origin << ": llama3 rope scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor and "
+                           "original_max_position_embeddings > 0");
   FT_CHECK_ARG(double(layers) * double(layer_params()) + double(root_params()) <= kMaxParams,
                origin << ": " << double(layers) * double(layer_params()) + double(root_params())
                       << " parameters is beyond what ftdist models (" << kMaxParams << ")");
@@ -208,8 +220,6 @@ void read_rope(const json& j, const std::string& origin, ModelSpec* m) {
     m->rope_low_freq_factor = get_number_or(*p, "low_freq_factor", 1.0, where);
     m->rope_high_freq_factor = get_number_or(*p, "high_freq_factor", 4.0, where);
     m->rope_original_max_position = get_int_or(*p, "original_max_position_embeddings", 8192, where);
-    FT_CHECK_ARG(m->rope_factor > 0 && m->rope_high_freq_factor > m->rope_low_freq_factor,
-                 where << ": llama3 rope scaling needs factor > 0 and high_freq_factor > low_freq_factor");
   }
 }
 

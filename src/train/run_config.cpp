@@ -1,6 +1,7 @@
 #include "ftdist/train/run_config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <limits>
@@ -60,11 +61,12 @@ Key integer(const char* section, const char* key, T RunConfig::*m, int64_t min, 
           [=](const RunConfig& c) { return nlohmann::ordered_json(c.*m); }};
 }
 
-// A number >= min (no bound when min is -inf).
+// A finite number >= min (no bound when min is -inf).
 Key number(const char* section, const char* key, double RunConfig::*m, double min, const char* doc) {
   return {section, key, "number", "", doc,
           [=](const toml::table& t, RunConfig& c, const std::string& where) {
             const double v = toml_get<double>(t, key, where);
+            FT_CHECK_ARG(std::isfinite(v), where << ": \"" << key << "\" must be a finite number, got " << v);
             FT_CHECK_ARG(v >= min, where << ": \"" << key << "\" must be >= " << min << ", got " << v);
             c.*m = v;
           },
@@ -317,6 +319,8 @@ void check_together(RunConfig& c, const std::string& path) {
   FT_CHECK_ARG(int(!c.model_path.empty()) + int(!c.model_preset.empty()) + int(!c.model_config.empty()) == 1,
                path << " [model]: give exactly one of path (a Hugging Face directory), preset or config");
   FT_CHECK_ARG(!c.train_data.empty(), path << " [data]: \"train\" (a JSONL file) is required");
+  FT_CHECK_ARG(!c.output_dir.empty(), path << " [output]: \"dir\" must name the run's directory, got \"\"");
+  FT_CHECK_ARG(!c.metrics.empty(), path << " [output]: \"metrics\" must be a file name in output.dir, got \"\"");
   FT_CHECK_ARG(c.shard_group == 0 || c.shard == plan::Stage::Hybrid,
                path << " [parallel]: \"shard_group\" (" << c.shard_group << ") applies to shard = \"hybrid\" only; shard is \""
                     << plan::stage_name(c.shard) << "\"");

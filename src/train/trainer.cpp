@@ -210,7 +210,7 @@ fsdp::StepResult Trainer::train_step(int64_t step, double lr) {
     fit_->run("in step " + std::to_string(step + 1), [&] { r = fsdp_->train_step(micro, lr); });
   else
     r = fsdp_->train_step(micro, lr);
-  if (c_.abort_on_nonfinite && (r.skipped || !std::isfinite(r.loss)))
+  if (c_.abort_on_nonfinite && !r.no_targets && (r.skipped || !std::isfinite(r.loss)))
     FT_CHECK(false, ErrorKind::Numerics, "step " << step + 1 << ": the loss (" << r.loss << ") or the gradient norm ("
                                                  << r.grad_norm << ") is not finite; stopping (train.nonfinite = abort). The last "
                                                     "checkpoint, if any, is from before it");
@@ -283,11 +283,15 @@ TrainSummary Trainer::run() {
       if (const std::optional<double> loss = evaluate(*fsdp_, *data_->eval, world_)) line["eval_loss"] = *loss;
     if (r.skipped) {
       line["skipped"] = true;
-      FT_LOG_WARN("step " << step + 1 << ": the gradient norm is not finite; the optimizer step was skipped");
+      if (r.no_targets)
+        FT_LOG_WARN("step " << step + 1 << ": no token of the step's " << run_.global_batch << " sequences is trained (every label "
+                            "is masked: prompts longer than data.seq_len?); the step was skipped");
+      else
+        FT_LOG_WARN("step " << step + 1 << ": the gradient norm is not finite; the optimizer step was skipped");
     }
     // The plan against what the first step of this run measured (a mismatch shows before hours
     // are spent), and again at the end.
-    if (step == first_step_) {
+    if (step == first_step_ && !r.no_targets) {
       report_memory_since_start(c_, src_.spec, fit_->setup, counter_, world_, run_.ranks_per_node);
       if (world_.rank() == 0) print_memory_table(src_.spec, fit_->setup, *fsdp_, r, step + 1);
     }

@@ -66,6 +66,8 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
                      << c.seq_len << " tokens, packing efficiency " << std::fixed << std::setprecision(1)
                      << 100 * st.efficiency() << "% (tokens used / slots)" << std::defaultfloat
                      << (st.truncated ? ", " + std::to_string(st.truncated) + " longer than seq_len truncated" : "")
+                     << (st.untrained ? ", " + std::to_string(st.untrained) + " left out: longer than seq_len, with no trained "
+                                        "token within it (a prompt longer than seq_len)" : "")
                      << (st.dropped ? ", " + std::to_string(st.dropped) + " longer than seq_len dropped (" +
                                           std::to_string(st.dropped_tokens) + " tokens)" : ""));
   }

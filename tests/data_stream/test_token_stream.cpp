@@ -175,12 +175,16 @@ TEST(PackedSamples, DocumentsPlaceEveryExampleWholeOnce) {
         j += n;
       }
     }
-    int64_t expected_truncated = 0, expected_dropped = 0;
+    int64_t expected_truncated = 0, expected_dropped = 0, expected_untrained = 0;
     std::map<std::vector<int64_t>, int> want;
     for (const data::Document& d : docs) {
       if (int64_t(d.ids.size()) > seq) {
         if (policy == data::LongExamples::Drop) {
           ++expected_dropped;
+          continue;
+        }
+        if (std::all_of(d.labels.begin() + 1, d.labels.begin() + seq, [](int64_t l) { return l == -100; })) {
+          ++expected_untrained;  // nothing trained within seq: left out
           continue;
         }
         ++expected_truncated;
@@ -195,8 +199,40 @@ TEST(PackedSamples, DocumentsPlaceEveryExampleWholeOnce) {
     EXPECT_EQ(st.slots, packed.num_samples() * seq);
     EXPECT_EQ(st.truncated, expected_truncated);
     EXPECT_EQ(st.dropped, expected_dropped);
+    EXPECT_EQ(st.untrained, expected_untrained);
     EXPECT_GT(st.efficiency(), 0.9) << "best-fit decreasing over many short examples packs tightly";
   }
+}
+
+// A prompt longer than seq_len: truncating the example would keep none of its trained tokens, so it
+// is left out (counted) instead of filling sequences that teach nothing; an example truncated with
+// a trained token kept stays; unmasked data keeps every example.
+TEST(PackedSamples, TruncatedExamplesWithoutATrainedTokenAreLeftOut) {
+  const std::string dir = fresh_dir("untrained");
+  auto doc = [](int64_t n, int64_t trained_from) {
+    data::Document d;
+    for (int64_t k = 0; k < n; ++k) d.ids.push_back(k + 1), d.labels.push_back(k >= trained_from ? k + 1 : -100);
+    return d;
+  };
+  // (10 tokens, trained from 8): left out at seq 6; (10, trained from 5): kept, truncated; short ones kept.
+  data::write_token_file(dir + "/m.ftok", {doc(10, 8), doc(10, 5), doc(4, 2), doc(3, 1)}, 100);
+  const data::PackedSamples packed(open(dir + "/m.ftok", 100), 6, data::Packing::Documents);
+  const data::PackingStats& st = packed.stats();
+  EXPECT_EQ(st.untrained, 1);
+  EXPECT_EQ(st.truncated, 1);
+  EXPECT_EQ(st.tokens, 6 + 4 + 3);
+  for (int64_t i = 0; i < packed.num_samples(); ++i) {
+    const data::Sample s = packed.sample(i);
+    EXPECT_TRUE(std::any_of(s.labels.begin() + 1, s.labels.end(), [](int64_t l) { return l != -100; })) << "sample " << i;
+  }
+  // Only such examples: an error naming the file and why.
+  data::write_token_file(dir + "/all.ftok", {doc(10, 8), doc(12, 9)}, 100);
+  expect_bad_input([&] { (void)data::PackedSamples(open(dir + "/all.ftok", 100), 6, data::Packing::Documents); },
+                   "all.ftok: no example fits seq_len = 6 (all 2 are longer, their trained tokens beyond it)");
+  // Unmasked: every example trains, none left out.
+  std::vector<data::Document> plain = {doc(10, 0), doc(4, 0)};
+  data::write_token_file(dir + "/p.ftok", plain, 100);
+  EXPECT_EQ(data::PackedSamples(open(dir + "/p.ftok", 100), 6, data::Packing::Documents).stats().untrained, 0);
 }
 
 TEST(PackedSamples, DocumentsOnAHandMadeCase) {

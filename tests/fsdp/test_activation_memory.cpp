@@ -455,7 +455,9 @@ TEST(FsdpMemory, PartialCheckpointingSavesAndPeaksAsPlanned) {
       EXPECT_NEAR(double(peak), planned_peak, 0.03 * planned_peak);
       if (k == 0) losses0 = losses;
       for (size_t i = 0; i < losses.size(); ++i) EXPECT_NEAR(losses[i], losses0[i], 1e-6 * std::abs(losses0[i])) << "step " << i;
-      if (k > 0 && k < spec.layers) EXPECT_LT(peak, previous_peak) << "one more checkpointed layer";
+      if (k > 0 && k < spec.layers) {
+        EXPECT_LT(peak, previous_peak) << "one more checkpointed layer";
+      }
       previous_peak = peak;
     }
   }

@@ -293,3 +293,39 @@ TEST(FsdpOffload, EveryStageMatchesTheDeviceStep) {
 }
 
 }  // namespace
+
+// A step in which no token counts (every label -100 on every rank, e.g. prompts longer than
+// seq_len): skipped with no_targets and a NaN loss, nothing computed or updated, for every stage; the
+// steps after it are those of a run without it.
+TEST(FsdpNoTargets, AStepWithNothingToLearnIsSkippedAndChangesNothing) {
+  auto world = mpi_world();
+  const plan::ModelSpec spec = tiny_spec("llama");
+  for (plan::Stage stage : {plan::Stage::Full, plan::Stage::GradOp, plan::Stage::Optimizer, plan::Stage::None}) {
+    SCOPED_TRACE(plan::stage_name(stage));
+    std::vector<double> losses[2];
+    std::vector<at::Tensor> master[2];
+    for (int with_empty = 0; with_empty < 2; ++with_empty) {
+      model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+      randomize(m, 42);
+      fsdp::FsdpConfig cfg;
+      cfg.stage = stage;
+      cfg.max_grad_norm = 1.0;
+      fsdp::FsdpModel f(m, *world, cfg);
+      for (int s = 0; s < 2; ++s) {
+        if (with_empty && s == 1) {
+          fsdp::MicroBatch empty = batch(7, world->rank(), 0, spec.vocab);
+          empty.labels.fill_(model::kIgnoreIndex);
+          const fsdp::StepResult r = f.train_step({empty, empty}, kLr);
+          EXPECT_TRUE(r.no_targets);
+          EXPECT_TRUE(r.skipped);
+          EXPECT_TRUE(std::isnan(r.loss));
+          EXPECT_EQ(r.tokens, 0);
+        }
+        losses[with_empty].push_back(f.train_step({batch(s, world->rank(), 0, spec.vocab)}, kLr).loss);
+      }
+      for (size_t u = 0; u < m.units().size(); ++u) master[with_empty].push_back(f.gather_master(u));
+    }
+    EXPECT_EQ(losses[0], losses[1]);
+    for (size_t u = 0; u < master[0].size(); ++u) EXPECT_TRUE(at::equal(master[0][u], master[1][u])) << "unit " << u;
+  }
+}

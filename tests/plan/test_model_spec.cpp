@@ -191,4 +191,30 @@ TEST(HfConfig, ValidSmallConfigAndEachBrokenKey) {
   expect_bad_input([] { model_from_hf_config("/nonexistent/config.json"); }, "cannot read '/nonexistent/config.json'");
 }
 
+// Values no model can have are errors naming the key, not a NaN loss or a crash in RoPE.
+TEST(HfConfig, ImpossibleValuesNameTheKey) {
+  const std::string base = R"({"model_type":"llama","intermediate_size":128,"num_hidden_layers":2,"vocab_size":100)";
+  auto bad = [&](const std::string& rest, const std::string& needle) {
+    SCOPED_TRACE(rest);
+    expect_bad_input([&] { model_from_hf_config_text(base + "," + rest + "}", "v.json"); }, needle);
+  };
+  bad(R"("hidden_size":60,"num_attention_heads":4)", "v.json: head_dim (15) must be even");
+  bad(R"("hidden_size":64,"num_attention_heads":4,"head_dim":7)", "head_dim (7) must be even");
+  bad(R"("hidden_size":64,"num_attention_heads":4,"rms_norm_eps":-1)", "rms_norm_eps must be a positive number");
+  bad(R"("hidden_size":64,"num_attention_heads":4,"rms_norm_eps":0)", "rms_norm_eps must be a positive number");
+  bad(R"("hidden_size":64,"num_attention_heads":4,"rope_theta":0)", "rope_theta must be a positive number");
+  bad(R"("hidden_size":64,"num_attention_heads":4,"rope_theta":-5)", "rope_theta must be a positive number");
+  for (const char* scaling : {R"({"rope_type":"llama3","factor":8,"low_freq_factor":0,"high_freq_factor":4})",
+                              R"({"rope_type":"llama3","factor":8,"low_freq_factor":-1,"high_freq_factor":4})",
+                              R"({"rope_type":"llama3","factor":8,"original_max_position_embeddings":0})",
+                              R"({"rope_type":"llama3","factor":0})",
+                              R"({"rope_type":"llama3","low_freq_factor":4,"high_freq_factor":1})"})
+    bad(std::string(R"("hidden_size":64,"num_attention_heads":4,"rope_scaling":)") + scaling, "llama3 rope scaling needs");
+  expect_bad_input([&] {
+    model_from_hf_config_text(R"({"model_type":"qwen2","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
+        "vocab_size":100,"num_attention_heads":4,"use_sliding_window":true,"sliding_window":16,"max_window_layers":-1})", "q.json");
+  }, "q.json: max_window_layers must be >= 0");
+  EXPECT_NO_THROW(model_from_hf_config_text(base + R"(,"hidden_size":64,"num_attention_heads":4,"rope_theta":500000})", "ok.json"));
+}
+
 }  // namespace

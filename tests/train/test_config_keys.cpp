@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 
+#include "../expect_error.h"
 #include "ftdist/core/error.h"
 #include "ftdist/train/run_config.h"
 
@@ -74,6 +75,19 @@ TEST(ConfigKeys, EveryKeyIsReadUnderItsOwnName) {
   EXPECT_EQ(back, j);
   // Every key but the three model sources and parallel.gpu was set away from its default.
   EXPECT_EQ(train::changed_keys(defaults, j).size(), train::run_config_key_docs().size() - 4);
+}
+
+// Numbers are finite; the run's directory and the metrics file have names.
+TEST(ConfigKeys, NonFiniteNumbersAndEmptyOutputNamesAreErrors) {
+  auto load = [](const std::string& extra) {
+    return train::load_run_config(write_config("v.toml", std::string(kMinimal) + extra), {});
+  };
+  for (const char* bad : {"[train]\neps = inf\n", "[train]\nweight_decay = inf\n", "[train]\nlr = nan\n", "[train]\ngrad_clip = inf\n"}) {
+    SCOPED_TRACE(bad);
+    expect_bad_input([&] { load(bad); }, "must be a finite number");
+  }
+  expect_bad_input([&] { load("[output]\ndir = \"\"\n"); }, "v.toml [output]: \"dir\" must name the run's directory");
+  expect_bad_input([&] { load("[output]\nmetrics = \"\"\n"); }, "v.toml [output]: \"metrics\" must be a file name");
 }
 
 // parallel.checkpointing: "none", "full" or a number of layers (an integer, or its digits); anything

@@ -13,7 +13,8 @@
 // PackedSamples: the same samples, cut from a memory-mapped token file when they are needed; ids
 // stay uint32 in the file and become int64 only in the caller's buffers. With Packing::Documents
 // (fine-tuning data) examples are placed whole instead: best-fit decreasing over their lengths, the
-// rest of a sample padded (label -100), an example longer than seq_len truncated or dropped, and
+// rest of a sample padded (label -100), an example longer than seq_len truncated or dropped (a
+// truncated one that keeps no trained token, a prompt longer than seq_len, is left out), and
 // position ids that restart at 0 for each example, from which the model masks attention to the
 // example (model::LlamaModel::context()).
 //
@@ -48,6 +49,7 @@ LongExamples long_examples_from_name(const std::string& name, const std::string&
 struct PackingStats {
   int64_t samples = 0, slots = 0, tokens = 0;  // slots = samples x seq_len; tokens placed
   int64_t truncated = 0, dropped = 0, dropped_tokens = 0;
+  int64_t untrained = 0;  // truncated examples left out: no trained token within seq_len (their prompt is longer)
   double efficiency() const { return slots ? double(tokens) / double(slots) : 0; }
 };
 
@@ -80,6 +82,7 @@ class PackedSamples {
 
  private:
   void place_documents(LongExamples long_examples);  // best-fit decreasing into items_/sample_begin_
+  bool trains_within(int64_t d, int64_t n) const;    // document d has a trained token among its first n
   void document_sample(int64_t i, int64_t* ids, int64_t* labels, int64_t* positions) const;
 
   std::shared_ptr<const TokenFile> file_;

@@ -116,7 +116,10 @@ struct StepResult {
   // disagreement with the planner's gather buffer count; 0 is expected), since construction.
   int64_t gather_buffer_overflows = 0;
   double grad_norm = 0;                // global, before clipping (computed when clipping is on)
-  bool skipped = false;                // non-finite gradient norm: no optimizer step was taken
+  bool skipped = false;                // non-finite gradient norm, or no_targets: no optimizer step was taken
+  // No token of the step counts towards the loss (every label -100 on every rank): nothing ran, the
+  // loss is NaN, `skipped` is set.
+  bool no_targets = false;
   // With a global norm (clipping, skip_nonfinite): the reduced gradients kept for it beyond the
   // persistent buffers, all units together (the planner's comm_buffers in `optimizer` and `none`).
   int64_t held_grad_bytes = 0;

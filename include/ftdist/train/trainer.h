@@ -15,7 +15,7 @@ namespace ftdist::train {
 struct TrainSummary {
   double first_loss = 0, last_loss = 0;
   int64_t steps = 0;
-  int64_t skipped_steps = 0;  // non-finite gradient norm
+  int64_t skipped_steps = 0;  // non-finite gradient norm, or no trained token in the step
   bool stopped_by_signal = false;  // SIGTERM / SIGINT: stopped cleanly after a whole step
   int64_t resumed_from = -1;       // the checkpoint's step, when resumed
 };
