@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -127,7 +128,10 @@ int bench_step_main(int argc, char** argv) {
                                     : cuda                  ? plan::Attention::Flash
                                                             : plan::Attention::Eager;
   double peak_tflops = 0;
-  if (args.count("peak-tflops")) peak_tflops = args["peak-tflops"].as<double>();
+  if (args.count("peak-tflops")) {
+    peak_tflops = args["peak-tflops"].as<double>();
+    FT_CHECK_ARG(std::isfinite(peak_tflops) && peak_tflops > 0, "--peak-tflops: expected a positive TFLOP/s, got " << peak_tflops);
+  }
   else if (args.count("gpu")) peak_tflops = plan::GpuCatalog::load_default().find(args["gpu"].as<std::string>()).bf16_tflops;
   const int64_t mb = args["micro-batch"].as<int64_t>(), seq = args["seq-len"].as<int64_t>();
   const int accum = args["grad-accum"].as<int>(), steps = args["steps"].as<int>(), warmup = args["warmup"].as<int>();

@@ -4,8 +4,10 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <climits>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +19,7 @@
 #include "ftdist/core/dtype.h"
 #include "ftdist/core/log.h"
 #include "ftdist/data/documents.h"
+#include "ftdist/data/token_file.h"
 #include "ftdist/io/hf_checkpoint.h"
 #include "ftdist/io/weight_source.h"
 #include "ftdist/model/llama.h"
@@ -57,6 +60,41 @@ void add_eval_options(cxxopts::Options& options) {
       ("h,help", "this help");
 }
 
+void check_args(const cxxopts::ParseResult& args) {
+  FT_CHECK_ARG(args.count("model") && args.count("data"), "ftdist eval: --model DIR and --data FILE are required");
+  FT_CHECK_ARG(!data::is_token_file_path(args["data"].as<std::string>()),
+               "--data: ftdist eval reads JSONL ({\"input_ids\": [...], \"labels\": [...]} lines), not a token file: '"
+                   << args["data"].as<std::string>() << "'");
+  FT_CHECK_ARG(args["seq-len"].as<int64_t>() >= 0, "--seq-len: expected a number of tokens (0: keep every sequence whole), got "
+                                                       << args["seq-len"].as<int64_t>());
+}
+
+// --write-model must not write into the model being read.
+void refuse_overwriting(const std::string& out, const io::WeightSource& weights) {
+  auto real = [](const std::string& p) {
+    char buf[PATH_MAX];
+    return ::realpath(p.c_str(), buf) ? std::string(buf) : p;
+  };
+  FT_CHECK_ARG(real(out) != real(weights.dir()), "--write-model: '" << out << "' is the model being read; give another directory");
+}
+
+// The loaded weights as a Hugging Face directory, tensors as Transformers stores them (Phi-3's q/k/v
+// and gate/up fused).
+void write_loaded_model(const std::string& out, const model::LlamaModel& model, const io::WeightSource& weights) {
+  const plan::ModelSpec& spec = weights.spec();
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  const std::vector<plan::ModelSpec::Unit> units = spec.units();
+  for (size_t u = 0; u < units.size(); ++u) {
+    int64_t offset = 0;
+    for (const auto& t : spec.hf_tensors(units[u])) {
+      const int64_t n = plan::shape_numel(t.shape);
+      named.push_back({t.name, model.units()[u].flat.narrow(0, offset, n).view(t.shape)});
+      offset += n;
+    }
+  }
+  io::save_hf_model(out, weights.config_text(), named);
+}
+
 }  // namespace
 
 int eval_main(int argc, char** argv) {
@@ -64,9 +102,9 @@ int eval_main(int argc, char** argv) {
   add_eval_options(options);
   cxxopts::ParseResult args = parse_options(options, argc, argv);
   if (print_help_if_asked(options, args)) return 0;
-  FT_CHECK_ARG(args.count("model") && args.count("data"), "ftdist eval: --model DIR and --data FILE are required");
-
+  check_args(args);
   std::unique_ptr<io::WeightSource> weights = io::open_weights(args["model"].as<std::string>());
+  if (args.count("write-model")) refuse_overwriting(args["write-model"].as<std::string>(), *weights);
   const plan::ModelSpec& spec = weights->spec();
   std::string dtype_arg = args["dtype"].as<std::string>();
   at::ScalarType dtype = dtype_arg == "auto" ? weights->stored_dtype() : dtype_from_name(dtype_arg, "--dtype");
@@ -85,19 +123,7 @@ int eval_main(int argc, char** argv) {
   FT_LOG_INFO("eval: " << weights->dir() << " (" << spec.model_type << ", " << spec.param_count() << " parameters) in "
               << dtype_name(dtype) << " on " << device << ", " << comm->size() << " rank(s)");
 
-  if (args.count("write-model")) {
-    std::vector<std::pair<std::string, at::Tensor>> named;
-    const std::vector<plan::ModelSpec::Unit> units = spec.units();
-    for (size_t u = 0; u < units.size(); ++u) {
-      int64_t offset = 0;  // as Transformers stores them: Phi-3's q/k/v and gate/up fused
-      for (const auto& t : spec.hf_tensors(units[u])) {
-        const int64_t n = plan::shape_numel(t.shape);
-        named.push_back({t.name, model.units()[u].flat.narrow(0, offset, n).view(t.shape)});
-        offset += n;
-      }
-    }
-    if (comm->rank() == 0) io::save_hf_model(args["write-model"].as<std::string>(), weights->config_text(), named);
-  }
+  if (args.count("write-model") && comm->rank() == 0) write_loaded_model(args["write-model"].as<std::string>(), model, *weights);
 
   int64_t truncated = 0;
   std::vector<data::Document> examples = rank_documents(args["data"].as<std::string>(), spec.vocab,

@@ -26,8 +26,7 @@ int export_main(int argc, char** argv) {
   cxxopts::ParseResult args = parse_options(options, argc, argv);
   if (print_help_if_asked(options, args)) return 0;
   FT_CHECK_ARG(args.count("checkpoint") && args.count("out"), "ftdist export: --checkpoint DIR and --out DIR are required");
-  std::string dir = args["checkpoint"].as<std::string>();
-  if (!io::is_checkpoint_dir(dir) && file_exists(dir + "/latest")) dir = io::find_latest_checkpoint(dir);
+  const std::string dir = io::checkpoint_dir_of(args["checkpoint"].as<std::string>());
   FT_CHECK_ARG(io::is_checkpoint_dir(dir), "--checkpoint: '" << dir << "' is not an ftdist checkpoint (no meta.json, no latest)");
   const std::string dtype = args["dtype"].as<std::string>();
   FT_CHECK_ARG(dtype == "bf16" || dtype == "fp32", "--dtype: expected bf16 or fp32, got '" << dtype << "'");

@@ -33,6 +33,14 @@ const char* kUsage =
     "Run `ftdist <command> --help` for its options. Example:\n"
     "  ftdist plan --model mistral-7b --gpu a100-80gb --seq-len 1024 --examples 10000\n";
 
+// Commands that write their output as one process: under mpirun with several ranks every rank would
+// write the same files. Only train, eval and bench run on several.
+void require_one_process(const std::string& command) {
+  const int n = ftdist::comm::MpiSession::world_size();
+  FT_CHECK_ARG(n == 1, "ftdist " << command << " runs as one process, but this job has " << n
+                                 << " ranks: run it without mpirun (train, eval and bench run on several)");
+}
+
 int dispatch(int argc, char** argv) {
   if (argc < 2 && ftdist::file_exists("ftdist.toml")) {  // `mpirun -np 8 ftdist` trains ./ftdist.toml
     static char arg0[] = "train", arg1[] = "--config", arg2[] = "ftdist.toml";
@@ -44,6 +52,7 @@ int dispatch(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::string command = argv[1];
+  if (command == "plan" || command == "export" || command == "report" || command == "prepare-data") require_one_process(command);
   if (command == "bench") return ftdist::cli::bench_main(argc - 1, argv + 1);
   if (command == "plan") return ftdist::cli::plan_main(argc - 1, argv + 1);
   if (command == "models") return ftdist::cli::models_main(argc - 1, argv + 1);

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -88,7 +89,15 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
                            const std::vector<AlternativeRow>& alts) {
   std::ostringstream os;
   int closest = least_memory_candidate(res);
-  if (closest < 0) return "no candidate could be laid out: check --gpus, --nodes and --global-batch";
+  if (closest < 0) {  // every candidate refused before its memory was counted: say why, each reason once
+    std::vector<std::string> why;
+    for (const Candidate& c : res.candidates)
+      if (!c.rejected_because.empty() && std::find(why.begin(), why.end(), c.rejected_because) == why.end()) why.push_back(c.rejected_because);
+    std::string text = "no candidate could be laid out";
+    for (size_t k = 0; k < why.size() && k < 4; ++k) text += (k ? "; " : ": ") + why[k];
+    if (why.size() > 4) text += "; and " + std::to_string(why.size() - 4) + " more";
+    return text + " (check --gpus, --nodes and --global-batch)";
+  }
   const Candidate& c = res.candidates[closest];
   uint64_t need = c.needed_bytes();
   os << "no candidate fits: the least memory any candidate needs is " << format_gib(double(need)) << " per GPU ("

@@ -248,6 +248,11 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
   return final_dir;
 }
 
+std::string checkpoint_dir_of(const std::string& path) {
+  if (!is_checkpoint_dir(path) && file_exists(path + "/latest")) return find_latest_checkpoint(path);
+  return path;
+}
+
 std::string find_latest_checkpoint(const std::string& root) {
   const std::string latest = root + "/latest";
   if (!file_exists(latest)) return "";

@@ -7,9 +7,10 @@
 
 namespace ftdist::io {
 
-std::unique_ptr<WeightSource> open_weights(const std::string& path, const std::string& what) {
-  FT_CHECK_ARG(is_directory(path), what << ": '" << path << "' is not a directory (expected a Hugging Face model directory "
-                                          "or an ftdist checkpoint directory)");
+std::unique_ptr<WeightSource> open_weights(const std::string& given, const std::string& what) {
+  FT_CHECK_ARG(is_directory(given), what << ": '" << given << "' is not a directory (expected a Hugging Face model directory "
+                                           "or an ftdist checkpoint directory)");
+  const std::string path = checkpoint_dir_of(given);  // a checkpoint root: its latest
   if (is_checkpoint_dir(path)) return std::make_unique<CheckpointReader>(path);
   return std::make_unique<HfCheckpoint>(path);
 }

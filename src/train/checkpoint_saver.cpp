@@ -105,8 +105,13 @@ std::string checkpoint_to_resume(const RunConfig& c) {
 
 std::string cpu_rng_state_hex() { return hex_of(at::detail::getDefaultCPUGenerator().get_state()); }
 
-void set_cpu_rng_state_hex(const std::string& hex) {
-  at::Generator(at::detail::getDefaultCPUGenerator()).set_state(bytes_of_hex(hex));
+void set_cpu_rng_state_hex(const std::string& hex, const std::string& where) {
+  at::Generator gen(at::detail::getDefaultCPUGenerator());
+  const at::Tensor state = bytes_of_hex(hex);
+  const int64_t want = gen.get_state().numel();
+  FT_CHECK_ARG(state.numel() == want, where << ": \"rng_cpu\" holds " << state.numel() << " bytes; this build's CPU generator "
+                                            << "state is " << want << " bytes (a damaged or foreign checkpoint)");
+  gen.set_state(state);
 }
 
 }  // namespace ftdist::train

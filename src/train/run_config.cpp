@@ -425,17 +425,34 @@ nlohmann::ordered_json run_config_json(const RunConfig& c) {
   return j;
 }
 
+namespace {
+// [train] keys that do not change what is trained (a resumed run may go on for longer, log or
+// evaluate at other steps).
+const char* const kNotTrajectory[] = {"steps", "eval_every", "log_every", "peak_tflops"};
+}  // namespace
+
 std::string trajectory_hash(const RunConfig& c) {
   nlohmann::ordered_json j = run_config_json(c);
   nlohmann::ordered_json t = j["train"];
-  t.erase("steps");  // a resumed run may go on for longer
-  t.erase("eval_every");
-  t.erase("log_every");
-  t.erase("peak_tflops");
+  for (const char* k : kNotTrajectory) t.erase(k);
   const std::string text = nlohmann::ordered_json{{"model", j["model"]}, {"data", j["data"]}, {"train", t}}.dump();
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a64(text)));
   return buf;
+}
+
+std::vector<std::string> trajectory_changes(const nlohmann::ordered_json& saved, const RunConfig& now) {
+  const nlohmann::ordered_json j = run_config_json(now), defaults = run_config_json(RunConfig{});
+  std::vector<std::string> out;
+  for (const std::string section : {"model", "data", "train"})
+    for (auto k = j[section].begin(); k != j[section].end(); ++k) {
+      if (section == "train" && std::any_of(std::begin(kNotTrajectory), std::end(kNotTrajectory),
+                                            [&](const char* n) { return k.key() == n; }))
+        continue;
+      const bool known = saved.contains(section) && saved[section].contains(k.key());
+      if ((known ? saved[section][k.key()] : defaults[section][k.key()]) != k.value()) out.push_back(section + "." + k.key());
+    }
+  return out;
 }
 
 std::vector<std::string> changed_keys(const nlohmann::ordered_json& before, const nlohmann::ordered_json& now) {

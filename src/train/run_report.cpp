@@ -25,6 +25,11 @@ std::string num(double v) {
   return b;
 }
 
+// A row's number under `key`, NaN when it is missing or not a number (a skipped step's null loss).
+double number_or_nan(const json& row, const char* key) {
+  return row.contains(key) && row[key].is_number() ? row[key].get<double>() : NAN;
+}
+
 std::vector<json> read_metrics(const std::string& path) {
   FT_CHECK_ARG(file_exists(path), "ftdist report: '" << path << "' does not exist (is this a run's output.dir?)");
   std::vector<json> rows;
@@ -71,7 +76,10 @@ std::string key_table(const json& j, const std::string& prefix) {
 
 std::string steps_table(const std::vector<json>& rows) {
   std::string out = "<table class=\"steps\"><tr><th>step</th><th>loss</th><th>lr</th><th>grad_norm</th><th>tokens/s</th><th>eval_loss</th></tr>\n";
-  auto cell = [](const json& r, const char* k) { return "<td>" + (r.contains(k) && r[k].is_number() ? num(r[k].get<double>()) : std::string()) + "</td>"; };
+  auto cell = [](const json& r, const char* k) {
+    const double v = number_or_nan(r, k);
+    return "<td>" + (std::isnan(v) ? std::string() : num(v)) + "</td>";
+  };
   for (const json& r : rows)
     out += "<tr><td>" + std::to_string(r["step"].get<int64_t>()) + "</td>" + cell(r, "loss") + cell(r, "lr") + cell(r, "grad_norm") +
            cell(r, "tokens_per_s") + cell(r, "eval_loss") + "</tr>\n";
@@ -112,7 +120,7 @@ std::string run_report_html(const std::string& run_dir) {
   if (rows.empty()) o << "<p>No steps yet.</p>\n";
   else
     o << "<p>" << rows.size() << " steps recorded (to step " << rows.back()["step"].get<int64_t>() << "): loss "
-      << num(rows.front().value("loss", NAN)) << " &rarr; " << num(rows.back().value("loss", NAN)) << ".</p>\n";
+      << num(number_or_nan(rows.front(), "loss")) << " &rarr; " << num(number_or_nan(rows.back(), "loss")) << ".</p>\n";
   o << "<h2>Curves</h2>\n" << chart(rows, "loss", "loss") << chart(rows, "eval_loss", "eval loss") << chart(rows, "lr", "learning rate")
     << chart(rows, "tokens_per_s", "tokens/s") << "<h2>Memory, planned and measured (memory.json)</h2>\n<table>"
     << key_table(memory, "") << "</table>\n<h2>Run config (run_config.json)</h2>\n<table>" << key_table(config, "")

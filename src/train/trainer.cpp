@@ -183,11 +183,12 @@ void Trainer::resume() {
     summary_.steps = first_step_;
     summary_.skipped_steps = meta.trainer.value("skipped_steps", int64_t(0));
     summary_.resumed_from = meta.step;
-    if (meta.trainer.contains("rng_cpu")) set_cpu_rng_state_hex(meta.trainer["rng_cpu"].get<std::string>());
-    if (meta.trainer.value("trajectory_hash", "") != trajectory_hash(c_) && world_.rank() == 0) {
+    if (meta.trainer.contains("rng_cpu")) set_cpu_rng_state_hex(meta.trainer["rng_cpu"].get<std::string>(), resume_dir_ + "/meta.json trainer");
+    const std::vector<std::string> changed =
+        trajectory_changes(nlohmann::ordered_json(meta.trainer.value("run_config", nlohmann::json::object())), c_);
+    if (!changed.empty() && world_.rank() == 0) {
       std::string keys;
-      for (const std::string& k : changed_keys(nlohmann::ordered_json(meta.trainer.value("run_config", nlohmann::json::object())), config_json_))
-        if (k.rfind("model.", 0) == 0 || k.rfind("data.", 0) == 0 || k.rfind("train.", 0) == 0) keys += " " + k;
+      for (const std::string& k : changed) keys += " " + k;
       FT_LOG_WARN("resuming with a run config that differs from the checkpoint's in:" << keys
                   << "; the run will not match an uninterrupted one");
     }

@@ -72,5 +72,18 @@ check("planned" in text or "measured" in text, "memory.json")
 check("step-00000006" in text and "step-00000012" in text, "both checkpoints")
 bad = subprocess.run([ftdist, "report", os.path.join(work, "nothing")], capture_output=True, text=True)
 check(bad.returncode != 0 and "metrics.jsonl' does not exist" in bad.stderr, f"a missing run is refused ({bad.stderr.strip()[:100]})")
+# Lines the report must read whatever their values: a skipped step's null loss (no trained token)
+# and a string where a number belongs (an edited file) leave empty cells, not an error.
+odd = os.path.join(work, "odd")
+os.makedirs(odd)
+with open(os.path.join(odd, "metrics.jsonl"), "w") as f:
+    f.write('{"step": 1, "loss": 2.5, "lr": 0.001}\n{"step": 2, "loss": null, "skipped": true}\n{"step": 3, "loss": "x", "lr": "y"}\n')
+r = subprocess.run([ftdist, "report", odd], capture_output=True, text=True)
+oddpage = Page()
+if r.returncode == 0:
+    oddpage.feed(open(os.path.join(odd, "report.html")).read())
+odd_steps = next((t for t in oddpage.tables if t["class"] == "steps"), {"rows": []})["rows"][1:]
+check(r.returncode == 0 and [s[:2] for s in odd_steps] == [["1", "2.5"], ["2", ""], ["3", ""]],
+      f"null and string values leave empty cells (exit {r.returncode} {r.stderr.strip()[:120]}; {odd_steps})")
 print("all passed" if not failed else f"{failed} failed")
 sys.exit(1 if failed else 0)

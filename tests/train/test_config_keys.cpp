@@ -90,6 +90,24 @@ TEST(ConfigKeys, NonFiniteNumbersAndEmptyOutputNamesAreErrors) {
   expect_bad_input([&] { load("[output]\nmetrics = \"\"\n"); }, "v.toml [output]: \"metrics\" must be a file name");
 }
 
+// What a resume compares with its checkpoint: the keys that shape the trajectory; steps, logging and
+// evaluation may change; a key the checkpoint predates counts as its default.
+TEST(ConfigKeys, TrajectoryChangesNameWhatAResumeWouldTrainDifferently) {
+  const train::RunConfig c = train::load_run_config(write_config("t.toml", kMinimal), {"train.lr=0.002"});
+  nlohmann::ordered_json saved = train::run_config_json(c);
+  EXPECT_EQ(train::trajectory_changes(saved, c), std::vector<std::string>{});
+  saved["train"]["steps"] = 5, saved["train"]["log_every"] = 7, saved["train"]["eval_every"] = 3;
+  saved["data"].erase("train_on");  // (a checkpoint from before data.train_on: the default)
+  EXPECT_EQ(train::trajectory_changes(saved, c), std::vector<std::string>{});
+  saved["train"]["lr"] = 0.001, saved["data"]["seq_len"] = 7;
+  EXPECT_EQ(train::trajectory_changes(saved, c), (std::vector<std::string>{"data.seq_len", "train.lr"}));
+  train::RunConfig all = c;
+  all.train_on = "all";
+  saved = train::run_config_json(c);
+  saved["data"].erase("train_on");
+  EXPECT_EQ(train::trajectory_changes(saved, all), std::vector<std::string>{"data.train_on"});
+}
+
 // parallel.checkpointing: "none", "full" or a number of layers (an integer, or its digits); anything
 // else is an error naming the key.
 TEST(ConfigKeys, CheckpointingIsNoneFullOrANumberOfLayers) {

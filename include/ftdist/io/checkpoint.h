@@ -92,6 +92,10 @@ std::string find_latest_checkpoint(const std::string& root);
 // Whether `dir` looks like an ftdist checkpoint (has meta.json).
 bool is_checkpoint_dir(const std::string& dir);
 
+// `path` itself when it is a checkpoint directory; the checkpoint its `latest` names when it is a
+// checkpoint root; else `path` unchanged (for the caller to report or read otherwise).
+std::string checkpoint_dir_of(const std::string& path);
+
 class CheckpointReader : public WeightSource {
  public:
   // Reads and validates meta.json, config.json and every rank file (present, a valid safetensors

@@ -31,7 +31,8 @@ class WeightSource {
   virtual void release_pages() const {}
 };
 
-// An ftdist checkpoint (a directory with meta.json) or a Hugging Face model directory.
+// An ftdist checkpoint (a directory with meta.json, or a checkpoint root: its `latest`) or a Hugging
+// Face model directory.
 // Error(BadInput) naming `what` (the flag or key) and the path when it is neither.
 std::unique_ptr<WeightSource> open_weights(const std::string& path, const std::string& what = "--model");
 

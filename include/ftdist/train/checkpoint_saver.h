@@ -35,8 +35,9 @@ std::string save_checkpoint(const std::string& root, const SaveRequest& request,
 // run's (Error(BadInput)) rather than mixing with them.
 std::string checkpoint_to_resume(const RunConfig& config);
 
-// The CPU generator's state as hex text (the trainer's state in a checkpoint), and back.
+// The CPU generator's state as hex text (the trainer's state in a checkpoint), and back: a state of
+// the wrong size is an Error(BadInput) naming `where`.
 std::string cpu_rng_state_hex();
-void set_cpu_rng_state_hex(const std::string& hex);
+void set_cpu_rng_state_hex(const std::string& hex, const std::string& where);
 
 }  // namespace ftdist::train

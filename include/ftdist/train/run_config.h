@@ -82,6 +82,9 @@ struct RunConfig {
 // training trajectory (model, data, optimizer, schedule, seed), to notice a changed resume.
 nlohmann::ordered_json run_config_json(const RunConfig& config);
 std::string trajectory_hash(const RunConfig& config);
+// The [model], [data] and [train] keys that shape the trajectory whose values in `now` differ from a
+// checkpoint's run_config_json() (a key newer than the checkpoint counts as its default there).
+std::vector<std::string> trajectory_changes(const nlohmann::ordered_json& saved, const RunConfig& now);
 // The [section] keys whose values differ between two run_config_json()s ("train.lr", ...).
 std::vector<std::string> changed_keys(const nlohmann::ordered_json& before, const nlohmann::ordered_json& now);
 
