@@ -43,7 +43,7 @@ TEST(Presets, UnknownNameSuggestsTheClosest) {
 
 TEST(HfConfig, RealConfigsCountExactly) {
   const std::pair<const char*, int64_t> expected[] = {
-      {"llama-2-7b", 6738415616}, {"llama-3-8b", 8030261248},  {"mistral-7b", 7241732096},
+      {"llama-2-7b", 6738415616}, {"llama-3-8b", 8030261248},  {"llama-3.1-8b", 8030261248}, {"mistral-7b", 7241732096},
       {"qwen2.5-0.5b", 494032768}, {"qwen2.5-7b", 7615616512}, {"phi-3-mini", 3821079552},
       {"tinyllama-1.1b", 1100048384}, {"qwen3-0.6b", 596049920}, {"qwen3-8b", 8190735360},
   };
@@ -51,6 +51,18 @@ TEST(HfConfig, RealConfigsCountExactly) {
     ModelSpec m = model_from_hf_config(kConfigs + name + ".json");
     EXPECT_EQ(m.param_count(), count) << name;
     EXPECT_EQ(m.param_count(), preset_model(name).param_count()) << name;
+    // A preset is the published architecture, not only its shape: RoPE, norms, positions, window.
+    const ModelSpec p = preset_model(name);
+    EXPECT_EQ(p.rope_theta, m.rope_theta) << name;
+    EXPECT_EQ(p.rms_norm_eps, m.rms_norm_eps) << name;
+    EXPECT_EQ(p.rope_type, m.rope_type) << name;
+    EXPECT_EQ(p.rope_factor, m.rope_factor) << name;
+    EXPECT_EQ(p.rope_low_freq_factor, m.rope_low_freq_factor) << name;
+    EXPECT_EQ(p.rope_high_freq_factor, m.rope_high_freq_factor) << name;
+    EXPECT_EQ(p.rope_original_max_position, m.rope_original_max_position) << name;
+    EXPECT_EQ(p.max_position, m.max_position) << name;
+    EXPECT_EQ(p.sliding_window, m.sliding_window) << name;
+    EXPECT_EQ(p.tie_embeddings, m.tie_embeddings) << name;
   }
 }
 
