@@ -270,7 +270,9 @@ void read_window(const json& j, const std::string& origin, ModelSpec* m) {
   const bool qwen = m->model_type == "qwen2" || m->model_type == "qwen3";
   const bool window_used = m->model_type == "mistral" || m->model_type == "phi3" ||
                            (qwen && get_bool_or(j, "use_sliding_window", false, origin));
-  m->sliding_window = window_used ? get_int_or(j, "sliding_window", 0, origin) : 0;
+  // (MistralConfig's default window is 4096: a missing key is that, null is no window)
+  const int64_t default_window = m->model_type == "mistral" && !j.contains("sliding_window") ? 4096 : 0;
+  m->sliding_window = window_used ? get_int_or(j, "sliding_window", default_window, origin) : 0;
   if (!qwen) return;
   // Transformers' default max_window_layers is 28.
   if (m->sliding_window > 0) m->sliding_from_layer = get_int_or(j, "max_window_layers", 28, origin);
@@ -305,7 +307,9 @@ void read_shape(const json& j, const std::string& origin, ModelSpec* m) {
   m->intermediate = get_int(j, "intermediate_size", origin);
   m->layers = get_int(j, "num_hidden_layers", origin);
   m->heads = get_int(j, "num_attention_heads", origin);
-  m->kv_heads = get_int_or(j, "num_key_value_heads", m->heads, origin);
+  // Transformers' defaults when the key is missing: Qwen2/Qwen3 32, Mistral 8, the others the heads.
+  const bool qwen = m->model_type == "qwen2" || m->model_type == "qwen3";
+  m->kv_heads = get_int_or(j, "num_key_value_heads", qwen ? 32 : m->model_type == "mistral" ? 8 : m->heads, origin);
   m->vocab = get_int(j, "vocab_size", origin);
   FT_CHECK_ARG(m->heads > 0, origin << ": num_attention_heads must be positive");
   // Qwen3Config's head_dim defaults to 128; the others' to hidden / heads.
@@ -336,7 +340,7 @@ ModelSpec model_from_hf_config_text(const std::string& text, const std::string& 
   m.qk_norm = m.model_type == "qwen3";
   m.max_position = get_int_or(j, "max_position_embeddings", 0, origin);
   read_window(j, origin, &m);
-  m.rms_norm_eps = get_number_or(j, "rms_norm_eps", m.rms_norm_eps, origin);
+  m.rms_norm_eps = get_number_or(j, "rms_norm_eps", m.model_type == "phi3" ? 1e-5 : m.rms_norm_eps, origin);  // (Phi3Config's)
   read_rope(j, origin, &m);
   if (m.model_type == "phi3") read_partial_rotary(j, origin, &m);
   refuse_unsupported(j, origin);

@@ -203,6 +203,24 @@ TEST(HfConfig, ValidSmallConfigAndEachBrokenKey) {
   expect_bad_input([] { model_from_hf_config("/nonexistent/config.json"); }, "cannot read '/nonexistent/config.json'");
 }
 
+// A key the config leaves out takes the default of that model's Transformers config class.
+TEST(HfConfig, MissingKeysTakeTransformersDefaults) {
+  auto read = [](const std::string& type, const std::string& extra) {
+    return model_from_hf_config_text(R"({"model_type":")" + type + R"(","hidden_size":2048,"intermediate_size":128,)"
+                                     R"("num_hidden_layers":2,"num_attention_heads":32,"vocab_size":100)" + extra + "}", type + ".json");
+  };
+  EXPECT_EQ(read("qwen2", "").kv_heads, 32);
+  EXPECT_EQ(read("qwen3", "").kv_heads, 32);
+  EXPECT_EQ(read("mistral", "").kv_heads, 8);
+  EXPECT_EQ(read("llama", "").kv_heads, 32);
+  EXPECT_EQ(read("phi3", "").kv_heads, 32);
+  EXPECT_EQ(read("mistral", "").sliding_window, 4096);
+  EXPECT_EQ(read("mistral", R"(,"sliding_window":null)").sliding_window, 0);
+  EXPECT_EQ(read("phi3", "").rms_norm_eps, 1e-5);
+  EXPECT_EQ(read("llama", "").rms_norm_eps, 1e-6);
+  EXPECT_EQ(read("qwen2", "").rms_norm_eps, 1e-6);
+}
+
 // Values no model can have are errors naming the key, not a NaN loss or a crash in RoPE.
 TEST(HfConfig, ImpossibleValuesNameTheKey) {
   const std::string base = R"({"model_type":"llama","intermediate_size":128,"num_hidden_layers":2,"vocab_size":100)";
@@ -224,7 +242,7 @@ TEST(HfConfig, ImpossibleValuesNameTheKey) {
     bad(std::string(R"("hidden_size":64,"num_attention_heads":4,"rope_scaling":)") + scaling, "llama3 rope scaling needs");
   expect_bad_input([&] {
     model_from_hf_config_text(R"({"model_type":"qwen2","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
-        "vocab_size":100,"num_attention_heads":4,"use_sliding_window":true,"sliding_window":16,"max_window_layers":-1})", "q.json");
+        "vocab_size":100,"num_attention_heads":4,"num_key_value_heads":4,"use_sliding_window":true,"sliding_window":16,"max_window_layers":-1})", "q.json");
   }, "q.json: max_window_layers must be >= 0");
   EXPECT_NO_THROW(model_from_hf_config_text(base + R"(,"hidden_size":64,"num_attention_heads":4,"rope_theta":500000})", "ok.json"));
 }
