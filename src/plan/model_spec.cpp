@@ -280,14 +280,15 @@ void read_window(const json& j, const std::string& origin, ModelSpec* m) {
   if (m->sliding_from_layer >= m->layers) m->sliding_window = m->sliding_from_layer = 0;  // no layer uses it
 }
 
-// What ftdist does not compute: refused, never approximated.
-void refuse_unsupported(const json& j, const std::string& origin) {
+// What ftdist does not compute: refused, never approximated. Dropout is recorded for training to
+// refuse (evaluation and export have none).
+void refuse_unsupported(const json& j, const std::string& origin, ModelSpec* m) {
   if (j.contains("hidden_act") && !j.at("hidden_act").is_null())
     FT_CHECK_ARG(j.at("hidden_act") == "silu" || j.at("hidden_act") == "swish",
                  origin << ": \"hidden_act\" is " << json_excerpt(j.at("hidden_act")) << "; ftdist computes SwiGLU with silu only");
   for (const char* key : {"attention_dropout", "resid_pdrop"})
-    FT_CHECK_ARG(get_number_or(j, key, 0.0, origin) == 0.0,
-                 origin << ": \"" << key << "\" is " << json_excerpt(j.at(key)) << "; ftdist trains without dropout (set it to 0.0)");
+    if (get_number_or(j, key, 0.0, origin) != 0.0 && m->dropout.empty())
+      m->dropout = origin + ": \"" + key + "\" is " + json_excerpt(j.at(key));
 }
 
 // Phi-3's partial_rotary_factor: top level, or in rope_parameters / rope_scaling (which win).
@@ -343,7 +344,7 @@ ModelSpec model_from_hf_config_text(const std::string& text, const std::string& 
   m.rms_norm_eps = get_number_or(j, "rms_norm_eps", m.model_type == "phi3" ? 1e-5 : m.rms_norm_eps, origin);  // (Phi3Config's)
   read_rope(j, origin, &m);
   if (m.model_type == "phi3") read_partial_rotary(j, origin, &m);
-  refuse_unsupported(j, origin);
+  refuse_unsupported(j, origin, &m);
   m.validate(origin);
   return m;
 }

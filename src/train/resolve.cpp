@@ -42,6 +42,7 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
   c.precision = resolved_precision(c);
   c.packing = resolved_packing(c);
   plan::check_activation_checkpointing(c.activation_checkpointing, spec.layers, c.origin + " parallel.checkpointing");
+  FT_CHECK_ARG(spec.dropout.empty(), spec.dropout << "; ftdist trains without dropout (set it to 0.0)");
   if (spec.max_position > 0 && c.seq_len > spec.max_position && world.rank() == 0)
     FT_LOG_WARN(c.origin << ": data.seq_len (" << c.seq_len << ") exceeds the model's max_position_embeddings (" << spec.max_position
                          << "): positions beyond it were never trained");

@@ -167,8 +167,9 @@ TEST(HfConfig, Phi3FusedTensorsPartialRotaryAndRefusedKeys) {
   expect_bad_input([&] { model_from_hf_config_text(base + R"(,"rope_scaling":{"type":"longrope","short_factor":[1],
       "long_factor":[1]}})", "/m/config.json"); },
                    "/m/config.json \"rope_scaling\": rope_type \"longrope\" is not supported");
-  expect_bad_input([&] { model_from_hf_config_text(base + R"(,"resid_pdrop":0.1})", "r.json"); },
-                   "r.json: \"resid_pdrop\" is 0.1; ftdist trains without dropout");
+  // Dropout: read (evaluation and export have none), kept for training to refuse (train::resolve_run).
+  EXPECT_EQ(model_from_hf_config_text(base + R"(,"resid_pdrop":0.1})", "r.json").dropout, "r.json: \"resid_pdrop\" is 0.1");
+  EXPECT_EQ(model_from_hf_config_text(base + R"(,"attention_dropout":0.0})", "r.json").dropout, "");
   expect_bad_input([&] { model_from_hf_config_text(base + R"(,"hidden_act":"gelu_new"})", "g.json"); },
                    "g.json: \"hidden_act\" is \"gelu_new\"");
 }

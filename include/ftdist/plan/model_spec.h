@@ -30,6 +30,9 @@ struct ModelSpec {
   int64_t max_position = 0;
   int64_t sliding_window = 0;        // 0 = full attention
   int64_t sliding_from_layer = 0;    // layers >= this use the window (Qwen2's max_window_layers)
+  // The config's dropout ("<file>: \"resid_pdrop\" is 0.1") when it asks for some: training refuses
+  // it (train::resolve_run), evaluation and export have none; "" otherwise.
+  std::string dropout;
 
   // Numerics the runtime needs (the planner does not).
   double rms_norm_eps = 1e-6;
@@ -99,7 +102,8 @@ int64_t shape_numel(const std::vector<int64_t>& shape);
 
 // Reads a Hugging Face config.json (model types llama, mistral, qwen2, qwen3, phi3). Errors name the
 // file and the key that is missing or malformed, or that asks for what ftdist does not compute
-// (a rope_type other than default and llama3, dropout, an activation other than SiLU, ...).
+// (a rope_type other than default and llama3, an activation other than SiLU, ...); dropout is kept
+// in ModelSpec::dropout for training to refuse.
 ModelSpec model_from_hf_config(const std::string& path);
 ModelSpec model_from_hf_config_text(const std::string& json_text, const std::string& origin);
 
