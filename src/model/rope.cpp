@@ -1,16 +1,47 @@
 #include "ftdist/model/rope.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ftdist/core/check.h"
 
 namespace ftdist::model {
 
-at::Tensor rope_inv_freq(const plan::ModelSpec& spec) {
+namespace {
+
+// YaRN: per dimension pair, the plain frequency (extrapolation) for the fast-rotating ones, the
+// frequency divided by `factor` (interpolation) for the slow ones, a linear ramp between the pairs
+// that turn beta_fast and beta_slow times over the pre-training context.
+at::Tensor yarn_inv_freq(const plan::ModelSpec& spec, const at::Tensor& inv_freq) {
+  const double dim = double(spec.rotary_dim()), base = spec.rope_theta;
+  auto correction_dim = [&](double rotations) {
+    return dim * std::log(double(spec.rope_original_max_position) / (rotations * 2 * M_PI)) / (2 * std::log(base));
+  };
+  double low = correction_dim(spec.rope_beta_fast), high = correction_dim(spec.rope_beta_slow);
+  if (spec.rope_truncate) low = std::floor(low), high = std::ceil(high);
+  low = std::max(low, 0.0), high = std::min(high, dim - 1);
+  if (low == high) high += 0.001;
+  const at::Tensor ramp = ((at::arange(inv_freq.size(0), at::TensorOptions().dtype(at::kFloat)) - low) / (high - low)).clamp(0, 1);
+  const at::Tensor extrapolation = 1 - ramp;
+  return inv_freq / spec.rope_factor * (1 - extrapolation) + inv_freq * extrapolation;
+}
+
+}  // namespace
+
+at::Tensor rope_inv_freq(const plan::ModelSpec& spec, int64_t seq_len) {
   const int64_t dim = spec.rotary_dim();
   at::Tensor exponent = at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / double(dim);
-  at::Tensor inv_freq = at::pow(spec.rope_theta, exponent).reciprocal();
-  if (spec.rope_type == "llama3") {
+  double theta = spec.rope_theta;
+  if (spec.rope_type == "dynamic" && seq_len > spec.max_position) {  // NTK: a larger base for the longer sequence
+    const double f = spec.rope_factor;
+    theta *= std::pow(f * double(seq_len) / double(spec.max_position) - (f - 1), double(dim) / double(dim - 2));
+  }
+  at::Tensor inv_freq = at::pow(theta, exponent).reciprocal();
+  if (spec.rope_type == "linear") {
+    inv_freq = inv_freq / spec.rope_factor;
+  } else if (spec.rope_type == "yarn") {
+    inv_freq = yarn_inv_freq(spec, inv_freq);
+  } else if (spec.rope_type == "llama3") {
     // Llama 3.1: long wavelengths divided by `factor`, short ones kept, a smooth blend between.
     const double factor = spec.rope_factor;
     const double old_len = double(spec.rope_original_max_position);
@@ -24,18 +55,19 @@ at::Tensor rope_inv_freq(const plan::ModelSpec& spec) {
     at::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
     inv_freq = at::where(medium, smoothed, scaled);
   } else {
-    FT_CHECK_ARG(spec.rope_type == "default", "unsupported rope_type " << spec.rope_type);
+    FT_CHECK_ARG(spec.rope_type == "default" || spec.rope_type == "dynamic", "unsupported rope_type " << spec.rope_type);
   }
   return inv_freq;
 }
 
 RopeTable rope_table(const plan::ModelSpec& spec, int64_t seq_len, const at::TensorOptions& options) {
-  at::Tensor inv_freq = rope_inv_freq(spec);
+  at::Tensor inv_freq = rope_inv_freq(spec, seq_len);
   at::Tensor pos = at::arange(seq_len, at::TensorOptions().dtype(at::kLong)).to(at::kFloat);
   at::Tensor freqs = pos.unsqueeze(-1) * inv_freq.unsqueeze(0);  // (s, d/2), fp32
   at::Tensor emb = at::cat({freqs, freqs}, -1);
   at::TensorOptions out = options.requires_grad(false);
-  return {emb.cos().to(out), emb.sin().to(out)};
+  const double scale = spec.rope_attention_factor;  // (yarn; 1 otherwise)
+  return {(emb.cos() * scale).to(out), (emb.sin() * scale).to(out)};
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const RopeTable& t) {

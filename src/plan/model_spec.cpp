@@ -162,6 +162,12 @@ void ModelSpec::validate(const std::string& origin) const {
   FT_CHECK_ARG(std::isfinite(rms_norm_eps) && rms_norm_eps > 0, origin << ": rms_norm_eps must be a positive number, got " << rms_norm_eps);
   FT_CHECK_ARG(std::isfinite(rope_theta) && rope_theta > 0, origin << ": rope_theta must be a positive number, got " << rope_theta);
   FT_CHECK_ARG(sliding_from_layer >= 0, origin << ": max_window_layers must be >= 0, got " << sliding_from_layer);
+  if (rope_type != "default")
+    FT_CHECK_ARG(std::isfinite(rope_factor) && rope_factor > 0,
+                 origin << ": rope scaling (" << rope_type << ") needs factor > 0, got " << rope_factor);
+  FT_CHECK_ARG(rope_type != "dynamic" || max_position > 0, origin << ": dynamic rope scaling needs max_position_embeddings > 0");
+  FT_CHECK_ARG(std::isfinite(rope_attention_factor) && rope_attention_factor > 0,
+               origin << ": the rope attention_factor must be a positive number, got " << rope_attention_factor);
   if (rope_type == "llama3")
     FT_CHECK_ARG(std::isfinite(rope_factor) && rope_factor > 0 && rope_low_freq_factor > 0 &&
                      std::isfinite(rope_high_freq_factor) && rope_high_freq_factor > rope_low_freq_factor && rope_original_max_position > 0,
@@ -193,6 +199,33 @@ double get_number_or(const json& j, const char* key, double fallback, const std:
   return j.at(key).get<double>();
 }
 
+bool get_bool_or(const json& j, const char* key, bool fallback, const std::string& origin) {
+  if (!j.contains(key) || j.at(key).is_null()) return fallback;
+  FT_CHECK_ARG(j.at(key).is_boolean(), origin << ": \"" << key << "\" must be true or false, got " << json_excerpt(j.at(key)));
+  return j.at(key).get<bool>();
+}
+
+// YaRN (Transformers' _compute_yarn_parameters): the pre-training context (a top-level
+// original_max_position_embeddings wins, as Phi-3 writes it; else max_position_embeddings), the
+// factor (else their ratio), and the attention factor cos and sin are scaled by (0.1 ln factor + 1,
+// or the mscale ratio, unless given).
+void read_yarn(const json& j, const json& p, const std::string& where, ModelSpec* m) {
+  m->rope_original_max_position = get_int_or(j, "original_max_position_embeddings",
+                                             get_int_or(p, "original_max_position_embeddings", m->max_position, where), where);
+  FT_CHECK_ARG(m->rope_original_max_position > 0,
+               where << ": yarn needs original_max_position_embeddings (or max_position_embeddings) > 0");
+  m->rope_factor = get_number_or(p, "factor", double(m->max_position) / double(m->rope_original_max_position), where);
+  auto mscale = [](double scale, double k) { return scale <= 1 ? 1.0 : 0.1 * k * std::log(scale) + 1.0; };
+  const double ms = get_number_or(p, "mscale", 0, where), ms_all = get_number_or(p, "mscale_all_dim", 0, where);
+  m->rope_attention_factor = get_number_or(
+      p, "attention_factor", ms != 0 && ms_all != 0 ? mscale(m->rope_factor, ms) / mscale(m->rope_factor, ms_all) : mscale(m->rope_factor, 1), where);
+  // (Transformers: `or 32`, `or 1` — a 0 or null takes the default)
+  const double fast = get_number_or(p, "beta_fast", 0, where), slow = get_number_or(p, "beta_slow", 0, where);
+  m->rope_beta_fast = fast != 0 ? fast : 32;
+  m->rope_beta_slow = slow != 0 ? slow : 1;
+  m->rope_truncate = get_bool_or(p, "truncate", true, where);
+}
+
 // RoPE: Transformers 5 writes "rope_parameters" {rope_theta, rope_type, ...}; older configs have a
 // top-level "rope_theta" and an optional "rope_scaling" {rope_type|type, factor, ...}.
 void read_rope(const json& j, const std::string& origin, ModelSpec* m) {
@@ -212,22 +245,22 @@ void read_rope(const json& j, const std::string& origin, ModelSpec* m) {
   std::string type = "default";
   for (const char* key : {"rope_type", "type"})
     if (p->contains(key) && p->at(key).is_string()) type = p->at(key).get<std::string>();
-  FT_CHECK_ARG(type == "default" || type == "llama3", where << ": rope_type \"" << type
-                                                          << "\" is not supported (ftdist supports default and llama3)");
+  FT_CHECK_ARG(type == "default" || type == "llama3" || type == "linear" || type == "dynamic" || type == "yarn",
+               where << ": rope_type \"" << type << "\" is not supported (ftdist supports default, llama3, linear, dynamic and yarn)");
   m->rope_type = type;
   if (type == "llama3") {
     m->rope_factor = get_number_or(*p, "factor", 8.0, where);
     m->rope_low_freq_factor = get_number_or(*p, "low_freq_factor", 1.0, where);
     m->rope_high_freq_factor = get_number_or(*p, "high_freq_factor", 4.0, where);
     m->rope_original_max_position = get_int_or(*p, "original_max_position_embeddings", 8192, where);
+  } else if (type == "linear" || type == "dynamic") {
+    FT_CHECK_ARG(p->contains("factor") && p->at("factor").is_number(), where << ": rope_type \"" << type << "\" needs a \"factor\"");
+    m->rope_factor = p->at("factor").get<double>();
+  } else if (type == "yarn") {
+    read_yarn(j, *p, where, m);
   }
 }
 
-bool get_bool_or(const json& j, const char* key, bool fallback, const std::string& origin) {
-  if (!j.contains(key) || j.at(key).is_null()) return fallback;
-  FT_CHECK_ARG(j.at(key).is_boolean(), origin << ": \"" << key << "\" must be true or false, got " << json_excerpt(j.at(key)));
-  return j.at(key).get<bool>();
-}
 }  // namespace
 
 namespace {
@@ -388,6 +421,16 @@ std::string hf_config_text(const ModelSpec& m) {
                          {"low_freq_factor", m.rope_low_freq_factor},
                          {"high_freq_factor", m.rope_high_freq_factor},
                          {"original_max_position_embeddings", m.rope_original_max_position}};
+  else if (m.rope_type == "linear" || m.rope_type == "dynamic")
+    j["rope_scaling"] = {{"rope_type", m.rope_type}, {"factor", m.rope_factor}};
+  else if (m.rope_type == "yarn")
+    j["rope_scaling"] = {{"rope_type", "yarn"},
+                         {"factor", m.rope_factor},
+                         {"original_max_position_embeddings", m.rope_original_max_position},
+                         {"attention_factor", m.rope_attention_factor},
+                         {"beta_fast", m.rope_beta_fast},
+                         {"beta_slow", m.rope_beta_slow},
+                         {"truncate", m.rope_truncate}};
   if (m.model_type == "phi3") {
     j["partial_rotary_factor"] = m.rope_partial;
     j["pad_token_id"] = nullptr;  // Phi3Config's default (32000) would be an embedding row of a smaller vocabulary

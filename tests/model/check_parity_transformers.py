@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Parity with Hugging Face Transformers (an oracle ftdist does not share code with).
 
-Builds tiny random Llama, Llama-3.1 (llama3 rope scaling), Mistral (sliding window shorter than the
+Builds tiny random Llama, Llama-3.1 (llama3 rope scaling), Llama with linear and dynamic rope
+scaling, Qwen3 with YaRN, Mistral (sliding window shorter than the
 sequence), Qwen2 (q/k/v biases, tied embeddings), Phi-3 (fused qkv_proj and gate_up_proj; also with a
 partial rotary factor, a window and tied embeddings) and Qwen3 (per-head q/k RMSNorm, head_dim not
 hidden / heads; tied, and untied with attention biases and windowed upper layers) models with
@@ -50,12 +51,20 @@ def configs():
     yield "qwen3", Qwen3Config(**common, head_dim=24, tie_word_embeddings=True)
     yield "qwen3-untied", Qwen3Config(**common, head_dim=24, tie_word_embeddings=False, attention_bias=True,
                                       use_sliding_window=True, sliding_window=7, max_window_layers=1)
+    # RoPE scaling: linear; dynamic NTK with every sequence longer than max_position_embeddings (each
+    # sequence then has the base its own length gives: all are SEQ long, so Transformers' cached growth
+    # agrees); YaRN (its ramp and attention factor) as Qwen3's long-context setting.
+    yield "llama-linear", LlamaConfig(**common, tie_word_embeddings=False, rope_scaling={"rope_type": "linear", "factor": 4.0})
+    yield "llama-dynamic", LlamaConfig(**{**common, "max_position_embeddings": 16}, tie_word_embeddings=False,
+                                       rope_scaling={"rope_type": "dynamic", "factor": 2.0})
+    yield "qwen3-yarn", Qwen3Config(**{**common, "max_position_embeddings": 128}, head_dim=24, tie_word_embeddings=False, rope_scaling={
+        "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32})
 
 
-def write_data(path, vocab, rng):
+def write_data(path, vocab, rng, fixed_length=False):
     with open(path, "w") as f:
         for i in range(6):
-            n = rng.randint(5, SEQ)
+            n = SEQ if fixed_length else rng.randint(5, SEQ)
             ids = [rng.randrange(vocab) for _ in range(n)]
             line = {"input_ids": ids}
             if i % 2 == 1:  # some positions ignored
@@ -120,7 +129,7 @@ def main():
     failures, rows = 0, []
     for name, cfg in configs():
         data = os.path.join(work, f"{name}.jsonl")
-        write_data(data, cfg.vocab_size, rng)
+        write_data(data, cfg.vocab_size, rng, fixed_length="dynamic" in name)
         base = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
         for dtype in (torch.float32, torch.bfloat16):
             tag = f"{name}-{'fp32' if dtype == torch.float32 else 'bf16'}"

@@ -3,6 +3,8 @@
 // reproduces on the same configs: tests/plan/check_param_counts.py runs that oracle).
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "expect_error.h"
 
 #include <string>
@@ -222,6 +224,28 @@ TEST(HfConfig, MissingKeysTakeTransformersDefaults) {
   EXPECT_EQ(read("qwen2", "").rms_norm_eps, 1e-6);
 }
 
+// RoPE scaling survives hf_config_text (the config a checkpoint or an export of a config-made model
+// carries): the same frequencies after the round trip; YaRN's default attention factor is 0.1 ln f + 1.
+TEST(HfConfig, RopeScalingRoundTrips) {
+  const std::string base = R"({"model_type":"qwen3","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,)"
+                           R"("num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"vocab_size":100,"max_position_embeddings":128,)";
+  for (const char* scaling : {R"("rope_scaling":{"rope_type":"yarn","factor":4,"original_max_position_embeddings":32,"beta_fast":16})",
+                              R"("rope_scaling":{"rope_type":"linear","factor":2.5})", R"("rope_scaling":{"rope_type":"dynamic","factor":2})"}) {
+    SCOPED_TRACE(scaling);
+    const ModelSpec m = model_from_hf_config_text(base + scaling + "}", "r.json");
+    const ModelSpec back = model_from_hf_config_text(hf_config_text(m), "back.json");
+    EXPECT_EQ(back.rope_type, m.rope_type);
+    EXPECT_EQ(back.rope_factor, m.rope_factor);
+    EXPECT_EQ(back.rope_attention_factor, m.rope_attention_factor);
+    EXPECT_EQ(back.rope_original_max_position, m.rope_original_max_position);
+    EXPECT_EQ(back.rope_beta_fast, m.rope_beta_fast);
+    EXPECT_EQ(back.rope_beta_slow, m.rope_beta_slow);
+  }
+  const ModelSpec y = model_from_hf_config_text(base + R"("rope_scaling":{"rope_type":"yarn","factor":4,"original_max_position_embeddings":32}})", "y.json");
+  EXPECT_DOUBLE_EQ(y.rope_attention_factor, 0.1 * std::log(4.0) + 1.0);
+  EXPECT_EQ(y.rope_beta_fast, 32);
+}
+
 // Values no model can have are errors naming the key, not a NaN loss or a crash in RoPE.
 TEST(HfConfig, ImpossibleValuesNameTheKey) {
   const std::string base = R"({"model_type":"llama","intermediate_size":128,"num_hidden_layers":2,"vocab_size":100)";
@@ -240,11 +264,19 @@ TEST(HfConfig, ImpossibleValuesNameTheKey) {
                               R"({"rope_type":"llama3","factor":8,"original_max_position_embeddings":0})",
                               R"({"rope_type":"llama3","factor":0})",
                               R"({"rope_type":"llama3","low_freq_factor":4,"high_freq_factor":1})"})
-    bad(std::string(R"("hidden_size":64,"num_attention_heads":4,"rope_scaling":)") + scaling, "llama3 rope scaling needs");
+    bad(std::string(R"("hidden_size":64,"num_attention_heads":4,"rope_scaling":)") + scaling, "rope scaling");
   expect_bad_input([&] {
     model_from_hf_config_text(R"({"model_type":"qwen2","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
         "vocab_size":100,"num_attention_heads":4,"num_key_value_heads":4,"use_sliding_window":true,"sliding_window":16,"max_window_layers":-1})", "q.json");
   }, "q.json: max_window_layers must be >= 0");
+  const std::pair<const char*, const char*> scalings[] = {
+      {R"({"rope_type":"linear"})", "rope_type \"linear\" needs a \"factor\""},
+      {R"({"rope_type":"dynamic","factor":-2})", "rope scaling (dynamic) needs factor > 0"},
+      {R"({"rope_type":"yarn","factor":0})", "rope scaling (yarn) needs factor > 0"},
+      {R"({"rope_type":"yarn","factor":4,"attention_factor":-1})", "attention_factor must be a positive number"}};
+  for (const auto& [scaling, needle] : scalings)
+    bad(std::string(R"("hidden_size":64,"num_attention_heads":4,"max_position_embeddings":64,"rope_scaling":)") + scaling, needle);
+  bad(R"("hidden_size":64,"num_attention_heads":4,"rope_scaling":{"rope_type":"dynamic","factor":2})", "needs max_position_embeddings");
   EXPECT_NO_THROW(model_from_hf_config_text(base + R"(,"hidden_size":64,"num_attention_heads":4,"rope_theta":500000})", "ok.json"));
 }
 

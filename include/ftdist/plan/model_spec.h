@@ -37,12 +37,15 @@ struct ModelSpec {
   // Numerics the runtime needs (the planner does not).
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
-  std::string rope_type = "default";  // default | llama3
+  std::string rope_type = "default";  // default | llama3 | linear | dynamic | yarn (Transformers' rope_type)
   double rope_partial = 1.0;          // Phi-3's partial_rotary_factor (RoPE rotates rotary_dim() dims)
-  double rope_factor = 1.0;           // llama3 scaling
-  double rope_low_freq_factor = 1.0;
+  double rope_factor = 1.0;           // llama3, linear, dynamic, yarn: the scaling factor
+  double rope_low_freq_factor = 1.0;  // llama3
   double rope_high_freq_factor = 4.0;
-  int64_t rope_original_max_position = 8192;
+  int64_t rope_original_max_position = 8192;  // llama3, yarn: the pre-training context
+  double rope_attention_factor = 1.0;  // yarn: cos and sin are multiplied by it (1 otherwise)
+  double rope_beta_fast = 32, rope_beta_slow = 1;  // yarn: the rotation counts bounding the ramp
+  bool rope_truncate = true;                       // yarn: the ramp's bounds rounded to whole dimensions
 
   // Whether decoder layer `layer` attends through the sliding window.
   bool layer_uses_window(int64_t layer) const { return sliding_window > 0 && layer >= sliding_from_layer; }
