@@ -41,6 +41,29 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
       where_[t.name] = files_.size() - 1;
     }
   }
+  check_tied_head();
+}
+
+// A tied config whose files also hold an lm_head.weight: fine when it is a copy of the embeddings;
+// otherwise which head the model has is ambiguous (Transformers 5 loads it untied, older versions
+// tie it over), so ftdist refuses rather than pick one. Compared in blocks of rows, never whole.
+void HfCheckpoint::check_tied_head() const {
+  const std::string head = "lm_head.weight", embed = "model.embed_tokens.weight";
+  if (!spec_.tie_embeddings || !where_.count(head) || !where_.count(embed)) return;
+  const TensorInfo& h = info(head);
+  const TensorInfo& e = info(embed);
+  bool same = h.shape == e.shape;
+  const int64_t n = e.numel(), block = int64_t(1) << 22;
+  for (int64_t first = 0; same && first < n; first += block) {
+    const int64_t count = std::min(block, n - first);
+    at::Tensor a = at::empty({count}, at::kFloat), b = at::empty({count}, at::kFloat);
+    files_[where_.at(head)]->read_range(head, first, count, a);
+    files_[where_.at(embed)]->read_range(embed, first, count, b);
+    same = at::equal(a, b);
+  }
+  FT_CHECK_ARG(same, dir_ << "/config.json says tie_word_embeddings = true, but the checkpoint also holds an \"lm_head.weight\" "
+                          "that differs from \"model.embed_tokens.weight\" (Transformers 5 loads it as a separate head, older "
+                          "versions tie it over): set tie_word_embeddings to false to train that head, or remove the tensor");
 }
 
 const TensorInfo& HfCheckpoint::info(const std::string& name) const {

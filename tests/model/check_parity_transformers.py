@@ -121,6 +121,32 @@ def reloaded_diff(model_dir, data, want_logits):
     return max(float((a - b).abs().max()) for a, b in zip(again_logits, want_logits))
 
 
+def tied_head_checks(binary, work):
+    """A tied config whose file also holds lm_head.weight: a copy of the embeddings reads as tied; a
+    different head is refused (exit 2, naming the config and both tensors), never silently dropped."""
+    from safetensors.torch import save_file
+    failures = 0
+    qwen = os.path.join(work, "qwen2-fp32")
+    data = os.path.join(work, "qwen2.jsonl")
+    tensors = load_file(os.path.join(qwen, "model.safetensors"))
+    for tag, head in (("a copy of", tensors["model.embed_tokens.weight"].clone()),
+                      ("different from", tensors["model.embed_tokens.weight"] * 2)):
+        d = os.path.join(work, "tied-head-" + tag.split()[0])
+        subprocess.run(["rm", "-rf", d])
+        subprocess.run(["cp", "-r", qwen, d], check=True)
+        save_file({**tensors, "lm_head.weight": head.contiguous()}, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        out = subprocess.run([binary, "eval", "--model", d, "--data", data, "--json", "--device", "cpu"], capture_output=True, text=True)
+        if tag == "a copy of":
+            ok = out.returncode == 0
+        else:
+            ok = (out.returncode == 2 and "tie_word_embeddings = true" in out.stderr and "lm_head.weight" in out.stderr
+                  and "model.embed_tokens.weight" in out.stderr)
+        print(f"tied config, lm_head.weight {tag} the embeddings: exit {out.returncode} {'ok' if ok else 'FAIL'} "
+              f"{out.stderr.strip()[-200:]}")
+        failures += not ok
+    return failures
+
+
 def main():
     binary, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
@@ -171,6 +197,7 @@ def main():
                     failures += not eok
                     rows.append((tag + " (trainer export, loaded by Transformers)", want_loss, want_loss, 0.0, ediff, eok))
             base = base.float()
+    failures += tied_head_checks(binary, work)
     print(f"{'model':52s} {'transformers':>13s} {'ftdist':>13s} {'loss rel':>10s} {'logits max':>11s}")
     for tag, a, b, rel, diff, ok in rows:
         print(f"{tag:52s} {a:13.7f} {b:13.7f} {rel:10.2e} {diff:11.2e}  {'ok' if ok else 'FAIL'}")

@@ -35,6 +35,7 @@ class HfCheckpoint : public WeightSource {
   void release_pages() const override;
 
  private:
+  void check_tied_head() const;  // a tied config with a different lm_head.weight: Error(BadInput)
   std::string dir_;
   std::string config_text_;
   plan::ModelSpec spec_;
