@@ -963,7 +963,7 @@ Value Impl::binary(const Expr& e, Scope& s, int line) const {
     return Value{l};
   }
   if (op == "*" && a.v.is_string() && b.v.is_number_integer()) {
-    if (double(a.v.get_ref<const std::string&>().size()) * b.v.get<double>() > double(1 << 26)) bad("a string repeated past 64 MiB");
+    if (double(a.v.get_ref<const std::string&>().size()) * b.v.get<double>() > double(kMaxBytes)) bad("a string repeated past 64 MiB");
     std::string r;
     for (int64_t k = 0; k < b.v.get<int64_t>(); ++k) r += a.v.get<std::string>();
     return Value{r};

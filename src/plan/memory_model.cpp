@@ -148,11 +148,19 @@ std::string num(double v) { return explain_num(v); }
 // 2·c·(hq − hkv). Flash attention keeps k and v expanded too where its kernel cannot read grouped
 // heads (model::fused_attention_reads_grouped_heads): with a sliding window shorter than the
 // sequence (a masked kernel), and in fp32 on a GPU.
+namespace {
+// Per token, c bytes an element: Qwen3's q/k norms keep their inputs and an fp32 rstd per head.
+double qk_norm_bytes(const ModelSpec& m, double c) {
+  return m.qk_norm ? c * double(m.q_dim() + m.kv_dim()) + 4.0 * double(m.heads + m.kv_heads) : 0;
+}
+// Per token: k and v repeated to every query head, beyond their own.
+double expanded_kv_bytes(const ModelSpec& m, double c) { return 2.0 * c * double(m.q_dim() - m.kv_dim()); }
+}  // namespace
+
 double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
   const double c = compute_bytes(s.precision);
-  double bytes = c * (4.0 * m.hidden + 2.0 * m.q_dim() + 2.0 * m.kv_dim() + 4.0 * m.intermediate) + 8.0;
-  if (m.qk_norm) bytes += c * double(m.q_dim() + m.kv_dim()) + 4.0 * double(m.heads + m.kv_heads);
-  const double expanded_kv = 2.0 * c * double(m.q_dim() - m.kv_dim());
+  double bytes = c * (4.0 * m.hidden + 2.0 * m.q_dim() + 2.0 * m.kv_dim() + 4.0 * m.intermediate) + 8.0 + qk_norm_bytes(m, c);
+  const double expanded_kv = expanded_kv_bytes(m, c);
   if (s.attention == Attention::Eager) {
     bytes += (4.0 + (c == 2 ? 2.0 : 0.0)) * m.heads * double(s.seq_len) + expanded_kv;
   } else {
@@ -168,8 +176,7 @@ double eager_attention_forward_bytes_per_token(const ModelSpec& m, const RunSetu
   if (s.attention != Attention::Eager) return 0;
   const double c = compute_bytes(s.precision);
   // (eager attention reads k and v expanded to every query head)
-  double saved = c * (m.hidden + m.q_dim() + 2.0 * m.kv_dim()) + 4.0 + 2.0 * c * double(m.q_dim() - m.kv_dim());
-  if (m.qk_norm && !checkpointed) saved += c * double(m.q_dim() + m.kv_dim()) + 4.0 * double(m.heads + m.kv_heads);
+  const double saved = c * (m.hidden + m.q_dim() + 2.0 * m.kv_dim()) + 4.0 + expanded_kv_bytes(m, c) + (checkpointed ? 0 : qk_norm_bytes(m, c));
   const double scores = double(m.heads) * double(s.seq_len);  // elements per token
   return saved + scores * (c + (c < 4 ? 4.0 : 0.0) + 4.0);
 }

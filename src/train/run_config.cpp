@@ -442,16 +442,17 @@ std::string trajectory_hash(const RunConfig& c) {
 }
 
 std::vector<std::string> trajectory_changes(const nlohmann::ordered_json& saved, const RunConfig& now) {
-  const nlohmann::ordered_json j = run_config_json(now), defaults = run_config_json(RunConfig{});
+  nlohmann::ordered_json before = run_config_json(RunConfig{});  // (a key newer than the checkpoint: its default)
+  for (auto s = saved.begin(); s != saved.end(); ++s)
+    if (s->is_object())
+      for (auto k = s->begin(); k != s->end(); ++k) before[s.key()][k.key()] = k.value();
   std::vector<std::string> out;
-  for (const std::string section : {"model", "data", "train"})
-    for (auto k = j[section].begin(); k != j[section].end(); ++k) {
-      if (section == "train" && std::any_of(std::begin(kNotTrajectory), std::end(kNotTrajectory),
-                                            [&](const char* n) { return k.key() == n; }))
-        continue;
-      const bool known = saved.contains(section) && saved[section].contains(k.key());
-      if ((known ? saved[section][k.key()] : defaults[section][k.key()]) != k.value()) out.push_back(section + "." + k.key());
-    }
+  for (const std::string& key : changed_keys(before, run_config_json(now))) {
+    const bool shapes = key.rfind("model.", 0) == 0 || key.rfind("data.", 0) == 0 ||
+                        (key.rfind("train.", 0) == 0 && std::none_of(std::begin(kNotTrajectory), std::end(kNotTrajectory),
+                                                                     [&](const char* n) { return key == std::string("train.") + n; }));
+    if (shapes) out.push_back(key);
+  }
   return out;
 }
 
