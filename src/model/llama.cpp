@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/torch_compat.h"
@@ -201,19 +202,52 @@ ForwardContext LlamaModel::context(int64_t seq_len) const {
   return context_cache_;
 }
 
+namespace {
+// The (b, 1, s, d) cos and sin of packed examples (positions restart at 0 where an example starts):
+// each token's row of the table of its example's length — `whole`, the table of an s-token
+// sequence, unless the length changes the frequencies (rope_scaling_length), as dynamic and longrope
+// scaling do. pos: (b, s) int64 on the CPU, in [0, s).
+RopeTable example_rope(const plan::ModelSpec& spec, const RopeTable& whole, const at::Tensor& pos) {
+  const int64_t b = pos.size(0), s = pos.size(1);
+  const at::Tensor example = (pos == 0).cumsum(1);  // (b, s) which example of its row each token is in
+  const at::Tensor length = at::zeros({b, s + 1}, at::kLong).scatter_reduce(1, example, pos + 1, "amax").gather(1, example);
+  std::vector<at::Tensor> cos = {whole.cos}, sin = {whole.sin};  // the tables, stacked below
+  std::map<int64_t, int64_t> table_of_scaling = {{rope_scaling_length(spec, s), 0}}, table_of_length;
+  at::Tensor index = pos.clone();  // (b, s) each token's row in the stacked tables
+  const int64_t* len = length.data_ptr<int64_t>();
+  int64_t* row = index.data_ptr<int64_t>();
+  for (int64_t t = 0; t < b * s; ++t) {
+    auto known = table_of_length.find(len[t]);
+    if (known == table_of_length.end()) {
+      const int64_t scaling = rope_scaling_length(spec, len[t]);
+      auto [it, added] = table_of_scaling.emplace(scaling, int64_t(cos.size()));
+      if (added) {
+        RopeTable own = rope_table(spec, s, scaling, whole.cos.options());
+        cos.push_back(own.cos), sin.push_back(own.sin);
+      }
+      known = table_of_length.emplace(len[t], it->second).first;
+    }
+    row[t] += known->second * s;
+  }
+  const at::Tensor rows = index.view({-1}).to(whole.cos.device());
+  auto gather = [&](const std::vector<at::Tensor>& t) {
+    return (t.size() == 1 ? t[0] : at::cat(t, 0)).index_select(0, rows).view({b, 1, s, t[0].size(-1)});
+  };
+  return {gather(cos), gather(sin)};
+}
+}  // namespace
+
 ForwardContext LlamaModel::context(int64_t seq_len, const at::Tensor& position_ids) const {
   if (!position_ids.defined()) return context(seq_len);
   FT_CHECK_ARG(position_ids.dim() == 2 && position_ids.size(1) == seq_len && position_ids.scalar_type() == at::kLong,
                "position_ids must be (batch, " << seq_len << ") int64, got " << position_ids.sizes() << " " << position_ids.scalar_type());
   const ForwardContext& table = context(seq_len);  // positions are < seq_len: the table's rows
-  const at::Tensor pos = position_ids.to(table.rope.cos.device());
-  const int64_t b = pos.size(0);
+  const at::Tensor pos = position_ids.to(at::kCPU).contiguous();
   FT_CHECK_ARG(pos.numel() == 0 || (pos.min().item<int64_t>() >= 0 && pos.max().item<int64_t>() < seq_len),
                "position_ids must be in [0, " << seq_len << ")");
   ForwardContext c;
   c.seq_len = seq_len;
-  auto rows = [&](const at::Tensor& t) { return t.index_select(0, pos.reshape({-1})).view({b, 1, seq_len, t.size(-1)}); };
-  c.rope = {rows(table.rope.cos), rows(table.rope.sin)};
+  c.rope = example_rope(spec_, table.rope, pos);
   c.causal_mask = document_mask(pos, 0, table.rope.cos.options());
   if (spec_.sliding_window > 0 && seq_len > spec_.sliding_window)
     c.window_mask = document_mask(pos, spec_.sliding_window, table.rope.cos.options());

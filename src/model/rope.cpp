@@ -36,6 +36,12 @@ at::Tensor rope_inv_freq(const plan::ModelSpec& spec, int64_t seq_len) {
     const double f = spec.rope_factor;
     theta *= std::pow(f * double(seq_len) / double(spec.max_position) - (f - 1), double(dim) / double(dim - 2));
   }
+  if (spec.rope_type == "longrope") {  // per-frequency divisors: the long set beyond the pre-training context
+    const std::vector<double>& f = seq_len > spec.rope_original_max_position ? spec.rope_long_factor : spec.rope_short_factor;
+    FT_CHECK_ARG(int64_t(f.size()) * 2 == dim, "longrope needs " << dim / 2 << " factors, got " << f.size());
+    const at::Tensor ext = at::tensor(f, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
+    return (ext * at::pow(theta, exponent)).reciprocal();
+  }
   at::Tensor inv_freq = at::pow(theta, exponent).reciprocal();
   if (spec.rope_type == "linear") {
     inv_freq = inv_freq / spec.rope_factor;
@@ -60,13 +66,23 @@ at::Tensor rope_inv_freq(const plan::ModelSpec& spec, int64_t seq_len) {
   return inv_freq;
 }
 
+int64_t rope_scaling_length(const plan::ModelSpec& spec, int64_t length) {
+  if (spec.rope_type == "longrope") return length > spec.rope_original_max_position ? spec.rope_original_max_position + 1 : 0;
+  if (spec.rope_type == "dynamic") return length > spec.max_position ? length : 0;
+  return 0;
+}
+
 RopeTable rope_table(const plan::ModelSpec& spec, int64_t seq_len, const at::TensorOptions& options) {
-  at::Tensor inv_freq = rope_inv_freq(spec, seq_len);
-  at::Tensor pos = at::arange(seq_len, at::TensorOptions().dtype(at::kLong)).to(at::kFloat);
+  return rope_table(spec, seq_len, rope_scaling_length(spec, seq_len), options);
+}
+
+RopeTable rope_table(const plan::ModelSpec& spec, int64_t rows, int64_t scaling_length, const at::TensorOptions& options) {
+  at::Tensor inv_freq = rope_inv_freq(spec, scaling_length);
+  at::Tensor pos = at::arange(rows, at::TensorOptions().dtype(at::kLong)).to(at::kFloat);
   at::Tensor freqs = pos.unsqueeze(-1) * inv_freq.unsqueeze(0);  // (s, d/2), fp32
   at::Tensor emb = at::cat({freqs, freqs}, -1);
   at::TensorOptions out = options.requires_grad(false);
-  const double scale = spec.rope_attention_factor;  // (yarn; 1 otherwise)
+  const double scale = spec.rope_attention_factor;  // (yarn, longrope; 1 otherwise)
   return {(emb.cos() * scale).to(out), (emb.sin() * scale).to(out)};
 }
 

@@ -168,6 +168,18 @@ void ModelSpec::validate(const std::string& origin) const {
   FT_CHECK_ARG(rope_type != "dynamic" || max_position > 0, origin << ": dynamic rope scaling needs max_position_embeddings > 0");
   FT_CHECK_ARG(std::isfinite(rope_attention_factor) && rope_attention_factor > 0,
                origin << ": the rope attention_factor must be a positive number, got " << rope_attention_factor);
+  if (rope_type == "longrope") {
+    FT_CHECK_ARG(rope_original_max_position > 0, origin << ": longrope needs original_max_position_embeddings > 0");
+    for (const auto* factors : {&rope_short_factor, &rope_long_factor}) {
+      const char* key = factors == &rope_short_factor ? "short_factor" : "long_factor";
+      FT_CHECK_ARG(int64_t(factors->size()) * 2 == rotary_dim(),
+                   origin << ": longrope's " << key << " has " << factors->size() << " numbers; it needs one per pair of rotated "
+                          << "dimensions, " << rotary_dim() / 2 << " (head_dim x partial_rotary_factor / 2)");
+      for (size_t i = 0; i < factors->size(); ++i)
+        FT_CHECK_ARG(std::isfinite((*factors)[i]) && (*factors)[i] > 0,
+                     origin << ": longrope's " << key << "[" << i << "] must be a positive number, got " << (*factors)[i]);
+    }
+  }
   if (rope_type == "llama3")
     FT_CHECK_ARG(std::isfinite(rope_factor) && rope_factor > 0 && rope_low_freq_factor > 0 &&
                      std::isfinite(rope_high_freq_factor) && rope_high_freq_factor > rope_low_freq_factor && rope_original_max_position > 0,
@@ -205,15 +217,21 @@ bool get_bool_or(const json& j, const char* key, bool fallback, const std::strin
   return j.at(key).get<bool>();
 }
 
-// YaRN (Transformers' _compute_yarn_parameters): the pre-training context (a top-level
-// original_max_position_embeddings wins, as Phi-3 writes it; else max_position_embeddings), the
-// factor (else their ratio), and the attention factor cos and sin are scaled by (0.1 ln factor + 1,
-// or the mscale ratio, unless given).
-void read_yarn(const json& j, const json& p, const std::string& where, ModelSpec* m) {
-  m->rope_original_max_position = get_int_or(j, "original_max_position_embeddings",
-                                             get_int_or(p, "original_max_position_embeddings", m->max_position, where), where);
-  FT_CHECK_ARG(m->rope_original_max_position > 0,
-               where << ": yarn needs original_max_position_embeddings (or max_position_embeddings) > 0");
+// The pre-training context of llama3, yarn and longrope scaling, as Transformers' standardize_rope_params
+// finds it: a top-level original_max_position_embeddings wins (Phi3Config always has one, 4096 by
+// default), then the scaling's own key, then max_position_embeddings.
+int64_t original_max_position(const json& j, const json& p, const std::string& origin, const std::string& where, const ModelSpec& m) {
+  const int64_t own = get_int_or(p, "original_max_position_embeddings", m.max_position, where);
+  const int64_t top = get_int_or(j, "original_max_position_embeddings", m.model_type == "phi3" ? 4096 : own, origin);
+  FT_CHECK_ARG(top > 0, where << ": " << m.rope_type << " rope scaling needs original_max_position_embeddings (or max_position_embeddings) > 0");
+  return top;
+}
+
+// YaRN (Transformers' _compute_yarn_parameters): the pre-training context, the factor (else the
+// ratio of max_position_embeddings to it), and the attention factor cos and sin are scaled by
+// (0.1 ln factor + 1, or the mscale ratio, unless given).
+void read_yarn(const json& j, const json& p, const std::string& origin, const std::string& where, ModelSpec* m) {
+  m->rope_original_max_position = original_max_position(j, p, origin, where, *m);
   m->rope_factor = get_number_or(p, "factor", double(m->max_position) / double(m->rope_original_max_position), where);
   auto mscale = [](double scale, double k) { return scale <= 1 ? 1.0 : 0.1 * k * std::log(scale) + 1.0; };
   const double ms = get_number_or(p, "mscale", 0, where), ms_all = get_number_or(p, "mscale_all_dim", 0, where);
@@ -224,6 +242,32 @@ void read_yarn(const json& j, const json& p, const std::string& where, ModelSpec
   m->rope_beta_fast = fast != 0 ? fast : 32;
   m->rope_beta_slow = slow != 0 ? slow : 1;
   m->rope_truncate = get_bool_or(p, "truncate", true, where);
+}
+
+std::vector<double> get_numbers(const json& p, const char* key, const std::string& where) {
+  FT_CHECK_ARG(p.contains(key) && p.at(key).is_array(), where << ": longrope needs \"" << key << "\", a list of numbers");
+  std::vector<double> out;
+  for (const json& v : p.at(key)) {
+    FT_CHECK_ARG(v.is_number(), where << ": \"" << key << "\"[" << out.size() << "] must be a number, got " << json_excerpt(v));
+    out.push_back(v.get<double>());
+  }
+  return out;
+}
+
+// LongRoPE (Transformers' _compute_longrope_parameters; Phi-3 128k, Phi-3.5): the short and long
+// per-frequency factors, the pre-training context, the factor (else the ratio of
+// max_position_embeddings to the context) and the attention factor (unless given,
+// sqrt(1 + ln factor / ln context), 1 for a factor <= 1).
+void read_longrope(const json& j, const json& p, const std::string& origin, const std::string& where, ModelSpec* m) {
+  m->rope_short_factor = get_numbers(p, "short_factor", where);
+  m->rope_long_factor = get_numbers(p, "long_factor", where);
+  m->rope_original_max_position = original_max_position(j, p, origin, where, *m);
+  const double context = double(m->rope_original_max_position);
+  FT_CHECK_ARG(p.contains("factor") || m->max_position > 0,
+               where << ": longrope needs a \"factor\" or max_position_embeddings (their ratio to the pre-training context)");
+  m->rope_factor = get_number_or(p, "factor", double(m->max_position) / context, where);
+  const double f = m->rope_factor;
+  m->rope_attention_factor = get_number_or(p, "attention_factor", f <= 1 ? 1.0 : std::sqrt(1 + std::log(f) / std::log(context)), where);
 }
 
 // RoPE: Transformers 5 writes "rope_parameters" {rope_theta, rope_type, ...}; older configs have a
@@ -242,22 +286,30 @@ void read_rope(const json& j, const std::string& origin, ModelSpec* m) {
   }
   if (!p) return;
   m->rope_theta = get_number_or(*p, "rope_theta", m->rope_theta, where);
-  std::string type = "default";
-  for (const char* key : {"rope_type", "type"})
+  std::string type = "default";  // (rope_type wins over the legacy "type")
+  for (const char* key : {"type", "rope_type"})
     if (p->contains(key) && p->at(key).is_string()) type = p->at(key).get<std::string>();
-  FT_CHECK_ARG(type == "default" || type == "llama3" || type == "linear" || type == "dynamic" || type == "yarn",
-               where << ": rope_type \"" << type << "\" is not supported (ftdist supports default, llama3, linear, dynamic and yarn)");
+  if (m->model_type == "phi3") {
+    // Phi3Config reads its legacy "su" and "yarn" as longrope, and no other scaling.
+    if (type == "su" || type == "yarn") type = "longrope";
+    FT_CHECK_ARG(type == "default" || type == "longrope",
+                 where << ": rope_type \"" << type << "\" is not one a phi3 model has (Transformers' Phi3Config reads default and longrope)");
+  }
+  FT_CHECK_ARG(type == "default" || type == "llama3" || type == "linear" || type == "dynamic" || type == "yarn" || type == "longrope",
+               where << ": rope_type \"" << type << "\" is not supported (ftdist supports default, llama3, linear, dynamic, yarn and longrope)");
   m->rope_type = type;
   if (type == "llama3") {
     m->rope_factor = get_number_or(*p, "factor", 8.0, where);
     m->rope_low_freq_factor = get_number_or(*p, "low_freq_factor", 1.0, where);
     m->rope_high_freq_factor = get_number_or(*p, "high_freq_factor", 4.0, where);
-    m->rope_original_max_position = get_int_or(*p, "original_max_position_embeddings", 8192, where);
+    m->rope_original_max_position = original_max_position(j, *p, origin, where, *m);
   } else if (type == "linear" || type == "dynamic") {
     FT_CHECK_ARG(p->contains("factor") && p->at("factor").is_number(), where << ": rope_type \"" << type << "\" needs a \"factor\"");
     m->rope_factor = p->at("factor").get<double>();
   } else if (type == "yarn") {
-    read_yarn(j, *p, where, m);
+    read_yarn(j, *p, origin, where, m);
+  } else if (type == "longrope") {
+    read_longrope(j, *p, origin, where, m);
   }
 }
 
@@ -431,6 +483,16 @@ std::string hf_config_text(const ModelSpec& m) {
                          {"beta_fast", m.rope_beta_fast},
                          {"beta_slow", m.rope_beta_slow},
                          {"truncate", m.rope_truncate}};
+  else if (m.rope_type == "longrope") {
+    // (top level as well: there Transformers' Phi3Config reads it, over the scaling's own key)
+    j["original_max_position_embeddings"] = m.rope_original_max_position;
+    j["rope_scaling"] = {{"rope_type", "longrope"},
+                         {"factor", m.rope_factor},
+                         {"original_max_position_embeddings", m.rope_original_max_position},
+                         {"attention_factor", m.rope_attention_factor},
+                         {"short_factor", m.rope_short_factor},
+                         {"long_factor", m.rope_long_factor}};
+  }
   if (m.model_type == "phi3") {
     j["partial_rotary_factor"] = m.rope_partial;
     j["pad_token_id"] = nullptr;  // Phi3Config's default (32000) would be an embedding row of a smaller vocabulary

@@ -2,7 +2,7 @@
 """Parity with Hugging Face Transformers (an oracle ftdist does not share code with).
 
 Builds tiny random Llama, Llama-3.1 (llama3 rope scaling), Llama with linear and dynamic rope
-scaling, Qwen3 with YaRN, Mistral (sliding window shorter than the
+scaling, Qwen3 with YaRN, Phi-3 with LongRoPE, Mistral (sliding window shorter than the
 sequence), Qwen2 (q/k/v biases, tied embeddings), Phi-3 (fused qkv_proj and gate_up_proj; also with a
 partial rotary factor, a window and tied embeddings) and Qwen3 (per-head q/k RMSNorm, head_dim not
 hidden / heads; tied, and untied with attention biases and windowed upper layers) models with
@@ -59,6 +59,13 @@ def configs():
                                        rope_scaling={"rope_type": "dynamic", "factor": 2.0})
     yield "qwen3-yarn", Qwen3Config(**{**common, "max_position_embeddings": 128}, head_dim=24, tie_word_embeddings=False, rope_scaling={
         "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32})
+    # LongRoPE as Phi-3-mini-128k has it (pre-training context at the top level, factor and attention
+    # factor from max_position_embeddings), with a context of 24 tokens: the sequences (5 to 40
+    # tokens) take the short factors up to it and the long ones beyond; partial rotary, 4 pairs.
+    yield "phi3-longrope", Phi3Config(**common, tie_word_embeddings=False, sliding_window=None, pad_token_id=None,
+                                      eos_token_id=None, partial_rotary_factor=0.5, original_max_position_embeddings=24,
+                                      rope_scaling={"type": "longrope", "short_factor": [1.0, 1.3, 2.1, 2.9],
+                                                    "long_factor": [1.5, 4.0, 9.0, 17.0]})
 
 
 def write_data(path, vocab, rng, fixed_length=False):

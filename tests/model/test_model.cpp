@@ -67,6 +67,34 @@ TEST(Rope, Llama3ScalingKeepsHighAndDividesLowFrequencies) {
   (void)plain;
 }
 
+// LongRoPE: inv_freq_i = 1 / (factor_i x theta^(2i/d)), the short factors up to the pre-training
+// context and the long ones beyond it; cos and sin scaled by the attention factor.
+TEST(Rope, LongRopeTakesTheShortOrLongFactorsByLength) {
+  plan::ModelSpec s = tiny_spec("phi3");
+  s.head_dim = 8;  // 4 frequencies
+  s.rope_type = "longrope";
+  s.rope_theta = 100.0;
+  s.rope_original_max_position = 6;
+  s.rope_short_factor = {1, 2, 3, 4};
+  s.rope_long_factor = {5, 6, 7, 8};
+  s.rope_attention_factor = 1.5;
+  for (int64_t len : {0, 1, 6, 7, 100}) {
+    const at::Tensor f = rope_inv_freq(s, len);
+    ASSERT_EQ(f.size(0), 4);
+    for (int64_t i = 0; i < 4; ++i) {
+      const double factor = len > 6 ? s.rope_long_factor[size_t(i)] : s.rope_short_factor[size_t(i)];
+      EXPECT_FLOAT_EQ(f[i].item<float>(), float(1.0 / (factor * std::pow(100.0, 2.0 * double(i) / 8.0)))) << len << " " << i;
+    }
+  }
+  EXPECT_EQ(rope_scaling_length(s, 6), 0);
+  EXPECT_EQ(rope_scaling_length(s, 7), rope_scaling_length(s, 4000));  // one long table for every length beyond
+  const RopeTable t = rope_table(s, 9, kF64);  // 9 > 6: the long factors
+  EXPECT_NEAR(t.cos[3][1].item<double>(), 1.5 * std::cos(3.0 / (6.0 * std::pow(100.0, 0.25))), 1e-6);
+  EXPECT_NEAR(t.sin[3][5].item<double>(), 1.5 * std::sin(3.0 / (6.0 * std::pow(100.0, 0.25))), 1e-6);
+  const RopeTable shorter = rope_table(s, 9, rope_scaling_length(s, 5), kF64);  // rows of a 5-token sequence's frequencies
+  EXPECT_NEAR(shorter.cos[3][1].item<double>(), 1.5 * std::cos(3.0 / (2.0 * std::pow(100.0, 0.25))), 1e-6);
+}
+
 TEST(Attention, CausalWindowAndEagerEqualsFused) {
   at::manual_seed(1);
   at::Tensor q = at::randn({2, 3, 6, 4}, kF64), k = at::randn({2, 3, 6, 4}, kF64), v = at::randn({2, 3, 6, 4}, kF64);
@@ -320,16 +348,34 @@ TEST(Gradients, MatchFiniteDifferencesInFloat64) {
 
 // Packed examples (data::Packing::Documents): several examples in one row, positions restarting at 0
 // for each, padding after them; per row the summed loss and every parameter's gradient equal those
-// of each example run alone (fp32, within 1e-6 relative), for eager and fused attention, with a sliding window
+// of each example run alone (fp64, within 1e-10 relative: the order of fp32 sums differs by CPU), for eager and fused attention, with a sliding window
 // (Mistral, window 3 < example lengths) and a tied root with q/k/v biases (Qwen2).
 TEST(Model, PackedExamplesTrainLikeEachExampleAlone) {
   for (const std::string type : {"llama", "mistral", "qwen2"}) {
     for (plan::Attention kind : {plan::Attention::Eager, plan::Attention::Flash}) {
       SCOPED_TRACE(type + " " + plan::attention_name(kind));
-      const PackedVsAlone r = packed_vs_alone(tiny_spec(type, type == "qwen2"), kind, at::TensorOptions().dtype(at::kFloat));
-      EXPECT_LE(r.loss, 1e-6);
-      for (size_t u = 0; u < r.grads.size(); ++u) EXPECT_LE(r.grads[u], 1e-6) << "unit " << u;
+      const PackedVsAlone r = packed_vs_alone(tiny_spec(type, type == "qwen2"), kind, at::TensorOptions().dtype(at::kDouble));
+      EXPECT_LE(r.loss, 1e-10);
+      for (size_t u = 0; u < r.grads.size(); ++u) EXPECT_LE(r.grads[u], 1e-10) << "unit " << u;
     }
+  }
+}
+
+// RoPE scalings that depend on the sequence's length (dynamic NTK beyond max_position_embeddings,
+// longrope's long factors beyond the pre-training context): each packed example takes the
+// frequencies of its own length (examples of 5, 9, 3 and 7, 6 tokens in rows of 20; the limit 6
+// puts some on each side), so packing changes nothing.
+TEST(Model, PackedExamplesTakeTheRopeOfTheirOwnLength) {
+  plan::ModelSpec dynamic = tiny_spec("llama");
+  dynamic.rope_type = "dynamic", dynamic.rope_factor = 2.0, dynamic.max_position = 6;
+  plan::ModelSpec longrope = tiny_spec("phi3");
+  longrope.rope_type = "longrope", longrope.rope_original_max_position = 6, longrope.rope_attention_factor = 1.2;
+  longrope.rope_short_factor = {1.0, 1.5}, longrope.rope_long_factor = {3.0, 7.0};
+  for (const plan::ModelSpec& spec : {dynamic, longrope}) {
+    SCOPED_TRACE(spec.rope_type);
+    const PackedVsAlone r = packed_vs_alone(spec, plan::Attention::Eager, at::TensorOptions().dtype(at::kDouble));
+    EXPECT_LE(r.loss, 1e-10);
+    for (size_t u = 0; u < r.grads.size(); ++u) EXPECT_LE(r.grads[u], 1e-10) << "unit " << u;
   }
 }
 

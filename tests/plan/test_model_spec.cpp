@@ -165,10 +165,9 @@ TEST(HfConfig, Phi3FusedTensorsPartialRotaryAndRefusedKeys) {
   EXPECT_EQ(model_from_hf_config_text(base + R"(,"partial_rotary_factor":0.75})", "t.json").rotary_dim(), 12);
   expect_bad_input([&] { model_from_hf_config_text(base + R"(,"partial_rotary_factor":0.3125})", "odd.json"); },
                    "odd.json: \"partial_rotary_factor\" (0.3125) must give an even number");
-  // Phi-3-mini-128k's longrope: refused, naming the file and the key.
-  expect_bad_input([&] { model_from_hf_config_text(base + R"(,"rope_scaling":{"type":"longrope","short_factor":[1],
-      "long_factor":[1]}})", "/m/config.json"); },
-                   "/m/config.json \"rope_scaling\": rope_type \"longrope\" is not supported");
+  // A scaling Transformers' Phi3Config does not read is refused, naming the file and the key.
+  expect_bad_input([&] { model_from_hf_config_text(base + R"(,"rope_scaling":{"type":"linear","factor":2}})", "/m/config.json"); },
+                   "/m/config.json \"rope_scaling\": rope_type \"linear\" is not one a phi3 model has");
   // Dropout: read (evaluation and export have none), kept for training to refuse (train::resolve_run).
   EXPECT_EQ(model_from_hf_config_text(base + R"(,"resid_pdrop":0.1})", "r.json").dropout, "r.json: \"resid_pdrop\" is 0.1");
   EXPECT_EQ(model_from_hf_config_text(base + R"(,"attention_dropout":0.0})", "r.json").dropout, "");
@@ -244,6 +243,64 @@ TEST(HfConfig, RopeScalingRoundTrips) {
   const ModelSpec y = model_from_hf_config_text(base + R"("rope_scaling":{"rope_type":"yarn","factor":4,"original_max_position_embeddings":32}})", "y.json");
   EXPECT_DOUBLE_EQ(y.rope_attention_factor, 0.1 * std::log(4.0) + 1.0);
   EXPECT_EQ(y.rope_beta_fast, 32);
+}
+
+// LongRoPE as Phi-3-mini-128k writes it: the legacy "su" type (and "yarn", in a phi3 config) read as
+// longrope, the pre-training context from the top level (4096 when Phi3Config's default stands),
+// factor = max_position / context, attention factor sqrt(1 + ln factor / ln context); every factor
+// list one number per rotated pair; the config round-trips through hf_config_text.
+TEST(HfConfig, LongRopeReadsAsTransformersPhi3ConfigDoes) {
+  const std::string base = R"({"model_type":"phi3","hidden_size":64,"intermediate_size":96,"num_hidden_layers":2,)"
+                           R"("num_attention_heads":4,"vocab_size":50,"max_position_embeddings":131072,)";
+  const std::string factors = R"("short_factor":[1,1.5,2,2.5,3,3.5,4,4.5],"long_factor":[2,3,4,5,6,7,8,9])";
+  for (const char* type : {"longrope", "su", "yarn"}) {
+    SCOPED_TRACE(type);
+    const ModelSpec m = model_from_hf_config_text(
+        base + R"("original_max_position_embeddings":4096,"rope_scaling":{"type":")" + type + "\"," + factors + "}}", "p.json");
+    EXPECT_EQ(m.rope_type, "longrope");
+    EXPECT_EQ(m.rope_original_max_position, 4096);
+    EXPECT_DOUBLE_EQ(m.rope_factor, 32.0);
+    EXPECT_DOUBLE_EQ(m.rope_attention_factor, std::sqrt(1 + std::log(32.0) / std::log(4096.0)));
+    EXPECT_EQ(m.rope_short_factor, (std::vector<double>{1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5}));
+    EXPECT_EQ(m.rope_long_factor, (std::vector<double>{2, 3, 4, 5, 6, 7, 8, 9}));
+    const ModelSpec back = model_from_hf_config_text(hf_config_text(m), "back.json");
+    EXPECT_EQ(back.rope_type, "longrope");
+    EXPECT_EQ(back.rope_original_max_position, m.rope_original_max_position);
+    EXPECT_EQ(back.rope_factor, m.rope_factor);
+    EXPECT_EQ(back.rope_attention_factor, m.rope_attention_factor);
+    EXPECT_EQ(back.rope_short_factor, m.rope_short_factor);
+    EXPECT_EQ(back.rope_long_factor, m.rope_long_factor);
+  }
+  // Phi3Config's top-level default (4096) wins over the scaling's own key; given values are kept.
+  const ModelSpec own = model_from_hf_config_text(
+      base + R"("rope_scaling":{"rope_type":"longrope","original_max_position_embeddings":1024,"factor":8,"attention_factor":1.25,)" +
+          factors + "}}", "o.json");
+  EXPECT_EQ(own.rope_original_max_position, 4096);
+  EXPECT_EQ(own.rope_factor, 8);
+  EXPECT_EQ(own.rope_attention_factor, 1.25);
+  // Other model types: the scaling's own key, else max_position_embeddings.
+  const std::string llama = R"({"model_type":"llama","hidden_size":64,"intermediate_size":96,"num_hidden_layers":2,)"
+                            R"("num_attention_heads":4,"vocab_size":50,"max_position_embeddings":8192,)";
+  const ModelSpec l = model_from_hf_config_text(
+      llama + R"("rope_scaling":{"rope_type":"longrope","original_max_position_embeddings":2048,)" + factors + "}}", "l.json");
+  EXPECT_EQ(l.rope_original_max_position, 2048);
+  EXPECT_DOUBLE_EQ(l.rope_factor, 4.0);
+  EXPECT_EQ(model_from_hf_config_text(llama + R"("rope_scaling":{"rope_type":"longrope",)" + factors + "}}", "l.json").rope_factor, 1.0);
+  EXPECT_EQ(model_from_hf_config_text(llama + R"("rope_scaling":{"rope_type":"longrope",)" + factors + "}}", "l.json").rope_attention_factor, 1.0);
+
+  const std::pair<std::string, std::string> bad[] = {
+      {R"("short_factor":[1,1,1],"long_factor":[2,3,4,5,6,7,8,9])", "b.json: longrope's short_factor has 3 numbers; it needs one per pair"},
+      {R"("short_factor":[1,1,1,1,1,1,1,1])", "b.json \"rope_scaling\": longrope needs \"long_factor\", a list of numbers"},
+      {R"("short_factor":[1,1,1,1,1,1,1,"x"],"long_factor":[2,3,4,5,6,7,8,9])", "\"short_factor\"[7] must be a number, got \"x\""},
+      {R"("short_factor":[1,1,1,1,1,1,1,1],"long_factor":[2,3,4,5,0,7,8,9])", "longrope's long_factor[4] must be a positive number, got 0"},
+      {R"("short_factor":[1,1,1,1,1,1,1,1],"long_factor":[2,3,4,5,6,7,8,9],"attention_factor":-1)", "attention_factor must be a positive number"}};
+  for (const auto& [scaling, needle] : bad) {
+    SCOPED_TRACE(scaling);
+    expect_bad_input([&] { model_from_hf_config_text(base + R"("rope_scaling":{"type":"longrope",)" + scaling + "}}", "b.json"); }, needle);
+  }
+  // partial_rotary_factor 0.5: 4 pairs rotate, so 4 factors each.
+  EXPECT_EQ(model_from_hf_config_text(base + R"("partial_rotary_factor":0.5,"rope_scaling":{"type":"longrope",)"
+                                             R"("short_factor":[1,1,1,1],"long_factor":[2,2,2,2]}})", "half.json").rotary_dim(), 8);
 }
 
 // Values no model can have are errors naming the key, not a NaN loss or a crash in RoPE.

@@ -62,8 +62,9 @@ class LlamaModel {
   ForwardContext context(int64_t seq_len) const;
   // The context of a batch of packed examples: `position_ids` (b, s) int64 restart at 0 where an
   // example starts (data::Packing::Documents). RoPE reads each token's own position ((b, 1, s, d)
-  // tables) and attention is causal within each example only: one additive (b, 1, s, s) mask, and
-  // a windowed one where the model has a sliding window shorter than the sequence. Undefined
+  // tables, from the table of the example's own length where the scaling depends on it: dynamic,
+  // longrope) and attention is causal within each example only: one additive (b, 1, s, s) mask,
+  // and a windowed one where the model has a sliding window shorter than the sequence. Undefined
   // position_ids: context(seq_len).
   ForwardContext context(int64_t seq_len, const at::Tensor& position_ids) const;
   size_t layer_unit(int64_t layer) const { return size_t(1 + layer); }

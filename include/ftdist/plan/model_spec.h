@@ -37,13 +37,18 @@ struct ModelSpec {
   // Numerics the runtime needs (the planner does not).
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
-  std::string rope_type = "default";  // default | llama3 | linear | dynamic | yarn (Transformers' rope_type)
+  // default | llama3 | linear | dynamic | yarn | longrope (Transformers' rope_type; Phi-3's legacy
+  // "su", and "yarn" in a phi3 config, read as longrope, as Transformers' Phi3Config reads them)
+  std::string rope_type = "default";
   double rope_partial = 1.0;          // Phi-3's partial_rotary_factor (RoPE rotates rotary_dim() dims)
-  double rope_factor = 1.0;           // llama3, linear, dynamic, yarn: the scaling factor
+  double rope_factor = 1.0;           // llama3, linear, dynamic, yarn, longrope: the scaling factor
   double rope_low_freq_factor = 1.0;  // llama3
   double rope_high_freq_factor = 4.0;
-  int64_t rope_original_max_position = 8192;  // llama3, yarn: the pre-training context
-  double rope_attention_factor = 1.0;  // yarn: cos and sin are multiplied by it (1 otherwise)
+  int64_t rope_original_max_position = 8192;  // llama3, yarn, longrope: the pre-training context
+  double rope_attention_factor = 1.0;  // yarn, longrope: cos and sin are multiplied by it (1 otherwise)
+  // longrope (Phi-3 128k, Phi-3.5): rotary_dim()/2 divisors of the inverse frequencies, the short
+  // ones for an example of up to rope_original_max_position tokens, the long ones beyond it.
+  std::vector<double> rope_short_factor, rope_long_factor;
   double rope_beta_fast = 32, rope_beta_slow = 1;  // yarn: the rotation counts bounding the ramp
   bool rope_truncate = true;                       // yarn: the ramp's bounds rounded to whole dimensions
 
@@ -105,7 +110,7 @@ int64_t shape_numel(const std::vector<int64_t>& shape);
 
 // Reads a Hugging Face config.json (model types llama, mistral, qwen2, qwen3, phi3). Errors name the
 // file and the key that is missing or malformed, or that asks for what ftdist does not compute
-// (a rope_type other than default and llama3, an activation other than SiLU, ...); dropout is kept
+// (a rope_type Transformers does not define for the model, an activation other than SiLU, ...); dropout is kept
 // in ModelSpec::dropout for training to refuse.
 ModelSpec model_from_hf_config(const std::string& path);
 ModelSpec model_from_hf_config_text(const std::string& json_text, const std::string& origin);
