@@ -24,12 +24,8 @@ void print_packing(const std::string& path, int64_t seq_len) {
   const data::PackedSamples packed(std::make_shared<const data::TokenFile>(path, std::numeric_limits<int32_t>::max()), seq_len,
                                    data::Packing::Documents);
   const data::PackingStats& st = packed.stats();
-  std::printf("packing at seq-len %lld: %lld examples whole into %lld sequences, efficiency %.3f (tokens used / slots: "
-              "ftdist plan --packing-efficiency %.3f)%s%s\n",
-              static_cast<long long>(seq_len), static_cast<long long>(packed.file().num_documents()), static_cast<long long>(st.samples),
-              st.efficiency(), st.efficiency(),
-              st.truncated ? (", " + std::to_string(st.truncated) + " longer than seq-len truncated").c_str() : "",
-              st.untrained ? (", " + std::to_string(st.untrained) + " left out (no trained token within seq-len)").c_str() : "");
+  std::printf("%s; ftdist plan --packing-efficiency %.3f\n", st.describe(packed.file().num_documents(), seq_len).c_str(),
+              st.efficiency());
 }
 
 // The first `n` conversations (`messages` lines) as training sees them, one JSON line each: the

@@ -1,6 +1,8 @@
 #include "ftdist/data/packing.h"
 
 #include <algorithm>
+#include <iomanip>
+#include <sstream>
 #include <map>
 #include <random>
 #include <utility>
@@ -8,6 +10,17 @@
 #include "ftdist/core/check.h"
 
 namespace ftdist::data {
+
+std::string PackingStats::describe(int64_t examples, int64_t seq_len) const {
+  std::ostringstream os;
+  os << examples << " examples packed whole into " << samples << " sequences of " << seq_len << " tokens, packing efficiency "
+     << std::fixed << std::setprecision(1) << 100 * efficiency() << "% (tokens used / slots)";
+  if (truncated) os << ", " << truncated << " longer than seq_len truncated";
+  if (untrained)
+    os << ", " << untrained << " left out: longer than seq_len, with no trained token within it (a prompt longer than seq_len)";
+  if (dropped) os << ", " << dropped << " longer than seq_len dropped (" << dropped_tokens << " tokens)";
+  return os.str();
+}
 
 std::vector<Sample> pack(const std::vector<Document>& docs, int64_t seq_len) {
   FT_CHECK_ARG(seq_len >= 2, "seq_len must be >= 2, got " << seq_len);

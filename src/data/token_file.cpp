@@ -11,6 +11,7 @@
 #include <cstring>
 #include <functional>
 #include <utility>
+#include <vector>
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/text_file.h"
@@ -129,6 +130,46 @@ void TokenFile::unmap() noexcept {
 
 int64_t TokenFile::doc_of(int64_t t) const {
   return int64_t(std::upper_bound(offsets_, offsets_ + docs_ + 1, uint64_t(t)) - offsets_) - 1;
+}
+
+int64_t TokenFile::first_token_out_of_vocab(int64_t begin, int64_t end) const {
+  FT_CHECK(0 <= begin && begin <= end && end <= tokens_, ErrorKind::Internal,
+           path_ << ": token range [" << begin << ", " << end << ") outside [0, " << tokens_ << ")");
+  const uint32_t limit = uint32_t(vocab_);
+  // The scan must not leave the file resident: each 16 MiB leaves the mapping once scanned, and the
+  // page cache too unless it was all cached before (read sequentially, the kernel caches it in
+  // large folios, and a sample read later would then map a whole folio, up to 2 MiB, per fault).
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);  // (for posix_fadvise; -1: skip that)
+  constexpr int64_t kChunk = int64_t(1) << 22;
+  int64_t found = -1;
+  for (int64_t c = begin; c < end && found < 0; c += kChunk) {
+    const int64_t stop = std::min(end, c + kChunk);
+    const bool was_cached = all_resident(tokens_ptr_ + c, tokens_ptr_ + stop);
+    uint32_t top = 0;  // the chunk's largest id first (a loop that vectorizes), then where
+    for (int64_t t = c; t < stop; ++t) top = std::max(top, tokens_ptr_[t]);
+    if (top >= limit)
+      for (int64_t t = c; t < stop && found < 0; ++t)
+        if (tokens_ptr_[t] >= limit) found = t;
+    const auto [first, bytes] = page_range(tokens_ptr_ + c, tokens_ptr_ + stop);
+    ::madvise(reinterpret_cast<void*>(first), bytes, MADV_DONTNEED);
+    if (fd >= 0 && !was_cached) ::posix_fadvise(fd, off_t(first - uintptr_t(map_)), off_t(bytes), POSIX_FADV_DONTNEED);
+  }
+  if (fd >= 0) ::close(fd);
+  return found;
+}
+
+std::pair<uintptr_t, size_t> TokenFile::page_range(const void* from, const void* to) const {
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = uintptr_t(from) / page * page, last = (uintptr_t(to) + page - 1) / page * page;
+  return {first, size_t(std::min(last, uintptr_t(map_) + map_bytes_) - first)};
+}
+
+bool TokenFile::all_resident(const void* from, const void* to) const {
+  const auto [first, bytes] = page_range(from, to);
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> resident((bytes + page - 1) / page);
+  if (::mincore(reinterpret_cast<void*>(first), bytes, resident.data()) != 0) return false;
+  return std::all_of(resident.begin(), resident.end(), [](unsigned char r) { return (r & 1) != 0; });
 }
 
 void TokenFile::token_out_of_vocab(int64_t t, int64_t d) const {

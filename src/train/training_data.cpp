@@ -1,7 +1,8 @@
 #include "training_data.h"
 
+#include <algorithm>
 #include <chrono>
-#include <iomanip>
+#include <optional>
 
 #include "ftdist/core/log.h"
 #include "ftdist/core/progress.h"
@@ -28,6 +29,35 @@ void on_rank0_while_others_wait(comm::Communicator& world, const std::function<v
   flag.fill_(0);
   world.broadcast(flag, 0);
 }
+
+namespace {
+// Every token of the file below its vocabulary, checked before the first step: each rank scans its
+// share (a progress bar on rank 0 when that takes more than a second) and all learn the first bad
+// position, so every rank stops with the same error naming the file, the document and the position,
+// rather than one rank when a sample reaches the token hours in.
+void check_every_token(const data::TokenFile& file, const std::string& what, comm::Communicator& world) {
+  const int64_t total = file.num_tokens(), rank = world.rank(), ranks = world.size();
+  const int64_t begin = total / ranks * rank + std::min(rank, total % ranks);
+  const int64_t end = begin + total / ranks + (rank < total % ranks ? 1 : 0);
+  constexpr int64_t kPiece = int64_t(1) << 26;  // tokens between progress updates (256 MiB)
+  std::optional<ProgressBar> bar;
+  if (rank == 0) {
+    bar.emplace(what + ": checking the tokens of " + file.path(), uint64_t(4 * (end - begin)), "B");
+    bar->quiet_for(1.0);
+  }
+  int64_t bad = -1;
+  for (int64_t at = begin; at < end && bad < 0; at += kPiece) {
+    bad = file.first_token_out_of_vocab(at, std::min(end, at + kPiece));
+    if (bar) bar->update(uint64_t(4 * (std::min(end, at + kPiece) - begin)));
+  }
+  if (bar) bar->finish();
+  // the smallest bad position over the ranks, as a maximum: total - position (0: none)
+  at::Tensor first = at::full({1}, bad < 0 ? int64_t(0) : total - bad, at::TensorOptions().dtype(at::kLong)).to(world.device());
+  world.all_reduce(first, comm::ReduceOp::Max);
+  const int64_t found = first.cpu().item<int64_t>();
+  if (found > 0) file.check_token(total - found, file.doc_of(total - found));  // throws, naming it
+}
+}  // namespace
 
 data::PackedSamples open_samples(const std::string& path, const std::string& what, const RunConfig& c,
                                  const data::Tokenizer& tokenizer, int64_t vocab, comm::Communicator& world) {
@@ -57,20 +87,12 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
     ftok = data::tokenized_cache_path(source, dir);
   }
   auto file = std::make_shared<const data::TokenFile>(ftok, vocab);
+  check_every_token(*file, what, world);
   // (data.packing = "auto" is decided with the rest of the run: train::resolve_run())
   const data::Packing packing = data::packing_from_name(c.packing, c.origin + " [data] packing");
   data::PackedSamples samples(file, c.seq_len, packing, data::long_examples_from_name(c.long_examples, c.origin + " [data] long_examples"));
-  if (packing == data::Packing::Documents) {
-    const data::PackingStats& st = samples.stats();
-    FT_LOG_INFO(what << ": " << file->num_documents() << " examples packed whole into " << st.samples << " sequences of "
-                     << c.seq_len << " tokens, packing efficiency " << std::fixed << std::setprecision(1)
-                     << 100 * st.efficiency() << "% (tokens used / slots)" << std::defaultfloat
-                     << (st.truncated ? ", " + std::to_string(st.truncated) + " longer than seq_len truncated" : "")
-                     << (st.untrained ? ", " + std::to_string(st.untrained) + " left out: longer than seq_len, with no trained "
-                                        "token within it (a prompt longer than seq_len)" : "")
-                     << (st.dropped ? ", " + std::to_string(st.dropped) + " longer than seq_len dropped (" +
-                                          std::to_string(st.dropped_tokens) + " tokens)" : ""));
-  }
+  if (packing == data::Packing::Documents)
+    FT_LOG_INFO(what << ": " << samples.stats().describe(file->num_documents(), c.seq_len));
   return samples;
 }
 

@@ -281,6 +281,26 @@ TEST(TokenFile, TokenOutsideTheVocabularyIsReportedWhenItsSampleIsCut) {
   expect_bad_input([&] { open(path, 45); }, path + ": written for a vocabulary of 50, the model has 45");
 }
 
+// The scan a run makes before its first step: the first bad position of a range, -1 for a clean one,
+// across the 16 MiB pieces it hands back as it goes (the bad token in the second piece).
+TEST(TokenFile, ScanFindsTheFirstTokenOutsideTheVocabulary) {
+  const std::string path = fresh_dir("scan") + "/scan.ftok";
+  const int64_t n = (int64_t(1) << 22) + 1000;  // one piece and then some
+  std::string bytes = encode_ftok({doc(std::vector<int64_t>(size_t(n), 7), std::vector<int64_t>(size_t(n), 7), 1)}, 50);
+  const size_t tokens_at = 40 + 8 * 2;
+  for (int64_t bad : {(int64_t(1) << 22) + 500, (int64_t(1) << 22) + 900}) bytes[tokens_at + size_t(4 * bad)] = char(60);
+  bytes[tokens_at + 4 * 3 + 1] = char(1);  // token 3: 7 + 256, also outside
+  write(path, bytes);
+  const auto file = open(path, 50);
+  EXPECT_EQ(file->first_token_out_of_vocab(0, n), 3);
+  EXPECT_EQ(file->first_token_out_of_vocab(4, n), (int64_t(1) << 22) + 500);
+  EXPECT_EQ(file->first_token_out_of_vocab((int64_t(1) << 22) + 501, n), (int64_t(1) << 22) + 900);
+  EXPECT_EQ(file->first_token_out_of_vocab(4, (int64_t(1) << 22) + 500), -1);
+  EXPECT_EQ(file->first_token_out_of_vocab(n, n), -1);
+  EXPECT_EQ(file->tokens()[(int64_t(1) << 22) + 10], 7u);  // pages handed back read again
+  expect_bad_input([&] { file->check_token(3, file->doc_of(3)); }, "token 263 (document 0) at position 3 of the document");
+}
+
 TEST(TokenFile, MalformedFilesFailAtOpenNamingTheFile) {
   const std::string dir = fresh_dir("malformed");
   const std::vector<data::Document> docs = {doc({1, 2, 3}, {1, 2, 3}, 1), doc({4, 5}, {4, 5}, 2),

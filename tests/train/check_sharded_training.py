@@ -152,14 +152,16 @@ elif mode == "bad-input":
         json.dump(c, f)
     expect_error("a config that does not match the weights", 2, config("wrong", f'path = "{wrong}"'), wrong,
                  [f"data.train={data_cfg}", "data.seq_len=8"])
-    # A token file with a token beyond the vocabulary (found when its sample is cut, on every rank).
+    # A token file with a token beyond the vocabulary: found before the first step (each rank scans its
+    # share of the file), the same error on every rank.
     bad = os.path.join(tmp, "bad_token.ftok")
     tokens = [1, 2, 3] * 200 + [300] + [4] * 100
     with open(bad, "wb") as f:
         f.write(b"FTDTOK01" + struct.pack("<IIQQII", 1, 258, 1, len(tokens), 0, 0) + struct.pack("<QQ", 0, len(tokens)))
         f.write(struct.pack(f"<{len(tokens)}I", *tokens))
     tiny = f'config = "{os.path.join(root, "examples/tiny/config.json")}"'
-    expect_error("a token beyond the vocabulary", 2, config("badtok", tiny), bad,
+    expect_error("a token beyond the vocabulary", 2, config("badtok", tiny),
+                 f"{bad}: token 300 (document 0) at position 600 of the document is outside the vocabulary [0, 258)",
                  [f"data.train={bad}", "train.steps=30", "train.warmup_steps=0"])
 elif mode == "data":
     # A 2 GiB token file (sparse: one document of token 0) is mapped, not read: training 10 steps on

@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ftdist/data/documents.h"
@@ -39,7 +40,8 @@ namespace ftdist::data {
 // A read-only memory mapping of a .ftok file. The constructor validates the header (magic,
 // version), the sizes against the file length, the file's vocabulary against the model's `vocab`,
 // and the document offsets table (reading only its 8 * (D + 1) bytes). Token ids are NOT read at
-// open: check_token() validates them where they are used (PackedSamples does, per sample).
+// open: check_token() validates them where they are used (PackedSamples does, per sample), and
+// first_token_out_of_vocab() scans a range of them (training scans the whole file at start).
 // Errors are Error(BadInput) naming the path.
 class TokenFile {
  public:
@@ -74,12 +76,23 @@ class TokenFile {
     if (tokens_ptr_[t] >= uint32_t(vocab_)) token_out_of_vocab(t, d);
   }
 
+  // The first stream position in [begin, end) (0 <= begin <= end <= T) whose token is not below
+  // vocab(), or -1 when there is none: one pass over those tokens, in order, handing each 16 MiB
+  // back once scanned (resident memory does not grow with the file, and the page cache keeps only
+  // what it held before). A run checks its
+  // data with it before the first step, so a bad token is an error at start, not when a sample
+  // reaches it hours later.
+  int64_t first_token_out_of_vocab(int64_t begin, int64_t end) const;
+
   // Hands the pages read so far back to the kernel (madvise MADV_DONTNEED): resident memory drops;
   // later reads fault them in again from the page cache or the disk.
   void release_pages() const;
 
  private:
   [[noreturn]] void token_out_of_vocab(int64_t t, int64_t d) const;
+  // The whole pages of the mapping holding [from, to): (first page's address, bytes).
+  std::pair<uintptr_t, size_t> page_range(const void* from, const void* to) const;
+  bool all_resident(const void* from, const void* to) const;  // every such page in the page cache (mincore)
   void validate_offsets() const;
   void unmap() noexcept;
 
