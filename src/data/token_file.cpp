@@ -137,14 +137,17 @@ int64_t TokenFile::first_token_out_of_vocab(int64_t begin, int64_t end) const {
            path_ << ": token range [" << begin << ", " << end << ") outside [0, " << tokens_ << ")");
   const uint32_t limit = uint32_t(vocab_);
   // The scan must not leave the file resident: each 16 MiB leaves the mapping once scanned, and the
-  // page cache too unless it was all cached before (read sequentially, the kernel caches it in
-  // large folios, and a sample read later would then map a whole folio, up to 2 MiB, per fault).
+  // pages it brought into the page cache leave that too (read sequentially, the kernel caches a file
+  // in large folios, and a sample read later would then map a whole folio, up to 2 MiB, per fault);
+  // what was cached before the scan stays.
   const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);  // (for posix_fadvise; -1: skip that)
+  const auto [range_first, range_bytes] = page_range(tokens_ptr_ + begin, tokens_ptr_ + end);
+  const std::vector<bool> cached = fd >= 0 ? cached_pages(fd, range_first, range_bytes) : std::vector<bool>();
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
   constexpr int64_t kChunk = int64_t(1) << 22;
   int64_t found = -1;
   for (int64_t c = begin; c < end && found < 0; c += kChunk) {
     const int64_t stop = std::min(end, c + kChunk);
-    const bool was_cached = all_resident(tokens_ptr_ + c, tokens_ptr_ + stop);
     uint32_t top = 0;  // the chunk's largest id first (a loop that vectorizes), then where
     for (int64_t t = c; t < stop; ++t) top = std::max(top, tokens_ptr_[t]);
     if (top >= limit)
@@ -152,7 +155,15 @@ int64_t TokenFile::first_token_out_of_vocab(int64_t begin, int64_t end) const {
         if (tokens_ptr_[t] >= limit) found = t;
     const auto [first, bytes] = page_range(tokens_ptr_ + c, tokens_ptr_ + stop);
     ::madvise(reinterpret_cast<void*>(first), bytes, MADV_DONTNEED);
-    if (fd >= 0 && !was_cached) ::posix_fadvise(fd, off_t(first - uintptr_t(map_)), off_t(bytes), POSIX_FADV_DONTNEED);
+    if (fd < 0) continue;
+    // each run of pages that were not cached before the scan, out of the page cache
+    const size_t p0 = (first - range_first) / page, p1 = p0 + (bytes + page - 1) / page;
+    for (size_t p = p0; p < p1;) {
+      size_t q = p;
+      while (q < p1 && !cached[q]) ++q;
+      if (q > p) ::posix_fadvise(fd, off_t(range_first + p * page - uintptr_t(map_)), off_t((q - p) * page), POSIX_FADV_DONTNEED);
+      p = q + 1;
+    }
   }
   if (fd >= 0) ::close(fd);
   return found;
@@ -164,12 +175,17 @@ std::pair<uintptr_t, size_t> TokenFile::page_range(const void* from, const void*
   return {first, size_t(std::min(last, uintptr_t(map_) + map_bytes_) - first)};
 }
 
-bool TokenFile::all_resident(const void* from, const void* to) const {
-  const auto [first, bytes] = page_range(from, to);
+std::vector<bool> TokenFile::cached_pages(int fd, uintptr_t first, size_t bytes) const {
   const size_t page = size_t(::sysconf(_SC_PAGESIZE));
-  std::vector<unsigned char> resident((bytes + page - 1) / page);
-  if (::mincore(reinterpret_cast<void*>(first), bytes, resident.data()) != 0) return false;
-  return std::all_of(resident.begin(), resident.end(), [](unsigned char r) { return (r & 1) != 0; });
+  std::vector<bool> cached((bytes + page - 1) / page, false);
+  // mincore tells the truth about a file's pages only to its owner or a process that may write it
+  // (for anyone else it says every page is cached): where it may not, none counts as cached.
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || (st.st_uid != ::geteuid() && ::access(path_.c_str(), W_OK) != 0)) return cached;
+  std::vector<unsigned char> resident(cached.size());
+  if (bytes == 0 || ::mincore(reinterpret_cast<void*>(first), bytes, resident.data()) != 0) return cached;
+  for (size_t i = 0; i < cached.size(); ++i) cached[i] = (resident[i] & 1) != 0;
+  return cached;
 }
 
 void TokenFile::token_out_of_vocab(int64_t t, int64_t d) const {

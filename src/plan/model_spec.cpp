@@ -290,7 +290,7 @@ void read_rope(const json& j, const std::string& origin, ModelSpec* m) {
   for (const char* key : {"type", "rope_type"})
     if (p->contains(key) && p->at(key).is_string()) type = p->at(key).get<std::string>();
   if (m->model_type == "phi3") {
-    // Phi3Config reads its legacy "su" and "yarn" as longrope, and no other scaling.
+    // Phi3Config reads "yarn" as longrope (and Transformers 4 read the legacy "su" so), and no other scaling.
     if (type == "su" || type == "yarn") type = "longrope";
     FT_CHECK_ARG(type == "default" || type == "longrope",
                  where << ": rope_type \"" << type << "\" is not one a phi3 model has (Transformers' Phi3Config reads default and longrope)");
@@ -424,7 +424,10 @@ ModelSpec model_from_hf_config_text(const std::string& text, const std::string& 
   m.tie_embeddings = get_bool_or(j, "tie_word_embeddings", false, origin);
   read_biases(j, origin, &m);
   m.qk_norm = m.model_type == "qwen3";
-  m.max_position = get_int_or(j, "max_position_embeddings", 0, origin);
+  // (missing: the Transformers config class's default)
+  static const std::map<std::string, int64_t> kDefaultMaxPosition = {
+      {"llama", 2048}, {"mistral", 131072}, {"qwen2", 32768}, {"qwen3", 32768}, {"phi3", 4096}};
+  m.max_position = get_int_or(j, "max_position_embeddings", kDefaultMaxPosition.at(m.model_type), origin);
   read_window(j, origin, &m);
   m.rms_norm_eps = get_number_or(j, "rms_norm_eps", m.model_type == "phi3" ? 1e-5 : m.rms_norm_eps, origin);  // (Phi3Config's)
   read_rope(j, origin, &m);

@@ -2,7 +2,7 @@
 """Parity with Hugging Face Transformers (an oracle ftdist does not share code with).
 
 Builds tiny random Llama, Llama-3.1 (llama3 rope scaling), Llama with linear and dynamic rope
-scaling, Qwen3 with YaRN, Phi-3 with LongRoPE, Mistral (sliding window shorter than the
+scaling, Qwen3 with YaRN, Phi-3 and Llama with LongRoPE, Mistral (sliding window shorter than the
 sequence), Qwen2 (q/k/v biases, tied embeddings), Phi-3 (fused qkv_proj and gate_up_proj; also with a
 partial rotary factor, a window and tied embeddings) and Qwen3 (per-head q/k RMSNorm, head_dim not
 hidden / heads; tied, and untied with attention biases and windowed upper layers) models with
@@ -66,6 +66,11 @@ def configs():
                                       eos_token_id=None, partial_rotary_factor=0.5, original_max_position_embeddings=24,
                                       rope_scaling={"type": "longrope", "short_factor": [1.0, 1.3, 2.1, 2.9],
                                                     "long_factor": [1.5, 4.0, 9.0, 17.0]})
+    # LongRoPE on Llama: a top-level original_max_position_embeddings (20) wins over the scaling's own
+    # (30), as Transformers' standardize_rope_params has it; the factor and its attention factor given.
+    yield "llama-longrope", LlamaConfig(**common, tie_word_embeddings=False, original_max_position_embeddings=20, rope_scaling={
+        "rope_type": "longrope", "original_max_position_embeddings": 30, "factor": 6.0,
+        "short_factor": [1.0, 1.1, 1.4, 2.0, 2.5, 3.0, 3.5, 4.0], "long_factor": [1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0]})
 
 
 def write_data(path, vocab, rng, fixed_length=False):

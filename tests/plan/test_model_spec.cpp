@@ -221,6 +221,25 @@ TEST(HfConfig, MissingKeysTakeTransformersDefaults) {
   EXPECT_EQ(read("phi3", "").rms_norm_eps, 1e-5);
   EXPECT_EQ(read("llama", "").rms_norm_eps, 1e-6);
   EXPECT_EQ(read("qwen2", "").rms_norm_eps, 1e-6);
+  EXPECT_EQ(read("llama", "").max_position, 2048);
+  EXPECT_EQ(read("mistral", "").max_position, 131072);
+  EXPECT_EQ(read("qwen2", "").max_position, 32768);
+  EXPECT_EQ(read("qwen3", "").max_position, 32768);
+  EXPECT_EQ(read("phi3", "").max_position, 4096);
+  // llama3 scaling without its own original_max_position_embeddings: max_position_embeddings (Transformers 5)
+  EXPECT_EQ(read("llama", R"(,"max_position_embeddings":16384,"rope_scaling":{"rope_type":"llama3","factor":8})").rope_original_max_position, 16384);
+  EXPECT_EQ(read("llama", R"(,"rope_scaling":{"rope_type":"llama3","factor":8})").rope_original_max_position, 2048);
+  // a top-level original_max_position_embeddings wins over the scaling's own, for every model type
+  EXPECT_EQ(read("llama", R"(,"original_max_position_embeddings":4096,"rope_scaling":{"rope_type":"llama3","factor":8,)"
+                          R"("original_max_position_embeddings":8192})").rope_original_max_position, 4096);
+  EXPECT_EQ(read("qwen3", R"(,"original_max_position_embeddings":1024,"rope_scaling":{"rope_type":"yarn","factor":4,)"
+                          R"("original_max_position_embeddings":8192})").rope_original_max_position, 1024);
+  // phi3 longrope with neither factor nor max_position_embeddings: Phi3Config's 4096 over 4096, factor 1
+  const ModelSpec p = read("phi3", R"(,"num_key_value_heads":32,"rope_scaling":{"type":"longrope",)"
+                                   R"("short_factor":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],)"
+                                   R"("long_factor":[2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2]})");
+  EXPECT_EQ(p.rope_factor, 1.0);
+  EXPECT_EQ(p.rope_attention_factor, 1.0);
 }
 
 // RoPE scaling survives hf_config_text (the config a checkpoint or an export of a config-made model
@@ -245,8 +264,8 @@ TEST(HfConfig, RopeScalingRoundTrips) {
   EXPECT_EQ(y.rope_beta_fast, 32);
 }
 
-// LongRoPE as Phi-3-mini-128k writes it: the legacy "su" type (and "yarn", in a phi3 config) read as
-// longrope, the pre-training context from the top level (4096 when Phi3Config's default stands),
+// LongRoPE as Phi-3-mini-128k writes it: the legacy "su" type (as Transformers 4 reads it; 5.24
+// fails on it) and "yarn" (in a phi3 config, as Transformers reads it) read as longrope, the pre-training context from the top level (4096 when Phi3Config's default stands),
 // factor = max_position / context, attention factor sqrt(1 + ln factor / ln context); every factor
 // list one number per rotated pair; the config round-trips through hf_config_text.
 TEST(HfConfig, LongRopeReadsAsTransformersPhi3ConfigDoes) {
@@ -333,7 +352,7 @@ TEST(HfConfig, ImpossibleValuesNameTheKey) {
       {R"({"rope_type":"yarn","factor":4,"attention_factor":-1})", "attention_factor must be a positive number"}};
   for (const auto& [scaling, needle] : scalings)
     bad(std::string(R"("hidden_size":64,"num_attention_heads":4,"max_position_embeddings":64,"rope_scaling":)") + scaling, needle);
-  bad(R"("hidden_size":64,"num_attention_heads":4,"rope_scaling":{"rope_type":"dynamic","factor":2})", "needs max_position_embeddings");
+  bad(R"("hidden_size":64,"num_attention_heads":4,"max_position_embeddings":0,"rope_scaling":{"rope_type":"dynamic","factor":2})", "needs max_position_embeddings");
   EXPECT_NO_THROW(model_from_hf_config_text(base + R"(,"hidden_size":64,"num_attention_heads":4,"rope_theta":500000})", "ok.json"));
 }
 

@@ -92,7 +92,9 @@ class TokenFile {
   [[noreturn]] void token_out_of_vocab(int64_t t, int64_t d) const;
   // The whole pages of the mapping holding [from, to): (first page's address, bytes).
   std::pair<uintptr_t, size_t> page_range(const void* from, const void* to) const;
-  bool all_resident(const void* from, const void* to) const;  // every such page in the page cache (mincore)
+  // Per page of [first, first + bytes): whether it is in the page cache (mincore; none where the
+  // kernel does not tell this process).
+  std::vector<bool> cached_pages(int fd, uintptr_t first, size_t bytes) const;
   void validate_offsets() const;
   void unmap() noexcept;
 

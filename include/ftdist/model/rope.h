@@ -8,7 +8,9 @@
 // Two scalings depend on the sequence's length: dynamic (the base grows beyond
 // max_position_embeddings) and longrope (the long factors beyond the pre-training context). A
 // sequence takes the frequencies of its own length; examples packed in one row each take those of
-// their own length (model::LlamaModel::context), so that packing changes nothing.
+// their own length (model::LlamaModel::context), so that packing changes nothing. (Transformers,
+// given packed position_ids, takes the longest example's length for the whole batch, and its dynamic
+// scaling keeps the longest length seen so far; one sequence per forward is the same in both.)
 #pragma once
 
 #include <ATen/ATen.h>

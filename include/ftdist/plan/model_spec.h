@@ -37,8 +37,9 @@ struct ModelSpec {
   // Numerics the runtime needs (the planner does not).
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
-  // default | llama3 | linear | dynamic | yarn | longrope (Transformers' rope_type; Phi-3's legacy
-  // "su", and "yarn" in a phi3 config, read as longrope, as Transformers' Phi3Config reads them)
+  // default | llama3 | linear | dynamic | yarn | longrope (Transformers' rope_type; in a phi3 config
+  // "yarn" reads as longrope, as Phi3Config reads it, and so does the legacy "su", as Transformers 4
+  // read it)
   std::string rope_type = "default";
   double rope_partial = 1.0;          // Phi-3's partial_rotary_factor (RoPE rotates rotary_dim() dims)
   double rope_factor = 1.0;           // llama3, linear, dynamic, yarn, longrope: the scaling factor
