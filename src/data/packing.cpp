@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <iomanip>
-#include <sstream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <utility>
 
 #include "ftdist/core/check.h"
