@@ -50,7 +50,7 @@ void add_eval_options(cxxopts::Options& options) {
       ("model", "Hugging Face model directory (config.json + safetensors), or an ftdist checkpoint directory", cxxopts::value<std::string>())
       ("data", "JSONL file: one {\"input_ids\": [...], \"labels\": [...]} per line", cxxopts::value<std::string>())
       ("seq-len", "truncate longer sequences to this many tokens (0: keep)", cxxopts::value<int64_t>()->default_value("0"))
-      ("dtype", "compute dtype: auto (as stored) | fp32 | bf16 | fp16", cxxopts::value<std::string>()->default_value("auto"))
+      ("dtype", "compute dtype: auto (config.json's dtype, else as most weights are stored) | fp32 | bf16 | fp16", cxxopts::value<std::string>()->default_value("auto"))
       ("device", "cpu | cuda | auto", cxxopts::value<std::string>()->default_value("auto"))
       ("attention", "flash (fused SDPA) | eager", cxxopts::value<std::string>()->default_value("flash"))
       ("loss-chunk", "compute the loss in chunks of this many tokens (0: all logits at once)", cxxopts::value<int64_t>()->default_value("0"))

@@ -19,7 +19,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
   units_ = spec_.units();
   const std::string index = dir + "/model.safetensors.index.json";
   std::vector<std::string> names;
-  if (file_exists(index)) {
+  if (!file_exists(dir + "/model.safetensors") && file_exists(index)) {
     const nlohmann::json j = parse_json(read_text_file(index, "--model"), index);
     FT_CHECK_ARG(j.contains("weight_map") && j["weight_map"].is_object(), index << ": missing object \"weight_map\"");
     std::set<std::string> files;
@@ -38,10 +38,22 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
     files_.push_back(std::make_unique<SafetensorsFile>(dir + "/" + n));
     for (const TensorInfo& t : files_.back()->tensors()) {
       FT_CHECK_ARG(where_.count(t.name) == 0, dir << ": tensor \"" << t.name << "\" appears in two files");
-      where_[t.name] = files_.size() - 1;
+      where_[t.name] = {files_.size() - 1, t.name};
     }
   }
+  add_aliases();
   check_tied_head();
+}
+
+void HfCheckpoint::add_aliases() {
+  const std::string embed = "model.embed_tokens.weight", head = "lm_head.weight";
+  const bool prefixed = std::any_of(where_.begin(), where_.end(), [](const auto& e) { return e.first.rfind("model.", 0) == 0; });
+  if (!prefixed && where_.count("embed_tokens.weight")) {  // a base model's checkpoint (LlamaModel.save_pretrained)
+    std::map<std::string, Location> named;
+    for (auto& [name, loc] : where_) named[name == head ? name : "model." + name] = loc;
+    where_ = std::move(named);
+  }
+  if (spec_.tie_embeddings && !where_.count(embed) && where_.count(head)) where_[embed] = where_.at(head);
 }
 
 // A tied config whose files also hold an lm_head.weight: fine when it is a copy of the embeddings;
@@ -50,6 +62,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
 void HfCheckpoint::check_tied_head() const {
   const std::string head = "lm_head.weight", embed = "model.embed_tokens.weight";
   if (!spec_.tie_embeddings || !where_.count(head) || !where_.count(embed)) return;
+  if (where_.at(head).stored == where_.at(embed).stored) return;  // the head standing for the embeddings
   const TensorInfo& h = info(head);
   const TensorInfo& e = info(embed);
   bool same = h.shape == e.shape;
@@ -57,8 +70,8 @@ void HfCheckpoint::check_tied_head() const {
   for (int64_t first = 0; same && first < n; first += block) {
     const int64_t count = std::min(block, n - first);
     at::Tensor a = at::empty({count}, at::kFloat), b = at::empty({count}, at::kFloat);
-    files_[where_.at(head)]->read_range(head, first, count, a);
-    files_[where_.at(embed)]->read_range(embed, first, count, b);
+    read_range(head, first, count, a);
+    read_range(embed, first, count, b);
     same = at::equal(a, b);
   }
   FT_CHECK_ARG(same, dir_ << "/config.json says tie_word_embeddings = true, but the checkpoint also holds an \"lm_head.weight\" "
@@ -68,8 +81,10 @@ void HfCheckpoint::check_tied_head() const {
 
 const TensorInfo& HfCheckpoint::info(const std::string& name) const {
   auto it = where_.find(name);
-  FT_CHECK_ARG(it != where_.end(), dir_ << ": the checkpoint has no tensor \"" << name << "\"");
-  return files_[it->second]->info(name);
+  FT_CHECK_ARG(it != where_.end(), dir_ << ": the checkpoint has no tensor \"" << name << "\""
+                                        << (name == "lm_head.weight" ? " (config.json says tie_word_embeddings = false; "
+                                                                       "a base model's checkpoint has no head)" : ""));
+  return files_[it->second.file]->info(it->second.stored);
 }
 
 void HfCheckpoint::read_unit_range(size_t unit, int64_t begin, const at::Tensor& out) const {
@@ -79,7 +94,8 @@ void HfCheckpoint::read_unit_range(size_t unit, int64_t begin, const at::Tensor&
 
 void HfCheckpoint::read_range(const std::string& name, int64_t first, int64_t count, const at::Tensor& out) const {
   info(name);  // names the directory when missing
-  files_[where_.at(name)]->read_range(name, first, count, out);
+  const Location& loc = where_.at(name);
+  files_[loc.file]->read_range(loc.stored, first, count, out);
 }
 
 void HfCheckpoint::release_pages() const {
@@ -87,8 +103,14 @@ void HfCheckpoint::release_pages() const {
 }
 
 at::ScalarType HfCheckpoint::stored_dtype() const {
+  const nlohmann::json config = parse_json(config_text_, dir_ + "/config.json");
+  static const std::map<std::string, at::ScalarType> kNamed = {
+      {"float32", at::kFloat}, {"bfloat16", at::kBFloat16}, {"float16", at::kHalf}};
+  for (const char* key : {"dtype", "torch_dtype"})
+    if (config.contains(key) && config.at(key).is_string() && kNamed.count(config.at(key).get<std::string>()))
+      return kNamed.at(config.at(key).get<std::string>());
   std::map<at::ScalarType, int64_t> count;
-  for (const auto& [name, f] : where_) count[files_[f]->info(name).dtype] += files_[f]->info(name).numel();
+  for (const auto& [name, loc] : where_) count[info(name).dtype] += info(name).numel();
   at::ScalarType best = at::kFloat;
   int64_t most = -1;
   for (const auto& [t, n] : count)

@@ -1,9 +1,11 @@
 #include "ftdist/plan/model_spec.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/json.h"
@@ -139,6 +141,11 @@ int64_t ModelSpec::embed_params() const { return sum_numel(embed_tensors()); }
 int64_t ModelSpec::head_params() const { return sum_numel(head_tensors()); }
 int64_t ModelSpec::matmul_params() const { return param_count() - (tie_embeddings ? 0 : vocab * hidden); }
 
+int64_t ModelSpec::window_layer_count() const {
+  if (sliding_window <= 0) return 0;
+  return window_layers.empty() ? layers : int64_t(std::count(window_layers.begin(), window_layers.end(), true));
+}
+
 void ModelSpec::validate(const std::string& origin) const {
   auto positive = [&](int64_t v, const char* key, int64_t max) {
     FT_CHECK_ARG(v > 0, origin << ": " << key << " must be a positive integer, got " << v);
@@ -161,7 +168,8 @@ void ModelSpec::validate(const std::string& origin) const {
                                              << (rope_partial < 1 ? " (head_dim x partial_rotary_factor = " + std::to_string(rotary_dim()) + ")" : ""));
   FT_CHECK_ARG(std::isfinite(rms_norm_eps) && rms_norm_eps > 0, origin << ": rms_norm_eps must be a positive number, got " << rms_norm_eps);
   FT_CHECK_ARG(std::isfinite(rope_theta) && rope_theta > 0, origin << ": rope_theta must be a positive number, got " << rope_theta);
-  FT_CHECK_ARG(sliding_from_layer >= 0, origin << ": max_window_layers must be >= 0, got " << sliding_from_layer);
+  FT_CHECK_ARG(window_layers.empty() || int64_t(window_layers.size()) == layers,
+               origin << ": the sliding window names " << window_layers.size() << " layers of " << layers);
   if (rope_type != "default")
     FT_CHECK_ARG(std::isfinite(rope_factor) && rope_factor > 0,
                  origin << ": rope scaling (" << rope_type << ") needs factor > 0, got " << rope_factor);
@@ -270,25 +278,17 @@ void read_longrope(const json& j, const json& p, const std::string& origin, cons
   m->rope_attention_factor = get_number_or(p, "attention_factor", f <= 1 ? 1.0 : std::sqrt(1 + std::log(f) / std::log(context)), where);
 }
 
-// RoPE: Transformers 5 writes "rope_parameters" {rope_theta, rope_type, ...}; older configs have a
-// top-level "rope_theta" and an optional "rope_scaling" {rope_type|type, factor, ...}.
-void read_rope(const json& j, const std::string& origin, ModelSpec* m) {
+// RoPE from the top-level "rope_theta" and the object j[key] ({rope_theta, rope_type|type, factor,
+// ...}; none: default RoPE).
+void read_rope_from(const json& j, const char* key, const std::string& origin, ModelSpec* m) {
   m->rope_theta = get_number_or(j, "rope_theta", m->rope_theta, origin);
-  const json* p = nullptr;
-  std::string where = origin;
-  for (const char* key : {"rope_parameters", "rope_scaling"}) {
-    if (j.contains(key) && !j.at(key).is_null()) {
-      FT_CHECK_ARG(j.at(key).is_object(), origin << ": \"" << key << "\" must be an object");
-      p = &j.at(key);
-      where = origin + " \"" + key + "\"";
-      break;
-    }
-  }
-  if (!p) return;
+  if (!key) return;
+  const json* p = &j.at(key);
+  const std::string where = origin + " \"" + key + "\"";
   m->rope_theta = get_number_or(*p, "rope_theta", m->rope_theta, where);
   std::string type = "default";  // (rope_type wins over the legacy "type")
-  for (const char* key : {"type", "rope_type"})
-    if (p->contains(key) && p->at(key).is_string()) type = p->at(key).get<std::string>();
+  for (const char* name : {"type", "rope_type"})
+    if (p->contains(name) && p->at(name).is_string()) type = p->at(name).get<std::string>();
   if (m->model_type == "phi3") {
     // Phi3Config reads "yarn" as longrope (and Transformers 4 read the legacy "su" so), and no other scaling.
     if (type == "su" || type == "yarn") type = "longrope";
@@ -313,6 +313,51 @@ void read_rope(const json& j, const std::string& origin, ModelSpec* m) {
   }
 }
 
+
+// The RoPE settings two readings of a config must agree on.
+std::string rope_summary(const ModelSpec& m) {
+  std::ostringstream o;
+  o << "rope_type " << m.rope_type << ", rope_theta " << m.rope_theta;
+  if (m.rope_type != "default") o << ", factor " << m.rope_factor;
+  if (m.rope_type == "llama3" || m.rope_type == "yarn" || m.rope_type == "longrope")
+    o << ", original_max_position_embeddings " << m.rope_original_max_position;
+  return o.str();
+}
+
+bool same_rope(const ModelSpec& a, const ModelSpec& b) {
+  return a.rope_theta == b.rope_theta && a.rope_type == b.rope_type && a.rope_factor == b.rope_factor &&
+         a.rope_low_freq_factor == b.rope_low_freq_factor && a.rope_high_freq_factor == b.rope_high_freq_factor &&
+         a.rope_original_max_position == b.rope_original_max_position && a.rope_attention_factor == b.rope_attention_factor &&
+         a.rope_short_factor == b.rope_short_factor && a.rope_long_factor == b.rope_long_factor &&
+         a.rope_beta_fast == b.rope_beta_fast && a.rope_beta_slow == b.rope_beta_slow && a.rope_truncate == b.rope_truncate;
+}
+
+// RoPE: Transformers 5 writes "rope_parameters" {rope_theta, rope_type, ...}; older configs have a
+// top-level "rope_theta" and an optional "rope_scaling" {rope_type|type, factor, ...}. Given both,
+// Transformers reads "rope_scaling" alone (rope_parameters dropped, rope_theta from the top level):
+// ftdist does too where that agrees with "rope_parameters", and refuses where they disagree, as
+// which one was meant is a guess (typically a scaling added by hand to a Transformers 5 config).
+void read_rope(const json& j, const std::string& origin, ModelSpec* m) {
+  auto present = [&](const char* key) {
+    if (!j.contains(key) || j.at(key).is_null()) return false;
+    FT_CHECK_ARG(j.at(key).is_object(), origin << ": \"" << key << "\" must be an object");
+    return !j.at(key).empty();  // ({} is none, as Transformers' `rope_scaling or rope_parameters` reads it)
+  };
+  const bool parameters = present("rope_parameters"), scaling = present("rope_scaling");
+  if (!(parameters && scaling)) {
+    read_rope_from(j, scaling ? "rope_scaling" : parameters ? "rope_parameters" : nullptr, origin, m);
+    return;
+  }
+  ModelSpec as_parameters = *m;
+  read_rope_from(j, "rope_parameters", origin, &as_parameters);
+  read_rope_from(j, "rope_scaling", origin, m);
+  FT_CHECK_ARG(same_rope(*m, as_parameters),
+               origin << ": \"rope_scaling\" (" << rope_summary(*m) << ") disagrees with \"rope_parameters\" ("
+                      << rope_summary(as_parameters) << "). Transformers reads \"rope_scaling\" alone, with rope_theta "
+                      << "from the top level (10000 when absent); keep only the one meant (a Transformers 5 config: "
+                      << "put the scaling's keys into \"rope_parameters\")");
+}
+
 }  // namespace
 
 namespace {
@@ -326,43 +371,48 @@ void read_biases(const json& j, const std::string& origin, ModelSpec* m) {
   m->mlp_bias = m->model_type == "llama" && get_bool_or(j, "mlp_bias", false, origin);
 }
 
-// Qwen2/Qwen3 "layer_types" (Transformers 5 writes it): the windowed layers must be the last ones,
-// as max_window_layers makes them; it then says where they start.
+// "layer_types" (Transformers 5 writes it for Qwen2/Qwen3; Transformers reads a Mistral config
+// that has it as Ministral): which layers attend through the window, over max_window_layers.
 void read_layer_types(const json& j, const std::string& origin, ModelSpec* m) {
   if (!j.contains("layer_types") || j.at("layer_types").is_null()) return;
   const json& types = j.at("layer_types");
   FT_CHECK_ARG(types.is_array() && int64_t(types.size()) == m->layers,
                origin << ": \"layer_types\" must be a list of num_hidden_layers (" << m->layers << ") strings");
-  int64_t first_window = m->layers;
+  std::vector<bool> window(size_t(m->layers), false);
   for (int64_t i = 0; i < m->layers; ++i) {
     const json& t = types.at(size_t(i));
-    const bool window = t.is_string() && t.get<std::string>() == "sliding_attention";
-    FT_CHECK_ARG(window || (t.is_string() && t.get<std::string>() == "full_attention"),
+    window[size_t(i)] = t.is_string() && t.get<std::string>() == "sliding_attention";
+    FT_CHECK_ARG(window[size_t(i)] || (t.is_string() && t.get<std::string>() == "full_attention"),
                  origin << ": \"layer_types\"[" << i << "] must be \"full_attention\" or \"sliding_attention\", got "
                         << json_excerpt(t));
-    FT_CHECK_ARG(window || first_window == m->layers,
-                 origin << ": \"layer_types\" has a full_attention layer (" << i << ") after a sliding_attention one ("
-                        << first_window << "); ftdist windows only the last layers (max_window_layers onwards)");
-    if (window && first_window == m->layers) first_window = i;
   }
-  FT_CHECK_ARG(first_window == m->layers || m->sliding_window > 0,
+  FT_CHECK_ARG(std::find(window.begin(), window.end(), true) == window.end() || m->sliding_window > 0,
                origin << ": \"layer_types\" has sliding_attention layers but no sliding window "
-                         "(use_sliding_window false or sliding_window null)");
-  m->sliding_from_layer = m->sliding_window > 0 ? first_window : 0;
+                         "(sliding_window null" << (m->model_type == "mistral" ? "" : ", or use_sliding_window false") << ")");
+  m->window_layers = std::move(window);
 }
 
+// The sliding window: Mistral's and Phi-3's on every layer; Qwen2's and Qwen3's with
+// use_sliding_window, from max_window_layers on; "layer_types" (Qwen, Mistral) names the layers.
 void read_window(const json& j, const std::string& origin, ModelSpec* m) {
   const bool qwen = m->model_type == "qwen2" || m->model_type == "qwen3";
   const bool window_used = m->model_type == "mistral" || m->model_type == "phi3" ||
                            (qwen && get_bool_or(j, "use_sliding_window", false, origin));
-  // (MistralConfig's default window is 4096: a missing key is that, null is no window)
-  const int64_t default_window = m->model_type == "mistral" && !j.contains("sliding_window") ? 4096 : 0;
+  // (MistralConfig's, Qwen2Config's and Qwen3Config's default window is 4096: a missing key is
+  // that, null is no window; Phi3Config's default is none)
+  const int64_t default_window = m->model_type != "phi3" && !j.contains("sliding_window") ? 4096 : 0;
   m->sliding_window = window_used ? get_int_or(j, "sliding_window", default_window, origin) : 0;
-  if (!qwen) return;
-  // Transformers' default max_window_layers is 28.
-  if (m->sliding_window > 0) m->sliding_from_layer = get_int_or(j, "max_window_layers", 28, origin);
-  read_layer_types(j, origin, m);
-  if (m->sliding_from_layer >= m->layers) m->sliding_window = m->sliding_from_layer = 0;  // no layer uses it
+  if (qwen && m->sliding_window > 0) {
+    // Transformers' default max_window_layers is 28.
+    const int64_t from = get_int_or(j, "max_window_layers", 28, origin);
+    FT_CHECK_ARG(from >= 0, origin << ": max_window_layers must be >= 0, got " << from);
+    m->window_layers.assign(size_t(m->layers), false);
+    for (int64_t i = std::min(from, m->layers); i < m->layers; ++i) m->window_layers[size_t(i)] = true;
+  }
+  if (qwen || m->model_type == "mistral") read_layer_types(j, origin, m);
+  const int64_t used = m->window_layer_count();
+  if (used == 0) m->sliding_window = 0;  // no layer uses it
+  if (used == 0 || used == m->layers) m->window_layers.clear();
 }
 
 // What ftdist does not compute: refused, never approximated. Dropout is recorded for training to
@@ -393,9 +443,11 @@ void read_shape(const json& j, const std::string& origin, ModelSpec* m) {
   m->intermediate = get_int(j, "intermediate_size", origin);
   m->layers = get_int(j, "num_hidden_layers", origin);
   m->heads = get_int(j, "num_attention_heads", origin);
-  // Transformers' defaults when the key is missing: Qwen2/Qwen3 32, Mistral 8, the others the heads.
+  // Transformers' defaults when the key is missing: Qwen2/Qwen3 32, Mistral 8, the others the heads;
+  // null is the heads for every family (each config class's __post_init__).
   const bool qwen = m->model_type == "qwen2" || m->model_type == "qwen3";
-  m->kv_heads = get_int_or(j, "num_key_value_heads", qwen ? 32 : m->model_type == "mistral" ? 8 : m->heads, origin);
+  const bool missing = !j.contains("num_key_value_heads");
+  m->kv_heads = get_int_or(j, "num_key_value_heads", missing && qwen ? 32 : missing && m->model_type == "mistral" ? 8 : m->heads, origin);
   m->vocab = get_int(j, "vocab_size", origin);
   FT_CHECK_ARG(m->heads > 0, origin << ": num_attention_heads must be positive");
   // Qwen3Config's head_dim defaults to 128; the others' to hidden / heads.
@@ -462,12 +514,22 @@ std::string hf_config_text(const ModelSpec& m) {
   if (m.model_type == "llama" || m.model_type == "qwen3") j["attention_bias"] = m.qkv_bias;
   if (m.model_type == "llama") j["mlp_bias"] = m.mlp_bias;
   if (m.max_position > 0) j["max_position_embeddings"] = m.max_position;
-  if (m.model_type == "qwen2" || m.model_type == "qwen3") {
+  const bool qwen = m.model_type == "qwen2" || m.model_type == "qwen3";
+  if (qwen) {
     j["use_sliding_window"] = m.sliding_window > 0;
-    if (m.sliding_window > 0) j["max_window_layers"] = m.sliding_from_layer;
+    if (m.sliding_window > 0) {
+      int64_t first = 0;  // (the first windowed layer; "layer_types" below says which exactly)
+      while (!m.layer_uses_window(first)) ++first;
+      j["max_window_layers"] = first;
+    }
   }
   if (m.sliding_window > 0 || m.model_type == "mistral" || m.model_type == "phi3")
     j["sliding_window"] = m.sliding_window > 0 ? json(m.sliding_window) : json(nullptr);
+  if ((qwen && m.sliding_window > 0) || !m.window_layers.empty()) {
+    json types = json::array();
+    for (int64_t i = 0; i < m.layers; ++i) types.push_back(m.layer_uses_window(i) ? "sliding_attention" : "full_attention");
+    j["layer_types"] = types;
+  }
   j["rms_norm_eps"] = m.rms_norm_eps;
   j["rope_theta"] = m.rope_theta;
   if (m.rope_type == "llama3")

@@ -83,8 +83,10 @@ double add_comm_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, 
 }  // namespace
 
 double model_flops_per_token(const ModelSpec& m, int64_t seq_len) {
-  const int64_t keys = m.sliding_window > 0 ? std::min(seq_len, m.sliding_window) : seq_len;
-  return 6.0 * double(m.matmul_params()) + 12.0 * double(m.layers) * double(m.q_dim()) * double(keys);
+  // (keys per query summed over the layers: a windowed layer reads at most the window)
+  const int64_t windowed = m.window_layer_count();
+  const double keys = double(m.layers - windowed) * double(seq_len) + double(windowed) * double(std::min(seq_len, m.sliding_window));
+  return 6.0 * double(m.matmul_params()) + 12.0 * double(m.q_dim()) * keys;
 }
 
 TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, const Workload& w,

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -169,6 +170,67 @@ TEST(HfCheckpoint, ShapeMismatchAndMissingTensorNameTheTensor) {
   expect_bad_input([&] { load_unit_shard(ckpt, units[1], 0, at::empty({units[1].numel()})); },
                    "has no tensor \"model.layers.0.self_attn.q_proj.weight\"");
   expect_bad_input([&] { HfCheckpoint c(tmp("no-such-dir")); }, "is not a directory");
+}
+
+// The directories Transformers loads as well: model.safetensors beside an index (the single file
+// wins), a base model's checkpoint without the "model." prefix, a tied model whose file holds only
+// lm_head.weight; and config.json's dtype is eval's "auto" compute dtype, as in Transformers.
+TEST(HfCheckpoint, ReadsTheDirectoriesTransformersLoads) {
+  const plan::ModelSpec spec = tiny_spec("llama", true);
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 5);
+  auto tensors = [&](const std::function<std::string(const std::string&)>& rename, double scale) {
+    std::vector<std::pair<std::string, at::Tensor>> named;
+    for (const auto& unit : m.units())
+      for (size_t i = 0; i < unit.specs.size(); ++i)
+        if (!rename(unit.specs[i].name).empty()) named.push_back({rename(unit.specs[i].name), unit.params[i].to(at::kBFloat16) * scale});
+    return named;
+  };
+  auto same = [](const std::string& n) { return n; };
+  auto loads = [&](const std::string& dir, double scale) {  // every unit as the model's, times scale
+    HfCheckpoint ckpt(dir);
+    const auto units = ckpt.spec().units();
+    for (size_t u = 0; u < units.size(); ++u) {
+      at::Tensor whole = at::empty({units[u].numel()});
+      load_unit_shard(ckpt, units[u], 0, whole);
+      EXPECT_TRUE(at::equal(whole, (m.units()[u].flat.to(at::kBFloat16) * scale).to(at::kFloat))) << dir << " " << units[u].name;
+    }
+  };
+  // Both forms: Transformers reads model.safetensors and so does ftdist.
+  const std::string both = tmp("hf_both_forms");
+  save_hf_model(both, plan::hf_config_text(spec), tensors(same, 1.0));
+  save_safetensors(both + "/model-00001-of-00001.safetensors", tensors(same, 2.0));
+  nlohmann::json map;
+  for (const auto& [name, t] : tensors(same, 2.0)) map[name] = "model-00001-of-00001.safetensors";
+  write_text_file_atomic(both + "/model.safetensors.index.json", nlohmann::json{{"weight_map", map}}.dump(), "test");
+  loads(both, 1.0);
+  std::remove((both + "/model.safetensors").c_str());
+  loads(both, 2.0);
+  // A base model (LlamaModel.save_pretrained): no prefix, no head (tied).
+  const std::string base = tmp("hf_base_model");
+  save_hf_model(base, plan::hf_config_text(spec), tensors([](const std::string& n) { return n.substr(std::string("model.").size()); }, 1.0));
+  loads(base, 1.0);
+  // Tied, with the head alone in the file.
+  const std::string head = tmp("hf_head_only");
+  save_hf_model(head, plan::hf_config_text(spec),
+                tensors([](const std::string& n) { return n == "model.embed_tokens.weight" ? std::string("lm_head.weight") : n; }, 1.0));
+  loads(head, 1.0);
+  // Untied without a head: the error says why there may be none.
+  plan::ModelSpec untied = spec;
+  untied.tie_embeddings = false;
+  const std::string headless = tmp("hf_headless");
+  save_hf_model(headless, plan::hf_config_text(untied), tensors(same, 1.0));
+  HfCheckpoint c(headless);
+  expect_bad_input([&] { c.info("lm_head.weight"); }, "has no tensor \"lm_head.weight\" (config.json says tie_word_embeddings = false");
+  // dtype: config.json's (hf_config_text writes torch_dtype float32), else most weights' (bf16).
+  EXPECT_EQ(c.stored_dtype(), at::kFloat);
+  nlohmann::json config = nlohmann::json::parse(plan::hf_config_text(spec));
+  config.erase("torch_dtype");
+  write_text_file_atomic(base + "/config.json", config.dump(), "test");
+  EXPECT_EQ(HfCheckpoint(base).stored_dtype(), at::kBFloat16);
+  config["dtype"] = "float16";
+  write_text_file_atomic(base + "/config.json", config.dump(), "test");
+  EXPECT_EQ(HfCheckpoint(base).stored_dtype(), at::kHalf);
 }
 
 // Phi-3 keeps q/k/v and gate/up fused in its files: written here by hand (torch.cat of the parts,

@@ -84,6 +84,18 @@ TEST(HfConfig, ReadsGqaTiedBiasWindowAndHeadDim) {
       "nemo.json");
   EXPECT_EQ(e.head_dim, 128);
   EXPECT_EQ(e.layer_params(), 4096 * 5120 + 2 * 1024 * 5120 + 5120 * 4096 + 3 * 5120 * 14336 + 2 * 5120);
+  // Mistral with "layer_types" (Transformers reads it as Ministral): the window on those layers only;
+  // and the config written back keeps them.
+  ModelSpec alt = model_from_hf_config_text(
+      R"({"model_type":"mistral","hidden_size":64,"intermediate_size":96,"num_hidden_layers":3,"num_attention_heads":4,
+          "num_key_value_heads":2,"vocab_size":50,"sliding_window":5,"layer_types":["full_attention","sliding_attention","full_attention"]})", "alt.json");
+  EXPECT_EQ(alt.sliding_window, 5);
+  EXPECT_FALSE(alt.layer_uses_window(0) || alt.layer_uses_window(2));
+  EXPECT_TRUE(alt.layer_uses_window(1));
+  EXPECT_EQ(alt.window_layer_count(), 1);
+  const ModelSpec alt_back = model_from_hf_config_text(hf_config_text(alt), "back.json");
+  EXPECT_EQ(alt_back.window_layers, alt.window_layers);
+  EXPECT_TRUE(model_from_hf_config(kConfigs + "mistral-7b.json").window_layers.empty());  // every layer
   // A directory is read for its config.json.
   EXPECT_EQ(model_from_hf_config(FTDIST_TEST_DATA "/hf_model_dir").param_count(), 6738415616);
 }
@@ -120,20 +132,28 @@ TEST(HfConfig, Qwen3PerHeadNormsHeadDimAndWindowedLayers) {
   EXPECT_EQ(none.sliding_window, 0);  // max_window_layers 28 >= 4 layers: no layer uses the window
   ModelSpec lt = model_from_hf_config_text(base + R"(,"use_sliding_window":true,"sliding_window":8,"max_window_layers":1,
       "layer_types":["full_attention","full_attention","sliding_attention","sliding_attention"]})", "lt.json");
-  EXPECT_EQ(lt.sliding_from_layer, 2);
-  expect_bad_input([&] { model_from_hf_config_text(base + R"(,"use_sliding_window":true,"sliding_window":8,
-      "layer_types":["sliding_attention","full_attention","full_attention","full_attention"]})", "x.json"); },
-                   "x.json: \"layer_types\" has a full_attention layer (1) after a sliding_attention one (0)");
+  const std::vector<bool> lt_layers = {false, false, true, true};
+  EXPECT_EQ(lt.window_layers, lt_layers);
+  EXPECT_EQ(lt.window_layer_count(), 2);
+  // Any pattern, as Transformers' Qwen2/Qwen3 attention reads "layer_types" layer by layer.
+  ModelSpec first = model_from_hf_config_text(base + R"(,"use_sliding_window":true,"sliding_window":8,
+      "layer_types":["sliding_attention","full_attention","sliding_attention","full_attention"]})", "x.json");
+  EXPECT_TRUE(first.layer_uses_window(0) && first.layer_uses_window(2));
+  EXPECT_FALSE(first.layer_uses_window(1) || first.layer_uses_window(3));
+  // use_sliding_window without "sliding_window": Qwen3Config's default window, 4096.
+  EXPECT_EQ(model_from_hf_config_text(base + R"(,"use_sliding_window":true,"max_window_layers":2})", "d.json").sliding_window, 4096);
+  EXPECT_EQ(model_from_hf_config_text(base + R"(,"use_sliding_window":true,"sliding_window":null,"max_window_layers":2})", "n.json")
+                .sliding_window, 0);
   expect_bad_input([&] { model_from_hf_config_text(base + R"(,"layer_types":["full_attention","full_attention",
       "full_attention","sliding_attention"]})", "y.json"); }, "y.json: \"layer_types\" has sliding_attention layers but no sliding window");
   // The round trip through hf_config_text keeps all of it.
-  for (const ModelSpec& m : {q, d, w, lt}) {
+  for (const ModelSpec& m : {q, d, w, lt, first}) {
     ModelSpec back = model_from_hf_config_text(hf_config_text(m), "back.json");
     EXPECT_EQ(back.layer_tensors().size(), m.layer_tensors().size());
     EXPECT_EQ(back.param_count(), m.param_count());
     EXPECT_EQ(back.head_dim, m.head_dim);
     EXPECT_EQ(back.sliding_window, m.sliding_window);
-    EXPECT_EQ(back.sliding_from_layer, m.sliding_from_layer);
+    for (int64_t i = 0; i < m.layers; ++i) EXPECT_EQ(back.layer_uses_window(i), m.layer_uses_window(i)) << "layer " << i;
     EXPECT_EQ(back.rope_theta, m.rope_theta);
   }
 }
@@ -218,6 +238,9 @@ TEST(HfConfig, MissingKeysTakeTransformersDefaults) {
   EXPECT_EQ(read("phi3", "").kv_heads, 32);
   EXPECT_EQ(read("mistral", "").sliding_window, 4096);
   EXPECT_EQ(read("mistral", R"(,"sliding_window":null)").sliding_window, 0);
+  // A null num_key_value_heads is the heads, for every family (each config class's __post_init__).
+  for (const char* type : {"qwen2", "qwen3", "mistral", "llama", "phi3"})
+    EXPECT_EQ(read(type, R"(,"num_key_value_heads":null)").kv_heads, 32) << type;
   EXPECT_EQ(read("phi3", "").rms_norm_eps, 1e-5);
   EXPECT_EQ(read("llama", "").rms_norm_eps, 1e-6);
   EXPECT_EQ(read("qwen2", "").rms_norm_eps, 1e-6);
@@ -262,6 +285,30 @@ TEST(HfConfig, RopeScalingRoundTrips) {
   const ModelSpec y = model_from_hf_config_text(base + R"("rope_scaling":{"rope_type":"yarn","factor":4,"original_max_position_embeddings":32}})", "y.json");
   EXPECT_DOUBLE_EQ(y.rope_attention_factor, 0.1 * std::log(4.0) + 1.0);
   EXPECT_EQ(y.rope_beta_fast, 32);
+}
+
+// Both "rope_parameters" (Transformers 5) and "rope_scaling" (added by hand): Transformers reads
+// rope_scaling alone with the top-level rope_theta. ftdist reads it so where both say the same, and
+// refuses, naming both, where they disagree; an empty rope_scaling is none.
+TEST(HfConfig, RopeParametersBesideRopeScaling) {
+  const std::string base = R"({"model_type":"qwen3","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,)"
+                           R"("num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"vocab_size":100,"max_position_embeddings":128,)";
+  const ModelSpec same = model_from_hf_config_text(
+      base + R"("rope_theta":500000,"rope_parameters":{"rope_type":"linear","factor":2,"rope_theta":500000},)"
+             R"("rope_scaling":{"type":"linear","factor":2}})", "same.json");
+  EXPECT_EQ(same.rope_type, "linear");
+  EXPECT_EQ(same.rope_theta, 500000);
+  const ModelSpec empty = model_from_hf_config_text(
+      base + R"("rope_parameters":{"rope_type":"default","rope_theta":1000000},"rope_scaling":{}})", "empty.json");
+  EXPECT_EQ(empty.rope_theta, 1000000);
+  // A yarn scaling added beside rope_parameters: Transformers would drop rope_parameters' theta too.
+  expect_bad_input([&] { model_from_hf_config_text(base + R"("rope_parameters":{"rope_type":"default","rope_theta":1000000},)"
+                                                          R"("rope_scaling":{"rope_type":"yarn","factor":4,"original_max_position_embeddings":32}})", "q.json"); },
+                   "q.json: \"rope_scaling\" (rope_type yarn, rope_theta 10000, factor 4, original_max_position_embeddings 32) "
+                   "disagrees with \"rope_parameters\" (rope_type default, rope_theta 1e+06)");
+  expect_bad_input([&] { model_from_hf_config_text(base + R"("rope_parameters":{"rope_type":"default","rope_theta":10000},)"
+                                                          R"("rope_scaling":{"rope_type":"linear","factor":4}})", "l.json"); },
+                   "l.json: \"rope_scaling\" (rope_type linear");
 }
 
 // LongRoPE as Phi-3-mini-128k writes it: the legacy "su" type (as Transformers 4 reads it; 5.24

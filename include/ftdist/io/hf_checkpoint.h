@@ -1,5 +1,8 @@
 // A Hugging Face model directory: config.json plus model.safetensors, or several shards listed in
-// model.safetensors.index.json. Ranks read only the slices of each unit their shard owns.
+// model.safetensors.index.json (model.safetensors wins where both are there, as in Transformers).
+// Tensors are named as in the CausalLM checkpoint; as Transformers loads them, a base model's
+// checkpoint (no "model." prefix) reads with the prefix, and a tied model whose file holds only
+// lm_head.weight takes it as the embeddings. Ranks read only the slices of each unit their shard owns.
 //
 //   HfCheckpoint ckpt("/models/mistral-7b");
 //   for (const auto& unit : ckpt.spec().units())
@@ -30,18 +33,24 @@ class HfCheckpoint : public WeightSource {
   bool contains(const std::string& name) const { return where_.count(name) > 0; }
   const TensorInfo& info(const std::string& name) const;  // Error(BadInput) naming the directory
   void read_range(const std::string& name, int64_t first, int64_t count, const at::Tensor& out) const;
-  // The dtype most weights are stored in (for defaults such as eval's compute dtype).
+  // config.json's "dtype" ("torch_dtype" before Transformers 5), as Transformers' dtype="auto"
+  // reads it; without one, the dtype most weights are stored in (eval's default compute dtype).
   at::ScalarType stored_dtype() const override;
   void release_pages() const override;
 
  private:
+  void add_aliases();            // the base-model prefix and a tied head standing for the embeddings
   void check_tied_head() const;  // a tied config with a different lm_head.weight: Error(BadInput)
   std::string dir_;
   std::string config_text_;
   plan::ModelSpec spec_;
   std::vector<plan::ModelSpec::Unit> units_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
-  std::map<std::string, size_t> where_;  // tensor name -> file
+  struct Location {
+    size_t file;         // index into files_
+    std::string stored;  // the name in that file
+  };
+  std::map<std::string, Location> where_;  // tensor name (as in a CausalLM checkpoint) -> where it is
 };
 
 // Fills `shard` (contiguous, any dtype) with the elements [shard_begin, shard_begin + numel) of the

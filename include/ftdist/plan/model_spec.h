@@ -29,7 +29,9 @@ struct ModelSpec {
   bool qk_norm = false;              // RMSNorm over each head of q and of k before RoPE (Qwen3)
   int64_t max_position = 0;
   int64_t sliding_window = 0;        // 0 = full attention
-  int64_t sliding_from_layer = 0;    // layers >= this use the window (Qwen2's max_window_layers)
+  // Which layers attend through the window (Qwen2's max_window_layers onwards, or "layer_types"):
+  // one flag per layer, or empty for every layer. Empty when sliding_window is 0.
+  std::vector<bool> window_layers;
   // The config's dropout ("<file>: \"resid_pdrop\" is 0.1") when it asks for some: training refuses
   // it (train::resolve_run), evaluation and export have none; "" otherwise.
   std::string dropout;
@@ -54,7 +56,11 @@ struct ModelSpec {
   bool rope_truncate = true;                       // yarn: the ramp's bounds rounded to whole dimensions
 
   // Whether decoder layer `layer` attends through the sliding window.
-  bool layer_uses_window(int64_t layer) const { return sliding_window > 0 && layer >= sliding_from_layer; }
+  bool layer_uses_window(int64_t layer) const {
+    return sliding_window > 0 && (window_layers.empty() || window_layers.at(size_t(layer)));
+  }
+  // How many decoder layers attend through the window.
+  int64_t window_layer_count() const;
 
   int64_t q_dim() const { return heads * head_dim; }      // hq
   int64_t kv_dim() const { return kv_heads * head_dim; }  // hkv

@@ -56,7 +56,8 @@ struct TimeEstimate {
   double cost_per_mtok_usd = 0;    // $ per million training tokens
 };
 
-// Model FLOPs per trained token (forward + backward, no recompute): 6·Ψm + 12·L·hq·keys.
+// Model FLOPs per trained token (forward + backward, no recompute): 6·Ψm + 12·hq·(keys summed over
+// the L layers: s, or at most the window in a windowed layer).
 double model_flops_per_token(const ModelSpec& model, int64_t seq_len);
 
 TimeEstimate estimate_time(const ModelSpec& model, const RunSetup& setup, const Hardware& hw, const Workload& work,
