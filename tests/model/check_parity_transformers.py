@@ -28,7 +28,7 @@ import sys
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Phi3Config, Qwen2Config, Qwen3Config
+from transformers import AutoModelForCausalLM, LlamaConfig, MinistralConfig, MistralConfig, Phi3Config, Qwen2Config, Qwen3Config
 
 SEQ = 40
 
@@ -51,6 +51,12 @@ def configs():
     yield "qwen3", Qwen3Config(**common, head_dim=24, tie_word_embeddings=True)
     yield "qwen3-untied", Qwen3Config(**common, head_dim=24, tie_word_embeddings=False, attention_bias=True,
                                       use_sliding_window=True, sliding_window=7, max_window_layers=1)
+    # The window on the layers "layer_types" names, in any pattern: Qwen3's, and a Mistral config with
+    # the key, which Transformers reads as Ministral (written below as model_type "mistral").
+    yield "qwen3-layer-types", Qwen3Config(**common, head_dim=24, tie_word_embeddings=False, use_sliding_window=True, sliding_window=7,
+                                           layer_types=["sliding_attention", "full_attention", "sliding_attention"])
+    yield "mistral-layer-types", MinistralConfig(**common, head_dim=16, sliding_window=7, tie_word_embeddings=False,
+                                                 layer_types=["full_attention", "sliding_attention", "full_attention"])
     # RoPE scaling: linear; dynamic NTK with every sequence longer than max_position_embeddings (each
     # sequence then has the base its own length gives: all are SEQ long, so Transformers' cached growth
     # agrees); YaRN (its ramp and attention factor) as Qwen3's long-context setting.
@@ -174,6 +180,12 @@ def main():
             model_dir = os.path.join(work, tag)
             model = base.to(dtype)
             model.save_pretrained(model_dir)
+            if cfg.model_type == "ministral":  # as a Mistral config with layer_types has it
+                with open(os.path.join(model_dir, "config.json")) as f:
+                    saved = json.load(f)
+                saved.update(model_type="mistral", architectures=["MistralForCausalLM"])
+                with open(os.path.join(model_dir, "config.json"), "w") as f:
+                    json.dump(saved, f)
             want_loss, want_count, want_logits = reference(model, data)
             # bf16: the same (eager) attention arithmetic as the reference, so rounding is comparable
             extra = ["--attention", "eager"] if dtype == torch.bfloat16 else []
