@@ -110,7 +110,8 @@ at::ScalarType HfCheckpoint::stored_dtype() const {
     if (config.contains(key) && config.at(key).is_string() && kNamed.count(config.at(key).get<std::string>()))
       return kNamed.at(config.at(key).get<std::string>());
   std::map<at::ScalarType, int64_t> count;
-  for (const auto& [name, loc] : where_) count[info(name).dtype] += info(name).numel();
+  for (const auto& f : files_)  // (each stored tensor once, whatever names stand for it)
+    for (const TensorInfo& t : f->tensors()) count[t.dtype] += t.numel();
   at::ScalarType best = at::kFloat;
   int64_t most = -1;
   for (const auto& [t, n] : count)

@@ -313,7 +313,6 @@ void read_rope_from(const json& j, const char* key, const std::string& origin, M
   }
 }
 
-
 // The RoPE settings two readings of a config must agree on.
 std::string rope_summary(const ModelSpec& m) {
   std::ostringstream o;
@@ -519,7 +518,7 @@ std::string hf_config_text(const ModelSpec& m) {
     j["use_sliding_window"] = m.sliding_window > 0;
     if (m.sliding_window > 0) {
       int64_t first = 0;  // (the first windowed layer; "layer_types" below says which exactly)
-      while (!m.layer_uses_window(first)) ++first;
+      while (first < m.layers && !m.layer_uses_window(first)) ++first;
       j["max_window_layers"] = first;
     }
   }

@@ -104,7 +104,7 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
   const int64_t k = s.activation_checkpointing.count(m.layers);
   const double layer_forward = (2.0 * (psi - double(m.vocab) * double(m.hidden)) + attn / 3.0) / double(m.layers);
   t.hw_flops_per_token = t.flops_per_token + double(k) * layer_forward;
-  if (explain) say("flops/token = 6 x Psi_matmul " + num(psi) + " + 12 x L x hq x s = " + num(t.flops_per_token) +
+  if (explain) say("flops/token = 6 x Psi_matmul " + num(psi) + " + 12 x hq x keys over the L layers (s, at most the window where windowed) = " + num(t.flops_per_token) +
       (k > 0 ? "; with " + std::to_string(k) + " layer(s) recomputed (one more forward each, " + num(layer_forward) + ") " +
                    num(t.hw_flops_per_token) : ""));
 
