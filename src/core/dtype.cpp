@@ -28,4 +28,22 @@ std::string dtype_name(at::ScalarType type) {
 
 bool is_reduced_float(at::ScalarType type) { return type == at::kBFloat16 || type == at::kHalf; }
 
+namespace {
+const std::pair<const char*, at::ScalarType> kHfNames[] = {
+    {"float32", at::kFloat}, {"bfloat16", at::kBFloat16}, {"float16", at::kHalf}};
+}  // namespace
+
+const char* hf_dtype_name(at::ScalarType type) {
+  for (const auto& [name, t] : kHfNames)
+    if (t == type) return name;
+  FT_CHECK_ARG(false, "no Hugging Face dtype name for " << dtype_name(type) << " (expected fp32, bf16 or fp16)");
+  return "";  // unreachable
+}
+
+bool hf_dtype_from_name(const std::string& name, at::ScalarType* type) {
+  for (const auto& [n, t] : kHfNames)
+    if (name == n) return *type = t, true;
+  return false;
+}
+
 }  // namespace ftdist

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/dtype.h"
 #include "ftdist/core/json.h"
 #include "ftdist/core/text_file.h"
 
@@ -104,11 +105,10 @@ void HfCheckpoint::release_pages() const {
 
 at::ScalarType HfCheckpoint::stored_dtype() const {
   const nlohmann::json config = parse_json(config_text_, dir_ + "/config.json");
-  static const std::map<std::string, at::ScalarType> kNamed = {
-      {"float32", at::kFloat}, {"bfloat16", at::kBFloat16}, {"float16", at::kHalf}};
+  at::ScalarType named;
   for (const char* key : {"dtype", "torch_dtype"})
-    if (config.contains(key) && config.at(key).is_string() && kNamed.count(config.at(key).get<std::string>()))
-      return kNamed.at(config.at(key).get<std::string>());
+    if (config.contains(key) && config.at(key).is_string() && hf_dtype_from_name(config.at(key), &named))
+      return named;
   std::map<at::ScalarType, int64_t> count;
   for (const auto& f : files_)  // (each stored tensor once, whatever names stand for it)
     for (const TensorInfo& t : f->tensors()) count[t.dtype] += t.numel();

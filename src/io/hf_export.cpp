@@ -21,7 +21,7 @@ namespace {
 // The config with its dtype set to the exported one (Transformers' default load dtype).
 std::string config_with_dtype(const std::string& text, at::ScalarType dtype) {
   nlohmann::ordered_json j = parse_ordered_json(text, "config.json");
-  const char* name = dtype == at::kBFloat16 ? "bfloat16" : dtype == at::kHalf ? "float16" : "float32";
+  const char* name = hf_dtype_name(dtype);
   if (j.contains("dtype")) j["dtype"] = name;
   if (j.contains("torch_dtype") || !j.contains("dtype")) j["torch_dtype"] = name;
   return j.dump(2) + "\n";

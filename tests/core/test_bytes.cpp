@@ -46,4 +46,17 @@ TEST(Dtype, NamesRoundTrip) {
   EXPECT_FALSE(ftdist::is_reduced_float(at::kFloat));
 }
 
+TEST(Dtype, HuggingFaceNamesRoundTrip) {
+  for (auto t : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    at::ScalarType back = at::kLong;
+    EXPECT_TRUE(ftdist::hf_dtype_from_name(ftdist::hf_dtype_name(t), &back));
+    EXPECT_EQ(back, t);
+  }
+  EXPECT_STREQ(ftdist::hf_dtype_name(at::kBFloat16), "bfloat16");
+  at::ScalarType untouched = at::kLong;
+  EXPECT_FALSE(ftdist::hf_dtype_from_name("bf16", &untouched));  // the short names are ftdist's, not config.json's
+  EXPECT_EQ(untouched, at::kLong);
+  EXPECT_THROW(ftdist::hf_dtype_name(at::kLong), ftdist::Error);
+}
+
 }  // namespace

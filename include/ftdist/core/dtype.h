@@ -15,4 +15,9 @@ at::ScalarType dtype_from_name(const std::string& name, const std::string& what 
 std::string dtype_name(at::ScalarType type);
 bool is_reduced_float(at::ScalarType type);  // bf16 or fp16: reductions are computed in fp32
 
+// Hugging Face config.json's names for the floating dtypes ("dtype" / "torch_dtype"): "float32",
+// "bfloat16", "float16". hf_dtype_from_name returns false (and leaves *type) for any other name.
+const char* hf_dtype_name(at::ScalarType type);  // fp32, bf16 or fp16; BadInput otherwise
+bool hf_dtype_from_name(const std::string& name, at::ScalarType* type);
+
 }  // namespace ftdist
