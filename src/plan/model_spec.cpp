@@ -360,6 +360,9 @@ void read_rope(const json& j, const std::string& origin, ModelSpec* m) {
 }  // namespace
 
 namespace {
+// Mistral and Ministral (Transformers' Mistral with "layer_types"): the same model for ftdist.
+bool mistral_like(const std::string& model_type) { return model_type == "mistral" || model_type == "ministral"; }
+
 // Biases: Qwen2 always has q/k/v biases (not o_proj); Llama's and Qwen3's attention_bias puts them on
 // q, k, v and o; only Llama has mlp_bias. Mistral and Phi-3 have none (Transformers ignores the keys).
 void read_biases(const json& j, const std::string& origin, ModelSpec* m) {
@@ -387,17 +390,17 @@ void read_layer_types(const json& j, const std::string& origin, ModelSpec* m) {
   }
   FT_CHECK_ARG(std::find(window.begin(), window.end(), true) == window.end() || m->sliding_window > 0,
                origin << ": \"layer_types\" has sliding_attention layers but no sliding window "
-                         "(sliding_window null" << (m->model_type == "mistral" ? "" : ", or use_sliding_window false") << ")");
+                         "(sliding_window null" << (mistral_like(m->model_type) ? "" : ", or use_sliding_window false") << ")");
   m->window_layers = std::move(window);
 }
 
-// The sliding window: Mistral's and Phi-3's on every layer; Qwen2's and Qwen3's with
-// use_sliding_window, from max_window_layers on; "layer_types" (Qwen, Mistral) names the layers.
+// The sliding window: Mistral's, Ministral's and Phi-3's on every layer; Qwen2's and Qwen3's with
+// use_sliding_window, from max_window_layers on; "layer_types" (Qwen, Mistral, Ministral) names the layers.
 void read_window(const json& j, const std::string& origin, ModelSpec* m) {
   const bool qwen = m->model_type == "qwen2" || m->model_type == "qwen3";
-  const bool window_used = m->model_type == "mistral" || m->model_type == "phi3" ||
+  const bool window_used = mistral_like(m->model_type) || m->model_type == "phi3" ||
                            (qwen && get_bool_or(j, "use_sliding_window", false, origin));
-  // (MistralConfig's, Qwen2Config's and Qwen3Config's default window is 4096: a missing key is
+  // (MistralConfig's, MinistralConfig's, Qwen2Config's and Qwen3Config's default window is 4096: a missing key is
   // that, null is no window; Phi3Config's default is none)
   const int64_t default_window = m->model_type != "phi3" && !j.contains("sliding_window") ? 4096 : 0;
   m->sliding_window = window_used ? get_int_or(j, "sliding_window", default_window, origin) : 0;
@@ -408,7 +411,7 @@ void read_window(const json& j, const std::string& origin, ModelSpec* m) {
     m->window_layers.assign(size_t(m->layers), false);
     for (int64_t i = std::min(from, m->layers); i < m->layers; ++i) m->window_layers[size_t(i)] = true;
   }
-  if (qwen || m->model_type == "mistral") read_layer_types(j, origin, m);
+  if (qwen || mistral_like(m->model_type)) read_layer_types(j, origin, m);
   const int64_t used = m->window_layer_count();
   if (used == 0) m->sliding_window = 0;  // no layer uses it
   if (used == 0 || used == m->layers) m->window_layers.clear();
@@ -442,11 +445,11 @@ void read_shape(const json& j, const std::string& origin, ModelSpec* m) {
   m->intermediate = get_int(j, "intermediate_size", origin);
   m->layers = get_int(j, "num_hidden_layers", origin);
   m->heads = get_int(j, "num_attention_heads", origin);
-  // Transformers' defaults when the key is missing: Qwen2/Qwen3 32, Mistral 8, the others the heads;
+  // Transformers' defaults when the key is missing: Qwen2/Qwen3 32, Mistral/Ministral 8, the others the heads;
   // null is the heads for every family (each config class's __post_init__).
   const bool qwen = m->model_type == "qwen2" || m->model_type == "qwen3";
   const bool missing = !j.contains("num_key_value_heads");
-  m->kv_heads = get_int_or(j, "num_key_value_heads", missing && qwen ? 32 : missing && m->model_type == "mistral" ? 8 : m->heads, origin);
+  m->kv_heads = get_int_or(j, "num_key_value_heads", missing && qwen ? 32 : missing && mistral_like(m->model_type) ? 8 : m->heads, origin);
   m->vocab = get_int(j, "vocab_size", origin);
   FT_CHECK_ARG(m->heads > 0, origin << ": num_attention_heads must be positive");
   // Qwen3Config's head_dim defaults to 128; the others' to hidden / heads.
@@ -463,13 +466,13 @@ ModelSpec model_from_hf_config_text(const std::string& text, const std::string& 
   const json j = parse_json(text, origin);
   FT_CHECK_ARG(j.is_object(), origin << ": expected a JSON object");
   FT_CHECK_ARG(j.contains("model_type") && j.at("model_type").is_string(),
-               origin << ": missing key \"model_type\" (expected llama, mistral, qwen2, qwen3 or phi3)");
+               origin << ": missing key \"model_type\" (expected llama, mistral, ministral, qwen2, qwen3 or phi3)");
   ModelSpec m;
   m.model_type = j.at("model_type").get<std::string>();
-  FT_CHECK_ARG(m.model_type == "llama" || m.model_type == "mistral" || m.model_type == "qwen2" ||
+  FT_CHECK_ARG(m.model_type == "llama" || mistral_like(m.model_type) || m.model_type == "qwen2" ||
                    m.model_type == "qwen3" || m.model_type == "phi3",
                origin << ": \"model_type\" is \"" << m.model_type
-                      << "\"; ftdist supports the Llama family: llama, mistral, qwen2, qwen3, phi3");
+                      << "\"; ftdist supports the Llama family: llama, mistral, ministral, qwen2, qwen3, phi3");
   m.name = j.contains("_name_or_path") && j.at("_name_or_path").is_string() ? j.at("_name_or_path").get<std::string>() : origin;
   read_shape(j, origin, &m);
   m.tie_embeddings = get_bool_or(j, "tie_word_embeddings", false, origin);
@@ -477,7 +480,7 @@ ModelSpec model_from_hf_config_text(const std::string& text, const std::string& 
   m.qk_norm = m.model_type == "qwen3";
   // (missing: the Transformers config class's default)
   static const std::map<std::string, int64_t> kDefaultMaxPosition = {
-      {"llama", 2048}, {"mistral", 131072}, {"qwen2", 32768}, {"qwen3", 32768}, {"phi3", 4096}};
+      {"llama", 2048}, {"mistral", 131072}, {"ministral", 131072}, {"qwen2", 32768}, {"qwen3", 32768}, {"phi3", 4096}};
   m.max_position = get_int_or(j, "max_position_embeddings", kDefaultMaxPosition.at(m.model_type), origin);
   read_window(j, origin, &m);
   m.rms_norm_eps = get_number_or(j, "rms_norm_eps", m.model_type == "phi3" ? 1e-5 : m.rms_norm_eps, origin);  // (Phi3Config's)
@@ -496,7 +499,7 @@ ModelSpec model_from_hf_config(const std::string& path) {
 
 std::string hf_config_text(const ModelSpec& m) {
   static const std::map<std::string, std::string> kArchitecture = {
-      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"},
+      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"ministral", "MinistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"},
       {"qwen3", "Qwen3ForCausalLM"}, {"phi3", "Phi3ForCausalLM"}};
   json j;
   j["architectures"] = {kArchitecture.count(m.model_type) ? kArchitecture.at(m.model_type) : "LlamaForCausalLM"};
@@ -522,7 +525,7 @@ std::string hf_config_text(const ModelSpec& m) {
       j["max_window_layers"] = first;
     }
   }
-  if (m.sliding_window > 0 || m.model_type == "mistral" || m.model_type == "phi3")
+  if (m.sliding_window > 0 || mistral_like(m.model_type) || m.model_type == "phi3")
     j["sliding_window"] = m.sliding_window > 0 ? json(m.sliding_window) : json(nullptr);
   if ((qwen && m.sliding_window > 0) || !m.window_layers.empty()) {
     json types = json::array();

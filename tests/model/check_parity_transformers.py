@@ -3,7 +3,7 @@
 
 Builds tiny random Llama, Llama-3.1 (llama3 rope scaling), Llama with linear and dynamic rope
 scaling, Qwen3 with YaRN, Phi-3 and Llama with LongRoPE, Mistral (sliding window shorter than the
-sequence), Qwen2 (q/k/v biases, tied embeddings), Phi-3 (fused qkv_proj and gate_up_proj; also with a
+sequence; also with layer_types) and Ministral, Qwen2 (q/k/v biases, tied embeddings), Phi-3 (fused qkv_proj and gate_up_proj; also with a
 partial rotary factor, a window and tied embeddings) and Qwen3 (per-head q/k RMSNorm, head_dim not
 hidden / heads; tied, and untied with attention biases and windowed upper layers) models with
 Transformers, saves them with
@@ -57,6 +57,8 @@ def configs():
                                            layer_types=["sliding_attention", "full_attention", "sliding_attention"])
     yield "mistral-layer-types", MinistralConfig(**common, head_dim=16, sliding_window=7, tie_word_embeddings=False,
                                                  layer_types=["full_attention", "sliding_attention", "full_attention"])
+    # Ministral itself (model_type "ministral"): without layer_types every layer takes the window.
+    yield "ministral", MinistralConfig(**common, head_dim=16, sliding_window=9, tie_word_embeddings=False)
     # RoPE scaling: linear; dynamic NTK with every sequence longer than max_position_embeddings (each
     # sequence then has the base its own length gives: all are SEQ long, so Transformers' cached growth
     # agrees); YaRN (its ramp and attention factor) as Qwen3's long-context setting.
@@ -180,7 +182,7 @@ def main():
             model_dir = os.path.join(work, tag)
             model = base.to(dtype)
             model.save_pretrained(model_dir)
-            if cfg.model_type == "ministral":  # as a Mistral config with layer_types has it
+            if name == "mistral-layer-types":  # as a Mistral config with layer_types has it
                 with open(os.path.join(model_dir, "config.json")) as f:
                     saved = json.load(f)
                 saved.update(model_type="mistral", architectures=["MistralForCausalLM"])

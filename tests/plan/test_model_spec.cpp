@@ -96,6 +96,23 @@ TEST(HfConfig, ReadsGqaTiedBiasWindowAndHeadDim) {
   const ModelSpec alt_back = model_from_hf_config_text(hf_config_text(alt), "back.json");
   EXPECT_EQ(alt_back.window_layers, alt.window_layers);
   EXPECT_TRUE(model_from_hf_config(kConfigs + "mistral-7b.json").window_layers.empty());  // every layer
+  // Ministral (model_type "ministral"): Mistral's model, written back as itself.
+  ModelSpec mini = model_from_hf_config_text(
+      R"({"model_type":"ministral","hidden_size":64,"intermediate_size":96,"num_hidden_layers":3,"num_attention_heads":16,
+          "vocab_size":50,"sliding_window":5,"layer_types":["sliding_attention","full_attention","sliding_attention"]})", "mini.json");
+  EXPECT_EQ(mini.kv_heads, 8);  // (MinistralConfig's default)
+  EXPECT_FALSE(mini.qkv_bias);
+  EXPECT_TRUE(mini.layer_uses_window(0) && mini.layer_uses_window(2) && !mini.layer_uses_window(1));
+  const std::string mini_text = hf_config_text(mini);
+  EXPECT_NE(mini_text.find("\"MinistralForCausalLM\""), std::string::npos) << mini_text;
+  const ModelSpec mini_back = model_from_hf_config_text(mini_text, "mini-back.json");
+  EXPECT_EQ(mini_back.model_type, "ministral");
+  EXPECT_EQ(mini_back.window_layers, mini.window_layers);
+  // without layer_types every layer takes the window; a null window none
+  const std::string mini_plain = R"({"model_type":"ministral","hidden_size":64,"intermediate_size":96,"num_hidden_layers":3,)"
+                                 R"("num_attention_heads":16,"vocab_size":50)";
+  EXPECT_EQ(model_from_hf_config_text(mini_plain + "}", "m.json").sliding_window, 4096);
+  EXPECT_EQ(model_from_hf_config_text(mini_plain + R"(,"sliding_window":null})", "m.json").sliding_window, 0);
   // A directory is read for its config.json.
   EXPECT_EQ(model_from_hf_config(FTDIST_TEST_DATA "/hf_model_dir").param_count(), 6738415616);
 }
