@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -128,15 +129,25 @@ void SafetensorsFile::parse_header(uint64_t header_len) {
     t.name = name;
     t.dtype = safetensors_dtype(jd.get<std::string>(), where);
     for (const auto& d : js) {
-      FT_CHECK_ARG(d.is_number_unsigned(), where << ": shape entries must be non-negative integers");
+      FT_CHECK_ARG(d.is_number_unsigned() && d.get<uint64_t>() <= uint64_t(INT64_MAX),
+                   where << ": shape entries must be non-negative integers below 2^63");
       t.shape.push_back(d.get<int64_t>());
+    }
+    // The element count times the element size, refused where it would wrap in 64 bits (a wrapped
+    // product could match data_offsets).
+    const bool empty = std::find(t.shape.begin(), t.shape.end(), 0) != t.shape.end();
+    uint64_t want = empty ? 0 : c10::elementSize(t.dtype);
+    for (int64_t d : t.shape) {
+      FT_CHECK_ARG(empty || want <= UINT64_MAX / uint64_t(d),
+                   where << ": shape " << c10::IntArrayRef(t.shape) << " of " << jd.get<std::string>()
+                         << " holds 2^64 bytes or more");
+      want *= uint64_t(d);
     }
     t.begin = jo[0].get<uint64_t>();
     t.end = jo[1].get<uint64_t>();
     FT_CHECK_ARG(t.begin <= t.end, where << ": data_offsets begin " << t.begin << " > end " << t.end);
     FT_CHECK_ARG(t.end <= data_size_, where << ": data_offsets end " << t.end << " is past the data ("
                                             << data_size_ << " bytes): truncated file?");
-    const uint64_t want = uint64_t(t.numel()) * c10::elementSize(t.dtype);
     FT_CHECK_ARG(t.end - t.begin == want, where << ": " << jd.get<std::string>() << " x shape holds " << want
                                                 << " bytes but data_offsets span " << t.end - t.begin);
     index_[name] = tensors_.size();

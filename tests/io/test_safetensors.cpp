@@ -99,6 +99,14 @@ TEST(Safetensors, MalformedFilesAreClearErrors) {
       {"hole", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8, 0, "a hole in the data"},
       {"trailing", "{" + ok_entry + "}", 12, 0, "trailing bytes"},
       {"negative_shape", R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8, 0, "non-negative integers"},
+      // 4 x (2^62 + 2) wraps to 8 in 64 bits; 2^31 x 2^31 x 4 x 2 x 4 wraps to 0
+      {"wrapping_shape", R"({"t":{"dtype":"F32","shape":[4611686018427387906],"data_offsets":[0,8]}})", 8, 0,
+       "holds 2^64 bytes or more"},
+      {"wrapping_4d", R"({"t":{"dtype":"F32","shape":[2147483648,2147483648,4,2],"data_offsets":[0,8]}})", 8, 0,
+       "holds 2^64 bytes or more"},
+      {"huge_dim", R"({"t":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,8]}})", 8, 0, "below 2^63"},
+      {"empty_tensor", R"({"t":{"dtype":"F32","shape":[0,4611686018427387906],"data_offsets":[0,8]}})", 8, 0,
+       "holds 0 bytes but data_offsets span 8"},
       {"bad_metadata", R"({"__metadata__":{"k":1}})", 0, 0, "__metadata__[\"k\"] must be a string"},
   };
   for (const Bad& b : cases) {
