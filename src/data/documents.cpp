@@ -65,6 +65,17 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
                     const Tokenizer& tokenizer, bool chat_all_turns) {
   const nlohmann::json j = parse_json(text, where);
   FT_CHECK_ARG(j.is_object(), where << ": expected a JSON object");
+  // One kind of text per line: "text", "prompt"/"completion" and "messages" side by side are
+  // refused, not read as whichever comes first. "input_ids" is the tokenized form and wins over
+  // them (data sets keep their text beside it); a lone "prompt" beside "messages", as chat data sets
+  // carry the first user turn, is no second kind.
+  std::vector<std::string> kinds;
+  for (const char* key : {"text", "messages"})
+    if (j.contains(key)) kinds.push_back(std::string("\"") + key + "\"");
+  if (j.contains("prompt") && j.contains("completion")) kinds.push_back("\"prompt\"/\"completion\"");
+  FT_CHECK_ARG(j.contains("input_ids") || kinds.size() <= 1,
+               where << ": the line holds both " << kinds[0] << " and " << kinds[1]
+                     << "; a line is one document: keep one of them");
   Document d;
   d.line = line;
   if (j.contains("input_ids")) {

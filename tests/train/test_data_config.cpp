@@ -45,6 +45,13 @@ TEST(Documents, BadFilesNameFileAndLine) {
   expect_bad_input([] { data::read_jsonl(write("b2.jsonl", "{\"text\": \"x\"}\n{\"text\": \n"), 300); }, "b2.jsonl:2: not valid JSON");
   expect_bad_input([] { data::read_jsonl(write("b3.jsonl", "{\"text\": \"x\"}\n"), 100); }, "b3.jsonl:1: text is tokenized by the byte-level tokenizer (ids up to 257)");
   expect_bad_input([] { data::read_jsonl(write("b4.jsonl", "{\"words\": 1}\n"), 100); }, "b4.jsonl:1: expected \"input_ids\"");
+  // two kinds of text on one line: refused, naming both; input_ids wins over its text
+  expect_bad_input([] { data::read_jsonl(write("b5.jsonl", "{\"text\": \"x\"}\n{\"messages\": [], \"text\": \"x\"}\n"), 300); },
+                   "b5.jsonl:2: the line holds both \"text\" and \"messages\"");
+  expect_bad_input([] { data::read_jsonl(write("b6.jsonl", "{\"text\": \"x\", \"prompt\": \"a\", \"completion\": \"b\"}\n"), 300); },
+                   "b6.jsonl:1: the line holds both \"text\" and \"prompt\"/\"completion\"");
+  EXPECT_EQ(data::read_jsonl(write("b7.jsonl", "{\"input_ids\": [7, 8], \"text\": \"xyz\"}\n"), 300).at(0).ids,
+            (std::vector<int64_t>{7, 8}));
   expect_bad_input([] { data::read_jsonl("/nonexistent.jsonl", 100, "data.train"); }, "data.train: cannot read");
 }
 

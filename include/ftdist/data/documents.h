@@ -4,7 +4,9 @@
 //   {"prompt": "...", "completion": "..."}   loss on the completion only
 //   {"messages": [{"role", "content"}, ...]} rendered with the tokenizer's chat template
 //                                            (chat_format.h), loss on the assistant turns
-// Every id is checked against the vocabulary; errors name file:line.
+// "input_ids" wins over the others on its line (the tokenized form beside its text); a line with two
+// of text, prompt/completion and messages is refused. Every id is checked against the vocabulary;
+// errors name file:line.
 //
 //   std::vector<Document> docs = read_jsonl("train.jsonl", vocab);                 // all in memory
 //   for_each_jsonl_document("train.jsonl", vocab, "data.train", tok.get(),
