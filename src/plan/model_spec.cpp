@@ -235,12 +235,20 @@ int64_t original_max_position(const json& j, const json& p, const std::string& o
   return top;
 }
 
-// YaRN (Transformers' _compute_yarn_parameters): the pre-training context, the factor (else the
-// ratio of max_position_embeddings to it), and the attention factor cos and sin are scaled by
-// (0.1 ln factor + 1, or the mscale ratio, unless given).
+// The keys a scaling must have, as Transformers' rope validation requires them (its KeyError):
+// never a default that changes the frequencies.
+void need_rope_keys(const json& p, const std::string& where, const std::string& type, std::initializer_list<const char*> keys) {
+  for (const char* key : keys)
+    FT_CHECK_ARG(p.contains(key) && p.at(key).is_number(),
+                 where << ": rope_type \"" << type << "\" needs \"" << key << "\", a number (Transformers refuses the config without it)");
+}
+
+// YaRN (Transformers' _compute_yarn_parameters): the pre-training context, the factor, and the
+// attention factor cos and sin are scaled by (0.1 ln factor + 1, or the mscale ratio, unless given).
 void read_yarn(const json& j, const json& p, const std::string& origin, const std::string& where, ModelSpec* m) {
   m->rope_original_max_position = original_max_position(j, p, origin, where, *m);
-  m->rope_factor = get_number_or(p, "factor", double(m->max_position) / double(m->rope_original_max_position), where);
+  need_rope_keys(p, where, "yarn", {"factor"});
+  m->rope_factor = p.at("factor").get<double>();
   auto mscale = [](double scale, double k) { return scale <= 1 ? 1.0 : 0.1 * k * std::log(scale) + 1.0; };
   const double ms = get_number_or(p, "mscale", 0, where), ms_all = get_number_or(p, "mscale_all_dim", 0, where);
   m->rope_attention_factor = get_number_or(
@@ -299,12 +307,13 @@ void read_rope_from(const json& j, const char* key, const std::string& origin, M
                where << ": rope_type \"" << type << "\" is not supported (ftdist supports default, llama3, linear, dynamic, yarn and longrope)");
   m->rope_type = type;
   if (type == "llama3") {
-    m->rope_factor = get_number_or(*p, "factor", 8.0, where);
-    m->rope_low_freq_factor = get_number_or(*p, "low_freq_factor", 1.0, where);
-    m->rope_high_freq_factor = get_number_or(*p, "high_freq_factor", 4.0, where);
+    need_rope_keys(*p, where, type, {"factor", "low_freq_factor", "high_freq_factor"});
+    m->rope_factor = p->at("factor").get<double>();
+    m->rope_low_freq_factor = p->at("low_freq_factor").get<double>();
+    m->rope_high_freq_factor = p->at("high_freq_factor").get<double>();
     m->rope_original_max_position = original_max_position(j, *p, origin, where, *m);
   } else if (type == "linear" || type == "dynamic") {
-    FT_CHECK_ARG(p->contains("factor") && p->at("factor").is_number(), where << ": rope_type \"" << type << "\" needs a \"factor\"");
+    need_rope_keys(*p, where, type, {"factor"});
     m->rope_factor = p->at("factor").get<double>();
   } else if (type == "yarn") {
     read_yarn(j, *p, origin, where, m);

@@ -267,10 +267,10 @@ TEST(HfConfig, MissingKeysTakeTransformersDefaults) {
   EXPECT_EQ(read("qwen3", "").max_position, 32768);
   EXPECT_EQ(read("phi3", "").max_position, 4096);
   // llama3 scaling without its own original_max_position_embeddings: max_position_embeddings (Transformers 5)
-  EXPECT_EQ(read("llama", R"(,"max_position_embeddings":16384,"rope_scaling":{"rope_type":"llama3","factor":8})").rope_original_max_position, 16384);
-  EXPECT_EQ(read("llama", R"(,"rope_scaling":{"rope_type":"llama3","factor":8})").rope_original_max_position, 2048);
+  EXPECT_EQ(read("llama", R"(,"max_position_embeddings":16384,"rope_scaling":{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4})").rope_original_max_position, 16384);
+  EXPECT_EQ(read("llama", R"(,"rope_scaling":{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4})").rope_original_max_position, 2048);
   // a top-level original_max_position_embeddings wins over the scaling's own, for every model type
-  EXPECT_EQ(read("llama", R"(,"original_max_position_embeddings":4096,"rope_scaling":{"rope_type":"llama3","factor":8,)"
+  EXPECT_EQ(read("llama", R"(,"original_max_position_embeddings":4096,"rope_scaling":{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,)"
                           R"("original_max_position_embeddings":8192})").rope_original_max_position, 4096);
   EXPECT_EQ(read("qwen3", R"(,"original_max_position_embeddings":1024,"rope_scaling":{"rope_type":"yarn","factor":4,)"
                           R"("original_max_position_embeddings":8192})").rope_original_max_position, 1024);
@@ -401,16 +401,20 @@ TEST(HfConfig, ImpossibleValuesNameTheKey) {
   bad(R"("hidden_size":64,"num_attention_heads":4,"rope_theta":-5)", "rope_theta must be a positive number");
   for (const char* scaling : {R"({"rope_type":"llama3","factor":8,"low_freq_factor":0,"high_freq_factor":4})",
                               R"({"rope_type":"llama3","factor":8,"low_freq_factor":-1,"high_freq_factor":4})",
-                              R"({"rope_type":"llama3","factor":8,"original_max_position_embeddings":0})",
-                              R"({"rope_type":"llama3","factor":0})",
-                              R"({"rope_type":"llama3","low_freq_factor":4,"high_freq_factor":1})"})
+                              R"({"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":0})",
+                              R"({"rope_type":"llama3","factor":0,"low_freq_factor":1,"high_freq_factor":4})",
+                              R"({"rope_type":"llama3","factor":8,"low_freq_factor":4,"high_freq_factor":1})"})
     bad(std::string(R"("hidden_size":64,"num_attention_heads":4,"rope_scaling":)") + scaling, "rope scaling");
   expect_bad_input([&] {
     model_from_hf_config_text(R"({"model_type":"qwen2","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
         "vocab_size":100,"num_attention_heads":4,"num_key_value_heads":4,"use_sliding_window":true,"sliding_window":16,"max_window_layers":-1})", "q.json");
   }, "q.json: max_window_layers must be >= 0");
   const std::pair<const char*, const char*> scalings[] = {
-      {R"({"rope_type":"linear"})", "rope_type \"linear\" needs a \"factor\""},
+      {R"({"rope_type":"linear"})", "rope_type \"linear\" needs \"factor\", a number"},
+      // (Transformers' KeyError: no default that would change the frequencies)
+      {R"({"rope_type":"llama3","factor":8})", "rope_type \"llama3\" needs \"low_freq_factor\", a number"},
+      {R"({"rope_type":"llama3","low_freq_factor":1,"high_freq_factor":4})", "rope_type \"llama3\" needs \"factor\", a number"},
+      {R"({"rope_type":"yarn","original_max_position_embeddings":16})", "rope_type \"yarn\" needs \"factor\", a number"},
       {R"({"rope_type":"dynamic","factor":-2})", "rope scaling (dynamic) needs factor > 0"},
       {R"({"rope_type":"yarn","factor":0})", "rope scaling (yarn) needs factor > 0"},
       {R"({"rope_type":"yarn","factor":4,"attention_factor":-1})", "attention_factor must be a positive number"}};
