@@ -8,6 +8,7 @@
 #include "ftdist/core/check.h"
 #include "ftdist/core/dtype.h"
 #include "ftdist/core/json.h"
+#include "ftdist/core/log.h"
 #include "ftdist/core/text_file.h"
 
 namespace ftdist::io {
@@ -44,6 +45,27 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
   }
   add_aliases();
   check_tied_head();
+  const std::vector<std::string> unused = unused_tensors();
+  if (!unused.empty() && log::rank() <= 0)
+    FT_LOG_WARN(dir_ << ": " << unused.size() << " stored tensor(s) the config does not use are not loaded (\"" << unused[0]
+                     << "\"" << (unused.size() > 1 ? ", ..." : "") << "; config.json has " << spec_.layers
+                     << " layers): check that config.json belongs to these weights");
+}
+
+std::vector<std::string> HfCheckpoint::unused_tensors() const {
+  std::set<std::string> used;
+  for (const auto& unit : units_)
+    for (const auto& t : spec_.hf_tensors(unit)) used.insert(t.name);
+  std::set<std::string> stored_used;  // (a tied head stands for the embeddings under either name)
+  for (const std::string& name : used)
+    if (where_.count(name)) stored_used.insert(where_.at(name).stored);
+  std::vector<std::string> out;
+  for (const auto& [name, loc] : where_) {
+    const bool rope_buffer = name.size() >= 9 && name.compare(name.size() - 9, 9, ".inv_freq") == 0;
+    const bool tied_copy = spec_.tie_embeddings && name == "lm_head.weight";  // (check_tied_head: equal)
+    if (!used.count(name) && !stored_used.count(loc.stored) && !rope_buffer && !tied_copy) out.push_back(name);
+  }
+  return out;
 }
 
 void HfCheckpoint::add_aliases() {

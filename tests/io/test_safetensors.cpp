@@ -239,6 +239,20 @@ TEST(HfCheckpoint, ReadsTheDirectoriesTransformersLoads) {
   config["dtype"] = "float16";
   write_text_file_atomic(base + "/config.json", config.dump(), "test");
   EXPECT_EQ(HfCheckpoint(base).stored_dtype(), at::kHalf);
+  // What the config does not use is named (and warned of); a tied head's copy and RoPE buffers are not.
+  EXPECT_TRUE(HfCheckpoint(both).unused_tensors().empty());
+  EXPECT_TRUE(HfCheckpoint(head).unused_tensors().empty());
+  plan::ModelSpec shallower = spec;
+  shallower.layers = spec.layers - 1;
+  const std::string extra = tmp("hf_extra_layer");
+  auto extra_tensors = tensors(same, 1.0);
+  extra_tensors.push_back({"model.rotary_emb.inv_freq", at::ones({4})});
+  save_hf_model(extra, plan::hf_config_text(shallower), extra_tensors);
+  const std::vector<std::string> unused = HfCheckpoint(extra).unused_tensors();
+  const std::string last = "model.layers." + std::to_string(spec.layers - 1) + ".";
+  ASSERT_FALSE(unused.empty());
+  for (const std::string& name : unused) EXPECT_EQ(name.rfind(last, 0), 0u) << name;
+  EXPECT_EQ(unused.size(), m.units()[size_t(spec.layers)].specs.size());  // (unit 0 is the embeddings)
 }
 
 // Phi-3 keeps q/k/v and gate/up fused in its files: written here by hand (torch.cat of the parts,

@@ -37,6 +37,10 @@ class HfCheckpoint : public WeightSource {
   // reads it; without one, the dtype most weights are stored in (eval's default compute dtype).
   at::ScalarType stored_dtype() const override;
   void release_pages() const override;
+  // The stored tensors the config does not use (layers past num_hidden_layers, other heads), which
+  // are not loaded; RoPE's stored inv_freq buffers are not counted. The constructor warns of them
+  // (on rank 0), as Transformers warns of unexpected keys.
+  std::vector<std::string> unused_tensors() const;
 
  private:
   void add_aliases();            // the base-model prefix and a tied head standing for the embeddings
