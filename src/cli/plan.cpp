@@ -70,8 +70,8 @@ double parse_count(const std::string& text, const char* flag) {
   std::string unit;
   bool ok = leading_number(text, &v, &unit);
   double scale = unit.empty() ? 1 : unit == "K" || unit == "k" ? 1e3 : unit == "M" ? 1e6 : unit == "B" || unit == "G" ? 1e9 : unit == "T" ? 1e12 : -1;
-  FT_CHECK_ARG(ok && scale > 0 && v > 0 && v * scale <= kMaxTokens,
-               flag << ": expected a positive count like 10000, 2.5M or 1B (at most " << kMaxTokens << "), got '" << excerpt(text) << "'");
+  FT_CHECK_ARG(ok && scale > 0 && v * scale >= 1 && v * scale <= kMaxTokens && std::floor(v * scale) == v * scale,
+               flag << ": expected a whole count like 10000, 2.5M or 1B (1 to " << kMaxTokens << "), got '" << excerpt(text) << "'");
   return v * scale;
 }
 
@@ -268,7 +268,7 @@ double read_workload(const cxxopts::ParseResult& args, PlanRequest& req) {
   FT_CHECK_ARG(req.headroom >= 0 && req.headroom < 1, "--headroom must be in [0, 1) (or 0%..99%)");
   if (args.count("mfu")) {
     req.mfu = args["mfu"].as<double>();
-    FT_CHECK_ARG(*req.mfu > 0 && *req.mfu <= 1, "--mfu must be in (0, 1], got " << *req.mfu);
+    FT_CHECK_ARG(*req.mfu >= kMinEfficiency && *req.mfu <= 1, "--mfu must be in [" << kMinEfficiency << ", 1], got " << *req.mfu);
   }
   std::string objective = args["objective"].as<std::string>();
   FT_CHECK_ARG(objective == "cost" || objective == "time", "--objective: expected cost or time, got '" << objective << "'");
@@ -282,6 +282,8 @@ std::vector<AlternativeRow> alternatives(const cxxopts::ParseResult& args, const
   adapter.rank = args["lora-rank"].as<int>();
   FT_CHECK_ARG(adapter.rank >= 1 && adapter.rank <= 65536, "--lora-rank must be 1..65536, got " << adapter.rank);
   adapter.targets = split_list(args["lora-targets"].as<std::string>());
+  FT_CHECK_ARG(!adapter.targets.empty(), "--lora-targets: expected modules separated by commas (of q, k, v, o, gate, up, down), got '"
+                                             << excerpt(args["lora-targets"].as<std::string>()) << "'");
   RunSetup alt_setup = req.base;
   alt_setup.micro_batch = req.micro_batch.value_or(1);
   alt_setup.activation_checkpointing = ActivationCheckpointing::Full;

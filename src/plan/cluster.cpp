@@ -2,6 +2,7 @@
 
 #include "ftdist/core/text_file.h"
 #include "ftdist/core/toml_util.h"
+#include "ftdist/plan/limits.h"
 
 namespace ftdist::plan {
 
@@ -21,15 +22,20 @@ Cluster parse_cluster(const std::string& text, const std::string& origin, const 
     nt.name = toml_get_or<std::string>(*t, "name", "node-type-" + std::to_string(index), where);
     where = origin + " [[node_type]] " + nt.name;
     nt.gpu = catalog.find(toml_get<std::string>(*t, "gpu", where));
-    nt.gpus_per_node = static_cast<int>(toml_get_or<int64_t>(*t, "gpus_per_node", nt.gpu.gpus_per_node, where));
-    nt.count = static_cast<int>(toml_get<int64_t>(*t, "count", where));
-    FT_CHECK_ARG(nt.gpus_per_node >= 1, where << ": gpus_per_node must be >= 1");
-    FT_CHECK_ARG(nt.count >= 1, where << ": count must be >= 1");
+    const int64_t per_node = toml_get_or<int64_t>(*t, "gpus_per_node", nt.gpu.gpus_per_node, where);
+    const int64_t count = toml_get<int64_t>(*t, "count", where);
+    FT_CHECK_ARG(per_node >= 1 && per_node <= kMaxGpusPerNode, where << ": gpus_per_node must be 1.." << kMaxGpusPerNode << ", got " << per_node);
+    FT_CHECK_ARG(count >= 1 && count <= kMaxNodes, where << ": count must be 1.." << kMaxNodes << " nodes, got " << count);
+    nt.gpus_per_node = int(per_node);
+    nt.count = int(count);
     nt.gpu.gpus_per_node = nt.gpus_per_node;
     nt.gpu.link_busbw_gbs = toml_get_or<double>(*t, "nvlink_busbw_gbs", nt.gpu.link_busbw_gbs, where);
     nt.gpu.network_busbw_gbs = toml_get_or<double>(*t, "network_busbw_gbs", nt.gpu.network_busbw_gbs, where);
-    double node_price = toml_get_or<double>(*t, "price_per_node_hour", -1.0, where);
-    if (node_price >= 0) nt.gpu.price_per_hour = node_price / nt.gpus_per_node;
+    if (t->contains("price_per_node_hour")) {  // (else the catalog's price per GPU)
+      const double node_price = toml_get<double>(*t, "price_per_node_hour", where);
+      FT_CHECK_ARG(node_price >= 0 && node_price <= 1e9, where << ": price_per_node_hour must be 0..1e9, got " << node_price);
+      nt.gpu.price_per_hour = node_price / nt.gpus_per_node;
+    }
     FT_CHECK_ARG(nt.gpu.link_busbw_gbs > 0 && nt.gpu.network_busbw_gbs > 0, where << ": bandwidths must be positive");
     c.node_types.push_back(std::move(nt));
   }

@@ -9,6 +9,7 @@
 #include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/core/toml_util.h"
+#include "ftdist/plan/limits.h"
 
 namespace ftdist::plan {
 namespace {
@@ -39,15 +40,17 @@ GpuCatalog GpuCatalog::parse(const std::string& text, const std::string& origin)
     g.hbm_gbs = toml_get<double>(*t, "hbm_gbs", where);
     g.link_busbw_gbs = toml_get<double>(*t, "link_busbw_gbs", where);
     g.network_busbw_gbs = toml_get<double>(*t, "network_busbw_gbs", where);
-    g.gpus_per_node = static_cast<int>(toml_get_or<int64_t>(*t, "gpus_per_node", 8, where));
+    const int64_t per_node = toml_get_or<int64_t>(*t, "gpus_per_node", 8, where);
+    FT_CHECK_ARG(per_node >= 1 && per_node <= kMaxGpusPerNode, where << ": gpus_per_node must be 1.." << kMaxGpusPerNode << ", got " << per_node);
+    g.gpus_per_node = int(per_node);
     g.efficiency = toml_get_or<double>(*t, "efficiency", 0.4, where);
     g.price_per_hour = toml_get<double>(*t, "price_per_hour", where);
     FT_CHECK_ARG(g.memory_gib > 0 && g.bf16_tflops > 0 && g.hbm_gbs > 0 && g.link_busbw_gbs > 0 &&
                      g.network_busbw_gbs > 0,
                  where << ": memory_gib, bf16_tflops, hbm_gbs, link_busbw_gbs and network_busbw_gbs must be positive");
-    FT_CHECK_ARG(g.gpus_per_node >= 1, where << ": gpus_per_node must be >= 1");
-    FT_CHECK_ARG(g.efficiency > 0 && g.efficiency <= 1, where << ": efficiency must be in (0, 1]");
-    FT_CHECK_ARG(g.price_per_hour >= 0, where << ": price_per_hour must be >= 0");
+    FT_CHECK_ARG(g.memory_gib <= kMaxGpuMemoryGib, where << ": memory_gib must be at most " << kMaxGpuMemoryGib << ", got " << g.memory_gib);
+    FT_CHECK_ARG(g.efficiency >= kMinEfficiency && g.efficiency <= 1, where << ": efficiency must be in [" << kMinEfficiency << ", 1]");
+    FT_CHECK_ARG(g.price_per_hour >= 0 && g.price_per_hour <= 1e9, where << ": price_per_hour must be 0..1e9");
     cat.gpus_.push_back(std::move(g));
   }
   return cat;

@@ -80,7 +80,10 @@ class Cases:
     # 2. Wrong answers with exit 0: refused instead.
     def planner_ranges(self):
         plan = [self.ftdist, "plan", "--model", "mistral-7b", "--gpu", "a100-80gb"]
-        run(plan + ["--tokens", "1e23"], 2, r"--tokens: expected a positive count .*at most 1e\+18")
+        run(plan + ["--tokens", "1e23"], 2, r"--tokens: expected a whole count .*1 to 1e\+18")
+        run(plan + ["--examples", "0.5"], 2, r"--examples: expected a whole count .*got '0\.5'")
+        run(plan + ["--examples", "100", "--mfu", "1e-30"], 2, r"--mfu must be in \[0\.001, 1\]")
+        run(plan + ["--examples", "100", "--lora-targets", ","], 2, r"--lora-targets: expected modules separated by commas")
         run(plan + ["--seq-len", "1000000000000", "--examples", "10"], 2, r"--seq-len must be 1\.\.16777216")
         out, _ = run(plan + ["--seq-len", "16000000", "--micro-batch", "65536", "--examples", "1e9", "--json"], 3, r"no candidate fits")
         doc = json.loads(out[:out.rfind("}") + 1])

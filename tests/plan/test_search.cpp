@@ -1,6 +1,8 @@
 // The search: the worked example, objectives, constraints, clusters, reports.
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include "ftdist/core/error.h"
 #include "ftdist/plan/cluster.h"
 #include "ftdist/plan/launch_script.h"
@@ -220,6 +222,18 @@ TEST(Catalog, FindsNamesAndAliasesAndSuggests) {
   EXPECT_THROW(GpuCatalog::parse("[gpu.x\n", "broken.toml"), ftdist::Error);
   EXPECT_THROW(parse_cluster("name = 'c'\n", "c.toml", cat), ftdist::Error);
   EXPECT_THROW(parse_cluster("[[node_type]]\ngpu = 'h100'\n", "c.toml", cat), ftdist::Error);  // no count
+  // Values past what can be represented: refused naming the key, never wrapped or ignored.
+  const std::string gpu = "[gpu.x]\nbf16_tflops = 312\nhbm_gbs = 1000\nlink_busbw_gbs = 200\nnetwork_busbw_gbs = 20\nprice_per_hour = 2\n";
+  EXPECT_NO_THROW(GpuCatalog::parse(gpu + "memory_gib = 80\n", "ok.toml"));
+  expect_bad_input([&] { GpuCatalog::parse(gpu + "memory_gib = 2e10\n", "big.toml"); }, "big.toml [gpu.x]: memory_gib must be at most");
+  expect_bad_input([&] { GpuCatalog::parse(gpu + "memory_gib = 80\ngpus_per_node = 4294967297\n", "n.toml"); }, "gpus_per_node must be 1..1024");
+  expect_bad_input([&] { GpuCatalog::parse(gpu + "memory_gib = 80\nefficiency = 1e-30\n", "e.toml"); }, "efficiency must be in [0.001, 1]");
+  auto node = [&](const std::string& extra) {
+    return parse_cluster("name = 'c'\n[[node_type]]\nname = 'n'\ngpu = 'h100'\n" + extra, "c.toml", cat);
+  };
+  EXPECT_EQ(node("count = 4\nprice_per_node_hour = 16\n").node_types.at(0).gpu.price_per_hour, 2.0);
+  expect_bad_input([&] { node("count = 100000000000\n"); }, "c.toml [[node_type]] n: count must be 1..1048576 nodes, got 100000000000");
+  expect_bad_input([&] { node("count = 4\nprice_per_node_hour = -24\n"); }, "price_per_node_hour must be 0..1e9, got -24");
 }
 
 }  // namespace

@@ -28,6 +28,12 @@ constexpr int64_t kMaxSteps = int64_t(1) << 40;        // optimizer steps
 constexpr double kMaxTokens = 1e18;                    // training tokens in all
 constexpr int kMaxRanks = 1 << 20;                     // GPUs / ranks
 
+// The hardware (the GPU catalog, a cluster file, --mfu).
+constexpr double kMaxGpuMemoryGib = 1 << 20;  // memory_gib of one GPU (1 PiB)
+constexpr int64_t kMaxGpusPerNode = 1024;     // gpus_per_node
+constexpr int64_t kMaxNodes = 1 << 20;        // a node type's count
+constexpr double kMinEfficiency = 1e-3;       // efficiency / --mfu: the fraction of peak reached
+
 // Bytes: a count of the memory model saturates here (1 EiB, more than any machine has), so ten
 // categories still sum without overflow.
 constexpr uint64_t kMaxBytes = uint64_t(1) << 60;
