@@ -284,8 +284,23 @@ CheckpointReader::CheckpointReader(const std::string& dir) : dir_(dir) {
     FT_CHECK_ARG(file_exists(path), "checkpoint: rank file '" << path << "' is missing (meta.json lists "
                                                               << meta_.file_shards << " rank files)");
     files_.push_back(std::make_unique<SafetensorsFile>(path));
+    check_file_origin(k);
     for (const CheckpointMeta::Unit& u : meta_.units) check_file_states(k, u);
   }
+}
+
+// A rank file records the step it was saved at and its own name (older checkpoints: the step only):
+// a file copied in from another step, or renamed, would otherwise load as a blend of two states.
+void CheckpointReader::check_file_origin(int k) const {
+  const SafetensorsFile& f = *files_.at(size_t(k));
+  const auto& md = f.metadata();
+  const auto step = md.find("step");
+  FT_CHECK_ARG(step == md.end() || step->second == std::to_string(meta_.step),
+               f.path() << ": the file was saved at step " << excerpt(step->second) << ", meta.json says step " << meta_.step
+                        << ": the rank files of one checkpoint were mixed with another's");
+  const auto name = md.find("file");
+  FT_CHECK_ARG(name == md.end() || name->second == rank_file_name(k, meta_.file_shards),
+               f.path() << ": the file was saved as '" << excerpt(name->second) << "': the rank files were renamed or swapped");
 }
 
 void CheckpointReader::check_file_states(int k, const CheckpointMeta::Unit& u) const {

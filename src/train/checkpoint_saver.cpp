@@ -60,7 +60,8 @@ std::string save_checkpoint(const std::string& root, const SaveRequest& req, con
       for (const plan::OptimizerState& st : io::checkpoint_states(cfg.optimizer.kind))
         tensors.push_back({io::state_tensor_name(units[u].name, st.name), fsdp.state_slice(u, st.name)});
     io::save_safetensors(tmp + "/" + io::rank_file_name(files.index, files.count), tensors,
-                         {{"format", "ftdist-checkpoint"}, {"step", std::to_string(req.step)}});
+                         {{"format", "ftdist-checkpoint"}, {"step", std::to_string(req.step)},
+                          {"file", io::rank_file_name(files.index, files.count)}});
   }
   if (const char* delay = std::getenv("FTDIST_TEST_SAVE_DELAY_S"))  // a save that takes seconds, as a large model's does
     std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(delay)));

@@ -281,6 +281,22 @@ TEST(Damage, ClearErrors) {
     if (world->size() > 1) expect_bad_input([&] { io::CheckpointReader r(d); }, "\"shard_alignment\" 1000 does not keep the 2048-element blocks");
   }
   {
+    // A rank file from another step (step 2's, beside step 3's meta.json): not a blend of two states.
+    const std::string d = fresh_copy("mixedsteps");
+    const std::string older = root + "/" + io::checkpoint_dir_name(2);
+    write_text_file_atomic(d + "/" + last_rank, read_text_file(older + "/" + last_rank, "test"), "test");
+    expect_bad_input([&] { io::CheckpointReader r(d); }, last_rank + ": the file was saved at step 2, meta.json says step 3");
+  }
+  if (world->size() > 1) {
+    // Two rank files swapped: each records its own name.
+    const std::string d = fresh_copy("swapped");
+    const std::string first = io::rank_file_name(0, world->size());
+    const std::string a = read_text_file(d + "/" + first, "test"), b = read_text_file(d + "/" + last_rank, "test");
+    write_text_file_atomic(d + "/" + first, b, "test");
+    write_text_file_atomic(d + "/" + last_rank, a, "test");
+    expect_bad_input([&] { io::CheckpointReader r(d); }, first + ": the file was saved as '" + last_rank + "'");
+  }
+  {
     write_text_file_atomic(root + "/latest", "step-00000099\n", "test");
     expect_bad_input([&] { io::find_latest_checkpoint(root); }, "latest names 'step-00000099'");
   }

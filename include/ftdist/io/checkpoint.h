@@ -120,6 +120,7 @@ class CheckpointReader : public WeightSource {
 
  private:
   void check_file_states(int k, const CheckpointMeta::Unit& u) const;  // every state of u in file shard k
+  void check_file_origin(int k) const;  // file shard k's metadata: saved at meta.json's step, under its own name
 
   std::string dir_, config_text_;
   CheckpointMeta meta_;
