@@ -29,38 +29,60 @@ std::string holder_of(int fd) {
   return excerpt(text, 120);
 }
 
+// Opens and locks `path` (created when missing) and writes the holder's name into it; returns the
+// descriptor. Error(BadInput) naming `what` and `subject` (what the lock guards, a `noun`) when
+// another process holds it.
+int lock_file(const std::string& path, const std::string& what, const std::string& subject, const char* noun) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  FT_CHECK_ARG(fd >= 0, what << ": cannot open the lock file '" << path << "' (" << std::strerror(errno) << ")");
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (::fcntl(fd, F_SETLK, &fl) != 0) {
+    const int err = errno;
+    const std::string holder = holder_of(fd);
+    ::close(fd);
+    FT_CHECK_ARG(err != EACCES && err != EAGAIN,
+                 what << ": '" << subject << "' is in use by another ftdist job (" << holder
+                      << "); wait for it to end, or choose another " << noun);
+    FT_CHECK_ARG(false, what << ": cannot lock '" << path << "' (" << std::strerror(err) << ")");
+  }
+  const std::string me = host_name() + " pid " + std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) == 0) {
+    const ssize_t ignored = ::pwrite(fd, me.data(), me.size(), 0);
+    (void)ignored;
+  }
+  return fd;
+}
+
+void unlock_file(int fd) {
+  if (fd < 0) return;
+  const int ignored = ::ftruncate(fd, 0);  // the holder's name goes with the lock; the empty file stays
+  (void)ignored;
+  ::close(fd);  // releases the lock
+}
+
 }  // namespace
 
 DirLock::DirLock(const std::string& dir, const std::string& what) : path_(dir + "/.ftdist.lock") {
   make_directories(dir, what);
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  FT_CHECK_ARG(fd_ >= 0, what << ": cannot open the lock file '" << path_ << "' (" << std::strerror(errno) << ")");
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  if (::fcntl(fd_, F_SETLK, &fl) != 0) {
-    const int err = errno;
-    const std::string holder = holder_of(fd_);
-    ::close(fd_);
-    fd_ = -1;
-    FT_CHECK_ARG(err != EACCES && err != EAGAIN,
-                 what << ": '" << dir << "' is in use by another ftdist job (" << holder
-                      << "); wait for it to end, or choose another directory");
-    FT_CHECK_ARG(false, what << ": cannot lock '" << path_ << "' (" << std::strerror(err) << ")");
-  }
-  const std::string me = host_name() + " pid " + std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd_, 0) == 0) {
-    const ssize_t ignored = ::pwrite(fd_, me.data(), me.size(), 0);
-    (void)ignored;
-  }
+  fd_ = lock_file(path_, what, dir, "directory");
 }
 
-DirLock::~DirLock() {
-  if (fd_ < 0) return;
-  const int ignored = ::ftruncate(fd_, 0);  // the holder's name goes with the lock; the empty file stays
-  (void)ignored;
-  ::close(fd_);  // releases the lock
+DirLock::~DirLock() { unlock_file(fd_); }
+
+OutputLock::OutputLock(const std::string& output, const std::string& what) {
+  std::string path = output;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const size_t slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  FT_CHECK_ARG(!name.empty() && name != "." && name != "..", what << ": '" << output << "' names no file or directory to write");
+  make_directories(parent, what);
+  fd_ = lock_file(parent + "/." + name + ".ftdist.lock", what, output, "output");
 }
+
+OutputLock::~OutputLock() { unlock_file(fd_); }
 
 void check_writable_directory(const std::string& dir, const std::string& what) {
   make_directories(dir, what);

@@ -241,6 +241,7 @@ void append_file(std::FILE* out, const std::string& from, const std::string& pat
 TokenFileWriter::TokenFileWriter(const std::string& path, int64_t vocab) : path_(path), vocab_(vocab) {
   FT_CHECK_ARG(vocab > 0 && vocab <= int64_t(UINT32_MAX),
                path << ": vocabulary size " << vocab << " does not fit uint32");
+  lock_ = std::make_unique<OutputLock>(path_, path_);  // (before any temporary: another writer's are not ours)
   try {
     tokens_ = open_for_writing(path_, path_ + ".tmp-tokens");
     mask_ = open_for_writing(path_, path_ + ".tmp-mask");

@@ -101,6 +101,7 @@ HfExporter::HfExporter(std::string out_dir, const plan::ModelSpec& spec, const s
                        ExportOptions options)
     : out_(std::move(out_dir)), tmp_(out_ + ".tmp"), options_(options), units_(spec.units()) {
   for (auto& unit : units_) unit.tensors = spec.hf_tensors(unit);  // as the files store them (Phi-3 fused)
+  lock_ = std::make_unique<OutputLock>(out_, "export");
   FT_CHECK_ARG(at::isFloatingType(options.dtype), "export: the dtype must be floating, got " << dtype_name(options.dtype));
   FT_CHECK_ARG(options.max_shard_bytes > 0, "export: --max-shard-size must be positive");
   FT_CHECK_ARG(!is_directory(out_) && !file_exists(out_),

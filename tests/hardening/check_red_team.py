@@ -155,6 +155,29 @@ class Cases:
             first.wait()
         run(self.train("train.steps=2", f"output.dir={out_dir}"), 0, r"trained 2 steps")  # released with the process
 
+    # 6b. Two jobs writing one export or token file (they would share its scratch files): the second
+    # is refused, and touches neither the output nor the first one's temporaries.
+    def one_writer_per_output(self):
+        import fcntl
+        run_dir = os.path.join(self.work, "writer-run")
+        run(self.train("train.steps=2", "checkpoint.every=2", f"output.dir={run_dir}"), 0, r"trained 2 steps")
+        ckpt = os.path.join(run_dir, "checkpoints")
+        data = os.path.join(self.work, "docs.jsonl")
+        open(data, "w").write('{"text": "hello"}\n')
+        for out, cmd in ((os.path.join(self.work, "export-out"), [self.ftdist, "export", "--checkpoint", ckpt]),
+                         (os.path.join(self.work, "tokens.ftok"), [self.ftdist, "prepare-data", "--input", data])):
+            cmd = cmd + (["--out", out] if "export" in cmd else ["--output", out])
+            scratch = out + (".tmp" if "export" in cmd else ".tmp-tokens")
+            lock_path = os.path.join(os.path.dirname(out), "." + os.path.basename(out) + ".ftdist.lock")
+            with open(lock_path, "a+") as held:  # another job writing `out`
+                fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.makedirs(scratch) if "export" in cmd else open(scratch, "w").write("theirs")
+                run(cmd, 2, rf"'{re.escape(out)}' is in use by another ftdist job")
+                assert os.path.exists(scratch) and not os.path.exists(out), "the second writer touched the first one's files"
+            shutil.rmtree(scratch) if os.path.isdir(scratch) else os.remove(scratch)
+            run(cmd, 0, r"")  # once released, the same command writes it
+            assert os.path.exists(out)
+
     # 7. Unwritable directories before training; tampered checkpoint metadata named.
     def early_and_named_errors(self):
         not_dir = os.path.join(self.work, "a-file")
@@ -187,7 +210,7 @@ def main(argv):
     os.makedirs(work)
     cases = Cases(os.path.abspath(ftdist), launcher, os.path.abspath(work))
     names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
-                       "one_job_per_directory", "early_and_named_errors"]
+                       "one_job_per_directory", "one_writer_per_output", "early_and_named_errors"]
     for name in names:
         t0 = time.time()
         getattr(cases, name)()

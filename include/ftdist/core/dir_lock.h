@@ -25,6 +25,23 @@ class DirLock {
   int fd_ = -1;
 };
 
+// The same for an output that is written aside and renamed into place (an export directory, a
+// token file), which cannot hold its own lock: the lock file is a hidden sibling,
+// <parent>/.<name>.ftdist.lock, kept (empty) afterwards as DirLock keeps its file. Two jobs writing
+// one output would otherwise share its scratch files.
+//
+//   OutputLock lock(out_dir, "export --out");   // Error(BadInput) when another job writes out_dir
+class OutputLock {
+ public:
+  OutputLock(const std::string& output, const std::string& what);
+  ~OutputLock();
+  OutputLock(const OutputLock&) = delete;
+  OutputLock& operator=(const OutputLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 // Error(BadInput) naming `what` unless `dir` exists (it is created) and a file can be written in it.
 void check_writable_directory(const std::string& dir, const std::string& what);
 

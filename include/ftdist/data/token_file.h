@@ -29,10 +29,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "ftdist/core/dir_lock.h"
 #include "ftdist/data/documents.h"
 
 namespace ftdist::data {
@@ -111,7 +113,8 @@ class TokenFile {
 // `path` (<path>.tmp-tokens, <path>.tmp-mask) and only the offsets stay in memory; finish()
 // assembles <path>.tmp (the mask section only when some label is -100), fsyncs it and renames it
 // to `path`. Destroyed without finish() (an exception, say), it removes every temporary file and
-// leaves `path` as it was.
+// leaves `path` as it was. One writer of `path` at a time (OutputLock): a second is refused, as the
+// two would share the temporary files.
 class TokenFileWriter {
  public:
   TokenFileWriter(const std::string& path, int64_t vocab);
@@ -136,6 +139,7 @@ class TokenFileWriter {
 
   std::string path_;
   int64_t vocab_;
+  std::unique_ptr<OutputLock> lock_;
   std::FILE* tokens_ = nullptr;
   std::FILE* mask_ = nullptr;
   std::vector<uint64_t> offsets_{0};

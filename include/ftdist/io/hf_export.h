@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "ftdist/core/dir_lock.h"
 #include "ftdist/io/safetensors.h"
 #include "ftdist/plan/model_spec.h"
 
@@ -62,6 +63,7 @@ class HfExporter {
 
  private:
   void open_file(size_t f);
+  std::unique_ptr<OutputLock> lock_;  // one export into OUT at a time (they would share OUT.tmp)
   std::string out_, tmp_;
   ExportOptions options_;
   std::vector<plan::ModelSpec::Unit> units_;
