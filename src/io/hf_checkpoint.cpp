@@ -9,6 +9,7 @@
 #include "ftdist/core/dtype.h"
 #include "ftdist/core/json.h"
 #include "ftdist/core/log.h"
+#include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
 
 namespace ftdist::io {
@@ -18,6 +19,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
                                                    "with config.json and *.safetensors)");
   config_text_ = read_text_file(dir + "/config.json", "--model");
   spec_ = plan::model_from_hf_config_text(config_text_, dir + "/config.json");
+  refuse_quantized();
   units_ = spec_.units();
   const std::string index = dir + "/model.safetensors.index.json";
   std::vector<std::string> names;
@@ -66,6 +68,19 @@ std::vector<std::string> HfCheckpoint::unused_tensors() const {
     if (!used.count(name) && !stored_used.count(loc.stored) && !rope_buffer && !tied_copy) out.push_back(name);
   }
   return out;
+}
+
+// A quantized checkpoint (bitsandbytes, GPTQ, AWQ, compressed-tensors, ...) stores integer codes
+// and scales where the model has weights: never computed with as if they were the weights.
+void HfCheckpoint::refuse_quantized() const {
+  const nlohmann::json config = parse_json(config_text_, dir_ + "/config.json");
+  if (!config.contains("quantization_config") || config.at("quantization_config").is_null()) return;
+  const nlohmann::json& q = config.at("quantization_config");
+  const std::string method = q.is_object() && q.contains("quant_method") && q.at("quant_method").is_string()
+                                 ? q.at("quant_method").get<std::string>() : "unnamed";
+  FT_CHECK_ARG(false, dir_ << "/config.json: the checkpoint is quantized (quantization_config, quant_method \"" << excerpt(method)
+                           << "\"); ftdist trains and evaluates full-precision weights (fp32, bf16 or fp16): use the "
+                              "unquantized checkpoint");
 }
 
 void HfCheckpoint::add_aliases() {
@@ -153,6 +168,9 @@ void load_unit_shard(const HfCheckpoint& ckpt, const plan::ModelSpec::Unit& unit
     FT_CHECK_ARG(info.shape == t.shape, ckpt.dir() << ": tensor \"" << t.name << "\" has shape "
                                                    << c10::IntArrayRef(info.shape) << " in the checkpoint, config.json says "
                                                    << c10::IntArrayRef(t.shape));
+    FT_CHECK_ARG(at::isFloatingType(info.dtype),
+                 ckpt.dir() << ": tensor \"" << t.name << "\" is stored as " << safetensors_dtype_name(info.dtype)
+                            << "; a weight must be F32, BF16 or F16 (integer codes of a quantized checkpoint are not weights)");
     int64_t numel = info.numel();
     int64_t lo = std::max(offset, shard_begin), hi = std::min(offset + numel, shard_end);
     if (lo < hi) ckpt.read_range(t.name, lo - offset, hi - lo, flat.narrow(0, lo - shard_begin, hi - lo));

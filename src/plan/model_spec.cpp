@@ -449,6 +449,19 @@ void read_partial_rotary(const json& j, const std::string& origin, ModelSpec* m)
                       << "dimensions in 2.." << m->head_dim << " (head_dim x factor = " << dim << ")");
 }
 
+// Outside Phi-3 a partial_rotary_factor is not the model's: Transformers' default RoPE of these
+// models ignores it (as ftdist does), its scaled RoPE rotates that fraction and then fails on the
+// shapes. A scaled config with a factor other than 1 is refused rather than computed either way.
+void refuse_partial_rotary(const json& j, const std::string& origin, const ModelSpec& m) {
+  if (m.rope_type == "default") return;
+  double factor = get_number_or(j, "partial_rotary_factor", 1.0, origin);
+  for (const char* key : {"rope_parameters", "rope_scaling"})
+    if (j.contains(key) && j.at(key).is_object()) factor = get_number_or(j.at(key), "partial_rotary_factor", factor, origin);
+  FT_CHECK_ARG(factor == 1.0, origin << ": \"partial_rotary_factor\" " << factor << " with " << m.rope_type << " RoPE scaling on a "
+                                     << m.model_type << " model: only phi3 rotates part of each head (Transformers fails on this "
+                                     << "config); remove the key or set it to 1");
+}
+
 void read_shape(const json& j, const std::string& origin, ModelSpec* m) {
   m->hidden = get_int(j, "hidden_size", origin);
   m->intermediate = get_int(j, "intermediate_size", origin);
@@ -495,6 +508,7 @@ ModelSpec model_from_hf_config_text(const std::string& text, const std::string& 
   m.rms_norm_eps = get_number_or(j, "rms_norm_eps", m.model_type == "phi3" ? 1e-5 : m.rms_norm_eps, origin);  // (Phi3Config's)
   read_rope(j, origin, &m);
   if (m.model_type == "phi3") read_partial_rotary(j, origin, &m);
+  else refuse_partial_rotary(j, origin, m);
   refuse_unsupported(j, origin, &m);
   m.validate(origin);
   return m;

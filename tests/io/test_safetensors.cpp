@@ -253,6 +253,21 @@ TEST(HfCheckpoint, ReadsTheDirectoriesTransformersLoads) {
   ASSERT_FALSE(unused.empty());
   for (const std::string& name : unused) EXPECT_EQ(name.rfind(last, 0), 0u) << name;
   EXPECT_EQ(unused.size(), m.units()[size_t(spec.layers)].specs.size());  // (unit 0 is the embeddings)
+
+  // Quantized checkpoints: integer codes are not weights; a quantization_config is refused up front.
+  const std::string coded = tmp("hf_int8_codes");
+  auto codes = tensors(same, 1.0);
+  for (auto& [name, t] : codes)
+    if (name.find("q_proj") != std::string::npos) t = (t * 100).to(at::kChar);
+  save_hf_model(coded, plan::hf_config_text(spec), codes);
+  HfCheckpoint c8(coded);
+  const auto units = c8.spec().units();
+  expect_bad_input([&] { for (const auto& u : units) { at::Tensor w = at::empty({u.numel()}); load_unit_shard(c8, u, 0, w); } },
+                   "q_proj.weight\" is stored as I8; a weight must be F32, BF16 or F16");
+  nlohmann::json quantized = nlohmann::json::parse(plan::hf_config_text(spec));
+  quantized["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}};
+  write_text_file_atomic(coded + "/config.json", quantized.dump(), "test");
+  expect_bad_input([&] { HfCheckpoint q(coded); }, "config.json: the checkpoint is quantized (quantization_config, quant_method \"bitsandbytes\")");
 }
 
 // Phi-3 keeps q/k/v and gate/up fused in its files: written here by hand (torch.cat of the parts,

@@ -415,6 +415,7 @@ TEST(HfConfig, ImpossibleValuesNameTheKey) {
       {R"({"rope_type":"llama3","factor":8})", "rope_type \"llama3\" needs \"low_freq_factor\", a number"},
       {R"({"rope_type":"llama3","low_freq_factor":1,"high_freq_factor":4})", "rope_type \"llama3\" needs \"factor\", a number"},
       {R"({"rope_type":"yarn","original_max_position_embeddings":16})", "rope_type \"yarn\" needs \"factor\", a number"},
+      {R"({"rope_type":"linear","factor":2,"partial_rotary_factor":0.5})", "\"partial_rotary_factor\" 0.5 with linear RoPE scaling on a llama model"},
       {R"({"rope_type":"dynamic","factor":-2})", "rope scaling (dynamic) needs factor > 0"},
       {R"({"rope_type":"yarn","factor":0})", "rope scaling (yarn) needs factor > 0"},
       {R"({"rope_type":"yarn","factor":4,"attention_factor":-1})", "attention_factor must be a positive number"}};

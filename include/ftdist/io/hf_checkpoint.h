@@ -43,6 +43,7 @@ class HfCheckpoint : public WeightSource {
   std::vector<std::string> unused_tensors() const;
 
  private:
+  void refuse_quantized() const;  // config.json's quantization_config: Error(BadInput)
   void add_aliases();            // the base-model prefix and a tied head standing for the embeddings
   void check_tied_head() const;  // a tied config with a different lm_head.weight: Error(BadInput)
   std::string dir_;
