@@ -168,6 +168,10 @@ int eval_main(int argc, char** argv) {
       std::printf("loss %.6f  tokens %lld  ppl %.4f\n", mean, static_cast<long long>(total_tokens), std::exp(mean));
     }
   }
+  // (printed first, as measured; every rank has the same sum)
+  FT_CHECK(std::isfinite(mean), ErrorKind::Numerics,
+           "eval: the loss is not finite (" << mean << "): " << weights->dir() << " computes NaN or Inf on this data "
+           "(weights that hold NaN or Inf, or a reduced-precision overflow: try --dtype fp32)");
   return 0;
 }
 

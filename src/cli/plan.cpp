@@ -433,7 +433,10 @@ int plan_main(int argc, char** argv) {
     std::fprintf(args.count("json") ? stderr : stdout, "wrote %s\n", path.c_str());
   }
 
-  if (result.recommended < 0) FT_CHECK(false, ErrorKind::DoesNotFit, what_would_fit(req, result, catalog, alts));
+  // Nothing fits (exit 3); or the fixed choices admit no layout at all, which is bad input (exit 2).
+  if (result.recommended < 0)
+    FT_CHECK(false, least_memory_candidate(result) < 0 ? ErrorKind::BadInput : ErrorKind::DoesNotFit,
+             what_would_fit(req, result, catalog, alts));
   if (!emit.empty()) {
     ModelSource model{ModelSource::Preset, args.count("model") ? args["model"].as<std::string>() : ""};
     if (args.count("model-config")) {

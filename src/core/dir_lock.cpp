@@ -1,6 +1,7 @@
 #include "ftdist/core/dir_lock.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,10 +30,25 @@ std::string holder_of(int fd) {
   return excerpt(text, 120);
 }
 
+int lock_file_once(const std::string& path, const std::string& what, const std::string& subject, const char* noun);
+
 // Opens and locks `path` (created when missing) and writes the holder's name into it; returns the
 // descriptor. Error(BadInput) naming `what` and `subject` (what the lock guards, a `noun`) when
 // another process holds it.
 int lock_file(const std::string& path, const std::string& what, const std::string& subject, const char* noun) {
+  for (int attempt = 0;; ++attempt) {
+    const int fd = lock_file_once(path, what, subject, noun);
+    // The lock holds the file it opened: when a holder that removes its lock file (OutputLock)
+    // unlinked it meanwhile, that file is no longer the lock, and the path's new one is taken.
+    struct stat held {}, named {};
+    if (::fstat(fd, &held) == 0 && ::stat(path.c_str(), &named) == 0 && held.st_ino == named.st_ino && held.st_dev == named.st_dev)
+      return fd;
+    ::close(fd);
+    FT_CHECK_ARG(attempt < 8, what << ": cannot lock '" << path << "': it is replaced as fast as it is locked");
+  }
+}
+
+int lock_file_once(const std::string& path, const std::string& what, const std::string& subject, const char* noun) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   FT_CHECK_ARG(fd >= 0, what << ": cannot open the lock file '" << path << "' (" << std::strerror(errno) << ")");
   struct flock fl {};
@@ -55,8 +71,11 @@ int lock_file(const std::string& path, const std::string& what, const std::strin
   return fd;
 }
 
-void unlock_file(int fd) {
+// `remove`: the lock file is unlinked while still held (whoever opened it before then finds, once
+// it holds it, that it is no longer the path's file, and retries).
+void unlock_file(int fd, const std::string& path, bool remove) {
   if (fd < 0) return;
+  if (remove) ::unlink(path.c_str());
   const int ignored = ::ftruncate(fd, 0);  // the holder's name goes with the lock; the empty file stays
   (void)ignored;
   ::close(fd);  // releases the lock
@@ -69,7 +88,7 @@ DirLock::DirLock(const std::string& dir, const std::string& what) : path_(dir + 
   fd_ = lock_file(path_, what, dir, "directory");
 }
 
-DirLock::~DirLock() { unlock_file(fd_); }
+DirLock::~DirLock() { unlock_file(fd_, path_, false); }
 
 OutputLock::OutputLock(const std::string& output, const std::string& what) {
   std::string path = output;
@@ -79,10 +98,11 @@ OutputLock::OutputLock(const std::string& output, const std::string& what) {
   const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
   FT_CHECK_ARG(!name.empty() && name != "." && name != "..", what << ": '" << output << "' names no file or directory to write");
   make_directories(parent, what);
-  fd_ = lock_file(parent + "/." + name + ".ftdist.lock", what, output, "output");
+  path_ = parent + "/." + name + ".ftdist.lock";
+  fd_ = lock_file(path_, what, output, "output");
 }
 
-OutputLock::~OutputLock() { unlock_file(fd_); }
+OutputLock::~OutputLock() { unlock_file(fd_, path_, true); }
 
 void check_writable_directory(const std::string& dir, const std::string& what) {
   make_directories(dir, what);

@@ -4,6 +4,8 @@
 #include <algorithm>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/json.h"
+#include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
 
 namespace ftdist::data {
@@ -13,12 +15,13 @@ using json = nlohmann::json;
 namespace {
 
 // bos_token / eos_token: a string, or an AddedToken object {"content": ...}; "" when absent.
-std::string token_text(const json& config, const char* key) {
+std::string token_text(const json& config, const char* key, const std::string& where) {
   if (!config.contains(key) || config[key].is_null()) return "";
   const json& t = config[key];
   if (t.is_string()) return t.get<std::string>();
-  if (t.is_object() && t.contains("content") && t["content"].is_string()) return t["content"].get<std::string>();
-  return "";
+  FT_CHECK_ARG(t.is_object() && t.contains("content") && t["content"].is_string(),
+               where << ": \"" << key << "\" must be a string or {\"content\": string}, got " << json_excerpt(t));
+  return t["content"].get<std::string>();
 }
 
 // chat_template: a string, or a list of {"name", "template"} (the one named "default").
@@ -46,10 +49,10 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   } catch (const Error& e) {
     chat->error = e.message();
   }
-  chat->bos_token = token_text(config, "bos_token");
-  chat->eos_token = token_text(config, "eos_token");
+  chat->bos_token = token_text(config, "bos_token", config_path);
+  chat->eos_token = token_text(config, "eos_token", config_path);
   if (config.contains("legacy") && config["legacy"].is_boolean()) chat->legacy = config["legacy"].get<bool>();
-  if (!token_text(config, "unk_token").empty()) chat->unk_token = token_text(config, "unk_token");
+  if (!token_text(config, "unk_token", config_path).empty()) chat->unk_token = token_text(config, "unk_token", config_path);
   // Special tokens: the added tokens (with their ids), then BOS and EOS by their pieces.
   if (config.contains("added_tokens_decoder") && config["added_tokens_decoder"].is_object())
     for (auto it = config["added_tokens_decoder"].begin(); it != config["added_tokens_decoder"].end(); ++it) {
@@ -65,9 +68,14 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
                                                                  << ", outside the tokenizer's " << tok.vocab_size());
       chat->specials.push_back({t["content"].get<std::string>(), id});
     }
-  for (const std::string& s : {chat->bos_token, chat->eos_token}) {
+  // (a BOS or EOS the template writes must be one token: spelled out in pieces, the model would
+  // learn the spelling, and a turn would end without the real EOS)
+  for (const auto& [key, s] : {std::pair<const char*, std::string>{"bos_token", chat->bos_token}, {"eos_token", chat->eos_token}}) {
     const bool known = std::any_of(chat->specials.begin(), chat->specials.end(), [&](const auto& p) { return p.first == s; });
-    if (!s.empty() && !known && tok.piece_id(s) >= 0) chat->specials.push_back({s, tok.piece_id(s)});
+    FT_CHECK_ARG(s.empty() || known || tok.piece_id(s) >= 0,
+                 config_path << ": \"" << key << "\" is \"" << excerpt(s) << "\", which is neither an added token nor a piece of the "
+                             << "tokenizer: the chat template would spell it out in pieces");
+    if (!s.empty() && !known) chat->specials.push_back({s, tok.piece_id(s)});
   }
   std::stable_sort(chat->specials.begin(), chat->specials.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
   return chat;

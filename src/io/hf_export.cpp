@@ -153,6 +153,9 @@ void HfExporter::add_unit(const at::Tensor& flat_in) {
   FT_CHECK(flat_in.numel() >= unit.numel(), ErrorKind::Internal,
            "export: unit " << unit.name << " has " << flat_in.numel() << " elements, expected " << unit.numel());
   at::Tensor flat = flat_in.reshape({-1});
+  // A weight that is NaN or Inf would load in Transformers and compute nothing: not exported.
+  FT_CHECK_ARG(at::isfinite(flat.narrow(0, 0, unit.numel())).all().item<bool>(),
+               "export: unit " << unit.name << " holds NaN or Inf weights; nothing was written to '" << out_ << "'");
   int64_t offset = 0;
   for (const auto& t : unit.tensors) {
     const size_t f = size_t(std::upper_bound(file_first_.begin(), file_first_.end(), next_entry_) - file_first_.begin()) - 1;

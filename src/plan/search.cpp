@@ -50,7 +50,8 @@ std::string layout(Candidate& c, const HardwareOption& hw, const PlanRequest& re
     c.nodes = 1;
   }
   if (req.nodes && *req.nodes != c.nodes)
-    return "--nodes " + std::to_string(*req.nodes) + " but " + std::to_string(c.gpus) + " GPUs take " + std::to_string(c.nodes);
+    return "--nodes " + std::to_string(*req.nodes) + ", but " + std::to_string(c.gpus) + " GPUs at " + std::to_string(hw.gpus_per_node) +
+           " per node fill " + std::to_string(c.nodes) + " node" + (c.nodes == 1 ? "" : "s");
   if (c.nodes > hw.max_nodes)
     return "needs " + std::to_string(c.nodes) + " nodes, only " + std::to_string(hw.max_nodes) + " available";
   RunSetup& s = c.setup;

@@ -84,6 +84,11 @@ class Cases:
         run(plan + ["--examples", "0.5"], 2, r"--examples: expected a whole count .*got '0\.5'")
         run(plan + ["--examples", "100", "--mfu", "1e-30"], 2, r"--mfu must be in \[0\.001, 1\]")
         run(plan + ["--examples", "100", "--lora-targets", ","], 2, r"--lora-targets: expected modules separated by commas")
+        # fixed choices that admit no layout: bad input (2), each reason named, not "does not fit" (3)
+        run(plan + ["--examples", "100", "--gpus", "8", "--nodes", "3"], 2,
+            r"no candidate could be laid out: --nodes 3, but 8 GPUs at 8 per node fill 1 node")
+        run(plan + ["--examples", "100", "--gpus", "2", "--micro-batch", "2", "--global-batch", "7"], 2,
+            r"global batch 7 is not a multiple of micro-batch x ranks = 4")
         run(plan + ["--seq-len", "1000000000000", "--examples", "10"], 2, r"--seq-len must be 1\.\.16777216")
         out, _ = run(plan + ["--seq-len", "16000000", "--micro-batch", "65536", "--examples", "1e9", "--json"], 3, r"no candidate fits")
         doc = json.loads(out[:out.rfind("}") + 1])
@@ -178,6 +183,33 @@ class Cases:
             run(cmd, 0, r"")  # once released, the same command writes it
             assert os.path.exists(out)
 
+    # 6c. NaN weights: eval prints what it measured and fails; export writes nothing.
+    def non_finite_weights(self):
+        import torch
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+        def poison(path, pick):
+            with safe_open(path, "pt") as f:
+                meta = f.metadata()
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            name = next(k for k in sorted(tensors) if pick(k))
+            tensors[name].view(-1)[0] = float("nan")
+            save_file(tensors, path, metadata=meta)
+        model = os.path.join(self.work, "nan-model")
+        shutil.copytree(TINY_LLAMA, model)
+        poison(os.path.join(model, "model.safetensors"), lambda k: "down_proj" in k)  # (PyTorch's CPU flash attention drops a NaN in q)
+        data = os.path.join(self.work, "nan.jsonl")
+        open(data, "w").write('{"input_ids": [1, 2, 3, 4, 5]}\n')
+        run([self.ftdist, "eval", "--model", model, "--data", data], 1,
+            r"loss nan.*eval: the loss is not finite \(nan\): .*nan-model computes NaN or Inf")
+        run_dir = os.path.join(self.work, "nan-run")
+        run(self.train("train.steps=2", "checkpoint.every=2", f"output.dir={run_dir}"), 0, r"trained 2 steps")
+        step = os.path.join(run_dir, "checkpoints", "step-00000002")
+        poison(os.path.join(step, "rank-00000-of-00001.safetensors"), lambda k: k.endswith("/master") and "layers" in k)
+        out = os.path.join(self.work, "nan-export")
+        run([self.ftdist, "export", "--checkpoint", step, "--out", out], 2, r"holds NaN or Inf weights; nothing was written")
+        assert not os.path.exists(out) and not os.path.exists(out + ".tmp")
+
     # 7. Unwritable directories before training; tampered checkpoint metadata named.
     def early_and_named_errors(self):
         not_dir = os.path.join(self.work, "a-file")
@@ -210,7 +242,7 @@ def main(argv):
     os.makedirs(work)
     cases = Cases(os.path.abspath(ftdist), launcher, os.path.abspath(work))
     names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
-                       "one_job_per_directory", "one_writer_per_output", "early_and_named_errors"]
+                       "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors"]
     for name in names:
         t0 = time.time()
         getattr(cases, name)()

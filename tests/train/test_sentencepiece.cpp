@@ -216,3 +216,24 @@ TEST(SentencePieceChat, EveryTurnTrainedIsCachedApart) {
   EXPECT_GT(trained, 0);
   EXPECT_LT(trained, fa.num_tokens());
 }
+
+// A BOS or EOS the chat template writes must be one token of the tokenizer: an unknown string, or a
+// value that is not a string, is refused naming the file and the key (before, an unknown EOS was
+// spelled out in pieces and trained, and a number rendered as nothing).
+TEST(SentencePieceChat, SpecialTokensMustBeTokens) {
+  const std::string& dir = chat_model_dir();
+  const nlohmann::json good = nlohmann::json::parse(read_text_file(dir + "/tokenizer_config.json", "test"));
+  const std::string bad = std::string(FTDIST_TEST_TMP) + "/chat-spm-bad-eos";
+  make_directories(bad, "test");
+  write_text_file_atomic(bad + "/tokenizer.model", read_text_file(dir + "/tokenizer.model", "test"), "test");
+  auto with = [&](const nlohmann::json& eos) {
+    nlohmann::json config = good;
+    config["eos_token"] = eos;
+    write_text_file_atomic(bad + "/tokenizer_config.json", config.dump(2), "test");
+    return data::load_tokenizer(bad, "--tokenizer");
+  };
+  EXPECT_NO_THROW(with({{"content", "<|im_end|>"}}));  // (an AddedToken object)
+  EXPECT_NO_THROW(with("</s>"));                       // a piece of the model
+  expect_bad_input([&] { with("<|nope|>"); }, "tokenizer_config.json: \"eos_token\" is \"<|nope|>\", which is neither an added token nor a piece");
+  expect_bad_input([&] { with(7); }, "tokenizer_config.json: \"eos_token\" must be a string or {\"content\": string}, got 7");
+}

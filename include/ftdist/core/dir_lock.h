@@ -27,8 +27,8 @@ class DirLock {
 
 // The same for an output that is written aside and renamed into place (an export directory, a
 // token file), which cannot hold its own lock: the lock file is a hidden sibling,
-// <parent>/.<name>.ftdist.lock, kept (empty) afterwards as DirLock keeps its file. Two jobs writing
-// one output would otherwise share its scratch files.
+// <parent>/.<name>.ftdist.lock, removed when the lock ends. Two jobs writing one output would
+// otherwise share its scratch files.
 //
 //   OutputLock lock(out_dir, "export --out");   // Error(BadInput) when another job writes out_dir
 class OutputLock {
@@ -39,6 +39,7 @@ class OutputLock {
   OutputLock& operator=(const OutputLock&) = delete;
 
  private:
+  std::string path_;
   int fd_ = -1;
 };
 
