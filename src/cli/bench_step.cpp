@@ -25,8 +25,10 @@
 #include "ftdist/io/random_init.h"
 #include "ftdist/plan/memory_model.h"
 #include "ftdist/plan/gpu_catalog.h"
+#include "ftdist/plan/limits.h"
 #include "ftdist/plan/presets.h"
 #include "ftdist/plan/time_model.h"
+#include "ftdist/train/memory_fit.h"
 
 namespace ftdist::cli {
 namespace {
@@ -109,6 +111,19 @@ void print_timeline(const plan::ModelSpec& spec, const plan::RunSetup& setup, co
   }
 }
 
+// On the CPU, a shape whose planned peak exceeds this node's MemAvailable share stops here, not in
+// the kernel's OOM killer minutes later: Error(DoesNotFit) on every rank.
+void refuse_what_cannot_fit(const plan::ModelSpec& spec, const plan::RunSetup& setup, comm::Communicator& world) {
+  const uint64_t need = plan::peak_memory(spec, setup).needed(true);
+  const uint64_t available = train::mem_available_bytes() / uint64_t(std::max(1, comm::local_size()));
+  at::Tensor short_anywhere = at::tensor({available != 0 && need > available ? 1.0 : 0.0}, at::kDouble);
+  world.all_reduce(short_anywhere, comm::ReduceOp::Max);  // (one verdict for every rank)
+  FT_CHECK(short_anywhere.item<double>() == 0, ErrorKind::DoesNotFit,
+           "bench step: the planned peak is " << format_bytes(double(need)) << " per rank, MemAvailable leaves "
+                                              << format_bytes(double(available)) << " to each of the " << comm::local_size()
+                                              << " rank(s) on this node: lower --seq-len, --micro-batch or --layers");
+}
+
 }  // namespace
 
 int bench_step_main(int argc, char** argv) {
@@ -135,13 +150,15 @@ int bench_step_main(int argc, char** argv) {
   else if (args.count("gpu")) peak_tflops = plan::GpuCatalog::load_default().find(args["gpu"].as<std::string>()).bf16_tflops;
   const int64_t mb = args["micro-batch"].as<int64_t>(), seq = args["seq-len"].as<int64_t>();
   const int accum = args["grad-accum"].as<int>(), steps = args["steps"].as<int>(), warmup = args["warmup"].as<int>();
-  FT_CHECK_ARG(mb >= 1 && seq >= 2 && accum >= 1 && steps >= 1 && warmup >= 0,
-               "--micro-batch, --grad-accum, --steps must be >= 1, --seq-len >= 2, --warmup >= 0");
+  FT_CHECK_ARG(mb >= 1 && mb <= plan::kMaxMicroBatch && seq >= 2 && seq <= plan::kMaxSeqLen && accum >= 1 && steps >= 1 && warmup >= 0,
+               "--micro-batch must be 1.." << plan::kMaxMicroBatch << ", --seq-len 2.." << plan::kMaxSeqLen
+                                           << ", --grad-accum and --steps >= 1, --warmup >= 0");
 
   if (!cuda) fsdp::CpuMemoryCounter::install();  // measures activations and gathered bytes
   auto world = comm::make_communicator(cuda ? at::kCUDA : at::kCPU);
   cfg.device = world->device();
   cfg.shard_group = plan::hybrid_group_ranks(cfg.shard_group, comm::local_size());  // collective
+  if (!cuda) refuse_what_cannot_fit(spec, fsdp::planned_setup(cfg, world->size(), mb, seq, attention), *world);
   // Random weights: each rank generates only its shards, straight into its buffers.
   model::LlamaModel model(spec, at::TensorOptions().dtype(at::kFloat).device(at::kMeta), attention);
   fsdp::FsdpModel f(model, *world, cfg, io::RandomInit(spec, plan::hf_config_text(spec), 0));

@@ -11,6 +11,7 @@
 #include "ftdist/data/chat_format.h"
 #include "ftdist/data/packing.h"
 #include "ftdist/data/token_file.h"
+#include "ftdist/plan/limits.h"
 
 #include <limits>
 #include "ftdist/data/tokenizer.h"
@@ -73,8 +74,8 @@ int prepare_data_main(int argc, char** argv) {
   cxxopts::ParseResult args = parse_options(options, argc, argv);
   if (print_help_if_asked(options, args)) return 0;
   FT_CHECK_ARG(args.count("input"), "ftdist prepare-data: --input is required");
-  FT_CHECK_ARG(!args.count("seq-len") || args["seq-len"].as<int64_t>() >= 2,
-               "--seq-len: expected a number of tokens >= 2, got " << args["seq-len"].as<int64_t>());
+  FT_CHECK_ARG(!args.count("seq-len") || (args["seq-len"].as<int64_t>() >= 2 && args["seq-len"].as<int64_t>() <= plan::kMaxSeqLen),
+               "--seq-len: expected a number of tokens in 2.." << plan::kMaxSeqLen << ", got " << args["seq-len"].as<int64_t>());
   FT_CHECK_ARG(args["vocab"].as<int64_t>() >= 0, "--vocab: expected a vocabulary size (0: the tokenizer's), got " << args["vocab"].as<int64_t>());
   FT_CHECK_ARG(args["show"].as<int64_t>() >= 0, "--show: expected a number of conversations >= 0, got " << args["show"].as<int64_t>());
   if (data::is_token_file_path(args["input"].as<std::string>())) {  // an existing token file: its packing only

@@ -7,6 +7,7 @@
 #include "ftdist/core/check.h"
 #include "ftdist/data/chat_format.h"
 #include "ftdist/core/json.h"
+#include "ftdist/core/text_file.h"
 #include "ftdist/data/tokenizer.h"
 
 namespace ftdist::data {
@@ -102,11 +103,16 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
   return d;
 }
 
+// The size of a seekable file; 0 for a pipe (the stream is left as it was, readable from the start).
 uint64_t file_size(std::ifstream& in) {
   in.seekg(0, std::ios::end);
-  const uint64_t total = uint64_t(std::max<std::streamoff>(0, in.tellg()));
+  const std::streamoff end = in.tellg();
+  if (!in || end < 0) {
+    in.clear();
+    return 0;
+  }
   in.seekg(0, std::ios::beg);
-  return total;
+  return uint64_t(end);
 }
 
 }  // namespace
@@ -116,6 +122,7 @@ size_t for_each_jsonl_document(const std::string& path, int64_t vocab, const std
                                const ReadProgress& progress, bool chat_all_turns) {
   std::unique_ptr<Tokenizer> bytes;
   if (!tokenizer) tokenizer = (bytes = byte_tokenizer()).get();
+  FT_CHECK_ARG(!is_directory(path), what << ": '" << path << "' is a directory (expected a JSONL file)");
   std::ifstream in(path);
   FT_CHECK_ARG(in.good(), what << ": cannot read '" << path << "'");
   const uint64_t total = progress ? file_size(in) : 0;

@@ -72,10 +72,16 @@ TokenFile::TokenFile(const std::string& path, int64_t vocab) : path_(path) {
                                                             << " is not supported (expected " << kVersion << ")");
     vocab_ = load<uint32_t>(base + 12);
     const uint64_t n_docs = load<uint64_t>(base + 16), n_tokens = load<uint64_t>(base + 24);
-    const bool masked = (load<uint32_t>(base + 32) & 1u) != 0;
+    const uint32_t flags = load<uint32_t>(base + 32), reserved = load<uint32_t>(base + 36);
+    const bool masked = (flags & 1u) != 0;
+    FT_CHECK_ARG(flags <= 1u && reserved == 0, path << ": header flags " << flags << " and reserved field " << reserved
+                                                    << " are not this version's (flags 0 or 1, reserved 0): corrupt");
+    FT_CHECK_ARG(vocab_ > 0, path << ": the header's vocabulary size is 0: corrupt");
     FT_CHECK_ARG(vocab_ <= vocab, path << ": written for a vocabulary of " << vocab_ << ", the model has " << vocab);
+    FT_CHECK_ARG(n_docs < kMaxCount && n_tokens < kMaxCount,
+                 path << ": the header describes " << n_docs << " documents and " << n_tokens << " tokens: corrupt");
     const uint64_t want = kHeader + 8 * (n_docs + 1) + 4 * n_tokens + (masked ? n_tokens : 0);
-    FT_CHECK_ARG(n_docs < kMaxCount && n_tokens < kMaxCount && map_bytes_ == want,
+    FT_CHECK_ARG(map_bytes_ == want,
                  path << ": the header describes " << n_docs << " documents and " << n_tokens << " tokens (" << want
                       << " bytes) but the file has " << map_bytes_ << " bytes (truncated or corrupt)");
     docs_ = int64_t(n_docs), tokens_ = int64_t(n_tokens);

@@ -12,6 +12,7 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "expect_error.h"
 #include "ftdist/core/text_file.h"
@@ -517,6 +518,41 @@ TEST(Jsonl, ForEachSeesWhatReadJsonlReturns) {
     EXPECT_EQ(seen[i].line, all[i].line);
   }
   EXPECT_EQ(seen[2].line, 4);
+}
+
+// A pipe reads like a file (no size for the progress bar); a directory is named as one.
+TEST(Jsonl, PipesReadAndDirectoriesAreNamed) {
+  const std::string dir = fresh_dir("jsonl_pipe");
+  const std::string fifo = dir + "/docs.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::thread writer([&] { std::ofstream(fifo) << kCorpus; });
+  uint64_t last_total = 1;
+  std::vector<data::Document> seen;
+  const size_t n = data::for_each_jsonl_document(
+      fifo, 300, "--input", nullptr, [&](data::Document&& d) { seen.push_back(std::move(d)); },
+      [&](uint64_t, uint64_t total, size_t) { last_total = total; });
+  writer.join();
+  EXPECT_EQ(n, data::read_jsonl(write(dir + "/docs.jsonl", kCorpus), 300).size());
+  EXPECT_EQ(last_total, 0u);
+  expect_bad_input([&] { data::read_jsonl(dir, 300, "--input"); }, "--input: '" + dir + "' is a directory (expected a JSONL file)");
+}
+
+// A token file's header: flags, the reserved field and the vocabulary as this version writes them;
+// impossible counts named as such (not as a size comparison of wrapped numbers).
+TEST(TokenFile, HeaderFieldsAreChecked) {
+  const std::string path = fresh_dir("ftok_header") + "/ok.ftok";
+  data::write_token_file(path, {{{1, 2, 3}, {1, 2, 3}, 1}}, 50);
+  const std::string bytes = read_text_file(path, "test");
+  auto with = [&](size_t at, const std::string& field) {
+    std::string b = bytes;
+    b.replace(at, field.size(), field);
+    return write(path + ".bad", b);
+  };
+  EXPECT_NO_THROW(data::TokenFile(path, 50));
+  expect_bad_input([&] { data::TokenFile(with(32, std::string("\x02\0\0\0", 4)), 50); }, "header flags 2 and reserved field 0");
+  expect_bad_input([&] { data::TokenFile(with(36, std::string("\x01\0\0\0", 4)), 50); }, "reserved field 1 are not this version's");
+  expect_bad_input([&] { data::TokenFile(with(12, std::string(4, '\0')), 50); }, "the header's vocabulary size is 0");
+  expect_bad_input([&] { data::TokenFile(with(16, std::string(8, '\xff')), 50); }, "documents and 3 tokens: corrupt");
 }
 
 // ---- residency ------------------------------------------------------------------------------------
