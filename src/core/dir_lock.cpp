@@ -76,7 +76,7 @@ int lock_file_once(const std::string& path, const std::string& what, const std::
 void unlock_file(int fd, const std::string& path, bool remove) {
   if (fd < 0) return;
   if (remove) ::unlink(path.c_str());
-  const int ignored = ::ftruncate(fd, 0);  // the holder's name goes with the lock; the empty file stays
+  const int ignored = ::ftruncate(fd, 0);  // the holder's name goes with the lock (a kept file stays, empty)
   (void)ignored;
   ::close(fd);  // releases the lock
 }
