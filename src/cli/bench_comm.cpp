@@ -282,6 +282,9 @@ int bench_comm_main(int argc, char** argv) {
       }
     }
   }
+  // (the same on every rank: the sizes and the world decide which rows run)
+  FT_CHECK_ARG(rows > 0, "bench comm: no size from --min-bytes " << min_bytes << " to --max-bytes " << max_bytes
+                             << " holds one element per rank (" << n << " ranks): nothing was measured or checked");
   if (comm->rank() == 0) {
     std::printf("# rows: %d, average busbw: %.3f GB/s\n", rows, rows ? busbw_sum / rows : 0.0);
     if (do_check) {
