@@ -15,6 +15,7 @@
 #include <string>
 
 #include "commands.h"
+#include "ftdist/train/memory_fit.h"
 #include "options.h"
 #include "ftdist/comm/communicator.h"
 #include "ftdist/comm/device_binding.h"
@@ -74,6 +75,7 @@ int bench_load_main(int argc, char** argv) {
   model::LlamaModel model(spec, at::TensorOptions().dtype(at::kFloat).device(at::kMeta));
   const plan::RunSetup setup = fsdp::planned_setup(cfg, world->size(), 1, 2, plan::Attention::Flash);
   const plan::HostMemory planned = plan::estimate_host_memory(spec, setup, ranks_per_node);
+  train::check_fits_host(planned.load_peak, host, "bench load", "use more ranks or nodes, or a smaller model");
   FT_LOG_INFO("bench load: " << spec.name << " (" << spec.param_count() << " parameters) from " << init->dir() << ", shard "
               << plan::stage_name(cfg.stage) << ", " << plan::precision_name(cfg.precision) << ", " << world->size()
               << " rank(s) on " << cfg.device << ", " << ranks_per_node << " per node");

@@ -111,19 +111,6 @@ void print_timeline(const plan::ModelSpec& spec, const plan::RunSetup& setup, co
   }
 }
 
-// On the CPU, a shape whose planned peak exceeds this node's MemAvailable share stops here, not in
-// the kernel's OOM killer minutes later: Error(DoesNotFit) on every rank.
-void refuse_what_cannot_fit(const plan::ModelSpec& spec, const plan::RunSetup& setup, comm::Communicator& world) {
-  const uint64_t need = plan::peak_memory(spec, setup).needed(true);
-  const uint64_t available = train::mem_available_bytes() / uint64_t(std::max(1, comm::local_size()));
-  at::Tensor short_anywhere = at::tensor({available != 0 && need > available ? 1.0 : 0.0}, at::kDouble);
-  world.all_reduce(short_anywhere, comm::ReduceOp::Max);  // (one verdict for every rank)
-  FT_CHECK(short_anywhere.item<double>() == 0, ErrorKind::DoesNotFit,
-           "bench step: the planned peak is " << format_bytes(double(need)) << " per rank, MemAvailable leaves "
-                                              << format_bytes(double(available)) << " to each of the " << comm::local_size()
-                                              << " rank(s) on this node: lower --seq-len, --micro-batch or --layers");
-}
-
 }  // namespace
 
 int bench_step_main(int argc, char** argv) {
@@ -158,7 +145,9 @@ int bench_step_main(int argc, char** argv) {
   auto world = comm::make_communicator(cuda ? at::kCUDA : at::kCPU);
   cfg.device = world->device();
   cfg.shard_group = plan::hybrid_group_ranks(cfg.shard_group, comm::local_size());  // collective
-  if (!cuda) refuse_what_cannot_fit(spec, fsdp::planned_setup(cfg, world->size(), mb, seq, attention), *world);
+  if (!cuda)  // a shape that cannot fit stops here, not in the kernel's OOM killer minutes later
+    train::check_fits_host(plan::peak_memory(spec, fsdp::planned_setup(cfg, world->size(), mb, seq, attention)).needed(true),
+                           *world, "bench step", "lower --seq-len, --micro-batch or --layers");
   // Random weights: each rank generates only its shards, straight into its buffers.
   model::LlamaModel model(spec, at::TensorOptions().dtype(at::kFloat).device(at::kMeta), attention);
   fsdp::FsdpModel f(model, *world, cfg, io::RandomInit(spec, plan::hf_config_text(spec), 0));

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "ftdist/comm/communicator.h"
 #include "ftdist/comm/device_binding.h"
 #include "ftdist/fsdp/device_memory.h"
 #include "ftdist/core/bytes.h"
@@ -87,6 +88,16 @@ MemoryBudget memory_budget(const RunConfig& c) {
   if (avail == 0) return {0, "unknown (no /proc/meminfo)"};
   return {avail / uint64_t(local), "MemAvailable " + format_bytes(double(avail)) + " / " + std::to_string(local) +
                                         " rank(s) on this node"};
+}
+
+void check_fits_host(uint64_t need, comm::Communicator& world, const std::string& what, const std::string& hint) {
+  const int local = std::max(1, comm::local_size());
+  const uint64_t available = mem_available_bytes() / uint64_t(local);
+  at::Tensor short_anywhere = at::tensor({available != 0 && need > available ? 1.0 : 0.0}, at::kDouble);
+  world.all_reduce(short_anywhere, comm::ReduceOp::Max);
+  FT_CHECK(short_anywhere.item<double>() == 0, ErrorKind::DoesNotFit,
+           what << ": the planned peak is " << format_bytes(double(need)) << " of host memory per rank, MemAvailable leaves "
+                << format_bytes(double(available)) << " to each of the " << local << " rank(s) on this node: " << hint);
 }
 
 plan::RunSetup runtime_setup(const RunConfig& c, int world, int64_t micro_batch) {

@@ -18,6 +18,10 @@
 #include "ftdist/plan/run_setup.h"
 #include "ftdist/train/run_config.h"
 
+namespace ftdist::comm {
+class Communicator;
+}
+
 namespace ftdist::train {
 
 struct MemoryBudget {
@@ -30,6 +34,11 @@ struct MemoryBudget {
 MemoryBudget memory_budget(const RunConfig& config);
 // /proc/meminfo's MemAvailable: the host memory of this node that can be had (0 where unknown).
 uint64_t mem_available_bytes();
+
+// Error(DoesNotFit) on every rank (one verdict, all-reduced over `world`) when `need` host bytes
+// per rank exceed this node's MemAvailable divided among its ranks; nothing when that is unknown.
+// The benchmarks' check before they allocate: `what` names the command, `hint` what to lower.
+void check_fits_host(uint64_t need, comm::Communicator& world, const std::string& what, const std::string& hint);
 
 // The planner's setup for this run on its device: on the CPU eager attention and no CUDA context
 // or NCCL overheads; on a GPU flash attention and the planner's overheads.
