@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <sstream>
@@ -253,7 +254,7 @@ const std::vector<Key>& keys() {
       integer("checkpoint", "keep", &C::checkpoint_keep, 0, 1000000, "Checkpoints kept (the oldest are removed); 0 keeps all."),
       flag("checkpoint", "resume", &C::resume, "Continue from <checkpoint.dir>/latest when there is one (on any world size and stage)."),
       text("output", "dir", &C::output_dir, "The run's directory: metrics, memory.json, tokenized data, checkpoints, the export."),
-      text("output", "metrics", &C::metrics, "The metrics log's file name in output.dir (JSON lines, one per step)."),
+      text("output", "metrics", &C::metrics, "The metrics log's file name in output.dir (JSON lines, one per step): a plain name, not a path, an input or one of the run's own entries."),
       flag("output", "export", &C::export_hf, "Write a Hugging Face directory <output.dir>/hf (safetensors) at the end."),
       flag("output", "tensorboard", &C::tensorboard, "Write TensorBoard event files (every number of metrics.jsonl, each step) under <output.dir>/tb: tensorboard --logdir <output.dir>/tb."),
       choice("output", "export_dtype", &C::export_dtype, {"bf16", "fp32"}, "bf16 | fp32", "The dtype of the exported weights."),
@@ -314,13 +315,40 @@ void check_known(const toml::table& root, const std::string& path) {
   }
 }
 
+// What a run writes into output.dir besides the metrics log (run_log.cpp, trainer.cpp,
+// training_data.cpp, model_source.cpp, `ftdist report`): names output.metrics may not take.
+constexpr const char* kRunDirEntries[] = {"run_config.json", "memory.json", "report.html", "tb", "checkpoints", "hf", "data"};
+
+// output.metrics is a plain file name in output.dir, none of the run's other entries, and no file
+// the run reads: a path ("../corpus.jsonl") would write the log over whatever it names.
+void check_metrics_name(const RunConfig& c, const std::string& path) {
+  const std::string& m = c.metrics;
+  FT_CHECK_ARG(!m.empty() && m != "." && m != ".." && m.find('/') == std::string::npos && m.find('\\0') == std::string::npos,
+               path << " [output]: \"metrics\" must be a plain file name in output.dir (no '/'), got \"" << m << "\"");
+  for (const char* reserved : kRunDirEntries)
+    FT_CHECK_ARG(m != reserved, path << " [output]: \"metrics\" = \"" << m << "\" is a name the run itself writes in output.dir; "
+                                            "choose another file name");
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path log = fs::weakly_canonical(fs::absolute(fs::path(c.output_dir) / m, ec), ec);
+  if (ec) return;  // output.dir is checked when it is claimed
+  for (auto [key, input] : {std::pair<const char*, const std::string*>{"data.train", &c.train_data}, {"data.eval", &c.eval_data},
+                            {"data.tokenizer", &c.tokenizer}, {"model.path", &c.model_path}, {"model.config", &c.model_config},
+                            {"checkpoint.dir", &c.checkpoint_dir}}) {
+    if (input->empty()) continue;
+    const fs::path other = fs::weakly_canonical(fs::absolute(*input, ec), ec);
+    FT_CHECK_ARG(ec || other != log, path << " [output]: \"metrics\" would write '" << log.string() << "', which is " << key
+                                           << "; choose another file name");
+  }
+}
+
 // What one key alone cannot check: keys that go together, and names looked up in catalogs.
 void check_together(RunConfig& c, const std::string& path) {
   FT_CHECK_ARG(int(!c.model_path.empty()) + int(!c.model_preset.empty()) + int(!c.model_config.empty()) == 1,
                path << " [model]: give exactly one of path (a Hugging Face directory), preset or config");
   FT_CHECK_ARG(!c.train_data.empty(), path << " [data]: \"train\" (a JSONL file) is required");
   FT_CHECK_ARG(!c.output_dir.empty(), path << " [output]: \"dir\" must name the run's directory, got \"\"");
-  FT_CHECK_ARG(!c.metrics.empty(), path << " [output]: \"metrics\" must be a file name in output.dir, got \"\"");
+  check_metrics_name(c, path);
   FT_CHECK_ARG(c.shard_group == 0 || c.shard == plan::Stage::Hybrid,
                path << " [parallel]: \"shard_group\" (" << c.shard_group << ") applies to shard = \"hybrid\" only; shard is \""
                     << plan::stage_name(c.shard) << "\"");

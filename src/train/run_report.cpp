@@ -110,8 +110,14 @@ json optional_json(const std::string& path) {
 }  // namespace
 
 std::string run_report_html(const std::string& run_dir) {
-  const std::vector<json> rows = read_metrics(run_dir + "/metrics.jsonl");
   const json config = optional_json(run_dir + "/run_config.json"), memory = optional_json(run_dir + "/memory.json");
+  // The run's output.metrics (a plain file name, checked when the run started), else the default.
+  const json* metrics = config.contains("output") ? &config["output"] : nullptr;
+  const std::string name = metrics && metrics->contains("metrics") && (*metrics)["metrics"].is_string() &&
+                                   (*metrics)["metrics"].get<std::string>().find('/') == std::string::npos
+                               ? (*metrics)["metrics"].get<std::string>()
+                               : "metrics.jsonl";
+  const std::vector<json> rows = read_metrics(run_dir + "/" + name);
   std::ostringstream o;
   o << "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">"
     << "<title>ftdist run " << esc(run_dir) << "</title><style>body{font:14px sans-serif;max-width:60em;margin:auto;padding:1em}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """check_run_report.py FTDIST MPIRUN WORKDIR — `ftdist report` of the bundled tiny run (12 steps on 2
 ranks, evaluation every 4, a checkpoint every 6): the HTML parses; its steps table lists every step
-of metrics.jsonl with its loss; the loss curve has one point per step and the eval-loss curve one per
+of the metrics log (output.metrics, here not the default name) with its loss; the loss curve has one point per step and the eval-loss curve one per
 evaluation; the resolved config, memory.json and both checkpoints appear; a missing run is refused
 naming metrics.jsonl."""
 import json
@@ -16,7 +16,7 @@ shutil.rmtree(work, ignore_errors=True)
 out = os.path.join(work, "run")
 subprocess.run([mpirun, "-np", "2", ftdist, "train", "--config", "examples/tiny/ftdist.toml", "--set", "train.steps=12",
                 "--set", "train.warmup_steps=1", "--set", "data.eval=examples/tiny/corpus.jsonl", "--set", "train.eval_every=4",
-                "--set", "checkpoint.every=6", "--set", f"output.dir={out}"], check=True, stdout=subprocess.DEVNULL)
+                "--set", "checkpoint.every=6", "--set", f"output.dir={out}", "--set", "output.metrics=steps.jsonl"], check=True, stdout=subprocess.DEVNULL)
 subprocess.run([ftdist, "report", out], check=True, stdout=subprocess.DEVNULL)
 
 
@@ -51,7 +51,7 @@ class Page(HTMLParser):
 
 page = Page()
 page.feed(open(os.path.join(out, "report.html")).read())
-rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+rows = [json.loads(line) for line in open(os.path.join(out, "steps.jsonl"))]  # output.metrics, read back from run_config.json
 failed = 0
 
 

@@ -87,7 +87,26 @@ TEST(ConfigKeys, NonFiniteNumbersAndEmptyOutputNamesAreErrors) {
     expect_bad_input([&] { load(bad); }, "must be a finite number");
   }
   expect_bad_input([&] { load("[output]\ndir = \"\"\n"); }, "v.toml [output]: \"dir\" must name the run's directory");
-  expect_bad_input([&] { load("[output]\nmetrics = \"\"\n"); }, "v.toml [output]: \"metrics\" must be a file name");
+  expect_bad_input([&] { load("[output]\nmetrics = \"\"\n"); }, "v.toml [output]: \"metrics\" must be a plain file name");
+}
+
+// The metrics log is written into output.dir under a plain name: never over the data it trains on,
+// a directory outside, or a file the run itself writes there.
+TEST(ConfigKeys, TheMetricsLogIsAPlainNameThatNamesNoInput) {
+  auto load = [](const std::string& extra) {
+    return train::load_run_config(write_config("m.toml", std::string(kMinimal) + extra), {});
+  };
+  for (const char* bad : {"../corpus.jsonl", "sub/m.jsonl", "/tmp/m.jsonl", ".", ".."}) {
+    SCOPED_TRACE(bad);
+    expect_bad_input([&] { load(std::string("[output]\nmetrics = \"") + bad + "\"\n"); }, "must be a plain file name in output.dir");
+  }
+  for (const char* reserved : {"run_config.json", "memory.json", "checkpoints", "hf"}) {
+    SCOPED_TRACE(reserved);
+    expect_bad_input([&] { load(std::string("[output]\nmetrics = \"") + reserved + "\"\n"); }, "a name the run itself writes");
+  }
+  // output.dir = "." with data.train = "x.jsonl" (kMinimal): the log would overwrite the training data.
+  expect_bad_input([&] { load("[output]\ndir = \".\"\nmetrics = \"x.jsonl\"\n"); }, "which is data.train");
+  EXPECT_EQ(load("[output]\ndir = \".\"\nmetrics = \"log.jsonl\"\n").metrics, "log.jsonl");
 }
 
 // What a resume compares with its checkpoint: the keys that shape the trajectory; steps, logging and

@@ -9,7 +9,8 @@
 
 namespace ftdist::train {
 
-// Error(BadInput) naming the file when RUN_DIR/metrics.jsonl is missing or a line is not a metrics
+// The metrics log is RUN_DIR/<output.metrics of run_config.json> (metrics.jsonl without one).
+// Error(BadInput) naming the file when the metrics log is missing or a line is not a metrics
 // object; memory.json, run_config.json and checkpoints are shown when present.
 std::string run_report_html(const std::string& run_dir);
 
