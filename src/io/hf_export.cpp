@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>  // AT_FDCWD
+#include <stdio.h>  // renameat2, RENAME_EXCHANGE
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -104,8 +106,10 @@ HfExporter::HfExporter(std::string out_dir, const plan::ModelSpec& spec, const s
   lock_ = std::make_unique<OutputLock>(out_, "export");
   FT_CHECK_ARG(at::isFloatingType(options.dtype), "export: the dtype must be floating, got " << dtype_name(options.dtype));
   FT_CHECK_ARG(options.max_shard_bytes > 0, "export: --max-shard-size must be positive");
-  FT_CHECK_ARG(!is_directory(out_) && !file_exists(out_),
-               "export: '" << out_ << "' already exists; remove it or choose another --out");
+  if (options.replace && !is_directory(out_) && is_directory(out_ + ".old"))  // a replace_previous() that died midway
+    FT_CHECK_ARG(std::rename((out_ + ".old").c_str(), out_.c_str()) == 0, "export: cannot restore '" << out_ << ".old'");
+  if (options.replace) check_replaceable_export(out_, "export");
+  else FT_CHECK_ARG(!is_directory(out_) && !file_exists(out_), "export: '" << out_ << "' already exists; remove it or choose another --out");
   if (is_directory(tmp_) || file_exists(tmp_)) {  // the scratch directory of an export that died: ftdist's when marked
     manifest_files(tmp_, "export");
     remove_tree(tmp_, "export");
@@ -192,9 +196,35 @@ void HfExporter::finish() {
     if (name != kManifest) files.push_back(name);
   write_manifest(tmp_, files);
   fsync_directory(tmp_, "export");
-  FT_CHECK_ARG(std::rename(tmp_.c_str(), out_.c_str()) == 0,
-               "export: cannot rename '" << tmp_ << "' to '" << out_ << "' (" << std::strerror(errno) << ")");
+  if (options_.replace && is_directory(out_)) {
+    replace_previous();
+  } else {
+    FT_CHECK_ARG(std::rename(tmp_.c_str(), out_.c_str()) == 0,
+                 "export: cannot rename '" << tmp_ << "' to '" << out_ << "' (" << std::strerror(errno) << ")");
+  }
   finished_ = true;
+}
+
+// The complete new export (OUT.tmp) takes OUT's place in one rename(2) exchange; the previous
+// export, now OUT.tmp, is removed (an interrupted removal is swept by the next export's constructor).
+// Where the file system cannot exchange, the previous export moves to OUT.old first.
+void HfExporter::replace_previous() {
+  if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, out_.c_str(), RENAME_EXCHANGE) == 0) {
+    finished_ = true;  // OUT is the new export; what remains in OUT.tmp is the old one
+    remove_tree(tmp_, "export");
+    return;
+  }
+  const std::string old = out_ + ".old";
+  if (is_directory(old)) remove_export(old, "export");
+  FT_CHECK_ARG(std::rename(out_.c_str(), old.c_str()) == 0,
+               "export: cannot move the previous export '" << out_ << "' to '" << old << "' (" << std::strerror(errno) << ")");
+  if (std::rename(tmp_.c_str(), out_.c_str()) != 0) {
+    const int err = errno;
+    std::rename(old.c_str(), out_.c_str());  // put the previous export back
+    FT_CHECK_ARG(false, "export: cannot rename '" << tmp_ << "' to '" << out_ << "' (" << std::strerror(err) << ")");
+  }
+  finished_ = true;
+  remove_export(old, "export");
 }
 
 int export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir, ExportOptions options) {

@@ -67,9 +67,9 @@ void export_model(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& f
   const std::string out = c.output_dir + "/hf";
   std::unique_ptr<io::HfExporter> ex;
   if (world.rank() == 0) {
-    io::remove_export(out, "output.export");  // the previous export of this output directory (ftdist's own only)
-    ex = std::make_unique<io::HfExporter>(out, src.spec, src.config_text,
-                                          io::ExportOptions{c.export_dtype == "fp32" ? at::kFloat : at::kBFloat16});
+    io::ExportOptions options{c.export_dtype == "fp32" ? at::kFloat : at::kBFloat16};
+    options.replace = true;  // the previous export of this output directory (ftdist's own only), kept if this one fails
+    ex = std::make_unique<io::HfExporter>(out, src.spec, src.config_text, options);
   }
   for (size_t u = 0; u < fsdp.num_units(); ++u) {
     at::Tensor flat = fsdp.gather_master(u);

@@ -311,4 +311,38 @@ TEST(HfCheckpoint, Phi3FusedTensorsSplitOnLoadAndFuseOnExport) {
   expect_bad_input([&] { exported.info("model.layers.0.self_attn.q_proj.weight"); }, "q_proj");
 }
 
+// ExportOptions::replace (ftdist train's <output.dir>/hf): an export that fails midway leaves the
+// previous export whole; one that completes takes its place and leaves no scratch directory.
+TEST(HfExport, AReplacingExportKeepsThePreviousOneUntilItIsComplete) {
+  const plan::ModelSpec spec = tiny_spec();
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  const std::string out = tmp("hf_replace");
+  if (is_directory(out)) remove_export(out, "test");
+  ExportOptions replace{at::kFloat};
+  replace.replace = true;
+  auto export_with = [&](uint64_t seed, bool nan_in_last_unit) {
+    randomize(m, seed);
+    HfExporter ex(out, spec, plan::hf_config_text(spec), replace);
+    for (size_t u = 0; u < m.units().size(); ++u) {
+      at::Tensor flat = m.units()[u].flat.clone();
+      if (nan_in_last_unit && u + 1 == m.units().size()) flat[0] = NAN;
+      ex.add_unit(flat);
+    }
+    ex.finish();
+  };
+  const std::string file = out + "/" + hf_shard_file_name(0, 1), name = "model.layers.0.mlp.up_proj.weight";
+  export_with(1, false);
+  const at::Tensor first = SafetensorsFile(file).read(name);
+  expect_bad_input([&] { export_with(2, true); }, "holds NaN or Inf weights");
+  EXPECT_TRUE(at::equal(SafetensorsFile(file).read(name), first)) << "the failed export touched the previous one";
+  EXPECT_FALSE(is_directory(out + ".tmp"));
+  export_with(3, false);
+  const at::Tensor third = SafetensorsFile(file).read(name);
+  EXPECT_FALSE(at::equal(third, first));
+  EXPECT_TRUE(at::equal(third, m.param(name)));
+  EXPECT_FALSE(is_directory(out + ".tmp")) << "the previous export was not removed";
+  // Without replace, an existing directory is refused.
+  expect_bad_input([&] { HfExporter ex(out, spec, plan::hf_config_text(spec), ExportOptions{at::kFloat}); }, "already exists");
+}
+
 }  // namespace

@@ -35,6 +35,9 @@ class CheckpointReader;
 struct ExportOptions {
   at::ScalarType dtype = at::kBFloat16;
   uint64_t max_shard_bytes = 5'000'000'000ull;  // a tensor larger than this gets a file of its own
+  // false: OUT must not exist. true: an ftdist export already in OUT (check_replaceable_export) is
+  // replaced by finish(), in one step once the new one is complete; an export that fails keeps it.
+  bool replace = false;
 };
 
 // The tokenizer files a Hugging Face directory may carry, copied along by exports and checkpoints.
@@ -47,6 +50,9 @@ int copy_tokenizer_files(const std::string& from, const std::string& to);
 // lists. remove_export() then removes those files and the directory.
 void check_replaceable_export(const std::string& dir, const std::string& what);
 void remove_export(const std::string& dir, const std::string& what);
+
+// Writes OUT.tmp, then finish() renames it to OUT (ExportOptions::replace: swaps it with the
+// export already there, then removes that one), so OUT never holds a partial export.
 
 class HfExporter {
  public:
@@ -63,6 +69,7 @@ class HfExporter {
 
  private:
   void open_file(size_t f);
+  void replace_previous();
   std::unique_ptr<OutputLock> lock_;  // one export into OUT at a time (they would share OUT.tmp)
   std::string out_, tmp_;
   ExportOptions options_;
