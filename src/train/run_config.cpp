@@ -207,6 +207,9 @@ const std::vector<Key>& keys() {
       {"train", "nonfinite", "choice", "skip | abort",
        "A step whose loss or gradient norm is not finite: skip (no update; reported in metrics.jsonl) or abort (exit 1).", read_nonfinite,
        [](const C& c) { return nlohmann::ordered_json(c.abort_on_nonfinite ? "abort" : "skip"); }},
+      integer("train", "nonfinite_limit", &C::nonfinite_limit, 0, plan::kMaxSteps,
+              "nonfinite = skip: this many skipped non-finite steps in a row stop the run (exit 1; a skipped step leaves the weights "
+              "as they were, so the same weights usually fail again); 0: no limit."),
       number("train", "peak_tflops", &C::peak_tflops, 0, "Peak TFLOP/s per rank for the mfu metric (0: unknown, mfu is null; parallel.gpu sets it)."),
       choice("parallel", "device", &C::device, {"auto", "cpu", "cuda"}, "auto | cpu | cuda",
              "Where ranks compute: auto is a GPU per rank (NCCL collectives) when this machine has one, else the CPU (MPI collectives)."),
@@ -456,7 +459,7 @@ nlohmann::ordered_json run_config_json(const RunConfig& c) {
 namespace {
 // [train] keys that do not change what is trained (a resumed run may go on for longer, log or
 // evaluate at other steps).
-const char* const kNotTrajectory[] = {"steps", "eval_every", "log_every", "peak_tflops"};
+const char* const kNotTrajectory[] = {"steps", "eval_every", "log_every", "peak_tflops", "nonfinite_limit"};
 }  // namespace
 
 std::string trajectory_hash(const RunConfig& c) {

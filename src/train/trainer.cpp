@@ -77,6 +77,7 @@ class Trainer {
   void probe();
   fsdp::StepResult train_step(int64_t step, double lr);
   nlohmann::ordered_json metrics_line(int64_t step, const fsdp::StepResult& r, double lr, double secs) const;
+  void count_nonfinite(int64_t step, const fsdp::StepResult& r);
   void save(int64_t step);
   void finish();
 
@@ -98,6 +99,7 @@ class Trainer {
   std::unique_ptr<fsdp::FsdpModel> fsdp_;
   TrainSummary summary_;
   int64_t first_step_ = 0, saved_step_ = 0;
+  int64_t nonfinite_streak_ = 0;  // skipped non-finite steps in a row, up to the last one
   std::unique_ptr<MetricsLog> metrics_;
   fsdp::StepResult last_;
 };
@@ -298,12 +300,34 @@ TrainSummary Trainer::run() {
     }
     metrics_->write(line);
     metrics_->progress(step + 1, line);
-    if (c_.saves_checkpoints() && (step + 1) % c_.checkpoint_every == 0) save(step + 1);
+    count_nonfinite(step, r);
+    // A checkpoint waits out a run of non-finite steps: it would hold the same weights under a
+    // later step and rotate the last good one away.
+    if (c_.saves_checkpoints() && (step + 1) % c_.checkpoint_every == 0 && nonfinite_streak_ == 0) save(step + 1);
     if ((step + 1) % kReleaseDataPagesEvery == 0) data_->release_pages();
   }
   metrics_->end();
+  FT_CHECK(nonfinite_streak_ == 0 || nonfinite_streak_ < summary_.steps - first_step_, ErrorKind::Numerics,
+           "every step of this run (" << first_step_ + 1 << "-" << summary_.steps << ") had a non-finite loss or gradient norm and "
+           "was skipped: nothing was trained, and no checkpoint or export is written. Lower train.lr, or check the data and the "
+           "initial weights");
   finish();
   return summary_;
+}
+
+// train.nonfinite = skip: a skipped step leaves the weights as they were, so weights that have
+// gone bad fail every step after; train.nonfinite_limit of them in a row end the run (exit 1).
+void Trainer::count_nonfinite(int64_t step, const fsdp::StepResult& r) {
+  nonfinite_streak_ = r.skipped && !r.no_targets ? nonfinite_streak_ + 1 : 0;
+  if (c_.nonfinite_limit == 0 || nonfinite_streak_ < c_.nonfinite_limit) return;
+  metrics_->end();
+  FT_CHECK(false, ErrorKind::Numerics,
+           "steps " << step + 2 - nonfinite_streak_ << "-" << step + 1 << ": " << nonfinite_streak_ << " steps in a row had a non-finite "
+           "loss or gradient norm and were skipped (train.nonfinite_limit = " << c_.nonfinite_limit << "); stopping. The weights are "
+           "those after step " << step + 1 - nonfinite_streak_ << (saved_step_ > 0 ? "; the last checkpoint is step " +
+                                                                                           std::to_string(saved_step_)
+                                                                                     : std::string("; no checkpoint was saved"))
+           << ". Lower train.lr or check the data");
 }
 
 // The last state is always saved when checkpoints are on (at the end and after a stop signal);

@@ -45,6 +45,7 @@ struct RunConfig {
   int64_t eval_every = 0, log_every = 1;
   int64_t loss_chunk = -1;  // tokens per loss chunk; 0: none; -1 (auto): plan::default_loss_chunk(), set by resolve_run()
   bool abort_on_nonfinite = false;  // train.nonfinite = "abort"
+  int64_t nonfinite_limit = 5;     // skip: non-finite steps in a row that stop the run; 0: no limit
   double peak_tflops = 0;           // 0: unknown
   // [parallel]. `device`, `shard_group` and `auto` are decided at launch by resolve_run()
   // (train/resolve.h); the runtime receives the resolved values.
