@@ -55,7 +55,7 @@ TEST(ConfigKeys, EveryKeyIsReadUnderItsOwnName) {
   const train::RunConfig c = train::load_run_config(
       path, {"data.train=y.jsonl", "data.tokenizer=t.model", "data.eval=e.jsonl", "data.seq_len=64", "data.packing=documents", "data.long_examples=drop", "data.train_on=all", "train.steps=7", "train.micro_batch=2", "train.global_batch=8", "train.lr=0.002",
              "train.min_lr=0.0001", "train.warmup_steps=2", "train.schedule=linear", "train.optimizer=adamw-8bit", "train.weight_decay=0.1", "train.beta1=0.8", "train.beta2=0.99", "train.eps=1e-6", "train.momentum=0.5", "train.grad_clip=0.5",
-             "train.seed=3", "train.eval_every=2", "train.log_every=3", "train.loss_chunk=64", "train.nonfinite=abort", "train.peak_tflops=10",
+             "train.seed=3", "train.eval_every=2", "train.log_every=3", "train.loss_chunk=64", "train.nonfinite=abort", "train.nonfinite_limit=2", "train.peak_tflops=10",
              "parallel.device=cpu", "parallel.shard=hybrid", "parallel.shard_group=2", "parallel.precision=bf16-mixed",
              "parallel.reduce_dtype=bf16", "parallel.grad_accum_dtype=bf16", "parallel.checkpointing=3", "parallel.prefetch=3", "parallel.no_sync=true", "parallel.offload=optimizer",
              "parallel.auto=true", "parallel.memory_limit=1000", "checkpoint.dir=ck", "checkpoint.every=5", "checkpoint.keep=1",
