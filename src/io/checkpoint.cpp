@@ -240,9 +240,16 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
   std::vector<std::string> dirs;  // ftdist's checkpoints only: a step-N directory without meta.json is not one
   for (const std::string& d : step_dirs(root))
     if (is_checkpoint_dir(root + "/" + d)) dirs.push_back(d);
+  // A pruned checkpoint is renamed to a temporary first: a save killed while removing it leaves a
+  // .tmp- directory that the next save sweeps, never a step directory without its meta.json.
   if (keep > 0)
-    for (size_t i = 0; i + size_t(keep) < dirs.size(); ++i)
-      if (dirs[i] != name) remove_tree(root + "/" + dirs[i], what);
+    for (size_t i = 0; i + size_t(keep) < dirs.size(); ++i) {
+      if (dirs[i] == name) continue;
+      const std::string pruned = root + "/.tmp-pruned-" + dirs[i];
+      remove_tree(pruned, what);
+      FT_CHECK_ARG(std::rename((root + "/" + dirs[i]).c_str(), pruned.c_str()) == 0,
+                   what << ": cannot move '" << root << "/" << dirs[i] << "' aside to remove it (" << std::strerror(errno) << ")");
+    }
   for (const std::string& entry : list_directory(root))
     if (entry.rfind(".tmp-", 0) == 0) remove_tree(root + "/" + entry, what);
   return final_dir;

@@ -227,6 +227,8 @@ TEST(Damage, ClearErrors) {
   // keep = 2: step 1 is gone, latest is step 3.
   EXPECT_FALSE(is_directory(root + "/" + io::checkpoint_dir_name(1)));
   EXPECT_TRUE(is_directory(root + "/" + io::checkpoint_dir_name(2)));
+  for (const std::string& entry : list_directory(root))  // pruning goes through a .tmp- name, swept at the end
+    EXPECT_NE(entry.rfind(".tmp-", 0), 0u) << entry << " was left in " << root;
   const std::string dir = io::find_latest_checkpoint(root);
   EXPECT_EQ(dir, root + "/" + io::checkpoint_dir_name(3));
   EXPECT_NO_THROW(io::CheckpointReader r(dir));
