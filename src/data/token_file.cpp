@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/mapped_file.h"
 #include "ftdist/core/text_file.h"
 
 namespace ftdist::data {
@@ -55,6 +56,7 @@ size_t map_file(const std::string& path, void** map) {
   ::close(fd);
   FT_CHECK_ARG(regular, path << ": cannot read (not a regular file)");
   FT_CHECK_ARG(*map != MAP_FAILED, path << ": cannot map the file into memory (" << std::strerror(err) << ")");
+  register_mapped_file(*map, size, path);  // truncated while mapped: a message naming it, not a silent SIGBUS
   return size;
 }
 
@@ -130,7 +132,10 @@ TokenFile& TokenFile::operator=(TokenFile&& other) noexcept {
 }
 
 void TokenFile::unmap() noexcept {
-  if (map_ != nullptr) ::munmap(map_, map_bytes_);
+  if (map_ != nullptr) {
+    unregister_mapped_file(map_);
+    ::munmap(map_, map_bytes_);
+  }
   map_ = nullptr;
 }
 

@@ -11,6 +11,7 @@
 
 #include "ftdist/core/json.h"
 #include "ftdist/core/check.h"
+#include "ftdist/core/mapped_file.h"
 #include "ftdist/io/safetensors.h"
 
 namespace ftdist::io {
@@ -72,11 +73,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
     FT_CHECK_ARG(m != MAP_FAILED, path << ": cannot mmap (" << std::strerror(errno) << ")");
     map_ = static_cast<const uint8_t*>(m);
+    register_mapped_file(map_, size_, path);  // truncated while mapped: a message naming it, not a silent SIGBUS
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | map_[i];  // little endian
     parse_header(header_len);
   } catch (...) {
-    if (map_) ::munmap(const_cast<uint8_t*>(map_), size_);
+    if (map_) {
+      unregister_mapped_file(map_);
+      ::munmap(const_cast<uint8_t*>(map_), size_);
+    }
     ::close(fd_);
     map_ = nullptr;
     fd_ = -1;
@@ -92,7 +97,10 @@ SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(const_cast<uint8_t*>(map_), size_);
+  if (map_) {
+    unregister_mapped_file(map_);
+    ::munmap(const_cast<uint8_t*>(map_), size_);
+  }
   if (fd_ >= 0) ::close(fd_);
 }
 

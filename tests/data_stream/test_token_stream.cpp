@@ -349,6 +349,25 @@ TEST(TokenFile, MovesAndReleasesPages) {
   EXPECT_EQ(a.doc_size(0), 3);
 }
 
+// A token file truncated on disk while it is mapped: reading past its new end is not a silent
+// SIGBUS but a message naming the file, and exit code 2 (core/mapped_file.h).
+TEST(TokenFileDeathTest, TruncatedWhileMappedNamesTheFile) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const std::string path = fresh_dir("truncated") + "/shrinks.ftok";
+  std::vector<data::Document> docs;
+  for (int i = 0; i < 64; ++i) docs.push_back(doc(std::vector<int64_t>(256, 7), std::vector<int64_t>(256, 7), i + 1));
+  data::write_token_file(path, docs, 10);
+  EXPECT_EXIT(
+      {
+        data::TokenFile f(path, 10);
+        ASSERT_EQ(::truncate(path.c_str(), 4096), 0);
+        volatile uint32_t last = f.tokens()[f.num_tokens() - 1];  // beyond the file's new end
+        (void)last;
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(2), "'.*shrinks.ftok' changed on disk while it was being read \\(SIGBUS at byte [0-9]+ of the [0-9]+");
+}
+
 // ---- the writer -----------------------------------------------------------------------------------
 
 TEST(TokenFileWriter, ByteIdenticalToTheFormat) {
