@@ -234,6 +234,20 @@ class Cases:
                 re.escape(meta_path) + ": " + pattern)
         json.dump(original, open(meta_path, "w"))
 
+    # 10. Ranks that read different configs (one node's copy has another train.steps) would sit in
+    # different collectives until the timeout: every rank stops at once (exit 2), and the rank that
+    # differs names the key.
+    def ranks_disagree(self):
+        wrapper = os.path.join(self.work, "rank1-differs.sh")
+        open(wrapper, "w").write('#!/bin/bash\nif [ "${OMPI_COMM_WORLD_RANK:-0}" = 1 ]; then exec "$@" --set train.steps=37; '
+                                 'else exec "$@"; fi\n')
+        os.chmod(wrapper, 0o755)
+        out_dir = os.path.join(self.work, "disagree")
+        out, took = run([self.launcher, "-np", "2", wrapper] + self.train(f"output.dir={out_dir}"), 2,
+                        r"rank 1's run config differs from rank 0's in train\.steps", timeout=120)
+        assert "rank 1 read a run config that differs from rank 0's" in out, "rank 0 did not say why it stopped"
+        assert not os.path.exists(os.path.join(out_dir, "metrics.jsonl")), "it trained before refusing"
+
 
 def main(argv):
     ftdist, launcher, work = argv[:3]
@@ -242,7 +256,7 @@ def main(argv):
     os.makedirs(work)
     cases = Cases(os.path.abspath(ftdist), launcher, os.path.abspath(work))
     names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
-                       "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors"]
+                       "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors", "ranks_disagree"]
     for name in names:
         t0 = time.time()
         getattr(cases, name)()
