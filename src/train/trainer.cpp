@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -76,6 +77,7 @@ class Trainer {
   void check_fit_before_loading();
   void load();
   void probe();
+  void check_finite_states();
   fsdp::StepResult train_step(int64_t step, double lr);
   nlohmann::ordered_json metrics_line(int64_t step, const fsdp::StepResult& r, double lr, double secs) const;
   void count_nonfinite(int64_t step, const fsdp::StepResult& r);
@@ -176,11 +178,40 @@ void Trainer::probe() {
   log_probe(src_.spec, fit_->setup, run_.budget, device);
 }
 
-// From the checkpoint, when there is one: the model's states, the step, the skipped steps, the CPU
-// generator; a warning when the trajectory's keys changed.
+// Weights or optimizer states that are NaN or Inf (a damaged Hugging Face file or checkpoint) would
+// make every step non-finite: refused before step 1 on every rank (exit 2), naming the first unit
+// and state and where they came from. Each rank checks the slice it would save; together they
+// cover every element.
+void Trainer::check_finite_states() {
+  const std::vector<plan::ModelSpec::Unit> units = src_.spec.units();
+  const std::vector<plan::OptimizerState> states = io::checkpoint_states(fsdp_->config().optimizer.kind);
+  int64_t bad = std::numeric_limits<int64_t>::max();  // unit * states + state of this rank's first non-finite one
+  for (size_t u = 0; u < units.size() && bad == std::numeric_limits<int64_t>::max(); ++u)
+    for (size_t s = 0; s < states.size(); ++s) {
+      if (states[s].dtype == plan::OptimizerState::Dtype::U8 || (s > 0 && !resume_)) continue;  // codes; fresh states are 0
+      if (!at::isfinite(fsdp_->state_slice(u, states[s].name)).all().item<bool>()) {
+        bad = int64_t(u * states.size() + s);
+        break;
+      }
+    }
+  at::Tensor first = at::full({1}, -bad, at::kLong);  // the least over ranks, as a Max of negatives
+  world_.all_reduce(first, comm::ReduceOp::Max);
+  const int64_t b = -first.item<int64_t>();
+  if (b == std::numeric_limits<int64_t>::max()) return;
+  const std::string from = resume_ ? "the checkpoint " + resume_dir_ : c_.model_path.empty() ? std::string("the initialization") : c_.model_path;
+  FT_CHECK_ARG(false, from << ": unit " << units[size_t(b) / states.size()].name << " holds NaN or Inf values in its "
+                           << (b % int64_t(states.size()) == 0 ? std::string("weights (master)")
+                                                                : "optimizer state " + std::string(states[size_t(b) % states.size()].name))
+                           << "; training from them would make every step non-finite");
+}
+
+// From the checkpoint, when there is one: the model's states (checked finite, as the loaded weights
+// are without one), the step, the skipped steps, the CPU generator; a warning when the trajectory's
+// keys changed.
 void Trainer::resume() {
+  if (resume_) fsdp_->load_state(*resume_);
+  check_finite_states();
   if (resume_) {
-    fsdp_->load_state(*resume_);
     const io::CheckpointMeta& meta = resume_->meta();
     first_step_ = meta.step;
     summary_.steps = first_step_;

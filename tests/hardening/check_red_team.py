@@ -202,6 +202,11 @@ class Cases:
         open(data, "w").write('{"input_ids": [1, 2, 3, 4, 5]}\n')
         run([self.ftdist, "eval", "--model", model, "--data", data], 1,
             r"loss nan.*eval: the loss is not finite \(nan\): .*nan-model computes NaN or Inf")
+        # Training from them: refused before step 1, naming the unit (not every step skipped).
+        run(self.train("model.config=", f"model.path={model}", f"data.train={os.path.join(TINY_LLAMA, 'tokens.jsonl')}",
+                       "data.seq_len=16", "train.micro_batch=1", "train.global_batch=1", f"output.dir={self.work}/nan-hf-run"), 2,
+            re.escape(model) + r": unit layers\.\d+ holds NaN or Inf values in its weights \(master\)")
+        assert not os.path.exists(os.path.join(self.work, "nan-hf-run", "metrics.jsonl")), "it trained before refusing"
         run_dir = os.path.join(self.work, "nan-run")
         run(self.train("train.steps=2", "checkpoint.every=2", f"output.dir={run_dir}"), 0, r"trained 2 steps")
         step = os.path.join(run_dir, "checkpoints", "step-00000002")
@@ -209,6 +214,8 @@ class Cases:
         out = os.path.join(self.work, "nan-export")
         run([self.ftdist, "export", "--checkpoint", step, "--out", out], 2, r"holds NaN or Inf weights; nothing was written")
         assert not os.path.exists(out) and not os.path.exists(out + ".tmp")
+        run(self.train("train.steps=4", "checkpoint.every=2", "checkpoint.resume=true", f"output.dir={run_dir}"), 2,
+            "the checkpoint " + re.escape(step) + r": unit layers\.\d+ holds NaN or Inf values in its weights")
 
     # 7. Unwritable directories before training; tampered checkpoint metadata named.
     def early_and_named_errors(self):
