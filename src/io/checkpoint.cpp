@@ -11,6 +11,7 @@
 #include "ftdist/core/log.h"
 #include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
+#include "ftdist/plan/run_setup.h"
 
 namespace ftdist::io {
 namespace {
@@ -48,12 +49,19 @@ void check_states(const CheckpointMeta& m, const std::string& origin) {
                  origin << ": \"" << where << "." << key << "\" must be a non-negative integer, got " << json_excerpt(v));
   };
   count(m.optimizer, "step", "optimizer");
+  if (m.optimizer.contains("step"))  // skipped steps do not count: never past the checkpoint's step
+    FT_CHECK_ARG(m.optimizer["step"].get<int64_t>() <= m.step, origin << ": \"optimizer.step\" (" << m.optimizer["step"].get<int64_t>()
+                                                                   << ") is past the checkpoint's step " << m.step);
   if (m.optimizer.contains("name"))
     FT_CHECK_ARG(m.optimizer["name"].is_string(), origin << ": \"optimizer.name\" must be a string, got " << json_excerpt(m.optimizer["name"]));
   for (const char* k : {"beta1", "beta2", "eps", "weight_decay", "momentum"})
     if (m.optimizer.contains(k))
       FT_CHECK_ARG(m.optimizer[k].is_number(), origin << ": \"optimizer." << k << "\" must be a number, got " << json_excerpt(m.optimizer[k]));
   count(m.trainer, "skipped_steps", "trainer");
+  if (m.trainer.contains("skipped_steps"))
+    FT_CHECK_ARG(m.trainer["skipped_steps"].get<int64_t>() <= m.step, origin << ": \"trainer.skipped_steps\" ("
+                                                                         << m.trainer["skipped_steps"].get<int64_t>()
+                                                                         << ") is past the checkpoint's step " << m.step);
   for (const char* k : {"rng_cpu", "trajectory_hash"})
     if (m.trainer.contains(k))
       FT_CHECK_ARG(m.trainer[k].is_string(), origin << ": \"trainer." << k << "\" must be a string, got " << json_excerpt(m.trainer[k]));
@@ -151,6 +159,14 @@ CheckpointMeta CheckpointMeta::from_json(const std::string& text, const std::str
                origin << ": \"shard_alignment\" must be 1..2^20, got " << m.shard_alignment);
   m.stage = field<std::string>(j, "stage", origin);
   m.precision = field<std::string>(j, "precision", origin);
+  try {
+    plan::stage_from_name(m.stage);
+    plan::precision_from_name(m.precision);
+  } catch (const Error&) {
+    FT_CHECK_ARG(false, origin << ": \"stage\" \"" << excerpt(m.stage) << "\" or \"precision\" \"" << excerpt(m.precision)
+                               << "\" is not one ftdist writes (stage: full, grad-op, optimizer, none, hybrid; precision: "
+                                  "fp32, bf16-mixed, bf16-pure)");
+  }
   m.model_name = field<std::string>(j, "model", origin);
   FT_CHECK_ARG(j.contains("units") && j["units"].is_array() && !j["units"].empty(), origin << ": missing array \"units\"");
   for (const json& ju : j["units"]) {

@@ -235,7 +235,12 @@ class Cases:
         original = json.load(open(meta_path))
         for field, value, pattern in [("trainer", "garbage", r'"trainer" must be an object, got "garbage"'),
                                       ("optimizer", {**original["optimizer"], "step": -5},
-                                       r'"optimizer.step" must be a non-negative integer, got -5')]:
+                                       r'"optimizer.step" must be a non-negative integer, got -5'),
+                                      ("optimizer", {**original["optimizer"], "step": 99},
+                                       r'"optimizer.step" \(99\) is past the checkpoint\'s step 2'),
+                                      ("trainer", {**original["trainer"], "skipped_steps": 7},
+                                       r'"trainer.skipped_steps" \(7\) is past the checkpoint\'s step 2'),
+                                      ("stage", "zero9", r'"stage" "zero9" or "precision" "\S+" is not one ftdist writes')]:
             json.dump({**original, field: value}, open(meta_path, "w"))
             run(self.train("train.steps=4", "checkpoint.every=2", "checkpoint.resume=true", f"output.dir={good}"), 2,
                 re.escape(meta_path) + ": " + pattern)
