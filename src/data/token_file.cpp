@@ -180,6 +180,32 @@ int64_t TokenFile::first_token_out_of_vocab(int64_t begin, int64_t end) const {
   return found;
 }
 
+int64_t TokenFile::trained_targets(int64_t begin, int64_t end) const {
+  FT_CHECK(0 <= begin && begin <= end && end <= tokens_, ErrorKind::Internal,
+           path_ << ": token range [" << begin << ", " << end << ") outside [0, " << tokens_ << ")");
+  if (begin == end) return 0;
+  int64_t n = end - begin;
+  if (mask_ != nullptr) {
+    n = 0;
+    uint8_t top = 0;
+    for (int64_t t = begin; t < end; ++t) {
+      n += mask_[t] != 0;
+      top = std::max(top, mask_[t]);
+    }
+    if (top > 1) {
+      const int64_t t = std::find_if(mask_ + begin, mask_ + end, [](uint8_t m) { return m > 1; }) - mask_;
+      const int64_t d = doc_of(t);
+      FT_CHECK_ARG(false, path_ << ": document " << d << ", token " << t - doc_begin(d) << ": the loss mask byte is "
+                                << int(mask_[t]) << " (0 or 1 expected): corrupt");
+    }
+    const auto [first, bytes] = page_range(mask_ + begin, mask_ + end);
+    ::madvise(reinterpret_cast<void*>(first), bytes, MADV_DONTNEED);
+  }
+  for (int64_t d = doc_of(begin); d < docs_ && doc_begin(d) < end; ++d)  // the documents' first tokens
+    if (doc_begin(d) >= begin && doc_size(d) > 0 && (mask_ == nullptr || mask_[doc_begin(d)] != 0)) --n;
+  return n;
+}
+
 std::pair<uintptr_t, size_t> TokenFile::page_range(const void* from, const void* to) const {
   const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
   const uintptr_t first = uintptr_t(from) / page * page, last = (uintptr_t(to) + page - 1) / page * page;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <optional>
 
+#include "ftdist/core/check.h"
 #include "ftdist/core/log.h"
 #include "ftdist/core/progress.h"
 #include "ftdist/data/token_cache.h"
@@ -34,7 +35,8 @@ namespace {
 // Every token of the file below its vocabulary, checked before the first step: each rank scans its
 // share (a progress bar on rank 0 when that takes more than a second) and all learn the first bad
 // position, so every rank stops with the same error naming the file, the document and the position,
-// rather than one rank when a sample reaches the token hours in.
+// rather than one rank when a sample reaches the token hours in. The same pass counts the
+// prediction targets (and checks the loss mask): a file without one would train nothing.
 void check_every_token(const data::TokenFile& file, const std::string& what, comm::Communicator& world) {
   const int64_t total = file.num_tokens(), rank = world.rank(), ranks = world.size();
   const int64_t begin = total / ranks * rank + std::min(rank, total % ranks);
@@ -45,17 +47,34 @@ void check_every_token(const data::TokenFile& file, const std::string& what, com
     bar.emplace(what + ": checking the tokens of " + file.path(), uint64_t(4 * (end - begin)), "B");
     bar->quiet_for(1.0);
   }
-  int64_t bad = -1;
-  for (int64_t at = begin; at < end && bad < 0; at += kPiece) {
+  int64_t bad = -1, trained = 0;
+  std::string mask_problem;  // a corrupt mask byte in this rank's share
+  for (int64_t at = begin; at < end && bad < 0 && mask_problem.empty(); at += kPiece) {
     bad = file.first_token_out_of_vocab(at, std::min(end, at + kPiece));
+    try {
+      trained += file.trained_targets(at, std::min(end, at + kPiece));
+    } catch (const Error& e) {
+      mask_problem = e.message();
+    }
     if (bar) bar->update(uint64_t(4 * (std::min(end, at + kPiece) - begin)));
   }
   if (bar) bar->finish();
-  // the smallest bad position over the ranks, as a maximum: total - position (0: none)
-  at::Tensor first = at::full({1}, bad < 0 ? int64_t(0) : total - bad, at::TensorOptions().dtype(at::kLong)).to(world.device());
-  world.all_reduce(first, comm::ReduceOp::Max);
-  const int64_t found = first.cpu().item<int64_t>();
-  if (found > 0) file.check_token(total - found, file.doc_of(total - found));  // throws, naming it
+  // the smallest bad position over the ranks, as a maximum: total - position (0: none); whether any
+  // rank's mask is corrupt; the targets
+  at::Tensor found = at::tensor({bad < 0 ? int64_t(0) : total - bad, int64_t(!mask_problem.empty()), trained},
+                                at::TensorOptions().dtype(at::kLong)).to(world.device());
+  at::Tensor sums = found.narrow(0, 2, 1).clone();
+  world.all_reduce(found, comm::ReduceOp::Max);
+  world.all_reduce(sums, comm::ReduceOp::Sum);
+  const at::Tensor host = found.cpu();
+  const int64_t first = host[0].item<int64_t>();
+  if (first > 0) file.check_token(total - first, file.doc_of(total - first));  // throws, naming it
+  const std::string mask_error = mask_problem.empty() ? file.path() + ": a loss mask byte is not 0 or 1 (another rank names it): corrupt"
+                                                      : mask_problem;
+  FT_CHECK_ARG(host[1].item<int64_t>() == 0, mask_error);
+  FT_CHECK_ARG(sums.cpu().item<int64_t>() > 0,
+               what << ": " << file.path() << " has no token to train on: every label is masked (a chat or prompt/completion "
+                    << "file whose completions are empty, or a .ftok written with an all-zero mask); nothing would be learned");
 }
 }  // namespace
 

@@ -349,6 +349,20 @@ TEST(TokenFile, MovesAndReleasesPages) {
   EXPECT_EQ(a.doc_size(0), 3);
 }
 
+// The prediction targets of a range: masked tokens and each document's first token do not count.
+TEST(TokenFile, TrainedTargetsLeaveOutMaskedAndFirstTokens) {
+  const std::string dir = fresh_dir("targets");
+  const std::string plain = dir + "/plain.ftok", masked = dir + "/masked.ftok";
+  data::write_token_file(plain, {doc({1, 2, 3}, {1, 2, 3}, 1), doc({4, 5}, {4, 5}, 2)}, 10);
+  data::write_token_file(masked, {doc({1, 2, 3}, {1, -100, 3}, 1), doc({4, 5}, {-100, -100}, 2), doc({6, 7}, {6, 7}, 3)}, 10);
+  const data::TokenFile p(plain, 10), m(masked, 10);
+  EXPECT_EQ(p.trained_targets(0, 5), 3);  // 5 tokens, 2 documents
+  EXPECT_EQ(p.trained_targets(1, 4), 2);  // tokens 2, 3 (document 2 starts at 3)
+  EXPECT_EQ(m.trained_targets(0, 7), 2);  // token 3 of document 1, token 7 of document 3
+  EXPECT_EQ(m.trained_targets(3, 5), 0);
+  EXPECT_EQ(m.trained_targets(2, 2), 0);
+}
+
 // A token file truncated on disk while it is mapped: reading past its new end is not a silent
 // SIGBUS but a message naming the file, and exit code 2 (core/mapped_file.h).
 TEST(TokenFileDeathTest, TruncatedWhileMappedNamesTheFile) {

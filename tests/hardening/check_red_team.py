@@ -260,6 +260,38 @@ class Cases:
         assert "rank 1 read a run config that differs from rank 0's" in out, "rank 0 did not say why it stopped"
         assert not os.path.exists(os.path.join(out_dir, "metrics.jsonl")), "it trained before refusing"
 
+    # 11. Data that trains nothing (every label masked) ran every step as "skipped" and exited 0; a
+    # mask byte other than 0 or 1 was taken as trained. Both are refused before step 1, for the
+    # training and the evaluation data alike.
+    def nothing_to_train(self):
+        import struct
+
+        def ftok(name, docs, masks):
+            path = os.path.join(self.work, name)
+            offsets = [0]
+            for d in docs:
+                offsets.append(offsets[-1] + len(d))
+            with open(path, "wb") as f:
+                f.write(b"FTDTOK01" + struct.pack("<IIQQII", 1, 256, len(docs), offsets[-1], 1, 0))
+                f.write(struct.pack(f"<{len(offsets)}Q", *offsets))
+                for d in docs:
+                    f.write(struct.pack(f"<{len(d)}I", *d))
+                for m in masks:
+                    f.write(bytes(m))
+            return path
+
+        docs = [[(7 * i + j) % 200 + 1 for j in range(40)] for i in range(20)]
+        silent = ftok("silent.ftok", docs, [[0] * 40 for _ in docs])
+        out_dir = os.path.join(self.work, "silent-run")
+        run(self.train("train.steps=3", "data.seq_len=16", f"data.train={silent}", f"output.dir={out_dir}"), 2,
+            r"data\.train: .*silent\.ftok has no token to train on: every label is masked")
+        assert not os.path.exists(os.path.join(out_dir, "metrics.jsonl")), "it trained before refusing"
+        run(self.train("train.steps=3", "data.seq_len=16", f"data.eval={silent}", f"output.dir={out_dir}"), 2,
+            r"data\.eval: .*silent\.ftok has no token to train on")
+        odd = ftok("odd-mask.ftok", docs, [[1] * 40 for _ in docs[:-1]] + [[1] * 39 + [7]])
+        run(self.train("train.steps=3", "data.seq_len=16", f"data.train={odd}", f"output.dir={out_dir}"), 2,
+            r"bad input error: \S*odd-mask\.ftok: document 19, token 39: the loss mask byte is 7 \(0 or 1 expected\)")
+
 
 def main(argv):
     ftdist, launcher, work = argv[:3]
@@ -268,7 +300,7 @@ def main(argv):
     os.makedirs(work)
     cases = Cases(os.path.abspath(ftdist), launcher, os.path.abspath(work))
     names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
-                       "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors", "ranks_disagree"]
+                       "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors", "ranks_disagree", "nothing_to_train"]
     for name in names:
         t0 = time.time()
         getattr(cases, name)()

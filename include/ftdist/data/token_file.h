@@ -85,6 +85,11 @@ class TokenFile {
   // data with it before the first step, so a bad token is an error at start, not when a sample
   // reaches it hours later.
   int64_t first_token_out_of_vocab(int64_t begin, int64_t end) const;
+  // The prediction targets among stream positions [begin, end): the tokens whose mask byte is 1
+  // (every token without a mask) that are not the first of their document (a document's first token
+  // is never predicted). Error(BadInput) naming the file and position for a mask byte other than 0
+  // or 1. A run counts the whole file before the first step: data that trains nothing is an error.
+  int64_t trained_targets(int64_t begin, int64_t end) const;
 
   // Hands the pages read so far back to the kernel (madvise MADV_DONTNEED): resident memory drops;
   // later reads fault them in again from the page cache or the disk.
