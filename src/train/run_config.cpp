@@ -352,6 +352,9 @@ void check_together(RunConfig& c, const std::string& path) {
   FT_CHECK_ARG(!c.train_data.empty(), path << " [data]: \"train\" (a JSONL file) is required");
   FT_CHECK_ARG(!c.output_dir.empty(), path << " [output]: \"dir\" must name the run's directory, got \"\"");
   check_metrics_name(c, path);
+  FT_CHECK_ARG(c.eval_every == 0 || !c.eval_data.empty(),
+               path << " [train]: \"eval_every\" = " << c.eval_every << " needs data.eval (a JSONL or .ftok file to evaluate on); "
+                       "set it, or eval_every = 0");
   FT_CHECK_ARG(c.shard_group == 0 || c.shard == plan::Stage::Hybrid,
                path << " [parallel]: \"shard_group\" (" << c.shard_group << ") applies to shard = \"hybrid\" only; shard is \""
                     << plan::stage_name(c.shard) << "\"");

@@ -109,6 +109,14 @@ TEST(ConfigKeys, TheMetricsLogIsAPlainNameThatNamesNoInput) {
   EXPECT_EQ(load("[output]\ndir = \".\"\nmetrics = \"log.jsonl\"\n").metrics, "log.jsonl");
 }
 
+// Evaluation asked for without data to evaluate on is an error, not a run without eval_loss.
+TEST(ConfigKeys, EvalEveryNeedsEvalData) {
+  const std::string path = write_config("e.toml", kMinimal);
+  expect_bad_input([&] { train::load_run_config(path, {"train.eval_every=10"}); },
+                   "e.toml [train]: \"eval_every\" = 10 needs data.eval");
+  EXPECT_EQ(train::load_run_config(path, {"train.eval_every=10", "data.eval=e.jsonl"}).eval_every, 10);
+}
+
 // What a resume compares with its checkpoint: the keys that shape the trajectory; steps, logging and
 // evaluation may change; a key the checkpoint predates counts as its default.
 TEST(ConfigKeys, TrajectoryChangesNameWhatAResumeWouldTrainDifferently) {
