@@ -7,6 +7,7 @@
 #include "ftdist/data/token_file.h"
 #include "ftdist/plan/memory_model.h"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -15,7 +16,8 @@ namespace ftdist::train {
 
 namespace {
 // data.packing = "auto": whole examples for data with a loss mask (a masked .ftok; JSONL whose first
-// line is prompt/completion or chat messages), a stream for plain text.
+// line is prompt/completion, chat messages, or input_ids with labels that mask a token, as the .ftok
+// made of it is masked), a stream for plain text.
 std::string resolved_packing(const RunConfig& c) {
   if (c.packing != "auto") return c.packing;
   if (data::is_token_file_path(c.train_data))
@@ -25,7 +27,11 @@ std::string resolved_packing(const RunConfig& c) {
   while (std::getline(in, line)) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    return j.is_object() && (j.contains("prompt") || j.contains("messages")) ? "documents" : "stream";
+    if (!j.is_object()) return "stream";  // (opening the data names the line)
+    const auto labels = j.find("labels");
+    const bool masks = labels != j.end() && labels->is_array() &&
+                       std::any_of(labels->begin(), labels->end(), [](const nlohmann::json& v) { return v == -100; });
+    return j.contains("prompt") || j.contains("messages") || masks ? "documents" : "stream";
   }
   return "stream";  // (missing or empty: opening the data says so)
 }

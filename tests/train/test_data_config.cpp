@@ -12,6 +12,7 @@
 #include "ftdist/data/packing.h"
 #include "ftdist/data/token_file.h"
 #include "ftdist/train/memory_fit.h"
+#include "ftdist/train/resolve.h"
 #include "ftdist/train/run_config.h"
 
 using namespace ftdist;
@@ -212,3 +213,26 @@ TEST(RunConfig, ParallelAutoMemoryLimitAndGpuPeak) {
 }
 
 }  // namespace
+
+// data.packing = "auto" decides a JSONL file as it would decide the .ftok made of it: whole
+// examples where a token is masked, a stream otherwise.
+TEST(Packing, AutoDecidesAJsonlAsItsTokenFile) {
+  auto world = comm::make_communicator(at::kCPU);
+  const plan::ModelSpec spec = plan::ModelSpec{};
+  auto resolved = [&](const std::string& name, const std::string& first_line) {
+    train::RunConfig c;
+    c.model_preset = "tiny";
+    c.device = "cpu";
+    c.train_data = write(name, first_line + "\n");
+    const std::string jsonl = train::resolve_run(c, spec, *world).config.packing;
+    c.train_data = std::string(FTDIST_TEST_TMP) + "/" + name + ".ftok";  // the same data, tokenized
+    data::write_token_file(c.train_data, data::read_jsonl(write(name, first_line + "\n"), 300, name), 300);
+    EXPECT_EQ(train::resolve_run(c, spec, *world).config.packing, jsonl) << first_line;
+    return jsonl;
+  };
+  EXPECT_EQ(resolved("auto_text.jsonl", R"({"text": "plain text"})"), "stream");
+  EXPECT_EQ(resolved("auto_ids.jsonl", R"({"input_ids": [1, 2, 3]})"), "stream");
+  EXPECT_EQ(resolved("auto_labels.jsonl", R"({"input_ids": [1, 2, 3], "labels": [1, 2, 3]})"), "stream");
+  EXPECT_EQ(resolved("auto_masked.jsonl", R"({"input_ids": [1, 2, 3], "labels": [-100, 2, 3]})"), "documents");
+  EXPECT_EQ(resolved("auto_prompt.jsonl", R"({"prompt": "question", "completion": "answer"})"), "documents");
+}
