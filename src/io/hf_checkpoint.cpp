@@ -14,17 +14,17 @@
 
 namespace ftdist::io {
 
-HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
-  FT_CHECK_ARG(is_directory(dir), "--model: '" << dir << "' is not a directory (expected a Hugging Face model directory "
+HfCheckpoint::HfCheckpoint(const std::string& dir, const std::string& what) : dir_(dir) {
+  FT_CHECK_ARG(is_directory(dir), what << ": '" << dir << "' is not a directory (expected a Hugging Face model directory "
                                                    "with config.json and *.safetensors)");
-  config_text_ = read_text_file(dir + "/config.json", "--model");
+  config_text_ = read_text_file(dir + "/config.json", what);
   spec_ = plan::model_from_hf_config_text(config_text_, dir + "/config.json");
   refuse_quantized();
   units_ = spec_.units();
   const std::string index = dir + "/model.safetensors.index.json";
   std::vector<std::string> names;
   if (!file_exists(dir + "/model.safetensors") && file_exists(index)) {
-    const nlohmann::json j = parse_json(read_text_file(index, "--model"), index);
+    const nlohmann::json j = parse_json(read_text_file(index, what), index);
     FT_CHECK_ARG(j.contains("weight_map") && j["weight_map"].is_object(), index << ": missing object \"weight_map\"");
     std::set<std::string> files;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {

@@ -12,7 +12,7 @@ std::unique_ptr<WeightSource> open_weights(const std::string& given, const std::
                                            "or an ftdist checkpoint directory)");
   const std::string path = checkpoint_dir_of(given);  // a checkpoint root: its latest
   if (is_checkpoint_dir(path)) return std::make_unique<CheckpointReader>(path);
-  return std::make_unique<HfCheckpoint>(path);
+  return std::make_unique<HfCheckpoint>(path, what);
 }
 
 }  // namespace ftdist::io

@@ -15,7 +15,7 @@ namespace ftdist::train {
 ModelSource model_source(const RunConfig& c) {
   ModelSource m;
   if (!c.model_path.empty()) {
-    m.hf = std::make_unique<io::HfCheckpoint>(c.model_path);
+    m.hf = std::make_unique<io::HfCheckpoint>(c.model_path, "model.path");
     m.spec = m.hf->spec();
     m.config_text = m.hf->config_text();
     m.tokenizer_dir = c.model_path;

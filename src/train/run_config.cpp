@@ -369,6 +369,13 @@ void check_together(RunConfig& c, const std::string& path) {
   for (auto [key, v] : {std::pair<const char*, double>{"beta1", c.beta1}, {"beta2", c.beta2}, {"momentum", c.momentum}})
     FT_CHECK_ARG(v < 1, path << " [train]: \"" << key << "\" must be in [0, 1), got " << v);
   FT_CHECK_ARG(c.eps > 0, path << " [train]: \"eps\" must be > 0, got " << c.eps);
+  // The schedule's own checks (optim::LrSchedule::validate), in the config's key names.
+  FT_CHECK_ARG(c.lr > 0, path << " [train]: \"lr\" must be a positive number, got " << c.lr);
+  FT_CHECK_ARG(c.min_lr >= 0 && c.min_lr <= c.lr,
+               path << " [train]: \"min_lr\" must be in [0, lr = " << c.lr << "], got " << c.min_lr);
+  FT_CHECK_ARG(c.schedule == optim::LrSchedule::Kind::Constant || c.steps > c.warmup_steps,
+               path << " [train]: \"steps\" (" << c.steps << ") must exceed \"warmup_steps\" (" << c.warmup_steps << ") for the "
+                    << optim::schedule_kind_name(c.schedule) << " schedule; lower warmup_steps or use schedule = \"constant\"");
   optim::LrSchedule{c.schedule, c.lr, c.warmup_steps, c.steps, c.min_lr}.validate();
 }
 

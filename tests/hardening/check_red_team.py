@@ -228,6 +228,8 @@ class Cases:
         # A directory that cannot be created says why (the error of mkdir, not of a later stat).
         run(self.train("checkpoint.every=5", "checkpoint.dir=/sys/ftdist-red-team/ck", f"output.dir={out_dir}"), 2,
             r"checkpoint.dir: cannot create directory '/sys/ftdist-red-team' \((?!No such file)[^)]+\)")
+        run(self.train("model.config=", f"model.path={not_dir}-missing", f"output.dir={out_dir}"), 2,
+            r"model\.path: '.*a-file-missing' is not a directory")
         good = os.path.join(self.work, "tamper")
         run(self.train("train.steps=2", "checkpoint.every=2", f"output.dir={good}"), 0, r"trained 2 steps")
         step = open(os.path.join(good, "checkpoints", "latest")).read().strip()

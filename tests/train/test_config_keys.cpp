@@ -109,6 +109,17 @@ TEST(ConfigKeys, TheMetricsLogIsAPlainNameThatNamesNoInput) {
   EXPECT_EQ(load("[output]\ndir = \".\"\nmetrics = \"log.jsonl\"\n").metrics, "log.jsonl");
 }
 
+// The learning-rate schedule's errors name the config's keys, not the schedule's fields.
+TEST(ConfigKeys, ScheduleErrorsNameTheKeys) {
+  const std::string path = write_config("s.toml", kMinimal);
+  expect_bad_input([&] { train::load_run_config(path, {"train.steps=7", "train.warmup_steps=20"}); },
+                   "s.toml [train]: \"steps\" (7) must exceed \"warmup_steps\" (20) for the cosine schedule");
+  expect_bad_input([&] { train::load_run_config(path, {"train.lr=0.001", "train.min_lr=0.01"}); },
+                   "s.toml [train]: \"min_lr\" must be in [0, lr = 0.001], got 0.01");
+  expect_bad_input([&] { train::load_run_config(path, {"train.lr=0"}); }, "s.toml [train]: \"lr\" must be a positive number");
+  EXPECT_EQ(train::load_run_config(path, {"train.steps=7", "train.warmup_steps=20", "train.schedule=constant"}).steps, 7);
+}
+
 // Evaluation asked for without data to evaluate on is an error, not a run without eval_loss.
 TEST(ConfigKeys, EvalEveryNeedsEvalData) {
   const std::string path = write_config("e.toml", kMinimal);

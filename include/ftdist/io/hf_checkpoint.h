@@ -24,7 +24,8 @@ namespace ftdist::io {
 
 class HfCheckpoint : public WeightSource {
  public:
-  explicit HfCheckpoint(const std::string& dir);
+  // `what` names the setting in messages ("model.path", "--model").
+  explicit HfCheckpoint(const std::string& dir, const std::string& what = "--model");
 
   const std::string& dir() const override { return dir_; }
   const plan::ModelSpec& spec() const override { return spec_; }
