@@ -413,6 +413,9 @@ void read_window(const json& j, const std::string& origin, ModelSpec* m) {
   // that, null is no window; Phi3Config's default is none)
   const int64_t default_window = m->model_type != "phi3" && !j.contains("sliding_window") ? 4096 : 0;
   m->sliding_window = window_used ? get_int_or(j, "sliding_window", default_window, origin) : 0;
+  FT_CHECK_ARG(!window_used || !j.contains("sliding_window") || j["sliding_window"].is_null() || m->sliding_window > 0,
+               origin << ": \"sliding_window\" must be a positive number of tokens, or null for no window; got "
+                      << m->sliding_window);
   if (qwen && m->sliding_window > 0) {
     // Transformers' default max_window_layers is 28.
     const int64_t from = get_int_or(j, "max_window_layers", 28, origin);
@@ -504,6 +507,8 @@ ModelSpec model_from_hf_config_text(const std::string& text, const std::string& 
   static const std::map<std::string, int64_t> kDefaultMaxPosition = {
       {"llama", 2048}, {"mistral", 131072}, {"ministral", 131072}, {"qwen2", 32768}, {"qwen3", 32768}, {"phi3", 4096}};
   m.max_position = get_int_or(j, "max_position_embeddings", kDefaultMaxPosition.at(m.model_type), origin);
+  FT_CHECK_ARG(!j.contains("max_position_embeddings") || j["max_position_embeddings"].is_null() || m.max_position > 0,
+               origin << ": \"max_position_embeddings\" must be a positive number of positions, got " << m.max_position);
   read_window(j, origin, &m);
   m.rms_norm_eps = get_number_or(j, "rms_norm_eps", m.model_type == "phi3" ? 1e-5 : m.rms_norm_eps, origin);  // (Phi3Config's)
   read_rope(j, origin, &m);

@@ -399,6 +399,12 @@ TEST(HfConfig, ImpossibleValuesNameTheKey) {
   bad(R"("hidden_size":64,"num_attention_heads":4,"rms_norm_eps":0)", "rms_norm_eps must be a positive number");
   bad(R"("hidden_size":64,"num_attention_heads":4,"rope_theta":0)", "rope_theta must be a positive number");
   bad(R"("hidden_size":64,"num_attention_heads":4,"rope_theta":-5)", "rope_theta must be a positive number");
+  bad(R"("hidden_size":64,"num_attention_heads":4,"max_position_embeddings":0)", "v.json: \"max_position_embeddings\" must be a positive");
+  for (const char* window : {"0", "-4"})
+    expect_bad_input([&] {
+      model_from_hf_config_text(std::string(R"({"model_type":"mistral","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
+          "vocab_size":100,"num_attention_heads":4,"num_key_value_heads":4,"sliding_window":)") + window + "}", "w.json");
+    }, "w.json: \"sliding_window\" must be a positive number of tokens, or null for no window");
   for (const char* scaling : {R"({"rope_type":"llama3","factor":8,"low_freq_factor":0,"high_freq_factor":4})",
                               R"({"rope_type":"llama3","factor":8,"low_freq_factor":-1,"high_freq_factor":4})",
                               R"({"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":0})",
@@ -421,7 +427,7 @@ TEST(HfConfig, ImpossibleValuesNameTheKey) {
       {R"({"rope_type":"yarn","factor":4,"attention_factor":-1})", "attention_factor must be a positive number"}};
   for (const auto& [scaling, needle] : scalings)
     bad(std::string(R"("hidden_size":64,"num_attention_heads":4,"max_position_embeddings":64,"rope_scaling":)") + scaling, needle);
-  bad(R"("hidden_size":64,"num_attention_heads":4,"max_position_embeddings":0,"rope_scaling":{"rope_type":"dynamic","factor":2})", "needs max_position_embeddings");
+  bad(R"("hidden_size":64,"num_attention_heads":4,"max_position_embeddings":0,"rope_scaling":{"rope_type":"dynamic","factor":2})", "\"max_position_embeddings\" must be a positive");  // (before dynamic scaling would need it)
   EXPECT_NO_THROW(model_from_hf_config_text(base + R"(,"hidden_size":64,"num_attention_heads":4,"rope_theta":500000})", "ok.json"));
 }
 
