@@ -1,4 +1,5 @@
 // ftdist train --config run.toml [--set section.key=value ...] | --help-config
+#include <algorithm>
 #include <cstdio>
 
 #include "commands.h"
@@ -8,6 +9,25 @@
 #include "ftdist/train/trainer.h"
 
 namespace ftdist::cli {
+namespace {
+
+// The last line: the steps this run trained (a resumed run counts from its checkpoint).
+void print_summary(const train::TrainSummary& s, const train::RunConfig& cfg) {
+  const int64_t from = std::max<int64_t>(s.resumed_from, 0), trained = s.steps - from;
+  if (trained == 0) {
+    std::printf("trained no step: %s\n", s.stopped_by_signal ? "stopped by a signal before the first"
+                                        : ("the checkpoint is at step " + std::to_string(from) + ", train.steps is " +
+                                           std::to_string(cfg.steps) + "; raise train.steps to train further").c_str());
+    return;
+  }
+  std::printf("trained %lld steps", static_cast<long long>(trained));
+  if (from > 0) std::printf(" (%lld-%lld, resumed from step %lld)", static_cast<long long>(from + 1), static_cast<long long>(s.steps),
+                            static_cast<long long>(from));
+  if (s.stopped_by_signal) std::printf(" of %lld, stopped by a signal", static_cast<long long>(cfg.steps));
+  std::printf(": loss %.4f -> %.4f; metrics in %s/%s\n", s.first_loss, s.last_loss, cfg.output_dir.c_str(), cfg.metrics.c_str());
+}
+
+}  // namespace
 
 int train_main(int argc, char** argv) {
   cxxopts::Options options("ftdist train", "Full-parameter training from a run config (TOML).");
@@ -28,9 +48,7 @@ int train_main(int argc, char** argv) {
   train::RunConfig cfg = train::load_run_config(args["config"].as<std::string>(), overrides);
   auto world = comm::make_communicator(at::kCPU);
   train::TrainSummary s = train::run_training(cfg, *world);
-  if (world->rank() == 0)
-    std::printf("trained %lld steps: loss %.4f -> %.4f; metrics in %s/%s\n", static_cast<long long>(s.steps), s.first_loss,
-                s.last_loss, cfg.output_dir.c_str(), cfg.metrics.c_str());
+  if (world->rank() == 0) print_summary(s, cfg);
   return 0;
 }
 

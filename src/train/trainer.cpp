@@ -7,9 +7,11 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 #include <nlohmann/json.hpp>
 
@@ -84,6 +86,7 @@ class Trainer {
   void save(int64_t step);
   void finish();
 
+  StopSignals signals_;  // first: a stop signal while the run loads is kept, and honored before step 1
   comm::Communicator& world_;
   fsdp::CpuMemoryCounter& counter_;  // measured activations, the CPU budget
   ModelSource src_;
@@ -159,6 +162,8 @@ void Trainer::check_fit_before_loading() {
 // The runtime over the model's structure, each rank reading its shards from the starting weights
 // (the checkpoint when resuming).
 void Trainer::load() {
+  if (const char* delay = std::getenv("FTDIST_TEST_LOAD_DELAY_S"))  // a load that takes seconds, as a large model's does
+    std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(delay)));
   if (run_.gpu()) gpu_comm_ = comm::make_communicator(at::kCUDA);
   model_ = build_model(c_, src_);
   fit_->run("while loading the model into the persistent buffers (parameter, master, optimizer and gradient shards)", [&] {
@@ -295,13 +300,14 @@ TrainSummary Trainer::run() {
               << ", " << plan::precision_name(resolved_precision(c_)) << (c_.no_sync ? ", no_sync accumulation" : "")
               << ", " << plan::optimizer_name(c_.optimizer) << (c_.offload_optimizer ? " offloaded to host memory" : "")
               << ", checkpointing " << plan::activation_checkpointing_text(c_.activation_checkpointing, src_.spec.layers));
-  StopSignals signals;
   for (int64_t step = first_step_; step < c_.steps; ++step) {
     if (const int64_t sig = StopSignals::of_any_rank(world_)) {
       if (world_.rank() == 0)
-        std::fprintf(stderr, "%sstopping after step %lld on signal %lld%s\n", metrics_->terminal() ? "\n" : "",
-                     static_cast<long long>(step), static_cast<long long>(sig),
-                     c_.saves_checkpoints() ? "" : " (no checkpoint: checkpoint.every is 0)");
+        std::fprintf(stderr, "%sstopping %s step %lld on signal %lld%s\n", metrics_->terminal() ? "\n" : "",
+                     step == first_step_ ? "before" : "after", static_cast<long long>(step == first_step_ ? step + 1 : step),
+                     static_cast<long long>(sig),
+                     step == first_step_ ? " (nothing trained in this run)"
+                     : c_.saves_checkpoints() ? "" : " (no checkpoint: checkpoint.every is 0)");
       summary_.stopped_by_signal = true;
       break;
     }
@@ -366,7 +372,9 @@ void Trainer::count_nonfinite(int64_t step, const fsdp::StepResult& r) {
 // then the export and the last memory table.
 void Trainer::finish() {
   if (c_.saves_checkpoints() && summary_.steps > saved_step_) save(summary_.steps);
-  if (c_.export_hf) export_model(c_, src_, *fsdp_, world_);
+  if (c_.export_hf && summary_.stopped_by_signal && world_.rank() == 0)
+    FT_LOG_INFO("output.export: not written for a run stopped before train.steps (a resumed run exports at its end)");
+  if (c_.export_hf && !summary_.stopped_by_signal) export_model(c_, src_, *fsdp_, world_);
   if (world_.rank() == 0 && summary_.steps > first_step_ + 1) print_memory_table(src_.spec, fit_->setup, *fsdp_, last_, summary_.steps);
 }
 
