@@ -345,7 +345,7 @@ TrainSummary Trainer::run() {
     if ((step + 1) % kReleaseDataPagesEvery == 0) data_->release_pages();
   }
   metrics_->end();
-  FT_CHECK(nonfinite_streak_ == 0 || nonfinite_streak_ < summary_.steps - first_step_, ErrorKind::Numerics,
+  FT_CHECK(c_.nonfinite_limit == 0 || nonfinite_streak_ == 0 || nonfinite_streak_ < summary_.steps - first_step_, ErrorKind::Numerics,
            "every step of this run (" << first_step_ + 1 << "-" << summary_.steps << ") had a non-finite loss or gradient norm and "
            "was skipped: nothing was trained, and no checkpoint or export is written. Lower train.lr, or check the data and the "
            "initial weights");

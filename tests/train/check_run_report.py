@@ -85,5 +85,24 @@ if r.returncode == 0:
 odd_steps = next((t for t in oddpage.tables if t["class"] == "steps"), {"rows": []})["rows"][1:]
 check(r.returncode == 0 and [s[:2] for s in odd_steps] == [["1", "2.5"], ["2", ""], ["3", ""]],
       f"null and string values leave empty cells (exit {r.returncode} {r.stderr.strip()[:120]}; {odd_steps})")
+# A long run (200k steps, a loss spike at one step, an evaluation every 1000): the page stays small,
+# the table lists one row per 100 steps plus the evaluated ones, and the chart keeps the spike.
+long_run = os.path.join(work, "long")
+os.makedirs(long_run)
+with open(os.path.join(long_run, "metrics.jsonl"), "w") as f:
+    for step in range(1, 200001):
+        loss = 50.0 if step == 123457 else 3.0 - step * 1e-5
+        f.write(f'{{"step": {step}, "loss": {loss}, "lr": 0.001' + (f', "eval_loss": {loss}' if step % 1000 == 0 else "") + "}\n")
+r = subprocess.run([ftdist, "report", long_run], capture_output=True, text=True)
+size = os.path.getsize(os.path.join(long_run, "report.html")) if r.returncode == 0 else -1
+longpage = Page()
+if r.returncode == 0:
+    longpage.feed(open(os.path.join(long_run, "report.html")).read())
+long_steps = next((t for t in longpage.tables if t["class"] == "steps"), {"rows": []})["rows"][1:]
+points = longpage.polylines.get("loss", [])
+check(0 < size < 1_000_000, f"a 200k-step report stays under 1 MB ({size} bytes)")
+check(2000 <= len(long_steps) <= 2201, f"one table row per 100 steps plus evaluations ({len(long_steps)} rows)")
+check(0 < len(points) <= 2000 and min(float(p.split(",")[1]) for p in points) <= 10.0001,
+      f"the loss chart has at most 2000 points and keeps the spike ({len(points)} points)")
 print("all passed" if not failed else f"{failed} failed")
 sys.exit(1 if failed else 0)
