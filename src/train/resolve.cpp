@@ -52,6 +52,9 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
   if (spec.max_position > 0 && c.seq_len > spec.max_position && world.rank() == 0)
     FT_LOG_WARN(c.origin << ": data.seq_len (" << c.seq_len << ") exceeds the model's max_position_embeddings (" << spec.max_position
                          << "): positions beyond it were never trained");
+  if (c.warmup_steps > c.steps && world.rank() == 0)
+    FT_LOG_WARN(c.origin << ": train.warmup_steps (" << c.warmup_steps << ") exceeds train.steps (" << c.steps
+                         << "): the learning rate never reaches train.lr (" << c.lr << ")");
   if (c.loss_chunk < 0) c.loss_chunk = plan::default_loss_chunk(spec, c.micro_batch * c.seq_len);
   // JSONL text with a model directory that ships a SentencePiece tokenizer.model: that tokenizer.
   if (c.tokenizer.empty() && !c.model_path.empty() && !data::is_token_file_path(c.train_data)) {
