@@ -172,6 +172,21 @@ double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
   return bytes;
 }
 
+namespace {
+// A layer of `m` that does not use its sliding window.
+double plain_layer_bytes_per_token(const ModelSpec& m, const RunSetup& s) {
+  if (m.sliding_window <= 0) return activation_bytes_per_token_layer(m, s);
+  ModelSpec plain = m;
+  plain.sliding_window = 0;
+  plain.window_layers.clear();
+  return activation_bytes_per_token_layer(plain, s);
+}
+}  // namespace
+
+double layer_activation_bytes_per_token(const ModelSpec& m, const RunSetup& s, int64_t layer) {
+  return m.layer_uses_window(layer) ? activation_bytes_per_token_layer(m, s) : plain_layer_bytes_per_token(m, s);
+}
+
 double eager_attention_forward_bytes_per_token(const ModelSpec& m, const RunSetup& s, bool checkpointed) {
   if (s.attention != Attention::Eager) return 0;
   const double c = compute_bytes(s.precision);
@@ -209,8 +224,11 @@ double saved_activation_bytes(const ModelSpec& m, const RunSetup& s) {
   const double tokens = double(s.micro_batch) * double(s.seq_len);
   const double c = compute_bytes(s.precision);
   const double root = 2.0 * c * m.hidden;  // final norm input and output (lm_head's input)
-  const double k = double(s.activation_checkpointing.count(m.layers));  // checkpointed layers keep their input only
-  return tokens * ((double(m.layers) - k) * activation_bytes_per_token_layer(m, s) + k * c * m.hidden + root);
+  double layers = 0;  // checkpointed layers keep their input only
+  const double windowed = activation_bytes_per_token_layer(m, s), plain = plain_layer_bytes_per_token(m, s);
+  for (int64_t i = 0; i < m.layers; ++i)
+    layers += s.activation_checkpointing.covers(i, m.layers) ? c * m.hidden : m.layer_uses_window(i) ? windowed : plain;
+  return tokens * (layers + root);
 }
 
 namespace {

@@ -33,8 +33,9 @@ class TimelineBuilder {
     int64_t numel, shard;
     bool layer;
     bool ckpt = false;  // a checkpointed layer: keeps only its output, runs its forward again in backward
+    double act = 0;      // a layer's activations (layer_activation_bytes_per_token: with or without the window)
   };
-  double layer_saved(const Unit& x) const { return x.ckpt ? hidden_ : per_layer_all_; }  // what a layer leaves
+  double layer_saved(const Unit& x) const { return x.ckpt ? hidden_ : x.act; }  // what a layer leaves
   void forward();
   void loss();
   void backward();
@@ -59,7 +60,7 @@ class TimelineBuilder {
   const UnitLayout u_;
   const double c_, r_, tokens_;  // compute and reduce bytes per element; b x s
   const bool sharded_, gathers_;
-  double per_layer_all_, attention_forward_, attention_forward_ckpt_, hidden_, fp32_hidden_, vocab_, context_;
+  double attention_forward_, attention_forward_ckpt_, hidden_, fp32_hidden_, vocab_, context_;
   bool chunk_;           // a chunked loss (RunSetup::loss_chunk)
   double chunk_vocab_;   // its logits per chunk: min(chunk, b x s) x V
   MemoryBreakdown base_, level_;
@@ -74,7 +75,6 @@ TimelineBuilder::TimelineBuilder(const ModelSpec& m, const RunSetup& s)
       u_(unit_layout(m, s.shard_group, shard_alignment(s.optimizer))), c_(compute_bytes(s.precision)),
       r_(float_type_bytes(s.reduce_dtype)), tokens_(double(s.micro_batch) * double(s.seq_len)),
       sharded_(policy_.shard_params), gathers_(sharded_ && n_ > 1) {
-  per_layer_all_ = tokens_ * activation_bytes_per_token_layer(m, s);              // a layer's activations
   attention_forward_ = tokens_ * eager_attention_forward_bytes_per_token(m, s, false);  // eager attention's softmax
   attention_forward_ckpt_ = tokens_ * eager_attention_forward_bytes_per_token(m, s, true);
   hidden_ = tokens_ * c_ * double(m.hidden);                                      // one (b, s, h) activation
@@ -100,7 +100,8 @@ TimelineBuilder::TimelineBuilder(const ModelSpec& m, const RunSetup& s)
   const std::vector<ModelSpec::Unit> edges = m.edge_units();
   units_.push_back({edges.front().name, u_.edges.front().numel, u_.edges.front().shard, false});
   for (int64_t i = 0; i < m.layers; ++i)
-    units_.push_back({"layers." + std::to_string(i), u_.layer_numel, u_.layer_shard, true, s.activation_checkpointing.covers(i, m.layers)});
+    units_.push_back({"layers." + std::to_string(i), u_.layer_numel, u_.layer_shard, true, s.activation_checkpointing.covers(i, m.layers),
+                      tokens_ * layer_activation_bytes_per_token(m, s, i)});
   if (edges.size() > 1) units_.push_back({edges.back().name, u_.edges.back().numel, u_.edges.back().shard, false});
 }
 
@@ -128,7 +129,7 @@ void TimelineBuilder::forward() {
       // Eager attention's softmax may be larger still: the scores beside their fp32 probabilities.
       const double before = saved_;
       saved_ += layer_saved(x);
-      peak = act(x.ckpt ? std::max(before + per_layer_all_, before + attention_forward_ckpt_)
+      peak = act(x.ckpt ? std::max(before + x.act, before + attention_forward_ckpt_)
                         : std::max(saved_ + fp32_hidden_, before + attention_forward_));
       end = act(saved_);
     } else {
@@ -180,7 +181,7 @@ void TimelineBuilder::backward() {
       // over several ranks, the reduce-scatter's output.
       // (checkpointed: its input and what the recomputation saved; the recomputation's own
       // temporaries are gone before the backward's, which are larger)
-      const double own = x.ckpt ? hidden_ + per_layer_all_ : per_layer_all_;
+      const double own = x.ckpt ? hidden_ + x.act : x.act;
       // The MLP's backward comes first; the attention's later, where eager attention adds the
       // gradient of its probabilities (fp32, heads x s x s per sequence).
       const double h = double(m_.hidden), i = double(m_.intermediate), q = double(m_.q_dim());

@@ -326,7 +326,7 @@ constexpr const char* kRunDirEntries[] = {"run_config.json", "memory.json", "rep
 // the run reads: a path ("../corpus.jsonl") would write the log over whatever it names.
 void check_metrics_name(const RunConfig& c, const std::string& path) {
   const std::string& m = c.metrics;
-  FT_CHECK_ARG(!m.empty() && m != "." && m != ".." && m.find('/') == std::string::npos && m.find('\\0') == std::string::npos,
+  FT_CHECK_ARG(!m.empty() && m != "." && m != ".." && m.find('/') == std::string::npos && m.find('\0') == std::string::npos,
                path << " [output]: \"metrics\" must be a plain file name in output.dir (no '/'), got \"" << m << "\"");
   for (const char* reserved : kRunDirEntries)
     FT_CHECK_ARG(m != reserved, path << " [output]: \"metrics\" = \"" << m << "\" is a name the run itself writes in output.dir; "

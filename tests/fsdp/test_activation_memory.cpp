@@ -15,11 +15,16 @@ using namespace ftdist;
 TEST(FsdpMemory, ActivationsAndGatheredBytesMatchThePlanner) {
   fsdp::CpuMemoryCounter::install();
   auto world = mpi_world();
-  // Llama, Mistral with a window (16) shorter than both sequences (masked kernels, expanded k/v), and
-  // Qwen3 (per-head q/k norms keep the projections, head_dim 24 not hidden / heads).
+  // Llama, Mistral with a window (16) shorter than both sequences (masked kernels, expanded k/v),
+  // Qwen3 (per-head q/k norms keep the projections, head_dim 24 not hidden / heads), and a window on
+  // some layers only.
   plan::ModelSpec qwen3 = grouped_attention_spec(0, 64, 176, 97);
   qwen3.model_type = "qwen3", qwen3.qk_norm = true, qwen3.head_dim = 24;
-  for (const plan::ModelSpec& spec : {grouped_attention_spec(0, 64, 176, 97), grouped_attention_spec(16, 64, 176, 97), qwen3}) {
+  // The window on the first layer only (Ministral's layer_types): the others attend plainly.
+  plan::ModelSpec mixed = grouped_attention_spec(16, 64, 176, 97);
+  mixed.window_layers.assign(size_t(mixed.layers), false);
+  mixed.window_layers[0] = true;
+  for (const plan::ModelSpec& spec : {grouped_attention_spec(0, 64, 176, 97), grouped_attention_spec(16, 64, 176, 97), qwen3, mixed}) {
     for (plan::Attention attention : {plan::Attention::Eager, plan::Attention::Flash}) {
       for (plan::ActivationCheckpointing ck :
            {plan::ActivationCheckpointing::None, plan::ActivationCheckpointing::Full}) {

@@ -115,6 +115,10 @@ UnitLayout unit_layout(const ModelSpec& model, int shard_group, int64_t alignmen
 // Bytes one rank's activations take per token per layer, everything saved for backward, with
 // flash attention (eager adds the score matrix, which grows with the sequence).
 double activation_bytes_per_token_layer(const ModelSpec& model, const RunSetup& setup);
+// The same for layer `layer`: where only some layers attend through the sliding window (Qwen's
+// max_window_layers, Ministral's layer_types), the others attend plainly causally, with k and v
+// read grouped by a fused kernel instead of expanded.
+double layer_activation_bytes_per_token(const ModelSpec& model, const RunSetup& setup, int64_t layer);
 
 // Eager attention's largest forward moment, per token of one layer: what the layer has saved when
 // its scores are formed (the first norm's output and rstd, q, k and v as the product reads them,
