@@ -85,7 +85,7 @@ int prepare_data_main(int argc, char** argv) {
   }
   FT_CHECK_ARG(args.count("output"), "ftdist prepare-data: --output is required");
   const std::string out = args["output"].as<std::string>();
-  FT_CHECK_ARG(out.size() > 5 && out.substr(out.size() - 5) == ".ftok", "--output: the file name must end in .ftok, got '" << out << "'");
+  FT_CHECK_ARG(out.size() > 5 && data::is_token_file_path(out), "--output: the file name must end in .ftok, got '" << out << "'");
   const std::string train_on = args["train-on"].as<std::string>();
   FT_CHECK_ARG(train_on == "assistant" || train_on == "all", "--train-on: expected assistant or all, got '" << train_on << "'");
   const auto tokenizer = data::load_tokenizer(args["tokenizer"].as<std::string>(), "--tokenizer");

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/suggest.h"
 #include "ftdist/core/mapped_file.h"
 #include "ftdist/core/text_file.h"
 
@@ -38,10 +39,6 @@ T load(const uint8_t* at) {
 template <typename T>
 void store(std::string& out, T v) {
   out.append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Maps `path` read-only; returns its size (0: nothing mapped).

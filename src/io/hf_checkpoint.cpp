@@ -63,7 +63,7 @@ std::vector<std::string> HfCheckpoint::unused_tensors() const {
     if (where_.count(name)) stored_used.insert(where_.at(name).stored);
   std::vector<std::string> out;
   for (const auto& [name, loc] : where_) {
-    const bool rope_buffer = name.size() >= 9 && name.compare(name.size() - 9, 9, ".inv_freq") == 0;
+    const bool rope_buffer = ends_with(name, ".inv_freq");
     const bool tied_copy = spec_.tie_embeddings && name == "lm_head.weight";  // (check_tied_head: equal)
     if (!used.count(name) && !stored_used.count(loc.stored) && !rope_buffer && !tied_copy) out.push_back(name);
   }

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/suggest.h"
 #include "ftdist/core/torch_compat.h"
 
 namespace ftdist::model {
@@ -111,9 +112,7 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 namespace {
 int index_of(const std::vector<plan::ModelSpec::Tensor>& specs, const std::string& suffix) {
   for (size_t i = 0; i < specs.size(); ++i)
-    if (specs[i].name.size() >= suffix.size() &&
-        specs[i].name.compare(specs[i].name.size() - suffix.size(), suffix.size(), suffix) == 0)
-      return int(i);
+    if (ends_with(specs[i].name, suffix)) return int(i);
   return -1;
 }
 }  // namespace

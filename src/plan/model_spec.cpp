@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/suggest.h"
 #include "ftdist/core/json.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/plan/limits.h"
@@ -97,10 +98,6 @@ std::vector<ModelSpec::Unit> ModelSpec::units() const {
 }
 
 namespace {
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Whether tensors[i..] are the parts `parts` of one fused tensor; then `fused` is it (named with the
 // prefix of tensors[i] and `fused_suffix`, rows the sum of the parts' rows).
 bool fuse(const std::vector<ModelSpec::Tensor>& tensors, size_t i, const std::vector<std::string>& parts,

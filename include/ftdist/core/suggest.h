@@ -15,6 +15,11 @@ std::vector<std::string> closest_names(const std::string& name, const std::vecto
 // Lower-cased copy (ASCII).
 std::string to_lower(std::string s);
 
+// Whether `s` ends with `suffix`.
+inline bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 // "a, b or c" — for messages.
 std::string join_or(const std::vector<std::string>& names);
 
