@@ -8,7 +8,6 @@
 // --check fills every input with a closed-form pattern, runs each collective once more and compares
 // every element with the closed-form result (pattern below), counting mismatches on every rank.
 #include <ATen/ATen.h>
-#include <cxxopts.hpp>
 
 #include <chrono>
 #include <cstdio>

@@ -1,6 +1,5 @@
 // ftdist models — the model presets with their exact parameter counts.
 // ftdist gpus   — the GPU catalog.
-#include <cxxopts.hpp>
 
 #include <cstdio>
 

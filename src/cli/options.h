@@ -2,6 +2,9 @@
 // ftdist::Error(BadInput) naming the command, leftover arguments are rejected.
 #pragma once
 
+// Every file of the command line includes cxxopts through here, with one setting: a repeated
+// option's value is taken whole (one --set is one key=value, commas and all), not split at commas.
+#define CXXOPTS_VECTOR_DELIMITER '\0'
 #include <cxxopts.hpp>
 
 #include <string>

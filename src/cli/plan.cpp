@@ -1,5 +1,4 @@
 // ftdist plan — per-rank memory, GPU count and sharding stage, time and cost (issue: planner).
-#include <cxxopts.hpp>
 
 #include <unistd.h>
 

@@ -230,6 +230,9 @@ class Cases:
             r"checkpoint.dir: cannot create directory '/sys/ftdist-red-team' \((?!No such file)[^)]+\)")
         run(self.train("model.config=", f"model.path={not_dir}-missing", f"output.dir={out_dir}"), 2,
             r"model\.path: '.*a-file-missing' is not a directory")
+        # One --set is one key=value: a value's commas are its own (not a second key).
+        comma_dir = os.path.join(self.work, "lr=3e-3,train.steps=5")
+        run(self.train("train.steps=2", f"output.dir={comma_dir}"), 0, r"trained 2 steps: .*metrics in " + re.escape(comma_dir))
         good = os.path.join(self.work, "tamper")
         run(self.train("train.steps=2", "checkpoint.every=2", f"output.dir={good}"), 0, r"trained 2 steps")
         step = open(os.path.join(good, "checkpoints", "latest")).read().strip()
