@@ -322,8 +322,7 @@ void check_known(const toml::table& root, const std::string& path) {
 // training_data.cpp, model_source.cpp, `ftdist report`): names output.metrics may not take.
 constexpr const char* kRunDirEntries[] = {"run_config.json", "memory.json", "report.html", "tb", "checkpoints", "hf", "data"};
 
-// output.metrics is a plain file name in output.dir, none of the run's other entries, and no file
-// the run reads: a path ("../corpus.jsonl") would write the log over whatever it names.
+// output.metrics is a plain file name in output.dir, and none of the run's other entries.
 void check_metrics_name(const RunConfig& c, const std::string& path) {
   const std::string& m = c.metrics;
   FT_CHECK_ARG(!m.empty() && m != "." && m != ".." && m.find('/') == std::string::npos && m.find('\0') == std::string::npos,
@@ -331,18 +330,42 @@ void check_metrics_name(const RunConfig& c, const std::string& path) {
   for (const char* reserved : kRunDirEntries)
     FT_CHECK_ARG(m != reserved, path << " [output]: \"metrics\" = \"" << m << "\" is a name the run itself writes in output.dir; "
                                             "choose another file name");
+}
+
+// What the run writes never lands on what it reads: the metrics log, run_config.json and
+// memory.json are no input; the export it replaces (<output.dir>/hf) holds no input and no
+// checkpoint.dir. Checked on the paths as given (made absolute, symbolic links resolved where they
+// exist) before anything is created.
+void check_outputs_spare_inputs(const RunConfig& c, const std::string& path) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path log = fs::weakly_canonical(fs::absolute(fs::path(c.output_dir) / m, ec), ec);
-  if (ec) return;  // output.dir is checked when it is claimed
-  for (auto [key, input] : {std::pair<const char*, const std::string*>{"data.train", &c.train_data}, {"data.eval", &c.eval_data},
-                            {"data.tokenizer", &c.tokenizer}, {"model.path", &c.model_path}, {"model.config", &c.model_config},
-                            {"checkpoint.dir", &c.checkpoint_dir}}) {
+  auto resolved = [](const std::string& p) {
+    std::error_code ec;
+    const fs::path r = fs::weakly_canonical(fs::absolute(p, ec), ec);
+    return ec ? fs::path(p).lexically_normal() : r;
+  };
+  auto within = [](const fs::path& p, const fs::path& dir) {  // p is dir or below it
+    auto d = dir.begin(), q = p.begin();
+    for (; d != dir.end() && q != p.end(); ++d, ++q)
+      if (*d != *q && !(d->empty() && std::next(d) == dir.end())) return false;
+    return d == dir.end() || (d->empty() && std::next(d) == dir.end());
+  };
+  const fs::path out = resolved(c.output_dir), export_dir = out / "hf";
+  const std::pair<const char*, const std::string*> inputs[] = {
+      {"data.train", &c.train_data}, {"data.eval", &c.eval_data}, {"data.tokenizer", &c.tokenizer},
+      {"model.path", &c.model_path}, {"model.config", &c.model_config}};
+  for (const auto& [key, input] : inputs) {
     if (input->empty()) continue;
-    const fs::path other = fs::weakly_canonical(fs::absolute(*input, ec), ec);
-    FT_CHECK_ARG(ec || other != log, path << " [output]: \"metrics\" would write '" << log.string() << "', which is " << key
-                                           << "; choose another file name");
+    const fs::path p = resolved(*input);
+    for (const std::string& written : {c.metrics, std::string("run_config.json"), std::string("memory.json")})
+      FT_CHECK_ARG(p != out / written, path << ": " << key << " '" << *input << "' is the file the run writes as " << (out / written).string()
+                                            << " (output.dir's " << written << "); move it, or choose another output.dir");
+    FT_CHECK_ARG(!c.export_hf || !within(p, export_dir),
+                 path << ": " << key << " '" << *input << "' is in " << export_dir.string() << ", which output.export replaces at the "
+                      << "end of the run; copy it elsewhere, or choose another output.dir");
   }
+  FT_CHECK_ARG(!c.export_hf || !within(resolved(c.checkpoint_root()), export_dir),
+               path << ": checkpoint.dir '" << c.checkpoint_root() << "' is in " << export_dir.string()
+                    << ", which output.export replaces at the end of the run; choose another checkpoint.dir");
 }
 
 // What one key alone cannot check: keys that go together, and names looked up in catalogs.
@@ -352,6 +375,7 @@ void check_together(RunConfig& c, const std::string& path) {
   FT_CHECK_ARG(!c.train_data.empty(), path << " [data]: \"train\" (a JSONL file) is required");
   FT_CHECK_ARG(!c.output_dir.empty(), path << " [output]: \"dir\" must name the run's directory, got \"\"");
   check_metrics_name(c, path);
+  check_outputs_spare_inputs(c, path);
   FT_CHECK_ARG(c.eval_every == 0 || !c.eval_data.empty(),
                path << " [train]: \"eval_every\" = " << c.eval_every << " needs data.eval (a JSONL or .ftok file to evaluate on); "
                        "set it, or eval_every = 0");

@@ -138,11 +138,9 @@ Trainer::Trainer(const RunConfig& config, comm::Communicator& world)
 void Trainer::claim_directories() {
   if (world_.rank() != 0) return;
   locks_.push_back(std::make_unique<DirLock>(c_.output_dir, "output.dir"));  // (creating its lock file shows it writable)
-  if (c_.saves_checkpoints() || c_.resume) {
-    const std::string root = c_.checkpoint_root();
-    if (root == c_.output_dir + "/checkpoints") check_writable_directory(root, "checkpoint.dir");  // under output.dir's lock
-    else locks_.push_back(std::make_unique<DirLock>(root, "checkpoint.dir"));
-  }
+  // checkpoint.dir has a lock of its own, the default <output.dir>/checkpoints too: another job may
+  // name it as its checkpoint.dir.
+  if (c_.saves_checkpoints() || c_.resume) locks_.push_back(std::make_unique<DirLock>(c_.checkpoint_root(), "checkpoint.dir"));
   if (c_.export_hf) io::check_replaceable_export(c_.output_dir + "/hf", "output.export");
 }
 

@@ -142,6 +142,10 @@ class Cases:
                 time.sleep(0.1)
             run(self.train("train.steps=2", f"output.dir={out_dir}"), 2,
                 rf"output.dir: '{re.escape(out_dir)}' is in use by another ftdist job \(\S+ pid {first.pid}\)")
+            # its default checkpoint.dir (<output.dir>/checkpoints) named by another job's config
+            run(self.train("train.steps=2", "checkpoint.every=1", f"output.dir={out_dir}-other",
+                           f"checkpoint.dir={out_dir}/checkpoints", "checkpoint.resume=true"), 2,
+                rf"checkpoint.dir: '{re.escape(out_dir)}/checkpoints' is in use by another ftdist job \(\S+ pid {first.pid}\)")
             ck = os.path.join(self.work, "shared-ck")
             second = subprocess.Popen(self.train("train.steps=1000000", "checkpoint.every=1000000", f"output.dir={out_dir}-b",
                                                  f"checkpoint.dir={ck}"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

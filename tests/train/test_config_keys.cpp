@@ -105,8 +105,28 @@ TEST(ConfigKeys, TheMetricsLogIsAPlainNameThatNamesNoInput) {
     expect_bad_input([&] { load(std::string("[output]\nmetrics = \"") + reserved + "\"\n"); }, "a name the run itself writes");
   }
   // output.dir = "." with data.train = "x.jsonl" (kMinimal): the log would overwrite the training data.
-  expect_bad_input([&] { load("[output]\ndir = \".\"\nmetrics = \"x.jsonl\"\n"); }, "which is data.train");
+  expect_bad_input([&] { load("[output]\ndir = \".\"\nmetrics = \"x.jsonl\"\n"); },
+                   "m.toml: data.train 'x.jsonl' is the file the run writes as");
   EXPECT_EQ(load("[output]\ndir = \".\"\nmetrics = \"log.jsonl\"\n").metrics, "log.jsonl");
+}
+
+// Nothing the run writes lands on what it reads: run_config.json and memory.json are no input, and
+// the export it replaces holds neither an input nor the checkpoints.
+TEST(ConfigKeys, TheRunsOutputsSpareItsInputs) {
+  const std::string path = write_config("o.toml", kMinimal);
+  auto load = [&](std::vector<std::string> sets) { return train::load_run_config(path, sets); };
+  expect_bad_input([&] { load({"output.dir=/r", "data.train=/r/run_config.json"}); },
+                   "data.train '/r/run_config.json' is the file the run writes as /r/run_config.json");
+  expect_bad_input([&] { load({"output.dir=/r", "data.eval=/r/./memory.json"}); }, "data.eval '/r/./memory.json' is the file the run writes");
+  expect_bad_input([&] { load({"output.dir=/r", "model.preset=", "model.path=/r/hf", "output.export=true"}); },
+                   "model.path '/r/hf' is in /r/hf, which output.export replaces");
+  expect_bad_input([&] { load({"output.dir=/r", "data.tokenizer=/r/hf/tokenizer.model", "output.export=true"}); },
+                   "data.tokenizer '/r/hf/tokenizer.model' is in /r/hf");
+  expect_bad_input([&] { load({"output.dir=/r", "checkpoint.dir=/r/hf/ck", "output.export=true"}); },
+                   "checkpoint.dir '/r/hf/ck' is in /r/hf, which output.export replaces");
+  EXPECT_EQ(load({"output.dir=/r", "model.preset=", "model.path=/r/hf"}).model_path, "/r/hf");  // no export: read only
+  EXPECT_EQ(load({"output.dir=/r", "checkpoint.dir=/r/hf2", "output.export=true"}).checkpoint_dir, "/r/hf2");
+  EXPECT_EQ(load({"output.dir=/r", "data.train=/r/data/x.ftok"}).train_data, "/r/data/x.ftok");  // a tokenized cache: read only
 }
 
 // The learning-rate schedule's errors name the config's keys, not the schedule's fields.
