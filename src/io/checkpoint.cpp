@@ -11,6 +11,7 @@
 #include "ftdist/core/log.h"
 #include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
+#include "ftdist/io/hf_export.h"
 #include "ftdist/plan/run_setup.h"
 
 namespace ftdist::io {
@@ -73,6 +74,19 @@ void check_states(const CheckpointMeta& m, const std::string& origin) {
     FT_CHECK_ARG(hex.size() % 2 == 0 && hex.find_first_not_of("0123456789abcdef") == std::string::npos,
                  origin << ": \"trainer.rng_cpu\" must be hex digits, got \"" << excerpt(hex) << "\"");
   }
+}
+
+// What a checkpoint directory holds besides what a save writes there (meta.json, config.json, the
+// rank files, the tokenizer files).
+std::vector<std::string> foreign_files(const std::string& dir) {
+  const std::vector<std::string>& tokenizer = tokenizer_file_names();
+  std::vector<std::string> out;
+  for (const std::string& n : list_directory(dir)) {
+    const bool ours = n == "meta.json" || n == "config.json" || (n.rfind("rank-", 0) == 0 && ends_with(n, ".safetensors")) ||
+                      std::find(tokenizer.begin(), tokenizer.end(), n) != tokenizer.end();
+    if (!ours) out.push_back(n);
+  }
+  return out;
 }
 
 // Checkpoint directories under root, oldest first (names sort by step).
@@ -257,10 +271,17 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
   for (const std::string& d : step_dirs(root))
     if (is_checkpoint_dir(root + "/" + d)) dirs.push_back(d);
   // A pruned checkpoint is renamed to a temporary first: a save killed while removing it leaves a
-  // .tmp- directory that the next save sweeps, never a step directory without its meta.json.
+  // .tmp- directory that the next save sweeps, never a step directory without its meta.json. One
+  // that holds files ftdist does not write there (notes, an export) is kept, with a warning.
   if (keep > 0)
     for (size_t i = 0; i + size_t(keep) < dirs.size(); ++i) {
       if (dirs[i] == name) continue;
+      const std::vector<std::string> theirs = foreign_files(root + "/" + dirs[i]);
+      if (!theirs.empty()) {
+        FT_LOG_WARN(what << ": kept " << dirs[i] << " beyond checkpoint.keep = " << keep << ": it holds files ftdist did not write ("
+                         << excerpt(join_or(theirs), 200) << ")");
+        continue;
+      }
       const std::string pruned = root + "/.tmp-pruned-" + dirs[i];
       remove_tree(pruned, what);
       FT_CHECK_ARG(std::rename((root + "/" + dirs[i]).c_str(), pruned.c_str()) == 0,

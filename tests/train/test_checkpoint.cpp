@@ -223,14 +223,20 @@ TEST(Damage, ClearErrors) {
     f.train_step({batch(int(step), world->rank(), spec.vocab)}, 1e-2);
     save_step(root, step, f, *world);
   }
+  // A checkpoint holding a file ftdist did not write (the user's notes) is not pruned.
+  if (world->rank() == 0) write_text_file_atomic(root + "/" + io::checkpoint_dir_name(2) + "/notes.txt", "precious", "test");
+  world->barrier();
+  f.train_step({batch(4, world->rank(), spec.vocab)}, 1e-2);
+  save_step(root, 4, f, *world);
   if (world->rank() != 0) return;
-  // keep = 2: step 1 is gone, latest is step 3.
+  // keep = 2: step 1 is gone, step 2 kept for its notes, latest is step 4.
   EXPECT_FALSE(is_directory(root + "/" + io::checkpoint_dir_name(1)));
-  EXPECT_TRUE(is_directory(root + "/" + io::checkpoint_dir_name(2)));
+  EXPECT_TRUE(file_exists(root + "/" + io::checkpoint_dir_name(2) + "/notes.txt"));
+  EXPECT_TRUE(is_directory(root + "/" + io::checkpoint_dir_name(3)));
   for (const std::string& entry : list_directory(root))  // pruning goes through a .tmp- name, swept at the end
     EXPECT_NE(entry.rfind(".tmp-", 0), 0u) << entry << " was left in " << root;
   const std::string dir = io::find_latest_checkpoint(root);
-  EXPECT_EQ(dir, root + "/" + io::checkpoint_dir_name(3));
+  EXPECT_EQ(dir, root + "/" + io::checkpoint_dir_name(4));
   EXPECT_NO_THROW(io::CheckpointReader r(dir));
 
   // A copy to damage in different ways.
@@ -283,11 +289,11 @@ TEST(Damage, ClearErrors) {
     if (world->size() > 1) expect_bad_input([&] { io::CheckpointReader r(d); }, "\"shard_alignment\" 1000 does not keep the 2048-element blocks");
   }
   {
-    // A rank file from another step (step 2's, beside step 3's meta.json): not a blend of two states.
+    // A rank file from another step (step 2's, beside step 4's meta.json): not a blend of two states.
     const std::string d = fresh_copy("mixedsteps");
     const std::string older = root + "/" + io::checkpoint_dir_name(2);
     write_text_file_atomic(d + "/" + last_rank, read_text_file(older + "/" + last_rank, "test"), "test");
-    expect_bad_input([&] { io::CheckpointReader r(d); }, last_rank + ": the file was saved at step 2, meta.json says step 3");
+    expect_bad_input([&] { io::CheckpointReader r(d); }, last_rank + ": the file was saved at step 2, meta.json says step 4");
   }
   if (world->size() > 1) {
     // Two rank files swapped: each records its own name.
