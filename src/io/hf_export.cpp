@@ -99,9 +99,17 @@ void remove_export(const std::string& dir, const std::string& what) {
   remove_tree(dir, what);  // every file in it is ours (checked)
 }
 
+namespace {
+// "out/" is "out" (a shell's completion adds the slash; OUT.tmp must be OUT's sibling, not inside it).
+std::string without_trailing_slashes(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
+}  // namespace
+
 HfExporter::HfExporter(std::string out_dir, const plan::ModelSpec& spec, const std::string& config_text,
                        ExportOptions options)
-    : out_(std::move(out_dir)), tmp_(out_ + ".tmp"), options_(options), units_(spec.units()) {
+    : out_(without_trailing_slashes(std::move(out_dir))), tmp_(out_ + ".tmp"), options_(options), units_(spec.units()) {
   for (auto& unit : units_) unit.tensors = spec.hf_tensors(unit);  // as the files store them (Phi-3 fused)
   lock_ = std::make_unique<OutputLock>(out_, "export");
   FT_CHECK_ARG(at::isFloatingType(options.dtype), "export: the dtype must be floating, got " << dtype_name(options.dtype));

@@ -129,6 +129,12 @@ class Cases:
         run(self.train("train.steps=2", "output.export=true", f"output.dir={out_dir}"), 2,
             r"holds files ftdist did not write \(extra\.bin\)")
         assert os.path.exists(os.path.join(out_dir, "hf", "extra.bin"))
+        # `ftdist export --out DIR/` (a shell's completion adds the slash) writes DIR, not DIR/.tmp inside it.
+        ck_run = os.path.join(self.work, "export-ck")
+        run(self.train("train.steps=2", "checkpoint.every=2", f"output.dir={ck_run}"), 0, r"trained 2 steps")
+        slash = os.path.join(self.work, "export-slash")
+        run([self.ftdist, "export", "--checkpoint", os.path.join(ck_run, "checkpoints"), "--out", slash + "/"], 0, r"exported")
+        assert os.path.exists(os.path.join(slash, "config.json")) and not os.path.exists(slash + ".tmp")
 
     # 6. Two jobs on one directory: the second is refused naming the holder.
     def one_job_per_directory(self):
