@@ -16,6 +16,7 @@
 #include "ftdist/comm/communicator.h"
 #include "ftdist/comm/device_binding.h"
 #include "ftdist/core/check.h"
+#include "ftdist/core/text_file.h"
 #include "ftdist/core/dtype.h"
 #include "ftdist/core/log.h"
 #include "ftdist/data/documents.h"
@@ -69,13 +70,24 @@ void check_args(const cxxopts::ParseResult& args) {
                                                        << args["seq-len"].as<int64_t>());
 }
 
-// --write-model must not write into the model being read.
-void refuse_overwriting(const std::string& out, const io::WeightSource& weights) {
-  auto real = [](const std::string& p) {
-    char buf[PATH_MAX];
-    return ::realpath(p.c_str(), buf) ? std::string(buf) : p;
-  };
-  FT_CHECK_ARG(real(out) != real(weights.dir()), "--write-model: '" << out << "' is the model being read; give another directory");
+std::string real_path(const std::string& p) {
+  char buf[PATH_MAX];
+  return ::realpath(p.c_str(), buf) ? std::string(buf) : p;
+}
+
+// --write-model must not write into the model being read; --dump-logits over no file of the model
+// or the data.
+void refuse_overwriting(const cxxopts::ParseResult& args, const io::WeightSource& weights) {
+  const std::string model = real_path(weights.dir());
+  if (args.count("write-model"))
+    FT_CHECK_ARG(real_path(args["write-model"].as<std::string>()) != model,
+                 "--write-model: '" << args["write-model"].as<std::string>() << "' is the model being read; give another directory");
+  if (args.count("dump-logits")) {
+    const std::string out = args["dump-logits"].as<std::string>(), file = real_path(out);
+    FT_CHECK_ARG(file != real_path(args["data"].as<std::string>()) && directory_of(file) != model && file != model,
+                 "--dump-logits: '" << out << "' is " << (directory_of(file) == model || file == model ? "in the model being read" : "the --data file")
+                                    << "; give another file");
+  }
 }
 
 // The loaded weights as a Hugging Face directory, tensors as Transformers stores them (Phi-3's q/k/v
@@ -104,7 +116,7 @@ int eval_main(int argc, char** argv) {
   if (print_help_if_asked(options, args)) return 0;
   check_args(args);
   std::unique_ptr<io::WeightSource> weights = io::open_weights(args["model"].as<std::string>());
-  if (args.count("write-model")) refuse_overwriting(args["write-model"].as<std::string>(), *weights);
+  refuse_overwriting(args, *weights);
   const plan::ModelSpec& spec = weights->spec();
   std::string dtype_arg = args["dtype"].as<std::string>();
   at::ScalarType dtype = dtype_arg == "auto" ? weights->stored_dtype() : dtype_from_name(dtype_arg, "--dtype");

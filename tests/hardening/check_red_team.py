@@ -240,6 +240,16 @@ class Cases:
             r"checkpoint.dir: cannot create directory '/sys/ftdist-red-team' \((?!No such file)[^)]+\)")
         run(self.train("model.config=", f"model.path={not_dir}-missing", f"output.dir={out_dir}"), 2,
             r"model\.path: '.*a-file-missing' is not a directory")
+        # eval --dump-logits writes over neither the model nor the data.
+        model = os.path.join(self.work, "dump-model")
+        shutil.copytree(TINY_LLAMA, model)
+        data = os.path.join(self.work, "dump-data.jsonl")
+        shutil.copy(os.path.join(TINY_LLAMA, "tokens.jsonl"), data)
+        weights = open(os.path.join(model, "model.safetensors"), "rb").read()
+        run([self.ftdist, "eval", "--model", model, "--data", data, "--dump-logits", os.path.join(model, "model.safetensors")], 2,
+            r"--dump-logits: '.*model\.safetensors' is in the model being read")
+        run([self.ftdist, "eval", "--model", model, "--data", data, "--dump-logits", data], 2, r"--dump-logits: '.*' is the --data file")
+        assert open(os.path.join(model, "model.safetensors"), "rb").read() == weights
         # One --set is one key=value: a value's commas are its own (not a second key).
         comma_dir = os.path.join(self.work, "lr=3e-3,train.steps=5")
         run(self.train("train.steps=2", f"output.dir={comma_dir}"), 0, r"trained 2 steps: .*metrics in " + re.escape(comma_dir))
