@@ -194,6 +194,19 @@ void FitCheck::check_host(uint64_t available, int ranks_per_node) const {
   FT_CHECK(false, ErrorKind::DoesNotFit, os.str());
 }
 
+void FitCheck::check_step_inputs(uint64_t available, int ranks_per_node) const {
+  if (available == 0) return;
+  const double per_rank = double(global_batch / world) * double(setup.seq_len) * 3 * sizeof(int64_t);
+  const double node = per_rank * double(ranks_per_node);
+  if (node <= 0.5 * double(available)) return;
+  std::ostringstream os;
+  os << "host memory: train.global_batch = " << global_batch << " makes each rank build " << global_batch / world << " sequences of "
+     << setup.seq_len << " tokens per step (ids, labels and positions: " << format_bytes(per_rank) << ", "
+     << format_bytes(node) << " for the " << ranks_per_node << " rank(s) on this node), more than half of the "
+     << format_bytes(double(available)) << " available (MemAvailable); lower train.global_batch";
+  FT_CHECK(false, ErrorKind::DoesNotFit, os.str());
+}
+
 void FitCheck::run(const std::string& phase, const std::function<void()>& fn) const {
   fsdp::CategoryScope::clear_failure();
   try {

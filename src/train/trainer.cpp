@@ -127,6 +127,9 @@ Trainer::Trainer(const RunConfig& config, comm::Communicator& world)
   // The data before the model (a bad token file stops the run before the model loads): mapped, not read.
   data_.emplace(open_training_data(c_, src_.spec.vocab, world));
   sampler_.emplace(data_->train.num_samples(), c_.seed);
+  if (run_.global_batch > data_->train.num_samples() && world.rank() == 0)
+    FT_LOG_WARN("train.global_batch (" << run_.global_batch << ") exceeds the " << data_->train.num_samples()
+                << " samples of data.train: each step sees the data set more than once");
   load();
   probe();
 }
@@ -154,6 +157,7 @@ void Trainer::check_fit_before_loading() {
   at::Tensor least = at::full({1}, -int64_t(mem_available_bytes()), at::kLong);
   world_.all_reduce(least, comm::ReduceOp::Max);
   fit_->check_host(uint64_t(-least.item<int64_t>()), run_.ranks_per_node);
+  fit_->check_step_inputs(uint64_t(-least.item<int64_t>()), run_.ranks_per_node);
   if (!run_.gpu()) counter_.set_limit(int64_t(run_.budget.bytes));  // on CPU the budget is enforced like a device's capacity
 }
 

@@ -52,6 +52,10 @@ class Cases:
 
     # 1. Absurd sizes: errors naming the key and its range, not SIGABRT.
     def absurd_sizes(self):
+        # A global batch whose step inputs alone outgrow host memory: exit 3 before loading, not swap.
+        out_dir = os.path.join(self.work, "huge-batch")
+        run(self.train("train.steps=2", "train.global_batch=2000000000", f"output.dir={out_dir}"), 3,
+            r"host memory: train\.global_batch = 2000000000 makes each rank build .* lower train\.global_batch")
         big = write_config(os.path.join(self.work, "vocab1e12.json"), vocab_size=10**12)
         run([self.ftdist, "plan", "--model-config", big, "--gpu", "a100-80gb", "--examples", "10"], 2,
             r"vocab_size \(1000000000000\) is beyond what ftdist models \(1\.\.16777216\)")

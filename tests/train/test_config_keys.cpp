@@ -140,6 +140,15 @@ TEST(ConfigKeys, ScheduleErrorsNameTheKeys) {
   EXPECT_EQ(train::load_run_config(path, {"train.steps=7", "train.warmup_steps=20", "train.schedule=constant"}).steps, 7);
 }
 
+// A key's value has its own type: no integer reads as true or false, no float as an integer.
+TEST(ConfigKeys, ValuesDoNotConvertBetweenTypes) {
+  const std::string path = write_config("t.toml", kMinimal);
+  expect_bad_input([&] { train::load_run_config(path, {"output.export=1"}); }, "t.toml [output]: \"export\" must be true or false");
+  expect_bad_input([&] { train::load_run_config(path, {"checkpoint.resume=0"}); }, "\"resume\" must be true or false");
+  expect_bad_input([&] { train::load_run_config(path, {"train.steps=2.0"}); }, "t.toml [train]: \"steps\" must be an integer");
+  EXPECT_EQ(train::load_run_config(path, {"train.lr=1"}).lr, 1.0);  // an integer is a number
+}
+
 // Evaluation asked for without data to evaluate on is an error, not a run without eval_loss.
 TEST(ConfigKeys, EvalEveryNeedsEvalData) {
   const std::string path = write_config("e.toml", kMinimal);

@@ -23,7 +23,7 @@ std::optional<T> toml_value(const toml::node& node) {
     if (auto v = node.value<double>()) return *v;  // integers convert too
     return std::nullopt;
   } else {
-    return node.value<T>();
+    return node.value_exact<T>();  // no other type converts: 1 is not true, 2.0 is not an integer
   }
 }
 template <typename T> const char* toml_type_name() {

@@ -71,6 +71,10 @@ struct FitCheck {
   // this node while loading (plan::estimate_host_memory) exceeds `available` (the node's
   // MemAvailable; 0: unknown, nothing checked). On a CPU run the device check is the host check.
   void check_host(uint64_t available, int ranks_per_node) const;
+  // Before loading: Error(DoesNotFit) when a step's inputs, which each rank builds whole before the
+  // step (token ids, labels and position ids, int64, for global_batch / world sequences), take more
+  // than half of `available` (the node's MemAvailable, for its ranks; 0: unknown, nothing checked).
+  void check_step_inputs(uint64_t available, int ranks_per_node) const;
   // Runs `fn`; a c10::OutOfMemoryError inside it becomes Error(DoesNotFit) naming `phase`, the
   // category being allocated, the planned bytes of that category and in total, the budget, and
   // the planner's recommendation.
