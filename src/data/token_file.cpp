@@ -386,7 +386,7 @@ std::vector<Document> read_token_file(const std::string& path, int64_t vocab) {
   return docs;
 }
 
-bool is_token_file_path(const std::string& path) { return ends_with(path, ".ftok"); }
+bool is_token_file_path(const std::string& path) { return ends_with(to_lower(path), ".ftok"); }
 
 std::vector<Document> read_documents(const std::string& path, int64_t vocab, const std::string& what,
                                      const Tokenizer* tokenizer) {

@@ -303,6 +303,16 @@ void check_known(const toml::table& root, const std::string& path) {
   const std::vector<std::string> sections = section_names();
   for (const auto& [section, node] : root) {
     const std::string s(section.str());
+    if (!node.is_table()) {  // a key before any [section]: name the section it belongs to
+      std::string owner;
+      for (const std::string& sec : sections) {
+        const std::vector<std::string> names = key_names(sec);
+        if (owner.empty() && std::find(names.begin(), names.end(), s) != names.end()) owner = sec;
+      }
+      FT_CHECK_ARG(false, path << ": \"" << s << "\" is outside any [section]; keys go under their section"
+                               << (owner.empty() ? std::string(" (sections: ") + join_or(sections) + ")"
+                                                 : ": [" + owner + "] " + s + " = ..."));
+    }
     const auto close = closest_names(s, sections);
     FT_CHECK_ARG(std::find(sections.begin(), sections.end(), s) != sections.end(),
                  path << ": unknown section [" << s << "]" << (close.empty() ? "" : "; did you mean [" + close[0] + "]?"));

@@ -349,6 +349,14 @@ TEST(TokenFile, MovesAndReleasesPages) {
   EXPECT_EQ(a.doc_size(0), 3);
 }
 
+// A token file is named by its suffix, in any case (data.train = "DATA.FTOK" is not read as JSONL).
+TEST(TokenFile, TheSuffixNamesATokenFileInAnyCase) {
+  EXPECT_TRUE(data::is_token_file_path("d/train.ftok"));
+  EXPECT_TRUE(data::is_token_file_path("d/TRAIN.FTOK"));
+  EXPECT_FALSE(data::is_token_file_path("d/train.jsonl"));
+  EXPECT_FALSE(data::is_token_file_path("ftok"));
+}
+
 // The prediction targets of a range: masked tokens and each document's first token do not count.
 TEST(TokenFile, TrainedTargetsLeaveOutMaskedAndFirstTokens) {
   const std::string dir = fresh_dir("targets");

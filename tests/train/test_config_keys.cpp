@@ -149,6 +149,12 @@ TEST(ConfigKeys, ValuesDoNotConvertBetweenTypes) {
   EXPECT_EQ(train::load_run_config(path, {"train.lr=1"}).lr, 1.0);  // an integer is a number
 }
 
+// A key written before any [section] is named with the section it belongs in.
+TEST(ConfigKeys, AKeyOutsideASectionNamesItsSection) {
+  expect_bad_input([] { train::load_run_config(write_config("top.toml", std::string("steps = 5\n") + kMinimal), {}); },
+                   "top.toml: \"steps\" is outside any [section]; keys go under their section: [train] steps = ...");
+}
+
 // Evaluation asked for without data to evaluate on is an error, not a run without eval_loss.
 TEST(ConfigKeys, EvalEveryNeedsEvalData) {
   const std::string path = write_config("e.toml", kMinimal);
