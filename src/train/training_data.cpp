@@ -109,7 +109,16 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
   check_every_token(*file, what, world);
   // (data.packing = "auto" is decided with the rest of the run: train::resolve_run())
   const data::Packing packing = data::packing_from_name(c.packing, c.origin + " [data] packing");
-  data::PackedSamples samples(file, c.seq_len, packing, data::long_examples_from_name(c.long_examples, c.origin + " [data] long_examples"));
+  const data::LongExamples long_examples = data::long_examples_from_name(c.long_examples, c.origin + " [data] long_examples");
+  std::optional<data::PackedSamples> made;
+  try {
+    made.emplace(file, c.seq_len, packing, long_examples);
+  } catch (const Error& e) {  // named by the key and the file the user gave, not only the tokenized cache
+    std::string why = e.message();
+    if (why.rfind(ftok + ": ", 0) == 0) why = why.substr(ftok.size() + 2);
+    FT_CHECK_ARG(false, what << ": " << path << (ftok != path ? " (tokenized into " + ftok + ")" : std::string()) << ": " << why);
+  }
+  data::PackedSamples samples = std::move(*made);
   if (packing == data::Packing::Documents)
     FT_LOG_INFO(what << ": " << samples.stats().describe(file->num_documents(), c.seq_len));
   return samples;

@@ -317,6 +317,11 @@ class Cases:
         assert not os.path.exists(os.path.join(out_dir, "metrics.jsonl")), "it trained before refusing"
         run(self.train("train.steps=3", "data.seq_len=16", f"data.eval={silent}", f"output.dir={out_dir}"), 2,
             r"data\.eval: .*silent\.ftok has no token to train on")
+        # Too little data is named by the key and the file given (the tokenized cache beside it).
+        short = os.path.join(self.work, "short.jsonl")
+        open(short, "w").write('{"text": "hi"}\n')
+        run(self.train("train.steps=3", f"data.eval={short}", f"output.dir={out_dir}"), 2,
+            r"data\.eval: " + re.escape(short) + r" \(tokenized into .*\.ftok\): the data holds fewer than seq_len = 64 tokens")
         odd = ftok("odd-mask.ftok", docs, [[1] * 40 for _ in docs[:-1]] + [[1] * 39 + [7]])
         run(self.train("train.steps=3", "data.seq_len=16", f"data.train={odd}", f"output.dir={out_dir}"), 2,
             r"bad input error: \S*odd-mask\.ftok: document 19, token 39: the loss mask byte is 7 \(0 or 1 expected\)")
