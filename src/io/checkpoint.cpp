@@ -254,15 +254,21 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
   const std::string name = checkpoint_dir_name(meta.step);
   const std::string final_dir = root + "/" + name;
   // An older save of the same step (a run resumed from before it) is moved aside first, and
-  // removed below with the other temporaries.
-  if (is_directory(final_dir)) {
-    const std::string aside = root + "/.tmp-replaced-" + name;
+  // removed below with the other temporaries; files a save does not write (the user's) move into
+  // the new save.
+  const std::string aside = root + "/.tmp-replaced-" + name;
+  const bool replaces = is_directory(final_dir);
+  if (replaces) {
     remove_tree(aside, what);
     FT_CHECK_ARG(std::rename(final_dir.c_str(), aside.c_str()) == 0,
                  what << ": cannot move '" << final_dir << "' aside (" << std::strerror(errno) << ")");
   }
   FT_CHECK_ARG(std::rename(tmp.c_str(), final_dir.c_str()) == 0,
                what << ": cannot rename '" << tmp << "' to '" << final_dir << "' (" << std::strerror(errno) << ")");
+  if (replaces)
+    for (const std::string& f : foreign_files(aside))
+      FT_CHECK_ARG(std::rename((aside + "/" + f).c_str(), (final_dir + "/" + f).c_str()) == 0,
+                   what << ": cannot keep '" << f << "' of the replaced " << name << " (" << std::strerror(errno) << ")");
   fsync_directory(root, what);
   write_text_file_atomic(root + "/latest", name + "\n", what);
   fsync_directory(root, what);

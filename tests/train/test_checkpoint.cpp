@@ -228,7 +228,12 @@ TEST(Damage, ClearErrors) {
   world->barrier();
   f.train_step({batch(4, world->rank(), spec.vocab)}, 1e-2);
   save_step(root, 4, f, *world);
+  // Saving step 4 again (a run resumed from before it) keeps the notes written into the first save.
+  if (world->rank() == 0) write_text_file_atomic(root + "/" + io::checkpoint_dir_name(4) + "/notes.txt", "step 4", "test");
+  world->barrier();
+  save_step(root, 4, f, *world);
   if (world->rank() != 0) return;
+  EXPECT_EQ(read_text_file(root + "/" + io::checkpoint_dir_name(4) + "/notes.txt", "test"), "step 4");
   // keep = 2: step 1 is gone, step 2 kept for its notes, latest is step 4.
   EXPECT_FALSE(is_directory(root + "/" + io::checkpoint_dir_name(1)));
   EXPECT_TRUE(file_exists(root + "/" + io::checkpoint_dir_name(2) + "/notes.txt"));
