@@ -155,9 +155,8 @@ double qk_norm_bytes(const ModelSpec& m, double c) {
 }
 // Per token: k and v repeated to every query head, beyond their own.
 double expanded_kv_bytes(const ModelSpec& m, double c) { return 2.0 * c * double(m.q_dim() - m.kv_dim()); }
-}  // namespace
-
-double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
+// A layer's bytes per token; `uses_window`: it attends through the model's sliding window.
+double layer_bytes_per_token(const ModelSpec& m, const RunSetup& s, bool uses_window) {
   const double c = compute_bytes(s.precision);
   double bytes = c * (4.0 * m.hidden + 2.0 * m.q_dim() + 2.0 * m.kv_dim() + 4.0 * m.intermediate) + 8.0 + qk_norm_bytes(m, c);
   const double expanded_kv = expanded_kv_bytes(m, c);
@@ -165,26 +164,18 @@ double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) {
     bytes += (4.0 + (c == 2 ? 2.0 : 0.0)) * m.heads * double(s.seq_len) + expanded_kv;
   } else {
     bytes += 4.0 * m.heads;
-    const bool windowed = m.sliding_window > 0 && s.seq_len > m.sliding_window;
+    const bool windowed = uses_window && m.sliding_window > 0 && s.seq_len > m.sliding_window;
     const bool fp32_on_gpu = s.precision == Precision::Fp32 && !s.host_device;
     if (windowed || fp32_on_gpu || s.packed_documents) bytes += expanded_kv;  // (a mask: k/v expanded)
   }
   return bytes;
 }
-
-namespace {
-// A layer of `m` that does not use its sliding window.
-double plain_layer_bytes_per_token(const ModelSpec& m, const RunSetup& s) {
-  if (m.sliding_window <= 0) return activation_bytes_per_token_layer(m, s);
-  ModelSpec plain = m;
-  plain.sliding_window = 0;
-  plain.window_layers.clear();
-  return activation_bytes_per_token_layer(plain, s);
-}
 }  // namespace
 
+double activation_bytes_per_token_layer(const ModelSpec& m, const RunSetup& s) { return layer_bytes_per_token(m, s, true); }
+
 double layer_activation_bytes_per_token(const ModelSpec& m, const RunSetup& s, int64_t layer) {
-  return m.layer_uses_window(layer) ? activation_bytes_per_token_layer(m, s) : plain_layer_bytes_per_token(m, s);
+  return layer_bytes_per_token(m, s, m.layer_uses_window(layer));
 }
 
 double eager_attention_forward_bytes_per_token(const ModelSpec& m, const RunSetup& s, bool checkpointed) {
@@ -225,9 +216,8 @@ double saved_activation_bytes(const ModelSpec& m, const RunSetup& s) {
   const double c = compute_bytes(s.precision);
   const double root = 2.0 * c * m.hidden;  // final norm input and output (lm_head's input)
   double layers = 0;  // checkpointed layers keep their input only
-  const double windowed = activation_bytes_per_token_layer(m, s), plain = plain_layer_bytes_per_token(m, s);
   for (int64_t i = 0; i < m.layers; ++i)
-    layers += s.activation_checkpointing.covers(i, m.layers) ? c * m.hidden : m.layer_uses_window(i) ? windowed : plain;
+    layers += s.activation_checkpointing.covers(i, m.layers) ? c * m.hidden : layer_activation_bytes_per_token(m, s, i);
   return tokens * (layers + root);
 }
 
