@@ -354,10 +354,8 @@ void check_outputs_spare_inputs(const RunConfig& c, const std::string& path) {
     return ec ? fs::path(p).lexically_normal() : r;
   };
   auto within = [](const fs::path& p, const fs::path& dir) {  // p is dir or below it
-    auto d = dir.begin(), q = p.begin();
-    for (; d != dir.end() && q != p.end(); ++d, ++q)
-      if (*d != *q && !(d->empty() && std::next(d) == dir.end())) return false;
-    return d == dir.end() || (d->empty() && std::next(d) == dir.end());
+    const fs::path rel = p.lexically_relative(dir);
+    return !rel.empty() && *rel.begin() != "..";
   };
   const fs::path out = resolved(c.output_dir), export_dir = out / "hf";
   const std::pair<const char*, const std::string*> inputs[] = {
