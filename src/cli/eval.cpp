@@ -84,9 +84,8 @@ void refuse_overwriting(const cxxopts::ParseResult& args, const io::WeightSource
                  "--write-model: '" << args["write-model"].as<std::string>() << "' is the model being read; give another directory");
   if (args.count("dump-logits")) {
     const std::string out = args["dump-logits"].as<std::string>(), file = real_path(out);
-    FT_CHECK_ARG(file != real_path(args["data"].as<std::string>()) && directory_of(file) != model && file != model,
-                 "--dump-logits: '" << out << "' is " << (directory_of(file) == model || file == model ? "in the model being read" : "the --data file")
-                                    << "; give another file");
+    FT_CHECK_ARG(file != model && directory_of(file) != model, "--dump-logits: '" << out << "' is in the model being read; give another file");
+    FT_CHECK_ARG(file != real_path(args["data"].as<std::string>()), "--dump-logits: '" << out << "' is the --data file; give another file");
   }
 }
 

@@ -218,8 +218,7 @@ void HfExporter::finish() {
 // Where the file system cannot exchange, the previous export moves to OUT.old first.
 void HfExporter::replace_previous() {
   if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, out_.c_str(), RENAME_EXCHANGE) == 0) {
-    finished_ = true;  // OUT is the new export; what remains in OUT.tmp is the old one
-    remove_tree(tmp_, "export");
+    remove_tree(tmp_, "export");  // OUT is the new export; what remains in OUT.tmp is the old one
     return;
   }
   const std::string old = out_ + ".old";
@@ -231,7 +230,6 @@ void HfExporter::replace_previous() {
     std::rename(old.c_str(), out_.c_str());  // put the previous export back
     FT_CHECK_ARG(false, "export: cannot rename '" << tmp_ << "' to '" << out_ << "' (" << std::strerror(err) << ")");
   }
-  finished_ = true;
   remove_export(old, "export");
 }
 

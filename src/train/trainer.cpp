@@ -156,8 +156,9 @@ void Trainer::check_fit_before_loading() {
   fit_->check_plan();
   at::Tensor least = at::full({1}, -int64_t(mem_available_bytes()), at::kLong);
   world_.all_reduce(least, comm::ReduceOp::Max);
-  fit_->check_host(uint64_t(-least.item<int64_t>()), run_.ranks_per_node);
-  fit_->check_step_inputs(uint64_t(-least.item<int64_t>()), run_.ranks_per_node);
+  const uint64_t available = uint64_t(-least.item<int64_t>());
+  fit_->check_host(available, run_.ranks_per_node);
+  fit_->check_step_inputs(available, run_.ranks_per_node);
   if (!run_.gpu()) counter_.set_limit(int64_t(run_.budget.bytes));  // on CPU the budget is enforced like a device's capacity
 }
 
@@ -388,7 +389,7 @@ void Trainer::finish() {
 // every rank (exit 2) before anything is loaded; the rank that differs names the keys.
 static void check_same_config_on_every_rank(const RunConfig& config, comm::Communicator& world) {
   if (world.size() == 1) return;
-  nlohmann::ordered_json mine = run_config_json(config);
+  const nlohmann::ordered_json mine = run_config_json(config);
   const std::string text = mine.dump();
   at::Tensor length = at::full({1}, int64_t(text.size()), at::kLong);
   world.broadcast(length, 0);
