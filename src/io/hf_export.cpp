@@ -20,9 +20,12 @@
 namespace ftdist::io {
 namespace {
 
-// The config with its dtype set to the exported one (Transformers' default load dtype).
+// The config with its dtype set to the exported one (Transformers' default load dtype), and without
+// "auto_map": the export holds the native architecture ftdist computed (and checked against
+// Transformers' own code), not a model directory's custom code, whose .py files it does not carry.
 std::string config_with_dtype(const std::string& text, at::ScalarType dtype) {
   nlohmann::ordered_json j = parse_ordered_json(text, "config.json");
+  j.erase("auto_map");
   const char* name = hf_dtype_name(dtype);
   if (j.contains("dtype")) j["dtype"] = name;
   if (j.contains("torch_dtype") || !j.contains("dtype")) j["torch_dtype"] = name;
@@ -38,8 +41,10 @@ std::string hf_shard_file_name(int f, int n) {
 }
 
 const std::vector<std::string>& tokenizer_file_names() {
-  static const std::vector<std::string> names = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-                                                 "special_tokens_map.json", "generation_config.json"};
+  static const std::vector<std::string> names = {
+      "tokenizer.json",      "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+      "added_tokens.json",   "vocab.json",      "merges.txt",            "vocab.txt",
+      "chat_template.jinja", "chat_template.json", "generation_config.json"};
   return names;
 }
 

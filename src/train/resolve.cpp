@@ -16,24 +16,31 @@ namespace ftdist::train {
 
 namespace {
 // data.packing = "auto": whole examples for data with a loss mask (a masked .ftok; JSONL whose first
-// line is prompt/completion, chat messages, or input_ids with labels that mask a token, as the .ftok
-// made of it is masked), a stream for plain text.
+// line is prompt/completion or chat messages, or input_ids data where any line's labels mask a token,
+// as the .ftok made of it is masked), a stream for plain text. Input_ids lines are scanned on past
+// the first, parsing only those that hold "-100", until one masks a token.
 std::string resolved_packing(const RunConfig& c) {
   if (c.packing != "auto") return c.packing;
   if (data::is_token_file_path(c.train_data))
     return data::TokenFile(c.train_data, std::numeric_limits<int32_t>::max()).masked() ? "documents" : "stream";
   std::ifstream in(c.train_data);
   std::string line;
+  bool token_ids = false;  // the first line was input_ids: later lines may still mask
   while (std::getline(in, line)) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (token_ids && line.find("-100") == std::string::npos) continue;
     const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (!j.is_object()) return "stream";  // (opening the data names the line)
     const auto labels = j.find("labels");
-    const bool masks = labels != j.end() && labels->is_array() &&
-                       std::any_of(labels->begin(), labels->end(), [](const nlohmann::json& v) { return v == -100; });
-    return j.contains("prompt") || j.contains("messages") || masks ? "documents" : "stream";
+    if (labels != j.end() && labels->is_array() &&
+        std::any_of(labels->begin(), labels->end(), [](const nlohmann::json& v) { return v == -100; }))
+      return "documents";
+    if (token_ids) continue;
+    if (j.contains("prompt") || j.contains("messages")) return "documents";
+    if (!j.contains("input_ids")) return "stream";
+    token_ids = true;
   }
-  return "stream";  // (missing or empty: opening the data says so)
+  return "stream";  // (missing, empty, or input_ids that mask nothing: opening the data says so)
 }
 }  // namespace
 

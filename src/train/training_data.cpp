@@ -121,6 +121,9 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
   data::PackedSamples samples = std::move(*made);
   if (packing == data::Packing::Documents)
     FT_LOG_INFO(what << ": " << samples.stats().describe(file->num_documents(), c.seq_len));
+  else
+    FT_LOG_INFO(what << ": " << file->num_documents() << " documents joined into one stream, cut into "
+                     << samples.num_samples() << " sequences of " << c.seq_len << " tokens (data.packing = stream)");
   return samples;
 }
 

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "../comm/mpi_world.h"
 #include "../expect_error.h"
 #include "../model/tiny_model.h"
@@ -327,21 +329,32 @@ TEST(Export, ShardsAndIndex) {
   f.train_step({batch(0, world->rank(), spec.vocab)}, 1e-2);
   // Tokenizer files of the model's directory travel into the checkpoint and on into the export.
   const std::string tok_dir = root + "/model";
+  const std::vector<std::string> tokenizer = {"tokenizer.json", "vocab.json", "merges.txt", "added_tokens.json",
+                                              "chat_template.jinja"};
   if (world->rank() == 0) {
     make_directories(tok_dir, "test");
-    write_text_file_atomic(tok_dir + "/tokenizer.json", "{\"version\": \"1.0\"}", "test");
+    for (const std::string& name : tokenizer) write_text_file_atomic(tok_dir + "/" + name, "{\"of\": \"" + name + "\"}", "test");
   }
   world->barrier();
   save_step(root, 1, f, *world, tok_dir);
   States s = gather_all(f);
   if (world->rank() != 0) return;
-  io::CheckpointReader ckpt(io::find_latest_checkpoint(root));
-  EXPECT_TRUE(file_exists(ckpt.dir() + "/tokenizer.json"));
+  const std::string step_dir = io::find_latest_checkpoint(root);
+  // A model directory's custom code (auto_map) is not exported: the export is the native architecture.
+  nlohmann::ordered_json config = nlohmann::ordered_json::parse(read_text_file(step_dir + "/config.json", "test"));
+  config["auto_map"] = {{"AutoConfig", "configuration_custom.CustomConfig"}};
+  write_text_file_atomic(step_dir + "/config.json", config.dump(2), "test");
+  io::CheckpointReader ckpt(step_dir);
+  for (const std::string& name : tokenizer) EXPECT_TRUE(file_exists(ckpt.dir() + "/" + name)) << name;
   for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
     const std::string out = root + "/hf-" + std::string(c10::toString(dt));
     io::export_checkpoint(ckpt, out, {dt, 4000});  // small files: several shards
     EXPECT_FALSE(is_directory(out + ".tmp"));
-    EXPECT_EQ(read_text_file(out + "/tokenizer.json", "test"), "{\"version\": \"1.0\"}");
+    for (const std::string& name : tokenizer)
+      EXPECT_EQ(read_text_file(out + "/" + name, "test"), "{\"of\": \"" + name + "\"}") << name;
+    const nlohmann::json exported = nlohmann::json::parse(read_text_file(out + "/config.json", "test"));
+    EXPECT_FALSE(exported.contains("auto_map"));
+    EXPECT_EQ(exported.value("model_type", ""), config.value("model_type", "?"));
     io::HfCheckpoint hf(out);
     int files = 0;
     for (const std::string& name : list_directory(out)) files += name.find("-of-") != std::string::npos;

@@ -235,4 +235,12 @@ TEST(Packing, AutoDecidesAJsonlAsItsTokenFile) {
   EXPECT_EQ(resolved("auto_labels.jsonl", R"({"input_ids": [1, 2, 3], "labels": [1, 2, 3]})"), "stream");
   EXPECT_EQ(resolved("auto_masked.jsonl", R"({"input_ids": [1, 2, 3], "labels": [-100, 2, 3]})"), "documents");
   EXPECT_EQ(resolved("auto_prompt.jsonl", R"({"prompt": "question", "completion": "answer"})"), "documents");
+  // a mask on any line counts, not only on the first (pre-tokenized data where some examples have
+  // no prompt, so no labels)
+  EXPECT_EQ(resolved("auto_masked_later.jsonl",
+                     "{\"input_ids\": [1, 2, 3]}\n\n{\"input_ids\": [4, 5], \"labels\": [4, 5]}\n"
+                     "{\"input_ids\": [6, 7, 8], \"labels\": [-100, 7, 8]}"),
+            "documents");
+  EXPECT_EQ(resolved("auto_ids_many.jsonl", "{\"input_ids\": [1, 2, 3]}\n{\"input_ids\": [4, 5], \"labels\": [4, 5]}"),
+            "stream");
 }

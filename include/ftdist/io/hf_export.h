@@ -40,7 +40,10 @@ struct ExportOptions {
   bool replace = false;
 };
 
-// The tokenizer files a Hugging Face directory may carry, copied along by exports and checkpoints.
+// The tokenizer files a Hugging Face directory may carry (the tokenizer in its fast, SentencePiece or
+// BPE vocab/merges form, its configuration and added tokens, the chat template as Transformers saves
+// it since it left tokenizer_config.json, and generation_config.json), copied along by exports and
+// checkpoints.
 const std::vector<std::string>& tokenizer_file_names();
 // Copies those of tokenizer_file_names() that exist in `from` into `to`; returns how many.
 int copy_tokenizer_files(const std::string& from, const std::string& to);
