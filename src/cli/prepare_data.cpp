@@ -94,7 +94,7 @@ int prepare_data_main(int argc, char** argv) {
   std::unique_ptr<ProgressBar> bar;
   data::TokenFileWriter writer(out, vocab);
   const size_t docs = data::for_each_jsonl_document(
-      input, vocab, "--input", tokenizer.get(), [&](data::Document&& d) { writer.add(d); },
+      input, vocab, "--input", tokenizer.get(), [&](data::Document&& d) { writer.add(d, input); },
       [&](uint64_t done, uint64_t total, size_t n) {
         if (!bar) bar = std::make_unique<ProgressBar>("reading " + input, total, "B");
         bar->update(done, std::to_string(n) + " documents");

@@ -2,6 +2,7 @@
 #include "ftdist/data/chat_format.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/json.h"
@@ -35,17 +36,35 @@ std::string template_text(const json& t, const std::string& where) {
   return "";
 }
 
+// Where `part` stops being the beginning of `whole`: "\"<part's text>\" at byte N, against \"<whole's>\" in".
+std::string first_difference(const std::string& part, const std::string& whole) {
+  const size_t n = std::min(part.size(), whole.size());
+  size_t at = 0;
+  while (at < n && part[at] == whole[at]) ++at;
+  return "\"" + excerpt(part.substr(at, 40)) + "\" at byte " + std::to_string(at) + ", against \"" +
+         excerpt(whole.substr(at, 40)) + "\" in";
+}
+
 }  // namespace
+
+std::string chat_template_file_of(const std::string& config_path) {
+  return directory_of(config_path) + "/chat_template.jinja";
+}
 
 std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, const Tokenizer& tok) {
   const json config = json::parse(read_text_file(config_path, "tokenizer_config.json"), nullptr, false);
   FT_CHECK_ARG(!config.is_discarded() && config.is_object(), config_path << ": not a JSON object");
-  if (!config.contains("chat_template") || config["chat_template"].is_null()) return nullptr;
-  const std::string origin = config_path + " chat_template";
+  // chat_template.jinja beside the config wins over its "chat_template", as in Transformers, which
+  // saves the template there.
+  const std::string jinja = chat_template_file_of(config_path);
+  const bool in_file = file_exists(jinja);
+  if (!in_file && (!config.contains("chat_template") || config["chat_template"].is_null())) return nullptr;
   auto chat = std::make_shared<ChatFormat>();
   chat->origin = config_path;
   try {
-    chat->tmpl = std::make_shared<const ChatTemplate>(template_text(config["chat_template"], config_path), origin);
+    chat->tmpl = in_file ? std::make_shared<const ChatTemplate>(read_text_file(jinja, "chat template"), jinja)
+                         : std::make_shared<const ChatTemplate>(template_text(config["chat_template"], config_path),
+                                                                config_path + " chat_template");
   } catch (const Error& e) {
     chat->error = e.message();
   }
@@ -64,20 +83,23 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
       } catch (const std::exception&) {
         FT_CHECK_ARG(false, config_path << ": added_tokens_decoder key '" << it.key() << "' is not a token id");
       }
-      FT_CHECK_ARG(id >= 0 && id < tok.vocab_size(), config_path << ": added token " << t["content"] << " has id " << id
-                                                                 << ", outside the tokenizer's " << tok.vocab_size());
-      chat->specials.push_back({t["content"].get<std::string>(), id});
+      // (ids past the SentencePiece model's pieces are the model's own, as Phi-3's 32000..32010 beside a
+      // 32000-piece tokenizer.model: the model's vocabulary checks them where the data is read)
+      FT_CHECK_ARG(id >= 0, config_path << ": added token " << t["content"] << " has id " << id << ", below 0");
+      chat->specials.push_back({t["content"].get<std::string>(), id, t.value("lstrip", false) == true,
+                                t.value("rstrip", false) == true});
     }
   // (a BOS or EOS the template writes must be one token: spelled out in pieces, the model would
   // learn the spelling, and a turn would end without the real EOS)
   for (const auto& [key, s] : {std::pair<const char*, std::string>{"bos_token", chat->bos_token}, {"eos_token", chat->eos_token}}) {
-    const bool known = std::any_of(chat->specials.begin(), chat->specials.end(), [&](const auto& p) { return p.first == s; });
+    const bool known = std::any_of(chat->specials.begin(), chat->specials.end(), [&](const SpecialToken& p) { return p.text == s; });
     FT_CHECK_ARG(s.empty() || known || tok.piece_id(s) >= 0,
                  config_path << ": \"" << key << "\" is \"" << excerpt(s) << "\", which is neither an added token nor a piece of the "
                              << "tokenizer: the chat template would spell it out in pieces");
     if (!s.empty() && !known) chat->specials.push_back({s, tok.piece_id(s)});
   }
-  std::stable_sort(chat->specials.begin(), chat->specials.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  std::stable_sort(chat->specials.begin(), chat->specials.end(),
+                   [](const SpecialToken& a, const SpecialToken& b) { return a.text.size() > b.text.size(); });
   return chat;
 }
 
@@ -103,16 +125,24 @@ std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, c
     for (const TokenAt& t : tok.encode_at(chat.unk_token + piece))
       if (t.start >= skip) out.push_back({t.id, plain + t.start - skip});
   };
+  // An added token with lstrip / rstrip takes the whitespace beside it (as Transformers' added tokens
+  // do): Phi-3's "<|user|>\n" is one token, not two.
+  auto space = [&](size_t i) { return std::strchr(" \t\n\r\v\f", text[i]) != nullptr && text[i] != '\0'; };
   while (pos < text.size()) {
     const auto special = std::find_if(chat.specials.begin(), chat.specials.end(),
-                                      [&](const auto& s) { return text.compare(pos, s.first.size(), s.first) == 0; });
+                                      [&](const SpecialToken& s) { return text.compare(pos, s.text.size(), s.text) == 0; });
     if (special == chat.specials.end()) {
       ++pos;
       continue;
     }
-    flush(pos);
-    out.push_back({special->second, pos});
-    pos += special->first.size();
+    size_t begin = pos;
+    if (special->lstrip)
+      while (begin > plain && space(begin - 1)) --begin;
+    flush(begin);
+    out.push_back({special->id, begin});
+    pos += special->text.size();
+    if (special->rstrip)
+      while (pos < text.size() && space(pos)) ++pos;
     plain = pos;
   }
   flush(text.size());
@@ -134,7 +164,7 @@ ChatTokens chat_tokens(const json& msgs, const std::string& where, const Tokeniz
   FT_CHECK_ARG(!turns.empty(), where << ": the conversation has no assistant turn (nothing to learn from)");
   const ChatFormat* chat = tok.chat();
   FT_CHECK_ARG(chat, where << ": \"messages\" need the model's chat template: give a model directory whose "
-                               "tokenizer_config.json has a chat_template (" << tok.name() << " has none), or use scripts/tokenize_hf.py");
+                               "tokenizer_config.json has a chat_template, or with a chat_template.jinja (" << tok.name() << " has none), or use scripts/tokenize_hf.py");
   auto render = [&](size_t n, bool prompt) {
     try {
       return render_chat(*chat, json(std::vector<json>(msgs.begin(), msgs.begin() + long(n))), prompt);
@@ -148,10 +178,22 @@ ChatTokens chat_tokens(const json& msgs, const std::string& where, const Tokeniz
   // its turn marker (whitespace after that marker belongs to the next turn).
   std::vector<std::pair<size_t, size_t>> spans;
   for (size_t k : turns) {
-    const std::string before = render(k, true), upto = render(k + 1, false);
-    FT_CHECK_ARG(upto.compare(0, before.size(), before) == 0 && full.compare(0, upto.size(), upto) == 0,
-                 where << ": the chat template does not render a conversation's beginning as a prefix of it: its assistant "
-                          "turns cannot be located");
+    const std::string before = render(k, true);
+    std::string upto = render(k + 1, false);
+    // A template that closes a conversation with EOS when no generation prompt follows (Phi-3)
+    // renders it after the turn's end marker only where the conversation ends there.
+    const size_t content_end = upto.find_last_not_of(" \t\r\n") + 1;
+    const std::string& eos = chat->eos_token;
+    if (k + 1 < msgs.size() && !eos.empty() && content_end >= eos.size() &&
+        upto.compare(content_end - eos.size(), eos.size(), eos) == 0 && full.compare(0, upto.size(), upto) != 0)
+      upto.resize(content_end - eos.size());
+    const std::string turn = where + ": the chat template does not render a conversation's beginning as a prefix of it, so "
+                             "its assistant turns cannot be located: message " + std::to_string(k) + " (assistant): ";
+    FT_CHECK_ARG(upto.compare(0, before.size(), before) == 0,
+                 turn << "the messages before it with the generation prompt render " << first_difference(before, upto)
+                      << " the rendering up to it");
+    FT_CHECK_ARG(full.compare(0, upto.size(), upto) == 0,
+                 turn << "the messages up to it render " << first_difference(upto, full) << " the whole conversation");
     spans.push_back({before.size(), upto.find_last_not_of(" \t\r\n") + 1});
   }
   // A token is trained when its bytes (up to the next token's start) overlap a turn's: a piece that

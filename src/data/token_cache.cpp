@@ -14,6 +14,7 @@
 #include "ftdist/core/json.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/token_file.h"
+#include "ftdist/data/tokenizer.h"
 
 namespace ftdist::data {
 namespace {
@@ -38,14 +39,24 @@ nlohmann::json stamp(const std::string& path, const std::string& what) {
   return {{"path", abs}, {"size", uint64_t(st.st_size)}, {"mtime_ns", mtime_ns}};
 }
 
+// The tokenizer by what it is made of: each file it reads (the model, its tokenizer_config.json and
+// chat template) by path and a hash of its bytes, so a file replaced or edited in place with its
+// size and mtime kept (cp -p, rsync -t) is still a different tokenizer.
+nlohmann::json tokenizer_stamp(const std::string& path, const std::string& what) {
+  if (path.empty()) return "bytes";
+  nlohmann::json files = nlohmann::json::array();
+  for (const std::string& f : tokenizer_files(path))
+    files.push_back({{"path", absolute(f, what)}, {"fnv1a64", fnv1a64(read_text_file(f, what))}});
+  return {{"path", absolute(path, what)}, {"files", files}};
+}
+
 // Every chat turn trained is recorded only when asked for, so caches written before data.train_on
 // existed (the assistant turns) stay current.
 nlohmann::json cache_key(const TokenCacheSource& src, const std::string& what) {
-  nlohmann::json key = {
-      {"format", kCacheFormat},
-      {"input", stamp(src.jsonl_path, what)},
-      {"tokenizer", src.tokenizer_path.empty() ? nlohmann::json("bytes") : stamp(src.tokenizer_path, what + " tokenizer")},
-      {"vocab", src.vocab}};
+  nlohmann::json key = {{"format", kCacheFormat},
+                        {"input", stamp(src.jsonl_path, what)},
+                        {"tokenizer", tokenizer_stamp(src.tokenizer_path, what + " tokenizer")},
+                        {"vocab", src.vocab}};
   if (src.chat_all_turns) key["chat_turns"] = "all";
   return key;
 }
@@ -80,15 +91,6 @@ bool is_current(const std::string& ftok, const nlohmann::json& key) {
   }
 }
 
-// A token file keeps ids and a loss mask: every label must be its id or -100.
-void check_mask_only(const Document& d, const std::string& path) {
-  for (size_t i = 0; i < d.ids.size(); ++i)
-    FT_CHECK_ARG(d.labels[i] == d.ids[i] || d.labels[i] == -100,
-                 path << ":" << d.line << ": \"labels\" differ from \"input_ids\" at position " << i << " (label "
-                      << d.labels[i] << ", id " << d.ids[i] << "); the tokenized cache stores only a loss mask, so "
-                      << "each label must be its id or -100");
-}
-
 }  // namespace
 
 std::string tokenized_cache_path(const TokenCacheSource& src, const std::string& cache_dir) {
@@ -117,10 +119,7 @@ std::string tokenized_cache(const TokenCacheSource& src, const Tokenizer* tokeni
   TokenFileWriter writer(ftok, src.vocab);
   for_each_jsonl_document(
       src.jsonl_path, src.vocab, what, tokenizer,
-      [&](Document&& d) {
-        check_mask_only(d, src.jsonl_path);
-        writer.add(d);
-      },
+      [&](Document&& d) { writer.add(d, src.jsonl_path); },
       progress, src.chat_all_turns);
   writer.finish(tick);
   const nlohmann::json side = {{"key", key},

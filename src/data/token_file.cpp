@@ -295,17 +295,22 @@ void TokenFileWriter::remove_temporaries() noexcept {
   for (const char* suffix : {".tmp-tokens", ".tmp-mask", ".tmp"}) std::remove((path_ + suffix).c_str());
 }
 
-void TokenFileWriter::add(const Document& d) {
+void TokenFileWriter::add(const Document& d, const std::string& source) {
   FT_CHECK(!finished_, ErrorKind::Internal, path_ << ": add() after finish()");
-  FT_CHECK_ARG(d.labels.size() == d.ids.size(), path_ << ": the document from line " << d.line << " has "
-                                                      << d.labels.size() << " labels for " << d.ids.size() << " ids");
-  FT_CHECK_ARG(!d.ids.empty(), path_ << ": the document from line " << d.line << " is empty");
+  const std::string& from = source.empty() ? path_ : source;
+  FT_CHECK_ARG(d.labels.size() == d.ids.size(), from << ":" << d.line << ": the document has " << d.labels.size()
+                                                     << " labels for " << d.ids.size() << " ids");
+  FT_CHECK_ARG(!d.ids.empty(), from << ":" << d.line << ": the document is empty");
   const size_t n = d.ids.size();
   buf_.resize(4 * n);
   for (size_t i = 0; i < n; ++i) {
     const int64_t t = d.ids[i];
-    FT_CHECK_ARG(t >= 0 && t < vocab_, path_ << ": token " << t << " of the document from line " << d.line
-                                             << " is outside the vocabulary [0, " << vocab_ << ")");
+    FT_CHECK_ARG(t >= 0 && t < vocab_, from << ":" << d.line << ": token " << t << " is outside the vocabulary [0, "
+                                            << vocab_ << ")");
+    FT_CHECK_ARG(d.labels[i] == t || d.labels[i] == -100,
+                 from << ":" << d.line << ": \"labels\" differ from \"input_ids\" at position " << i << " (label "
+                      << d.labels[i] << ", id " << t << "); a token file stores only a loss mask, so each label must be "
+                      << "its id or -100 (labels are not shifted: the trainer shifts them)");
     const uint32_t v = uint32_t(t);
     std::memcpy(buf_.data() + 4 * i, &v, 4);
   }

@@ -68,13 +68,27 @@ class SentencePieceTokenizer : public Tokenizer {
 
 std::unique_ptr<Tokenizer> byte_tokenizer() { return std::make_unique<ByteTokenizer>(); }
 
+namespace {
+std::string model_file_of(const std::string& path) { return is_directory(path) ? path + "/tokenizer.model" : path; }
+std::string config_file_of(const std::string& model) { return directory_of(model) + "/tokenizer_config.json"; }
+}  // namespace
+
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& what) {
   if (path.empty()) return byte_tokenizer();
-  const std::string model = is_directory(path) ? path + "/tokenizer.model" : path;
+  const std::string model = model_file_of(path);
   auto tok = std::make_unique<SentencePieceTokenizer>(model, what);
-  const std::string config = directory_of(model) + "/tokenizer_config.json";
+  const std::string config = config_file_of(model);
   if (file_exists(config)) tok->chat_ = load_chat_format(config, *tok);
   return tok;
+}
+
+std::vector<std::string> tokenizer_files(const std::string& path) {
+  if (path.empty()) return {};
+  const std::string model = model_file_of(path), config = config_file_of(model);
+  std::vector<std::string> out;
+  for (const std::string& f : {model, config, chat_template_file_of(config)})
+    if (file_exists(f)) out.push_back(f);
+  return out;
 }
 
 }  // namespace ftdist::data

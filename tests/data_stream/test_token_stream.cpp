@@ -427,10 +427,18 @@ TEST(TokenFileWriter, AnExceptionBeforeFinishLeavesNothing) {
         w.add(doc({1, 2}, {1, -100}, 1));
         w.add(doc({3, 70}, {3, 70}, 2));
       },
-      path + ": token 70 of the document from line 2 is outside the vocabulary [0, 50)");
+      path + ":2: token 70 is outside the vocabulary [0, 50)");
+  EXPECT_EQ(list_directory(dir), std::vector<std::string>{});
+  // Labels that are not a mask over the ids (shifted, say) would train on other targets.
+  expect_bad_input(
+      [&] {
+        data::TokenFileWriter w(path, 50);
+        w.add(doc({1, 2, 3}, {-100, 2, 4}, 7), "given.jsonl");
+      },
+      "given.jsonl:7: \"labels\" differ from \"input_ids\" at position 2 (label 4, id 3)");
   EXPECT_EQ(list_directory(dir), std::vector<std::string>{});
   expect_bad_input([&] { data::write_token_file(path, {doc({1}, {1}, 1), doc({}, {}, 5)}, 50); },
-                   "the document from line 5 is empty");
+                   path + ":5: the document is empty");
   EXPECT_EQ(list_directory(dir), std::vector<std::string>{});
   // An existing file stays as it was when a rewrite fails.
   data::write_token_file(path, {doc({1}, {1}, 1)}, 50);

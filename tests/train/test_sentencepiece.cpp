@@ -6,13 +6,18 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "../expect_error.h"
 #include "ftdist/comm/communicator.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/text_file.h"
+#include "ftdist/data/chat_format.h"
 #include "ftdist/data/token_cache.h"
 #include "ftdist/data/token_file.h"
 #include "ftdist/data/documents.h"
@@ -236,4 +241,112 @@ TEST(SentencePieceChat, SpecialTokensMustBeTokens) {
   EXPECT_NO_THROW(with("</s>"));                       // a piece of the model
   expect_bad_input([&] { with("<|nope|>"); }, "tokenizer_config.json: \"eos_token\" is \"<|nope|>\", which is neither an added token nor a piece");
   expect_bad_input([&] { with(7); }, "tokenizer_config.json: \"eos_token\" must be a string or {\"content\": string}, got 7");
+}
+
+namespace {
+// A copy of the chat test model directory (tokenizer.model, tokenizer_config.json, chat.jsonl) at
+// <test tmp>/<name>, its config changed by `edit`.
+std::string chat_model_copy(const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+  const std::string& from = chat_model_dir();
+  const std::string d = std::string(FTDIST_TEST_TMP) + "/" + name;
+  make_directories(d, "test");
+  for (const char* f : {"tokenizer.model", "chat.jsonl"})
+    write_text_file_atomic(d + "/" + f, read_text_file(from + "/" + f, "test"), "test");
+  nlohmann::json config = nlohmann::json::parse(read_text_file(from + "/tokenizer_config.json", "test"));
+  edit(config);
+  write_text_file_atomic(d + "/tokenizer_config.json", config.dump(2), "test");
+  std::remove((d + "/chat_template.jinja").c_str());
+  return d;
+}
+}  // namespace
+
+// chat_template.jinja (where Transformers saves a template) wins over tokenizer_config.json's, and
+// the token cache is made anew when any file of the tokenizer changes, whatever its mtime says.
+TEST(SentencePieceChat, TheTemplateFileWinsAndTheCacheSeesEveryTokenizerFile) {
+  const std::string dir = chat_model_copy("chat-spm-jinja", [](nlohmann::json&) {});
+  const std::string cache = dir + "/cache";
+  auto tok = data::load_tokenizer(dir, "--tokenizer");
+  const data::TokenCacheSource src{dir + "/chat.jsonl", dir + "/tokenizer.model", tok->vocab_size(), false};
+  const std::string first = data::tokenized_cache(src, tok.get(), cache, "data.train");
+  ASSERT_TRUE(data::tokenized_cache_is_current(src, cache));
+  const int64_t tokens = data::TokenFile(first, tok->vocab_size()).num_tokens();
+
+  // The same template with a system line first, in the file Transformers writes.
+  const std::string tmpl = data::render_chat(*tok->chat(), nlohmann::json::array(), false);  // "" (no messages)
+  EXPECT_EQ(tmpl, "");
+  write_text_file_atomic(dir + "/chat_template.jinja",
+                         "{{ '<|im_start|>system\\nbe brief<|im_end|>\\n' }}{% for message in messages %}{{'<|im_start|>' + "
+                         "message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}",
+                         "test");
+  EXPECT_FALSE(data::tokenized_cache_is_current(src, cache)) << "a template file added";
+  tok = data::load_tokenizer(dir, "--tokenizer");
+  EXPECT_EQ(data::render_chat(*tok->chat(), nlohmann::json::array(), false), "<|im_start|>system\nbe brief<|im_end|>\n");
+  const std::string second = data::tokenized_cache(src, tok.get(), cache, "data.train");
+  EXPECT_GT(data::TokenFile(second, tok->vocab_size()).num_tokens(), tokens);
+
+  // tokenizer_config.json edited in place, its size and mtime kept (as cp -p or rsync -t leave it).
+  const std::string config_path = dir + "/tokenizer_config.json";
+  struct stat before {};
+  ASSERT_EQ(::stat(config_path.c_str(), &before), 0);
+  std::string text = read_text_file(config_path, "test");
+  const size_t at = text.find("\"legacy\": false");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 15, "\"legacy\": true ");
+  { std::ofstream(config_path, std::ios::trunc) << text; }
+  const struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, config_path.c_str(), times, 0), 0);
+  EXPECT_FALSE(data::tokenized_cache_is_current(src, cache)) << "tokenizer_config.json edited with its mtime kept";
+}
+
+// Phi-3's kind of tokenizer: added tokens past the SentencePiece model's pieces, turn markers that
+// take the newline after them (rstrip), and a template that closes a conversation with EOS when no
+// generation prompt follows. A conversation of two exchanges trains each answer and its <|end|>,
+// and the last one's EOS; no newline token stands after a marker.
+TEST(SentencePieceChat, AddedTokensPastTheModelStripAndEosClosedTemplates) {
+  const int64_t pieces = data::load_tokenizer(chat_model_dir(), "--tokenizer")->vocab_size();
+  const int64_t user = pieces, assistant = pieces + 1, end = pieces + 2, eos = pieces + 3;
+  const std::string dir = chat_model_copy("chat-spm-phi3", [&](nlohmann::json& c) {
+    auto added = [](const char* text, bool rstrip) {
+      return nlohmann::json{{"content", text}, {"special", true}, {"rstrip", rstrip}, {"lstrip", false}};
+    };
+    c["added_tokens_decoder"] = {{std::to_string(user), added("<|user|>", true)},
+                                 {std::to_string(assistant), added("<|assistant|>", true)},
+                                 {std::to_string(end), added("<|end|>", true)},
+                                 {std::to_string(eos), added("<|endoftext|>", false)}};
+    c["eos_token"] = "<|endoftext|>";
+    c["chat_template"] =
+        "{% for message in messages %}{% if message['role'] == 'user' %}{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}"
+        "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}";
+  });
+  write_text_file_atomic(dir + "/chat.jsonl",
+                         R"({"messages": [{"role": "user", "content": "the cat"}, {"role": "assistant", "content": "sat"}, )"
+                         R"({"role": "user", "content": "on"}, {"role": "assistant", "content": "the mat"}]})"
+                         "\n",
+                         "test");
+  auto tok = data::load_tokenizer(dir, "--tokenizer");
+  const auto docs = data::read_jsonl(dir + "/chat.jsonl", eos + 1, "--input", tok.get());
+  ASSERT_EQ(docs.size(), 1u);
+  const data::Document& d = docs[0];
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(dir + "/tokenizer.model").ok());
+  std::string shown;  // the tokens, the added ones by name, "|" before each trained one
+  for (size_t i = 0; i < d.ids.size(); ++i) {
+    const int64_t id = d.ids[i];
+    shown += std::string(d.labels[i] != -100 ? "|" : "") +
+             (id == user ? "<U>" : id == assistant ? "<A>" : id == end ? "<E>" : id == eos ? "<EOS>" : sp.IdToPiece(int(id))) + " ";
+  }
+  EXPECT_EQ(std::count(d.ids.begin(), d.ids.end(), end), 4) << shown;
+  EXPECT_EQ(d.ids.back(), eos) << shown;
+  EXPECT_EQ(d.labels.back(), eos) << "the conversation's EOS closes the last answer and is trained: " << shown;
+  EXPECT_EQ(shown.find("<0x0A>"), std::string::npos) << "the markers take the newline after them: " << shown;
+  std::vector<int> trained;
+  for (size_t i = 0; i < d.ids.size(); ++i)
+    if (d.labels[i] != -100 && d.ids[i] < pieces) trained.push_back(int(d.ids[i]));
+  std::string words;
+  ASSERT_TRUE(sp.Decode(trained, &words).ok());
+  EXPECT_EQ(words, "satthe mat") << shown;
+  int64_t trained_ends = 0;
+  for (size_t i = 0; i < d.ids.size(); ++i) trained_ends += d.ids[i] == end && d.labels[i] != -100;
+  EXPECT_EQ(trained_ends, 2) << "each answer's <|end|>, not the questions': " << shown;
 }

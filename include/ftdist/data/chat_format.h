@@ -16,6 +16,14 @@
 
 namespace ftdist::data {
 
+// An added token as it stands in rendered text, with its id; lstrip / rstrip: it takes the
+// whitespace on its left / right (tokenizer_config.json's added_tokens_decoder flags).
+struct SpecialToken {
+  std::string text;
+  int64_t id = -1;
+  bool lstrip = false, rstrip = false;
+};
+
 struct ChatFormat {
   std::string origin;  // the tokenizer_config.json
   // The template; null with `error` when it does not parse (said when a conversation needs it, so
@@ -25,7 +33,7 @@ struct ChatFormat {
   std::string bos_token, eos_token;  // as the template sees them ("" when undefined)
   // Special tokens as they stand in rendered text, with their ids, longest first: the added
   // tokens of tokenizer_config.json and BOS / EOS.
-  std::vector<std::pair<std::string, int64_t>> specials;
+  std::vector<SpecialToken> specials;
   // Text right after a special token: encoded as the start of a text (SentencePiece's word-start
   // marker first) when true, as Transformers' Llama tokenizers do unless tokenizer_config.json
   // says "legacy": false; as a continuation otherwise (Transformers' trick: encoded after
@@ -34,7 +42,12 @@ struct ChatFormat {
   std::string unk_token = "<unk>";
 };
 
-// null when `config_path` has no chat_template. Error(BadInput) naming the file for a malformed one.
+// The chat template file Transformers saves beside tokenizer_config.json (it wins over the config's
+// "chat_template").
+std::string chat_template_file_of(const std::string& config_path);
+
+// null when neither `config_path` nor the chat_template.jinja beside it has a template.
+// Error(BadInput) naming the file for a malformed config.
 std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, const Tokenizer& tok);
 
 // The template applied to `messages` (add_generation_prompt: the prompt for the next assistant turn).

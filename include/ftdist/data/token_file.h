@@ -127,10 +127,11 @@ class TokenFileWriter {
   TokenFileWriter(const TokenFileWriter&) = delete;
   TokenFileWriter& operator=(const TokenFileWriter&) = delete;
 
-  // Error(BadInput) naming the path and d.line when an id is outside [0, vocab), the document is
-  // empty, or labels and ids differ in length. A label of -100 masks its token; any other label is
-  // written as "predicted" (the file stores the ids and a mask, not separate labels).
-  void add(const Document& d);
+  // Error(BadInput) naming `source` (the data the document was read from; the path when "") and
+  // d.line when an id is outside [0, vocab), the document is empty, labels and ids differ in
+  // length, or a label is neither its id nor -100: the file stores the ids and a loss mask, not
+  // separate labels, so such a document (shifted labels, say) would train on other targets.
+  void add(const Document& d, const std::string& source = "");
   // `tick`, when given, is called after every MiB copied into place (a long finish on a large
   // corpus can keep waiting peers informed).
   void finish(const std::function<void()>& tick = {});

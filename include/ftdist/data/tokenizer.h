@@ -45,5 +45,9 @@ std::unique_ptr<Tokenizer> byte_tokenizer();
 // gives the tokenizer its chat format (`messages` data). Error(BadInput) naming `what` and the
 // path when it cannot be loaded.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& what);
+// The files load_tokenizer(path) reads that exist: the model file, then tokenizer_config.json and
+// chat_template.jinja beside it; empty for "" (the byte-level tokenizer). The token cache keys on
+// their contents.
+std::vector<std::string> tokenizer_files(const std::string& path);
 
 }  // namespace ftdist::data
