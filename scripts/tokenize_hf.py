@@ -73,6 +73,14 @@ class Tok:
             return self.hf(text, add_special_tokens=special)["input_ids"]
         return self.raw.encode(text, add_special_tokens=special).ids
 
+    def encode_ends(self, text):
+        """Token ids of `text` with the special tokens the tokenizer adds (BOS), and each token's end character."""
+        if self.hf is not None:
+            enc = self.hf(text, return_offsets_mapping=True)
+            return enc["input_ids"], [b for _, b in enc["offset_mapping"]]
+        enc = self.raw.encode(text)
+        return enc.ids, [b for _, b in enc.offsets]
+
     def encode_spans(self, text):
         """Token ids of `text` (special tokens in it parsed, none added) and each token's start character."""
         enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -141,9 +149,14 @@ def documents(path, tok, eos, train_on):
                 elif "prompt" in d and "completion" in d:
                     if not isinstance(d["prompt"], str) or not isinstance(d["completion"], str):
                         raise BadLine("\"prompt\" and \"completion\" must be strings")
-                    p = tok.encode(d["prompt"])
-                    c = with_eos(tok.encode(d["completion"], special=False), tok, eos)
-                    yield p + c, [0] * len(p) + [1] * len(c)
+                    # One text, as TRL tokenizes it (the completion tokenized on its own would take a
+                    # word start the joined text does not have); a token is trained when it reaches
+                    # into the completion.
+                    n = len(d["prompt"])
+                    ids, ends = tok.encode_ends(d["prompt"] + d["completion"])
+                    labels = [1 if e > n else 0 for e in ends]
+                    full = with_eos(ids, tok, eos)
+                    yield full, labels + [1] * (len(full) - len(ids))
                 else:
                     raise BadLine("expected \"text\", \"prompt\" and \"completion\", or \"messages\"")
             except BadLine as e:

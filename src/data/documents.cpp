@@ -50,15 +50,20 @@ void need_vocab(const Tokenizer& tok, int64_t vocab, const std::string& where) {
 
 // One sequence: BOS prompt completion EOS (the prompt's EOS and the completion's BOS dropped); the
 // loss is on the completion only.
+// BOS prompt completion EOS, tokenized as one text (as TRL does), so that the completion is not
+// tokenized as a text of its own start (SentencePiece would give it a word-start "▁" the joined text
+// does not have). A token is trained when its bytes reach into the completion; BOS is not, EOS is.
 void prompt_completion(const nlohmann::json& j, const std::string& where, const Tokenizer& tokenizer, Document& d) {
-  const size_t has_bos = tokenizer.bos() >= 0 ? 1 : 0, has_eos = tokenizer.eos() >= 0 ? 1 : 0;
-  std::vector<int64_t> prompt = tokenizer.encode(get_text(j, "prompt", where));
-  prompt.resize(prompt.size() - has_eos);
-  std::vector<int64_t> completion = tokenizer.encode(get_text(j, "completion", where));
-  d.ids = prompt;
-  d.labels.assign(prompt.size(), -100);
-  d.ids.insert(d.ids.end(), completion.begin() + long(has_bos), completion.end());
-  d.labels.insert(d.labels.end(), completion.begin() + long(has_bos), completion.end());
+  const std::string prompt = get_text(j, "prompt", where), text = prompt + get_text(j, "completion", where);
+  const std::vector<TokenAt> tokens = tokenizer.encode_at(text);
+  auto add = [&](int64_t id, bool trained) {
+    d.ids.push_back(id);
+    d.labels.push_back(trained ? id : -100);
+  };
+  if (tokenizer.bos() >= 0) add(tokenizer.bos(), false);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    add(tokens[i].id, (i + 1 < tokens.size() ? tokens[i + 1].start : text.size()) > prompt.size());
+  if (tokenizer.eos() >= 0) add(tokenizer.eos(), true);
 }
 
 // One non-blank line of JSONL -> a document (errors name `where`, i.e. path:line).

@@ -151,6 +151,24 @@ for extra, want in (([], True), (["--no-eos"], False)):
     docs, _ = read_ftok(os.path.join(work, "text.ftok"))
     check(all((ids[-1] == eos_q) == want for ids, _ in docs), f"text {' '.join(extra) or '(default)'}: EOS appended {want}")
 
+# prompt/completion: one text, as TRL tokenizes it (prompt + completion), EOS appended; the tokens
+# that reach into the completion are trained, the prompt's are not
+pc_path = os.path.join(work, "pc.jsonl")
+pairs = [(t[:len(t) // 2], t[len(t) // 2:]) for t in texts[:6]]  # cut mid-word, mostly
+with open(pc_path, "w") as f:
+    for p, c in pairs:
+        f.write(json.dumps({"prompt": p, "completion": c}) + "\n")
+r = tokenize(qwen, pc_path, os.path.join(work, "pc.ftok"))
+docs, _ = read_ftok(os.path.join(work, "pc.ftok"))
+hf_q = AutoTokenizer.from_pretrained(qwen)
+same_ids = exact_mask = True
+for (ids, mask), (p, c) in zip(docs, pairs):
+    enc = hf_q(p + c, return_offsets_mapping=True)
+    same_ids &= ids == enc["input_ids"] + [eos_q]
+    exact_mask &= mask == [1 if e > len(p) else 0 for _, e in enc["offset_mapping"]] + [1]
+check(r.returncode == 0 and len(docs) == len(pairs) and same_ids, "prompt/completion: the tokens of prompt + completion, then EOS")
+check(exact_mask, "prompt/completion: trained from the first token that reaches into the completion, and EOS")
+
 # bad lines: exit 2, file and line named
 bad = {
     "no assistant turn": {"messages": [{"role": "user", "content": "hi"}]},

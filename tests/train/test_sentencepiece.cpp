@@ -87,16 +87,32 @@ TEST(SentencePiece, TextDocumentsRoundTrip) {
 
 TEST(SentencePiece, PromptCompletionMasksThePrompt) {
   auto tok = data::load_tokenizer(model_path(), "data.tokenizer");
-  const std::string path = write_jsonl("pc.jsonl", nlohmann::json{{"prompt", "Question: what is it?"}, {"completion", " The answer."}}.dump() + "\n");
-  auto docs = data::read_jsonl(path, 300, "data.train", tok.get());
-  ASSERT_EQ(docs.size(), 1u);
-  const auto prompt = tok->encode("Question: what is it?"), completion = tok->encode(" The answer.");
-  // BOS prompt completion EOS: the prompt's EOS and the completion's BOS are dropped.
-  ASSERT_EQ(docs[0].ids.size(), prompt.size() - 1 + completion.size() - 1);
-  EXPECT_EQ(docs[0].ids.front(), 1);
-  EXPECT_EQ(docs[0].ids.back(), 2);
-  for (size_t i = 0; i < docs[0].ids.size(); ++i)
-    EXPECT_EQ(docs[0].labels[i], i < prompt.size() - 1 ? -100 : docs[0].ids[i]) << "position " << i;
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(model_path()).ok());
+  using Case = std::pair<std::string, std::string>;
+  for (const auto& [prompt, completion] : {Case{"what is it", " the answer"}, Case{"the cat ", "sat"}, Case{"the c", "at"}}) {
+    const std::string path = write_jsonl("pc.jsonl", nlohmann::json{{"prompt", prompt}, {"completion", completion}}.dump() + "\n");
+    auto docs = data::read_jsonl(path, 300, "data.train", tok.get());
+    ASSERT_EQ(docs.size(), 1u);
+    const data::Document& d = docs[0];
+    // BOS prompt completion EOS as one text: the completion is not tokenized as a text of its own
+    // start (no "▁" of its own, no second space after a prompt that ends in one).
+    EXPECT_EQ(d.ids, tok->encode(prompt + completion)) << prompt << "|" << completion;
+    EXPECT_EQ(d.labels.front(), -100) << "BOS";
+    EXPECT_EQ(d.labels.back(), 2) << "EOS is trained";
+    // The untrained tokens are the prompt's, the trained ones (EOS aside) reach into the completion.
+    std::vector<int> untrained, trained;
+    for (size_t i = 1; i + 1 < d.ids.size(); ++i) (d.labels[i] == -100 ? untrained : trained).push_back(int(d.ids[i]));
+    std::string head, tail;
+    ASSERT_TRUE(sp.Decode(untrained, &head).ok());
+    ASSERT_TRUE(sp.Decode(trained, &tail).ok());
+    EXPECT_EQ(prompt.rfind(head, 0), 0u) << "'" << head << "' begins '" << prompt << "'";
+    EXPECT_FALSE(trained.empty());
+    EXPECT_NE(tail.find(completion.substr(completion.find_first_not_of(' '))), std::string::npos) << tail;
+    if (prompt == "what is it") {
+      EXPECT_EQ(tail, "the answer");
+    }
+  }
 }
 
 TEST(SentencePiece, Errors) {
