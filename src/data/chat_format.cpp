@@ -58,13 +58,16 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   // saves the template there.
   const std::string jinja = chat_template_file_of(config_path);
   const bool in_file = file_exists(jinja);
-  if (!in_file && (!config.contains("chat_template") || config["chat_template"].is_null())) return nullptr;
   auto chat = std::make_shared<ChatFormat>();
   chat->origin = config_path;
+  chat->has_template = in_file || (config.contains("chat_template") && !config["chat_template"].is_null());
   try {
-    chat->tmpl = in_file ? std::make_shared<const ChatTemplate>(read_text_file(jinja, "chat template"), jinja)
-                         : std::make_shared<const ChatTemplate>(template_text(config["chat_template"], config_path),
-                                                                config_path + " chat_template");
+    if (!chat->has_template)
+      chat->error = config_path + ": no chat_template (and no chat_template.jinja beside it)";
+    else
+      chat->tmpl = in_file ? std::make_shared<const ChatTemplate>(read_text_file(jinja, "chat template"), jinja)
+                           : std::make_shared<const ChatTemplate>(template_text(config["chat_template"], config_path),
+                                                                  config_path + " chat_template");
   } catch (const Error& e) {
     chat->error = e.message();
   }
@@ -93,10 +96,10 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   // learn the spelling, and a turn would end without the real EOS)
   for (const auto& [key, s] : {std::pair<const char*, std::string>{"bos_token", chat->bos_token}, {"eos_token", chat->eos_token}}) {
     const bool known = std::any_of(chat->specials.begin(), chat->specials.end(), [&](const SpecialToken& p) { return p.text == s; });
-    FT_CHECK_ARG(s.empty() || known || tok.piece_id(s) >= 0,
+    FT_CHECK_ARG(s.empty() || known || tok.piece_id(s) >= 0 || !chat->has_template,
                  config_path << ": \"" << key << "\" is \"" << excerpt(s) << "\", which is neither an added token nor a piece of the "
                              << "tokenizer: the chat template would spell it out in pieces");
-    if (!s.empty() && !known) chat->specials.push_back({s, tok.piece_id(s)});
+    if (!s.empty() && !known && tok.piece_id(s) >= 0) chat->specials.push_back({s, tok.piece_id(s)});
   }
   std::stable_sort(chat->specials.begin(), chat->specials.end(),
                    [](const SpecialToken& a, const SpecialToken& b) { return a.text.size() > b.text.size(); });
@@ -109,6 +112,10 @@ std::string render_chat(const ChatFormat& chat, const json& messages, bool add_g
                            {"bos_token", chat.bos_token},
                            {"eos_token", chat.eos_token},
                            {"add_generation_prompt", add_generation_prompt}});
+}
+
+std::vector<TokenAt> encode_text(const Tokenizer& tok, const std::string& text) {
+  return tok.chat() ? encode_chat(*tok.chat(), tok, text) : tok.encode_at(text);
 }
 
 std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, const std::string& text) {
@@ -163,7 +170,7 @@ ChatTokens chat_tokens(const json& msgs, const std::string& where, const Tokeniz
   }
   FT_CHECK_ARG(!turns.empty(), where << ": the conversation has no assistant turn (nothing to learn from)");
   const ChatFormat* chat = tok.chat();
-  FT_CHECK_ARG(chat, where << ": \"messages\" need the model's chat template: give a model directory whose "
+  FT_CHECK_ARG(chat && chat->has_template, where << ": \"messages\" need the model's chat template: give a model directory whose "
                                "tokenizer_config.json has a chat_template, or with a chat_template.jinja (" << tok.name() << " has none), or use scripts/tokenize_hf.py");
   auto render = [&](size_t n, bool prompt) {
     try {

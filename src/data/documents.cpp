@@ -55,7 +55,7 @@ void need_vocab(const Tokenizer& tok, int64_t vocab, const std::string& where) {
 // does not have). A token is trained when its bytes reach into the completion; BOS is not, EOS is.
 void prompt_completion(const nlohmann::json& j, const std::string& where, const Tokenizer& tokenizer, Document& d) {
   const std::string prompt = get_text(j, "prompt", where), text = prompt + get_text(j, "completion", where);
-  const std::vector<TokenAt> tokens = tokenizer.encode_at(text);
+  const std::vector<TokenAt> tokens = encode_text(tokenizer, text);
   auto add = [&](int64_t id, bool trained) {
     d.ids.push_back(id);
     d.labels.push_back(trained ? id : -100);
@@ -91,7 +91,9 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
                                                          << " entries, \"input_ids\" " << d.ids.size());
   } else if (j.contains("text")) {
     need_vocab(tokenizer, vocab, where);
-    d.ids = tokenizer.encode(get_text(j, "text", where));
+    if (tokenizer.bos() >= 0) d.ids.push_back(tokenizer.bos());
+    for (const TokenAt& t : encode_text(tokenizer, get_text(j, "text", where))) d.ids.push_back(t.id);
+    if (tokenizer.eos() >= 0) d.ids.push_back(tokenizer.eos());
     d.labels = d.ids;
   } else if (j.contains("prompt") && j.contains("completion")) {
     need_vocab(tokenizer, vocab, where);

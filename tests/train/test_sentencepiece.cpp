@@ -366,3 +366,46 @@ TEST(SentencePieceChat, AddedTokensPastTheModelStripAndEosClosedTemplates) {
   for (size_t i = 0; i < d.ids.size(); ++i) trained_ends += d.ids[i] == end && d.labels[i] != -100;
   EXPECT_EQ(trained_ends, 2) << "each answer's <|end|>, not the questions': " << shown;
 }
+
+// "text" and "prompt"/"completion" documents split the model directory's special tokens out by
+// their ids, as Transformers' tokenizer(text) does, with or without a chat template: pre-rendered
+// chat text keeps a marker that is no piece of the SentencePiece model one token instead of
+// spelling it out.
+TEST(SentencePieceChat, TextKeepsSpecialTokensWhole) {
+  const int64_t turn = data::load_tokenizer(chat_model_dir(), "--tokenizer")->vocab_size();  // past the pieces
+  auto add_turn = [&](nlohmann::json& c) {
+    c["added_tokens_decoder"][std::to_string(turn)] = {{"content", "<|turn|>"}, {"special", true}};
+  };
+  const std::string with_template = chat_model_copy("chat-spm-turn", add_turn);
+  const std::string without = chat_model_copy("chat-spm-no-template", [&](nlohmann::json& c) {
+    add_turn(c);
+    c.erase("chat_template");
+  });
+  for (const std::string& dir : {with_template, without}) {
+    auto tok = data::load_tokenizer(dir, "--tokenizer");
+    ASSERT_LT(tok->piece_id("<|turn|>"), 0) << "not a piece of the model";
+    const std::string path = dir + "/text.jsonl";
+    write_text_file_atomic(path,
+                           R"({"text": "<|turn|>the cat<|turn|>"})"
+                           "\n"
+                           R"({"prompt": "<|turn|>the cat", "completion": "<|turn|>sat<|turn|>"})"
+                           "\n",
+                           "test");
+    const auto docs = data::read_jsonl(path, turn + 1, "data.train", tok.get());
+    ASSERT_EQ(docs.size(), 2u);
+    for (const data::Document& d : docs) {
+      EXPECT_EQ(d.ids[1], turn) << dir << " line " << d.line << ": after BOS";
+      EXPECT_EQ(std::count(d.ids.begin(), d.ids.end(), turn), d.line == 1 ? 2 : 3) << dir << " line " << d.line;
+    }
+    const data::Document& pc = docs[1];
+    EXPECT_EQ(pc.labels[pc.labels.size() - 2], turn) << "the completion's last marker is trained";
+  }
+  // Without a template, messages are still refused with the message that says what is missing.
+  auto tok = data::load_tokenizer(without, "--tokenizer");
+  write_text_file_atomic(without + "/chat.jsonl",
+                         R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})"
+                         "\n",
+                         "test");
+  expect_bad_input([&] { data::read_jsonl(without + "/chat.jsonl", turn + 1, "data.train", tok.get()); },
+                   "chat.jsonl:1: \"messages\" need the model's chat template");
+}

@@ -26,8 +26,10 @@ struct SpecialToken {
 
 struct ChatFormat {
   std::string origin;  // the tokenizer_config.json
-  // The template; null with `error` when it does not parse (said when a conversation needs it, so
-  // that text data still reads with the directory's tokenizer).
+  // The template; null with `error` when there is none or it does not parse (said when a
+  // conversation needs it, so that text data still reads with the directory's tokenizer and its
+  // special tokens).
+  bool has_template = false;
   std::shared_ptr<const ChatTemplate> tmpl;
   std::string error;
   std::string bos_token, eos_token;  // as the template sees them ("" when undefined)
@@ -46,8 +48,9 @@ struct ChatFormat {
 // "chat_template").
 std::string chat_template_file_of(const std::string& config_path);
 
-// null when neither `config_path` nor the chat_template.jinja beside it has a template.
-// Error(BadInput) naming the file for a malformed config.
+// The special tokens and chat template of a tokenizer_config.json (has_template false when neither
+// it nor the chat_template.jinja beside it has one). Error(BadInput) naming the file for a
+// malformed config.
 std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, const Tokenizer& tok);
 
 // The template applied to `messages` (add_generation_prompt: the prompt for the next assistant turn).
@@ -55,6 +58,10 @@ std::string render_chat(const ChatFormat& chat, const nlohmann::json& messages, 
 
 // The tokens of rendered text: special tokens by their ids, the text between them by the tokenizer.
 std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, const std::string& text);
+// The tokens of a document's text (no BOS or EOS added): its special tokens split out by their ids
+// where the tokenizer came with a tokenizer_config.json, as Transformers' tokenizer(text) does (a
+// "text" of pre-rendered ChatML keeps <|im_start|> one token), else tok.encode_at(text).
+std::vector<TokenAt> encode_text(const Tokenizer& tok, const std::string& text);
 
 // A conversation tokenized: each token's id, start byte in `text` (the rendered conversation) and
 // whether it is trained.

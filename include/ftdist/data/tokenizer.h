@@ -33,16 +33,16 @@ class Tokenizer {
   virtual int64_t bos() const = 0;  // -1 when the tokenizer has none
   virtual int64_t eos() const = 0;
   virtual std::string name() const = 0;  // for messages
-  // The chat template and special tokens of the model directory the tokenizer came from
-  // (data/chat_format.h); null without a tokenizer_config.json that has a chat_template.
+  // The special tokens and chat template of the model directory the tokenizer came from
+  // (data/chat_format.h); null without a tokenizer_config.json.
   const ChatFormat* chat() const { return chat_.get(); }
   std::shared_ptr<const ChatFormat> chat_;
 };
 
 std::unique_ptr<Tokenizer> byte_tokenizer();
 // "" -> the byte-level tokenizer; a SentencePiece model file, or a model directory holding one as
-// tokenizer.model, otherwise. Beside the model file, a tokenizer_config.json with a chat_template
-// gives the tokenizer its chat format (`messages` data). Error(BadInput) naming `what` and the
+// tokenizer.model, otherwise. Beside the model file, a tokenizer_config.json gives the tokenizer its
+// special tokens and chat template (`messages` data). Error(BadInput) naming `what` and the
 // path when it cannot be loaded.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& what);
 // The files load_tokenizer(path) reads that exist: the model file, then tokenizer_config.json and
