@@ -231,7 +231,8 @@ void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   s.no_sync = args.count("no-sync") > 0;
   s.packed_documents = data::packing_from_name(args["packing"].as<std::string>(), "--packing") == data::Packing::Documents;
   const std::string chunk = args["loss-chunk"].as<std::string>();
-  s.loss_chunk = chunk == "auto" ? default_loss_chunk(req.model, s.seq_len)  /* (a micro-batch of one: the fewest tokens) */
+  req.auto_loss_chunk = chunk == "auto";  // per candidate, for its micro-batch (below: a micro-batch of one)
+  s.loss_chunk = chunk == "auto" ? default_loss_chunk(req.model, s.seq_len)
                  : chunk == "0"  ? 0
                                  : int64_t(parse_count(chunk, "--loss-chunk"));
   s.prefetch = args["prefetch"].as<int>();

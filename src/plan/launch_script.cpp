@@ -90,13 +90,17 @@ std::string run_config_text(const PlanRequest& req, const Candidate& c, const Mo
     default: os << "preset = \"" << model.value << "\"   # random init; to fine-tune, path = \"<Hugging Face model directory>\"\n"; break;
   }
   os << "\n[data]\ntrain = \"REPLACE-WITH-YOUR-TRAINING-DATA.jsonl\"   # JSONL ({\"text\": ...} or token ids) or a .ftok file\n"
-     << "seq_len = " << s.seq_len << "\n\n[train]\n"
+     << "seq_len = " << s.seq_len << "\n"
+     << "packing = \"" << (s.packed_documents ? "documents" : "stream") << "\"   # as planned (--packing); \"auto\" decides by the data\n\n[train]\n"
      << "steps = " << steps << "   # the planned workload: " << req.total_tokens << " tokens\n"
      << "micro_batch = " << s.micro_batch << "\nglobal_batch = " << global_batch << "   # micro_batch x " << c.grad_accum
      << " accumulation steps x " << c.gpus << " ranks\n"
      << "optimizer = \"" << optimizer_name(s.optimizer) << "\"\n"
      << "lr = 2e-5   # typical for full fine-tuning: tune it\nmin_lr = 2e-6\n"
-     << "warmup_steps = " << std::min<int64_t>(steps - 1, std::max<int64_t>(0, steps / 20)) << "\n\n[parallel]\n"
+     << "warmup_steps = " << std::min<int64_t>(steps - 1, std::max<int64_t>(0, steps / 20)) << "\n"
+     << "loss_chunk = " << s.loss_chunk << "   # tokens per loss chunk, as planned (0: all logits at once)\n"
+     << "peak_tflops = " << req.hardware[c.hardware].gpu.bf16_tflops << "   # " << req.hardware[c.hardware].gpu.name
+     << "'s bf16 peak, the mfu metric's\n\n[parallel]\n"
      << "device = \"auto\"\nshard = \"" << stage_name(s.stage) << "\"\n";
   if (s.stage == Stage::Hybrid) os << "shard_group = " << s.shard_group << "\n";
   os << "precision = \"" << precision_name(s.precision) << "\"\nreduce_dtype = \"" << float_type_name(s.reduce_dtype) << "\"\n"
@@ -104,7 +108,7 @@ std::string run_config_text(const PlanRequest& req, const Candidate& c, const Mo
      << (s.precision == Precision::Bf16Mixed && s.grad_accum_dtype == FloatType::Bf16 ? "grad_accum_dtype = \"bf16\"\n" : "")
      << "prefetch = " << s.prefetch << "\n" << (s.no_sync ? "no_sync = true\n" : "")
      << (s.offload_optimizer ? "offload = \"optimizer\"   # master weights and optimizer states in host memory\n" : "")
-     << "gpu = \"" << req.hardware[c.hardware].gpu.name << "\"   # the mfu metric's peak\n\n[checkpoint]\n"
+     << "\n[checkpoint]\n"
      << "every = " << std::max<int64_t>(1, steps / 10) << "\nresume = true\n\n[output]\n"
      << "dir = \"runs/" << run_name(model) << "\"\n";
   return os.str();

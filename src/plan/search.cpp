@@ -190,6 +190,7 @@ PlanResult search(const PlanRequest& req) {
           c.setup = req.base;
           c.setup.stage = stage;
           c.setup.micro_batch = mb;
+          if (req.auto_loss_chunk) c.setup.loss_chunk = default_loss_chunk(req.model, mb * c.setup.seq_len);
           c.gpu_memory_bytes = hw.gpu.memory_bytes();
           c.usable_bytes = uint64_t(double(c.gpu_memory_bytes) * (1.0 - req.headroom));
           const std::string why = layout(c, hw, req);

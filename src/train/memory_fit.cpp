@@ -45,6 +45,9 @@ plan::PlanResult search_for(const RunConfig& c, const plan::ModelSpec& spec, std
   RunConfig base = c;
   base.shard = plan::Stage::Full;
   base.shard_group = 0;
+  // train.loss_chunk = -1 (auto): decided for each candidate's micro-batch, as resolve_run() does after
+  req.auto_loss_chunk = c.loss_chunk < 0;
+  if (req.auto_loss_chunk) base.loss_chunk = plan::default_loss_chunk(spec, c.micro_batch * c.seq_len);
   req.base = runtime_setup(base, world.value_or(1), c.micro_batch);
   req.gpus = world;
   req.max_gpus = kMaxRanks;
@@ -120,6 +123,7 @@ RunConfig choose_parallel(const RunConfig& c, const plan::ModelSpec& spec, int w
   out.shard = s.stage;
   out.micro_batch = s.micro_batch;
   out.activation_checkpointing = s.activation_checkpointing;
+  out.loss_chunk = s.loss_chunk;  // (the auto one of the chosen micro-batch; else the config's)
   return out;
 }
 

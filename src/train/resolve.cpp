@@ -62,7 +62,6 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
   if (c.warmup_steps > c.steps && world.rank() == 0)
     FT_LOG_WARN(c.origin << ": train.warmup_steps (" << c.warmup_steps << ") exceeds train.steps (" << c.steps
                          << "): the learning rate never reaches train.lr (" << c.lr << ")");
-  if (c.loss_chunk < 0) c.loss_chunk = plan::default_loss_chunk(spec, c.micro_batch * c.seq_len);
   // JSONL text with a model directory that ships a SentencePiece tokenizer.model: that tokenizer.
   if (c.tokenizer.empty() && !c.model_path.empty() && !data::is_token_file_path(c.train_data)) {
     const std::string sp = c.model_path + "/tokenizer.model";
@@ -85,6 +84,9 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
                 << plan::activation_checkpointing_text(c.activation_checkpointing, spec.layers) << " for " << n << " rank(s) of "
                 << format_bytes(double(run.budget.bytes)) << " (" << run.budget.source << ")");
   }
+  // train.loss_chunk = -1 (auto): chunked where the logits of a micro-batch would be large (after
+  // parallel.auto, which decides it with the micro-batch)
+  if (c.loss_chunk < 0) c.loss_chunk = plan::default_loss_chunk(spec, c.micro_batch * c.seq_len);
   if (c.shard == plan::Stage::Hybrid) {
     c.shard_group = plan::hybrid_group_ranks(int(c.shard_group), run.ranks_per_node);
     try {

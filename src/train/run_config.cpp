@@ -394,9 +394,16 @@ void check_together(RunConfig& c, const std::string& path) {
                path << " [parallel]: \"grad_accum_dtype\" = \"bf16\" applies to precision = \"bf16-mixed\" only; precision is \""
                     << (c.precision ? plan::precision_name(*c.precision) : "auto") << "\"");
   if (!c.gpu.empty()) {
-    const plan::GpuSpec& g = plan::GpuCatalog::load_default().find(c.gpu);  // unknown names: error with suggestions
-    c.gpu = g.name;
-    if (c.peak_tflops == 0) c.peak_tflops = g.bf16_tflops;  // the mfu metric's peak
+    const plan::GpuCatalog catalog = plan::GpuCatalog::load_default();  // (held: find() refers into it)
+    try {
+      const plan::GpuSpec& g = catalog.find(c.gpu);  // unknown names: error with suggestions
+      c.gpu = g.name;
+      if (c.peak_tflops == 0) c.peak_tflops = g.bf16_tflops;  // the mfu metric's peak
+    } catch (const Error& e) {
+      const std::string why = e.message();
+      FT_CHECK_ARG(false, path << " [parallel]: \"gpu\": " << (why.rfind("--gpu: ", 0) == 0 ? why.substr(7) : why)
+                               << "; or give train.peak_tflops for a GPU the catalog does not hold");
+    }
   }
   for (auto [key, v] : {std::pair<const char*, double>{"beta1", c.beta1}, {"beta2", c.beta2}, {"momentum", c.momentum}})
     FT_CHECK_ARG(v < 1, path << " [train]: \"" << key << "\" must be in [0, 1), got " << v);

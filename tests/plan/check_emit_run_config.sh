@@ -33,6 +33,23 @@ np_off=$(grep '^# planned:' "$work/emit-off/run.toml" | sed -nE 's/.*on ([0-9]+)
   --set output.dir="$work/run-off" --set train.steps=3 >"$work/train-off.log" 2>&1 || { tail -5 "$work/train-off.log"; fail "train from the offloaded run.toml"; }
 grep -q "offloaded to host memory" "$work/train-off.log" || fail "the trainer did not offload"
 grep -qE "^host: master +[0-9.]+ [KMG]i?B +[0-9.]+ [KMG]i?B" "$work/train-off.log" || fail "no host rows in the memory table"
+# The run.toml carries what was priced: the loss chunk and the packing (the trainer's own defaults
+# could differ), and the GPU's peak as a number, so that a GPU of a catalog of the user's own
+# (not the trainer's default) trains too.
+mkdir -p "$work/emit-own"
+printf '[gpu.mini]\ndisplay = "mini test GPU"\nmemory_gib = 4\nbf16_tflops = 10\nhbm_gbs = 100\nlink_busbw_gbs = 10\nnetwork_busbw_gbs = 1\ngpus_per_node = 2\nefficiency = 0.4\nprice_per_hour = 1.0\n' >"$work/gpus.toml"
+"$ftdist" plan --model-config examples/tiny/config.json --gpu-catalog "$work/gpus.toml" --gpu mini --gpus 1 --seq-len 64 \
+  --examples 200 --loss-chunk 32 --packing documents --emit mpirun --emit-dir "$work/emit-own" >"$work/own.log" 2>&1 || { tail -5 "$work/own.log"; fail "plan --gpu-catalog --emit"; }
+grep -q '^loss_chunk = 32 ' "$work/emit-own/run.toml" || fail "run.toml does not carry --loss-chunk 32"
+grep -q '^packing = "documents"' "$work/emit-own/run.toml" || fail "run.toml does not carry --packing documents"
+grep -q '^peak_tflops = 10 ' "$work/emit-own/run.toml" || fail "run.toml does not carry the GPU's peak"
+"$ftdist" train --config "$work/emit-own/run.toml" --set data.train=examples/tiny/corpus.jsonl --set output.dir="$work/run-own" \
+  --set train.steps=2 --set train.warmup_steps=0 >"$work/train-own.log" 2>&1 || { tail -5 "$work/train-own.log"; fail "train from a run.toml planned on a catalog of the user's own"; }
+grep -q '"mfu":[0-9]' "$work/run-own/metrics.jsonl" || fail "no mfu from the planned GPU's peak"
+# A GPU the trainer's catalog does not hold is named by its key.
+"$ftdist" train --config "$work/emit-own/run.toml" --set data.train=examples/tiny/corpus.jsonl --set output.dir="$work/run-own2" \
+  --set parallel.gpu=mini >"$work/gpu-key.log" 2>&1 && fail "trained with an unknown parallel.gpu"
+grep -q '\[parallel\]: "gpu": unknown GPU' "$work/gpu-key.log" || { tail -2 "$work/gpu-key.log"; fail "the unknown GPU is not named by its key"; }
 # A run.toml --emit did not write is kept.
 mkdir -p "$work/mine" && echo "mine" >"$work/mine/run.toml"
 "${plan[@]}" --emit mpirun --emit-dir "$work/mine" >"$work/mine.log" 2>&1 && fail "overwrote a run.toml it did not write"

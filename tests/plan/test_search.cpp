@@ -237,3 +237,30 @@ TEST(Catalog, FindsNamesAndAliasesAndSuggests) {
 }
 
 }  // namespace
+
+// Auto loss chunking (the trainer's train.loss_chunk = -1) is decided per candidate from its own
+// micro-batch's tokens, not once for a micro-batch of one: with a large vocabulary a micro-batch
+// of 16 chunks where one sequence alone would not, so a longer sequence never needs more memory
+// only because its logits were chunked.
+TEST(Search, AutoLossChunkFollowsEachCandidatesMicroBatch) {
+  PlanRequest req;
+  req.model = preset_model("qwen2.5-0.5b");  // vocabulary 151936
+  GpuSpec g = catalog().find("a10g");
+  req.hardware.push_back({"", g, 1, 1});
+  req.gpus = 1;
+  req.activation_checkpointing = ActivationCheckpointing::None;
+  req.total_tokens = 1e6;
+  req.auto_loss_chunk = true;
+  auto at = [&](int64_t mb, int64_t seq) {
+    req.micro_batch = mb;
+    req.base.seq_len = seq;
+    req.base.loss_chunk = default_loss_chunk(req.model, seq);  // (what a micro-batch of one would take)
+    const PlanResult r = search(req);
+    for (const Candidate& c : r.candidates)
+      EXPECT_EQ(c.setup.loss_chunk, default_loss_chunk(req.model, mb * seq)) << "mb " << mb << " seq " << seq;
+    return r.candidates.at(0).needed_bytes();
+  };
+  EXPECT_EQ(default_loss_chunk(req.model, 512), 0) << "one sequence of 512 is not chunked";
+  EXPECT_GT(default_loss_chunk(req.model, 16 * 512), 0) << "16 of them are";
+  EXPECT_LE(at(16, 512), at(16, 1024));
+}

@@ -39,6 +39,9 @@ struct PlanRequest {
   std::optional<int> nodes;           // nullopt = derived from gpus
   std::optional<Stage> stage;         // nullopt = auto
   std::optional<int64_t> micro_batch; // nullopt = auto
+  // base.loss_chunk decided per candidate, as the trainer's train.loss_chunk = -1 decides it:
+  // default_loss_chunk(model, micro_batch x seq_len).
+  bool auto_loss_chunk = false;
   std::optional<ActivationCheckpointing> activation_checkpointing;  // nullopt = auto
   int64_t global_batch = 0;           // sequences per optimizer step; 0 = one micro-batch per rank
   double total_tokens = 0;            // over all epochs
