@@ -1,5 +1,9 @@
 #include "ftdist/core/toml_util.h"
 
+#include <algorithm>
+#include <cmath>
+
+#include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
 
 namespace ftdist {
@@ -30,6 +34,21 @@ std::vector<std::string> toml_string_list(const toml::table& table, const std::s
     out.push_back(*s);
   }
   return out;
+}
+
+void toml_check_keys(const toml::table& table, const std::vector<std::string>& known, const std::string& where) {
+  for (const auto& [key, node] : table) {
+    const std::string k(key.str());
+    if (std::find(known.begin(), known.end(), k) != known.end()) continue;
+    const std::vector<std::string> close = closest_names(k, known);
+    FT_CHECK_ARG(false, where << ": unknown key \"" << k << "\""
+                              << (close.empty() ? "" : "; did you mean " + join_or(close) + "?") << " (the keys: "
+                              << join_or(known) << ")");
+  }
+}
+
+void toml_check_finite(std::initializer_list<std::pair<const char*, double>> values, const std::string& where) {
+  for (const auto& [key, v] : values) FT_CHECK_ARG(std::isfinite(v), where << ": \"" << key << "\" must be a finite number, got " << v);
 }
 
 }  // namespace ftdist

@@ -10,6 +10,7 @@ Cluster parse_cluster(const std::string& text, const std::string& origin, const 
   toml::table root = parse_toml_text(text, origin);
   Cluster c;
   c.origin = origin;
+  toml_check_keys(root, {"name", "node_type"}, origin);
   c.name = toml_get_or<std::string>(root, "name", origin, origin);
   const toml::array* types = root["node_type"].as_array();
   FT_CHECK_ARG(types != nullptr && !types->empty(), origin << ": expected at least one [[node_type]] table");
@@ -21,7 +22,14 @@ Cluster parse_cluster(const std::string& text, const std::string& origin, const 
     NodeType nt;
     nt.name = toml_get_or<std::string>(*t, "name", "node-type-" + std::to_string(index), where);
     where = origin + " [[node_type]] " + nt.name;
-    nt.gpu = catalog.find(toml_get<std::string>(*t, "gpu", where));
+    toml_check_keys(*t, {"name", "gpu", "gpus_per_node", "count", "nvlink_busbw_gbs", "network_busbw_gbs", "price_per_node_hour"},
+                    where);
+    try {
+      nt.gpu = catalog.find(toml_get<std::string>(*t, "gpu", where));
+    } catch (const Error& e) {
+      const std::string why = e.message();
+      FT_CHECK_ARG(false, where << ": \"gpu\": " << (why.rfind("--gpu: ", 0) == 0 ? why.substr(7) : why));
+    }
     const int64_t per_node = toml_get_or<int64_t>(*t, "gpus_per_node", nt.gpu.gpus_per_node, where);
     const int64_t count = toml_get<int64_t>(*t, "count", where);
     FT_CHECK_ARG(per_node >= 1 && per_node <= kMaxGpusPerNode, where << ": gpus_per_node must be 1.." << kMaxGpusPerNode << ", got " << per_node);
@@ -36,6 +44,7 @@ Cluster parse_cluster(const std::string& text, const std::string& origin, const 
       FT_CHECK_ARG(node_price >= 0 && node_price <= 1e9, where << ": price_per_node_hour must be 0..1e9, got " << node_price);
       nt.gpu.price_per_hour = node_price / nt.gpus_per_node;
     }
+    toml_check_finite({{"nvlink_busbw_gbs", nt.gpu.link_busbw_gbs}, {"network_busbw_gbs", nt.gpu.network_busbw_gbs}}, where);
     FT_CHECK_ARG(nt.gpu.link_busbw_gbs > 0 && nt.gpu.network_busbw_gbs > 0, where << ": bandwidths must be positive");
     c.node_types.push_back(std::move(nt));
   }

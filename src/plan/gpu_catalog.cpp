@@ -24,12 +24,16 @@ GpuCatalog GpuCatalog::parse(const std::string& text, const std::string& origin)
   toml::table root = parse_toml_text(text, origin);
   const toml::table* gpus = root["gpu"].as_table();
   FT_CHECK_ARG(gpus != nullptr && !gpus->empty(), origin << ": expected [gpu.<name>] tables");
+  toml_check_keys(root, {"gpu"}, origin);
   GpuCatalog cat;
   cat.origin_ = origin;
   for (const auto& [key, node] : *gpus) {
     std::string where = origin + " [gpu." + std::string(key.str()) + "]";
     const toml::table* t = node.as_table();
     FT_CHECK_ARG(t != nullptr, where << ": expected a table");
+    toml_check_keys(*t, {"display", "aliases", "memory_gib", "bf16_tflops", "hbm_gbs", "link_busbw_gbs", "network_busbw_gbs",
+                         "gpus_per_node", "efficiency", "price_per_hour"},
+                    where);
     GpuSpec g;
     g.name = to_lower(std::string(key.str()));
     g.display = toml_get_or<std::string>(*t, "display", g.name, where);
@@ -45,6 +49,10 @@ GpuCatalog GpuCatalog::parse(const std::string& text, const std::string& origin)
     g.gpus_per_node = int(per_node);
     g.efficiency = toml_get_or<double>(*t, "efficiency", 0.4, where);
     g.price_per_hour = toml_get<double>(*t, "price_per_hour", where);
+    toml_check_finite({{"memory_gib", g.memory_gib}, {"bf16_tflops", g.bf16_tflops}, {"hbm_gbs", g.hbm_gbs},
+                       {"link_busbw_gbs", g.link_busbw_gbs}, {"network_busbw_gbs", g.network_busbw_gbs},
+                       {"efficiency", g.efficiency}, {"price_per_hour", g.price_per_hour}},
+                      where);
     FT_CHECK_ARG(g.memory_gib > 0 && g.bf16_tflops > 0 && g.hbm_gbs > 0 && g.link_busbw_gbs > 0 &&
                      g.network_busbw_gbs > 0,
                  where << ": memory_gib, bf16_tflops, hbm_gbs, link_busbw_gbs and network_busbw_gbs must be positive");

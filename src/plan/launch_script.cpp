@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "ftdist/core/check.h"
+#include "ftdist/plan/limits.h"
 
 namespace ftdist::plan {
 namespace {
@@ -59,7 +60,12 @@ std::string hostfile_text(const Candidate& c) {
 std::string sbatch_text(const PlanRequest& req, const Candidate& c) {
   int per_node = c.nodes > 0 ? c.gpus / c.nodes : c.gpus;
   double hours = c.time.total_s / 3600.0 * 1.2 + 0.25;  // 20% + 15 min of slack over the estimate
-  int minutes = int(hours * 60.0 + 0.5);
+  // Slurm's days-hours:minutes:seconds, in 64 bits (a year-long estimate still reads as one).
+  const int64_t minutes = int64_t(std::min(hours * 60.0 + 0.5, 1e15));
+  const int64_t days = minutes / (24 * 60), hh = minutes / 60 % 24, mm = minutes % 60;
+  char limit[64];
+  std::snprintf(limit, sizeof(limit), "%lld-%02lld:%02lld:00", static_cast<long long>(days), static_cast<long long>(hh),
+                static_cast<long long>(mm));
   std::ostringstream os;
   os << "#!/bin/bash\n"
      << settings_comment(req, c)
@@ -67,7 +73,7 @@ std::string sbatch_text(const PlanRequest& req, const Candidate& c) {
      << "#SBATCH --nodes=" << c.nodes << "\n"
      << "#SBATCH --ntasks-per-node=" << per_node << "\n"
      << "#SBATCH --gpus-per-node=" << per_node << "\n"
-     << "#SBATCH --time=" << minutes / 60 << ":" << (minutes % 60 < 10 ? "0" : "") << minutes % 60 << ":00\n"
+     << "#SBATCH --time=" << limit << "\n"
      << "#SBATCH --exclusive\n"
      << "#SBATCH --signal=TERM@300   # every rank gets SIGTERM 5 min before the time limit: it saves and stops\n"
      << "set -euo pipefail\n"
@@ -79,6 +85,8 @@ std::string sbatch_text(const PlanRequest& req, const Candidate& c) {
 std::string run_config_text(const PlanRequest& req, const Candidate& c, const ModelSource& model) {
   const RunSetup& s = c.setup;
   const int64_t steps = std::max<int64_t>(1, c.time.steps);
+  FT_CHECK_ARG(steps <= kMaxSteps, "--emit: the planned workload is " << steps << " optimizer steps, more than ftdist train runs ("
+                                                                    << kMaxSteps << "); plan a smaller workload, or split it into runs");
   const int64_t global_batch = s.micro_batch * c.grad_accum * c.gpus;
   std::ostringstream os;
   os << settings_comment(req, c) << "# Replace data.train, check [model], then: " << mpirun_command(req, c) << "\n\n[model]\n";

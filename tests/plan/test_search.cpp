@@ -6,6 +6,7 @@
 #include "ftdist/core/error.h"
 #include "ftdist/plan/cluster.h"
 #include "ftdist/plan/launch_script.h"
+#include "ftdist/plan/limits.h"
 #include "ftdist/plan/presets.h"
 #include "ftdist/plan/report.h"
 #include "ftdist/plan/search.h"
@@ -177,6 +178,16 @@ TEST(Search, ClusterChoosesNodesAndHybridAppearsAcrossNodes) {
   EXPECT_TRUE(hybrid);
   EXPECT_NE(sbatch_text(req, best).find("#SBATCH --nodes=" + std::to_string(best.nodes)), std::string::npos);
   EXPECT_NE(mpirun_command(req, best).find("-np " + std::to_string(best.gpus)), std::string::npos);
+  // The time limit: the estimate + 20% + 15 minutes, as days-hours:minutes:seconds, however long.
+  Candidate c = best;
+  c.time.total_s = 3000.0 * 3600 / 1.2;  // 3000 h + 15 min = 125 days 0:15
+  EXPECT_NE(sbatch_text(req, c).find("#SBATCH --time=125-00:15:00\n"), std::string::npos) << sbatch_text(req, c);
+  c.time.total_s = 1e13;  // (an int of minutes would wrap)
+  EXPECT_NE(sbatch_text(req, c).find("#SBATCH --time=138888888-"), std::string::npos) << sbatch_text(req, c);
+  // A workload of more steps than ftdist train runs gets no run.toml.
+  c.time.steps = kMaxSteps + 1;
+  expect_bad_input([&] { run_config_text(req, c, ModelSource{ModelSource::Preset, "llama-3.1-70b"}); },
+                   "more than ftdist train runs");
 }
 
 TEST(Report, JsonSchemaIsStable) {
@@ -234,6 +245,21 @@ TEST(Catalog, FindsNamesAndAliasesAndSuggests) {
   EXPECT_EQ(node("count = 4\nprice_per_node_hour = 16\n").node_types.at(0).gpu.price_per_hour, 2.0);
   expect_bad_input([&] { node("count = 100000000000\n"); }, "c.toml [[node_type]] n: count must be 1..1048576 nodes, got 100000000000");
   expect_bad_input([&] { node("count = 4\nprice_per_node_hour = -24\n"); }, "price_per_node_hour must be 0..1e9, got -24");
+  // A misspelt key is an error, not its default read in silence; inf is no number to plan with.
+  expect_bad_input([&] { node("count = 4\nprice_per_node_hr = 1\n"); },
+                   "c.toml [[node_type]] n: unknown key \"price_per_node_hr\"; did you mean price_per_node_hour?");
+  expect_bad_input([&] { parse_cluster("nam = 'c'\n[[node_type]]\ngpu = 'h100'\ncount = 1\n", "c.toml", cat); },
+                   "c.toml: unknown key \"nam\"");
+  expect_bad_input([&] { GpuCatalog::parse(gpu + "memory_gib = 80\neffeciency = 0.9\n", "t.toml"); },
+                   "t.toml [gpu.x]: unknown key \"effeciency\"; did you mean efficiency?");
+  expect_bad_input([&] { GpuCatalog::parse("[gpus.y]\nmemory_gib = 1\n" + gpu + "memory_gib = 80\n", "g.toml"); },
+                   "g.toml: unknown key \"gpus\"");
+  expect_bad_input([&] { GpuCatalog::parse("[gpu.x]\nbf16_tflops = inf\nhbm_gbs = 1000\nlink_busbw_gbs = 200\n"
+                                           "network_busbw_gbs = 20\nprice_per_hour = 2\nmemory_gib = 80\n", "i.toml"); },
+                   "i.toml [gpu.x]: \"bf16_tflops\" must be a finite number, got inf");
+  expect_bad_input([&] { node("count = 4\nnetwork_busbw_gbs = inf\n"); }, "\"network_busbw_gbs\" must be a finite number");
+  expect_bad_input([&] { parse_cluster("[[node_type]]\nname = 'n'\ngpu = 'h1000'\ncount = 1\n", "c.toml", cat); },
+                   "c.toml [[node_type]] n: \"gpu\": unknown GPU 'h1000'");
 }
 
 }  // namespace

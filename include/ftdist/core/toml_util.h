@@ -5,8 +5,10 @@
 
 #include <toml++/toml.h>
 
+#include <initializer_list>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ftdist/core/check.h"
@@ -52,5 +54,13 @@ T toml_get_or(const toml::table& table, const std::string& key, T fallback, cons
 }
 
 std::vector<std::string> toml_string_list(const toml::table& table, const std::string& key, const std::string& where);
+
+// Error(BadInput) naming `where` and the key, with the closest known names, for a key of `table`
+// that is not in `known`: a misspelt key would otherwise be read as its default, silently.
+void toml_check_keys(const toml::table& table, const std::vector<std::string>& known, const std::string& where);
+
+// Error(BadInput) naming `where` and the keys unless every one of `values` is finite ("inf" and
+// "nan" are TOML floats).
+void toml_check_finite(std::initializer_list<std::pair<const char*, double>> values, const std::string& where);
 
 }  // namespace ftdist

@@ -21,8 +21,9 @@ struct ModelSource {
 };
 // run.toml for candidate `c`: the model, sequence length, planned stage, micro-batch, global batch
 // (micro-batch x accumulation x GPUs), activation checkpointing, precision, reduction dtype,
-// gradient accumulation dtype, prefetch, no_sync, optimizer offload, optimizer and steps;
-// data.train a placeholder to replace.
+// gradient accumulation dtype, prefetch, no_sync, optimizer offload, optimizer, loss chunk, packing,
+// the GPU's peak (train.peak_tflops) and steps; data.train a placeholder to replace.
+// Error(BadInput) for more steps than ftdist train runs (kMaxSteps).
 std::string run_config_text(const PlanRequest& request, const Candidate& c, const ModelSource& model);
 
 constexpr const char* kEmittedMarker = "# written by ftdist plan";
