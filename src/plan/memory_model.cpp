@@ -285,7 +285,7 @@ void add_model_states(const Terms& t, MemoryBreakdown& b) {
   if (t.ex.on()) t.ex.line(MemCategory::grads_sharded, std::to_string(param_elems) + " x " + std::to_string(g), b[MemCategory::grads_sharded]);
 }
 
-// Gathered parameters and unsharded gradients (sharded stages only), and the largest reduction.
+// Gathered parameters (sharded stages) and unsharded gradients, and the largest reduction.
 void add_gathered(const Terms& t, MemoryBreakdown& b) {
   const RunSetup& s = t.s;
   const UnitLayout& u = t.u;
@@ -339,7 +339,14 @@ void add_gathered(const Terms& t, MemoryBreakdown& b) {
     }
     if (t.ex.on()) t.ex.line(MemCategory::unsharded_grads, formula, b[MemCategory::unsharded_grads]);
   } else {
-    if (t.ex.on()) t.ex.line(MemCategory::unsharded_grads, "0 (full gradients are persistent: grads_sharded)", 0);
+    // Full gradients are persistent (grads_sharded); the unit being reduced has its parameters'
+    // gradients and the flat copy they are gathered into for the all-reduce, in the compute dtype,
+    // beside them for a moment.
+    b[MemCategory::unsharded_grads] = 2 * std::max(edge_full, layer_full);
+    if (t.ex.on())
+      t.ex.line(MemCategory::unsharded_grads, "2 x largest unit " + std::to_string(std::max(edge_full, layer_full)) +
+                                                  " (its parameter gradients and their flat copy, compute dtype)",
+                b[MemCategory::unsharded_grads]);
   }
 }
 
@@ -370,8 +377,10 @@ void add_activations(const Terms& t, MemoryBreakdown& b) {
   if (t.ex.on()) t.ex.line(MemCategory::activations, act_formula, b[MemCategory::activations]);
 }
 
-// Logits: compute-dtype logits, an fp32 copy for the log-softmax the loss keeps, and the fp32
-// gradient of the logits in backward.
+// Logits, at the larger of their two moments (the step's timeline has both): forward's compute-dtype
+// logits, an fp32 copy and the fp32 log-probabilities the loss keeps (10 bytes per logit in bf16, 8
+// in fp32), and the cross-entropy's backward, the fp32 log-probabilities with their gradient and
+// the logits' gradient (12).
 void add_logits(const Terms& t, MemoryBreakdown& b) {
   const ModelSpec& m = t.m;
   const int c = t.c;
@@ -383,7 +392,7 @@ void add_logits(const Terms& t, MemoryBreakdown& b) {
                                                       " x 12 + lm_head's fp32 gradient V x h x 4", b[MemCategory::logits]);
     return;
   }
-  const int logit_bytes = c + (c == 4 ? 0 : 4) + 4;
+  const int logit_bytes = std::max(c + (c == 4 ? 0 : 4) + 4, 12);
   b[MemCategory::logits] = clamp_bytes(tokens * double(m.vocab) * logit_bytes);
   if (t.ex.on()) t.ex.line(MemCategory::logits, "b*s " + num(tokens) + " x V " + std::to_string(m.vocab) + " x " + std::to_string(logit_bytes),
           b[MemCategory::logits]);

@@ -121,9 +121,9 @@ namespace {
 // fit), host memory and time.
 Candidate priced(Candidate c, ActivationCheckpointing ck, const PlanRequest& req, const HardwareOption& hw, const Hardware& hwm) {
   c.setup.activation_checkpointing = ck;
-  c.memory = estimate_memory(req.model, c.setup);
+  c.host = estimate_host_memory(estimate_memory(req.model, c.setup), c.setup, ranks_per_node(c, hw));
   c.peak = peak_memory(req.model, c.setup);
-  c.host = estimate_host_memory(c.memory, c.setup, ranks_per_node(c, hw));
+  c.memory = c.peak.categories;
   c.fits = c.needed_bytes() <= c.usable_bytes;
   c.time = estimate_time(req.model, c.setup, hwm, Workload{req.total_tokens, c.grad_accum});
   if (!c.fits) {

@@ -288,7 +288,10 @@ StepTimeline step_timeline(const ModelSpec& model, const RunSetup& setup) { retu
 
 PeakMemory peak_memory(const ModelSpec& model, const RunSetup& setup) {
   const StepTimeline t = step_timeline(model, setup);
-  return {t.peak_phase().alive, t.peak_phase().name};
+  PeakMemory p{t.peak_phase().alive, t.peak_phase().name, estimate_memory(model, setup)};
+  for (const TimelinePhase& ph : t.phases)
+    for (MemCategory cat : all_mem_categories()) p.categories[cat] = std::max(p.categories[cat], ph.alive[cat]);
+  return p;
 }
 
 }  // namespace ftdist::plan

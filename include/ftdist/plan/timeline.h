@@ -38,6 +38,10 @@ StepTimeline step_timeline(const ModelSpec& model, const RunSetup& setup);
 struct PeakMemory {
   MemoryBreakdown alive;
   std::string phase;
+  // Each category at its own largest over the step: estimate_memory()'s (host and the largest
+  // reduction too), raised to what any phase holds of it. Their sum bounds the step's peak from
+  // above; they never all coexist.
+  MemoryBreakdown categories;
   uint64_t needed(bool host_device) const { return alive.budgeted(host_device); }
 };
 PeakMemory peak_memory(const ModelSpec& model, const RunSetup& setup);
