@@ -35,9 +35,9 @@ void show_conversations(const std::string& input, const data::Tokenizer& tok, in
   std::ifstream in(input);
   std::string line;
   for (int64_t k = 1, shown = 0; shown < n && std::getline(in, line); ++k) {
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    const nlohmann::ordered_json j = nlohmann::ordered_json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("messages")) continue;
-    const data::ChatTokens c = data::chat_tokens(j["messages"], input + ":" + std::to_string(k), tok, all_turns);
+    const data::ChatTokens c = data::chat_tokens(j, input + ":" + std::to_string(k), tok, all_turns);
     nlohmann::json spans = nlohmann::json::array();
     int64_t trained = 0;
     for (size_t i = 0; i < c.ids.size(); ++i) {

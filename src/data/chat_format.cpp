@@ -106,9 +106,12 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   return chat;
 }
 
-std::string render_chat(const ChatFormat& chat, const json& messages, bool add_generation_prompt) {
+std::string render_chat(const ChatFormat& chat, const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                        const nlohmann::ordered_json& tools) {
   FT_CHECK_ARG(chat.tmpl, chat.error);
   return chat.tmpl->render({{"messages", messages},
+                           {"tools", tools},
+                           {"documents", nullptr},
                            {"bos_token", chat.bos_token},
                            {"eos_token", chat.eos_token},
                            {"add_generation_prompt", add_generation_prompt}});
@@ -156,11 +159,15 @@ std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, c
   return out;
 }
 
-ChatTokens chat_tokens(const json& msgs, const std::string& where, const Tokenizer& tok, bool all_turns) {
+ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& where, const Tokenizer& tok, bool all_turns) {
+  using ojson = nlohmann::ordered_json;
+  const ojson& msgs = line.at("messages");
+  const ojson tools = line.contains("tools") ? line["tools"] : ojson(nullptr);
+  FT_CHECK_ARG(tools.is_null() || tools.is_array(), where << ": \"tools\" must be a list of tool schemas, got " << tools.type_name());
   FT_CHECK_ARG(msgs.is_array() && !msgs.empty(), where << ": \"messages\" must be a non-empty list of {\"role\", \"content\"}");
   std::vector<size_t> turns;
   for (size_t k = 0; k < msgs.size(); ++k) {
-    const json& m = msgs[k];
+    const ojson& m = msgs[k];
     FT_CHECK_ARG(m.is_object() && m.contains("role") && m.contains("content"),
                  where << ": message " << k << ": expected {\"role\": ..., \"content\": ...}");
     const bool role_ok = m["role"].is_string() && (m["role"] == "system" || m["role"] == "user" || m["role"] == "assistant");
@@ -174,7 +181,7 @@ ChatTokens chat_tokens(const json& msgs, const std::string& where, const Tokeniz
                                "tokenizer_config.json has a chat_template, or with a chat_template.jinja (" << tok.name() << " has none), or use scripts/tokenize_hf.py");
   auto render = [&](size_t n, bool prompt) {
     try {
-      return render_chat(*chat, json(std::vector<json>(msgs.begin(), msgs.begin() + long(n))), prompt);
+      return render_chat(*chat, ojson(std::vector<ojson>(msgs.begin(), msgs.begin() + long(n))), prompt, tools);
     } catch (const Error& e) {
       FT_CHECK_ARG(false, where << ": " << e.message());
     }

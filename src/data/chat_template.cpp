@@ -3,6 +3,7 @@
 #include "ftdist/data/chat_template.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <ctime>
 #include <functional>
@@ -15,7 +16,7 @@
 
 namespace ftdist::data {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // dicts keep their keys in order, as Python's do
 
 namespace {
 
@@ -43,16 +44,32 @@ bool truthy(const Value& x) {
   return true;
 }
 
+// repr() of a Python float: the shortest digits that read back as `d`, in fixed notation for
+// exponents -4..15 (with ".0" when whole), else as 1.5e-07 / 1e+16.
 std::string py_float(double d) {
-  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e16) {
-    std::ostringstream o;
-    o << static_cast<long long>(d) << ".0";
-    return o.str();
+  if (std::isnan(d)) return "nan";
+  if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+  if (d == 0) return std::signbit(d) ? "-0.0" : "0.0";
+  char buf[64];
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), std::fabs(d), std::chars_format::scientific);
+  const std::string sci(buf, r.ptr);  // "3.333333333333333e-01": the shortest round-trip digits
+  const size_t e = sci.find('e');
+  const int exp = std::stoi(sci.substr(e + 1));
+  std::string digits;
+  for (size_t i = 0; i < e; ++i)
+    if (sci[i] != '.') digits += sci[i];
+  std::string out;
+  if (exp >= 16 || exp < -4) {
+    out = digits.substr(0, 1) + (digits.size() > 1 ? "." + digits.substr(1) : "") + (exp < 0 ? "e-" : "e+") +
+          (std::abs(exp) < 10 ? "0" : "") + std::to_string(std::abs(exp));
+  } else if (exp >= 0) {
+    const size_t whole = size_t(exp) + 1;
+    if (digits.size() < whole) digits.append(whole - digits.size(), '0');
+    out = digits.substr(0, whole) + "." + (digits.size() > whole ? digits.substr(whole) : "0");
+  } else {
+    out = "0." + std::string(size_t(-exp - 1), '0') + digits;
   }
-  std::ostringstream o;
-  o.precision(17);
-  o << d;
-  return o.str();
+  return (d < 0 ? "-" : "") + out;
 }
 
 std::string py_repr(const json& v);
@@ -104,7 +121,10 @@ std::string py_json(const json& v, int indent, int depth = 0) {
     }
     return s + close + (v.is_array() ? "]" : "}");
   }
-  if (v.is_number_float()) return py_float(v.get<double>());
+  if (v.is_number_float()) {  // (json.dumps writes NaN and Infinity for what repr() calls nan and inf)
+    const double d = v.get<double>();
+    return std::isnan(d) ? "NaN" : std::isinf(d) ? (d > 0 ? "Infinity" : "-Infinity") : py_float(d);
+  }
   if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
   return v.dump(-1, ' ', false, json::error_handler_t::replace);
 }

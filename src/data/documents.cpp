@@ -100,7 +100,8 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
     prompt_completion(j, where, tokenizer, d);
   } else if (j.contains("messages")) {  // rendered with the model directory's chat template
     need_vocab(tokenizer, vocab, where);
-    const ChatTokens chat = chat_tokens(j["messages"], where, tokenizer, chat_all_turns);
+    // (parsed again with its keys in order: a template's tojson and dict loops follow them)
+    const ChatTokens chat = chat_tokens(parse_ordered_json(text, where), where, tokenizer, chat_all_turns);
     d.ids = chat.ids;
     for (size_t i = 0; i < d.ids.size(); ++i) d.labels.push_back(chat.trained[i] ? d.ids[i] : -100);
   } else {

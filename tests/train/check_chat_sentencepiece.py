@@ -128,6 +128,29 @@ for name, template in TEMPLATES.items():
                            f"(extra {sorted(got - want)[:8]}, missing {sorted(want - got)[:8]})")
         check(0 < s["trained_tokens"] < s["tokens"], f"{name} line {s['line']}: {s['trained_tokens']} of {s['tokens']} tokens trained")
 
+# Dicts keep their keys in the order of the data line (tojson, items(), loops), a line's "tools" reach
+# the template, and "tools" / "documents" are none where the line has none, as in Transformers.
+TOOLS_TEMPLATE = ("{{ 10.0 ** 16 }} {{ 1.5 / 10000000 }} {{ 0.0001 }} {{ 123.0 }} {{ -2.5 / 100000 }} {{ [0.5, 2 / 3] | tojson }}\n"
+                  "{%- if tools is not none %}[TOOLS {{ tools | tojson }}]{% endif %}{% if documents is none %}(no docs){% endif %}"
+                  "{%- for m in messages %}{{ m.role }}: {{ m.content }}{% if m.tool_calls is defined %} {{ m.tool_calls | tojson }}"
+                  "{% for k, v in m.tool_calls[0].items() %} {{ k }}{% endfor %}{% endif %} {{ 0.1 }} {{ 1 / 3 }}\n{% endfor %}")
+d = model_dir("tools", TOOLS_TEMPLATE)
+tool_lines = [
+    {"messages": [{"role": "user", "content": "weather?"},
+                  {"role": "assistant", "content": "calling",
+                   "tool_calls": [{"name": "get_weather", "arguments": {"zeta": 1, "alpha": "x"}}]}],
+     "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]},
+    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+]
+r, data, out = prepare(d, tool_lines, ["--show", "2"])
+shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]
+compiled = _compile_jinja_template(TOOLS_TEMPLATE)
+for line, s in zip(tool_lines, shown):
+    want = compiled.render(messages=line["messages"], tools=line.get("tools"), documents=None, bos_token="<s>", eos_token="</s>",
+                           add_generation_prompt=False)
+    check(s["text"] == want, f"tools and key order: rendered text equals Transformers' ({s['text']!r} vs {want!r})")
+check(r.returncode == 0 and len(shown) == 2, f"tools lines: exit {r.returncode}, {len(shown)} shown {r.stderr.decode()[-200:]}")
+
 # --train-on all: every token of the conversation trained.
 r, data, out = prepare(model_dir("chatml-all", TEMPLATES["chatml"]), [{"messages": CONVERSATIONS[1]}], ["--show", "1", "--train-on", "all"])
 shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]

@@ -53,8 +53,11 @@ std::string chat_template_file_of(const std::string& config_path);
 // malformed config.
 std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, const Tokenizer& tok);
 
-// The template applied to `messages` (add_generation_prompt: the prompt for the next assistant turn).
-std::string render_chat(const ChatFormat& chat, const nlohmann::json& messages, bool add_generation_prompt);
+// The template applied to `messages` (add_generation_prompt: the prompt for the next assistant
+// turn), with `tools` (a data line's tool schemas; null when it has none) and `documents` null, as
+// Transformers' apply_chat_template passes them.
+std::string render_chat(const ChatFormat& chat, const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                        const nlohmann::ordered_json& tools = nullptr);
 
 // The tokens of rendered text: special tokens by their ids, the text between them by the tokenizer.
 std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, const std::string& text);
@@ -75,6 +78,8 @@ struct ChatTokens {
 // A conversation, checked ({"role": system | user | assistant, "content": string}, an assistant
 // turn at least), rendered and tokenized, trained on each assistant turn up to the end-of-turn
 // text the template closes it with (every token when `all_turns`). Errors name `where` (file:line).
-ChatTokens chat_tokens(const nlohmann::json& messages, const std::string& where, const Tokenizer& tok, bool all_turns);
+// `line`: the data line (an object) holding "messages", and "tools" where it has them; parsed with
+// its keys in order (nlohmann::ordered_json), as the template sees them.
+ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& where, const Tokenizer& tok, bool all_turns);
 
 }  // namespace ftdist::data

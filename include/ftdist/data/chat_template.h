@@ -29,9 +29,10 @@ class ChatTemplate {
   ChatTemplate(ChatTemplate&&) noexcept;
   ChatTemplate& operator=(ChatTemplate&&) noexcept;
 
-  // The variables in `context` (an object) as the template's globals. A raise_exception() in the
-  // template, or an operation on the wrong types, is an Error(BadInput) with its message.
-  std::string render(const nlohmann::json& context) const;
+  // The variables in `context` (an object) as the template's globals; dicts keep their keys in the
+  // order given (Python's: tojson, items() and loops over a dict follow it). A raise_exception() in
+  // the template, or an operation on the wrong types, is an Error(BadInput) with its message.
+  std::string render(const nlohmann::ordered_json& context) const;
 
   struct Impl;
 
