@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ftdist/core/check.h"
+#include "py_text.h"
 
 namespace ftdist::data {
 
@@ -770,7 +771,7 @@ void Impl::loop(const Node& node, Scope& s, std::string& out) const {
   std::vector<json> items;
   if (seq.v.is_array()) items.assign(seq.v.begin(), seq.v.end());
   else if (seq.v.is_object()) for (auto it = seq.v.begin(); it != seq.v.end(); ++it) items.push_back(it.key());
-  else if (seq.v.is_string()) for (char c : seq.v.get<std::string>()) items.push_back(std::string(1, c));
+  else if (seq.v.is_string()) for (const std::string& c : py_text::code_points(seq.v.get<std::string>())) items.push_back(c);
   else if (!seq.undefined && !seq.v.is_null()) fail(n->line, "cannot loop over " + py_str(seq));
   auto bind = [&](const json& item) {
     if (n->targets.size() == 1) {
@@ -842,7 +843,8 @@ int64_t as_int(const Value& v, const std::function<void(const std::string&)>& fa
 
 // Python's slice of a list or a string.
 json slice(const json& v, const std::optional<int64_t>& a, const std::optional<int64_t>& b, int64_t step) {
-  const int64_t n = int64_t(v.is_string() ? v.get<std::string>().size() : v.size());
+  const std::vector<std::string> points = v.is_string() ? py_text::code_points(v.get<std::string>()) : std::vector<std::string>();
+  const int64_t n = int64_t(v.is_string() ? points.size() : v.size());
   auto clamp = [&](int64_t i, int64_t lo, int64_t hi) { return std::max(lo, std::min(hi, i < 0 ? i + n : i)); };
   std::vector<int64_t> idx;
   if (step > 0) {
@@ -852,7 +854,7 @@ json slice(const json& v, const std::optional<int64_t>& a, const std::optional<i
   }
   if (v.is_string()) {
     std::string out;
-    for (int64_t i : idx) out += v.get<std::string>()[size_t(i)];
+    for (int64_t i : idx) out += points[size_t(i)];
     return out;
   }
   json out = json::array();
@@ -872,14 +874,6 @@ bool equal(const Value& a, const Value& b) {
   return a.v == b.v;
 }
 
-std::string strip(const std::string& s, const std::string& chars, bool left, bool right) {
-  size_t a = 0, b = s.size();
-  while (left && a < b && chars.find(s[a]) != std::string::npos) ++a;
-  while (right && b > a && chars.find(s[b - 1]) != std::string::npos) --b;
-  return s.substr(a, b - a);
-}
-
-const char* kWhitespace = " \t\n\r\f\v";
 
 }  // namespace
 
@@ -905,11 +899,13 @@ Value Impl::eval(const Expr& e, Scope& s, int line) const {
         return Value{base.v[key.v.get<std::string>()]};
       }
       if (base.v.is_array() || base.v.is_string()) {
-        const int64_t n = int64_t(base.v.is_string() ? base.v.get<std::string>().size() : base.v.size());
+        const std::vector<std::string> points = base.v.is_string() ? py_text::code_points(base.v.get<std::string>())
+                                                                    : std::vector<std::string>();
+        const int64_t n = int64_t(base.v.is_string() ? points.size() : base.v.size());
         int64_t i = as_int(key, bad);
         if (i < 0) i += n;
         if (i < 0 || i >= n) return Value::undef();
-        return base.v.is_string() ? Value{std::string(1, base.v.get<std::string>()[size_t(i)])} : Value{base.v[size_t(i)]};
+        return base.v.is_string() ? Value{points[size_t(i)]} : Value{base.v[size_t(i)]};
       }
       return Value::undef();
     }
@@ -1052,17 +1048,14 @@ Value Impl::method(const Value& self, const std::string& name, const std::vector
   auto arg = [&](size_t k) { return k < args.size() ? py_str(args[k]) : std::string(); };
   if (v.is_string()) {
     const std::string str = v.get<std::string>();
-    const std::string chars = args.empty() || args[0].v.is_null() ? kWhitespace : arg(0);
-    if (name == "strip") return Value{strip(str, chars, true, true)};
-    if (name == "lstrip") return Value{strip(str, chars, true, false)};
-    if (name == "rstrip") return Value{strip(str, chars, false, true)};
+    const bool space = args.empty() || args[0].v.is_null();  // (chars=None: what str.isspace() calls whitespace)
+    if (name == "strip") return Value{py_text::strip(str, arg(0), space, true, true)};
+    if (name == "lstrip") return Value{py_text::strip(str, arg(0), space, true, false)};
+    if (name == "rstrip") return Value{py_text::strip(str, arg(0), space, false, true)};
     if (name == "startswith") return Value{str.rfind(arg(0), 0) == 0};
     if (name == "endswith") return Value{str.size() >= arg(0).size() && str.compare(str.size() - arg(0).size(), arg(0).size(), arg(0)) == 0};
-    if (name == "upper" || name == "lower") {
-      std::string r = str;
-      for (char& c : r) c = char(name == "upper" ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
-      return Value{r};
-    }
+    if (name == "upper" || name == "lower") return Value{name == "upper" ? py_text::upper(str) : py_text::lower(str)};
+    if (name == "capitalize" || name == "title") return Value{name == "title" ? py_text::title(str) : py_text::capitalize(str)};
     if (name == "replace") {
       std::string r, from = arg(0), to = arg(1);
       if (from.empty()) return Value{str};
@@ -1113,25 +1106,20 @@ Value Impl::filter(const Expr& e, Scope& s, int line) const {
     return std::nullopt;
   };
   const std::string& f = e.name;
-  if (f == "trim") return Value{strip(py_str(x), kWhitespace, true, true)};
+  if (f == "trim") {  // trim(chars=None)
+    const std::optional<Value> chars = kw("chars", 0);
+    const bool space = !chars || chars->undefined || chars->v.is_null();
+    return Value{py_text::strip(py_str(x), space ? std::string() : py_str(*chars), space, true, true)};
+  }
   if (f == "length" || f == "count") {
-    if (x.v.is_string()) return Value{int64_t(x.v.get<std::string>().size())};
+    if (x.v.is_string()) return Value{int64_t(py_text::length(x.v.get<std::string>()))};
     if (x.v.is_array() || x.v.is_object()) return Value{int64_t(x.v.size())};
     fail(line, "length of " + py_repr(x.v));
   }
   if (f == "string") return Value{py_str(x)};
   if (f == "safe" || (f == "list" && x.v.is_array())) return x;
   if (f == "upper" || f == "lower") return method(Value{py_str(x)}, f, {}, line);
-  if (f == "capitalize" || f == "title") {
-    std::string r = py_str(x);
-    bool start = true;
-    for (char& c : r) {
-      const bool alpha = std::isalpha(static_cast<unsigned char>(c)) != 0;
-      c = char(start && alpha ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
-      start = f == "title" ? !alpha : false;
-    }
-    return Value{r};
-  }
+  if (f == "capitalize" || f == "title") return method(Value{py_str(x)}, f, {}, line);
   if (f == "replace") return method(Value{py_str(x)}, "replace", args, line);
   if (f == "default" || f == "d") {
     const bool boolean = kw("boolean", 1) && truthy(*kw("boolean", 1));
@@ -1153,8 +1141,11 @@ Value Impl::filter(const Expr& e, Scope& s, int line) const {
   }
   if ((f == "first" || f == "last") && (x.v.is_array() || x.v.is_string())) {
     if (x.v.empty() || (x.v.is_string() && x.v.get<std::string>().empty())) return Value::undef();
-    return x.v.is_string() ? Value{std::string(1, f == "first" ? x.v.get<std::string>().front() : x.v.get<std::string>().back())}
-                           : Value{f == "first" ? x.v.front() : x.v.back()};
+    if (x.v.is_string()) {
+      const std::vector<std::string> points = py_text::code_points(x.v.get<std::string>());
+      return Value{f == "first" ? points.front() : points.back()};
+    }
+    return Value{f == "first" ? x.v.front() : x.v.back()};
   }
   if (f == "reverse" && (x.v.is_array() || x.v.is_string())) return Value{slice(x.v, std::nullopt, std::nullopt, -1)};
   if (f == "items") return method(x, "items", {}, line);

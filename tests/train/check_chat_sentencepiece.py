@@ -151,6 +151,22 @@ for line, s in zip(tool_lines, shown):
     check(s["text"] == want, f"tools and key order: rendered text equals Transformers' ({s['text']!r} vs {want!r})")
 check(r.returncode == 0 and len(shown) == 2, f"tools lines: exit {r.returncode}, {len(shown)} shown {r.stderr.decode()[-200:]}")
 
+# Strings are sequences of code points (length, indexing, slicing, loops, first/last), strip() and
+# trim strip what Python calls whitespace (NBSP, U+3000), and case changes reach letters past ASCII.
+UNICODE_TEMPLATE = ("{{ 'ÀÉÎ日本😀' | length }} {{ 'ÀÉÎ日本😀'[:2] }} {{ 'ÀÉÎ日本😀'[-1] }} {{ 'ÀÉÎ日本😀'[::-1] }} "
+                    "[{{ '\u00a0hi\u3000' | trim }}] [{{ ' \u2003a\u2003 '.strip() }}] [{{ 'xxhixx' | trim('x') }}] "
+                    "{{ 'héllo' | upper }} {{ 'HÉLLO'.lower() }} {{ 'élan vital' | title }} {{ 'élan' | capitalize }} "
+                    "{% for c in '日本' %}<{{ c }}>{% endfor %} {{ '日本' | first }}{{ '日本' | last }}\n"
+                    "{%- for m in messages %}{{ m.role }}: {{ m.content | trim }}\n{% endfor %}")
+d = model_dir("unicode", UNICODE_TEMPLATE)
+line = {"messages": [{"role": "user", "content": "\u00a0héllo\u3000"}, {"role": "assistant", "content": "bonjour\u00a0"}]}
+r, data, out = prepare(d, [line], ["--show", "1"])
+shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]
+want = _compile_jinja_template(UNICODE_TEMPLATE).render(messages=line["messages"], tools=None, documents=None, bos_token="<s>",
+                                                        eos_token="</s>", add_generation_prompt=False)
+check(r.returncode == 0 and len(shown) == 1 and shown[0]["text"] == want,
+      f"unicode strings: rendered text equals Transformers' ({shown[0]['text'] if shown else r.stderr.decode()[-300:]!r} vs {want!r})")
+
 # --train-on all: every token of the conversation trained.
 r, data, out = prepare(model_dir("chatml-all", TEMPLATES["chatml"]), [{"messages": CONVERSATIONS[1]}], ["--show", "1", "--train-on", "all"])
 shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]
