@@ -139,6 +139,9 @@ def documents(path, tok, eos, train_on):
                     raise BadLine(f"not valid JSON ({e})")
                 if not isinstance(d, dict):
                     raise BadLine("expected a JSON object")
+                kinds = [k for k in ("text", "messages") if k in d] + (["prompt/completion"] if "prompt" in d and "completion" in d else [])
+                if len(kinds) > 1:  # (as ftdist refuses it: a line is one document)
+                    raise BadLine(f"the line holds both {kinds[0]} and {kinds[1]}; a line is one document: keep one of them")
                 if "messages" in d:
                     yield messages_doc(d, tok, train_on)
                 elif "text" in d:

@@ -126,6 +126,12 @@ int eval_main(int argc, char** argv) {
   FT_CHECK_ARG(chunk >= 0, "--loss-chunk must be >= 0");
 
   auto comm = comm::make_communicator(at::kCPU);  // sums over ranks; tiny, so on the CPU
+  const bool dump = args.count("dump-logits") > 0;
+  FT_CHECK_ARG(!dump || comm->size() == 1, "--dump-logits works on one rank; run without mpirun");
+  // The data first: a bad file stops the run before anything is loaded or written.
+  int64_t truncated = 0;
+  std::vector<data::Document> examples = rank_documents(args["data"].as<std::string>(), spec.vocab,
+                                                        args["seq-len"].as<int64_t>(), comm->rank(), comm->size(), &truncated);
   at::Device device(at::kCPU);
   if (cuda) device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(comm::bind_local_gpu()));
 
@@ -135,12 +141,6 @@ int eval_main(int argc, char** argv) {
               << dtype_name(dtype) << " on " << device << ", " << comm->size() << " rank(s)");
 
   if (args.count("write-model") && comm->rank() == 0) write_loaded_model(args["write-model"].as<std::string>(), model, *weights);
-
-  int64_t truncated = 0;
-  std::vector<data::Document> examples = rank_documents(args["data"].as<std::string>(), spec.vocab,
-                                                        args["seq-len"].as<int64_t>(), comm->rank(), comm->size(), &truncated);
-  const bool dump = args.count("dump-logits") > 0;
-  FT_CHECK_ARG(!dump || comm->size() == 1, "--dump-logits works on one rank; run without mpirun");
   std::vector<std::pair<std::string, at::Tensor>> dumped;
 
   double loss_sum = 0;

@@ -870,7 +870,10 @@ bool less(const json& a, const json& b) {
 
 bool equal(const Value& a, const Value& b) {
   if (a.undefined || b.undefined) return a.undefined && b.undefined;
-  if (a.v.is_number() && b.v.is_number()) return a.v.get<double>() == b.v.get<double>();
+  // (Python's bool is a number: True == 1 == 1.0)
+  auto number = [](const json& v) { return v.is_boolean() ? (v.get<bool>() ? 1.0 : 0.0) : v.get<double>(); };
+  if ((a.v.is_number() || a.v.is_boolean()) && (b.v.is_number() || b.v.is_boolean()) && (a.v.is_number() || b.v.is_number()))
+    return number(a.v) == number(b.v);
   return a.v == b.v;
 }
 

@@ -66,6 +66,21 @@ void prompt_completion(const nlohmann::json& j, const std::string& where, const 
   if (tokenizer.eos() >= 0) add(tokenizer.eos(), true);
 }
 
+// "attention_mask" beside "input_ids" (as padded, tokenized data sets carry it): all ones is the same
+// document; a 0 marks padding, which ftdist would otherwise attend to and train on (it packs and
+// masks examples itself), so it is refused rather than ignored.
+void check_attention_mask(const nlohmann::json& j, const std::string& where, size_t n) {
+  if (!j.contains("attention_mask")) return;
+  const nlohmann::json& m = j["attention_mask"];
+  FT_CHECK_ARG(m.is_array() && m.size() == n, where << ": \"attention_mask\" must be a list of " << n << " 0s and 1s, as \"input_ids\"");
+  for (size_t i = 0; i < n; ++i) {
+    FT_CHECK_ARG(m[i].is_number_integer() && (m[i] == 0 || m[i] == 1),
+                 where << ": \"attention_mask\" must hold 0s and 1s, got " << json_excerpt(m[i]) << " at position " << i);
+    FT_CHECK_ARG(m[i] == 1, where << ": \"attention_mask\" is 0 at position " << i << " (padding): ftdist packs examples itself and "
+                                  "attends to every token of a line; remove the padding from \"input_ids\" (and \"labels\")");
+  }
+}
+
 // One non-blank line of JSONL -> a document (errors name `where`, i.e. path:line).
 Document parse_line(const std::string& text, const std::string& where, int64_t line, int64_t vocab,
                     const Tokenizer& tokenizer, bool chat_all_turns) {
@@ -89,6 +104,7 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
     d.labels = j.contains("labels") ? read_ids(j, "labels", where, vocab, true) : d.ids;
     FT_CHECK_ARG(d.labels.size() == d.ids.size(), where << ": \"labels\" has " << d.labels.size()
                                                          << " entries, \"input_ids\" " << d.ids.size());
+    check_attention_mask(j, where, d.ids.size());
   } else if (j.contains("text")) {
     need_vocab(tokenizer, vocab, where);
     if (tokenizer.bos() >= 0) d.ids.push_back(tokenizer.bos());

@@ -120,8 +120,9 @@ void HfCheckpoint::check_tied_head() const {
 const TensorInfo& HfCheckpoint::info(const std::string& name) const {
   auto it = where_.find(name);
   FT_CHECK_ARG(it != where_.end(), dir_ << ": the checkpoint has no tensor \"" << name << "\""
-                                        << (name == "lm_head.weight" ? " (config.json says tie_word_embeddings = false; "
-                                                                       "a base model's checkpoint has no head)" : ""));
+                                        << (name == "lm_head.weight" ? " (config.json does not tie the embeddings: tie_word_embeddings is "
+                                                                       "false or absent, Transformers' default; set it to true where "
+                                                                       "lm_head shares model.embed_tokens.weight)" : ""));
   return files_[it->second.file]->info(it->second.stored);
 }
 

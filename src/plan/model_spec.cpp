@@ -237,7 +237,8 @@ int64_t original_max_position(const json& j, const json& p, const std::string& o
 void need_rope_keys(const json& p, const std::string& where, const std::string& type, std::initializer_list<const char*> keys) {
   for (const char* key : keys)
     FT_CHECK_ARG(p.contains(key) && p.at(key).is_number(),
-                 where << ": rope_type \"" << type << "\" needs \"" << key << "\", a number (Transformers refuses the config without it)");
+                 where << ": rope_type \"" << type << "\" needs \"" << key << "\", a number: ftdist does not guess a value that "
+                          "changes the frequencies (Transformers 4 refuses the config; 5 derives some with a warning)");
 }
 
 // YaRN (Transformers' _compute_yarn_parameters): the pre-training context, the factor, and the

@@ -175,6 +175,7 @@ bad = {
     "unknown role": {"messages": [{"role": "robot", "content": "hi"}, {"role": "assistant", "content": "x"}]},
     "must be a string": {"messages": [{"role": "user", "content": ["hi"]}, {"role": "assistant", "content": "x"}]},
     "expected \"text\"": {"input": "x"},
+    "holds both text and messages": {"text": "x", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]},
 }
 for why, line in bad.items():
     p = os.path.join(work, "bad.jsonl")

@@ -54,6 +54,14 @@ TEST(Documents, BadFilesNameFileAndLine) {
   EXPECT_EQ(data::read_jsonl(write("b7.jsonl", "{\"input_ids\": [7, 8], \"text\": \"xyz\"}\n"), 300).at(0).ids,
             (std::vector<int64_t>{7, 8}));
   expect_bad_input([] { data::read_jsonl("/nonexistent.jsonl", 100, "data.train"); }, "data.train: cannot read");
+  // attention_mask: all ones is the same document; padding (a 0) would be attended to and trained
+  // on, so it is refused rather than ignored
+  EXPECT_EQ(data::read_jsonl(write("m1.jsonl", "{\"input_ids\": [7, 8], \"attention_mask\": [1, 1]}\n"), 300).at(0).ids,
+            (std::vector<int64_t>{7, 8}));
+  expect_bad_input([] { data::read_jsonl(write("m2.jsonl", "{\"input_ids\": [7, 8, 0], \"attention_mask\": [1, 1, 0]}\n"), 300); },
+                   "m2.jsonl:1: \"attention_mask\" is 0 at position 2 (padding)");
+  expect_bad_input([] { data::read_jsonl(write("m3.jsonl", "{\"input_ids\": [7, 8], \"attention_mask\": [1]}\n"), 300); },
+                   "m3.jsonl:1: \"attention_mask\" must be a list of 2 0s and 1s");
 }
 
 TEST(TokenFile, RoundTripAndMalformedFiles) {
