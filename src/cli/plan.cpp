@@ -108,15 +108,22 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
     if (double(g.memory_bytes()) * (1.0 - req.headroom) >= double(need)) bigger.push_back(g.name);
   if (!bigger.empty()) os << " GPUs with enough memory for that layout: " << join_or(bigger) << " (--gpu).";
   if (req.gpus || req.nodes) os << " Let the planner choose the GPU count: --gpus auto.";
+  else if (c.gpus * 2 > req.max_gpus) os << " More GPUs than --max-gpus " << req.max_gpus << " may fit: raise it.";
+  if (req.micro_batch && *req.micro_batch > 1) os << " Let the planner choose the micro-batch: leave out --micro-batch.";
+  if (req.activation_checkpointing && req.activation_checkpointing->count(req.model.layers) < req.model.layers)
+    os << " Let the planner checkpoint activations: --checkpointing auto.";
+  const uint64_t freed_gib_hundredth = uint64_t(double(kGiB) / 100);  // (what rounds to 0.00 GiB is no advice)
   if (req.base.optimizer == OptimizerKind::AdamW) {  // 8 bytes of moments per state element become 2.004
     RunSetup q = c.setup;
     q.optimizer = OptimizerKind::AdamW8bit;
     const uint64_t saved = c.memory[MemCategory::optimizer] - std::min(c.memory[MemCategory::optimizer], estimate_memory(req.model, q)[MemCategory::optimizer]);
-    os << " 8-bit AdamW states (--optimizer adamw-8bit, which ftdist train runs) free " << format_gib(double(saved)) << " per GPU in that layout.";
+    if (saved >= freed_gib_hundredth)
+      os << " 8-bit AdamW states (--optimizer adamw-8bit, which ftdist train runs) free " << format_gib(double(saved)) << " per GPU in that layout.";
   }
-  if (!req.base.offload_optimizer) os << " Offloading the master weights and optimizer states to host memory (--offload) frees "
-                                      << format_gib(double(c.memory[MemCategory::master] + c.memory[MemCategory::optimizer]))
-                                      << " per GPU in that layout.";
+  const uint64_t offloadable = c.memory[MemCategory::master] + c.memory[MemCategory::optimizer];
+  if (!req.base.offload_optimizer && offloadable >= freed_gib_hundredth)
+    os << " Offloading the master weights and optimizer states to host memory (--offload) frees " << format_gib(double(offloadable))
+       << " per GPU in that layout.";
   for (const AlternativeRow& a : alts)
     if (a.fits) os << " " << (a.method == "lora" ? "LoRA" : "QLoRA") << " would fit on one GPU (" << format_gib(double(a.total)) << ").";
   return os.str();
@@ -193,11 +200,13 @@ std::string read_hardware(const cxxopts::ParseResult& args, const GpuCatalog& ca
     cluster_name = cluster.origin;
     for (const NodeType& nt : cluster.node_types)
       req.hardware.push_back({nt.name, nt.gpu, nt.gpus_per_node, nt.count, true});
-  } else {
-    const GpuSpec& g = catalog.find(args["gpu"].as<std::string>());
-    req.hardware.push_back({"", g, g.gpus_per_node, std::max(1, req.max_gpus / g.gpus_per_node), false});
   }
   if (auto g = auto_or_int(args["gpus"].as<std::string>(), "--gpus", kMaxRanks)) req.gpus = int(*g);
+  if (!args.count("cluster")) {  // nodes enough for --max-gpus, or for the --gpus given (which --max-gpus does not bound)
+    const GpuSpec& g = catalog.find(args["gpu"].as<std::string>());
+    const int most = std::max(req.max_gpus, req.gpus.value_or(1));
+    req.hardware.push_back({"", g, g.gpus_per_node, std::max(1, (most + g.gpus_per_node - 1) / g.gpus_per_node), false});
+  }
   if (args.count("nodes")) {
     req.nodes = args["nodes"].as<int>();
     FT_CHECK_ARG(*req.nodes >= 1 && *req.nodes <= kMaxRanks, "--nodes must be 1.." << kMaxRanks << ", got " << *req.nodes);
@@ -442,6 +451,13 @@ int plan_main(int argc, char** argv) {
     if (args.count("model-config")) {
       model.value = absolute_path(args["model-config"].as<std::string>());  // run.toml works from any directory
       model.kind = is_directory(model.value) ? ModelSource::Directory : ModelSource::ConfigFile;
+      // A directory without weights (a config downloaded alone) is a config to initialize from:
+      // model.path would be refused by the trainer.
+      if (model.kind == ModelSource::Directory && !file_exists(model.value + "/model.safetensors") &&
+          !file_exists(model.value + "/model.safetensors.index.json")) {
+        model.kind = ModelSource::ConfigFile;
+        model.value += "/config.json";
+      }
     }
     emit_launch_files(req, result.candidates[result.recommended], model, emit, args["emit-dir"].as<std::string>());
   }

@@ -53,7 +53,8 @@ std::string layout(Candidate& c, const HardwareOption& hw, const PlanRequest& re
     return "--nodes " + std::to_string(*req.nodes) + ", but " + std::to_string(c.gpus) + " GPUs at " + std::to_string(hw.gpus_per_node) +
            " per node fill " + std::to_string(c.nodes) + " node" + (c.nodes == 1 ? "" : "s");
   if (c.nodes > hw.max_nodes)
-    return "needs " + std::to_string(c.nodes) + " nodes, only " + std::to_string(hw.max_nodes) + " available";
+    return "needs " + std::to_string(c.nodes) + " nodes, only " + std::to_string(hw.max_nodes) + " available" +
+           (!hw.node_type.empty() ? " (the cluster file's count)" : " (--max-gpus " + std::to_string(req.max_gpus) + ")");
   RunSetup& s = c.setup;
   if (s.stage == Stage::Hybrid && c.nodes < 2) return "hybrid sharding needs more than one node";
   s.shard_group = shard_group_size(s.stage, c.gpus, hw.gpus_per_node);  // hybrid: one node per shard group

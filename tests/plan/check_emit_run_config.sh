@@ -50,6 +50,13 @@ grep -q '"mfu":[0-9]' "$work/run-own/metrics.jsonl" || fail "no mfu from the pla
 "$ftdist" train --config "$work/emit-own/run.toml" --set data.train=examples/tiny/corpus.jsonl --set output.dir="$work/run-own2" \
   --set parallel.gpu=mini >"$work/gpu-key.log" 2>&1 && fail "trained with an unknown parallel.gpu"
 grep -q '\[parallel\]: "gpu": unknown GPU' "$work/gpu-key.log" || { tail -2 "$work/gpu-key.log"; fail "the unknown GPU is not named by its key"; }
+# A model directory without weights (a config.json alone) is handed over as a config to initialize
+# from, which the trainer runs, not as model.path, which it would refuse.
+mkdir -p "$work/config-only" "$work/emit-config"
+cp examples/tiny/config.json "$work/config-only/"
+"$ftdist" plan --model-config "$work/config-only" --gpu a100-80gb --gpus 1 --seq-len 64 --examples 200 --emit mpirun \
+  --emit-dir "$work/emit-config" >"$work/config.log" 2>&1 || { tail -5 "$work/config.log"; fail "plan --emit for a directory without weights"; }
+grep -q "^config = \"$work/config-only/config.json\"" "$work/emit-config/run.toml" || fail "a directory without weights is not handed over as its config.json"
 # A run.toml --emit did not write is kept.
 mkdir -p "$work/mine" && echo "mine" >"$work/mine/run.toml"
 "${plan[@]}" --emit mpirun --emit-dir "$work/mine" >"$work/mine.log" 2>&1 && fail "overwrote a run.toml it did not write"
