@@ -54,7 +54,10 @@ class Tok:
             try:
                 self.hf = AutoTokenizer.from_pretrained(path)
             except Exception as e:  # noqa: BLE001 (a tokenizer.model alone needs the sentencepiece package)
-                fail(f"{path}: cannot load the model directory's tokenizer ({type(e).__name__}: {e})")
+                spm_only = not os.path.exists(os.path.join(path, "tokenizer.json"))
+                fail(f"{path}: cannot load the model directory's tokenizer ({type(e).__name__}: {e})" +
+                     ("; a SentencePiece tokenizer.model alone needs the sentencepiece package (pip install sentencepiece), "
+                      "or let ftdist read it: ftdist prepare-data --tokenizer " + path + " ..." if spm_only else ""))
             self.vocab = len(self.hf)
             self.eos = self.hf.eos_token_id
             self.template = getattr(self.hf, "chat_template", None)

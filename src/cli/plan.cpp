@@ -257,6 +257,8 @@ void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
 // --examples or --tokens, --epochs, --headroom, --mfu, --objective into `req`; the examples (0
 // when given as tokens).
 double read_workload(const cxxopts::ParseResult& args, PlanRequest& req) {
+  for (const char* flag : {"examples", "tokens", "epochs"})
+    FT_CHECK_ARG(args.count(flag) <= 1, "--" << flag << " is given " << args.count(flag) << " times; give it once");
   FT_CHECK_ARG(args.count("examples") + args.count("tokens") <= 1,
                "ftdist plan: give one of --examples N (sequences of --seq-len) or --tokens N, not both");
   double epochs = args["epochs"].as<double>();
@@ -312,11 +314,11 @@ nlohmann::ordered_json plan_inputs(const PlanRequest& req, bool cluster, const s
           {"seq_len", s.seq_len},
           {"micro_batch", req.micro_batch ? json(*req.micro_batch) : json("auto")},
           {"global_batch", req.global_batch},
-          {"examples", req.total_tokens > 0 ? nlohmann::ordered_json(examples) : nlohmann::ordered_json(nullptr)},
-          {"tokens", req.total_tokens > 0 ? nlohmann::ordered_json(req.total_tokens) : nlohmann::ordered_json(nullptr)},
+          {"examples", examples > 0 ? json(examples) : json(nullptr)},  // (null with --tokens)
+          {"tokens", req.total_tokens > 0 ? json(req.total_tokens / req.epochs) : json(nullptr)},  // one epoch's
           {"epochs", req.epochs},
           {"packing", s.packed_documents ? "documents" : "stream"},
-          {"loss_chunk", s.loss_chunk},
+          {"loss_chunk", req.auto_loss_chunk ? json("auto") : json(s.loss_chunk)},
           {"shard", req.stage ? json(stage_name(*req.stage)) : json("auto")},
           {"precision", precision_name(s.precision)},
           {"reduce_dtype", float_type_name(s.reduce_dtype)},

@@ -138,9 +138,13 @@ std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, c
   // An added token with lstrip / rstrip takes the whitespace beside it (as Transformers' added tokens
   // do): Phi-3's "<|user|>\n" is one token, not two.
   auto space = [&](size_t i) { return std::strchr(" \t\n\r\v\f", text[i]) != nullptr && text[i] != '\0'; };
+  bool starts[256] = {};  // the first bytes of the special tokens: other bytes are passed over at once
+  for (const SpecialToken& s : chat.specials) starts[static_cast<unsigned char>(s.text[0])] = true;
   while (pos < text.size()) {
-    const auto special = std::find_if(chat.specials.begin(), chat.specials.end(),
-                                      [&](const SpecialToken& s) { return text.compare(pos, s.text.size(), s.text) == 0; });
+    const auto special = !starts[static_cast<unsigned char>(text[pos])]
+                             ? chat.specials.end()
+                             : std::find_if(chat.specials.begin(), chat.specials.end(),
+                                            [&](const SpecialToken& s) { return text.compare(pos, s.text.size(), s.text) == 0; });
     if (special == chat.specials.end()) {
       ++pos;
       continue;

@@ -54,6 +54,7 @@ std::string candidate_summary(const PlanRequest& req, const Candidate& c) {
   if (c.nodes > 1) os << " (" << c.nodes << " nodes" << (hw.node_type.empty() ? "" : " of " + hw.node_type) << ")";
   os << ", shard " << stage_name(c.setup.stage) << ", micro-batch " << c.setup.micro_batch << ", grad-accum "
      << c.grad_accum << ", checkpointing " << activation_checkpointing_text(c.setup.activation_checkpointing, req.model.layers);
+  if (req.auto_loss_chunk && c.setup.loss_chunk > 0) os << ", loss in chunks of " << c.setup.loss_chunk << " tokens";
   return os.str();
 }
 
@@ -151,7 +152,8 @@ void header_section(std::ostringstream& os, const PlanRequest& req) {
      << precision_name(req.base.precision) << ", " << optimizer_name(req.base.optimizer) << ", "
      << attention_name(req.base.attention) << " attention, reduce in " << float_type_name(req.base.reduce_dtype)
      << (req.base.offload_optimizer ? ", optimizer offloaded to host" : "")
-     << (req.base.loss_chunk > 0 ? ", loss in chunks of " + std::to_string(req.base.loss_chunk) + " tokens" : std::string()) << "\n";
+     << (req.auto_loss_chunk ? std::string()  // (each candidate's own: its summary says it)
+         : req.base.loss_chunk > 0 ? ", loss in chunks of " + std::to_string(req.base.loss_chunk) + " tokens" : std::string()) << "\n";
   os << "hardware: ";
   for (size_t i = 0; i < req.hardware.size(); ++i) {
     const auto& h = req.hardware[i];

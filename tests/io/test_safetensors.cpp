@@ -229,7 +229,7 @@ TEST(HfCheckpoint, ReadsTheDirectoriesTransformersLoads) {
   const std::string headless = tmp("hf_headless");
   save_hf_model(headless, plan::hf_config_text(untied), tensors(same, 1.0));
   HfCheckpoint c(headless);
-  expect_bad_input([&] { c.info("lm_head.weight"); }, "has no tensor \"lm_head.weight\" (config.json says tie_word_embeddings = false");
+  expect_bad_input([&] { c.info("lm_head.weight"); }, "has no tensor \"lm_head.weight\" (config.json does not tie the embeddings: tie_word_embeddings is false or absent");
   // dtype: config.json's (hf_config_text writes torch_dtype float32), else most weights' (bf16).
   EXPECT_EQ(c.stored_dtype(), at::kFloat);
   nlohmann::json config = nlohmann::json::parse(plan::hf_config_text(spec));

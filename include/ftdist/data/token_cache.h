@@ -12,9 +12,11 @@
 //   <cache_dir>/train.<hash>.ftok.json   the sidecar: the key it was made with, written last (atomic)
 // <hash> is a short hash of the input's absolute path, the tokenizer's path (or "bytes"), the
 // vocabulary, which chat turns train and the cache format, so a train and an eval input never share
-// a file; a changed input rewrites its own file. The key in the sidecar also records the input's size and mtime (ns)
-// and the tokenizer file's: the cache is reused only when every field matches and the .ftok has the
-// size the sidecar records, so a killed write (no sidecar yet, or an old one) is never reused.
+// a file; a changed input rewrites its own file. The key in the sidecar also records the input's size
+// and mtime (ns) and a hash of the contents of every file the tokenizer reads (tokenizer_files():
+// the model, tokenizer_config.json, chat_template.jinja), so a tokenizer or template edited in place
+// is seen whatever its mtime: the cache is reused only when every field matches and the .ftok has
+// the size the sidecar records, so a killed write (no sidecar yet, or an old one) is never reused.
 //
 // The functions do no cross-process coordination: with several ranks, one writes while the
 // others wait, then they open tokenized_cache_path().
@@ -41,7 +43,8 @@ struct TokenCacheSource {
 // Where the cache for this input lives (whether or not it exists yet).
 std::string tokenized_cache_path(const TokenCacheSource& source, const std::string& cache_dir);
 
-// True when tokenized_cache() would reuse the file (cheap: a few stat calls and the sidecar). False
+// True when tokenized_cache() would reuse the file (a few stat calls, the sidecar, and a read of the
+// tokenizer's files). False
 // also when the input cannot be read (tokenized_cache() then reports it).
 bool tokenized_cache_is_current(const TokenCacheSource& source, const std::string& cache_dir);
 
