@@ -30,7 +30,7 @@ import os
 import struct
 import sys
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool", "ipython", "developer")
 
 
 class BadLine(Exception):
@@ -94,33 +94,41 @@ def with_eos(ids, tok, eos):
     return ids + [tok.eos] if eos and tok.eos is not None and (not ids or ids[-1] != tok.eos) else ids
 
 
-def render(tok, messages, generation_prompt=False):
-    return tok.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+def render(tok, messages, generation_prompt=False, tools=None):
+    return tok.hf.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt)
 
 
 def messages_doc(d, tok, train_on):
     msgs = d["messages"]
+    tools = d.get("tools")  # the line's tool schemas, passed to the template as Transformers' tools=
     if not isinstance(msgs, list) or not msgs:
         raise BadLine("\"messages\" must be a non-empty list of {\"role\", \"content\"}")
     for k, m in enumerate(msgs):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+        if not isinstance(m, dict) or "role" not in m:
             raise BadLine(f"message {k}: expected {{\"role\": ..., \"content\": ...}}")
         if m["role"] not in ROLES:
-            raise BadLine(f"message {k}: unknown role {json.dumps(m['role'])} (expected system, user or assistant)")
-        if not isinstance(m["content"], str):
-            raise BadLine(f"message {k}: \"content\" must be a string, got {type(m['content']).__name__}")
+            raise BadLine(f"message {k}: unknown role {json.dumps(m['role'])} (expected {', '.join(ROLES[:-1])} or {ROLES[-1]})")
+        calls = isinstance(m.get("tool_calls"), list) and len(m["tool_calls"]) > 0
+        if not (isinstance(m.get("content"), str) or (calls and m.get("content") is None)):
+            raise BadLine(f"message {k}: \"content\" must be a string, got {type(m.get('content')).__name__}"
+                          + ("" if calls else "; null or absent only beside \"tool_calls\""))
     turns = [k for k, m in enumerate(msgs) if m["role"] == "assistant"]
     if not turns:
         raise BadLine("the conversation has no assistant turn (nothing to learn from)")
     if tok.hf is None or not tok.template:
         raise BadLine("\"messages\" need the model's chat template: give --tokenizer a model directory whose "
                       "tokenizer_config.json has a chat_template")
-    full = render(tok, msgs)
+    full = render(tok, msgs, tools=tools)
     # Each assistant turn's characters: what its rendering adds after the prompt for it, up to the end
     # of its turn marker (whitespace the template puts after that marker belongs to the next turn).
     spans = []
     for k in turns:
-        before, upto = render(tok, msgs[:k], generation_prompt=True), render(tok, msgs[:k + 1])
+        before, upto = render(tok, msgs[:k], generation_prompt=True, tools=tools), render(tok, msgs[:k + 1], tools=tools)
+        # A template that closes a conversation with EOS where no generation prompt follows (Phi-3)
+        # has it after the last turn only.
+        eos_text = tok.hf.eos_token or ""
+        if k + 1 < len(msgs) and eos_text and upto.rstrip().endswith(eos_text) and not full.startswith(upto):
+            upto = upto.rstrip()[:-len(eos_text)]
         if not (upto.startswith(before) and full.startswith(upto)):
             raise BadLine("the chat template does not render a conversation's beginning as a prefix of it: "
                           "its assistant turns cannot be located")

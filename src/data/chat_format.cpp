@@ -163,6 +163,24 @@ std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, c
   return out;
 }
 
+namespace {
+// A message as chat data sets and Transformers' templates have them: a known role (tool results as
+// "tool", or Llama 3.1's "ipython"), content a string, or null / absent beside an assistant's
+// "tool_calls". Only assistant turns are trained; the others are the context they answer.
+void check_message(const nlohmann::ordered_json& m, size_t k, const std::string& where) {
+  FT_CHECK_ARG(m.is_object() && m.contains("role"), where << ": message " << k << ": expected {\"role\": ..., \"content\": ...}");
+  static const char* const kRoles[] = {"system", "user", "assistant", "tool", "ipython", "developer"};
+  const bool role_ok = m["role"].is_string() && std::any_of(std::begin(kRoles), std::end(kRoles), [&](const char* r) { return m["role"] == r; });
+  FT_CHECK_ARG(role_ok, where << ": message " << k << ": unknown role " << m["role"].dump()
+                              << " (expected system, user, assistant, tool, ipython or developer)");
+  const bool calls = m.contains("tool_calls") && m["tool_calls"].is_array() && !m["tool_calls"].empty();
+  const bool content_ok = m.contains("content") ? m["content"].is_string() || (calls && m["content"].is_null()) : calls;
+  FT_CHECK_ARG(content_ok, where << ": message " << k << ": \"content\" must be a string"
+                                 << (m.contains("content") ? std::string(", got ") + m["content"].type_name() : std::string(" (it is missing)"))
+                                 << (calls ? "" : "; null or absent only beside \"tool_calls\""));
+}
+}  // namespace
+
 ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& where, const Tokenizer& tok, bool all_turns) {
   using ojson = nlohmann::ordered_json;
   const ojson& msgs = line.at("messages");
@@ -171,13 +189,8 @@ ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& wh
   FT_CHECK_ARG(msgs.is_array() && !msgs.empty(), where << ": \"messages\" must be a non-empty list of {\"role\", \"content\"}");
   std::vector<size_t> turns;
   for (size_t k = 0; k < msgs.size(); ++k) {
-    const ojson& m = msgs[k];
-    FT_CHECK_ARG(m.is_object() && m.contains("role") && m.contains("content"),
-                 where << ": message " << k << ": expected {\"role\": ..., \"content\": ...}");
-    const bool role_ok = m["role"].is_string() && (m["role"] == "system" || m["role"] == "user" || m["role"] == "assistant");
-    FT_CHECK_ARG(role_ok, where << ": message " << k << ": unknown role " << m["role"].dump() << " (expected system, user or assistant)");
-    FT_CHECK_ARG(m["content"].is_string(), where << ": message " << k << ": \"content\" must be a string, got " << m["content"].type_name());
-    if (m["role"] == "assistant") turns.push_back(k);
+    check_message(msgs[k], k, where);
+    if (msgs[k]["role"] == "assistant") turns.push_back(k);
   }
   FT_CHECK_ARG(!turns.empty(), where << ": the conversation has no assistant turn (nothing to learn from)");
   const ChatFormat* chat = tok.chat();

@@ -75,8 +75,9 @@ struct ChatTokens {
   std::vector<bool> trained;
 };
 
-// A conversation, checked ({"role": system | user | assistant, "content": string}, an assistant
-// turn at least), rendered and tokenized, trained on each assistant turn up to the end-of-turn
+// A conversation, checked ({"role": system | user | assistant | tool | ipython | developer,
+// "content": string, or null beside an assistant's "tool_calls"}, an assistant turn at least),
+// rendered and tokenized, trained on each assistant turn up to the end-of-turn
 // text the template closes it with (every token when `all_turns`). Errors name `where` (file:line).
 // `line`: the data line (an object) holding "messages", and "tools" where it has them; parsed with
 // its keys in order (nlohmann::ordered_json), as the template sees them.
