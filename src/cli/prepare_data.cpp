@@ -1,4 +1,5 @@
 // ftdist prepare-data --input data.jsonl --output data.ftok [--tokenizer tokenizer.model] [--vocab N]
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -89,7 +90,11 @@ int prepare_data_main(int argc, char** argv) {
   const std::string train_on = args["train-on"].as<std::string>();
   FT_CHECK_ARG(train_on == "assistant" || train_on == "all", "--train-on: expected assistant or all, got '" << train_on << "'");
   const auto tokenizer = data::load_tokenizer(args["tokenizer"].as<std::string>(), "--tokenizer");
-  const int64_t vocab = args["vocab"].as<int64_t>() > 0 ? args["vocab"].as<int64_t>() : tokenizer->vocab_size();
+  // (by default the tokenizer's pieces and the added tokens past them, as Phi-3's 32000..32010)
+  int64_t vocab = tokenizer->vocab_size();
+  if (tokenizer->chat())
+    for (const data::SpecialToken& t : tokenizer->chat()->specials) vocab = std::max(vocab, t.id + 1);
+  if (args["vocab"].as<int64_t>() > 0) vocab = args["vocab"].as<int64_t>();
   const std::string input = args["input"].as<std::string>();
   std::unique_ptr<ProgressBar> bar;
   data::TokenFileWriter writer(out, vocab);

@@ -2,12 +2,12 @@
 #include "ftdist/data/chat_format.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/json.h"
 #include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
+#include "py_text.h"
 
 namespace ftdist::data {
 
@@ -103,8 +103,20 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   }
   std::stable_sort(chat->specials.begin(), chat->specials.end(),
                    [](const SpecialToken& a, const SpecialToken& b) { return a.text.size() > b.text.size(); });
+  auto id_of = [&](const std::string& text, int64_t fallback) {
+    for (const SpecialToken& sp : chat->specials)
+      if (sp.text == text) return sp.id;
+    return text.empty() ? fallback : tok.piece_id(text) >= 0 ? tok.piece_id(text) : fallback;
+  };
+  const bool bos_null = config.contains("bos_token") && config["bos_token"].is_null();
+  const bool no_bos = config.contains("add_bos_token") && config["add_bos_token"] == false;
+  chat->text_bos = no_bos || bos_null ? -1 : id_of(chat->bos_token, tok.bos());
+  chat->text_eos = id_of(chat->eos_token, tok.eos());
   return chat;
 }
+
+int64_t text_bos(const Tokenizer& tok) { return tok.chat() ? tok.chat()->text_bos : tok.bos(); }
+int64_t text_eos(const Tokenizer& tok) { return tok.chat() ? tok.chat()->text_eos : tok.eos(); }
 
 std::string render_chat(const ChatFormat& chat, const nlohmann::ordered_json& messages, bool add_generation_prompt,
                         const nlohmann::ordered_json& tools) {
@@ -137,7 +149,6 @@ std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, c
   };
   // An added token with lstrip / rstrip takes the whitespace beside it (as Transformers' added tokens
   // do): Phi-3's "<|user|>\n" is one token, not two.
-  auto space = [&](size_t i) { return std::strchr(" \t\n\r\v\f", text[i]) != nullptr && text[i] != '\0'; };
   bool starts[256] = {};  // the first bytes of the special tokens: other bytes are passed over at once
   for (const SpecialToken& s : chat.specials) starts[static_cast<unsigned char>(s.text[0])] = true;
   while (pos < text.size()) {
@@ -149,14 +160,12 @@ std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, c
       ++pos;
       continue;
     }
-    size_t begin = pos;
-    if (special->lstrip)
-      while (begin > plain && space(begin - 1)) --begin;
+    // (Unicode whitespace, as the tokenizers library strips it: NBSP and U+3000 too)
+    const size_t begin = special->lstrip ? py_text::space_run_start(text, plain, pos) : pos;
     flush(begin);
     out.push_back({special->id, begin});
     pos += special->text.size();
-    if (special->rstrip)
-      while (pos < text.size() && space(pos)) ++pos;
+    if (special->rstrip) pos = py_text::space_run_end(text, pos);
     plain = pos;
   }
   flush(text.size());
@@ -188,9 +197,14 @@ ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& wh
   FT_CHECK_ARG(tools.is_null() || tools.is_array(), where << ": \"tools\" must be a list of tool schemas, got " << tools.type_name());
   FT_CHECK_ARG(msgs.is_array() && !msgs.empty(), where << ": \"messages\" must be a non-empty list of {\"role\", \"content\"}");
   std::vector<size_t> turns;
+  std::vector<ojson> normalized;  // keys whose value is null dropped, as Transformers 5 drops them ("tool_calls": null)
   for (size_t k = 0; k < msgs.size(); ++k) {
     check_message(msgs[k], k, where);
     if (msgs[k]["role"] == "assistant") turns.push_back(k);
+    ojson m = ojson::object();
+    for (auto it = msgs[k].begin(); it != msgs[k].end(); ++it)
+      if (!it->is_null()) m[it.key()] = *it;
+    normalized.push_back(std::move(m));
   }
   FT_CHECK_ARG(!turns.empty(), where << ": the conversation has no assistant turn (nothing to learn from)");
   const ChatFormat* chat = tok.chat();
@@ -198,7 +212,7 @@ ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& wh
                                "tokenizer_config.json has a chat_template, or with a chat_template.jinja (" << tok.name() << " has none), or use scripts/tokenize_hf.py");
   auto render = [&](size_t n, bool prompt) {
     try {
-      return render_chat(*chat, ojson(std::vector<ojson>(msgs.begin(), msgs.begin() + long(n))), prompt, tools);
+      return render_chat(*chat, ojson(std::vector<ojson>(normalized.begin(), normalized.begin() + long(n))), prompt, tools);
     } catch (const Error& e) {
       FT_CHECK_ARG(false, where << ": " << e.message());
     }

@@ -60,10 +60,10 @@ void prompt_completion(const nlohmann::json& j, const std::string& where, const 
     d.ids.push_back(id);
     d.labels.push_back(trained ? id : -100);
   };
-  if (tokenizer.bos() >= 0) add(tokenizer.bos(), false);
+  if (text_bos(tokenizer) >= 0) add(text_bos(tokenizer), false);
   for (size_t i = 0; i < tokens.size(); ++i)
     add(tokens[i].id, (i + 1 < tokens.size() ? tokens[i + 1].start : text.size()) > prompt.size());
-  if (tokenizer.eos() >= 0) add(tokenizer.eos(), true);
+  if (text_eos(tokenizer) >= 0) add(text_eos(tokenizer), true);
 }
 
 // "attention_mask" beside "input_ids" (as padded, tokenized data sets carry it): all ones is the same
@@ -107,9 +107,9 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
     check_attention_mask(j, where, d.ids.size());
   } else if (j.contains("text")) {
     need_vocab(tokenizer, vocab, where);
-    if (tokenizer.bos() >= 0) d.ids.push_back(tokenizer.bos());
+    if (text_bos(tokenizer) >= 0) d.ids.push_back(text_bos(tokenizer));
     for (const TokenAt& t : encode_text(tokenizer, get_text(j, "text", where))) d.ids.push_back(t.id);
-    if (tokenizer.eos() >= 0) d.ids.push_back(tokenizer.eos());
+    if (text_eos(tokenizer) >= 0) d.ids.push_back(text_eos(tokenizer));
     d.labels = d.ids;
   } else if (j.contains("prompt") && j.contains("completion")) {
     need_vocab(tokenizer, vocab, where);

@@ -64,19 +64,7 @@ std::string map_each(const std::string& s, bool up) {
 
 }  // namespace
 
-std::vector<std::string> code_points(const std::string& s) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if (i + n > s.size()) n = 1;
-    for (size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) n = 1;
-    out.push_back(s.substr(i, n));
-    i += n;
-  }
-  return out;
-}
+
 
 std::string join(const std::vector<std::string>& points, size_t begin, size_t end) {
   std::string out;
@@ -97,6 +85,46 @@ std::string strip(const std::string& s, const std::string& chars, bool whitespac
   while (left && a < b && stripped(p[a])) ++a;
   while (right && b > a && stripped(p[b - 1])) --b;
   return join(p, a, b);
+}
+
+namespace {
+size_t point_length(const std::string& s, size_t i) {  // bytes of the code point at i (1 where not valid)
+  const unsigned char c = static_cast<unsigned char>(s[i]);
+  size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+  if (i + n > s.size()) return 1;
+  for (size_t k = 1; k < n; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 1;
+  return n;
+}
+}  // namespace
+
+std::vector<std::string> code_points(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = point_length(s, i);
+    out.push_back(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+size_t space_run_end(const std::string& s, size_t pos) {
+  while (pos < s.size()) {
+    const size_t n = point_length(s, pos);
+    if (!is_space(decode(s.substr(pos, n)))) break;
+    pos += n;
+  }
+  return pos;
+}
+
+size_t space_run_start(const std::string& s, size_t floor, size_t end) {
+  while (end > floor) {
+    size_t start = end - 1;  // back to the first byte of the code point before `end`
+    while (start > floor && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
+    if (point_length(s, start) != end - start || !is_space(decode(s.substr(start, end - start)))) break;
+    end = start;
+  }
+  return end;
 }
 
 bool is_alpha(const std::string& point) {

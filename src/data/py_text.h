@@ -19,6 +19,11 @@ size_t length(const std::string& s);  // code points
 // when `whitespace` is true (Python's default, chars=None).
 std::string strip(const std::string& s, const std::string& chars, bool whitespace, bool left, bool right);
 
+// Where the run of whitespace (str.isspace(), Unicode's White_Space) starting at byte `pos` ends,
+// and where the run ending at byte `end` starts (not before `floor`).
+size_t space_run_end(const std::string& s, size_t pos);
+size_t space_run_start(const std::string& s, size_t floor, size_t end);
+
 bool is_alpha(const std::string& point);
 std::string upper(const std::string& s);
 std::string lower(const std::string& s);

@@ -13,6 +13,7 @@ uses namespaces, filters, tests, slices and loop variables):
     line, and writes nothing;
   * `ftdist train` trains on the chat JSONL with the model directory (its tokenizer and template)."""
 import json
+import struct
 import os
 import shutil
 import subprocess
@@ -140,7 +141,7 @@ tool_lines = [
                   {"role": "assistant", "content": "calling",
                    "tool_calls": [{"name": "get_weather", "arguments": {"zeta": 1, "alpha": "x"}}]}],
      "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]},
-    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello", "tool_calls": None}]},
     # a tool call (content null beside tool_calls), its result as a "tool" message, then the answer
     {"messages": [{"role": "user", "content": "weather?"},
                   {"role": "assistant", "content": None, "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]},
@@ -150,7 +151,9 @@ r, data, out = prepare(d, tool_lines, ["--show", "3"])
 shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]
 compiled = _compile_jinja_template(TOOLS_TEMPLATE)
 for line, s in zip(tool_lines, shown):
-    want = compiled.render(messages=line["messages"], tools=line.get("tools"), documents=None, bos_token="<s>", eos_token="</s>",
+    # (keys whose value is None dropped from each message, as apply_chat_template does)
+    msgs = [{k: v for k, v in m.items() if v is not None} for m in line["messages"]]
+    want = compiled.render(messages=msgs, tools=line.get("tools"), documents=None, bos_token="<s>", eos_token="</s>",
                            add_generation_prompt=False)
     check(s["text"] == want, f"tools and key order: rendered text equals Transformers' ({s['text']!r} vs {want!r})")
 check(r.returncode == 0 and len(shown) == 3, f"tools lines: exit {r.returncode}, {len(shown)} shown {r.stderr.decode()[-200:]}")
@@ -170,6 +173,19 @@ want = _compile_jinja_template(UNICODE_TEMPLATE).render(messages=line["messages"
                                                         eos_token="</s>", add_generation_prompt=False)
 check(r.returncode == 0 and len(shown) == 1 and shown[0]["text"] == want,
       f"unicode strings: rendered text equals Transformers' ({shown[0]['text'] if shown else r.stderr.decode()[-300:]!r} vs {want!r})")
+
+# Added tokens past the SentencePiece model's pieces (Phi-3's 32000..32010): prepare-data's default
+# vocabulary covers them, with no --vocab needed.
+d = model_dir("past-pieces", "{% for m in messages %}<|turn|>{{ m.content }}{% endfor %}")
+with open(os.path.join(d, "tokenizer_config.json")) as f:
+    config = json.load(f)
+config["added_tokens_decoder"] = {"5000": {"content": "<|turn|>", "special": True}}
+with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+    json.dump(config, f)
+r, data, out = prepare(d, [{"messages": CONVERSATIONS[0]}])
+with open(out, "rb") as f:
+    vocab = struct.unpack_from("<I", f.read(16), 12)[0] if r.returncode == 0 else None
+check(r.returncode == 0 and vocab == 5001, f"added tokens past the pieces: exit {r.returncode}, vocabulary {vocab} {r.stderr.decode()[-200:]}")
 
 # --train-on all: every token of the conversation trained.
 r, data, out = prepare(model_dir("chatml-all", TEMPLATES["chatml"]), [{"messages": CONVERSATIONS[1]}], ["--show", "1", "--train-on", "all"])

@@ -365,6 +365,15 @@ TEST(SentencePieceChat, AddedTokensPastTheModelStripAndEosClosedTemplates) {
   int64_t trained_ends = 0;
   for (size_t i = 0; i < d.ids.size(); ++i) trained_ends += d.ids[i] == end && d.labels[i] != -100;
   EXPECT_EQ(trained_ends, 2) << "each answer's <|end|>, not the questions': " << shown;
+  // rstrip takes Unicode whitespace too (NBSP, U+3000), as the tokenizers library does.
+  const std::vector<data::TokenAt> t = data::encode_chat(*tok->chat(), *tok, "<|user|>\n\u00a0\u3000the");
+  ASSERT_GE(t.size(), 2u);
+  EXPECT_EQ(t[0].id, user);
+  std::vector<int> rest;
+  for (size_t i = 1; i < t.size(); ++i) rest.push_back(int(t[i].id));
+  std::string after;
+  ASSERT_TRUE(sp.Decode(rest, &after).ok());
+  EXPECT_EQ(after, "the");
 }
 
 // "text" and "prompt"/"completion" documents split the model directory's special tokens out by
@@ -408,4 +417,26 @@ TEST(SentencePieceChat, TextKeepsSpecialTokensWhole) {
                          "test");
   expect_bad_input([&] { data::read_jsonl(without + "/chat.jsonl", turn + 1, "data.train", tok.get()); },
                    "chat.jsonl:1: \"messages\" need the model's chat template");
+}
+
+// A model directory's config decides what a text document starts and ends with, as Transformers'
+// tokenizer and TRL do: its eos_token (Qwen's <|im_end|>, not the SentencePiece model's </s>), and
+// no BOS where add_bos_token is false or bos_token is null.
+TEST(SentencePieceChat, TextTakesTheConfigsBosAndEos) {
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(chat_model_dir() + "/tokenizer.model").ok());
+  const int64_t im_end = sp.PieceToId("<|im_end|>");
+  auto first_and_last = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+    const std::string dir = chat_model_copy(name, edit);
+    auto tok = data::load_tokenizer(dir, "--tokenizer");
+    write_text_file_atomic(dir + "/text.jsonl", "{\"text\": \"the cat\"}\n{\"prompt\": \"the\", \"completion\": \" cat\"}\n", "test");
+    const auto docs = data::read_jsonl(dir + "/text.jsonl", tok->vocab_size(), "data.train", tok.get());
+    EXPECT_EQ(docs.at(0).ids.front(), docs.at(1).ids.front()) << name;
+    EXPECT_EQ(docs.at(0).ids.back(), docs.at(1).ids.back()) << name;
+    return std::make_pair(docs.at(0).ids.front(), docs.at(0).ids.back());
+  };
+  EXPECT_EQ(first_and_last("chat-spm-eos", [](nlohmann::json&) {}), std::make_pair(int64_t(sp.bos_id()), im_end));
+  EXPECT_NE(first_and_last("chat-spm-no-bos", [](nlohmann::json& c) { c["add_bos_token"] = false; }).first, sp.bos_id());
+  EXPECT_NE(first_and_last("chat-spm-null-bos", [](nlohmann::json& c) { c["bos_token"] = nullptr; }).first, sp.bos_id());
+  EXPECT_EQ(first_and_last("chat-spm-sp-eos", [](nlohmann::json& c) { c.erase("eos_token"); }).second, sp.eos_id());
 }

@@ -42,6 +42,11 @@ struct ChatFormat {
   // `unk_token`, whose tokens are then dropped).
   bool legacy = true;
   std::string unk_token = "<unk>";
+  // What a "text" or prompt/completion document starts and ends with (-1: nothing), as
+  // Transformers' tokenizer adds BOS and TRL appends eos_token: BOS the config's bos_token unless
+  // "add_bos_token" is false or bos_token is null, EOS its eos_token; the SentencePiece model's own
+  // where the config does not name them.
+  int64_t text_bos = -1, text_eos = -1;
 };
 
 // The chat template file Transformers saves beside tokenizer_config.json (it wins over the config's
@@ -65,6 +70,9 @@ std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, c
 // where the tokenizer came with a tokenizer_config.json, as Transformers' tokenizer(text) does (a
 // "text" of pre-rendered ChatML keeps <|im_start|> one token), else tok.encode_at(text).
 std::vector<TokenAt> encode_text(const Tokenizer& tok, const std::string& text);
+// ChatFormat::text_bos / text_eos where the tokenizer has a config, else its own BOS / EOS.
+int64_t text_bos(const Tokenizer& tok);
+int64_t text_eos(const Tokenizer& tok);
 
 // A conversation tokenized: each token's id, start byte in `text` (the rendered conversation) and
 // whether it is trained.
