@@ -314,6 +314,9 @@ struct ChatTemplate::Impl {
   Value filter(const Expr& e, Scope& s, int line) const;
   Value method(const Value& self, const std::string& name, const std::vector<Value>& args, int line) const;
   bool test(const Expr& e, Scope& s, int line) const;
+  bool test_value(const std::string& t, const Value& x, const std::optional<Value>& arg, int line) const;
+  Value sequence_filter(const std::string& f, const Value& x, const std::vector<Value>& args, const std::optional<Value>& attribute,
+                        const std::optional<Value>& fallback, int line) const;
   void step(Scope& s, int line) const {
     if (++s.steps > kMaxSteps)
       fail(line, "the template ran more than " + std::to_string(kMaxSteps) + " steps (statements and loop iterations)");
@@ -862,6 +865,9 @@ json slice(const json& v, const std::optional<int64_t>& a, const std::optional<i
   return out;
 }
 
+// Python's `a in container`: a substring, a list's item, a dict's key; false for anything else.
+bool contains(const Value& container, const Value& a);
+
 bool less(const json& a, const json& b) {
   if (a.is_number() && b.is_number()) return a.get<double>() < b.get<double>();
   if (a.is_string() && b.is_string()) return a.get<std::string>() < b.get<std::string>();
@@ -875,6 +881,13 @@ bool equal(const Value& a, const Value& b) {
   if ((a.v.is_number() || a.v.is_boolean()) && (b.v.is_number() || b.v.is_boolean()) && (a.v.is_number() || b.v.is_number()))
     return number(a.v) == number(b.v);
   return a.v == b.v;
+}
+
+bool contains(const Value& container, const Value& a) {
+  const json& b = container.v;
+  if (b.is_string() && a.v.is_string()) return b.get<std::string>().find(a.v.get<std::string>()) != std::string::npos;
+  if (b.is_array()) return std::any_of(b.begin(), b.end(), [&](const json& x) { return equal(Value{x}, a); });
+  return b.is_object() && a.v.is_string() && b.contains(a.v.get<std::string>());
 }
 
 
@@ -967,12 +980,9 @@ Value Impl::binary(const Expr& e, Scope& s, int line) const {
   if (op == "<=") return Value{!less(b.v, a.v)};
   if (op == ">=") return Value{!less(a.v, b.v)};
   if (op == "in" || op == "not in") {
-    bool found = false;
-    if (b.v.is_string() && a.v.is_string()) found = b.v.get<std::string>().find(a.v.get<std::string>()) != std::string::npos;
-    else if (b.v.is_array()) found = std::any_of(b.v.begin(), b.v.end(), [&](const json& x) { return equal(Value{x}, a); });
-    else if (b.v.is_object()) found = a.v.is_string() && b.v.contains(a.v.get<std::string>());
-    else if (!b.undefined && !b.v.is_null()) bad("'in' needs a string, list or dict on its right, got " + py_repr(b.v));
-    return Value{found == (op == "in")};
+    if (!b.v.is_string() && !b.v.is_array() && !b.v.is_object() && !b.undefined && !b.v.is_null())
+      bad("'in' needs a string, list or dict on its right, got " + py_repr(b.v));
+    return Value{contains(b, a) == (op == "in")};
   }
   if (op == "~") return Value{py_str(a) + py_str(b)};
   if (op == "+" && a.v.is_string() && b.v.is_string()) return Value{a.v.get<std::string>() + b.v.get<std::string>()};
@@ -1151,21 +1161,90 @@ Value Impl::filter(const Expr& e, Scope& s, int line) const {
     return Value{f == "first" ? x.v.front() : x.v.back()};
   }
   if (f == "reverse" && (x.v.is_array() || x.v.is_string())) return Value{slice(x.v, std::nullopt, std::nullopt, -1)};
+  if (f == "list" || f == "selectattr" || f == "rejectattr" || f == "select" || f == "reject" || f == "map")
+    return sequence_filter(f, x, args, kw("attribute", 99), kw("default", 99), line);
   if (f == "items") return method(x, "items", {}, line);
   if (f == "int") return Value{x.v.is_number() ? int64_t(x.v.get<double>()) : x.v.is_string() ? int64_t(std::atoll(x.v.get<std::string>().c_str())) : int64_t(0)};
   fail(line, "unknown filter '" + f + "'");
 }
 
+// The filters over a list's items: list, select / reject, selectattr / rejectattr, map.
+// `attribute` and `fallback`: map's attribute= and default= keywords.
+Value Impl::sequence_filter(const std::string& f, const Value& x, const std::vector<Value>& args,
+                            const std::optional<Value>& attribute, const std::optional<Value>& fallback, int line) const {
+  if (f == "list") {  // a string's characters, a dict's keys, a list itself
+    if (x.v.is_array()) return x;
+    json l = json::array();
+    if (x.v.is_string()) for (const std::string& c : py_text::code_points(x.v.get<std::string>())) l.push_back(c);
+    else if (x.v.is_object()) for (auto it = x.v.begin(); it != x.v.end(); ++it) l.push_back(it.key());
+    else if (!x.undefined && !x.v.is_null()) fail(line, "list of " + py_repr(x.v));
+    return Value{l};
+  }
+  if (f == "selectattr" || f == "rejectattr" || f == "select" || f == "reject") {
+    // select(test, arg) / selectattr(attribute, test, arg): the items whose (attribute) passes the
+    // test, or is truthy without one; reject / rejectattr keep the others
+    const bool attr = f == "selectattr" || f == "rejectattr", keep = f == "selectattr" || f == "select";
+    const size_t first = attr ? 1 : 0;
+    if (attr && (args.empty() || !args[0].v.is_string())) fail(line, f + "() needs an attribute name");
+    if (args.size() > first && !args[first].v.is_string()) fail(line, f + "(): the test must be named by a string");
+    json l = json::array();
+    if (!x.v.is_array() && !x.undefined && !x.v.is_null()) fail(line, f + " of " + py_repr(x.v));
+    if (x.v.is_array())
+      for (const json& item : x.v) {
+        const Value v = !attr ? Value{item}
+                        : item.is_object() && item.contains(args[0].v.get<std::string>()) ? Value{item[args[0].v.get<std::string>()]}
+                                                                                          : Value::undef();
+        const bool pass = args.size() > first
+                              ? test_value(args[first].v.get<std::string>(), v,
+                                           args.size() > first + 1 ? std::optional<Value>(args[first + 1]) : std::nullopt, line)
+                              : truthy(v);
+        if (pass == keep) l.push_back(item);
+      }
+    return Value{l};
+  }
+  if (f == "map") {  // map(attribute='name', default=...) or map('upper' | 'lower' | 'trim' | 'string' | 'length')
+    json l = json::array();
+    if (!x.v.is_array()) {
+      if (!x.undefined && !x.v.is_null()) fail(line, "map of " + py_repr(x.v));
+      return Value{l};
+    }
+    for (const json& item : x.v) {
+      if (attribute) {
+        const std::string key = py_str(*attribute);
+        l.push_back(item.is_object() && item.contains(key) ? item[key] : fallback ? fallback->v : json());
+      } else if (!args.empty() && args[0].v.is_string()) {
+        const std::string name = args[0].v.get<std::string>();
+        if (name == "upper" || name == "lower") l.push_back(method(Value{py_str(Value{item})}, name, {}, line).v);
+        else if (name == "trim") l.push_back(py_text::strip(py_str(Value{item}), "", true, true, true));
+        else if (name == "string") l.push_back(py_str(Value{item}));
+        else if (name == "length") l.push_back(int64_t(item.is_string() ? py_text::length(item.get<std::string>()) : item.size()));
+        else fail(line, "map('" + name + "') is not supported (upper, lower, trim, string, length or attribute=)");
+      } else {
+        fail(line, "map() needs attribute= or a filter name");
+      }
+    }
+    return Value{l};
+  }
+  fail(line, "unknown filter '" + f + "'");
+}
+
 bool Impl::test(const Expr& e, Scope& s, int line) const {
   const Value x = eval(*e.args[0], s, line);
-  const std::string& t = e.name;
-  const json& v = x.v;
   // The functions Transformers gives every template are defined too (`strftime_now is defined`).
   const Expr& a = *e.args[0];
   const bool function = x.undefined && a.kind == Expr::Var &&
                         (a.name == "raise_exception" || a.name == "strftime_now" || a.name == "range" || a.name == "namespace");
-  if (t == "defined") return !x.undefined || function;
-  if (t == "undefined") return x.undefined && !function;
+  if (e.name == "defined") return !x.undefined || function;
+  if (e.name == "undefined") return x.undefined && !function;
+  return test_value(e.name, x, e.args.size() > 1 ? std::optional<Value>(eval(*e.args[1], s, line)) : std::nullopt, line);
+}
+
+// Jinja's test `t` of `x` (with its argument, where the test takes one): the `is` operator's, and
+// select / reject / selectattr / rejectattr's.
+bool Impl::test_value(const std::string& t, const Value& x, const std::optional<Value>& arg, int line) const {
+  const json& v = x.v;
+  if (t == "defined") return !x.undefined;
+  if (t == "undefined") return x.undefined;
   if (x.undefined && t != "none") return false;
   if (t == "none") return !x.undefined && v.is_null();
   if (t == "string") return v.is_string();
@@ -1177,7 +1256,20 @@ bool Impl::test(const Expr& e, Scope& s, int line) const {
   if (t == "mapping") return v.is_object();
   if (t == "sequence" || t == "iterable") return v.is_array() || v.is_string() || (t == "iterable" && v.is_object());
   if (t == "even" || t == "odd") return v.is_number_integer() && (v.get<int64_t>() % 2 == 0) == (t == "even");
-  if (t == "equalto" || t == "eq" || t == "sameas") return e.args.size() > 1 && equal(x, eval(*e.args[1], s, line));
+  if (!arg) {
+    if (t == "equalto" || t == "eq" || t == "sameas" || t == "ne" || t == "in" || t == "divisibleby") fail(line, "test '" + t + "' needs an argument");
+  } else {
+    const Value& b = *arg;
+    if (t == "equalto" || t == "eq" || t == "==" || t == "sameas") return equal(x, b);
+    if (t == "ne" || t == "!=") return !equal(x, b);
+    if (t == "lt" || t == "lessthan" || t == "<") return less(v, b.v);
+    if (t == "gt" || t == "greaterthan" || t == ">") return less(b.v, v);
+    if (t == "le" || t == "<=") return less(v, b.v) || equal(x, b);
+    if (t == "ge" || t == ">=") return less(b.v, v) || equal(x, b);
+    if (t == "in") return contains(b, x);
+    if (t == "divisibleby") return v.is_number_integer() && b.v.is_number_integer() && b.v.get<int64_t>() != 0 &&
+                                   v.get<int64_t>() % b.v.get<int64_t>() == 0;
+  }
   fail(line, "unknown test '" + t + "'");
 }
 

@@ -174,6 +174,24 @@ want = _compile_jinja_template(UNICODE_TEMPLATE).render(messages=line["messages"
 check(r.returncode == 0 and len(shown) == 1 and shown[0]["text"] == want,
       f"unicode strings: rendered text equals Transformers' ({shown[0]['text'] if shown else r.stderr.decode()[-300:]!r} vs {want!r})")
 
+# The sequence filters and tests real templates use (Mistral v0.3: selectattr(...) | list).
+FILTERS_TEMPLATE = ("{{ [1, 2, 3, 4] | select('divisibleby', 2) | list }} {{ [0, 1, '', 'a'] | select | list }} {{ 'ab' | list }} "
+                    "{{ ['x', 'Y'] | map('upper') | list }} {{ 4 is divisibleby 2 }} {{ 'u' is in 'user' }} {{ 3 is gt 2 }}\n"
+                    "{%- for m in messages %}{%- set seen = messages[:loop.index] %}"
+                    "{%- set user_messages = seen | selectattr('role', 'equalto', 'user') | list %}"
+                    "[{{ user_messages | length }} {{ seen | map(attribute='role') | join(',') }} "
+                    "{{ seen | rejectattr('role', 'ne', 'user') | map(attribute='content') | list | tojson }} "
+                    "{{ seen | map(attribute='nope', default='-') | join }} {{ seen | selectattr('tool_calls') | list | length }}] "
+                    "{{ m.role }}: {{ m.content }}\n{% endfor %}")
+d = model_dir("filters", FILTERS_TEMPLATE)
+line = {"messages": CONVERSATIONS[1]}
+r, data, out = prepare(d, [line], ["--show", "1"])
+shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]
+want = _compile_jinja_template(FILTERS_TEMPLATE).render(messages=line["messages"], tools=None, documents=None, bos_token="<s>",
+                                                        eos_token="</s>", add_generation_prompt=False)
+check(r.returncode == 0 and len(shown) == 1 and shown[0]["text"] == want,
+      f"sequence filters: rendered text equals Transformers' ({shown[0]['text'] if shown else r.stderr.decode()[-300:]!r} vs {want!r})")
+
 # Added tokens past the SentencePiece model's pieces (Phi-3's 32000..32010): prepare-data's default
 # vocabulary covers them, with no --vocab needed.
 d = model_dir("past-pieces", "{% for m in messages %}<|turn|>{{ m.content }}{% endfor %}")

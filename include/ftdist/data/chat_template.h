@@ -11,8 +11,9 @@
 // elif / else, for (tuple targets, `loop.*`, an `if` filter, else, break, continue), set (names and
 // namespace attributes), generation blocks; literals, lists and dicts, attribute and subscript
 // access, slices, calls with keyword arguments, the string and dict methods templates call (strip,
-// split, startswith, items, get, ...), the usual operators, `is` tests and filters (trim, length,
-// tojson, join, default, ...). Anything else is an Error(BadInput) naming the template and line.
+// split, startswith, items, get, ...), the usual operators, `is` tests (defined, none, equalto,
+// ne, gt, in, divisibleby, ...) and filters (trim, length, tojson, join, default, list, select,
+// reject, selectattr, rejectattr, map, ...). Anything else is an Error(BadInput) naming the template and line.
 #pragma once
 
 #include <memory>
