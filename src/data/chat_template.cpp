@@ -245,7 +245,15 @@ std::vector<Token> tokenize(const std::string& s, const std::function<std::strin
           continue;
         }
         const char e = s[++j];
-        v += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
+        const size_t hex = e == 'x' ? 2 : e == 'u' ? 4 : e == 'U' ? 8 : 0;  // \xHH, \uHHHH, \UHHHHHHHH: a code point
+        if (hex > 0 && j + hex < s.size() &&
+            std::all_of(s.begin() + long(j) + 1, s.begin() + long(j + hex) + 1, [](char h) { return std::isxdigit(static_cast<unsigned char>(h)) != 0; })) {
+          v += py_text::utf8(char32_t(std::stoul(s.substr(j + 1, hex), nullptr, 16)));
+          j += hex;
+          continue;
+        }
+        v += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'f' ? '\f' : e == 'v' ? '\v' : e == 'b' ? '\b' : e == 'a' ? '\a'
+           : e == '0' ? '\0' : e;
       }
       FT_CHECK_ARG(j < s.size(), where() << ": a string is never closed");
       out.push_back({Token::String, v, json()});
@@ -1065,8 +1073,14 @@ Value Impl::method(const Value& self, const std::string& name, const std::vector
     if (name == "strip") return Value{py_text::strip(str, arg(0), space, true, true)};
     if (name == "lstrip") return Value{py_text::strip(str, arg(0), space, true, false)};
     if (name == "rstrip") return Value{py_text::strip(str, arg(0), space, false, true)};
-    if (name == "startswith") return Value{str.rfind(arg(0), 0) == 0};
-    if (name == "endswith") return Value{str.size() >= arg(0).size() && str.compare(str.size() - arg(0).size(), arg(0).size(), arg(0)) == 0};
+    if (name == "startswith" || name == "endswith") {  // a string, or a tuple (list) of them
+      std::vector<std::string> options;
+      if (!args.empty() && args[0].v.is_array()) for (const json& o : args[0].v) options.push_back(py_str(Value{o}));
+      else options.push_back(arg(0));
+      return Value{std::any_of(options.begin(), options.end(), [&](const std::string& o) {
+        return name == "startswith" ? str.rfind(o, 0) == 0 : str.size() >= o.size() && str.compare(str.size() - o.size(), o.size(), o) == 0;
+      })};
+    }
     if (name == "upper" || name == "lower") return Value{name == "upper" ? py_text::upper(str) : py_text::lower(str)};
     if (name == "capitalize" || name == "title") return Value{name == "title" ? py_text::title(str) : py_text::capitalize(str)};
     if (name == "replace") {
@@ -1079,17 +1093,24 @@ Value Impl::method(const Value& self, const std::string& name, const std::vector
       }
       return Value{r + str.substr(p)};
     }
-    if (name == "split") {
+    if (name == "split") {  // split(sep=None, maxsplit=-1)
       json parts = json::array();
-      if (args.empty() || args[0].v.is_null()) {
-        std::istringstream in(str);
-        std::string w;
-        while (in >> w) parts.push_back(w);
+      const int64_t most = args.size() > 1 && args[1].v.is_number_integer() ? args[1].v.get<int64_t>() : -1;
+      auto room = [&] { return most < 0 || int64_t(parts.size()) < most; };
+      if (args.empty() || args[0].v.is_null()) {  // runs of whitespace; the rest after the last split kept as it is
+        size_t p = py_text::space_run_end(str, 0);
+        while (p < str.size() && room()) {
+          size_t q = p;
+          while (q < str.size() && py_text::space_run_end(str, q) == q) q += std::max<size_t>(1, py_text::code_points(str.substr(q, 4)).at(0).size());
+          parts.push_back(str.substr(p, q - p));
+          p = py_text::space_run_end(str, q);
+        }
+        if (p < str.size()) parts.push_back(str.substr(p));
       } else {
         const std::string sep = arg(0);
         if (sep.empty()) fail(line, "split() with an empty separator");
         size_t p = 0, q;
-        while ((q = str.find(sep, p)) != std::string::npos) parts.push_back(str.substr(p, q - p)), p = q + sep.size();
+        while (room() && (q = str.find(sep, p)) != std::string::npos) parts.push_back(str.substr(p, q - p)), p = q + sep.size();
         parts.push_back(str.substr(p));
       }
       return Value{parts};

@@ -72,6 +72,8 @@ std::string join(const std::vector<std::string>& points, size_t begin, size_t en
   return out;
 }
 
+std::string utf8(char32_t point) { return encode(point); }
+
 size_t length(const std::string& s) {
   return size_t(std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }

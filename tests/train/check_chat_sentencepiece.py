@@ -163,7 +163,8 @@ check(r.returncode == 0 and len(shown) == 3, f"tools lines: exit {r.returncode},
 UNICODE_TEMPLATE = ("{{ 'ÀÉÎ日本😀' | length }} {{ 'ÀÉÎ日本😀'[:2] }} {{ 'ÀÉÎ日本😀'[-1] }} {{ 'ÀÉÎ日本😀'[::-1] }} "
                     "[{{ '\u00a0hi\u3000' | trim }}] [{{ ' \u2003a\u2003 '.strip() }}] [{{ 'xxhixx' | trim('x') }}] "
                     "{{ 'héllo' | upper }} {{ 'HÉLLO'.lower() }} {{ 'élan vital' | title }} {{ 'élan' | capitalize }} "
-                    "{% for c in '日本' %}<{{ c }}>{% endfor %} {{ '日本' | first }}{{ '日本' | last }} {{ true == 1 }} {{ 1.0 == true }} {{ false in [0] }} {{ strftime_now is defined }} {{ raise_exception is undefined }}\n"
+                    "{% for c in '日本' %}<{{ c }}>{% endfor %} {{ '日本' | first }}{{ '日本' | last }} {{ true == 1 }} {{ 1.0 == true }} {{ false in [0] }} {{ strftime_now is defined }} {{ raise_exception is undefined }} "
+                    "{{ '  a b  c '.split(none, 1) }} {{ 'a,b,c'.split(',', 1) }} {{ '\\u00e9\\x41\\U0001F600' }} {{ 'hello'.startswith(('x', 'he')) }}\n"
                     "{%- for m in messages %}{{ m.role }}: {{ m.content | trim }}\n{% endfor %}")
 d = model_dir("unicode", UNICODE_TEMPLATE)
 line = {"messages": [{"role": "user", "content": "\u00a0héllo\u3000"}, {"role": "assistant", "content": "bonjour\u00a0"}]}
