@@ -98,7 +98,7 @@ def render(tok, messages, generation_prompt=False, tools=None):
     return tok.hf.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt)
 
 
-def messages_doc(d, tok, train_on):
+def messages_doc(d, tok, train_on, first_trained=0):
     msgs = d["messages"]
     tools = d.get("tools")  # the line's tool schemas, passed to the template as Transformers' tools=
     if not isinstance(msgs, list) or not msgs:
@@ -112,9 +112,10 @@ def messages_doc(d, tok, train_on):
         if not (isinstance(m.get("content"), str) or (calls and m.get("content") is None)):
             raise BadLine(f"message {k}: \"content\" must be a string, got {type(m.get('content')).__name__}"
                           + ("" if calls else "; null or absent only beside \"tool_calls\""))
-    turns = [k for k, m in enumerate(msgs) if m["role"] == "assistant"]
+    turns = [k for k, m in enumerate(msgs) if m["role"] == "assistant" and k >= first_trained]
     if not turns:
-        raise BadLine("the conversation has no assistant turn (nothing to learn from)")
+        raise BadLine("the completion has no assistant message (nothing to learn from)" if first_trained
+                      else "the conversation has no assistant turn (nothing to learn from)")
     if tok.hf is None or not tok.template:
         raise BadLine("\"messages\" need the model's chat template: give --tokenizer a model directory whose "
                       "tokenizer_config.json has a chat_template")
@@ -160,6 +161,10 @@ def documents(path, tok, eos, train_on):
                         raise BadLine("\"text\" must be a string")
                     ids = with_eos(tok.encode(d["text"]), tok, eos)
                     yield ids, [1] * len(ids)
+                elif isinstance(d.get("prompt"), list) and isinstance(d.get("completion"), list):
+                    # TRL's conversational prompt/completion: the prompt's messages are context only
+                    line = {"messages": d["prompt"] + d["completion"], "tools": d.get("tools")}
+                    yield messages_doc(line, tok, train_on, first_trained=len(d["prompt"]))
                 elif "prompt" in d and "completion" in d:
                     if not isinstance(d["prompt"], str) or not isinstance(d["completion"], str):
                         raise BadLine("\"prompt\" and \"completion\" must be strings")

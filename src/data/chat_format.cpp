@@ -190,7 +190,8 @@ void check_message(const nlohmann::ordered_json& m, size_t k, const std::string&
 }
 }  // namespace
 
-ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& where, const Tokenizer& tok, bool all_turns) {
+ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& where, const Tokenizer& tok, bool all_turns,
+                       size_t first_trained) {
   using ojson = nlohmann::ordered_json;
   const ojson& msgs = line.at("messages");
   const ojson tools = line.contains("tools") ? line["tools"] : ojson(nullptr);
@@ -200,13 +201,14 @@ ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& wh
   std::vector<ojson> normalized;  // keys whose value is null dropped, as Transformers 5 drops them ("tool_calls": null)
   for (size_t k = 0; k < msgs.size(); ++k) {
     check_message(msgs[k], k, where);
-    if (msgs[k]["role"] == "assistant") turns.push_back(k);
+    if (msgs[k]["role"] == "assistant" && k >= first_trained) turns.push_back(k);
     ojson m = ojson::object();
     for (auto it = msgs[k].begin(); it != msgs[k].end(); ++it)
       if (!it->is_null()) m[it.key()] = *it;
     normalized.push_back(std::move(m));
   }
-  FT_CHECK_ARG(!turns.empty(), where << ": the conversation has no assistant turn (nothing to learn from)");
+  FT_CHECK_ARG(!turns.empty(), where << (first_trained > 0 ? ": the completion has no assistant message (nothing to learn from)"
+                                                            : ": the conversation has no assistant turn (nothing to learn from)"));
   const ChatFormat* chat = tok.chat();
   FT_CHECK_ARG(chat && chat->has_template, where << ": \"messages\" need the model's chat template: give a model directory whose "
                                "tokenizer_config.json has a chat_template, or with a chat_template.jinja (" << tok.name() << " has none), or use scripts/tokenize_hf.py");

@@ -111,13 +111,20 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
     for (const TokenAt& t : encode_text(tokenizer, get_text(j, "text", where))) d.ids.push_back(t.id);
     if (text_eos(tokenizer) >= 0) d.ids.push_back(text_eos(tokenizer));
     d.labels = d.ids;
-  } else if (j.contains("prompt") && j.contains("completion")) {
+  } else if (j.contains("prompt") && j.contains("completion") && !(j["prompt"].is_array() && j["completion"].is_array())) {
     need_vocab(tokenizer, vocab, where);
     prompt_completion(j, where, tokenizer, d);
-  } else if (j.contains("messages")) {  // rendered with the model directory's chat template
+  } else if (j.contains("messages") || (j.contains("prompt") && j.contains("completion"))) {  // rendered with the chat template
     need_vocab(tokenizer, vocab, where);
     // (parsed again with its keys in order: a template's tojson and dict loops follow them)
-    const ChatTokens chat = chat_tokens(parse_ordered_json(text, where), where, tokenizer, chat_all_turns);
+    nlohmann::ordered_json conversation = parse_ordered_json(text, where);
+    size_t first_trained = 0;
+    if (!j.contains("messages")) {  // TRL's conversational prompt/completion: the prompt's messages are context
+      nlohmann::ordered_json& msgs = conversation["messages"] = conversation["prompt"];
+      for (const auto& m : conversation["completion"]) msgs.push_back(m);
+      first_trained = conversation["prompt"].size();
+    }
+    const ChatTokens chat = chat_tokens(conversation, where, tokenizer, chat_all_turns, first_trained);
     d.ids = chat.ids;
     for (size_t i = 0; i < d.ids.size(); ++i) d.labels.push_back(chat.trained[i] ? d.ids[i] : -100);
   } else {

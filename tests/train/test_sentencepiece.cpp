@@ -440,3 +440,39 @@ TEST(SentencePieceChat, TextTakesTheConfigsBosAndEos) {
   EXPECT_NE(first_and_last("chat-spm-null-bos", [](nlohmann::json& c) { c["bos_token"] = nullptr; }).first, sp.bos_id());
   EXPECT_EQ(first_and_last("chat-spm-sp-eos", [](nlohmann::json& c) { c.erase("eos_token"); }).second, sp.eos_id());
 }
+
+// TRL's conversational prompt/completion: the conversation is the prompt's messages then the
+// completion's, tokenized as the same "messages" line would be; only the completion's assistant
+// turns are trained (an assistant turn inside the prompt is context).
+TEST(SentencePieceChat, ConversationalPromptCompletionTrainsTheCompletion) {
+  const std::string& dir = chat_model_dir();
+  auto tok = data::load_tokenizer(dir, "--tokenizer");
+  const std::string prompt = R"([{"role": "user", "content": "the cat"}, {"role": "assistant", "content": "sat"}, {"role": "user", "content": "on"}])";
+  const std::string completion = R"([{"role": "assistant", "content": "the mat"}])";
+  write_text_file_atomic(dir + "/pc-conv.jsonl",
+                         "{\"prompt\": " + prompt + ", \"completion\": " + completion + "}\n" +
+                             "{\"messages\": " + prompt.substr(0, prompt.size() - 1) + ", " + completion.substr(1) + "}\n" +
+                             "{\"prompt\": " + prompt + ", \"completion\": [{\"role\": \"user\", \"content\": \"x\"}]}\n",
+                         "test");
+  expect_bad_input([&] { data::read_jsonl(dir + "/pc-conv.jsonl", tok->vocab_size(), "--input", tok.get()); },
+                   "pc-conv.jsonl:3: the completion has no assistant message");
+  write_text_file_atomic(dir + "/pc-conv.jsonl",
+                         "{\"prompt\": " + prompt + ", \"completion\": " + completion + "}\n" +
+                             "{\"messages\": " + prompt.substr(0, prompt.size() - 1) + ", " + completion.substr(1) + "}\n",
+                         "test");
+  const auto docs = data::read_jsonl(dir + "/pc-conv.jsonl", tok->vocab_size(), "--input", tok.get());
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0].ids, docs[1].ids) << "the same conversation";
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(dir + "/tokenizer.model").ok());
+  auto trained_text = [&](const data::Document& d) {
+    std::vector<int> t;
+    for (size_t i = 0; i < d.ids.size(); ++i)
+      if (d.labels[i] != -100) t.push_back(int(d.ids[i]));
+    std::string text;
+    EXPECT_TRUE(sp.Decode(t, &text).ok());
+    return text;
+  };
+  EXPECT_EQ(trained_text(docs[0]), "the mat<|im_end|>") << "only the completion";
+  EXPECT_EQ(trained_text(docs[1]), "sat<|im_end|>the mat<|im_end|>") << "a messages line trains every assistant turn";
+}

@@ -88,7 +88,9 @@ struct ChatTokens {
 // rendered and tokenized, trained on each assistant turn up to the end-of-turn
 // text the template closes it with (every token when `all_turns`). Errors name `where` (file:line).
 // `line`: the data line (an object) holding "messages", and "tools" where it has them; parsed with
-// its keys in order (nlohmann::ordered_json), as the template sees them.
-ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& where, const Tokenizer& tok, bool all_turns);
+// its keys in order (nlohmann::ordered_json), as the template sees them. Messages before
+// `first_trained` are context only (TRL's conversational prompt/completion: the prompt's).
+ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& where, const Tokenizer& tok, bool all_turns,
+                       size_t first_trained = 0);
 
 }  // namespace ftdist::data
