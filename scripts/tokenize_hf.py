@@ -109,7 +109,7 @@ def messages_doc(d, tok, train_on, first_trained=0):
         if m["role"] not in ROLES:
             raise BadLine(f"message {k}: unknown role {json.dumps(m['role'])} (expected {', '.join(ROLES[:-1])} or {ROLES[-1]})")
         calls = isinstance(m.get("tool_calls"), list) and len(m["tool_calls"]) > 0
-        if not (isinstance(m.get("content"), str) or (calls and m.get("content") is None)):
+        if not (isinstance(m.get("content"), (str, list, dict)) or (calls and m.get("content") is None)):
             raise BadLine(f"message {k}: \"content\" must be a string, got {type(m.get('content')).__name__}"
                           + ("" if calls else "; null or absent only beside \"tool_calls\""))
     turns = [k for k, m in enumerate(msgs) if m["role"] == "assistant" and k >= first_trained]

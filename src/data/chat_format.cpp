@@ -182,9 +182,13 @@ void check_message(const nlohmann::ordered_json& m, size_t k, const std::string&
   const bool role_ok = m["role"].is_string() && std::any_of(std::begin(kRoles), std::end(kRoles), [&](const char* r) { return m["role"] == r; });
   FT_CHECK_ARG(role_ok, where << ": message " << k << ": unknown role " << m["role"].dump()
                               << " (expected system, user, assistant, tool, ipython or developer)");
+  // content: text; a list of parts ([{"type": "text", "text": ...}]) or a tool's result as an object,
+  // which templates render themselves; null or absent beside tool_calls
   const bool calls = m.contains("tool_calls") && m["tool_calls"].is_array() && !m["tool_calls"].empty();
-  const bool content_ok = m.contains("content") ? m["content"].is_string() || (calls && m["content"].is_null()) : calls;
-  FT_CHECK_ARG(content_ok, where << ": message " << k << ": \"content\" must be a string"
+  const bool content_ok = m.contains("content") ? m["content"].is_string() || m["content"].is_array() || m["content"].is_object() ||
+                                                      (calls && m["content"].is_null())
+                                                : calls;
+  FT_CHECK_ARG(content_ok, where << ": message " << k << ": \"content\" must be a string (or a list of parts, or an object)"
                                  << (m.contains("content") ? std::string(", got ") + m["content"].type_name() : std::string(" (it is missing)"))
                                  << (calls ? "" : "; null or absent only beside \"tool_calls\""));
 }

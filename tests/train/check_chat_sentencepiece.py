@@ -143,11 +143,14 @@ tool_lines = [
      "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]},
     {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello", "tool_calls": None}]},
     # a tool call (content null beside tool_calls), its result as a "tool" message, then the answer
+    # content as a list of parts, and a tool result as an object (templates render them)
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": "parts"}]}, {"role": "assistant", "content": "ok"},
+                  {"role": "tool", "content": {"temp": 21, "sky": "clear"}}, {"role": "assistant", "content": "done"}]},
     {"messages": [{"role": "user", "content": "weather?"},
                   {"role": "assistant", "content": None, "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]},
                   {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "It is sunny."}]},
 ]
-r, data, out = prepare(d, tool_lines, ["--show", "3"])
+r, data, out = prepare(d, tool_lines, ["--show", "4"])
 shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]
 compiled = _compile_jinja_template(TOOLS_TEMPLATE)
 for line, s in zip(tool_lines, shown):
@@ -156,7 +159,7 @@ for line, s in zip(tool_lines, shown):
     want = compiled.render(messages=msgs, tools=line.get("tools"), documents=None, bos_token="<s>", eos_token="</s>",
                            add_generation_prompt=False)
     check(s["text"] == want, f"tools and key order: rendered text equals Transformers' ({s['text']!r} vs {want!r})")
-check(r.returncode == 0 and len(shown) == 3, f"tools lines: exit {r.returncode}, {len(shown)} shown {r.stderr.decode()[-200:]}")
+check(r.returncode == 0 and len(shown) == 4, f"tools lines: exit {r.returncode}, {len(shown)} shown {r.stderr.decode()[-200:]}")
 
 # Strings are sequences of code points (length, indexing, slicing, loops, first/last), strip() and
 # trim strip what Python calls whitespace (NBSP, U+3000), and case changes reach letters past ASCII.

@@ -173,7 +173,7 @@ check(exact_mask, "prompt/completion: trained from the first token that reaches 
 bad = {
     "no assistant turn": {"messages": [{"role": "user", "content": "hi"}]},
     "unknown role": {"messages": [{"role": "robot", "content": "hi"}, {"role": "assistant", "content": "x"}]},
-    "must be a string": {"messages": [{"role": "user", "content": ["hi"]}, {"role": "assistant", "content": "x"}]},
+    "must be a string": {"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "x"}]},
     "expected \"text\"": {"input": "x"},
     "holds both text and messages": {"text": "x", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]},
 }
