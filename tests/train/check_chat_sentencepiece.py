@@ -169,14 +169,20 @@ UNICODE_TEMPLATE = ("{{ 'ÀÉÎ日本😀' | length }} {{ 'ÀÉÎ日本😀'[:2]
                     "{% for c in '日本' %}<{{ c }}>{% endfor %} {{ '日本' | first }}{{ '日本' | last }} {{ true == 1 }} {{ 1.0 == true }} {{ false in [0] }} {{ strftime_now is defined }} {{ raise_exception is undefined }} "
                     "{{ '  a b  c '.split(none, 1) }} {{ 'a,b,c'.split(',', 1) }} {{ '\\u00e9\\x41\\U0001F600' }} {{ 'hello'.startswith(('x', 'he')) }}\n"
                     "{%- for m in messages %}{{ m.role }}: {{ m.content | trim }}\n{% endfor %}")
-d = model_dir("unicode", UNICODE_TEMPLATE)
-line = {"messages": [{"role": "user", "content": "\u00a0héllo\u3000"}, {"role": "assistant", "content": "bonjour\u00a0"}]}
-r, data, out = prepare(d, [line], ["--show", "1"])
-shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]
-want = _compile_jinja_template(UNICODE_TEMPLATE).render(messages=line["messages"], tools=None, documents=None, bos_token="<s>",
-                                                        eos_token="</s>", add_generation_prompt=False)
-check(r.returncode == 0 and len(shown) == 1 and shown[0]["text"] == want,
-      f"unicode strings: rendered text equals Transformers' ({shown[0]['text'] if shown else r.stderr.decode()[-300:]!r} vs {want!r})")
+
+
+def check_rendered(name, template, messages, what):
+    """One conversation through `template`: ftdist's rendering (--show) equals Transformers' Jinja's."""
+    r, data, out = prepare(model_dir(name, template), [{"messages": messages}], ["--show", "1"])
+    shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]
+    want = _compile_jinja_template(template).render(messages=messages, tools=None, documents=None, bos_token="<s>",
+                                                    eos_token="</s>", add_generation_prompt=False)
+    check(r.returncode == 0 and len(shown) == 1 and shown[0]["text"] == want,
+          f"{what}: rendered text equals Transformers' ({shown[0]['text'] if shown else r.stderr.decode()[-300:]!r} vs {want!r})")
+
+
+check_rendered("unicode", UNICODE_TEMPLATE,
+               [{"role": "user", "content": "\u00a0héllo\u3000"}, {"role": "assistant", "content": "bonjour\u00a0"}], "unicode strings")
 
 # The sequence filters and tests real templates use (Mistral v0.3: selectattr(...) | list).
 FILTERS_TEMPLATE = ("{{ [1, 2, 3, 4] | select('divisibleby', 2) | list }} {{ [0, 1, '', 'a'] | select | list }} {{ 'ab' | list }} "
@@ -187,14 +193,7 @@ FILTERS_TEMPLATE = ("{{ [1, 2, 3, 4] | select('divisibleby', 2) | list }} {{ [0,
                     "{{ seen | rejectattr('role', 'ne', 'user') | map(attribute='content') | list | tojson }} "
                     "{{ seen | map(attribute='nope', default='-') | join }} {{ seen | selectattr('tool_calls') | list | length }}] "
                     "{{ m.role }}: {{ m.content }}\n{% endfor %}")
-d = model_dir("filters", FILTERS_TEMPLATE)
-line = {"messages": CONVERSATIONS[1]}
-r, data, out = prepare(d, [line], ["--show", "1"])
-shown = [json.loads(x) for x in r.stdout.decode().splitlines() if x.startswith("{")]
-want = _compile_jinja_template(FILTERS_TEMPLATE).render(messages=line["messages"], tools=None, documents=None, bos_token="<s>",
-                                                        eos_token="</s>", add_generation_prompt=False)
-check(r.returncode == 0 and len(shown) == 1 and shown[0]["text"] == want,
-      f"sequence filters: rendered text equals Transformers' ({shown[0]['text'] if shown else r.stderr.decode()[-300:]!r} vs {want!r})")
+check_rendered("filters", FILTERS_TEMPLATE, CONVERSATIONS[1], "sequence filters")
 
 # Added tokens past the SentencePiece model's pieces (Phi-3's 32000..32010): prepare-data's default
 # vocabulary covers them, with no --vocab needed.
