@@ -244,7 +244,10 @@ ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& wh
                  turn << "the messages before it with the generation prompt render " << first_difference(before, upto)
                       << " the rendering up to it");
     FT_CHECK_ARG(full.compare(0, upto.size(), upto) == 0,
-                 turn << "the messages up to it render " << first_difference(upto, full) << " the whole conversation");
+                 turn << "the messages up to it render " << first_difference(upto, full)
+                      << " the whole conversation (the template renders a message differently once later ones exist: "
+                         "it may place the system prompt in the last user message, as Mistral's does, or drop earlier "
+                         "reasoning; split such a conversation into lines that each end at an assistant turn)");
     spans.push_back({before.size(), upto.find_last_not_of(" \t\r\n") + 1});
   }
   // A token is trained when its bytes (up to the next token's start) overlap a turn's: a piece that

@@ -89,7 +89,9 @@ std::string run_config_text(const PlanRequest& req, const Candidate& c, const Mo
                                                                     << kMaxSteps << "); plan a smaller workload, or split it into runs");
   const int64_t global_batch = s.micro_batch * c.grad_accum * c.gpus;
   std::ostringstream os;
-  os << settings_comment(req, c) << "# Replace data.train, check [model], then: " << mpirun_command(req, c) << "\n\n[model]\n";
+  os << settings_comment(req, c) << "# Replace data.train, check [model], then: " << mpirun_command(req, c) << "\n"
+     << (s.attention == Attention::Eager ? "# (planned with eager attention; ftdist train uses flash attention on GPUs, which holds less)\n" : "")
+     << "\n[model]\n";
   switch (model.kind) {
     case ModelSource::Directory: os << "path = \"" << model.value << "\"   # a Hugging Face model directory: its weights are fine-tuned\n"; break;
     case ModelSource::ConfigFile:

@@ -184,6 +184,11 @@ TEST(Search, ClusterChoosesNodesAndHybridAppearsAcrossNodes) {
   EXPECT_NE(sbatch_text(req, c).find("#SBATCH --time=125-00:15:00\n"), std::string::npos) << sbatch_text(req, c);
   c.time.total_s = 1e13;  // (an int of minutes would wrap)
   EXPECT_NE(sbatch_text(req, c).find("#SBATCH --time=138888888-"), std::string::npos) << sbatch_text(req, c);
+  // A plan priced with eager attention says the trainer's GPU path uses flash.
+  EXPECT_EQ(run_config_text(req, c, ModelSource{ModelSource::Preset, "llama-3.1-70b"}).find("eager"), std::string::npos);
+  c.setup.attention = Attention::Eager;
+  EXPECT_NE(run_config_text(req, c, ModelSource{ModelSource::Preset, "llama-3.1-70b"}).find("planned with eager attention"),
+            std::string::npos);
   // A workload of more steps than ftdist train runs gets no run.toml.
   c.time.steps = kMaxSteps + 1;
   expect_bad_input([&] { run_config_text(req, c, ModelSource{ModelSource::Preset, "llama-3.1-70b"}); },

@@ -476,3 +476,24 @@ TEST(SentencePieceChat, ConversationalPromptCompletionTrainsTheCompletion) {
   EXPECT_EQ(trained_text(docs[0]), "the mat<|im_end|>") << "only the completion";
   EXPECT_EQ(trained_text(docs[1]), "sat<|im_end|>the mat<|im_end|>") << "a messages line trains every assistant turn";
 }
+
+// A template that renders a message differently once later ones exist (Mistral's puts the system
+// prompt in the last user message) cannot have its turns located: refused, saying why.
+TEST(SentencePieceChat, TemplatesThatRewriteEarlierTurnsAreRefusedWithTheReason) {
+  const std::string dir = chat_model_copy("chat-spm-last-user", [](nlohmann::json& c) {
+    c["chat_template"] =
+        "{%- set ns = namespace(last=0) %}{%- for m in messages %}{%- if m.role == 'user' %}{%- set ns.last = loop.index0 %}{%- endif %}"
+        "{%- endfor %}{%- for m in messages %}{%- if m.role == 'user' %}[U]{% if loop.index0 == ns.last %}(sys){% endif %}"
+        "{{ m.content }}{%- elif m.role == 'assistant' %}[A]{{ m.content }}{% endif %}{%- endfor %}";
+  });
+  auto tok = data::load_tokenizer(dir, "--tokenizer");
+  write_text_file_atomic(dir + "/chat.jsonl",
+                         R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, )"
+                         R"({"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]})"
+                         "\n",
+                         "test");
+  expect_bad_input([&] { data::read_jsonl(dir + "/chat.jsonl", tok->vocab_size(), "--input", tok.get()); },
+                   "chat.jsonl:1: the chat template does not render a conversation's beginning as a prefix of it");
+  expect_bad_input([&] { data::read_jsonl(dir + "/chat.jsonl", tok->vocab_size(), "--input", tok.get()); },
+                   "place the system prompt in the last user message");
+}
