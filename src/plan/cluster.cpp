@@ -24,12 +24,7 @@ Cluster parse_cluster(const std::string& text, const std::string& origin, const 
     where = origin + " [[node_type]] " + nt.name;
     toml_check_keys(*t, {"name", "gpu", "gpus_per_node", "count", "nvlink_busbw_gbs", "network_busbw_gbs", "price_per_node_hour"},
                     where);
-    try {
-      nt.gpu = catalog.find(toml_get<std::string>(*t, "gpu", where));
-    } catch (const Error& e) {
-      const std::string why = e.message();
-      FT_CHECK_ARG(false, where << ": \"gpu\": " << (why.rfind("--gpu: ", 0) == 0 ? why.substr(7) : why));
-    }
+    nt.gpu = catalog.find(toml_get<std::string>(*t, "gpu", where), where + ": \"gpu\"");
     const int64_t per_node = toml_get_or<int64_t>(*t, "gpus_per_node", nt.gpu.gpus_per_node, where);
     const int64_t count = toml_get<int64_t>(*t, "count", where);
     FT_CHECK_ARG(per_node >= 1 && per_node <= kMaxGpusPerNode, where << ": gpus_per_node must be 1.." << kMaxGpusPerNode << ", got " << per_node);

@@ -83,7 +83,7 @@ GpuCatalog GpuCatalog::load_default(const std::string& path_flag) {
   return parse(kBuiltinCatalog, "built-in GPU catalog");
 }
 
-const GpuSpec& GpuCatalog::find(const std::string& name) const {
+const GpuSpec& GpuCatalog::find(const std::string& name, const std::string& what) const {
   const std::string key = to_lower(name);
   std::vector<std::string> names;
   for (const auto& g : gpus_) {
@@ -91,7 +91,7 @@ const GpuSpec& GpuCatalog::find(const std::string& name) const {
     names.push_back(g.name);
   }
   auto close = closest_names(name, names);
-  FT_CHECK_ARG(false, "--gpu: unknown GPU '" << name << "'" << (close.empty() ? "" : "; did you mean " + join_or(close) + "?")
+  FT_CHECK_ARG(false, what << ": unknown GPU '" << name << "'" << (close.empty() ? "" : "; did you mean " + join_or(close) + "?")
                           << " (`ftdist gpus` lists " << origin_ << ")");
   return gpus_.front();
 }

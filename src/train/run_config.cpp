@@ -396,13 +396,11 @@ void check_together(RunConfig& c, const std::string& path) {
   if (!c.gpu.empty()) {
     const plan::GpuCatalog catalog = plan::GpuCatalog::load_default();  // (held: find() refers into it)
     try {
-      const plan::GpuSpec& g = catalog.find(c.gpu);  // unknown names: error with suggestions
+      const plan::GpuSpec& g = catalog.find(c.gpu, path + " [parallel]: \"gpu\"");  // unknown names: error with suggestions
       c.gpu = g.name;
       if (c.peak_tflops == 0) c.peak_tflops = g.bf16_tflops;  // the mfu metric's peak
     } catch (const Error& e) {
-      const std::string why = e.message();
-      FT_CHECK_ARG(false, path << " [parallel]: \"gpu\": " << (why.rfind("--gpu: ", 0) == 0 ? why.substr(7) : why)
-                               << "; or give train.peak_tflops for a GPU the catalog does not hold");
+      FT_CHECK_ARG(false, e.message() << "; or give train.peak_tflops for a GPU the catalog does not hold");
     }
   }
   for (auto [key, v] : {std::pair<const char*, double>{"beta1", c.beta1}, {"beta2", c.beta2}, {"momentum", c.momentum}})

@@ -37,8 +37,9 @@ class GpuCatalog {
 
   const std::vector<GpuSpec>& gpus() const { return gpus_; }
   const std::string& origin() const { return origin_; }
-  // Throws Error(BadInput) suggesting the closest names.
-  const GpuSpec& find(const std::string& name) const;
+  // Throws Error(BadInput) naming `what` (the flag or key the name came from) and suggesting the
+  // closest names.
+  const GpuSpec& find(const std::string& name, const std::string& what = "--gpu") const;
 
  private:
   std::vector<GpuSpec> gpus_;
