@@ -103,10 +103,12 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   }
   std::stable_sort(chat->specials.begin(), chat->specials.end(),
                    [](const SpecialToken& a, const SpecialToken& b) { return a.text.size() > b.text.size(); });
+  // BOS / EOS of text documents: the config's (an added token or a piece, both among the specials by
+  // now), else the SentencePiece model's
   auto id_of = [&](const std::string& text, int64_t fallback) {
     for (const SpecialToken& sp : chat->specials)
-      if (sp.text == text) return sp.id;
-    return text.empty() ? fallback : tok.piece_id(text) >= 0 ? tok.piece_id(text) : fallback;
+      if (!text.empty() && sp.text == text) return sp.id;
+    return fallback;
   };
   const bool bos_null = config.contains("bos_token") && config["bos_token"].is_null();
   const bool no_bos = config.contains("add_bos_token") && config["add_bos_token"] == false;
