@@ -1100,8 +1100,7 @@ Value Impl::method(const Value& self, const std::string& name, const std::vector
       if (args.empty() || args[0].v.is_null()) {  // runs of whitespace; the rest after the last split kept as it is
         size_t p = py_text::space_run_end(str, 0);
         while (p < str.size() && room()) {
-          size_t q = p;
-          while (q < str.size() && py_text::space_run_end(str, q) == q) q += std::max<size_t>(1, py_text::code_points(str.substr(q, 4)).at(0).size());
+          const size_t q = py_text::word_end(str, p);
           parts.push_back(str.substr(p, q - p));
           p = py_text::space_run_end(str, q);
         }

@@ -110,14 +110,20 @@ std::vector<std::string> code_points(const std::string& s) {
   return out;
 }
 
-size_t space_run_end(const std::string& s, size_t pos) {
+namespace {
+// Where the run of code points starting at byte `pos` that are (or, !space, are not) whitespace ends.
+size_t run_end(const std::string& s, size_t pos, bool space) {
   while (pos < s.size()) {
     const size_t n = point_length(s, pos);
-    if (!is_space(decode(s.substr(pos, n)))) break;
+    if (is_space(decode(s.substr(pos, n))) != space) break;
     pos += n;
   }
   return pos;
 }
+}  // namespace
+
+size_t space_run_end(const std::string& s, size_t pos) { return run_end(s, pos, true); }
+size_t word_end(const std::string& s, size_t pos) { return run_end(s, pos, false); }
 
 size_t space_run_start(const std::string& s, size_t floor, size_t end) {
   while (end > floor) {

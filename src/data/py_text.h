@@ -24,6 +24,8 @@ std::string strip(const std::string& s, const std::string& chars, bool whitespac
 // and where the run ending at byte `end` starts (not before `floor`).
 size_t space_run_end(const std::string& s, size_t pos);
 size_t space_run_start(const std::string& s, size_t floor, size_t end);
+// Where the run of non-whitespace starting at byte `pos` ends (a word of str.split()).
+size_t word_end(const std::string& s, size_t pos);
 
 bool is_alpha(const std::string& point);
 std::string upper(const std::string& s);
