@@ -70,24 +70,57 @@ class Tok:
             self.vocab = self.raw.get_vocab_size(with_added_tokens=True)
             self.eos = None
             self.template = None
+        self.untrim_offsets()
 
     def encode(self, text, special=True):
         if self.hf is not None:
             return self.hf(text, add_special_tokens=special)["input_ids"]
         return self.raw.encode(text, add_special_tokens=special).ids
 
-    def encode_ends(self, text):
-        """Token ids of `text` with the special tokens the tokenizer adds (BOS), and each token's end character."""
+    def untrim_offsets(self):
+        """The post-processor's trim_offsets turned off: the offsets then hold each token's
+        bytes, leading space included, as ftdist counts them (the ids do not change)."""
+        backend = getattr(self.hf, "backend_tokenizer", None) if self.hf is not None else self.raw
+        if backend is None:  # (a slow tokenizer: no post-processor to change)
+            return
+        j = json.loads(backend.to_str())
+
+        def untrim(p):
+            if isinstance(p, dict):
+                if p.get("trim_offsets"):  # ByteLevel, RobertaProcessing
+                    p["trim_offsets"] = False
+                for v in p.get("processors") or []:
+                    untrim(v)
+        if j.get("post_processor"):
+            untrim(j["post_processor"])
+            from tokenizers import Tokenizer
+            backend.post_processor = Tokenizer.from_str(json.dumps(j)).post_processor
+
+    def encode_offsets(self, text):
+        """Token ids of `text` with the special tokens the tokenizer adds (BOS, a post-processor's
+        closing token), and each token's (start, end) character; (0, 0) for an added token."""
         if self.hf is not None:
             enc = self.hf(text, return_offsets_mapping=True)
-            return enc["input_ids"], [b for _, b in enc["offset_mapping"]]
+            return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
         enc = self.raw.encode(text)
-        return enc.ids, [b for _, b in enc.offsets]
+        return enc.ids, list(enc.offsets)
 
     def encode_spans(self, text):
-        """Token ids of `text` (special tokens in it parsed, none added) and each token's start character."""
+        """Token ids of `text` (special tokens in it parsed, none added) and each token's (start, end) character."""
         enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=True)
-        return enc["input_ids"], [a for a, _ in enc["offset_mapping"]]
+        return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
+
+
+def token_ends(offsets, size):
+    """Where each token ends for the loss mask: at the next token's start (the whitespace before a word
+    belongs to the word's token), or at its own end where that is later (a byte-level token ending
+    inside a character shares it with the next); a token added by the tokenizer ((0, 0)) is skipped."""
+    ends, nxt = [0] * len(offsets), size
+    for i in range(len(offsets) - 1, -1, -1):
+        ends[i] = max(nxt, offsets[i][1])
+        if offsets[i] != (0, 0):
+            nxt = offsets[i][0]
+    return ends
 
 
 def with_eos(ids, tok, eos):
@@ -134,8 +167,11 @@ def messages_doc(d, tok, train_on, first_trained=0):
             raise BadLine("the chat template does not render a conversation's beginning as a prefix of it: "
                           "its assistant turns cannot be located")
         spans.append((len(before), len(upto.rstrip())))
-    ids, starts = tok.encode_spans(full)
-    labels = [1 if train_on == "all" or any(a <= s < b for a, b in spans) else 0 for s in starts]
+    # A token is trained when its characters (up to the next token's start) overlap a turn's, as
+    # Transformers' assistant mask marks each token holding a character of the turn.
+    ids, offsets = tok.encode_spans(full)
+    ends = token_ends(offsets, len(full))
+    labels = [1 if train_on == "all" or any(s < b and e > a for a, b in spans) else 0 for (s, _), e in zip(offsets, ends)]
     return ids, labels
 
 
@@ -172,8 +208,13 @@ def documents(path, tok, eos, train_on):
                     # word start the joined text does not have); a token is trained when it reaches
                     # into the completion.
                     n = len(d["prompt"])
-                    ids, ends = tok.encode_ends(d["prompt"] + d["completion"])
-                    labels = [1 if e > n else 0 for e in ends]
+                    ids, offsets = tok.encode_offsets(d["prompt"] + d["completion"])
+                    # the tokens the tokenizer adds before the text (BOS) are not trained, those it
+                    # adds after it (a post-processor's closing token, as EOS) are
+                    lead = next((i for i, o in enumerate(offsets) if o != (0, 0)), len(ids))
+                    ends = token_ends(offsets, len(d["prompt"] + d["completion"]))
+                    labels = [1 if e > n or (i >= lead and all(o == (0, 0) for o in offsets[i:])) else 0
+                              for i, e in enumerate(ends)]
                     full = with_eos(ids, tok, eos)
                     yield full, labels + [1] * (len(full) - len(ids))
                 else:

@@ -112,7 +112,9 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   };
   const bool bos_null = config.contains("bos_token") && config["bos_token"].is_null();
   const bool no_bos = config.contains("add_bos_token") && config["add_bos_token"] == false;
-  chat->text_bos = no_bos || bos_null ? -1 : id_of(chat->bos_token, tok.bos());
+  // (a tokenizer.json's post-processor says whether a text starts with BOS, unless the config says)
+  const bool own_bos = tok.post_processed() && !(config.contains("add_bos_token") && config["add_bos_token"].is_boolean());
+  chat->text_bos = own_bos ? tok.bos() : no_bos || bos_null ? -1 : id_of(chat->bos_token, tok.bos());
   chat->text_eos = id_of(chat->eos_token, tok.eos());
   return chat;
 }
@@ -141,8 +143,8 @@ std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, c
   auto flush = [&](size_t end) {
     if (end <= plain) return;
     const std::string piece = text.substr(plain, end - plain);
-    if (chat.legacy || plain == 0) {
-      for (const TokenAt& t : tok.encode_at(piece)) out.push_back({t.id, plain + t.start});
+    if (chat.legacy || plain == 0 || !tok.marks_word_start()) {
+      for (const TokenAt& t : tok.encode_at(piece)) out.push_back({t.id, plain + t.start, t.end ? plain + t.end : 0});
       return;
     }
     const size_t skip = chat.unk_token.size();  // a continuation: after unk_token, whose tokens are dropped
@@ -257,7 +259,7 @@ ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& wh
   ChatTokens out;
   const std::vector<TokenAt> toks = encode_chat(*chat, tok, full);
   for (size_t i = 0; i < toks.size(); ++i) {
-    const size_t a = toks[i].start, b = i + 1 < toks.size() ? toks[i + 1].start : full.size();
+    const size_t a = toks[i].start, b = token_end(toks, i, full.size());
     out.ids.push_back(toks[i].id);
     out.starts.push_back(a);
     out.trained.push_back(all_turns || std::any_of(spans.begin(), spans.end(), [&](const auto& s) { return a < s.second && b > s.first; }));

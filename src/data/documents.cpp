@@ -52,7 +52,8 @@ void need_vocab(const Tokenizer& tok, int64_t vocab, const std::string& where) {
 // loss is on the completion only.
 // BOS prompt completion EOS, tokenized as one text (as TRL does), so that the completion is not
 // tokenized as a text of its own start (SentencePiece would give it a word-start "▁" the joined text
-// does not have). A token is trained when its bytes reach into the completion; BOS is not, EOS is.
+// does not have). A token is trained when its bytes reach into the completion; BOS is not, EOS is
+// (appended unless the completion ends with it).
 void prompt_completion(const nlohmann::json& j, const std::string& where, const Tokenizer& tokenizer, Document& d) {
   const std::string prompt = get_text(j, "prompt", where), text = prompt + get_text(j, "completion", where);
   const std::vector<TokenAt> tokens = encode_text(tokenizer, text);
@@ -62,8 +63,8 @@ void prompt_completion(const nlohmann::json& j, const std::string& where, const 
   };
   if (text_bos(tokenizer) >= 0) add(text_bos(tokenizer), false);
   for (size_t i = 0; i < tokens.size(); ++i)
-    add(tokens[i].id, (i + 1 < tokens.size() ? tokens[i + 1].start : text.size()) > prompt.size());
-  if (text_eos(tokenizer) >= 0) add(text_eos(tokenizer), true);
+    add(tokens[i].id, token_end(tokens, i, text.size()) > prompt.size());
+  if (text_eos(tokenizer) >= 0 && (d.ids.empty() || d.ids.back() != text_eos(tokenizer))) add(text_eos(tokenizer), true);
 }
 
 // "attention_mask" beside "input_ids" (as padded, tokenized data sets carry it): all ones is the same
@@ -109,7 +110,8 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
     need_vocab(tokenizer, vocab, where);
     if (text_bos(tokenizer) >= 0) d.ids.push_back(text_bos(tokenizer));
     for (const TokenAt& t : encode_text(tokenizer, get_text(j, "text", where))) d.ids.push_back(t.id);
-    if (text_eos(tokenizer) >= 0) d.ids.push_back(text_eos(tokenizer));
+    // (EOS appended unless the text ends with it, as TRL appends it)
+    if (text_eos(tokenizer) >= 0 && (d.ids.empty() || d.ids.back() != text_eos(tokenizer))) d.ids.push_back(text_eos(tokenizer));
     d.labels = d.ids;
   } else if (j.contains("prompt") && j.contains("completion") && !(j["prompt"].is_array() && j["completion"].is_array())) {
     need_vocab(tokenizer, vocab, where);

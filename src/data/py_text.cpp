@@ -64,7 +64,7 @@ std::string map_each(const std::string& s, bool up) {
 
 }  // namespace
 
-
+char32_t case_of(char32_t point, bool up) { return map_case(point, up); }
 
 std::string join(const std::vector<std::string>& points, size_t begin, size_t end) {
   std::string out;

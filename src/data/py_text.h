@@ -15,6 +15,8 @@ std::vector<std::string> code_points(const std::string& s);
 std::string join(const std::vector<std::string>& points, size_t begin, size_t end);
 size_t length(const std::string& s);  // code points
 std::string utf8(char32_t point);     // a code point's UTF-8 bytes
+// A code point's upper case (up) or lower case, as upper() / lower() map it.
+char32_t case_of(char32_t point, bool up);
 
 // str.strip / lstrip / rstrip: `chars` a set of code points; "strip what isspace() calls space"
 // when `whitespace` is true (Python's default, chars=None).

@@ -6,6 +6,7 @@
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/chat_format.h"
 #include "ftdist/data/documents.h"
+#include "bpe_tokenizer.h"
 
 namespace ftdist::data {
 namespace {
@@ -58,6 +59,7 @@ class SentencePieceTokenizer : public Tokenizer {
   int64_t bos() const override { return sp_.bos_id(); }
   int64_t eos() const override { return sp_.eos_id(); }
   std::string name() const override { return "the SentencePiece tokenizer " + path_; }
+  bool marks_word_start() const override { return true; }
 
  private:
   std::string path_;
@@ -69,14 +71,23 @@ class SentencePieceTokenizer : public Tokenizer {
 std::unique_ptr<Tokenizer> byte_tokenizer() { return std::make_unique<ByteTokenizer>(); }
 
 namespace {
-std::string model_file_of(const std::string& path) { return is_directory(path) ? path + "/tokenizer.model" : path; }
+// The tokenizer file of `path`: itself, or a model directory's tokenizer.model, else its tokenizer.json.
+std::string model_file_of(const std::string& path) {
+  if (!is_directory(path)) return path;
+  return file_exists(path + "/tokenizer.model") || !file_exists(path + "/tokenizer.json") ? path + "/tokenizer.model"
+                                                                                         : path + "/tokenizer.json";
+}
+bool is_json(const std::string& file) { return file.size() >= 5 && file.compare(file.size() - 5, 5, ".json") == 0; }
 std::string config_file_of(const std::string& model) { return directory_of(model) + "/tokenizer_config.json"; }
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& what) {
   if (path.empty()) return byte_tokenizer();
   const std::string model = model_file_of(path);
-  auto tok = std::make_unique<SentencePieceTokenizer>(model, what);
+  FT_CHECK_ARG(!is_directory(path) || file_exists(model),
+               what << ": '" << path << "' holds neither a tokenizer.model (SentencePiece) nor a tokenizer.json");
+  std::unique_ptr<Tokenizer> tok =
+      is_json(model) ? load_bpe_tokenizer(model, what) : std::unique_ptr<Tokenizer>(std::make_unique<SentencePieceTokenizer>(model, what));
   const std::string config = config_file_of(model);
   if (file_exists(config)) tok->chat_ = load_chat_format(config, *tok);
   return tok;

@@ -1,6 +1,7 @@
 // Tokenizers for JSONL "text" and "prompt"/"completion" documents: the built-in byte-level one
-// (token = byte, BOS 256, EOS 257) or a SentencePiece `tokenizer.model` (Llama-2, Mistral).
-// Either returns BOS text EOS (where the model defines BOS/EOS).
+// (token = byte, BOS 256, EOS 257), a SentencePiece `tokenizer.model` (Llama-2, Mistral, Phi-3), or
+// a byte-level BPE `tokenizer.json` (Llama-3, Qwen2; data/bpe_tokenizer.h). Each returns BOS text
+// EOS (where the model defines BOS/EOS).
 //
 //   std::unique_ptr<Tokenizer> tok = load_tokenizer(cfg.tokenizer, "data.tokenizer");  // "" = bytes
 //   std::vector<int64_t> ids = tok->encode("Hello");
@@ -15,11 +16,22 @@ namespace ftdist::data {
 
 struct ChatFormat;
 
-// A token and the byte of the text it starts at.
+// A token, the byte of the text it starts at and, where the tokenizer knows it, the byte after its
+// last (0 otherwise). A byte-level BPE token may end inside a character, or hold a byte the text
+// does not (a prefix space), so its end can lie past the next token's start.
 struct TokenAt {
   int64_t id;
   size_t start;
+  size_t end = 0;
 };
+
+// Where token i of `tokens` (of a text of `size` bytes) ends for a loss mask: at the next token's
+// start (the whitespace before a word belongs to the word's piece), or at its own end where that is
+// later.
+inline size_t token_end(const std::vector<TokenAt>& tokens, size_t i, size_t size) {
+  const size_t next = i + 1 < tokens.size() ? tokens[i + 1].start : size;
+  return tokens[i].end > next ? tokens[i].end : next;
+}
 
 class Tokenizer {
  public:
@@ -33,6 +45,12 @@ class Tokenizer {
   virtual int64_t bos() const = 0;  // -1 when the tokenizer has none
   virtual int64_t eos() const = 0;
   virtual std::string name() const = 0;  // for messages
+  // True for a tokenizer.json: its own post-processor (bos(), eos()) says what a text starts and
+  // ends with unless tokenizer_config.json says add_bos_token.
+  virtual bool post_processed() const { return false; }
+  // True for SentencePiece: a text's first word takes the word-start marker (tokenizer_config.json's
+  // "legacy" decides whether text after a special token does too).
+  virtual bool marks_word_start() const { return false; }
   // The special tokens and chat template of the model directory the tokenizer came from
   // (data/chat_format.h); null without a tokenizer_config.json.
   const ChatFormat* chat() const { return chat_.get(); }
@@ -40,8 +58,9 @@ class Tokenizer {
 };
 
 std::unique_ptr<Tokenizer> byte_tokenizer();
-// "" -> the byte-level tokenizer; a SentencePiece model file, or a model directory holding one as
-// tokenizer.model, otherwise. Beside the model file, a tokenizer_config.json gives the tokenizer its
+// "" -> the byte-level tokenizer; a SentencePiece model file or a tokenizer.json (by its name's
+// ".json"), or a model directory holding tokenizer.model (preferred) or tokenizer.json, otherwise.
+// Beside the model file, a tokenizer_config.json gives the tokenizer its
 // special tokens and chat template (`messages` data). Error(BadInput) naming `what` and the
 // path when it cannot be loaded.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& what);

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""ftdist's own byte-level BPE tokenizer.json reader against Transformers (the oracle), offline.
+
+Small tokenizers are trained here with Hugging Face tokenizers on the bundled corpus plus Unicode
+text, built as the model families build theirs: Llama-3 (its Split regex, ByteLevel without regex,
+ignore_merges, a TemplateProcessing BOS), Qwen2 (NFC, its regex, no BOS), GPT-2 (ByteLevel's own
+regex), and others that use the rest of what ftdist reads (every Split behavior, invert, a string
+pattern, prefix space, lstrip / rstrip / single_word added tokens, lazy and possessive quantifiers,
+\\w \\d classes, case-insensitive groups, lookahead, byte_fallback, unk_token). For each, one JSONL
+of generated documents — text, prompt/completion and chat `messages` — goes through
+`ftdist prepare-data --tokenizer DIR` and through scripts/tokenize_hf.py (Transformers'
+AutoTokenizer, or tokenizers alone for a lone tokenizer.json); the two token files must hold the
+same tokens and loss masks, document by document. The documents mix scripts, combining marks
+(NFC reorders and composes them), Hangul jamo, digits of several kinds, emoji, every kind of
+whitespace, contractions in odd cases (ſ, the Kelvin sign), long runs and the special tokens.
+
+Then: a tokenizer.json ftdist cannot read (WordPiece, Metaspace, a lookbehind, a merge of unknown
+tokens, bad JSON) exits 2 naming the file and the key; `ftdist train` reads chat JSONL through a
+tokenizer.json model directory.
+
+usage: check_bpe_tokenizer.py FTDIST_BINARY SOURCE_DIR WORKDIR
+"""
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+binary, src, work = sys.argv[1:4]
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+script = os.path.join(src, "scripts/tokenize_hf.py")
+corpus = [json.loads(l)["text"] for l in open(os.path.join(src, "examples/tiny/corpus.jsonl"))]
+failures = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        failures.append(what)
+
+
+LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+          r"\s+(?!\S)|\s+")
+QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+         r"\s+(?!\S)|\s+")
+# GPT-4o's, with possessive-free alternatives ftdist reads: upper-then-lower words, optional
+# contractions after them, a class of slashes
+O200K = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+         r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+         r"\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+ODD = r"\w+?x|\d{2,}+|[a-cX-Z\-]+|(?:ab)?c|\p{^L}{3}|(?=\s)\s\S|[\u00e0-\u00ff]+|\x41\u0042|\.|\P{N}"
+
+CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+          "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+          "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+LLAMA3_TEMPLATE = ("{{ bos_token }}{% for message in messages %}"
+                   "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
+                   "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+
+FRAGMENTS = [
+    "the", "cat", "sat", " on", " the mat", "Hello", "WORLD", "it's", "IT'S", "we'll", "WE'LL", "they'Re", "x'ſ", "y'\u212a",
+    "don't", "1", "12", "1234567", "\u0663\u0664\u0665", "\u00b2\u00b3", "\u2167", "3.14159", "日本語", "中文文本", "한국어",
+    "e\u0301", "cafe\u0301", "\u1100\u1161\u11a8", "\u212b", "A\u030a", "a\u0323\u0307", "a\u0307\u0323", "\u0958",
+    "o\u0308\u0301", "😀", "👍🏽", "👨\u200d👩\u200d👧", " ", "  ", "   ", "\t", "\n", "\r\n", "\n\n\n", " \n ", "\u00a0",
+    "\u3000", "\u2028", "\x0b", "\x0c", "\x1c", "\x85", "\u200b", "...", "!!!", "—", "«»", "--->", "/**/", "a/b//c",
+    "snake_case", "CamelCaseWord", "ΑΒΓ αβγ", "Ǆǅǆ", "ﬁ", "Straße", "İstanbul", "ĳ", "\u0301", "\ufeff", "x" * 300,
+    " " * 200, "9" * 120, "ab" * 80, "\\u0041", "\"quoted\"", "<tag>", "&amp;",
+]
+
+
+def special_fragments(specials):
+    return [s for s in specials] + [" " + s + " " for s in specials] + ["\n" + s + "\n" for s in specials]
+
+
+def documents(specials, seed, n=160):
+    rng = random.Random(seed)
+    frags = FRAGMENTS + special_fragments(specials)
+
+    def text(k):
+        return "".join(rng.choice(frags) if rng.random() < 0.7 else " " + rng.choice(corpus).split()[0] for _ in range(rng.randint(1, k)))
+
+    lines = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0 or kind == 3:
+            lines.append({"text": text(30)})
+        elif kind == 1:
+            lines.append({"prompt": text(10), "completion": text(10)})
+        else:
+            msgs = [{"role": "user", "content": text(8)}, {"role": "assistant", "content": text(8)}]
+            if rng.random() < 0.5:
+                msgs += [{"role": "user", "content": text(5)}, {"role": "assistant", "content": text(5)}]
+            lines.append({"messages": msgs})
+    return lines
+
+
+def train_tokenizer(pre, normalizer, specials, extra_train=(), model_kw=None, vocab=700, alphabet=True):
+    tok = Tokenizer(models.BPE(unk_token=None, **(model_kw or {})))
+    if normalizer is not None:
+        tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.ByteLevel()
+    rng = random.Random(7)
+    texts = corpus + ["".join(rng.choice(FRAGMENTS) for _ in range(20)) for _ in range(300)] + list(extra_train)
+    kw = {"initial_alphabet": pre_tokenizers.ByteLevel.alphabet()} if alphabet else {}
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab, special_tokens=specials, show_progress=False, **kw))
+    return tok
+
+
+def byte_level(use_regex=False, prefix=False):
+    return pre_tokenizers.ByteLevel(add_prefix_space=prefix, use_regex=use_regex)
+
+
+def split_then_bytes(pattern, behavior="isolated", invert=False, prefix=False):
+    return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior=behavior, invert=invert), byte_level(prefix=prefix)])
+
+
+def save(name, tok, config=None, post=None, edit=None):
+    d = os.path.join(work, name)
+    os.makedirs(d)
+    if post is not None:
+        tok.post_processor = post
+    path = os.path.join(d, "tokenizer.json")
+    tok.save(path)
+    if edit:  # a change the tokenizers API does not make (ignore_merges, byte_fallback)
+        j = json.load(open(path))
+        edit(j)
+        json.dump(j, open(path, "w"), ensure_ascii=False)
+    if config is not None:
+        cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1 << 20}
+        cfg.update(config)
+        json.dump(cfg, open(os.path.join(d, "tokenizer_config.json"), "w"), indent=1)
+    return d
+
+
+def read_ftok(path):
+    b = open(path, "rb").read()
+    _, vocab, docs, ntok, masked, _ = struct.unpack_from("<IIQQII", b, 8)
+    off = struct.unpack_from(f"<{docs + 1}Q", b, 40)
+    toks = struct.unpack_from(f"<{ntok}I", b, 40 + 8 * (docs + 1))
+    mask = b[40 + 8 * (docs + 1) + 4 * ntok:] if masked else bytes([1]) * ntok
+    return [(list(toks[off[d]:off[d + 1]]), list(mask[off[d]:off[d + 1]])) for d in range(docs)], vocab
+
+
+def compare(name, tok_arg, lines):
+    data = os.path.join(work, name + ".jsonl")
+    with open(data, "w", encoding="utf-8") as f:
+        f.write("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+    ours, theirs = os.path.join(work, name + ".ftdist.ftok"), os.path.join(work, name + ".hf.ftok")
+    a = subprocess.run([binary, "prepare-data", "--tokenizer", tok_arg, "--input", data, "--output", ours], capture_output=True, text=True)
+    b = subprocess.run([sys.executable, script, "--tokenizer", tok_arg, "--input", data, "--output", theirs], capture_output=True, text=True)
+    check(a.returncode == 0 and b.returncode == 0, f"{name}: prepare-data exit {a.returncode} {a.stderr[-400:] if a.returncode else ''}; "
+                                                   f"tokenize_hf.py exit {b.returncode} {b.stderr[-400:] if b.returncode else ''}")
+    if a.returncode or b.returncode:
+        return
+    (da, va), (db, vb) = read_ftok(ours), read_ftok(theirs)
+    check(va == vb, f"{name}: vocabulary {va} (Transformers: {vb})")
+    bad = [i for i, (x, y) in enumerate(zip(da, db)) if x != y]
+    detail = ""
+    if bad:
+        i = bad[0]
+        (ia, ma), (ib, mb) = da[i], db[i]
+        k = next((j for j in range(min(len(ia), len(ib))) if ia[j] != ib[j] or ma[j] != mb[j]), min(len(ia), len(ib)))
+        detail = (f"; first at line {i + 1} {json.dumps(lines[i], ensure_ascii=False)[:300]}: token {k}: "
+                  f"ftdist {ia[max(0, k - 3):k + 4]} mask {ma[max(0, k - 3):k + 4]}, Transformers {ib[max(0, k - 3):k + 4]} mask {mb[max(0, k - 3):k + 4]}")
+    ntok = sum(len(x[0]) for x in db)
+    check(len(da) == len(db) and not bad, f"{name}: {len(db)} documents, {ntok} tokens: the same tokens and masks "
+                                          f"({len(bad)} documents differ{detail})")
+
+
+# The families, each a model directory (tokenizer.json + tokenizer_config.json) or a lone tokenizer.json.
+LLAMA_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CASES = []
+
+t = train_tokenizer(split_then_bytes(LLAMA3), None, LLAMA_SPECIALS)
+bos = t.token_to_id("<|begin_of_text|>")
+CASES.append(("llama3", save("llama3", t, {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "chat_template": LLAMA3_TEMPLATE},
+                             processors.Sequence([processors.ByteLevel(trim_offsets=False),
+                                                  processors.TemplateProcessing(single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", bos)])]),
+                             edit=lambda j: j["model"].update(ignore_merges=True)), LLAMA_SPECIALS))
+
+t = train_tokenizer(split_then_bytes(QWEN2), normalizers.NFC(), QWEN_SPECIALS)
+CASES.append(("qwen2", save("qwen2", t, {"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": CHATML},
+                            processors.ByteLevel(trim_offsets=False)), QWEN_SPECIALS))
+
+t = train_tokenizer(pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(O200K), behavior="isolated"), byte_level()]), None, QWEN_SPECIALS)
+CASES.append(("o200k", save("o200k", t, {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": CHATML}), QWEN_SPECIALS))
+
+# GPT-2: ByteLevel's own regex; the config names a BOS the post-processor does not add.
+t = train_tokenizer(byte_level(use_regex=True), None, ["<|endoftext|>"])
+CASES.append(("gpt2", save("gpt2", t, {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}, processors.ByteLevel()), ["<|endoftext|>"]))
+
+# Prefix space, a string split, digits merged with what follows, added tokens that strip, a
+# single-word one, and one that is not special; a lone tokenizer.json (no config: no EOS).
+t = train_tokenizer(pre_tokenizers.Sequence([pre_tokenizers.Split(" - ", behavior="removed"),
+                                             pre_tokenizers.Split(Regex(r"\p{N}"), behavior="merged_with_next"),
+                                             byte_level(use_regex=True, prefix=True)]), None, ["<s>", "</s>"])
+t.add_special_tokens([AddedToken("<mask>", lstrip=True), AddedToken("[R]", rstrip=True), AddedToken("cat", single_word=True)])
+t.add_tokens([AddedToken("<extra>", normalized=False)])
+d = save("strip", t, post=processors.RobertaProcessing(("</s>", t.token_to_id("</s>")), ("<s>", t.token_to_id("<s>"))))
+CASES.append(("strip", os.path.join(d, "tokenizer.json"), ["<mask>", "[R]", "cat", "<extra>", "<s>"]))
+
+# The remaining behaviors and invert, an odd pattern, merged with previous; byte_fallback and an
+# unk token where the byte alphabet is incomplete.
+for behavior, invert in (("merged_with_previous", False), ("contiguous", True), ("isolated", True)):
+    t = train_tokenizer(split_then_bytes(r"\s+|[.,!?]", behavior, invert), None, QWEN_SPECIALS)
+    CASES.append((f"{behavior}-{invert}", save(f"{behavior}-{invert}", t, {"bos_token": None, "eos_token": "<|im_end|>"}), QWEN_SPECIALS))
+t = train_tokenizer(split_then_bytes(ODD), None, QWEN_SPECIALS)
+CASES.append(("odd", save("odd", t, {"bos_token": None, "eos_token": "<|im_end|>"}), QWEN_SPECIALS))
+t = train_tokenizer(split_then_bytes(QWEN2), None, ["<unk>", "<|im_end|>"] + [f"<0x{b:02X}>" for b in range(256)], alphabet=False)
+CASES.append(("fallback", save("fallback", t, {"bos_token": None, "eos_token": "<|im_end|>"},
+                               edit=lambda j: j["model"].update(byte_fallback=True, unk_token="<unk>")), ["<|im_end|>"]))
+t = train_tokenizer(split_then_bytes(QWEN2), None, ["<unk>", "<|im_end|>"], alphabet=False, vocab=300)
+CASES.append(("unk", save("unk", t, {"bos_token": None, "eos_token": "<|im_end|>"},
+                          edit=lambda j: j["model"].update(unk_token="<unk>", fuse_unk=True)), ["<|im_end|>"]))
+
+for k, (name, tok_arg, specials) in enumerate(CASES):
+    lines = documents(specials, seed=k)
+    has_template = os.path.isdir(tok_arg) and "chat_template" in json.load(open(os.path.join(tok_arg, "tokenizer_config.json")))
+    if not has_template:
+        lines = [x for x in lines if "messages" not in x]
+    compare(name, tok_arg, lines)
+
+
+# Tokenizer files ftdist cannot read: exit 2 naming the file and the key, nothing written.
+def refused(name, edit, key):
+    base = json.load(open(os.path.join(work, "qwen2", "tokenizer.json")))
+    edit(base)
+    d = os.path.join(work, "bad-" + name)
+    os.makedirs(d)
+    path = os.path.join(d, "tokenizer.json")
+    with open(path, "w") as f:
+        f.write(base if isinstance(base, str) else json.dumps(base))
+    out = os.path.join(d, "out.ftok")
+    r = subprocess.run([binary, "prepare-data", "--tokenizer", d, "--input", os.path.join(src, "examples/tiny/corpus.jsonl"),
+                        "--output", out], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 2 and path in r.stderr and key in r.stderr and not os.path.exists(out),
+          f"{name}: exit {r.returncode} naming the file and {key!r}: {r.stderr.strip()[-300:]}")
+
+
+refused("wordpiece", lambda j: j["model"].update(type="WordPiece"), "model.type")
+refused("metaspace", lambda j: j.update(pre_tokenizer={"type": "Metaspace", "replacement": "\u2581"}), "pre_tokenizer.type")
+refused("lookbehind", lambda j: j["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex="(?<=a)b"), "(?<=a)b")
+refused("script", lambda j: j["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex=r"\p{Han}+"), "Han")
+refused("merge", lambda j: j["model"]["merges"].insert(0, ["nosuch", "token"]), "model.merges entry 0")
+refused("normalizer", lambda j: j.update(normalizer={"type": "NFKC"}), "normalizer")
+refused("no-byte-level", lambda j: j["pre_tokenizer"]["pretokenizers"].pop(), "ByteLevel")
+refused("dropout", lambda j: j["model"].update(dropout=0.1), "model.dropout")
+d = os.path.join(work, "bad-json")
+os.makedirs(d)
+open(os.path.join(d, "tokenizer.json"), "w").write('{"model": {"type": "BPE", ')
+r = subprocess.run([binary, "prepare-data", "--tokenizer", d, "--input", os.path.join(src, "examples/tiny/corpus.jsonl"),
+                    "--output", os.path.join(d, "o.ftok")], capture_output=True, text=True, timeout=60)
+check(r.returncode == 2 and "tokenizer.json" in r.stderr and "not a JSON object" in r.stderr, f"bad JSON: exit {r.returncode}: {r.stderr.strip()[-200:]}")
+
+# `ftdist train` on chat JSONL through a tokenizer.json model directory (examples/chat's), packed.
+run = os.path.join(work, "train")
+r = subprocess.run([binary, "train", "--config", os.path.join(src, "examples/chat/ftdist.toml"),
+                    "--set", f"data.train={os.path.join(src, 'examples/chat/chat.jsonl')}",
+                    "--set", f"data.tokenizer={os.path.join(src, 'examples/chat/model')}",
+                    "--set", f"model.config={os.path.join(src, 'examples/chat/config.json')}",
+                    "--set", "train.steps=4", "--set", "train.warmup_steps=1", "--set", f"output.dir={run}"],
+                   capture_output=True, text=True, timeout=600)
+losses = [json.loads(l)["loss"] for l in open(os.path.join(run, "metrics.jsonl"))] if r.returncode == 0 else []
+check(r.returncode == 0 and len(losses) == 4 and losses[-1] < losses[0],
+      f"train on chat JSONL with the tokenizer.json directory: exit {r.returncode}, losses {losses} {r.stderr[-300:] if r.returncode else ''}")
+
+print(f"{len(failures)} failed")
+sys.exit(1 if failures else 0)
