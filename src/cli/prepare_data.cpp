@@ -1,4 +1,4 @@
-// ftdist prepare-data --input data.jsonl --output data.ftok [--tokenizer tokenizer.model] [--vocab N]
+// ftdist prepare-data --input data.jsonl --output data.ftok [--tokenizer tokenizer.model | tokenizer.json | DIR] [--vocab N]
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -63,8 +63,8 @@ int prepare_data_main(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("output", "the .ftok file to write", cxxopts::value<std::string>())
       ("vocab", "vocabulary size the ids must stay below (default: the tokenizer's; 258 for bytes)", cxxopts::value<int64_t>()->default_value("0"))
-      ("tokenizer", "SentencePiece tokenizer.model for text, or a model directory with one (its tokenizer_config.json's "
-       "chat template renders messages) (default: byte-level)", cxxopts::value<std::string>()->default_value(""))
+      ("tokenizer", "SentencePiece tokenizer.model or byte-level BPE tokenizer.json for text, or a model directory with one "
+       "(its tokenizer_config.json's chat template renders messages) (default: byte-level)", cxxopts::value<std::string>()->default_value(""))
       ("train-on", "chat messages: assistant (the loss on the assistant turns and their end-of-turn marker) | all",
        cxxopts::value<std::string>()->default_value("assistant"))
       ("show", "also print the first N conversations as rendered, with the byte ranges trained (JSON lines)",

@@ -250,6 +250,8 @@ class BpeTokenizer : public Tokenizer {
     need(byte_level_, "pre_tokenizer", "has no ByteLevel step: ftdist reads byte-level BPE tokenizer.json files (Llama-3, "
          "Qwen2, GPT-2); a SentencePiece-style one, as Llama-2's, reads from its tokenizer.model");
     if (j.contains("post_processor")) read_post_processor(j["post_processor"], "post_processor");
+    for (const std::vector<int64_t>* ids : {&prefix_, &suffix_})
+      for (int64_t id : *ids) vocab_size_ = std::max(vocab_size_, id + 1);
   }
 
   std::vector<int64_t> encode(const std::string& text) const override {
@@ -370,7 +372,10 @@ class BpeTokenizer : public Tokenizer {
       need(t.is_object() && t.contains("id") && t["id"].is_number_integer() && t["id"].get<int64_t>() >= 0 && t.contains("content") &&
                t["content"].is_string() && !t["content"].get<std::string>().empty(),
            "added_tokens", "holds " + json_excerpt(t) + "; expected {\"id\": integer >= 0, \"content\": non-empty string, ...}");
-      added_.push_back({t["content"].get<std::string>(), t["id"].get<int64_t>(), t.value("lstrip", false) == true,
+      // (a token the model's vocabulary already holds keeps the vocabulary's id, as in tokenizers)
+      const auto known = bpe_.vocab.find(t["content"].get<std::string>());
+      const int64_t id = known != bpe_.vocab.end() ? known->second : t["id"].get<int64_t>();
+      added_.push_back({t["content"].get<std::string>(), id, t.value("lstrip", false) == true,
                         t.value("rstrip", false) == true, t.value("single_word", false) == true});
       vocab_size_ = std::max(vocab_size_, added_.back().id + 1);
       added_first_[static_cast<unsigned char>(added_.back().text[0])] = true;

@@ -93,6 +93,11 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::st
   return tok;
 }
 
+std::string tokenizer_file_of(const std::string& dir) {
+  const std::string file = model_file_of(dir);
+  return is_directory(dir) && file_exists(file) ? file : "";
+}
+
 std::vector<std::string> tokenizer_files(const std::string& path) {
   if (path.empty()) return {};
   const std::string model = model_file_of(path), config = config_file_of(model);

@@ -5,6 +5,7 @@
 #include "ftdist/core/check.h"
 #include "ftdist/core/log.h"
 #include "ftdist/data/token_file.h"
+#include "ftdist/data/tokenizer.h"
 #include "ftdist/plan/memory_model.h"
 
 #include <algorithm>
@@ -62,12 +63,12 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
   if (c.warmup_steps > c.steps && world.rank() == 0)
     FT_LOG_WARN(c.origin << ": train.warmup_steps (" << c.warmup_steps << ") exceeds train.steps (" << c.steps
                          << "): the learning rate never reaches train.lr (" << c.lr << ")");
-  // JSONL text with a model directory that ships a SentencePiece tokenizer.model: that tokenizer.
+  // JSONL text with a model directory that ships a tokenizer (tokenizer.model, tokenizer.json): that one.
   if (c.tokenizer.empty() && !c.model_path.empty() && !data::is_token_file_path(c.train_data)) {
-    const std::string sp = c.model_path + "/tokenizer.model";
-    if (std::ifstream(sp).good()) {
-      c.tokenizer = sp;
-      if (world.rank() == 0) FT_LOG_INFO("data.tokenizer: the model directory's " << sp);
+    const std::string file = data::tokenizer_file_of(c.model_path);
+    if (!file.empty()) {
+      c.tokenizer = file;
+      if (world.rank() == 0) FT_LOG_INFO("data.tokenizer: the model directory's " << file);
     }
   }
   run.world = world.size();

@@ -64,6 +64,9 @@ std::unique_ptr<Tokenizer> byte_tokenizer();
 // special tokens and chat template (`messages` data). Error(BadInput) naming `what` and the
 // path when it cannot be loaded.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& what);
+// The tokenizer file a model directory holds, as load_tokenizer(dir) reads it: tokenizer.model,
+// else tokenizer.json; "" when it has neither.
+std::string tokenizer_file_of(const std::string& dir);
 // The files load_tokenizer(path) reads that exist: the model file, then tokenizer_config.json and
 // chat_template.jinja beside it; empty for "" (the byte-level tokenizer). The token cache keys on
 // their contents.
