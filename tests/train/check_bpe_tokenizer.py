@@ -100,6 +100,33 @@ def documents(specials, seed, n=160):
     return lines
 
 
+def nfc_stress(seed, n=200):
+    """Text lines that NFC changes: decomposed letters with marks in any order (canonical reordering),
+    Hangul jamo that compose into syllables (LV, LVT), singletons, composition exclusions, Tibetan
+    and Hebrew marks, letters of Unicode 15."""
+    rng = random.Random(seed)
+    bases = "aeoAEOuncsz" + "\u0915\u0916\u05d0\u0f40\uac00\u03b1\u0391\u1f00"
+    marks = [chr(c) for c in list(range(0x300, 0x370)) + [0x323, 0x327, 0x328, 0x93c, 0x5b4, 0x5bc, 0xf71, 0xf72, 0xf74, 0xf80, 0x345]]
+    jamo = [chr(c) for c in list(range(0x1100, 0x1113)) + list(range(0x1161, 0x1176)) + list(range(0x11a8, 0x11c3))]
+    odd = [chr(c) for c in (0x212b, 0x2126, 0x340, 0x341, 0x343, 0x374, 0x37e, 0x387, 0x1f71, 0xf900, 0xfa0d, 0x958, 0x95f,
+                            0x9dc, 0xfb1d, 0x2adc, 0x1e030, 0x31350, 0x11c2, 0xd7a3, 0x1d15e)]
+    lines = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 25)):
+            r = rng.random()
+            if r < 0.4:
+                parts.append(rng.choice(bases) + "".join(rng.choice(marks) for _ in range(rng.randint(0, 4))))
+            elif r < 0.6:
+                parts.append("".join(rng.choice(jamo) for _ in range(rng.randint(1, 4))))
+            elif r < 0.75:
+                parts.append(rng.choice(odd))
+            else:
+                parts.append(rng.choice([" ", "  ", "\n", " the", "x", "9", "'s"]))
+        lines.append({"text": "".join(parts)})
+    return lines
+
+
 def train_tokenizer(pre, normalizer, specials, extra_train=(), model_kw=None, vocab=700, alphabet=True):
     tok = Tokenizer(models.BPE(unk_token=None, **(model_kw or {})))
     if normalizer is not None:
@@ -226,6 +253,8 @@ for k, (name, tok_arg, specials) in enumerate(CASES):
     has_template = os.path.isdir(tok_arg) and "chat_template" in json.load(open(os.path.join(tok_arg, "tokenizer_config.json")))
     if not has_template:
         lines = [x for x in lines if "messages" not in x]
+    if name in ("qwen2", "llama3"):
+        lines += nfc_stress(k)
     compare(name, tok_arg, lines)
 
 
