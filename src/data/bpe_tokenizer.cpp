@@ -74,8 +74,8 @@ std::vector<Segment> find_matches(const Step& s, const std::string& text) {
   std::vector<std::pair<size_t, size_t>> found;
   if (s.regex) {
     const unicode::Points p = unicode::decode(text);
-    size_t from = 0, b = 0, e = 0;
-    while (from <= p.cps.size() && s.regex->find(p.cps, from, b, e)) {
+    size_t from = 0, b = 0, e = 0, steps = 0;
+    while (from <= p.cps.size() && s.regex->find(p.cps, from, b, e, steps)) {
       found.push_back({p.starts[b], p.starts[e]});
       from = e > b ? e : b + 1;
     }

@@ -168,7 +168,15 @@ size_t for_each_jsonl_document(const std::string& path, int64_t vocab, const std
     read += text.size() + 1;
     if (progress && line > 1) progress(std::min(read, total), total, documents);
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    fn(parse_line(text, path + ":" + std::to_string(line), line, vocab, *tokenizer, chat_all_turns));
+    const std::string where = path + ":" + std::to_string(line);
+    Document d;
+    try {
+      d = parse_line(text, where, line, vocab, *tokenizer, chat_all_turns);
+    } catch (const Error& e) {  // (a tokenizer's error, as a pattern that backtracks without end, names the line too)
+      if (e.message().find(where) != std::string::npos) throw;
+      throw Error(e.kind(), where + ": " + e.message(), e.call(), e.file().c_str(), e.line());
+    }
+    fn(std::move(d));
     ++documents;
   }
   FT_CHECK_ARG(documents > 0, what << ": '" << path << "' holds no documents");

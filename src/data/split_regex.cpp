@@ -350,6 +350,7 @@ struct SplitRegex::Program {
   };
   std::vector<std::unique_ptr<Node>> nodes;
   const Node* start = nullptr;
+  std::string pattern, where;  // for the message when a search backtracks too long
 
   Node* add(Node::Kind kind, const Node* next) {
     nodes.push_back(std::make_unique<Node>());
@@ -397,13 +398,21 @@ struct SplitRegex::Program {
 };
 
 namespace {
+// The steps the searches of one text may take together: 2^28 and 64 per character of the text (Oniguruma, inside
+// tokenizers, stops a match after 10^7 backtracks). A pattern that backtracks without end on some
+// text (\s*[\r\n]+ alone, over a long run of spaces) is an error within seconds, not a hang.
+size_t step_limit(size_t text_size) { return (size_t(1) << 28) + 64 * text_size; }
+
 // One attempt at matching: the text and where the match ended.
 struct Matcher {
   using Node = SplitRegex::Program::Node;
   const std::u32string& t;
   size_t end = 0;
+  size_t steps = 0;  // nodes tried and characters scanned by this search, against `limit`
+  size_t limit = step_limit(t.size());
 
   bool match(const Node* n, size_t pos) {
+    if (++steps > limit) return false;
     switch (n->kind) {
       case Node::Accept:
         end = pos;
@@ -423,6 +432,7 @@ struct Matcher {
       case Node::Repeat: {
         size_t k = 0;  // the longest run of the set here
         while (k < n->max && pos + k < t.size() && n->set.match(t[pos + k])) ++k;
+        steps += k;
         if (k < n->min) return false;
         if (n->mode == Possessive) return match(n->next, pos + k);
         if (n->mode == Lazy) {
@@ -443,18 +453,30 @@ struct Matcher {
 SplitRegex::SplitRegex(const std::string& pattern, const std::string& where) : p_(std::make_unique<Program>()) {
   const Ast ast = Parser(pattern, where).parse();
   p_->start = p_->compile(ast, p_->add(Program::Node::Accept, nullptr));
+  p_->pattern = pattern, p_->where = where;
 }
 
 SplitRegex::~SplitRegex() = default;
 SplitRegex::SplitRegex(SplitRegex&&) noexcept = default;
 
-bool SplitRegex::find(const std::u32string& text, size_t from, size_t& begin, size_t& end) const {
+bool SplitRegex::find(const std::u32string& text, size_t from, size_t& begin, size_t& end, size_t& steps) const {
   Matcher m{text};
-  for (size_t s = from; s <= text.size(); ++s)
-    if (m.match(p_->start, s)) {
+  m.steps = steps;
+  struct Keep {  // (the steps taken go back to the caller however the search ends)
+    Matcher& m;
+    size_t& steps;
+    ~Keep() { steps = m.steps; }
+  } keep{m, steps};
+  for (size_t s = from; s <= text.size(); ++s) {
+    const bool found = m.match(p_->start, s);
+    FT_CHECK_ARG(m.steps <= m.limit, p_->where << ": the pattern \"" << p_->pattern << "\" backtracks more than " << m.limit
+                                               << " steps searching a text of " << text.size()
+                                               << " characters: it cannot split such text in reasonable time");
+    if (found) {
       begin = s, end = m.end;
       return true;
     }
+  }
   return false;
 }
 

@@ -30,7 +30,9 @@ class SplitRegex {
   SplitRegex(SplitRegex&&) noexcept;
   // The leftmost match starting at or after `from` in `text` (code points): [begin, end), which
   // may be empty (begin == end, a split point of its own in tokenizers). False when there is none.
-  bool find(const std::u32string& text, size_t from, size_t& begin, size_t& end) const;
+  // `steps` counts the work of every search of one text (start it at 0): past 2^28 + 64 per
+  // character (a pattern that backtracks without end) it is Error(BadInput) naming the pattern.
+  bool find(const std::u32string& text, size_t from, size_t& begin, size_t& end, size_t& steps) const;
 
   struct Program;  // the compiled pattern (split_regex.cpp)
 

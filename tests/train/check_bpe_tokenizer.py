@@ -282,6 +282,19 @@ refused("merge", lambda j: j["model"]["merges"].insert(0, ["nosuch", "token"]), 
 refused("normalizer", lambda j: j.update(normalizer={"type": "NFKC"}), "normalizer")
 refused("no-byte-level", lambda j: j["pre_tokenizer"]["pretokenizers"].pop(), "ByteLevel")
 refused("dropout", lambda j: j["model"].update(dropout=0.1), "model.dropout")
+# A pattern that backtracks without end on some text: an error naming the line and the pattern
+# within seconds, not a hang.
+base = json.load(open(os.path.join(work, "qwen2", "tokenizer.json")))
+base["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = r"\s*[\r\n]+| "
+d = os.path.join(work, "bad-backtracking")
+os.makedirs(d)
+json.dump(base, open(os.path.join(d, "tokenizer.json"), "w"))
+data = os.path.join(d, "spaces.jsonl")
+open(data, "w").write(json.dumps({"text": "ok"}) + "\n" + json.dumps({"text": " " * 300000}) + "\n")
+r = subprocess.run([binary, "prepare-data", "--tokenizer", d, "--input", data, "--output", os.path.join(d, "o.ftok")],
+                   capture_output=True, text=True, timeout=60)
+check(r.returncode == 2 and "spaces.jsonl:2" in r.stderr and "backtracks" in r.stderr and not os.path.exists(os.path.join(d, "o.ftok")),
+      f"a pattern backtracking without end: exit {r.returncode}: {r.stderr.strip()[-300:]}")
 d = os.path.join(work, "bad-json")
 os.makedirs(d)
 open(os.path.join(d, "tokenizer.json"), "w").write('{"model": {"type": "BPE", ')
