@@ -21,6 +21,7 @@
 #include "ftdist/core/log.h"
 #include "ftdist/data/documents.h"
 #include "ftdist/data/token_file.h"
+#include "ftdist/data/tokenizer.h"
 #include "ftdist/io/hf_checkpoint.h"
 #include "ftdist/io/weight_source.h"
 #include "ftdist/model/llama.h"
@@ -30,10 +31,10 @@ namespace ftdist::cli {
 namespace {
 
 // The documents of this rank (document i goes to rank i % size), truncated to seq_len.
-std::vector<data::Document> rank_documents(const std::string& path, int64_t vocab, int64_t seq_len, int rank, int size,
-                                           int64_t* truncated) {
+std::vector<data::Document> rank_documents(const std::string& path, int64_t vocab, const data::Tokenizer& tokenizer,
+                                           int64_t seq_len, int rank, int size, int64_t* truncated) {
   std::vector<data::Document> mine;
-  std::vector<data::Document> all = data::read_jsonl(path, vocab);
+  std::vector<data::Document> all = data::read_jsonl(path, vocab, "--data", &tokenizer);
   for (size_t i = 0; i < all.size(); ++i) {
     data::Document& d = all[i];
     if (seq_len > 0 && int64_t(d.ids.size()) > seq_len) {
@@ -49,7 +50,10 @@ std::vector<data::Document> rank_documents(const std::string& path, int64_t voca
 void add_eval_options(cxxopts::Options& options) {
   options.add_options()
       ("model", "Hugging Face model directory (config.json + safetensors), or an ftdist checkpoint directory", cxxopts::value<std::string>())
-      ("data", "JSONL file: one {\"input_ids\": [...], \"labels\": [...]} per line", cxxopts::value<std::string>())
+      ("data", "JSONL file: {\"input_ids\": [...], \"labels\": [...]}, text, prompt/completion or chat messages per line",
+       cxxopts::value<std::string>())
+      ("tokenizer", "the tokenizer of text lines: tokenizer.model, tokenizer.json or a directory (default: the --model "
+       "directory's, else byte-level)", cxxopts::value<std::string>()->default_value(""))
       ("seq-len", "truncate longer sequences to this many tokens (0: keep)", cxxopts::value<int64_t>()->default_value("0"))
       ("dtype", "compute dtype: auto (config.json's dtype, else as most weights are stored) | fp32 | bf16 | fp16", cxxopts::value<std::string>()->default_value("auto"))
       ("device", "cpu | cuda | auto", cxxopts::value<std::string>()->default_value("auto"))
@@ -130,7 +134,13 @@ int eval_main(int argc, char** argv) {
   FT_CHECK_ARG(!dump || comm->size() == 1, "--dump-logits works on one rank; run without mpirun");
   // The data first: a bad file stops the run before anything is loaded or written.
   int64_t truncated = 0;
-  std::vector<data::Document> examples = rank_documents(args["data"].as<std::string>(), spec.vocab,
+  // (text lines take the model directory's own tokenizer, as training on it does)
+  std::string tokenizer_path = args["tokenizer"].as<std::string>();
+  if (tokenizer_path.empty()) tokenizer_path = data::tokenizer_file_of(weights->dir());
+  const std::unique_ptr<data::Tokenizer> tokenizer =
+      args["tokenizer"].as<std::string>().empty() ? data::load_tokenizer_when_used(tokenizer_path, weights->dir() + " tokenizer")
+                                                  : data::load_tokenizer(tokenizer_path, "--tokenizer");
+  std::vector<data::Document> examples = rank_documents(args["data"].as<std::string>(), spec.vocab, *tokenizer,
                                                         args["seq-len"].as<int64_t>(), comm->rank(), comm->size(), &truncated);
   at::Device device(at::kCPU);
   if (cuda) device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(comm::bind_local_gpu()));

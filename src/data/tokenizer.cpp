@@ -93,6 +93,32 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::st
   return tok;
 }
 
+namespace {
+// A tokenizer that could not be loaded: each use raises the error loading it raised.
+class UnreadableTokenizer : public Tokenizer {
+ public:
+  explicit UnreadableTokenizer(const Error& e) : error_(e) {}
+  std::vector<int64_t> encode(const std::string&) const override { throw error_; }
+  std::vector<TokenAt> encode_at(const std::string&) const override { throw error_; }
+  int64_t piece_id(const std::string&) const override { throw error_; }
+  int64_t vocab_size() const override { throw error_; }
+  int64_t bos() const override { throw error_; }
+  int64_t eos() const override { throw error_; }
+  std::string name() const override { throw error_; }
+
+ private:
+  Error error_;
+};
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_tokenizer_when_used(const std::string& path, const std::string& what) {
+  try {
+    return load_tokenizer(path, what);
+  } catch (const Error& e) {
+    return std::make_unique<UnreadableTokenizer>(e);
+  }
+}
+
 std::string tokenizer_file_of(const std::string& dir) {
   const std::string file = model_file_of(dir);
   return is_directory(dir) && file_exists(file) ? file : "";

@@ -163,7 +163,8 @@ std::optional<double> evaluate(fsdp::FsdpModel& fsdp, const data::PackedSamples&
 }
 
 TrainingData open_training_data(const RunConfig& c, int64_t vocab, comm::Communicator& world) {
-  const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(c.tokenizer, c.origin + " [data] tokenizer");
+  // (loaded when text needs it: input_ids lines and token files never do)
+  const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer_when_used(c.tokenizer, c.origin + " [data] tokenizer");
   TrainingData d{open_samples(c.train_data, "data.train", c, *tokenizer, vocab, world), std::nullopt};
   if (!c.eval_data.empty()) d.eval = open_samples(c.eval_data, "data.eval", c, *tokenizer, vocab, world);
   return d;

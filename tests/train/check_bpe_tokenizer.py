@@ -314,5 +314,38 @@ losses = [json.loads(l)["loss"] for l in open(os.path.join(run, "metrics.jsonl")
 check(r.returncode == 0 and len(losses) == 4 and losses[-1] < losses[0],
       f"train on chat JSONL with the tokenizer.json directory: exit {r.returncode}, losses {losses} {r.stderr[-300:] if r.returncode else ''}")
 
+# `ftdist eval` reads chat JSONL through the tokenizer: --tokenizer, or the model directory's own;
+# the loss equals that of the same tokens given as input_ids / labels.
+def eval_loss(*args):
+    r = subprocess.run([binary, "eval", "--json", *args], capture_output=True, text=True, timeout=300)
+    return json.loads(r.stdout.strip().splitlines()[-1])["loss"] if r.returncode == 0 else f"exit {r.returncode}: {r.stderr[-300:]}"
+
+
+if r.returncode == 0:
+    hf, chat_model = os.path.join(run, "hf"), os.path.join(src, "examples/chat/model")
+    chat = os.path.join(src, "examples/chat/chat.jsonl")
+    ftok = os.path.join(work, "chat-eval.ftok")
+    subprocess.run([binary, "prepare-data", "--tokenizer", chat_model, "--input", chat, "--output", ftok], check=True, capture_output=True)
+    ids_path = os.path.join(work, "chat-ids.jsonl")
+    with open(ids_path, "w") as f:
+        for ids, mask in read_ftok(ftok)[0]:
+            f.write(json.dumps({"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]}) + "\n")
+    want = eval_loss("--model", hf, "--data", ids_path)
+    given = eval_loss("--model", hf, "--data", chat, "--tokenizer", chat_model)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(os.path.join(chat_model, f), os.path.join(hf, f))
+    own = eval_loss("--model", hf, "--data", chat)
+    check(isinstance(want, float) and given == want and own == want,
+          f"eval on chat JSONL: --tokenizer {given}, the model directory's {own}, as input_ids {want}")
+    # a model directory whose tokenizer.json ftdist does not read: token ids still evaluate, text
+    # is refused naming the file and the key
+    j = json.load(open(os.path.join(hf, "tokenizer.json")))
+    j["model"]["type"] = "WordPiece"
+    json.dump(j, open(os.path.join(hf, "tokenizer.json"), "w"))
+    ids_loss = eval_loss("--model", hf, "--data", ids_path)
+    text_loss = eval_loss("--model", hf, "--data", chat)
+    check(ids_loss == want and isinstance(text_loss, str) and text_loss.startswith("exit 2") and "model.type" in text_loss,
+          f"a model directory with an unreadable tokenizer.json: input_ids {ids_loss}, chat: {text_loss}")
+
 print(f"{len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -64,6 +64,11 @@ std::unique_ptr<Tokenizer> byte_tokenizer();
 // special tokens and chat template (`messages` data). Error(BadInput) naming `what` and the
 // path when it cannot be loaded.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& what);
+// load_tokenizer(path, what), except that where the tokenizer cannot be read, what comes back is a
+// tokenizer whose every use raises that error: data of token ids (input_ids lines, .ftok files)
+// never needs a model directory's tokenizer, and a tokenizer.json ftdist does not read must not stop
+// it.
+std::unique_ptr<Tokenizer> load_tokenizer_when_used(const std::string& path, const std::string& what);
 // The tokenizer file a model directory holds, as load_tokenizer(dir) reads it: tokenizer.model,
 // else tokenizer.json; "" when it has neither.
 std::string tokenizer_file_of(const std::string& dir);
