@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fuzz suite's LibTorch-free parsers (config.json, JSONL lines, the token file) built with
+# The fuzz suite's LibTorch-free parsers (config.json, JSONL lines, the token file, tokenizer.json) built with
 # AddressSanitizer and UndefinedBehaviorSanitizer (FTDIST_SANITIZE=ON) in build-sanitize/, run for
 # FTDIST_FUZZ_CASES cases per parser (default 3000): any memory error or undefined behaviour fails.
 # Run after scripts/setup.sh (it reuses .venv and the packages); CI runs it after the test suite.
@@ -18,4 +18,4 @@ cmake --build "$BUILD_DIR" -j "$(nproc)" --target ftdist_fuzz_text_tests
 export FTDIST_FUZZ_CASES="${FTDIST_FUZZ_CASES:-3000}"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 "$BUILD_DIR/tests/ftdist_fuzz_text_tests"
-echo "fuzz_sanitized: no sanitizer report in $((FTDIST_FUZZ_CASES * 3)) cases"
+echo "fuzz_sanitized: no sanitizer report in $((FTDIST_FUZZ_CASES * 4)) cases"
