@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <queue>
 #include <unordered_map>
@@ -12,6 +13,7 @@
 #include "ftdist/core/check.h"
 #include "ftdist/core/json.h"
 #include "ftdist/core/text_file.h"
+#include "ftdist/data/chat_format.h"
 #include "split_regex.h"
 #include "unicode.h"
 
@@ -74,9 +76,10 @@ std::vector<Segment> find_matches(const Step& s, const std::string& text) {
   std::vector<std::pair<size_t, size_t>> found;
   if (s.regex) {
     const unicode::Points p = unicode::decode(text);
-    size_t from = 0, b = 0, e = 0, steps = 0;
+    size_t from = 0, b = 0, e = 0, steps = 0, last = size_t(-1);
     while (from <= p.cps.size() && s.regex->find(p.cps, from, b, e, steps)) {
-      found.push_back({p.starts[b], p.starts[e]});
+      if (b < e || b != last) found.push_back({p.starts[b], p.starts[e]});  // (no empty match where one just ended)
+      last = e;
       from = e > b ? e : b + 1;
     }
   } else {
@@ -139,6 +142,7 @@ struct Added {
   std::string text;
   int64_t id;
   bool lstrip, rstrip, single_word;
+  bool normalized;  // matched in the normalized text (after the others, which match the text as given)
 };
 
 // A token of a piece: its id and the piece's bytes [begin, end) it stands for.
@@ -158,8 +162,9 @@ struct Bpe {
 
   struct Sym {
     int64_t id;
-    size_t start, len;
+    size_t start, end;  // the bytes of the piece it stands for
     long prev, next;
+    bool merged_away;
   };
 
   // The tokens of one pre-tokenized piece (bytes), each with the bytes of the piece it spans.
@@ -174,20 +179,21 @@ struct Bpe {
     std::vector<Sym> syms;
     for (size_t i = 0; i < word.size(); ++i) {
       const unsigned char b = static_cast<unsigned char>(word[i]);
+      auto add = [&](int64_t id) { syms.push_back({id, i, i + 1, long(syms.size()) - 1, long(syms.size()) + 1, false}); };
       if (byte_id[b] >= 0) {
-        syms.push_back({byte_id[b], i, 1, long(syms.size()) - 1, long(syms.size()) + 1});
-      } else if (!fallback[b].empty()) {  // byte_fallback: the symbol's UTF-8 bytes as <0xHH> tokens
-        for (int64_t id : fallback[b]) syms.push_back({id, i, 1, long(syms.size()) - 1, long(syms.size()) + 1});
+        add(byte_id[b]);
+      } else if (!fallback[b].empty()) {  // byte_fallback: the symbol's UTF-8 bytes as <0xHH> tokens, each for byte i
+        for (int64_t id : fallback[b]) add(id);
       } else if (unk >= 0) {
-        if (fuse_unk && !syms.empty() && syms.back().id == unk) ++syms.back().len;
-        else syms.push_back({unk, i, 1, long(syms.size()) - 1, long(syms.size()) + 1});
+        if (fuse_unk && !syms.empty() && syms.back().id == unk && syms.back().end == i) syms.back().end = i + 1;
+        else add(unk);
       }  // (else dropped, as tokenizers drops a character without a token and without unk_token)
     }
     if (!syms.empty()) syms.back().next = -1;
     merge(syms);
     for (long i = syms.empty() ? -1 : 0; i >= 0; i = syms[size_t(i)].next) {
       const Sym& s = syms[size_t(i)];
-      out.push_back({s.id, s.start, s.next >= 0 ? syms[size_t(s.next)].start : word.size()});
+      out.push_back({s.id, s.start, s.end});
     }
   }
 
@@ -210,13 +216,13 @@ struct Bpe {
       const Cand c = queue.top();
       queue.pop();
       Sym& left = syms[size_t(c.pos)];
-      if (left.len == 0 || left.next < 0) continue;  // merged away, or no right neighbour any more
+      if (left.merged_away || left.next < 0) continue;  // no right neighbour any more
       Sym& right = syms[size_t(left.next)];
       const auto it = merges.find(uint64_t(left.id) << 32 | uint64_t(right.id));
       if (it == merges.end() || it->second.second != c.id) continue;  // the pair changed since
       left.id = c.id;
-      left.len += right.len;
-      right.len = 0;
+      left.end = right.end;
+      right.merged_away = true;
       left.next = right.next;
       if (left.next >= 0) syms[size_t(left.next)].prev = c.pos;
       pair_at(left.prev);
@@ -225,12 +231,12 @@ struct Bpe {
   }
 };
 
-
-// Whether the code point before byte `at` / from byte `at` is a word character (a letter, a number or
-// '_'): an added token marked single_word does not match inside a word.
+// A word character, as tokenizers' \w (letters, marks, decimal and letter numbers, connector
+// punctuation such as '_'): an added token marked single_word does not match beside one.
 bool word_char(char32_t c) {
-  const char m = unicode::major(unicode::category(c));
-  return c == '_' || m == 'L' || m == 'N';
+  const unicode::Category k = unicode::category(c);
+  const char m = unicode::major(k);
+  return m == 'L' || m == 'M' || k == unicode::Nd || k == unicode::Nl || k == unicode::Pc;
 }
 
 class BpeTokenizer : public Tokenizer {
@@ -261,26 +267,13 @@ class BpeTokenizer : public Tokenizer {
     return out;
   }
 
+  // The added tokens that match the text as given split it first (pass 1); each piece between them
+  // is normalized and split at the normalized added tokens (pass 2), and what is left goes through
+  // the pre-tokenizer and the merges.
   std::vector<TokenAt> encode_at(const std::string& text) const override {
     std::vector<TokenAt> out;
-    size_t pos = 0, plain = 0;  // `plain`: where the text not yet encoded starts
-    while (pos < text.size()) {
-      const Added* a = added_at(text, pos);
-      if (!a) {
-        ++pos;
-        continue;
-      }
-      size_t begin = pos;  // lstrip / rstrip: the token takes the whitespace beside it
-      if (a->lstrip)
-        while (begin > plain && space_before(text, begin)) begin = previous_point(text, begin);
-      encode_plain(text.substr(plain, begin - plain), plain, out);
-      pos += a->text.size();
-      if (a->rstrip)
-        while (pos < text.size() && unicode::is_white_space(point_at(text, pos))) pos = next_point(text, pos);
-      out.push_back({a->id, begin, pos});
-      plain = pos;
-    }
-    encode_plain(text.substr(plain), plain, out);
+    split_added(text, false, [&](size_t a, size_t b) { encode_normalized(text.substr(a, b - a), a, out); },
+                [&](const Added& t, size_t a, size_t b) { out.push_back({t.id, a, b}); });
     return out;
   }
 
@@ -293,6 +286,18 @@ class BpeTokenizer : public Tokenizer {
   int64_t vocab_size() const override { return vocab_size_; }
   int64_t bos() const override { return prefix_.size() == 1 ? prefix_[0] : -1; }
   int64_t eos() const override { return suffix_.size() == 1 ? suffix_[0] : -1; }
+  std::vector<int64_t> opening() const override { return prefix_; }
+  std::vector<int64_t> closing() const override { return suffix_; }
+  void add_special_tokens(const std::vector<SpecialToken>& tokens) override {
+    for (const SpecialToken& t : tokens) {
+      if (std::any_of(added_.begin(), added_.end(), [&](const Added& a) { return a.text == t.text; })) continue;
+      const auto known = bpe_.vocab.find(t.text);
+      added_.push_back({t.text, known != bpe_.vocab.end() ? known->second : t.id, t.lstrip, t.rstrip, false, false});
+      added_first_[static_cast<unsigned char>(t.text[0])] = true;
+      vocab_size_ = std::max(vocab_size_, added_.back().id + 1);
+    }
+    std::stable_sort(added_.begin(), added_.end(), [](const Added& a, const Added& b) { return a.text.size() > b.text.size(); });
+  }
   std::string name() const override { return "the tokenizer.json " + path_; }
   bool post_processed() const override { return true; }
 
@@ -300,6 +305,18 @@ class BpeTokenizer : public Tokenizer {
   void need(bool ok, const std::string& key, const std::string& what) const {
     FT_CHECK_ARG(ok, where_ << ": " << (key.empty() ? "" : "\"" + key + "\" ") << what
                             << (key.empty() ? "" : "; tokenize with scripts/tokenize_hf.py instead"));
+  }
+
+  // j[name]: true or false (`fallback` where absent or null); a string ("" where absent).
+  bool flag(const json& j, const char* name, bool fallback, const std::string& key) const {
+    if (!j.is_object() || !j.contains(name) || j[name].is_null()) return fallback;
+    need(j[name].is_boolean(), key + "." + name, "must be true or false, got " + json_excerpt(j[name]));
+    return j[name].get<bool>();
+  }
+  std::string text(const json& j, const char* name, const std::string& key) const {
+    if (!j.is_object() || !j.contains(name) || j[name].is_null()) return "";
+    need(j[name].is_string(), key + "." + name, "must be a string, got " + json_excerpt(j[name]));
+    return j[name].get<std::string>();
   }
 
   int64_t id_of(const std::string& token, const std::string& key) const {
@@ -310,9 +327,10 @@ class BpeTokenizer : public Tokenizer {
 
   void read_model(const json& m) {
     need(m.is_object(), "model", "must be an object");
-    const std::string type = m.contains("type") && m["type"].is_string() ? m["type"].get<std::string>() : m.contains("merges") ? "BPE" : "";
+    const std::string type = m.contains("type") ? text(m, "type", "model") : m.contains("merges") ? "BPE" : "";
     need(type == "BPE", "model.type", "is \"" + type + "\": ftdist reads byte-level BPE tokenizer.json files (Llama-3, Qwen2, GPT-2)");
-    need(!m.contains("dropout") || m["dropout"].is_null(), "model.dropout", "is set: BPE dropout draws tokens at random");
+    need(!m.contains("dropout") || m["dropout"].is_null() || (m["dropout"].is_number() && m["dropout"].get<double>() == 0.0),
+         "model.dropout", "is set: BPE dropout draws tokens at random");
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
       need(!m.contains(key) || m[key].is_null() || m[key] == "", std::string("model.") + key, "is set (not a byte-level BPE)");
     need(m.contains("vocab") && m["vocab"].is_object(), "model.vocab", "must be an object of token -> id");
@@ -322,14 +340,16 @@ class BpeTokenizer : public Tokenizer {
       bpe_.vocab[it.key()] = it->get<int64_t>();
       vocab_size_ = std::max(vocab_size_, it->get<int64_t>() + 1);
     }
-    if (m.contains("unk_token") && m["unk_token"].is_string()) bpe_.unk = id_of(m["unk_token"].get<std::string>(), "model.unk_token");
-    bpe_.ignore_merges = m.value("ignore_merges", false) == true;
-    bpe_.fuse_unk = m.value("fuse_unk", false) == true;
+    const std::string unk = text(m, "unk_token", "model");
+    if (!unk.empty()) bpe_.unk = id_of(unk, "model.unk_token");
+    bpe_.ignore_merges = flag(m, "ignore_merges", false, "model");
+    bpe_.fuse_unk = flag(m, "fuse_unk", false, "model");
+    const bool byte_fallback = flag(m, "byte_fallback", false, "model");
     read_merges(m.contains("merges") ? m["merges"] : json::array());
     for (int b = 0; b < 256; ++b) {
       const auto it = bpe_.vocab.find(byte_symbols()[size_t(b)]);
       bpe_.byte_id[size_t(b)] = it == bpe_.vocab.end() ? -1 : it->second;
-      if (it != bpe_.vocab.end() || m.value("byte_fallback", false) != true) continue;
+      if (it != bpe_.vocab.end() || !byte_fallback) continue;
       for (unsigned char u : byte_symbols()[size_t(b)]) {  // byte_fallback: <0xHH> of each UTF-8 byte of the symbol
         char name[8];
         std::snprintf(name, sizeof(name), "<0x%02X>", u);
@@ -375,8 +395,10 @@ class BpeTokenizer : public Tokenizer {
       // (a token the model's vocabulary already holds keeps the vocabulary's id, as in tokenizers)
       const auto known = bpe_.vocab.find(t["content"].get<std::string>());
       const int64_t id = known != bpe_.vocab.end() ? known->second : t["id"].get<int64_t>();
-      added_.push_back({t["content"].get<std::string>(), id, t.value("lstrip", false) == true,
-                        t.value("rstrip", false) == true, t.value("single_word", false) == true});
+      const bool special = flag(t, "special", false, "added_tokens[]");
+      added_.push_back({t["content"].get<std::string>(), id, flag(t, "lstrip", false, "added_tokens[]"),
+                        flag(t, "rstrip", false, "added_tokens[]"), flag(t, "single_word", false, "added_tokens[]"),
+                        flag(t, "normalized", !special, "added_tokens[]")});
       vocab_size_ = std::max(vocab_size_, added_.back().id + 1);
       added_first_[static_cast<unsigned char>(added_.back().text[0])] = true;
     }
@@ -385,7 +407,7 @@ class BpeTokenizer : public Tokenizer {
 
   void read_normalizer(const json& n) {
     if (n.is_null()) return;
-    const std::string type = n.is_object() ? n.value("type", "") : "";
+    const std::string type = text(n, "type", "normalizer");
     if (type == "Sequence" && n.contains("normalizers") && n["normalizers"].is_array()) {
       for (const json& k : n["normalizers"]) read_normalizer(k);
       return;
@@ -395,7 +417,7 @@ class BpeTokenizer : public Tokenizer {
   }
 
   void read_pre_tokenizer(const json& p, const std::string& key) {
-    const std::string type = p.is_object() ? p.value("type", "") : "";
+    const std::string type = text(p, "type", key);
     if (type == "Sequence" && p.contains("pretokenizers") && p["pretokenizers"].is_array()) {
       for (size_t k = 0; k < p["pretokenizers"].size(); ++k)
         read_pre_tokenizer(p["pretokenizers"][k], key + ".pretokenizers[" + std::to_string(k) + "]");
@@ -407,8 +429,8 @@ class BpeTokenizer : public Tokenizer {
     Step s;
     if (type == "ByteLevel") {
       s.kind = Step::ByteLevel;
-      s.prefix_space = p.value("add_prefix_space", false) == true;
-      if (p.value("use_regex", true) == true) s.regex = std::make_shared<const SplitRegex>(kGpt2Pattern, where_ + " " + key);
+      s.prefix_space = flag(p, "add_prefix_space", false, key);
+      if (flag(p, "use_regex", true, key)) s.regex = std::make_shared<const SplitRegex>(kGpt2Pattern, where_ + " " + key);
       byte_level_ = true;
     } else {
       const json pattern = p.contains("pattern") ? p["pattern"] : json();
@@ -421,12 +443,12 @@ class BpeTokenizer : public Tokenizer {
       static const std::pair<const char*, Behavior> kBehaviors[] = {
           {"Removed", Behavior::Removed}, {"Isolated", Behavior::Isolated}, {"MergedWithPrevious", Behavior::MergedWithPrevious},
           {"MergedWithNext", Behavior::MergedWithNext}, {"Contiguous", Behavior::Contiguous}};
-      const std::string behavior = p.value("behavior", "");
+      const std::string behavior = text(p, "behavior", key);
       bool known = false;
       for (const auto& [name, b] : kBehaviors)
         if (behavior == name) s.behavior = b, known = true;
       need(known, key + ".behavior", "is \"" + behavior + "\"; expected Removed, Isolated, MergedWithPrevious, MergedWithNext or Contiguous");
-      s.invert = p.value("invert", false) == true;
+      s.invert = flag(p, "invert", false, key);
     }
     steps_.push_back(std::move(s));
   }
@@ -435,7 +457,7 @@ class BpeTokenizer : public Tokenizer {
   // Bert's cls and sep; ByteLevel adds none.
   void read_post_processor(const json& p, const std::string& key) {
     if (p.is_null()) return;
-    const std::string type = p.is_object() ? p.value("type", "") : "";
+    const std::string type = text(p, "type", key);
     if (type == "Sequence" && p.contains("processors") && p["processors"].is_array()) {
       for (size_t k = 0; k < p["processors"].size(); ++k)
         read_post_processor(p["processors"][k], key + ".processors[" + std::to_string(k) + "]");
@@ -464,7 +486,9 @@ class BpeTokenizer : public Tokenizer {
       need(p.contains("cls") && p["cls"].is_array() && p["cls"].size() == 2 && p.contains("sep") && p["sep"].is_array() &&
                p["sep"].size() == 2,
            key, "needs \"cls\" and \"sep\" as [token, id]");
-      need(p["cls"][1].is_number_integer() && p["sep"][1].is_number_integer(), key, "needs integer ids in \"cls\" and \"sep\"");
+      need(p["cls"][1].is_number_integer() && p["sep"][1].is_number_integer() && p["cls"][1].get<int64_t>() >= 0 &&
+               p["sep"][1].get<int64_t>() >= 0,
+           key, "needs ids >= 0 in \"cls\" and \"sep\"");
       prefix_.push_back(p["cls"][1].get<int64_t>());
       suffix_.push_back(p["sep"][1].get<int64_t>());
     } else {
@@ -472,17 +496,41 @@ class BpeTokenizer : public Tokenizer {
     }
   }
 
-  // The longest added token at byte `pos` (single_word ones only outside words); null when none.
-  const Added* added_at(const std::string& text, size_t pos) const {
-    if (!added_first_[static_cast<unsigned char>(text[pos])]) return nullptr;
-    for (const Added& a : added_) {
-      if (text.compare(pos, a.text.size(), a.text) != 0) continue;
-      const size_t end = pos + a.text.size();
-      if (a.single_word && ((pos > 0 && word_char(point_at(text, previous_point(text, pos)))) ||
-                            (end < text.size() && word_char(point_at(text, end)))))
+  // Splits `text` at the added tokens of one pass (normalized: the ones matched in the normalized
+  // text), as tokenizers does: the leftmost longest match, then on after it; a single_word token
+  // beside a word character is no match (and no shorter one is tried there). plain(a, b) gets the
+  // bytes between tokens, token(t, a, b) each token with the whitespace lstrip / rstrip gave it.
+  void split_added(const std::string& text, bool normalized, const std::function<void(size_t, size_t)>& plain,
+                   const std::function<void(const Added&, size_t, size_t)>& token) const {
+    size_t pos = 0, from = 0;  // `from`: where the text not yet handed on starts
+    while (pos < text.size()) {
+      const Added* a = added_first_[static_cast<unsigned char>(text[pos])] ? longest_at(text, pos, normalized) : nullptr;
+      if (!a) {
+        ++pos;
         continue;
-      return &a;
+      }
+      const size_t end = pos + a->text.size();
+      if (a->single_word && ((pos > 0 && word_char(point_at(text, previous_point(text, pos)))) ||
+                             (end < text.size() && word_char(point_at(text, end))))) {
+        pos = end;
+        continue;
+      }
+      size_t begin = pos;
+      if (a->lstrip)
+        while (begin > from && space_before(text, begin)) begin = previous_point(text, begin);
+      pos = end;
+      if (a->rstrip)
+        while (pos < text.size() && unicode::is_white_space(point_at(text, pos))) pos = next_point(text, pos);
+      if (begin > from) plain(from, begin);
+      token(*a, begin, pos);
+      from = pos;
     }
+    if (text.size() > from) plain(from, text.size());
+  }
+
+  const Added* longest_at(const std::string& text, size_t pos, bool normalized) const {
+    for (const Added& a : added_)  // (longest first)
+      if (a.normalized == normalized && text.compare(pos, a.text.size(), a.text) == 0) return &a;
     return nullptr;
   }
 
@@ -506,9 +554,9 @@ class BpeTokenizer : public Tokenizer {
     return at > 0 && unicode::is_white_space(point_at(text, previous_point(text, at)));
   }
 
-  // The tokens of text holding no added token, starting at byte `at` of the text encode_at() got.
-  void encode_plain(const std::string& text, size_t at, std::vector<TokenAt>& out) const {
-    if (text.empty()) return;
+  // The tokens of text between the added tokens of pass 1, starting at byte `at` of the text
+  // encode_at() got: normalized, then split at the normalized added tokens.
+  void encode_normalized(const std::string& text, size_t at, std::vector<TokenAt>& out) const {
     Piece whole;
     if (nfc_) {
       unicode::Normalized n = unicode::nfc(text);
@@ -519,6 +567,13 @@ class BpeTokenizer : public Tokenizer {
       whole.origin.resize(text.size());
       for (size_t i = 0; i < text.size(); ++i) whole.origin[i] = i;
     }
+    for (size_t& o : whole.origin) o += at;
+    split_added(whole.text, true, [&](size_t a, size_t b) { encode_piece(slice(whole, a, b), out); },
+                [&](const Added& t, size_t a, size_t b) { out.push_back({t.id, whole.origin[a], whole.origin[b - 1] + 1}); });
+  }
+
+  // The tokens of normalized text holding no added token: pre-tokenized, then merged.
+  void encode_piece(Piece whole, std::vector<TokenAt>& out) const {
     std::vector<Piece> pieces{std::move(whole)}, next;
     for (const Step& s : steps_) {
       next.clear();
@@ -537,7 +592,7 @@ class BpeTokenizer : public Tokenizer {
       pieces.swap(next);
     }
     for (const Piece& p : pieces)
-      for (const Span& t : word(p.text)) out.push_back({t.id, at + p.origin[t.begin], at + p.origin[t.end - 1] + 1});
+      for (const Span& t : word(p.text)) out.push_back({t.id, p.origin[t.begin], p.origin[t.end - 1] + 1});
   }
 
   // BPE of one piece, remembered (a corpus repeats its words).

@@ -112,15 +112,27 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   };
   const bool bos_null = config.contains("bos_token") && config["bos_token"].is_null();
   const bool no_bos = config.contains("add_bos_token") && config["add_bos_token"] == false;
-  // (a tokenizer.json's post-processor says whether a text starts with BOS, unless the config says)
-  const bool own_bos = tok.post_processed() && !(config.contains("add_bos_token") && config["add_bos_token"].is_boolean());
-  chat->text_bos = own_bos ? tok.bos() : no_bos || bos_null ? -1 : id_of(chat->bos_token, tok.bos());
-  chat->text_eos = id_of(chat->eos_token, tok.eos());
+  // (a tokenizer.json's post-processor says whether a text starts with BOS, text_start(): Transformers
+  // 5 reads no add_bos_token for one)
+  chat->text_bos = tok.post_processed() || no_bos || bos_null ? -1 : id_of(chat->bos_token, tok.bos());
+  chat->text_eos = id_of(chat->eos_token, tok.post_processed() ? -1 : tok.eos());
   return chat;
 }
 
-int64_t text_bos(const Tokenizer& tok) { return tok.chat() ? tok.chat()->text_bos : tok.bos(); }
-int64_t text_eos(const Tokenizer& tok) { return tok.chat() ? tok.chat()->text_eos : tok.eos(); }
+std::vector<int64_t> text_start(const Tokenizer& tok) {
+  if (tok.post_processed()) return tok.opening();
+  const int64_t bos = tok.chat() ? tok.chat()->text_bos : tok.bos();
+  return bos >= 0 ? std::vector<int64_t>{bos} : std::vector<int64_t>{};
+}
+
+std::vector<int64_t> text_end(const Tokenizer& tok, const std::vector<int64_t>& ids) {
+  std::vector<int64_t> out = tok.closing();
+  // (a tokenizer.json without a config has no EOS beyond its post-processor's)
+  const int64_t eos = tok.chat() ? tok.chat()->text_eos : tok.post_processed() ? -1 : tok.eos();
+  const int64_t last = !out.empty() ? out.back() : !ids.empty() ? ids.back() : -1;
+  if (eos >= 0 && last != eos) out.push_back(eos);
+  return out;
+}
 
 std::string render_chat(const ChatFormat& chat, const nlohmann::ordered_json& messages, bool add_generation_prompt,
                         const nlohmann::ordered_json& tools) {
@@ -138,6 +150,8 @@ std::vector<TokenAt> encode_text(const Tokenizer& tok, const std::string& text) 
 }
 
 std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, const std::string& text) {
+  // (a tokenizer.json splits its added tokens itself, the config's among them: add_special_tokens())
+  if (tok.post_processed()) return tok.encode_at(text);
   std::vector<TokenAt> out;
   size_t pos = 0, plain = 0;  // `plain`: where the text not yet encoded starts
   auto flush = [&](size_t end) {

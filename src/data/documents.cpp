@@ -61,10 +61,10 @@ void prompt_completion(const nlohmann::json& j, const std::string& where, const 
     d.ids.push_back(id);
     d.labels.push_back(trained ? id : -100);
   };
-  if (text_bos(tokenizer) >= 0) add(text_bos(tokenizer), false);
+  for (int64_t id : text_start(tokenizer)) add(id, false);
   for (size_t i = 0; i < tokens.size(); ++i)
     add(tokens[i].id, token_end(tokens, i, text.size()) > prompt.size());
-  if (text_eos(tokenizer) >= 0 && (d.ids.empty() || d.ids.back() != text_eos(tokenizer))) add(text_eos(tokenizer), true);
+  for (int64_t id : text_end(tokenizer, d.ids)) add(id, true);
 }
 
 // "attention_mask" beside "input_ids" (as padded, tokenized data sets carry it): all ones is the same
@@ -108,10 +108,9 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
     check_attention_mask(j, where, d.ids.size());
   } else if (j.contains("text")) {
     need_vocab(tokenizer, vocab, where);
-    if (text_bos(tokenizer) >= 0) d.ids.push_back(text_bos(tokenizer));
+    d.ids = text_start(tokenizer);
     for (const TokenAt& t : encode_text(tokenizer, get_text(j, "text", where))) d.ids.push_back(t.id);
-    // (EOS appended unless the text ends with it, as TRL appends it)
-    if (text_eos(tokenizer) >= 0 && (d.ids.empty() || d.ids.back() != text_eos(tokenizer))) d.ids.push_back(text_eos(tokenizer));
+    for (int64_t id : text_end(tokenizer, d.ids)) d.ids.push_back(id);
     d.labels = d.ids;
   } else if (j.contains("prompt") && j.contains("completion") && !(j["prompt"].is_array() && j["completion"].is_array())) {
     need_vocab(tokenizer, vocab, where);

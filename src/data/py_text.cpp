@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "unicode.h"
+
 namespace ftdist::data::py_text {
 namespace {
 
@@ -19,21 +21,7 @@ char32_t decode(const std::string& p) {
 
 std::string encode(char32_t v) {
   std::string s;
-  if (v < 0x80) {
-    s += char(v);
-  } else if (v < 0x800) {
-    s += char(0xC0 | (v >> 6));
-    s += char(0x80 | (v & 0x3F));
-  } else if (v < 0x10000) {
-    s += char(0xE0 | (v >> 12));
-    s += char(0x80 | ((v >> 6) & 0x3F));
-    s += char(0x80 | (v & 0x3F));
-  } else {
-    s += char(0xF0 | (v >> 18));
-    s += char(0x80 | ((v >> 12) & 0x3F));
-    s += char(0x80 | ((v >> 6) & 0x3F));
-    s += char(0x80 | (v & 0x3F));
-  }
+  unicode::encode(v, s);
   return s;
 }
 

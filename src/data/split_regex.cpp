@@ -59,6 +59,8 @@ struct Ast {
 };
 
 constexpr size_t kUnbounded = size_t(-1);
+constexpr size_t kMaxPattern = 4096;  // characters of a pattern
+constexpr size_t kMaxDepth = 64;      // groups inside groups
 
 class Parser {
  public:
@@ -67,6 +69,8 @@ class Parser {
   }
 
   Ast parse() {
+    // (a pattern is matched by recursion over its nodes: real ones are a few hundred characters)
+    if (p_.size() > kMaxPattern) fail("more than " + std::to_string(kMaxPattern) + " characters");
     bool fold = false;
     Ast a = alternation(fold);
     if (at_ < p_.size()) fail("an unmatched ')'");
@@ -100,10 +104,14 @@ class Parser {
   Ast sequence(bool& fold) {
     Ast seq;
     while (more() && peek() != '|' && peek() != ')') {
-      if (peek() == '(' && peek(1) == '?' && peek(2) == 'i' && peek(3) == ')') {  // (?i): to the group's end
-        at_ += 4;
-        fold = true;
-        continue;
+      // (?i) / (?-i): the rest of the group, its later alternatives included, as one group of its own
+      // with the flag (Oniguruma reads a(?i)b|c as a(?i:b|c))
+      const bool on = peek(2) == 'i' && peek(3) == ')', off = peek(2) == '-' && peek(3) == 'i' && peek(4) == ')';
+      if (peek() == '(' && peek(1) == '?' && (on || off)) {
+        at_ += on ? 4 : 5;
+        bool flag = on;
+        seq.kids.push_back(alternation(flag));
+        return seq;
       }
       Ast a = atom(fold);
       quantifier(a);
@@ -136,6 +144,7 @@ class Parser {
 
   Ast group(bool fold) {
     ++at_;  // '('
+    if (++depth_ > kMaxDepth) fail("groups nested more than " + std::to_string(kMaxDepth) + " deep");
     Ast g;
     bool inner = fold;
     if (eat('?')) {
@@ -156,15 +165,18 @@ class Parser {
     }
     Ast body = alternation(inner);
     if (!eat(')')) fail("an unclosed '('");
+    --depth_;
     if (g.kind != Ast::Look) return body;
     g.kids.push_back(std::move(body));
     return g;
   }
 
-  // After an atom: ? * + {n} {n,} {n,m}, then ? (lazy) or + (possessive).
+  // After an atom: ? * + {n} {n,} {,m} {n,m}, as Oniguruma's Ruby syntax reads them: ? * + then ?
+  // (lazy) or + (possessive); {n,m} then ? (lazy); but {n}? is ({n})? and {n,m}+ is ({n,m})+.
   void quantifier(Ast& a) {
     size_t lo = 1, hi = 1;
     const size_t mark = at_;
+    const bool count = peek() == '{';
     if (eat('?')) {
       lo = 0;
     } else if (eat('*')) {
@@ -179,10 +191,26 @@ class Parser {
     } else {
       return;
     }
-    if (lo == 1 && hi == 1 && mark + 1 == at_) return;
-    Mode mode = eat('?') ? Lazy : eat('+') ? Possessive : Greedy;
+    if (count && lo == hi && peek() == '?') {  // {n}?: the n-fold repeat, optional
+      ++at_;
+      repeat(a, lo, hi, Greedy);
+      repeat(a, 0, 1, Greedy);
+      return;
+    }
+    if (count && eat('+')) {  // {n,m}+: the count repeated; x{0,m}+ is x*, x{1,m}+ is x+
+      if (lo > 1 && hi != kUnbounded) fail("{n,m}+ with n above 1 (a repeated count)");
+      hi = kUnbounded;
+    }
+    const Mode mode = eat('?') ? Lazy : !count && eat('+') ? Possessive : Greedy;
+    repeat(a, lo, hi, mode);
+  }
+
+  // `a` made a repeat: of a character or class, any count; of a group, once or at most once.
+  void repeat(Ast& a, size_t lo, size_t hi, Mode mode) {
     if (a.kind == Ast::Look) fail("a quantifier on a lookahead");
-    if (a.kind != Ast::Set && (hi != 1 || mode == Possessive)) fail("a repeated group (only '?' may follow a group)");
+    if (lo == 1 && hi == 1 && mode != Possessive) return;
+    if (a.kind != Ast::Set && !(lo == 0 && hi == 1 && mode != Possessive))
+      fail("a repeated group (only '?' may follow a group)");
     Ast r;
     r.kind = Ast::Repeat;
     r.min = lo, r.max = hi, r.mode = mode;
@@ -198,10 +226,15 @@ class Parser {
       while (peek() >= '0' && peek() <= '9' && more()) v = v * 10 + (p_[at_++] - '0');
       return at_ > start;
     };
-    if (!number(lo)) return false;
+    const bool low = number(lo);  // {,m}: from 0
     hi = lo;
     if (eat(',')) {
-      if (!number(hi)) hi = kUnbounded;
+      if (!number(hi)) {
+        if (!low) return false;  // "{,}" is no count
+        hi = kUnbounded;
+      }
+    } else if (!low) {
+      return false;
     }
     if (!eat('}')) return false;
     if (hi < lo) fail("a count {n,m} with m below n");
@@ -220,7 +253,10 @@ class Parser {
       if (peek() == '&' && peek(1) == '&') fail("a class intersection");
       char32_t lo = 0;
       if (eat('\\')) {
-        if (!escape(set.items, true)) continue;  // a shorthand (\s, \p{..}): a member of its own
+        if (!escape(set.items, true)) {  // a shorthand (\s, \p{..}): a member of its own, no range's end
+          if (peek() == '-' && peek(1) != ']') fail("a range starting at a class shorthand");
+          continue;
+        }
         lo = set.items.back().lo;
         set.items.pop_back();
       } else {
@@ -325,13 +361,16 @@ class Parser {
     } else {
       item.categories = 1u << unicode::category_named(name, ok);
     }
-    if (!ok) fail("the property \\p{" + name + "} (only general categories are read, not scripts)");
+    if (!ok)
+      fail("the property \\p{" + name + "} (ftdist reads general categories, names case-sensitive: L, Lu, Ll, N, Nd, P, S, "
+           "Z, M, C and the rest; not scripts or other properties)");
     items.push_back(item);
   }
 
   std::string where_, source_;
   std::u32string p_;
   size_t at_ = 0;
+  size_t depth_ = 0;  // groups open
 };
 
 }  // namespace
@@ -430,16 +469,17 @@ struct Matcher {
         return found != n->negate && match(n->next, pos);
       }
       case Node::Repeat: {
+        if (n->mode == Lazy) {  // the shortest first, the run read only as far as it is tried
+          for (size_t j = 0;; ++j, ++steps) {
+            if (j >= n->min && match(n->next, pos + j)) return true;
+            if (j >= n->max || pos + j >= t.size() || !n->set.match(t[pos + j])) return false;
+          }
+        }
         size_t k = 0;  // the longest run of the set here
         while (k < n->max && pos + k < t.size() && n->set.match(t[pos + k])) ++k;
         steps += k;
         if (k < n->min) return false;
         if (n->mode == Possessive) return match(n->next, pos + k);
-        if (n->mode == Lazy) {
-          for (size_t j = n->min; j <= k; ++j)
-            if (match(n->next, pos + j)) return true;
-          return false;
-        }
         for (size_t j = k + 1; j-- > n->min;)
           if (match(n->next, pos + j)) return true;
         return false;

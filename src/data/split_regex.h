@@ -6,12 +6,15 @@
 // punctuation character); classes [...] with ranges, negation and the shorthands inside; \s \S
 // (White_Space), \d \D (Nd), \w \W (letters, marks, numbers, connector punctuation), \p{..} \P{..}
 // \p{^..} with a general category (L, Lu, N, Nd, P, S, Z, M, C, ...); '.' (anything but \n);
-// groups (...), (?:...), (?i:...), (?-i:...), (?i) to the end of the group; lookahead (?=...)
-// (?!...); quantifiers ? * + {n} {n,} {n,m}, each greedy, lazy or possessive, on a single
-// character or class, and ? on a group. Case-insensitive matching folds literals and ranges as
-// Unicode's simple case folding does (ſ matches s, the Kelvin sign k), not \p{..}. Anything else — anchors, backreferences,
-// lookbehind, atomic groups, script names, repeated groups — is refused when the pattern is read,
-// naming it, rather than matched differently.
+// groups (...), (?:...), (?i:...), (?-i:...), and (?i) for the rest of the group (a(?i)b|c is
+// a(?i:b|c)); lookahead (?=...) (?!...); on a character or class the quantifiers ? * + (then ? lazy,
+// + possessive) and {n} {n,} {,m} {n,m} (then ? lazy; {n}? is ({n})?, and {n,m}+ is ({n,m})+, read
+// where n <= 1 or m is open); on a group, ? and {1}. Case-insensitive matching folds literals and
+// ranges one character at a time, as Unicode's simple case folding does (ſ matches s, the Kelvin
+// sign k), not \p{..}, and not the multi-character folds (ß and ss). Anything else — anchors,
+// backreferences, lookbehind, atomic groups, script names, repeated groups, more than 4096
+// characters or 64 nested groups — is refused when the pattern is read, naming it, rather than
+// matched differently.
 //
 //   SplitRegex re("(?i:'s|'t)|\\p{L}+|\\s+", "tokenizer.json pre_tokenizer");
 //   size_t b, e;  re.find(points, 0, b, e);   // [b, e): code-point indices of the first match

@@ -89,7 +89,10 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::st
   std::unique_ptr<Tokenizer> tok =
       is_json(model) ? load_bpe_tokenizer(model, what) : std::unique_ptr<Tokenizer>(std::make_unique<SentencePieceTokenizer>(model, what));
   const std::string config = config_file_of(model);
-  if (file_exists(config)) tok->chat_ = load_chat_format(config, *tok);
+  if (file_exists(config)) {
+    tok->chat_ = load_chat_format(config, *tok);
+    tok->add_special_tokens(tok->chat_->specials);
+  }
   return tok;
 }
 

@@ -24,11 +24,12 @@ import json
 import os
 import random
 import shutil
-import struct
 import subprocess
 import sys
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from ftok import read_ftok
 
 binary, src, work = sys.argv[1:4]
 shutil.rmtree(work, ignore_errors=True)
@@ -166,15 +167,6 @@ def save(name, tok, config=None, post=None, edit=None):
     return d
 
 
-def read_ftok(path):
-    b = open(path, "rb").read()
-    _, vocab, docs, ntok, masked, _ = struct.unpack_from("<IIQQII", b, 8)
-    off = struct.unpack_from(f"<{docs + 1}Q", b, 40)
-    toks = struct.unpack_from(f"<{ntok}I", b, 40 + 8 * (docs + 1))
-    mask = b[40 + 8 * (docs + 1) + 4 * ntok:] if masked else bytes([1]) * ntok
-    return [(list(toks[off[d]:off[d + 1]]), list(mask[off[d]:off[d + 1]])) for d in range(docs)], vocab
-
-
 def compare(name, tok_arg, lines):
     data = os.path.join(work, name + ".jsonl")
     with open(data, "w", encoding="utf-8") as f:
@@ -224,6 +216,17 @@ CASES.append(("o200k", save("o200k", t, {"bos_token": None, "eos_token": "<|im_e
 t = train_tokenizer(byte_level(use_regex=True), None, ["<|endoftext|>"])
 CASES.append(("gpt2", save("gpt2", t, {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}, processors.ByteLevel()), ["<|endoftext|>"]))
 
+# tokenizer_config.json's add_bos_token over the post-processor: off for a Llama-3 tokenizer, on for a
+# GPT-2 one.
+for name, base, bos_token, add in (("llama3-no-bos", "llama3", "<|begin_of_text|>", False), ("gpt2-bos", "gpt2", "<|endoftext|>", True)):
+    d = os.path.join(work, name)
+    os.makedirs(d)
+    shutil.copyfile(os.path.join(work, base, "tokenizer.json"), os.path.join(d, "tokenizer.json"))
+    cfg = json.load(open(os.path.join(work, base, "tokenizer_config.json")))
+    cfg.update(bos_token=bos_token, add_bos_token=add)
+    json.dump(cfg, open(os.path.join(d, "tokenizer_config.json"), "w"))
+    CASES.append((name, d, LLAMA_SPECIALS if base == "llama3" else ["<|endoftext|>"]))
+
 # Prefix space, a string split, digits merged with what follows, added tokens that strip, a
 # single-word one, and one that is not special; a lone tokenizer.json (no config: no EOS).
 t = train_tokenizer(pre_tokenizers.Sequence([pre_tokenizers.Split(" - ", behavior="removed"),
@@ -233,6 +236,22 @@ t.add_special_tokens([AddedToken("<mask>", lstrip=True), AddedToken("[R]", rstri
 t.add_tokens([AddedToken("<extra>", normalized=False)])
 d = save("strip", t, post=processors.RobertaProcessing(("</s>", t.token_to_id("</s>")), ("<s>", t.token_to_id("<s>"))))
 CASES.append(("strip", os.path.join(d, "tokenizer.json"), ["<mask>", "[R]", "cat", "<extra>", "<s>"]))
+
+# A post-processor closing token beside the config's EOS; tokenizer.json's own stripping EOS with no
+# added_tokens_decoder in the config.
+t = train_tokenizer(split_then_bytes(QWEN2), None, QWEN_SPECIALS)
+CASES.append(("closing", save("closing", t, {"bos_token": None, "eos_token": "<|im_end|>"},
+                              processors.TemplateProcessing(single="$A <|endoftext|>", special_tokens=[("<|endoftext|>", 0)])), QWEN_SPECIALS))
+t = train_tokenizer(split_then_bytes(QWEN2), None, QWEN_SPECIALS)
+t.add_special_tokens([AddedToken("<|im_end|>", lstrip=True, rstrip=True)])
+CASES.append(("qwen2-strip", save("qwen2-strip", t, {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": CHATML}), QWEN_SPECIALS))
+# Quantifiers as Oniguruma reads them ({n,m}+, {n}?, {,m}, (?:..){1}, (?i) to the group's end), and
+# empty matches beside matches.
+t = train_tokenizer(pre_tokenizers.Sequence([
+    pre_tokenizers.Split(Regex(r"\p{N}{1,3}+|(?:ab){1}|e{2}?t|o{,2}n|h(?i)e|s|\s+"), behavior="isolated"),
+    pre_tokenizers.Split(Regex(r"x*"), behavior="merged_with_next"),
+    pre_tokenizers.Split(Regex(r"\s*"), behavior="merged_with_previous", invert=True), byte_level()]), None, QWEN_SPECIALS)
+CASES.append(("quantifiers", save("quantifiers", t, {"bos_token": None, "eos_token": "<|im_end|>"}), QWEN_SPECIALS))
 
 # The remaining behaviors and invert, an odd pattern, merged with previous; byte_fallback and an
 # unk token where the byte alphabet is incomplete.

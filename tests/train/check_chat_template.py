@@ -12,12 +12,13 @@ usage: check_chat_template.py FTDIST_BINARY SOURCE_DIR WORKDIR
 """
 import json
 import os
-import struct
 import subprocess
 import sys
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer
+
+from ftok import read_ftok, write_ftok
 
 binary, src, work = sys.argv[1:4]
 os.makedirs(work, exist_ok=True)
@@ -80,26 +81,6 @@ def conversations():
             msgs += [{"role": "user", "content": "And then?"}, {"role": "assistant", "content": texts[(i + 1) % len(texts)]}]
         out.append({"messages": msgs})
     return out
-
-
-def read_ftok(path):
-    b = open(path, "rb").read()
-    _, vocab, docs, ntok, masked, _ = struct.unpack_from("<IIQQII", b, 8)
-    off = struct.unpack_from(f"<{docs + 1}Q", b, 40)
-    toks = struct.unpack_from(f"<{ntok}I", b, 40 + 8 * (docs + 1))
-    mask = b[40 + 8 * (docs + 1) + 4 * ntok:] if masked else bytes([1]) * ntok
-    return [(list(toks[off[d]:off[d + 1]]), list(mask[off[d]:off[d + 1]])) for d in range(docs)], vocab
-
-
-def write_ftok(path, docs, vocab):
-    toks = [t for ids, _ in docs for t in ids]
-    mask = bytes(m for _, ms in docs for m in ms)
-    off = [0]
-    for ids, _ in docs:
-        off.append(off[-1] + len(ids))
-    with open(path, "wb") as f:
-        f.write(b"FTDTOK01" + struct.pack("<IIQQII", 1, vocab, len(docs), len(toks), 1, 0))
-        f.write(struct.pack(f"<{len(off)}Q", *off) + struct.pack(f"<{len(toks)}I", *toks) + mask)
 
 
 def tokenize(tok_dir, data, out, *extra):

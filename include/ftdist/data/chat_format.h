@@ -44,8 +44,8 @@ struct ChatFormat {
   std::string unk_token = "<unk>";
   // What a "text" or prompt/completion document starts and ends with (-1: nothing), as
   // Transformers' tokenizer adds BOS and TRL appends eos_token: BOS the config's bos_token unless
-  // "add_bos_token" is false or bos_token is null, EOS its eos_token; the SentencePiece model's own
-  // where the config does not name them.
+  // "add_bos_token" is false or bos_token is null (a tokenizer.json: its post-processor's), EOS its
+  // eos_token; the SentencePiece model's own where the config does not name them.
   int64_t text_bos = -1, text_eos = -1;
 };
 
@@ -70,9 +70,13 @@ std::vector<TokenAt> encode_chat(const ChatFormat& chat, const Tokenizer& tok, c
 // where the tokenizer came with a tokenizer_config.json, as Transformers' tokenizer(text) does (a
 // "text" of pre-rendered ChatML keeps <|im_start|> one token), else tok.encode_at(text).
 std::vector<TokenAt> encode_text(const Tokenizer& tok, const std::string& text);
-// ChatFormat::text_bos / text_eos where the tokenizer has a config, else its own BOS / EOS.
-int64_t text_bos(const Tokenizer& tok);
-int64_t text_eos(const Tokenizer& tok);
+// What a "text" or prompt/completion document starts with: BOS (ChatFormat::text_bos where the
+// tokenizer has a config, else its own), or a tokenizer.json post-processor's opening tokens.
+std::vector<int64_t> text_start(const Tokenizer& tok);
+// What it ends with after its tokens `ids` (text_start's included): a post-processor's closing
+// tokens, then EOS (ChatFormat::text_eos, else the tokenizer's own) unless `ids` already ends with
+// it, as TRL appends it.
+std::vector<int64_t> text_end(const Tokenizer& tok, const std::vector<int64_t>& ids);
 
 // A conversation tokenized: each token's id, start byte in `text` (the rendered conversation) and
 // whether it is trained.

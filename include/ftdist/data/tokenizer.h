@@ -15,6 +15,7 @@
 namespace ftdist::data {
 
 struct ChatFormat;
+struct SpecialToken;
 
 // A token, the byte of the text it starts at and, where the tokenizer knows it, the byte after its
 // last (0 otherwise). A byte-level BPE token may end inside a character, or hold a byte the text
@@ -45,9 +46,16 @@ class Tokenizer {
   virtual int64_t bos() const = 0;  // -1 when the tokenizer has none
   virtual int64_t eos() const = 0;
   virtual std::string name() const = 0;  // for messages
-  // True for a tokenizer.json: its own post-processor (bos(), eos()) says what a text starts and
-  // ends with unless tokenizer_config.json says add_bos_token.
+  // True for a tokenizer.json: its own post-processor (bos()) says whether a text starts with BOS,
+  // whatever tokenizer_config.json's add_bos_token says (as in Transformers 5).
   virtual bool post_processed() const { return false; }
+  // A tokenizer.json post-processor's tokens before and after a text ("<|begin_of_text|> $A"); empty
+  // for the others, whose BOS / EOS come from bos() / eos() and tokenizer_config.json.
+  virtual std::vector<int64_t> opening() const { return {}; }
+  virtual std::vector<int64_t> closing() const { return {}; }
+  // tokenizer_config.json's special tokens (added_tokens_decoder, BOS, EOS) that a tokenizer.json
+  // does not hold already, made added tokens of it, as Transformers adds them to its tokenizer.
+  virtual void add_special_tokens(const std::vector<SpecialToken>&) {}
   // True for SentencePiece: a text's first word takes the word-start marker (tokenizer_config.json's
   // "legacy" decides whether text after a special token does too).
   virtual bool marks_word_start() const { return false; }
