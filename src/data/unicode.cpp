@@ -164,12 +164,22 @@ Normalized nfc(const std::string& text) {
   // Canonical order: each run of non-starters sorted by combining class, stably.
   std::vector<uint8_t> cls(d.size());
   for (size_t i = 0; i < d.size(); ++i) cls[i] = combining_class(d[i]);
-  for (size_t i = 1; i < d.size(); ++i)
-    for (size_t j = i; j > 0 && cls[j] != 0 && cls[j - 1] > cls[j]; --j) {
-      std::swap(d[j], d[j - 1]);
-      std::swap(cls[j], cls[j - 1]);
-      std::swap(origins[j], origins[j - 1]);
+  for (size_t i = 0; i < d.size();) {
+    size_t j = i;
+    while (j < d.size() && cls[j] != 0) ++j;
+    if (j - i > 1) {
+      struct Mark {
+        uint8_t cls;
+        char32_t cp;
+        size_t origin;
+      };
+      std::vector<Mark> run;
+      for (size_t k = i; k < j; ++k) run.push_back({cls[k], d[k], origins[k]});
+      std::stable_sort(run.begin(), run.end(), [](const Mark& a, const Mark& b) { return a.cls < b.cls; });
+      for (size_t k = i; k < j; ++k) cls[k] = run[k - i].cls, d[k] = run[k - i].cp, origins[k] = run[k - i].origin;
     }
+    i = j == i ? i + 1 : j;
+  }
   // Composition: a character joins the last starter unless something between them is blocking it
   // (a starter, or a class at least its own).
   std::u32string c;

@@ -1,7 +1,8 @@
 // Unicode facts for the byte-level BPE tokenizer (bpe_tokenizer.cpp): UTF-8 decoding with each code
 // point's byte offset, general categories and White_Space (the pre-tokenizer regex's \p{L}, \p{N},
-// \s), and NFC normalization (Qwen2-style tokenizer.json files normalize with it). Unicode 15.0, as
-// Hugging Face tokenizers' Oniguruma; the tables are generated (scripts/gen_unicode_tables.py).
+// \s), and NFC normalization (Qwen2-style tokenizer.json files normalize with it), as Hugging Face
+// tokenizers has them: categories of Unicode 16.0 (its Oniguruma's), NFC of the older Unicode its
+// normalization crate knows. The tables are generated (scripts/gen_unicode_tables.py).
 #pragma once
 
 #include <cstddef>

@@ -72,6 +72,8 @@ FRAGMENTS = [
     "\u3000", "\u2028", "\x0b", "\x0c", "\x1c", "\x85", "\u200b", "...", "!!!", "—", "«»", "--->", "/**/", "a/b//c",
     "snake_case", "CamelCaseWord", "ΑΒΓ αβγ", "Ǆǅǆ", "ﬁ", "Straße", "İstanbul", "ĳ", "\u0301", "\ufeff", "x" * 300,
     " " * 200, "9" * 120, "ab" * 80, "\\u0041", "\"quoted\"", "<tag>", "&amp;",
+    # letters of Unicode 15.1 and 16.0; marks and a composition tokenizers' NFC does not know
+    "\U0002EBF0\U0002EBF1", "\U00010D50\U00013460", "\u0628\u08ca\u0650", "\u0995\u09fe\u09bc", "\U00011935\U00011930",
 ]
 
 
