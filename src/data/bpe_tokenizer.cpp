@@ -302,20 +302,21 @@ class BpeTokenizer : public Tokenizer {
   bool post_processed() const override { return true; }
 
  private:
-  void need(bool ok, const std::string& key, const std::string& what) const {
+  // `hint`: the file may be valid for Transformers, only of a kind ftdist does not read.
+  void need(bool ok, const std::string& key, const std::string& what, bool hint = true) const {
     FT_CHECK_ARG(ok, where_ << ": " << (key.empty() ? "" : "\"" + key + "\" ") << what
-                            << (key.empty() ? "" : "; tokenize with scripts/tokenize_hf.py instead"));
+                            << (key.empty() || !hint ? "" : "; tokenize with scripts/tokenize_hf.py instead"));
   }
 
   // j[name]: true or false (`fallback` where absent or null); a string ("" where absent).
   bool flag(const json& j, const char* name, bool fallback, const std::string& key) const {
     if (!j.is_object() || !j.contains(name) || j[name].is_null()) return fallback;
-    need(j[name].is_boolean(), key + "." + name, "must be true or false, got " + json_excerpt(j[name]));
+    need(j[name].is_boolean(), key + "." + name, "must be true or false, got " + json_excerpt(j[name]), false);
     return j[name].get<bool>();
   }
   std::string text(const json& j, const char* name, const std::string& key) const {
     if (!j.is_object() || !j.contains(name) || j[name].is_null()) return "";
-    need(j[name].is_string(), key + "." + name, "must be a string, got " + json_excerpt(j[name]));
+    need(j[name].is_string(), key + "." + name, "must be a string, got " + json_excerpt(j[name]), false);
     return j[name].get<std::string>();
   }
 

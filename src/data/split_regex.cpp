@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/suggest.h"
 #include "py_text.h"
 #include "unicode.h"
 
@@ -80,7 +81,7 @@ class Parser {
  private:
   [[noreturn]] void fail(const std::string& what) const {
     std::ostringstream os;
-    os << where_ << ": the pattern \"" << source_ << "\" has " << what << " at character " << at_
+    os << where_ << ": the pattern \"" << excerpt(source_, 200) << "\" has " << what << " at character " << at_
        << ", which ftdist's pre-tokenizer does not read (src/data/split_regex.h); tokenize with scripts/tokenize_hf.py instead";
     detail::raise(ErrorKind::BadInput, os.str(), "SplitRegex", "", __FILE__, __LINE__);
   }
@@ -509,7 +510,7 @@ bool SplitRegex::find(const std::u32string& text, size_t from, size_t& begin, si
   } keep{m, steps};
   for (size_t s = from; s <= text.size(); ++s) {
     const bool found = m.match(p_->start, s);
-    FT_CHECK_ARG(m.steps <= m.limit, p_->where << ": the pattern \"" << p_->pattern << "\" backtracks more than " << m.limit
+    FT_CHECK_ARG(m.steps <= m.limit, p_->where << ": the pattern \"" << excerpt(p_->pattern, 200) << "\" backtracks more than " << m.limit
                                                << " steps searching a text of " << text.size()
                                                << " characters: it cannot split such text in reasonable time");
     if (found) {

@@ -303,6 +303,9 @@ refused("merge", lambda j: j["model"]["merges"].insert(0, ["nosuch", "token"]), 
 refused("normalizer", lambda j: j.update(normalizer={"type": "NFKC"}), "normalizer")
 refused("no-byte-level", lambda j: j["pre_tokenizer"]["pretokenizers"].pop(), "ByteLevel")
 refused("dropout", lambda j: j["model"].update(dropout=0.1), "model.dropout")
+refused("nesting", lambda j: j["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex="(" * 100 + "a" + ")" * 100), "nested more than 64")
+refused("flag-type", lambda j: j["model"].update(ignore_merges="yes"), "model.ignore_merges")
+refused("behavior-type", lambda j: j["pre_tokenizer"]["pretokenizers"][0].update(behavior=3), "behavior")
 # A pattern that backtracks without end on some text: an error naming the line and the pattern
 # within seconds, not a hang.
 base = json.load(open(os.path.join(work, "qwen2", "tokenizer.json")))
