@@ -140,6 +140,7 @@ int eval_main(int argc, char** argv) {
   const std::unique_ptr<data::Tokenizer> tokenizer =
       args["tokenizer"].as<std::string>().empty() ? data::load_tokenizer_when_used(tokenizer_path, weights->dir() + " tokenizer")
                                                   : data::load_tokenizer(tokenizer_path, "--tokenizer");
+  if (!tokenizer_path.empty() && comm->rank() == 0) FT_LOG_INFO("eval: text lines are tokenized by " << tokenizer_path);
   std::vector<data::Document> examples = rank_documents(args["data"].as<std::string>(), spec.vocab, *tokenizer,
                                                         args["seq-len"].as<int64_t>(), comm->rank(), comm->size(), &truncated);
   at::Device device(at::kCPU);

@@ -290,7 +290,11 @@ class BpeTokenizer : public Tokenizer {
   std::vector<int64_t> closing() const override { return suffix_; }
   void add_special_tokens(const std::vector<SpecialToken>& tokens) override {
     for (const SpecialToken& t : tokens) {
-      if (std::any_of(added_.begin(), added_.end(), [&](const Added& a) { return a.text == t.text; })) continue;
+      const auto have = std::find_if(added_.begin(), added_.end(), [&](const Added& a) { return a.text == t.text; });
+      if (have != added_.end()) {  // (the config's added_tokens_decoder flags win, as in Transformers)
+        if (t.declared) have->lstrip = t.lstrip, have->rstrip = t.rstrip;
+        continue;
+      }
       const auto known = bpe_.vocab.find(t.text);
       added_.push_back({t.text, known != bpe_.vocab.end() ? known->second : t.id, t.lstrip, t.rstrip, false, false});
       added_first_[static_cast<unsigned char>(t.text[0])] = true;

@@ -89,8 +89,8 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
       // (ids past the SentencePiece model's pieces are the model's own, as Phi-3's 32000..32010 beside a
       // 32000-piece tokenizer.model: the model's vocabulary checks them where the data is read)
       FT_CHECK_ARG(id >= 0, config_path << ": added token " << t["content"] << " has id " << id << ", below 0");
-      chat->specials.push_back({t["content"].get<std::string>(), id, t.value("lstrip", false) == true,
-                                t.value("rstrip", false) == true});
+      chat->specials.push_back({t["content"].get<std::string>(), id, t.contains("lstrip") && t["lstrip"] == true,
+                                t.contains("rstrip") && t["rstrip"] == true, true});
     }
   // (a BOS or EOS the template writes must be one token: spelled out in pieces, the model would
   // learn the spelling, and a turn would end without the real EOS)
@@ -233,7 +233,7 @@ ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& wh
                                                             : ": the conversation has no assistant turn (nothing to learn from)"));
   const ChatFormat* chat = tok.chat();
   FT_CHECK_ARG(chat && chat->has_template, where << ": \"messages\" need the model's chat template: give a model directory whose "
-                               "tokenizer_config.json has a chat_template, or with a chat_template.jinja (" << tok.name() << " has none), or use scripts/tokenize_hf.py");
+                               "tokenizer_config.json has a chat_template, or with a chat_template.jinja (" << tok.name() << " has none)");
   auto render = [&](size_t n, bool prompt) {
     try {
       return render_chat(*chat, ojson(std::vector<ojson>(normalized.begin(), normalized.begin() + long(n))), prompt, tools);
@@ -251,7 +251,8 @@ ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& wh
     std::string upto = render(k + 1, false);
     // A template that closes a conversation with EOS when no generation prompt follows (Phi-3)
     // renders it after the turn's end marker only where the conversation ends there.
-    const size_t content_end = upto.find_last_not_of(" \t\r\n") + 1;
+    // (the whitespace after a turn, as Python's str.rstrip() strips it: NBSP and U+3000 too)
+    const size_t content_end = py_text::strip(upto, "", true, false, true).size();
     const std::string& eos = chat->eos_token;
     if (k + 1 < msgs.size() && !eos.empty() && content_end >= eos.size() &&
         upto.compare(content_end - eos.size(), eos.size(), eos) == 0 && full.compare(0, upto.size(), upto) != 0)
@@ -266,7 +267,7 @@ ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& wh
                       << " the whole conversation (the template renders a message differently once later ones exist: "
                          "it may place the system prompt in the last user message, as Mistral's does, or drop earlier "
                          "reasoning; split such a conversation into lines that each end at an assistant turn)");
-    spans.push_back({before.size(), upto.find_last_not_of(" \t\r\n") + 1});
+    spans.push_back({before.size(), py_text::strip(upto, "", true, false, true).size()});
   }
   // A token is trained when its bytes (up to the next token's start) overlap a turn's: a piece that
   // carries the whitespace before the turn's first word (SentencePiece's "▁") counts.

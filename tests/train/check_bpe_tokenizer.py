@@ -247,6 +247,18 @@ CASES.append(("closing", save("closing", t, {"bos_token": None, "eos_token": "<|
 t = train_tokenizer(split_then_bytes(QWEN2), None, QWEN_SPECIALS)
 t.add_special_tokens([AddedToken("<|im_end|>", lstrip=True, rstrip=True)])
 CASES.append(("qwen2-strip", save("qwen2-strip", t, {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": CHATML}), QWEN_SPECIALS))
+# A template that writes no end marker after a turn (its trailing Unicode whitespace is not the
+# turn's), and a config whose added_tokens_decoder gives an existing token other flags (they win).
+t = train_tokenizer(split_then_bytes(QWEN2), None, QWEN_SPECIALS)
+PLAIN = ("{% for m in messages %}{{ m.role + ': ' + m.content + '\\n' }}{% endfor %}"
+         "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}")
+CASES.append(("plain-template", save("plain-template", t, {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": PLAIN}), QWEN_SPECIALS))
+t = train_tokenizer(split_then_bytes(QWEN2), None, QWEN_SPECIALS)
+decoder = {str(t.token_to_id(x)): {"content": x, "lstrip": x == "<|im_end|>", "rstrip": x == "<|im_end|>", "special": True}
+           for x in QWEN_SPECIALS}
+CASES.append(("config-flags", save("config-flags", t, {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": CHATML,
+                                                       "added_tokens_decoder": decoder}), QWEN_SPECIALS))
+
 # Quantifiers as Oniguruma reads them ({n,m}+, {n}?, {,m}, (?:..){1}, (?i) to the group's end), and
 # empty matches beside matches.
 t = train_tokenizer(pre_tokenizers.Sequence([
@@ -276,6 +288,10 @@ for k, (name, tok_arg, specials) in enumerate(CASES):
         lines = [x for x in lines if "messages" not in x]
     if name in ("qwen2", "llama3"):
         lines += nfc_stress(k)
+    if name == "plain-template":
+        lines += [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure" + ws},
+                                {"role": "user", "content": "x"}, {"role": "assistant", "content": "y" + ws}]}
+                  for ws in ("\u00a0", "\u3000", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", " \u00a0 ")]
     compare(name, tok_arg, lines)
 
 

@@ -22,6 +22,7 @@ struct SpecialToken {
   std::string text;
   int64_t id = -1;
   bool lstrip = false, rstrip = false;
+  bool declared = false;  // an added_tokens_decoder entry (its flags stated), not BOS / EOS alone
 };
 
 struct ChatFormat {
