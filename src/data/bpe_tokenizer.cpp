@@ -289,6 +289,7 @@ class BpeTokenizer : public Tokenizer {
   std::vector<int64_t> opening() const override { return prefix_; }
   std::vector<int64_t> closing() const override { return suffix_; }
   void add_special_tokens(const std::vector<SpecialToken>& tokens) override {
+    std::vector<const SpecialToken*> fresh;  // in neither the added tokens nor the vocabulary
     for (const SpecialToken& t : tokens) {
       const auto have = std::find_if(added_.begin(), added_.end(), [&](const Added& a) { return a.text == t.text; });
       if (have != added_.end()) {  // (the config's added_tokens_decoder flags win, as in Transformers)
@@ -296,9 +297,25 @@ class BpeTokenizer : public Tokenizer {
         continue;
       }
       const auto known = bpe_.vocab.find(t.text);
+      if (known == bpe_.vocab.end() && t.declared) {
+        fresh.push_back(&t);
+        continue;
+      }
+      // (a BOS / EOS the config names by a piece of the vocabulary: that piece's id)
       added_.push_back({t.text, known != bpe_.vocab.end() ? known->second : t.id, t.lstrip, t.rstrip, false, false});
       added_first_[static_cast<unsigned char>(t.text[0])] = true;
-      vocab_size_ = std::max(vocab_size_, added_.back().id + 1);
+    }
+    // A token only the config names takes the next free id in Transformers: ids that say otherwise
+    // (a gap, or another token's id) are refused rather than trained on as a different token.
+    std::sort(fresh.begin(), fresh.end(), [](const SpecialToken* a, const SpecialToken* b) { return a->id < b->id; });
+    for (const SpecialToken* t : fresh) {
+      FT_CHECK_ARG(t->id == vocab_size_, (chat() ? chat()->origin : where_) << ": added_tokens_decoder gives \"" << t->text << "\" the id "
+                                         << t->id << ", which " << path_ << " does not hold; Transformers numbers it " << vocab_size_
+                                         << " (the next free id): add it to tokenizer.json's added_tokens, or tokenize with "
+                                            "scripts/tokenize_hf.py");
+      added_.push_back({t->text, t->id, t->lstrip, t->rstrip, false, false});
+      added_first_[static_cast<unsigned char>(t->text[0])] = true;
+      vocab_size_ = t->id + 1;
     }
     std::stable_sort(added_.begin(), added_.end(), [](const Added& a, const Added& b) { return a.text.size() > b.text.size(); });
   }

@@ -259,6 +259,14 @@ decoder = {str(t.token_to_id(x)): {"content": x, "lstrip": x == "<|im_end|>", "r
 CASES.append(("config-flags", save("config-flags", t, {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": CHATML,
                                                        "added_tokens_decoder": decoder}), QWEN_SPECIALS))
 
+# Config-only added tokens: numbered from the next free id, as Transformers numbers them; a gap is
+# refused (below).
+t = train_tokenizer(split_then_bytes(QWEN2), None, QWEN_SPECIALS)
+n = t.get_vocab_size(with_added_tokens=True)
+decoder = {str(n + k): {"content": x, "lstrip": False, "rstrip": k == 1, "special": True} for k, x in enumerate(["<|tool|>", "<|think|>"])}
+CASES.append(("config-tokens", save("config-tokens", t, {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": CHATML,
+                                                         "added_tokens_decoder": decoder}), QWEN_SPECIALS + ["<|tool|>", "<|think|>"]))
+
 # Quantifiers as Oniguruma reads them ({n,m}+, {n}?, {,m}, (?:..){1}, (?i) to the group's end), and
 # empty matches beside matches.
 t = train_tokenizer(pre_tokenizers.Sequence([
@@ -335,6 +343,16 @@ r = subprocess.run([binary, "prepare-data", "--tokenizer", d, "--input", data, "
                    capture_output=True, text=True, timeout=60)
 check(r.returncode == 2 and "spaces.jsonl:2" in r.stderr and "backtracks" in r.stderr and not os.path.exists(os.path.join(d, "o.ftok")),
       f"a pattern backtracking without end: exit {r.returncode}: {r.stderr.strip()[-300:]}")
+d = os.path.join(work, "bad-config-id")
+os.makedirs(d)
+shutil.copyfile(os.path.join(work, "config-tokens", "tokenizer.json"), os.path.join(d, "tokenizer.json"))
+cfg = json.load(open(os.path.join(work, "config-tokens", "tokenizer_config.json")))
+cfg["added_tokens_decoder"] = {str(int(k) + 10): v for k, v in cfg["added_tokens_decoder"].items()}
+json.dump(cfg, open(os.path.join(d, "tokenizer_config.json"), "w"))
+r = subprocess.run([binary, "prepare-data", "--tokenizer", d, "--input", os.path.join(src, "examples/tiny/corpus.jsonl"),
+                    "--output", os.path.join(d, "o.ftok")], capture_output=True, text=True, timeout=60)
+check(r.returncode == 2 and "tokenizer_config.json" in r.stderr and "next free id" in r.stderr,
+      f"a config-only added token with an id Transformers would not give it: exit {r.returncode}: {r.stderr.strip()[-300:]}")
 d = os.path.join(work, "bad-json")
 os.makedirs(d)
 open(os.path.join(d, "tokenizer.json"), "w").write('{"model": {"type": "BPE", ')
