@@ -135,11 +135,11 @@ int eval_main(int argc, char** argv) {
   // The data first: a bad file stops the run before anything is loaded or written.
   int64_t truncated = 0;
   // (text lines take the model directory's own tokenizer, as training on it does)
-  std::string tokenizer_path = args["tokenizer"].as<std::string>();
-  if (tokenizer_path.empty()) tokenizer_path = data::tokenizer_file_of(weights->dir());
-  const std::unique_ptr<data::Tokenizer> tokenizer =
-      args["tokenizer"].as<std::string>().empty() ? data::load_tokenizer_when_used(tokenizer_path, weights->dir() + " tokenizer")
-                                                  : data::load_tokenizer(tokenizer_path, "--tokenizer");
+  const std::string given = args["tokenizer"].as<std::string>();
+  const std::string tokenizer_path = given.empty() ? data::tokenizer_file_of(weights->dir()) : given;
+  const std::unique_ptr<data::Tokenizer> tokenizer = given.empty()
+                                                         ? data::load_tokenizer_when_used(tokenizer_path, weights->dir() + " tokenizer")
+                                                         : data::load_tokenizer(tokenizer_path, "--tokenizer");
   if (!tokenizer_path.empty() && comm->rank() == 0) FT_LOG_INFO("eval: text lines are tokenized by " << tokenizer_path);
   std::vector<data::Document> examples = rank_documents(args["data"].as<std::string>(), spec.vocab, *tokenizer,
                                                         args["seq-len"].as<int64_t>(), comm->rank(), comm->size(), &truncated);
