@@ -288,34 +288,38 @@ class BpeTokenizer : public Tokenizer {
   int64_t eos() const override { return suffix_.size() == 1 ? suffix_[0] : -1; }
   std::vector<int64_t> opening() const override { return prefix_; }
   std::vector<int64_t> closing() const override { return suffix_; }
-  void add_special_tokens(const std::vector<SpecialToken>& tokens) override {
-    std::vector<const SpecialToken*> fresh;  // in neither the added tokens nor the vocabulary
-    for (const SpecialToken& t : tokens) {
+  void add_special_tokens(std::vector<SpecialToken>& tokens, const std::string& config) override {
+    std::vector<SpecialToken*> fresh, named;  // in neither the added tokens nor the vocabulary
+    for (SpecialToken& t : tokens) {
       const auto have = std::find_if(added_.begin(), added_.end(), [&](const Added& a) { return a.text == t.text; });
       if (have != added_.end()) {  // (the config's added_tokens_decoder flags win, as in Transformers)
         if (t.declared) have->lstrip = t.lstrip, have->rstrip = t.rstrip;
+        t.id = have->id;
         continue;
       }
+      // (a piece of the vocabulary keeps its id: looked up as written, as tokenizers looks it up)
       const auto known = bpe_.vocab.find(t.text);
-      if (known == bpe_.vocab.end() && t.declared) {
-        fresh.push_back(&t);
+      if (known == bpe_.vocab.end()) {
+        (t.declared ? fresh : named).push_back(&t);
         continue;
       }
-      // (a BOS / EOS the config names by a piece of the vocabulary: that piece's id)
-      added_.push_back({t.text, known != bpe_.vocab.end() ? known->second : t.id, t.lstrip, t.rstrip, false, false});
-      added_first_[static_cast<unsigned char>(t.text[0])] = true;
+      t.id = known->second;
+      add(t);
     }
-    // A token only the config names takes the next free id in Transformers: ids that say otherwise
-    // (a gap, or another token's id) are refused rather than trained on as a different token.
+    // A token only the config names takes the next free id in Transformers: added_tokens_decoder ids
+    // that say otherwise (a gap, or another token's id) are refused rather than trained on as a
+    // different token. The named ones follow, numbered in the config's order.
     std::sort(fresh.begin(), fresh.end(), [](const SpecialToken* a, const SpecialToken* b) { return a->id < b->id; });
-    for (const SpecialToken* t : fresh) {
-      FT_CHECK_ARG(t->id == vocab_size_, (chat() ? chat()->origin : where_) << ": added_tokens_decoder gives \"" << t->text << "\" the id "
+    for (SpecialToken* t : fresh) {
+      FT_CHECK_ARG(t->id == vocab_size_, config << ": added_tokens_decoder gives \"" << t->text << "\" the id "
                                          << t->id << ", which " << path_ << " does not hold; Transformers numbers it " << vocab_size_
                                          << " (the next free id): add it to tokenizer.json's added_tokens, or tokenize with "
                                             "scripts/tokenize_hf.py");
-      added_.push_back({t->text, t->id, t->lstrip, t->rstrip, false, false});
-      added_first_[static_cast<unsigned char>(t->text[0])] = true;
-      vocab_size_ = t->id + 1;
+      add(*t);
+    }
+    for (SpecialToken* t : named) {
+      t->id = vocab_size_;
+      add(*t);
     }
     std::stable_sort(added_.begin(), added_.end(), [](const Added& a, const Added& b) { return a.text.size() > b.text.size(); });
   }
@@ -323,6 +327,13 @@ class BpeTokenizer : public Tokenizer {
   bool post_processed() const override { return true; }
 
  private:
+  // A special token of tokenizer_config.json as an added token (its id set).
+  void add(const SpecialToken& t) {
+    added_.push_back({t.text, t.id, t.lstrip, t.rstrip, t.single_word, t.normalized});
+    added_first_[static_cast<unsigned char>(t.text[0])] = true;
+    vocab_size_ = std::max(vocab_size_, t.id + 1);
+  }
+
   // `hint`: the file may be valid for Transformers, only of a kind ftdist does not read.
   void need(bool ok, const std::string& key, const std::string& what, bool hint = true) const {
     FT_CHECK_ARG(ok, where_ << ": " << (key.empty() ? "" : "\"" + key + "\" ") << what

@@ -11,7 +11,7 @@
 
 namespace ftdist::data {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // (the config's keys in their order: named tokens are numbered so)
 
 namespace {
 
@@ -23,6 +23,80 @@ std::string token_text(const json& config, const char* key, const std::string& w
   FT_CHECK_ARG(t.is_object() && t.contains("content") && t["content"].is_string(),
                where << ": \"" << key << "\" must be a string or {\"content\": string}, got " << json_excerpt(t));
   return t["content"].get<std::string>();
+}
+
+// A named special token: a string, or an AddedToken object {"content": ..., "lstrip": ..., ...}.
+SpecialToken named_token(const json& t, const std::string& key, const std::string& where) {
+  FT_CHECK_ARG(t.is_string() || (t.is_object() && t.contains("content") && t["content"].is_string()),
+               where << ": \"" << key << "\" must be a string or {\"content\": string}, got " << json_excerpt(t));
+  if (t.is_string()) return {t.get<std::string>()};
+  auto flag = [&](const char* name) { return t.contains(name) && t[name] == true; };
+  SpecialToken out{t["content"].get<std::string>(), -1, flag("lstrip"), flag("rstrip")};
+  // (normalized unless special where unsaid, as an AddedToken defaults)
+  out.single_word = flag("single_word"), out.normalized = t.contains("normalized") ? flag("normalized") : !flag("special");
+  return out;
+}
+
+// The special tokens a config names, in the order Transformers 5 adds those its tokenizer lacks:
+// bos_token, eos_token, unk_token, sep_token, pad_token, cls_token, mask_token; any other "*_token"
+// key's, those given as {"content": ...} objects first (Transformers reads them later, into a
+// dictionary read first); the named ones of extra_special_tokens (a {name: token} object); then the
+// list of extra_special_tokens (or additional_special_tokens). Each once.
+std::vector<SpecialToken> named_tokens(const json& config, const std::string& where) {
+  static const char* const kNamed[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
+  std::vector<SpecialToken> out;
+  auto add = [&](const json& t, const std::string& key) {
+    if (t.is_null()) return;
+    SpecialToken s = named_token(t, key, where);
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const SpecialToken& o) { return o.text == s.text; });
+    if (!s.text.empty() && !seen) out.push_back(std::move(s));
+  };
+  for (const char* key : kNamed)
+    if (config.contains(key)) add(config[key], key);
+  const char* extra_key = config.contains("extra_special_tokens") ? "extra_special_tokens" : "additional_special_tokens";
+  const json extra = config.contains(extra_key) ? config[extra_key] : json();
+  FT_CHECK_ARG(extra.is_null() || extra.is_array() || extra.is_object(),
+               where << ": \"" << extra_key << "\" must be a list of tokens or a {name: token} object, got " << json_excerpt(extra));
+  for (const bool objects : {true, false})
+    for (auto it = config.begin(); it != config.end(); ++it) {
+      const std::string& key = it.key();
+      const bool other = key.size() > 6 && key.compare(key.size() - 6, 6, "_token") == 0 &&
+                         std::none_of(std::begin(kNamed), std::end(kNamed), [&](const char* k) { return key == k; });
+      if (other && (objects ? it->is_object() && it->contains("content") : it->is_string())) add(*it, key);
+    }
+  if (extra.is_object())
+    for (auto it = extra.begin(); it != extra.end(); ++it) add(*it, std::string(extra_key) + "." + it.key());
+  if (extra.is_array())
+    for (size_t k = 0; k < extra.size(); ++k) add(extra[k], std::string(extra_key) + "[" + std::to_string(k) + "]");
+  return out;
+}
+
+// tokenizer_config.json as Transformers 5 reads it: additional_special_tokens is extra_special_tokens,
+// and where the config has no added_tokens_decoder (saved before Transformers 4.34), the
+// special_tokens_map.json beside it overrides its tokens (objects there are special; its
+// extra_special_tokens list joins the config's).
+json read_config(const std::string& config_path) {
+  json config = parse_ordered_json(read_text_file(config_path, "tokenizer_config.json"), config_path);
+  FT_CHECK_ARG(config.is_object(), config_path << ": not a JSON object");
+  if (config.contains("additional_special_tokens") && (!config.contains("extra_special_tokens") || config["extra_special_tokens"].empty()))
+    config["extra_special_tokens"] = config["additional_special_tokens"], config.erase("additional_special_tokens");
+  const std::string map_path = directory_of(config_path) + "/special_tokens_map.json";
+  if (config.contains("added_tokens_decoder") || !file_exists(map_path)) return config;
+  const json map = parse_ordered_json(read_text_file(map_path, "special_tokens_map.json"), map_path);
+  FT_CHECK_ARG(map.is_object(), map_path << ": not a JSON object");
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    json value = *it;
+    if (it.key() == "extra_special_tokens" && value.is_array() && config.contains(it.key()) && config[it.key()].is_array()) {
+      json merged = config[it.key()];
+      for (const json& t : value)
+        if (std::find(merged.begin(), merged.end(), t) == merged.end()) merged.push_back(t);
+      value = merged;
+    } else if (value.is_object() && it.key() != "extra_special_tokens") {
+      value["special"] = true;
+    }
+    config[it.key()] = value;
+  }
+  return config;
 }
 
 // chat_template: a string, or a list of {"name", "template"} (the one named "default").
@@ -51,9 +125,8 @@ std::string chat_template_file_of(const std::string& config_path) {
   return directory_of(config_path) + "/chat_template.jinja";
 }
 
-std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, const Tokenizer& tok) {
-  const json config = json::parse(read_text_file(config_path, "tokenizer_config.json"), nullptr, false);
-  FT_CHECK_ARG(!config.is_discarded() && config.is_object(), config_path << ": not a JSON object");
+std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, Tokenizer& tok) {
+  const json config = read_config(config_path);
   // chat_template.jinja beside the config wins over its "chat_template", as in Transformers, which
   // saves the template there.
   const std::string jinja = chat_template_file_of(config_path);
@@ -89,9 +162,17 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
       // (ids past the SentencePiece model's pieces are the model's own, as Phi-3's 32000..32010 beside a
       // 32000-piece tokenizer.model: the model's vocabulary checks them where the data is read)
       FT_CHECK_ARG(id >= 0, config_path << ": added token " << t["content"] << " has id " << id << ", below 0");
-      chat->specials.push_back({t["content"].get<std::string>(), id, t.contains("lstrip") && t["lstrip"] == true,
-                                t.contains("rstrip") && t["rstrip"] == true, true});
+      SpecialToken special = named_token(t, "added_tokens_decoder." + it.key(), config_path);
+      special.id = id, special.declared = true;
+      chat->specials.push_back(std::move(special));
     }
+  if (tok.post_processed()) {
+    // A tokenizer.json: the named tokens it lacks become its added tokens (ids from the tokenizer).
+    for (SpecialToken& t : named_tokens(config, config_path))
+      if (std::none_of(chat->specials.begin(), chat->specials.end(), [&](const SpecialToken& p) { return p.text == t.text; }))
+        chat->specials.push_back(std::move(t));
+    tok.add_special_tokens(chat->specials, config_path);
+  }
   // (a BOS or EOS the template writes must be one token: spelled out in pieces, the model would
   // learn the spelling, and a turn would end without the real EOS)
   for (const auto& [key, s] : {std::pair<const char*, std::string>{"bos_token", chat->bos_token}, {"eos_token", chat->eos_token}}) {

@@ -91,7 +91,6 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::st
   const std::string config = config_file_of(model);
   if (file_exists(config)) {
     tok->chat_ = load_chat_format(config, *tok);
-    tok->add_special_tokens(tok->chat_->specials);
   }
   return tok;
 }

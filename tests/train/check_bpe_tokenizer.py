@@ -267,6 +267,24 @@ decoder = {str(n + k): {"content": x, "lstrip": False, "rstrip": k == 1, "specia
 CASES.append(("config-tokens", save("config-tokens", t, {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": CHATML,
                                                          "added_tokens_decoder": decoder}), QWEN_SPECIALS + ["<|tool|>", "<|think|>"]))
 
+# Tokens the config names that tokenizer.json lacks: each becomes an added token, a new one numbered
+# from the next free id in Transformers' order (bos ... mask, other "*_token" keys, those given as
+# objects first, extra_special_tokens), a piece of the vocabulary ("the") keeping its id.
+t = train_tokenizer(split_then_bytes(QWEN2), None, QWEN_SPECIALS)
+NAMED = {"bos_token": None, "eos_token": "<|eos|>", "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "the",
+         "sep_token": {"content": "<sep>", "lstrip": True, "rstrip": True, "special": True, "__type": "AddedToken"},
+         "image_token": "<image>", "boi_token": {"content": "<boi>", "rstrip": True, "__type": "AddedToken"},
+         "extra_special_tokens": ["<x1>", "<|im_end|>", "<x2>"], "chat_template": CHATML}
+CASES.append(("named-tokens", save("named-tokens", t, NAMED),
+              QWEN_SPECIALS + ["<|eos|>", "<pad>", "<unk>", "<sep>", "<image>", "<boi>", "<x1>", "<x2>"]))
+# A config saved without added_tokens_decoder (before Transformers 4.34): special_tokens_map.json
+# beside it overrides its tokens.
+t = train_tokenizer(split_then_bytes(QWEN2), None, QWEN_SPECIALS)
+d = save("legacy-map", t, {"bos_token": None, "eos_token": "<|old|>", "additional_special_tokens": ["<a1>"]})
+json.dump({"eos_token": {"content": "<|im_end|>", "lstrip": False}, "pad_token": "<pad>", "additional_special_tokens": ["<a2>"]},
+          open(os.path.join(d, "special_tokens_map.json"), "w"))
+CASES.append(("legacy-map", d, QWEN_SPECIALS + ["<|old|>", "<pad>", "<a1>", "<a2>"]))
+
 # Quantifiers as Oniguruma reads them ({n,m}+, {n}?, {,m}, (?:..){1}, (?i) to the group's end), and
 # empty matches beside matches.
 t = train_tokenizer(pre_tokenizers.Sequence([

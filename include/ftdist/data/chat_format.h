@@ -20,9 +20,10 @@ namespace ftdist::data {
 // whitespace on its left / right (tokenizer_config.json's added_tokens_decoder flags).
 struct SpecialToken {
   std::string text;
-  int64_t id = -1;
+  int64_t id = -1;  // -1: a named token whose id the tokenizer gives (Tokenizer::add_special_tokens)
   bool lstrip = false, rstrip = false;
   bool declared = false;  // an added_tokens_decoder entry (its flags stated), not BOS / EOS alone
+  bool single_word = false, normalized = false;  // (a named token given as {"content": ..., ...})
 };
 
 struct ChatFormat {
@@ -35,7 +36,8 @@ struct ChatFormat {
   std::string error;
   std::string bos_token, eos_token;  // as the template sees them ("" when undefined)
   // Special tokens as they stand in rendered text, with their ids, longest first: the added
-  // tokens of tokenizer_config.json and BOS / EOS.
+  // tokens of tokenizer_config.json and BOS / EOS (with a tokenizer.json, every token the config
+  // names: Tokenizer::add_special_tokens).
   std::vector<SpecialToken> specials;
   // Text right after a special token: encoded as the start of a text (SentencePiece's word-start
   // marker first) when true, as Transformers' Llama tokenizers do unless tokenizer_config.json
@@ -57,7 +59,9 @@ std::string chat_template_file_of(const std::string& config_path);
 // The special tokens and chat template of a tokenizer_config.json (has_template false when neither
 // it nor the chat_template.jinja beside it has one). Error(BadInput) naming the file for a
 // malformed config.
-std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, const Tokenizer& tok);
+// A tokenizer.json takes the config's special tokens it lacks as added tokens here
+// (Tokenizer::add_special_tokens).
+std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, Tokenizer& tok);
 
 // The template applied to `messages` (add_generation_prompt: the prompt for the next assistant
 // turn), with `tools` (a data line's tool schemas; null when it has none) and `documents` null, as

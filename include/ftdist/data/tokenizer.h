@@ -53,9 +53,12 @@ class Tokenizer {
   // for the others, whose BOS / EOS come from bos() / eos() and tokenizer_config.json.
   virtual std::vector<int64_t> opening() const { return {}; }
   virtual std::vector<int64_t> closing() const { return {}; }
-  // tokenizer_config.json's special tokens (added_tokens_decoder, BOS, EOS) that a tokenizer.json
-  // does not hold already, made added tokens of it, as Transformers adds them to its tokenizer.
-  virtual void add_special_tokens(const std::vector<SpecialToken>&) {}
+  // tokenizer_config.json's special tokens (added_tokens_decoder, then the named ones: bos_token ...
+  // mask_token, other "*_token" keys, extra_special_tokens) that a tokenizer.json does not hold as
+  // added tokens already, made added tokens of it as Transformers adds them to its tokenizer: a piece
+  // of the vocabulary keeps its id, a new token takes the next free id. Fills in the id of each
+  // token given with id -1; `config`: the tokenizer_config.json, for errors.
+  virtual void add_special_tokens(std::vector<SpecialToken>&, const std::string& /*config*/) {}
   // True for SentencePiece: a text's first word takes the word-start marker (tokenizer_config.json's
   // "legacy" decides whether text after a special token does too).
   virtual bool marks_word_start() const { return false; }
