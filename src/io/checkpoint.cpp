@@ -97,6 +97,18 @@ std::vector<std::string> step_dirs(const std::string& root) {
   return out;
 }
 
+// A temporary a save makes: .tmp-step-N (being written), .tmp-pruned-step-N, .tmp-replaced-step-N
+// (being removed). Other entries of the root, .tmp- ones among them, are the user's.
+bool own_temporary(const std::string& root, const std::string& name) {
+  for (const char* prefix : {".tmp-step-", ".tmp-pruned-step-", ".tmp-replaced-step-"}) {
+    const std::string p = prefix;
+    if (name.size() > p.size() && name.compare(0, p.size(), p) == 0 &&
+        name.find_first_not_of("0123456789", p.size()) == std::string::npos)
+      return is_directory(root + "/" + name);
+  }
+  return false;
+}
+
 }  // namespace
 
 std::vector<plan::OptimizerState> checkpoint_states(plan::OptimizerKind optimizer) {
@@ -294,7 +306,7 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
                    what << ": cannot move '" << root << "/" << dirs[i] << "' aside to remove it (" << std::strerror(errno) << ")");
     }
   for (const std::string& entry : list_directory(root))
-    if (entry.rfind(".tmp-", 0) == 0) remove_tree(root + "/" + entry, what);
+    if (own_temporary(root, entry)) remove_tree(root + "/" + entry, what);
   return final_dir;
 }
 

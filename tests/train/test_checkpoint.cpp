@@ -225,8 +225,15 @@ TEST(Damage, ClearErrors) {
     f.train_step({batch(int(step), world->rank(), spec.vocab)}, 1e-2);
     save_step(root, step, f, *world);
   }
-  // A checkpoint holding a file ftdist did not write (the user's notes) is not pruned.
-  if (world->rank() == 0) write_text_file_atomic(root + "/" + io::checkpoint_dir_name(2) + "/notes.txt", "precious", "test");
+  // A checkpoint holding a file ftdist did not write (the user's notes) is not pruned; the user's
+  // own .tmp- entries stay, a save's stale temporary (a killed prune) is swept.
+  if (world->rank() == 0) {
+    write_text_file_atomic(root + "/" + io::checkpoint_dir_name(2) + "/notes.txt", "precious", "test");
+    make_directories(root + "/.tmp-mywork", "test");
+    write_text_file_atomic(root + "/.tmp-mywork/notes.txt", "precious", "test");
+    write_text_file_atomic(root + "/.tmp-draft.txt", "precious", "test");
+    make_directories(root + "/.tmp-pruned-step-00000009", "test");
+  }
   world->barrier();
   f.train_step({batch(4, world->rank(), spec.vocab)}, 1e-2);
   save_step(root, 4, f, *world);
@@ -241,7 +248,11 @@ TEST(Damage, ClearErrors) {
   EXPECT_TRUE(file_exists(root + "/" + io::checkpoint_dir_name(2) + "/notes.txt"));
   EXPECT_TRUE(is_directory(root + "/" + io::checkpoint_dir_name(3)));
   for (const std::string& entry : list_directory(root))  // pruning goes through a .tmp- name, swept at the end
-    EXPECT_NE(entry.rfind(".tmp-", 0), 0u) << entry << " was left in " << root;
+    if (entry != ".tmp-mywork" && entry != ".tmp-draft.txt") {
+      EXPECT_NE(entry.rfind(".tmp-", 0), 0u) << entry << " was left in " << root;
+    }
+  EXPECT_EQ(read_text_file(root + "/.tmp-mywork/notes.txt", "test"), "precious");
+  EXPECT_EQ(read_text_file(root + "/.tmp-draft.txt", "test"), "precious");
   const std::string dir = io::find_latest_checkpoint(root);
   EXPECT_EQ(dir, root + "/" + io::checkpoint_dir_name(4));
   EXPECT_NO_THROW(io::CheckpointReader r(dir));
