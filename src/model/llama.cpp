@@ -253,7 +253,8 @@ ForwardContext LlamaModel::context(int64_t seq_len, const at::Tensor& position_i
   return c;
 }
 
-at::Tensor LlamaModel::embed(const at::Tensor& ids) const { return at::embedding(units_.front().params[0], ids); }
+// (the pad row takes no gradient from its lookups, as Transformers' padding_idx)
+at::Tensor LlamaModel::embed(const at::Tensor& ids) const { return at::embedding(units_.front().params[0], ids, spec_.pad_token_id); }
 
 at::Tensor LlamaModel::attention(int64_t i, const at::Tensor& x, const ForwardContext& ctx) const {
   const size_t u = layer_unit(i);

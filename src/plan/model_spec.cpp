@@ -463,6 +463,17 @@ void refuse_partial_rotary(const json& j, const std::string& origin, const Model
                                      << "config); remove the key or set it to 1");
 }
 
+// pad_token_id: Transformers' embedding padding_idx, whose row no lookup trains (Phi3Config's default
+// 32000 where the vocabulary holds it; a negative id counts from the end, as in torch).
+void read_pad_token(const json& j, const std::string& origin, ModelSpec* m) {
+  const bool missing = !j.contains("pad_token_id");
+  const int64_t pad = get_int_or(j, "pad_token_id", missing && m->model_type == "phi3" && m->vocab > 32000 ? 32000 : -m->vocab - 1, origin);
+  if (pad == -m->vocab - 1) return;
+  FT_CHECK_ARG(pad >= -m->vocab && pad < m->vocab,
+               origin << ": \"pad_token_id\" (" << pad << ") is not a row of the embedding (vocab_size " << m->vocab << ")");
+  m->pad_token_id = pad < 0 ? pad + m->vocab : pad;
+}
+
 void read_shape(const json& j, const std::string& origin, ModelSpec* m) {
   m->hidden = get_int(j, "hidden_size", origin);
   m->intermediate = get_int(j, "intermediate_size", origin);
@@ -508,6 +519,7 @@ ModelSpec model_from_hf_config_text(const std::string& text, const std::string& 
   FT_CHECK_ARG(!j.contains("max_position_embeddings") || j["max_position_embeddings"].is_null() || m.max_position > 0,
                origin << ": \"max_position_embeddings\" must be a positive number of positions, got " << m.max_position);
   read_window(j, origin, &m);
+  read_pad_token(j, origin, &m);
   m.rms_norm_eps = get_number_or(j, "rms_norm_eps", m.model_type == "phi3" ? 1e-5 : m.rms_norm_eps, origin);  // (Phi3Config's)
   read_rope(j, origin, &m);
   if (m.model_type == "phi3") read_partial_rotary(j, origin, &m);
