@@ -52,8 +52,8 @@ void add_eval_options(cxxopts::Options& options) {
       ("model", "Hugging Face model directory (config.json + safetensors), or an ftdist checkpoint directory", cxxopts::value<std::string>())
       ("data", "JSONL file: {\"input_ids\": [...], \"labels\": [...]}, text, prompt/completion or chat messages per line",
        cxxopts::value<std::string>())
-      ("tokenizer", "the tokenizer of text lines: tokenizer.model, tokenizer.json or a directory (default: the --model "
-       "directory's, else byte-level)", cxxopts::value<std::string>()->default_value(""))
+      ("tokenizer", "the tokenizer of text lines: tokenizer.model, tokenizer.json, ftdist-tokenizer.json (byte-level) or a "
+       "directory holding one (default: the --model directory's)", cxxopts::value<std::string>()->default_value(""))
       ("seq-len", "truncate longer sequences to this many tokens (0: keep)", cxxopts::value<int64_t>()->default_value("0"))
       ("dtype", "compute dtype: auto (config.json's dtype, else as most weights are stored) | fp32 | bf16 | fp16", cxxopts::value<std::string>()->default_value("auto"))
       ("device", "cpu | cuda | auto", cxxopts::value<std::string>()->default_value("auto"))
@@ -137,9 +137,12 @@ int eval_main(int argc, char** argv) {
   // (text lines take the model directory's own tokenizer, as training on it does)
   const std::string given = args["tokenizer"].as<std::string>();
   const std::string tokenizer_path = given.empty() ? data::tokenizer_file_of(weights->dir()) : given;
-  const std::unique_ptr<data::Tokenizer> tokenizer = given.empty()
-                                                         ? data::load_tokenizer_when_used(tokenizer_path, weights->dir() + " tokenizer")
-                                                         : data::load_tokenizer(tokenizer_path, "--tokenizer");
+  // (a model directory without a tokenizer reads token ids only: its vocabulary is not bytes)
+  const std::unique_ptr<data::Tokenizer> tokenizer =
+      !given.empty()           ? data::load_tokenizer(tokenizer_path, "--tokenizer")
+      : tokenizer_path.empty() ? data::missing_tokenizer("--model '" + weights->dir() + "' holds no tokenizer (tokenizer.json, "
+                                                         "tokenizer.model), and text lines need one: give --tokenizer, or the data as token ids")
+                               : data::load_tokenizer_when_used(tokenizer_path, weights->dir() + " tokenizer");
   if (!tokenizer_path.empty() && comm->rank() == 0) FT_LOG_INFO("eval: text lines are tokenized by " << tokenizer_path);
   std::vector<data::Document> examples = rank_documents(args["data"].as<std::string>(), spec.vocab, *tokenizer,
                                                         args["seq-len"].as<int64_t>(), comm->rank(), comm->size(), &truncated);

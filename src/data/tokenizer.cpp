@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/json.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/data/chat_format.h"
 #include "ftdist/data/documents.h"
@@ -74,8 +75,14 @@ namespace {
 // The tokenizer file of `path`: itself, or a model directory's tokenizer.model, else its tokenizer.json.
 std::string model_file_of(const std::string& path) {
   if (!is_directory(path)) return path;
-  return file_exists(path + "/tokenizer.model") || !file_exists(path + "/tokenizer.json") ? path + "/tokenizer.model"
-                                                                                         : path + "/tokenizer.json";
+  for (const char* name : {"tokenizer.model", "tokenizer.json", kByteTokenizerFile})
+    if (file_exists(path + "/" + name)) return path + "/" + name;
+  return path + "/tokenizer.model";
+}
+bool is_byte_tokenizer_file(const std::string& file) {
+  const std::string name = kByteTokenizerFile;
+  return file.size() >= name.size() && file.compare(file.size() - name.size(), name.size(), name) == 0 &&
+         (file.size() == name.size() || file[file.size() - name.size() - 1] == '/');
 }
 bool is_json(const std::string& file) { return file.size() >= 5 && file.compare(file.size() - 5, 5, ".json") == 0; }
 std::string config_file_of(const std::string& model) { return directory_of(model) + "/tokenizer_config.json"; }
@@ -84,6 +91,12 @@ std::string config_file_of(const std::string& model) { return directory_of(model
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& what) {
   if (path.empty()) return byte_tokenizer();
   const std::string model = model_file_of(path);
+  if (is_byte_tokenizer_file(model)) {
+    const nlohmann::json j = parse_json(read_text_file(model, what), model);
+    FT_CHECK_ARG(j.is_object() && j.value("tokenizer", "") == "byte-level",
+                 what << ": " << model << ": expected {\"tokenizer\": \"byte-level\"}, got " << json_excerpt(j));
+    return byte_tokenizer();
+  }
   FT_CHECK_ARG(!is_directory(path) || file_exists(model),
                what << ": '" << path << "' holds neither a tokenizer.model (SentencePiece) nor a tokenizer.json");
   std::unique_ptr<Tokenizer> tok =
@@ -112,6 +125,14 @@ class UnreadableTokenizer : public Tokenizer {
   Error error_;
 };
 }  // namespace
+
+void write_byte_tokenizer_file(const std::string& dir) {
+  write_text_file_atomic(dir + "/" + kByteTokenizerFile, "{\"tokenizer\": \"byte-level\"}\n", "tokenizer");
+}
+
+std::unique_ptr<Tokenizer> missing_tokenizer(const std::string& message) {
+  return std::make_unique<UnreadableTokenizer>(Error(ErrorKind::BadInput, message));
+}
 
 std::unique_ptr<Tokenizer> load_tokenizer_when_used(const std::string& path, const std::string& what) {
   try {

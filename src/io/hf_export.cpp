@@ -44,7 +44,8 @@ const std::vector<std::string>& tokenizer_file_names() {
   static const std::vector<std::string> names = {
       "tokenizer.json",      "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
       "added_tokens.json",   "vocab.json",      "merges.txt",            "vocab.txt",
-      "chat_template.jinja", "chat_template.json", "generation_config.json"};
+      "chat_template.jinja", "chat_template.json", "generation_config.json",
+      "ftdist-tokenizer.json"};  // (data::kByteTokenizerFile: the byte-level tokenizer's)
   return names;
 }
 

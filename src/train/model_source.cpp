@@ -7,6 +7,8 @@
 #include "ftdist/core/log.h"
 #include "ftdist/core/progress.h"
 #include "ftdist/core/text_file.h"
+#include "ftdist/data/token_file.h"
+#include "ftdist/data/tokenizer.h"
 #include "ftdist/io/hf_export.h"
 #include "ftdist/plan/presets.h"
 
@@ -18,7 +20,6 @@ ModelSource model_source(const RunConfig& c) {
     m.hf = std::make_unique<io::HfCheckpoint>(c.model_path, "model.path");
     m.spec = m.hf->spec();
     m.config_text = m.hf->config_text();
-    m.tokenizer_dir = c.model_path;
     return m;
   }
   if (!c.model_preset.empty()) {
@@ -31,6 +32,23 @@ ModelSource model_source(const RunConfig& c) {
   }
   m.random = std::make_unique<io::RandomInit>(m.spec, m.config_text, c.seed);
   return m;
+}
+
+std::string tokenizer_files_dir(const RunConfig& c, bool rank0) {
+  if (!c.tokenizer.empty()) {
+    if (is_directory(c.tokenizer)) return c.tokenizer;
+    // (a tokenizer file under another name: its directory's files are not its)
+    const std::string name = c.tokenizer.substr(c.tokenizer.find_last_of('/') + 1);
+    return name == "tokenizer.model" || name == "tokenizer.json" || name == data::kByteTokenizerFile ? directory_of(c.tokenizer) : "";
+  }
+  if (!c.model_path.empty()) return c.model_path;
+  if (data::is_token_file_path(c.train_data) || !(c.saves_checkpoints() || c.export_hf)) return "";
+  const std::string dir = c.output_dir + "/tokenizer";
+  if (rank0) {
+    make_directories(dir, "output.dir");
+    data::write_byte_tokenizer_file(dir);
+  }
+  return dir;
 }
 
 const io::WeightSource& starting_weights(const ModelSource& src, const io::CheckpointReader* resume) {

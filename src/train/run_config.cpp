@@ -170,7 +170,7 @@ const std::vector<Key>& keys() {
       text("model", "config", &C::model_config, "A Hugging Face config.json: that architecture, randomly initialized from train.seed."),
       text("data", "train", &C::train_data, "Training data: a JSONL file of {\"text\": ...} documents (tokenized once into <output.dir>/data/) or a .ftok token file (`ftdist prepare-data`).", "(required)"),
       text("data", "eval", &C::eval_data, "Evaluation data, in the same formats, evaluated every train.eval_every steps (\"\": none)."),
-      text("data", "tokenizer", &C::tokenizer, "The tokenizer of JSONL text: a SentencePiece tokenizer.model, a byte-level BPE tokenizer.json (Llama-3, Qwen2), or a model directory holding either, its tokenizer_config.json giving the chat template (\"\": model.path's when it has one, else byte-level, one token per byte)."),
+      text("data", "tokenizer", &C::tokenizer, "The tokenizer of JSONL text: a SentencePiece tokenizer.model, a byte-level BPE tokenizer.json (Llama-3, Qwen2), or a model directory holding either, its tokenizer_config.json giving the chat template (\"\": model.path's; without model.path byte-level, one token per byte, which checkpoints and the export record in ftdist-tokenizer.json)."),
       integer("data", "seq_len", &C::seq_len, 2, plan::kMaxSeqLen, "Tokens per training sequence; documents are packed into sequences of this length."),
       choice("data", "packing", &C::packing, {"auto", "documents", "stream"}, "auto | documents | stream",
              "documents: whole examples per sequence (best-fit decreasing, the rest padded and not counted), attention and "

@@ -118,6 +118,7 @@ Trainer::Trainer(const RunConfig& config, comm::Communicator& world)
       schedule_{c_.schedule, c_.lr, c_.warmup_steps, c_.steps, c_.min_lr},
       config_json_(run_config_json(c_)) {
   claim_directories();
+  src_.tokenizer_dir = tokenizer_files_dir(c_, world.rank() == 0);
   check_fit_before_loading();
   resume_dir_ = checkpoint_to_resume(c_);
   if (!resume_dir_.empty()) {

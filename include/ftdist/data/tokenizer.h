@@ -69,8 +69,17 @@ class Tokenizer {
 };
 
 std::unique_ptr<Tokenizer> byte_tokenizer();
+// The file that says a model directory's tokenizer is the byte-level one: {"tokenizer":
+// "byte-level"}. A run whose text the byte-level tokenizer read writes it into its checkpoints and
+// export (Hugging Face has no such tokenizer), so that text read with that model later is read so.
+constexpr const char* kByteTokenizerFile = "ftdist-tokenizer.json";
+void write_byte_tokenizer_file(const std::string& dir);
+// A tokenizer whose every use raises Error(BadInput) `message`: where text has no tokenizer to read
+// it (a model directory without one), token ids still do.
+std::unique_ptr<Tokenizer> missing_tokenizer(const std::string& message);
 // "" -> the byte-level tokenizer; a SentencePiece model file or a tokenizer.json (by its name's
-// ".json"), or a model directory holding tokenizer.model (preferred) or tokenizer.json, otherwise.
+// ".json"), or a model directory holding tokenizer.model (preferred), tokenizer.json or
+// ftdist-tokenizer.json, otherwise.
 // Beside the model file, a tokenizer_config.json gives the tokenizer its
 // special tokens and chat template (`messages` data). Error(BadInput) naming `what` and the
 // path when it cannot be loaded.
@@ -81,7 +90,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::st
 // it.
 std::unique_ptr<Tokenizer> load_tokenizer_when_used(const std::string& path, const std::string& what);
 // The tokenizer file a model directory holds, as load_tokenizer(dir) reads it: tokenizer.model,
-// else tokenizer.json; "" when it has neither.
+// else tokenizer.json, else ftdist-tokenizer.json; "" when it has none.
 std::string tokenizer_file_of(const std::string& dir);
 // The files load_tokenizer(path) reads that exist: the model file, then tokenizer_config.json and
 // chat_template.jinja beside it; empty for "" (the byte-level tokenizer). The token cache keys on
