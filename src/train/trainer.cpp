@@ -72,6 +72,7 @@ class Trainer {
  public:
   Trainer(const RunConfig& config, comm::Communicator& world);
   void resume();
+  void warn_resume_differences(const io::CheckpointMeta& meta) const;
   TrainSummary run();
 
  private:
@@ -235,6 +236,7 @@ void Trainer::resume() {
       FT_LOG_WARN("resuming with a run config that differs from the checkpoint's in:" << keys
                   << "; the run will not match an uninterrupted one");
     }
+    if (world_.rank() == 0) warn_resume_differences(meta);
     FT_LOG_INFO("resuming from " << resume_dir_ << " (step " << meta.step << ", saved on " << meta.world_size << " rank(s), shard "
                 << meta.stage << ") on " << run_.world << " rank(s), shard " << plan::stage_name(c_.shard));
     FT_CHECK_ARG(first_step_ <= c_.steps, c_.origin << ": train.steps (" << c_.steps << ") is below the checkpoint's step "
@@ -243,6 +245,28 @@ void Trainer::resume() {
   }
   saved_step_ = first_step_;
   metrics_ = std::make_unique<MetricsLog>(c_, first_step_, world_.rank() == 0);
+}
+
+// What a resumed run does differently from the saved one without any trajectory key changing: data
+// of another number of samples (the order of every epoch is a shuffle of them: the rest of this
+// one repeats some samples and skips others), or a decaying schedule over another train.steps (the
+// learning rate jumps to the new curve).
+void Trainer::warn_resume_differences(const io::CheckpointMeta& meta) const {
+  const nlohmann::json& sampler = meta.trainer.value("sampler", nlohmann::json::object());
+  const int64_t samples = sampler.value("samples", int64_t(-1)), now = data_->train.num_samples();
+  if (samples >= 0 && samples != now)
+    FT_LOG_WARN("data.train (" << c_.train_data << ") holds " << now << " samples, the checkpoint's run had " << samples
+                << ": the samples are drawn in another order from here on, and the resumed run will not match an "
+                   "uninterrupted one");
+  const nlohmann::json& train = meta.trainer.value("run_config", nlohmann::json::object()).value("train", nlohmann::json::object());
+  const int64_t steps = train.value("steps", c_.steps);
+  if (steps == c_.steps || schedule_.kind == optim::LrSchedule::Kind::Constant) return;
+  optim::LrSchedule before = schedule_;
+  before.total_steps = steps;
+  const int64_t next = meta.step + 1;
+  FT_LOG_WARN("train.steps is " << c_.steps << ", the checkpoint's run had " << steps << ": the " << optim::schedule_kind_name(c_.schedule)
+              << " schedule decays over the new count, so the learning rate of step " << next << " is " << schedule_.lr_at(next)
+              << " where the saved run's would be " << (next <= steps ? before.lr_at(next) : before.min_lr));
 }
 
 // The step's micro-batches from the sampler, forward/backward/reduce/clip/update. The first step

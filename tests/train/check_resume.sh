@@ -7,6 +7,8 @@
 #  C: killed the same way, then resumed on 4 ranks with another stage (grad-op): the losses equal
 #     A's to 1e-5 relative (only the reduction order differs).
 #  D: a fresh run (resume = false) into C's checkpoint directory is refused, naming the key.
+#  E: A's run resumed for more steps warns that the cosine schedule's learning rate jumps; resumed
+#     on a data file of more samples, it warns that the order changes.
 set -u
 ftdist=$1 mpirun=$2 py=$3 tmp=$4
 here=$(cd "$(dirname "$0")" && pwd)
@@ -54,5 +56,16 @@ check $? "losses equal the uninterrupted 2-rank run to 1e-5"
 code=$?
 [ $code = 2 ] && grep -q "already holds checkpoints.*checkpoint.resume = true" "$tmp/d.log"
 check $? "a fresh run into a used checkpoint directory is refused (exit $code)"
+
+cp -r "$tmp/a" "$tmp/e" && cp -r "$tmp/a" "$tmp/f"
+"$mpirun" -np 2 "$ftdist" train "${common[@]}" --set output.dir="$tmp/e" --set checkpoint.resume=true --set train.steps=30 >"$tmp/e.log" 2>&1
+check $? "resumed for 30 steps"
+grep -q "train.steps is 30, the checkpoint's run had 20: the cosine schedule decays over the new count" "$tmp/e.log"
+check $? "a longer run warns that the learning rate jumps"
+{ cat "$(dirname "$cfg")/corpus.jsonl"; head -40 "$(dirname "$cfg")/corpus.jsonl"; } > "$tmp/more.jsonl"
+"$mpirun" -np 2 "$ftdist" train "${common[@]}" --set output.dir="$tmp/f" --set checkpoint.resume=true --set data.train="$tmp/more.jsonl" >"$tmp/f.log" 2>&1
+check $? "resumed on more data"
+grep -q "data.train (.*) holds [0-9]* samples, the checkpoint's run had [0-9]*: .*drawn in another order" "$tmp/f.log"
+check $? "other data warns that the order changes"
 
 [ $fail = 0 ] && echo "all passed" || { echo "see $tmp/*.log"; exit 1; }
