@@ -31,7 +31,7 @@ GpuCatalog GpuCatalog::parse(const std::string& text, const std::string& origin)
     std::string where = origin + " [gpu." + std::string(key.str()) + "]";
     const toml::table* t = node.as_table();
     FT_CHECK_ARG(t != nullptr, where << ": expected a table");
-    toml_check_keys(*t, {"display", "aliases", "memory_gib", "bf16_tflops", "hbm_gbs", "link_busbw_gbs", "network_busbw_gbs",
+    toml_check_keys(*t, {"display", "aliases", "memory_gib", "bf16_tflops", "fp32_tflops", "hbm_gbs", "link_busbw_gbs", "network_busbw_gbs",
                          "gpus_per_node", "efficiency", "price_per_hour"},
                     where);
     GpuSpec g;
@@ -41,6 +41,7 @@ GpuCatalog GpuCatalog::parse(const std::string& text, const std::string& origin)
     for (auto& a : g.aliases) a = to_lower(a);
     g.memory_gib = toml_get<double>(*t, "memory_gib", where);
     g.bf16_tflops = toml_get<double>(*t, "bf16_tflops", where);
+    g.fp32_tflops = toml_get_or<double>(*t, "fp32_tflops", g.bf16_tflops / 16, where);  // (A100: 312 / 19.5)
     g.hbm_gbs = toml_get<double>(*t, "hbm_gbs", where);
     g.link_busbw_gbs = toml_get<double>(*t, "link_busbw_gbs", where);
     g.network_busbw_gbs = toml_get<double>(*t, "network_busbw_gbs", where);
@@ -49,13 +50,13 @@ GpuCatalog GpuCatalog::parse(const std::string& text, const std::string& origin)
     g.gpus_per_node = int(per_node);
     g.efficiency = toml_get_or<double>(*t, "efficiency", 0.4, where);
     g.price_per_hour = toml_get<double>(*t, "price_per_hour", where);
-    toml_check_finite({{"memory_gib", g.memory_gib}, {"bf16_tflops", g.bf16_tflops}, {"hbm_gbs", g.hbm_gbs},
+    toml_check_finite({{"memory_gib", g.memory_gib}, {"bf16_tflops", g.bf16_tflops}, {"fp32_tflops", g.fp32_tflops}, {"hbm_gbs", g.hbm_gbs},
                        {"link_busbw_gbs", g.link_busbw_gbs}, {"network_busbw_gbs", g.network_busbw_gbs},
                        {"efficiency", g.efficiency}, {"price_per_hour", g.price_per_hour}},
                       where);
-    FT_CHECK_ARG(g.memory_gib > 0 && g.bf16_tflops > 0 && g.hbm_gbs > 0 && g.link_busbw_gbs > 0 &&
+    FT_CHECK_ARG(g.memory_gib > 0 && g.bf16_tflops > 0 && g.fp32_tflops > 0 && g.hbm_gbs > 0 && g.link_busbw_gbs > 0 &&
                      g.network_busbw_gbs > 0,
-                 where << ": memory_gib, bf16_tflops, hbm_gbs, link_busbw_gbs and network_busbw_gbs must be positive");
+                 where << ": memory_gib, bf16_tflops, fp32_tflops, hbm_gbs, link_busbw_gbs and network_busbw_gbs must be positive");
     FT_CHECK_ARG(g.memory_gib <= kMaxGpuMemoryGib, where << ": memory_gib must be at most " << kMaxGpuMemoryGib << ", got " << g.memory_gib);
     FT_CHECK_ARG(g.efficiency >= kMinEfficiency && g.efficiency <= 1, where << ": efficiency must be in [" << kMinEfficiency << ", 1]");
     FT_CHECK_ARG(g.price_per_hour >= 0 && g.price_per_hour <= 1e9, where << ": price_per_hour must be 0..1e9");

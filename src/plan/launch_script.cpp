@@ -109,8 +109,9 @@ std::string run_config_text(const PlanRequest& req, const Candidate& c, const Mo
      << "lr = 2e-5   # typical for full fine-tuning: tune it\nmin_lr = 2e-6\n"
      << "warmup_steps = " << std::min<int64_t>(steps - 1, std::max<int64_t>(0, steps / 20)) << "\n"
      << "loss_chunk = " << s.loss_chunk << "   # tokens per loss chunk, as planned (0: all logits at once)\n"
-     << "peak_tflops = " << req.hardware[c.hardware].gpu.bf16_tflops << "   # " << req.hardware[c.hardware].gpu.name
-     << "'s bf16 peak, the mfu metric's\n\n[parallel]\n"
+     << "peak_tflops = " << (s.precision == Precision::Fp32 ? req.hardware[c.hardware].gpu.fp32_tflops : req.hardware[c.hardware].gpu.bf16_tflops)
+     << "   # " << req.hardware[c.hardware].gpu.name << "'s " << (s.precision == Precision::Fp32 ? "fp32" : "bf16")
+     << " peak, the mfu metric's\n\n[parallel]\n"
      << "device = \"auto\"\nshard = \"" << stage_name(s.stage) << "\"\n";
   if (s.stage == Stage::Hybrid) os << "shard_group = " << s.shard_group << "\n";
   os << "precision = \"" << precision_name(s.precision) << "\"\nreduce_dtype = \"" << float_type_name(s.reduce_dtype) << "\"\n"

@@ -103,6 +103,7 @@ bool preferred(const Candidate& a, const Candidate& b, Objective o, double best_
 Hardware hardware_for(const HardwareOption& option, const PlanRequest& req) {
   Hardware h;
   h.peak_tflops = option.gpu.bf16_tflops;
+  h.fp32_peak_tflops = option.gpu.fp32_tflops;
   h.efficiency = req.mfu.value_or(option.gpu.efficiency);
   h.hbm_gbs = option.gpu.hbm_gbs;
   h.link_busbw_gbs = option.gpu.link_busbw_gbs;

@@ -108,11 +108,14 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
       (k > 0 ? "; with " + std::to_string(k) + " layer(s) recomputed (one more forward each, " + num(layer_forward) + ") " +
                    num(t.hw_flops_per_token) : ""));
 
-  const double rate = hw.peak_tflops * 1e12 * hw.efficiency;
+  // (fp32 matmuls run without tensor cores: the runtime leaves TF32 off, as PyTorch does)
+  const bool fp32 = s.precision == Precision::Fp32 && hw.fp32_peak_tflops > 0;
+  const double peak = fp32 ? hw.fp32_peak_tflops : hw.peak_tflops;
+  const double rate = peak * 1e12 * hw.efficiency;
   const double tokens_micro = double(s.micro_batch) * double(s.seq_len);
   t.compute_s_per_micro = tokens_micro * t.hw_flops_per_token / rate;
-  if (explain) say("compute/micro-batch = b*s " + num(tokens_micro) + " x " + num(t.hw_flops_per_token) + " / (" + num(hw.peak_tflops) +
-      " TFLOP/s x efficiency " + num(hw.efficiency) + ") = " + num(t.compute_s_per_micro) + " s");
+  if (explain) say("compute/micro-batch = b*s " + num(tokens_micro) + " x " + num(t.hw_flops_per_token) + " / (" + num(peak) +
+      " TFLOP/s " + (fp32 ? "fp32" : "bf16") + " x efficiency " + num(hw.efficiency) + ") = " + num(t.compute_s_per_micro) + " s");
 
   const int n = s.shard_group;
   const UnitLayout u = unit_layout(m, n, shard_alignment(s.optimizer));
@@ -147,7 +150,7 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
   const int gpus = s.data_parallel();
   t.tokens_per_step = tokens_micro * double(w.grad_accum) * gpus;
   t.tokens_per_s = t.tokens_per_step / t.step_s;
-  t.mfu = t.tokens_per_s * t.flops_per_token / (hw.peak_tflops * 1e12 * gpus);
+  t.mfu = t.tokens_per_s * t.flops_per_token / (peak * 1e12 * gpus);
   t.steps = static_cast<int64_t>(std::ceil(w.total_tokens / t.tokens_per_step));
   t.total_s = double(t.steps) * t.step_s;
   t.gpu_hours = t.total_s / 3600.0 * gpus;

@@ -295,3 +295,23 @@ TEST(Search, AutoLossChunkFollowsEachCandidatesMicroBatch) {
   EXPECT_GT(default_loss_chunk(req.model, 16 * 512), 0) << "16 of them are";
   EXPECT_LE(at(16, 512), at(16, 1024));
 }
+
+// Precision fp32 computes without tensor cores (TF32 stays off): priced at the catalog's plain fp32
+// peak, with its MFU against that peak; the emitted run.toml says so.
+TEST(Time, Fp32IsPricedAtThePlainFp32Peak) {
+  const GpuSpec g = catalog().find("h100-80gb-sxm");
+  ASSERT_GT(g.fp32_tflops, 0);
+  ASSERT_LT(g.fp32_tflops, g.bf16_tflops / 10);
+  PlanRequest req;
+  const Hardware hw = hardware_for({"", g, g.gpus_per_node, 64}, req);
+  const ModelSpec m = preset_model("qwen2.5-0.5b");
+  RunSetup s;
+  s.seq_len = 1024;
+  s.micro_batch = 2;
+  const TimeEstimate bf16 = estimate_time(m, s, hw, {1e7, 1});
+  s.precision = Precision::Fp32;
+  const TimeEstimate fp32 = estimate_time(m, s, hw, {1e7, 1});
+  EXPECT_NEAR(fp32.compute_s_per_micro / bf16.compute_s_per_micro, g.bf16_tflops / g.fp32_tflops, 1e-9);
+  EXPECT_GT(fp32.step_s, 8 * bf16.step_s);
+  EXPECT_NEAR(fp32.mfu, fp32.tokens_per_s * fp32.flops_per_token / (g.fp32_tflops * 1e12), 1e-12);
+}

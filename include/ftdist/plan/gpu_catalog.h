@@ -17,6 +17,7 @@ struct GpuSpec {
   std::vector<std::string> aliases;
   double memory_gib = 0;
   double bf16_tflops = 0;
+  double fp32_tflops = 0;  // plain fp32 (no tensor cores: ftdist leaves TF32 off); catalog default bf16 / 16
   double hbm_gbs = 0;
   double link_busbw_gbs = 0;     // intra-node collectives
   double network_busbw_gbs = 0;  // across nodes, per GPU

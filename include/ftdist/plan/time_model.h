@@ -21,6 +21,7 @@ namespace ftdist::plan {
 
 struct Hardware {
   double peak_tflops = 0;        // dense bf16 per GPU
+  double fp32_peak_tflops = 0;   // plain fp32 per GPU (precision fp32); 0: peak_tflops
   double efficiency = 0.4;       // MFU reached on compute
   double hbm_gbs = 0;
   double link_busbw_gbs = 0;     // inside a node
