@@ -45,11 +45,11 @@ double add_comm_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, 
     case Stage::Full:
     case Stage::Hybrid:
       // forward gathers every unit, backward gathers the layers (and the head) again; gradients
-      // reduce-scatter once
-      t.comm_s_per_micro = gather_s((all_elems + layers_bytes) * c, n, hw) + gather_s(all_elems * r, n, hw);
+      // reduce-scatter once (with no_sync once per step, below)
+      t.comm_s_per_micro = gather_s((all_elems + layers_bytes) * c, n, hw) + (s.no_sync ? 0.0 : gather_s(all_elems * r, n, hw));
       if (explain) say("comm/micro-batch (full) = all-gather (fwd all units + bwd layers) " + num((all_elems + layers_bytes) * c) +
-          " B + reduce-scatter " + num(all_elems * r) + " B, x (N-1)/N over " + num(busbw(n, hw) / 1e9) + " GB/s = " +
-          num(t.comm_s_per_micro) + " s");
+          (s.no_sync ? std::string(" B") : " B + reduce-scatter " + num(all_elems * r) + " B") + ", x (N-1)/N over " +
+          num(busbw(n, hw) / 1e9) + " GB/s = " + num(t.comm_s_per_micro) + " s");
       if (s.stage == Stage::Hybrid && s.replicas > 1) {
         const double shard_bytes = double(u.shard_numel()) * float_type_bytes(s.grad_accum_dtype);
         t.comm_s_per_step = all_reduce_s(shard_bytes, s.replicas, hw.network_busbw_gbs * 1e9);
@@ -58,14 +58,15 @@ double add_comm_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, 
       }
       break;
     case Stage::GradOp:
-      t.comm_s_per_micro = gather_s(all_elems * c, n, hw) + gather_s(all_elems * r, n, hw);
-      if (explain) say("comm/micro-batch (grad-op) = all-gather " + num(all_elems * c) + " B + reduce-scatter " + num(all_elems * r) +
-          " B, x (N-1)/N = " + num(t.comm_s_per_micro) + " s");
+      t.comm_s_per_micro = gather_s(all_elems * c, n, hw) + (s.no_sync ? 0.0 : gather_s(all_elems * r, n, hw));
+      if (explain) say("comm/micro-batch (grad-op) = all-gather " + num(all_elems * c) + " B" +
+          (s.no_sync ? std::string() : " + reduce-scatter " + num(all_elems * r) + " B") + ", x (N-1)/N = " + num(t.comm_s_per_micro) + " s");
       break;
     case Stage::Optimizer:
-      t.comm_s_per_step = gather_s(all_elems * c, n, hw) * 2.0;
-      if (explain) say("comm/step (optimizer) = reduce-scatter of full bf16 grads + all-gather of updated params, " +
-          num(all_elems * c) + " B each, x (N-1)/N = " + num(t.comm_s_per_step) + " s");
+      t.comm_s_per_step = gather_s(all_elems * r, n, hw) + gather_s(all_elems * c, n, hw);
+      if (explain) say("comm/step (optimizer) = reduce-scatter of the gradients in " + std::string(float_type_name(s.reduce_dtype)) + " " +
+          num(all_elems * r) + " B + all-gather of the updated " + (c == 4.0 ? "fp32" : "bf16") + " parameters " + num(all_elems * c) +
+          " B, x (N-1)/N = " + num(t.comm_s_per_step) + " s");
       break;
     case Stage::None: {
       const int dp = s.data_parallel();
@@ -76,7 +77,15 @@ double add_comm_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, 
       break;
     }
   }
-
+  // no_sync (sharded stages): the gradients accumulate unsharded and reduce-scatter once, in the
+  // step's last backward, which hides it as the all-reduce of `none` is hidden.
+  if (s.no_sync && (s.stage == Stage::Full || s.stage == Stage::Hybrid || s.stage == Stage::GradOp)) {
+    const double once = gather_s(all_elems * r, n, hw);
+    t.comm_s_per_step += once;
+    per_step_hidden_by = t.compute_s_per_micro * 2.0 / 3.0;
+    if (explain) say("comm/step (no_sync) += reduce-scatter " + num(all_elems * r) + " B once, x (N-1)/N = " + num(once) +
+                     " s, overlapped with the last backward");
+  }
   return per_step_hidden_by;
 }
 

@@ -315,3 +315,35 @@ TEST(Time, Fp32IsPricedAtThePlainFp32Peak) {
   EXPECT_GT(fp32.step_s, 8 * bf16.step_s);
   EXPECT_NEAR(fp32.mfu, fp32.tokens_per_s * fp32.flops_per_token / (g.fp32_tflops * 1e12), 1e-12);
 }
+
+// no_sync reduce-scatters once per step, not once per micro-batch; the optimizer stage's gradients
+// travel in the reduce dtype.
+TEST(Time, NoSyncReducesOncePerStepAndTheOptimizerStageReducesInTheReduceDtype) {
+  const GpuSpec g = catalog().find("h100-80gb-sxm");
+  PlanRequest req;
+  const Hardware hw = hardware_for({"", g, g.gpus_per_node, 64}, req);
+  const ModelSpec m = preset_model("llama-3.1-8b");
+  RunSetup s;
+  s.seq_len = 1024;
+  s.micro_batch = 1;
+  s.shard_group = 8;
+  for (Stage stage : {Stage::Full, Stage::GradOp}) {
+    s.stage = stage;
+    s.no_sync = false;
+    const TimeEstimate each = estimate_time(m, s, hw, {1e7, 4});
+    s.no_sync = true;
+    const TimeEstimate once = estimate_time(m, s, hw, {1e7, 4});
+    EXPECT_LT(once.comm_s_per_micro, each.comm_s_per_micro) << stage_name(stage);
+    EXPECT_GT(once.comm_s_per_step, each.comm_s_per_step) << stage_name(stage);
+    // 4 micro-batches' reduce-scatters become one
+    EXPECT_NEAR(4 * (each.comm_s_per_micro - once.comm_s_per_micro), 4 * (once.comm_s_per_step - each.comm_s_per_step), 1e-9)
+        << stage_name(stage);
+  }
+  s.stage = Stage::Optimizer;
+  s.no_sync = false;
+  s.reduce_dtype = FloatType::Bf16;
+  const TimeEstimate bf16 = estimate_time(m, s, hw, {1e7, 1});
+  s.reduce_dtype = FloatType::Fp32;
+  const TimeEstimate fp32 = estimate_time(m, s, hw, {1e7, 1});
+  EXPECT_NEAR(fp32.comm_s_per_step / bf16.comm_s_per_step, 1.5, 1e-6);  // (4 + 2) / (2 + 2) bytes per element
+}
