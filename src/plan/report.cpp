@@ -73,8 +73,12 @@ nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c
   for (MemCategory cat : all_mem_categories()) mem[mem_category_name(cat)] = c.memory[cat];
   mem["total"] = c.memory.total();
   const HardwareOption& hw = req.hardware[c.hardware];
+  // A candidate the search never laid out (its global batch or shard group rules it out:
+  // rejected_because says why) has no memory, time or cost: null, never 0.
+  const bool laid_out = c.needed_bytes() > 0;
+  auto known = [&](auto v) { return laid_out ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
   // The workload's totals, or null without a workload (rates only).
-  auto totals = [&](double v) { return req.total_tokens > 0 ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
+  auto totals = [&](double v) { return req.total_tokens > 0 ? known(v) : nlohmann::ordered_json(nullptr); };
   nlohmann::ordered_json j = {
       {"gpus", c.gpus},
       {"nodes", c.nodes},
@@ -85,22 +89,22 @@ nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c
       {"micro_batch", c.setup.micro_batch},
       {"grad_accum", c.grad_accum},
       {"checkpointing", activation_checkpointing_name(c.setup.activation_checkpointing)},
-      {"memory_per_gpu_bytes", mem},
-      {"host_memory_bytes", c.memory.host.total()},
-      {"host_memory", {{"per_rank_load_peak_bytes", c.host.load_peak},
-                       {"per_rank_steady_bytes", c.host.steady},
-                       {"ranks_per_node", c.host.ranks_per_node},
-                       {"per_node_load_peak_bytes", c.host.node_load_peak()},
-                       {"per_node_steady_bytes", c.host.node_steady()}}},
+      {"memory_per_gpu_bytes", known(mem)},
+      {"host_memory_bytes", known(c.memory.host.total())},
+      {"host_memory", known(nlohmann::ordered_json{{"per_rank_load_peak_bytes", c.host.load_peak},
+                                                   {"per_rank_steady_bytes", c.host.steady},
+                                                   {"ranks_per_node", c.host.ranks_per_node},
+                                                   {"per_node_load_peak_bytes", c.host.node_load_peak()},
+                                                   {"per_node_steady_bytes", c.host.node_steady()}})},
       {"gpu_memory_bytes", c.gpu_memory_bytes},
       {"usable_memory_bytes", c.usable_bytes},
       {"fits", c.fits},
-      {"time", {{"step_s", c.time.step_s}, {"tokens_per_s", c.time.tokens_per_s}, {"total_s", totals(c.time.total_s)},
+      {"time", {{"step_s", known(c.time.step_s)}, {"tokens_per_s", known(c.time.tokens_per_s)}, {"total_s", totals(c.time.total_s)},
                 {"epoch_s", totals(c.time.total_s / req.epochs)},
-                {"steps", totals(double(c.time.steps))}, {"mfu", c.time.mfu}, {"exposed_comm_s_per_step", c.time.exposed_comm_s}}},
+                {"steps", totals(double(c.time.steps))}, {"mfu", known(c.time.mfu)}, {"exposed_comm_s_per_step", known(c.time.exposed_comm_s)}}},
       {"gpu_hours", totals(c.time.gpu_hours)},
       {"cost_usd", totals(c.time.cost_usd)},
-      {"cost_per_mtok_usd", c.time.cost_per_mtok_usd},
+      {"cost_per_mtok_usd", known(c.time.cost_per_mtok_usd)},
   };
   if (c.needed_bytes() > 0) {  // laid out: the step's peak as a timeline (the phase and what is alive then), what `fits` compares
     nlohmann::ordered_json at = nlohmann::ordered_json::object();
@@ -324,6 +328,12 @@ std::vector<int> shown_candidates(const PlanReport& r, int focus, int* hidden) {
                                                                        : c.time.total_s < b.time.total_s))
                        : (!b.fits && c.needed_bytes() < b.needed_bytes());
     if (take) it->second = i;
+  }
+  // (the recommendation is its group's row, though a variant of it within the near-tie of the cost
+  // chose it by more memory left)
+  if (res.recommended >= 0) {
+    const Candidate& c = res.candidates[res.recommended];
+    best[std::make_tuple(c.hardware, c.gpus, int(c.setup.stage))] = res.recommended;
   }
   const int limit_gpus = focus >= 0 ? std::max(8, res.candidates[focus].gpus * 4) : 64;
   std::vector<int> shown;

@@ -347,3 +347,40 @@ TEST(Time, NoSyncReducesOncePerStepAndTheOptimizerStageReducesInTheReduceDtype) 
   const TimeEstimate fp32 = estimate_time(m, s, hw, {1e7, 1});
   EXPECT_NEAR(fp32.comm_s_per_step / bf16.comm_s_per_step, 1.5, 1e-6);  // (4 + 2) / (2 + 2) bytes per element
 }
+
+// The candidates table shows the recommendation as its group's row, also where a cheaper variant of
+// the same GPU count and stage lost to it on the near-tie rule (more memory left).
+TEST(Report, TheTableShowsTheRecommendedRow) {
+  for (const char* model : {"qwen3-0.6b", "qwen2.5-0.5b", "mistral-7b"}) {
+    PlanRequest req = worked_example();
+    req.model = preset_model(model);
+    req.total_tokens = 1e8;
+    PlanResult res = search(req);
+    ASSERT_GE(res.recommended, 0) << model;
+    PlanReport report{req, res, {}, nlohmann::ordered_json::object(), "test", "launch"};
+    EXPECT_NE(plan_table(report).find("<- recommended"), std::string::npos) << model;
+  }
+}
+
+// A candidate never laid out (the global batch rules it out) has null memory, time and cost in
+// --json, never 0 (a consumer sorting by cost would pick it).
+TEST(Report, CandidatesNeverLaidOutHaveNullNumbers) {
+  PlanRequest req = worked_example();
+  req.global_batch = 6;  // not a multiple of micro-batch x GPUs for most layouts
+  PlanResult res = search(req);
+  PlanReport report{req, res, {}, nlohmann::ordered_json::object(), "test", "launch"};
+  const nlohmann::ordered_json j = plan_json(report);
+  int never = 0;
+  for (const auto& c : j["candidates"]) {
+    if (c.contains("needed_bytes")) {
+      EXPECT_GT(c["time"]["step_s"].get<double>(), 0);
+      continue;
+    }
+    ++never;
+    for (const char* k : {"memory_per_gpu_bytes", "host_memory_bytes", "host_memory", "cost_usd", "cost_per_mtok_usd", "gpu_hours"})
+      EXPECT_TRUE(c[k].is_null()) << k << " = " << c[k].dump();
+    for (const char* k : {"step_s", "tokens_per_s", "total_s", "steps", "mfu"}) EXPECT_TRUE(c["time"][k].is_null()) << k;
+    EXPECT_TRUE(c.contains("rejected_because"));
+  }
+  EXPECT_GT(never, 0);
+}
