@@ -380,23 +380,44 @@ void write_emitted(const std::string& path, const std::string& text, const std::
   write_text_file_atomic(path, text, what);
 }
 
+// The absolute paths --emit's files name: this ftdist binary, the launcher beside its source tree's
+// build/ (or beside it when installed), and the emitted run.toml and hostfile.
+LaunchPaths emitted_paths(const std::string& dir) {
+  LaunchPaths p;
+  const std::string abs = absolute_path(dir);
+  p.config = abs + "/run.toml";
+  p.hostfile = abs + "/hostfile";
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) return p;
+  p.ftdist = std::string(exe, size_t(n));
+  const std::string bin = directory_of(p.ftdist);
+  for (const std::string& launcher : {directory_of(bin) + "/launch/ftdist-mpirun", bin + "/ftdist-mpirun"})
+    if (file_exists(launcher)) {
+      p.launcher = launcher;
+      break;
+    }
+  return p;
+}
+
 // --emit slurm | mpirun: the launch files of candidate `c` in `dir`, and the run config they train.
 void emit_launch_files(const PlanRequest& req, const Candidate& c, const ModelSource& model, const std::string& emit,
                        const std::string& dir) {
   FT_CHECK_ARG(is_directory(dir), "--emit-dir: '" << dir << "' is not a directory");
   const std::string run_toml = run_config_text(req, c, model);  // refuses what ftdist train cannot run, before writing
   const std::string what = "--emit " + emit;
+  const LaunchPaths paths = emitted_paths(dir);
   if (emit == "slurm") {
-    write_emitted(dir + "/ftdist.sbatch", sbatch_text(req, c), what);
+    write_emitted(dir + "/ftdist.sbatch", sbatch_text(req, c, paths), what);
     write_emitted(dir + "/run.toml", run_toml, what);
     std::fprintf(stderr, "wrote %s/ftdist.sbatch and %s/run.toml (set data.train, then: sbatch %s/ftdist.sbatch)\n", dir.c_str(),
                  dir.c_str(), dir.c_str());
   } else {
     write_emitted(dir + "/hostfile", hostfile_text(c), what);
-    write_emitted(dir + "/launch.sh", "#!/bin/bash\n" + std::string(kEmittedMarker) + "\n" + mpirun_command(req, c) + "\n", what);
+    write_emitted(dir + "/launch.sh", "#!/bin/bash\n" + std::string(kEmittedMarker) + "\n" + mpirun_command(req, c, paths) + "\n", what);
     write_emitted(dir + "/run.toml", run_toml, what);
-    std::fprintf(stderr, "wrote %s/hostfile, %s/launch.sh and %s/run.toml (set data.train, then: %s)\n", dir.c_str(), dir.c_str(),
-                 dir.c_str(), mpirun_command(req, c).c_str());
+    std::fprintf(stderr, "wrote %s/hostfile, %s/launch.sh and %s/run.toml (set data.train, then: bash %s/launch.sh)\n", dir.c_str(),
+                 dir.c_str(), dir.c_str(), dir.c_str());
   }
 }
 

@@ -37,11 +37,11 @@ std::string run_name(const ModelSource& model) {
 
 }  // namespace
 
-std::string mpirun_command(const PlanRequest&, const Candidate& c) {
+std::string mpirun_command(const PlanRequest&, const Candidate& c, const LaunchPaths& paths) {
   std::ostringstream os;
-  os << "launch/ftdist-mpirun -np " << c.gpus;
-  if (c.nodes > 1) os << " --hostfile hostfile";
-  os << " build/ftdist train --config run.toml";
+  os << paths.launcher << " -np " << c.gpus;
+  if (c.nodes > 1) os << " --hostfile " << paths.hostfile;
+  os << " " << paths.ftdist << " train --config " << paths.config;
   return os.str();
 }
 
@@ -57,7 +57,7 @@ std::string hostfile_text(const Candidate& c) {
   return os.str();
 }
 
-std::string sbatch_text(const PlanRequest& req, const Candidate& c) {
+std::string sbatch_text(const PlanRequest& req, const Candidate& c, const LaunchPaths& paths) {
   int per_node = c.nodes > 0 ? c.gpus / c.nodes : c.gpus;
   double hours = c.time.total_s / 3600.0 * 1.2 + 0.25;  // 20% + 15 min of slack over the estimate
   // Slurm's days-hours:minutes:seconds, in 64 bits (a year-long estimate still reads as one).
@@ -78,7 +78,7 @@ std::string sbatch_text(const PlanRequest& req, const Candidate& c) {
      << "#SBATCH --signal=TERM@300   # every rank gets SIGTERM 5 min before the time limit: it saves and stops\n"
      << "set -euo pipefail\n"
      << "# each rank binds GPU = SLURM_LOCALID; NCCL bootstraps over MPI (PMIx)\n"
-     << "srun --mpi=pmix build/ftdist train --config run.toml\n";
+     << "srun --mpi=pmix " << paths.ftdist << " train --config " << paths.config << "\n";
   return os.str();
 }
 

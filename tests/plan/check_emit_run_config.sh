@@ -5,11 +5,14 @@
 # it did not write.
 set -u
 ftdist=$1 mpirun=$2 work=$3
+ftdist_abs=$(readlink -f "$ftdist")
 fail() { echo "FAIL: $*"; exit 1; }
 rm -rf "$work"; mkdir -p "$work/emit"
 plan=("$ftdist" plan --model-config examples/tiny/config.json --gpu a100-80gb --seq-len 64 --examples 2000 --optimizer adamw-8bit)
 "${plan[@]}" --emit mpirun --emit-dir "$work/emit" >"$work/plan.log" 2>&1 || { tail -5 "$work/plan.log"; fail "plan --emit"; }
 planned=$(grep '^# planned:' "$work/emit/run.toml") || fail "no '# planned:' line in run.toml"
+# launch.sh names the emitted run.toml and this binary by absolute paths: it runs from any directory.
+grep -qF -- "$ftdist_abs train --config $(cd "$work/emit" && pwd)/run.toml" "$work/emit/launch.sh" || { cat "$work/emit/launch.sh"; fail "launch.sh does not name run.toml and ftdist by absolute paths"; }
 np=$(sed -nE 's/.*on ([0-9]+) x .*/\1/p' <<<"$planned")
 shard=$(sed -nE 's/.*shard ([a-z-]+),.*/\1/p' <<<"$planned")
 mb=$(sed -nE 's/^micro_batch = ([0-9]+)/\1/p' "$work/emit/run.toml")

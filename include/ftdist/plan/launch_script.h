@@ -9,9 +9,17 @@
 
 namespace ftdist::plan {
 
-std::string mpirun_command(const PlanRequest& request, const Candidate& c);
+// The paths a launch line names: as seen from the source tree by default; --emit writes absolute
+// ones, so that its files run from any directory.
+struct LaunchPaths {
+  std::string ftdist = "build/ftdist";
+  std::string launcher = "launch/ftdist-mpirun";
+  std::string config = "run.toml";
+  std::string hostfile = "hostfile";
+};
+std::string mpirun_command(const PlanRequest& request, const Candidate& c, const LaunchPaths& paths = {});
 std::string hostfile_text(const Candidate& c);  // node01 slots=8 ... (placeholders to edit)
-std::string sbatch_text(const PlanRequest& request, const Candidate& c);
+std::string sbatch_text(const PlanRequest& request, const Candidate& c, const LaunchPaths& paths = {});
 
 // How the model was given to the planner, for run.toml's [model]: a preset name, a config.json
 // (random init), or a Hugging Face model directory (its weights are fine-tuned).
