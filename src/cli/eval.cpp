@@ -110,6 +110,18 @@ void write_loaded_model(const std::string& out, const model::LlamaModel& model, 
   io::save_hf_model(out, weights.config_text(), named);
 }
 
+// The tokenizer of text lines: --tokenizer, else the model directory's own, as training on it takes
+// it; a model directory without one reads token ids only (its vocabulary is not bytes).
+std::unique_ptr<data::Tokenizer> text_tokenizer(const std::string& given, const std::string& model_dir, int rank) {
+  const std::string path = given.empty() ? data::tokenizer_file_of(model_dir) : given;
+  if (!path.empty() && rank == 0) FT_LOG_INFO("eval: text lines are tokenized by " << path);
+  if (!given.empty()) return data::load_tokenizer(path, "--tokenizer");
+  if (path.empty())
+    return data::missing_tokenizer("--model '" + model_dir + "' holds no tokenizer (tokenizer.json, tokenizer.model), and text lines "
+                                   "need one: give --tokenizer, or the data as token ids");
+  return data::load_tokenizer_when_used(path, model_dir + " tokenizer");
+}
+
 }  // namespace
 
 int eval_main(int argc, char** argv) {
@@ -134,16 +146,7 @@ int eval_main(int argc, char** argv) {
   FT_CHECK_ARG(!dump || comm->size() == 1, "--dump-logits works on one rank; run without mpirun");
   // The data first: a bad file stops the run before anything is loaded or written.
   int64_t truncated = 0;
-  // (text lines take the model directory's own tokenizer, as training on it does)
-  const std::string given = args["tokenizer"].as<std::string>();
-  const std::string tokenizer_path = given.empty() ? data::tokenizer_file_of(weights->dir()) : given;
-  // (a model directory without a tokenizer reads token ids only: its vocabulary is not bytes)
-  const std::unique_ptr<data::Tokenizer> tokenizer =
-      !given.empty()           ? data::load_tokenizer(tokenizer_path, "--tokenizer")
-      : tokenizer_path.empty() ? data::missing_tokenizer("--model '" + weights->dir() + "' holds no tokenizer (tokenizer.json, "
-                                                         "tokenizer.model), and text lines need one: give --tokenizer, or the data as token ids")
-                               : data::load_tokenizer_when_used(tokenizer_path, weights->dir() + " tokenizer");
-  if (!tokenizer_path.empty() && comm->rank() == 0) FT_LOG_INFO("eval: text lines are tokenized by " << tokenizer_path);
+  const std::unique_ptr<data::Tokenizer> tokenizer = text_tokenizer(args["tokenizer"].as<std::string>(), weights->dir(), comm->rank());
   std::vector<data::Document> examples = rank_documents(args["data"].as<std::string>(), spec.vocab, *tokenizer,
                                                         args["seq-len"].as<int64_t>(), comm->rank(), comm->size(), &truncated);
   at::Device device(at::kCPU);

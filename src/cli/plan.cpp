@@ -107,8 +107,28 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
   for (const GpuSpec& g : catalog.gpus())
     if (double(g.memory_bytes()) * (1.0 - req.headroom) >= double(need)) bigger.push_back(g.name);
   if (!bigger.empty()) os << " GPUs with enough memory for that layout: " << join_or(bigger) << " (--gpu).";
-  if (req.gpus || req.nodes) os << " Let the planner choose the GPU count: --gpus auto.";
-  else if (c.gpus * 2 > req.max_gpus) os << " More GPUs than --max-gpus " << req.max_gpus << " may fit: raise it.";
+  // More GPUs help only down to what every rank holds whole (a layer gathered, activations,
+  // overheads): from the need on half the GPUs, need(N/2) = F + 2S and need(N) = F + S, that floor
+  // is F = 2 need(N) - need(N/2).
+  uint64_t half_need = 0;
+  for (const Candidate& o : res.candidates)
+    if (o.hardware == c.hardware && o.gpus * 2 == c.gpus && o.needed_bytes() > 0)
+      half_need = half_need == 0 ? o.needed_bytes() : std::min(half_need, o.needed_bytes());
+  const double floor = 2.0 * double(need) - double(half_need);
+  const bool more_can_fit = half_need == 0 || floor < double(c.usable_bytes);  // (0: no half to compare with)
+  if (req.stage == Stage::Hybrid)
+    os << " --shard hybrid shards within a shard group (a node) only: leave out --shard to shard across every GPU.";
+  else if (!more_can_fit)
+    os << " More GPUs will not fit it: however many, each holds about " << format_gib(std::max(floor, 0.0))
+       << " whole (from " << c.gpus / 2 << " to " << c.gpus << " GPUs the need falls only " << format_gib(double(half_need - need))
+       << ": the gathered layers, activations and overheads stay).";
+  else if (req.gpus || req.nodes) os << " Let the planner choose the GPU count: --gpus auto.";
+  else if (c.gpus * 2 > req.max_gpus && req.max_gpus < kMaxRanks) os << " More GPUs than --max-gpus " << req.max_gpus << " may fit: raise it.";
+  int batch_rejected = 0;
+  for (const Candidate& o : res.candidates) batch_rejected += o.rejected_because.rfind("global batch ", 0) == 0;
+  if (batch_rejected > 0)
+    os << " --global-batch " << req.global_batch << " rules out " << batch_rejected
+       << " layout(s) (it must be a multiple of micro-batch x GPUs): a multiple of 8, 16 or 64 leaves the planner more.";
   if (req.micro_batch && *req.micro_batch > 1) os << " Let the planner choose the micro-batch: leave out --micro-batch.";
   if (req.activation_checkpointing && req.activation_checkpointing->count(req.model.layers) < req.model.layers)
     os << " Let the planner checkpoint activations: --checkpointing auto.";
@@ -119,6 +139,14 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
     const uint64_t saved = c.memory[MemCategory::optimizer] - std::min(c.memory[MemCategory::optimizer], estimate_memory(req.model, q)[MemCategory::optimizer]);
     if (saved >= freed_gib_hundredth)
       os << " 8-bit AdamW states (--optimizer adamw-8bit, which ftdist train runs) free " << format_gib(double(saved)) << " per GPU in that layout.";
+  }
+  if (c.setup.loss_chunk == 0) {  // the whole loss at once: logits of every token of the micro-batch
+    RunSetup q = c.setup;
+    q.loss_chunk = 1024;
+    const uint64_t before = c.memory[MemCategory::logits], after = estimate_memory(req.model, q)[MemCategory::logits];
+    if (before > after && before - after >= freed_gib_hundredth)
+      os << " The loss in chunks (--loss-chunk 1024, which ftdist train runs as train.loss_chunk) frees " << format_gib(double(before - after))
+         << " of logits per GPU in that layout.";
   }
   const uint64_t offloadable = c.memory[MemCategory::master] + c.memory[MemCategory::optimizer];
   if (!req.base.offload_optimizer && offloadable >= freed_gib_hundredth)
@@ -163,7 +191,7 @@ void add_plan_options(cxxopts::Options& options) {
       ("reduce-dtype", "gradient reduction dtype: fp32 | bf16", cxxopts::value<std::string>()->default_value("fp32"))
       ("grad-accum-dtype", "gradient shard dtype in bf16-mixed: fp32 | bf16", cxxopts::value<std::string>()->default_value("fp32"))
       ("optimizer", "adamw | adamw-8bit | sgd-momentum", cxxopts::value<std::string>()->default_value("adamw"))
-      ("checkpointing", "activation checkpointing: none | full | auto", cxxopts::value<std::string>()->default_value("auto"))
+      ("checkpointing", "activation checkpointing: none | full | K (the first K layers) | auto", cxxopts::value<std::string>()->default_value("auto"))
       ("attention", "flash | eager", cxxopts::value<std::string>()->default_value("flash"))
       ("offload", "keep master weights and optimizer states in host memory")
       ("no-sync", "accumulate unsharded fp32 gradients over micro-batches, reduce once per step")
@@ -241,6 +269,8 @@ void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   s.packed_documents = data::packing_from_name(args["packing"].as<std::string>(), "--packing") == data::Packing::Documents;
   const std::string chunk = args["loss-chunk"].as<std::string>();
   req.auto_loss_chunk = chunk == "auto";  // per candidate, for its micro-batch (below: a micro-batch of one)
+  FT_CHECK_ARG(chunk == "auto" || (!chunk.empty() && chunk[0] != '-'),
+               "--loss-chunk: expected auto, 0 (all logits at once) or a number of tokens per chunk, got '" << excerpt(chunk) << "'");
   s.loss_chunk = chunk == "auto" ? default_loss_chunk(req.model, s.seq_len)
                  : chunk == "0"  ? 0
                                  : int64_t(parse_count(chunk, "--loss-chunk"));
@@ -269,6 +299,8 @@ double read_workload(const cxxopts::ParseResult& args, PlanRequest& req) {
     const double e = args["packing-efficiency"].as<double>();
     FT_CHECK_ARG(e > 0 && e <= 1, "--packing-efficiency must be in (0, 1], got " << e);
     FT_CHECK_ARG(args.count("tokens"), "--packing-efficiency divides --tokens (the data's tokens); --examples already counts sequences");
+    FT_CHECK_ARG(req.base.packed_documents, "--packing-efficiency is for --packing documents: --packing stream fills every slot "
+                                            "with the data's tokens");
     tokens /= e;
   }
   req.total_tokens = tokens * epochs;
