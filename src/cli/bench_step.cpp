@@ -111,6 +111,20 @@ void print_timeline(const plan::ModelSpec& spec, const plan::RunSetup& setup, co
   }
 }
 
+// The peak the MFU column divides by: --peak-tflops, else the --gpu's from the catalog (its fp32
+// peak for precision fp32, which runs without tensor cores: TF32 stays off), else 0 (no MFU).
+double mfu_peak_tflops(const cxxopts::ParseResult& args, plan::Precision precision) {
+  if (args.count("peak-tflops")) {
+    const double peak = args["peak-tflops"].as<double>();
+    FT_CHECK_ARG(std::isfinite(peak) && peak > 0, "--peak-tflops: expected a positive TFLOP/s, got " << peak);
+    return peak;
+  }
+  if (!args.count("gpu")) return 0;
+  const plan::GpuCatalog catalog = plan::GpuCatalog::load_default();
+  const plan::GpuSpec& g = catalog.find(args["gpu"].as<std::string>());
+  return precision == plan::Precision::Fp32 ? g.fp32_tflops : g.bf16_tflops;
+}
+
 }  // namespace
 
 int bench_step_main(int argc, char** argv) {
@@ -129,12 +143,7 @@ int bench_step_main(int argc, char** argv) {
   const plan::Attention attention = args.count("attention") ? plan::attention_from_name(args["attention"].as<std::string>())
                                     : cuda                  ? plan::Attention::Flash
                                                             : plan::Attention::Eager;
-  double peak_tflops = 0;
-  if (args.count("peak-tflops")) {
-    peak_tflops = args["peak-tflops"].as<double>();
-    FT_CHECK_ARG(std::isfinite(peak_tflops) && peak_tflops > 0, "--peak-tflops: expected a positive TFLOP/s, got " << peak_tflops);
-  }
-  else if (args.count("gpu")) peak_tflops = plan::GpuCatalog::load_default().find(args["gpu"].as<std::string>()).bf16_tflops;
+  const double peak_tflops = mfu_peak_tflops(args, cfg.precision);
   const int64_t mb = args["micro-batch"].as<int64_t>(), seq = args["seq-len"].as<int64_t>();
   const int accum = args["grad-accum"].as<int>(), steps = args["steps"].as<int>(), warmup = args["warmup"].as<int>();
   FT_CHECK_ARG(mb >= 1 && mb <= plan::kMaxMicroBatch && seq >= 2 && seq <= plan::kMaxSeqLen && accum >= 1 && steps >= 1 && warmup >= 0,

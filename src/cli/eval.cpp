@@ -116,9 +116,7 @@ std::unique_ptr<data::Tokenizer> text_tokenizer(const std::string& given, const 
   const std::string path = given.empty() ? data::tokenizer_file_of(model_dir) : given;
   if (!path.empty() && rank == 0) FT_LOG_INFO("eval: text lines are tokenized by " << path);
   if (!given.empty()) return data::load_tokenizer(path, "--tokenizer");
-  if (path.empty())
-    return data::missing_tokenizer("--model '" + model_dir + "' holds no tokenizer (tokenizer.json, tokenizer.model), and text lines "
-                                   "need one: give --tokenizer, or the data as token ids");
+  if (path.empty()) return data::missing_tokenizer(model_dir, "--tokenizer");
   return data::load_tokenizer_when_used(path, model_dir + " tokenizer");
 }
 

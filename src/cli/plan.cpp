@@ -6,6 +6,7 @@
 #include <fstream>
 #include <algorithm>
 #include <cstdio>
+#include <set>
 #include <sstream>
 
 #include "commands.h"
@@ -117,18 +118,26 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
   const double floor = 2.0 * double(need) - double(half_need);
   const bool more_can_fit = half_need == 0 || floor < double(c.usable_bytes);  // (0: no half to compare with)
   if (req.stage == Stage::Hybrid)
-    os << " --shard hybrid shards within a shard group (a node) only: leave out --shard to shard across every GPU.";
-  else if (!more_can_fit)
+    os << " --shard hybrid shards the model states within a node only: without --shard the planner also shards them across "
+          "every GPU.";
+  if (!more_can_fit)
     os << " More GPUs will not fit it: however many, each holds about " << format_gib(std::max(floor, 0.0))
        << " whole (from " << c.gpus / 2 << " to " << c.gpus << " GPUs the need falls only " << format_gib(double(half_need - need))
        << ": the gathered layers, activations and overheads stay).";
   else if (req.gpus || req.nodes) os << " Let the planner choose the GPU count: --gpus auto.";
   else if (c.gpus * 2 > req.max_gpus && req.max_gpus < kMaxRanks) os << " More GPUs than --max-gpus " << req.max_gpus << " may fit: raise it.";
-  int batch_rejected = 0;
-  for (const Candidate& o : res.candidates) batch_rejected += o.rejected_because.rfind("global batch ", 0) == 0;
-  if (batch_rejected > 0)
-    os << " --global-batch " << req.global_batch << " rules out " << batch_rejected
-       << " layout(s) (it must be a multiple of micro-batch x GPUs): a multiple of 8, 16 or 64 leaves the planner more.";
+  // (a --global-batch that leaves a GPU count no layout at all: micro-batch x GPUs must divide it)
+  std::set<int> counts, laid_out;
+  for (const Candidate& o : res.candidates) {
+    if (o.rejected_because.rfind("global batch ", 0) == 0) counts.insert(o.gpus);
+    if (o.needed_bytes() > 0) laid_out.insert(o.gpus);
+  }
+  std::vector<std::string> excluded;
+  for (int n : counts)
+    if (!laid_out.count(n)) excluded.push_back(std::to_string(n));
+  if (!excluded.empty())
+    os << " --global-batch " << req.global_batch << " leaves no layout on " << join_or(excluded)
+       << " GPUs (it must be a multiple of micro-batch x GPUs).";
   if (req.micro_batch && *req.micro_batch > 1) os << " Let the planner choose the micro-batch: leave out --micro-batch.";
   if (req.activation_checkpointing && req.activation_checkpointing->count(req.model.layers) < req.model.layers)
     os << " Let the planner checkpoint activations: --checkpointing auto.";
@@ -414,19 +423,27 @@ void write_emitted(const std::string& path, const std::string& text, const std::
 
 // The absolute paths --emit's files name: this ftdist binary, the launcher beside its source tree's
 // build/ (or beside it when installed), and the emitted run.toml and hostfile.
+// (each quoted for the shell where it holds more than [A-Za-z0-9_./+:@%=,-])
 LaunchPaths emitted_paths(const std::string& dir) {
+  auto quoted = [](const std::string& path) {
+    if (!path.empty() && path.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./+:@%=,-") == std::string::npos)
+      return path;
+    std::string q = "'";
+    for (char ch : path) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+    return q + "'";
+  };
+  char buf[4096];
+  const std::string abs = dir == "." && ::getcwd(buf, sizeof(buf)) ? std::string(buf) : absolute_path(dir);
   LaunchPaths p;
-  const std::string abs = absolute_path(dir);
-  p.config = abs + "/run.toml";
-  p.hostfile = abs + "/hostfile";
-  char exe[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  p.config = quoted(abs + "/run.toml");
+  p.hostfile = quoted(abs + "/hostfile");
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   if (n <= 0) return p;
-  p.ftdist = std::string(exe, size_t(n));
-  const std::string bin = directory_of(p.ftdist);
+  const std::string exe(buf, size_t(n)), bin = directory_of(exe);
+  p.ftdist = quoted(exe);
   for (const std::string& launcher : {directory_of(bin) + "/launch/ftdist-mpirun", bin + "/ftdist-mpirun"})
     if (file_exists(launcher)) {
-      p.launcher = launcher;
+      p.launcher = quoted(launcher);
       break;
     }
   return p;

@@ -25,23 +25,25 @@ std::string token_text(const json& config, const char* key, const std::string& w
   return t["content"].get<std::string>();
 }
 
-// A named special token: a string, or an AddedToken object {"content": ..., "lstrip": ..., ...}.
-SpecialToken named_token(const json& t, const std::string& key, const std::string& where) {
+// A special token: a string, or an AddedToken object {"content": ..., "lstrip": ..., ...}. Where
+// "normalized" is unsaid: an added_tokens_decoder entry (`named` false) is normalized unless special,
+// as an AddedToken defaults; a named one (bos_token, ...) not, Transformers marking it special.
+SpecialToken named_token(const json& t, const std::string& key, const std::string& where, bool named = true) {
   FT_CHECK_ARG(t.is_string() || (t.is_object() && t.contains("content") && t["content"].is_string()),
                where << ": \"" << key << "\" must be a string or {\"content\": string}, got " << json_excerpt(t));
   if (t.is_string()) return {t.get<std::string>()};
   auto flag = [&](const char* name) { return t.contains(name) && t[name] == true; };
   SpecialToken out{t["content"].get<std::string>(), -1, flag("lstrip"), flag("rstrip")};
-  // (normalized unless special where unsaid, as an AddedToken defaults)
-  out.single_word = flag("single_word"), out.normalized = t.contains("normalized") ? flag("normalized") : !flag("special");
+  out.single_word = flag("single_word"), out.normalized = t.contains("normalized") ? flag("normalized") : !named && !flag("special");
   return out;
 }
 
 // The special tokens a config names, in the order Transformers 5 adds those its tokenizer lacks:
 // bos_token, eos_token, unk_token, sep_token, pad_token, cls_token, mask_token; any other "*_token"
 // key's, those given as {"content": ...} objects first (Transformers reads them later, into a
-// dictionary read first); the named ones of extra_special_tokens (a {name: token} object); then the
-// list of extra_special_tokens (or additional_special_tokens). Each once.
+// dictionary read first), then the strings with the named ones of extra_special_tokens (a {name:
+// token} object, which replaces a key of its name); then the list of extra_special_tokens (or
+// additional_special_tokens). Each once.
 std::vector<SpecialToken> named_tokens(const json& config, const std::string& where) {
   static const char* const kNamed[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
   std::vector<SpecialToken> out;
@@ -57,15 +59,23 @@ std::vector<SpecialToken> named_tokens(const json& config, const std::string& wh
   const json extra = config.contains(extra_key) ? config[extra_key] : json();
   FT_CHECK_ARG(extra.is_null() || extra.is_array() || extra.is_object(),
                where << ": \"" << extra_key << "\" must be a list of tokens or a {name: token} object, got " << json_excerpt(extra));
-  for (const bool objects : {true, false})
-    for (auto it = config.begin(); it != config.end(); ++it) {
-      const std::string& key = it.key();
-      const bool other = key.size() > 6 && key.compare(key.size() - 6, 6, "_token") == 0 &&
-                         std::none_of(std::begin(kNamed), std::end(kNamed), [&](const char* k) { return key == k; });
-      if (other && (objects ? it->is_object() && it->contains("content") : it->is_string())) add(*it, key);
-    }
+  // (the named ones of extra_special_tokens join the string-valued keys, one of the same name replaced)
+  std::vector<std::pair<std::string, json>> objects, strings;
+  for (auto it = config.begin(); it != config.end(); ++it) {
+    const std::string& key = it.key();
+    const bool other = key.size() > 6 && key.compare(key.size() - 6, 6, "_token") == 0 &&
+                       std::none_of(std::begin(kNamed), std::end(kNamed), [&](const char* k) { return key == k; });
+    if (other && it->is_object() && it->contains("content")) objects.emplace_back(key, *it);
+    if (other && it->is_string()) strings.emplace_back(key, *it);
+  }
   if (extra.is_object())
-    for (auto it = extra.begin(); it != extra.end(); ++it) add(*it, std::string(extra_key) + "." + it.key());
+    for (auto it = extra.begin(); it != extra.end(); ++it) {
+      const auto same = std::find_if(strings.begin(), strings.end(), [&](const auto& kv) { return kv.first == it.key(); });
+      if (same != strings.end()) same->second = *it;
+      else strings.emplace_back(it.key(), *it);
+    }
+  for (const auto* group : {&objects, &strings})
+    for (const auto& [key, t] : *group) add(t, key);
   if (extra.is_array())
     for (size_t k = 0; k < extra.size(); ++k) add(extra[k], std::string(extra_key) + "[" + std::to_string(k) + "]");
   return out;
@@ -162,7 +172,7 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
       // (ids past the SentencePiece model's pieces are the model's own, as Phi-3's 32000..32010 beside a
       // 32000-piece tokenizer.model: the model's vocabulary checks them where the data is read)
       FT_CHECK_ARG(id >= 0, config_path << ": added token " << t["content"] << " has id " << id << ", below 0");
-      SpecialToken special = named_token(t, "added_tokens_decoder." + it.key(), config_path);
+      SpecialToken special = named_token(t, "added_tokens_decoder." + it.key(), config_path, /*named=*/false);
       special.id = id, special.declared = true;
       chat->specials.push_back(std::move(special));
     }

@@ -49,7 +49,12 @@ class SentencePieceTokenizer : public Tokenizer {
     const sentencepiece::ImmutableSentencePieceText spt = sp_.EncodeAsImmutableProto(text);
     std::vector<TokenAt> out;
     out.reserve(spt.pieces_size());
-    for (const auto& p : spt.pieces()) out.push_back({int64_t(p.id()), size_t(p.begin())});
+    for (const auto& p : spt.pieces()) out.push_back({int64_t(p.id()), size_t(p.begin()), size_t(p.end())});
+    // A character split into byte-fallback pieces: SentencePiece gives all but the last an empty
+    // range at its start; each stands for the whole character, as in Transformers (a completion that
+    // starts with it trains every one of its bytes).
+    for (size_t i = out.size(); i-- > 1;)
+      if (out[i - 1].end == out[i - 1].start && out[i - 1].start == out[i].start) out[i - 1].end = out[i].end;
     return out;
   }
   int64_t piece_id(const std::string& piece) const override {
@@ -130,8 +135,11 @@ void write_byte_tokenizer_file(const std::string& dir) {
   write_text_file_atomic(dir + "/" + kByteTokenizerFile, "{\"tokenizer\": \"byte-level\"}\n", "tokenizer");
 }
 
-std::unique_ptr<Tokenizer> missing_tokenizer(const std::string& message) {
-  return std::make_unique<UnreadableTokenizer>(Error(ErrorKind::BadInput, message));
+std::unique_ptr<Tokenizer> missing_tokenizer(const std::string& dir, const std::string& setting) {
+  return std::make_unique<UnreadableTokenizer>(Error(
+      ErrorKind::BadInput, "text lines need a tokenizer, and the model directory '" + dir + "' holds none (tokenizer.json, " +
+                               "tokenizer.model, or for a model of ftdist's byte-level tokenizer " + kByteTokenizerFile +
+                               " holding {\"tokenizer\": \"byte-level\"}): set " + setting + ", or give the data as token ids"));
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer_when_used(const std::string& path, const std::string& what) {

@@ -30,15 +30,15 @@ void normal_pair(uint64_t key, uint64_t p, double* z0, double* z1) {
   *z1 = r * std::sin(t);
 }
 
-// dst[k] = 0.02 * z(key, first + k), k < n.
-void fill_normal(uint64_t key, int64_t first, int64_t n, float* dst) {
+// dst[k] = std * z(key, first + k), k < n.
+void fill_normal(uint64_t key, int64_t first, int64_t n, double std, float* dst) {
   at::parallel_for(0, n, 1 << 14, [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi;) {
       const int64_t i = first + k;
       double z[2];
       normal_pair(key, uint64_t(i) >> 1, &z[0], &z[1]);
-      dst[k++] = float(RandomInit::kStd * z[i & 1]);
-      if ((i & 1) == 0 && k < hi) dst[k++] = float(RandomInit::kStd * z[1]);  // the pair's second, while here
+      dst[k++] = float(std * z[i & 1]);
+      if ((i & 1) == 0 && k < hi) dst[k++] = float(std * z[1]);  // the pair's second, while here
     }
   });
 }
@@ -71,8 +71,13 @@ void RandomInit::read_unit_range(size_t unit, int64_t begin, const at::Tensor& o
       const int64_t numel = plan::shape_numel(t.shape);
       const int64_t a = std::max(lo, offset), b = std::min(hi, offset + numel);
       if (a < b) {
-        if (t.shape.size() >= 2) fill_normal(key, a, b - a, dst + (a - lo));
+        if (t.shape.size() >= 2) fill_normal(key, a, b - a, spec_.initializer_range, dst + (a - lo));
         else std::fill(dst + (a - lo), dst + (b - lo), t.name.find("norm") != std::string::npos ? 1.0f : 0.0f);
+        if (spec_.pad_token_id >= 0 && t.name == "model.embed_tokens.weight") {  // the pad row: 0
+          const int64_t p0 = std::max(a, offset + spec_.pad_token_id * spec_.hidden);
+          const int64_t p1 = std::min(b, offset + (spec_.pad_token_id + 1) * spec_.hidden);
+          if (p0 < p1) std::fill(dst + (p0 - lo), dst + (p1 - lo), 0.0f);
+        }
       }
       offset += numel;
     }

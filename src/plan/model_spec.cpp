@@ -467,8 +467,8 @@ void refuse_partial_rotary(const json& j, const std::string& origin, const Model
 // 32000 where the vocabulary holds it; a negative id counts from the end, as in torch).
 void read_pad_token(const json& j, const std::string& origin, ModelSpec* m) {
   const bool missing = !j.contains("pad_token_id");
-  const int64_t pad = get_int_or(j, "pad_token_id", missing && m->model_type == "phi3" && m->vocab > 32000 ? 32000 : -m->vocab - 1, origin);
-  if (pad == -m->vocab - 1) return;
+  if ((missing && !(m->model_type == "phi3" && m->vocab > 32000)) || (!missing && j.at("pad_token_id").is_null())) return;
+  const int64_t pad = missing ? 32000 : get_int(j, "pad_token_id", origin);
   FT_CHECK_ARG(pad >= -m->vocab && pad < m->vocab,
                origin << ": \"pad_token_id\" (" << pad << ") is not a row of the embedding (vocab_size " << m->vocab << ")");
   m->pad_token_id = pad < 0 ? pad + m->vocab : pad;
@@ -520,6 +520,9 @@ ModelSpec model_from_hf_config_text(const std::string& text, const std::string& 
                origin << ": \"max_position_embeddings\" must be a positive number of positions, got " << m.max_position);
   read_window(j, origin, &m);
   read_pad_token(j, origin, &m);
+  m.initializer_range = get_number_or(j, "initializer_range", m.initializer_range, origin);
+  FT_CHECK_ARG(std::isfinite(m.initializer_range) && m.initializer_range >= 0 && m.initializer_range <= 10,
+               origin << ": \"initializer_range\" must be 0..10, got " << m.initializer_range);
   m.rms_norm_eps = get_number_or(j, "rms_norm_eps", m.model_type == "phi3" ? 1e-5 : m.rms_norm_eps, origin);  // (Phi3Config's)
   read_rope(j, origin, &m);
   if (m.model_type == "phi3") read_partial_rotary(j, origin, &m);

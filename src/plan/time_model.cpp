@@ -82,7 +82,7 @@ double add_comm_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, 
   if (s.no_sync && (s.stage == Stage::Full || s.stage == Stage::Hybrid || s.stage == Stage::GradOp)) {
     const double once = gather_s(all_elems * r, n, hw);
     t.comm_s_per_step += once;
-    per_step_hidden_by = t.compute_s_per_micro * 2.0 / 3.0;
+    per_step_hidden_by += std::min(once, t.compute_s_per_micro * 2.0 / 3.0);  // (hides itself, not hybrid's all-reduce)
     if (explain) say("comm/step (no_sync) += reduce-scatter " + num(all_elems * r) + " B once, x (N-1)/N = " + num(once) +
                      " s, overlapped with the last backward");
   }

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/log.h"
@@ -34,6 +36,21 @@ ModelSource model_source(const RunConfig& c) {
   return m;
 }
 
+namespace {
+// Whether JSONL data is text the tokenizer reads: its first line is not {"input_ids": ...}.
+bool text_data(const std::string& path) {
+  if (data::is_token_file_path(path)) return false;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find_first_not_of(" \t\r") != std::string::npos) {
+      const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      return !(j.is_object() && j.contains("input_ids"));
+    }
+  return false;
+}
+}  // namespace
+
 std::string tokenizer_files_dir(const RunConfig& c, bool rank0) {
   if (!c.tokenizer.empty()) {
     if (is_directory(c.tokenizer)) return c.tokenizer;
@@ -42,7 +59,7 @@ std::string tokenizer_files_dir(const RunConfig& c, bool rank0) {
     return name == "tokenizer.model" || name == "tokenizer.json" || name == data::kByteTokenizerFile ? directory_of(c.tokenizer) : "";
   }
   if (!c.model_path.empty()) return c.model_path;
-  if (data::is_token_file_path(c.train_data) || !(c.saves_checkpoints() || c.export_hf)) return "";
+  if (!text_data(c.train_data) || !(c.saves_checkpoints() || c.export_hf)) return "";
   const std::string dir = c.output_dir + "/tokenizer";
   if (rank0) {
     make_directories(dir, "output.dir");

@@ -398,7 +398,8 @@ void check_together(RunConfig& c, const std::string& path) {
     try {
       const plan::GpuSpec& g = catalog.find(c.gpu, path + " [parallel]: \"gpu\"");  // unknown names: error with suggestions
       c.gpu = g.name;
-      if (c.peak_tflops == 0) c.peak_tflops = g.bf16_tflops;  // the mfu metric's peak
+      // the mfu metric's peak: fp32 runs without tensor cores (TF32 stays off)
+      if (c.peak_tflops == 0) c.peak_tflops = c.precision == plan::Precision::Fp32 ? g.fp32_tflops : g.bf16_tflops;
     } catch (const Error& e) {
       FT_CHECK_ARG(false, e.message() << "; or give train.peak_tflops for a GPU the catalog does not hold");
     }

@@ -236,11 +236,11 @@ void Trainer::resume() {
       FT_LOG_WARN("resuming with a run config that differs from the checkpoint's in:" << keys
                   << "; the run will not match an uninterrupted one");
     }
-    if (world_.rank() == 0) warn_resume_differences(meta);
     FT_LOG_INFO("resuming from " << resume_dir_ << " (step " << meta.step << ", saved on " << meta.world_size << " rank(s), shard "
                 << meta.stage << ") on " << run_.world << " rank(s), shard " << plan::stage_name(c_.shard));
     FT_CHECK_ARG(first_step_ <= c_.steps, c_.origin << ": train.steps (" << c_.steps << ") is below the checkpoint's step "
                                                     << first_step_ << " (" << resume_dir_ << ")");
+    if (world_.rank() == 0) warn_resume_differences(meta);
     resume_.reset();
   }
   saved_step_ = first_step_;
@@ -263,10 +263,14 @@ void Trainer::warn_resume_differences(const io::CheckpointMeta& meta) const {
   if (steps == c_.steps || schedule_.kind == optim::LrSchedule::Kind::Constant) return;
   optim::LrSchedule before = schedule_;
   before.total_steps = steps;
-  const int64_t next = meta.step + 1;
+  // The first step from here whose rate differs (in warmup both rise alike at first).
+  auto saved_lr = [&](int64_t k) { return k <= steps ? before.lr_at(k) : before.min_lr; };
+  int64_t k = meta.step + 1;
+  while (k <= std::max(steps, c_.steps) && std::abs(schedule_.lr_at(k) - saved_lr(k)) <= 1e-9 * std::abs(saved_lr(k))) ++k;
+  if (k > std::max(steps, c_.steps)) return;
   FT_LOG_WARN("train.steps is " << c_.steps << ", the checkpoint's run had " << steps << ": the " << optim::schedule_kind_name(c_.schedule)
-              << " schedule decays over the new count, so the learning rate of step " << next << " is " << schedule_.lr_at(next)
-              << " where the saved run's would be " << (next <= steps ? before.lr_at(next) : before.min_lr));
+              << " schedule decays over the new count, so the learning rate of step " << k << " is " << schedule_.lr_at(k)
+              << " where the saved run's would be " << saved_lr(k));
 }
 
 // The step's micro-batches from the sampler, forward/backward/reduce/clip/update. The first step

@@ -167,9 +167,7 @@ TrainingData open_training_data(const RunConfig& c, int64_t vocab, comm::Communi
   // (a model directory without a tokenizer reads token ids only: its vocabulary is not bytes)
   const std::unique_ptr<data::Tokenizer> tokenizer =
       c.tokenizer.empty() && !c.model_path.empty()
-          ? data::missing_tokenizer(c.origin + ": text lines need a tokenizer, and model.path '" + c.model_path +
-                                    "' holds none (tokenizer.json, tokenizer.model): set data.tokenizer to the model's tokenizer "
-                                    "(a file or a directory), or give the data as token ids")
+          ? data::missing_tokenizer(c.model_path, c.origin + " data.tokenizer to the model's tokenizer (a file or a directory)")
           : data::load_tokenizer_when_used(c.tokenizer, c.origin + " [data] tokenizer");
   TrainingData d{open_samples(c.train_data, "data.train", c, *tokenizer, vocab, world), std::nullopt};
   if (!c.eval_data.empty()) d.eval = open_samples(c.eval_data, "data.eval", c, *tokenizer, vocab, world);

@@ -186,3 +186,24 @@ TEST(RandomInit, DistributionsOfWeightsNormsAndBiases) {
     }
   }
 }
+
+// The config's initializer_range scales the matrices and pad_token_id's embedding row is 0, as
+// Transformers initializes a model from its config.
+TEST(RandomInit, FollowsInitializerRangeAndZeroesThePadRow) {
+  plan::ModelSpec spec = plan::model_from_hf_config_text(
+      R"({"model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 1,
+          "num_attention_heads": 4, "vocab_size": 1000, "initializer_range": 0.1, "pad_token_id": 7})",
+      "config.json");
+  io::RandomInit init(spec, "", 0);
+  const auto units = spec.units();
+  at::Tensor root = at::empty({units[0].numel()});
+  init.read_unit_range(0, 0, root);
+  const at::Tensor embed = root.narrow(0, 0, spec.vocab * spec.hidden).view({spec.vocab, spec.hidden});
+  EXPECT_TRUE(at::equal(embed[7], at::zeros({spec.hidden}))) << "the pad row";
+  EXPECT_NEAR(embed.narrow(0, 8, 900).std().item<double>(), 0.1, 2e-3);
+  at::Tensor part = at::empty({1000});  // a range that starts inside the pad row
+  init.read_unit_range(0, 7 * spec.hidden + 10, part);
+  EXPECT_TRUE(at::equal(part.narrow(0, 0, spec.hidden - 10), at::zeros({spec.hidden - 10})));
+  EXPECT_TRUE(at::equal(part.narrow(0, spec.hidden - 10, 1000 - spec.hidden + 10),
+                        root.narrow(0, 8 * spec.hidden, 1000 - spec.hidden + 10)));
+}

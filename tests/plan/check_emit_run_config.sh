@@ -11,6 +11,10 @@ rm -rf "$work"; mkdir -p "$work/emit"
 plan=("$ftdist" plan --model-config examples/tiny/config.json --gpu a100-80gb --seq-len 64 --examples 2000 --optimizer adamw-8bit)
 "${plan[@]}" --emit mpirun --emit-dir "$work/emit" >"$work/plan.log" 2>&1 || { tail -5 "$work/plan.log"; fail "plan --emit"; }
 planned=$(grep '^# planned:' "$work/emit/run.toml") || fail "no '# planned:' line in run.toml"
+# A directory with a space in its name: the paths are quoted for the shell.
+mkdir -p "$work/emit dir"
+"${plan[@]}" --emit mpirun --emit-dir "$work/emit dir" >"$work/plan-space.log" 2>&1 || { tail -5 "$work/plan-space.log"; fail "plan --emit into a directory with a space"; }
+grep -qF -- "--config '$(cd "$work/emit dir" && pwd)/run.toml'" "$work/emit dir/launch.sh" || { cat "$work/emit dir/launch.sh"; fail "launch.sh does not quote a path with a space"; }
 # launch.sh names the emitted run.toml and this binary by absolute paths: it runs from any directory.
 grep -qF -- "$ftdist_abs train --config $(cd "$work/emit" && pwd)/run.toml" "$work/emit/launch.sh" || { cat "$work/emit/launch.sh"; fail "launch.sh does not name run.toml and ftdist by absolute paths"; }
 np=$(sed -nE 's/.*on ([0-9]+) x .*/\1/p' <<<"$planned")

@@ -339,6 +339,16 @@ TEST(Time, NoSyncReducesOncePerStepAndTheOptimizerStageReducesInTheReduceDtype) 
     EXPECT_NEAR(4 * (each.comm_s_per_micro - once.comm_s_per_micro), 4 * (once.comm_s_per_step - each.comm_s_per_step), 1e-9)
         << stage_name(stage);
   }
+  // hybrid: no_sync hides its own reduce-scatter, never the replicas' all-reduce across nodes
+  s.stage = Stage::Hybrid;
+  s.replicas = 4;
+  s.no_sync = false;
+  const TimeEstimate hybrid = estimate_time(m, s, hw, {1e7, 1});
+  s.no_sync = true;
+  const TimeEstimate hybrid_once = estimate_time(m, s, hw, {1e7, 1});
+  EXPECT_GT(hybrid.comm_s_per_step, 0);
+  EXPECT_GE(hybrid_once.exposed_comm_s, hybrid.comm_s_per_step * (1 - 1e-9));
+  s.replicas = 1;
   s.stage = Stage::Optimizer;
   s.no_sync = false;
   s.reduce_dtype = FloatType::Bf16;

@@ -277,6 +277,13 @@ NAMED = {"bos_token": None, "eos_token": "<|eos|>", "pad_token": "<pad>", "unk_t
          "extra_special_tokens": ["<x1>", "<|im_end|>", "<x2>"], "chat_template": CHATML}
 CASES.append(("named-tokens", save("named-tokens", t, NAMED),
               QWEN_SPECIALS + ["<|eos|>", "<pad>", "<unk>", "<sep>", "<image>", "<boi>", "<x1>", "<x2>"]))
+# Named ones of extra_special_tokens replace a "*_token" key of their name; a named token given as an
+# object without "normalized" is matched in the text as given (NFC would compose "e\u0301").
+t = train_tokenizer(split_then_bytes(QWEN2), normalizers.NFC(), QWEN_SPECIALS)
+CASES.append(("named-dict", save("named-dict", t, {"bos_token": None, "eos_token": "<|im_end|>", "x_token": "<x3>",
+                                                   "pad_token": {"content": "<pe\u0301>", "__type": "AddedToken"},
+                                                   "extra_special_tokens": {"x_token": "<x1>", "y_token": "<y1>"}}),
+              QWEN_SPECIALS + ["<x3>", "<x1>", "<y1>", "<pe\u0301>", "<p\u00e9>"]))
 # A config saved without added_tokens_decoder (before Transformers 4.34): special_tokens_map.json
 # beside it overrides its tokens.
 t = train_tokenizer(split_then_bytes(QWEN2), None, QWEN_SPECIALS)

@@ -71,6 +71,8 @@ CONVERSATIONS = [
     [{"role": "system", "content": "Be brief and kind."}, {"role": "user", "content": "hello there"},
      {"role": "assistant", "content": " hi! "}, {"role": "user", "content": "what is 2+2?"}, {"role": "assistant", "content": "4\n\nfour"}],
     [{"role": "user", "content": "a \"quoted\" word & <tag>"}, {"role": "assistant", "content": "café — ünïcode ✓"}],
+    # (a turn that starts with a character the model spells in byte-fallback pieces: every piece trained)
+    [{"role": "user", "content": "emoji?"}, {"role": "assistant", "content": "😀 smile 龘"}],
 ]
 
 

@@ -74,9 +74,10 @@ std::unique_ptr<Tokenizer> byte_tokenizer();
 // export (Hugging Face has no such tokenizer), so that text read with that model later is read so.
 constexpr const char* kByteTokenizerFile = "ftdist-tokenizer.json";
 void write_byte_tokenizer_file(const std::string& dir);
-// A tokenizer whose every use raises Error(BadInput) `message`: where text has no tokenizer to read
-// it (a model directory without one), token ids still do.
-std::unique_ptr<Tokenizer> missing_tokenizer(const std::string& message);
+// The tokenizer of a model directory `dir` that holds none: every use raises Error(BadInput) saying
+// so, `setting` naming how to give one (data of token ids never uses it). Text is not read as bytes:
+// the model's vocabulary is not.
+std::unique_ptr<Tokenizer> missing_tokenizer(const std::string& dir, const std::string& setting);
 // "" -> the byte-level tokenizer; a SentencePiece model file or a tokenizer.json (by its name's
 // ".json"), or a model directory holding tokenizer.model (preferred), tokenizer.json or
 // ftdist-tokenizer.json, otherwise.

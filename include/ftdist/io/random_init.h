@@ -30,9 +30,11 @@ class RandomInit : public WeightSource {
   at::ScalarType stored_dtype() const override { return at::kFloat; }
   void read_unit_range(size_t unit, int64_t begin, const at::Tensor& out) const override;
 
-  // The standard normal of element `index` of unit `unit` (exposed for tests).
+  // The standard normal of element `index` of unit `unit` (exposed for tests). Matrices are it times
+  // the config's initializer_range (Transformers' default 0.02), the pad row of the embeddings 0, as
+  // Transformers initializes them; norms 1, biases 0.
   static float normal(uint64_t seed, uint64_t unit, int64_t index);
-  static constexpr double kStd = 0.02;
+  static constexpr double kStd = 0.02;  // initializer_range where the config has none
 
  private:
   plan::ModelSpec spec_;

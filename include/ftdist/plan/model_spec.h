@@ -30,6 +30,7 @@ struct ModelSpec {
   int64_t max_position = 0;
   int64_t sliding_window = 0;        // 0 = full attention
   int64_t pad_token_id = -1;         // the embedding row that gets no gradient from its lookups (padding_idx); -1: none
+  double initializer_range = 0.02;   // the std of a random init's matrices (config.json's)
   // Which layers attend through the window (Qwen2's max_window_layers onwards, or "layer_types"):
   // one flag per layer, or empty for every layer. Empty when sliding_window is 0.
   std::vector<bool> window_layers;

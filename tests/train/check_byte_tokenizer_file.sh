@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# check_byte_tokenizer_file.sh FTDIST WORKDIR — which tokenizer a run's export carries:
+#  * text read by the byte-level tokenizer (the tiny example): ftdist-tokenizer.json, with which
+#    `ftdist eval` reads text with the export as bytes again (the checkpoint's loss);
+#  * data of token ids (input_ids lines): none, and `ftdist eval` refuses text with the export.
+set -u
+ftdist=$1 work=$2
+fail=0
+check() { if [ "$1" = 0 ]; then echo "ok   $2"; else echo "FAIL $2"; fail=1; fi; }
+rm -rf "$work" && mkdir -p "$work"
+common=(--config examples/tiny/ftdist.toml --set train.steps=2 --set train.warmup_steps=0 --set output.export=true)
+"$ftdist" train "${common[@]}" --set output.dir="$work/text" >"$work/text.log" 2>&1
+check $? "trained on text"
+[ "$(cat "$work/text/hf/ftdist-tokenizer.json" 2>/dev/null)" = '{"tokenizer": "byte-level"}' ]
+check $? "the export of a byte-level run carries ftdist-tokenizer.json"
+"$ftdist" eval --model "$work/text/hf" --data examples/tiny/corpus.jsonl --seq-len 64 >"$work/eval-text.log" 2>&1
+check $? "eval reads text with that export"
+"$ftdist" train "${common[@]}" --set data.train=tests/data/tiny-llama/tokens.jsonl --set data.seq_len=16 \
+  --set train.micro_batch=1 --set output.dir="$work/ids" >"$work/ids.log" 2>&1
+check $? "trained on token ids"
+[ ! -e "$work/ids/hf/ftdist-tokenizer.json" ]
+check $? "the export of a run on token ids carries no tokenizer"
+"$ftdist" eval --model "$work/ids/hf" --data examples/tiny/corpus.jsonl >"$work/eval-ids.log" 2>&1
+code=$?
+[ $code = 2 ] && grep -q "text lines need a tokenizer" "$work/eval-ids.log"
+check $? "eval refuses text with it (exit $code)"
+[ $fail = 0 ] && echo "all passed" || { echo "see $work/*.log"; exit 1; }
