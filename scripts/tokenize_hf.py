@@ -128,7 +128,11 @@ def with_eos(ids, tok, eos):
 
 
 def render(tok, messages, generation_prompt=False, tools=None):
-    return tok.hf.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt)
+    import jinja2  # (Transformers' template engine: a template that raises is the line's error, exit 2)
+    try:
+        return tok.hf.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt)
+    except jinja2.TemplateError as e:
+        raise BadLine(f"the chat template raised: {e}")
 
 
 def messages_doc(d, tok, train_on, first_trained=0):
