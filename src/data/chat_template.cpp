@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <functional>
 #include <map>
@@ -14,6 +15,7 @@
 
 #include "ftdist/core/check.h"
 #include "py_text.h"
+#include "unicode.h"
 
 namespace ftdist::data {
 
@@ -87,12 +89,30 @@ std::string py_str(const Value& x) {
   return py_repr(v);
 }
 
-std::string py_repr(const json& v) {
-  if (v.is_string()) {
-    std::string s = "'";
-    for (char c : v.get<std::string>()) s += c == '\'' ? std::string("\\'") : c == '\\' ? std::string("\\\\") : c == '\n' ? std::string("\\n") : std::string(1, c);
-    return s + "'";
+// repr() of a Python str: in single quotes, or double ones where it holds ' and no "; \\, \\t, \\n,
+// \\r and the quote escaped, characters Python does not print (controls, format characters,
+// separators but the space, unassigned ones) as \\xNN, \\uNNNN or \\UNNNNNNNN.
+std::string py_str_repr(const std::string& text) {
+  const char quote = text.find('\'') != std::string::npos && text.find('"') == std::string::npos ? '"' : '\'';
+  std::string s(1, quote);
+  for (char32_t cp : unicode::decode(text).cps) {
+    const unicode::Category cat = unicode::category(cp);
+    const bool printable = cp == ' ' || !(cat == unicode::Cc || cat == unicode::Cf || cat == unicode::Cs || cat == unicode::Co ||
+                                          cat == unicode::Cn || cat == unicode::Zl || cat == unicode::Zp || cat == unicode::Zs);
+    char buf[16];
+    if (cp == char32_t(quote) || cp == '\\') s += '\\', s += char(cp);
+    else if (cp == '\t' || cp == '\n' || cp == '\r') s += cp == '\t' ? "\\t" : cp == '\n' ? "\\n" : "\\r";
+    else if (printable && cp != 0x7f) unicode::encode(cp, s);
+    else {
+      std::snprintf(buf, sizeof(buf), cp <= 0xff ? "\\x%02x" : cp <= 0xffff ? "\\u%04x" : "\\U%08x", unsigned(cp));
+      s += buf;
+    }
   }
+  return s + quote;
+}
+
+std::string py_repr(const json& v) {
+  if (v.is_string()) return py_str_repr(v.get<std::string>());
   if (v.is_array()) {
     std::string s = "[";
     for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + py_repr(v[i]);
@@ -318,6 +338,7 @@ struct ChatTemplate::Impl {
   void assign(const Node& n, Scope& s) const;                     // set
   void loop(const Node& n, Scope& s, std::string& out) const;     // for
   Value binary(const Expr& e, Scope& s, int line) const;
+  std::optional<Value> compare(const std::string& op, const Value& a, const Value& b, int line) const;
   Value call(const Expr& e, Scope& s, int line) const;
   Value filter(const Expr& e, Scope& s, int line) const;
   Value method(const Value& self, const std::string& name, const std::vector<Value>& args, int line) const;
@@ -431,16 +452,22 @@ class Parser {
           return sealed(std::move(e));
         }
         return binary_level(3);
-      case 3: {
-        Impl::ExprP e = binary_level(4);
+      case 3: {  // a < b <= c: a chain, (a < b) and (b <= c) with b evaluated once, as in Python
+        auto chain = node(Impl::Expr::Binary);
+        chain->name = "chain";
+        chain->args.push_back(binary_level(4));
         for (;;) {
           std::string op;
           if (at("==") || at("!=") || at("<") || at(">") || at("<=") || at(">=")) op = t_[i_++].text;
           else if (at_name("in")) op = "in", ++i_;
           else if (at_name("not") && t_[i_ + 1].kind == Token::Name && t_[i_ + 1].text == "in") op = "not in", i_ += 2;
-          else return e;
-          e = binary(op, std::move(e), binary_level(4));
+          else break;
+          chain->kwnames.push_back(op);  // (the operators between the operands)
+          chain->args.push_back(binary_level(4));
         }
+        if (chain->args.size() == 1) return std::move(chain->args[0]);
+        if (chain->args.size() == 2) return binary(chain->kwnames[0], std::move(chain->args[0]), std::move(chain->args[1]));
+        return sealed(std::move(chain));
       }
       default:
         return arithmetic(level);
@@ -807,9 +834,11 @@ void Impl::loop(const Node& node, Scope& s, std::string& out) const {
     step(s, n->line);
     s.frames.emplace_back();
     bind(items[k]);
-    s.frames.back()["loop"] = Value{json{{"index", k + 1}, {"index0", k}, {"first", k == 0}, {"last", k + 1 == len}, {"length", len},
-                                         {"revindex", len - k}, {"revindex0", len - k - 1},
-                                         {"previtem", k > 0 ? items[k - 1] : json()}, {"nextitem", k + 1 < len ? items[k + 1] : json()}}};
+    json loop = {{"index", k + 1}, {"index0", k}, {"first", k == 0}, {"last", k + 1 == len}, {"length", len},
+                 {"revindex", len - k}, {"revindex0", len - k - 1}};
+    if (k > 0) loop["previtem"] = items[k - 1];  // (undefined on the first item, nextitem on the last, as in Jinja)
+    if (k + 1 < len) loop["nextitem"] = items[k + 1];
+    s.frames.back()["loop"] = Value{std::move(loop)};
     run(n->body, s, out);
     s.frames.pop_back();
     const int jump = s.jump;
@@ -974,24 +1003,36 @@ Value Impl::eval(const Expr& e, Scope& s, int line) const {
 }
 
 // Binary operators; `and` / `or` give an operand, as in Python.
-Value Impl::binary(const Expr& e, Scope& s, int line) const {
-  auto bad = [&](const std::string& m) { fail(line, m); };
-  const Value a = eval(*e.args[0], s, line);
-  if (e.name == "and") return truthy(a) ? eval(*e.args[1], s, line) : a;
-  if (e.name == "or") return truthy(a) ? a : eval(*e.args[1], s, line);
-  const Value b = eval(*e.args[1], s, line);
-  const std::string& op = e.name;
+// A comparison (==, !=, <, >, <=, >=, in, not in); nullopt for another operator.
+std::optional<Value> Impl::compare(const std::string& op, const Value& a, const Value& b, int line) const {
   if (op == "==") return Value{equal(a, b)};
   if (op == "!=") return Value{!equal(a, b)};
   if (op == "<") return Value{less(a.v, b.v)};
   if (op == ">") return Value{less(b.v, a.v)};
   if (op == "<=") return Value{!less(b.v, a.v)};
   if (op == ">=") return Value{!less(a.v, b.v)};
-  if (op == "in" || op == "not in") {
-    if (!b.v.is_string() && !b.v.is_array() && !b.v.is_object() && !b.undefined && !b.v.is_null())
-      bad("'in' needs a string, list or dict on its right, got " + py_repr(b.v));
-    return Value{contains(b, a) == (op == "in")};
+  if (op != "in" && op != "not in") return std::nullopt;
+  if (!b.v.is_string() && !b.v.is_array() && !b.v.is_object() && !b.undefined && !b.v.is_null())
+    fail(line, "'in' needs a string, list or dict on its right, got " + py_repr(b.v));
+  return Value{contains(b, a) == (op == "in")};
+}
+
+Value Impl::binary(const Expr& e, Scope& s, int line) const {
+  auto bad = [&](const std::string& m) { fail(line, m); };
+  Value a = eval(*e.args[0], s, line);
+  if (e.name == "and") return truthy(a) ? eval(*e.args[1], s, line) : a;
+  if (e.name == "or") return truthy(a) ? a : eval(*e.args[1], s, line);
+  if (e.name == "chain") {  // a < b <= c: each comparison in turn, each operand once, False at the first that fails
+    for (size_t k = 0; k < e.kwnames.size(); ++k) {
+      Value b = eval(*e.args[k + 1], s, line);
+      if (!truthy(*compare(e.kwnames[k], a, b, line))) return Value{false};
+      a = std::move(b);
+    }
+    return Value{true};
   }
+  const Value b = eval(*e.args[1], s, line);
+  const std::string& op = e.name;
+  if (std::optional<Value> c = compare(op, a, b, line)) return *c;
   if (op == "~") return Value{py_str(a) + py_str(b)};
   if (op == "+" && a.v.is_string() && b.v.is_string()) return Value{a.v.get<std::string>() + b.v.get<std::string>()};
   if (op == "+" && a.v.is_array() && b.v.is_array()) {
@@ -1083,12 +1124,21 @@ Value Impl::method(const Value& self, const std::string& name, const std::vector
     }
     if (name == "upper" || name == "lower") return Value{name == "upper" ? py_text::upper(str) : py_text::lower(str)};
     if (name == "capitalize" || name == "title") return Value{name == "title" ? py_text::title(str) : py_text::capitalize(str)};
-    if (name == "replace") {
+    if (name == "replace") {  // replace(old, new, count=-1), as Python's: "" matches between every character
       std::string r, from = arg(0), to = arg(1);
-      if (from.empty()) return Value{str};
+      int64_t count = args.size() > 2 ? as_int(args[2], [&](const std::string& m) { fail(line, "replace(): " + m); }) : -1;
+      if (from.empty()) {
+        const unicode::Points pts = unicode::decode(str);
+        for (size_t k = 0; k <= pts.cps.size(); ++k) {
+          if (count-- != 0) r += to;
+          if (k < pts.cps.size()) r += str.substr(pts.starts[k], pts.starts[k + 1] - pts.starts[k]);
+          if (r.size() > kMaxBytes) fail(line, "a string longer than 64 MiB");
+        }
+        return Value{r};
+      }
       size_t p = 0, q;
-      while ((q = str.find(from, p)) != std::string::npos) {
-        r += str.substr(p, q - p) + to, p = q + from.size();
+      while (count != 0 && (q = str.find(from, p)) != std::string::npos) {
+        r += str.substr(p, q - p) + to, p = q + from.size(), --count;
         if (r.size() > kMaxBytes) fail(line, "a string longer than 64 MiB");
       }
       return Value{r + str.substr(p)};

@@ -197,6 +197,18 @@ FILTERS_TEMPLATE = ("{{ [1, 2, 3, 4] | select('divisibleby', 2) | list }} {{ [0,
                     "{{ m.role }}: {{ m.content }}\n{% endfor %}")
 check_rendered("filters", FILTERS_TEMPLATE, CONVERSATIONS[1], "sequence filters")
 
+# Python's semantics where a naive rendering differs silently: chained comparisons, loop.previtem /
+# nextitem undefined at the ends, replace's count and empty pattern, repr of strings in lists (quotes,
+# escapes, characters Python does not print).
+PYTHON_TEMPLATE = ("{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 1 == 1 != 2 }} {{ 'a' in 'abc' in ['abc'] }} "
+                   "{{ \"it's\".replace('t', 'T', 1) }} {{ 'a b c'.replace(' ', '_', 1) }} {{ 'ab'.replace('', '-') }} "
+                   "{{ 'ab'.replace('', '-', 2) }} {{ [\"it's\", 'say \"hi\"', \"both ' \\\"\", 'tab\\there', 'nb\u00a0sp', 'del\x7f', "
+                   "'ctl\x01', 'sep\u2028', 'é日😀', 'back\\\\slash'] }} "
+                   "{% for x in [1, 2, 3] %}{{ loop.nextitem is defined }}{{ loop.nextitem }}{{ loop.previtem }} {% endfor %}\n"
+                   "{%- for m in messages %}{{ loop.index }}: {{ 1 < loop.index <= 2 }} {{ loop.previtem is defined }} "
+                   "{{ loop.previtem.role if loop.previtem is defined else '-' }} {{ m.content }}\n{% endfor %}")
+check_rendered("python", PYTHON_TEMPLATE, CONVERSATIONS[1], "Python semantics")
+
 # Added tokens past the SentencePiece model's pieces (Phi-3's 32000..32010): prepare-data's default
 # vocabulary covers them, with no --vocab needed.
 d = model_dir("past-pieces", "{% for m in messages %}<|turn|>{{ m.content }}{% endfor %}")
