@@ -296,14 +296,20 @@ TEST(Search, AutoLossChunkFollowsEachCandidatesMicroBatch) {
   EXPECT_LE(at(16, 512), at(16, 1024));
 }
 
-// Precision fp32 computes without tensor cores (TF32 stays off): priced at the catalog's plain fp32
-// peak, with its MFU against that peak; the emitted run.toml says so.
-TEST(Time, Fp32IsPricedAtThePlainFp32Peak) {
+// The time model's hardware: an H100 SXM of the catalog.
+static Hardware h100(GpuSpec* spec = nullptr) {
   const GpuSpec g = catalog().find("h100-80gb-sxm");
+  if (spec) *spec = g;
+  return hardware_for({"", g, g.gpus_per_node, 64}, PlanRequest{});
+}
+
+// Precision fp32 computes without tensor cores (TF32 stays off): priced at the catalog's plain fp32
+// peak, with its MFU against that peak.
+TEST(Time, Fp32IsPricedAtThePlainFp32Peak) {
+  GpuSpec g;
+  const Hardware hw = h100(&g);
   ASSERT_GT(g.fp32_tflops, 0);
   ASSERT_LT(g.fp32_tflops, g.bf16_tflops / 10);
-  PlanRequest req;
-  const Hardware hw = hardware_for({"", g, g.gpus_per_node, 64}, req);
   const ModelSpec m = preset_model("qwen2.5-0.5b");
   RunSetup s;
   s.seq_len = 1024;
@@ -319,9 +325,7 @@ TEST(Time, Fp32IsPricedAtThePlainFp32Peak) {
 // no_sync reduce-scatters once per step, not once per micro-batch; the optimizer stage's gradients
 // travel in the reduce dtype.
 TEST(Time, NoSyncReducesOncePerStepAndTheOptimizerStageReducesInTheReduceDtype) {
-  const GpuSpec g = catalog().find("h100-80gb-sxm");
-  PlanRequest req;
-  const Hardware hw = hardware_for({"", g, g.gpus_per_node, 64}, req);
+  const Hardware hw = h100();
   const ModelSpec m = preset_model("llama-3.1-8b");
   RunSetup s;
   s.seq_len = 1024;
