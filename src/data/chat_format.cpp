@@ -207,6 +207,8 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   // 5 reads no add_bos_token for one)
   chat->text_bos = tok.post_processed() || no_bos || bos_null ? -1 : id_of(chat->bos_token, tok.bos());
   chat->text_eos = id_of(chat->eos_token, tok.post_processed() ? -1 : tok.eos());
+  // (a tokenizer.json's post-processor says what ends a text, as add_bos_token's BOS)
+  chat->add_eos = !tok.post_processed() && config.contains("add_eos_token") && config["add_eos_token"] == true;
   return chat;
 }
 
@@ -221,7 +223,7 @@ std::vector<int64_t> text_end(const Tokenizer& tok, const std::vector<int64_t>& 
   // (a tokenizer.json without a config has no EOS beyond its post-processor's)
   const int64_t eos = tok.chat() ? tok.chat()->text_eos : tok.post_processed() ? -1 : tok.eos();
   const int64_t last = !out.empty() ? out.back() : !ids.empty() ? ids.back() : -1;
-  if (eos >= 0 && last != eos) out.push_back(eos);
+  if (eos >= 0 && (last != eos || (tok.chat() && tok.chat()->add_eos))) out.push_back(eos);
   return out;
 }
 

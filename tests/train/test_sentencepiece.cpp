@@ -439,6 +439,21 @@ TEST(SentencePieceChat, TextTakesTheConfigsBosAndEos) {
   EXPECT_NE(first_and_last("chat-spm-no-bos", [](nlohmann::json& c) { c["add_bos_token"] = false; }).first, sp.bos_id());
   EXPECT_NE(first_and_last("chat-spm-null-bos", [](nlohmann::json& c) { c["bos_token"] = nullptr; }).first, sp.bos_id());
   EXPECT_EQ(first_and_last("chat-spm-sp-eos", [](nlohmann::json& c) { c.erase("eos_token"); }).second, sp.eos_id());
+  // add_eos_token: the tokenizer ends every text with EOS, then TRL's rule adds none; a text already
+  // ending in EOS ends in two, as Transformers' tokenizer gives it (without the flag: one).
+  for (const bool add_eos : {false, true}) {
+    const std::string dir = chat_model_copy(add_eos ? "chat-spm-add-eos" : "chat-spm-no-add-eos",
+                                            [&](nlohmann::json& c) { c["add_eos_token"] = add_eos; });
+    auto tok = data::load_tokenizer(dir, "--tokenizer");
+    write_text_file_atomic(dir + "/eos.jsonl", "{\"text\": \"the cat<|im_end|>\"}\n{\"text\": \"the cat\"}\n", "test");
+    const auto docs = data::read_jsonl(dir + "/eos.jsonl", tok->vocab_size(), "data.train", tok.get());
+    const std::vector<int64_t>& ended = docs.at(0).ids;
+    ASSERT_GE(ended.size(), 3u);
+    EXPECT_EQ(ended.back(), im_end);
+    EXPECT_EQ(ended[ended.size() - 2] == im_end, add_eos) << "add_eos_token " << add_eos;
+    EXPECT_EQ(docs.at(1).ids.back(), im_end);
+    EXPECT_NE(docs.at(1).ids[docs.at(1).ids.size() - 2], im_end);
+  }
 }
 
 // TRL's conversational prompt/completion: the conversation is the prompt's messages then the

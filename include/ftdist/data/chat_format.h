@@ -50,6 +50,9 @@ struct ChatFormat {
   // "add_bos_token" is false or bos_token is null (a tokenizer.json: its post-processor's), EOS its
   // eos_token; the SentencePiece model's own where the config does not name them.
   int64_t text_bos = -1, text_eos = -1;
+  // add_eos_token (a SentencePiece model's config): the tokenizer itself ends every text with EOS,
+  // after which TRL's rule adds none (a text ending in EOS then ends in two).
+  bool add_eos = false;
 };
 
 // The chat template file Transformers saves beside tokenizer_config.json (it wins over the config's
