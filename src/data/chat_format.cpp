@@ -176,13 +176,16 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
       special.id = id, special.declared = true;
       chat->specials.push_back(std::move(special));
     }
-  if (tok.post_processed()) {
-    // A tokenizer.json: the named tokens it lacks become its added tokens (ids from the tokenizer).
-    for (SpecialToken& t : named_tokens(config, config_path))
-      if (std::none_of(chat->specials.begin(), chat->specials.end(), [&](const SpecialToken& p) { return p.text == t.text; }))
-        chat->specials.push_back(std::move(t));
-    tok.add_special_tokens(chat->specials, config_path);
+  // The named tokens become special tokens: a tokenizer.json takes those it lacks as its added tokens
+  // (ids from the tokenizer); for a SentencePiece model, those that are its pieces (<unk>, a
+  // user-defined <|im_start|>), split out of text with their ids as Transformers splits them.
+  for (SpecialToken& t : named_tokens(config, config_path)) {
+    const bool known = std::any_of(chat->specials.begin(), chat->specials.end(), [&](const SpecialToken& p) { return p.text == t.text; });
+    if (known || (!tok.post_processed() && tok.piece_id(t.text) < 0)) continue;
+    if (!tok.post_processed()) t.id = tok.piece_id(t.text);
+    chat->specials.push_back(std::move(t));
   }
+  if (tok.post_processed()) tok.add_special_tokens(chat->specials, config_path);
   // (a BOS or EOS the template writes must be one token: spelled out in pieces, the model would
   // learn the spelling, and a turn would end without the real EOS)
   for (const auto& [key, s] : {std::pair<const char*, std::string>{"bos_token", chat->bos_token}, {"eos_token", chat->eos_token}}) {

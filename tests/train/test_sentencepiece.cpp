@@ -456,6 +456,26 @@ TEST(SentencePieceChat, TextTakesTheConfigsBosAndEos) {
   }
 }
 
+// Tokens the config names that are pieces of the model (<unk>, a user-defined <|im_start|>) are split
+// out of text with their ids, as Transformers' tokenizer splits them, also without an
+// added_tokens_decoder (a config saved before Transformers 4.34, or special_tokens_map.json).
+TEST(SentencePieceChat, NamedPiecesAreSplitOutOfText) {
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(chat_model_dir() + "/tokenizer.model").ok());
+  const int64_t im_start = sp.PieceToId("<|im_start|>");
+  const std::string dir = chat_model_copy("chat-spm-named-pieces", [](nlohmann::json& c) {
+    c.erase("added_tokens_decoder");
+    c["unk_token"] = "<unk>";
+    c["additional_special_tokens"] = {"<|im_start|>"};
+  });
+  auto tok = data::load_tokenizer(dir, "--tokenizer");
+  const std::vector<data::TokenAt> a = data::encode_text(*tok, "<|im_start|>user");
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(a.front().id, im_start) << "no word-start piece before a special token at the start";
+  const std::vector<data::TokenAt> b = data::encode_text(*tok, "a <unk> b");
+  EXPECT_TRUE(std::any_of(b.begin(), b.end(), [&](const data::TokenAt& t) { return t.id == sp.unk_id(); })) << "<unk> as its id";
+}
+
 // TRL's conversational prompt/completion: the conversation is the prompt's messages then the
 // completion's, tokenized as the same "messages" line would be; only the completion's assistant
 // turns are trained (an assistant turn inside the prompt is context).
