@@ -1202,7 +1202,8 @@ Value Impl::filter(const Expr& e, Scope& s, int line) const {
   if (f == "string") return Value{py_str(x)};
   if (f == "safe" || (f == "list" && x.v.is_array())) return x;
   if (f == "upper" || f == "lower") return method(Value{py_str(x)}, f, {}, line);
-  if (f == "capitalize" || f == "title") return method(Value{py_str(x)}, f, {}, line);
+  if (f == "title") return Value{py_text::jinja_title(py_str(x))};  // (Jinja's words, not str.title's)
+  if (f == "capitalize") return method(Value{py_str(x)}, f, {}, line);
   if (f == "replace") return method(Value{py_str(x)}, "replace", args, line);
   if (f == "default" || f == "d") {
     const bool boolean = kw("boolean", 1) && truthy(*kw("boolean", 1));

@@ -137,6 +137,17 @@ std::string capitalize(const std::string& s) {
   return p.empty() ? s : upper(p[0]) + lower(join(p, 1, p.size()));
 }
 
+std::string jinja_title(const std::string& s) {
+  std::string out;
+  bool start = true;
+  for (const std::string& p : code_points(s)) {
+    const bool delimiter = p == "-" || p == "(" || p == "{" || p == "[" || p == "<" || is_space(decode(p));
+    out += delimiter ? p : start ? upper(p) : lower(p);
+    start = delimiter;
+  }
+  return out;
+}
+
 std::string title(const std::string& s) {
   std::string out;
   bool start = true;

@@ -35,5 +35,9 @@ std::string lower(const std::string& s);
 // str.capitalize() (first upper, the rest lower) and str.title() (each word's first letter upper).
 std::string capitalize(const std::string& s);
 std::string title(const std::string& s);
+// Jinja's |title filter (not str.title): a word starts the text or follows whitespace, '-', '(',
+// '{', '[' or '<', and is its first character upper-cased and the rest lower-cased ("it's" ->
+// "It's", "a,b" -> "A,b").
+std::string jinja_title(const std::string& s);
 
 }  // namespace ftdist::data::py_text

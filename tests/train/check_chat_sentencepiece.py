@@ -202,7 +202,7 @@ check_rendered("filters", FILTERS_TEMPLATE, CONVERSATIONS[1], "sequence filters"
 # escapes, characters Python does not print).
 PYTHON_TEMPLATE = ("{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 1 == 1 != 2 }} {{ 'a' in 'abc' in ['abc'] }} "
                    "{{ \"it's\".replace('t', 'T', 1) }} {{ 'a b c'.replace(' ', '_', 1) }} {{ 'ab'.replace('', '-') }} "
-                   "{{ 'ab'.replace('', '-', 2) }} {{ [\"it's\", 'say \"hi\"', \"both ' \\\"\", 'tab\\there', 'nb\u00a0sp', 'del\x7f', "
+                   "{{ 'ab'.replace('', '-', 2) }} {{ \"it's o'neil 3rd foo_bar a,b (x) -y [z] <w>\" | title }} {{ \"it's\".title() }} {{ [\"it's\", 'say \"hi\"', \"both ' \\\"\", 'tab\\there', 'nb\u00a0sp', 'del\x7f', "
                    "'ctl\x01', 'sep\u2028', 'é日😀', 'back\\\\slash'] }} "
                    "{% for x in [1, 2, 3] %}{{ loop.nextitem is defined }}{{ loop.nextitem }}{{ loop.previtem }} {% endfor %}\n"
                    "{%- for m in messages %}{{ loop.index }}: {{ 1 < loop.index <= 2 }} {{ loop.previtem is defined }} "
