@@ -405,7 +405,8 @@ void print_formulas(const PlanRequest& req, const PlanResult& result, std::FILE*
 std::string absolute_path(const std::string& path) {
   if (!path.empty() && path[0] == '/') return path;
   char cwd[4096];
-  return ::getcwd(cwd, sizeof(cwd)) ? std::string(cwd) + "/" + path : path;
+  if (!::getcwd(cwd, sizeof(cwd))) return path;
+  return path.empty() || path == "." ? std::string(cwd) : std::string(cwd) + "/" + path;
 }
 
 // Writes an --emit file, replacing only a file an earlier --emit wrote (it carries kEmittedMarker).
@@ -432,11 +433,11 @@ LaunchPaths emitted_paths(const std::string& dir) {
     for (char ch : path) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
     return q + "'";
   };
-  char buf[4096];
-  const std::string abs = dir == "." && ::getcwd(buf, sizeof(buf)) ? std::string(buf) : absolute_path(dir);
+  const std::string abs = absolute_path(dir);
   LaunchPaths p;
   p.config = quoted(abs + "/run.toml");
   p.hostfile = quoted(abs + "/hostfile");
+  char buf[4096];
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   if (n <= 0) return p;
   const std::string exe(buf, size_t(n)), bin = directory_of(exe);

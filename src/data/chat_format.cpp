@@ -181,8 +181,8 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   // user-defined <|im_start|>), split out of text with their ids as Transformers splits them.
   for (SpecialToken& t : named_tokens(config, config_path)) {
     const bool known = std::any_of(chat->specials.begin(), chat->specials.end(), [&](const SpecialToken& p) { return p.text == t.text; });
-    if (known || (!tok.post_processed() && tok.piece_id(t.text) < 0)) continue;
-    if (!tok.post_processed()) t.id = tok.piece_id(t.text);
+    if (!tok.post_processed() && !known) t.id = tok.piece_id(t.text);
+    if (known || (!tok.post_processed() && t.id < 0)) continue;
     chat->specials.push_back(std::move(t));
   }
   if (tok.post_processed()) tok.add_special_tokens(chat->specials, config_path);
