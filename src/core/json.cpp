@@ -57,4 +57,11 @@ std::string json_excerpt(const nlohmann::json& value, size_t max_chars) {
   return excerpt(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), max_chars);
 }
 
+bool json_flag(const nlohmann::json& j, const char* name, bool fallback, const std::string& where, const std::string& key) {
+  if (!j.is_object() || !j.contains(name) || j[name].is_null()) return fallback;
+  FT_CHECK_ARG(j[name].is_boolean(), where << ": \"" << (key.empty() ? "" : key + ".") << name << "\" must be true or false, got "
+                                           << json_excerpt(j[name]));
+  return j[name].get<bool>();
+}
+
 }  // namespace ftdist

@@ -342,9 +342,7 @@ class BpeTokenizer : public Tokenizer {
 
   // j[name]: true or false (`fallback` where absent or null); a string ("" where absent).
   bool flag(const json& j, const char* name, bool fallback, const std::string& key) const {
-    if (!j.is_object() || !j.contains(name) || j[name].is_null()) return fallback;
-    need(j[name].is_boolean(), key + "." + name, "must be true or false, got " + json_excerpt(j[name]), false);
-    return j[name].get<bool>();
+    return json_flag(j, name, fallback, where_, key);
   }
   std::string text(const json& j, const char* name, const std::string& key) const {
     if (!j.is_object() || !j.contains(name) || j[name].is_null()) return "";

@@ -32,9 +32,9 @@ SpecialToken named_token(const json& t, const std::string& key, const std::strin
   FT_CHECK_ARG(t.is_string() || (t.is_object() && t.contains("content") && t["content"].is_string()),
                where << ": \"" << key << "\" must be a string or {\"content\": string}, got " << json_excerpt(t));
   if (t.is_string()) return {t.get<std::string>()};
-  auto flag = [&](const char* name) { return t.contains(name) && t[name] == true; };
+  auto flag = [&](const char* name) { return json_flag(t, name, false, where, key); };
   SpecialToken out{t["content"].get<std::string>(), -1, flag("lstrip"), flag("rstrip")};
-  out.single_word = flag("single_word"), out.normalized = t.contains("normalized") ? flag("normalized") : !named && !flag("special");
+  out.single_word = flag("single_word"), out.normalized = json_flag(t, "normalized", !named && !flag("special"), where, key);
   return out;
 }
 

@@ -189,4 +189,32 @@ std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const s
   return docs;
 }
 
+JsonlKind jsonl_kind(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) return JsonlKind::kUnknown;
+    if (j.contains("input_ids")) return JsonlKind::kTokenIds;
+    if (j.contains("messages") || j.contains("prompt")) return JsonlKind::kMaskedText;
+    return j.contains("text") ? JsonlKind::kText : JsonlKind::kUnknown;
+  }
+  return JsonlKind::kUnknown;
+}
+
+bool jsonl_labels_mask(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find("-100") == std::string::npos) continue;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const auto labels = j.is_object() ? j.find("labels") : j.end();
+    if (j.is_object() && labels != j.end() && labels->is_array() &&
+        std::any_of(labels->begin(), labels->end(), [](const nlohmann::json& v) { return v == -100; }))
+      return true;
+  }
+  return false;
+}
+
 }  // namespace ftdist::data

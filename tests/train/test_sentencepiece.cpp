@@ -257,6 +257,8 @@ TEST(SentencePieceChat, SpecialTokensMustBeTokens) {
   EXPECT_NO_THROW(with("</s>"));                       // a piece of the model
   expect_bad_input([&] { with("<|nope|>"); }, "tokenizer_config.json: \"eos_token\" is \"<|nope|>\", which is neither an added token nor a piece");
   expect_bad_input([&] { with(7); }, "tokenizer_config.json: \"eos_token\" must be a string or {\"content\": string}, got 7");
+  // (an AddedToken's flags are true or false, as in tokenizer.json's added_tokens)
+  expect_bad_input([&] { with({{"content", "<|im_end|>"}, {"lstrip", 1}}); }, "tokenizer_config.json: \"eos_token.lstrip\" must be true or false, got 1");
 }
 
 namespace {

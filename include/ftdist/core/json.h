@@ -21,4 +21,9 @@ nlohmann::ordered_json parse_ordered_json(const std::string& text, const std::st
 // A JSON value for an error message: its dump, cut to `max_chars` with the full length said.
 std::string json_excerpt(const nlohmann::json& value, size_t max_chars = 60);
 
+// j[name] as a flag: `fallback` where `j` is no object or the key is absent or null; anything but
+// true or false is Error(BadInput) "<where>: \"<key>.<name>\" must be true or false, got ..." (`key`
+// "": "<name>" alone).
+bool json_flag(const nlohmann::json& j, const char* name, bool fallback, const std::string& where, const std::string& key = "");
+
 }  // namespace ftdist
