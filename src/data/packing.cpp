@@ -201,7 +201,14 @@ const std::vector<int64_t>& GlobalSampler::order(int64_t epoch) const {
   return idx;
 }
 
-int64_t GlobalSampler::epoch_of(int64_t step, int64_t global_batch) const { return step * global_batch / n_; }
+int64_t GlobalSampler::position(int64_t step, int64_t global_batch) const {
+  return base_position_ + (step - base_step_) * global_batch;
+}
+
+void GlobalSampler::resume_at(int64_t step, int64_t position) {
+  FT_CHECK_ARG(step >= 0 && position >= 0, "sampler: resuming at step " << step << ", sample " << position);
+  base_step_ = step, base_position_ = position;
+}
 
 std::vector<int64_t> GlobalSampler::step_samples(int64_t step, int64_t global_batch, int rank, int world) const {
   FT_CHECK_ARG(global_batch % world == 0, "the global batch (" << global_batch << " sequences) must be a multiple of the "
@@ -209,7 +216,7 @@ std::vector<int64_t> GlobalSampler::step_samples(int64_t step, int64_t global_ba
   const int64_t share = global_batch / world;
   std::vector<int64_t> out;
   for (int64_t k = 0; k < share; ++k) {
-    const int64_t global = step * global_batch + rank * share + k;  // position in the endless stream
+    const int64_t global = position(step, global_batch) + rank * share + k;  // position in the endless stream
     const int64_t epoch = global / n_;
     out.push_back(order(epoch)[size_t(global % n_)]);
   }

@@ -69,6 +69,8 @@ void check_states(const CheckpointMeta& m, const std::string& origin) {
   for (const char* k : {"sampler", "run_config"})
     if (m.trainer.contains(k))
       FT_CHECK_ARG(m.trainer[k].is_object(), origin << ": \"trainer." << k << "\" must be an object, got " << json_excerpt(m.trainer[k]));
+  if (m.trainer.contains("sampler"))
+    for (const char* k : {"next_step", "global_batch", "samples", "position"}) count(m.trainer["sampler"], k, "trainer.sampler");
   if (m.trainer.contains("rng_cpu")) {
     const std::string& hex = m.trainer["rng_cpu"].get_ref<const std::string&>();
     FT_CHECK_ARG(hex.size() % 2 == 0 && hex.find_first_not_of("0123456789abcdef") == std::string::npos,
@@ -77,13 +79,15 @@ void check_states(const CheckpointMeta& m, const std::string& origin) {
 }
 
 // What a checkpoint directory holds besides what a save writes there (meta.json, config.json, the
-// rank files, the tokenizer files).
+// rank files, the tokenizer files and generation_config.json).
 std::vector<std::string> foreign_files(const std::string& dir) {
   const std::vector<std::string>& tokenizer = tokenizer_file_names();
+  const std::vector<std::string>& model_side = model_side_file_names();
   std::vector<std::string> out;
   for (const std::string& n : list_directory(dir)) {
     const bool ours = n == "meta.json" || n == "config.json" || (n.rfind("rank-", 0) == 0 && ends_with(n, ".safetensors")) ||
-                      std::find(tokenizer.begin(), tokenizer.end(), n) != tokenizer.end();
+                      std::find(tokenizer.begin(), tokenizer.end(), n) != tokenizer.end() ||
+                      std::find(model_side.begin(), model_side.end(), n) != model_side.end();
     if (!ours) out.push_back(n);
   }
   return out;

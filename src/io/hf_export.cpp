@@ -44,18 +44,28 @@ const std::vector<std::string>& tokenizer_file_names() {
   static const std::vector<std::string> names = {
       "tokenizer.json",      "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
       "added_tokens.json",   "vocab.json",      "merges.txt",            "vocab.txt",
-      "chat_template.jinja", "chat_template.json", "generation_config.json",
+      "chat_template.jinja", "chat_template.json",
       "ftdist-tokenizer.json"};  // (data::kByteTokenizerFile: the byte-level tokenizer's)
   return names;
 }
 
-int copy_tokenizer_files(const std::string& from, const std::string& to) {
+const std::vector<std::string>& model_side_file_names() {
+  static const std::vector<std::string> names = {"generation_config.json"};
+  return names;
+}
+
+int copy_carried_files(const std::string& tokenizer_dir, const std::string& model_dir, const std::string& to) {
   int copied = 0;
-  for (const std::string& name : tokenizer_file_names()) {
-    if (!file_exists(from + "/" + name)) continue;
-    write_text_file_atomic(to + "/" + name, read_text_file(from + "/" + name, "tokenizer files"), "tokenizer files");
-    ++copied;
-  }
+  auto copy = [&](const std::string& from, const std::vector<std::string>& names, const char* what) {
+    if (from.empty()) return;
+    for (const std::string& name : names) {
+      if (!file_exists(from + "/" + name)) continue;
+      write_text_file_atomic(to + "/" + name, read_text_file(from + "/" + name, what), what);
+      ++copied;
+    }
+  };
+  copy(tokenizer_dir, tokenizer_file_names(), "tokenizer files");
+  copy(model_dir, model_side_file_names(), "generation config");
   return copied;
 }
 
@@ -189,7 +199,9 @@ void HfExporter::add_unit(const at::Tensor& flat_in) {
   ++next_unit_;
 }
 
-void HfExporter::copy_tokenizer_files(const std::string& from_dir) { io::copy_tokenizer_files(from_dir, tmp_); }
+void HfExporter::copy_carried_files(const std::string& tokenizer_dir, const std::string& model_dir) {
+  io::copy_carried_files(tokenizer_dir, model_dir, tmp_);
+}
 
 void HfExporter::finish() {
   FT_CHECK(next_unit_ == units_.size(), ErrorKind::Internal,
@@ -251,7 +263,7 @@ int export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir, 
     if ((u + 1) % 8 == 0 || u + 1 == units.size())
       FT_LOG_INFO("export: " << u + 1 << "/" << units.size() << " units written");
   }
-  ex.copy_tokenizer_files(ckpt.dir());
+  ex.copy_carried_files(ckpt.dir(), ckpt.dir());
   ex.finish();
   return ex.num_files();
 }

@@ -83,7 +83,7 @@ std::string save_checkpoint(const std::string& root, const SaveRequest& req, con
     meta.optimizer = cfg.optimizer.to_json();
     meta.optimizer["step"] = fsdp.optimizer_steps();
     meta.trainer = req.trainer;
-    if (!req.tokenizer_dir.empty()) io::copy_tokenizer_files(req.tokenizer_dir, tmp);
+    io::copy_carried_files(req.tokenizer_dir, req.model_dir, tmp);
     final_dir = io::commit_checkpoint(root, tmp, meta, req.config_text, req.keep);
   }
   world.barrier();  // committed before anyone goes on (or exits)
@@ -101,6 +101,14 @@ std::string checkpoint_to_resume(const RunConfig& c) {
   }
   if (latest.empty()) FT_LOG_INFO("checkpoint.resume: no checkpoint in '" << c.checkpoint_root() << "' yet; starting at step 0");
   return latest;
+}
+
+int64_t resumed_global_batch(const RunConfig& c) {
+  const std::string dir = c.resume ? io::find_latest_checkpoint(c.checkpoint_root()) : "";
+  if (dir.empty()) return 0;
+  const std::string path = dir + "/meta.json";
+  const io::CheckpointMeta meta = io::CheckpointMeta::from_json(read_text_file(path, "checkpoint", uint64_t(64) << 20), path);
+  return meta.trainer.value("sampler", nlohmann::json::object()).value("global_batch", int64_t(0));
 }
 
 

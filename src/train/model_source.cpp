@@ -2,13 +2,12 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/log.h"
 #include "ftdist/core/progress.h"
 #include "ftdist/core/text_file.h"
+#include "ftdist/data/documents.h"
 #include "ftdist/data/token_file.h"
 #include "ftdist/data/tokenizer.h"
 #include "ftdist/io/hf_export.h"
@@ -36,22 +35,7 @@ ModelSource model_source(const RunConfig& c) {
   return m;
 }
 
-namespace {
-// Whether JSONL data is text the tokenizer reads: its first line is not {"input_ids": ...}.
-bool text_data(const std::string& path) {
-  if (data::is_token_file_path(path)) return false;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.find_first_not_of(" \t\r") != std::string::npos) {
-      const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      return !(j.is_object() && j.contains("input_ids"));
-    }
-  return false;
-}
-}  // namespace
-
-std::string tokenizer_files_dir(const RunConfig& c, bool rank0) {
+std::string prepare_tokenizer_files(const RunConfig& c, bool rank0) {
   if (!c.tokenizer.empty()) {
     if (is_directory(c.tokenizer)) return c.tokenizer;
     // (a tokenizer file under another name: its directory's files are not its)
@@ -59,7 +43,8 @@ std::string tokenizer_files_dir(const RunConfig& c, bool rank0) {
     return name == "tokenizer.model" || name == "tokenizer.json" || name == data::kByteTokenizerFile ? directory_of(c.tokenizer) : "";
   }
   if (!c.model_path.empty()) return c.model_path;
-  if (!text_data(c.train_data) || !(c.saves_checkpoints() || c.export_hf)) return "";
+  const data::JsonlKind kind = data::is_token_file_path(c.train_data) ? data::JsonlKind::kTokenIds : data::jsonl_kind(c.train_data);
+  if (!(kind == data::JsonlKind::kText || kind == data::JsonlKind::kMaskedText) || !(c.saves_checkpoints() || c.export_hf)) return "";
   const std::string dir = c.output_dir + "/tokenizer";
   if (rank0) {
     make_directories(dir, "output.dir");
@@ -111,7 +96,7 @@ void export_model(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& f
     if (ex) ex->add_unit(flat);
   }
   if (ex) {
-    if (!src.tokenizer_dir.empty()) ex->copy_tokenizer_files(src.tokenizer_dir);
+    ex->copy_carried_files(src.tokenizer_dir, c.model_path);
     ex->finish();
     FT_LOG_INFO("exported the model to " << out << " (" << c.export_dtype << ")");
   }

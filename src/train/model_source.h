@@ -21,16 +21,16 @@ namespace ftdist::train {
 struct ModelSource {
   plan::ModelSpec spec;
   std::string config_text;    // for checkpoints and exports
-  std::string tokenizer_dir;  // the directory whose tokenizer files travel along (tokenizer_files_dir())
+  std::string tokenizer_dir;  // the directory whose tokenizer files travel along (prepare_tokenizer_files())
   std::unique_ptr<io::HfCheckpoint> hf;
   std::unique_ptr<io::RandomInit> random;
 };
 ModelSource model_source(const RunConfig& config);
-// Where the tokenizer files that checkpoints and the export carry come from, for a resolved config:
-// the directory of data.tokenizer (the tokenizer that read the text), else model.path's; for text
-// the byte-level tokenizer read, <output.dir>/tokenizer, where `rank0` writes ftdist-tokenizer.json.
-// "" for none.
-std::string tokenizer_files_dir(const RunConfig& resolved, bool rank0);
+// Makes ready the tokenizer files that checkpoints and the export carry, for a resolved config, and
+// returns their directory: data.tokenizer's (the tokenizer that read the text), else model.path's;
+// for text the byte-level tokenizer read, <output.dir>/tokenizer, where `rank0` writes
+// ftdist-tokenizer.json. "" for none.
+std::string prepare_tokenizer_files(const RunConfig& resolved, bool rank0);
 const io::WeightSource& starting_weights(const ModelSource& src, const io::CheckpointReader* resume);
 
 // The model's structure only: its parameters get memory from the runtime, which fills each rank's

@@ -4,48 +4,35 @@
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/log.h"
+#include "ftdist/data/documents.h"
 #include "ftdist/data/token_file.h"
 #include "ftdist/data/tokenizer.h"
 #include "ftdist/plan/memory_model.h"
 
 #include <algorithm>
-#include <fstream>
 #include <limits>
-#include <nlohmann/json.hpp>
 
 namespace ftdist::train {
 
 namespace {
 // data.packing = "auto": whole examples for data with a loss mask (a masked .ftok; JSONL whose first
 // line is prompt/completion or chat messages, or input_ids data where any line's labels mask a token,
-// as the .ftok made of it is masked), a stream for plain text. Input_ids lines are scanned on past
-// the first, parsing only those that hold "-100", until one masks a token.
-std::string resolved_packing(const RunConfig& c) {
-  if (c.packing != "auto") return c.packing;
-  if (data::is_token_file_path(c.train_data))
-    return data::TokenFile(c.train_data, std::numeric_limits<int32_t>::max()).masked() ? "documents" : "stream";
-  std::ifstream in(c.train_data);
-  std::string line;
-  bool token_ids = false;  // the first line was input_ids: later lines may still mask
-  while (std::getline(in, line)) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    if (token_ids && line.find("-100") == std::string::npos) continue;
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object()) return "stream";  // (opening the data names the line)
-    const auto labels = j.find("labels");
-    if (labels != j.end() && labels->is_array() &&
-        std::any_of(labels->begin(), labels->end(), [](const nlohmann::json& v) { return v == -100; }))
-      return "documents";
-    if (token_ids) continue;
-    if (j.contains("prompt") || j.contains("messages")) return "documents";
-    if (!j.contains("input_ids")) return "stream";
-    token_ids = true;
+// as the .ftok made of it is masked), a stream for plain text.
+// The training and the evaluation data each decide their own: an eval set's loss does not depend on
+// the training data's format.
+std::string resolved_packing(const std::string& packing, const std::string& path) {
+  if (packing != "auto") return packing;
+  if (data::is_token_file_path(path))
+    return data::TokenFile(path, std::numeric_limits<int32_t>::max()).masked() ? "documents" : "stream";
+  switch (data::jsonl_kind(path)) {
+    case data::JsonlKind::kMaskedText: return "documents";
+    case data::JsonlKind::kTokenIds: return data::jsonl_labels_mask(path) ? "documents" : "stream";
+    default: return "stream";  // (missing, empty, or malformed: opening the data says so)
   }
-  return "stream";  // (missing, empty, or input_ids that mask nothing: opening the data says so)
 }
 }  // namespace
 
-ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, comm::Communicator& world) {
+ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, comm::Communicator& world, int64_t saved_global_batch) {
   ResolvedRun run;
   run.config = config;
   RunConfig& c = run.config;
@@ -54,7 +41,8 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
                            "CUDA); use \"cpu\" or \"auto\"");
   c.device = resolved_device(c);
   c.precision = resolved_precision(c);
-  c.packing = resolved_packing(c);
+  c.eval_packing = c.eval_data.empty() ? "" : resolved_packing(c.packing, c.eval_data);
+  c.packing = resolved_packing(c.packing, c.train_data);
   plan::check_activation_checkpointing(c.activation_checkpointing, spec.layers, c.origin + " parallel.checkpointing");
   FT_CHECK_ARG(spec.dropout.empty(), spec.dropout << "; ftdist trains without dropout (set it to 0.0)");
   if (spec.max_position > 0 && c.seq_len > spec.max_position && world.rank() == 0)
@@ -75,6 +63,13 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
   run.ranks_per_node = comm::local_size();  // collective
   const int n = run.world;
   run.global_batch = c.global_batch > 0 ? c.global_batch : c.micro_batch * n;
+  if (c.global_batch == 0 && saved_global_batch > 0 && saved_global_batch != run.global_batch &&
+      saved_global_batch % (c.micro_batch * n) == 0) {
+    run.global_batch = saved_global_batch;
+    if (world.rank() == 0)
+      FT_LOG_INFO("train.global_batch = 0: keeping the resumed checkpoint's global batch of " << saved_global_batch << " sequences ("
+                  << saved_global_batch / (c.micro_batch * n) << " micro-batch(es) of " << c.micro_batch << " on each of " << n << " rank(s))");
+  }
   FT_CHECK_ARG(run.global_batch % (c.micro_batch * n) == 0,
                c.origin << ": train.global_batch (" << run.global_batch << ") must be a multiple of train.micro_batch x ranks = "
                         << c.micro_batch * n);

@@ -175,7 +175,7 @@ const std::vector<Key>& keys() {
       choice("data", "packing", &C::packing, {"auto", "documents", "stream"}, "auto | documents | stream",
              "documents: whole examples per sequence (best-fit decreasing, the rest padded and not counted), attention and "
              "positions per example; stream: documents concatenated and cut every seq_len tokens (pre-training text); auto: "
-             "documents when the data has a loss mask (prompt/completion, chat messages), else stream."),
+             "documents when the data has a loss mask (prompt/completion, chat messages), else stream, decided for data.train and data.eval each."),
       choice("data", "long_examples", &C::long_examples, {"truncate", "drop"}, "truncate | drop",
              "packing documents: an example longer than seq_len is cut to its first seq_len tokens, or left out (counted in the log)."),
       choice("data", "train_on", &C::train_on, {"assistant", "all"}, "assistant | all",
@@ -505,16 +505,27 @@ nlohmann::ordered_json run_config_json(const RunConfig& c) {
 }
 
 namespace {
-// [train] keys that do not change what is trained (a resumed run may go on for longer, log or
-// evaluate at other steps).
-const char* const kNotTrajectory[] = {"steps", "eval_every", "log_every", "peak_tflops", "nonfinite_limit"};
+// [data] and [train] keys that do not change what is trained: a resumed run may go on for longer,
+// log or evaluate at other steps or on other data, split the same global batch into other
+// micro-batches or the loss into other chunks. The global batch itself is compared resolved (the
+// trainer's resume warnings): train.global_batch = 0 stands for different batches on different ranks.
+const char* const kNotTrajectory[] = {"data.eval",        "train.steps",        "train.eval_every",  "train.log_every",
+                                      "train.peak_tflops", "train.nonfinite_limit", "train.micro_batch", "train.global_batch",
+                                      "train.loss_chunk"};
+bool shapes_trajectory(const std::string& section, const std::string& key) {
+  if (section != "model" && section != "data" && section != "train") return false;
+  const std::string name = section + "." + key;
+  return std::none_of(std::begin(kNotTrajectory), std::end(kNotTrajectory), [&](const char* n) { return name == n; });
+}
 }  // namespace
 
 std::string trajectory_hash(const RunConfig& c) {
-  nlohmann::ordered_json j = run_config_json(c);
-  nlohmann::ordered_json t = j["train"];
-  for (const char* k : kNotTrajectory) t.erase(k);
-  const std::string text = nlohmann::ordered_json{{"model", j["model"]}, {"data", j["data"]}, {"train", t}}.dump();
+  const nlohmann::ordered_json j = run_config_json(c);
+  nlohmann::ordered_json shaping;
+  for (const char* section : {"model", "data", "train"})
+    for (auto k = j[section].begin(); k != j[section].end(); ++k)
+      if (shapes_trajectory(section, k.key())) shaping[section][k.key()] = k.value();
+  const std::string text = shaping.dump();
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a64(text)));
   return buf;
@@ -527,10 +538,8 @@ std::vector<std::string> trajectory_changes(const nlohmann::ordered_json& saved,
       for (auto k = s->begin(); k != s->end(); ++k) before[s.key()][k.key()] = k.value();
   std::vector<std::string> out;
   for (const std::string& key : changed_keys(before, run_config_json(now))) {
-    const bool shapes = key.rfind("model.", 0) == 0 || key.rfind("data.", 0) == 0 ||
-                        (key.rfind("train.", 0) == 0 && std::none_of(std::begin(kNotTrajectory), std::end(kNotTrajectory),
-                                                                     [&](const char* n) { return key == std::string("train.") + n; }));
-    if (shapes) out.push_back(key);
+    const size_t dot = key.find('.');
+    if (shapes_trajectory(key.substr(0, dot), key.substr(dot + 1))) out.push_back(key);
   }
   return out;
 }

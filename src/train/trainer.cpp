@@ -115,11 +115,11 @@ Trainer::Trainer(const RunConfig& config, comm::Communicator& world)
     : world_(world),
       counter_(fsdp::CpuMemoryCounter::install()),
       src_(model_source(config)),
-      run_(resolve_run(config, src_.spec, world)),
+      run_(resolve_run(config, src_.spec, world, resumed_global_batch(config))),
       schedule_{c_.schedule, c_.lr, c_.warmup_steps, c_.steps, c_.min_lr},
       config_json_(run_config_json(c_)) {
   claim_directories();
-  src_.tokenizer_dir = tokenizer_files_dir(c_, world.rank() == 0);
+  src_.tokenizer_dir = prepare_tokenizer_files(c_, world.rank() == 0);
   check_fit_before_loading();
   resume_dir_ = checkpoint_to_resume(c_);
   if (!resume_dir_.empty()) {
@@ -228,6 +228,9 @@ void Trainer::resume() {
     summary_.skipped_steps = meta.trainer.value("skipped_steps", int64_t(0));
     summary_.resumed_from = meta.step;
     if (meta.trainer.contains("rng_cpu")) set_cpu_rng_state_hex(meta.trainer["rng_cpu"].get<std::string>(), resume_dir_ + "/meta.json trainer");
+    // The data goes on where the saved run stopped (before "position" was saved: its steps x its batch).
+    const nlohmann::json& sampler = meta.trainer.value("sampler", nlohmann::json::object());
+    sampler_->resume_at(meta.step, sampler.value("position", meta.step * sampler.value("global_batch", run_.global_batch)));
     const std::vector<std::string> changed =
         trajectory_changes(nlohmann::ordered_json(meta.trainer.value("run_config", nlohmann::json::object())), c_);
     if (!changed.empty() && world_.rank() == 0) {
@@ -249,10 +252,20 @@ void Trainer::resume() {
 
 // What a resumed run does differently from the saved one without any trajectory key changing: data
 // of another number of samples (the order of every epoch is a shuffle of them: the rest of this
-// one repeats some samples and skips others), or a decaying schedule over another train.steps (the
-// learning rate jumps to the new curve).
+// one repeats some samples and skips others), another global batch (train.global_batch = 0 where
+// micro_batch x ranks does not divide the saved one, or another value), or a decaying schedule over
+// another train.steps (the learning rate jumps to the new curve).
 void Trainer::warn_resume_differences(const io::CheckpointMeta& meta) const {
   const nlohmann::json& sampler = meta.trainer.value("sampler", nlohmann::json::object());
+  const int64_t batch = sampler.value("global_batch", run_.global_batch);
+  if (batch != run_.global_batch)
+    FT_LOG_WARN("the global batch is " << run_.global_batch << " sequences per step (train.global_batch = " << c_.global_batch
+                << (c_.global_batch == 0 ? ": micro_batch x ranks" : "") << "), the checkpoint's run had " << batch
+                << ": the data goes on where it stopped, but the resumed run will not match an uninterrupted one; "
+                << (batch % (c_.micro_batch * run_.world) == 0
+                        ? "train.global_batch = 0 or " + std::to_string(batch) + " keeps it"
+                        : "to keep it, choose train.micro_batch and ranks whose product (" + std::to_string(c_.micro_batch * run_.world) +
+                              " now) divides it"));
   const int64_t samples = sampler.value("samples", int64_t(-1)), now = data_->train.num_samples();
   if (samples >= 0 && samples != now)
     FT_LOG_WARN("data.train (" << c_.train_data << ") holds " << now << " samples, the checkpoint's run had " << samples
@@ -308,13 +321,15 @@ nlohmann::ordered_json Trainer::metrics_line(int64_t step, const fsdp::StepResul
 void Trainer::save(int64_t step) {
   SaveRequest req;
   req.step = step;
-  req.trainer = {{"sampler", {{"seed", c_.seed}, {"next_step", step}, {"global_batch", run_.global_batch}, {"samples", data_->train.num_samples()}}},
+  req.trainer = {{"sampler", {{"seed", c_.seed}, {"next_step", step}, {"global_batch", run_.global_batch}, {"samples", data_->train.num_samples()},
+                              {"position", sampler_->position(step, run_.global_batch)}}},
                  {"skipped_steps", summary_.skipped_steps},
                  {"rng_cpu", cpu_rng_state_hex()},
                  {"trajectory_hash", trajectory_hash(c_)},
                  {"run_config", config_json_}};
   req.config_text = src_.config_text;
   req.tokenizer_dir = src_.tokenizer_dir;
+  req.model_dir = c_.model_path;
   req.keep = int(c_.checkpoint_keep);
   const std::string dir = save_checkpoint(c_.checkpoint_root(), req, *fsdp_, world_);
   saved_step_ = step;

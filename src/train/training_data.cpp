@@ -78,7 +78,7 @@ void check_every_token(const data::TokenFile& file, const std::string& what, com
 }
 }  // namespace
 
-data::PackedSamples open_samples(const std::string& path, const std::string& what, const RunConfig& c,
+data::PackedSamples open_samples(const std::string& path, const std::string& what, const std::string& packing_name, const RunConfig& c,
                                  const data::Tokenizer& tokenizer, int64_t vocab, comm::Communicator& world) {
   std::string ftok = path;
   if (!data::is_token_file_path(path)) {  // JSONL
@@ -107,8 +107,7 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
   }
   auto file = std::make_shared<const data::TokenFile>(ftok, vocab);
   check_every_token(*file, what, world);
-  // (data.packing = "auto" is decided with the rest of the run: train::resolve_run())
-  const data::Packing packing = data::packing_from_name(c.packing, c.origin + " [data] packing");
+  const data::Packing packing = data::packing_from_name(packing_name, c.origin + " [data] packing");
   const data::LongExamples long_examples = data::long_examples_from_name(c.long_examples, c.origin + " [data] long_examples");
   std::optional<data::PackedSamples> made;
   try {
@@ -169,8 +168,9 @@ TrainingData open_training_data(const RunConfig& c, int64_t vocab, comm::Communi
       c.tokenizer.empty() && !c.model_path.empty()
           ? data::missing_tokenizer(c.model_path, c.origin + " data.tokenizer to the model's tokenizer (a file or a directory)")
           : data::load_tokenizer_when_used(c.tokenizer, c.origin + " [data] tokenizer");
-  TrainingData d{open_samples(c.train_data, "data.train", c, *tokenizer, vocab, world), std::nullopt};
-  if (!c.eval_data.empty()) d.eval = open_samples(c.eval_data, "data.eval", c, *tokenizer, vocab, world);
+  // (data.packing = "auto" is decided with the rest of the run, for each file: train::resolve_run())
+  TrainingData d{open_samples(c.train_data, "data.train", c.packing, c, *tokenizer, vocab, world), std::nullopt};
+  if (!c.eval_data.empty()) d.eval = open_samples(c.eval_data, "data.eval", c.eval_packing, c, *tokenizer, vocab, world);
   return d;
 }
 

@@ -23,8 +23,9 @@ void on_rank0_while_others_wait(comm::Communicator& world, const std::function<v
 
 // A data path as samples cut on demand from a memory-mapped token file: a .ftok as it is; JSONL
 // tokenized once into <output.dir>/data/ (rank 0 writes, with a progress bar, while the others
-// wait; reused while the input and the tokenizer are unchanged).
-data::PackedSamples open_samples(const std::string& path, const std::string& what, const RunConfig& c,
+// wait; reused while the input and the tokenizer are unchanged), cut as `packing` says (documents or
+// stream: resolved, c.packing for data.train, c.eval_packing for data.eval).
+data::PackedSamples open_samples(const std::string& path, const std::string& what, const std::string& packing, const RunConfig& c,
                                  const data::Tokenizer& tokenizer, int64_t vocab, comm::Communicator& world);
 
 // data.train and data.eval, opened before the model loads (a bad token file stops the run first).

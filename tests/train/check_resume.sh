@@ -9,6 +9,9 @@
 #  D: a fresh run (resume = false) into C's checkpoint directory is refused, naming the key.
 #  E: A's run resumed for more steps warns that the cosine schedule's learning rate jumps; resumed
 #     on a data file of more samples, it warns that the order changes.
+#  G: with train.global_batch = 0 (micro_batch x ranks: 8 on 2 ranks), resumed at step 10 on 4 ranks
+#     with micro_batch 1 it keeps the batch of 8 (2 micro-batches; said, no warning) and matches the uninterrupted
+#     run to 1e-5; with micro_batch 4 (a batch of 16) it warns, naming both batches.
 set -u
 ftdist=$1 mpirun=$2 py=$3 tmp=$4
 here=$(cd "$(dirname "$0")" && pwd)
@@ -67,5 +70,24 @@ check $? "a longer run warns that the learning rate jumps"
 check $? "resumed on more data"
 grep -q "data.train (.*) holds [0-9]* samples, the checkpoint's run had [0-9]*: .*drawn in another order" "$tmp/f.log"
 check $? "other data warns that the order changes"
+
+gb0=(--config "$cfg" --set train.global_batch=0 --set train.schedule=constant --set train.warmup_steps=0 --set train.log_every=100)
+"$mpirun" -np 2 "$ftdist" train "${gb0[@]}" --set train.steps=20 --set output.dir="$tmp/g0" >"$tmp/g0.log" 2>&1
+check $? "uninterrupted run, global_batch = 0"
+"$mpirun" -np 2 "$ftdist" train "${gb0[@]}" --set train.steps=10 --set checkpoint.every=10 --set output.dir="$tmp/g" >"$tmp/g10.log" 2>&1
+check $? "10 steps of it, saved"
+cp -r "$tmp/g" "$tmp/h"
+"$mpirun" -np 4 "$ftdist" train "${gb0[@]}" --set train.steps=20 --set train.micro_batch=1 --set checkpoint.every=10 \
+  --set checkpoint.resume=true --set output.dir="$tmp/g" >"$tmp/g.log" 2>&1
+check $? "resumed on 4 ranks with micro_batch 1"
+grep -q "keeping the resumed checkpoint's global batch of 8 sequences" "$tmp/g.log" && ! grep -q "warning" "$tmp/g.log"
+check $? "it keeps the global batch of 8, without a warning"
+"$py" "$here/compare_runs.py" --same-only "$tmp/g0/metrics.jsonl" "$tmp/g/metrics.jsonl"
+check $? "losses equal the uninterrupted run to 1e-5"
+"$mpirun" -np 4 "$ftdist" train "${gb0[@]}" --set train.steps=12 --set checkpoint.every=10 \
+  --set checkpoint.resume=true --set output.dir="$tmp/h" >"$tmp/h.log" 2>&1
+check $? "resumed on 4 ranks with micro_batch 4"
+grep -q "the global batch is 16 sequences per step (train.global_batch = 0: micro_batch x ranks), the checkpoint's run had 8" "$tmp/h.log"
+check $? "a batch of 16 warns, naming the saved batch of 8"
 
 [ $fail = 0 ] && echo "all passed" || { echo "see $tmp/*.log"; exit 1; }

@@ -3,6 +3,7 @@
 
 #include "ftdist/plan/gpu_catalog.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 
@@ -114,6 +115,25 @@ TEST(Sampler, WorldSizeIndependentDisjointAndResumable) {
   // Resuming at step k needs nothing but k.
   EXPECT_EQ(data::GlobalSampler(37, 5).step_samples(7, 8, 0, 1), s.step_samples(7, 8, 0, 1));
   expect_bad_input([&] { s.step_samples(0, 10, 0, 4); }, "multiple of the 4 data-parallel ranks");
+}
+
+// A run resumed with another global batch (4 sequences a step, then 6) draws the stream on from where
+// the saved run stopped: every sample of the epoch once, none skipped or repeated.
+TEST(Sampler, ResumedWithAnotherGlobalBatchGoesOnWhereItStopped) {
+  const data::GlobalSampler saved(36, 3);
+  std::vector<int64_t> drawn;
+  for (int64_t step = 0; step < 3; ++step)
+    for (int64_t i : saved.step_samples(step, 4, 0, 1)) drawn.push_back(i);
+  data::GlobalSampler resumed(36, 3);
+  resumed.resume_at(3, saved.position(3, 4));
+  EXPECT_EQ(resumed.position(3, 6), 12);
+  for (int64_t step = 3; step < 7; ++step)
+    for (int r = 0; r < 3; ++r)
+      for (int64_t i : resumed.step_samples(step, 6, r, 3)) drawn.push_back(i);
+  std::vector<int64_t> epoch(drawn.begin(), drawn.end());
+  std::sort(epoch.begin(), epoch.end());
+  for (int64_t i = 0; i < 36; ++i) EXPECT_EQ(epoch[size_t(i)], i) << "each sample once in the epoch";
+  EXPECT_NE(resumed.step_samples(7, 6, 0, 1), saved.step_samples(7, 6, 0, 1));  // (the position, not the step, picks them)
 }
 
 const char* kConfig = R"(
@@ -251,4 +271,17 @@ TEST(Packing, AutoDecidesAJsonlAsItsTokenFile) {
             "documents");
   EXPECT_EQ(resolved("auto_ids_many.jsonl", "{\"input_ids\": [1, 2, 3]}\n{\"input_ids\": [4, 5], \"labels\": [4, 5]}"),
             "stream");
+  // The eval data decides its own: its loss does not depend on the training data's format.
+  train::RunConfig c;
+  c.model_preset = "tiny";
+  c.device = "cpu";
+  c.train_data = write("auto_train_masked.jsonl", R"({"prompt": "question", "completion": "answer"})");
+  c.eval_data = write("auto_eval_text.jsonl", R"({"text": "plain text"})");
+  const train::RunConfig r = train::resolve_run(c, spec, *world).config;
+  EXPECT_EQ(r.packing, "documents");
+  EXPECT_EQ(r.eval_packing, "stream");
+  std::swap(c.train_data, c.eval_data);
+  EXPECT_EQ(train::resolve_run(c, spec, *world).config.eval_packing, "documents");
+  c.packing = "stream";  // (a packing given applies to both)
+  EXPECT_EQ(train::resolve_run(c, spec, *world).config.eval_packing, "stream");
 }

@@ -106,7 +106,12 @@ class GlobalSampler {
   // Sample indices of global step `step` (from 0), `global_batch` of them; the share of `rank` out of
   // `world` is the contiguous block [rank * global_batch / world, (rank + 1) * global_batch / world).
   std::vector<int64_t> step_samples(int64_t step, int64_t global_batch, int rank, int world) const;
-  int64_t epoch_of(int64_t step, int64_t global_batch) const;
+  // Where step `step` starts in the endless stream of epochs (samples drawn before it).
+  int64_t position(int64_t step, int64_t global_batch) const;
+  // A resumed run: step `step` starts at `position` (what the saved run had drawn), whatever global
+  // batch the steps before it had, so a resumed run with another global batch neither skips nor
+  // repeats samples.
+  void resume_at(int64_t step, int64_t position);
 
  private:
   // The shuffled sample indices of `epoch` (n of them), made once per epoch and kept: a step then
@@ -116,6 +121,7 @@ class GlobalSampler {
   mutable std::vector<int64_t> cached_order_;
   int64_t n_;
   uint64_t seed_;
+  int64_t base_step_ = 0, base_position_ = 0;  // (resume_at)
 };
 
 }  // namespace ftdist::data

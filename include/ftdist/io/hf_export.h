@@ -13,7 +13,7 @@
 //
 //   HfExporter ex("out/hf", spec, config_text, {at::kBFloat16, 5'000'000'000});
 //   for (size_t u = 0; u < n; ++u) ex.add_unit(whole_flat_of_unit(u));
-//   ex.copy_tokenizer_files(model_dir);
+//   ex.copy_carried_files(tokenizer_dir, model_dir);
 //   ex.finish();
 #pragma once
 
@@ -40,13 +40,16 @@ struct ExportOptions {
   bool replace = false;
 };
 
-// The tokenizer files a Hugging Face directory may carry (the tokenizer in its fast, SentencePiece or
-// BPE vocab/merges form, its configuration and added tokens, the chat template as Transformers saves
-// it since it left tokenizer_config.json, and generation_config.json), copied along by exports and
-// checkpoints.
+// The files exports and checkpoints carry beside the weights: the tokenizer's, which a Hugging Face
+// directory may hold (the tokenizer in its fast, SentencePiece or BPE vocab/merges form, its
+// configuration and added tokens, the chat template as Transformers saves it since it left
+// tokenizer_config.json), and the model's generation_config.json (its EOS ids and sampling
+// defaults), each from its own directory: data.tokenizer's and model.path's differ when both are set.
 const std::vector<std::string>& tokenizer_file_names();
-// Copies those of tokenizer_file_names() that exist in `from` into `to`; returns how many.
-int copy_tokenizer_files(const std::string& from, const std::string& to);
+const std::vector<std::string>& model_side_file_names();  // generation_config.json
+// Copies those of tokenizer_file_names() that exist in `tokenizer_dir` and those of
+// model_side_file_names() in `model_dir` into `to` (a "" directory: none); returns how many.
+int copy_carried_files(const std::string& tokenizer_dir, const std::string& model_dir, const std::string& to);
 
 // Where an export is about to be replaced (ftdist train's <output.dir>/hf): Error(BadInput) naming
 // `what` unless `dir` does not exist or is an ftdist export holding only the files its manifest
@@ -67,7 +70,7 @@ class HfExporter {
   int num_files() const { return int(file_first_.size()); }
   // The next unit's whole flat buffer (its tensors concatenated; padding beyond them is ignored).
   void add_unit(const at::Tensor& flat);
-  void copy_tokenizer_files(const std::string& from_dir);
+  void copy_carried_files(const std::string& tokenizer_dir, const std::string& model_dir);  // (io::copy_carried_files)
   void finish();
 
  private:

@@ -1,7 +1,7 @@
 // Saving and restoring the training state (io/checkpoint.h has the format): every rank writes its
 // file shard into the temporary directory, then rank 0 commits it once all are on disk.
 //
-//   std::string dir = save_checkpoint(root, {step, trainer_json, config_text, tokenizer_dir, keep}, fsdp, world);
+//   std::string dir = save_checkpoint(root, {step, trainer_json, config_text, tokenizer_dir, model_dir, keep}, fsdp, world);
 //   io::CheckpointReader ckpt(io::find_latest_checkpoint(root));  fsdp.load_state(ckpt);
 #pragma once
 
@@ -19,6 +19,7 @@ struct SaveRequest {
   nlohmann::json trainer;           // the trainer's state (sampler position, run config, ...)
   std::string config_text;          // the model's config.json
   std::string tokenizer_dir;        // tokenizer files to copy along ("" = none)
+  std::string model_dir;            // model.path: its generation_config.json goes along ("" = none)
   int keep = 2;                     // checkpoints kept (0: all)
 };
 
@@ -34,6 +35,8 @@ std::string save_checkpoint(const std::string& root, const SaveRequest& request,
 // start. A fresh run that saves checkpoints refuses a checkpoint.dir that already holds another
 // run's (Error(BadInput)) rather than mixing with them.
 std::string checkpoint_to_resume(const RunConfig& config);
+// The global batch of the checkpoint a run resumes, from its meta.json (0: none, or a fresh start).
+int64_t resumed_global_batch(const RunConfig& config);
 
 // The CPU generator's state as hex text (the trainer's state in a checkpoint), and back: a state of
 // the wrong size is an Error(BadInput) naming `where`.

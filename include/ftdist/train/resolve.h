@@ -30,6 +30,10 @@ struct ResolvedRun {
 
 // Error(BadInput) for a device that is not there, a global batch that does not divide, a shard
 // group that does not divide the world; Error(DoesNotFit) when parallel.auto finds nothing that fits.
-ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, comm::Communicator& world);
+// `saved_global_batch`: the global batch of the checkpoint a run resumes (0: none); with
+// train.global_batch = 0 the run keeps it where micro_batch x ranks divides it, so that resuming on
+// another number of ranks goes on with the same batch.
+ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, comm::Communicator& world,
+                        int64_t saved_global_batch = 0);
 
 }  // namespace ftdist::train

@@ -30,6 +30,7 @@ struct RunConfig {
   std::string train_data, eval_data, tokenizer;
   int64_t seq_len = 128;
   std::string packing = "auto";            // auto | documents | stream (auto: documents for masked data)
+  std::string eval_packing = "auto";       // (no key) data.eval's: data.packing, "auto" decided by data.eval's own data (resolve_run)
   std::string long_examples = "truncate";  // truncate | drop (packing documents)
   std::string train_on = "assistant";      // assistant | all (chat messages in JSONL)
   // [train]
