@@ -107,7 +107,10 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
   std::vector<std::string> bigger;
   for (const GpuSpec& g : catalog.gpus())
     if (double(g.memory_bytes()) * (1.0 - req.headroom) >= double(need)) bigger.push_back(g.name);
-  if (!bigger.empty()) os << " GPUs with enough memory for that layout: " << join_or(bigger) << " (--gpu).";
+  const bool cluster = !req.hardware[c.hardware].node_type.empty();
+  if (!bigger.empty())
+    os << " GPUs with enough memory for that layout: " << join_or(bigger)
+       << (cluster ? " (a cluster file with nodes of them, or --gpu without --cluster)." : " (--gpu).");
   // More GPUs help only down to what every rank holds whole (a layer gathered, activations,
   // overheads): from the need on half the GPUs, need(N/2) = F + 2S and need(N) = F + S, that floor
   // is F = 2 need(N) - need(N/2).
@@ -124,7 +127,9 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
     os << " More GPUs will not fit it: however many, each holds about " << format_gib(std::max(floor, 0.0))
        << " whole (from " << c.gpus / 2 << " to " << c.gpus << " GPUs the need falls only " << format_gib(double(half_need - need))
        << ": the gathered layers, activations and overheads stay).";
-  else if (req.gpus || req.nodes) os << " Let the planner choose the GPU count: --gpus auto.";
+  else if (req.gpus || req.nodes)
+    os << " Let the planner choose the GPU count: " << (req.gpus ? "--gpus auto" : "") << (req.gpus && req.nodes ? " and " : "")
+       << (req.nodes ? "leave out --nodes" : "") << ".";
   else if (c.gpus * 2 > req.max_gpus && req.max_gpus < kMaxRanks) os << " More GPUs than --max-gpus " << req.max_gpus << " may fit: raise it.";
   // (a --global-batch that leaves a GPU count no layout at all: micro-batch x GPUs must divide it)
   std::set<int> counts, laid_out;
@@ -179,7 +184,7 @@ void add_plan_options(cxxopts::Options& options) {
       ("model", "preset name (`ftdist models`)", cxxopts::value<std::string>())
       ("model-config", "Hugging Face config.json (or the model directory)", cxxopts::value<std::string>());
   options.add_options("hardware")
-      ("gpu", "GPU model from the catalog (`ftdist gpus`)", cxxopts::value<std::string>()->default_value("h100-80gb-sxm"))
+      ("gpu", "GPU model from the catalog (`ftdist gpus`); with --cluster, only the cluster's nodes of that GPU", cxxopts::value<std::string>()->default_value("h100-80gb-sxm"))
       ("gpus", "number of GPUs, or auto", cxxopts::value<std::string>()->default_value("auto"))
       ("nodes", "number of nodes (default: from --gpus)", cxxopts::value<int>())
       ("cluster", "cluster description TOML (node types, counts); the planner picks nodes x GPUs", cxxopts::value<std::string>())
@@ -189,7 +194,9 @@ void add_plan_options(cxxopts::Options& options) {
       ("seq-len", "tokens per sequence", cxxopts::value<int64_t>()->default_value("2048"))
       ("micro-batch", "sequences per GPU per forward, or auto", cxxopts::value<std::string>()->default_value("auto"))
       ("global-batch", "sequences per optimizer step (default: one micro-batch per GPU)", cxxopts::value<int64_t>()->default_value("0"))
-      ("examples", "training examples (each padded or packed to --seq-len)", cxxopts::value<std::string>())
+      ("examples", "training sequences of --seq-len: examples padded to it, or with --packing documents the sequences "
+       "the examples pack into (ftdist prepare-data --seq-len prints them; or give --tokens and --packing-efficiency)",
+       cxxopts::value<std::string>())
       ("tokens", "training tokens (instead of --examples)", cxxopts::value<std::string>())
       ("epochs", "passes over the data", cxxopts::value<double>()->default_value("1"))
       ("packing-efficiency", "whole examples packed per sequence (data.packing = documents): the data's tokens over the "
@@ -232,21 +239,26 @@ std::string read_hardware(const cxxopts::ParseResult& args, const GpuCatalog& ca
   req.max_gpus = args["max-gpus"].as<int>();
   FT_CHECK_ARG(req.max_gpus >= 1 && req.max_gpus <= kMaxRanks, "--max-gpus must be 1.." << kMaxRanks << ", got " << req.max_gpus);
   std::string cluster_name;
-  if (args.count("cluster")) {
-    Cluster cluster = load_cluster(args["cluster"].as<std::string>(), catalog);
-    cluster_name = cluster.origin;
-    for (const NodeType& nt : cluster.node_types)
-      req.hardware.push_back({nt.name, nt.gpu, nt.gpus_per_node, nt.count, true});
-  }
   if (auto g = auto_or_int(args["gpus"].as<std::string>(), "--gpus", kMaxRanks)) req.gpus = int(*g);
-  if (!args.count("cluster")) {  // nodes enough for --max-gpus, or for the --gpus given (which --max-gpus does not bound)
-    const GpuSpec& g = catalog.find(args["gpu"].as<std::string>());
-    const int most = std::max(req.max_gpus, req.gpus.value_or(1));
-    req.hardware.push_back({"", g, g.gpus_per_node, std::max(1, (most + g.gpus_per_node - 1) / g.gpus_per_node), false});
-  }
   if (args.count("nodes")) {
     req.nodes = args["nodes"].as<int>();
     FT_CHECK_ARG(*req.nodes >= 1 && *req.nodes <= kMaxRanks, "--nodes must be 1.." << kMaxRanks << ", got " << *req.nodes);
+  }
+  if (args.count("cluster")) {  // its node types; with --gpu only those of that GPU
+    Cluster cluster = load_cluster(args["cluster"].as<std::string>(), catalog);
+    cluster_name = cluster.origin;
+    const std::string gpu = args.count("gpu") ? catalog.find(args["gpu"].as<std::string>()).name : "";
+    std::vector<std::string> has;
+    for (const NodeType& nt : cluster.node_types) {
+      if (std::find(has.begin(), has.end(), nt.gpu.name) == has.end()) has.push_back(nt.gpu.name);
+      if (gpu.empty() || nt.gpu.name == gpu) req.hardware.push_back({nt.name, nt.gpu, nt.gpus_per_node, nt.count, true});
+    }
+    FT_CHECK_ARG(!req.hardware.empty(), "--gpu " << gpu << ": " << cluster.origin << " has no node of it (its GPUs: "
+                                                 << join_or(has) << "); leave out --gpu, or leave out --cluster to plan on " << gpu);
+  } else {  // nodes enough for --max-gpus, or for the --gpus or --nodes given (which --max-gpus does not bound)
+    const GpuSpec& g = catalog.find(args["gpu"].as<std::string>());
+    const int most = std::max({req.max_gpus, req.gpus.value_or(1), req.nodes.value_or(1) * g.gpus_per_node});
+    req.hardware.push_back({"", g, g.gpus_per_node, std::max(1, (most + g.gpus_per_node - 1) / g.gpus_per_node), false});
   }
   return cluster_name;
 }
@@ -313,6 +325,8 @@ double read_workload(const cxxopts::ParseResult& args, PlanRequest& req) {
     tokens /= e;
   }
   req.total_tokens = tokens * epochs;
+  FT_CHECK_ARG(tokens == 0 || req.total_tokens >= 1, "the workload is " << req.total_tokens << " tokens (" << tokens << " x --epochs "
+                                                     << epochs << "): less than one token to train");
   FT_CHECK_ARG(req.total_tokens <= kMaxTokens, "the workload is " << req.total_tokens << " tokens (--examples x --seq-len or --tokens, "
                                                "x --epochs); ftdist plans up to " << kMaxTokens);
   req.epochs = epochs;

@@ -47,6 +47,7 @@ std::vector<AlternativeRow> adapter_alternatives(const ModelSpec& m, const RunSe
     AlternativeRow r;
     r.method = method;
     r.rank = o.rank;
+    r.micro_batch = setup.micro_batch;
     r.trainable_params = adapters;
     if (r.method == "lora") {
       r.base_bytes = uint64_t(m.param_count()) * 2;

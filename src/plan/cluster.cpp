@@ -22,6 +22,8 @@ Cluster parse_cluster(const std::string& text, const std::string& origin, const 
     NodeType nt;
     nt.name = toml_get_or<std::string>(*t, "name", "node-type-" + std::to_string(index), where);
     where = origin + " [[node_type]] " + nt.name;
+    for (const NodeType& other : c.node_types)
+      FT_CHECK_ARG(other.name != nt.name, where << ": a node type of that name is given already (plans name node types: give each its own \"name\")");
     toml_check_keys(*t, {"name", "gpu", "gpus_per_node", "count", "nvlink_busbw_gbs", "network_busbw_gbs", "price_per_node_hour"},
                     where);
     nt.gpu = catalog.find(toml_get<std::string>(*t, "gpu", where), where + ": \"gpu\"");
@@ -40,7 +42,8 @@ Cluster parse_cluster(const std::string& text, const std::string& origin, const 
       nt.gpu.price_per_hour = node_price / nt.gpus_per_node;
     }
     toml_check_finite({{"nvlink_busbw_gbs", nt.gpu.link_busbw_gbs}, {"network_busbw_gbs", nt.gpu.network_busbw_gbs}}, where);
-    FT_CHECK_ARG(nt.gpu.link_busbw_gbs > 0 && nt.gpu.network_busbw_gbs > 0, where << ": bandwidths must be positive");
+    FT_CHECK_ARG(nt.gpu.link_busbw_gbs > 0, where << ": nvlink_busbw_gbs must be positive, got " << nt.gpu.link_busbw_gbs);
+    FT_CHECK_ARG(nt.gpu.network_busbw_gbs > 0, where << ": network_busbw_gbs must be positive, got " << nt.gpu.network_busbw_gbs);
     c.node_types.push_back(std::move(nt));
   }
   return c;

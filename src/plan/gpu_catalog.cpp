@@ -60,17 +60,28 @@ GpuCatalog GpuCatalog::parse(const std::string& text, const std::string& origin)
     FT_CHECK_ARG(g.memory_gib <= kMaxGpuMemoryGib, where << ": memory_gib must be at most " << kMaxGpuMemoryGib << ", got " << g.memory_gib);
     FT_CHECK_ARG(g.efficiency >= kMinEfficiency && g.efficiency <= 1, where << ": efficiency must be in [" << kMinEfficiency << ", 1]");
     FT_CHECK_ARG(g.price_per_hour >= 0 && g.price_per_hour <= 1e9, where << ": price_per_hour must be 0..1e9");
+    // (names and aliases are case-insensitive: each names one GPU, or --gpu would pick the first)
+    std::vector<std::string> names = g.aliases;
+    names.insert(names.begin(), g.name);
+    for (size_t i = 0; i < names.size(); ++i) {
+      FT_CHECK_ARG(std::find(names.begin(), names.begin() + i, names[i]) == names.begin() + i,
+                   where << ": \"" << names[i] << "\" is given twice (names and aliases are case-insensitive)");
+      for (const GpuSpec& other : cat.gpus_)
+        FT_CHECK_ARG(other.name != names[i] && std::find(other.aliases.begin(), other.aliases.end(), names[i]) == other.aliases.end(),
+                     where << ": \"" << names[i] << "\" already names [gpu." << other.name
+                           << "] (names and aliases, case-insensitive, must differ)");
+    }
     cat.gpus_.push_back(std::move(g));
   }
   return cat;
 }
 
-GpuCatalog GpuCatalog::load(const std::string& path) { return parse(read_text_file(path, "--gpu-catalog"), path); }
+GpuCatalog GpuCatalog::load(const std::string& path, const std::string& what) { return parse(read_text_file(path, what), path); }
 
 GpuCatalog GpuCatalog::load_default(const std::string& path_flag) {
   if (!path_flag.empty()) return load(path_flag);
   if (const char* env = std::getenv("FTDIST_GPU_CATALOG")) {
-    if (env[0] != '\0') return load(env);
+    if (env[0] != '\0') return load(env, "FTDIST_GPU_CATALOG");
   }
   const std::string source_copy = std::string(FTDIST_SOURCE_DIR) + "/cluster/gpus.toml";
   if (file_exists(source_copy)) {

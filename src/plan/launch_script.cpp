@@ -59,6 +59,13 @@ std::string hostfile_text(const Candidate& c) {
 
 std::string sbatch_text(const PlanRequest& req, const Candidate& c, const LaunchPaths& paths) {
   int per_node = c.nodes > 0 ? c.gpus / c.nodes : c.gpus;
+  // Whole nodes are reserved for the job alone; part of a node shares it (the plan prices the GPUs
+  // it uses, not the node).
+  const bool whole_nodes = per_node >= req.hardware[c.hardware].gpus_per_node;
+  // (a job name is one word: a model named with spaces or quotes in its config would split the line)
+  std::string job = "ftdist-" + req.model.name;
+  for (char& ch : job)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') ch = '_';
   double hours = c.time.total_s / 3600.0 * 1.2 + 0.25;  // 20% + 15 min of slack over the estimate
   // Slurm's days-hours:minutes:seconds, in 64 bits (a year-long estimate still reads as one).
   const int64_t minutes = int64_t(std::min(hours * 60.0 + 0.5, 1e15));
@@ -69,12 +76,12 @@ std::string sbatch_text(const PlanRequest& req, const Candidate& c, const Launch
   std::ostringstream os;
   os << "#!/bin/bash\n"
      << settings_comment(req, c)
-     << "#SBATCH --job-name=ftdist-" << req.model.name << "\n"
+     << "#SBATCH --job-name=" << job << "\n"
      << "#SBATCH --nodes=" << c.nodes << "\n"
      << "#SBATCH --ntasks-per-node=" << per_node << "\n"
      << "#SBATCH --gpus-per-node=" << per_node << "\n"
      << "#SBATCH --time=" << limit << "\n"
-     << "#SBATCH --exclusive\n"
+     << (whole_nodes ? "#SBATCH --exclusive\n" : "# (part of a node: not --exclusive, which would bill the whole node)\n")
      << "#SBATCH --signal=TERM@300   # every rank gets SIGTERM 5 min before the time limit: it saves and stops\n"
      << "set -euo pipefail\n"
      << "# each rank binds GPU = SLURM_LOCALID; NCCL bootstraps over MPI (PMIx)\n"

@@ -74,9 +74,9 @@ void headline(std::ostringstream& o, const PlanReport& r) {
       << esc(candidate_summary(req, c)) << "; " << gib(double(c.needed_bytes())) << " of " << gib(double(c.gpu_memory_bytes))
       << " per GPU at the step's peak, ";
     if (req.total_tokens > 0)
-      o << esc(duration_text(c.time.total_s)) << " and $" << fmt("%.2f", c.time.cost_usd) << " for the workload.";
+      o << esc(duration_text(c.time.total_s)) << " and $" << usd_text(c.time.cost_usd) << " for the workload.";
     else
-      o << fmt("%.0f", c.time.tokens_per_s) << " tokens/s, $" << fmt("%.2f", c.time.cost_per_mtok_usd) << " per million tokens.";
+      o << fmt("%.0f", c.time.tokens_per_s) << " tokens/s, $" << usd_text(c.time.cost_per_mtok_usd) << " per million tokens.";
     o << "</p>";
   } else {
     o << "<h1 class=\"count\">Nothing fits</h1><p class=\"sentence\">" << esc(req.model.name)
@@ -236,7 +236,7 @@ void candidate_table(std::ostringstream& o, const PlanReport& r, int focus) {
       << esc(activation_checkpointing_name(c.setup.activation_checkpointing)) << "</td><td>" << fmt("%.2f", double(c.needed_bytes()) / double(kGiB))
       << "</td><td" << (c.fits ? ">yes" : " class=\"no\">no") << "</td><td>" << fmt("%.2f", c.time.step_s) << "</td><td>"
       << fmt("%.0f", c.time.tokens_per_s) << "</td><td>" << (req.total_tokens > 0 ? esc(duration_text(c.time.total_s)) : "-") << "</td><td>"
-      << (req.total_tokens > 0 ? fmt("%.2f", c.time.cost_usd) : "-") << "</td></tr>\n<tr class=\"why" << (rec ? " recommended" : "")
+      << (req.total_tokens > 0 ? usd_text(c.time.cost_usd) : "-") << "</td></tr>\n<tr class=\"why" << (rec ? " recommended" : "")
       << "\"><td class=\"note\" colspan=\"12\">" << (rec ? "recommended" : esc(c.rejected_because)) << "</td></tr>\n";
   }
   o << "</tbody></table></div>\n";
@@ -253,9 +253,9 @@ void time_and_cost(std::ostringstream& o, const PlanReport& r) {
     << " per GPU, MFU " << fmt("%.0f", c.time.mfu * 100) << "%</dd>";
   if (req.total_tokens > 0)
     o << "<dt>workload</dt><dd>" << c.time.steps << " steps, " << esc(duration_text(c.time.total_s)) << " in total</dd><dt>cost</dt><dd>"
-      << fmt("%.2f", c.time.gpu_hours) << " GPU-hours &times; $" << fmt("%.2f", gpu.price_per_hour) << " = $" << fmt("%.2f", c.time.cost_usd) << "</dd>";
+      << fmt("%.2f", c.time.gpu_hours) << " GPU-hours &times; $" << fmt("%.2f", gpu.price_per_hour) << " = $" << usd_text(c.time.cost_usd) << "</dd>";
   else
-    o << "<dt>cost</dt><dd>$" << fmt("%.2f", c.time.cost_per_mtok_usd) << " per million tokens (no workload given)</dd>";
+    o << "<dt>cost</dt><dd>$" << usd_text(c.time.cost_per_mtok_usd) << " per million tokens (no workload given)</dd>";
   o << "<dt>price</dt><dd>$" << fmt("%.2f", gpu.price_per_hour) << " per GPU-hour, an assumption (" << esc(r.catalog_origin) << ")</dd></dl>\n";
   o << "<h2>Launch</h2>\n<pre>" << esc(r.launch_line) << "</pre>\n<p><code>ftdist plan ... --emit mpirun</code> (or <code>slurm</code>) "
     << "writes the launch files and the <code>run.toml</code> they train.</p>\n";

@@ -1,6 +1,7 @@
 #include "ftdist/plan/report.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -41,11 +42,6 @@ std::string host_line(const Candidate& c) {
 
 }  // namespace
 
-std::string duration_text(double s) {
-  if (s < 3600) return fmt("%.1f min", s / 60);
-  if (s < 48 * 3600) return fmt("%.2f h", s / 3600);
-  return fmt("%.1f days", s / 86400);
-}
 
 std::string candidate_summary(const PlanRequest& req, const Candidate& c) {
   std::ostringstream os;
@@ -217,12 +213,21 @@ void memory_section(std::ostringstream& os, const PlanReport& r, int focus) {
     if (single >= 0) {
       const Candidate& s = res.candidates[single];
       if (!s.fits) {
-        double states = double(s.memory.model_states());
-        os << "  One GPU does not fit: the model states alone (bf16 params + grads, fp32 master, optimizer "
-              "states) are "
-           << fmt("%.1f", states / double(m.param_count())) << " bytes/param x " << human_count(double(m.param_count()))
-           << " = " << gib(uint64_t(states)) << " GiB, before activations, over the " << gib(s.usable_bytes)
-           << " GiB usable.\n";
+        // (the states this layout keeps on the GPU: with offload no master or optimizer states)
+        std::string parts;
+        for (MemCategory cat : {MemCategory::params_sharded, MemCategory::master, MemCategory::optimizer, MemCategory::grads_sharded})
+          if (s.memory[cat] > 0) parts += (parts.empty() ? "" : ", ") + std::string(mem_category_name(cat));
+        const double states = double(s.memory.model_states());
+        const std::string sized = "(" + parts + ") are " + fmt("%.1f", states / double(m.param_count())) + " bytes/param x " +
+                                  human_count(double(m.param_count())) + " = " + gib(uint64_t(states)) + " GiB";
+        if (states > double(s.usable_bytes))
+          os << "  One GPU does not fit: the model states alone " << sized << ", before activations, over the " << gib(s.usable_bytes)
+             << " GiB usable.\n";
+        else
+          os << "  One GPU does not fit: the model states " << sized << ", within the " << gib(s.usable_bytes)
+             << " GiB usable; the step's peak, during the " << s.peak.phase << ", needs " << gib(s.needed_bytes())
+             << " GiB (activations " << gib(s.peak.alive[MemCategory::activations]) << ", logits "
+             << gib(s.peak.alive[MemCategory::logits]) << " GiB).\n";
       } else {
         os << "  One GPU fits (" << gib(s.needed_bytes()) << " GiB of " << gib(s.usable_bytes) << " GiB usable).\n";
       }
@@ -250,7 +255,7 @@ void candidates_section(std::ostringstream& os, const PlanReport& r, int focus) 
                   req.hardware[c.hardware].gpu.name.c_str(), c.gpus, c.nodes, stage_name(c.setup.stage),
                   static_cast<long long>(c.setup.micro_batch), activation_checkpointing_name(c.setup.activation_checkpointing).c_str(),
                   gib(c.needed_bytes()).c_str(), c.fits ? "yes" : "no", c.time.step_s, c.time.tokens_per_s,
-                  req.total_tokens > 0 ? duration_text(c.time.total_s).c_str() : "-", req.total_tokens > 0 ? fmt("%.2f", c.time.cost_usd).c_str() : "-",
+                  req.total_tokens > 0 ? duration_text(c.time.total_s).c_str() : "-", req.total_tokens > 0 ? usd_text(c.time.cost_usd).c_str() : "-",
                   note.c_str());
     os << line;
   }
@@ -275,13 +280,16 @@ void recommendation_section(std::ostringstream& os, const PlanReport& r, int foc
     os << "  step " << fmt("%.3f", c.time.step_s) << " s, " << fmt("%.0f", c.time.tokens_per_s) << " tokens/s ("
        << fmt("%.0f", c.time.tokens_per_s / c.gpus) << " per GPU, MFU " << fmt("%.0f", c.time.mfu * 100) << "%)";
     if (req.total_tokens > 0) {
-      os << ", " << c.time.steps << " steps; " << duration_text(c.time.total_s / req.epochs) << " per epoch, " << duration_text(c.time.total_s)
+      // (an epoch's own whole steps: the total's, rounded up once, divided by the epochs would be
+      // far more than one epoch takes where the epochs are a sliver of a step)
+      const double epoch_steps = std::ceil(req.total_tokens / req.epochs / c.time.tokens_per_step - 1e-9);
+      os << ", " << c.time.steps << " steps; " << duration_text(epoch_steps * c.time.step_s) << " per epoch, " << duration_text(c.time.total_s)
          << " in total\n";
       os << "  " << fmt("%.2f", c.time.gpu_hours) << " GPU-hours x $" << fmt("%.2f", hw.gpu.price_per_hour)
-         << " = $" << fmt("%.2f", c.time.cost_usd) << " (price is an assumption: edit " << r.catalog_origin
+         << " = $" << usd_text(c.time.cost_usd) << " (price is an assumption: edit " << r.catalog_origin
          << " or the cluster file)\n";
     } else {
-      os << "\n  $" << fmt("%.2f", c.time.cost_per_mtok_usd) << " per million tokens at $" << fmt("%.2f", hw.gpu.price_per_hour)
+      os << "\n  $" << usd_text(c.time.cost_per_mtok_usd) << " per million tokens at $" << fmt("%.2f", hw.gpu.price_per_hour)
          << "/GPU-hour (price is an assumption: edit " << r.catalog_origin << " or the cluster file); no workload given: "
          << "add --tokens N or --examples N for steps, time and cost\n";
     }
@@ -294,10 +302,9 @@ void recommendation_section(std::ostringstream& os, const PlanReport& r, int foc
 
 // LoRA / QLoRA on one GPU, for comparison.
 void alternatives_section(std::ostringstream& os, const PlanReport& r) {
-  const PlanRequest& req = r.request;
   if (!r.alternatives.empty()) {
     os << "\nFor comparison (ftdist trains full-parameter): adapters on one GPU, "
-       << "micro-batch " << req.base.micro_batch << ", checkpointing " << activation_checkpointing_name(ActivationCheckpointing::Full) << "\n";
+       << "micro-batch " << r.alternatives.front().micro_batch << ", checkpointing " << activation_checkpointing_name(ActivationCheckpointing::Full) << "\n";
     for (const AlternativeRow& a : r.alternatives) {
       os << "  " << (a.method == "lora" ? "LoRA  (bf16 base)" : "QLoRA (NF4 base) ") << " rank " << a.rank << ": "
          << human_count(double(a.trainable_params)) << " trainable; base " << gib(a.base_bytes) << " + adapters "
@@ -324,9 +331,8 @@ std::vector<int> shown_candidates(const PlanReport& r, int focus, int* hidden) {
       continue;
     }
     const Candidate& b = res.candidates[it->second];
-    bool take = c.fits ? (!b.fits || (req.objective == Objective::Cost ? c.time.cost_usd < b.time.cost_usd
-                                                                       : c.time.total_s < b.time.total_s))
-                       : (!b.fits && c.needed_bytes() < b.needed_bytes());
+    // (the search's order: the workload's cost or time, or without one per million tokens)
+    bool take = c.fits ? (!b.fits || better_candidate(c, b, req.objective)) : (!b.fits && c.needed_bytes() < b.needed_bytes());
     if (take) it->second = i;
   }
   // (the recommendation is its group's row, though a variant of it within the near-tie of the cost

@@ -77,13 +77,6 @@ double time_of(const Candidate& c) { return c.time.steps > 0 ? c.time.total_s : 
 
 double objective_value(const Candidate& c, Objective o) { return o == Objective::Cost ? cost_of(c) : time_of(c); }
 
-bool better(const Candidate& a, const Candidate& b, Objective o) {
-  auto key = [&](const Candidate& c) {
-    return o == Objective::Cost ? std::make_tuple(cost_of(c), time_of(c), c.gpus)
-                                : std::make_tuple(time_of(c), cost_of(c), c.gpus);
-  };
-  return key(a) < key(b);
-}
 
 // Within kNearTie of the best value (inside the model's own uncertainty), fewer GPUs win (easier
 // to get, fewer failure points), then less memory per GPU (more slack against an out-of-memory),
@@ -95,10 +88,18 @@ bool preferred(const Candidate& a, const Candidate& b, Objective o, double best_
   if (a_near != b_near) return a_near;
   if (a_near && a.gpus != b.gpus) return a.gpus < b.gpus;
   if (a_near && a.needed_bytes() != b.needed_bytes()) return a.needed_bytes() < b.needed_bytes();
-  return better(a, b, o);
+  return better_candidate(a, b, o);
 }
 
 }  // namespace
+
+bool better_candidate(const Candidate& a, const Candidate& b, Objective o) {
+  auto key = [&](const Candidate& c) {
+    return o == Objective::Cost ? std::make_tuple(cost_of(c), time_of(c), c.gpus)
+                                : std::make_tuple(time_of(c), cost_of(c), c.gpus);
+  };
+  return key(a) < key(b);
+}
 
 Hardware hardware_for(const HardwareOption& option, const PlanRequest& req) {
   Hardware h;
@@ -233,10 +234,10 @@ PlanResult search(const PlanRequest& req) {
                       double(c.usable_bytes - c.needed_bytes()) / double(kGiB),
                       double(best.usable_bytes - best.needed_bytes()) / double(kGiB));
       else if (req.objective == Objective::Cost)
-        std::snprintf(buf, sizeof(buf), req.total_tokens > 0 ? "fits, but costs $%.2f vs $%.2f" : "fits, but costs $%.4f vs $%.4f per million tokens",
-                      cost_of(c), cost_of(best));
+        std::snprintf(buf, sizeof(buf), "fits, but costs $%s vs $%s%s", usd_text(cost_of(c)).c_str(), usd_text(cost_of(best)).c_str(),
+                      req.total_tokens > 0 ? "" : " per million tokens");
       else if (req.total_tokens > 0)
-        std::snprintf(buf, sizeof(buf), "fits, but takes %.2f h vs %.2f h", c.time.total_s / 3600, best.time.total_s / 3600);
+        std::snprintf(buf, sizeof(buf), "fits, but takes %s vs %s", duration_text(c.time.total_s).c_str(), duration_text(best.time.total_s).c_str());
       else
         std::snprintf(buf, sizeof(buf), "fits, but makes %.0f vs %.0f tokens/s", c.time.tokens_per_s, best.time.tokens_per_s);
       c.rejected_because = buf;

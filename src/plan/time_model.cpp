@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include "ftdist/core/check.h"
@@ -47,7 +48,7 @@ double add_comm_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, 
       // forward gathers every unit, backward gathers the layers (and the head) again; gradients
       // reduce-scatter once (with no_sync once per step, below)
       t.comm_s_per_micro = gather_s((all_elems + layers_bytes) * c, n, hw) + (s.no_sync ? 0.0 : gather_s(all_elems * r, n, hw));
-      if (explain) say("comm/micro-batch (full) = all-gather (fwd all units + bwd layers) " + num((all_elems + layers_bytes) * c) +
+      if (explain) say("comm/micro-batch (" + std::string(stage_name(s.stage)) + ") = all-gather (fwd all units + bwd layers) " + num((all_elems + layers_bytes) * c) +
           (s.no_sync ? std::string(" B") : " B + reduce-scatter " + num(all_elems * r) + " B") + ", x (N-1)/N over " +
           num(busbw(n, hw) / 1e9) + " GB/s = " + num(t.comm_s_per_micro) + " s");
       if (s.stage == Stage::Hybrid && s.replicas > 1) {
@@ -90,6 +91,21 @@ double add_comm_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, 
 }
 
 }  // namespace
+
+std::string duration_text(double s) {
+  char buf[64];
+  if (s < 60) std::snprintf(buf, sizeof(buf), "%.1f s", s);
+  else if (s < 3600) std::snprintf(buf, sizeof(buf), "%.1f min", s / 60);
+  else if (s < 48 * 3600) std::snprintf(buf, sizeof(buf), "%.2f h", s / 3600);
+  else std::snprintf(buf, sizeof(buf), "%.1f days", s / 86400);
+  return buf;
+}
+
+std::string usd_text(double d) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), d >= 0.995 || d == 0 ? "%.2f" : "%.3g", d);
+  return buf;
+}
 
 double model_flops_per_token(const ModelSpec& m, int64_t seq_len) {
   // (keys per query summed over the layers: a windowed layer reads at most the window)
@@ -151,6 +167,8 @@ TimeEstimate estimate_time(const ModelSpec& m, const RunSetup& s, const Hardware
     // master, states, gradient and parameter shard, each read and written
     const double states = double(u.optimizer_bytes(s.optimizer, s.precision, stage_policy(s.stage).shard_states)) / std::max(state_elems, 1.0);
     t.optimizer_s = state_elems * 2.0 * (4.0 + states + 4.0 + c) / (hw.hbm_gbs * 1e9);
+    if (explain) say("optimizer = " + num(state_elems) + " elements x 2 (read + write) x (master 4 + states " + num(states) +
+                     " + gradient 4 + parameter " + num(c) + ") B / " + num(hw.hbm_gbs) + " GB/s HBM = " + num(t.optimizer_s) + " s");
   }
   t.step_s = double(w.grad_accum) * t.compute_s_per_micro + t.exposed_comm_s + t.optimizer_s;
   if (explain) say("step = grad_accum " + std::to_string(w.grad_accum) + " x compute " + num(t.compute_s_per_micro) + " s + exposed comm " +

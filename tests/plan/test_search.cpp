@@ -184,6 +184,16 @@ TEST(Search, ClusterChoosesNodesAndHybridAppearsAcrossNodes) {
   EXPECT_NE(sbatch_text(req, c).find("#SBATCH --time=125-00:15:00\n"), std::string::npos) << sbatch_text(req, c);
   c.time.total_s = 1e13;  // (an int of minutes would wrap)
   EXPECT_NE(sbatch_text(req, c).find("#SBATCH --time=138888888-"), std::string::npos) << sbatch_text(req, c);
+  // Whole nodes are the job's alone; part of one is shared (--exclusive would bill the whole node,
+  // the plan prices the GPUs it uses).
+  c.nodes = 1, c.gpus = req.hardware[c.hardware].gpus_per_node;
+  EXPECT_NE(sbatch_text(req, c).find("#SBATCH --exclusive\n"), std::string::npos) << sbatch_text(req, c);
+  c.gpus = 2;
+  EXPECT_EQ(sbatch_text(req, c).find("#SBATCH --exclusive"), std::string::npos) << sbatch_text(req, c);
+  // A model named with spaces and quotes still makes a one-word job name.
+  PlanRequest named = req;
+  named.model.name = "org/My Model \"v2\"";
+  EXPECT_NE(sbatch_text(named, c).find("#SBATCH --job-name=ftdist-org_My_Model__v2_\n"), std::string::npos) << sbatch_text(named, c);
   // A plan priced with eager attention says the trainer's GPU path uses flash.
   EXPECT_EQ(run_config_text(req, c, ModelSource{ModelSource::Preset, "llama-3.1-70b"}).find("eager"), std::string::npos);
   c.setup.attention = Attention::Eager;
@@ -263,6 +273,16 @@ TEST(Catalog, FindsNamesAndAliasesAndSuggests) {
                                            "network_busbw_gbs = 20\nprice_per_hour = 2\nmemory_gib = 80\n", "i.toml"); },
                    "i.toml [gpu.x]: \"bf16_tflops\" must be a finite number, got inf");
   expect_bad_input([&] { node("count = 4\nnetwork_busbw_gbs = inf\n"); }, "\"network_busbw_gbs\" must be a finite number");
+  expect_bad_input([&] { node("count = 4\nnvlink_busbw_gbs = 0\n"); }, "c.toml [[node_type]] n: nvlink_busbw_gbs must be positive, got 0");
+  // Every name and alias names one GPU, every node type is named once: --gpu and the plan's rows
+  // would otherwise pick one of them in silence.
+  const std::string body = "bf16_tflops = 312\nhbm_gbs = 1000\nlink_busbw_gbs = 200\nnetwork_busbw_gbs = 20\nprice_per_hour = 2\nmemory_gib = 80\n";
+  expect_bad_input([&] { GpuCatalog::parse("[gpu.x1]\naliases = ['x2']\n" + body + "[gpu.x2]\n" + body, "a.toml"); },
+                   "a.toml [gpu.x2]: \"x2\" already names [gpu.x1]");
+  expect_bad_input([&] { GpuCatalog::parse("[gpu.X1]\n" + body + "[gpu.x1]\n" + body, "c.toml"); }, "already names [gpu.x1]");
+  expect_bad_input([&] { GpuCatalog::parse("[gpu.x1]\naliases = ['a', 'A']\n" + body, "d.toml"); }, "d.toml [gpu.x1]: \"a\" is given twice");
+  expect_bad_input([&] { node("count = 4\n[[node_type]]\nname = 'n'\ngpu = 'a100-80gb'\ncount = 1\n"); },
+                   "c.toml [[node_type]] n: a node type of that name is given already");
   expect_bad_input([&] { parse_cluster("[[node_type]]\nname = 'n'\ngpu = 'h1000'\ncount = 1\n", "c.toml", cat); },
                    "c.toml [[node_type]] n: \"gpu\": unknown GPU 'h1000'");
 }
@@ -397,4 +417,45 @@ TEST(Report, CandidatesNeverLaidOutHaveNullNumbers) {
     EXPECT_TRUE(c.contains("rejected_because"));
   }
   EXPECT_GT(never, 0);
+}
+
+// Each row of the table is its group's best fitting variant by the search's own order: with a
+// workload its cost, without one its cost per million tokens (every total is 0 then, which must not
+// make the first variant win).
+TEST(Report, EachRowIsItsGroupsBestWithOrWithoutAWorkload) {
+  for (double tokens : {1e8, 0.0}) {
+    PlanRequest req = worked_example();
+    req.model = preset_model("llama-3-8b");
+    req.total_tokens = tokens;
+    PlanResult res = search(req);
+    PlanReport report{req, res, {}, nlohmann::ordered_json::object(), "test", "launch"};
+    int checked = 0;
+    for (int i : shown_candidates(report, res.recommended)) {
+      const Candidate& row = res.candidates[i];
+      if (!row.fits || i == res.recommended) continue;
+      for (const Candidate& c : res.candidates) {
+        if (!c.fits || c.gpus != row.gpus || c.setup.stage != row.setup.stage) continue;
+        EXPECT_FALSE(better_candidate(c, row, req.objective))
+            << "tokens " << tokens << ": " << row.gpus << " GPUs " << stage_name(row.setup.stage) << " shows mb "
+            << row.setup.micro_batch << ", mb " << c.setup.micro_batch << " ranks before it";
+      }
+      ++checked;
+    }
+    EXPECT_GT(checked, 3) << tokens;
+  }
+}
+
+// Where the model states fit one GPU but the step does not, the table does not say they are over.
+TEST(Report, OneGpuNamesWhatDoesNotFit) {
+  PlanRequest req = worked_example();
+  req.model = preset_model("qwen2.5-0.5b");
+  req.base.seq_len = 65536;
+  req.activation_checkpointing = ActivationCheckpointing::None;
+  PlanResult res = search(req);
+  PlanReport report{req, res, {}, nlohmann::ordered_json::object(), "test", "launch"};
+  const std::string table = plan_table(report);
+  EXPECT_EQ(table.find("model states alone"), std::string::npos) << table;
+  EXPECT_NE(table.find("One GPU does not fit: the model states (params_sharded, master, optimizer, grads_sharded) are 16.0 bytes/param"),
+            std::string::npos) << table;
+  EXPECT_NE(table.find("GiB usable; the step's peak, during the"), std::string::npos) << table;
 }

@@ -20,6 +20,7 @@ struct AdapterOptions {
 struct AlternativeRow {
   std::string method;        // "lora" | "qlora"
   int rank = 0;
+  int64_t micro_batch = 1;     // the setup's (--micro-batch, else 1)
   int64_t trainable_params = 0;
   uint64_t base_bytes = 0;     // frozen weights
   uint64_t adapter_bytes = 0;  // adapter weights, gradients and AdamW states (fp32: 16 B/param)

@@ -32,7 +32,7 @@ class GpuCatalog {
  public:
   // Parses TOML text (see cluster/gpus.toml); `origin` names the file in errors.
   static GpuCatalog parse(const std::string& toml_text, const std::string& origin);
-  static GpuCatalog load(const std::string& path);
+  static GpuCatalog load(const std::string& path, const std::string& what = "--gpu-catalog");  // (`what` names where the path came from)
   // Path given (flag) > FTDIST_GPU_CATALOG > <source tree>/cluster/gpus.toml > the copy built in.
   static GpuCatalog load_default(const std::string& path_flag = "");
 

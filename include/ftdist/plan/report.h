@@ -29,8 +29,6 @@ std::string plan_table(const PlanReport& report);
 std::vector<int> shown_candidates(const PlanReport& report, int focus, int* hidden = nullptr);
 // "4 x a100-80gb, shard full, micro-batch 4, grad-accum 1, checkpointing none".
 std::string candidate_summary(const PlanRequest& request, const Candidate& c);
-// "13.8 min", "1.83 h", "4.2 days".
-std::string duration_text(double seconds);
 
 // Index of the candidate that needs the least memory per GPU (what comes closest when nothing fits).
 int least_memory_candidate(const PlanResult& result);

@@ -76,6 +76,10 @@ struct PlanResult {
 
 PlanResult search(const PlanRequest& request);
 
+// Whether `a` ranks before `b` for `objective`: the workload's cost (or time), or without a
+// workload per million tokens (or tokens/s); ties by the other, then fewer GPUs.
+bool better_candidate(const Candidate& a, const Candidate& b, Objective objective);
+
 // The hardware description the time model needs, from a catalog entry and the request.
 Hardware hardware_for(const HardwareOption& option, const PlanRequest& request);
 

@@ -61,6 +61,12 @@ struct TimeEstimate {
 // the L layers: s, or at most the window in a windowed layer).
 double model_flops_per_token(const ModelSpec& model, int64_t seq_len);
 
+// "42.0 s", "13.8 min", "1.83 h", "4.2 days".
+std::string duration_text(double seconds);
+// Dollars to the cent, and below a dollar to three significant digits ("1.85", "0.0412"), so that
+// small jobs and rates per million tokens do not all read 0.00.
+std::string usd_text(double dollars);
+
 TimeEstimate estimate_time(const ModelSpec& model, const RunSetup& setup, const Hardware& hw, const Workload& work,
                            std::vector<std::string>* explain = nullptr);
 
