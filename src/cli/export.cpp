@@ -7,6 +7,7 @@
 #include "options.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
+#include "ftdist/core/stop_signal.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/fsdp/memory_counter.h"
 #include "ftdist/io/checkpoint.h"
@@ -37,6 +38,7 @@ int export_main(int argc, char** argv) {
   // What the export itself adds to the process (the libraries' start-up peak is not the export's).
   const bool reset = fsdp::reset_peak_rss();
   const int64_t start_rss = fsdp::current_rss_bytes();
+  const StopOnSignal stop;  // SIGTERM / SIGINT / SIGHUP: OUT.tmp removed, OUT as it was
   const int files = io::export_checkpoint(ckpt, out, opts);
   const int64_t peak = reset ? fsdp::peak_rss_since_reset_bytes() : fsdp::process_peak_rss_bytes();
   int64_t largest = 0;

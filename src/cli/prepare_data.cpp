@@ -9,6 +9,7 @@
 #include "options.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/progress.h"
+#include "ftdist/core/stop_signal.h"
 #include "ftdist/data/chat_format.h"
 #include "ftdist/data/packing.h"
 #include "ftdist/data/token_file.h"
@@ -97,10 +98,12 @@ int prepare_data_main(int argc, char** argv) {
   if (args["vocab"].as<int64_t>() > 0) vocab = args["vocab"].as<int64_t>();
   const std::string input = args["input"].as<std::string>();
   std::unique_ptr<ProgressBar> bar;
+  const StopOnSignal stop;  // SIGTERM / SIGINT / SIGHUP: the temporaries removed, --output as it was
   data::TokenFileWriter writer(out, vocab);
   const size_t docs = data::for_each_jsonl_document(
       input, vocab, "--input", tokenizer.get(), [&](data::Document&& d) { writer.add(d, input); },
       [&](uint64_t done, uint64_t total, size_t n) {
+        StopOnSignal::check();
         if (!bar) bar = std::make_unique<ProgressBar>("reading " + input, total, "B");
         bar->update(done, std::to_string(n) + " documents");
       },

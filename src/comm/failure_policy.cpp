@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -11,6 +12,7 @@
 
 #include "ftdist/comm/mpi_session.h"
 #include "ftdist/core/error.h"
+#include "ftdist/core/stop_signal.h"
 #include "ftdist/core/torch_compat.h"
 
 namespace ftdist::comm {
@@ -22,6 +24,17 @@ namespace {
   if (MpiSession::world_size() > 1) MpiSession::abort(code);  // takes every other rank down too
   if (MpiSession::initialized()) MPI_Finalize();  // a single rank ends cleanly, without an abort banner
   std::exit(code);
+}
+
+// Ends the process by `sig`, as if it had killed it (its partial outputs removed by the unwinding).
+[[noreturn]] void end_by_signal(int sig) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (MpiSession::world_size() > 1) MpiSession::abort(128 + sig);
+  if (MpiSession::initialized()) MPI_Finalize();
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+  std::exit(128 + sig);
 }
 }  // namespace
 
@@ -46,6 +59,9 @@ int run_guarded(const std::function<int()>& body) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ftdist: [rank %d] error: %s\n", MpiSession::world_rank(), e.what());
     end_job(1);
+  } catch (const StoppedBySignal& s) {
+    std::fprintf(stderr, "ftdist: stopped by %s; the partial output was removed\n", stop_signal_name(s.signal));
+    end_by_signal(s.signal);
   } catch (...) {
     std::fprintf(stderr, "ftdist: [rank %d] error: unknown exception\n", MpiSession::world_rank());
     end_job(1);

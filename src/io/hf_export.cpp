@@ -14,6 +14,7 @@
 #include "ftdist/core/json.h"
 #include "ftdist/core/log.h"
 #include "ftdist/core/suggest.h"
+#include "ftdist/core/stop_signal.h"
 #include "ftdist/core/text_file.h"
 #include "ftdist/io/checkpoint.h"
 
@@ -255,6 +256,7 @@ int export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir, 
   HfExporter ex(out_dir, ckpt.spec(), ckpt.config_text(), options);
   const auto units = ckpt.spec().units();
   for (size_t u = 0; u < units.size(); ++u) {
+    StopOnSignal::check();  // (under `ftdist export`: a SIGTERM removes OUT.tmp, never a half export)
     // One unit's fp32 master at a time; its pages are dropped before the next.
     at::Tensor flat = at::empty({units[u].numel()}, at::kFloat);
     ckpt.read_unit_range(u, 0, flat);
@@ -264,6 +266,7 @@ int export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir, 
       FT_LOG_INFO("export: " << u + 1 << "/" << units.size() << " units written");
   }
   ex.copy_carried_files(ckpt.dir(), ckpt.dir());
+  StopOnSignal::check();
   ex.finish();
   return ex.num_files();
 }
