@@ -357,6 +357,11 @@ std::vector<AlternativeRow> alternatives(const cxxopts::ParseResult& args, const
   return adapter_alternatives(req.model, alt_setup, adapter, any ? any->usable_bytes : 0);
 }
 
+// A count as JSON: an integer where it is whole (10000, not 10000.0).
+nlohmann::ordered_json count_json(double v) {
+  return std::floor(v) == v && v < 9e15 ? nlohmann::ordered_json(int64_t(v)) : nlohmann::ordered_json(v);
+}
+
 // The inputs as the JSON document's "inputs" (what was asked, "auto" where the planner chose).
 nlohmann::ordered_json plan_inputs(const PlanRequest& req, bool cluster, const std::string& cluster_name, double examples) {
   using json = nlohmann::ordered_json;
@@ -369,8 +374,8 @@ nlohmann::ordered_json plan_inputs(const PlanRequest& req, bool cluster, const s
           {"seq_len", s.seq_len},
           {"micro_batch", req.micro_batch ? json(*req.micro_batch) : json("auto")},
           {"global_batch", req.global_batch},
-          {"examples", examples > 0 ? json(examples) : json(nullptr)},  // (null with --tokens)
-          {"tokens", req.total_tokens > 0 ? json(req.total_tokens / req.epochs) : json(nullptr)},  // one epoch's
+          {"examples", examples > 0 ? count_json(examples) : json(nullptr)},  // (null with --tokens)
+          {"tokens", req.total_tokens > 0 ? count_json(req.total_tokens / req.epochs) : json(nullptr)},  // one epoch's
           {"epochs", req.epochs},
           {"packing", s.packed_documents ? "documents" : "stream"},
           {"loss_chunk", req.auto_loss_chunk ? json("auto") : json(s.loss_chunk)},

@@ -49,6 +49,8 @@ def main():
     for k in ["name", "params_total", "layers", "hidden", "vocab"]:
         assert k in plan["model"], f"model: missing '{k}'"
     assert isinstance(plan["inputs"], dict)
+    for k in ["examples", "tokens"]:  # counts: integers (10000, not 10000.0)
+        assert isinstance(plan["inputs"][k], int), f"inputs.{k} = {plan['inputs'][k]!r}: expected an integer"
     rec = plan["recommendation"]
     assert rec is not None, "expected a recommendation"
     check_candidate(rec, "recommendation")
