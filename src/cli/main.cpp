@@ -1,6 +1,9 @@
 // ftdist — entry point: MPI session, failure policy, subcommand dispatch.
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +13,7 @@
 #include "ftdist/comm/mpi_session.h"
 #include "ftdist/core/check.h"
 #include "ftdist/core/text_file.h"
+#include "ftdist/train/trainer.h"
 
 namespace {
 
@@ -69,6 +73,14 @@ int dispatch(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // (before MPI starts: a stop requested from here on stops the run cleanly)
+  if ((argc >= 2 && !std::strcmp(argv[1], "train")) || (argc < 2 && ftdist::file_exists("ftdist.toml"))) {
+    ftdist::train::note_stop_signals();
+    if (const char* delay = std::getenv("FTDIST_TEST_START_DELAY_S")) {  // test hook: a slow start (tests/scripts/preemption_stop.sh)
+      std::fprintf(stderr, "ftdist: test start delay %s s\n", delay);
+      std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(delay)));
+    }
+  }
   // The session outlives run_guarded's handler, so an error can still MPI_Abort the whole job.
   std::unique_ptr<ftdist::comm::MpiSession> mpi;
   return ftdist::comm::run_guarded([&] {

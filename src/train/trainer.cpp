@@ -40,20 +40,21 @@ constexpr int64_t kReleaseDataPagesEvery = 50;  // steps
 
 // SIGTERM / SIGINT (e.g. Slurm preemption, Ctrl-C), and SIGUSR1 (what launch/ftdist-mpirun turns
 // them into, as mpirun forwards it to every rank) while installed: finish the current step, save,
-// then stop cleanly. The default handlers are back when it goes out of scope.
+// then stop cleanly. The default handlers are back when it goes out of scope. A signal noted since
+// note_stop_signals() (the process's start) is kept.
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGUSR1};
 
 class StopSignals {
-  static constexpr int kSignals[] = {SIGTERM, SIGINT, SIGUSR1};
-
  public:
   StopSignals() {
-    g_stop_signal = 0;
-    for (int sig : kSignals) std::signal(sig, on_stop_signal);
+    bool noted_since_start = true;
+    for (int sig : kStopSignals) noted_since_start &= std::signal(sig, on_stop_signal) == on_stop_signal;
+    if (!noted_since_start) g_stop_signal = 0;
   }
   ~StopSignals() {
-    for (int sig : kSignals) std::signal(sig, SIG_DFL);
+    for (int sig : kStopSignals) std::signal(sig, SIG_DFL);
   }
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
@@ -457,6 +458,10 @@ static void check_same_config_on_every_rank(const RunConfig& config, comm::Commu
                                               << "; every rank must read the same config file and --set flags");
   FT_CHECK_ARG(false, config.origin << ": rank " << r << " read a run config that differs from rank 0's (its message names the "
                                        "keys); every rank must read the same config file and --set flags");
+}
+
+void note_stop_signals() {
+  for (int sig : kStopSignals) std::signal(sig, on_stop_signal);
 }
 
 TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {

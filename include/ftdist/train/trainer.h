@@ -22,4 +22,10 @@ struct TrainSummary {
 
 TrainSummary run_training(const RunConfig& config, comm::Communicator& world);
 
+// Notes SIGTERM, SIGINT and SIGUSR1 from now on for the run that follows: called first thing in a
+// process that trains, so that a stop requested while the process starts (MPI, LibTorch, CUDA)
+// stops the run before step 1, exit 0, instead of killing it (launch/ftdist-mpirun sends SIGUSR1,
+// whose default action kills).
+void note_stop_signals();
+
 }  // namespace ftdist::train
