@@ -1,4 +1,5 @@
 // ftdist bench <what> — dispatch to the benchmarks.
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -15,6 +16,10 @@ int bench_main(int argc, char** argv) {
       "  load    loading a model's shards: seconds and host memory per rank vs the plan\n";
   FT_CHECK_ARG(argc >= 2, "ftdist bench: say what to benchmark\n" << kUsage);
   std::string what = argv[1];
+  if (what == "--help" || what == "-h") {
+    std::printf("%s", kUsage);
+    return 0;
+  }
   if (what == "comm") return bench_comm_main(argc - 1, argv + 1);
   if (what == "step") return bench_step_main(argc - 1, argv + 1);
   if (what == "load") return bench_load_main(argc - 1, argv + 1);

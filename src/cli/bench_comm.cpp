@@ -200,12 +200,11 @@ void add_bench_comm_options(cxxopts::Options& options) {
 
 // --device cuda, --backend nccl, or auto with NCCL and a GPU present (unless --backend names a CPU one).
 bool uses_cuda(const std::string& device_name, comm::Backend backend) {
-  FT_CHECK_ARG(device_name == "auto" || device_name == "cpu" || device_name == "cuda",
-               "--device: expected auto, cpu or cuda, got '" << device_name << "'");
+  const bool gpu = cuda_from_device_option(device_name);  // (--device cuda without a GPU: exit 2, as everywhere)
   const bool use_cuda = device_name == "cuda" || backend == comm::Backend::Nccl ||
-                        (device_name == "auto" && backend != comm::Backend::Mpi && backend != comm::Backend::Local &&
-                         comm::nccl_available() && comm::cuda_device_present());
+                        (gpu && backend != comm::Backend::Mpi && backend != comm::Backend::Local && comm::nccl_available());
   FT_CHECK_ARG(!(use_cuda && device_name == "cpu"), "--backend nccl needs --device cuda (or auto)");
+  FT_CHECK_ARG(!use_cuda || comm::cuda_device_present(), "--backend nccl: no CUDA device is present (or ftdist was built without CUDA)");
   return use_cuda;
 }
 

@@ -133,6 +133,7 @@ int bench_step_main(int argc, char** argv) {
   cxxopts::ParseResult args = parse_options(options, argc, argv);
   if (print_help_if_asked(options, args)) return 0;
 
+  FT_CHECK_ARG(!(args.count("model") && args.count("model-config")), "ftdist bench step: give one of --model and --model-config, not both");
   plan::ModelSpec spec = args.count("model-config") ? plan::model_from_hf_config(args["model-config"].as<std::string>())
                          : args.count("model")      ? plan::preset_model(args["model"].as<std::string>())
                                                     : small_default();
@@ -200,7 +201,7 @@ int bench_step_main(int argc, char** argv) {
     const double tokens_per_s = double(mb * seq * accum * world->size()) * steps / total_s;
     std::printf("\n%s", fsdp::memory_report(spec, setup, f, last).c_str());
     if (args.count("timeline")) print_timeline(spec, setup, last);
-    std::printf("# mean %.3f s/step, %.0f tokens/s, %.1f TFLOP/s per rank achieved (%.3g FLOPs/token), MFU %s\n",
+    std::printf("# mean %.3f s/step, %.0f tokens/s, %.3g TFLOP/s per rank achieved (%.3g FLOPs/token), MFU %s\n",
                 total_s / steps, tokens_per_s, flops_per_token * tokens_per_s / world->size() / 1e12, flops_per_token,
                 mfu_text(flops_per_token * tokens_per_s / world->size(), peak_tflops).c_str());
   }

@@ -132,6 +132,8 @@ int eval_main(int argc, char** argv) {
   refuse_overwriting(args, *weights);
   const plan::ModelSpec& spec = weights->spec();
   std::string dtype_arg = args["dtype"].as<std::string>();
+  FT_CHECK_ARG(dtype_arg == "auto" || dtype_arg == "fp32" || dtype_arg == "bf16" || dtype_arg == "fp16",
+               "--dtype: expected auto, fp32, bf16 or fp16, got '" << dtype_arg << "'");
   at::ScalarType dtype = dtype_arg == "auto" ? weights->stored_dtype() : dtype_from_name(dtype_arg, "--dtype");
   FT_CHECK_ARG(at::isFloatingType(dtype), "--dtype: the model computes in a floating dtype, got " << dtype_name(dtype));
   const bool cuda = cuda_from_device_option(args["device"].as<std::string>());

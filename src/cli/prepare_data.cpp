@@ -21,14 +21,17 @@
 namespace ftdist::cli {
 namespace {
 
-// Whole examples into sequences of seq_len (data::Packing::Documents, as ftdist train packs them):
-// the efficiency `ftdist plan --packing-efficiency` takes.
+// Whole examples into sequences of seq_len (data::Packing::Documents, as ftdist train packs them),
+// and the planner's workload for them: the sequences themselves, which `ftdist plan --examples`
+// counts (exact where examples are truncated or left out, which --tokens with --packing-efficiency,
+// the data's tokens over the slots, is not).
 void print_packing(const std::string& path, int64_t seq_len) {
   const data::PackedSamples packed(std::make_shared<const data::TokenFile>(path, std::numeric_limits<int32_t>::max()), seq_len,
                                    data::Packing::Documents);
   const data::PackingStats& st = packed.stats();
-  std::printf("%s; ftdist plan --packing-efficiency %.3f\n", st.describe(packed.file().num_documents(), seq_len).c_str(),
-              st.efficiency());
+  std::printf("%s; an epoch for the planner: ftdist plan --packing documents --seq-len %lld --examples %lld\n",
+              st.describe(packed.file().num_documents(), seq_len).c_str(), static_cast<long long>(seq_len),
+              static_cast<long long>(packed.num_samples()));
 }
 
 // The first `n` conversations (`messages` lines) as training sees them, one JSON line each: the

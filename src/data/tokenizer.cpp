@@ -104,6 +104,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::st
   }
   FT_CHECK_ARG(!is_directory(path) || file_exists(model),
                what << ": '" << path << "' holds neither a tokenizer.model (SentencePiece) nor a tokenizer.json");
+  FT_CHECK_ARG(file_exists(model), what << ": '" << path << "' does not exist (expected a SentencePiece tokenizer.model, a "
+                                           "byte-level BPE tokenizer.json, or a model directory holding one)");
   std::unique_ptr<Tokenizer> tok =
       is_json(model) ? load_bpe_tokenizer(model, what) : std::unique_ptr<Tokenizer>(std::make_unique<SentencePieceTokenizer>(model, what));
   const std::string config = config_file_of(model);

@@ -48,15 +48,18 @@ std::string memory_report(const plan::ModelSpec& spec, const plan::RunSetup& set
   for (plan::MemCategory c : plan::all_mem_categories()) {
     const bool persistent = c == plan::MemCategory::params_sharded || c == plan::MemCategory::master ||
                             c == plan::MemCategory::optimizer || c == plan::MemCategory::grads_sharded;
-    std::string got = "-";
+    std::string got = "-", note;  // (the note after the column, as the rows below have theirs)
     if (persistent) got = format_bytes(double(measured[c]));
-    if (c == plan::MemCategory::unsharded_params)
-      got = measured[c] > 0 ? format_bytes(double(measured[c])) + " (gather buffers)"
-                            : format_bytes(double(last.peak_gathered_bytes)) + " (peak)";
-    if (c == plan::MemCategory::unsharded_grads && measured[c] > 0)  // no_sync: the accumulators (plus transients, planned)
-      got = format_bytes(double(measured[c])) + " (no_sync acc.)";
-    std::snprintf(line, sizeof(line), "%-18s %16s %22s\n", plan::mem_category_name(c),
-                  format_bytes(double(planned[c])).c_str(), got.c_str());
+    if (c == plan::MemCategory::unsharded_params) {
+      got = format_bytes(double(measured[c] > 0 ? measured[c] : last.peak_gathered_bytes));
+      note = measured[c] > 0 ? "  (gather buffers)" : "  (peak)";
+    }
+    if (c == plan::MemCategory::unsharded_grads && measured[c] > 0) {  // no_sync: the accumulators (plus transients, planned)
+      got = format_bytes(double(measured[c]));
+      note = "  (no_sync accumulators)";
+    }
+    std::snprintf(line, sizeof(line), "%-18s %16s %22s%s\n", plan::mem_category_name(c),
+                  format_bytes(double(planned[c])).c_str(), got.c_str(), note.c_str());
     os << line;
   }
   if (planned.host.total() || measured.host.total()) {  // optimizer offload: what lives in host memory instead

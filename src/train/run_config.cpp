@@ -21,6 +21,13 @@
 namespace ftdist::train {
 namespace {
 
+// `path` from the root, as the working directory makes it (`path` itself if that fails).
+std::string absolute_dir(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path a = std::filesystem::absolute(path, ec);
+  return ec ? path : a.lexically_normal().string();
+}
+
 // One run-config key, declared once: what parsing, the unknown-key suggestions, the resolved
 // config's JSON, `ftdist train --help-config` and docs/run-config.md's key reference read.
 struct Key {
@@ -500,7 +507,7 @@ fsdp::FsdpConfig fsdp_config(const RunConfig& c) {
 nlohmann::ordered_json run_config_json(const RunConfig& c) {
   nlohmann::ordered_json j;
   for (const Key& k : keys()) j[k.section][k.key] = k.write(c);
-  j["checkpoint"]["dir"] = c.checkpoint_root();  // where they go, resolved
+  j["checkpoint"]["dir"] = absolute_dir(c.checkpoint_root());  // where they go, resolved (`ftdist report` from anywhere)
   return j;
 }
 

@@ -77,10 +77,12 @@ std::string chart(const std::vector<Row>& rows, Field field, const std::string& 
   }
   double x0 = pts.front().first, x1 = pts.back().first, y0 = pts[0].second, y1 = pts[0].second;
   for (const auto& p : pts) y0 = std::min(y0, p.second), y1 = std::max(y1, p.second);
+  // (the caption says the values; a constant series is drawn across the middle of a unit's range)
+  const std::string range = y1 == y0 ? num(y0) + " throughout" : num(y0) + " to " + num(y1);
   if (x1 == x0) x1 = x0 + 1;
-  if (y1 == y0) y1 = y0 + 1;
+  if (y1 == y0) y0 -= 0.5, y1 += 0.5;
   std::ostringstream o;
-  o << "<figure><figcaption>" << esc(title) << " (" << num(y0) << " to " << num(y1) << ")</figcaption>"
+  o << "<figure><figcaption>" << esc(title) << " (" << range << ")</figcaption>"
     << "<svg viewBox=\"0 0 640 200\" role=\"img\" aria-label=\"" << esc(key) << "\"><polyline class=\"" << esc(key)
     << "\" fill=\"none\" stroke=\"currentColor\" points=\"";
   for (const auto& [x, y] : pts) o << num(10 + 620 * (x - x0) / (x1 - x0)) << "," << num(190 - 180 * (y - y0) / (y1 - y0)) << " ";
@@ -116,8 +118,12 @@ std::string steps_table(const std::vector<Row>& rows) {
 
 std::string checkpoints(const std::string& run_dir, const json& config) {
   std::string root = run_dir + "/checkpoints";
-  if (config.contains("checkpoint") && config["checkpoint"].contains("dir") && config["checkpoint"]["dir"].is_string())
-    root = config["checkpoint"]["dir"].get<std::string>();
+  // (run_config.json names it absolute; a run of an older ftdist relative to where it was started,
+  // which is this directory only if the path is there)
+  if (config.contains("checkpoint") && config["checkpoint"].contains("dir") && config["checkpoint"]["dir"].is_string()) {
+    const std::string dir = config["checkpoint"]["dir"].get<std::string>();
+    if (!dir.empty() && (dir[0] == '/' || is_directory(dir))) root = dir;
+  }
   if (!is_directory(root)) return "<p>No checkpoints.</p>\n";
   std::vector<std::string> names;
   for (const std::string& n : list_directory(root))
@@ -151,10 +157,14 @@ std::string run_report_html(const std::string& run_dir) {
     << "<title>ftdist run " << esc(run_dir) << "</title><style>body{font:14px sans-serif;max-width:60em;margin:auto;padding:1em}"
     << "svg{width:100%;height:auto;border:1px solid #ccc;color:#1f5fa8}table{border-collapse:collapse}"
     << "td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}</style></head><body>\n<h1>ftdist run " << esc(run_dir) << "</h1>\n";
+  // (the first and last losses recorded: a skipped step has none)
+  auto with_loss = [](const Row& r) { return !std::isnan(r.loss); };
+  const auto first = std::find_if(rows.begin(), rows.end(), with_loss);
+  const auto last = std::find_if(rows.rbegin(), rows.rend(), with_loss);
   if (rows.empty()) o << "<p>No steps yet.</p>\n";
   else
-    o << "<p>" << rows.size() << " steps recorded (to step " << rows.back().step << "): loss " << num(rows.front().loss)
-      << " &rarr; " << num(rows.back().loss) << ".</p>\n";
+    o << "<p>" << rows.size() << " steps recorded (to step " << rows.back().step << ")"
+      << (first == rows.end() ? std::string(", none with a loss") : ": loss " + num(first->loss) + " &rarr; " + num(last->loss)) << ".</p>\n";
   o << "<h2>Curves</h2>\n" << chart(rows, &Row::loss, "loss", "loss") << chart(rows, &Row::eval_loss, "eval_loss", "eval loss")
     << chart(rows, &Row::lr, "lr", "learning rate") << chart(rows, &Row::tokens_per_s, "tokens_per_s", "tokens/s") << "<h2>Memory, planned and measured (memory.json)</h2>\n<table>"
     << key_table(memory, "") << "</table>\n<h2>Run config (run_config.json)</h2>\n<table>" << key_table(config, "")

@@ -3,7 +3,9 @@
 ranks, evaluation every 4, a checkpoint every 6): the HTML parses; its steps table lists every step
 of the metrics log (output.metrics, here not the default name) with its loss; the loss curve has one point per step and the eval-loss curve one per
 evaluation; the resolved config, memory.json and both checkpoints appear; a missing run is refused
-naming metrics.jsonl."""
+naming metrics.jsonl; the checkpoints are found from any working directory; --out never replaces a
+file that is not a page (the run's own metrics); a constant series' caption says its value, and the
+summary's losses skip a step without one."""
 import json
 import os
 import shutil
@@ -16,7 +18,7 @@ shutil.rmtree(work, ignore_errors=True)
 out = os.path.join(work, "run")
 subprocess.run([mpirun, "-np", "2", ftdist, "train", "--config", "examples/tiny/ftdist.toml", "--set", "train.steps=12",
                 "--set", "train.warmup_steps=1", "--set", "data.eval=examples/tiny/corpus.jsonl", "--set", "train.eval_every=4",
-                "--set", "checkpoint.every=6", "--set", f"output.dir={out}", "--set", "output.metrics=steps.jsonl"], check=True, stdout=subprocess.DEVNULL)
+                "--set", "checkpoint.every=6", "--set", f"output.dir={os.path.relpath(out)}", "--set", "output.metrics=steps.jsonl"], check=True, stdout=subprocess.DEVNULL)
 subprocess.run([ftdist, "report", out], check=True, stdout=subprocess.DEVNULL)
 
 
@@ -104,5 +106,29 @@ check(0 < size < 1_000_000, f"a 200k-step report stays under 1 MB ({size} bytes)
 check(2000 <= len(long_steps) <= 2201, f"one table row per 100 steps plus evaluations ({len(long_steps)} rows)")
 check(0 < len(points) <= 2000 and min(float(p.split(",")[1]) for p in points) <= 10.0001,
       f"the loss chart has at most 2000 points and keeps the spike ({len(points)} points)")
+# From another working directory (run_config.json names checkpoint.dir absolute, though output.dir
+# was relative).
+other_cwd = os.path.join(os.path.abspath(work), "a", "b", "c", "d", "e")
+os.makedirs(other_cwd)
+elsewhere = subprocess.run([os.path.abspath(ftdist), "report", os.path.abspath(out), "--out", os.path.join(os.path.abspath(work), "elsewhere.html")],
+                           capture_output=True, text=True, cwd=other_cwd)
+html = open(os.path.join(work, "elsewhere.html")).read() if elsewhere.returncode == 0 else ""
+check("step-00000006" in html and "step-00000012" in html, f"the checkpoints from another directory (exit {elsewhere.returncode})")
+metrics_before = open(os.path.join(out, "steps.jsonl")).read()
+clobber = subprocess.run([ftdist, "report", out, "--out", os.path.join(out, "steps.jsonl")], capture_output=True, text=True)
+check(clobber.returncode == 2 and "is not an HTML page" in clobber.stderr and open(os.path.join(out, "steps.jsonl")).read() == metrics_before,
+      f"--out on the run's metrics is refused, the file kept (exit {clobber.returncode})")
+again = subprocess.run([ftdist, "report", out], capture_output=True, text=True)
+check(again.returncode == 0, "a report replaces the report it wrote")
+# A constant learning rate, and a skipped first and last step.
+flat = os.path.join(work, "flat")
+os.makedirs(flat)
+with open(os.path.join(flat, "metrics.jsonl"), "w") as f:
+    f.write('{"step": 1, "loss": null, "lr": 0.003}\n{"step": 2, "loss": 4.5, "lr": 0.003}\n{"step": 3, "loss": 4.25, "lr": 0.003}\n'
+            '{"step": 4, "loss": null, "lr": 0.003}\n')
+r = subprocess.run([ftdist, "report", flat], capture_output=True, text=True)
+flat_html = open(os.path.join(flat, "report.html")).read() if r.returncode == 0 else ""
+check("learning rate (0.003 throughout)" in flat_html, "a constant series' caption says its value")
+check("loss 4.5 &rarr; 4.25" in flat_html, "the summary's first and last losses skip steps without one")
 print("all passed" if not failed else f"{failed} failed")
 sys.exit(1 if failed else 0)
