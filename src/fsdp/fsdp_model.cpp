@@ -161,7 +161,7 @@ const StepPhase* StepResult::peak_phase() const {
   return best;
 }
 
-at::Tensor FsdpModel::gather_state(size_t u, const std::string& state) { return units_.at(u)->gather_state(state); }
+at::Tensor FsdpModel::gather_state(size_t u, const std::string& state, int root) { return units_.at(u)->gather_state(state, root); }
 
 FsdpModel::StateFiles FsdpModel::state_files() const {
   if (!policy_.shard_states) return {world_.rank(), world_.size(), true};

@@ -359,20 +359,35 @@ int64_t FsdpUnit::state_block(const std::string& name) const {
   return i < 0 ? 1 : plan::optimizer_states(opt_->kind())[size_t(i)].block;  // master: per element
 }
 
-at::Tensor FsdpUnit::gather_state(const std::string& name) {
+at::Tensor FsdpUnit::gather_state(const std::string& name, int root) {
   const at::Tensor& mine = state(name);
   const int64_t block = state_block(name);
   // On the CPU (callers write it out), floats as fp32: no fp32 copy of a whole unit on the device,
   // where training still holds its memory.
   const at::TensorOptions host = at::TensorOptions().dtype(mine.scalar_type() == at::kByte ? at::kByte : at::kFloat).device(at::kCPU);
   const int64_t entries = (numel_ + block - 1) / block;
-  if (!policy_.shard_states) return mine.narrow(0, 0, entries).to(host, false, /*copy=*/true);
+  const bool here = root < 0 || shard_comm_.rank() == root;
+  if (!policy_.shard_states) return here ? mine.narrow(0, 0, entries).to(host, false, /*copy=*/true) : at::Tensor();
   // (an offloaded state goes through the device: the communicator's collectives run there)
   const at::Tensor src = mine.device() == cfg_.device ? mine : mine.to(cfg_.device);
-  at::Tensor all = at::empty({src.numel() * shard_comm_.size()}, src.options());
-  shard_comm_.all_gather_into(all, src);
-  shard_comm_.synchronize();  // before the host reads it
-  return all.narrow(0, 0, entries).to(host, /*non_blocking=*/false, /*copy=*/true);
+  // Piece by piece through a buffer of about one shard (n pieces of shard / n): piece k of every
+  // rank's shard lands at that rank's place in the whole.
+  const int64_t n = shard_comm_.size(), shard = src.numel(), piece = std::max<int64_t>(1, (shard + n - 1) / n);
+  at::Tensor out = here ? at::empty({entries}, host) : at::Tensor();
+  at::Tensor buf = at::empty({piece * n}, src.options());  // [rank][piece]
+  for (int64_t off = 0; off < shard; off += piece) {
+    const int64_t len = std::min(piece, shard - off);
+    at::Tensor got = buf.narrow(0, 0, len * n);
+    shard_comm_.all_gather_into(got, src.narrow(0, off, len));
+    if (!here) continue;
+    shard_comm_.synchronize();  // before the host reads it
+    for (int64_t r = 0; r < n && r * shard + off < entries; ++r) {
+      const int64_t at = r * shard + off, k = std::min(len, entries - at);
+      out.narrow(0, at, k).copy_(got.narrow(0, r * len, k));
+    }
+  }
+  shard_comm_.synchronize();  // (the buffer is free once every piece has landed)
+  return out;
 }
 
 void FsdpUnit::load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps) {

@@ -144,7 +144,8 @@ class FsdpUnit {
   const at::Tensor& state(const std::string& name) const;
   int64_t state_block(const std::string& name) const;  // 1, or the quantization block of a per-block state
   // The whole unit (unpadded; on the CPU, fp32, or uint8 codes); every rank of the group calls it.
-  at::Tensor gather_state(const std::string& name);
+  // (`root` >= 0: whole on that rank of the shard group only, undefined elsewhere)
+  at::Tensor gather_state(const std::string& name, int root = -1);
   int64_t optimizer_steps() const { return opt_->steps(); }
   // Refills master, optimizer states and step from a checkpoint, then the parameters from master.
   void load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps);

@@ -92,7 +92,7 @@ void export_model(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& f
     ex = std::make_unique<io::HfExporter>(out, src.spec, src.config_text, options);
   }
   for (size_t u = 0; u < fsdp.num_units(); ++u) {
-    at::Tensor flat = fsdp.gather_master(u);
+    at::Tensor flat = fsdp.gather_master(u, /*root=*/0);  // (world rank 0 is rank 0 of its shard group)
     if (ex) ex->add_unit(flat);
   }
   if (ex) {

@@ -100,6 +100,13 @@ void expect_slices_of_whole(const io::WeightSource& init, comm::Communicator& wo
     // Gathered over the shard group: the whole unit, bitwise (in the master's dtype).
     at::Tensor gathered = f.gather_state(u, "master");
     EXPECT_TRUE(at::equal(gathered, whole.to(at::kFloat))) << units[u].name << " gathered";
+    // To one rank of each shard group (the export's way, piece by piece): the same there, nothing elsewhere.
+    const fsdp::FsdpModel::StateFiles group = f.state_files();
+    at::Tensor to_root = f.gather_master(u, /*root=*/0);
+    if (group.index == 0)
+      EXPECT_TRUE(to_root.defined() && at::equal(to_root, whole.to(at::kFloat))) << units[u].name << " gathered to rank 0";
+    else
+      EXPECT_FALSE(to_root.defined()) << units[u].name << ": only rank 0 of the group gets the whole";
   }
 }
 

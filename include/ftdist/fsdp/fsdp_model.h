@@ -160,10 +160,13 @@ class FsdpModel {
   // (not reduced over ranks).
   StepResult eval_sums(const MicroBatch& micro_batch);
 
-  // The whole fp32 master parameters of unit u, gathered (tests, export). Every rank calls it.
-  at::Tensor gather_master(size_t u) { return gather_state(u, "master"); }
+  // The whole fp32 master parameters of unit u, gathered on the host (tests, export). Every rank
+  // calls it; with `root` >= 0 only that rank of each shard group gets the whole (an undefined
+  // tensor elsewhere). The gather goes through a device buffer of one shard at most: a whole unit's
+  // fp32 copy is more than a step ever holds on the device.
+  at::Tensor gather_master(size_t u, int root = -1) { return gather_state(u, "master", root); }
   // The same for any checkpointed state (master, or an optimizer state: fp32; codes stay uint8).
-  at::Tensor gather_state(size_t u, const std::string& state);
+  at::Tensor gather_state(size_t u, const std::string& state, int root = -1);
 
   // Checkpoints (io/checkpoint.h): this rank writes file shard `index` of `count` when `writes`
   // (in `hybrid` only the first replica writes; in `none` every rank writes a slice of its replica).
