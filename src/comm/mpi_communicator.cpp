@@ -1,8 +1,14 @@
-// The `mpi` backend: CPU tensors through MPI. bf16/fp16 reductions are computed in fp32 (MPI has no
-// 16-bit float types); fp32, fp64, int32, int64 are reduced natively. Gathers and broadcasts move
-// raw bytes, so every dtype works for them.
+// The `mpi` backend: CPU tensors through MPI. fp32, fp64, int32, int64 are reduced natively; bf16
+// and fp16 (no MPI types) in their own storage, by user-defined ops that combine each pair of
+// elements in fp32 and round back, as NCCL's ring rounds at every hop: no fp32 copy of the tensor
+// (a whole unit's, which the planner's 16-bit reduce buffers do not count). Gathers and broadcasts
+// move raw bytes, so every dtype works for them.
+#include <algorithm>
 #include <climits>
 #include <sstream>
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 
 #include "backends.h"
 #include "ftdist/core/dtype.h"
@@ -23,6 +29,39 @@ MPI_Datatype mpi_reduce_type(at::ScalarType type) {
 }
 
 MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::Max ? MPI_MAX : MPI_SUM; }
+
+// Elementwise sum or max of 16-bit floats, in fp32, rounded back (an MPI user function).
+template <typename T, bool kMax>
+void combine16(void* in, void* inout, int* len, MPI_Datatype*) {
+  const T* a = static_cast<const T*>(in);
+  T* b = static_cast<T*>(inout);
+  for (int i = 0; i < *len; ++i) {
+    const float x = static_cast<float>(a[i]), y = static_cast<float>(b[i]);
+    b[i] = T(kMax ? std::max(x, y) : x + y);
+  }
+}
+
+// The 2-byte datatype and the ops reducing bf16 / fp16 in place, made once (after MPI_Init).
+struct Reduce16 {
+  MPI_Datatype type = MPI_DATATYPE_NULL;
+  MPI_Op bf16_sum = MPI_OP_NULL, bf16_max = MPI_OP_NULL, f16_sum = MPI_OP_NULL, f16_max = MPI_OP_NULL;
+  Reduce16() {
+    FT_MPI_CHECK(MPI_Type_contiguous(2, MPI_BYTE, &type));
+    FT_MPI_CHECK(MPI_Type_commit(&type));
+    FT_MPI_CHECK(MPI_Op_create(&combine16<c10::BFloat16, false>, /*commute=*/1, &bf16_sum));
+    FT_MPI_CHECK(MPI_Op_create(&combine16<c10::BFloat16, true>, 1, &bf16_max));
+    FT_MPI_CHECK(MPI_Op_create(&combine16<c10::Half, false>, 1, &f16_sum));
+    FT_MPI_CHECK(MPI_Op_create(&combine16<c10::Half, true>, 1, &f16_max));
+  }
+  MPI_Op op(at::ScalarType t, ReduceOp o) const {
+    const bool max = o == ReduceOp::Max;
+    return t == at::kBFloat16 ? (max ? bf16_max : bf16_sum) : (max ? f16_max : f16_sum);
+  }
+};
+const Reduce16& reduce16() {
+  static const Reduce16 r;
+  return r;
+}
 
 int checked_count(int64_t n, const char* what) {
   FT_CHECK_ARG(n <= INT_MAX, what << ": " << n << " elements exceed MPI's int count (" << INT_MAX
@@ -76,24 +115,19 @@ class MpiCommunicator final : public Communicator {
   }
 
   void do_reduce_scatter(const at::Tensor& out, const at::Tensor& in, ReduceOp op) override {
-    at::Tensor work_in = reduction_view(in);
-    at::Tensor work_out = is_reduced_float(out.scalar_type()) ? at::empty(out.sizes(), out.options().dtype(at::kFloat)) : out;
     int count = checked_count(out.numel(), "reduce_scatter");
     MPI_Request req = MPI_REQUEST_NULL;
-    FT_MPI_CHECK(MPI_Ireduce_scatter_block(work_in.data_ptr(), work_out.data_ptr(), count,
-                                           mpi_reduce_type(work_in.scalar_type()), mpi_op(op), group_.get(), &req));
+    FT_MPI_CHECK(MPI_Ireduce_scatter_block(in.data_ptr(), out.data_ptr(), count, reduce_type(in), reduce_op(in, op), group_.get(), &req));
     group_.wait(&req, "reduce_scatter");
-    finish(out, work_out, op);
+    if (op == ReduceOp::Avg) out.div_(static_cast<double>(size()));
   }
 
   void do_all_reduce(const at::Tensor& tensor, ReduceOp op) override {
-    at::Tensor work = reduction_view(tensor);
-    int count = checked_count(work.numel(), "all_reduce");
+    int count = checked_count(tensor.numel(), "all_reduce");
     MPI_Request req = MPI_REQUEST_NULL;
-    FT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, work.data_ptr(), count, mpi_reduce_type(work.scalar_type()),
-                                mpi_op(op), group_.get(), &req));
+    FT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), count, reduce_type(tensor), reduce_op(tensor, op), group_.get(), &req));
     group_.wait(&req, "all_reduce");
-    finish(tensor, work, op);
+    if (op == ReduceOp::Avg) tensor.div_(static_cast<double>(size()));
   }
 
   void do_broadcast(const at::Tensor& tensor, int root) override {
@@ -104,14 +138,12 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
-  // The tensor MPI reduces: the tensor itself, or an fp32 copy of a bf16/fp16 tensor.
-  static at::Tensor reduction_view(const at::Tensor& t) {
-    return is_reduced_float(t.scalar_type()) ? t.to(at::kFloat) : t;
+  // The datatype and op MPI reduces `t` with: its own, or for bf16 / fp16 the 16-bit ones.
+  static MPI_Datatype reduce_type(const at::Tensor& t) {
+    return is_reduced_float(t.scalar_type()) ? reduce16().type : mpi_reduce_type(t.scalar_type());
   }
-  // Applies avg's division and writes an fp32 work buffer back into a bf16/fp16 result.
-  void finish(const at::Tensor& result, const at::Tensor& work, ReduceOp op) const {
-    if (op == ReduceOp::Avg) work.div_(static_cast<double>(size()));
-    if (!work.is_same(result)) result.copy_(work);
+  static MPI_Op reduce_op(const at::Tensor& t, ReduceOp op) {
+    return is_reduced_float(t.scalar_type()) ? reduce16().op(t.scalar_type(), op) : mpi_op(op);
   }
 
   MpiGroup group_;

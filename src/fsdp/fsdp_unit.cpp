@@ -10,7 +10,22 @@
 #include "ftdist/fsdp/memory_counter.h"
 
 namespace ftdist::fsdp {
+
 namespace {
+// acc += x in acc's dtype, converting x a piece at a time where the dtypes differ: the whole shard
+// converted at once would be a copy the plan does not count (and an add across dtypes makes one of
+// acc in the wider dtype).
+void add_converted(const at::Tensor& acc, const at::Tensor& x) {
+  if (x.scalar_type() == acc.scalar_type()) {
+    acc.add_(x);
+    return;
+  }
+  constexpr int64_t kPiece = int64_t(1) << 20;  // elements
+  for (int64_t at = 0; at < acc.numel(); at += kPiece) {
+    const int64_t k = std::min(kPiece, acc.numel() - at);
+    acc.narrow(0, at, k).add_(x.narrow(0, at, k).to(acc.scalar_type()));
+  }
+}
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -250,7 +265,7 @@ void FsdpUnit::post_backward(const at::Tensor& grad) {
   shared_.reduce_fence = shared_.streams.on_reduce_stream([&] {
     at::Tensor out = at::empty({shard_numel_}, g.options());
     shard_comm_.reduce_scatter(out, g, comm::ReduceOp::Sum);
-    grad_ += out.to(accum_dtype_);
+    add_converted(grad_, out);
   });
   if (shared_.streams.gpu()) shared_.reduce_inputs = {g};  // (a view of grad when no conversion was needed)
   // This unit steps once its reduce-scatter is retired. Not the root unit: with tied embeddings
