@@ -217,7 +217,9 @@ void FsdpModel::gather_ahead(size_t u, bool forward) {
   const size_t layers = size_t(model_.spec().layers);
   for (int k = 1; k < cfg_.prefetch; ++k) {
     if (forward) {
-      if (u + size_t(k) >= units_.size()) break;
+      // (layers only: the edge units share one gather buffer, so the head is not gathered ahead while
+      // the embedding holds it; a deep prefetch on a shallow model would overflow into an allocation)
+      if (u + size_t(k) > layers) break;
       units_[u + size_t(k)]->ensure_gathered();
     } else {
       if (u < size_t(k) + 1 || u - size_t(k) > layers) break;  // layers are units 1..L

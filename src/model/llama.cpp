@@ -184,7 +184,9 @@ const at::Tensor& LlamaModel::param(const std::string& name) const {
   return units_[it->second.first].params[it->second.second];
 }
 
-ForwardContext LlamaModel::context(int64_t seq_len) const {
+ForwardContext LlamaModel::context(int64_t seq_len) const { return cached_context(seq_len, /*masks=*/true); }
+
+const ForwardContext& LlamaModel::cached_context(int64_t seq_len, bool masks) const {
   const at::Tensor& any = units_.front().flat;
   const at::Tensor& cached = context_cache_.rope.cos;
   if (!cached.defined() || context_cache_.seq_len != seq_len || cached.device() != any.device() ||
@@ -192,11 +194,15 @@ ForwardContext LlamaModel::context(int64_t seq_len) const {
     ForwardContext c;
     c.rope = rope_table(spec_, seq_len, any.options());
     c.seq_len = seq_len;
-    c.causal_mask = attention_mask(seq_len, 0, attention_, any.options());
+    context_cache_ = std::move(c);
+    context_masks_ = false;
+  }
+  if (masks && !context_masks_) {
+    context_cache_.causal_mask = attention_mask(seq_len, 0, attention_, any.options());
     // A window no shorter than the sequence masks nothing beyond causality: those layers use causal_mask.
     if (spec_.sliding_window > 0 && seq_len > spec_.sliding_window)
-      c.window_mask = attention_mask(seq_len, spec_.sliding_window, attention_, any.options());
-    context_cache_ = std::move(c);
+      context_cache_.window_mask = attention_mask(seq_len, spec_.sliding_window, attention_, any.options());
+    context_masks_ = true;
   }
   return context_cache_;
 }
@@ -240,7 +246,7 @@ ForwardContext LlamaModel::context(int64_t seq_len, const at::Tensor& position_i
   if (!position_ids.defined()) return context(seq_len);
   FT_CHECK_ARG(position_ids.dim() == 2 && position_ids.size(1) == seq_len && position_ids.scalar_type() == at::kLong,
                "position_ids must be (batch, " << seq_len << ") int64, got " << position_ids.sizes() << " " << position_ids.scalar_type());
-  const ForwardContext& table = context(seq_len);  // positions are < seq_len: the table's rows
+  const ForwardContext& table = cached_context(seq_len, /*masks=*/false);  // positions are < seq_len: the table's rows
   const at::Tensor pos = position_ids.to(at::kCPU).contiguous();
   FT_CHECK_ARG(pos.numel() == 0 || (pos.min().item<int64_t>() >= 0 && pos.max().item<int64_t>() < seq_len),
                "position_ids must be in [0, " << seq_len << ")");

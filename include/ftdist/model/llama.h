@@ -91,8 +91,11 @@ class LlamaModel {
   plan::Attention attention_;
   std::vector<UnitParams> units_;
   // The RoPE table of the last context(): built (on the CPU, then copied) once per sequence length,
-  // dtype and device rather than every forward.
+  // dtype and device rather than every forward; its plain masks only once a context without
+  // positions asks for them (packed examples attend through masks of their own).
+  const ForwardContext& cached_context(int64_t seq_len, bool masks) const;
   mutable ForwardContext context_cache_;
+  mutable bool context_masks_ = false;
   LayerTensors layer_tensors_;
   std::map<std::string, std::pair<size_t, size_t>> by_name_;  // HF name -> (unit, index)
 };
