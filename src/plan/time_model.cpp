@@ -103,6 +103,7 @@ std::string duration_text(double s) {
 
 std::string usd_text(double d) {
   char buf[64];
+  if (d > 0 && d < 0.0001) return "<0.0001";
   std::snprintf(buf, sizeof(buf), d >= 0.995 || d == 0 ? "%.2f" : "%.3g", d);
   return buf;
 }

@@ -105,7 +105,9 @@ void check_fits_host(uint64_t need, comm::Communicator& world, const std::string
 
 plan::RunSetup runtime_setup(const RunConfig& c, int world, int64_t micro_batch) {
   plan::RunSetup s = fsdp::planned_setup(fsdp_config(c), world, micro_batch, c.seq_len, runtime_attention(c));
-  s.packed_documents = c.packing == "documents";  // (resolved from "auto" by resolve_run())
+  // (resolved from "auto" by resolve_run(), for each file: eval forwards of packed examples build
+  // their masks too, planned as the training's would be)
+  s.packed_documents = c.packing == "documents" || c.eval_packing == "documents";
   return s;
 }
 

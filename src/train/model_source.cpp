@@ -91,7 +91,9 @@ void export_model(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& f
     options.replace = true;  // the previous export of this output directory (ftdist's own only), kept if this one fails
     ex = std::make_unique<io::HfExporter>(out, src.spec, src.config_text, options);
   }
-  for (size_t u = 0; u < fsdp.num_units(); ++u) {
+  // (hybrid: the first replica's shard group gathers, the others' have the same weights; their
+  // collectives stay within their own group, so they skip them all)
+  for (size_t u = 0; u < fsdp.num_units() && fsdp.state_files().writes; ++u) {
     at::Tensor flat = fsdp.gather_master(u, /*root=*/0);  // (world rank 0 is rank 0 of its shard group)
     if (ex) ex->add_unit(flat);
   }

@@ -42,16 +42,22 @@ constexpr int64_t kReleaseDataPagesEvery = 50;  // steps
 // them into, as mpirun forwards it to every rank) while installed: finish the current step, save,
 // then stop cleanly. The default handlers are back when it goes out of scope. A signal noted since
 // note_stop_signals() (the process's start) is kept.
+// The first signal is noted and the default action restored, so a second one ends the process at
+// once (a run stuck where it never checks still stops).
 volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+bool g_noting_since_start = false;  // note_stop_signals() ran: a signal noted before the run is kept
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+  std::signal(sig, SIG_DFL);  // (async-signal-safe)
+}
 constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGUSR1};
 
 class StopSignals {
  public:
   StopSignals() {
-    bool noted_since_start = true;
-    for (int sig : kStopSignals) noted_since_start &= std::signal(sig, on_stop_signal) == on_stop_signal;
-    if (!noted_since_start) g_stop_signal = 0;
+    if (!g_noting_since_start) g_stop_signal = 0;
+    g_noting_since_start = false;  // (a later run in this process starts afresh)
+    for (int sig : kStopSignals) std::signal(sig, g_stop_signal == sig ? SIG_DFL : on_stop_signal);
   }
   ~StopSignals() {
     for (int sig : kStopSignals) std::signal(sig, SIG_DFL);
@@ -182,7 +188,8 @@ void Trainer::load() {
 void Trainer::probe() {
   const at::Tensor ids = at::zeros({c_.micro_batch, c_.seq_len}, at::kLong);
   // (packed examples: their positions, so the probe attends through the document masks the steps use)
-  const at::Tensor positions = c_.packing == "documents" ? at::arange(c_.seq_len, at::kLong).repeat({c_.micro_batch, 1}) : at::Tensor();
+  const bool packed = c_.packing == "documents" || c_.eval_packing == "documents";  // (as fit_->setup plans it)
+  const at::Tensor positions = packed ? at::arange(c_.seq_len, at::kLong).repeat({c_.micro_batch, 1}) : at::Tensor();
   const at::Device device = fsdp_->config().device;
   fsdp::reset_device_memory_peak(device);  // peaks from here on: the probe's, then the steps'
   fit_->run("in the probe step (one forward and backward of " + std::to_string(c_.micro_batch) + " x " +
@@ -436,7 +443,8 @@ void Trainer::finish() {
 // every rank (exit 2) before anything is loaded; the rank that differs names the keys.
 static void check_same_config_on_every_rank(const RunConfig& config, comm::Communicator& world) {
   if (world.size() == 1) return;
-  const nlohmann::ordered_json mine = run_config_json(config);
+  nlohmann::ordered_json mine = run_config_json(config);
+  mine["checkpoint"]["dir"] = config.checkpoint_root();  // as given: nodes may spell one shared directory's absolute path apart
   const std::string text = mine.dump();
   at::Tensor length = at::full({1}, int64_t(text.size()), at::kLong);
   world.broadcast(length, 0);
@@ -463,6 +471,7 @@ static void check_same_config_on_every_rank(const RunConfig& config, comm::Commu
 }
 
 void note_stop_signals() {
+  g_noting_since_start = true;
   for (int sig : kStopSignals) std::signal(sig, on_stop_signal);
 }
 
