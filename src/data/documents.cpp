@@ -209,8 +209,9 @@ bool jsonl_labels_mask(const std::string& path) {
   while (std::getline(in, line)) {
     if (line.find("-100") == std::string::npos) continue;
     const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    const auto labels = j.is_object() ? j.find("labels") : j.end();
-    if (j.is_object() && labels != j.end() && labels->is_array() &&
+    if (!j.is_object()) continue;
+    const auto labels = j.find("labels");
+    if (labels != j.end() && labels->is_array() &&
         std::any_of(labels->begin(), labels->end(), [](const nlohmann::json& v) { return v == -100; }))
       return true;
   }

@@ -187,9 +187,10 @@ void Trainer::load() {
 // One forward and backward at the longest sequence, before step 1 (nothing is updated).
 void Trainer::probe() {
   const at::Tensor ids = at::zeros({c_.micro_batch, c_.seq_len}, at::kLong);
-  // (packed examples: their positions, so the probe attends through the document masks the steps use)
-  const bool packed = c_.packing == "documents" || c_.eval_packing == "documents";  // (as fit_->setup plans it)
-  const at::Tensor positions = packed ? at::arange(c_.seq_len, at::kLong).repeat({c_.micro_batch, 1}) : at::Tensor();
+  // (packed examples, as the plan counts them: their positions, so the probe attends through the
+  // document masks the steps use)
+  const at::Tensor positions =
+      fit_->setup.packed_documents ? at::arange(c_.seq_len, at::kLong).repeat({c_.micro_batch, 1}) : at::Tensor();
   const at::Device device = fsdp_->config().device;
   fsdp::reset_device_memory_peak(device);  // peaks from here on: the probe's, then the steps'
   fit_->run("in the probe step (one forward and backward of " + std::to_string(c_.micro_batch) + " x " +
