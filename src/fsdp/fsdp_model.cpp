@@ -162,6 +162,9 @@ const StepPhase* StepResult::peak_phase() const {
 }
 
 at::Tensor FsdpModel::gather_state(size_t u, const std::string& state, int root) { return units_.at(u)->gather_state(state, root); }
+void FsdpModel::gather_state_pieces(size_t u, const std::string& state, int root, int64_t max_piece, const StateSink& sink) {
+  units_.at(u)->gather_state_pieces(state, root, max_piece, sink);
+}
 
 FsdpModel::StateFiles FsdpModel::state_files() const {
   if (!policy_.shard_states) return {world_.rank(), world_.size(), true};

@@ -375,34 +375,49 @@ int64_t FsdpUnit::state_block(const std::string& name) const {
 }
 
 at::Tensor FsdpUnit::gather_state(const std::string& name, int root) {
+  const int64_t block = state_block(name), entries = (numel_ + block - 1) / block;
+  const bool here = root < 0 || shard_comm_.rank() == root;
   const at::Tensor& mine = state(name);
-  const int64_t block = state_block(name);
+  const at::ScalarType host = mine.scalar_type() == at::kByte ? at::kByte : at::kFloat;
+  at::Tensor out = here ? at::empty({entries}, at::TensorOptions().dtype(host).device(at::kCPU)) : at::Tensor();
+  // (pieces of one shard: the device buffer is never more than a step's own shard)
+  gather_state_pieces(name, root, std::max<int64_t>(1, mine.numel()),
+                      [&](int64_t first, const at::Tensor& piece) { out.narrow(0, first, piece.numel()).copy_(piece); });
+  return out;
+}
+
+void FsdpUnit::gather_state_pieces(const std::string& name, int root, int64_t max_piece, const StateSink& sink) {
+  FT_CHECK(max_piece > 0, ErrorKind::Internal, "gather_state_pieces: max_piece must be positive");
+  const at::Tensor& mine = state(name);
+  const int64_t block = state_block(name), entries = (numel_ + block - 1) / block;
+  const bool here = root < 0 || shard_comm_.rank() == root;
   // On the CPU (callers write it out), floats as fp32: no fp32 copy of a whole unit on the device,
   // where training still holds its memory.
-  const at::TensorOptions host = at::TensorOptions().dtype(mine.scalar_type() == at::kByte ? at::kByte : at::kFloat).device(at::kCPU);
-  const int64_t entries = (numel_ + block - 1) / block;
-  const bool here = root < 0 || shard_comm_.rank() == root;
-  if (!policy_.shard_states) return here ? mine.narrow(0, 0, entries).to(host, false, /*copy=*/true) : at::Tensor();
-  // (an offloaded state goes through the device: the communicator's collectives run there)
-  const at::Tensor src = mine.device() == cfg_.device ? mine : mine.to(cfg_.device);
-  // Piece by piece through a buffer of about one shard (n pieces of shard / n): piece k of every
-  // rank's shard lands at that rank's place in the whole.
-  const int64_t n = shard_comm_.size(), shard = src.numel(), piece = std::max<int64_t>(1, (shard + n - 1) / n);
-  at::Tensor out = here ? at::empty({entries}, host) : at::Tensor();
-  at::Tensor buf = at::empty({piece * n}, src.options());  // [rank][piece]
-  for (int64_t off = 0; off < shard; off += piece) {
-    const int64_t len = std::min(piece, shard - off);
-    at::Tensor got = buf.narrow(0, 0, len * n);
-    shard_comm_.all_gather_into(got, src.narrow(0, off, len));
-    if (!here) continue;
-    shard_comm_.synchronize();  // before the host reads it
-    for (int64_t r = 0; r < n && r * shard + off < entries; ++r) {
-      const int64_t at = r * shard + off, k = std::min(len, entries - at);
-      out.narrow(0, at, k).copy_(got.narrow(0, r * len, k));
+  const at::ScalarType host = mine.scalar_type() == at::kByte ? at::kByte : at::kFloat;
+  auto deliver = [&](int64_t first, const at::Tensor& piece) {
+    sink(first, piece.to(at::kCPU, host, /*non_blocking=*/false, /*copy=*/true));
+  };
+  if (!policy_.shard_states) {  // every rank holds the whole
+    for (int64_t at = 0; here && at < entries; at += max_piece) deliver(at, mine.narrow(0, at, std::min(max_piece, entries - at)));
+    return;
+  }
+  // Rank r's shard (entries [r * shard, (r + 1) * shard); the last ones are padding) in pieces that
+  // rank r broadcasts through one device buffer; an offloaded state goes to the device a piece at a
+  // time (the communicator's collectives run there). Every rank runs the same loop.
+  const int64_t shard = mine.numel(), piece = std::min(std::max<int64_t>(shard, 1), max_piece);
+  at::Tensor buf = at::empty({piece}, at::TensorOptions().dtype(mine.scalar_type()).device(cfg_.device));
+  for (int64_t r = 0; r < shard_comm_.size() && r * shard < entries; ++r) {
+    for (int64_t off = 0; off < shard && r * shard + off < entries; off += piece) {
+      const int64_t len = std::min(piece, shard - off), at = r * shard + off;
+      const at::Tensor part = buf.narrow(0, 0, len);
+      if (shard_comm_.rank() == r) part.copy_(mine.narrow(0, off, len));
+      shard_comm_.broadcast(part, int(r));
+      if (!here) continue;
+      shard_comm_.synchronize();  // before the host reads it
+      deliver(at, part.narrow(0, 0, std::min(len, entries - at)));
     }
   }
   shard_comm_.synchronize();  // (the buffer is free once every piece has landed)
-  return out;
 }
 
 void FsdpUnit::load_state(const io::CheckpointReader& ckpt, int64_t optimizer_steps) {

@@ -176,28 +176,44 @@ void HfExporter::open_file(size_t f) {
   open_ = int(f);
 }
 
-void HfExporter::add_unit(const at::Tensor& flat_in) {
+void HfExporter::add_unit(const at::Tensor& flat) {
+  FT_CHECK(next_unit_ < units_.size() && in_unit_ == 0, ErrorKind::Internal, "export: add_unit() after a partial unit, or past the last");
+  const auto& unit = units_[next_unit_];
+  FT_CHECK(flat.numel() >= unit.numel(), ErrorKind::Internal,
+           "export: unit " << unit.name << " has " << flat.numel() << " elements, expected " << unit.numel());
+  add_piece(flat.reshape({-1}).narrow(0, 0, unit.numel()));
+}
+
+void HfExporter::add_piece(const at::Tensor& piece_in) {
   FT_CHECK(next_unit_ < units_.size(), ErrorKind::Internal, "export: more units than the model has");
   const auto& unit = units_[next_unit_];
-  FT_CHECK(flat_in.numel() >= unit.numel(), ErrorKind::Internal,
-           "export: unit " << unit.name << " has " << flat_in.numel() << " elements, expected " << unit.numel());
-  at::Tensor flat = flat_in.reshape({-1});
+  const at::Tensor piece = piece_in.reshape({-1});
+  FT_CHECK(in_unit_ + piece.numel() <= unit.numel(), ErrorKind::Internal,
+           "export: unit " << unit.name << " gets " << in_unit_ + piece.numel() << " elements, it has " << unit.numel());
   // A weight that is NaN or Inf would load in Transformers and compute nothing: not exported.
-  FT_CHECK_ARG(at::isfinite(flat.narrow(0, 0, unit.numel())).all().item<bool>(),
+  FT_CHECK_ARG(at::isfinite(piece).all().item<bool>(),
                "export: unit " << unit.name << " holds NaN or Inf weights; nothing was written to '" << out_ << "'");
-  int64_t offset = 0;
-  for (const auto& t : unit.tensors) {
+  for (int64_t at = 0; at < piece.numel();) {
+    const SafetensorsWriter::Entry& e = entries_[next_entry_];
     const size_t f = size_t(std::upper_bound(file_first_.begin(), file_first_.end(), next_entry_) - file_first_.begin()) - 1;
     if (open_ != int(f)) {
       if (writer_) writer_->finish();
       open_file(f);
     }
-    const int64_t n = plan::shape_numel(t.shape);
-    writer_->write(t.name, flat.narrow(0, offset, n).view(t.shape));
-    offset += n;
-    ++next_entry_;
+    const int64_t numel = plan::shape_numel(e.shape), n = std::min(numel - in_entry_, piece.numel() - at);
+    writer_->write_part(e.name, piece.narrow(0, at, n));
+    at += n;
+    in_entry_ += n;
+    if (in_entry_ == numel) {
+      ++next_entry_;
+      in_entry_ = 0;
+    }
   }
-  ++next_unit_;
+  in_unit_ += piece.numel();
+  if (in_unit_ == unit.numel()) {
+    ++next_unit_;
+    in_unit_ = 0;
+  }
 }
 
 void HfExporter::copy_carried_files(const std::string& tokenizer_dir, const std::string& model_dir) {
@@ -257,11 +273,14 @@ int export_checkpoint(const CheckpointReader& ckpt, const std::string& out_dir, 
   const auto units = ckpt.spec().units();
   for (size_t u = 0; u < units.size(); ++u) {
     StopOnSignal::check();  // (under `ftdist export`: a SIGTERM removes OUT.tmp, never a half export)
-    // One unit's fp32 master at a time; its pages are dropped before the next.
-    at::Tensor flat = at::empty({units[u].numel()}, at::kFloat);
-    ckpt.read_unit_range(u, 0, flat);
-    ex.add_unit(flat);
-    ckpt.release_pages();
+    // The fp32 master in pieces of kExportPieceElements; the pages read are dropped after each piece.
+    at::Tensor buf = at::empty({std::min(units[u].numel(), kExportPieceElements)}, at::kFloat);
+    for (int64_t at = 0; at < units[u].numel(); at += buf.numel()) {
+      const at::Tensor piece = buf.narrow(0, 0, std::min(buf.numel(), units[u].numel() - at));
+      ckpt.read_unit_range(u, at, piece);
+      ex.add_piece(piece);
+      ckpt.release_pages();
+    }
     if ((u + 1) % 8 == 0 || u + 1 == units.size())
       FT_LOG_INFO("export: " << u + 1 << "/" << units.size() << " units written");
   }

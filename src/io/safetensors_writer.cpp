@@ -9,6 +9,13 @@
 #include "ftdist/io/safetensors.h"
 
 namespace ftdist::io {
+namespace {
+int64_t entry_numel(const SafetensorsWriter::Entry& e) {
+  int64_t numel = 1;
+  for (int64_t d : e.shape) numel *= d;
+  return numel;
+}
+}  // namespace
 
 SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Entry> entries,
                                      const std::map<std::string, std::string>& metadata)
@@ -19,12 +26,9 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Entry>
   uint64_t offset = 0;
   for (const Entry& e : entries_) {
     FT_CHECK_ARG(!h.contains(e.name) && e.name != "__metadata__", path << ": duplicate tensor name \"" << e.name << "\"");
-    int64_t numel = 1;
-    for (int64_t d : e.shape) {
+    for (int64_t d : e.shape)
       FT_CHECK_ARG(d >= 0, path << ": tensor \"" << e.name << "\" has a negative dimension");
-      numel *= d;
-    }
-    uint64_t bytes = uint64_t(numel) * c10::elementSize(e.dtype);
+    uint64_t bytes = uint64_t(entry_numel(e)) * c10::elementSize(e.dtype);
     h[e.name] = {{"dtype", safetensors_dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
@@ -45,19 +49,31 @@ SafetensorsWriter::~SafetensorsWriter() {
 }
 
 void SafetensorsWriter::write(const std::string& name, const at::Tensor& tensor) {
+  FT_CHECK_ARG(part_ == 0, path_ << ": tensor \"" << entries_[next_].name << "\" is partly written; \"" << name
+                                 << "\" cannot start before it is complete");
+  if (next_ < entries_.size() && entries_[next_].name == name)  // (otherwise write_part() names the problem)
+    FT_CHECK_ARG(tensor.numel() == entry_numel(entries_[next_]), path_ << ": tensor \"" << name << "\" has " << tensor.numel()
+                                                                        << " elements, declared " << entry_numel(entries_[next_]));
+  write_part(name, tensor.reshape({-1}));
+}
+
+void SafetensorsWriter::write_part(const std::string& name, const at::Tensor& piece) {
   FT_CHECK_ARG(next_ < entries_.size(), path_ << ": tensor \"" << name << "\" was not declared");
   const Entry& e = entries_[next_];
   FT_CHECK_ARG(e.name == name, path_ << ": tensors must be written in declaration order: expected \"" << e.name
                                      << "\", got \"" << name << "\"");
-  int64_t numel = 1;
-  for (int64_t d : e.shape) numel *= d;
-  FT_CHECK_ARG(tensor.numel() == numel, path_ << ": tensor \"" << name << "\" has " << tensor.numel()
-                                             << " elements, declared " << numel);
-  at::Tensor cpu = tensor.to(at::kCPU, e.dtype).contiguous();
+  const int64_t numel = entry_numel(e);
+  FT_CHECK_ARG(part_ + piece.numel() <= numel, path_ << ": tensor \"" << name << "\" gets " << part_ + piece.numel()
+                                                    << " elements, declared " << numel);
+  at::Tensor cpu = piece.to(at::kCPU, e.dtype).contiguous();
   size_t bytes = size_t(cpu.numel()) * cpu.element_size();
   FT_CHECK_ARG(bytes == 0 || std::fwrite(cpu.data_ptr(), 1, bytes, file_) == bytes,
                tmp_ << ": write failed (" << std::strerror(errno) << ")");
-  ++next_;
+  part_ += piece.numel();
+  if (part_ == numel) {
+    part_ = 0;
+    ++next_;
+  }
 }
 
 void SafetensorsWriter::finish() {

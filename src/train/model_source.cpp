@@ -93,10 +93,13 @@ void export_model(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& f
   }
   // (hybrid: the first replica's shard group gathers, the others' have the same weights; their
   // collectives stay within their own group, so they skip them all)
-  for (size_t u = 0; u < fsdp.num_units() && fsdp.state_files().writes; ++u) {
-    at::Tensor flat = fsdp.gather_master(u, /*root=*/0);  // (world rank 0 is rank 0 of its shard group)
-    if (ex) ex->add_unit(flat);
-  }
+  // Rank 0 (rank 0 of its shard group too) converts and writes each piece as it lands: neither the
+  // device nor the host holds a whole unit.
+  for (size_t u = 0; u < fsdp.num_units() && fsdp.state_files().writes; ++u)
+    fsdp.gather_state_pieces(u, "master", /*root=*/0, io::kExportPieceElements,
+                             [&](int64_t, const at::Tensor& piece) {
+                               if (ex) ex->add_piece(piece);  // (`none`: every rank holds the whole; rank 0 writes)
+                             });
   if (ex) {
     ex->copy_carried_files(src.tokenizer_dir, c.model_path);
     ex->finish();

@@ -107,6 +107,21 @@ void expect_slices_of_whole(const io::WeightSource& init, comm::Communicator& wo
       EXPECT_TRUE(to_root.defined() && at::equal(to_root, whole.to(at::kFloat))) << units[u].name << " gathered to rank 0";
     else
       EXPECT_FALSE(to_root.defined()) << units[u].name << ": only rank 0 of the group gets the whole";
+    // In small pieces (several per shard, the end-of-training export's way): in order, the same whole.
+    at::Tensor stitched = at::full({numel}, -1.0f);
+    int64_t next = 0;
+    f.gather_state_pieces(u, "master", /*root=*/0, /*max_piece=*/5, [&](int64_t first, const at::Tensor& piece) {
+      EXPECT_EQ(first, next) << units[u].name << ": pieces come in order";
+      EXPECT_LE(piece.numel(), 5);
+      stitched.narrow(0, first, piece.numel()).copy_(piece);
+      next = first + piece.numel();
+    });
+    if (group.index == 0) {
+      EXPECT_EQ(next, numel) << units[u].name << ": pieces cover the unit";
+      EXPECT_TRUE(at::equal(stitched, whole.to(at::kFloat))) << units[u].name << " gathered in pieces";
+    } else {
+      EXPECT_EQ(next, 0) << units[u].name << ": only rank 0 of the group gets pieces";
+    }
   }
 }
 

@@ -311,6 +311,49 @@ TEST(HfCheckpoint, Phi3FusedTensorsSplitOnLoadAndFuseOnExport) {
   expect_bad_input([&] { exported.info("model.layers.0.self_attn.q_proj.weight"); }, "q_proj");
 }
 
+// add_piece(): a model handed over in small pieces (cutting through tensors and files) writes the
+// same bytes as whole units; a piece that runs past its unit, or a partial export, is refused.
+TEST(HfExport, PiecesWriteTheSameFilesAsWholeUnits) {
+  const plan::ModelSpec spec = tiny_spec();
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 5);
+  const ExportOptions several_files{at::kBFloat16, 4096};  // a few tensors per file
+  auto export_to = [&](const std::string& out, int64_t piece) {
+    if (is_directory(out)) remove_export(out, "test");
+    HfExporter ex(out, spec, plan::hf_config_text(spec), several_files);
+    for (size_t u = 0; u < m.units().size(); ++u) {
+      const at::Tensor& flat = m.units()[u].flat;  // (padded: only the unit's own elements go in pieces)
+      if (piece == 0) {
+        ex.add_unit(flat);
+        continue;
+      }
+      const int64_t numel = spec.units()[u].numel();
+      for (int64_t at = 0; at < numel; at += piece) ex.add_piece(flat.narrow(0, at, std::min(piece, numel - at)));
+    }
+    ex.finish();
+    return ex.num_files();
+  };
+  const std::string whole = tmp("hf_whole_units"), pieces = tmp("hf_pieces");
+  const int files = export_to(whole, 0);
+  ASSERT_GT(files, 2);
+  ASSERT_EQ(export_to(pieces, 7), files);
+  for (int f = 0; f < files; ++f)
+    EXPECT_EQ(read_text_file(whole + "/" + hf_shard_file_name(f, files), "test"),
+              read_text_file(pieces + "/" + hf_shard_file_name(f, files), "test"))
+        << hf_shard_file_name(f, files);
+  const std::string bad = tmp("hf_pieces_bad");
+  if (is_directory(bad)) remove_export(bad, "test");
+  {
+    HfExporter ex(bad, spec, plan::hf_config_text(spec), several_files);
+    const at::Tensor first = m.units()[0].flat;
+    ex.add_piece(first.narrow(0, 0, spec.units()[0].numel() - 1));
+    EXPECT_THROW(ex.add_piece(first.narrow(0, 0, 2)), Error) << "a piece past its unit";
+    EXPECT_THROW(ex.finish(), Error) << "a partial export";
+  }
+  EXPECT_FALSE(is_directory(bad)) << "a failed export left its directory";
+  EXPECT_FALSE(is_directory(bad + ".tmp")) << "a failed export left its scratch directory";
+}
+
 // ExportOptions::replace (ftdist train's <output.dir>/hf): an export that fails midway leaves the
 // previous export whole; one that completes takes its place and leaves no scratch directory.
 TEST(HfExport, AReplacingExportKeepsThePreviousOneUntilItIsComplete) {

@@ -134,6 +134,9 @@ struct StepResult {
 
 class FsdpUnit;
 struct UnitShared;
+
+// Receives entries [first, first + piece.numel()) of a gathered unit state (FsdpModel::gather_state_pieces).
+using StateSink = std::function<void(int64_t first, const at::Tensor& piece)>;
 class GatherBuffers;
 class OptimizerOffload;
 
@@ -160,13 +163,17 @@ class FsdpModel {
   // (not reduced over ranks).
   StepResult eval_sums(const MicroBatch& micro_batch);
 
-  // The whole fp32 master parameters of unit u, gathered on the host (tests, export). Every rank
+  // The whole fp32 master parameters of unit u, gathered on the host (tests). Every rank
   // calls it; with `root` >= 0 only that rank of each shard group gets the whole (an undefined
   // tensor elsewhere). The gather goes through a device buffer of one shard at most: a whole unit's
   // fp32 copy is more than a step ever holds on the device.
   at::Tensor gather_master(size_t u, int root = -1) { return gather_state(u, "master", root); }
   // The same for any checkpointed state (master, or an optimizer state: fp32; codes stay uint8).
   at::Tensor gather_state(size_t u, const std::string& state, int root = -1);
+  // Unit u's state in pieces of at most `max_piece` entries, in order, to `sink(first, piece)` on the
+  // host of shard-group rank `root` (every rank with root < 0): a device buffer of one piece, no
+  // whole unit anywhere (the end-of-training export). Every rank of the group calls it.
+  void gather_state_pieces(size_t u, const std::string& state, int root, int64_t max_piece, const StateSink& sink);
 
   // Checkpoints (io/checkpoint.h): this rank writes file shard `index` of `count` when `writes`
   // (in `hybrid` only the first replica writes; in `none` every rank writes a slice of its replica).

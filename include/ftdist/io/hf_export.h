@@ -1,5 +1,5 @@
-// HfExporter — streams a model into a Hugging Face directory one unit at a time, so that memory
-// stays bounded by the largest unit, never the model (docs/checkpoints.md#ftdist-export):
+// HfExporter — streams a model into a Hugging Face directory in pieces of a unit, in order, so that
+// memory stays bounded by the piece the caller hands over (docs/checkpoints.md#ftdist-export):
 //   OUT/model-00001-of-0000n.safetensors ...   tensors in unit order, files cut at max_shard_bytes
 //                                              (named and shaped as Transformers stores them: Phi-3's
 //                                              q/k/v and gate/up fused, plan::ModelSpec::hf_tensors())
@@ -12,7 +12,8 @@
 // to replace, must carry the manifest and hold nothing it does not list.
 //
 //   HfExporter ex("out/hf", spec, config_text, {at::kBFloat16, 5'000'000'000});
-//   for (size_t u = 0; u < n; ++u) ex.add_unit(whole_flat_of_unit(u));
+//   for (size_t u = 0; u < n; ++u) ex.add_unit(whole_flat_of_unit(u));   // or, in pieces:
+//   for (const at::Tensor& piece : pieces_of_every_unit_in_order) ex.add_piece(piece);
 //   ex.copy_carried_files(tokenizer_dir, model_dir);
 //   ex.finish();
 #pragma once
@@ -31,6 +32,9 @@
 namespace ftdist::io {
 
 class CheckpointReader;
+
+// The pieces exports read, gather and convert at a time (fp32: 64 MiB).
+constexpr int64_t kExportPieceElements = int64_t(1) << 22;
 
 struct ExportOptions {
   at::ScalarType dtype = at::kBFloat16;
@@ -70,6 +74,10 @@ class HfExporter {
   int num_files() const { return int(file_first_.size()); }
   // The next unit's whole flat buffer (its tensors concatenated; padding beyond them is ignored).
   void add_unit(const at::Tensor& flat);
+  // The next elements of the units' flat buffers, concatenated in unit order without padding; a
+  // piece may end anywhere but not run past its unit. Converted and written at once (each piece is
+  // checked finite first: a NaN or Inf weight fails the export).
+  void add_piece(const at::Tensor& piece);
   void copy_carried_files(const std::string& tokenizer_dir, const std::string& model_dir);  // (io::copy_carried_files)
   void finish();
 
@@ -84,6 +92,7 @@ class HfExporter {
   std::vector<size_t> file_first_;                 // first entry of each file
   uint64_t total_bytes_ = 0;                       // of every tensor (the index's total_size)
   size_t next_unit_ = 0, next_entry_ = 0;
+  int64_t in_unit_ = 0, in_entry_ = 0;  // elements of units_[next_unit_] and of entries_[next_entry_] written
   int open_ = -1;
   std::unique_ptr<SafetensorsWriter> writer_;
   bool finished_ = false;

@@ -83,12 +83,16 @@ class SafetensorsWriter {
 
   // The next tensor, in declaration order; converted to the declared dtype; any device.
   void write(const std::string& name, const at::Tensor& tensor);
+  // The next elements of tensor `name` (row-major), so that a tensor can be written in pieces that
+  // are converted one at a time; the tensor is complete once all its elements are written.
+  void write_part(const std::string& name, const at::Tensor& piece);
   void finish();  // checks every tensor was written, fsyncs, renames into place
 
  private:
   std::string path_, tmp_;
   std::vector<Entry> entries_;
   size_t next_ = 0;
+  int64_t part_ = 0;  // elements of entries_[next_] written so far
   std::FILE* file_ = nullptr;
   bool finished_ = false;
 };
