@@ -4,7 +4,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <sstream>
+#include <sys/stat.h>
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/json.h"
@@ -315,13 +317,32 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
 }
 
 std::string checkpoint_dir_of(const std::string& path) {
-  if (!is_checkpoint_dir(path) && file_exists(path + "/latest")) return find_latest_checkpoint(path);
-  return path;
+  if (is_checkpoint_dir(path)) return path;
+  const std::string latest = find_latest_checkpoint(path);
+  return latest.empty() ? path : latest;
 }
 
 std::string find_latest_checkpoint(const std::string& root) {
   const std::string latest = root + "/latest";
-  if (!file_exists(latest)) return "";
+  struct stat st {};
+  if (::stat(latest.c_str(), &st) != 0) {
+    FT_CHECK_ARG(errno == ENOENT || errno == ENOTDIR, latest << ": cannot read (" << std::strerror(errno) << ")");
+    // No `latest`: a first save that died between renaming its directory into place and writing
+    // `latest`, or a removed `latest`. The newest complete checkpoint (a step directory holding
+    // meta.json, which a save renames into place whole) is the one to go on from — never step 0
+    // over checkpoints that exist.
+    std::string newest;
+    for (const std::string& d : step_dirs(root))
+      if (is_checkpoint_dir(root + "/" + d)) newest = d;
+    if (newest.empty()) return "";
+    static std::set<std::string> warned;  // (several callers look for it)
+    if (warned.insert(root).second)
+      FT_LOG_WARN(root << " has checkpoints but no 'latest' (a save interrupted before writing it, or a removed file); "
+                       "using the newest complete one, " << newest);
+    return root + "/" + newest;
+  }
+  FT_CHECK_ARG(S_ISREG(st.st_mode), latest << ": expected a file naming the newest checkpoint directory, found "
+                                           << (S_ISDIR(st.st_mode) ? "a directory" : "something else") << "; move it away");
   std::string name = read_text_file(latest, "checkpoint", 4096);  // a step directory's name
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
   FT_CHECK_ARG(!name.empty() && name.find('/') == std::string::npos && name.find('\n') == std::string::npos,

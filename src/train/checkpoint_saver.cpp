@@ -71,6 +71,12 @@ std::string save_checkpoint(const std::string& root, const SaveRequest& req, con
 
   std::string final_dir = root + "/" + io::checkpoint_dir_name(req.step);
   if (world.rank() == 0) {
+    // Every rank file arrived (a rank whose checkpoint.dir is another node's local disk writes its
+    // file there): a checkpoint that lacks one is never committed.
+    for (int k = 0; k < files.count; ++k)
+      FT_CHECK_ARG(file_exists(tmp + "/" + io::rank_file_name(k, files.count)),
+                   "checkpoint: " << tmp << "/" << io::rank_file_name(k, files.count) << " is missing after every rank wrote its "
+                                  << "file; checkpoint.dir must be one directory that every rank shares (not a node-local path)");
     io::CheckpointMeta meta;
     meta.step = req.step;
     meta.world_size = world.size();

@@ -88,6 +88,8 @@ class Trainer {
   void load();
   void probe();
   void check_finite_states();
+  int64_t first_bad_state(bool optimizer_states);
+  std::string bad_state_text(int64_t bad) const;
   fsdp::StepResult train_step(int64_t step, double lr);
   nlohmann::ordered_json metrics_line(int64_t step, const fsdp::StepResult& r, double lr, double secs) const;
   void count_nonfinite(int64_t step, const fsdp::StepResult& r);
@@ -113,6 +115,7 @@ class Trainer {
   std::unique_ptr<fsdp::FsdpModel> fsdp_;
   TrainSummary summary_;
   int64_t first_step_ = 0, saved_step_ = 0;
+  std::string bad_states_;  // what the last save found non-finite ("": nothing)
   int64_t nonfinite_streak_ = 0;  // skipped non-finite steps in a row, up to the last one
   std::unique_ptr<MetricsLog> metrics_;
   fsdp::StepResult last_;
@@ -199,18 +202,19 @@ void Trainer::probe() {
   log_probe(src_.spec, fit_->setup, run_.budget, device);
 }
 
-// Weights or optimizer states that are NaN or Inf (a damaged Hugging Face file or checkpoint) would
-// make every step non-finite: refused before step 1 on every rank (exit 2), naming the first unit
-// and state and where they came from. Each rank checks the slice it would save; together they
-// cover every element.
-void Trainer::check_finite_states() {
+// The first state, as unit * states + state, that holds NaN or Inf (or a negative second moment) on
+// any rank, or -1. Each rank checks the slices it would save (together they cover every element);
+// every rank calls it. Optimizer states only when `optimizer_states` (fresh ones are 0); codes never.
+int64_t Trainer::first_bad_state(bool optimizer_states) {
   const std::vector<plan::ModelSpec::Unit> units = src_.spec.units();
   const std::vector<plan::OptimizerState> states = io::checkpoint_states(fsdp_->config().optimizer.kind);
-  int64_t bad = std::numeric_limits<int64_t>::max();  // unit * states + state of this rank's first non-finite one
+  int64_t bad = std::numeric_limits<int64_t>::max();  // this rank's first
   for (size_t u = 0; u < units.size() && bad == std::numeric_limits<int64_t>::max(); ++u)
     for (size_t s = 0; s < states.size(); ++s) {
-      if (states[s].dtype == plan::OptimizerState::Dtype::U8 || (s > 0 && !resume_)) continue;  // codes; fresh states are 0
-      if (!at::isfinite(fsdp_->state_slice(u, states[s].name)).all().item<bool>()) {
+      if (states[s].dtype == plan::OptimizerState::Dtype::U8 || (s > 0 && !optimizer_states)) continue;
+      const at::Tensor t = fsdp_->state_slice(u, states[s].name);
+      const bool second_moment = std::string(states[s].name) == "exp_avg_sq";
+      if (!at::isfinite(t).all().item<bool>() || (second_moment && (t < 0).any().item<bool>())) {
         bad = int64_t(u * states.size() + s);
         break;
       }
@@ -218,12 +222,27 @@ void Trainer::check_finite_states() {
   at::Tensor first = at::full({1}, -bad, at::kLong);  // the least over ranks, as a Max of negatives
   world_.all_reduce(first, comm::ReduceOp::Max);
   const int64_t b = -first.item<int64_t>();
-  if (b == std::numeric_limits<int64_t>::max()) return;
+  return b == std::numeric_limits<int64_t>::max() ? -1 : b;
+}
+
+std::string Trainer::bad_state_text(int64_t bad) const {
+  const std::vector<plan::ModelSpec::Unit> units = src_.spec.units();
+  const std::vector<plan::OptimizerState> states = io::checkpoint_states(fsdp_->config().optimizer.kind);
+  const size_t n = states.size();
+  return "unit " + units[size_t(bad) / n].name + " holds NaN or Inf values in its " +
+         (bad % int64_t(n) == 0 ? std::string("weights (master)")
+                                : "optimizer state " + std::string(states[size_t(bad) % n].name) +
+                                      (std::string(states[size_t(bad) % n].name) == "exp_avg_sq" ? " (or negative ones)" : ""));
+}
+
+// Weights or optimizer states that are NaN or Inf (a damaged Hugging Face file or checkpoint) would
+// make every step non-finite: refused before step 1 on every rank (exit 2), naming the first unit
+// and state and where they came from.
+void Trainer::check_finite_states() {
+  const int64_t b = first_bad_state(resume_ != nullptr);
+  if (b < 0) return;
   const std::string from = resume_ ? "the checkpoint " + resume_dir_ : c_.model_path.empty() ? std::string("the initialization") : c_.model_path;
-  FT_CHECK_ARG(false, from << ": unit " << units[size_t(b) / states.size()].name << " holds NaN or Inf values in its "
-                           << (b % int64_t(states.size()) == 0 ? std::string("weights (master)")
-                                                                : "optimizer state " + std::string(states[size_t(b) % states.size()].name))
-                           << "; training from them would make every step non-finite");
+  FT_CHECK_ARG(false, from << ": " << bad_state_text(b) << "; training from them would make every step non-finite");
 }
 
 // From the checkpoint, when there is one: the model's states (checked finite, as the loaded weights
@@ -330,6 +349,15 @@ nlohmann::ordered_json Trainer::metrics_line(int64_t step, const fsdp::StepResul
 }
 
 void Trainer::save(int64_t step) {
+  // A step whose loss and gradient norm were finite can still leave NaN or Inf weights (an update
+  // that overflows): such a checkpoint would be refused on resume and rotate the good ones away.
+  if (const int64_t b = first_bad_state(true); b >= 0) {
+    bad_states_ = bad_state_text(b);
+    if (world_.rank() == 0)
+      FT_LOG_WARN("step " << step << ": " << bad_states_ << "; no checkpoint of them is written"
+                          << (saved_step_ > 0 ? " (the last checkpoint, step " + std::to_string(saved_step_) + ", is kept)" : std::string()));
+    return;
+  }
   SaveRequest req;
   req.step = step;
   req.trainer = {{"sampler", {{"seed", c_.seed}, {"next_step", step}, {"global_batch", run_.global_batch}, {"samples", data_->train.num_samples()},
@@ -344,6 +372,7 @@ void Trainer::save(int64_t step) {
   req.keep = int(c_.checkpoint_keep);
   const std::string dir = save_checkpoint(c_.checkpoint_root(), req, *fsdp_, world_);
   saved_step_ = step;
+  bad_states_.clear();
   if (world_.rank() == 0) FT_LOG_INFO("checkpoint: " << dir);
 }
 
@@ -430,6 +459,14 @@ void Trainer::count_nonfinite(int64_t step, const fsdp::StepResult& r) {
 // then the export and the last memory table.
 void Trainer::finish() {
   if (c_.saves_checkpoints() && summary_.steps > saved_step_) save(summary_.steps);
+  if (c_.export_hf && !summary_.stopped_by_signal && bad_states_.empty())
+    if (const int64_t b = first_bad_state(false); b >= 0) bad_states_ = bad_state_text(b);
+  FT_CHECK(bad_states_.empty() || (saved_step_ == summary_.steps && !c_.export_hf), ErrorKind::Numerics,
+           "after step " << summary_.steps << " " << bad_states_ << ": an update with a finite loss and gradient norm produced "
+           "them; they are not checkpointed or exported" << (saved_step_ > 0 ? "; the last checkpoint is step " +
+                                                                                    std::to_string(saved_step_)
+                                                                              : std::string("; no checkpoint was saved"))
+           << ". Lower train.lr or check the data");
   if (c_.export_hf && summary_.stopped_by_signal && world_.rank() == 0)
     FT_LOG_INFO("output.export: not written for a run stopped before train.steps (a resumed run exports at its end)");
   if (c_.export_hf && !summary_.stopped_by_signal) export_model(c_, src_, *fsdp_, world_);

@@ -326,6 +326,57 @@ class Cases:
         run(self.train("train.steps=3", "data.seq_len=16", f"data.train={odd}", f"output.dir={out_dir}"), 2,
             r"bad input error: \S*odd-mask\.ftok: document 19, token 39: the loss mask byte is 7 \(0 or 1 expected\)")
 
+    # 12. A first save killed between committing its directory and writing `latest` (or a removed
+    # `latest`) made the next run start at step 0 over the checkpoints; a checkpoint whose weights an
+    # update had made NaN was written and rotated the good one away; a negative second moment loaded.
+    def checkpoint_gaps(self):
+        import torch
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        def set_first(path, pick, value):
+            with safe_open(path, "pt") as f:
+                meta = f.metadata()
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            name = next(k for k in sorted(tensors) if pick(k))
+            tensors[name].view(-1)[0] = value
+            save_file(tensors, path, metadata=meta)
+
+        run_dir = os.path.join(self.work, "gaps")
+        ck = os.path.join(run_dir, "checkpoints")
+        base = ["checkpoint.every=2", "checkpoint.keep=3", "train.optimizer=adamw", f"output.dir={run_dir}"]
+        run(self.train("train.steps=4", *base), 0, r"trained 4 steps")
+        os.remove(os.path.join(ck, "latest"))
+        step2 = open(os.path.join(ck, "step-00000002", "rank-00000-of-00001.safetensors"), "rb").read()
+        run(self.train("train.steps=4", *base), 2, r"already holds checkpoints \(latest: \S*step-00000004\)")
+        out, _ = run(self.train("train.steps=6", "checkpoint.resume=true", *base), 0,
+                     r"has checkpoints but no 'latest' .*using the newest complete one, step-00000004")
+        assert "trained 2 steps (5-6, resumed from step 4)" in out, out[-2000:]
+        assert open(os.path.join(ck, "step-00000002", "rank-00000-of-00001.safetensors"), "rb").read() == step2
+        assert open(os.path.join(ck, "latest")).read().strip() == "step-00000006"
+        os.remove(os.path.join(ck, "latest"))
+        os.makedirs(os.path.join(ck, "latest"))
+        run(self.train("train.steps=8", "checkpoint.resume=true", *base), 2,
+            re.escape(os.path.join(ck, "latest")) + r": expected a file naming the newest checkpoint directory, found a directory")
+        os.rmdir(os.path.join(ck, "latest"))
+        open(os.path.join(ck, "latest"), "w").write("step-00000006\n")
+        # A negative second moment (damaged) is refused like NaN.
+        step6 = os.path.join(ck, "step-00000006", "rank-00000-of-00001.safetensors")
+        good6 = open(step6, "rb").read()
+        set_first(step6, lambda k: k.endswith("/exp_avg_sq") and "layers" in k, -1000.0)
+        run(self.train("train.steps=8", "checkpoint.resume=true", *base), 2,
+            r"unit layers\.\d+ holds NaN or Inf values in its optimizer state exp_avg_sq \(or negative ones\)")
+        # A first moment of 3e38 is finite, but the next update overflows the weights: the step's loss
+        # is finite, its weights are not; they are not checkpointed, the earlier ones are kept.
+        open(step6, "wb").write(good6)
+        set_first(step6, lambda k: k.endswith("/exp_avg") and "layers" in k, 3e38)
+        out, _ = run(self.train("train.steps=8", "checkpoint.resume=true", "checkpoint.keep=1", *base[:1], *base[2:]), 1,
+                     r"holds NaN or Inf values in its weights \(master\); no checkpoint of them is written.*"
+                     r"they are not checkpointed or exported; the last checkpoint is step 6")
+        assert sorted(d for d in os.listdir(ck) if d.startswith("step-")) == ["step-00000002", "step-00000004", "step-00000006"], \
+            os.listdir(ck)
+        assert open(os.path.join(ck, "latest")).read().strip() == "step-00000006"
+
 
 def main(argv):
     ftdist, launcher, work = argv[:3]
@@ -334,7 +385,8 @@ def main(argv):
     os.makedirs(work)
     cases = Cases(os.path.abspath(ftdist), launcher, os.path.abspath(work))
     names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
-                       "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors", "ranks_disagree", "nothing_to_train"]
+                       "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors", "ranks_disagree", "nothing_to_train",
+                       "checkpoint_gaps"]
     for name in names:
         t0 = time.time()
         getattr(cases, name)()

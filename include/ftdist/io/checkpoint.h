@@ -86,8 +86,9 @@ std::string checkpoint_tmp_dir(const std::string& root, int64_t step);
 std::string commit_checkpoint(const std::string& root, const std::string& tmp, const CheckpointMeta& meta,
                               const std::string& config_text, int keep);
 
-// root/<name in root/latest>, or "" when there is no checkpoint yet. Error(BadInput) naming
-// `latest` when it names a directory that is missing.
+// root/<name in root/latest>, or "" when there is no checkpoint yet. Without `latest` (a first save
+// killed before writing it), the newest complete step directory, with a warning. Error(BadInput)
+// naming `latest` when it names a directory that is missing, or is not a file.
 std::string find_latest_checkpoint(const std::string& root);
 // Whether `dir` looks like an ftdist checkpoint (has meta.json).
 bool is_checkpoint_dir(const std::string& dir);
