@@ -377,6 +377,23 @@ class Cases:
             os.listdir(ck)
         assert open(os.path.join(ck, "latest")).read().strip() == "step-00000006"
 
+    # 13. Ranks whose checkpoint.dir is a node-local path (the same relative path from another
+    # directory) each wrote their file elsewhere, and rank 0 committed a checkpoint without them.
+    def commit_needs_every_rank_file(self):
+        wrapper = os.path.join(self.work, "node-local.sh")
+        open(wrapper, "w").write('#!/bin/bash\ncd "$(dirname "$0")/node${OMPI_COMM_WORLD_RANK:-0}" && exec "$@"\n')
+        os.chmod(wrapper, 0o755)
+        for r in (0, 1):
+            os.makedirs(os.path.join(self.work, f"node{r}"))
+        os.makedirs(os.path.join(self.work, "node1", "ck", ".tmp-step-00000002"))  # as if rank 0 made it there
+        config = os.path.join(self.work, "node-local.toml")
+        open(config, "w").write(open(TINY_RUN).read().replace('"examples/tiny/', '"' + ROOT + '/examples/tiny/'))
+        run([self.launcher, "-np", "2", wrapper] + self.train("train.steps=2", "checkpoint.every=2", "checkpoint.dir=ck",
+                                                                f"output.dir={self.work}/shared-out", config=config),
+            2, r"rank-00001-of-00002\.safetensors is missing after every rank wrote its file; checkpoint\.dir must be one "
+               r"directory that every rank shares", timeout=120)
+        assert not os.path.exists(os.path.join(self.work, "node0", "ck", "latest")), "it committed"
+
 
 def main(argv):
     ftdist, launcher, work = argv[:3]
@@ -386,7 +403,7 @@ def main(argv):
     cases = Cases(os.path.abspath(ftdist), launcher, os.path.abspath(work))
     names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
                        "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors", "ranks_disagree", "nothing_to_train",
-                       "checkpoint_gaps"]
+                       "checkpoint_gaps", "commit_needs_every_rank_file"]
     for name in names:
         t0 = time.time()
         getattr(cases, name)()
