@@ -189,33 +189,52 @@ std::vector<Document> read_jsonl(const std::string& path, int64_t vocab, const s
   return docs;
 }
 
-JsonlKind jsonl_kind(const std::string& path) {
+namespace {
+// Calls `visit(line)` on every non-blank line of `path` until it returns true; whether one did.
+template <class Visit>
+bool any_line(const std::string& path, Visit visit) {
   std::ifstream in(path);
   std::string line;
-  while (std::getline(in, line)) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+  while (std::getline(in, line))
+    if (line.find_first_not_of(" \t\r") != std::string::npos && visit(line)) return true;
+  return false;
+}
+
+// Whether `line` is a JSON object holding `key` (only a line that mentions "key" is parsed).
+bool has_key(const std::string& line, const char* key) {
+  if (line.find(std::string("\"") + key + "\"") == std::string::npos) return false;
+  const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && j.contains(key);
+}
+}  // namespace
+
+JsonlKind jsonl_kind(const std::string& path) {
+  JsonlKind first = JsonlKind::kUnknown;
+  any_line(path, [&](const std::string& line) {
     const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object()) return JsonlKind::kUnknown;
-    if (j.contains("input_ids")) return JsonlKind::kTokenIds;
-    if (j.contains("messages") || j.contains("prompt")) return JsonlKind::kMaskedText;
-    return j.contains("text") ? JsonlKind::kText : JsonlKind::kUnknown;
-  }
-  return JsonlKind::kUnknown;
+    first = !j.is_object()                                     ? JsonlKind::kUnknown
+            : j.contains("input_ids")                          ? JsonlKind::kTokenIds
+            : j.contains("messages") || j.contains("prompt")   ? JsonlKind::kMaskedText
+            : j.contains("text")                               ? JsonlKind::kText
+                                                               : JsonlKind::kUnknown;
+    return true;
+  });
+  // Text lines first and masked examples later: the data has a loss mask all the same.
+  if (first == JsonlKind::kText &&
+      any_line(path, [](const std::string& line) { return has_key(line, "messages") || has_key(line, "prompt"); }))
+    return JsonlKind::kMaskedText;
+  return first;
 }
 
 bool jsonl_labels_mask(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.find("-100") == std::string::npos) continue;
+  return any_line(path, [](const std::string& line) {
+    if (line.find("-100") == std::string::npos) return false;
     const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object()) continue;
+    if (!j.is_object()) return false;
     const auto labels = j.find("labels");
-    if (labels != j.end() && labels->is_array() &&
-        std::any_of(labels->begin(), labels->end(), [](const nlohmann::json& v) { return v == -100; }))
-      return true;
-  }
-  return false;
+    return labels != j.end() && labels->is_array() &&
+           std::any_of(labels->begin(), labels->end(), [](const nlohmann::json& v) { return v == -100; });
+  });
 }
 
 }  // namespace ftdist::data

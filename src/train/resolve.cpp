@@ -15,8 +15,8 @@
 namespace ftdist::train {
 
 namespace {
-// data.packing = "auto": whole examples for data with a loss mask (a masked .ftok; JSONL whose first
-// line is prompt/completion or chat messages, or input_ids data where any line's labels mask a token,
+// data.packing = "auto": whole examples for data with a loss mask (a masked .ftok; JSONL with a
+// prompt/completion or chat messages line, or input_ids data where any line's labels mask a token,
 // as the .ftok made of it is masked), a stream for plain text.
 // The training and the evaluation data each decide their own: an eval set's loss does not depend on
 // the training data's format.

@@ -271,6 +271,15 @@ TEST(Packing, AutoDecidesAJsonlAsItsTokenFile) {
             "documents");
   EXPECT_EQ(resolved("auto_ids_many.jsonl", "{\"input_ids\": [1, 2, 3]}\n{\"input_ids\": [4, 5], \"labels\": [4, 5]}"),
             "stream");
+  // text first, masked examples later: masked data (was: a stream from the first line)
+  EXPECT_EQ(resolved("auto_text_then_prompt.jsonl",
+                     "{\"text\": \"plain, with the word \\\"prompt\\\" in it\"}\n{\"prompt\": \"q\", \"completion\": \"a\"}"),
+            "documents");
+  EXPECT_EQ(data::jsonl_kind(write("auto_text_then_messages.jsonl",  // (chat needs a template to tokenize)
+                                   "{\"text\": \"plain\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, "
+                                   "{\"role\": \"assistant\", \"content\": \"a\"}]}\n")),
+            data::JsonlKind::kMaskedText);
+  EXPECT_EQ(resolved("auto_text_mentions_prompt.jsonl", "{\"text\": \"a \\\"prompt\\\": not a key\"}\n{\"text\": \"b\"}"), "stream");
   // The eval data decides its own: its loss does not depend on the training data's format.
   train::RunConfig c;
   c.model_preset = "tiny";

@@ -51,7 +51,8 @@ size_t for_each_jsonl_document(const std::string& path, int64_t vocab, const std
 // What a JSONL file holds, judged by its first non-blank line as parse_line reads it: token ids
 // ("input_ids", whatever else the line holds), plain text ("text"), text whose prompt is masked
 // ("prompt"/"completion", "messages"), or kUnknown (no such file, no line, or a line that is no JSON
-// object: opening the data names it).
+// object: opening the data names it). Text whose later lines hold masked examples is kMaskedText
+// (every line is searched; only those that mention "messages" or "prompt" are parsed).
 enum class JsonlKind { kUnknown, kTokenIds, kText, kMaskedText };
 JsonlKind jsonl_kind(const std::string& path);
 
