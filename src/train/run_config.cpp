@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <iomanip>
 #include <limits>
 #include <sstream>
 
 #include "ftdist/core/check.h"
+#include "ftdist/core/log.h"
 #include "ftdist/core/hash.h"
 #include "ftdist/core/suggest.h"
 #include "ftdist/core/text_file.h"
@@ -411,9 +413,14 @@ void check_together(RunConfig& c, const std::string& path) {
       FT_CHECK_ARG(false, e.message() << "; or give train.peak_tflops for a GPU the catalog does not hold");
     }
   }
+  // (the optimizers compute in fp32: a beta that rounds to 1 there, or an eps that rounds to 0 or
+  // a denormal, would divide by zero on the first step)
   for (auto [key, v] : {std::pair<const char*, double>{"beta1", c.beta1}, {"beta2", c.beta2}, {"momentum", c.momentum}})
-    FT_CHECK_ARG(v < 1, path << " [train]: \"" << key << "\" must be in [0, 1), got " << v);
-  FT_CHECK_ARG(c.eps > 0, path << " [train]: \"eps\" must be > 0, got " << c.eps);
+    FT_CHECK_ARG(v < 1 && float(v) < 1.0f, path << " [train]: \"" << key << "\" must be in [0, 1) in fp32, got "
+                                               << std::setprecision(12) << v << (v < 1 ? ", which is 1 in fp32" : ""));
+  FT_CHECK_ARG(c.eps > 0 && float(c.eps) >= std::numeric_limits<float>::min(),
+               path << " [train]: \"eps\" must be > 0 and at least " << std::numeric_limits<float>::min()
+                    << " (the least normal fp32), got " << c.eps);
   // The schedule's own checks (optim::LrSchedule::validate), in the config's key names.
   FT_CHECK_ARG(c.lr > 0, path << " [train]: \"lr\" must be a positive number, got " << c.lr);
   FT_CHECK_ARG(c.min_lr >= 0 && c.min_lr <= c.lr,
@@ -431,6 +438,16 @@ std::string markdown_cell(std::string s) {
 
 }  // namespace
 
+namespace {
+// Whether `key` ("train.momentum") is a hyper-parameter of `optimizer` (or of every optimizer).
+bool optimizer_uses_key(plan::OptimizerKind optimizer, const std::string& key) {
+  const bool sgd = optimizer == plan::OptimizerKind::SgdMomentum;
+  if (key == "train.momentum") return sgd;
+  if (key == "train.beta1" || key == "train.beta2" || key == "train.eps") return !sgd;
+  return true;
+}
+}  // namespace
+
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
   toml::table root = parse_toml_file(path, "--config");
   for (const auto& o : overrides) apply_override(root, o);
@@ -442,6 +459,12 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
     if (t != nullptr && t->get(k.key) != nullptr) k.read(*t, c, path + " [" + k.section + "]");
   }
   check_together(c, path);
+  // Another optimizer's hyper-parameters are ignored (and not part of the trajectory): said once.
+  if (const toml::table* t = root["train"].as_table(); t != nullptr && log::rank() <= 0)
+    for (const char* key : {"beta1", "beta2", "eps", "momentum"})
+      if (t->get(key) != nullptr && !optimizer_uses_key(c.optimizer, std::string("train.") + key))
+        FT_LOG_WARN(path << " [train]: \"" << key << "\" does not apply to train.optimizer = \"" << plan::optimizer_name(c.optimizer)
+                         << "\"; it is ignored");
   return c;
 }
 
@@ -519,10 +542,11 @@ namespace {
 const char* const kNotTrajectory[] = {"data.eval",        "train.steps",        "train.eval_every",  "train.log_every",
                                       "train.peak_tflops", "train.nonfinite_limit", "train.micro_batch", "train.global_batch",
                                       "train.loss_chunk"};
-bool shapes_trajectory(const std::string& section, const std::string& key) {
+bool shapes_trajectory(const std::string& section, const std::string& key, plan::OptimizerKind optimizer) {
   if (section != "model" && section != "data" && section != "train") return false;
   const std::string name = section + "." + key;
-  return std::none_of(std::begin(kNotTrajectory), std::end(kNotTrajectory), [&](const char* n) { return name == n; });
+  return optimizer_uses_key(optimizer, name) &&
+         std::none_of(std::begin(kNotTrajectory), std::end(kNotTrajectory), [&](const char* n) { return name == n; });
 }
 }  // namespace
 
@@ -531,7 +555,7 @@ std::string trajectory_hash(const RunConfig& c) {
   nlohmann::ordered_json shaping;
   for (const char* section : {"model", "data", "train"})
     for (auto k = j[section].begin(); k != j[section].end(); ++k)
-      if (shapes_trajectory(section, k.key())) shaping[section][k.key()] = k.value();
+      if (shapes_trajectory(section, k.key(), c.optimizer)) shaping[section][k.key()] = k.value();
   const std::string text = shaping.dump();
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a64(text)));
@@ -546,7 +570,7 @@ std::vector<std::string> trajectory_changes(const nlohmann::ordered_json& saved,
   std::vector<std::string> out;
   for (const std::string& key : changed_keys(before, run_config_json(now))) {
     const size_t dot = key.find('.');
-    if (shapes_trajectory(key.substr(0, dot), key.substr(dot + 1))) out.push_back(key);
+    if (shapes_trajectory(key.substr(0, dot), key.substr(dot + 1), now.optimizer)) out.push_back(key);
   }
   return out;
 }

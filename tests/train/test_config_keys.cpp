@@ -86,6 +86,10 @@ TEST(ConfigKeys, NonFiniteNumbersAndEmptyOutputNamesAreErrors) {
     SCOPED_TRACE(bad);
     expect_bad_input([&] { load(bad); }, "must be a finite number");
   }
+  // The optimizers compute in fp32: values that round to a division by zero there are refused.
+  expect_bad_input([&] { load("[train]\neps = 1e-46\n"); }, "\"eps\" must be > 0 and at least 1.17549e-38 (the least normal fp32), got 1e-46");
+  expect_bad_input([&] { load("[train]\nbeta2 = 0.9999999999\n"); }, "\"beta2\" must be in [0, 1) in fp32, got 0.9999999999, which is 1 in fp32");
+  EXPECT_NO_THROW(load("[train]\neps = 1e-30\nbeta2 = 0.9999\n"));
   expect_bad_input([&] { load("[output]\ndir = \"\"\n"); }, "v.toml [output]: \"dir\" must name the run's directory");
   expect_bad_input([&] { load("[output]\nmetrics = \"\"\n"); }, "v.toml [output]: \"metrics\" must be a plain file name");
 }
@@ -179,6 +183,22 @@ TEST(ConfigKeys, TrajectoryChangesNameWhatAResumeWouldTrainDifferently) {
   saved = train::run_config_json(c);
   saved["data"].erase("train_on");
   EXPECT_EQ(train::trajectory_changes(saved, all), std::vector<std::string>{"data.train_on"});
+  // Another optimizer's hyper-parameters train nothing: not a change (AdamW's momentum, SGD's betas).
+  saved = train::run_config_json(c);
+  saved["train"]["momentum"] = 0.5;
+  EXPECT_EQ(train::trajectory_changes(saved, c), std::vector<std::string>{});
+  saved["train"]["beta1"] = 0.5;
+  EXPECT_EQ(train::trajectory_changes(saved, c), std::vector<std::string>{"train.beta1"});
+  train::RunConfig sgd = c;
+  sgd.optimizer = plan::OptimizerKind::SgdMomentum;
+  saved = train::run_config_json(sgd);
+  saved["train"]["beta1"] = 0.5, saved["train"]["eps"] = 0.3;
+  EXPECT_EQ(train::trajectory_changes(saved, sgd), std::vector<std::string>{});
+  EXPECT_EQ(train::trajectory_hash(sgd), train::trajectory_hash([&] {
+              train::RunConfig other = sgd;
+              other.beta2 = 0.5;
+              return other;
+            }()));
 }
 
 // parallel.checkpointing: "none", "full" or a number of layers (an integer, or its digits); anything
