@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
@@ -37,6 +39,7 @@ MetricsLog::MetricsLog(const RunConfig& c, int64_t first_step, bool rank0) : con
   tty_ = isatty(fileno(stderr));
   make_directories(c.output_dir, "output.dir");
   const std::string path = c.output_dir + "/" + c.metrics;
+  path_ = path;
   if (first_step > 0) truncate_metrics(path, first_step);
   out_ = std::make_unique<std::ofstream>(path, first_step > 0 ? std::ios::app : std::ios::trunc);
   FT_CHECK_ARG(out_->good(), "output.metrics: cannot write '" << path << "'");
@@ -47,8 +50,19 @@ MetricsLog::MetricsLog(const RunConfig& c, int64_t first_step, bool rank0) : con
 
 void MetricsLog::write(const nlohmann::ordered_json& line) {
   if (!out_) return;
-  *out_ << line.dump() << "\n";
-  out_->flush();
+  const int64_t step = line.value("step", int64_t(-1));
+  if (lost_from_ < 0) {
+    errno = 0;
+    *out_ << line.dump() << "\n";
+    out_->flush();
+    if (!out_->good()) {  // (a full disk): the training goes on, its metrics are said to be lost
+      lost_from_ = step;
+      lost_why_ = errno != 0 ? std::strerror(errno) : "write failed";
+      FT_LOG_WARN("output.metrics: writing '" << path_ << "' failed at step " << step << " (" << lost_why_
+                                              << "); the metrics of this and later steps are not kept, the training goes on");
+    }
+  }
+  if (lost_from_ >= 0) lost_to_ = step;
   if (!tb_) return;
   std::vector<std::pair<std::string, double>> scalars;  // every number but the step; skipped: 1
   for (auto it = line.begin(); it != line.end(); ++it)
@@ -70,6 +84,9 @@ void MetricsLog::progress(int64_t step, const nlohmann::ordered_json& line) {
 
 void MetricsLog::end() {
   if (tty_) std::fprintf(stderr, "\n");
+  if (lost_from_ >= 0)
+    FT_LOG_WARN("output.metrics: '" << path_ << "' lacks the lines of steps " << lost_from_ << "-" << lost_to_ << " (" << lost_why_
+                                    << "); the last one it holds may be cut short");
 }
 
 void log_probe(const plan::ModelSpec& spec, const plan::RunSetup& setup, const MemoryBudget& budget, at::Device device) {

@@ -28,7 +28,7 @@ class MetricsLog {
   void write(const nlohmann::ordered_json& line);
   // Every output.log_every steps and at the last: step, loss, lr, tokens/s and the time left.
   void progress(int64_t step, const nlohmann::ordered_json& line);
-  // Ends a terminal's progress line.
+  // Ends a terminal's progress line; names the steps whose metrics lines could not be written.
   void end();
   bool terminal() const { return tty_; }
 
@@ -37,6 +37,9 @@ class MetricsLog {
   std::unique_ptr<std::ofstream> out_;
   std::unique_ptr<TensorBoardWriter> tb_;  // output.tensorboard
   bool tty_ = false;
+  std::string path_;
+  int64_t lost_from_ = -1, lost_to_ = -1;  // the steps whose lines a failed write lost (-1: none)
+  std::string lost_why_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 

@@ -394,6 +394,16 @@ class Cases:
                r"directory that every rank shares", timeout=120)
         assert not os.path.exists(os.path.join(self.work, "node0", "ck", "latest")), "it committed"
 
+    # 14. A metrics file that cannot be written (a full disk) lost its lines without a word.
+    def metrics_write_fails(self):
+        out_dir = os.path.join(self.work, "metrics-full")
+        run(self.train("train.steps=2", f"output.dir={out_dir}"), 0, r"trained 2 steps")  # (the tokenized data exists)
+        os.remove(os.path.join(out_dir, "metrics.jsonl"))
+        limited = ["bash", "-c", 'trap "" XFSZ; ulimit -f 12; exec "$@"', "limited"]  # files of at most 12 KiB: EFBIG
+        run(limited + self.train("train.steps=100", "train.log_every=50", f"output.dir={out_dir}"), 0,
+            r"output\.metrics: writing '.*metrics\.jsonl' failed at step (\d+) \(File too large\); the metrics of this and later "
+            r"steps are not kept, the training goes on.*lacks the lines of steps \1-100")
+
 
 def main(argv):
     ftdist, launcher, work = argv[:3]
@@ -403,7 +413,7 @@ def main(argv):
     cases = Cases(os.path.abspath(ftdist), launcher, os.path.abspath(work))
     names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
                        "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors", "ranks_disagree", "nothing_to_train",
-                       "checkpoint_gaps", "commit_needs_every_rank_file"]
+                       "checkpoint_gaps", "commit_needs_every_rank_file", "metrics_write_fails"]
     for name in names:
         t0 = time.time()
         getattr(cases, name)()
