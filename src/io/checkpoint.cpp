@@ -6,6 +6,7 @@
 #include <cstring>
 #include <set>
 #include <sstream>
+#include <type_traits>
 #include <sys/stat.h>
 
 #include "ftdist/core/check.h"
@@ -32,6 +33,8 @@ std::string numbered(const char* prefix, int64_t n, int width) {
 template <typename T>
 T field(const json& j, const char* key, const std::string& origin) {
   FT_CHECK_ARG(j.contains(key), origin << ": missing key \"" << key << "\"");
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)  // (6.5 is not a step)
+    FT_CHECK_ARG(j.at(key).is_number_integer(), origin << ": key \"" << key << "\" must be an integer, got " << json_excerpt(j.at(key)));
   try {
     return j.at(key).get<T>();
   } catch (const json::exception&) {
@@ -73,6 +76,14 @@ void check_states(const CheckpointMeta& m, const std::string& origin) {
       FT_CHECK_ARG(m.trainer[k].is_object(), origin << ": \"trainer." << k << "\" must be an object, got " << json_excerpt(m.trainer[k]));
   if (m.trainer.contains("sampler"))
     for (const char* k : {"next_step", "global_batch", "samples", "position"}) count(m.trainer["sampler"], k, "trainer.sampler");
+  if (m.trainer.contains("sampler") && m.trainer["sampler"].contains("global_batch"))
+    FT_CHECK_ARG(m.trainer["sampler"]["global_batch"].get<int64_t>() > 0,
+                 origin << ": \"trainer.sampler.global_batch\" must be positive, got 0");
+  if (m.trainer.contains("run_config")) {  // the saved run's config: sections of keys; the resume reads train.steps
+    for (auto s = m.trainer["run_config"].begin(); s != m.trainer["run_config"].end(); ++s)
+      FT_CHECK_ARG(s->is_object(), origin << ": \"trainer.run_config." << s.key() << "\" must be an object, got " << json_excerpt(*s));
+    if (m.trainer["run_config"].contains("train")) count(m.trainer["run_config"]["train"], "steps", "trainer.run_config.train");
+  }
   if (m.trainer.contains("rng_cpu")) {
     const std::string& hex = m.trainer["rng_cpu"].get_ref<const std::string&>();
     FT_CHECK_ARG(hex.size() % 2 == 0 && hex.find_first_not_of("0123456789abcdef") == std::string::npos,

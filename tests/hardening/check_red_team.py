@@ -269,7 +269,14 @@ class Cases:
                                        r'"optimizer.step" \(99\) is past the checkpoint\'s step 2'),
                                       ("trainer", {**original["trainer"], "skipped_steps": 7},
                                        r'"trainer.skipped_steps" \(7\) is past the checkpoint\'s step 2'),
-                                      ("stage", "zero9", r'"stage" "zero9" or "precision" "\S+" is not one ftdist writes')]:
+                                      ("stage", "zero9", r'"stage" "zero9" or "precision" "\S+" is not one ftdist writes'),
+                                      ("step", 2.5, r'key "step" must be an integer, got 2\.5'),
+                                      ("trainer", {**original["trainer"], "run_config": {"train": "x"}},
+                                       r'"trainer\.run_config\.train" must be an object, got "x"'),
+                                      ("trainer", {**original["trainer"], "run_config": {"train": {"steps": "x"}}},
+                                       r'"trainer\.run_config\.train\.steps" must be a non-negative integer, got "x"'),
+                                      ("trainer", {**original["trainer"], "sampler": {**original["trainer"]["sampler"], "global_batch": 0}},
+                                       r'"trainer\.sampler\.global_batch" must be positive, got 0')]:
             json.dump({**original, field: value}, open(meta_path, "w"))
             run(self.train("train.steps=4", "checkpoint.every=2", "checkpoint.resume=true", f"output.dir={good}"), 2,
                 re.escape(meta_path) + ": " + pattern)
