@@ -1,6 +1,8 @@
 // Chat data with a SentencePiece model directory (data/chat_format.h).
 #include "ftdist/data/chat_format.h"
 
+#include <map>
+
 #include <algorithm>
 
 #include "ftdist/core/check.h"
@@ -109,15 +111,32 @@ json read_config(const std::string& config_path) {
   return config;
 }
 
-// chat_template: a string, or a list of {"name", "template"} (the one named "default").
-std::string template_text(const json& t, const std::string& where) {
-  if (t.is_string()) return t.get<std::string>();
-  FT_CHECK_ARG(t.is_array(), where << ": \"chat_template\" must be a string or a list of {\"name\", \"template\"}");
-  for (const json& e : t)
-    if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string())
-      return e["template"].get<std::string>();
-  FT_CHECK_ARG(false, where << ": \"chat_template\" has no template named \"default\"");
-  return "";
+// Every named template, as Transformers gathers them: the config's "chat_template" (a string: the
+// "default"; or a list of {"name", "template"}), then chat_template.jinja beside it (the "default"),
+// then additional_chat_templates/<name>.jinja. name -> {text, where it came from}.
+std::map<std::string, std::pair<std::string, std::string>> named_templates(const json& config, const std::string& config_path) {
+  std::map<std::string, std::pair<std::string, std::string>> named;
+  if (config.contains("chat_template") && !config["chat_template"].is_null()) {
+    const json& t = config["chat_template"];
+    if (t.is_string()) {
+      named["default"] = {t.get<std::string>(), config_path + " chat_template"};
+    } else {
+      FT_CHECK_ARG(t.is_array(), config_path << ": \"chat_template\" must be a string or a list of {\"name\", \"template\"}");
+      for (const json& e : t) {
+        FT_CHECK_ARG(e.is_object() && e.contains("name") && e["name"].is_string() && e.contains("template") && e["template"].is_string(),
+                     config_path << ": \"chat_template\" entries must be {\"name\": string, \"template\": string}, got " << json_excerpt(e));
+        named[e["name"].get<std::string>()] = {e["template"].get<std::string>(),
+                                               config_path + " chat_template \"" + e["name"].get<std::string>() + "\""};
+      }
+    }
+  }
+  const std::string jinja = chat_template_file_of(config_path);
+  if (file_exists(jinja)) named["default"] = {read_text_file(jinja, "chat template"), jinja};
+  const std::string more = additional_chat_templates_dir_of(config_path);
+  for (const std::string& f : list_directory(more))
+    if (f.size() > 6 && f.compare(f.size() - 6, 6, ".jinja") == 0 && file_exists(more + "/" + f))
+      named[f.substr(0, f.size() - 6)] = {read_text_file(more + "/" + f, "chat template"), more + "/" + f};
+  return named;
 }
 
 // Where `part` stops being the beginning of `whole`: "\"<part's text>\" at byte N, against \"<whole's>\" in".
@@ -135,22 +154,29 @@ std::string chat_template_file_of(const std::string& config_path) {
   return directory_of(config_path) + "/chat_template.jinja";
 }
 
+std::string additional_chat_templates_dir_of(const std::string& config_path) {
+  return directory_of(config_path) + "/" + kAdditionalChatTemplates;
+}
+
 std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, Tokenizer& tok) {
   const json config = read_config(config_path);
-  // chat_template.jinja beside the config wins over its "chat_template", as in Transformers, which
-  // saves the template there.
-  const std::string jinja = chat_template_file_of(config_path);
-  const bool in_file = file_exists(jinja);
   auto chat = std::make_shared<ChatFormat>();
   chat->origin = config_path;
-  chat->has_template = in_file || (config.contains("chat_template") && !config["chat_template"].is_null());
+  // The "default" template, and the "tool_use" one for conversations with tools where there is one.
   try {
-    if (!chat->has_template)
-      chat->error = config_path + ": no chat_template (and no chat_template.jinja beside it)";
-    else
-      chat->tmpl = in_file ? std::make_shared<const ChatTemplate>(read_text_file(jinja, "chat template"), jinja)
-                           : std::make_shared<const ChatTemplate>(template_text(config["chat_template"], config_path),
-                                                                  config_path + " chat_template");
+    const auto named = named_templates(config, config_path);
+    chat->has_template = !named.empty();
+    const auto def = named.find("default"), tool_use = named.find("tool_use");
+    if (tool_use != named.end())
+      chat->tool_use_tmpl = std::make_shared<const ChatTemplate>(tool_use->second.first, tool_use->second.second);
+    if (def != named.end()) {
+      chat->tmpl = std::make_shared<const ChatTemplate>(def->second.first, def->second.second);
+    } else {
+      std::string names;
+      for (const auto& [name, t] : named) names += (names.empty() ? "" : ", ") + name;
+      chat->error = named.empty() ? config_path + ": no chat_template (and no chat_template.jinja beside it)"
+                                  : config_path + ": no chat template named \"default\" (it has " + names + ")";
+    }
   } catch (const Error& e) {
     chat->error = e.message();
   }
@@ -232,8 +258,10 @@ std::vector<int64_t> text_end(const Tokenizer& tok, const std::vector<int64_t>& 
 
 std::string render_chat(const ChatFormat& chat, const nlohmann::ordered_json& messages, bool add_generation_prompt,
                         const nlohmann::ordered_json& tools) {
-  FT_CHECK_ARG(chat.tmpl, chat.error);
-  return chat.tmpl->render({{"messages", messages},
+  // (as Transformers picks: "tool_use" when the conversation has tools and there is one)
+  const std::shared_ptr<const ChatTemplate>& tmpl = !tools.is_null() && chat.tool_use_tmpl ? chat.tool_use_tmpl : chat.tmpl;
+  FT_CHECK_ARG(tmpl, chat.error);
+  return tmpl->render({{"messages", messages},
                            {"tools", tools},
                            {"documents", nullptr},
                            {"bos_token", chat.bos_token},

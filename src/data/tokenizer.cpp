@@ -163,6 +163,9 @@ std::vector<std::string> tokenizer_files(const std::string& path) {
   std::vector<std::string> out;
   for (const std::string& f : {model, config, chat_template_file_of(config)})
     if (file_exists(f)) out.push_back(f);
+  const std::string more = additional_chat_templates_dir_of(config);
+  for (const std::string& f : list_directory(more))
+    if (file_exists(more + "/" + f)) out.push_back(more + "/" + f);
   return out;
 }
 

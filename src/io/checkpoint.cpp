@@ -99,6 +99,7 @@ std::vector<std::string> foreign_files(const std::string& dir) {
   std::vector<std::string> out;
   for (const std::string& n : list_directory(dir)) {
     const bool ours = n == "meta.json" || n == "config.json" || (n.rfind("rank-", 0) == 0 && ends_with(n, ".safetensors")) ||
+                      n == kChatTemplatesDir ||
                       std::find(tokenizer.begin(), tokenizer.end(), n) != tokenizer.end() ||
                       std::find(model_side.begin(), model_side.end(), n) != model_side.end();
     if (!ours) out.push_back(n);

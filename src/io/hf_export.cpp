@@ -67,6 +67,17 @@ int copy_carried_files(const std::string& tokenizer_dir, const std::string& mode
   };
   copy(tokenizer_dir, tokenizer_file_names(), "tokenizer files");
   copy(model_dir, model_side_file_names(), "generation config");
+  // The named chat templates Transformers 5 saves in a directory of their own ("tool_use", ...).
+  const std::string more = tokenizer_dir + "/" + kChatTemplatesDir;
+  if (!tokenizer_dir.empty() && is_directory(more)) {
+    make_directories(to + "/" + kChatTemplatesDir, "tokenizer files");
+    for (const std::string& name : list_directory(more)) {
+      if (!file_exists(more + "/" + name)) continue;
+      write_text_file_atomic(to + "/" + kChatTemplatesDir + "/" + name,
+                             read_text_file(more + "/" + name, "tokenizer files"), "tokenizer files");
+      ++copied;
+    }
+  }
   return copied;
 }
 

@@ -4,7 +4,8 @@
 #    `ftdist eval` reads text with the export as bytes again (the checkpoint's loss);
 #  * data of token ids (input_ids lines): none, and `ftdist eval` refuses text with the export;
 #  * a model directory and a data.tokenizer directory, each with a generation_config.json: the
-#    model's travels, in the checkpoint, the export, and `ftdist export` of the checkpoint.
+#    model's travels, in the checkpoint, the export, and `ftdist export` of the checkpoint (with the
+#    tokenizer's additional_chat_templates/).
 set -u
 ftdist=$1 work=$2
 fail=0
@@ -32,15 +33,18 @@ cp "$work/text/hf/"* "$work/model/" && rm "$work/model/ftdist-tokenizer.json"
 echo '{"eos_token_id": 257, "max_new_tokens": 17}' >"$work/model/generation_config.json"
 cp "$work/text/hf/ftdist-tokenizer.json" "$work/tok/"
 echo '{"eos_token_id": 1, "max_new_tokens": 99}' >"$work/tok/generation_config.json"
+mkdir -p "$work/tok/additional_chat_templates" && echo '{{ tools }}' >"$work/tok/additional_chat_templates/tool_use.jinja"
 "$ftdist" train --config examples/tiny/ftdist.toml --set model.config= --set model.path="$work/model" --set data.tokenizer="$work/tok" \
   --set train.steps=2 --set train.warmup_steps=0 --set output.export=true --set checkpoint.every=2 \
   --set checkpoint.dir="$work/both/ckpt" --set output.dir="$work/both" >"$work/both.log" 2>&1
 check $? "trained with model.path and data.tokenizer"
 for f in "$work/both/hf" "$work/both/ckpt/step-00000002"; do
-  cmp -s "$work/model/generation_config.json" "$f/generation_config.json" && [ -e "$f/ftdist-tokenizer.json" ]
-  check $? "$f carries the model's generation_config.json and the tokenizer's files"
+  cmp -s "$work/model/generation_config.json" "$f/generation_config.json" && [ -e "$f/ftdist-tokenizer.json" ] &&
+    cmp -s "$work/tok/additional_chat_templates/tool_use.jinja" "$f/additional_chat_templates/tool_use.jinja"
+  check $? "$f carries the model's generation_config.json and the tokenizer's files (its named chat templates too)"
 done
 "$ftdist" export --checkpoint "$work/both/ckpt" --out "$work/both-export" >"$work/both-export.log" 2>&1 &&
-  cmp -s "$work/model/generation_config.json" "$work/both-export/generation_config.json"
+  cmp -s "$work/model/generation_config.json" "$work/both-export/generation_config.json" &&
+  [ -e "$work/both-export/additional_chat_templates/tool_use.jinja" ]
 check $? "ftdist export of that checkpoint carries the model's generation_config.json"
 [ $fail = 0 ] && echo "all passed" || { echo "see $work/*.log"; exit 1; }

@@ -163,6 +163,29 @@ for line, s in zip(tool_lines, shown):
     check(s["text"] == want, f"tools and key order: rendered text equals Transformers' ({s['text']!r} vs {want!r})")
 check(r.returncode == 0 and len(shown) == 4, f"tools lines: exit {r.returncode}, {len(shown)} shown {r.stderr.decode()[-200:]}")
 
+# Named templates, as Transformers picks them: a line with "tools" renders with the "tool_use"
+# template where there is one, any other with "default"; from a list in tokenizer_config.json's
+# "chat_template", or from chat_template.jinja and additional_chat_templates/tool_use.jinja (the
+# layout Transformers 5 saves).
+DEFAULT_T = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+TOOL_USE_T = "[TOOLS {{ tools | tojson }}]\n{% for m in messages %}<{{ m.role }}> {{ m.content }}\n{% endfor %}"
+named_lines = [{"messages": [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": "sunny"}],
+                "tools": [{"type": "function", "function": {"name": "get_weather"}}]},
+               {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
+d_list = model_dir("named-list", [{"name": "default", "template": DEFAULT_T}, {"name": "tool_use", "template": TOOL_USE_T}])
+d_files = model_dir("named-files", None)
+open(os.path.join(d_files, "chat_template.jinja"), "w").write(DEFAULT_T)
+os.makedirs(os.path.join(d_files, "additional_chat_templates"))
+open(os.path.join(d_files, "additional_chat_templates", "tool_use.jinja"), "w").write(TOOL_USE_T)
+for d in (d_list, d_files):
+    r, data, out = prepare(d, named_lines, ["--show", "2"])
+    shown = [json.loads(x)["text"] for x in r.stdout.decode().splitlines() if x.startswith("{")]
+    want = [_compile_jinja_template(t).render(messages=line["messages"], tools=line.get("tools"), documents=None,
+                                              bos_token="<s>", eos_token="</s>", add_generation_prompt=False)
+            for t, line in zip([TOOL_USE_T, DEFAULT_T], named_lines)]
+    check(r.returncode == 0 and shown == want,
+          f"{os.path.basename(d)}: tools render with tool_use, the rest with default ({shown!r} vs {want!r}; {r.stderr.decode()[-200:]})")
+
 # Strings are sequences of code points (length, indexing, slicing, loops, first/last), strip() and
 # trim strip what Python calls whitespace (NBSP, U+3000), and case changes reach letters past ASCII.
 UNICODE_TEMPLATE = ("{{ 'ÀÉÎ日本😀' | length }} {{ 'ÀÉÎ日本😀'[:2] }} {{ 'ÀÉÎ日本😀'[-1] }} {{ 'ÀÉÎ日本😀'[::-1] }} "

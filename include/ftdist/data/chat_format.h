@@ -32,7 +32,8 @@ struct ChatFormat {
   // conversation needs it, so that text data still reads with the directory's tokenizer and its
   // special tokens).
   bool has_template = false;
-  std::shared_ptr<const ChatTemplate> tmpl;
+  std::shared_ptr<const ChatTemplate> tmpl;           // "default"
+  std::shared_ptr<const ChatTemplate> tool_use_tmpl;  // "tool_use": for conversations with tools (null: none)
   std::string error;
   std::string bos_token, eos_token;  // as the template sees them ("" when undefined)
   // Special tokens as they stand in rendered text, with their ids, longest first: the added
@@ -58,9 +59,13 @@ struct ChatFormat {
 // The chat template file Transformers saves beside tokenizer_config.json (it wins over the config's
 // "chat_template").
 std::string chat_template_file_of(const std::string& config_path);
+// The directory of named templates Transformers 5 saves beside it (<name>.jinja: "tool_use", ...).
+constexpr const char* kAdditionalChatTemplates = "additional_chat_templates";
+std::string additional_chat_templates_dir_of(const std::string& config_path);
 
-// The special tokens and chat template of a tokenizer_config.json (has_template false when neither
-// it nor the chat_template.jinja beside it has one). Error(BadInput) naming the file for a
+// The special tokens and chat templates of a tokenizer_config.json (has_template false when neither
+// it nor the files beside it have one; its "chat_template" may be a list of named templates, and
+// additional_chat_templates/ add more: "default" renders, "tool_use" renders a line with "tools"). Error(BadInput) naming the file for a
 // malformed config.
 // A tokenizer.json takes the config's special tokens it lacks as added tokens here
 // (Tokenizer::add_special_tokens).

@@ -93,8 +93,8 @@ std::unique_ptr<Tokenizer> load_tokenizer_when_used(const std::string& path, con
 // The tokenizer file a model directory holds, as load_tokenizer(dir) reads it: tokenizer.model,
 // else tokenizer.json, else ftdist-tokenizer.json; "" when it has none.
 std::string tokenizer_file_of(const std::string& dir);
-// The files load_tokenizer(path) reads that exist: the model file, then tokenizer_config.json and
-// chat_template.jinja beside it; empty for "" (the byte-level tokenizer). The token cache keys on
+// The files load_tokenizer(path) reads that exist: the model file, then tokenizer_config.json,
+// chat_template.jinja and additional_chat_templates/* beside it; empty for "" (the byte-level tokenizer). The token cache keys on
 // their contents.
 std::vector<std::string> tokenizer_files(const std::string& path);
 

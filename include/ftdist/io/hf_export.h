@@ -50,6 +50,8 @@ struct ExportOptions {
 // tokenizer_config.json), and the model's generation_config.json (its EOS ids and sampling
 // defaults), each from its own directory: data.tokenizer's and model.path's differ when both are set.
 const std::vector<std::string>& tokenizer_file_names();
+// ...and the directory of named chat templates beside them (data::kAdditionalChatTemplates), copied whole.
+constexpr const char* kChatTemplatesDir = "additional_chat_templates";
 const std::vector<std::string>& model_side_file_names();  // generation_config.json
 // Copies those of tokenizer_file_names() that exist in `tokenizer_dir` and those of
 // model_side_file_names() in `model_dir` into `to` (a "" directory: none); returns how many.
