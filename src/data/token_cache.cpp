@@ -29,14 +29,17 @@ std::string absolute(const std::string& path, const std::string& what) {
   return buf;
 }
 
-// {"path", "size", "mtime_ns"} of a file.
+// {"path", "size", "mtime_ns", "ctime_ns", "inode"} of a file: the status change time too, which
+// only the kernel sets, so that a file replaced or edited with its size and mtime kept (cp -p,
+// rsync -t) is another input (a chmod or a rename also counts as one: tokenized again).
 nlohmann::json stamp(const std::string& path, const std::string& what) {
   const std::string abs = absolute(path, what);
   struct stat st {};
   FT_CHECK_ARG(::stat(abs.c_str(), &st) == 0,
                what << ": cannot read '" << path << "' (" << std::strerror(errno) << ")");
   const int64_t mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + int64_t(st.st_mtim.tv_nsec);
-  return {{"path", abs}, {"size", uint64_t(st.st_size)}, {"mtime_ns", mtime_ns}};
+  const int64_t ctime_ns = int64_t(st.st_ctim.tv_sec) * 1000000000 + int64_t(st.st_ctim.tv_nsec);
+  return {{"path", abs}, {"size", uint64_t(st.st_size)}, {"mtime_ns", mtime_ns}, {"ctime_ns", ctime_ns}, {"inode", uint64_t(st.st_ino)}};
 }
 
 // The tokenizer by what it is made of: each file it reads (the model, its tokenizer_config.json and

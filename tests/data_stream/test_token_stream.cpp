@@ -511,6 +511,18 @@ TEST(TokenizedCache, ReusedUntilTheInputChanges) {
   EXPECT_FALSE(stamp_of(ftok) == second);
   EXPECT_TRUE(data::tokenized_cache_is_current({jsonl, "", 300}, cache));
 
+  // Edited with its size and mtime kept (as cp -p or rsync -t leave it): tokenized again.
+  struct stat kept {};
+  ASSERT_EQ(::stat(jsonl.c_str(), &kept), 0);
+  std::string text = read_text_file(jsonl, "test");
+  text[text.find("one more")] = 'O';
+  { std::ofstream(jsonl, std::ios::trunc) << text; }
+  const struct timespec same[2] = {kept.st_atim, kept.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, jsonl.c_str(), same, 0), 0);
+  EXPECT_FALSE(data::tokenized_cache_is_current({jsonl, "", 300}, cache)) << "an edit with the size and mtime kept";
+  data::tokenized_cache({jsonl, "", 300}, nullptr, cache, "data.train");
+  expect_cache_equals_jsonl(ftok, jsonl, 5);
+
   // Another vocabulary is another key.
   EXPECT_FALSE(data::tokenized_cache_is_current({jsonl, "", 301}, cache));
 }
