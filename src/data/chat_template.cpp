@@ -198,6 +198,7 @@ std::vector<Segment> lex(const std::string& src, const std::string& origin) {
     const std::string closer = kind == '{' ? "}}" : kind == '%' ? "%}" : "#}";
     size_t end = open + 2;
     char quote = 0;
+    int depth = 0;  // open brackets: as Jinja's lexer balances them, "}}" inside {'a': {'b': 1}} closes dicts
     for (; end + 1 < src.size(); ++end) {
       if (kind == '#') {
         if (src.compare(end, 2, closer) == 0) break;
@@ -206,8 +207,12 @@ std::vector<Segment> lex(const std::string& src, const std::string& origin) {
         else if (src[end] == quote) quote = 0;
       } else if (src[end] == '\'' || src[end] == '"') {
         quote = src[end];
-      } else if (src.compare(end, 2, closer) == 0) {
+      } else if (depth == 0 && src.compare(end, 2, closer) == 0) {
         break;
+      } else if (src[end] == '(' || src[end] == '[' || src[end] == '{') {
+        ++depth;
+      } else if ((src[end] == ')' || src[end] == ']' || src[end] == '}') && depth > 0) {
+        --depth;
       }
     }
     FT_CHECK_ARG(end + 1 < src.size(), origin << " (line " << line_of(open) << "): '" << src.substr(open, 2) << "' is never closed by '" << closer << "'");
@@ -1177,6 +1182,31 @@ Value Impl::method(const Value& self, const std::string& name, const std::vector
   fail(line, "no method '" + name + "' on " + py_repr(v));
 }
 
+namespace {
+std::string join_words(const std::vector<std::string>& words) {
+  std::string out;
+  for (size_t k = 0; k < words.size(); ++k) out += (k == 0 ? "" : k + 1 == words.size() ? " and " : ", ") + words[k] + "=";
+  return out;
+}
+
+// Jinja's attribute lookup for filters: "a.b" looks up a, then b (a number indexes a list);
+// undefined where a step is missing.
+Value dotted_attribute(const json& item, const std::string& path) {
+  const json* at = &item;
+  size_t begin = 0;
+  while (begin <= path.size()) {
+    const size_t dot = std::min(path.find('.', begin), path.size());
+    const std::string part = path.substr(begin, dot - begin);
+    const bool index = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
+    if (at->is_object() && at->contains(part)) at = &(*at)[part];
+    else if (index && at->is_array() && std::stoull(part) < at->size()) at = &(*at)[std::stoull(part)];
+    else return Value::undef();
+    begin = dot + 1;
+  }
+  return Value{*at};
+}
+}  // namespace
+
 Value Impl::filter(const Expr& e, Scope& s, int line) const {
   const Value x = eval(*e.args[0], s, line);
   std::vector<Value> args;
@@ -1189,6 +1219,16 @@ Value Impl::filter(const Expr& e, Scope& s, int line) const {
     return std::nullopt;
   };
   const std::string& f = e.name;
+  // The keywords each filter reads; any other is refused rather than silently not applied
+  // (tojson(sort_keys=true) would render other text than Transformers does).
+  static const std::map<std::string, std::vector<std::string>> keywords = {
+      {"trim", {"chars"}},          {"default", {"default_value", "boolean"}}, {"d", {"default_value", "boolean"}},
+      {"tojson", {"indent"}},       {"join", {"d", "attribute"}},              {"map", {"attribute", "default"}}};
+  const auto known = keywords.find(f);
+  for (const std::string& k : e.kwnames)
+    if (known == keywords.end() || std::find(known->second.begin(), known->second.end(), k) == known->second.end())
+      fail(line, "filter '" + f + "' with the keyword " + k + "= is not supported" +
+                     (known == keywords.end() ? std::string(" (it takes none)") : " (it takes " + join_words(known->second) + ")"));
   if (f == "trim") {  // trim(chars=None)
     const std::optional<Value> chars = kw("chars", 0);
     const bool space = !chars || chars->undefined || chars->v.is_null();
@@ -1212,15 +1252,22 @@ Value Impl::filter(const Expr& e, Scope& s, int line) const {
   }
   if (f == "tojson") {
     const std::optional<Value> indent = kw("indent", 0);
+    if (indent && !indent->v.is_null() && !indent->v.is_number_integer())
+      fail(line, "tojson(indent=" + py_repr(indent->v) + "): only a number of spaces is supported");
     const int64_t spaces = indent && indent->v.is_number_integer() ? indent->v.get<int64_t>() : 0;
     if (spaces > 64) fail(line, "tojson(indent=" + std::to_string(spaces) + "): at most 64");
     return Value{py_json(x.v, int(spaces))};
   }
-  if (f == "join") {
+  if (f == "join") {  // join(d='', attribute=None): attribute joins each item's (a dict key, or dotted keys)
     std::string r, sep = kw("d", 0) ? py_str(*kw("d", 0)) : "";
+    const std::optional<Value> attribute = kw("attribute", 1);
     bool first = true;
     if (x.v.is_array())
-      for (const json& item : x.v) r += (first ? "" : sep) + py_str(Value{item}), first = false;
+      for (const json& item : x.v) {
+        Value v{item};
+        if (attribute && !attribute->v.is_null()) v = dotted_attribute(item, py_str(*attribute));
+        r += (first ? "" : sep) + py_str(v), first = false;
+      }
     return Value{r};
   }
   if ((f == "first" || f == "last") && (x.v.is_array() || x.v.is_string())) {

@@ -219,6 +219,17 @@ FILTERS_TEMPLATE = ("{{ [1, 2, 3, 4] | select('divisibleby', 2) | list }} {{ [0,
                     "{{ seen | map(attribute='nope', default='-') | join }} {{ seen | selectattr('tool_calls') | list | length }}] "
                     "{{ m.role }}: {{ m.content }}\n{% endfor %}")
 check_rendered("filters", FILTERS_TEMPLATE, CONVERSATIONS[1], "sequence filters")
+check_rendered("join-attribute", "{{ [{'role': 'x'}, {'role': 'y'}, {}] | join(', ', attribute='role') }} "
+               "{{ [{'a': {'b': 1}}, {'a': {'b': 2}}] | join('+', attribute='a.b') }} {{ [[1, 2], [3, 4]] | join(attribute='1') }}\n"
+               "{% for m in messages %}{{ messages[:loop.index] | join('|', attribute='role') }}: {{ m.content }}\n{% endfor %}",
+               CONVERSATIONS[1], "join(attribute=), and '}}' inside a dict literal")
+# A filter keyword ftdist does not apply is an error naming it, not other text than Transformers'.
+for kw in ["tojson(sort_keys=true)", "tojson(separators=(',', ':'))", "tojson(indent='\\t')", "upper(x=1)"]:
+    d = model_dir("kw-" + kw.split("(")[1].split("=")[0], "{{ messages | " + kw + " }}{% for m in messages %}{{ m.content }}{% endfor %}")
+    r, data, out = prepare(d, [{"messages": CONVERSATIONS[1]}])
+    err = r.stderr.decode()
+    check(r.returncode == 2 and f"{data}:1" in err and ("is not supported" in err or "only a number of spaces" in err),
+          f"{kw}: refused naming the line ({err.strip()[-200:]!r})")
 
 # Python's semantics where a naive rendering differs silently: chained comparisons, loop.previtem /
 # nextitem undefined at the ends, replace's count and empty pattern, repr of strings in lists (quotes,
