@@ -188,7 +188,8 @@ void FsdpModel::load_state(const io::CheckpointReader& ckpt) {
   FT_CHECK_ARG(ckpt.meta().optimizer_kind() == cfg_.optimizer.kind,
                ckpt.dir() << "/meta.json: the checkpoint holds the states of optimizer " << plan::optimizer_name(ckpt.meta().optimizer_kind())
                           << ", this run uses " << plan::optimizer_name(cfg_.optimizer.kind)
-                          << " (train.optimizer); resume with the same optimizer, or start a new run from the checkpoint's weights");
+                          << " (train.optimizer); resume with the same optimizer, or start a new run from the checkpoint's weights "
+                             "(model.path = \"" << ckpt.dir() << "\", and another checkpoint.dir)");
   const int64_t steps = ckpt.meta().optimizer.value("step", ckpt.meta().step);
   for (auto& u : units_) u->load_state(ckpt, steps);
 }

@@ -17,6 +17,12 @@ namespace ftdist::train {
 
 ModelSource model_source(const RunConfig& c) {
   ModelSource m;
+  if (!c.model_path.empty() && io::is_checkpoint_dir(c.model_path)) {  // (load_run_config: a root is its newest)
+    m.checkpoint = std::make_unique<io::CheckpointReader>(c.model_path);
+    m.spec = m.checkpoint->spec();
+    m.config_text = m.checkpoint->config_text();
+    return m;
+  }
   if (!c.model_path.empty()) {
     m.hf = std::make_unique<io::HfCheckpoint>(c.model_path, "model.path");
     m.spec = m.hf->spec();
@@ -55,6 +61,7 @@ std::string prepare_tokenizer_files(const RunConfig& c, bool rank0) {
 
 const io::WeightSource& starting_weights(const ModelSource& src, const io::CheckpointReader* resume) {
   if (resume) return *resume;
+  if (src.checkpoint) return *src.checkpoint;
   if (src.hf) return *src.hf;
   return *src.random;
 }

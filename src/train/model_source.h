@@ -15,7 +15,8 @@
 
 namespace ftdist::train {
 
-// A Hugging Face directory (its config and, unless a checkpoint is resumed, its weights), a preset
+// A Hugging Face directory or an ftdist checkpoint (its config and, unless a checkpoint is resumed,
+// its weights: a new run from a checkpoint's master weights, with fresh optimizer states), a preset
 // or a config.json with the seeded random init. A resumed checkpoint supplies the starting weights
 // instead (starting_weights()).
 struct ModelSource {
@@ -23,6 +24,7 @@ struct ModelSource {
   std::string config_text;    // for checkpoints and exports
   std::string tokenizer_dir;  // the directory whose tokenizer files travel along (prepare_tokenizer_files())
   std::unique_ptr<io::HfCheckpoint> hf;
+  std::unique_ptr<io::CheckpointReader> checkpoint;  // model.path naming an ftdist checkpoint: its master weights
   std::unique_ptr<io::RandomInit> random;
 };
 ModelSource model_source(const RunConfig& config);

@@ -17,6 +17,7 @@
 #include "ftdist/core/toml_util.h"
 #include "ftdist/core/bytes.h"
 #include "ftdist/comm/communicator.h"
+#include "ftdist/io/checkpoint.h"
 #include "ftdist/plan/gpu_catalog.h"
 #include "ftdist/plan/limits.h"
 
@@ -174,7 +175,7 @@ void read_nonfinite(const toml::table& t, RunConfig& c, const std::string& where
 const std::vector<Key>& keys() {
   using C = RunConfig;
   static const std::vector<Key> table = {
-      text("model", "path", &C::model_path, "A Hugging Face model directory (config.json, *.safetensors, tokenizer files) to fine-tune. Give exactly one of path, preset, config."),
+      text("model", "path", &C::model_path, "A Hugging Face model directory (config.json, *.safetensors, tokenizer files) to fine-tune, or an ftdist checkpoint (a step directory, or a checkpoint root: its newest) whose master weights start a new run with fresh optimizer states. Give exactly one of path, preset, config."),
       text("model", "preset", &C::model_preset, "A bundled architecture by name (`ftdist models` lists them), randomly initialized from train.seed."),
       text("model", "config", &C::model_config, "A Hugging Face config.json: that architecture, randomly initialized from train.seed."),
       text("data", "train", &C::train_data, "Training data: a JSONL file of {\"text\": ...} documents (tokenized once into <output.dir>/data/) or a .ftok token file (`ftdist prepare-data`).", "(required)"),
@@ -459,6 +460,8 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
     if (t != nullptr && t->get(k.key) != nullptr) k.read(*t, c, path + " [" + k.section + "]");
   }
   check_together(c, path);
+  // model.path naming a checkpoint root: its newest checkpoint (whose files, tokenizer included, are read)
+  if (!c.model_path.empty()) c.model_path = io::checkpoint_dir_of(c.model_path);
   // Another optimizer's hyper-parameters are ignored (and not part of the trajectory): said once.
   if (const toml::table* t = root["train"].as_table(); t != nullptr && log::rank() <= 0)
     for (const char* key : {"beta1", "beta2", "eps", "momentum"})

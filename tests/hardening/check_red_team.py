@@ -411,6 +411,30 @@ class Cases:
             r"output\.metrics: writing '.*metrics\.jsonl' failed at step (\d+) \(File too large\); the metrics of this and later "
             r"steps are not kept, the training goes on.*lacks the lines of steps \1-100")
 
+    # 15. A checkpoint's master weights start a new run (model.path naming the checkpoint root or a
+    # step directory), with another optimizer: the message that refuses the switch on resume says so.
+    def new_run_from_checkpoint(self):
+        first = os.path.join(self.work, "first")
+        run(self.train("train.steps=2", "checkpoint.every=2", "train.optimizer=adamw-8bit", f"output.dir={first}"), 0, r"trained 2 steps")
+        ck = os.path.join(first, "checkpoints")
+        run(self.train("train.steps=4", "checkpoint.every=2", "checkpoint.resume=true", "train.optimizer=adamw", f"output.dir={first}"),
+            2, r"start a new run from the checkpoint's weights \(model\.path = \"" + re.escape(os.path.join(ck, "step-00000002")))
+        corpus = os.path.join(ROOT, "examples/tiny/corpus.jsonl")
+        def eval_loss(model):
+            p = subprocess.run([self.ftdist, "eval", "--model", model, "--data", corpus, "--seq-len", "64", "--json"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+            assert p.returncode == 0, p.stderr[-2000:]
+            return json.loads(p.stdout)["loss"]
+        ref = eval_loss(os.path.join(ck, "step-00000002"))
+        for given in (ck, os.path.join(ck, "step-00000002")):
+            second = os.path.join(self.work, "second")
+            shutil.rmtree(second, ignore_errors=True)
+            out, _ = run(self.train("model.config=", f"model.path={given}", "train.steps=1", "train.lr=1e-30", "train.min_lr=0",
+                                    "train.optimizer=adamw", "output.export=true", "output.export_dtype=fp32", f"output.dir={second}"),
+                         0, r"loaded .* from \S*step-00000002")
+            loss = eval_loss(os.path.join(second, "hf"))
+            assert abs(loss - ref) <= 1e-6 * abs(ref), f"model.path={given}: the new run's weights give {loss}, the checkpoint's {ref}"
+
 
 def main(argv):
     ftdist, launcher, work = argv[:3]
@@ -420,7 +444,8 @@ def main(argv):
     cases = Cases(os.path.abspath(ftdist), launcher, os.path.abspath(work))
     names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
                        "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors", "ranks_disagree", "nothing_to_train",
-                       "checkpoint_gaps", "commit_needs_every_rank_file", "metrics_write_fails"]
+                       "checkpoint_gaps", "commit_needs_every_rank_file", "metrics_write_fails",
+                       "new_run_from_checkpoint"]
     for name in names:
         t0 = time.time()
         getattr(cases, name)()
