@@ -30,6 +30,7 @@
 #include "ftdist/train/memory_fit.h"
 #include "ftdist/train/resolve.h"
 #include "model_source.h"
+#include "same_on_every_rank.h"
 #include "run_log.h"
 #include "training_data.h"
 
@@ -475,39 +476,6 @@ void Trainer::finish() {
 
 }  // namespace
 
-// Every rank must train the same run: a copy of the config that differs on one node (another
-// train.steps, another data file) would leave the ranks in different collectives until the timeout.
-// Rank 0's config goes to every rank, each compares it with its own, and any difference stops
-// every rank (exit 2) before anything is loaded; the rank that differs names the keys.
-static void check_same_config_on_every_rank(const RunConfig& config, comm::Communicator& world) {
-  if (world.size() == 1) return;
-  nlohmann::ordered_json mine = run_config_json(config);
-  mine["checkpoint"]["dir"] = config.checkpoint_root();  // as given: nodes may spell one shared directory's absolute path apart
-  const std::string text = mine.dump();
-  at::Tensor length = at::full({1}, int64_t(text.size()), at::kLong);
-  world.broadcast(length, 0);
-  at::Tensor bytes = at::zeros({length.item<int64_t>()}, at::kByte);
-  if (world.rank() == 0) std::memcpy(bytes.data_ptr(), text.data(), text.size());
-  world.broadcast(bytes, 0);
-  const std::string root_text(static_cast<const char*>(bytes.data_ptr()), size_t(bytes.numel()));
-  std::vector<std::string> differ;
-  if (root_text != text) {
-    const nlohmann::ordered_json root = nlohmann::ordered_json::parse(root_text, nullptr, false);
-    differ = root.is_discarded() ? std::vector<std::string>{"(unreadable)"} : changed_keys(root, mine);
-    if (differ.empty()) differ.push_back("(the order of keys)");
-  }
-  at::Tensor worst = at::full({1}, differ.empty() ? int64_t(-1) : int64_t(world.rank()), at::kLong);
-  world.all_reduce(worst, comm::ReduceOp::Max);
-  const int64_t r = worst.item<int64_t>();
-  if (r < 0) return;
-  std::string keys;
-  for (const std::string& k : differ) keys += (keys.empty() ? "" : ", ") + k;
-  FT_CHECK_ARG(differ.empty(), config.origin << ": rank " << world.rank() << "'s run config differs from rank 0's in " << keys
-                                              << "; every rank must read the same config file and --set flags");
-  FT_CHECK_ARG(false, config.origin << ": rank " << r << " read a run config that differs from rank 0's (its message names the "
-                                       "keys); every rank must read the same config file and --set flags");
-}
-
 void note_stop_signals() {
   g_noting_since_start = true;
   for (int sig : kStopSignals) std::signal(sig, on_stop_signal);
@@ -515,6 +483,7 @@ void note_stop_signals() {
 
 TrainSummary run_training(const RunConfig& config, comm::Communicator& world) {
   check_same_config_on_every_rank(config, world);
+  check_same_inputs_on_every_rank(config, world);
   Trainer trainer(config, world);
   trainer.resume();
   return trainer.run();

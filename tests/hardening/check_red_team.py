@@ -293,8 +293,30 @@ class Cases:
         out_dir = os.path.join(self.work, "disagree")
         out, took = run([self.launcher, "-np", "2", wrapper] + self.train(f"output.dir={out_dir}"), 2,
                         r"rank 1's run config differs from rank 0's in train\.steps", timeout=120)
-        assert "rank 1 read a run config that differs from rank 0's" in out, "rank 0 did not say why it stopped"
+        assert "rank 1's run config differs from rank 0's (its message names them)" in out, "rank 0 did not say why it stopped"
         assert not os.path.exists(os.path.join(out_dir, "metrics.jsonl")), "it trained before refusing"
+        # The same config naming node-local copies (a relative path from each node's directory) whose
+        # contents differ: another rope_theta in config.json, other data — each trained silently.
+        node_local = os.path.join(self.work, "node-local.sh")
+        open(node_local, "w").write('#!/bin/bash\ncd "$(dirname "$0")/node${OMPI_COMM_WORLD_RANK:-0}" && exec "$@"\n')
+        os.chmod(node_local, 0o755)
+        corpus = open(os.path.join(ROOT, "examples/tiny/corpus.jsonl")).read()
+        for r in (0, 1):
+            os.makedirs(os.path.join(self.work, f"node{r}"))
+            write_config(os.path.join(self.work, f"node{r}", "config.json"), rope_theta=10000.0 if r == 0 else 500000.0)
+            open(os.path.join(self.work, f"node{r}", "corpus.jsonl"), "w").write(corpus)
+        out, took = run([self.launcher, "-np", "2", node_local] + self.train("model.config=config.json", f"output.dir={out_dir}"), 2,
+                        r"rank 1's copies of the input files differ from rank 0's in model\.config; every rank must read the same "
+                        r"files", timeout=120)
+        assert "rank 1's copies of the input files differ from rank 0's (its message names them)" in out, out[-2000:]
+        write_config(os.path.join(self.work, "node1", "config.json"), rope_theta=10000.0)
+        open(os.path.join(self.work, "node1", "corpus.jsonl"), "w").write(corpus.replace("the", "The", 1))
+        run([self.launcher, "-np", "2", node_local] + self.train("model.config=config.json", "data.train=corpus.jsonl",
+                                                                 f"output.dir={out_dir}"), 2,
+            r"rank 1's copies of the input files differ from rank 0's in data\.train", timeout=120)
+        run([self.launcher, "-np", "2", node_local] + self.train("model.config=config.json", "train.steps=2", f"output.dir={out_dir}",
+                                                                 f"data.train={ROOT}/examples/tiny/corpus.jsonl"),
+            0, r"trained 2 steps", timeout=120)  # the same copies train
 
     # 11. Data that trains nothing (every label masked) ran every step as "skipped" and exited 0; a
     # mask byte other than 0 or 1 was taken as trained. Both are refused before step 1, for the
