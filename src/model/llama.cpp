@@ -247,6 +247,11 @@ ForwardContext LlamaModel::context(int64_t seq_len, const at::Tensor& position_i
   FT_CHECK_ARG(position_ids.dim() == 2 && position_ids.size(1) == seq_len && position_ids.scalar_type() == at::kLong,
                "position_ids must be (batch, " << seq_len << ") int64, got " << position_ids.sizes() << " " << position_ids.scalar_type());
   const ForwardContext& table = cached_context(seq_len, /*masks=*/false);  // positions are < seq_len: the table's rows
+  if (context_masks_) {  // a plain forward's masks (an eval set of plain text): not kept through positioned steps,
+    context_cache_.causal_mask = at::Tensor();  // whose plan has no s x s mask
+    context_cache_.window_mask = at::Tensor();
+    context_masks_ = false;
+  }
   const at::Tensor pos = position_ids.to(at::kCPU).contiguous();
   FT_CHECK_ARG(pos.numel() == 0 || (pos.min().item<int64_t>() >= 0 && pos.max().item<int64_t>() < seq_len),
                "position_ids must be in [0, " << seq_len << ")");

@@ -173,6 +173,14 @@ TEST(Model, RopeTableIsBuiltOncePerSequenceLengthAndDtype) {
   EXPECT_TRUE(at::equal(c.rope.cos, rope_table(m.spec(), 5, kF64).cos));
   for (auto& u : m.units()) u.flat = u.flat.to(at::kFloat);  // the units' dtype changed: a new table
   EXPECT_EQ(m.context(5).rope.cos.scalar_type(), at::kFloat);
+  // A plain context's mask (an eval set of plain text) is not kept once packed examples' contexts
+  // (positioned: masks of their own) follow: their plan holds no s x s mask.
+  LlamaModel eager(tiny_spec(), kF64, plan::Attention::Eager);  // (masks are the eager kernel's)
+  const ForwardContext plain = eager.context(6);
+  ASSERT_TRUE(plain.causal_mask.defined());
+  EXPECT_EQ(plain.causal_mask.use_count(), 2) << "the model keeps the plain mask";
+  eager.context(6, at::tensor({0, 1, 2, 0, 1, 2}, at::kLong).view({1, 6}));
+  EXPECT_EQ(plain.causal_mask.use_count(), 1) << "a positioned context drops the plain mask";
 }
 
 TEST(Model, GroupedQueryAttentionEqualsRepeatedKeyValueHeads) {
