@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <ctime>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -1022,6 +1023,45 @@ std::optional<Value> Impl::compare(const std::string& op, const Value& a, const 
   return Value{contains(b, a) == (op == "in")};
 }
 
+namespace {
+// Python's integer + - * // % ** on 64-bit integers, exactly; a result Python's unbounded integers
+// would hold but 64 bits cannot is an error (never a wrapped number). x and y: integers.
+template <class Bad>
+int64_t int_arithmetic(const std::string& op, const json& xv, const json& yv, const Bad& bad) {
+  auto overflow = [&] {
+    bad("integer " + py_repr(xv) + " " + op + " " + py_repr(yv) + " does not fit 64 bits (ftdist's templates compute in 64-bit "
+        "integers, Python's are unbounded)");
+  };
+  for (const json* v : {&xv, &yv})
+    if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())) overflow();
+  const int64_t x = xv.get<int64_t>(), y = yv.get<int64_t>();
+  int64_t r = 0;
+  if (op == "+" && __builtin_add_overflow(x, y, &r)) overflow();
+  if (op == "-" && __builtin_sub_overflow(x, y, &r)) overflow();
+  if (op == "*" && __builtin_mul_overflow(x, y, &r)) overflow();
+  if (op == "+" || op == "-" || op == "*") return r;
+  if (op == kFloorDiv || op == "%") {  // (y != 0: checked) rounding toward -inf, the remainder with y's sign
+    if (y == -1) {
+      if (op == "%") return 0;
+      if (x == std::numeric_limits<int64_t>::min()) overflow();
+      return -x;
+    }
+    int64_t q = x / y, m = x % y;
+    if (m != 0 && ((m < 0) != (y < 0))) --q, m += y;
+    return op == "%" ? m : q;
+  }
+  if (op == "**" && y >= 0) {
+    r = 1;
+    for (int64_t k = 0; k < y && x != 1 && x != 0 && x != -1; ++k)
+      if (__builtin_mul_overflow(r, x, &r)) overflow();
+    if (x == 0) return y == 0 ? 1 : 0;
+    return x == -1 ? (y % 2 == 0 ? 1 : -1) : r;
+  }
+  bad("unknown operator " + op);
+  return 0;
+}
+}  // namespace
+
 Value Impl::binary(const Expr& e, Scope& s, int line) const {
   auto bad = [&](const std::string& m) { fail(line, m); };
   Value a = eval(*e.args[0], s, line);
@@ -1057,16 +1097,14 @@ Value Impl::binary(const Expr& e, Scope& s, int line) const {
   const bool ints = !a.v.is_number_float() && !b.v.is_number_float();
   const double x = a.v.get<double>(), y = b.v.get<double>();
   if ((op == "/" || op == kFloorDiv || op == "%") && y == 0) bad("division by zero");
-  if (op == "+") return ints ? Value{a.v.get<int64_t>() + b.v.get<int64_t>()} : Value{x + y};
-  if (op == "-") return ints ? Value{a.v.get<int64_t>() - b.v.get<int64_t>()} : Value{x - y};
-  if (op == "*") return ints ? Value{a.v.get<int64_t>() * b.v.get<int64_t>()} : Value{x * y};
+  if (ints && op != "/" && !(op == "**" && y < 0)) return Value{int_arithmetic(op, a.v, b.v, bad)};
+  if (op == "+") return Value{x + y};
+  if (op == "-") return Value{x - y};
+  if (op == "*") return Value{x * y};
   if (op == "/") return Value{x / y};
-  if (op == kFloorDiv) return ints ? Value{int64_t(std::floor(x / y))} : Value{std::floor(x / y)};
-  if (op == "%") {
-    const double m = x - y * std::floor(x / y);
-    return ints ? Value{int64_t(m)} : Value{m};
-  }
-  if (op == "**") return ints && y >= 0 ? Value{int64_t(std::llround(std::pow(x, y)))} : Value{std::pow(x, y)};
+  if (op == kFloorDiv) return Value{std::floor(x / y)};
+  if (op == "%") return Value{x - y * std::floor(x / y)};
+  if (op == "**") return Value{std::pow(x, y)};
   bad("unknown operator " + op);
   return Value::undef();
 }

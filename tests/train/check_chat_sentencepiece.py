@@ -223,7 +223,16 @@ check_rendered("join-attribute", "{{ [{'role': 'x'}, {'role': 'y'}, {}] | join('
                "{{ [{'a': {'b': 1}}, {'a': {'b': 2}}] | join('+', attribute='a.b') }} {{ [[1, 2], [3, 4]] | join(attribute='1') }}\n"
                "{% for m in messages %}{{ messages[:loop.index] | join('|', attribute='role') }}: {{ m.content }}\n{% endfor %}",
                CONVERSATIONS[1], "join(attribute=), and '}}' inside a dict literal")
-# A filter keyword ftdist does not apply is an error naming it, not other text than Transformers'.
+check_rendered("integers", "{{ -7 // 2 }} {{ -7 % 2 }} {{ 7 % -2 }} {{ 7 // -2 }} {{ 2 ** 62 }} {{ 9007199254740993 + 2 }} "
+               "{{ (-1) ** 5 }} {{ 0 ** 0 }} {{ 2 ** -1 }} {{ 9223372036854775807 - 1 }} {{ -9223372036854775807 * 1 }}"
+               "{% for m in messages %}{{ m.content }}{% endfor %}", CONVERSATIONS[1], "64-bit integers computed exactly")
+# A filter keyword ftdist does not apply, or an integer past 64 bits, is an error naming the line,
+# not other text than Transformers'.
+for name, expr in [("pow64", "2 ** 64"), ("add64", "9223372036854775807 + 1")]:
+    d = model_dir("int-" + name, "{{ " + expr + " }}{% for m in messages %}{{ m.content }}{% endfor %}")
+    r, data, out = prepare(d, [{"messages": CONVERSATIONS[1]}])
+    err = r.stderr.decode()
+    check(r.returncode == 2 and f"{data}:1" in err and "does not fit 64 bits" in err, f"{expr}: refused ({err.strip()[-200:]!r})")
 for kw in ["tojson(sort_keys=true)", "tojson(separators=(',', ':'))", "tojson(indent='\\t')", "upper(x=1)"]:
     d = model_dir("kw-" + kw.split("(")[1].split("=")[0], "{{ messages | " + kw + " }}{% for m in messages %}{{ m.content }}{% endfor %}")
     r, data, out = prepare(d, [{"messages": CONVERSATIONS[1]}])
