@@ -57,6 +57,15 @@ const char* collective_name(Collective c) {
   return "?";
 }
 
+// The table's column names (rank 0), after a note when one rank has no link to measure.
+void print_table_header(int ranks) {
+  if (ranks == 1)
+    std::printf("# one rank: the collectives move no data (time is the call's overhead; busbw 0 except broadcast's,\n"
+                "# whose bus factor is 1 on any number of ranks); run on several ranks to measure a link\n");
+  std::printf("#\n# %12s %12s %-15s %12s %12s %12s %8s\n", "size(B)", "count", "collective", "time(us)", "algbw(GB/s)",
+              "busbw(GB/s)", "#wrong");
+}
+
 double bus_factor(Collective c, int n) {
   switch (c) {
     case Collective::AllGather:
@@ -246,10 +255,7 @@ int bench_comm_main(int argc, char** argv) {
   FT_LOG_INFO("bench comm: backend " << comm::backend_name(comm->backend()) << ", " << n << " rank(s), device "
               << opts.device() << ", dtype " << dtype_name(dtype) << ", op " << comm::reduce_op_name(op) << ", "
               << iters << " iterations after " << warmup << " warm-up" << (do_check ? ", check on" : ""));
-  if (comm->rank() == 0) {
-    std::printf("#\n# %12s %12s %-15s %12s %12s %12s %8s\n", "size(B)", "count", "collective", "time(us)",
-                "algbw(GB/s)", "busbw(GB/s)", "#wrong");
-  }
+  if (comm->rank() == 0) print_table_header(n);
 
   int64_t total_wrong = 0;
   double busbw_sum = 0;
