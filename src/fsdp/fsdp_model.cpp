@@ -441,9 +441,10 @@ StepResult FsdpModel::train_step(const std::vector<MicroBatch>& micro_batches, d
     sync_collectives();  // the reductions finished (or timed out) before the norm's host read
     std::vector<at::Tensor> grads;
     for (auto& u : units_) grads.push_back(u->step_grad());
-    // Over the shard group (a hybrid replica's gradients are the same); none: replicated already.
-    const optim::ClipResult clip =
-        optim::clip_grad_norm(grads, cfg_.max_grad_norm, policy_.shard_states ? shard_group_comm_ : nullptr);
+    // Over the shard group (a hybrid replica's gradients are the same: the replicas take the first's
+    // norm, bit for bit); none: replicated already.
+    const optim::ClipResult clip = optim::clip_grad_norm(grads, cfg_.max_grad_norm, policy_.shard_states ? shard_group_comm_ : nullptr,
+                                                         optim::NonFinite::Skip, hybrid_replica_comm_.get());
     r.grad_norm = clip.norm;
     r.skipped = !clip.finite;
     if (!r.skipped) {

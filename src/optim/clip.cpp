@@ -26,9 +26,15 @@ double global_grad_norm(const std::vector<at::Tensor>& shards, comm::Communicato
 }
 
 ClipResult clip_grad_norm(const std::vector<at::Tensor>& shards, double max_norm, comm::Communicator* comm,
-                          NonFinite policy) {
+                          NonFinite policy, comm::Communicator* replicas) {
   ClipResult r;
   r.norm = global_grad_norm(shards, comm);
+  if (replicas != nullptr && replicas->size() > 1) {
+    at::Tensor norm = at::full({1}, r.norm, at::TensorOptions().dtype(at::kDouble).device(replicas->device()));
+    replicas->broadcast(norm, 0);
+    replicas->synchronize();
+    r.norm = norm.item<double>();
+  }
   r.finite = std::isfinite(r.norm);
   if (!r.finite) {
     FT_CHECK(policy == NonFinite::Skip, ErrorKind::Internal,

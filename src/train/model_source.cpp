@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/log.h"
@@ -12,6 +14,7 @@
 #include "ftdist/data/tokenizer.h"
 #include "ftdist/io/hf_export.h"
 #include "ftdist/plan/presets.h"
+#include "training_data.h"
 
 namespace ftdist::train {
 
@@ -98,20 +101,38 @@ void export_model(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& f
     options.replace = true;  // the previous export of this output directory (ftdist's own only), kept if this one fails
     ex = std::make_unique<io::HfExporter>(out, src.spec, src.config_text, options);
   }
-  // (hybrid: the first replica's shard group gathers, the others' have the same weights; their
-  // collectives stay within their own group, so they skip them all)
+  // The ranks that write nothing wait for those that do, however long the export takes (a
+  // heartbeat, not one barrier bounded by the communicators' timeout): in `none` every rank but 0
+  // waits for rank 0; in `hybrid` the other replicas (which skip the gather: the same weights) wait
+  // for the first one's ranks, each for the one of its replica group. Everyone else gathers.
+  std::unique_ptr<comm::Communicator> replica_group;
+  comm::Communicator* waiting = nullptr;
+  if (fsdp.config().stage == plan::Stage::None) {
+    waiting = &world;
+  } else if (fsdp.config().stage == plan::Stage::Hybrid) {
+    replica_group = world.split(world.rank() % fsdp.shard_group_size(), world.rank());
+    waiting = replica_group.get();
+  }
   // Rank 0 (rank 0 of its shard group too) converts and writes each piece as it lands: neither the
   // device nor the host holds a whole unit.
-  for (size_t u = 0; u < fsdp.num_units() && fsdp.state_files().writes; ++u)
-    fsdp.gather_state_pieces(u, "master", /*root=*/0, io::kExportPieceElements,
-                             [&](int64_t, const at::Tensor& piece) {
-                               if (ex) ex->add_piece(piece);  // (`none`: every rank holds the whole; rank 0 writes)
-                             });
-  if (ex) {
-    ex->copy_carried_files(src.tokenizer_dir, c.model_path);
-    ex->finish();
-    FT_LOG_INFO("exported the model to " << out << " (" << c.export_dtype << ")");
-  }
+  auto gather_and_write = [&](const std::function<void()>& heartbeat) {
+    for (size_t u = 0; u < fsdp.num_units() && fsdp.state_files().writes; ++u) {
+      fsdp.gather_state_pieces(u, "master", /*root=*/0, io::kExportPieceElements, [&](int64_t, const at::Tensor& piece) {
+        if (ex) ex->add_piece(piece);  // (`none`: every rank holds the whole; rank 0 writes)
+        if (const char* delay = std::getenv("FTDIST_TEST_EXPORT_DELAY_S"))  // a slow disk, in tests
+          if (ex) std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(delay)));
+        heartbeat();
+      });
+      heartbeat();  // (the gathering ranks, paced by rank 0's writes, to the replicas waiting on them)
+    }
+    if (ex) {
+      ex->copy_carried_files(src.tokenizer_dir, c.model_path);
+      ex->finish();
+      FT_LOG_INFO("exported the model to " << out << " (" << c.export_dtype << ")");
+    }
+  };
+  if (waiting != nullptr && waiting->size() > 1) on_rank0_while_others_wait(*waiting, gather_and_write);
+  else gather_and_write([] {});
   world.barrier();
 }
 

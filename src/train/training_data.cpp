@@ -14,7 +14,7 @@
 namespace ftdist::train {
 
 void on_rank0_while_others_wait(comm::Communicator& world, const std::function<void(const std::function<void()>&)>& work) {
-  at::Tensor flag = at::zeros({1}, at::kLong);  // 1: still working, 0: done
+  at::Tensor flag = at::zeros({1}, at::TensorOptions().dtype(at::kLong).device(world.device()));  // 1: still working, 0: done
   if (world.rank() != 0) {
     do world.broadcast(flag, 0);
     while (flag.item<int64_t>() != 0);

@@ -457,6 +457,21 @@ class Cases:
             loss = eval_loss(os.path.join(second, "hf"))
             assert abs(loss - ref) <= 1e-6 * abs(ref), f"model.path={given}: the new run's weights give {loss}, the checkpoint's {ref}"
 
+    # 16. The export at the end of a `none` or `hybrid` run: the ranks that write nothing waited in
+    # one barrier bounded by the communicators' timeout, which a slow disk outlasted (the job was
+    # killed mid-export). They now wait on a heartbeat, however long the export takes.
+    def slow_export_outlasts_the_timeout(self):
+        # A heartbeat every 5 s at least, or after a unit's gather (paced by rank 0's writes): the
+        # waits stay under the 12 s timeout while the export takes 16 s (4 units; hybrid: 2 pieces each).
+        for ranks, delay, sets in [(2, "4", ["parallel.shard=none"]), (4, "2", ["parallel.shard=hybrid", "parallel.shard_group=2"])]:
+            env = {**os.environ, "FTDIST_COMM_TIMEOUT_S": "12", "FTDIST_TEST_EXPORT_DELAY_S": delay}
+            out_dir = os.path.join(self.work, f"slow-export-{ranks}")
+            cmd = [self.launcher, "-np", str(ranks)] + self.train("train.steps=1", "output.export=true", "train.global_batch=16",
+                                                                  f"output.dir={out_dir}", *sets)
+            p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, env=env)
+            assert p.returncode == 0 and os.path.exists(os.path.join(out_dir, "hf", "model.safetensors.index.json")), \
+                f"{sets}: exit {p.returncode}\n{(p.stdout + p.stderr)[-3000:]}"
+
 
 def main(argv):
     ftdist, launcher, work = argv[:3]
@@ -467,7 +482,7 @@ def main(argv):
     names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
                        "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors", "ranks_disagree", "nothing_to_train",
                        "checkpoint_gaps", "commit_needs_every_rank_file", "metrics_write_fails",
-                       "new_run_from_checkpoint"]
+                       "new_run_from_checkpoint", "slow_export_outlasts_the_timeout"]
     for name in names:
         t0 = time.time()
         getattr(cases, name)()

@@ -54,4 +54,9 @@ TEST(ShardedClip, NormOfShardsIsTheNormOfTheWhole) {
   at::Tensor all = at::empty({64 * n_ranks});
   comm->all_gather_into(all, mine);
   EXPECT_NEAR(all.to(at::kDouble).norm().item<double>(), want / 2, 1e-5 * want);
+  // Replicas (hybrid: the same shard in another group) take their rank 0's norm, bit for bit, even
+  // where their own reductions came out otherwise.
+  at::Tensor own = at::full({4}, double(comm->rank() + 1), at::kFloat);
+  const ClipResult agreed = clip_grad_norm({own}, 0, nullptr, NonFinite::Skip, comm.get());
+  EXPECT_EQ(agreed.norm, 2.0) << "rank 0's norm (sqrt(4 x 1^2)) on every replica";
 }

@@ -39,8 +39,10 @@ class SkipCounter {
   int64_t skipped_ = 0;
 };
 
-// max_norm <= 0 disables the scaling (the norm is still computed and checked).
+// max_norm <= 0 disables the scaling (the norm is still computed and checked). `replicas` (hybrid:
+// the ranks that hold the same shard in other shard groups) take the norm of their rank 0, so that
+// replicas whose reductions ran in another order cannot scale apart and drift over steps.
 ClipResult clip_grad_norm(const std::vector<at::Tensor>& shards, double max_norm, comm::Communicator* comm,
-                          NonFinite policy = NonFinite::Skip);
+                          NonFinite policy = NonFinite::Skip, comm::Communicator* replicas = nullptr);
 
 }  // namespace ftdist::optim
