@@ -23,6 +23,16 @@ c10::CachingDeviceAllocator::DeviceStats cuda_stats(at::Device d) {
   return c10::cuda::CUDACachingAllocator::getDeviceStats(d.has_index() ? d.index() : 0);
 }
 constexpr size_t kAggregate = size_t(c10::CachingAllocator::StatType::AGGREGATE);
+// The caching allocator keeps one peak per device; a phase's peak (take_device_memory_phase_peak)
+// resets it, so the peaks since the last reset_device_memory_peak() carry here: the allocated and
+// the reserved bytes' maxima over the phases taken since. (Indexed by device; the runtime's thread.)
+struct Carried {
+  int64_t allocated = 0, reserved = 0;
+};
+Carried& carried(at::Device d) {
+  static Carried per_device[64];
+  return per_device[std::min<int>(d.has_index() ? d.index() : 0, 63)];
+}
 #endif
 void check_supported(at::Device d) {
   FT_CHECK(d.is_cpu() || d.is_cuda(), ErrorKind::Internal, "no memory statistics for device " << d);
@@ -53,9 +63,29 @@ int64_t device_memory_current(at::Device d) {
 int64_t device_memory_peak(at::Device d) {
   check_supported(d);
 #ifdef FTDIST_WITH_CUDA
-  if (d.is_cuda()) return cuda_stats(d).allocated_bytes[kAggregate].peak;
+  if (d.is_cuda()) return std::max(carried(d).allocated, cuda_stats(d).allocated_bytes[kAggregate].peak);
 #endif
   return CpuMemoryCounter::installed() ? CpuMemoryCounter::install().peak() : 0;
+}
+
+int64_t take_device_memory_phase_peak(at::Device d) {
+  check_supported(d);
+#ifdef FTDIST_WITH_CUDA
+  if (d.is_cuda()) {
+    const auto stats = cuda_stats(d);
+    const int64_t peak = stats.allocated_bytes[kAggregate].peak;
+    Carried& c = carried(d);
+    c.allocated = std::max(c.allocated, peak);
+    c.reserved = std::max(c.reserved, stats.reserved_bytes[kAggregate].peak);
+    c10::cuda::CUDACachingAllocator::resetPeakStats(d.has_index() ? d.index() : 0);
+    return peak;
+  }
+#endif
+  if (!CpuMemoryCounter::installed()) return 0;
+  CpuMemoryCounter& counter = CpuMemoryCounter::install();
+  const int64_t peak = counter.phase_peak();
+  counter.reset_phase_peak();
+  return peak;
 }
 
 void reset_device_memory_peak(at::Device d) {
@@ -63,6 +93,7 @@ void reset_device_memory_peak(at::Device d) {
 #ifdef FTDIST_WITH_CUDA
   if (d.is_cuda()) {
     c10::cuda::CUDACachingAllocator::resetPeakStats(d.has_index() ? d.index() : 0);
+    carried(d) = {};
     return;
   }
 #endif
@@ -72,7 +103,7 @@ void reset_device_memory_peak(at::Device d) {
 int64_t device_memory_reserved_peak(at::Device d) {
   check_supported(d);
 #ifdef FTDIST_WITH_CUDA
-  if (d.is_cuda()) return cuda_stats(d).reserved_bytes[kAggregate].peak;
+  if (d.is_cuda()) return std::max(carried(d).reserved, cuda_stats(d).reserved_bytes[kAggregate].peak);
 #endif
   return device_memory_current(d);
 }

@@ -142,21 +142,14 @@ FsdpUnit::FsdpUnit(model::LlamaModel& model, size_t index_, const plan::ModelSpe
 
 void PhaseRecorder::start() {
   phases_.clear();
-  if (device_.is_cpu() && CpuMemoryCounter::installed()) CpuMemoryCounter::install().reset_phase_peak();
+  if (device_memory_measured(device_)) take_device_memory_phase_peak(device_);  // (a new phase from here)
 }
 
 void PhaseRecorder::mark(std::string name) {
-  int64_t peak = 0, now = 0;
-  if (device_.is_cpu()) {
-    if (CpuMemoryCounter::installed()) {
-      CpuMemoryCounter& counter = CpuMemoryCounter::install();
-      peak = counter.phase_peak();
-      now = counter.current();
-      counter.reset_phase_peak();
-    }
-  } else {
-    peak = now = device_memory_current(device_);
-  }
+  // (CUDA: the allocator's statistics are host-side bookkeeping of the allocations enqueued so far)
+  const bool measured = device_memory_measured(device_);
+  const int64_t now = measured ? device_memory_current(device_) : 0;
+  const int64_t peak = measured ? take_device_memory_phase_peak(device_) : 0;
   phases_.push_back({std::move(name), peak, now});
 }
 

@@ -102,6 +102,21 @@ TEST(DeviceMemory, StatisticsBeforeAnyCudaTensor) {
   EXPECT_GT(fsdp::device_memory_capacity(dev), 0);
 }
 
+// A phase's peak sees the temporaries freed within it (the step timeline's per-phase peaks; the
+// value at the phase's end would not), and taking it keeps the peak since the last reset.
+TEST(DeviceMemory, PhasePeakSeesTemporariesAndKeepsTheOverallPeak) {
+  if (!gpu_per_rank()) GTEST_SKIP() << "no CUDA device for each rank";
+  const at::Device dev = my_gpu();
+  fsdp::reset_device_memory_peak(dev);
+  fsdp::take_device_memory_phase_peak(dev);
+  const int64_t base = fsdp::device_memory_current(dev), temp = int64_t(64) << 20;
+  { at::Tensor t = at::empty({temp}, at::TensorOptions().dtype(at::kByte).device(dev)); }
+  EXPECT_GE(fsdp::take_device_memory_phase_peak(dev) - base, temp) << "the phase saw its temporary";
+  EXPECT_LT(fsdp::take_device_memory_phase_peak(dev) - base, temp) << "the next phase did not";
+  EXPECT_GE(fsdp::device_memory_peak(dev) - base, temp) << "the peak since the reset kept it";
+  EXPECT_GE(fsdp::device_memory_reserved_peak(dev), temp);
+}
+
 #ifdef FTDIST_WITH_CUDA
 TEST(CudaEvent, NotReadyIsNoErrorForTheNextKernel) {
   if (!gpu_per_rank()) GTEST_SKIP() << "no CUDA device for each rank";

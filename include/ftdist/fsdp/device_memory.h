@@ -15,6 +15,10 @@ bool device_memory_measured(at::Device device);    // false: current/peak are 0
 int64_t device_memory_current(at::Device device);
 int64_t device_memory_peak(at::Device device);     // since the last reset
 void reset_device_memory_peak(at::Device device);
+// The peak since the previous call (or the phase reset), and a new phase from here: the step
+// timeline's per-phase peaks (CPU: the counting allocator's phase peak; CUDA: the caching
+// allocator's, whose reset leaves device_memory_peak() and the reserved peak intact).
+int64_t take_device_memory_phase_peak(at::Device device);
 // The device's whole memory (CUDA: the GPU's global memory; CPU: 0, not known here).
 int64_t device_memory_capacity(at::Device device);
 // CUDA: the caching allocator's pool (reserved bytes), which is what the GPU has given up: its peak
