@@ -1,5 +1,7 @@
 #include "optimizer_offload.h"
 
+#include <chrono>
+
 #include "ftdist/core/check.h"
 #include "ftdist/core/dtype.h"
 #include "ftdist/fsdp/device_memory.h"
@@ -27,6 +29,20 @@ struct OptimizerOffload::Streams {
   explicit Streams(at::Device d) : transfer(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, d.index())) {}
   c10::cuda::CUDAStream transfer;
 };
+
+namespace {
+// The event's point, polled rather than cudaEventSynchronize'd: a failing run (`abandoned`) stops
+// waiting, since the device work may wait on a collective that a dead peer never joins.
+void wait_unless_abandoned(const CudaEvent& event, const std::atomic<bool>& abandoned) {
+  for (;;) {
+    const cudaError_t r = cudaEventQuery(event.get());
+    if (r == cudaSuccess) return;
+    if (r != cudaErrorNotReady) FT_CUDA_CHECK(r);
+    FT_CHECK(!abandoned, ErrorKind::Internal, "optimizer offload: the wait was abandoned (the run is failing)");
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+}
+}  // namespace
 #else
 struct OptimizerOffload::Streams {};
 #endif
@@ -60,6 +76,10 @@ OptimizerOffload::~OptimizerOffload() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
+    if (std::uncaught_exceptions() > 0) {  // the run is failing: nothing more is stepped
+      abandoned_ = true;
+      queue_.clear();
+    }
   }
   cv_.notify_all();
   if (worker_.joinable()) worker_.join();
@@ -146,7 +166,7 @@ void OptimizerOffload::step(const Task& t) {
   Slot& s = *slots_[size_t(t.slot)];
   const int64_t n = t.master.numel();
 #ifdef FTDIST_WITH_CUDA
-  if (gpu_) FT_CUDA_CHECK(cudaEventSynchronize(s.grad_copied->get()));  // the gradient is in the slot
+  if (gpu_) wait_unless_abandoned(*s.grad_copied, abandoned_);  // the gradient is in the slot
 #endif
   t.opt->step(s.grad.narrow(0, 0, n), t.lr);
   at::Tensor up = t.master;
@@ -156,7 +176,7 @@ void OptimizerOffload::step(const Task& t) {
     c10::cuda::CUDAStreamGuard on_transfer(streams_->transfer);
     t.params.copy_(up, /*non_blocking=*/true);
     s.params_copied->record(streams_->transfer.stream());
-    FT_CUDA_CHECK(cudaEventSynchronize(s.params_copied->get()));  // the slot (or the master) is read: free again
+    wait_unless_abandoned(*s.params_copied, abandoned_);  // the slot (or the master) is read: free again
     return;
   }
 #endif

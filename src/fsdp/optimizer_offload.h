@@ -20,6 +20,7 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -84,6 +85,9 @@ class OptimizerOffload {
   std::map<size_t, uint64_t> last_seq_;     // per unit: its last submitted step
   std::exception_ptr failure_;
   bool stop_ = false;
+  // Destroyed while an error unwinds: the worker drops what is queued and stops waiting for the
+  // device (whose work may wait on a collective a dead peer never joins), so the job can abort.
+  std::atomic<bool> abandoned_{false};
   std::thread worker_;  // last: started once everything above exists
 };
 
