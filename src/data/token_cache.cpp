@@ -5,9 +5,11 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <fstream>
 #include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "ftdist/core/check.h"
 #include "ftdist/core/hash.h"
@@ -29,17 +31,39 @@ std::string absolute(const std::string& path, const std::string& what) {
   return buf;
 }
 
-// {"path", "size", "mtime_ns", "ctime_ns", "inode"} of a file: the status change time too, which
-// only the kernel sets, so that a file replaced or edited with its size and mtime kept (cp -p,
-// rsync -t) is another input (a chmod or a rename also counts as one: tokenized again).
+// {"path", "size", "mtime_ns"} of a file: the cache key's input.
 nlohmann::json stamp(const std::string& path, const std::string& what) {
   const std::string abs = absolute(path, what);
   struct stat st {};
   FT_CHECK_ARG(::stat(abs.c_str(), &st) == 0,
                what << ": cannot read '" << path << "' (" << std::strerror(errno) << ")");
   const int64_t mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + int64_t(st.st_mtim.tv_nsec);
-  const int64_t ctime_ns = int64_t(st.st_ctim.tv_sec) * 1000000000 + int64_t(st.st_ctim.tv_nsec);
-  return {{"path", abs}, {"size", uint64_t(st.st_size)}, {"mtime_ns", mtime_ns}, {"ctime_ns", ctime_ns}, {"inode", uint64_t(st.st_ino)}};
+  return {{"path", abs}, {"size", uint64_t(st.st_size)}, {"mtime_ns", mtime_ns}};
+}
+
+// {"ctime_ns", "inode"}: which file that is. The status change time only the kernel sets, so an
+// edit that kept the size and mtime (cp -p, rsync -t) changes it; so does a fresh copy of the same
+// bytes (data staged to a node's disk each job), which the content hash then recognizes.
+nlohmann::json identity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return nullptr;
+  return {{"ctime_ns", int64_t(st.st_ctim.tv_sec) * 1000000000 + int64_t(st.st_ctim.tv_nsec)}, {"inode", uint64_t(st.st_ino)}};
+}
+
+// FNV-1a over the whole file, streamed (hex; "" when it cannot be read).
+std::string content_hash(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  uint64_t h = 1469598103934665603ull;
+  std::vector<char> buf(size_t(1) << 20);
+  while (in) {
+    in.read(buf.data(), std::streamsize(buf.size()));
+    const std::streamsize n = in.gcount();
+    for (std::streamsize k = 0; k < n; ++k) h = (h ^ static_cast<unsigned char>(buf[size_t(k)])) * 1099511628211ull;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+  return hex;
 }
 
 // The tokenizer by what it is made of: each file it reads (the model, its tokenizer_config.json and
@@ -84,14 +108,31 @@ uint64_t size_of(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : UINT64_MAX;
 }
 
-bool is_current(const std::string& ftok, const nlohmann::json& key) {
+// Whether `ftok` was made from this input: the same key (path, size, mtime, tokenizer, ...) and the
+// same file, or another file (another ctime or inode) with the same bytes. *same_file: whether the
+// sidecar's identity is the input's (else a reuse should record the new one).
+bool is_current(const std::string& ftok, const nlohmann::json& key, const std::string& input, bool* same_file = nullptr) {
   if (!file_exists(ftok) || !file_exists(sidecar_of(ftok))) return false;
   try {
     const nlohmann::json side = parse_json(read_text_file(sidecar_of(ftok), "the token cache"), sidecar_of(ftok));
-    return side.at("key") == key && side.at("ftok_bytes").get<uint64_t>() == size_of(ftok);
+    if (side.at("key") != key || side.at("ftok_bytes").get<uint64_t>() != size_of(ftok)) return false;
+    const bool same = side.value("input_identity", nlohmann::json()) == identity(input);
+    if (same_file) *same_file = same;
+    return same || (side.contains("input_fnv1a64") && side["input_fnv1a64"] == content_hash(input));
   } catch (const std::exception&) {  // unreadable or not ours: rewrite it
     return false;
   }
+}
+
+void write_sidecar(const std::string& ftok, const nlohmann::json& key, const std::string& input, const std::string& input_hash,
+                   int64_t documents, int64_t tokens, const std::string& what) {
+  const nlohmann::json side = {{"key", key},
+                               {"input_identity", identity(input)},
+                               {"input_fnv1a64", input_hash},
+                               {"ftok_bytes", size_of(ftok)},
+                               {"documents", documents},
+                               {"tokens", tokens}};
+  write_text_file_atomic(sidecar_of(ftok), side.dump(2) + "\n", what + " cache");
 }
 
 }  // namespace
@@ -105,7 +146,7 @@ std::string tokenized_cache_path(const TokenCacheSource& src, const std::string&
 
 bool tokenized_cache_is_current(const TokenCacheSource& src, const std::string& cache_dir) {
   try {
-    return is_current(tokenized_cache_path(src, cache_dir), cache_key(src, "data"));
+    return is_current(tokenized_cache_path(src, cache_dir), cache_key(src, "data"), src.jsonl_path);
   } catch (const Error&) {
     return false;
   }
@@ -116,20 +157,25 @@ std::string tokenized_cache(const TokenCacheSource& src, const Tokenizer* tokeni
   // The key is taken before reading: an input modified meanwhile is re-tokenized next time.
   const nlohmann::json key = cache_key(src, what);
   const std::string ftok = tokenized_cache_path(src, cache_dir);
-  if (is_current(ftok, key)) return ftok;
+  bool same_file = true;
+  if (is_current(ftok, key, src.jsonl_path, &same_file)) {
+    if (!same_file) {  // a copy of the same bytes: recorded, so that the next run need not hash it again
+      const nlohmann::json side = parse_json(read_text_file(sidecar_of(ftok), "the token cache"), sidecar_of(ftok));
+      write_sidecar(ftok, key, src.jsonl_path, side.value("input_fnv1a64", ""), side.value("documents", int64_t(0)),
+                    side.value("tokens", int64_t(0)), what);
+    }
+    return ftok;
+  }
   make_directories(cache_dir, what + " cache");
   std::remove(sidecar_of(ftok).c_str());  // from here on the old file is not current
+  const std::string input_hash = content_hash(src.jsonl_path);  // (read before the tokens, as the key)
   TokenFileWriter writer(ftok, src.vocab);
   for_each_jsonl_document(
       src.jsonl_path, src.vocab, what, tokenizer,
       [&](Document&& d) { writer.add(d, src.jsonl_path); },
       progress, src.chat_all_turns);
   writer.finish(tick);
-  const nlohmann::json side = {{"key", key},
-                               {"ftok_bytes", size_of(ftok)},
-                               {"documents", writer.num_documents()},
-                               {"tokens", writer.num_tokens()}};
-  write_text_file_atomic(sidecar_of(ftok), side.dump(2) + "\n", what + " cache");
+  write_sidecar(ftok, key, src.jsonl_path, input_hash, int64_t(writer.num_documents()), int64_t(writer.num_tokens()), what);
   fsync_directory(cache_dir, what + " cache");
   return ftok;
 }

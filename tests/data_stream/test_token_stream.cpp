@@ -523,6 +523,19 @@ TEST(TokenizedCache, ReusedUntilTheInputChanges) {
   data::tokenized_cache({jsonl, "", 300}, nullptr, cache, "data.train");
   expect_cache_equals_jsonl(ftok, jsonl, 5);
 
+  // A fresh copy of the same bytes with the mtime kept (data staged to a node's disk each job, as
+  // rsync -a does): another inode and ctime, the same content: reused, not tokenized again.
+  const Stamp before_copy = stamp_of(ftok);
+  ASSERT_EQ(::stat(jsonl.c_str(), &kept), 0);
+  const std::string bytes = read_text_file(jsonl, "test");
+  ASSERT_EQ(std::remove(jsonl.c_str()), 0);
+  { std::ofstream(jsonl, std::ios::trunc) << bytes; }
+  const struct timespec copied[2] = {kept.st_atim, kept.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, jsonl.c_str(), copied, 0), 0);
+  EXPECT_TRUE(data::tokenized_cache_is_current({jsonl, "", 300}, cache)) << "a copy of the same bytes";
+  EXPECT_EQ(data::tokenized_cache({jsonl, "", 300}, nullptr, cache, "data.train"), ftok);
+  EXPECT_TRUE(stamp_of(ftok) == before_copy) << "reused, not rewritten";
+
   // Another vocabulary is another key.
   EXPECT_FALSE(data::tokenized_cache_is_current({jsonl, "", 301}, cache));
 }

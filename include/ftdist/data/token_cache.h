@@ -12,12 +12,14 @@
 //   <cache_dir>/train.<hash>.ftok.json   the sidecar: the key it was made with, written last (atomic)
 // <hash> is a short hash of the input's absolute path, the tokenizer's path (or "bytes"), the
 // vocabulary, which chat turns train and the cache format, so a train and an eval input never share
-// a file; a changed input rewrites its own file. The key in the sidecar also records the input's size,
-// mtime and ctime (ns: the status change time, which only the kernel sets, sees an edit that kept the
-// size and mtime) and inode, and a hash of the contents of every file the tokenizer reads (tokenizer_files():
+// a file; a changed input rewrites its own file. The key in the sidecar also records the input's size
+// and mtime (ns), and a hash of the contents of every file the tokenizer reads (tokenizer_files():
 // the model, tokenizer_config.json, chat_template.jinja), so a tokenizer or template edited in place
 // is seen whatever its mtime: the cache is reused only when every field matches and the .ftok has
 // the size the sidecar records, so a killed write (no sidecar yet, or an old one) is never reused.
+// The sidecar also records which file the input was (its ctime and inode) and a hash of its bytes:
+// another file under the key (an edit that kept the size and mtime, as cp -p leaves it) is reused
+// only when its bytes hash the same (a copy staged anew each job), and then recorded as current.
 //
 // The functions do no cross-process coordination: with several ranks, one writes while the
 // others wait, then they open tokenized_cache_path().
