@@ -162,23 +162,32 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
   const json config = read_config(config_path);
   auto chat = std::make_shared<ChatFormat>();
   chat->origin = config_path;
-  // The "default" template, and the "tool_use" one for conversations with tools where there is one.
+  // The "default" template, and the "tool_use" one for conversations with tools where there is one;
+  // each one's problem is said when a conversation needs it (text data reads without them).
+  chat->has_template = (config.contains("chat_template") && !config["chat_template"].is_null()) ||
+                       file_exists(chat_template_file_of(config_path)) || !list_directory(additional_chat_templates_dir_of(config_path)).empty();
+  std::map<std::string, std::pair<std::string, std::string>> named;
   try {
-    const auto named = named_templates(config, config_path);
-    chat->has_template = !named.empty();
-    const auto def = named.find("default"), tool_use = named.find("tool_use");
-    if (tool_use != named.end())
-      chat->tool_use_tmpl = std::make_shared<const ChatTemplate>(tool_use->second.first, tool_use->second.second);
-    if (def != named.end()) {
-      chat->tmpl = std::make_shared<const ChatTemplate>(def->second.first, def->second.second);
-    } else {
-      std::string names;
-      for (const auto& [name, t] : named) names += (names.empty() ? "" : ", ") + name;
-      chat->error = named.empty() ? config_path + ": no chat_template (and no chat_template.jinja beside it)"
-                                  : config_path + ": no chat template named \"default\" (it has " + names + ")";
-    }
+    named = named_templates(config, config_path);
   } catch (const Error& e) {
-    chat->error = e.message();
+    chat->error = chat->tool_use_error = e.message();
+  }
+  auto parse = [&](const std::string& name, std::shared_ptr<const ChatTemplate>& into, std::string& error) {
+    const auto it = named.find(name);
+    if (it == named.end()) return false;
+    try {
+      into = std::make_shared<const ChatTemplate>(it->second.first, it->second.second);
+    } catch (const Error& e) {
+      error = e.message();
+    }
+    return true;
+  };
+  parse("tool_use", chat->tool_use_tmpl, chat->tool_use_error);
+  if (!parse("default", chat->tmpl, chat->error) && chat->error.empty()) {
+    std::string names;
+    for (const auto& [name, t] : named) names += (names.empty() ? "" : ", ") + name;
+    chat->error = named.empty() ? config_path + ": no chat_template (and no chat_template.jinja beside it)"
+                                : config_path + ": no chat template named \"default\" (it has " + names + ")";
   }
   chat->bos_token = token_text(config, "bos_token", config_path);
   chat->eos_token = token_text(config, "eos_token", config_path);
@@ -259,8 +268,9 @@ std::vector<int64_t> text_end(const Tokenizer& tok, const std::vector<int64_t>& 
 std::string render_chat(const ChatFormat& chat, const nlohmann::ordered_json& messages, bool add_generation_prompt,
                         const nlohmann::ordered_json& tools) {
   // (as Transformers picks: "tool_use" when the conversation has tools and there is one)
-  const std::shared_ptr<const ChatTemplate>& tmpl = !tools.is_null() && chat.tool_use_tmpl ? chat.tool_use_tmpl : chat.tmpl;
-  FT_CHECK_ARG(tmpl, chat.error);
+  const bool tool_use = !tools.is_null() && (chat.tool_use_tmpl || !chat.tool_use_error.empty());
+  const std::shared_ptr<const ChatTemplate>& tmpl = tool_use ? chat.tool_use_tmpl : chat.tmpl;
+  FT_CHECK_ARG(tmpl, (tool_use ? chat.tool_use_error : chat.error));
   return tmpl->render({{"messages", messages},
                            {"tools", tools},
                            {"documents", nullptr},

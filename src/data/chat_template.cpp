@@ -1261,7 +1261,7 @@ Value Impl::filter(const Expr& e, Scope& s, int line) const {
   // (tojson(sort_keys=true) would render other text than Transformers does).
   static const std::map<std::string, std::vector<std::string>> keywords = {
       {"trim", {"chars"}},          {"default", {"default_value", "boolean"}}, {"d", {"default_value", "boolean"}},
-      {"tojson", {"indent"}},       {"join", {"d", "attribute"}},              {"map", {"attribute", "default"}}};
+      {"tojson", {"indent", "ensure_ascii"}},       {"join", {"d", "attribute"}},              {"map", {"attribute", "default"}}};
   const auto known = keywords.find(f);
   for (const std::string& k : e.kwnames)
     if (known == keywords.end() || std::find(known->second.begin(), known->second.end(), k) == known->second.end())
@@ -1289,7 +1289,9 @@ Value Impl::filter(const Expr& e, Scope& s, int line) const {
     return x;
   }
   if (f == "tojson") {
-    const std::optional<Value> indent = kw("indent", 0);
+    const std::optional<Value> indent = kw("indent", 0), ascii = kw("ensure_ascii", 99);
+    if (ascii && truthy(*ascii))  // (ftdist writes non-ASCII text as it is: ensure_ascii=False, Transformers' default)
+      fail(line, "tojson(ensure_ascii=" + py_repr(ascii->v) + "): only ensure_ascii=False (the default) is supported");
     if (indent && !indent->v.is_null() && !indent->v.is_number_integer())
       fail(line, "tojson(indent=" + py_repr(indent->v) + "): only a number of spaces is supported");
     const int64_t spaces = indent && indent->v.is_number_integer() ? indent->v.get<int64_t>() : 0;

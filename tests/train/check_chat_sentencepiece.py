@@ -185,6 +185,18 @@ for d in (d_list, d_files):
             for t, line in zip([TOOL_USE_T, DEFAULT_T], named_lines)]
     check(r.returncode == 0 and shown == want,
           f"{os.path.basename(d)}: tools render with tool_use, the rest with default ({shown!r} vs {want!r}; {r.stderr.decode()[-200:]})")
+# A tool_use template ftdist cannot render stops only the lines with tools (naming it); a malformed
+# list of named templates is named as such.
+open(os.path.join(d_files, "additional_chat_templates", "tool_use.jinja"), "w").write("{% macro x() %}{% endmacro %}")
+r, data, out = prepare(d_files, named_lines[1:])
+check(r.returncode == 0, f"a broken tool_use template leaves lines without tools alone: exit {r.returncode} {r.stderr.decode()[-200:]}")
+r, data, out = prepare(d_files, named_lines[:1])
+err = r.stderr.decode()
+check(r.returncode == 2 and "tool_use.jinja (line 1)" in err and "macro" in err, f"a line with tools names the tool_use template: {err[-200:]!r}")
+d_bad = model_dir("named-bad", [{"name": "default", "template": DEFAULT_T}, {"name": "rag"}])
+r, data, out = prepare(d_bad, named_lines[1:])
+err = r.stderr.decode()
+check(r.returncode == 2 and '"chat_template" entries must be' in err, f"a malformed template list is named: {err[-200:]!r}")
 
 # Strings are sequences of code points (length, indexing, slicing, loops, first/last), strip() and
 # trim strip what Python calls whitespace (NBSP, U+3000), and case changes reach letters past ASCII.
@@ -219,6 +231,9 @@ FILTERS_TEMPLATE = ("{{ [1, 2, 3, 4] | select('divisibleby', 2) | list }} {{ [0,
                     "{{ seen | map(attribute='nope', default='-') | join }} {{ seen | selectattr('tool_calls') | list | length }}] "
                     "{{ m.role }}: {{ m.content }}\n{% endfor %}")
 check_rendered("filters", FILTERS_TEMPLATE, CONVERSATIONS[1], "sequence filters")
+check_rendered("tojson-ascii", "{{ ['café', {'k': 'é日'}] | tojson(ensure_ascii=False) }}{{ {'k': 'é日'} | tojson(ensure_ascii=false, indent=2) }}"
+               "{% for m in messages %}{{ m.content | tojson(ensure_ascii=False) }}{% endfor %}",
+               [{"role": "user", "content": "café"}, {"role": "assistant", "content": "oui"}], "tojson(ensure_ascii=False)")
 check_rendered("join-attribute", "{{ [{'role': 'x'}, {'role': 'y'}, {}] | join(', ', attribute='role') }} "
                "{{ [{'a': {'b': 1}}, {'a': {'b': 2}}] | join('+', attribute='a.b') }} {{ [[1, 2], [3, 4]] | join(attribute='1') }}\n"
                "{% for m in messages %}{{ messages[:loop.index] | join('|', attribute='role') }}: {{ m.content }}\n{% endfor %}",

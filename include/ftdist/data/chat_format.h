@@ -34,7 +34,8 @@ struct ChatFormat {
   bool has_template = false;
   std::shared_ptr<const ChatTemplate> tmpl;           // "default"
   std::shared_ptr<const ChatTemplate> tool_use_tmpl;  // "tool_use": for conversations with tools (null: none)
-  std::string error;
+  std::string error;           // why there is no "default" template
+  std::string tool_use_error;  // why the "tool_use" template there is does not render ("": none, or it renders)
   std::string bos_token, eos_token;  // as the template sees them ("" when undefined)
   // Special tokens as they stand in rendered text, with their ids, longest first: the added
   // tokens of tokenizer_config.json and BOS / EOS (with a tokenizer.json, every token the config
