@@ -219,11 +219,11 @@ JsonlKind jsonl_kind(const std::string& path) {
                                                                : JsonlKind::kUnknown;
     return true;
   });
-  // Text lines first and masked examples later: the data has a loss mask all the same.
-  if (first == JsonlKind::kText &&
-      any_line(path, [](const std::string& line) { return has_key(line, "messages") || has_key(line, "prompt"); }))
-    return JsonlKind::kMaskedText;
   return first;
+}
+
+bool jsonl_masked_text_lines(const std::string& path) {
+  return any_line(path, [](const std::string& line) { return has_key(line, "messages") || has_key(line, "prompt"); });
 }
 
 bool jsonl_labels_mask(const std::string& path) {

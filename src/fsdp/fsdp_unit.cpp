@@ -374,8 +374,9 @@ at::Tensor FsdpUnit::gather_state(const std::string& name, int root) {
   const at::ScalarType host = mine.scalar_type() == at::kByte ? at::kByte : at::kFloat;
   at::Tensor out = here ? at::empty({entries}, at::TensorOptions().dtype(host).device(at::kCPU)) : at::Tensor();
   // (pieces of one shard: the device buffer is never more than a step's own shard)
-  gather_state_pieces(name, root, std::max<int64_t>(1, mine.numel()),
-                      [&](int64_t first, const at::Tensor& piece) { out.narrow(0, first, piece.numel()).copy_(piece); });
+  gather_state_pieces(name, root, std::max<int64_t>(1, mine.numel()), [&](int64_t first, const at::Tensor& piece) {
+    if (piece.defined()) out.narrow(0, first, piece.numel()).copy_(piece);
+  });
   return out;
 }
 
@@ -391,7 +392,11 @@ void FsdpUnit::gather_state_pieces(const std::string& name, int root, int64_t ma
     sink(first, piece.to(at::kCPU, host, /*non_blocking=*/false, /*copy=*/true));
   };
   if (!policy_.shard_states) {  // every rank holds the whole
-    for (int64_t at = 0; here && at < entries; at += max_piece) deliver(at, mine.narrow(0, at, std::min(max_piece, entries - at)));
+    for (int64_t at = 0; at < entries; at += max_piece) {
+      const at::Tensor piece = mine.narrow(0, at, std::min(max_piece, entries - at));
+      if (here) deliver(at, piece);
+      else sink(at, at::Tensor());
+    }
     return;
   }
   // Rank r's shard (entries [r * shard, (r + 1) * shard); the last ones are padding) in pieces that
@@ -405,7 +410,10 @@ void FsdpUnit::gather_state_pieces(const std::string& name, int root, int64_t ma
       const at::Tensor part = buf.narrow(0, 0, len);
       if (shard_comm_.rank() == r) part.copy_(mine.narrow(0, off, len));
       shard_comm_.broadcast(part, int(r));
-      if (!here) continue;
+      if (!here) {
+        sink(at, at::Tensor());
+        continue;
+      }
       shard_comm_.synchronize();  // before the host reads it
       deliver(at, part.narrow(0, 0, std::min(len, entries - at)));
     }

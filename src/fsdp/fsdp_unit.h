@@ -147,8 +147,9 @@ class FsdpUnit {
   // (`root` >= 0: whole on that rank of the shard group only, undefined elsewhere)
   at::Tensor gather_state(const std::string& name, int root = -1);
   // The same in pieces of at most `max_piece` entries, in order: `sink(first, piece)` gets entries
-  // [first, first + piece.numel()) on the CPU, on rank `root` of the shard group (every rank with
-  // root < 0). The device holds one piece, the host one piece's copy at a time.
+  // [first, first + piece.numel()) on the CPU on rank `root` of the shard group (every rank with
+  // root < 0), and an undefined piece on the others, as each piece passes. The device holds one
+  // piece, the host one piece's copy at a time.
   void gather_state_pieces(const std::string& name, int root, int64_t max_piece, const StateSink& sink);
   int64_t optimizer_steps() const { return opt_->steps(); }
   // Refills master, optimizer states and step from a checkpoint, then the parameters from master.

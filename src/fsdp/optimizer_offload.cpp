@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "ftdist/core/check.h"
+#include "ftdist/comm/communicator.h"
 #include "ftdist/core/dtype.h"
 #include "ftdist/fsdp/device_memory.h"
 #include "ftdist/plan/memory_model.h"
@@ -32,13 +33,20 @@ struct OptimizerOffload::Streams {
 
 namespace {
 // The event's point, polled rather than cudaEventSynchronize'd: a failing run (`abandoned`) stops
-// waiting, since the device work may wait on a collective that a dead peer never joins.
+// waiting, and so does a wait past the communicators' timeout (the copy follows the unit's
+// reduction, which a dead or hung peer never finishes): the step fails, and the trainer with it.
 void wait_unless_abandoned(const CudaEvent& event, const std::atomic<bool>& abandoned) {
+  static const double timeout_s = comm::comm_options_from_env().timeout_s;
+  const auto start = std::chrono::steady_clock::now();
   for (;;) {
     const cudaError_t r = cudaEventQuery(event.get());
     if (r == cudaSuccess) return;
     if (r != cudaErrorNotReady) FT_CUDA_CHECK(r);
     FT_CHECK(!abandoned, ErrorKind::Internal, "optimizer offload: the wait was abandoned (the run is failing)");
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    FT_CHECK(timeout_s <= 0 || waited <= timeout_s, ErrorKind::Comm,
+             "optimizer offload: a unit's gradient did not reach the host within " << timeout_s << " s (FTDIST_COMM_TIMEOUT_S): "
+             "the reduction before it never finished; a peer rank has probably died or hung");
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
 }

@@ -347,8 +347,8 @@ std::string find_latest_checkpoint(const std::string& root) {
     for (const std::string& d : step_dirs(root))
       if (is_checkpoint_dir(root + "/" + d)) newest = d;
     if (newest.empty()) return "";
-    static std::set<std::string> warned;  // (several callers look for it)
-    if (warned.insert(root).second)
+    static std::set<std::string> warned;  // (several callers look for it; every rank does)
+    if (warned.insert(root).second && log::rank() <= 0)
       FT_LOG_WARN(root << " has checkpoints but no 'latest' (a save interrupted before writing it, or a removed file); "
                        "using the newest complete one, " << newest);
     return root + "/" + newest;

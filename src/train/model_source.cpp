@@ -117,13 +117,16 @@ void export_model(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& f
   // device nor the host holds a whole unit.
   auto gather_and_write = [&](const std::function<void()>& heartbeat) {
     for (size_t u = 0; u < fsdp.num_units() && fsdp.state_files().writes; ++u) {
+      // (every gathering rank's sink sees each piece pass, paced by rank 0's writes: each keeps the
+      // replicas waiting on it informed)
       fsdp.gather_state_pieces(u, "master", /*root=*/0, io::kExportPieceElements, [&](int64_t, const at::Tensor& piece) {
-        if (ex) ex->add_piece(piece);  // (`none`: every rank holds the whole; rank 0 writes)
-        if (const char* delay = std::getenv("FTDIST_TEST_EXPORT_DELAY_S"))  // a slow disk, in tests
-          if (ex) std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(delay)));
+        if (ex && piece.defined()) {  // (`none`: every rank holds the whole; rank 0 writes)
+          ex->add_piece(piece);
+          if (const char* delay = std::getenv("FTDIST_TEST_EXPORT_DELAY_S"))  // a slow disk, in tests
+            std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(delay)));
+        }
         heartbeat();
       });
-      heartbeat();  // (the gathering ranks, paced by rank 0's writes, to the replicas waiting on them)
     }
     if (ex) {
       ex->copy_carried_files(src.tokenizer_dir, c.model_path);

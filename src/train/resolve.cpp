@@ -20,15 +20,27 @@ namespace {
 // as the .ftok made of it is masked), a stream for plain text.
 // The training and the evaluation data each decide their own: an eval set's loss does not depend on
 // the training data's format.
-std::string resolved_packing(const std::string& packing, const std::string& path) {
+// A JSONL file is searched whole (masked examples after text lines, labels that mask a token) on
+// rank 0 only, which tells the others.
+std::string resolved_packing(const std::string& packing, const std::string& path, comm::Communicator& world) {
   if (packing != "auto") return packing;
   if (data::is_token_file_path(path))
     return data::TokenFile(path, std::numeric_limits<int32_t>::max()).masked() ? "documents" : "stream";
-  switch (data::jsonl_kind(path)) {
-    case data::JsonlKind::kMaskedText: return "documents";
-    case data::JsonlKind::kTokenIds: return data::jsonl_labels_mask(path) ? "documents" : "stream";
-    default: return "stream";  // (missing, empty, or malformed: opening the data says so)
+  at::Tensor masked = at::zeros({1}, at::kLong);
+  if (world.rank() == 0) {
+    switch (data::jsonl_kind(path)) {
+      case data::JsonlKind::kMaskedText: masked.fill_(1); break;
+      case data::JsonlKind::kTokenIds: masked.fill_(int64_t(data::jsonl_labels_mask(path))); break;
+      case data::JsonlKind::kText: masked.fill_(int64_t(data::jsonl_masked_text_lines(path))); break;
+      default: break;  // (missing, empty, or malformed: opening the data says so)
+    }
   }
+  if (world.size() > 1) {
+    at::Tensor on = masked.to(world.device());
+    world.broadcast(on, 0);
+    masked = on.cpu();
+  }
+  return masked.item<int64_t>() != 0 ? "documents" : "stream";
 }
 }  // namespace
 
@@ -41,8 +53,8 @@ ResolvedRun resolve_run(const RunConfig& config, const plan::ModelSpec& spec, co
                            "CUDA); use \"cpu\" or \"auto\"");
   c.device = resolved_device(c);
   c.precision = resolved_precision(c);
-  c.eval_packing = c.eval_data.empty() ? "" : resolved_packing(c.packing, c.eval_data);
-  c.packing = resolved_packing(c.packing, c.train_data);
+  c.eval_packing = c.eval_data.empty() ? "" : resolved_packing(c.packing, c.eval_data, world);
+  c.packing = resolved_packing(c.packing, c.train_data, world);
   plan::check_activation_checkpointing(c.activation_checkpointing, spec.layers, c.origin + " parallel.checkpointing");
   FT_CHECK_ARG(spec.dropout.empty(), spec.dropout << "; ftdist trains without dropout (set it to 0.0)");
   if (spec.max_position > 0 && c.seq_len > spec.max_position && world.rank() == 0)

@@ -275,10 +275,9 @@ TEST(Packing, AutoDecidesAJsonlAsItsTokenFile) {
   EXPECT_EQ(resolved("auto_text_then_prompt.jsonl",
                      "{\"text\": \"plain, with the word \\\"prompt\\\" in it\"}\n{\"prompt\": \"q\", \"completion\": \"a\"}"),
             "documents");
-  EXPECT_EQ(data::jsonl_kind(write("auto_text_then_messages.jsonl",  // (chat needs a template to tokenize)
-                                   "{\"text\": \"plain\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, "
-                                   "{\"role\": \"assistant\", \"content\": \"a\"}]}\n")),
-            data::JsonlKind::kMaskedText);
+  EXPECT_TRUE(data::jsonl_masked_text_lines(write("auto_text_then_messages.jsonl",  // (chat needs a template to tokenize)
+                                                  "{\"text\": \"plain\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, "
+                                                  "{\"role\": \"assistant\", \"content\": \"a\"}]}\n")));
   EXPECT_EQ(resolved("auto_text_mentions_prompt.jsonl", "{\"text\": \"a \\\"prompt\\\": not a key\"}\n{\"text\": \"b\"}"), "stream");
   // The eval data decides its own: its loss does not depend on the training data's format.
   train::RunConfig c;

@@ -51,10 +51,12 @@ size_t for_each_jsonl_document(const std::string& path, int64_t vocab, const std
 // What a JSONL file holds, judged by its first non-blank line as parse_line reads it: token ids
 // ("input_ids", whatever else the line holds), plain text ("text"), text whose prompt is masked
 // ("prompt"/"completion", "messages"), or kUnknown (no such file, no line, or a line that is no JSON
-// object: opening the data names it). Text whose later lines hold masked examples is kMaskedText
-// (every line is searched; only those that mention "messages" or "prompt" are parsed).
+// object: opening the data names it).
 enum class JsonlKind { kUnknown, kTokenIds, kText, kMaskedText };
 JsonlKind jsonl_kind(const std::string& path);
+// Whether any line holds a prompt/completion or chat example (text data with masked examples after
+// its first line): every line is searched, only those that mention "messages" or "prompt" parsed.
+bool jsonl_masked_text_lines(const std::string& path);
 
 // Whether any line's "labels" holds -100 (only lines containing "-100" are parsed).
 bool jsonl_labels_mask(const std::string& path);

@@ -171,8 +171,9 @@ class FsdpModel {
   // The same for any checkpointed state (master, or an optimizer state: fp32; codes stay uint8).
   at::Tensor gather_state(size_t u, const std::string& state, int root = -1);
   // Unit u's state in pieces of at most `max_piece` entries, in order, to `sink(first, piece)` on the
-  // host of shard-group rank `root` (every rank with root < 0): a device buffer of one piece, no
-  // whole unit anywhere (the end-of-training export). Every rank of the group calls it.
+  // host of shard-group rank `root` (every rank with root < 0; the others' sinks get an undefined
+  // piece as each passes, to keep time): a device buffer of one piece, no whole unit anywhere (the
+  // end-of-training export). Every rank of the group calls it.
   void gather_state_pieces(size_t u, const std::string& state, int root, int64_t max_piece, const StateSink& sink);
 
   // Checkpoints (io/checkpoint.h): this rank writes file shard `index` of `count` when `writes`
