@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include "ftdist/core/check.h"
 #include "ftdist/core/hash.h"
 #include "ftdist/core/text_file.h"
+#include "ftdist/io/hf_export.h"
 
 namespace ftdist::train {
 namespace {
@@ -49,15 +51,29 @@ void stop_unless_every_rank_agrees(const std::vector<std::string>& differ, comm:
   FT_CHECK_ARG(false, origin << ": rank " << r << "'s " << what << " from rank 0's (its message names them); " << advice);
 }
 
-// A file by its size and the FNV-1a hash of its first and last 64 KiB ("missing" when it cannot be
-// read); a directory by every plain file in it.
+// Whether ftdist reads a file of this name in a model, checkpoint or tokenizer directory: the
+// config, the weights and their index, a checkpoint's meta.json, the carried files (not a README,
+// a .gitattributes or a job's log that happen to sit there).
+bool read_from_directory(const std::string& name) {
+  const auto ends = [&](const char* tail) {
+    const size_t n = std::strlen(tail);
+    return name.size() >= n && name.compare(name.size() - n, n, tail) == 0;
+  };
+  const auto& carried = io::tokenizer_file_names();
+  const auto& side = io::model_side_file_names();
+  return name == "config.json" || name == "meta.json" || ends(".safetensors") || ends(".safetensors.index.json") ||
+         std::find(carried.begin(), carried.end(), name) != carried.end() || std::find(side.begin(), side.end(), name) != side.end();
+}
+
+// A file by its size and the FNV-1a hash of its first and last 64 KiB ("missing" when it does not
+// exist, "unreadable" when it cannot be read); a directory by the files ftdist reads in it.
 std::string file_digest(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return "missing";
+  if (::stat(path.c_str(), &st) != 0) return errno == ENOENT ? "missing" : "unreadable";
   if (S_ISDIR(st.st_mode)) {
     nlohmann::ordered_json files = nlohmann::ordered_json::object();
     for (const std::string& name : list_directory(path))
-      if (file_exists(path + "/" + name)) files[name] = file_digest(path + "/" + name);
+      if (read_from_directory(name) && file_exists(path + "/" + name)) files[name] = file_digest(path + "/" + name);
     return files.dump();
   }
   constexpr int64_t kEdge = 64 << 10;

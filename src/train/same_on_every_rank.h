@@ -14,8 +14,9 @@ void check_same_config_on_every_rank(const RunConfig& config, comm::Communicator
 
 // The files the config names (model.path's directory, model.config, data.train, data.eval,
 // data.tokenizer) against rank 0's copies: each by its size and the bytes at its start and end (a
-// directory: every file in it so), so that node-local copies that differ — another config.json,
-// other data — are found without reading whole files.
+// directory: the files ftdist reads in it so — config, weights, index, tokenizer files), so that
+// node-local copies that differ — another config.json, other data — are found without reading
+// whole files.
 void check_same_inputs_on_every_rank(const RunConfig& config, comm::Communicator& world);
 
 }  // namespace ftdist::train

@@ -203,6 +203,20 @@ void Trainer::probe() {
   log_probe(src_.spec, fit_->setup, run_.budget, device);
 }
 
+namespace {
+// Whether `t` holds only finite (and, if asked, non-negative) values, checked 1M elements at a time
+// (the temporaries stay small next to what the run holds: a save at its memory limit).
+bool finite_slice(const at::Tensor& t, bool non_negative) {
+  constexpr int64_t kChunk = int64_t(1) << 20;
+  const at::Tensor flat = t.reshape({-1});
+  for (int64_t k = 0; k < flat.numel(); k += kChunk) {
+    const at::Tensor part = flat.narrow(0, k, std::min(kChunk, flat.numel() - k));
+    if (!at::isfinite(part).all().item<bool>() || (non_negative && (part < 0).any().item<bool>())) return false;
+  }
+  return true;
+}
+}  // namespace
+
 // The first state, as unit * states + state, that holds NaN or Inf (or a negative second moment) on
 // any rank, or -1. Each rank checks the slices it would save (together they cover every element);
 // every rank calls it. Optimizer states only when `optimizer_states` (fresh ones are 0); codes never.
@@ -215,7 +229,7 @@ int64_t Trainer::first_bad_state(bool optimizer_states) {
       if (states[s].dtype == plan::OptimizerState::Dtype::U8 || (s > 0 && !optimizer_states)) continue;
       const at::Tensor t = fsdp_->state_slice(u, states[s].name);
       const bool second_moment = std::string(states[s].name) == "exp_avg_sq";
-      if (!at::isfinite(t).all().item<bool>() || (second_moment && (t < 0).any().item<bool>())) {
+      if (!finite_slice(t, /*non_negative=*/second_moment)) {
         bad = int64_t(u * states.size() + s);
         break;
       }
