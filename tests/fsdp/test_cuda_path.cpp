@@ -255,6 +255,31 @@ TEST(FsdpCuda, OffloadedStepTrainsLikeTheDeviceStep) {
   }
 }
 
+// Without clipping and with non-finite steps aborting, each unit's offloaded step runs during the
+// backward (submitted from the autograd thread, its parameters uploaded while backward goes on):
+// the same trajectory as the device's step.
+TEST(FsdpCuda, OffloadedStepInBackwardTrainsLikeTheDeviceStep) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device for each rank (or built without NCCL)";
+  auto gpu = gpu_world();
+  const plan::ModelSpec spec = tiny_spec("llama");
+  for (plan::Stage stage : {plan::Stage::Full, plan::Stage::None}) {
+    SCOPED_TRACE(plan::stage_name(stage));
+    fsdp::FsdpConfig cfg;
+    cfg.stage = stage;
+    cfg.precision = plan::Precision::Fp32;
+    cfg.max_grad_norm = 0;         // no global norm to wait for:
+    cfg.skip_nonfinite = false;    // the step goes in backward
+    cfg.optimizer.adamw.eps = 1e-3;
+    const Trajectory want = train(*gpu, cfg, spec);
+    cfg.offload_optimizer = true;
+    const Trajectory got = train(*gpu, cfg, spec);
+    for (size_t s = 0; s < want.losses.size(); ++s) EXPECT_NEAR(got.losses[s], want.losses[s], 1e-4 * std::abs(want.losses[s])) << "step " << s;
+    for (size_t u = 0; u < want.master.size(); ++u)
+      EXPECT_TRUE(at::allclose(got.master[u], want.master[u], 1e-3, 1e-5))
+          << "unit " << u << " max diff " << (got.master[u] - want.master[u]).abs().max().item<double>();
+  }
+}
+
 TEST(FsdpCuda, Bf16MixedStaysCloseToFp32) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device for each rank (or built without NCCL)";
   auto cpu = mpi_world();
