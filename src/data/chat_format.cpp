@@ -158,19 +158,17 @@ std::string additional_chat_templates_dir_of(const std::string& config_path) {
   return directory_of(config_path) + "/" + kAdditionalChatTemplates;
 }
 
-std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, Tokenizer& tok) {
-  const json config = read_config(config_path);
-  auto chat = std::make_shared<ChatFormat>();
-  chat->origin = config_path;
-  // The "default" template, and the "tool_use" one for conversations with tools where there is one;
-  // each one's problem is said when a conversation needs it (text data reads without them).
-  chat->has_template = (config.contains("chat_template") && !config["chat_template"].is_null()) ||
-                       file_exists(chat_template_file_of(config_path)) || !list_directory(additional_chat_templates_dir_of(config_path)).empty();
+namespace {
+// The "default" template, and the "tool_use" one for conversations with tools where there is one;
+// each one's problem is said when a conversation needs it (text data reads without them).
+void load_templates(ChatFormat& chat, const json& config, const std::string& config_path) {
+  chat.has_template = (config.contains("chat_template") && !config["chat_template"].is_null()) ||
+                      file_exists(chat_template_file_of(config_path)) || !list_directory(additional_chat_templates_dir_of(config_path)).empty();
   std::map<std::string, std::pair<std::string, std::string>> named;
   try {
     named = named_templates(config, config_path);
   } catch (const Error& e) {
-    chat->error = chat->tool_use_error = e.message();
+    chat.error = chat.tool_use_error = e.message();
   }
   auto parse = [&](const std::string& name, std::shared_ptr<const ChatTemplate>& into, std::string& error) {
     const auto it = named.find(name);
@@ -182,13 +180,21 @@ std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_pat
     }
     return true;
   };
-  parse("tool_use", chat->tool_use_tmpl, chat->tool_use_error);
-  if (!parse("default", chat->tmpl, chat->error) && chat->error.empty()) {
+  parse("tool_use", chat.tool_use_tmpl, chat.tool_use_error);
+  if (!parse("default", chat.tmpl, chat.error) && chat.error.empty()) {
     std::string names;
     for (const auto& [name, t] : named) names += (names.empty() ? "" : ", ") + name;
-    chat->error = named.empty() ? config_path + ": no chat_template (and no chat_template.jinja beside it)"
-                                : config_path + ": no chat template named \"default\" (it has " + names + ")";
+    chat.error = named.empty() ? config_path + ": no chat_template (and no chat_template.jinja beside it)"
+                               : config_path + ": no chat template named \"default\" (it has " + names + ")";
   }
+}
+}  // namespace
+
+std::shared_ptr<const ChatFormat> load_chat_format(const std::string& config_path, Tokenizer& tok) {
+  const json config = read_config(config_path);
+  auto chat = std::make_shared<ChatFormat>();
+  chat->origin = config_path;
+  load_templates(*chat, config, config_path);
   chat->bos_token = token_text(config, "bos_token", config_path);
   chat->eos_token = token_text(config, "eos_token", config_path);
   if (config.contains("legacy") && config["legacy"].is_boolean()) chat->legacy = config["legacy"].get<bool>();
