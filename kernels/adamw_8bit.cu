@@ -11,8 +11,9 @@ constexpr int kThreads = 256;
 constexpr int kPerThread = AdamW8bitArgs::kBlock / kThreads;
 static_assert(kThreads == 256 && kThreads >= AdamW8bitArgs::kMaxRanges, "one thread per map entry loads the tables");
 
-// The index of the code nearest x in the sorted map (ties: the lower one).
+// The index of the code nearest x in the sorted map (ties: the lower one; NaN: code 0, as on the CPU).
 __device__ __forceinline__ int nearest_code(const float* map, float x) {
+  if (x != x) return 0;
   int lo = 0, hi = 256;  // first index with map[i] >= x
   while (lo < hi) {
     const int mid = (lo + hi) / 2;

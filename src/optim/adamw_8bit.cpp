@@ -77,8 +77,9 @@ const LowerBound& lower_bound_of(bool is_signed) {
   return is_signed ? s : u;
 }
 
-// The index of the code nearest x in the sorted map (ties: the lower one), as the kernel's.
+// The index of the code nearest x in the sorted map (ties: the lower one; NaN: code 0), as the kernel's.
 int nearest_code(const std::array<float, 256>& map, const LowerBound& bound, float x) {
+  if (std::isnan(x)) return 0;
   const int lo = bound(x);
   if (lo == 256) return 255;
   if (lo == 0) return 0;

@@ -384,6 +384,26 @@ TEST(AdamW8bitKernel, MatchesTheCpuLoop) {
   }
 }
 
+// A NaN gradient (a step taken without the global norm's check) stores the same codes on both:
+// code 0 for the NaN moments, whatever the block's absmax became.
+TEST(AdamW8bitKernel, NaNMomentsStoreTheCpuCodes) {
+  if (!comm::cuda_device_present()) GTEST_SKIP() << "no CUDA device present";
+  const int64_t n = 4096;
+  at::Tensor cpu = at::ones({n}), gpu = cpu.cuda();
+  at::Tensor out_cpu = at::empty({n}, at::kBFloat16), out_gpu = at::empty({n}, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
+  AdamW8bit a(AdamWConfig{}, cpu, {{0, n}}, out_cpu);
+  AdamW8bit b(AdamWConfig{}, gpu, {{0, n}}, out_gpu);
+  at::Tensor g = at::full({n}, 0.5f);
+  g[7] = NAN;  // its block's absmax is NaN: every moment of that block is NaN / NaN
+  a.step(g, 1e-2);
+  b.step(g.cuda(), 1e-2);
+  for (size_t k = 0; k < a.states().size(); ++k) {
+    const at::Tensor got = b.states()[k].cpu(), want = a.states()[k];
+    if (want.scalar_type() == at::kByte) EXPECT_TRUE(at::equal(got, want)) << "codes " << k;
+    else EXPECT_TRUE(at::allclose(got, want, 1e-6, 0, /*equal_nan=*/true)) << "absmax " << k;
+  }
+}
+
 TEST(FusedAdamWKernel, MatchesTheCpuLoop) {
   if (!comm::cuda_device_present()) GTEST_SKIP() << "no CUDA device present";
   at::manual_seed(4);
