@@ -144,6 +144,9 @@ void TimelineBuilder::forward() {
 }
 
 void TimelineBuilder::loss() {
+  // Tied, the root's lm_head runs here, after the final norm: its input is saved as an untied
+  // head's forward saves it.
+  if (m_.tie_embeddings) saved_ += hidden_;
   MemoryBreakdown b = act(saved_);
   b[MemCategory::unsharded_params] = bytes(gradop_gathered_);
   // logits, fp32 copy, log-probabilities: of every token, or (chunked) of one chunk, gone at its end
