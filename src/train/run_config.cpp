@@ -557,10 +557,7 @@ std::string trajectory_hash(const RunConfig& c) {
   for (const char* section : {"model", "data", "train"})
     for (auto k = j[section].begin(); k != j[section].end(); ++k)
       if (shapes_trajectory(section, k.key(), c.optimizer)) shaping[section][k.key()] = k.value();
-  const std::string text = shaping.dump();
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a64(text)));
-  return buf;
+  return hex64(fnv1a64(shaping.dump()));
 }
 
 std::vector<std::string> trajectory_changes(const nlohmann::ordered_json& saved, const RunConfig& now) {

@@ -84,9 +84,7 @@ std::string file_digest(const std::string& path) {
   in.seekg(size - int64_t(tail.size()));
   in.read(tail.data(), std::streamsize(tail.size()));
   if (!in) return "unreadable";
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(fnv1a64(head + tail)));
-  return std::to_string(size) + " bytes, " + hex;
+  return std::to_string(size) + " bytes, " + hex64(fnv1a64(head + tail));
 }
 
 }  // namespace
