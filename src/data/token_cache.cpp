@@ -54,16 +54,13 @@ nlohmann::json identity(const std::string& path) {
 std::string content_hash(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return "";
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = kFnv1a64Start;
   std::vector<char> buf(size_t(1) << 20);
   while (in) {
     in.read(buf.data(), std::streamsize(buf.size()));
-    const std::streamsize n = in.gcount();
-    for (std::streamsize k = 0; k < n; ++k) h = (h ^ static_cast<unsigned char>(buf[size_t(k)])) * 1099511628211ull;
+    h = fnv1a64(buf.data(), size_t(in.gcount()), h);
   }
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
-  return hex;
+  return hex64(h);
 }
 
 // The tokenizer by what it is made of: each file it reads (the model, its tokenizer_config.json and
@@ -153,12 +150,15 @@ bool tokenized_cache_is_current(const TokenCacheSource& src, const std::string& 
 }
 
 std::string tokenized_cache(const TokenCacheSource& src, const Tokenizer* tokenizer, const std::string& cache_dir,
-                            const std::string& what, const ReadProgress& progress, const std::function<void()>& tick) {
+                            const std::string& what, const ReadProgress& progress, const std::function<void()>& tick,
+                            bool* reused) {
   // The key is taken before reading: an input modified meanwhile is re-tokenized next time.
   const nlohmann::json key = cache_key(src, what);
   const std::string ftok = tokenized_cache_path(src, cache_dir);
   bool same_file = true;
-  if (is_current(ftok, key, src.jsonl_path, &same_file)) {
+  const bool current = is_current(ftok, key, src.jsonl_path, &same_file);
+  if (reused) *reused = current;
+  if (current) {
     if (!same_file) {  // a copy of the same bytes: recorded, so that the next run need not hash it again
       const nlohmann::json side = parse_json(read_text_file(sidecar_of(ftok), "the token cache"), sidecar_of(ftok));
       write_sidecar(ftok, key, src.jsonl_path, side.value("input_fnv1a64", ""), side.value("documents", int64_t(0)),

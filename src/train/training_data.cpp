@@ -85,10 +85,7 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
     const std::string dir = c.output_dir + "/data";
     const data::TokenCacheSource source{path, c.tokenizer, vocab, c.train_on == "all"};
     on_rank0_while_others_wait(world, [&](const std::function<void()>& heartbeat) {
-      if (data::tokenized_cache_is_current(source, dir)) {
-        FT_LOG_INFO(what << ": reusing the tokenized " << path << " (" << data::tokenized_cache_path(source, dir) << ")");
-        return;
-      }
+      bool reused = false;
       std::optional<ProgressBar> bar;  // made at the first report, which knows the size
       const std::string out = data::tokenized_cache(source, &tokenizer, dir, what,
                                                     [&](uint64_t done, uint64_t total, size_t docs) {
@@ -99,9 +96,10 @@ data::PackedSamples open_samples(const std::string& path, const std::string& wha
                                                       bar->update(done, std::to_string(docs) + " documents");
                                                       heartbeat();
                                                     },
-                                                    heartbeat);
+                                                    heartbeat, &reused);
       if (bar) bar->finish();
-      FT_LOG_INFO(what << ": tokenized " << path << " into " << out);
+      if (reused) FT_LOG_INFO(what << ": reusing the tokenized " << path << " (" << out << ")");
+      else FT_LOG_INFO(what << ": tokenized " << path << " into " << out);
     });
     ftok = data::tokenized_cache_path(source, dir);
   }

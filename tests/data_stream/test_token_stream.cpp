@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <algorithm>
 #include <map>
 #include <random>
@@ -533,8 +534,14 @@ TEST(TokenizedCache, ReusedUntilTheInputChanges) {
   const struct timespec copied[2] = {kept.st_atim, kept.st_mtim};
   ASSERT_EQ(::utimensat(AT_FDCWD, jsonl.c_str(), copied, 0), 0);
   EXPECT_TRUE(data::tokenized_cache_is_current({jsonl, "", 300}, cache)) << "a copy of the same bytes";
-  EXPECT_EQ(data::tokenized_cache({jsonl, "", 300}, nullptr, cache, "data.train"), ftok);
+  bool reused = false;
+  EXPECT_EQ(data::tokenized_cache({jsonl, "", 300}, nullptr, cache, "data.train", {}, {}, &reused), ftok);
+  EXPECT_TRUE(reused);
   EXPECT_TRUE(stamp_of(ftok) == before_copy) << "reused, not rewritten";
+  struct stat copy_stat {};
+  ASSERT_EQ(::stat(jsonl.c_str(), &copy_stat), 0);
+  const nlohmann::json side = nlohmann::json::parse(read_text_file(ftok + ".json", "test"));
+  EXPECT_EQ(side["input_identity"]["inode"].get<uint64_t>(), uint64_t(copy_stat.st_ino)) << "the copy is recorded as the input";
 
   // Another vocabulary is another key.
   EXPECT_FALSE(data::tokenized_cache_is_current({jsonl, "", 301}, cache));

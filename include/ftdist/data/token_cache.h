@@ -57,8 +57,10 @@ bool tokenized_cache_is_current(const TokenCacheSource& source, const std::strin
 // A file stores ids and a loss mask, so a document whose "labels" are neither its ids nor -100 is
 // refused (Error(BadInput) naming path:line) rather than trained on differently. `tick`, when given,
 // is called every MiB while the finished file is copied into place (after the last document).
+// *reused (when given): whether the file was current already (a fresh copy of the same bytes is
+// then recorded in the sidecar, so the next run does not hash it again).
 std::string tokenized_cache(const TokenCacheSource& source, const Tokenizer* tokenizer, const std::string& cache_dir,
                             const std::string& what, const ReadProgress& progress = {},
-                            const std::function<void()>& tick = {});
+                            const std::function<void()>& tick = {}, bool* reused = nullptr);
 
 }  // namespace ftdist::data
