@@ -7,15 +7,9 @@
 
 #include "ftdist/core/check.h"
 #include "ftdist/io/safetensors.h"
+#include "ftdist/plan/model_spec.h"
 
 namespace ftdist::io {
-namespace {
-int64_t entry_numel(const SafetensorsWriter::Entry& e) {
-  int64_t numel = 1;
-  for (int64_t d : e.shape) numel *= d;
-  return numel;
-}
-}  // namespace
 
 SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Entry> entries,
                                      const std::map<std::string, std::string>& metadata)
@@ -28,7 +22,7 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Entry>
     FT_CHECK_ARG(!h.contains(e.name) && e.name != "__metadata__", path << ": duplicate tensor name \"" << e.name << "\"");
     for (int64_t d : e.shape)
       FT_CHECK_ARG(d >= 0, path << ": tensor \"" << e.name << "\" has a negative dimension");
-    uint64_t bytes = uint64_t(entry_numel(e)) * c10::elementSize(e.dtype);
+    uint64_t bytes = uint64_t(plan::shape_numel(e.shape)) * c10::elementSize(e.dtype);
     h[e.name] = {{"dtype", safetensors_dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
@@ -52,8 +46,8 @@ void SafetensorsWriter::write(const std::string& name, const at::Tensor& tensor)
   FT_CHECK_ARG(part_ == 0, path_ << ": tensor \"" << entries_[next_].name << "\" is partly written; \"" << name
                                  << "\" cannot start before it is complete");
   if (next_ < entries_.size() && entries_[next_].name == name)  // (otherwise write_part() names the problem)
-    FT_CHECK_ARG(tensor.numel() == entry_numel(entries_[next_]), path_ << ": tensor \"" << name << "\" has " << tensor.numel()
-                                                                        << " elements, declared " << entry_numel(entries_[next_]));
+    FT_CHECK_ARG(tensor.numel() == plan::shape_numel(entries_[next_].shape), path_ << ": tensor \"" << name << "\" has " << tensor.numel()
+                                                                        << " elements, declared " << plan::shape_numel(entries_[next_].shape));
   write_part(name, tensor.reshape({-1}));
 }
 
@@ -62,7 +56,7 @@ void SafetensorsWriter::write_part(const std::string& name, const at::Tensor& pi
   const Entry& e = entries_[next_];
   FT_CHECK_ARG(e.name == name, path_ << ": tensors must be written in declaration order: expected \"" << e.name
                                      << "\", got \"" << name << "\"");
-  const int64_t numel = entry_numel(e);
+  const int64_t numel = plan::shape_numel(e.shape);
   FT_CHECK_ARG(part_ + piece.numel() <= numel, path_ << ": tensor \"" << name << "\" gets " << part_ + piece.numel()
                                                     << " elements, declared " << numel);
   at::Tensor cpu = piece.to(at::kCPU, e.dtype).contiguous();
