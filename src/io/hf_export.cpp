@@ -57,26 +57,22 @@ const std::vector<std::string>& model_side_file_names() {
 
 int copy_carried_files(const std::string& tokenizer_dir, const std::string& model_dir, const std::string& to) {
   int copied = 0;
-  auto copy = [&](const std::string& from, const std::vector<std::string>& names, const char* what) {
+  // The files `names` of directory `from` that exist, into directory `into`.
+  auto copy = [&](const std::string& from, const std::string& into, const std::vector<std::string>& names, const char* what) {
     if (from.empty()) return;
     for (const std::string& name : names) {
       if (!file_exists(from + "/" + name)) continue;
-      write_text_file_atomic(to + "/" + name, read_text_file(from + "/" + name, what), what);
+      write_text_file_atomic(into + "/" + name, read_text_file(from + "/" + name, what), what);
       ++copied;
     }
   };
-  copy(tokenizer_dir, tokenizer_file_names(), "tokenizer files");
-  copy(model_dir, model_side_file_names(), "generation config");
+  copy(tokenizer_dir, to, tokenizer_file_names(), "tokenizer files");
+  copy(model_dir, to, model_side_file_names(), "generation config");
   // The named chat templates Transformers 5 saves in a directory of their own ("tool_use", ...).
   const std::string more = tokenizer_dir + "/" + kChatTemplatesDir;
   if (!tokenizer_dir.empty() && is_directory(more)) {
     make_directories(to + "/" + kChatTemplatesDir, "tokenizer files");
-    for (const std::string& name : list_directory(more)) {
-      if (!file_exists(more + "/" + name)) continue;
-      write_text_file_atomic(to + "/" + kChatTemplatesDir + "/" + name,
-                             read_text_file(more + "/" + name, "tokenizer files"), "tokenizer files");
-      ++copied;
-    }
+    copy(more, to + "/" + kChatTemplatesDir, list_directory(more), "tokenizer files");
   }
   return copied;
 }
