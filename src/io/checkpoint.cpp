@@ -107,11 +107,12 @@ std::vector<std::string> foreign_files(const std::string& dir) {
   return out;
 }
 
-// Checkpoint directories under root, oldest first (names sort by step).
-std::vector<std::string> step_dirs(const std::string& root) {
+// Complete checkpoint directories under root (step-N holding meta.json: a save renames one into
+// place whole; a step-N directory without it is not ftdist's), oldest first (names sort by step).
+std::vector<std::string> checkpoint_dirs(const std::string& root) {
   std::vector<std::string> out;
   for (const std::string& name : list_directory(root))
-    if (name.rfind("step-", 0) == 0 && is_directory(root + "/" + name)) out.push_back(name);
+    if (name.rfind("step-", 0) == 0 && is_checkpoint_dir(root + "/" + name)) out.push_back(name);
   return out;
 }
 
@@ -303,9 +304,7 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
   write_text_file_atomic(root + "/latest", name + "\n", what);
   fsync_directory(root, what);
   // Only now is anything removed: the older checkpoints beyond `keep` and stale temporaries.
-  std::vector<std::string> dirs;  // ftdist's checkpoints only: a step-N directory without meta.json is not one
-  for (const std::string& d : step_dirs(root))
-    if (is_checkpoint_dir(root + "/" + d)) dirs.push_back(d);
+  const std::vector<std::string> dirs = checkpoint_dirs(root);
   // A pruned checkpoint is renamed to a temporary first: a save killed while removing it leaves a
   // .tmp- directory that the next save sweeps, never a step directory without its meta.json. One
   // that holds files ftdist does not write there (notes, an export) is kept, with a warning.
@@ -340,13 +339,11 @@ std::string find_latest_checkpoint(const std::string& root) {
   if (::stat(latest.c_str(), &st) != 0) {
     FT_CHECK_ARG(errno == ENOENT || errno == ENOTDIR, latest << ": cannot read (" << std::strerror(errno) << ")");
     // No `latest`: a first save that died between renaming its directory into place and writing
-    // `latest`, or a removed `latest`. The newest complete checkpoint (a step directory holding
-    // meta.json, which a save renames into place whole) is the one to go on from — never step 0
-    // over checkpoints that exist.
-    std::string newest;
-    for (const std::string& d : step_dirs(root))
-      if (is_checkpoint_dir(root + "/" + d)) newest = d;
-    if (newest.empty()) return "";
+    // `latest`, or a removed `latest`. The newest complete checkpoint is the one to go on from —
+    // never step 0 over checkpoints that exist.
+    const std::vector<std::string> dirs = checkpoint_dirs(root);
+    if (dirs.empty()) return "";
+    const std::string& newest = dirs.back();
     static std::set<std::string> warned;  // (several callers look for it; every rank does)
     if (warned.insert(root).second && log::rank() <= 0)
       FT_LOG_WARN(root << " has checkpoints but no 'latest' (a save interrupted before writing it, or a removed file); "
