@@ -1,5 +1,6 @@
 #include "ftdist/comm/communicator.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -45,16 +46,27 @@ Backend backend_from_name(const std::string& name) {
   return Backend::Auto;
 }
 
+namespace {
+double seconds_from_env(const char* name, double fallback) {
+  const char* v = std::getenv(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  const double t = std::strtod(v, &end);
+  FT_CHECK_ARG(end != v && *end == '\0' && t > 0,
+               name << " must be a positive number of seconds, got '" << v << "'");
+  return t;
+}
+}  // namespace
+
 CommOptions comm_options_from_env(CommOptions base) {
   if (const char* v = std::getenv("FTDIST_COMM_VERIFY")) base.verify_args = std::string(v) != "0";
-  if (const char* v = std::getenv("FTDIST_COMM_TIMEOUT_S")) {
-    char* end = nullptr;
-    double t = std::strtod(v, &end);
-    FT_CHECK_ARG(end != v && *end == '\0' && t > 0,
-                 "FTDIST_COMM_TIMEOUT_S must be a positive number of seconds, got '" << v << "'");
-    base.timeout_s = t;
-  }
+  base.timeout_s = seconds_from_env("FTDIST_COMM_TIMEOUT_S", base.timeout_s);
+  base.io_timeout_s = seconds_from_env("FTDIST_IO_TIMEOUT_S", base.io_timeout_s);
   return base;
+}
+
+double io_wait_limit_s(const CommOptions& options, int64_t bytes) {
+  return std::max(options.timeout_s, options.io_timeout_s) + double(std::max<int64_t>(bytes, 0)) / kIoAllowanceBytesPerS;
 }
 
 const char* const Communicator::kSignatureFieldNames[Communicator::kSignatureFields] = {

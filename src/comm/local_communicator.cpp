@@ -19,6 +19,7 @@ class LocalCommunicator final : public Communicator {
   at::Device device() const override { return device_; }
 
   void barrier() override {}
+  void barrier_after_io(const char*, int64_t) override {}
   std::unique_ptr<Communicator> split(int color, int /*key*/) override {
     FT_CHECK_ARG(color >= 0, "split: color must be >= 0, got " << color);
     return make_local_communicator(options_, device_);

@@ -86,6 +86,7 @@ class MpiCommunicator final : public Communicator {
     FT_MPI_CHECK(MPI_Ibarrier(group_.get(), &req));
     group_.wait(&req, "barrier");
   }
+  void barrier_after_io(const char* what, int64_t bytes) override { group_.barrier_within(what, io_wait_limit_s(options_, bytes)); }
 
   std::unique_ptr<Communicator> split(int color, int key) override {
     return make_mpi_communicator(group_.split(color, key), options_);

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -33,18 +34,25 @@ MpiGroup MpiGroup::split(int color, int key) const {
   return g;
 }
 
-void MpiGroup::wait(MPI_Request* request, const char* call) const {
+void MpiGroup::wait(MPI_Request* request, const char* call, double seconds, const char* limit_name) const {
   const auto start = std::chrono::steady_clock::now();
   int done = 0;
   while (true) {
     FT_MPI_CHECK(MPI_Test(request, &done, MPI_STATUS_IGNORE));
     if (done) return;
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    FT_CHECK(timeout_s_ <= 0 || waited <= timeout_s_, ErrorKind::Comm,
-             call << " (mpi) did not finish within " << timeout_s_
-                  << " s (FTDIST_COMM_TIMEOUT_S); a peer rank has probably died or hung — aborting the job");
+    FT_CHECK(seconds <= 0 || waited <= seconds, ErrorKind::Comm,
+             call << " (mpi) did not finish within " << seconds << " s (" << limit_name
+                  << "); a peer rank has probably died or hung — aborting the job");
     std::this_thread::yield();
   }
+}
+
+void MpiGroup::barrier_within(const char* what, double seconds) const {
+  MPI_Request req = MPI_REQUEST_NULL;
+  FT_MPI_CHECK(MPI_Ibarrier(comm_, &req));
+  const std::string call = std::string("barrier after ") + what;
+  wait(&req, call.c_str(), seconds, "FTDIST_IO_TIMEOUT_S and the allowance for the bytes written");
 }
 
 MpiGroup::MpiGroup(MpiGroup&& other) noexcept

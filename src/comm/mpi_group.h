@@ -27,7 +27,11 @@ class MpiGroup {
   // the job (the failure policy then aborts it).
   void set_timeout(double seconds) { timeout_s_ = seconds; }
   // Completes the nonblocking collective `request` (MPI_I...), polling within the time limit.
-  void wait(MPI_Request* request, const char* call) const;
+  void wait(MPI_Request* request, const char* call) const { wait(request, call, timeout_s_, "FTDIST_COMM_TIMEOUT_S"); }
+  // The same within `seconds` (0: no limit), the limit's origin named by `limit_name`.
+  void wait(MPI_Request* request, const char* call, double seconds, const char* limit_name) const;
+  // An MPI barrier on this group within `seconds` (Communicator::barrier_after_io).
+  void barrier_within(const char* what, double seconds) const;
 
   // Every rank passes its `fields` (same count everywhere) and its own complaint ("" if none).
   // Throws ftdist::Error(BadInput) on every rank when any rank complains or any field differs

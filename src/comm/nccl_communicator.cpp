@@ -106,6 +106,10 @@ class NcclCommunicator final : public Communicator {
     FT_MPI_CHECK(MPI_Ibarrier(group_.get(), &req));
     group_.wait(&req, "barrier");
   }
+  void barrier_after_io(const char* what, int64_t bytes) override {
+    synchronize();
+    group_.barrier_within(what, io_wait_limit_s(options_, bytes));
+  }
 
   void synchronize() override {
     ensure_healthy("synchronize");

@@ -49,25 +49,31 @@ std::string save_checkpoint(const std::string& root, const SaveRequest& req, con
     remove_tree(tmp, "checkpoint.dir");  // a save of this step that was killed
     make_directories(tmp, "checkpoint.dir");
   }
-  world.barrier();
+  // (The waits below allow for file system work of any length on the ranks waited for:
+  // Communicator::barrier_after_io, not the collectives' timeout.)
+  world.barrier_after_io("preparing the checkpoint directory", 0);
 
   const plan::ModelSpec& spec = fsdp.spec();
   const std::vector<plan::ModelSpec::Unit> units = spec.units();
   const fsdp::FsdpModel::StateFiles files = fsdp.state_files();
-  if (files.writes) {
-    std::vector<std::pair<std::string, at::Tensor>> tensors;
-    for (size_t u = 0; u < units.size(); ++u)
-      for (const plan::OptimizerState& st : io::checkpoint_states(cfg.optimizer.kind))
-        tensors.push_back({io::state_tensor_name(units[u].name, st.name), fsdp.state_slice(u, st.name)});
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  int64_t file_bytes = 0;  // this rank's file (every rank's is about as large)
+  for (size_t u = 0; u < units.size(); ++u)
+    for (const plan::OptimizerState& st : io::checkpoint_states(cfg.optimizer.kind)) {
+      tensors.push_back({io::state_tensor_name(units[u].name, st.name), fsdp.state_slice(u, st.name)});
+      file_bytes += int64_t(tensors.back().second.nbytes());
+    }
+  if (files.writes)
     io::save_safetensors(tmp + "/" + io::rank_file_name(files.index, files.count), tensors,
                          {{"format", "ftdist-checkpoint"}, {"step", std::to_string(req.step)},
                           {"file", io::rank_file_name(files.index, files.count)}});
-  }
-  if (const char* delay = std::getenv("FTDIST_TEST_SAVE_DELAY_S"))  // a save that takes seconds, as a large model's does
-    std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(delay)));
+  const char* delay_rank = std::getenv("FTDIST_TEST_SAVE_DELAY_RANK");  // only that rank's save is slow
+  if (const char* delay = std::getenv("FTDIST_TEST_SAVE_DELAY_S"))      // a save that takes seconds, as a large model's does
+    if (!delay_rank || std::atoi(delay_rank) == world.rank())
+      std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(delay)));
   if (const char* kill = std::getenv("FTDIST_TEST_KILL_DURING_SAVE"))
     if (std::atoll(kill) == req.step && world.rank() == world.size() - 1) std::raise(SIGKILL);
-  world.barrier();  // every rank file is on disk
+  world.barrier_after_io("writing the checkpoint's rank files", file_bytes);  // every rank file is on disk
 
   std::string final_dir = root + "/" + io::checkpoint_dir_name(req.step);
   if (world.rank() == 0) {
@@ -92,7 +98,7 @@ std::string save_checkpoint(const std::string& root, const SaveRequest& req, con
     io::copy_carried_files(req.tokenizer_dir, req.model_dir, tmp);
     final_dir = io::commit_checkpoint(root, tmp, meta, req.config_text, req.keep);
   }
-  world.barrier();  // committed before anyone goes on (or exits)
+  world.barrier_after_io("committing the checkpoint", 0);  // committed before anyone goes on (or exits)
   return final_dir;
 }
 

@@ -136,7 +136,7 @@ void export_model(const RunConfig& c, const ModelSource& src, fsdp::FsdpModel& f
   };
   if (waiting != nullptr && waiting->size() > 1) on_rank0_while_others_wait(*waiting, gather_and_write);
   else gather_and_write([] {});
-  world.barrier();
+  world.barrier_after_io("exporting the model", 0);  // rank 0's last writes (index, carried files, sync)
 }
 
 }  // namespace ftdist::train

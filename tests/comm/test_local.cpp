@@ -1,6 +1,8 @@
 // The local backend (one process, no MPI) and the factory's choices without a launcher.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "ftdist/comm/communicator.h"
 #include "ftdist/comm/mpi_session.h"
 #include "ftdist/core/error.h"
@@ -73,6 +75,33 @@ TEST(Local, NamesRoundTrip) {
     EXPECT_EQ(ftdist::comm::reduce_op_from_name(ftdist::comm::reduce_op_name(op)), op);
   EXPECT_THROW(ftdist::comm::backend_from_name("gloo"), ftdist::Error);
   EXPECT_THROW(ftdist::comm::reduce_op_from_name("min"), ftdist::Error);
+}
+
+// The waits after file writes: at least the collectives' timeout, FTDIST_IO_TIMEOUT_S over the
+// default, one second more per 16 MiB written; a bad value names the variable.
+TEST(Local, IoWaitLimitFromTheEnvironment) {
+  ::unsetenv("FTDIST_IO_TIMEOUT_S");
+  ::setenv("FTDIST_COMM_TIMEOUT_S", "30", 1);
+  ftdist::comm::CommOptions o = ftdist::comm::comm_options_from_env();
+  EXPECT_EQ(o.timeout_s, 30);
+  EXPECT_EQ(ftdist::comm::io_wait_limit_s(o, 0), 1800);
+  EXPECT_EQ(ftdist::comm::io_wait_limit_s(o, int64_t(160) << 20), 1810);
+  ::setenv("FTDIST_IO_TIMEOUT_S", "5", 1);
+  o = ftdist::comm::comm_options_from_env();
+  EXPECT_EQ(ftdist::comm::io_wait_limit_s(o, 0), 30);  // never below the collectives' own limit
+  EXPECT_EQ(ftdist::comm::io_wait_limit_s(o, int64_t(32) << 20), 32);
+  for (const char* bad : {"soon", "-1", "0", "5s"}) {
+    ::setenv("FTDIST_IO_TIMEOUT_S", bad, 1);
+    try {
+      ftdist::comm::comm_options_from_env();
+      ADD_FAILURE() << "expected an error for " << bad;
+    } catch (const ftdist::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("FTDIST_IO_TIMEOUT_S must be a positive number of seconds, got '" + std::string(bad)),
+                std::string::npos) << e.what();
+    }
+  }
+  ::unsetenv("FTDIST_IO_TIMEOUT_S");
+  ::unsetenv("FTDIST_COMM_TIMEOUT_S");
 }
 
 }  // namespace

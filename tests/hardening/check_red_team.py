@@ -472,6 +472,25 @@ class Cases:
             assert p.returncode == 0 and os.path.exists(os.path.join(out_dir, "hf", "model.safetensors.index.json")), \
                 f"{sets}: exit {p.returncode}\n{(p.stdout + p.stderr)[-3000:]}"
 
+    def slow_save_outlasts_the_timeout(self):
+        # Rank 1 writes its checkpoint file 14 s longer than rank 0 (a busy shared disk): rank 0
+        # waits past the collectives' 8 s timeout, up to FTDIST_IO_TIMEOUT_S (default 1800 s).
+        base = {**os.environ, "FTDIST_COMM_TIMEOUT_S": "8", "FTDIST_TEST_SAVE_DELAY_S": "14", "FTDIST_TEST_SAVE_DELAY_RANK": "1"}
+        base.pop("FTDIST_IO_TIMEOUT_S", None)
+        for io_timeout, ok in [(None, True), ("1", False)]:
+            env = dict(base, **({"FTDIST_IO_TIMEOUT_S": io_timeout} if io_timeout else {}))
+            out_dir = os.path.join(self.work, f"slow-save-{io_timeout}")
+            cmd = [self.launcher, "-np", "2"] + self.train("train.steps=1", "checkpoint.every=1", f"output.dir={out_dir}")
+            p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, env=env)
+            committed = os.path.exists(os.path.join(out_dir, "checkpoints", "step-00000001", "meta.json"))
+            log = (p.stdout + p.stderr)[-3000:]
+            if ok:
+                assert p.returncode == 0 and committed, f"exit {p.returncode}, committed {committed}\n{log}"
+            else:  # the bound still holds (at least the collectives' timeout): a hung writer ends the job
+                assert p.returncode != 0 and not committed, f"exit {p.returncode}, committed {committed}\n{log}"
+                assert re.search(r"barrier after writing the checkpoint's rank files \(mpi\) did not finish within 8\.?\d* s "
+                                 r"\(FTDIST_IO_TIMEOUT_S", log), log
+
 
 def main(argv):
     ftdist, launcher, work = argv[:3]
@@ -482,7 +501,7 @@ def main(argv):
     names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
                        "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors", "ranks_disagree", "nothing_to_train",
                        "checkpoint_gaps", "commit_needs_every_rank_file", "metrics_write_fails",
-                       "new_run_from_checkpoint", "slow_export_outlasts_the_timeout"]
+                       "new_run_from_checkpoint", "slow_export_outlasts_the_timeout", "slow_save_outlasts_the_timeout"]
     for name in names:
         t0 = time.time()
         getattr(cases, name)()

@@ -6,6 +6,8 @@
 //   all_reduce(t, op)              t = op over ranks of t, in place
 //   broadcast(t, root)             t = t of rank `root`, in place
 //   barrier()                      returns when every rank has entered it
+//   barrier_after_io(what, bytes)  the same, after work whose length may differ between ranks by
+//                                  far more than a collective's (writing files); see io_wait_limit_s
 //   split(color, key)              a communicator of the ranks with the same color, ordered by key
 //   synchronize()                  waits for every collective issued so far (GPU backends; see
 //                                  set_deferred)
@@ -43,11 +45,20 @@ Backend backend_from_name(const std::string& name);     // auto|local|mpi|nccl, 
 struct CommOptions {
   Backend backend = Backend::Auto;
   bool verify_args = true;      // cross-rank signature check before every collective
-  double timeout_s = 600.0;     // nccl: a collective not finished by then aborts the job
+  double timeout_s = 600.0;     // a collective not finished by then aborts the job
+  double io_timeout_s = 1800.0; // barrier_after_io: the least a rank waits for peers still writing
 };
 
-// Reads FTDIST_COMM_VERIFY (0|1) and FTDIST_COMM_TIMEOUT_S (seconds) over the defaults above.
+// Reads FTDIST_COMM_VERIFY (0|1), FTDIST_COMM_TIMEOUT_S and FTDIST_IO_TIMEOUT_S (seconds) over the
+// defaults above.
 CommOptions comm_options_from_env(CommOptions base = {});
+
+// How long barrier_after_io waits for the slowest rank when the most any rank wrote is `bytes`:
+// max(timeout_s, io_timeout_s) plus one second per kIoAllowanceBytesPerS of `bytes`. A slow or busy
+// shared disk (a 70B checkpoint is about 100 GB per rank on 8 GPUs) must not fail the job at its
+// save, while a peer that hangs there is still found in bounded time.
+constexpr double kIoAllowanceBytesPerS = 16.0 * (1 << 20);
+double io_wait_limit_s(const CommOptions& options, int64_t bytes);
 
 class Communicator {
  public:
@@ -65,6 +76,8 @@ class Communicator {
   void all_reduce(const at::Tensor& tensor, ReduceOp op);
   void broadcast(const at::Tensor& tensor, int root);
   virtual void barrier() = 0;
+  // `what` names the wait in the timeout's message; `bytes`: the most any rank wrote (or 0).
+  virtual void barrier_after_io(const char* what, int64_t bytes) = 0;
   virtual void synchronize() {}
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 
