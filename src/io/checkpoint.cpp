@@ -1,6 +1,7 @@
 #include "ftdist/io/checkpoint.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -107,15 +108,6 @@ std::vector<std::string> foreign_files(const std::string& dir) {
   return out;
 }
 
-// Complete checkpoint directories under root (step-N holding meta.json: a save renames one into
-// place whole; a step-N directory without it is not ftdist's), oldest first (names sort by step).
-std::vector<std::string> checkpoint_dirs(const std::string& root) {
-  std::vector<std::string> out;
-  for (const std::string& name : list_directory(root))
-    if (name.rfind("step-", 0) == 0 && is_checkpoint_dir(root + "/" + name)) out.push_back(name);
-  return out;
-}
-
 // A temporary a save makes: .tmp-step-N (being written), .tmp-pruned-step-N, .tmp-replaced-step-N
 // (being removed). Other entries of the root, .tmp- ones among them, are the user's.
 bool own_temporary(const std::string& root, const std::string& name) {
@@ -182,6 +174,7 @@ json CheckpointMeta::to_json() const {
   j["units"] = us;
   j["optimizer"] = optimizer;
   j["trainer"] = trainer;
+  if (saved_at > 0) j["saved_at"] = saved_at;
   return j;
 }
 
@@ -236,6 +229,11 @@ CheckpointMeta CheckpointMeta::from_json(const std::string& text, const std::str
   // absent or null (a checkpoint saved without them): empty
   m.optimizer = j.contains("optimizer") && !j["optimizer"].is_null() ? j["optimizer"] : json::object();
   m.trainer = j.contains("trainer") && !j["trainer"].is_null() ? j["trainer"] : json::object();
+  if (j.contains("saved_at")) {
+    FT_CHECK_ARG(j["saved_at"].is_number() && j["saved_at"].get<double>() >= 0,
+                 origin << ": \"saved_at\" must be a non-negative number of seconds, got " << json_excerpt(j["saved_at"]));
+    m.saved_at = j["saved_at"].get<double>();
+  }
   check_states(m, origin);
   return m;
 }
@@ -280,7 +278,9 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
                               const std::string& config_text, int keep) {
   const std::string what = "checkpoint " + root;
   write_text_file_atomic(tmp + "/config.json", config_text, what);
-  write_text_file_atomic(tmp + "/meta.json", meta.to_json().dump(2) + "\n", what);
+  CheckpointMeta committed = meta;
+  committed.saved_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  write_text_file_atomic(tmp + "/meta.json", committed.to_json().dump(2) + "\n", what);
   fsync_directory(tmp, what);
   const std::string name = checkpoint_dir_name(meta.step);
   const std::string final_dir = root + "/" + name;
@@ -303,8 +303,9 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
   fsync_directory(root, what);
   write_text_file_atomic(root + "/latest", name + "\n", what);
   fsync_directory(root, what);
-  // Only now is anything removed: the older checkpoints beyond `keep` and stale temporaries.
-  const std::vector<std::string> dirs = checkpoint_dirs(root);
+  // Only now is anything removed: the checkpoints saved before the newest `keep` and stale
+  // temporaries (after a rollback, the abandoned run's later steps go first).
+  const std::vector<std::string> dirs = checkpoints_in_save_order(root);
   // A pruned checkpoint is renamed to a temporary first: a save killed while removing it leaves a
   // .tmp- directory that the next save sweeps, never a step directory without its meta.json. One
   // that holds files ftdist does not write there (notes, an export) is kept, with a warning.
@@ -327,6 +328,28 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
   return final_dir;
 }
 
+std::vector<std::string> checkpoints_in_save_order(const std::string& root) {
+  std::vector<std::pair<double, std::string>> found;  // (saved at, name)
+  for (const std::string& name : list_directory(root)) {
+    const std::string meta = root + "/" + name + "/meta.json";
+    if (name.rfind("step-", 0) != 0 || !is_checkpoint_dir(root + "/" + name)) continue;
+    double at = 0;
+    try {
+      const json j = parse_json(read_text_file(meta, "checkpoint", uint64_t(64) << 20), meta);
+      if (j.is_object() && j.contains("saved_at") && j["saved_at"].is_number()) at = j["saved_at"].get<double>();
+    } catch (const Error&) {  // (an unreadable meta.json is reported by whoever loads it)
+    }
+    struct stat st {};
+    if (at <= 0 && ::stat(meta.c_str(), &st) == 0) at = double(st.st_mtim.tv_sec) + 1e-9 * double(st.st_mtim.tv_nsec);
+    found.push_back({at, name});
+  }
+  // (names sort by step: the step breaks ties)
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
 std::string checkpoint_dir_of(const std::string& path) {
   if (is_checkpoint_dir(path)) return path;
   const std::string latest = find_latest_checkpoint(path);
@@ -341,7 +364,7 @@ std::string find_latest_checkpoint(const std::string& root) {
     // No `latest`: a first save that died between renaming its directory into place and writing
     // `latest`, or a removed `latest`. The newest complete checkpoint is the one to go on from —
     // never step 0 over checkpoints that exist.
-    const std::vector<std::string> dirs = checkpoint_dirs(root);
+    const std::vector<std::string> dirs = checkpoints_in_save_order(root);
     if (dirs.empty()) return "";
     const std::string& newest = dirs.back();
     static std::set<std::string> warned;  // (several callers look for it; every rank does)

@@ -112,6 +112,18 @@ std::string checkpoint_to_resume(const RunConfig& c) {
     return "";
   }
   if (latest.empty()) FT_LOG_INFO("checkpoint.resume: no checkpoint in '" << c.checkpoint_root() << "' yet; starting at step 0");
+  // A rollback (`latest` set back to an earlier checkpoint): said once, with what becomes of the later ones.
+  std::vector<std::string> later;
+  const std::string name = latest.substr(latest.find_last_of('/') + 1);
+  for (const std::string& d : io::checkpoints_in_save_order(c.checkpoint_root()))
+    if (!latest.empty() && d.size() == name.size() && d > name) later.push_back(d);  // (names of one width sort by step)
+  if (!later.empty() && log::rank() <= 0) {  // (once, not on every rank)
+    std::string list;
+    for (size_t i = 0; i < later.size() && i < 3; ++i) list += (i ? ", " : "") + later[i];
+    if (later.size() > 3) list += " and " + std::to_string(later.size() - 3) + " more";
+    FT_LOG_WARN("checkpoint.resume: going on from " << name << " (latest) while checkpoints of later steps exist (" << list
+                << "): a rollback. This run replaces each when it saves that step; checkpoint.keep removes the oldest saves first");
+  }
   return latest;
 }
 

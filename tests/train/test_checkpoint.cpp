@@ -62,9 +62,10 @@ fsdp::FsdpConfig config(plan::Stage stage, int shard_group = 0, plan::OptimizerK
 
 // save_checkpoint of `f` as step `step` into `root` (every rank of `comm`).
 void save_step(const std::string& root, int64_t step, const fsdp::FsdpModel& f, comm::Communicator& comm,
-          const std::string& tokenizer_dir = "") {
+          const std::string& tokenizer_dir = "", int keep = 2) {
   train::SaveRequest req;
   req.step = step;
+  req.keep = keep;
   req.config_text = plan::hf_config_text(f.spec());
   req.tokenizer_dir = tokenizer_dir;
   train::save_checkpoint(root, req, f, comm);
@@ -326,6 +327,29 @@ TEST(Damage, ClearErrors) {
     write_text_file_atomic(root + "/latest", "step-00000099\n", "test");
     expect_bad_input([&] { io::find_latest_checkpoint(root); }, "latest names 'step-00000099'");
   }
+}
+
+// A rollback: `latest` set back to step 2 of saves 2, 4, 6 (keep = 3), and the resumed run saves 3
+// and 5. Pruning goes by save order, so it removes the abandoned step 4, not the run's own step 3;
+// without `latest`, the run goes on from its own last save (5), not the abandoned step 6.
+TEST(Prune, RollbackKeepsTheResumedRunsSaves) {
+  auto world = mpi_world();
+  const std::string root = shared_dir(*world, "rollback");
+  const plan::ModelSpec spec = tiny_spec("llama");
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 5);
+  fsdp::FsdpModel f(m, *world, config(plan::Stage::Full));
+  for (int64_t step : {2, 4, 6}) save_step(root, step, f, *world, "", 3);
+  if (world->rank() == 0) write_text_file_atomic(root + "/latest", io::checkpoint_dir_name(2) + "\n", "test");
+  world->barrier();
+  for (int64_t step : {3, 5}) save_step(root, step, f, *world, "", 3);
+  if (world->rank() != 0) return;
+  const std::vector<std::string> want = {io::checkpoint_dir_name(6), io::checkpoint_dir_name(3), io::checkpoint_dir_name(5)};
+  EXPECT_EQ(io::checkpoints_in_save_order(root), want);
+  EXPECT_GT(io::CheckpointReader(root + "/" + io::checkpoint_dir_name(5)).meta().saved_at,
+            io::CheckpointReader(root + "/" + io::checkpoint_dir_name(6)).meta().saved_at);
+  ASSERT_EQ(std::remove((root + "/latest").c_str()), 0);
+  EXPECT_EQ(io::find_latest_checkpoint(root), root + "/" + io::checkpoint_dir_name(5));
 }
 
 // Export streams the checkpoint into Hugging Face files cut at the size limit, with an index; the

@@ -60,6 +60,7 @@ struct CheckpointMeta {
   std::vector<Unit> units;
   nlohmann::json optimizer;  // {"name": "adamw", its hyperparameters (OptimizerConfig::to_json), "step"}
   nlohmann::json trainer;    // the trainer's own state: sampler position, run config and hash, ...
+  double saved_at = 0;       // when it was committed, in seconds since the epoch (0: not recorded)
 
   nlohmann::json to_json() const;
   static CheckpointMeta from_json(const std::string& text, const std::string& origin);  // validated
@@ -79,19 +80,24 @@ std::string checkpoint_dir_name(int64_t step);  // step-00000100
 // Where a save of `step` writes before it is complete (a hidden sibling of the final directory).
 std::string checkpoint_tmp_dir(const std::string& root, int64_t step);
 
-// The last part of a save, on one rank once every rank file is in `tmp`: writes meta.json and
-// config.json, fsyncs, renames `tmp` to root/step-N, updates root/latest, then removes all but the
-// newest `keep` checkpoints (0: keep all) and any leftover temporary directories. Returns the
-// final directory.
+// The last part of a save, on one rank once every rank file is in `tmp`: writes meta.json (with the
+// time of the commit) and config.json, fsyncs, renames `tmp` to root/step-N, updates root/latest,
+// then removes all but the `keep` most recently saved checkpoints (0: keep all) and any leftover
+// temporary directories. Returns the final directory.
 std::string commit_checkpoint(const std::string& root, const std::string& tmp, const CheckpointMeta& meta,
                               const std::string& config_text, int keep);
 
 // root/<name in root/latest>, or "" when there is no checkpoint yet. Without `latest` (a first save
-// killed before writing it), the newest complete step directory, with a warning. Error(BadInput)
+// killed before writing it), the most recently saved complete checkpoint, with a warning. Error(BadInput)
 // naming `latest` when it names a directory that is missing, or is not a file.
 std::string find_latest_checkpoint(const std::string& root);
 // Whether `dir` looks like an ftdist checkpoint (has meta.json).
 bool is_checkpoint_dir(const std::string& dir);
+// The names of root's complete checkpoints (step-N with meta.json), in the order they were saved
+// (meta.json's saved_at; its modification time where it has none), the newest last. That is the
+// order of steps, except after a run resumed from an earlier checkpoint (a rollback): its saves
+// come after the later steps of the run it abandoned, which pruning then removes first.
+std::vector<std::string> checkpoints_in_save_order(const std::string& root);
 
 // `path` itself when it is a checkpoint directory; the checkpoint its `latest` names when it is a
 // checkpoint root; else `path` unchanged (for the caller to report or read otherwise).
