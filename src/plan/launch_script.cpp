@@ -16,9 +16,36 @@ std::string checkpointing_value(ActivationCheckpointing c) {
   return c.partial() ? name : "\"" + name + "\"";
 }
 
+// `text` for a comment line of a script or TOML file: control bytes (a newline would end the comment
+// and run the rest: a model's name comes from its config.json) as '?'.
+std::string comment_safe(std::string text) {
+  for (char& ch : text)
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+  return text;
+}
+
+// `text` as a TOML basic string: quoted, with '"', '\\' and control bytes escaped.
+std::string toml_quoted(const std::string& text) {
+  std::string out = "\"";
+  for (char ch : text) {
+    const unsigned char b = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (b < 0x20 || b == 0x7f) {
+      char esc[8];
+      std::snprintf(esc, sizeof(esc), "\\u%04X", unsigned(b));
+      out += esc;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
 std::string settings_comment(const PlanRequest& req, const Candidate& c) {
   std::ostringstream os;
-  os << kEmittedMarker << "\n# planned: " << req.model.name << " on " << c.gpus << " x " << req.hardware[c.hardware].gpu.name << " ("
+  os << kEmittedMarker << "\n# planned: " << comment_safe(req.model.name) << " on " << c.gpus << " x " << req.hardware[c.hardware].gpu.name << " ("
      << c.nodes << " node" << (c.nodes > 1 ? "s" : "") << "), shard " << stage_name(c.setup.stage) << ", micro-batch "
      << c.setup.micro_batch << ", grad-accum " << c.grad_accum << ", checkpointing "
      << activation_checkpointing_text(c.setup.activation_checkpointing, req.model.layers) << ", seq-len " << c.setup.seq_len << "\n";
@@ -95,16 +122,19 @@ std::string run_config_text(const PlanRequest& req, const Candidate& c, const Mo
   FT_CHECK_ARG(steps <= kMaxSteps, "--emit: the planned workload is " << steps << " optimizer steps, more than ftdist train runs ("
                                                                     << kMaxSteps << "); plan a smaller workload, or split it into runs");
   const int64_t global_batch = s.micro_batch * c.grad_accum * c.gpus;
+  FT_CHECK_ARG(global_batch <= kMaxGlobalBatch, "--emit: the plan's global batch is " << global_batch << " sequences ("
+                                                    << s.micro_batch << " x " << c.grad_accum << " x " << c.gpus << " GPUs), more than ftdist train "
+                                                    "takes (" << kMaxGlobalBatch << "); plan fewer GPUs or a smaller --micro-batch");
   std::ostringstream os;
   os << settings_comment(req, c) << "# Replace data.train, check [model], then: " << mpirun_command(req, c) << "\n"
      << (s.attention == Attention::Eager ? "# (planned with eager attention; ftdist train uses flash attention on GPUs, which holds less)\n" : "")
      << "\n[model]\n";
   switch (model.kind) {
-    case ModelSource::Directory: os << "path = \"" << model.value << "\"   # a Hugging Face model directory: its weights are fine-tuned\n"; break;
+    case ModelSource::Directory: os << "path = " << toml_quoted(model.value) << "   # a Hugging Face model directory: its weights are fine-tuned\n"; break;
     case ModelSource::ConfigFile:
-      os << "config = \"" << model.value << "\"   # random init from this config.json; to fine-tune, path = \"<Hugging Face model directory>\"\n";
+      os << "config = " << toml_quoted(model.value) << "   # random init from this config.json; to fine-tune, path = \"<Hugging Face model directory>\"\n";
       break;
-    default: os << "preset = \"" << model.value << "\"   # random init; to fine-tune, path = \"<Hugging Face model directory>\"\n"; break;
+    default: os << "preset = " << toml_quoted(model.value) << "   # random init; to fine-tune, path = \"<Hugging Face model directory>\"\n"; break;
   }
   os << "\n[data]\ntrain = \"REPLACE-WITH-YOUR-TRAINING-DATA.jsonl\"   # JSONL ({\"text\": ...} or token ids) or a .ftok file\n"
      << "seq_len = " << s.seq_len << "\n"
