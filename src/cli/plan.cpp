@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <algorithm>
@@ -46,6 +47,8 @@ std::optional<int64_t> auto_or_int(const std::string& text, const char* flag, in
 
 // Splits "2.5M" into 2.5 and "M"; false when the text does not start with a number.
 bool leading_number(const std::string& text, double* value, std::string* suffix) {
+  // (decimal only: no sign, space, hex, inf or nan, which std::stod takes)
+  if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.')) return false;
   size_t used = 0;
   try {
     *value = std::stod(text, &used);
@@ -53,7 +56,7 @@ bool leading_number(const std::string& text, double* value, std::string* suffix)
     return false;
   }
   *suffix = text.substr(used);
-  return true;
+  return text.substr(0, used).find_first_of("xX") == std::string::npos;
 }
 
 double parse_fraction(const std::string& text, const char* flag) {
@@ -119,11 +122,15 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
     if (o.hardware == c.hardware && o.gpus * 2 == c.gpus && o.needed_bytes() > 0)
       half_need = half_need == 0 ? o.needed_bytes() : std::min(half_need, o.needed_bytes());
   const double floor = 2.0 * double(need) - double(half_need);
-  const bool more_can_fit = half_need == 0 || floor < double(c.usable_bytes);  // (0: no half to compare with)
+  // (0: no half to compare with; `none` holds everything whole on each GPU, however many)
+  const bool more_can_fit = req.stage != Stage::None && (half_need == 0 || floor < double(c.usable_bytes));
   if (req.stage == Stage::Hybrid)
     os << " --shard hybrid shards the model states within a node only: without --shard the planner also shards them across "
           "every GPU.";
-  if (!more_can_fit)
+  if (req.stage == Stage::None)
+    os << " --shard none keeps the whole model and its optimizer states on every GPU, so more GPUs will not fit it: without "
+          "--shard the planner also shards them (full, grad-op, optimizer).";
+  else if (!more_can_fit)
     os << " More GPUs will not fit it: however many, each holds about " << format_gib(std::max(floor, 0.0))
        << " whole (from " << c.gpus / 2 << " to " << c.gpus << " GPUs the need falls only " << format_gib(double(half_need - need))
        << ": the gathered layers, activations and overheads stay).";
@@ -260,6 +267,10 @@ std::string read_hardware(const cxxopts::ParseResult& args, const GpuCatalog& ca
     const int most = std::max({req.max_gpus, req.gpus.value_or(1), req.nodes.value_or(1) * g.gpus_per_node});
     req.hardware.push_back({"", g, g.gpus_per_node, std::max(1, (most + g.gpus_per_node - 1) / g.gpus_per_node), false});
   }
+  for (const HardwareOption& hw : req.hardware)  // (a rank count ftdist runs)
+    FT_CHECK_ARG(!req.nodes || int64_t(*req.nodes) * hw.gpus_per_node <= kMaxRanks,
+                 "--nodes " << *req.nodes << " of " << hw.gpus_per_node << " GPUs is " << int64_t(*req.nodes) * hw.gpus_per_node
+                            << " GPUs, more than ftdist runs (" << kMaxRanks << ")");
   return cluster_name;
 }
 
@@ -268,7 +279,8 @@ std::string read_hardware(const cxxopts::ParseResult& args, const GpuCatalog& ca
 void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   RunSetup& s = req.base;
   s.seq_len = args["seq-len"].as<int64_t>();
-  FT_CHECK_ARG(s.seq_len >= 1 && s.seq_len <= kMaxSeqLen, "--seq-len must be 1.." << kMaxSeqLen << ", got " << s.seq_len);
+  FT_CHECK_ARG(s.seq_len >= kMinSeqLen && s.seq_len <= kMaxSeqLen,
+               "--seq-len must be " << kMinSeqLen << ".." << kMaxSeqLen << ", got " << s.seq_len);
   if (req.model.max_position > 0 && s.seq_len > req.model.max_position)
     std::fprintf(stderr, "ftdist plan: warning: --seq-len %lld exceeds the model's max_position_embeddings %lld\n",
                  static_cast<long long>(s.seq_len), static_cast<long long>(req.model.max_position));
@@ -295,8 +307,9 @@ void read_setup(const cxxopts::ParseResult& args, PlanRequest& req) {
   s.loss_chunk = chunk == "auto" ? default_loss_chunk(req.model, s.seq_len)
                  : chunk == "0"  ? 0
                                  : int64_t(parse_count(chunk, "--loss-chunk"));
+  FT_CHECK_ARG(s.loss_chunk <= kMaxLossChunk, "--loss-chunk must be at most " << kMaxLossChunk << " tokens, got " << s.loss_chunk);
   s.prefetch = args["prefetch"].as<int>();
-  FT_CHECK_ARG(s.prefetch >= 1 && s.prefetch <= 64, "--prefetch must be 1..64, got " << s.prefetch);
+  FT_CHECK_ARG(s.prefetch >= 1 && s.prefetch <= kMaxPrefetch, "--prefetch must be 1.." << kMaxPrefetch << ", got " << s.prefetch);
   s.overheads.cuda_context_gib = args["overhead-context-gib"].as<double>();
   s.overheads.nccl_gib = args["overhead-nccl-gib"].as<double>();
   s.overheads.fragmentation = args["fragmentation"].as<double>();
@@ -506,6 +519,9 @@ int plan_main(int argc, char** argv) {
                "ftdist plan: give exactly one of --model NAME (see `ftdist models`) or --model-config PATH");
   req.model = args.count("model") ? preset_model(args["model"].as<std::string>())
                                   : model_from_hf_config(args["model-config"].as<std::string>());
+  if (!req.model.dropout.empty())  // (the plan holds either way: dropout changes no buffer it counts)
+    std::fprintf(stderr, "ftdist plan: warning: %s; ftdist train trains without dropout and refuses the config until it is 0.0\n",
+                 req.model.dropout.c_str());
   const GpuCatalog catalog = GpuCatalog::load_default(args["gpu-catalog"].as<std::string>());
   const std::string cluster_name = read_hardware(args, catalog, req);
   read_setup(args, req);
@@ -513,6 +529,10 @@ int plan_main(int argc, char** argv) {
   const std::string emit = args.count("emit") ? args["emit"].as<std::string>() : "";
   FT_CHECK_ARG(emit.empty() || emit == "slurm" || emit == "mpirun", "--emit: expected slurm or mpirun, got '" << emit << "'");
   FT_CHECK_ARG(emit.empty() || req.total_tokens > 0, "--emit writes the planned number of steps: give the workload, --examples N or --tokens N");
+  if (!emit.empty()) {  // said now, not after the search
+    const std::string dir = args["emit-dir"].as<std::string>();
+    FT_CHECK_ARG(is_directory(dir), "--emit-dir: '" << dir << "' is not a directory");
+  }
 
   if (args.count("report")) {  // said now, not after the search
     const std::string path = args["report"].as<std::string>();
@@ -538,6 +558,14 @@ int plan_main(int argc, char** argv) {
   if (result.recommended < 0)
     FT_CHECK(false, least_memory_candidate(result) < 0 ? ErrorKind::BadInput : ErrorKind::DoesNotFit,
              what_would_fit(req, result, catalog, alts));
+  const Candidate& best = result.candidates[result.recommended];
+  constexpr int64_t kFewSteps = 10;  // (fewer optimizer steps than a warmup and a schedule need)
+  if (req.total_tokens > 0 && best.time.steps < kFewSteps)
+    std::fprintf(stderr, "ftdist plan: warning: the recommendation trains the workload in %lld optimizer step%s of %lld sequences (%s); "
+                 "%s\n", static_cast<long long>(best.time.steps), best.time.steps == 1 ? "" : "s",
+                 static_cast<long long>(best.setup.micro_batch * best.grad_accum * best.gpus),
+                 req.global_batch > 0 ? "--global-batch" : "micro-batch x grad-accum x GPUs",
+                 req.global_batch > 0 ? "a smaller --global-batch makes more steps" : "for more, smaller steps give --global-batch N");
   if (!emit.empty()) {
     ModelSource model{ModelSource::Preset, args.count("model") ? args["model"].as<std::string>() : ""};
     if (args.count("model-config")) {
@@ -551,7 +579,7 @@ int plan_main(int argc, char** argv) {
         model.value += "/config.json";
       }
     }
-    emit_launch_files(req, result.candidates[result.recommended], model, emit, args["emit-dir"].as<std::string>());
+    emit_launch_files(req, best, model, emit, args["emit-dir"].as<std::string>());
   }
   return 0;
 }

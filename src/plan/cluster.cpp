@@ -42,8 +42,10 @@ Cluster parse_cluster(const std::string& text, const std::string& origin, const 
       nt.gpu.price_per_hour = node_price / nt.gpus_per_node;
     }
     toml_check_finite({{"nvlink_busbw_gbs", nt.gpu.link_busbw_gbs}, {"network_busbw_gbs", nt.gpu.network_busbw_gbs}}, where);
-    FT_CHECK_ARG(nt.gpu.link_busbw_gbs > 0, where << ": nvlink_busbw_gbs must be positive, got " << nt.gpu.link_busbw_gbs);
-    FT_CHECK_ARG(nt.gpu.network_busbw_gbs > 0, where << ": network_busbw_gbs must be positive, got " << nt.gpu.network_busbw_gbs);
+    FT_CHECK_ARG(nt.gpu.link_busbw_gbs >= kMinBandwidthGBs,
+                 where << ": nvlink_busbw_gbs must be at least " << kMinBandwidthGBs << " GB/s, got " << nt.gpu.link_busbw_gbs);
+    FT_CHECK_ARG(nt.gpu.network_busbw_gbs >= kMinBandwidthGBs,
+                 where << ": network_busbw_gbs must be at least " << kMinBandwidthGBs << " GB/s, got " << nt.gpu.network_busbw_gbs);
     c.node_types.push_back(std::move(nt));
   }
   return c;

@@ -1,5 +1,6 @@
 #include "ftdist/plan/gpu_catalog.h"
 
+#include <utility>
 #include <algorithm>
 #include <cctype>
 #include <unistd.h>
@@ -54,9 +55,13 @@ GpuCatalog GpuCatalog::parse(const std::string& text, const std::string& origin)
                        {"link_busbw_gbs", g.link_busbw_gbs}, {"network_busbw_gbs", g.network_busbw_gbs},
                        {"efficiency", g.efficiency}, {"price_per_hour", g.price_per_hour}},
                       where);
-    FT_CHECK_ARG(g.memory_gib > 0 && g.bf16_tflops > 0 && g.fp32_tflops > 0 && g.hbm_gbs > 0 && g.link_busbw_gbs > 0 &&
-                     g.network_busbw_gbs > 0,
-                 where << ": memory_gib, bf16_tflops, fp32_tflops, hbm_gbs, link_busbw_gbs and network_busbw_gbs must be positive");
+    FT_CHECK_ARG(g.memory_gib > 0, where << ": memory_gib must be positive, got " << g.memory_gib);
+    // (rates far below any GPU's would make times infinite)
+    for (const auto& [key, v] : {std::pair<const char*, double>{"bf16_tflops", g.bf16_tflops}, {"fp32_tflops", g.fp32_tflops}})
+      FT_CHECK_ARG(v >= kMinTflops, where << ": " << key << " must be at least " << kMinTflops << ", got " << v);
+    for (const auto& [key, v] : {std::pair<const char*, double>{"hbm_gbs", g.hbm_gbs}, {"link_busbw_gbs", g.link_busbw_gbs},
+                                 {"network_busbw_gbs", g.network_busbw_gbs}})
+      FT_CHECK_ARG(v >= kMinBandwidthGBs, where << ": " << key << " must be at least " << kMinBandwidthGBs << " GB/s, got " << v);
     FT_CHECK_ARG(g.memory_gib <= kMaxGpuMemoryGib, where << ": memory_gib must be at most " << kMaxGpuMemoryGib << ", got " << g.memory_gib);
     FT_CHECK_ARG(g.efficiency >= kMinEfficiency && g.efficiency <= 1, where << ": efficiency must be in [" << kMinEfficiency << ", 1]");
     FT_CHECK_ARG(g.price_per_hour >= 0 && g.price_per_hour <= 1e9, where << ": price_per_hour must be 0..1e9");

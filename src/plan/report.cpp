@@ -15,9 +15,15 @@ namespace ftdist::plan {
 namespace {
 
 std::string fmt(const char* f, double v) {
-  char buf[64];
+  char buf[512];  // (a "%.0f" of a finite double has at most 309 digits)
   std::snprintf(buf, sizeof(buf), f, v);
   return buf;
+}
+
+// One epoch's time: its own whole steps (the total's steps, rounded up once, divided by the epochs
+// would be far more than one epoch takes where the epochs are a sliver of a step).
+double epoch_seconds(const PlanRequest& req, const Candidate& c) {
+  return std::ceil(req.total_tokens / req.epochs / c.time.tokens_per_step - 1e-9) * c.time.step_s;
 }
 std::string gib(uint64_t b) { return fmt("%.2f", double(b) / double(kGiB)); }
 
@@ -96,8 +102,8 @@ nlohmann::ordered_json candidate_json(const PlanRequest& req, const Candidate& c
       {"usable_memory_bytes", c.usable_bytes},
       {"fits", c.fits},
       {"time", {{"step_s", known(c.time.step_s)}, {"tokens_per_s", known(c.time.tokens_per_s)}, {"total_s", totals(c.time.total_s)},
-                {"epoch_s", totals(c.time.total_s / req.epochs)},
-                {"steps", totals(double(c.time.steps))}, {"mfu", known(c.time.mfu)}, {"exposed_comm_s_per_step", known(c.time.exposed_comm_s)}}},
+                {"epoch_s", totals(epoch_seconds(req, c))},
+                {"steps", req.total_tokens > 0 ? known(nlohmann::ordered_json(c.time.steps)) : nlohmann::ordered_json(nullptr)}, {"mfu", known(c.time.mfu)}, {"exposed_comm_s_per_step", known(c.time.exposed_comm_s)}}},
       {"gpu_hours", totals(c.time.gpu_hours)},
       {"cost_usd", totals(c.time.cost_usd)},
       {"cost_per_mtok_usd", known(c.time.cost_per_mtok_usd)},
@@ -280,10 +286,7 @@ void recommendation_section(std::ostringstream& os, const PlanReport& r, int foc
     os << "  step " << fmt("%.3f", c.time.step_s) << " s, " << fmt("%.0f", c.time.tokens_per_s) << " tokens/s ("
        << fmt("%.0f", c.time.tokens_per_s / c.gpus) << " per GPU, MFU " << fmt("%.0f", c.time.mfu * 100) << "%)";
     if (req.total_tokens > 0) {
-      // (an epoch's own whole steps: the total's, rounded up once, divided by the epochs would be
-      // far more than one epoch takes where the epochs are a sliver of a step)
-      const double epoch_steps = std::ceil(req.total_tokens / req.epochs / c.time.tokens_per_step - 1e-9);
-      os << ", " << c.time.steps << " steps; " << duration_text(epoch_steps * c.time.step_s) << " per epoch, " << duration_text(c.time.total_s)
+      os << ", " << c.time.steps << " steps; " << duration_text(epoch_seconds(req, c)) << " per epoch, " << duration_text(c.time.total_s)
          << " in total\n";
       os << "  " << fmt("%.2f", c.time.gpu_hours) << " GPU-hours x $" << fmt("%.2f", hw.gpu.price_per_hour)
          << " = $" << usd_text(c.time.cost_usd) << " (price is an assumption: edit " << r.catalog_origin

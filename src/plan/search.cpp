@@ -19,8 +19,11 @@ std::vector<int> gpu_counts(const PlanRequest& req, const HardwareOption& hw) {
   if (out.empty() || out.back() != hw.gpus_per_node) {
     if (hw.gpus_per_node <= req.max_gpus) out.push_back(hw.gpus_per_node);
   }
-  for (int k = 2; k <= hw.max_nodes && k * hw.gpus_per_node <= req.max_gpus; k = hw.every_node_count ? k + 1 : k * 2)
-    out.push_back(k * hw.gpus_per_node);
+  // A cluster: every node count up to 16, then steps of an eighth (a cluster of thousands of nodes
+  // is searched in seconds), and all of its nodes; a plain --gpu: powers of two.
+  const int most = std::min<int64_t>(hw.max_nodes, req.max_gpus / hw.gpus_per_node);
+  for (int k = 2; k <= most; k = hw.every_node_count ? k + std::max(1, k / 16 * 2) : k * 2) out.push_back(k * hw.gpus_per_node);
+  if (hw.every_node_count && most >= 2 && out.back() != most * hw.gpus_per_node) out.push_back(most * hw.gpus_per_node);
   return out;
 }
 

@@ -52,7 +52,7 @@ double add_comm_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, 
           (s.no_sync ? std::string(" B") : " B + reduce-scatter " + num(all_elems * r) + " B") + ", x (N-1)/N over " +
           num(busbw(n, hw) / 1e9) + " GB/s = " + num(t.comm_s_per_micro) + " s");
       if (s.stage == Stage::Hybrid && s.replicas > 1) {
-        const double shard_bytes = double(u.shard_numel()) * float_type_bytes(s.grad_accum_dtype);
+        const double shard_bytes = double(u.shard_numel()) * grad_accum_bytes(s);  // grad_: the accumulated gradient shard
         t.comm_s_per_step = all_reduce_s(shard_bytes, s.replicas, hw.network_busbw_gbs * 1e9);
         if (explain) say("comm/step (hybrid) = all-reduce of the gradient shard " + num(shard_bytes) + " B across " +
             std::to_string(s.replicas) + " replicas x 2(R-1)/R over the network = " + num(t.comm_s_per_step) + " s");
@@ -93,7 +93,7 @@ double add_comm_time(const ModelSpec& m, const RunSetup& s, const Hardware& hw, 
 }  // namespace
 
 std::string duration_text(double s) {
-  char buf[64];
+  char buf[512];  // (any finite double)
   if (s < 60) std::snprintf(buf, sizeof(buf), "%.1f s", s);
   else if (s < 3600) std::snprintf(buf, sizeof(buf), "%.1f min", s / 60);
   else if (s < 48 * 3600) std::snprintf(buf, sizeof(buf), "%.2f h", s / 3600);
@@ -102,7 +102,7 @@ std::string duration_text(double s) {
 }
 
 std::string usd_text(double d) {
-  char buf[64];
+  char buf[512];
   if (d > 0 && d < 0.0001) return "<0.0001";
   std::snprintf(buf, sizeof(buf), d >= 0.995 || d == 0 ? "%.2f" : "%.3g", d);
   return buf;

@@ -6,11 +6,12 @@
 
 #include "ftdist/core/bytes.h"
 #include "ftdist/core/check.h"
+#include "ftdist/plan/limits.h"
 
 namespace ftdist::plan {
 namespace {
 
-uint64_t bytes(double b) { return b <= 0 ? 0 : uint64_t(b + 0.5); }
+uint64_t bytes(double b) { return clamp_bytes(b + 0.5); }  // (saturating: a sum past kMaxBytes does not fit)
 
 // The quantities every phase reads, then the phases in the order the runtime runs them.
 class TimelineBuilder {

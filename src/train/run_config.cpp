@@ -180,7 +180,7 @@ const std::vector<Key>& keys() {
       text("data", "train", &C::train_data, "Training data: a JSONL file of {\"text\": ...} documents (tokenized once into <output.dir>/data/) or a .ftok token file (`ftdist prepare-data`).", "(required)"),
       text("data", "eval", &C::eval_data, "Evaluation data, in the same formats, evaluated every train.eval_every steps (\"\": none)."),
       text("data", "tokenizer", &C::tokenizer, "The tokenizer of JSONL text: a SentencePiece tokenizer.model, a byte-level BPE tokenizer.json (Llama-3, Qwen2), or a model directory holding either, its tokenizer_config.json giving the chat template (\"\": model.path's; without model.path byte-level, one token per byte, which checkpoints and the export record in ftdist-tokenizer.json)."),
-      integer("data", "seq_len", &C::seq_len, 2, plan::kMaxSeqLen, "Tokens per training sequence; documents are packed into sequences of this length."),
+      integer("data", "seq_len", &C::seq_len, plan::kMinSeqLen, plan::kMaxSeqLen, "Tokens per training sequence; documents are packed into sequences of this length."),
       choice("data", "packing", &C::packing, {"auto", "documents", "stream"}, "auto | documents | stream",
              "documents: whole examples per sequence (best-fit decreasing, the rest padded and not counted), attention and "
              "positions per example; stream: documents concatenated and cut every seq_len tokens (pre-training text); auto: "
@@ -210,7 +210,7 @@ const std::vector<Key>& keys() {
       integer("train", "seed", &C::seed, 0, 0, "Seed of the data order and of random initialization."),
       integer("train", "eval_every", &C::eval_every, 0, plan::kMaxSteps, "Evaluate on data.eval every this many steps and at the last step (0: never)."),
       integer("train", "log_every", &C::log_every, 1, plan::kMaxSteps, "Print a progress line every this many steps (metrics.jsonl gets every step)."),
-      integer("train", "loss_chunk", &C::loss_chunk, -1, int64_t(1) << 40,
+      integer("train", "loss_chunk", &C::loss_chunk, -1, plan::kMaxLossChunk,
               "lm_head and the cross-entropy over chunks of this many tokens, so fp32 logits exist for one chunk at a time (the same "
               "loss and gradients); 0: all at once; -1 (auto): chunks for vocabularies of 64k and more (ftdist plan shows the size)."),
       {"train", "nonfinite", "choice", "skip | abort",
@@ -245,7 +245,7 @@ const std::vector<Key>& keys() {
          const plan::ActivationCheckpointing k = c.activation_checkpointing;
          return k.partial() ? nlohmann::ordered_json(k.layers) : nlohmann::ordered_json(plan::activation_checkpointing_name(k));
        }},
-      integer("parallel", "prefetch", &C::prefetch, 1, 8, "Units gathered at once: the one computing plus those gathered ahead of it (1..8)."),
+      integer("parallel", "prefetch", &C::prefetch, 1, plan::kMaxPrefetch, "Units gathered at once: the one computing plus those gathered ahead of it."),
       flag("parallel", "no_sync", &C::no_sync, "Gradient accumulation: keep each unit's unsharded gradient until the step's last micro-batch and reduce once (fewer collectives, more memory)."),
       {"parallel", "offload", "choice", "none | optimizer",
        "optimizer: keep the fp32 master weights and the optimizer states in host memory (pinned on a GPU) and run the "

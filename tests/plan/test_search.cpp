@@ -1,9 +1,13 @@
 // The search: the worked example, objectives, constraints, clusters, reports.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <set>
+
 #include "expect_error.h"
 
 #include "ftdist/core/error.h"
+#include "ftdist/core/toml_util.h"
 #include "ftdist/plan/cluster.h"
 #include "ftdist/plan/launch_script.h"
 #include "ftdist/plan/limits.h"
@@ -194,6 +198,15 @@ TEST(Search, ClusterChoosesNodesAndHybridAppearsAcrossNodes) {
   PlanRequest named = req;
   named.model.name = "org/My Model \"v2\"";
   EXPECT_NE(sbatch_text(named, c).find("#SBATCH --job-name=ftdist-org_My_Model__v2_\n"), std::string::npos) << sbatch_text(named, c);
+  // A name or path from the user's files ends no comment line and no TOML string early: a config.json
+  // naming its model "x\ntouch ..." runs nothing, and a path with quotes reads back as itself.
+  named.model.name = "my-model\ntouch /tmp/PWNED\n#";
+  EXPECT_EQ(sbatch_text(named, c).find("\ntouch"), std::string::npos) << sbatch_text(named, c);
+  EXPECT_EQ(run_config_text(named, c, ModelSource{ModelSource::Preset, "llama-3.1-70b"}).find("\ntouch"), std::string::npos);
+  for (const std::string& path : {std::string("/data/we\"ird\\dir/config.json"), std::string("/data/line\nbreak\x01/config.json")}) {
+    const toml::table t = ftdist::parse_toml_text(run_config_text(named, c, ModelSource{ModelSource::ConfigFile, path}), "run.toml");
+    EXPECT_EQ(t["model"]["config"].value<std::string>().value_or("?"), path);
+  }
   // A plan priced with eager attention says the trainer's GPU path uses flash.
   EXPECT_EQ(run_config_text(req, c, ModelSource{ModelSource::Preset, "llama-3.1-70b"}).find("eager"), std::string::npos);
   c.setup.attention = Attention::Eager;
@@ -203,6 +216,23 @@ TEST(Search, ClusterChoosesNodesAndHybridAppearsAcrossNodes) {
   c.time.steps = kMaxSteps + 1;
   expect_bad_input([&] { run_config_text(req, c, ModelSource{ModelSource::Preset, "llama-3.1-70b"}); },
                    "more than ftdist train runs");
+}
+
+// A cluster of thousands of nodes: every node count up to 16, then steps of about an eighth, and
+// all of them (trying each of 4096 took over a minute).
+TEST(Search, ClusterOfThousandsOfNodesTriesCountsAnEighthApart) {
+  PlanRequest req;
+  req.model = preset_model("llama-3.1-70b");
+  req.hardware.push_back({"one-gpu-vm", catalog().find("h100"), 1, 4096, true});
+  req.max_gpus = 4096;
+  req.base.seq_len = 1024;
+  req.total_tokens = 1e9;
+  std::set<int> counts;
+  for (const Candidate& c : search(req).candidates) counts.insert(c.gpus);
+  for (int n : {1, 2, 3, 15, 16, 18, 4096}) EXPECT_EQ(counts.count(n), 1u) << n;
+  EXPECT_LT(counts.size(), 80u);
+  for (auto it = std::next(counts.begin()); it != counts.end(); ++it)
+    EXPECT_LE(*it - *std::prev(it), std::max(1, *std::prev(it) / 8)) << *it;
 }
 
 TEST(Report, JsonSchemaIsStable) {
@@ -218,6 +248,16 @@ TEST(Report, JsonSchemaIsStable) {
                         "gpu_memory_bytes", "fits", "time", "gpu_hours", "cost_usd"})
     EXPECT_TRUE(rec.contains(k)) << k;
   for (const char* k : {"step_s", "tokens_per_s", "total_s"}) EXPECT_TRUE(rec["time"].contains(k)) << k;
+  EXPECT_TRUE(rec["time"]["steps"].is_number_integer()) << rec["time"]["steps"];
+  // An epoch is its own whole steps, as the text says: with 0.01 epochs (7 steps in all), 625 steps'
+  // time, not the total's 7 steps x 100.
+  PlanRequest sliver = req;
+  sliver.epochs = 0.01;
+  sliver.total_tokens = req.total_tokens * 0.01;
+  const nlohmann::ordered_json time = plan_json({sliver, search(sliver), {}, nlohmann::ordered_json::object(), "test", "launch"})
+                                          ["recommendation"]["time"];
+  const double step_s = time["step_s"].get<double>(), tokens_per_step = time["tokens_per_s"].get<double>() * step_s;
+  EXPECT_DOUBLE_EQ(time["epoch_s"].get<double>(), std::ceil(req.total_tokens / tokens_per_step - 1e-9) * step_s);
   uint64_t sum = 0;
   for (MemCategory c : all_mem_categories()) {
     ASSERT_TRUE(rec["memory_per_gpu_bytes"].contains(mem_category_name(c))) << mem_category_name(c);
@@ -273,7 +313,14 @@ TEST(Catalog, FindsNamesAndAliasesAndSuggests) {
                                            "network_busbw_gbs = 20\nprice_per_hour = 2\nmemory_gib = 80\n", "i.toml"); },
                    "i.toml [gpu.x]: \"bf16_tflops\" must be a finite number, got inf");
   expect_bad_input([&] { node("count = 4\nnetwork_busbw_gbs = inf\n"); }, "\"network_busbw_gbs\" must be a finite number");
-  expect_bad_input([&] { node("count = 4\nnvlink_busbw_gbs = 0\n"); }, "c.toml [[node_type]] n: nvlink_busbw_gbs must be positive, got 0");
+  expect_bad_input([&] { node("count = 4\nnvlink_busbw_gbs = 0\n"); }, "c.toml [[node_type]] n: nvlink_busbw_gbs must be at least 0.001 GB/s, got 0");
+  // Rates so small that a step would take forever (inf, then NaN in the plan): refused by name.
+  expect_bad_input([&] { node("count = 4\nnetwork_busbw_gbs = 1e-300\n"); }, "network_busbw_gbs must be at least 0.001 GB/s, got 1e-300");
+  const std::string rates = "link_busbw_gbs = 200\nnetwork_busbw_gbs = 20\nprice_per_hour = 2\nmemory_gib = 80\n";
+  expect_bad_input([&] { GpuCatalog::parse("[gpu.x]\nbf16_tflops = 1e-300\nhbm_gbs = 1000\n" + rates, "r.toml"); },
+                   "r.toml [gpu.x]: bf16_tflops must be at least 0.001, got 1e-300");
+  expect_bad_input([&] { GpuCatalog::parse("[gpu.x]\nbf16_tflops = 312\nhbm_gbs = 1e-9\n" + rates, "r.toml"); },
+                   "r.toml [gpu.x]: hbm_gbs must be at least 0.001 GB/s, got 1e-09");
   // Every name and alias names one GPU, every node type is named once: --gpu and the plan's rows
   // would otherwise pick one of them in silence.
   const std::string body = "bf16_tflops = 312\nhbm_gbs = 1000\nlink_busbw_gbs = 200\nnetwork_busbw_gbs = 20\nprice_per_hour = 2\nmemory_gib = 80\n";

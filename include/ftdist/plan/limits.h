@@ -20,19 +20,24 @@ constexpr int64_t kMaxVocab = int64_t(1) << 24;         // vocab_size
 constexpr int64_t kMaxPositions = int64_t(1) << 31;     // max_position_embeddings, sliding_window
 constexpr double kMaxParams = 1e14;                     // parameters in all
 
-// The workload.
+// The workload (the planner's flags and the run config's keys alike: a plan is one ftdist train runs).
+constexpr int64_t kMinSeqLen = 2;                      // a sequence predicts one token at least
 constexpr int64_t kMaxSeqLen = int64_t(1) << 24;       // tokens per sequence (16 Mi)
 constexpr int64_t kMaxMicroBatch = int64_t(1) << 16;   // sequences per rank per forward
 constexpr int64_t kMaxGlobalBatch = int64_t(1) << 31;  // sequences per optimizer step
 constexpr int64_t kMaxSteps = int64_t(1) << 40;        // optimizer steps
 constexpr double kMaxTokens = 1e18;                    // training tokens in all
 constexpr int kMaxRanks = 1 << 20;                     // GPUs / ranks
+constexpr int64_t kMaxLossChunk = int64_t(1) << 40;    // tokens per loss chunk
+constexpr int kMaxPrefetch = 8;                        // units gathered at once
 
 // The hardware (the GPU catalog, a cluster file, --mfu).
 constexpr double kMaxGpuMemoryGib = 1 << 20;  // memory_gib of one GPU (1 PiB)
 constexpr int64_t kMaxGpusPerNode = 1024;     // gpus_per_node
 constexpr int64_t kMaxNodes = 1 << 20;        // a node type's count
 constexpr double kMinEfficiency = 1e-3;       // efficiency / --mfu: the fraction of peak reached
+constexpr double kMinTflops = 1e-3;           // a peak rate (1 GFLOP/s): a time is always finite
+constexpr double kMinBandwidthGBs = 1e-3;     // a bandwidth in GB/s (1 MB/s)
 
 // Bytes: a count of the memory model saturates here (1 EiB, more than any machine has), so ten
 // categories still sum without overflow.
