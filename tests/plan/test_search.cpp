@@ -419,6 +419,17 @@ TEST(Time, NoSyncReducesOncePerStepAndTheOptimizerStageReducesInTheReduceDtype) 
   const TimeEstimate hybrid_once = estimate_time(m, s, hw, {1e7, 1});
   EXPECT_GT(hybrid.comm_s_per_step, 0);
   EXPECT_GE(hybrid_once.exposed_comm_s, hybrid.comm_s_per_step * (1 - 1e-9));
+  // The replicas all-reduce the accumulated gradient shard: bf16 in bf16-pure (half fp32's bytes),
+  // whatever grad_accum_dtype says (it is bf16-mixed's setting).
+  RunSetup pure = s;
+  pure.precision = Precision::Bf16Pure;
+  pure.grad_accum_dtype = FloatType::Fp32;
+  pure.no_sync = false;  // (the all-reduce alone per step)
+  RunSetup full_precision = pure;
+  full_precision.precision = Precision::Fp32;
+  full_precision.grad_accum_dtype = FloatType::Bf16;
+  EXPECT_NEAR(estimate_time(m, pure, hw, {1e7, 1}).comm_s_per_step * 2, estimate_time(m, full_precision, hw, {1e7, 1}).comm_s_per_step,
+              1e-12);
   s.replicas = 1;
   s.stage = Stage::Optimizer;
   s.no_sync = false;
