@@ -21,10 +21,16 @@ using torch::autograd::variable_list;
 // normalized copy: one more hidden-size tensor per norm — the memory model counts this version).
 struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, double eps) {
-    at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));  // fp32, or fp64 for fp64
+    at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));  // fp32 (x itself in fp32), or fp64 for fp64
     at::Tensor rstd = at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
     ctx->save_for_backward({x, weight, rstd});
-    return weight * (xf * rstd).to(x.scalar_type());
+    // In place on what it owns: beside x at most its fp32 copy and that squared (bf16), or the square
+    // and then the output (fp32), as the memory model counts (plan/timeline.cpp)
+    at::Tensor y = xf.is_same(x) ? xf * rstd : xf.mul_(rstd);
+    xf.reset();
+    at::Tensor out = y.to(x.scalar_type());
+    y.reset();
+    return weight.scalar_type() == out.scalar_type() ? out.mul_(weight) : weight * out;
   }
   // The backward holds at most three fp32 (b, s, h) temporaries at once (xhat, g' and one product):
   // mixed-dtype products promote without a converted copy,

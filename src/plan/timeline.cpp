@@ -136,7 +136,9 @@ void TimelineBuilder::forward() {
     } else {
       saved_ += hidden_;  // the final norm's output (lm_head's input)
       end = act(saved_);
-      peak = act(saved_ + (c_ == 2 ? fp32_hidden_ : 0));  // the norm's fp32 upcast of its input in bf16
+      // the norm's temporaries: in bf16 its input's fp32 copy and that copy squared, before its output
+      // (counted in saved_); in fp32 the square, then the output
+      peak = act(saved_ + (c_ == 2 ? 2 * fp32_hidden_ - hidden_ : 0));
       if (!chunk_) peak[MemCategory::logits] = end[MemCategory::logits] = bytes(vocab_ * c_);  // (chunked: the loss applies lm_head)
     }
     peak[MemCategory::unsharded_params] = end[MemCategory::unsharded_params] = bytes(gradop_gathered_);
@@ -239,6 +241,10 @@ MemoryBreakdown TimelineBuilder::head_backward_peak(const Unit& x, double remain
   MemoryBreakdown post = act(remaining + hidden_);
   post[MemCategory::unsharded_grads] = bytes(grads);
   post[MemCategory::comm_buffers] = bytes(converted + (sharded_ ? double(x.shard) * r_ : 0));
+  // The final norm's backward, after lm_head's: the gradient of its output and three fp32 (b, s, h)
+  // temporaries at once (model/llama.cpp RmsNormFn), lm_head's weight gradient held.
+  MemoryBreakdown norm = act(remaining + hidden_ + 3 * fp32_hidden_);
+  norm[MemCategory::unsharded_grads] = bytes(double(m_.vocab) * double(m_.hidden) * c_);
   if (chunk_) {
     // Per chunk: the chunk's logits recomputed, their softmax and the gradient (fp32: 12 bytes per
     // logit), beside the whole input's gradient and lm_head's fp32 weight gradient it accumulates
@@ -249,7 +255,7 @@ MemoryBreakdown TimelineBuilder::head_backward_peak(const Unit& x, double remain
     ce[MemCategory::unsharded_grads] = bytes(w * 4);
     MemoryBreakdown out = act(remaining + 2 * hidden_);
     out[MemCategory::unsharded_grads] = bytes(w * (4 + (c_ == 2 ? 2 : 0)));
-    return largest({ce, out, post});
+    return largest({ce, out, norm, post});
   }
   // The cross-entropy's backward: the fp32 log-probabilities with their gradient and the logits' gradient.
   MemoryBreakdown ce = act(remaining + hidden_);
@@ -258,7 +264,7 @@ MemoryBreakdown TimelineBuilder::head_backward_peak(const Unit& x, double remain
   MemoryBreakdown mm = act(remaining + 2 * hidden_);
   mm[MemCategory::logits] = bytes(vocab_ * c_);
   mm[MemCategory::unsharded_grads] = bytes(double(x.numel) * c_);
-  return largest({ce, mm, post});
+  return largest({ce, mm, norm, post});
 }
 
 void TimelineBuilder::optimizer_step() {

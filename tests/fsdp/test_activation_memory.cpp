@@ -397,6 +397,34 @@ TEST(FsdpMemory, PackedExamplesMatchThePlanner) {
 // weights as the whole loss for chunks that do and do not divide the micro-batch's tokens, and the
 // measured peak changes by what the planner's timeline says (within 3 % of the peak): it drops for
 // chunks much smaller than the tokens, and rises a little for one chunk of them all.
+// A chunked loss over a small vocabulary: the head's peak is the final norm's (its forward's fp32
+// temporaries, then its backward's three beside the gradient), no longer hidden under the logits.
+// The planner counted neither and was 2-4% under the measured peak.
+TEST(FsdpMemory, ChunkedLossHeadIsTheNormsPeakAsPlanned) {
+  fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();
+  auto world = mpi_world();
+  const plan::ModelSpec spec = grouped_attention_spec(0, 64, 176, 258);
+  for (plan::Precision precision : {plan::Precision::Fp32, plan::Precision::Bf16Mixed, plan::Precision::Bf16Pure}) {
+    SCOPED_TRACE(plan::precision_name(precision));
+    model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat), plan::Attention::Eager);
+    randomize(m, 3);
+    fsdp::FsdpConfig cfg;
+    cfg.stage = plan::Stage::None;
+    cfg.precision = precision;
+    cfg.loss_chunk = 16;
+    fsdp::FsdpModel f(m, *world, cfg);
+    const int64_t mb = 8, seq = 64;
+    const at::Tensor ids = at::randint(0, spec.vocab, {mb, seq}, at::kLong);
+    f.train_step({{ids, ids}}, 1e-3);
+    counter.reset_peak();
+    f.train_step({{ids, ids}}, 1e-3);
+    const plan::StepTimeline planned = plan::step_timeline(spec, fsdp::planned_setup(cfg, world->size(), mb, seq, plan::Attention::Eager));
+    const auto& pp = planned.peak_phase();
+    const double err = double(pp.alive.total() - pp.alive[plan::MemCategory::overhead]) / double(counter.peak()) - 1;
+    EXPECT_LE(std::abs(err), 0.005) << "planned peak in " << pp.name << ", measured " << counter.peak();
+  }
+}
+
 TEST(FsdpMemory, ChunkedLossTrainsLikeTheWholeLossAndHoldsLess) {
   fsdp::CpuMemoryCounter& counter = fsdp::CpuMemoryCounter::install();
   auto world = mpi_world();
@@ -434,9 +462,10 @@ TEST(FsdpMemory, ChunkedLossTrainsLikeTheWholeLossAndHoldsLess) {
     const Run r = run(chunk);
     for (size_t s = 0; s < r.losses.size(); ++s) EXPECT_NEAR(r.losses[s], whole.losses[s], 1e-6 * std::abs(whole.losses[s]));
     for (size_t u = 0; u < r.master.size(); ++u)
-      // (AdamW moves an element by about lr whatever its gradient's size: rounding-level gradient
-      // differences stay 1e-5 of lr 1e-3 here)
-      EXPECT_TRUE(at::allclose(r.master[u], whole.master[u], 0, 1e-5)) << "unit " << u << " max diff " << (r.master[u] - whole.master[u]).abs().max().item<double>() << " of " << whole.master[u].abs().max().item<double>();
+      // (AdamW moves an element by about lr whatever its gradient's size, so where a gradient is near
+      // zero a rounding-level difference moves it by a visible part of lr 1e-3: 1.4e-5 on one CPU,
+      // under 1e-5 on another. A tenth of lr still catches a wrong gradient, which moves by ~lr.)
+      EXPECT_TRUE(at::allclose(r.master[u], whole.master[u], 0, 1e-4)) << "unit " << u << " max diff " << (r.master[u] - whole.master[u]).abs().max().item<double>() << " of " << whole.master[u].abs().max().item<double>();
     const double measured_drop = double(whole.peak - r.peak), planned_drop = whole.planned - r.planned;
     if (world->rank() == 0)
       std::printf("chunk %3lld: peak %lld -> %lld (drop %.0f), planned %.0f -> %.0f (drop %.0f)\n", static_cast<long long>(chunk),
