@@ -442,8 +442,11 @@ std::string absolute_path(const std::string& path) {
 }
 
 // Writes an --emit file, replacing only a file an earlier --emit wrote (it carries kEmittedMarker).
-void write_emitted(const std::string& path, const std::string& text, const std::string& what) {
-  if (file_exists(path)) {
+// --emit writes only over its own files: Error(BadInput) naming the first of `paths` that exists and
+// is not one, before any is written (a half-written set would launch the user's own run.toml).
+void check_emitted_targets(const std::vector<std::string>& paths, const std::string& what) {
+  for (const std::string& path : paths) {
+    if (!file_exists(path)) continue;
     std::string head(512, '\0');  // the marker is in the first lines: no need to read a large file whole
     std::ifstream in(path, std::ios::binary);
     head.resize(size_t(in.read(&head[0], std::streamsize(head.size())).gcount()));
@@ -451,7 +454,6 @@ void write_emitted(const std::string& path, const std::string& text, const std::
     FT_CHECK_ARG(head.find(kEmittedMarker) != std::string::npos || head.find("\n# planned: ") != std::string::npos,
                  what << ": '" << path << "' exists and was not written by ftdist plan; move it away or choose another --emit-dir");
   }
-  write_text_file_atomic(path, text, what);
 }
 
 // The absolute paths --emit's files name: this ftdist binary, the launcher beside its source tree's
@@ -489,18 +491,25 @@ void emit_launch_files(const PlanRequest& req, const Candidate& c, const ModelSo
   const std::string run_toml = run_config_text(req, c, model);  // refuses what ftdist train cannot run, before writing
   const std::string what = "--emit " + emit;
   const LaunchPaths paths = emitted_paths(dir);
+  std::vector<std::pair<std::string, std::string>> files;  // (path, text)
   if (emit == "slurm") {
-    write_emitted(dir + "/ftdist.sbatch", sbatch_text(req, c, paths), what);
-    write_emitted(dir + "/run.toml", run_toml, what);
+    files = {{dir + "/ftdist.sbatch", sbatch_text(req, c, paths)}, {dir + "/run.toml", run_toml}};
+  } else {
+    files = {{dir + "/hostfile", hostfile_text(c)},
+             {dir + "/launch.sh", "#!/bin/bash\n" + std::string(kEmittedMarker) + "\n" + mpirun_command(req, c, paths) + "\n"},
+             {dir + "/run.toml", run_toml}};
+  }
+  std::vector<std::string> targets;
+  for (const auto& f : files) targets.push_back(f.first);
+  check_emitted_targets(targets, what);
+  for (const auto& [path, text] : files) write_text_file_atomic(path, text, what);
+  std::fflush(stdout);  // (the plan printed before the note, where both go to one pipe)
+  if (emit == "slurm")
     std::fprintf(stderr, "wrote %s/ftdist.sbatch and %s/run.toml (set data.train, then: sbatch %s/ftdist.sbatch)\n", dir.c_str(),
                  dir.c_str(), dir.c_str());
-  } else {
-    write_emitted(dir + "/hostfile", hostfile_text(c), what);
-    write_emitted(dir + "/launch.sh", "#!/bin/bash\n" + std::string(kEmittedMarker) + "\n" + mpirun_command(req, c, paths) + "\n", what);
-    write_emitted(dir + "/run.toml", run_toml, what);
+  else
     std::fprintf(stderr, "wrote %s/hostfile, %s/launch.sh and %s/run.toml (set data.train, then: bash %s/launch.sh)\n", dir.c_str(),
                  dir.c_str(), dir.c_str(), dir.c_str());
-  }
 }
 
 }  // namespace
