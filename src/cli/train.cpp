@@ -32,7 +32,7 @@ void print_summary(const train::TrainSummary& s, const train::RunConfig& cfg) {
 int train_main(int argc, char** argv) {
   cxxopts::Options options("ftdist train", "Full-parameter training from a run config (TOML).");
   options.add_options()
-      ("config", "run config TOML (sections model, data, train, parallel, output)", cxxopts::value<std::string>())
+      ("config", "run config TOML (sections model, data, train, parallel, checkpoint, output)", cxxopts::value<std::string>())
       ("set", "override a key: section.key=value (repeatable)", cxxopts::value<std::vector<std::string>>())
       ("help-config", "print every run-config key (type, default, meaning) as Markdown, and exit")
       ("h,help", "this help");

@@ -294,6 +294,16 @@ void apply_override(toml::table& root, const std::string& text) {
   FT_CHECK_ARG(eq != std::string::npos && dot != std::string::npos && dot < eq,
                "--set: expected section.key=value, got '" << text << "'");
   const std::string section = text.substr(0, dot), key = text.substr(dot + 1, eq - dot - 1), value = text.substr(eq + 1);
+  // (said of --set, not of the config file the key never was in)
+  const std::vector<std::string> sections = section_names(), names = key_names(section);
+  const auto close_section = closest_names(section, sections);
+  FT_CHECK_ARG(std::find(sections.begin(), sections.end(), section) != sections.end(),
+               "--set " << excerpt(text) << ": unknown section [" << excerpt(section) << "]"
+                        << (close_section.empty() ? "" : "; did you mean [" + close_section[0] + "]?"));
+  const auto close_key = closest_names(key, names);
+  FT_CHECK_ARG(std::find(names.begin(), names.end(), key) != names.end(),
+               "--set " << excerpt(text) << ": unknown key " << section << "." << excerpt(key)
+                        << (close_key.empty() ? "" : "; did you mean " + section + "." + close_key[0] + "?"));
   toml::table parsed;
   try {
     parsed = toml::parse("v = " + value);
