@@ -1,5 +1,6 @@
 #include "run_log.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,6 +42,14 @@ MetricsLog::MetricsLog(const RunConfig& c, int64_t first_step, bool rank0) : con
   const std::string path = c.output_dir + "/" + c.metrics;
   path_ = path;
   if (first_step > 0) truncate_metrics(path, first_step);
+  // A new run over an earlier run's metrics (the same output.dir, not resumed): kept beside, not lost.
+  struct stat st {};
+  if (first_step == 0 && ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    const std::string kept = path + ".previous";
+    FT_CHECK_ARG(std::rename(path.c_str(), kept.c_str()) == 0,
+                 "output.metrics: cannot move the earlier run's '" << path << "' aside (" << std::strerror(errno) << ")");
+    FT_LOG_WARN("output.metrics: " << path << " held an earlier run's metrics; moved to " << kept << " (replacing any older one)");
+  }
   out_ = std::make_unique<std::ofstream>(path, first_step > 0 ? std::ios::app : std::ios::trunc);
   FT_CHECK_ARG(out_->good(), "output.metrics: cannot write '" << path << "'");
   if (c.tensorboard) tb_ = std::make_unique<TensorBoardWriter>(c.output_dir + "/tb");

@@ -491,6 +491,18 @@ class Cases:
                 assert re.search(r"barrier after writing the checkpoint's rank files \(mpi\) did not finish within 8\.?\d* s "
                                  r"\(FTDIST_IO_TIMEOUT_S", log), log
 
+    def metrics_of_an_earlier_run_kept(self):
+        # A new run (not resumed) into an output.dir holding another run's metrics: moved aside with
+        # a warning, not replaced in silence.
+        out_dir = os.path.join(self.work, "metrics-twice")
+        run(self.train("train.steps=3", f"output.dir={out_dir}"), 0, r"trained 3 steps")
+        first = open(os.path.join(out_dir, "metrics.jsonl")).read()
+        assert first.count("\n") >= 3, first
+        run(self.train("train.steps=2", f"output.dir={out_dir}"), 0,
+            r"output\.metrics: \S*metrics\.jsonl held an earlier run's metrics; moved to \S*metrics\.jsonl\.previous")
+        assert open(os.path.join(out_dir, "metrics.jsonl.previous")).read() == first
+        assert '"step":2' in open(os.path.join(out_dir, "metrics.jsonl")).read().replace(" ", "")
+
 
 def main(argv):
     ftdist, launcher, work = argv[:3]
@@ -501,7 +513,8 @@ def main(argv):
     names = wanted or ["absurd_sizes", "deep_jsonl", "planner_ranges", "latest_elsewhere", "export_keeps_foreign_files",
                        "one_job_per_directory", "one_writer_per_output", "non_finite_weights", "early_and_named_errors", "ranks_disagree", "nothing_to_train",
                        "checkpoint_gaps", "commit_needs_every_rank_file", "metrics_write_fails",
-                       "new_run_from_checkpoint", "slow_export_outlasts_the_timeout", "slow_save_outlasts_the_timeout"]
+                       "new_run_from_checkpoint", "slow_export_outlasts_the_timeout", "slow_save_outlasts_the_timeout",
+                       "metrics_of_an_earlier_run_kept"]
     for name in names:
         t0 = time.time()
         getattr(cases, name)()
