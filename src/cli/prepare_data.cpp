@@ -34,15 +34,17 @@ void print_packing(const std::string& path, int64_t seq_len) {
               static_cast<long long>(packed.num_samples()));
 }
 
-// The first `n` conversations (`messages` lines) as training sees them, one JSON line each: the
-// rendered text and the byte ranges of it that are trained.
+// The first `n` conversations (`messages` lines and TRL's conversational prompt/completion) as
+// training sees them, one JSON line each: the rendered text and the byte ranges of it that are trained.
 void show_conversations(const std::string& input, const data::Tokenizer& tok, int64_t n, bool all_turns) {
   std::ifstream in(input);
   std::string line;
   for (int64_t k = 1, shown = 0; shown < n && std::getline(in, line); ++k) {
     const nlohmann::ordered_json j = nlohmann::ordered_json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("messages")) continue;
-    const data::ChatTokens c = data::chat_tokens(j, input + ":" + std::to_string(k), tok, all_turns);
+    size_t first_trained = 0;
+    const nlohmann::ordered_json conversation = j.is_discarded() ? nullptr : data::conversation_of(j, &first_trained);
+    if (conversation.is_null()) continue;  // (a text or token-id line)
+    const data::ChatTokens c = data::chat_tokens(conversation, input + ":" + std::to_string(k), tok, all_turns, first_trained);
     nlohmann::json spans = nlohmann::json::array();
     int64_t trained = 0;
     for (size_t i = 0; i < c.ids.size(); ++i) {

@@ -423,4 +423,17 @@ ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& wh
   return out;
 }
 
+nlohmann::ordered_json conversation_of(const nlohmann::ordered_json& line, size_t* first_trained) {
+  *first_trained = 0;
+  if (!line.is_object()) return nullptr;
+  if (line.contains("messages")) return line;
+  if (!(line.contains("prompt") && line.contains("completion") && line["prompt"].is_array() && line["completion"].is_array()))
+    return nullptr;
+  nlohmann::ordered_json conversation = line;
+  nlohmann::ordered_json& msgs = conversation["messages"] = line["prompt"];
+  for (const auto& m : line["completion"]) msgs.push_back(m);
+  *first_trained = line["prompt"].size();
+  return conversation;
+}
+
 }  // namespace ftdist::data

@@ -118,13 +118,8 @@ Document parse_line(const std::string& text, const std::string& where, int64_t l
   } else if (j.contains("messages") || (j.contains("prompt") && j.contains("completion"))) {  // rendered with the chat template
     need_vocab(tokenizer, vocab, where);
     // (parsed again with its keys in order: a template's tojson and dict loops follow them)
-    nlohmann::ordered_json conversation = parse_ordered_json(text, where);
-    size_t first_trained = 0;
-    if (!j.contains("messages")) {  // TRL's conversational prompt/completion: the prompt's messages are context
-      nlohmann::ordered_json& msgs = conversation["messages"] = conversation["prompt"];
-      for (const auto& m : conversation["completion"]) msgs.push_back(m);
-      first_trained = conversation["prompt"].size();
-    }
+    size_t first_trained = 0;  // (TRL's conversational prompt/completion: the prompt's messages are context)
+    const nlohmann::ordered_json conversation = conversation_of(parse_ordered_json(text, where), &first_trained);
     const ChatTokens chat = chat_tokens(conversation, where, tokenizer, chat_all_turns, first_trained);
     d.ids = chat.ids;
     for (size_t i = 0; i < d.ids.size(); ++i) d.labels.push_back(chat.trained[i] ? d.ids[i] : -100);

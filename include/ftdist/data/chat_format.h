@@ -111,4 +111,9 @@ struct ChatTokens {
 ChatTokens chat_tokens(const nlohmann::ordered_json& line, const std::string& where, const Tokenizer& tok, bool all_turns,
                        size_t first_trained = 0);
 
+// A data line's conversation as chat_tokens() takes it: the line itself when it holds "messages";
+// TRL's conversational {"prompt": [messages], "completion": [messages]} as one "messages" list,
+// *first_trained the prompt's count (its messages are context). Null for a line of another kind.
+nlohmann::ordered_json conversation_of(const nlohmann::ordered_json& line, size_t* first_trained);
+
 }  // namespace ftdist::data
