@@ -52,7 +52,7 @@ void MpiGroup::barrier_within(const char* what, double seconds) const {
   MPI_Request req = MPI_REQUEST_NULL;
   FT_MPI_CHECK(MPI_Ibarrier(comm_, &req));
   const std::string call = std::string("barrier after ") + what;
-  wait(&req, call.c_str(), seconds, "FTDIST_IO_TIMEOUT_S and the allowance for the bytes written");
+  wait(&req, call.c_str(), seconds, "FTDIST_IO_TIMEOUT_S, at least FTDIST_COMM_TIMEOUT_S, with the allowance for the bytes written");
 }
 
 MpiGroup::MpiGroup(MpiGroup&& other) noexcept

@@ -329,22 +329,21 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp, c
 }
 
 std::vector<std::string> checkpoints_in_save_order(const std::string& root) {
-  std::vector<std::pair<double, std::string>> found;  // (saved at, name)
+  // Checkpoints saved without saved_at (older ones) come first, by step: a copy or a restore changes
+  // file times, so those say nothing of the order; then the others by saved_at (the step breaks ties).
+  std::vector<std::pair<double, std::string>> found;  // (saved at or 0, name)
   for (const std::string& name : list_directory(root)) {
     const std::string meta = root + "/" + name + "/meta.json";
     if (name.rfind("step-", 0) != 0 || !is_checkpoint_dir(root + "/" + name)) continue;
     double at = 0;
     try {
       const json j = parse_json(read_text_file(meta, "checkpoint", uint64_t(64) << 20), meta);
-      if (j.is_object() && j.contains("saved_at") && j["saved_at"].is_number()) at = j["saved_at"].get<double>();
+      if (j.is_object() && j.contains("saved_at") && j["saved_at"].is_number()) at = std::max(0.0, j["saved_at"].get<double>());
     } catch (const Error&) {  // (an unreadable meta.json is reported by whoever loads it)
     }
-    struct stat st {};
-    if (at <= 0 && ::stat(meta.c_str(), &st) == 0) at = double(st.st_mtim.tv_sec) + 1e-9 * double(st.st_mtim.tv_nsec);
     found.push_back({at, name});
   }
-  // (names sort by step: the step breaks ties)
-  std::sort(found.begin(), found.end());
+  std::sort(found.begin(), found.end());  // (names of one width sort by step)
   std::vector<std::string> out;
   for (auto& f : found) out.push_back(std::move(f.second));
   return out;

@@ -45,7 +45,7 @@ std::string toml_quoted(const std::string& text) {
 
 std::string settings_comment(const PlanRequest& req, const Candidate& c) {
   std::ostringstream os;
-  os << kEmittedMarker << "\n# planned: " << comment_safe(req.model.name) << " on " << c.gpus << " x " << req.hardware[c.hardware].gpu.name << " ("
+  os << kEmittedMarker << "\n# planned: " << comment_safe(req.model.name) << " on " << c.gpus << " x " << comment_safe(req.hardware[c.hardware].gpu.name) << " ("
      << c.nodes << " node" << (c.nodes > 1 ? "s" : "") << "), shard " << stage_name(c.setup.stage) << ", micro-batch "
      << c.setup.micro_batch << ", grad-accum " << c.grad_accum << ", checkpointing "
      << activation_checkpointing_text(c.setup.activation_checkpointing, req.model.layers) << ", seq-len " << c.setup.seq_len << "\n";

@@ -45,10 +45,11 @@ MetricsLog::MetricsLog(const RunConfig& c, int64_t first_step, bool rank0) : con
   // A new run over an earlier run's metrics (the same output.dir, not resumed): kept beside, not lost.
   struct stat st {};
   if (first_step == 0 && ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-    const std::string kept = path + ".previous";
+    std::string kept = path + ".previous";  // (never over an older one: .previous.2, .3, ...)
+    for (int k = 2; file_exists(kept); ++k) kept = path + ".previous." + std::to_string(k);
     FT_CHECK_ARG(std::rename(path.c_str(), kept.c_str()) == 0,
                  "output.metrics: cannot move the earlier run's '" << path << "' aside (" << std::strerror(errno) << ")");
-    FT_LOG_WARN("output.metrics: " << path << " held an earlier run's metrics; moved to " << kept << " (replacing any older one)");
+    FT_LOG_WARN("output.metrics: " << path << " held an earlier run's metrics; moved to " << kept);
   }
   out_ = std::make_unique<std::ofstream>(path, first_step > 0 ? std::ios::app : std::ios::trunc);
   FT_CHECK_ARG(out_->good(), "output.metrics: cannot write '" << path << "'");

@@ -352,6 +352,31 @@ TEST(Prune, RollbackKeepsTheResumedRunsSaves) {
   EXPECT_EQ(io::find_latest_checkpoint(root), root + "/" + io::checkpoint_dir_name(5));
 }
 
+// Checkpoints saved before meta.json had saved_at go by step, before any that has it: file times
+// say nothing of the order after a copy (here their meta.json rewritten newest step first).
+TEST(Prune, CheckpointsWithoutSavedAtGoByStep) {
+  auto world = mpi_world();
+  const std::string root = shared_dir(*world, "no-saved-at");
+  const plan::ModelSpec spec = tiny_spec("llama");
+  model::LlamaModel m(spec, at::TensorOptions().dtype(at::kFloat));
+  randomize(m, 5);
+  fsdp::FsdpModel f(m, *world, config(plan::Stage::Full));
+  for (int64_t step : {1, 2, 3}) save_step(root, step, f, *world, "", 0);
+  if (world->rank() == 0)
+    for (int64_t step : {3, 2, 1}) {
+      const std::string meta = root + "/" + io::checkpoint_dir_name(step) + "/meta.json";
+      nlohmann::json j = nlohmann::json::parse(read_text_file(meta, "test"));
+      j.erase("saved_at");
+      write_text_file_atomic(meta, j.dump(2), "test");
+      ::usleep(20000);  // (distinct modification times, newest for step 1)
+    }
+  world->barrier();
+  save_step(root, 4, f, *world, "", 2);
+  if (world->rank() != 0) return;
+  const std::vector<std::string> want = {io::checkpoint_dir_name(3), io::checkpoint_dir_name(4)};
+  EXPECT_EQ(io::checkpoints_in_save_order(root), want);
+}
+
 // Export streams the checkpoint into Hugging Face files cut at the size limit, with an index; the
 // tensors equal the checkpoint's master weights (fp32) or their bf16 rounding.
 TEST(Export, ShardsAndIndex) {

@@ -94,7 +94,7 @@ std::string find_latest_checkpoint(const std::string& root);
 // Whether `dir` looks like an ftdist checkpoint (has meta.json).
 bool is_checkpoint_dir(const std::string& dir);
 // The names of root's complete checkpoints (step-N with meta.json), in the order they were saved
-// (meta.json's saved_at; its modification time where it has none), the newest last. That is the
+// (meta.json's saved_at; those saved without one first, by step), the newest last. That is the
 // order of steps, except after a run resumed from an earlier checkpoint (a rollback): its saves
 // come after the later steps of the run it abandoned, which pruning then removes first.
 std::vector<std::string> checkpoints_in_save_order(const std::string& root);
