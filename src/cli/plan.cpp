@@ -87,6 +87,36 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
+// What more GPUs (or another stage) would do for the closest candidate `c`, which needs `need` bytes.
+std::string gpu_count_advice(const PlanRequest& req, const PlanResult& res, const Candidate& c, uint64_t need) {
+  std::ostringstream os;
+  // More GPUs help only down to what every rank holds whole (a layer gathered, activations,
+  // overheads): from the need on half the GPUs, need(N/2) = F + 2S and need(N) = F + S, that floor
+  // is F = 2 need(N) - need(N/2).
+  uint64_t half_need = 0;
+  for (const Candidate& o : res.candidates)
+    if (o.hardware == c.hardware && o.gpus * 2 == c.gpus && o.needed_bytes() > 0)
+      half_need = half_need == 0 ? o.needed_bytes() : std::min(half_need, o.needed_bytes());
+  const double floor = 2.0 * double(need) - double(half_need);
+  // (0: no half to compare with; `none` holds everything whole on each GPU, however many)
+  const bool more_can_fit = req.stage != Stage::None && (half_need == 0 || floor < double(c.usable_bytes));
+  if (req.stage == Stage::Hybrid)
+    os << " --shard hybrid shards the model states within a node only: without --shard the planner also shards them across "
+          "every GPU.";
+  if (req.stage == Stage::None)
+    os << " --shard none keeps the whole model and its optimizer states on every GPU, so more GPUs will not fit it: without "
+          "--shard the planner also shards them (full, grad-op, optimizer).";
+  else if (!more_can_fit)
+    os << " More GPUs will not fit it: however many, each holds about " << format_gib(std::max(floor, 0.0))
+       << " whole (from " << c.gpus / 2 << " to " << c.gpus << " GPUs the need falls only " << format_gib(double(half_need - need))
+       << ": the gathered layers, activations and overheads stay).";
+  else if (req.gpus || req.nodes)
+    os << " Let the planner choose the GPU count: " << (req.gpus ? "--gpus auto" : "") << (req.gpus && req.nodes ? " and " : "")
+       << (req.nodes ? "leave out --nodes" : "") << ".";
+  else if (c.gpus * 2 > req.max_gpus && req.max_gpus < kMaxRanks) os << " More GPUs than --max-gpus " << req.max_gpus << " may fit: raise it.";
+  return os.str();
+}
+
 // What would fit when nothing does: bigger GPUs from the catalog, offload, adapters.
 std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const GpuCatalog& catalog,
                            const std::vector<AlternativeRow>& alts) {
@@ -114,30 +144,7 @@ std::string what_would_fit(const PlanRequest& req, const PlanResult& res, const 
   if (!bigger.empty())
     os << " GPUs with enough memory for that layout: " << join_or(bigger)
        << (cluster ? " (a cluster file with nodes of them, or --gpu without --cluster)." : " (--gpu).");
-  // More GPUs help only down to what every rank holds whole (a layer gathered, activations,
-  // overheads): from the need on half the GPUs, need(N/2) = F + 2S and need(N) = F + S, that floor
-  // is F = 2 need(N) - need(N/2).
-  uint64_t half_need = 0;
-  for (const Candidate& o : res.candidates)
-    if (o.hardware == c.hardware && o.gpus * 2 == c.gpus && o.needed_bytes() > 0)
-      half_need = half_need == 0 ? o.needed_bytes() : std::min(half_need, o.needed_bytes());
-  const double floor = 2.0 * double(need) - double(half_need);
-  // (0: no half to compare with; `none` holds everything whole on each GPU, however many)
-  const bool more_can_fit = req.stage != Stage::None && (half_need == 0 || floor < double(c.usable_bytes));
-  if (req.stage == Stage::Hybrid)
-    os << " --shard hybrid shards the model states within a node only: without --shard the planner also shards them across "
-          "every GPU.";
-  if (req.stage == Stage::None)
-    os << " --shard none keeps the whole model and its optimizer states on every GPU, so more GPUs will not fit it: without "
-          "--shard the planner also shards them (full, grad-op, optimizer).";
-  else if (!more_can_fit)
-    os << " More GPUs will not fit it: however many, each holds about " << format_gib(std::max(floor, 0.0))
-       << " whole (from " << c.gpus / 2 << " to " << c.gpus << " GPUs the need falls only " << format_gib(double(half_need - need))
-       << ": the gathered layers, activations and overheads stay).";
-  else if (req.gpus || req.nodes)
-    os << " Let the planner choose the GPU count: " << (req.gpus ? "--gpus auto" : "") << (req.gpus && req.nodes ? " and " : "")
-       << (req.nodes ? "leave out --nodes" : "") << ".";
-  else if (c.gpus * 2 > req.max_gpus && req.max_gpus < kMaxRanks) os << " More GPUs than --max-gpus " << req.max_gpus << " may fit: raise it.";
+  os << gpu_count_advice(req, res, c, need);
   // (a --global-batch that leaves a GPU count no layout at all: micro-batch x GPUs must divide it)
   std::set<int> counts, laid_out;
   for (const Candidate& o : res.candidates) {

@@ -93,7 +93,7 @@ class Cases:
             r"no candidate could be laid out: --nodes 3, but 8 GPUs at 8 per node fill 1 node")
         run(plan + ["--examples", "100", "--gpus", "2", "--micro-batch", "2", "--global-batch", "7"], 2,
             r"global batch 7 is not a multiple of micro-batch x ranks = 4")
-        run(plan + ["--seq-len", "1000000000000", "--examples", "10"], 2, r"--seq-len must be 1\.\.16777216")
+        run(plan + ["--seq-len", "1000000000000", "--examples", "10"], 2, r"--seq-len must be 2\.\.16777216")
         out, _ = run(plan + ["--seq-len", "16000000", "--micro-batch", "65536", "--examples", "1e9", "--json"], 3, r"no candidate fits")
         doc = json.loads(out[:out.rfind("}") + 1])
         for c in doc["candidates"]:
